@@ -1,0 +1,61 @@
+// Package history stores accepted messages per room, so viewers who join see
+// what was just said, viewers who reconnect get exactly the gap after their
+// last seq, and recorded streams can replay their danmaku by time.
+//
+// Memory is the embedded default; pkg/history/chstore keeps history in
+// ClickHouse. Both pass the shared suite in pkg/history/historytest.
+package history
+
+import (
+	"context"
+	"errors"
+
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+)
+
+// Errors.
+var (
+	ErrClosed = errors.New("history: closed")
+)
+
+// Filter selects messages of one room. Results are always ascending by seq.
+type Filter struct {
+	// AfterSeq returns messages with seq > AfterSeq.
+	AfterSeq uint64
+	// FromMs and ToMs, when non-zero, bound the message time (TS, Unix ms):
+	// FromMs <= ts < ToMs.
+	FromMs, ToMs int64
+	// Limit caps the number of messages. Zero means no limit.
+	Limit int
+	// Tail returns the newest Limit messages matching the filter instead of
+	// the oldest (still in ascending order).
+	Tail bool
+	// IncludeDeleted also returns deleted messages, marked Deleted.
+	IncludeDeleted bool
+}
+
+// Store appends and reads messages. Implementations are safe for concurrent
+// use. Append is idempotent per (room, seq): writing a message again (a
+// redelivery after a crash) leaves one copy.
+type Store interface {
+	// Append stores messages; each carries its Room and Seq.
+	Append(ctx context.Context, msgs []protocol.Message) error
+	// Range returns messages of room matching f, ascending by seq.
+	Range(ctx context.Context, room string, f Filter) ([]protocol.Message, error)
+}
+
+// Deleter is implemented by stores that honour deletions: deleted messages
+// are left out of Range unless Filter.IncludeDeleted is set.
+type Deleter interface {
+	// Delete marks messages of room deleted; it reports how many existed.
+	Delete(ctx context.Context, room string, seqs []uint64) (int, error)
+	// Purge marks every message of uid in room with TS >= sinceMs deleted
+	// and returns their seqs.
+	Purge(ctx context.Context, room, uid string, sinceMs int64) ([]uint64, error)
+}
+
+// LastSeqer is implemented by stores that can tell a room's highest stored
+// seq (used to continue seq numbering after a restart).
+type LastSeqer interface {
+	LastSeq(ctx context.Context, room string) (uint64, error)
+}

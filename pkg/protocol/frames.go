@@ -1,0 +1,244 @@
+package protocol
+
+import (
+	"github.com/bytedance/sonic"
+)
+
+// json is the sonic configuration used for every frame: standard-compatible
+// output (so any JSON parser reads it) without HTML escaping.
+var json = sonic.Config{NoQuoteTextMarshaler: true}.Froze()
+
+// ClientFrame is a decoded client → server frame. Which fields are set
+// depends on Op; DecodeClient has validated them.
+type ClientFrame struct {
+	Op   string `json:"op"`
+	Room string `json:"room,omitempty"`
+	// Resume, on join, asks for every message after this seq.
+	Resume *uint64 `json:"resume,omitempty"`
+	// ID is the sender's unique message id on send.
+	ID string `json:"id,omitempty"`
+	// Text is the message text on send, already cleaned by CleanText.
+	Text string `json:"text,omitempty"`
+}
+
+// DecodeClient parses and validates one client frame. The returned error has
+// CodeInvalid for malformed JSON or fields, CodeBadOp for an unknown op, and
+// CodeTooLong for text past MaxTextRunes. On a send with a valid id but bad
+// text, the frame is returned with its ID and Room so the reject can name them.
+func DecodeClient(b []byte) (ClientFrame, *Error) {
+	var f ClientFrame
+	if len(b) == 0 || b[0] != '{' {
+		return f, &Error{Code: CodeInvalid, Message: "frame must be a JSON object"}
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return ClientFrame{}, &Error{Code: CodeInvalid, Message: "malformed JSON"}
+	}
+	switch f.Op {
+	case OpPing:
+		return f, nil
+	case OpJoin, OpLeave:
+		if !ValidRoom(f.Room) {
+			return f, &Error{Code: CodeInvalid, Message: "room must match [A-Za-z0-9_-]{1,64}"}
+		}
+		if f.Op == OpLeave {
+			f.Resume = nil
+		}
+		return f, nil
+	case OpSend:
+		if !ValidRoom(f.Room) {
+			return f, &Error{Code: CodeInvalid, Message: "room must match [A-Za-z0-9_-]{1,64}"}
+		}
+		if !ValidID(f.ID) {
+			return f, &Error{Code: CodeInvalid, Message: "id must be 1-64 printable ASCII characters"}
+		}
+		text, err := CleanText(f.Text)
+		if err != nil {
+			return f, err
+		}
+		f.Text = text
+		return f, nil
+	case "":
+		return f, &Error{Code: CodeInvalid, Message: "missing op"}
+	default:
+		return f, &Error{Code: CodeBadOp, Message: "unknown op"}
+	}
+}
+
+// ServerFrame is any server → client frame, with the union of all fields.
+// Clients (pkg/client, the bench harness) decode into it; servers encode the
+// specific types below, which leave out the fields an op does not use.
+type ServerFrame struct {
+	Op           string    `json:"op"`
+	Room         string    `json:"room,omitempty"`
+	Seq          uint64    `json:"seq,omitempty"`
+	Online       int       `json:"online,omitempty"`
+	Msgs         []Message `json:"msgs,omitempty"`
+	Complete     bool      `json:"complete,omitempty"`
+	ID           string    `json:"id,omitempty"`
+	Held         bool      `json:"held,omitempty"`
+	Code         Code      `json:"code,omitempty"`
+	RetryAfterMs int64     `json:"retry_after_ms,omitempty"`
+	Seqs         []uint64  `json:"seqs,omitempty"`
+	UID          string    `json:"uid,omitempty"`
+	Count        int       `json:"count,omitempty"`
+	Text         string    `json:"text,omitempty"`
+	Reason       string    `json:"reason,omitempty"`
+	AfterMs      int64     `json:"after_ms,omitempty"`
+	Message      string    `json:"message,omitempty"`
+}
+
+// DecodeServer parses a server frame (used by clients).
+func DecodeServer(b []byte) (ServerFrame, error) {
+	var f ServerFrame
+	err := json.Unmarshal(b, &f)
+	return f, err
+}
+
+// Joined answers a join: the room's current seq and online count.
+type Joined struct {
+	Op     string `json:"op"`
+	Room   string `json:"room"`
+	Seq    uint64 `json:"seq"`
+	Online int    `json:"online"`
+}
+
+// History carries recent messages after a join, or the gap after resume.
+// Complete is false when the gap could not be filled entirely.
+type History struct {
+	Op       string    `json:"op"`
+	Room     string    `json:"room"`
+	Msgs     []Message `json:"msgs"`
+	Complete bool      `json:"complete"`
+}
+
+// Batch carries accepted messages of one room, seq strictly increasing.
+type Batch struct {
+	Op   string    `json:"op"`
+	Room string    `json:"room"`
+	Msgs []Message `json:"msgs"`
+}
+
+// Ack confirms a send: with Seq when it was accepted, with Held when it
+// waits for a moderator.
+type Ack struct {
+	Op   string `json:"op"`
+	ID   string `json:"id"`
+	Room string `json:"room"`
+	Seq  uint64 `json:"seq,omitempty"`
+	Held bool   `json:"held,omitempty"`
+}
+
+// Reject refuses a send with a code.
+type Reject struct {
+	Op           string `json:"op"`
+	ID           string `json:"id"`
+	Room         string `json:"room"`
+	Code         Code   `json:"code"`
+	RetryAfterMs int64  `json:"retry_after_ms,omitempty"`
+	Message      string `json:"message,omitempty"`
+}
+
+// Delete retracts messages from every viewer's screen.
+type Delete struct {
+	Op   string   `json:"op"`
+	Room string   `json:"room"`
+	Seqs []uint64 `json:"seqs"`
+}
+
+// Purge retracts every recent message of a user (after a ban or timeout).
+type Purge struct {
+	Op   string `json:"op"`
+	Room string `json:"room"`
+	UID  string `json:"uid"`
+}
+
+// Online reports a room's viewer count.
+type Online struct {
+	Op    string `json:"op"`
+	Room  string `json:"room"`
+	Count int    `json:"count"`
+}
+
+// Notice is a system line for a room (settings changed, slow mode on, ...).
+type Notice struct {
+	Op   string `json:"op"`
+	Room string `json:"room"`
+	Text string `json:"text"`
+}
+
+// Kicked precedes a close with CloseKicked.
+type Kicked struct {
+	Op     string `json:"op"`
+	Reason string `json:"reason"`
+}
+
+// Reconnect asks the client to reconnect after AfterMs (graceful drain);
+// a close 1001 follows.
+type Reconnect struct {
+	Op      string `json:"op"`
+	AfterMs int64  `json:"after_ms"`
+}
+
+// ErrorFrame reports a request the server could not serve.
+type ErrorFrame struct {
+	Op      string `json:"op"`
+	Code    Code   `json:"code"`
+	Message string `json:"message,omitempty"`
+}
+
+// Encode marshals a frame. Frames are plain structs, so it cannot fail for
+// the types of this package; a failure returns an error frame.
+func Encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return []byte(`{"op":"error","code":"internal"}`)
+	}
+	return b
+}
+
+// EncodeBatch encodes a batch frame for room. Room is cleared in each
+// message (the frame names it once) without touching the caller's slice.
+func EncodeBatch(room string, msgs []Message) []byte {
+	return Encode(Batch{Op: OpBatch, Room: room, Msgs: stripRoom(msgs)})
+}
+
+// EncodeHistory encodes a history frame for room.
+func EncodeHistory(room string, msgs []Message, complete bool) []byte {
+	if msgs == nil {
+		msgs = []Message{}
+	}
+	return Encode(History{Op: OpHistory, Room: room, Msgs: stripRoom(msgs), Complete: complete})
+}
+
+// EncodeReject encodes a reject frame from an *Error.
+func EncodeReject(id, room string, e *Error) []byte {
+	r := Reject{Op: OpReject, ID: id, Room: room, Code: e.Code, Message: e.Message}
+	if e.RetryAfter > 0 {
+		r.RetryAfterMs = int64((e.RetryAfter + 999999) / 1e6)
+	}
+	return Encode(r)
+}
+
+// EncodeError encodes an error frame.
+func EncodeError(e *Error) []byte {
+	return Encode(ErrorFrame{Op: OpError, Code: e.Code, Message: e.Message})
+}
+
+func stripRoom(msgs []Message) []Message {
+	need := false
+	for i := range msgs {
+		if msgs[i].Room != "" {
+			need = true
+			break
+		}
+	}
+	if !need {
+		return msgs
+	}
+	out := make([]Message, len(msgs))
+	copy(out, msgs)
+	for i := range out {
+		out[i].Room = ""
+	}
+	return out
+}
