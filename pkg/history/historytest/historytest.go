@@ -1,0 +1,316 @@
+// Package historytest is the shared test suite for history.Store
+// implementations. Every store runs it: the in-memory default and
+// pkg/history/chstore against a real ClickHouse.
+package historytest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/history"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+)
+
+// baseMs is the TS of seq 0 in the messages the suite writes: a recent,
+// fixed-offset time so stores that partition or expire by time keep them.
+var baseMs = time.Now().Add(-time.Hour).UnixMilli() / 1000 * 1000
+
+var roomCounter atomic.Uint64
+
+// room returns a room id unique to this test run, so suites sharing a
+// database never see each other's rows.
+func room(name string) string {
+	return fmt.Sprintf("%s-%d-%d", name, time.Now().UnixNano()%1e9, roomCounter.Add(1))
+}
+
+// msg returns message seq of room sent by uid, at baseMs + seq seconds.
+func msg(room string, seq uint64, uid string) protocol.Message {
+	return protocol.Message{
+		Room: room,
+		Seq:  seq,
+		ID:   fmt.Sprintf("id-%d", seq),
+		UID:  uid,
+		Name: "name-" + uid,
+		Text: fmt.Sprintf("text %d ✓", seq),
+		TS:   baseMs + int64(seq)*1000,
+	}
+}
+
+// msgs returns messages from..to (inclusive) of room sent by "u".
+func msgs(room string, from, to uint64) []protocol.Message {
+	var out []protocol.Message
+	for s := from; s <= to; s++ {
+		out = append(out, msg(room, s, "u"))
+	}
+	return out
+}
+
+func seqs(ms []protocol.Message) []uint64 {
+	out := []uint64{}
+	for _, m := range ms {
+		out = append(out, m.Seq)
+	}
+	return out
+}
+
+func span(from, to uint64) []uint64 {
+	out := []uint64{}
+	for s := from; s <= to; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mustAppend(t *testing.T, s history.Store, ms []protocol.Message) {
+	t.Helper()
+	if err := s.Append(ctxT(t), ms); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+}
+
+func mustRange(t *testing.T, s history.Store, room string, f history.Filter) []protocol.Message {
+	t.Helper()
+	got, err := s.Range(ctxT(t), room, f)
+	if err != nil {
+		t.Fatalf("Range(%+v): %v", f, err)
+	}
+	return got
+}
+
+func wantSeqs(t *testing.T, s history.Store, room string, f history.Filter, want []uint64) {
+	t.Helper()
+	if got := seqs(mustRange(t, s, room, f)); !slices.Equal(got, want) {
+		t.Errorf("Range(%+v) seqs = %v, want %v", f, got, want)
+	}
+}
+
+// Run runs the suite. newStore returns a store for one subtest; it may
+// return the same store every time, since every subtest uses its own rooms.
+func Run(t *testing.T, newStore func(t *testing.T) history.Store) {
+	t.Run("RoundTrip", func(t *testing.T) {
+		s := newStore(t)
+		r := room("rt")
+		m := protocol.Message{Room: r, Seq: 1, ID: "m-1", UID: "u1", Name: "Ann ✓", Text: "hello \"world\" 弹幕",
+			TS: baseMs, Kind: protocol.KindHighlight, Role: "mod", Color: "#ff0000"}
+		mustAppend(t, s, []protocol.Message{m})
+		got := mustRange(t, s, r, history.Filter{})
+		if len(got) != 1 || got[0] != m {
+			t.Fatalf("Range = %+v, want [%+v]", got, m)
+		}
+	})
+
+	t.Run("AfterSeqLimit", func(t *testing.T) {
+		s := newStore(t)
+		r := room("asl")
+		mustAppend(t, s, msgs(r, 11, 20)) // out of order across calls
+		mustAppend(t, s, msgs(r, 1, 10))
+		cases := []struct {
+			name string
+			f    history.Filter
+			want []uint64
+		}{
+			{"all", history.Filter{}, span(1, 20)},
+			{"after0limit3", history.Filter{Limit: 3}, span(1, 3)},
+			{"after5limit3", history.Filter{AfterSeq: 5, Limit: 3}, span(6, 8)},
+			{"after18limit10", history.Filter{AfterSeq: 18, Limit: 10}, span(19, 20)},
+			{"after19", history.Filter{AfterSeq: 19}, span(20, 20)},
+			{"after20", history.Filter{AfterSeq: 20}, []uint64{}},
+			{"after100", history.Filter{AfterSeq: 100, Limit: 5}, []uint64{}},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) { wantSeqs(t, s, r, c.f, c.want) })
+		}
+	})
+
+	t.Run("Tail", func(t *testing.T) {
+		s := newStore(t)
+		r := room("tail")
+		mustAppend(t, s, msgs(r, 1, 20))
+		cases := []struct {
+			name string
+			f    history.Filter
+			want []uint64
+		}{
+			{"newest5", history.Filter{Tail: true, Limit: 5}, span(16, 20)},
+			{"newest1", history.Filter{Tail: true, Limit: 1}, span(20, 20)},
+			{"moreThanStored", history.Filter{Tail: true, Limit: 50}, span(1, 20)},
+			{"afterSeqCaps", history.Filter{Tail: true, AfterSeq: 17, Limit: 5}, span(18, 20)},
+			{"afterSeqWide", history.Filter{Tail: true, AfterSeq: 3, Limit: 5}, span(16, 20)},
+			{"withTimeRange", history.Filter{Tail: true, Limit: 3, FromMs: baseMs + 5000, ToMs: baseMs + 10000}, span(7, 9)},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) { wantSeqs(t, s, r, c.f, c.want) })
+		}
+	})
+
+	t.Run("TimeRange", func(t *testing.T) {
+		s := newStore(t)
+		r := room("time")
+		mustAppend(t, s, msgs(r, 1, 20)) // TS of seq n is baseMs + n s
+		cases := []struct {
+			name string
+			f    history.Filter
+			want []uint64
+		}{
+			{"fromInclusiveToExclusive", history.Filter{FromMs: baseMs + 5000, ToMs: baseMs + 10000}, span(5, 9)},
+			{"fromBetween", history.Filter{FromMs: baseMs + 5001, ToMs: baseMs + 10001}, span(6, 10)},
+			{"fromOnly", history.Filter{FromMs: baseMs + 18000}, span(18, 20)},
+			{"toOnly", history.Filter{ToMs: baseMs + 3000}, span(1, 2)},
+			{"withLimit", history.Filter{FromMs: baseMs + 5000, Limit: 2}, span(5, 6)},
+			{"withAfterSeq", history.Filter{FromMs: baseMs + 5000, ToMs: baseMs + 10000, AfterSeq: 7}, span(8, 9)},
+			{"empty", history.Filter{FromMs: baseMs + 100000}, []uint64{}},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) { wantSeqs(t, s, r, c.f, c.want) })
+		}
+	})
+
+	t.Run("IdempotentAppend", func(t *testing.T) {
+		s := newStore(t)
+		r := room("idem")
+		mustAppend(t, s, msgs(r, 1, 5))
+		mustAppend(t, s, msgs(r, 1, 5))
+		mustAppend(t, s, append(msgs(r, 3, 6), msgs(r, 6, 6)...)) // overlap and a duplicate within one call
+		got := mustRange(t, s, r, history.Filter{})
+		if !slices.Equal(seqs(got), span(1, 6)) {
+			t.Fatalf("seqs = %v, want 1..6 once each", seqs(got))
+		}
+		for _, m := range got {
+			if m != msg(r, m.Seq, "u") {
+				t.Errorf("message %d = %+v, want %+v", m.Seq, m, msg(r, m.Seq, "u"))
+			}
+		}
+		wantSeqs(t, s, r, history.Filter{Tail: true, Limit: 2}, span(5, 6))
+	})
+
+	t.Run("RoomsIsolated", func(t *testing.T) {
+		s := newStore(t)
+		a, b := room("iso-a"), room("iso-b")
+		mustAppend(t, s, append(msgs(a, 1, 3), msgs(b, 1, 5)...))
+		wantSeqs(t, s, a, history.Filter{}, span(1, 3))
+		wantSeqs(t, s, b, history.Filter{}, span(1, 5))
+		for _, m := range mustRange(t, s, a, history.Filter{}) {
+			if m.Room != a {
+				t.Errorf("Range(%q) returned a message of room %q", a, m.Room)
+			}
+		}
+	})
+
+	t.Run("EmptyRoom", func(t *testing.T) {
+		s := newStore(t)
+		r := room("empty")
+		for _, f := range []history.Filter{{}, {Limit: 10}, {Tail: true, Limit: 10}, {FromMs: 1, ToMs: baseMs * 2}} {
+			if got := mustRange(t, s, r, f); len(got) != 0 {
+				t.Errorf("Range(%+v) of an empty room = %v, want none", f, got)
+			}
+		}
+		if err := s.Append(ctxT(t), nil); err != nil {
+			t.Errorf("Append(nil) = %v, want nil", err)
+		}
+	})
+
+	t.Run("Delete", func(t *testing.T) {
+		s := newStore(t)
+		d, ok := s.(history.Deleter)
+		if !ok {
+			t.Skip("store does not implement history.Deleter")
+		}
+		r := room("del")
+		mustAppend(t, s, msgs(r, 1, 10))
+		n, err := d.Delete(ctxT(t), r, []uint64{2, 3, 10, 99})
+		if err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+		if n != 3 {
+			t.Errorf("Delete reported %d, want 3 (seq 99 does not exist)", n)
+		}
+		wantSeqs(t, s, r, history.Filter{}, []uint64{1, 4, 5, 6, 7, 8, 9})
+		wantSeqs(t, s, r, history.Filter{Tail: true, Limit: 3}, []uint64{7, 8, 9})
+		wantSeqs(t, s, r, history.Filter{Limit: 3}, []uint64{1, 4, 5})
+		all := mustRange(t, s, r, history.Filter{IncludeDeleted: true})
+		if !slices.Equal(seqs(all), span(1, 10)) {
+			t.Fatalf("IncludeDeleted seqs = %v, want 1..10", seqs(all))
+		}
+		for _, m := range all {
+			wantDel := m.Seq == 2 || m.Seq == 3 || m.Seq == 10
+			want := msg(r, m.Seq, "u")
+			want.Deleted = wantDel
+			if m != want {
+				t.Errorf("IncludeDeleted message %d = %+v, want %+v", m.Seq, m, want)
+			}
+		}
+		// A redelivered message does not come back to life.
+		mustAppend(t, s, msgs(r, 1, 10))
+		wantSeqs(t, s, r, history.Filter{}, []uint64{1, 4, 5, 6, 7, 8, 9})
+		if n, err := d.Delete(ctxT(t), room("del-none"), []uint64{1}); err != nil || n != 0 {
+			t.Errorf("Delete in an empty room = %d, %v; want 0, nil", n, err)
+		}
+	})
+
+	t.Run("Purge", func(t *testing.T) {
+		s := newStore(t)
+		d, ok := s.(history.Deleter)
+		if !ok {
+			t.Skip("store does not implement history.Deleter")
+		}
+		r, other := room("purge"), room("purge-other")
+		var ms []protocol.Message
+		for seq := uint64(1); seq <= 10; seq++ {
+			uid := "good"
+			if seq%2 == 0 {
+				uid = "bad"
+			}
+			ms = append(ms, msg(r, seq, uid), msg(other, seq, uid))
+		}
+		mustAppend(t, s, ms)
+		got, err := d.Purge(ctxT(t), r, "bad", baseMs+4000) // TS >= seq 4's
+		if err != nil {
+			t.Fatalf("Purge: %v", err)
+		}
+		if want := []uint64{4, 6, 8, 10}; !slices.Equal(got, want) {
+			t.Errorf("Purge = %v, want %v", got, want)
+		}
+		wantSeqs(t, s, r, history.Filter{}, []uint64{1, 2, 3, 5, 7, 9})
+		wantSeqs(t, s, other, history.Filter{}, span(1, 10))
+		got, err = d.Purge(ctxT(t), r, "nobody", 0)
+		if err != nil || len(got) != 0 {
+			t.Errorf("Purge of an unknown uid = %v, %v; want none", got, err)
+		}
+	})
+
+	t.Run("LastSeq", func(t *testing.T) {
+		s := newStore(t)
+		l, ok := s.(history.LastSeqer)
+		if !ok {
+			t.Skip("store does not implement history.LastSeqer")
+		}
+		r := room("last")
+		if n, err := l.LastSeq(ctxT(t), r); err != nil || n != 0 {
+			t.Fatalf("LastSeq of an empty room = %d, %v; want 0, nil", n, err)
+		}
+		mustAppend(t, s, msgs(r, 5, 9))
+		mustAppend(t, s, msgs(r, 1, 4))
+		mustAppend(t, s, msgs(room("last-other"), 1, 50))
+		if n, err := l.LastSeq(ctxT(t), r); err != nil || n != 9 {
+			t.Fatalf("LastSeq = %d, %v; want 9, nil", n, err)
+		}
+		if d, ok := s.(history.Deleter); ok {
+			if _, err := d.Delete(ctxT(t), r, []uint64{9}); err != nil {
+				t.Fatalf("Delete: %v", err)
+			}
+			if n, err := l.LastSeq(ctxT(t), r); err != nil || n != 9 {
+				t.Errorf("LastSeq after deleting the newest = %d, %v; want 9 (seqs are never reused)", n, err)
+			}
+		}
+	})
+}
