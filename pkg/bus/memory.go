@@ -5,7 +5,10 @@ import (
 	"sync"
 )
 
-var _ Bus = (*Memory)(nil)
+var (
+	_ Bus        = (*Memory)(nil)
+	_ Rebalancer = (*memConsumer)(nil)
+)
 
 // MemoryConfig configures the in-memory bus.
 type MemoryConfig struct {
@@ -274,6 +277,17 @@ func (c *memConsumer) Fetch(ctx context.Context) ([]Record, error) {
 		case <-wait:
 		}
 	}
+}
+
+// Generation returns the group generation the latest Fetch synced to; see
+// Rebalancer.
+func (c *memConsumer) Generation() int64 {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	if c.group == nil || c.gen < 0 {
+		return 0
+	}
+	return int64(c.gen)
 }
 
 func (c *memConsumer) Commit(ctx context.Context, recs ...Record) error {
