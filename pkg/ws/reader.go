@@ -217,7 +217,9 @@ func (r *Reader) Next(buf []byte) (msg Message, n int, ok bool, err error) {
 	// caller discards it) and unmask the copy.
 	f := r.frag
 	if f == nil {
-		f = &fragment{op: op, compressed: rsv1}
+		// Room for a few fragments of this size up front.
+		f = &fragment{op: op, compressed: rsv1,
+			buf: make([]byte, 0, min(r.maxMessage(), max(4*len(payload), 512)))}
 	}
 	start := len(f.buf)
 	f.buf = append(f.buf, payload...)
