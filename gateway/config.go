@@ -1,0 +1,186 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/history"
+	"github.com/danmaku-live/danmaku/pkg/presence"
+)
+
+// Config configures a gateway. It is passed by value to New; zero values
+// take the defaults documented on each field.
+type Config struct {
+	// Addr is the WebSocket listen address, host:port. Zero value means
+	// "127.0.0.1:8090".
+	Addr string
+	// ID names this gateway on the bus (replies are addressed to it) and in
+	// presence. Zero value means "gw-<hostname>-<pid>".
+	ID string
+	// Loops is the number of event loops. Zero value means one per CPU.
+	Loops int
+	// ReusePort sets SO_REUSEPORT so several gateway processes share Addr.
+	ReusePort bool
+
+	// Bus carries sends to logic and batches, replies and control events
+	// back. Required.
+	Bus bus.Bus
+	// History serves joins and resumes older than the gateway's memory.
+	// Required.
+	History history.Store
+	// Presence receives this gateway's per-room counts. Nil means counts
+	// stay local.
+	Presence presence.Presence
+	// Signer verifies tokens. Required.
+	Signer *auth.Signer
+
+	// MaxConns caps open connections, handshakes included. Zero value
+	// means the process's open-file limit minus 512 (gnet's engine stops
+	// on EMFILE, so the cap must stay below it).
+	MaxConns int
+	// MaxConnsPerIP caps connections from one remote address. Zero value
+	// means 1024; negative means no cap.
+	MaxConnsPerIP int
+	// AllowedOrigins lists the Origin values browsers may connect from
+	// (exact match, e.g. "https://example.com"). Empty means any origin.
+	// Requests without an Origin header (non-browser clients) are allowed.
+	AllowedOrigins []string
+	// MaxRoomsPerConn caps the rooms one connection may join. Zero value
+	// means 16.
+	MaxRoomsPerConn int
+	// MaxMessage is the largest client WebSocket message in bytes; larger
+	// ones close the connection with 1009. Zero value means 4096.
+	MaxMessage int
+
+	// HandshakeTimeout closes connections that have not completed the
+	// upgrade in time (slowloris). Zero value means 5s.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes connections that sent nothing (no frame, no pong)
+	// for this long with close code 4002. The gateway pings connections
+	// silent for half of it. Zero value means 60s.
+	IdleTimeout time.Duration
+	// SoftOutbound is the per-connection outbound backlog in bytes past
+	// which batches are dropped for that viewer (it sees a seq gap and
+	// resumes). Zero value means 256 KiB.
+	SoftOutbound int
+	// HardOutbound is the backlog past which the viewer is closed as a
+	// slow consumer (4000). Zero value means 1 MiB.
+	HardOutbound int
+
+	// HistoryOnJoin is how many recent messages a join without resume
+	// gets. Zero value means 50.
+	HistoryOnJoin int
+	// MaxResume is the largest gap a resume fills; a larger gap gets the
+	// newest MaxResume messages with complete:false. Zero value means 1000.
+	MaxResume int
+	// RingSize is how many recent messages per room the gateway keeps in
+	// memory for joins and resumes. Zero value means 1024.
+	RingSize int
+	// IngestQueue bounds sends waiting to be published; when full, sends
+	// are rejected "unavailable". Zero value means 8192.
+	IngestQueue int
+	// PresenceInterval is how often counts are reported and online frames
+	// sent. Zero value means 2s.
+	PresenceInterval time.Duration
+	// DrainTimeout bounds Shutdown: clients get reconnect at once and are
+	// closed with 1001 within it. Zero value means 10s.
+	DrainTimeout time.Duration
+
+	// Logger receives logs. Zero value means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the gateway's metrics. Nil means they are not
+	// registered.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8090"
+	}
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		c.ID = "gw-" + host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = fileLimit() - 512
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = 1024
+	}
+	if c.MaxRoomsPerConn == 0 {
+		c.MaxRoomsPerConn = 16
+	}
+	if c.MaxMessage == 0 {
+		c.MaxMessage = 4096
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 5 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 60 * time.Second
+	}
+	if c.SoftOutbound == 0 {
+		c.SoftOutbound = 256 << 10
+	}
+	if c.HardOutbound == 0 {
+		c.HardOutbound = 1 << 20
+	}
+	if c.HistoryOnJoin == 0 {
+		c.HistoryOnJoin = 50
+	}
+	if c.MaxResume == 0 {
+		c.MaxResume = 1000
+	}
+	if c.RingSize == 0 {
+		c.RingSize = 1024
+	}
+	if c.IngestQueue == 0 {
+		c.IngestQueue = 8192
+	}
+	if c.PresenceInterval == 0 {
+		c.PresenceInterval = 2 * time.Second
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports a configuration New cannot run with.
+func (c *Config) Validate() error {
+	switch {
+	case c.Bus == nil:
+		return errors.New("gateway: Config.Bus is required")
+	case c.History == nil:
+		return errors.New("gateway: Config.History is required")
+	case c.Signer == nil:
+		return errors.New("gateway: Config.Signer is required")
+	case c.MaxConns <= 0:
+		return fmt.Errorf("gateway: MaxConns %d must be positive", c.MaxConns)
+	case c.SoftOutbound > c.HardOutbound:
+		return fmt.Errorf("gateway: SoftOutbound %d exceeds HardOutbound %d", c.SoftOutbound, c.HardOutbound)
+	case c.HistoryOnJoin > c.RingSize:
+		return fmt.Errorf("gateway: HistoryOnJoin %d exceeds RingSize %d", c.HistoryOnJoin, c.RingSize)
+	}
+	return nil
+}
+
+// fileLimit returns the soft RLIMIT_NOFILE of the process.
+func fileLimit() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<30 {
+		return 1 << 20
+	}
+	return int(rl.Cur)
+}

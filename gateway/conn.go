@@ -1,0 +1,360 @@
+package gateway
+
+import (
+	"errors"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws"
+)
+
+// Connection states.
+const (
+	stateHandshake uint8 = iota // waiting for the HTTP upgrade request
+	stateOpen                   // WebSocket open
+	stateClosing                // close frame sent or connection aborted
+)
+
+// maxBadFrames is how many malformed frames (bad JSON, unknown ops) a
+// connection may send per sweep interval before it is closed with 4003.
+const maxBadFrames = 20
+
+// conn is one client connection. It is owned by its event loop: every field
+// is read and written only on that loop (gnet callbacks and tasks run with
+// loop.execute), except id, which is immutable.
+type conn struct {
+	s     *Server
+	gc    gnet.Conn
+	lp    *loop
+	id    uint64
+	ip    netip.Addr
+	state uint8
+	bad   uint8
+	// pinged is set when the gateway sent a ping to a quiet connection.
+	pinged bool
+	pos    int // index in lp.conns
+	rd     ws.Reader
+	claims *auth.Claims // nil for anonymous viewers
+	rooms  []*member
+	// Times in Unix ms (from the coarse clock).
+	opened   int64
+	lastRecv int64
+	closeAt  int64 // drain: close with 1001 at this time; 0 = not draining
+	// registered is set once the conn is in the server's sender registry.
+	registered bool
+}
+
+// onTraffic handles readable input. Runs on the loop.
+func (c *conn) onTraffic() gnet.Action {
+	for c.state != stateClosing {
+		n := c.gc.InboundBuffered()
+		if n == 0 {
+			return gnet.None
+		}
+		buf, err := c.gc.Peek(n)
+		if err != nil {
+			return gnet.None
+		}
+		var used int
+		if c.state == stateHandshake {
+			used = c.handshake(buf)
+		} else {
+			used = c.frames(buf)
+		}
+		if used <= 0 {
+			break
+		}
+		_, _ = c.gc.Discard(used)
+	}
+	if c.state == stateClosing {
+		// Drop unread input; the close is on its way.
+		if n := c.gc.InboundBuffered(); n > 0 {
+			_, _ = c.gc.Discard(n)
+		}
+	}
+	return gnet.None
+}
+
+// handshake parses the upgrade request. It returns the bytes consumed (0
+// when more are needed).
+func (c *conn) handshake(buf []byte) int {
+	s := c.s
+	h, n, err := ws.ParseUpgrade(buf, 8192)
+	if errors.Is(err, ws.ErrNeedMore) {
+		return 0
+	}
+	var he *ws.HandshakeError
+	if errors.As(err, &he) {
+		c.reject(he.Status, he.Message, he.Header)
+		return len(buf)
+	}
+	if err != nil {
+		c.reject(400, "bad request", "")
+		return len(buf)
+	}
+	if h.Path != "/ws" {
+		c.reject(404, "not found: the WebSocket endpoint is /ws", "")
+		return len(buf)
+	}
+	if len(s.cfg.AllowedOrigins) > 0 && h.Origin != "" && !s.originAllowed(h.Origin) {
+		c.reject(403, "origin not allowed", "")
+		return len(buf)
+	}
+	if s.draining.Load() {
+		c.reject(503, "server draining, reconnect elsewhere", "Retry-After: 1\r\n")
+		return len(buf)
+	}
+	q, qerr := url.ParseQuery(h.RawQuery)
+	if qerr != nil {
+		c.reject(400, "malformed query", "")
+		return len(buf)
+	}
+	token := q.Get("token")
+	if token == "" {
+		if a := h.Authorization; len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+			token = a[7:]
+		}
+	}
+	if token != "" {
+		claims, err := s.cfg.Signer.Verify(token)
+		if err != nil {
+			c.reject(401, "invalid or expired token", "")
+			return len(buf)
+		}
+		c.claims = claims
+	}
+	room := q.Get("room")
+	if room != "" && !protocol.ValidRoom(room) {
+		c.reject(400, "room must match [A-Za-z0-9_-]{1,64}", "")
+		return len(buf)
+	}
+	var resume *uint64
+	if v := q.Get("resume"); v != "" {
+		seq, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			c.reject(400, "resume must be a seq number", "")
+			return len(buf)
+		}
+		resume = &seq
+	}
+	_, _ = c.gc.Write(ws.AppendAccept(nil, h.Key, ""))
+	c.state = stateOpen
+	c.lastRecv = s.nowMs()
+	s.m.handshakes.WithLabelValues("ok").Inc()
+	if c.claims != nil {
+		s.addUser(c)
+	}
+	if room != "" {
+		c.join(room, resume)
+	}
+	return n
+}
+
+// reject answers a failed upgrade with an HTTP error and closes.
+func (c *conn) reject(status int, msg, header string) {
+	c.s.m.handshakes.WithLabelValues("rejected").Inc()
+	_, _ = c.gc.Write(ws.AppendHTTPError(nil, status, msg, header))
+	c.state = stateClosing
+	_ = c.gc.Close()
+}
+
+// frames parses WebSocket frames. It returns the bytes consumed.
+func (c *conn) frames(buf []byte) int {
+	msg, n, ok, err := c.rd.Next(buf)
+	if errors.Is(err, ws.ErrNeedMore) {
+		return 0
+	}
+	if err != nil {
+		var ce *ws.CloseError
+		if errors.As(err, &ce) {
+			c.closeWith(ce.Code, ce.Reason, "protocol")
+		} else {
+			c.closeWith(1002, "protocol error", "protocol")
+		}
+		return len(buf)
+	}
+	c.lastRecv = c.s.nowMs()
+	c.pinged = false
+	if ok {
+		c.message(msg)
+	}
+	return n
+}
+
+// message handles one complete message or control frame.
+func (c *conn) message(msg ws.Message) {
+	switch msg.Op {
+	case ws.OpPing:
+		c.writeControl(byte(ws.OpPong), msg.Payload)
+	case ws.OpPong:
+	case ws.OpClose:
+		code, _, err := ws.ParseClose(msg.Payload)
+		if err != nil {
+			var ce *ws.CloseError
+			if errors.As(err, &ce) {
+				c.closeWith(ce.Code, ce.Reason, "protocol")
+				return
+			}
+		}
+		if code == 0 || code == ws.CloseNoStatus {
+			code = ws.CloseNormal
+		}
+		c.closeWith(code, "", "client")
+	case ws.OpBinary:
+		c.closeWith(ws.CloseUnsupportedData, "binary frames are not supported", "protocol")
+	case ws.OpText:
+		c.text(msg.Payload)
+	}
+}
+
+// text handles one JSON frame from the client.
+func (c *conn) text(b []byte) {
+	f, perr := protocol.DecodeClient(b)
+	if perr != nil {
+		if f.Op == protocol.OpSend && protocol.ValidID(f.ID) && protocol.ValidRoom(f.Room) {
+			c.s.m.sendRejects.WithLabelValues(string(perr.Code)).Inc()
+			c.write(protocol.EncodeReject(f.ID, f.Room, perr))
+			return
+		}
+		c.bad++
+		if c.bad > maxBadFrames {
+			c.closeWith(4003, "too many invalid frames", "bad_frames")
+			return
+		}
+		c.write(protocol.EncodeError(perr))
+		return
+	}
+	switch f.Op {
+	case protocol.OpPing:
+		c.write(pongFrame)
+	case protocol.OpJoin:
+		c.join(f.Room, f.Resume)
+	case protocol.OpLeave:
+		c.leave(f.Room)
+	case protocol.OpSend:
+		c.send(f)
+	}
+}
+
+var pongFrame = protocol.Encode(struct {
+	Op string `json:"op"`
+}{protocol.OpPong})
+
+// send forwards a send to logic through the ingest queue.
+func (c *conn) send(f protocol.ClientFrame) {
+	s := c.s
+	s.m.sends.Inc()
+	if c.claims == nil {
+		c.rejectSend(f, protocol.CodeUnauthorized, "sign in to send", 0)
+		return
+	}
+	if c.member(f.Room) == nil {
+		c.rejectSend(f, protocol.CodeInvalid, "join the room before sending", 0)
+		return
+	}
+	if !c.registered {
+		s.senders.Store(c.id, c)
+		c.registered = true
+	}
+	in := bus.Ingest{
+		Room: f.Room, ID: f.ID, UID: c.claims.UID(), Name: c.claims.Name, Role: c.claims.Role,
+		Text: f.Text, TS: time.Now().UnixMilli(), Gateway: s.cfg.ID, Conn: c.id,
+	}
+	select {
+	case s.ingest <- in:
+	default:
+		c.rejectSend(f, protocol.CodeUnavailable, "server busy, retry", time.Second)
+	}
+}
+
+func (c *conn) rejectSend(f protocol.ClientFrame, code protocol.Code, msg string, retry time.Duration) {
+	c.s.m.sendRejects.WithLabelValues(string(code)).Inc()
+	c.write(protocol.EncodeReject(f.ID, f.Room, &protocol.Error{Code: code, Message: msg, RetryAfter: retry}))
+}
+
+// member returns the membership in room, or nil.
+func (c *conn) member(room string) *member {
+	for _, m := range c.rooms {
+		if m.lr.r.name == room {
+			return m
+		}
+	}
+	return nil
+}
+
+// write sends one text frame with payload. Runs on the loop.
+func (c *conn) write(payload []byte) {
+	if c.state != stateOpen {
+		return
+	}
+	buf := ws.AppendFrameHeader(make([]byte, 0, len(payload)+10), ws.OpText, true, len(payload))
+	_, _ = c.gc.Write(append(buf, payload...))
+}
+
+// writeFrame writes a complete, shared WebSocket frame, applying the
+// outbound policy: past the soft cap the frame is dropped (droppable
+// frames only), past the hard cap the viewer is closed as slow. It reports
+// whether the frame was written. Runs on the loop.
+func (c *conn) writeFrame(frame []byte, droppable bool) bool {
+	if c.state != stateOpen {
+		return false
+	}
+	out := c.gc.OutboundBuffered()
+	if out > c.s.cfg.HardOutbound {
+		c.s.m.slowConsumers.Inc()
+		c.state = stateClosing
+		c.s.m.closes.WithLabelValues("slow_consumer").Inc()
+		_ = c.gc.Close()
+		return false
+	}
+	if droppable && out > c.s.cfg.SoftOutbound {
+		c.s.m.dropped.Inc()
+		return false
+	}
+	_, _ = c.gc.Write(frame)
+	return true
+}
+
+func (c *conn) writeControl(op byte, payload []byte) {
+	if c.state != stateOpen {
+		return
+	}
+	_, _ = c.gc.Write(ws.AppendFrame(nil, ws.OpCode(op), payload))
+}
+
+// closeWith sends a close frame and closes the connection. Runs on the loop.
+func (c *conn) closeWith(code uint16, reason, metric string) {
+	if c.state == stateClosing {
+		return
+	}
+	if c.state == stateOpen {
+		_, _ = c.gc.Write(ws.AppendClose(nil, code, reason))
+	}
+	c.state = stateClosing
+	c.s.m.closes.WithLabelValues(metric).Inc()
+	_ = c.gc.Close()
+}
+
+// abort closes without a close frame (handshake timeout).
+func (c *conn) abort(metric string) {
+	if c.state == stateClosing {
+		return
+	}
+	c.state = stateClosing
+	c.s.m.closes.WithLabelValues(metric).Inc()
+	_ = c.gc.Close()
+}
+
+// kick tells the client why and closes with 4001.
+func (c *conn) kick(reason string) {
+	c.write(protocol.Encode(protocol.Kicked{Op: protocol.OpKicked, Reason: reason}))
+	c.closeWith(protocol.CloseKicked, reason, "kicked")
+}

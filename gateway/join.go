@@ -1,0 +1,267 @@
+package gateway
+
+import (
+	"context"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/history"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws"
+)
+
+// join adds the connection to room and sends joined + history: the newest
+// HistoryOnJoin messages, or with resume every message after that seq.
+// History comes from the room's ring when it covers the request, else from
+// the store, loaded off the loop while batches for the viewer are queued.
+// A join of a room the connection is already in acts as a resume.
+// Runs on the loop.
+func (c *conn) join(name string, resume *uint64) {
+	s := c.s
+	if m := c.member(name); m != nil {
+		c.removeMember(m)
+	}
+	if len(c.rooms) >= s.cfg.MaxRoomsPerConn {
+		c.write(protocol.EncodeError(&protocol.Error{Code: protocol.CodeInvalid, Message: "too many rooms on one connection"}))
+		return
+	}
+	var r *room
+	for {
+		r = s.rooms.getOrCreate(name)
+		r.mu.Lock()
+		if !r.dead {
+			break
+		}
+		r.mu.Unlock()
+	}
+	// r.mu is held: register and snapshot atomically with respect to
+	// the dispatch goroutine (see room).
+	lr := c.lp.rooms[name]
+	if lr == nil {
+		lr = &loopRoom{r: r}
+		c.lp.rooms[name] = lr
+	}
+	m := &member{c: c, lr: lr, pos: len(lr.members)}
+	lr.members = append(lr.members, m)
+	c.rooms = append(c.rooms, m)
+	r.viewers[c.lp.idx]++
+	if r.online.Add(1) == 1 {
+		s.m.rooms.Inc()
+	}
+
+	last, first := r.last, r.ringFirstLocked()
+	want := s.cfg.HistoryOnJoin
+	var after uint64
+	switch {
+	case resume != nil:
+		after = *resume
+	case last > uint64(want):
+		after = last - uint64(want)
+	}
+	// The ring serves the request when it holds every message after
+	// `after`: it starts right after it, or at seq 1 (the room began while
+	// this gateway watched), or nothing is missing.
+	fromRing := last != 0 && (after >= last || (first != 0 && (first <= after+1 || first == 1)))
+	if fromRing {
+		msgs := r.ringAfterLocked(after)
+		online := r.onlineCount()
+		r.mu.Unlock()
+		m.from = last
+		if resume == nil && len(msgs) > want {
+			msgs = msgs[len(msgs)-want:]
+		}
+		s.m.historyLoads.WithLabelValues("memory").Inc()
+		c.write(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: name, Seq: last, Online: online}))
+		c.write(protocol.EncodeHistory(name, msgs, true))
+		return
+	}
+	ring := r.ringAfterLocked(after)
+	r.mu.Unlock()
+	m.catching = true
+	m.from = last
+	s.loadHistory(c, m, name, resume, after, first, ring)
+}
+
+// loadHistory fetches the part of a join's history the ring lacks, off the
+// loop, then sends joined + history and the frames queued meanwhile.
+// Runs on the loop; the store query runs on its own goroutine.
+func (s *Server) loadHistory(c *conn, m *member, name string, resume *uint64, after, ringFirst uint64, ring []protocol.Message) {
+	select {
+	case s.histSem <- struct{}{}:
+	default:
+		// Too many loads in flight: answer with what memory has.
+		s.m.historyLoads.WithLabelValues("failed").Inc()
+		c.finishJoin(m, name, resume, ring, false)
+		return
+	}
+	want := s.cfg.HistoryOnJoin
+	var f history.Filter
+	switch {
+	case resume != nil:
+		// The gap, oldest first; past MaxResume the answer is incomplete.
+		f = history.Filter{AfterSeq: after, Limit: s.cfg.MaxResume}
+	case ringFirst == 0:
+		f = history.Filter{Tail: true, Limit: want}
+	default:
+		// The messages just below the ring.
+		need := want - len(ring)
+		if need <= 0 {
+			need = 1
+		}
+		if ringFirst > uint64(need)+1 {
+			after = ringFirst - 1 - uint64(need)
+		} else {
+			after = 0
+		}
+		f = history.Filter{AfterSeq: after, Limit: need}
+	}
+	lp := c.lp
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.histSem }()
+		ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
+		msgs, err := s.cfg.History.Range(ctx, name, f)
+		cancel()
+		lp.execute(func() {
+			if c.state != stateOpen || c.member(name) != m {
+				return
+			}
+			complete := err == nil
+			if err != nil {
+				s.m.historyLoads.WithLabelValues("failed").Inc()
+				msgs = nil
+			} else {
+				s.m.historyLoads.WithLabelValues("store").Inc()
+			}
+			// Keep store messages below the ring, then the ring.
+			if ringFirst != 0 {
+				i := len(msgs)
+				for i > 0 && msgs[i-1].Seq >= ringFirst {
+					i--
+				}
+				msgs = msgs[:i]
+			}
+			if resume != nil && complete && len(msgs) >= s.cfg.MaxResume && ringFirst != 0 {
+				complete = false // the gap is larger than MaxResume
+			}
+			all := append(msgs, ring...)
+			if resume == nil && len(all) > want {
+				all = all[len(all)-want:]
+			}
+			c.finishJoin(m, name, resume, all, complete)
+		})
+	}()
+}
+
+// finishJoin sends joined + history and flushes frames queued while the
+// history loaded. Runs on the loop.
+func (c *conn) finishJoin(m *member, name string, resume *uint64, msgs []protocol.Message, complete bool) {
+	r := m.lr.r
+	r.mu.Lock()
+	last := r.last
+	online := r.onlineCount()
+	r.mu.Unlock()
+	if n := len(msgs); n > 0 && msgs[n-1].Seq > m.from {
+		m.from = msgs[n-1].Seq
+	}
+	if m.from > last {
+		last = m.from
+	}
+	c.write(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: name, Seq: last, Online: online}))
+	c.write(protocol.EncodeHistory(name, msgs, complete))
+	m.catching = false
+	pending := m.pending
+	m.pending = nil
+	for _, p := range pending {
+		if p.last != 0 && p.last <= m.from {
+			continue
+		}
+		if c.writeFrame(p.frame, p.last != 0) && p.last > m.from {
+			m.from = p.last
+		}
+	}
+}
+
+// leave removes the connection from room. Runs on the loop.
+func (c *conn) leave(name string) {
+	if m := c.member(name); m != nil {
+		c.removeMember(m)
+	}
+}
+
+// removeMember undoes a join. Runs on the loop.
+func (c *conn) removeMember(m *member) {
+	for i, mm := range c.rooms {
+		if mm == m {
+			c.rooms = append(c.rooms[:i], c.rooms[i+1:]...)
+			break
+		}
+	}
+	lr := m.lr
+	last := len(lr.members) - 1
+	lr.members[m.pos] = lr.members[last]
+	lr.members[m.pos].pos = m.pos
+	lr.members[last] = nil
+	lr.members = lr.members[:last]
+	r := lr.r
+	if len(lr.members) == 0 {
+		delete(c.lp.rooms, r.name)
+	}
+	r.mu.Lock()
+	r.viewers[c.lp.idx]--
+	if r.online.Add(-1) == 0 {
+		r.idleSince = time.Now()
+		c.s.m.rooms.Dec()
+	}
+	r.mu.Unlock()
+	m.pending = nil
+}
+
+// onlineCount is the count a joined frame reports: the global count from
+// presence when known, else this gateway's.
+func (r *room) onlineCount() int {
+	if g := r.global.Load(); g >= 0 {
+		return int(max(g, r.online.Load()))
+	}
+	return int(r.online.Load())
+}
+
+// deliver writes a shared frame to every member of room on this loop.
+// first/last are the batch's seq range (0 for frames outside the seq
+// stream: delete, purge, notice, online). Runs on the loop.
+func (l *loop) deliver(s *Server, name string, frame []byte, first, last uint64, msgs int) {
+	lr := l.rooms[name]
+	if lr == nil {
+		return
+	}
+	written := 0
+	for i := 0; i < len(lr.members); i++ {
+		m := lr.members[i]
+		if m.catching {
+			if len(m.pending) < maxPending {
+				m.pending = append(m.pending, pendingFrame{frame: frame, first: first, last: last})
+			}
+			continue
+		}
+		if last != 0 && last <= m.from {
+			continue
+		}
+		if m.c.writeFrame(frame, last != 0) {
+			if last != 0 {
+				m.from = last
+			}
+			written++
+		}
+		if i < len(lr.members) && lr.members[i] != m {
+			i-- // m was closed and swapped out
+		}
+	}
+	if msgs > 0 {
+		s.m.deliveries.Add(float64(written * msgs))
+	}
+}
+
+// textFrame wraps a JSON payload in one unmasked, final text frame.
+func textFrame(payload []byte) []byte {
+	return ws.AppendFrame(make([]byte, 0, len(payload)+10), ws.OpText, payload)
+}

@@ -1,0 +1,110 @@
+package gateway
+
+import (
+	"context"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// loop is the gateway's state for one gnet event loop. Every field except
+// el and idx is owned by that event loop: it is read and written only in
+// gnet callbacks of the loop's connections and in tasks run with
+// el.Execute, never from another goroutine, so it needs no lock.
+type loop struct {
+	idx int
+	el  gnet.EventLoop
+
+	rooms map[string]*loopRoom // rooms with members on this loop
+	conns []*conn              // every connection of the loop (conn.pos indexes it)
+}
+
+// loopRoom is one room's members on one loop. Owned by the loop.
+type loopRoom struct {
+	r       *room
+	members []*member
+}
+
+// member is a connection's membership in a room. Owned by the loop.
+type member struct {
+	c   *conn
+	lr  *loopRoom
+	pos int // index in lr.members
+	// from is the highest seq this viewer has been given; batches ending
+	// at or below it are skipped (they were in its history).
+	from uint64
+	// pending holds frames that arrive while history is being loaded from
+	// the store (catching up); nil otherwise.
+	pending  []pendingFrame
+	catching bool
+}
+
+type pendingFrame struct {
+	frame       []byte
+	first, last uint64
+}
+
+// maxPending bounds frames queued for a viewer catching up; past it they
+// are dropped and the viewer sees a gap and resumes.
+const maxPending = 256
+
+func (l *loop) addConn(c *conn) {
+	c.pos = len(l.conns)
+	l.conns = append(l.conns, c)
+}
+
+func (l *loop) removeConn(c *conn) {
+	last := len(l.conns) - 1
+	if c.pos < 0 || c.pos > last || l.conns[c.pos] != c {
+		return
+	}
+	l.conns[c.pos] = l.conns[last]
+	l.conns[c.pos].pos = c.pos
+	l.conns[last] = nil
+	l.conns = l.conns[:last]
+	c.pos = -1
+}
+
+// execute runs f on the loop. It is safe to call from any goroutine.
+func (l *loop) execute(f func()) {
+	_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		f()
+		return nil
+	}))
+}
+
+// sweep enforces handshake and idle timeouts, pings quiet connections,
+// expires tokens and closes draining connections whose time has come.
+// Runs on the loop.
+func (l *loop) sweep(s *Server, now time.Time) {
+	nowMs := now.UnixMilli()
+	hsDeadline := nowMs - s.cfg.HandshakeTimeout.Milliseconds()
+	idleDeadline := nowMs - s.cfg.IdleTimeout.Milliseconds()
+	pingAfter := nowMs - s.cfg.IdleTimeout.Milliseconds()/2
+	// Iterate over a copy: closing removes entries from l.conns.
+	for i := len(l.conns) - 1; i >= 0; i-- {
+		if i >= len(l.conns) {
+			continue
+		}
+		c := l.conns[i]
+		switch {
+		case c.state == stateHandshake:
+			if c.opened < hsDeadline {
+				s.m.handshakes.WithLabelValues("timeout").Inc()
+				c.abort("handshake_timeout")
+			}
+		case c.state != stateOpen:
+		case c.closeAt != 0 && nowMs >= c.closeAt:
+			c.closeWith(1001, "server draining", "drain")
+		case c.lastRecv < idleDeadline:
+			c.closeWith(4002, "idle timeout", "idle")
+		case c.claims != nil && c.claims.ExpiresAt != nil && now.After(c.claims.ExpiresAt.Time):
+			c.closeWith(4005, "token expired", "token_expired")
+		case c.lastRecv < pingAfter && !c.pinged:
+			c.pinged = true
+			c.writeControl(0x9, nil)
+		default:
+			c.bad = 0
+		}
+	}
+}

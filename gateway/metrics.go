@@ -1,0 +1,51 @@
+package gateway
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the gateway's Prometheus collectors. Every field is safe for
+// concurrent use.
+type metrics struct {
+	conns         prometheus.Gauge
+	rooms         prometheus.Gauge
+	handshakes    *prometheus.CounterVec // by result: ok, rejected, timeout
+	closes        *prometheus.CounterVec // by reason
+	sends         prometheus.Counter
+	sendRejects   *prometheus.CounterVec // rejects decided at the gateway, by code
+	batches       prometheus.Counter
+	deliveries    prometheus.Counter
+	dropped       prometheus.Counter
+	slowConsumers prometheus.Counter
+	historyLoads  *prometheus.CounterVec // by source: memory, store, failed
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "connections",
+			Help: "Open WebSocket connections, handshakes included."}),
+		rooms: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "rooms",
+			Help: "Rooms with at least one viewer on this gateway."}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "handshakes_total",
+			Help: "WebSocket upgrades by result."}, []string{"result"}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "closes_total",
+			Help: "Connections closed by the gateway, by reason."}, []string{"reason"}),
+		sends: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "sends_total",
+			Help: "Send frames received from viewers."}),
+		sendRejects: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "send_rejects_total",
+			Help: "Sends rejected at the gateway before reaching logic, by code."}, []string{"code"}),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "batches_total",
+			Help: "Batches received from dispatch."}),
+		deliveries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "deliveries_total",
+			Help: "Messages written to viewers (one per message per viewer)."}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "dropped_batches_total",
+			Help: "Batches not written to a viewer whose outbound backlog passed the soft cap."}),
+		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "slow_consumer_closes_total",
+			Help: "Viewers closed because their outbound backlog passed the hard cap."}),
+		historyLoads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "history_loads_total",
+			Help: "Join and resume history served, by source."}, []string{"source"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.conns, m.rooms, m.handshakes, m.closes, m.sends, m.sendRejects, m.batches,
+			m.deliveries, m.dropped, m.slowConsumers, m.historyLoads)
+	}
+	return m
+}

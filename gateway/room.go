@@ -1,0 +1,176 @@
+package gateway
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+)
+
+// room is the gateway-wide state of one room that has (or recently had)
+// viewers on this gateway: the ring of recent messages for joins and
+// resumes, and how many viewers each event loop holds, so a batch is handed
+// only to the loops that need it.
+//
+// mu guards ring, last, viewers, idleSince and dead. It is taken by the dispatch
+// goroutine (append a batch), by event loops (join and leave) and by the
+// control goroutine (deletions); never held while writing to a connection.
+type room struct {
+	name string
+
+	mu        sync.Mutex
+	ring      []protocol.Message // contiguous seqs, ascending; Room fields empty
+	last      uint64             // highest seq seen from dispatch; 0 = none yet
+	viewers   []int32            // per loop index: members on that loop
+	idleSince time.Time          // when the last local viewer left
+	dead      bool               // removed from the registry; joiners must look again
+
+	online atomic.Int64 // local viewers over all loops
+	global atomic.Int64 // last count from presence (all gateways); -1 unknown
+	sent   atomic.Int64 // count last broadcast in an online frame
+}
+
+// appendLocked adds a batch to the ring. It drops messages already seen and
+// restarts the ring when the batch does not continue it (a gap upstream).
+// It returns the messages that were new. mu must be held.
+func (r *room) appendLocked(msgs []protocol.Message, ringSize int) []protocol.Message {
+	i := 0
+	for i < len(msgs) && msgs[i].Seq <= r.last {
+		i++
+	}
+	msgs = msgs[i:]
+	if len(msgs) == 0 {
+		return nil
+	}
+	if r.last != 0 && msgs[0].Seq != r.last+1 {
+		r.ring = r.ring[:0:0]
+	}
+	r.ring = append(r.ring, msgs...)
+	if len(r.ring) > ringSize+ringSize/4 {
+		r.ring = append(r.ring[:0:0], r.ring[len(r.ring)-ringSize:]...)
+	}
+	r.last = msgs[len(msgs)-1].Seq
+	return msgs
+}
+
+// ringFirst returns the lowest seq in the ring, or 0. mu must be held.
+func (r *room) ringFirstLocked() uint64 {
+	if len(r.ring) == 0 {
+		return 0
+	}
+	return r.ring[0].Seq
+}
+
+// ringAfterLocked copies the ring's messages with seq > after that are not
+// deleted. mu must be held.
+func (r *room) ringAfterLocked(after uint64) []protocol.Message {
+	var out []protocol.Message
+	for i := range r.ring {
+		if r.ring[i].Seq > after && !r.ring[i].Deleted {
+			out = append(out, r.ring[i])
+		}
+	}
+	return out
+}
+
+// loopsLocked returns the loop indexes with viewers. mu must be held.
+func (r *room) loopsLocked(dst []int) []int {
+	for i, n := range r.viewers {
+		if n > 0 {
+			dst = append(dst, i)
+		}
+	}
+	return dst
+}
+
+const roomShards = 64
+
+// rooms is the sharded registry of rooms, name → *room. Safe for
+// concurrent use.
+type rooms struct {
+	seed   maphash.Seed
+	loops  int
+	shards [roomShards]struct {
+		mu sync.RWMutex
+		m  map[string]*room
+	}
+}
+
+func newRooms(loops int) *rooms {
+	rs := &rooms{seed: maphash.MakeSeed(), loops: loops}
+	for i := range rs.shards {
+		rs.shards[i].m = make(map[string]*room)
+	}
+	return rs
+}
+
+func (rs *rooms) shard(name string) int {
+	return int(maphash.String(rs.seed, name) % roomShards)
+}
+
+// get returns the room or nil.
+func (rs *rooms) get(name string) *room {
+	sh := &rs.shards[rs.shard(name)]
+	sh.mu.RLock()
+	r := sh.m[name]
+	sh.mu.RUnlock()
+	return r
+}
+
+// getOrCreate returns the room, creating it.
+func (rs *rooms) getOrCreate(name string) *room {
+	if r := rs.get(name); r != nil {
+		return r
+	}
+	sh := &rs.shards[rs.shard(name)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.m[name]
+	if r == nil {
+		r = &room{name: name, viewers: make([]int32, rs.loops), idleSince: time.Now()}
+		r.global.Store(-1)
+		r.sent.Store(-1)
+		sh.m[name] = r
+	}
+	return r
+}
+
+// each calls f for every room (under the shard read lock: f must not call
+// back into rs).
+func (rs *rooms) each(f func(*room)) {
+	for i := range rs.shards {
+		sh := &rs.shards[i]
+		sh.mu.RLock()
+		for _, r := range sh.m {
+			f(r)
+		}
+		sh.mu.RUnlock()
+	}
+}
+
+// sweep forgets rooms that have had no viewers on this gateway for grace,
+// and returns how many rooms remain.
+func (rs *rooms) sweep(now time.Time, grace time.Duration) int {
+	n := 0
+	for i := range rs.shards {
+		sh := &rs.shards[i]
+		sh.mu.Lock()
+		for name, r := range sh.m {
+			r.mu.Lock()
+			idle := r.online.Load() == 0 && now.Sub(r.idleSince) > grace
+			if idle {
+				r.dead = true
+			}
+			r.mu.Unlock()
+			if idle {
+				delete(sh.m, name)
+			} else {
+				n++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return n
+}

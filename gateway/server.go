@@ -1,0 +1,388 @@
+// Package gateway is the WebSocket edge of danmaku: gnet event loops that
+// hold viewers' connections, parse RFC 6455 frames without blocking
+// (pkg/ws), forward sends to logic over the bus, and write each batch from
+// dispatch — encoded once — to every local viewer of its room.
+//
+// # Who owns what
+//
+//   - Each event loop owns its connections (conn), their memberships
+//     (member) and its room index (loop.rooms): touched only in gnet
+//     callbacks and in tasks queued with loop.execute.
+//   - room (shared by all loops) holds a room's ring of recent messages and
+//     per-loop viewer counts under room.mu.
+//   - The dispatch goroutine reads batches, appends them to rings and queues
+//     one delivery task per loop with viewers; the control goroutine does
+//     the same for deletions, purges, notices and kicks; the reply goroutine
+//     routes acks and rejects to the sender's loop; the ingest goroutine
+//     publishes sends; the presence goroutine reports counts and sends
+//     online frames. None of them touches a conn directly.
+//
+// Lock order: rooms shard lock → room.mu. usersMu and ipMu are leaves.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+)
+
+// Server is a gateway. Create it with New, start it with Run, stop it with
+// Shutdown.
+type Server struct {
+	cfg   Config
+	m     *metrics
+	rooms *rooms
+
+	ctx    context.Context // cancelled when the server stops
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // background goroutines
+
+	eng      gnet.Engine
+	booted   chan struct{}
+	addr     atomic.Value // string: bound address
+	clock    atomic.Int64 // coarse Unix ms, updated by the ticker
+	draining atomic.Bool
+	stopped  chan struct{}
+
+	loopsMu sync.Mutex // guards loops and loopOf
+	loops   []*loop
+	loopOf  map[gnet.EventLoop]*loop
+
+	nconns atomic.Int64
+	nextID atomic.Uint64
+
+	ipMu  sync.Mutex
+	perIP map[netip.Addr]int32
+
+	// senders maps conn id → *conn for connections that sent something,
+	// so replies find them. Values are only dereferenced on their loop.
+	senders sync.Map
+	// users maps uid → its connections (for kicks). Values are only
+	// dereferenced on their loop.
+	usersMu sync.Mutex
+	users   map[string]map[*conn]struct{}
+
+	ingest  chan bus.Ingest
+	histSem chan struct{}
+}
+
+// New returns a gateway for cfg.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Loops <= 0 {
+		cfg.Loops = max(1, runtimeNumCPU())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:     cfg,
+		m:       newMetrics(cfg.Registerer),
+		rooms:   newRooms(cfg.Loops),
+		ctx:     ctx,
+		cancel:  cancel,
+		booted:  make(chan struct{}),
+		stopped: make(chan struct{}),
+		loopOf:  make(map[gnet.EventLoop]*loop),
+		perIP:   make(map[netip.Addr]int32),
+		users:   make(map[string]map[*conn]struct{}),
+		ingest:  make(chan bus.Ingest, cfg.IngestQueue),
+		histSem: make(chan struct{}, 256),
+	}
+	s.clock.Store(time.Now().UnixMilli())
+	s.addr.Store(cfg.Addr)
+	return s, nil
+}
+
+// ID returns the gateway id.
+func (s *Server) ID() string { return s.cfg.ID }
+
+// Addr returns the bound address (after Ready).
+func (s *Server) Addr() string { return s.addr.Load().(string) }
+
+// Ready is closed once the gateway listens.
+func (s *Server) Ready() <-chan struct{} { return s.booted }
+
+func (s *Server) nowMs() int64 { return s.clock.Load() }
+
+// Run starts the background goroutines and serves until Shutdown. It
+// returns nil after a Shutdown, or the error that stopped the engine.
+func (s *Server) Run() error {
+	for _, f := range []func(){s.runDispatch, s.runControl, s.runReplies, s.runIngest, s.runPresence} {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			f()
+		}()
+	}
+	err := gnet.Run(&handler{s: s}, "tcp://"+s.cfg.Addr,
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(s.cfg.Loops),
+		gnet.WithReusePort(s.cfg.ReusePort),
+		gnet.WithReuseAddr(true),
+		gnet.WithTicker(true),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithLogger(gnetLogger{s.cfg.Logger}),
+	)
+	s.cancel()
+	s.wg.Wait()
+	close(s.stopped)
+	select {
+	case <-s.booted:
+	default:
+		close(s.booted) // never booted: unblock waiters
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	return nil
+}
+
+// Shutdown drains the gateway: it stops accepting connections, sends every
+// client a reconnect frame with a random after_ms spread over half the
+// drain timeout, closes each with 1001 at that time, then stops the
+// engine. Sends already queued are published before it returns.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.draining.CompareAndSwap(false, true) {
+		<-s.stopped
+		return nil
+	}
+	select {
+	case <-s.booted:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	deadline := time.Now().Add(s.cfg.DrainTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	spread := time.Until(deadline) / 2
+	for _, l := range s.loopList() {
+		l.execute(func() {
+			now := s.nowMs()
+			for _, c := range l.conns {
+				switch c.state {
+				case stateHandshake:
+					c.abort("drain")
+				case stateOpen:
+					after := int64(0)
+					if spread > 0 {
+						after = rand.Int64N(spread.Milliseconds() + 1)
+					}
+					c.write(protocol.Encode(protocol.Reconnect{Op: protocol.OpReconnect, AfterMs: after}))
+					c.closeAt = now + after
+				}
+			}
+		})
+	}
+	// Sweep often until every client is gone or the deadline passes.
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for s.nconns.Load() > 0 && time.Now().Before(deadline) {
+		<-t.C
+		s.clock.Store(time.Now().UnixMilli())
+		now := time.Now()
+		for _, l := range s.loopList() {
+			l.execute(func() { l.sweep(s, now) })
+		}
+	}
+	for _, l := range s.loopList() {
+		l.execute(func() {
+			for _, c := range l.conns {
+				c.closeWith(1001, "server draining", "drain")
+			}
+		})
+	}
+	// Give the loops a moment to flush close frames.
+	for i := 0; i < 20 && s.nconns.Load() > 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(s.ingest) // the ingest goroutine publishes what is queued, then exits
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.eng.Stop(stopCtx)
+	select {
+	case <-s.stopped:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return err
+}
+
+func (s *Server) loopList() []*loop {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	return append([]*loop(nil), s.loops...)
+}
+
+// loopFor returns the loop state for el, creating it on first use.
+func (s *Server) loopFor(el gnet.EventLoop) *loop {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	l := s.loopOf[el]
+	if l == nil {
+		l = &loop{idx: len(s.loops), el: el, rooms: make(map[string]*loopRoom)}
+		if l.idx >= s.cfg.Loops {
+			// gnet made more loops than configured; share the last index.
+			l.idx = s.cfg.Loops - 1
+		}
+		s.loopOf[el] = l
+		s.loops = append(s.loops, l)
+	}
+	return l
+}
+
+func (s *Server) originAllowed(origin string) bool {
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == origin {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) addUser(c *conn) {
+	uid := c.claims.UID()
+	s.usersMu.Lock()
+	set := s.users[uid]
+	if set == nil {
+		set = make(map[*conn]struct{}, 1)
+		s.users[uid] = set
+	}
+	set[c] = struct{}{}
+	s.usersMu.Unlock()
+}
+
+func (s *Server) removeUser(c *conn) {
+	uid := c.claims.UID()
+	s.usersMu.Lock()
+	if set := s.users[uid]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(s.users, uid)
+		}
+	}
+	s.usersMu.Unlock()
+}
+
+// handler adapts gnet's callbacks to the server.
+type handler struct {
+	gnet.BuiltinEventEngine
+	s *Server
+}
+
+func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
+	s := h.s
+	s.eng = eng
+	if fd, err := eng.Dup(); err == nil {
+		if sa, err := syscall.Getsockname(fd); err == nil {
+			if in4, ok := sa.(*syscall.SockaddrInet4); ok {
+				s.addr.Store(netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), uint16(in4.Port)).String())
+			}
+		}
+		_ = syscall.Close(fd)
+	}
+	s.cfg.Logger.Info("gateway listening", "addr", s.Addr(), "id", s.cfg.ID, "loops", s.cfg.Loops, "max_conns", s.cfg.MaxConns)
+	close(s.booted)
+	return gnet.None
+}
+
+func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	s := h.s
+	var ip netip.Addr
+	if ta, ok := gc.RemoteAddr().(*net.TCPAddr); ok {
+		ip, _ = netip.AddrFromSlice(ta.IP)
+		ip = ip.Unmap()
+	}
+	if s.draining.Load() {
+		return nil, gnet.Close
+	}
+	if s.nconns.Add(1) > int64(s.cfg.MaxConns) {
+		s.nconns.Add(-1)
+		s.m.closes.WithLabelValues("max_conns").Inc()
+		return []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"), gnet.Close
+	}
+	if s.cfg.MaxConnsPerIP > 0 {
+		s.ipMu.Lock()
+		n := s.perIP[ip] + 1
+		if int(n) > s.cfg.MaxConnsPerIP {
+			s.ipMu.Unlock()
+			s.nconns.Add(-1)
+			s.m.closes.WithLabelValues("per_ip").Inc()
+			return []byte("HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n"), gnet.Close
+		}
+		s.perIP[ip] = n
+		s.ipMu.Unlock()
+	}
+	s.m.conns.Inc()
+	c := &conn{s: s, gc: gc, lp: s.loopFor(gc.EventLoop()), id: s.nextID.Add(1), ip: ip, opened: s.nowMs()}
+	c.rd.MaxMessage = s.cfg.MaxMessage
+	c.lp.addConn(c)
+	gc.SetContext(c)
+	return nil, gnet.None
+}
+
+func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
+	s := h.s
+	c, ok := gc.Context().(*conn)
+	if !ok {
+		return gnet.None // refused in OnOpen
+	}
+	c.state = stateClosing
+	for len(c.rooms) > 0 {
+		c.removeMember(c.rooms[len(c.rooms)-1])
+	}
+	c.lp.removeConn(c)
+	if c.registered {
+		s.senders.Delete(c.id)
+	}
+	if c.claims != nil {
+		s.removeUser(c)
+	}
+	if s.cfg.MaxConnsPerIP > 0 {
+		s.ipMu.Lock()
+		if n := s.perIP[c.ip] - 1; n > 0 {
+			s.perIP[c.ip] = n
+		} else {
+			delete(s.perIP, c.ip)
+		}
+		s.ipMu.Unlock()
+	}
+	s.nconns.Add(-1)
+	s.m.conns.Dec()
+	gc.SetContext(nil)
+	return gnet.None
+}
+
+func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, ok := gc.Context().(*conn)
+	if !ok {
+		return gnet.Close
+	}
+	return c.onTraffic()
+}
+
+// OnTick runs on gnet's ticker goroutine: it advances the coarse clock and
+// queues a sweep on every loop.
+func (h *handler) OnTick() (time.Duration, gnet.Action) {
+	s := h.s
+	now := time.Now()
+	s.clock.Store(now.UnixMilli())
+	for _, l := range s.loopList() {
+		l.execute(func() { l.sweep(s, now) })
+	}
+	return time.Second, gnet.None
+}
