@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # env.sh up|down DIR — the whole local test environment on 127.0.0.1.
+# env.sh deps     — only install what `go test -race` needs (gcc, libc6-dev).
 #
-# up installs what is missing (redis-server, clickhouse-server/-client, kcat
-# and chromium, in one apt-get call), starts Redis, ClickHouse and the
+# up installs what is missing (redis-server, clickhouse-server/-client, kcat,
+# chromium, and gcc for the race detector, in one apt-get call), starts Redis, ClickHouse and the
 # Kafka-protocol broker on free ports with all their files under DIR, and
 # writes DIR/env, a file to source:
 #
@@ -16,7 +17,12 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-[ $# -eq 2 ] || die "usage: $0 up|down DIR"
+usage="usage: $0 up|down DIR, or $0 deps"
+if [ "${1:-}" = deps ] && [ $# -eq 1 ]; then
+	ensure_pkgs "${RACE_PKGS[@]}"
+	exit 0
+fi
+[ $# -eq 2 ] || die "$usage"
 cmd=$1
 dir=$(abs_dir "$2")
 
@@ -40,7 +46,7 @@ up() {
 	local rc=0
 	ensure_pkgs redis-server:redis-server redis-cli:redis-tools \
 		clickhouse-server:clickhouse-server clickhouse-client:clickhouse-client \
-		kcat:kcat chromium:chromium || rc=1
+		kcat:kcat chromium:chromium "${RACE_PKGS[@]}" || rc=1
 	if [ "$rc" -eq 0 ]; then
 		"$here/redis.sh" start "$dir" & local r=$!
 		"$here/clickhouse.sh" start "$dir" & local c=$!
@@ -67,5 +73,5 @@ up() {
 case $cmd in
 up) up ;;
 down) down ;;
-*) die "usage: $0 up|down DIR" ;;
+*) die "$usage" ;;
 esac

@@ -8,12 +8,16 @@ log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "$*"; exit 1; }
 
 # ensure_pkgs BIN:PKG... installs, in one apt-get call, the Debian package
-# PKG of each BIN that is not on PATH. Services installed this way are not
+# PKG of each BIN that is not on PATH (a BIN starting with / is a file that
+# must exist). Services installed this way are not
 # started (policy-rc.d), so no system-wide server appears on a default port.
 ensure_pkgs() {
 	local want=() pair
 	for pair in "$@"; do
-		command -v "${pair%%:*}" >/dev/null 2>&1 || want+=("${pair#*:}")
+		case $pair in
+		/*) [ -e "${pair%%:*}" ] || want+=("${pair#*:}") ;;
+		*) command -v "${pair%%:*}" >/dev/null 2>&1 || want+=("${pair#*:}") ;;
+		esac
 	done
 	[ "${#want[@]}" -eq 0 ] && return 0
 	[ "$(id -u)" -eq 0 ] || die "missing ${want[*]}: run as root or install them with apt-get"
@@ -100,3 +104,6 @@ abs_dir() {
 	mkdir -p "$1"
 	(cd "$1" && pwd)
 }
+
+# RACE_PKGS are what `go test -race` needs besides Go: cgo and a C toolchain.
+RACE_PKGS=(gcc:gcc /usr/include/stdio.h:libc6-dev)

@@ -1,0 +1,82 @@
+# danmaku — build, run and test.
+#
+#   make build      bin/danmaku
+#   make run        everything in one process on embedded backends (go run . all)
+#   make test       lint, a short pass of every fuzz target, then every Go test
+#                   with -race against real Redis, ClickHouse and a
+#                   Kafka-protocol broker that it installs (apt) and starts on
+#                   loopback; it always stops the servers it started.
+#                   TESTENV=DIR keeps their files in DIR (default: a fresh temp
+#                   dir, removed after a green run).
+#   make test-unit  go test -race ./... with no servers (backend tests skip)
+#   make fuzz       every fuzz target for FUZZTIME (default 60s) each
+#   make lint       gofmt and go vet
+#   make bench      load benchmarks (go run . bench)
+#   make clean      remove build output
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+# Go may be installed but not on PATH (a fresh machine has it only in
+# /usr/local/go/bin).
+ifeq ($(shell command -v go 2>/dev/null),)
+export PATH := $(PATH):/usr/local/go/bin
+endif
+# The race detector needs cgo, hence gcc: `deps` installs it when missing.
+RACE := CGO_ENABLED=1 go test -race
+
+# TESTENV is the directory for the test servers' files; empty means a new
+# temp dir per run.
+TESTENV ?=
+# FUZZTIME is how long `make fuzz` runs each target; FUZZSMOKE is the same
+# for the short pass inside `make test`.
+FUZZTIME ?= 60s
+FUZZSMOKE ?= 5s
+
+.PHONY: build run deps test test-unit fuzz fuzz-smoke lint bench clean
+
+build:
+	go build -o bin/danmaku .
+
+run:
+	go run . all
+
+deps:
+	deploy/dev/env.sh deps
+
+lint:
+	@files=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -not -path '*/node_modules/*'); \
+	bad=$$(gofmt -l $$files); \
+	if [ -n "$$bad" ]; then echo "gofmt needed on:"; echo "$$bad"; exit 1; fi
+	go vet ./...
+
+test: deps lint
+	@rc=1; made=; dir='$(TESTENV)'; \
+	if [ -z "$$dir" ]; then dir=$$(mktemp -d "$${TMPDIR:-/tmp}/danmaku-test.XXXXXX"); made=1; fi; \
+	trap 'deploy/dev/env.sh down "$$dir"; if [ -n "$$made" ] && [ "$$rc" -eq 0 ]; then rm -rf "$$dir"; fi' EXIT; \
+	trap 'exit 130' INT TERM; \
+	smoke=0; deploy/dev/fuzz.sh $(FUZZSMOKE) || smoke=1; \
+	deploy/dev/env.sh up "$$dir"; \
+	. "$$dir/env"; \
+	rc=0; $(RACE) -count=1 -timeout 15m ./... || rc=$$?; \
+	if [ "$$smoke" -ne 0 ]; then echo "fuzz smoke pass failed (see above)"; [ "$$rc" -ne 0 ] || rc=1; fi; \
+	if [ "$$rc" -ne 0 ]; then echo "make test: failed (exit $$rc); server files kept in $$dir"; fi; \
+	exit $$rc
+
+test-unit: deps
+	$(RACE) -count=1 ./...
+
+fuzz:
+	deploy/dev/fuzz.sh $(FUZZTIME)
+
+fuzz-smoke:
+	deploy/dev/fuzz.sh $(FUZZSMOKE)
+
+# bench runs the load generator (the `bench` subcommand of the danmaku
+# binary); results go to BENCHMARKS.md with the command that produced them.
+bench:
+	go run . bench
+
+clean:
+	rm -rf bin
