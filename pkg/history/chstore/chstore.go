@@ -1,0 +1,355 @@
+package chstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/danmaku-live/danmaku/pkg/history"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+)
+
+// Interface guards.
+var (
+	_ history.Store     = (*Store)(nil)
+	_ history.Deleter   = (*Store)(nil)
+	_ history.LastSeqer = (*Store)(nil)
+)
+
+// Errors.
+var (
+	ErrNoAddr     = errors.New("chstore: no address")
+	ErrIdentifier = errors.New("chstore: database and table names must match [A-Za-z_][A-Za-z0-9_]*")
+)
+
+// Config configures a Store.
+type Config struct {
+	// Addr is the ClickHouse native-protocol address, host:port. Required.
+	Addr string
+	// Username and Password authenticate. Zero value means user "default"
+	// without a password.
+	Username, Password string
+	// Database holds the tables; New creates it. Zero value means "danmaku".
+	Database string
+	// Table is the messages table; New creates it. Zero value means
+	// "messages".
+	Table string
+	// RetentionDays is how many days of messages are kept: the janitor drops
+	// daily partitions older than that. Zero value means 30; negative
+	// disables the janitor.
+	RetentionDays int
+	// JanitorInterval is how often the janitor looks for expired
+	// partitions. Zero value means 1 hour.
+	JanitorInterval time.Duration
+	// DialTimeout bounds connecting to the server. Zero value means 3 s.
+	DialTimeout time.Duration
+	// ReadTimeout bounds each wait for the server's reply. Zero value means
+	// 10 s.
+	ReadTimeout time.Duration
+	// MaxOpenConns caps the connection pool. Zero value means 8.
+	MaxOpenConns int
+	// Logger receives janitor and migration logs. Zero value means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// withDefaults returns cfg with zero fields set to their defaults.
+func (cfg Config) withDefaults() Config {
+	if cfg.Username == "" {
+		cfg.Username = "default"
+	}
+	if cfg.Database == "" {
+		cfg.Database = "danmaku"
+	}
+	if cfg.Table == "" {
+		cfg.Table = "messages"
+	}
+	if cfg.RetentionDays == 0 {
+		cfg.RetentionDays = 30
+	}
+	if cfg.JanitorInterval <= 0 {
+		cfg.JanitorInterval = time.Hour
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 3 * time.Second
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 10 * time.Second
+	}
+	if cfg.MaxOpenConns <= 0 {
+		cfg.MaxOpenConns = 8
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg
+}
+
+// Validate reports whether cfg (with defaults applied) is usable.
+func (cfg Config) Validate() error {
+	cfg = cfg.withDefaults()
+	if cfg.Addr == "" {
+		return ErrNoAddr
+	}
+	if !identRe.MatchString(cfg.Database) || !identRe.MatchString(cfg.Table) {
+		return fmt.Errorf("%w: %q.%q", ErrIdentifier, cfg.Database, cfg.Table)
+	}
+	return nil
+}
+
+// Store keeps history in a ClickHouse table. It is safe for concurrent use.
+type Store struct {
+	cfg   Config
+	conn  driver.Conn
+	table string // database.table, validated identifiers
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New connects to ClickHouse, creates or migrates the schema and starts the
+// retention janitor. Close stops it.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Addr: []string{cfg.Addr},
+		// Connect to "default": cfg.Database may not exist yet. Every query
+		// names database.table.
+		Auth:            clickhouse.Auth{Database: "default", Username: cfg.Username, Password: cfg.Password},
+		DialTimeout:     cfg.DialTimeout,
+		ReadTimeout:     cfg.ReadTimeout,
+		MaxOpenConns:    cfg.MaxOpenConns,
+		MaxIdleConns:    cfg.MaxOpenConns,
+		ConnMaxLifetime: time.Hour,
+		Compression:     &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("chstore: open %s: %w", cfg.Addr, err)
+	}
+	s := &Store{cfg: cfg, conn: conn, table: cfg.Database + "." + cfg.Table}
+	if err := s.migrate(ctx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	jctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	if cfg.RetentionDays > 0 {
+		s.wg.Add(1)
+		go s.janitor(jctx)
+	}
+	return s, nil
+}
+
+// Close stops the janitor and closes the connections.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+		s.closeErr = s.conn.Close()
+	})
+	return s.closeErr
+}
+
+// columns is the column list of every INSERT and SELECT of messages, in
+// the order scanRow and appendRow use.
+const columns = "room, seq, id, uid, name, text, kind, role, color, ts_ms, ts, deleted, version"
+
+func (s *Store) insert(ctx context.Context, rows []row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table+" ("+columns+")")
+	if err != nil {
+		return fmt.Errorf("chstore: prepare insert: %w", err)
+	}
+	defer batch.Abort()
+	for i := range rows {
+		r := &rows[i]
+		m := &r.msg
+		del := uint8(0)
+		if m.Deleted {
+			del = 1
+		}
+		if err := batch.Append(m.Room, m.Seq, m.ID, m.UID, m.Name, m.Text, m.Kind, m.Role, m.Color,
+			m.TS, time.UnixMilli(m.TS).UTC(), del, r.version); err != nil {
+			return fmt.Errorf("chstore: append row: %w", err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("chstore: insert %d rows: %w", len(rows), err)
+	}
+	return nil
+}
+
+// row is a message with the version ReplacingMergeTree collapses by: the
+// highest version of a (room, seq) wins.
+type row struct {
+	msg     protocol.Message
+	version uint64
+}
+
+// Append stores msgs in one insert. A (room, seq) written again collapses
+// into one row; an original never replaces a deletion (version 0 loses to
+// any deletion's version).
+func (s *Store) Append(ctx context.Context, msgs []protocol.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	rows := make([]row, len(msgs))
+	for i, m := range msgs {
+		m.Deleted = false
+		rows[i] = row{msg: m}
+	}
+	return s.insert(ctx, rows)
+}
+
+// selectCols are the columns Range reads; room is known.
+const selectCols = "seq, id, uid, name, text, kind, role, color, ts_ms, deleted"
+
+// Range returns messages of room matching f, ascending by seq.
+//
+// It reads with FINAL, so duplicates and deletions that have not been
+// merged yet are collapsed at read time; see the package documentation for
+// why FINAL rather than argMax.
+func (s *Store) Range(ctx context.Context, room string, f history.Filter) ([]protocol.Message, error) {
+	var where strings.Builder
+	args := []any{room}
+	where.WriteString("room = ?")
+	if f.AfterSeq > 0 {
+		where.WriteString(" AND seq > ?")
+		args = append(args, f.AfterSeq)
+	}
+	if f.FromMs > 0 {
+		// ts (seconds) lets the server skip whole partitions and granules;
+		// ts_ms is the exact bound.
+		where.WriteString(" AND ts >= toDateTime(?) AND ts_ms >= ?")
+		args = append(args, f.FromMs/1000, f.FromMs)
+	}
+	if f.ToMs > 0 {
+		where.WriteString(" AND ts <= toDateTime(?) AND ts_ms < ?")
+		args = append(args, (f.ToMs-1)/1000, f.ToMs)
+	}
+	if !f.IncludeDeleted {
+		// With FINAL this filters the collapsed row, not the raw rows: the
+		// server does not move conditions to PREWHERE under FINAL.
+		where.WriteString(" AND deleted = 0")
+	}
+	order := "seq"
+	if f.Tail && f.Limit > 0 {
+		order = "seq DESC"
+	}
+	q := "SELECT " + selectCols + " FROM " + s.table + " FINAL WHERE " + where.String() + " ORDER BY " + order
+	if f.Limit > 0 {
+		q += " LIMIT " + strconv.Itoa(f.Limit)
+	}
+	out, err := s.query(ctx, room, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	if f.Tail && f.Limit > 0 {
+		slices.Reverse(out)
+	}
+	return out, nil
+}
+
+// query runs a SELECT of selectCols and scans the messages of room.
+func (s *Store) query(ctx context.Context, room, q string, args ...any) ([]protocol.Message, error) {
+	rows, err := s.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("chstore: query: %w", err)
+	}
+	defer rows.Close()
+	var out []protocol.Message
+	for rows.Next() {
+		m := protocol.Message{Room: room}
+		var del uint8
+		if err := rows.Scan(&m.Seq, &m.ID, &m.UID, &m.Name, &m.Text, &m.Kind, &m.Role, &m.Color, &m.TS, &del); err != nil {
+			return nil, fmt.Errorf("chstore: scan: %w", err)
+		}
+		m.Deleted = del != 0
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("chstore: read rows: %w", err)
+	}
+	return out, nil
+}
+
+// markDeleted re-inserts msgs with deleted set and a version above every
+// earlier one, so they replace the originals.
+func (s *Store) markDeleted(ctx context.Context, msgs []protocol.Message) error {
+	version := uint64(time.Now().UnixNano())
+	rows := make([]row, len(msgs))
+	for i, m := range msgs {
+		m.Deleted = true
+		rows[i] = row{msg: m, version: version}
+	}
+	return s.insert(ctx, rows)
+}
+
+// Delete marks messages of room deleted and reports how many of seqs are
+// stored (deleted before or not).
+func (s *Store) Delete(ctx context.Context, room string, seqs []uint64) (int, error) {
+	if len(seqs) == 0 {
+		return 0, nil
+	}
+	list := make([]string, len(seqs))
+	for i, seq := range seqs {
+		list[i] = strconv.FormatUint(seq, 10)
+	}
+	found, err := s.query(ctx, room, "SELECT "+selectCols+" FROM "+s.table+" FINAL WHERE room = ? AND seq IN ("+
+		strings.Join(list, ",")+")", room)
+	if err != nil {
+		return 0, err
+	}
+	live := slices.DeleteFunc(slices.Clone(found), func(m protocol.Message) bool { return m.Deleted })
+	if err := s.markDeleted(ctx, live); err != nil {
+		return 0, err
+	}
+	return len(found), nil
+}
+
+// Purge marks every live message of uid in room with TS >= sinceMs deleted
+// and returns their seqs, ascending.
+func (s *Store) Purge(ctx context.Context, room, uid string, sinceMs int64) ([]uint64, error) {
+	found, err := s.query(ctx, room, "SELECT "+selectCols+" FROM "+s.table+
+		" FINAL WHERE room = ? AND uid = ? AND ts_ms >= ? AND deleted = 0 ORDER BY seq", room, uid, sinceMs)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.markDeleted(ctx, found); err != nil {
+		return nil, err
+	}
+	out := make([]uint64, len(found))
+	for i, m := range found {
+		out[i] = m.Seq
+	}
+	return out, nil
+}
+
+// LastSeq returns the highest stored seq of room (deleted or not), 0 if
+// none.
+func (s *Store) LastSeq(ctx context.Context, room string) (uint64, error) {
+	var seq uint64
+	if err := s.conn.QueryRow(ctx, "SELECT max(seq) FROM "+s.table+" WHERE room = ?", room).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("chstore: last seq: %w", err)
+	}
+	return seq, nil
+}

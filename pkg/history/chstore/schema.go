@@ -1,0 +1,146 @@
+package chstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// migrations are applied in order; migration i brings the schema to
+// version i+1. {db} and {table} are replaced by the configured names. Each
+// statement is idempotent, so two processes migrating at once do no harm.
+// Append new versions, never edit applied ones.
+var migrations = [][]string{
+	// Version 1: the messages table.
+	{`CREATE TABLE IF NOT EXISTS {db}.{table} (
+		room    String,
+		seq     UInt64,
+		id      String,
+		uid     String,
+		name    String,
+		text    String,
+		kind    String,
+		role    String,
+		color   String,
+		ts_ms   Int64,
+		ts      DateTime,
+		deleted UInt8,
+		version UInt64
+	) ENGINE = ReplacingMergeTree(version)
+	PARTITION BY toYYYYMMDD(ts)
+	ORDER BY (room, seq)`},
+}
+
+func (s *Store) ddl(q string) string {
+	return strings.NewReplacer("{db}", s.cfg.Database, "{table}", s.cfg.Table).Replace(q)
+}
+
+// migrate creates the database and the schema_version table, then applies
+// the migrations newer than the recorded version.
+func (s *Store) migrate(ctx context.Context) error {
+	for _, q := range []string{
+		"CREATE DATABASE IF NOT EXISTS {db}",
+		`CREATE TABLE IF NOT EXISTS {db}.schema_version (
+			tbl String, version UInt32, applied DateTime
+		) ENGINE = MergeTree ORDER BY (tbl, version)`,
+	} {
+		if err := s.conn.Exec(ctx, s.ddl(q)); err != nil {
+			return fmt.Errorf("chstore: create schema: %w", err)
+		}
+	}
+	var current uint32
+	if err := s.conn.QueryRow(ctx, s.ddl("SELECT max(version) FROM {db}.schema_version WHERE tbl = ?"), s.cfg.Table).
+		Scan(&current); err != nil {
+		return fmt.Errorf("chstore: read schema version: %w", err)
+	}
+	for v := int(current); v < len(migrations); v++ {
+		for _, q := range migrations[v] {
+			if err := s.conn.Exec(ctx, s.ddl(q)); err != nil {
+				return fmt.Errorf("chstore: migrate to version %d: %w", v+1, err)
+			}
+		}
+		if err := s.recordVersion(ctx, uint32(v+1)); err != nil {
+			return fmt.Errorf("chstore: record schema version %d: %w", v+1, err)
+		}
+		s.cfg.Logger.Info("chstore: schema migrated", "table", s.table, "version", v+1)
+	}
+	return nil
+}
+
+// recordVersion inserts a schema_version row. It goes through a batch:
+// servers of the 18.x line do not take inline VALUES over the native
+// protocol.
+func (s *Store) recordVersion(ctx context.Context, v uint32) error {
+	b, err := s.conn.PrepareBatch(ctx, s.ddl("INSERT INTO {db}.schema_version (tbl, version, applied)"))
+	if err != nil {
+		return err
+	}
+	defer b.Abort()
+	if err := b.Append(s.cfg.Table, v, time.Now().UTC()); err != nil {
+		return err
+	}
+	return b.Send()
+}
+
+// janitor drops expired partitions at start and every JanitorInterval
+// until ctx is done.
+func (s *Store) janitor(ctx context.Context) {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.JanitorInterval)
+	defer t.Stop()
+	for {
+		dropped, err := s.DropExpired(ctx, time.Now())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.cfg.Logger.Warn("chstore: drop expired partitions", "table", s.table, "err", err)
+		case len(dropped) > 0:
+			s.cfg.Logger.Info("chstore: dropped expired partitions", "table", s.table, "partitions", dropped)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// DropExpired drops the daily partitions whose whole day is more than
+// RetentionDays before now, and returns their ids (YYYYMMDD). The janitor
+// calls it every JanitorInterval.
+func (s *Store) DropExpired(ctx context.Context, now time.Time) ([]string, error) {
+	if s.cfg.RetentionDays <= 0 {
+		return nil, nil
+	}
+	cutoff := now.UTC().AddDate(0, 0, -s.cfg.RetentionDays).Format("20060102")
+	rows, err := s.conn.Query(ctx, "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active",
+		s.cfg.Database, s.cfg.Table)
+	if err != nil {
+		return nil, fmt.Errorf("chstore: list partitions: %w", err)
+	}
+	var old []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("chstore: scan partition: %w", err)
+		}
+		// Partition ids are YYYYMMDD, so string order is date order.
+		if _, err := strconv.ParseUint(p, 10, 32); err == nil && len(p) == 8 && p < cutoff {
+			old = append(old, p)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("chstore: list partitions: %w", err)
+	}
+	var dropped []string
+	for _, p := range old {
+		if err := s.conn.Exec(ctx, "ALTER TABLE "+s.table+" DROP PARTITION "+p); err != nil {
+			return dropped, fmt.Errorf("chstore: drop partition %s: %w", p, err)
+		}
+		dropped = append(dropped, p)
+	}
+	return dropped, nil
+}
