@@ -28,7 +28,7 @@
 //     allocation: Message.Payload aliases the caller's buffer. Only a
 //     fragmented message allocates, for its reassembly buffer, which the
 //     Reader drops again once the message is complete, so an idle Reader
-//     holds no buffer (four words per connection).
+//     holds no buffer (three words per connection).
 //   - Text messages are validated as UTF-8 incrementally across fragments:
 //     a fragment that cannot be the start of valid text fails with
 //     CloseInvalidPayload at once, and an incomplete rune may straddle

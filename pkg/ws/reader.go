@@ -18,7 +18,7 @@ const DefaultMaxMessage = 64 << 10
 // masked) with a DefaultMaxMessage limit and no extensions. Set the exported
 // fields before the first call to Next.
 //
-// A Reader is small (four words) and keeps no buffer unless a fragmented
+// A Reader is small (three words) and keeps no buffer unless a fragmented
 // message is in progress. It is not safe for concurrent use: it belongs to
 // the goroutine or event loop that owns the connection.
 type Reader struct {

@@ -254,8 +254,8 @@ func TestReaderFragmentBufferReleased(t *testing.T) {
 }
 
 func TestReaderSize(t *testing.T) {
-	if size := unsafe.Sizeof(Reader{}); size > 4*unsafe.Sizeof(uintptr(0)) {
-		t.Errorf("Reader is %d bytes, want at most four words", size)
+	if size := unsafe.Sizeof(Reader{}); size > 3*unsafe.Sizeof(uintptr(0)) {
+		t.Errorf("Reader is %d bytes, want at most three words", size)
 	}
 }
 
