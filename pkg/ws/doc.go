@@ -19,7 +19,8 @@
 //     the fuzz targets for random input.
 //   - Next consumes at most one frame and never modifies bytes it does not
 //     consume: a partial frame, or a frame it rejects, stays intact in the
-//     caller's buffer. Payloads of consumed frames are unmasked in place.
+//     caller's buffer. Payloads of consumed unfragmented frames are
+//     unmasked in place; fragments are unmasked in the reassembly buffer.
 //   - Limits are enforced from headers: a data frame that would push its
 //     message past Reader.MaxMessage is rejected with CloseMessageTooBig
 //     before its payload is waited for or buffered, and ParseUpgrade gives

@@ -51,9 +51,11 @@ type fragment struct {
 // Message is one complete data message (text or binary, reassembled from
 // its fragments) or one control frame (close, ping, pong).
 //
-// Payload aliases either the buffer passed to Next (valid until the caller
-// discards those bytes) or a buffer the Reader has handed over (valid until
-// the next call to Next). Copy it to keep it longer.
+// For an unfragmented message or a control frame, Payload aliases the
+// buffer passed to Next: it is valid until the caller discards or reuses
+// those bytes, so copy it to keep it longer. For a message reassembled from
+// fragments, Payload is the Reader's reassembly buffer, which the Reader
+// lets go of when it returns the message; the caller may keep it.
 type Message struct {
 	Op         OpCode
 	Payload    []byte
@@ -84,8 +86,10 @@ func (r *Reader) maxMessage() int {
 //   - err is a *CloseError, n == 0: the peer violated the protocol; send a
 //     close frame with its Code and close the connection.
 //
-// Next only modifies bytes it consumes (it unmasks their payload in place);
-// a partial frame, or a frame it rejects, is left intact in buf. The caller
+// Next only modifies bytes it consumes: it unmasks the payload of an
+// unfragmented message or control frame in place (fragments are copied to
+// the reassembly buffer and unmasked there). A partial frame, or a frame it
+// rejects, is left intact in buf. The caller
 // discards the n consumed bytes and calls Next again with what follows.
 // Control frames arriving between the fragments of a message are returned
 // at once; the fragmented message continues after them.
