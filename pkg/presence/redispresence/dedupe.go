@@ -1,0 +1,30 @@
+package redispresence
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Remember stores val under key for ttl unless key exists, in one
+// SET NX PX GET (Redis 7.0 or later): the reply is the existing value when
+// there is one, and nil when val was stored.
+func (c *Client) Remember(ctx context.Context, key string, val []byte, ttl time.Duration) ([]byte, bool, error) {
+	if val == nil {
+		val = []byte{}
+	}
+	prev, err := c.rdb.SetArgs(ctx, c.ddKey+key, val,
+		redis.SetArgs{Mode: "NX", TTL: time.Duration(ms(ttl)) * time.Millisecond, Get: true}).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, wrap("remember", err)
+	}
+	if prev == nil {
+		prev = []byte{}
+	}
+	return prev, true, nil
+}
