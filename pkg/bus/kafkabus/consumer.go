@@ -1,0 +1,403 @@
+package kafkabus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/danmaku-live/danmaku/pkg/bus"
+)
+
+// delivery is one fetched message and the group generation it was read in
+// (0 without a group).
+type delivery struct {
+	gen int32
+	msg kafka.Message
+}
+
+// consumer reads one topic with one partition reader per owned partition.
+//
+// With a group it drives a kafka.ConsumerGroup itself rather than a
+// kafka.Reader with GroupID: the group's generations are visible, so
+// Generation (bus.Rebalancer) can report them, Fetch can drop records read
+// in a generation that has ended, and Commit can skip partitions the
+// consumer no longer owns instead of committing on behalf of their new
+// owner. For every generation, runGroup starts a reader per assigned
+// partition at the group's committed offset (the earliest retained record
+// for a new group) through Generation.Start; the generation ends, and its
+// readers stop, when the coordinator rebalances.
+//
+// Without a group, a reader per partition (or only the key's partition when
+// ConsumerOptions.Key is set) starts at the newest offset, resolved before
+// Consumer returns.
+//
+// Readers hand deliveries to Fetch over ch; each partition's reader runs in
+// its own goroutine, so partition order is kept.
+type consumer struct {
+	b     *Bus
+	topic string
+	opts  bus.ConsumerOptions
+	ch    chan delivery
+
+	ctx    context.Context // ends on Close
+	cancel context.CancelFunc
+	cg     *kafka.ConsumerGroup // nil without a group
+	wg     sync.WaitGroup       // runGroup or the group-less readers
+
+	curGen atomic.Int32 // generation of the newest assignment
+	// fetchGen is the generation of the latest Fetch's records.
+	fetchGen atomic.Int64
+
+	// pending holds a delivery of a newer generation than the batch being
+	// drained; the next Fetch returns it first. Used by the Fetch goroutine
+	// only.
+	pending *delivery
+
+	mu        sync.Mutex // guards gen, owned, committed
+	gen       *kafka.Generation
+	owned     map[int]bool
+	committed map[int]int64 // offsets committed in gen
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// Consumer opens a consumer of stream. With a group it joins the group in
+// the background; the first Fetch waits for the assignment. Without a
+// group it starts after the newest record of every partition (of the key's
+// partition when opts.Key is set).
+func (b *Bus) Consumer(stream string, opts bus.ConsumerOptions) (bus.Consumer, error) {
+	topic := b.Topic(stream)
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("kafkabus: consume %s: %w", topic, bus.ErrClosed)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &consumer{
+		b:      b,
+		topic:  topic,
+		opts:   opts,
+		ch:     make(chan delivery, b.cfg.MaxFetch),
+		ctx:    ctx,
+		cancel: cancel,
+		closed: make(chan struct{}),
+	}
+	setupCtx, setupCancel := context.WithTimeout(ctx, 30*time.Second)
+	defer setupCancel()
+	var err error
+	if opts.Group != "" {
+		if _, err = b.partitionCount(setupCtx, stream); err == nil {
+			err = c.startGroup()
+		}
+	} else {
+		err = c.startGroupless(setupCtx, stream)
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		_ = c.Close()
+		return nil, fmt.Errorf("kafkabus: consume %s: %w", topic, bus.ErrClosed)
+	}
+	b.consumers[c] = struct{}{}
+	b.mu.Unlock()
+	return c, nil
+}
+
+func (c *consumer) startGroup() error {
+	cfg := c.b.cfg
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                c.opts.Group,
+		Brokers:           cfg.Brokers,
+		Dialer:            c.b.dialer,
+		Topics:            []string{c.topic},
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		SessionTimeout:    cfg.SessionTimeout,
+		RebalanceTimeout:  cfg.SessionTimeout,
+		JoinGroupBackoff:  cfg.HeartbeatInterval,
+		StartOffset:       kafka.FirstOffset,
+		Logger:            c.b.debugLogger(),
+		ErrorLogger:       c.b.errorLogger(),
+	})
+	if err != nil {
+		return fmt.Errorf("kafkabus: group %s on %s: %w", c.opts.Group, c.topic, err)
+	}
+	c.cg = cg
+	c.wg.Add(1)
+	go c.runGroup()
+	return nil
+}
+
+// runGroup follows the group's generations until Close. It runs in its own
+// goroutine.
+func (c *consumer) runGroup() {
+	defer c.wg.Done()
+	for {
+		gen, err := c.cg.Next(c.ctx)
+		if err != nil {
+			if c.ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
+				return
+			}
+			// The group retries joins itself, after its backoff.
+			c.b.log.Warn("kafkabus: consumer group", "group", c.opts.Group, "topic", c.topic, "err", err)
+			continue
+		}
+		owned := make(map[int]bool)
+		assigned := gen.Assignments[c.topic]
+		for _, a := range assigned {
+			owned[a.ID] = true
+		}
+		c.mu.Lock()
+		c.gen, c.owned, c.committed = gen, owned, make(map[int]int64)
+		c.curGen.Store(gen.ID)
+		c.mu.Unlock()
+		c.b.log.Debug("kafkabus: generation", "group", c.opts.Group, "topic", c.topic,
+			"generation", gen.ID, "partitions", len(assigned))
+		for _, a := range assigned {
+			gen.Start(func(ctx context.Context) {
+				c.readPartition(ctx, gen.ID, a.ID, a.Offset)
+			})
+		}
+	}
+}
+
+// startGroupless starts a reader per partition (only the key's partition
+// when opts.Key is set) at the partition's newest offset, read from its
+// leader before it returns.
+func (c *consumer) startGroupless(ctx context.Context, stream string) error {
+	all, err := c.b.readPartitions(ctx, stream)
+	if err != nil {
+		return err
+	}
+	parts := all
+	if c.opts.Key != "" {
+		p := partitionOf(c.opts.Key, len(all))
+		parts = nil
+		for _, pt := range all {
+			if pt.ID == p {
+				parts = append(parts, pt)
+			}
+		}
+	}
+	start := make([]int64, len(parts))
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, pt := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := c.b.dialer.DialPartition(ctx, "tcp", "", pt)
+			if err != nil {
+				errs[i] = fmt.Errorf("kafkabus: dial leader of %s/%d: %w", c.topic, pt.ID, err)
+				return
+			}
+			defer conn.Close()
+			if dl, ok := ctx.Deadline(); ok {
+				_ = conn.SetDeadline(dl)
+			}
+			if start[i], err = conn.ReadLastOffset(); err != nil {
+				errs[i] = fmt.Errorf("kafkabus: newest offset of %s/%d: %w", c.topic, pt.ID, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for i, pt := range parts {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.readPartition(c.ctx, 0, pt.ID, start[i])
+		}()
+	}
+	return nil
+}
+
+// readPartition reads partition p from offset until ctx ends, handing each
+// message to Fetch. It runs in its own goroutine.
+func (c *consumer) readPartition(ctx context.Context, gen int32, p int, offset int64) {
+	cfg := c.b.cfg
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:       cfg.Brokers,
+		Topic:         c.topic,
+		Partition:     p,
+		Dialer:        c.b.dialer,
+		MinBytes:      1,
+		MaxBytes:      10 << 20,
+		MaxWait:       cfg.MaxWait,
+		QueueCapacity: 256,
+		Logger:        c.b.debugLogger(),
+		ErrorLogger:   c.b.errorLogger(),
+	})
+	defer r.Close()
+	if err := r.SetOffset(offset); err != nil {
+		c.b.log.Warn("kafkabus: set offset", "topic", c.topic, "partition", p, "offset", offset, "err", err)
+		<-ctx.Done() // returning early would end the group generation
+		return
+	}
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.b.log.Warn("kafkabus: fetch", "topic", c.topic, "partition", p, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(cfg.MaxWait):
+			}
+			continue
+		}
+		select {
+		case c.ch <- delivery{gen: gen, msg: m}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Fetch waits for the first record, then adds whatever else is already
+// buffered, up to Config.MaxFetch records of one generation. Records read
+// in a generation that has ended are dropped: the partition's owner in the
+// new generation reads them again from the committed offset.
+func (c *consumer) Fetch(ctx context.Context) ([]bus.Record, error) {
+	select {
+	case <-c.closed:
+		return nil, fmt.Errorf("kafkabus: fetch %s: %w", c.topic, bus.ErrClosed)
+	default:
+	}
+	var out []bus.Record
+	var gen int32
+	for len(out) == 0 {
+		var d delivery
+		if c.pending != nil {
+			d, c.pending = *c.pending, nil
+		} else {
+			select {
+			case d = <-c.ch:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-c.closed:
+				return nil, fmt.Errorf("kafkabus: fetch %s: %w", c.topic, bus.ErrClosed)
+			}
+		}
+		if d.gen < c.curGen.Load() || !c.match(d.msg) {
+			continue
+		}
+		gen = d.gen
+		out = append(out, record(d.msg))
+	}
+drain:
+	for len(out) < c.b.cfg.MaxFetch {
+		select {
+		case d := <-c.ch:
+			switch {
+			case d.gen < gen || !c.match(d.msg):
+			case d.gen > gen:
+				c.pending = &d
+				break drain
+			default:
+				out = append(out, record(d.msg))
+			}
+		default:
+			break drain
+		}
+	}
+	c.fetchGen.Store(int64(gen))
+	return out, nil
+}
+
+func (c *consumer) match(m kafka.Message) bool {
+	return c.opts.Key == "" || string(m.Key) == c.opts.Key
+}
+
+func record(m kafka.Message) bus.Record {
+	return bus.Record{Key: string(m.Key), Value: m.Value, Partition: m.Partition, Offset: m.Offset}
+}
+
+// Generation returns the group generation of the latest Fetch's records
+// (bus.Rebalancer); 0 without a group or before the first Fetch.
+func (c *consumer) Generation() int64 { return c.fetchGen.Load() }
+
+// Commit commits, per partition, the offset after the highest record of
+// recs. Records of partitions the consumer no longer owns are skipped, and a
+// commit the coordinator refuses because the group is rebalancing is
+// dropped: in both cases the partition's next owner reads the records again
+// (at-least-once). Without a group Commit does nothing. The commit request
+// itself is bounded by the group's own timeout, not by ctx.
+func (c *consumer) Commit(ctx context.Context, recs ...bus.Record) error {
+	if c.cg == nil || len(recs) == 0 {
+		return nil
+	}
+	select {
+	case <-c.closed:
+		return fmt.Errorf("kafkabus: commit %s: %w", c.topic, bus.ErrClosed)
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("kafkabus: commit %s: %w", c.topic, err)
+	}
+	c.mu.Lock()
+	gen := c.gen
+	offsets := make(map[int]int64)
+	for _, r := range recs {
+		next := r.Offset + 1
+		if !c.owned[r.Partition] || next <= c.committed[r.Partition] || next <= offsets[r.Partition] {
+			continue
+		}
+		offsets[r.Partition] = next
+	}
+	c.mu.Unlock()
+	if gen == nil || len(offsets) == 0 {
+		return nil
+	}
+	err := gen.CommitOffsets(map[string]map[int]int64{c.topic: offsets})
+	switch {
+	case err == nil:
+	case errors.Is(err, kafka.RebalanceInProgress), errors.Is(err, kafka.IllegalGeneration),
+		errors.Is(err, kafka.UnknownMemberId), errors.Is(err, kafka.NotCoordinatorForGroup):
+		c.b.log.Debug("kafkabus: commit dropped by a rebalance", "group", c.opts.Group, "topic", c.topic, "err", err)
+		return nil
+	default:
+		return fmt.Errorf("kafkabus: commit %s for group %s: %w", c.topic, c.opts.Group, err)
+	}
+	c.mu.Lock()
+	if c.gen == gen {
+		for p, o := range offsets {
+			if o > c.committed[p] {
+				c.committed[p] = o
+			}
+		}
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// Close stops the readers and leaves the group. It waits up to
+// Config.MaxWait for the readers' pending fetches. Close is idempotent.
+func (c *consumer) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.cancel()
+		if c.cg != nil {
+			_ = c.cg.Close() // leaves the group; always returns nil
+		}
+		c.wg.Wait()
+		c.b.mu.Lock()
+		delete(c.b.consumers, c)
+		c.b.mu.Unlock()
+	})
+	return nil
+}
