@@ -438,7 +438,7 @@ func (e *Engine) applyFilters(f *filters, sc *scratch, text string, v Verdict) V
 			rule := ks.rules[sc.ms[0].rule]
 			if ks.action == Mask {
 				for _, m := range sc.ms {
-					sc.spans = append(sc.spans, Span{Start: int(t.os[m.start]), End: int(t.oe[m.end-1])})
+					sc.spans = append(sc.spans, Span{Start: int(t.runs[m.start].os), End: int(t.runs[m.end-1].oe)})
 				}
 			}
 			v = merge(v, ks.action, rule)

@@ -47,11 +47,11 @@ func TestKeywords(t *testing.T) {
 		{"f_u_c_k", Reject, "keyword:global:fuck"},
 		{"f-u-c-k", Reject, "keyword:global:fuck"},
 		{"fuuuuuck", Reject, "keyword:global:fuck"},
-		{"fuсk", Reject, "keyword:global:fuck"},   // Cyrillic с
-		{"ѕһіt", Reject, "keyword:global:shit"},   // Cyrillic ѕ һ і
-		{"sh1t", Reject, "keyword:global:shit"},   // leet
-		{"$h!t", Reject, "keyword:global:shit"},   // leet
-		{"a$$", Reject, "keyword:global:ass"},     // leet
+		{"fuсk", Reject, "keyword:global:fuck"},    // Cyrillic с
+		{"ѕһіt", Reject, "keyword:global:shit"},    // Cyrillic ѕ һ і
+		{"sh1t", Reject, "keyword:global:shit"},    // leet
+		{"$h!t", Reject, "keyword:global:shit"},    // leet
+		{"a$$", Reject, "keyword:global:ass"},      // leet
 		{"@ss hole", Reject, "keyword:global:ass"}, // leet
 		{"asssss", Reject, "keyword:global:ass"},
 		{"a.s.s", Reject, "keyword:global:ass"},

@@ -57,9 +57,9 @@ func compileKeywords(kl KeywordList, scope string) (*keywordSet, error) {
 		ks.rules = append(ks.rules, "keyword:"+scope+":"+w)
 		v := variant{
 			word:  wi,
-			cnt:   append([]uint8(nil), t.cnt...),
-			needL: !starL && t.cls[0] != clsCJK,
-			needR: !starR && t.cls[len(t.cls)-1] != clsCJK,
+			cnt:   runCounts(&t),
+			needL: !starL && t.runs[0].cls != clsCJK,
+			needR: !starR && t.runs[len(t.runs)-1].cls != clsCJK,
 		}
 		key := string(t.r)
 		pi, ok := index[key]
@@ -106,7 +106,7 @@ func (ks *keywordSet) find(t *normText, first bool, hits []ac.Hit, dst []match) 
 
 func (v *variant) ok(t *normText, start, end int) bool {
 	for i, c := range v.cnt {
-		if t.cnt[start+i] < c {
+		if t.runs[start+i].cnt < c {
 			return false
 		}
 	}
@@ -117,4 +117,12 @@ func (v *variant) ok(t *normText, start, end int) bool {
 		return false
 	}
 	return true
+}
+
+func runCounts(t *normText) []uint8 {
+	out := make([]uint8, len(t.runs))
+	for i, r := range t.runs {
+		out[i] = r.cnt
+	}
+	return out
 }

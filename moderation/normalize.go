@@ -49,6 +49,15 @@ type foldEntry struct {
 type foldTable struct {
 	entries []foldEntry
 	pool    []frune
+	ascii   [128]asciiFold
+}
+
+// asciiFold is the fold of an ASCII rune, which is always one rune or none.
+type asciiFold struct {
+	r     rune
+	cls   uint8 // clsIgnore when dropped
+	ocls  uint8
+	upper bool
 }
 
 // folds is built once, on first use, and is read-only afterwards.
@@ -61,6 +70,13 @@ func buildFoldTable() *foldTable {
 		out, upper, ocls := foldRune(r, buf[:0])
 		t.entries[r] = foldEntry{off: uint32(len(t.pool)), n: uint8(len(out)), upper: upper, ocls: ocls}
 		t.pool = append(t.pool, out...)
+		if r < 128 {
+			a := asciiFold{ocls: ocls, upper: upper}
+			if len(out) == 1 {
+				a.r, a.cls = out[0].r, out[0].cls
+			}
+			t.ascii[r] = a
+		}
 	}
 	return t
 }
@@ -216,6 +232,14 @@ type entry struct {
 	cls  uint8
 }
 
+// run is one stream position: a rune repeated cnt times in the input.
+type run struct {
+	os, oe int32 // input rune span [os, oe)
+	cls    uint8 // clsLetter, clsCJK, clsDigit or clsSpace (a hard boundary)
+	cnt    uint8 // run length, saturating at 255
+	flag   uint8 // flagSoft*
+}
+
 // normText is the normalised form of one text: a stream of runs (repeated
 // runes collapsed to one, with the run length kept), in which separators
 // between the letters of one evasively spelled word were removed (a "soft"
@@ -228,12 +252,8 @@ type normText struct {
 	ents   []entry
 	tokLen []int32
 
-	r    []rune  // run rune
-	cls  []uint8 // run class: clsLetter, clsCJK, clsDigit or clsSpace
-	cnt  []uint8 // run length, saturating at 255
-	flag []uint8 // flagSoft*
-	os   []int32 // first input rune index of the run
-	oe   []int32 // one past the last input rune index of the run
+	r    []rune // run rune (the matcher's input)
+	runs []run  // the rest of each run, parallel to r
 
 	runes   int // input runes
 	letters int // input letters
@@ -242,17 +262,14 @@ type normText struct {
 	repeats int // runes removed by collapsing runs
 	hash    uint64
 	buf     [maxExpansion]frune
+	ft      *foldTable
 }
 
 func (t *normText) reset() {
 	t.ents = t.ents[:0]
 	t.tokLen = t.tokLen[:0]
 	t.r = t.r[:0]
-	t.cls = t.cls[:0]
-	t.cnt = t.cnt[:0]
-	t.flag = t.flag[:0]
-	t.os = t.os[:0]
-	t.oe = t.oe[:0]
+	t.runs = t.runs[:0]
 	t.runes, t.letters, t.upper, t.symbols, t.repeats = 0, 0, 0, 0, 0
 	t.hash = 0
 }
@@ -263,19 +280,32 @@ func isWordCls(c uint8) bool { return c == clsLetter || c == clsDigit }
 // grown to the text's size.
 func (t *normText) normalize(text string) {
 	t.reset()
-	ft := folds()
+	ft := t.ft
+	if ft == nil {
+		ft = folds()
+		t.ft = ft
+	}
 	// Pass 1: fold each rune.
 	ri := int32(0)
 	for _, c := range text {
-		var out []frune
-		var upper bool
-		var ocls uint8
 		if c < 0x80 {
-			e := ft.entries[c]
-			out, upper, ocls = ft.pool[e.off:e.off+uint32(e.n)], e.upper, e.ocls
-		} else {
-			out, upper, ocls = ft.lookup(c, t.buf[:0])
+			a := &ft.ascii[c]
+			switch a.ocls {
+			case clsLetter:
+				t.letters++
+				if a.upper {
+					t.upper++
+				}
+			case clsPunct:
+				t.symbols++
+			}
+			if a.cls != clsIgnore {
+				t.ents = append(t.ents, entry{r: a.r, orig: ri, cls: a.cls})
+			}
+			ri++
+			continue
 		}
+		out, upper, ocls := ft.lookup(c, t.buf[:0])
 		switch ocls {
 		case clsLetter, clsCJK:
 			t.letters++
@@ -371,12 +401,13 @@ func (t *normText) normalize(text string) {
 		}
 		n := len(t.r)
 		if n > 0 && t.r[n-1] == e.r {
-			if t.cnt[n-1] < 255 {
-				t.cnt[n-1]++
+			p := &t.runs[n-1]
+			if p.cnt < 255 {
+				p.cnt++
 			}
-			t.oe[n-1] = e.orig + 1
+			p.oe = e.orig + 1
 			if soft {
-				t.flag[n-1] |= flagSoftInside
+				p.flag |= flagSoftInside
 			}
 			t.repeats++
 		} else {
@@ -399,22 +430,18 @@ func isTokenRune(e entry) bool {
 
 func (t *normText) push(r rune, cls uint8, os, oe int32, f uint8) {
 	t.r = append(t.r, r)
-	t.cls = append(t.cls, cls)
-	t.cnt = append(t.cnt, 1)
-	t.flag = append(t.flag, f)
-	t.os = append(t.os, os)
-	t.oe = append(t.oe, oe)
+	t.runs = append(t.runs, run{os: os, oe: oe, cls: cls, cnt: 1, flag: f})
 }
 
 // leftBoundary reports whether a word starts at stream position s.
 func (t *normText) leftBoundary(s int) bool {
-	return s == 0 || !isWordCls(t.cls[s-1]) || !isWordCls(t.cls[s]) || t.flag[s] != 0
+	return s == 0 || !isWordCls(t.runs[s-1].cls) || !isWordCls(t.runs[s].cls) || t.runs[s].flag != 0
 }
 
 // rightBoundary reports whether a word ends just before stream position e.
 func (t *normText) rightBoundary(e int) bool {
-	return e >= len(t.r) || !isWordCls(t.cls[e]) || !isWordCls(t.cls[e-1]) ||
-		t.flag[e]&flagSoftBefore != 0 || t.flag[e-1]&flagSoftInside != 0
+	return e >= len(t.r) || !isWordCls(t.runs[e].cls) || !isWordCls(t.runs[e-1].cls) ||
+		t.runs[e].flag&flagSoftBefore != 0 || t.runs[e-1].flag&flagSoftInside != 0
 }
 
 // Span is a half-open range [Start, End) of rune indexes in an input text.
@@ -433,7 +460,7 @@ func Normalize(text string) (string, []Span) {
 	t.normalize(text)
 	spans := make([]Span, len(t.r))
 	for i := range t.r {
-		spans[i] = Span{Start: int(t.os[i]), End: int(t.oe[i])}
+		spans[i] = Span{Start: int(t.runs[i].os), End: int(t.runs[i].oe)}
 	}
 	return string(t.r), spans
 }

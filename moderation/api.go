@@ -1,0 +1,546 @@
+package moderation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bytedance/sonic"
+
+	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/history"
+	"github.com/danmaku-live/danmaku/pkg/presence"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+)
+
+var apiJSON = sonic.Config{NoQuoteTextMarshaler: true}.Froze()
+
+// APIConfig configures the HTTP API.
+type APIConfig struct {
+	// Bus carries publishes to logic and moderation events out. Required.
+	Bus bus.Bus
+	// History serves the history endpoints. Required.
+	History history.Store
+	// Presence serves online counts and top rooms. Nil means they read 0.
+	Presence presence.Presence
+	// Signer verifies bearer tokens. Required.
+	Signer *auth.Signer
+	// Engine answers settings and keyword reads. Nil means defaults.
+	Engine *Engine
+	// ID is this API instance's reply address on the bus. Zero value means
+	// "api-<hostname>-<pid>".
+	ID string
+	// Guests enables POST /api/guest, which hands out short-lived viewer
+	// tokens for a chosen name (development and demo setups).
+	Guests bool
+	// WSPort is the WebSocket port the pages connect to (GET /api/config).
+	WSPort int
+	// MaxBody bounds request bodies. Zero value means 64 KiB.
+	MaxBody int64
+	// PublishTimeout bounds the wait for logic's verdict on a publish.
+	// Zero value means 5s.
+	PublishTimeout time.Duration
+	// Logger receives logs. Zero value means slog.Default().
+	Logger *slog.Logger
+}
+
+// API is the HTTP API of danmaku: history, online counts, publishing and
+// (in the moderation files) the moderators' endpoints. See docs/api.md.
+type API struct {
+	cfg     APIConfig
+	ingest  bus.Publisher
+	control bus.Publisher
+	nextReq atomic.Uint64
+
+	mu      sync.Mutex // guards waiters
+	waiters map[uint64]chan bus.Reply
+}
+
+// NewAPI returns the API.
+func NewAPI(cfg APIConfig) (*API, error) {
+	switch {
+	case cfg.Bus == nil:
+		return nil, errors.New("moderation: APIConfig.Bus is required")
+	case cfg.History == nil:
+		return nil, errors.New("moderation: APIConfig.History is required")
+	case cfg.Signer == nil:
+		return nil, errors.New("moderation: APIConfig.Signer is required")
+	}
+	if cfg.ID == "" {
+		host, _ := os.Hostname()
+		cfg.ID = "api-" + host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 64 << 10
+	}
+	if cfg.PublishTimeout == 0 {
+		cfg.PublishTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &API{
+		cfg:     cfg,
+		ingest:  cfg.Bus.Publisher(bus.StreamIngest),
+		control: cfg.Bus.Publisher(bus.StreamControl),
+		waiters: make(map[uint64]chan bus.Reply),
+	}, nil
+}
+
+// Run reads logic's replies to this API's publishes until ctx is done.
+func (a *API) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		c, err := a.cfg.Bus.Consumer(bus.StreamReply, bus.ConsumerOptions{Key: a.cfg.ID})
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for {
+			recs, err := c.Fetch(ctx)
+			if err != nil {
+				break
+			}
+			for _, rec := range recs {
+				var rp bus.Reply
+				if bus.Unmarshal(rec.Value, &rp) != nil {
+					continue
+				}
+				a.mu.Lock()
+				ch := a.waiters[rp.Conn]
+				delete(a.waiters, rp.Conn)
+				a.mu.Unlock()
+				if ch != nil {
+					ch <- rp
+				}
+			}
+		}
+		_ = c.Close()
+	}
+	return nil
+}
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/config", a.getConfig)
+	mux.HandleFunc("POST /api/guest", a.postGuest)
+	mux.HandleFunc("GET /api/rooms", a.getRooms)
+	mux.HandleFunc("GET /api/rooms/{room}/history", a.room(a.getHistory))
+	mux.HandleFunc("GET /api/rooms/{room}/online", a.room(a.getOnline))
+	mux.HandleFunc("POST /api/rooms/{room}/publish", a.room(a.postPublish))
+	a.registerModeration(mux)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, protocol.CodeNotFound, "no such endpoint")
+	})
+}
+
+// room validates the {room} path value before calling h.
+func (a *API) room(h func(w http.ResponseWriter, r *http.Request, room string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		room := r.PathValue("room")
+		if !protocol.ValidRoom(room) {
+			writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "room must match [A-Za-z0-9_-]{1,64}")
+			return
+		}
+		h(w, r, room)
+	}
+}
+
+// ErrorBody is the JSON body of every API error.
+type ErrorBody struct {
+	Error struct {
+		Code    protocol.Code `json:"code"`
+		Message string        `json:"message"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, code protocol.Code, msg string) {
+	var b ErrorBody
+	b.Error.Code, b.Error.Message = code, msg
+	writeJSON(w, status, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := apiJSON.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"encoding failed"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// readJSON decodes a bounded JSON body into v; it writes the error itself
+// and reports false on failure.
+func (a *API) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, protocol.CodeTooLarge, fmt.Sprintf("body larger than %d bytes", a.cfg.MaxBody))
+		} else {
+			writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "cannot read body")
+		}
+		return false
+	}
+	if err := apiJSON.Unmarshal(body, v); err != nil {
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "body must be a JSON object")
+		return false
+	}
+	return true
+}
+
+// claims returns the bearer token's claims, or writes 401 and returns nil.
+func (a *API) claims(w http.ResponseWriter, r *http.Request) *auth.Claims {
+	h := r.Header.Get("Authorization")
+	if len(h) < 8 || !strings.EqualFold(h[:7], "bearer ") {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="danmaku"`)
+		writeError(w, http.StatusUnauthorized, protocol.CodeUnauthorized, "missing bearer token")
+		return nil
+	}
+	c, err := a.cfg.Signer.Verify(strings.TrimSpace(h[7:]))
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="danmaku", error="invalid_token"`)
+		msg := "invalid token"
+		switch {
+		case errors.Is(err, auth.ErrExpired):
+			msg = "token expired"
+		case errors.Is(err, auth.ErrNotYetValid):
+			msg = "token not valid yet"
+		}
+		writeError(w, http.StatusUnauthorized, protocol.CodeUnauthorized, msg)
+		return nil
+	}
+	return c
+}
+
+// moderator returns the claims if they may moderate room, else writes
+// 401/403 and returns nil.
+func (a *API) moderator(w http.ResponseWriter, r *http.Request, room string) *auth.Claims {
+	c := a.claims(w, r)
+	if c == nil {
+		return nil
+	}
+	if !c.CanModerate(room) {
+		writeError(w, http.StatusForbidden, protocol.CodeForbidden, "token does not allow moderating this room")
+		return nil
+	}
+	return c
+}
+
+// optionalClaims returns the claims of a valid bearer token, nil without
+// one; an invalid token is an error (401 written, ok false).
+func (a *API) optionalClaims(w http.ResponseWriter, r *http.Request) (c *auth.Claims, ok bool) {
+	if r.Header.Get("Authorization") == "" {
+		return nil, true
+	}
+	c = a.claims(w, r)
+	return c, c != nil
+}
+
+func (a *API) getConfig(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"ws_port": a.cfg.WSPort, "ws_path": "/ws", "guests": a.cfg.Guests})
+}
+
+// postGuest issues a viewer token for a guest name: {name} → {token, uid}.
+func (a *API) postGuest(w http.ResponseWriter, r *http.Request) {
+	if !a.cfg.Guests {
+		writeError(w, http.StatusNotFound, protocol.CodeNotFound, "guest tokens are disabled")
+		return
+	}
+	var body struct {
+		Name string `json:"name"`
+	}
+	if !a.readJSON(w, r, &body) {
+		return
+	}
+	name, perr := protocol.CleanText(body.Name)
+	if perr != nil || len([]rune(name)) > 24 {
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "name must be 1-24 characters")
+		return
+	}
+	uid := "guest-" + strconv.FormatUint(uint64(time.Now().UnixNano())^a.nextReq.Add(1)*0x9e3779b97f4a7c15, 36)
+	tok, err := a.cfg.Signer.Sign(uid, name, auth.RoleViewer, nil, 24*time.Hour)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, protocol.CodeInternal, "cannot sign")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"token": tok, "uid": uid, "name": name})
+}
+
+func (a *API) getRooms(w http.ResponseWriter, r *http.Request) {
+	n := 20
+	if v := r.URL.Query().Get("limit"); v != "" {
+		x, err := strconv.Atoi(v)
+		if err != nil || x < 1 || x > 1000 {
+			writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "limit must be 1-1000")
+			return
+		}
+		n = x
+	}
+	rooms := []presence.RoomCount{}
+	if a.cfg.Presence != nil {
+		top, err := a.cfg.Presence.Top(r.Context(), n)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "presence unavailable")
+			return
+		}
+		if top != nil {
+			rooms = top
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"rooms": rooms})
+}
+
+// HistoryResponse is the body of GET /api/rooms/{room}/history.
+type HistoryResponse struct {
+	Room string             `json:"room"`
+	Msgs []protocol.Message `json:"msgs"`
+	// Next is the after_seq of the next page when more may follow.
+	Next uint64 `json:"next,omitempty"`
+}
+
+func (a *API) getHistory(w http.ResponseWriter, r *http.Request, room string) {
+	q := r.URL.Query()
+	f := history.Filter{Limit: 50}
+	var err error
+	parse := func(name string, bits int) (v uint64, ok bool) {
+		s := q.Get(name)
+		if s == "" {
+			return 0, true
+		}
+		v, err = strconv.ParseUint(s, 10, bits)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, protocol.CodeInvalid, name+" must be a non-negative integer")
+			return 0, false
+		}
+		return v, true
+	}
+	var ok bool
+	if f.AfterSeq, ok = parse("after_seq", 64); !ok {
+		return
+	}
+	from, ok := parse("from", 62)
+	if !ok {
+		return
+	}
+	to, ok := parse("to", 62)
+	if !ok {
+		return
+	}
+	f.FromMs, f.ToMs = int64(from), int64(to)
+	if f.ToMs != 0 && f.FromMs > f.ToMs {
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "from must not be after to")
+		return
+	}
+	limit, ok := parse("limit", 32)
+	if !ok {
+		return
+	}
+	if limit != 0 {
+		if limit > 1000 {
+			writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "limit must be 1-1000")
+			return
+		}
+		f.Limit = int(limit)
+	}
+	if v := q.Get("include_deleted"); v == "1" || v == "true" {
+		if a.moderator(w, r, room) == nil {
+			return
+		}
+		f.IncludeDeleted = true
+	}
+	msgs, err := a.cfg.History.Range(r.Context(), room, f)
+	if err != nil {
+		a.cfg.Logger.Warn("history read failed", "room", room, "err", err)
+		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "history unavailable")
+		return
+	}
+	resp := HistoryResponse{Room: room, Msgs: msgs}
+	if resp.Msgs == nil {
+		resp.Msgs = []protocol.Message{}
+	}
+	for i := range resp.Msgs {
+		resp.Msgs[i].Room = ""
+	}
+	if len(msgs) == f.Limit && len(msgs) > 0 {
+		resp.Next = msgs[len(msgs)-1].Seq
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (a *API) getOnline(w http.ResponseWriter, r *http.Request, room string) {
+	n := 0
+	if a.cfg.Presence != nil {
+		var err error
+		n, err = a.cfg.Presence.Online(r.Context(), room)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "presence unavailable")
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"room": room, "online": n})
+}
+
+// PublishRequest is the body of POST /api/rooms/{room}/publish.
+type PublishRequest struct {
+	Text string `json:"text"`
+	// ID makes retries idempotent; generated when empty.
+	ID string `json:"id,omitempty"`
+	// Kind is "system", "paid" or "highlight"; empty for a plain message.
+	Kind string `json:"kind,omitempty"`
+	// Color is an optional #rrggbb display colour.
+	Color string `json:"color,omitempty"`
+	// Name overrides the display name (service tokens only).
+	Name string `json:"name,omitempty"`
+}
+
+func (a *API) postPublish(w http.ResponseWriter, r *http.Request, room string) {
+	c := a.claims(w, r)
+	if c == nil {
+		return
+	}
+	if c.Role != auth.RoleService && !c.CanModerate(room) {
+		writeError(w, http.StatusForbidden, protocol.CodeForbidden, "publishing needs a service token or a mod token for this room")
+		return
+	}
+	var req PublishRequest
+	if !a.readJSON(w, r, &req) {
+		return
+	}
+	text, perr := protocol.CleanText(req.Text)
+	if perr != nil {
+		writeError(w, http.StatusBadRequest, perr.Code, perr.Message)
+		return
+	}
+	switch req.Kind {
+	case protocol.KindNormal, protocol.KindSystem, protocol.KindPaid, protocol.KindHighlight:
+	default:
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "kind must be system, paid or highlight")
+		return
+	}
+	if req.Color != "" && !validColor(req.Color) {
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "color must be #rrggbb")
+		return
+	}
+	reqID := a.nextReq.Add(1)
+	if req.ID == "" {
+		req.ID = "pub-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.FormatUint(reqID, 36)
+	} else if !protocol.ValidID(req.ID) {
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "id must be 1-64 printable ASCII characters")
+		return
+	}
+	name := c.Name
+	if c.Role == auth.RoleService && req.Name != "" {
+		if n, perr := protocol.CleanText(req.Name); perr == nil && len([]rune(n)) <= 32 {
+			name = n
+		}
+	}
+	rp, err := a.Publish(r.Context(), bus.Ingest{Room: room, ID: req.ID, UID: c.UID(), Name: name, Role: c.Role,
+		Text: text, Kind: req.Kind, Color: req.Color, Trusted: c.Role == auth.RoleService})
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, err.Error())
+		return
+	}
+	switch {
+	case rp.Code != "":
+		status := http.StatusBadRequest
+		switch rp.Code {
+		case protocol.CodeRateLimited, protocol.CodeSlowMode:
+			status = http.StatusTooManyRequests
+			if rp.RetryAfterMs > 0 {
+				w.Header().Set("Retry-After", strconv.FormatInt((rp.RetryAfterMs+999)/1000, 10))
+			}
+		case protocol.CodeBanned, protocol.CodeUnauthorized:
+			status = http.StatusForbidden
+		case protocol.CodeUnavailable:
+			status = http.StatusServiceUnavailable
+		}
+		writeError(w, status, rp.Code, rp.Message)
+	case rp.Held:
+		writeJSON(w, http.StatusAccepted, map[string]any{"room": room, "id": req.ID, "held": true})
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"room": room, "id": req.ID, "seq": rp.Seq})
+	}
+}
+
+// Publish sends in to logic and waits for its verdict. Gateway and Conn
+// are filled in.
+func (a *API) Publish(ctx context.Context, in bus.Ingest) (bus.Reply, error) {
+	in.Gateway = a.cfg.ID
+	in.Conn = a.nextReq.Add(1)
+	in.TS = time.Now().UnixMilli()
+	ch := make(chan bus.Reply, 1)
+	a.mu.Lock()
+	a.waiters[in.Conn] = ch
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.waiters, in.Conn)
+		a.mu.Unlock()
+	}()
+	v, err := bus.Marshal(in)
+	if err != nil {
+		return bus.Reply{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.PublishTimeout)
+	defer cancel()
+	if err := a.ingest.Publish(ctx, bus.Record{Key: in.Room, Value: v}); err != nil {
+		return bus.Reply{}, fmt.Errorf("pipeline unavailable: %w", err)
+	}
+	select {
+	case rp := <-ch:
+		return rp, nil
+	case <-ctx.Done():
+		return bus.Reply{}, errors.New("no verdict in time; retry with the same id")
+	}
+}
+
+// PublishControl publishes a moderation event.
+func (a *API) PublishControl(ctx context.Context, ev bus.Control) error {
+	if ev.TS == 0 {
+		ev.TS = time.Now().UnixMilli()
+	}
+	v, err := bus.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	return a.control.Publish(ctx, bus.Record{Key: ev.Room, Value: v})
+}
+
+func validColor(s string) bool {
+	if len(s) != 7 || s[0] != '#' {
+		return false
+	}
+	for i := 1; i < 7; i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// ClientIP returns the request's remote IP (no proxy headers are trusted).
+func ClientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
