@@ -395,6 +395,12 @@ func testGroupSplit(t *testing.T, b bus.Bus) {
 		}
 	}
 
+	_, rebalancer := cb.(bus.Rebalancer)
+	if rebalancer && gens[0] <= 0 {
+		t.Fatalf("settled group reports generation %d, want > 0", gens[0])
+	}
+	settled := gens[0]
+
 	// Both commit: every record reaches exactly one member.
 	const n = 100
 	var recs []bus.Record
@@ -447,16 +453,21 @@ func testGroupSplit(t *testing.T, b bus.Bus) {
 	if err := cb.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+	lastGen := settled
 	for len(gotA) < n {
 		bt := recv()
 		if bt.from != 0 {
 			continue // B's last batches, delivered before it stopped
 		}
+		lastGen = bt.gen
 		for _, r := range bt.recs {
 			if r.Value[0] == 'y' {
 				gotA[string(r.Value)] = true
 			}
 		}
+	}
+	if rebalancer && lastGen <= settled {
+		t.Fatalf("generation after the takeover %d, want above %d", lastGen, settled)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -149,7 +150,11 @@ func (c *consumer) runGroup() {
 				return
 			}
 			// The group retries joins itself, after its backoff.
-			c.b.log.Warn("kafkabus: consumer group", "group", c.opts.Group, "topic", c.topic, "err", err)
+			lvl := slog.LevelWarn
+			if errors.Is(err, kafka.RebalanceInProgress) {
+				lvl = slog.LevelDebug // another member joined or left mid-join
+			}
+			c.b.log.Log(c.ctx, lvl, "kafkabus: consumer group", "group", c.opts.Group, "topic", c.topic, "err", err)
 			continue
 		}
 		owned := make(map[int]bool)
