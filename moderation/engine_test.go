@@ -87,6 +87,9 @@ func TestKeywords(t *testing.T) {
 		{"kill it yourself", Accept, ""},
 		{"antispam", Accept, ""},
 		{"gg wp 666", Accept, ""},
+		{"he'll be there", Accept, ""},
+		{"she’ll see, we'll see", Accept, ""},
+		{"f'u'c'k", Reject, "keyword:global:fuck"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.text, func(t *testing.T) {

@@ -375,8 +375,8 @@ func (t *normText) normalize(text string) {
 				sepStart, sepSpace = j, false
 			}
 			sepCount++
-			if e.cls == clsSpace {
-				sepSpace = true
+			if e.cls == clsSpace || e.r == '\'' || e.r == '’' || e.r == '‘' || e.r == '`' {
+				sepSpace = true // apostrophes join only single letters: "he'll" is not "hell"
 			}
 			continue
 		}
