@@ -36,6 +36,10 @@ type Config struct {
 	SweepInterval time.Duration
 	// Clock returns the current time when Input.Now is zero. Nil means time.Now.
 	Clock func() time.Time
+	// HeldPerRoom caps the held-for-review queue of each room. Zero means 500.
+	HeldPerRoom int
+	// HeldTTL is how long a message stays held. Zero means 10 minutes.
+	HeldTTL time.Duration
 	// Logger receives configuration changes. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -62,6 +66,7 @@ type Engine struct {
 
 	lastSweep atomic.Int64
 	scratch   sync.Pool
+	held      *HeldQueue
 }
 
 // filters are the compiled keyword list and regex rules of one scope.
@@ -113,6 +118,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.scratch.New = func() any { return new(scratch) }
+	e.held = NewHeldQueue(cfg.HeldPerRoom, cfg.MaxRooms, cfg.HeldTTL)
 	folds() // build the fold table now rather than on the first message
 	return e, nil
 }
@@ -137,6 +143,11 @@ func compileFilters(kl KeywordList, rules []Rule, scope string) (*filters, error
 	}
 	return &filters{kw: ks, rules: slices.Clone(rules), rx: rx}, nil
 }
+
+// Held returns the engine's held-for-review queue. Check does not add to
+// it: the caller that receives a Hold verdict adds the message with the
+// data it needs to publish it on approval.
+func (e *Engine) Held() *HeldQueue { return e.held }
 
 // SetGlobalKeywords replaces the global keyword list.
 func (e *Engine) SetGlobalKeywords(kl KeywordList) error {
