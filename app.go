@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/danmaku-live/danmaku/dispatch"
+	"github.com/danmaku-live/danmaku/gateway"
+	"github.com/danmaku-live/danmaku/logic"
+	"github.com/danmaku-live/danmaku/moderation"
+	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/history"
+	"github.com/danmaku-live/danmaku/pkg/presence"
+)
+
+// Config is the configuration of one danmaku process.
+type Config struct {
+	// Role is all, gateway, logic or dispatch.
+	Role string
+	// HTTPAddr serves pages, the API, /metrics and health checks.
+	HTTPAddr string
+	// WSAddr is the gateway's WebSocket address.
+	WSAddr        string
+	JWTSecret     string
+	DevSecret     bool // JWTSecret was generated: tokens die with the process
+	GatewayID     string
+	ReusePort     bool
+	MaxConnsPerIP int
+	Origins       string
+	Demo          bool
+	Guests        bool
+	LogLevel      string
+	DrainTimeout  time.Duration
+	Logger        *slog.Logger
+}
+
+// App is one danmaku process: the stages its role runs, on shared
+// backends.
+type App struct {
+	cfg      Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	signer   *auth.Signer
+	bus      bus.Bus
+	history  history.Store
+	presence presence.Presence
+	engine   *moderation.Engine
+
+	gw   *gateway.Server
+	lg   *logic.Logic
+	dp   *dispatch.Dispatcher
+	hw   *history.Writer
+	api  *moderation.API
+	http *http.Server
+	ln   net.Listener
+}
+
+// NewApp builds the stages of cfg.Role on the embedded backends.
+func NewApp(cfg Config) (*App, error) {
+	signer, err := auth.NewSigner(cfg.JWTSecret)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), signer: signer}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.bus = bus.NewMemory(bus.MemoryConfig{})
+	mem := history.NewMemory(history.MemoryConfig{})
+	a.history = mem
+	a.presence = presence.NewMemory()
+	a.engine, err = moderation.New(moderation.Config{Logger: a.log})
+	if err != nil {
+		return nil, err
+	}
+	runs := func(stage string) bool { return cfg.Role == "all" || cfg.Role == stage }
+
+	if runs("logic") {
+		if a.lg, err = logic.New(logic.Config{Bus: a.bus, Moderation: a.engine, Engine: a.engine, Seqs: mem,
+			Logger: a.log, Registerer: a.reg}); err != nil {
+			return nil, err
+		}
+		if a.hw, err = history.NewWriter(history.WriterConfig{Bus: a.bus, Store: a.history, Logger: a.log}); err != nil {
+			return nil, err
+		}
+	}
+	if runs("dispatch") {
+		if a.dp, err = dispatch.New(dispatch.Config{Bus: a.bus, Logger: a.log, Registerer: a.reg}); err != nil {
+			return nil, err
+		}
+	}
+	if runs("gateway") {
+		var origins []string
+		if cfg.Origins != "" {
+			origins = strings.Split(cfg.Origins, ",")
+		}
+		if a.gw, err = gateway.New(gateway.Config{
+			Addr: cfg.WSAddr, ID: cfg.GatewayID, ReusePort: cfg.ReusePort, Bus: a.bus, History: a.history,
+			Presence: a.presence, Signer: signer, MaxConnsPerIP: cfg.MaxConnsPerIP, AllowedOrigins: origins,
+			DrainTimeout: cfg.DrainTimeout, Logger: a.log, Registerer: a.reg,
+		}); err != nil {
+			return nil, err
+		}
+		_, port, _ := net.SplitHostPort(cfg.WSAddr)
+		wsPort, _ := strconv.Atoi(port)
+		if a.api, err = moderation.NewAPI(moderation.APIConfig{Bus: a.bus, History: a.history, Presence: a.presence,
+			Signer: signer, Engine: a.engine, Guests: cfg.Guests, WSPort: wsPort, Logger: a.log}); err != nil {
+			return nil, err
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", a.readyz)
+	if a.api != nil {
+		a.api.Register(mux)
+		gateway.RegisterPages(mux)
+	}
+	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+	return a, nil
+}
+
+// readyz reports ready once the gateway listens (other roles are ready at
+// once).
+func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
+	if a.gw != nil {
+		select {
+		case <-a.gw.Ready():
+		default:
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// Run serves until ctx is done, then drains: the gateway tells clients to
+// reconnect and closes them, the pipeline stages stop after it.
+func (a *App) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	a.ln = ln
+	stages, stopStages := context.WithCancel(context.Background())
+	defer stopStages()
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	start := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(stages); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	if a.lg != nil {
+		start("logic", a.lg.Run)
+		start("history writer", a.hw.Run)
+	}
+	if a.dp != nil {
+		start("dispatch", a.dp.Run)
+	}
+	if a.api != nil {
+		start("api", a.api.Run)
+	}
+	gwDone := make(chan error, 1)
+	if a.gw != nil {
+		go func() { gwDone <- a.gw.Run() }()
+		select {
+		case <-a.gw.Ready():
+		case err := <-gwDone:
+			return err
+		}
+	}
+	go func() {
+		if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	if a.cfg.Demo {
+		start("demo", a.runDemo)
+	}
+	a.banner()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		a.log.Error("stage failed; shutting down", "err", runErr)
+	case runErr = <-gwDone:
+		a.gw = nil
+	}
+	a.log.Info("shutting down", "drain_timeout", a.cfg.DrainTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.DrainTimeout+5*time.Second)
+	defer cancel()
+	if a.gw != nil {
+		if err := a.gw.Shutdown(sctx); err != nil {
+			a.log.Warn("gateway drain", "err", err)
+		}
+	}
+	// Let the pipeline finish what is in flight, then stop it.
+	time.Sleep(200 * time.Millisecond)
+	_ = a.http.Shutdown(sctx)
+	stopStages()
+	wg.Wait()
+	if c, ok := a.bus.(bus.Closer); ok {
+		_ = c.Close()
+	}
+	return runErr
+}
+
+func (a *App) banner() {
+	host, port, _ := net.SplitHostPort(a.ln.Addr().String())
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "127.0.0.1"
+	}
+	base := "http://" + net.JoinHostPort(host, port)
+	attrs := []any{"role", a.cfg.Role, "http", base}
+	if a.gw != nil {
+		attrs = append(attrs, "ws", "ws://"+a.gw.Addr()+"/ws", "viewer", base+"/?room=demo", "dashboard", base+"/dashboard")
+	}
+	a.log.Info("danmaku is running", attrs...)
+	if a.cfg.DevSecret {
+		a.log.Warn("no DANMAKU_JWT_SECRET set: using a random development secret; tokens stop working when the process exits")
+	}
+}
+
+// runDemo posts lines to the demo room so a fresh `make run` shows
+// danmaku flying. Runs until ctx is done.
+func (a *App) runDemo(ctx context.Context) error {
+	lines := []string{
+		"666", "前方高能!", "hello from the demo room 👋", "GG", "what a play!", "awsl", "哈哈哈哈哈",
+		"弹幕护体", "lol", "first time here, love it", "こんにちは", "nice!", "🔥🔥🔥", "up up up", "打卡",
+		"that was close", "clip it!", "where is everyone from?", "wow", "草",
+	}
+	names := []string{"mika", "lee", "ana", "kenji", "ola", "ravi", "zoe", "tomas"}
+	pub := a.bus.Publisher(bus.StreamIngest)
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Duration(400+rand.IntN(800)) * time.Millisecond):
+		}
+		n++
+		name := names[rand.IntN(len(names))]
+		in := bus.Ingest{Room: "demo", ID: "demo-" + strconv.Itoa(n) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+			UID: "demo-" + name, Name: name, Role: auth.RoleService, Text: lines[rand.IntN(len(lines))],
+			TS: time.Now().UnixMilli(), Trusted: true}
+		if n%15 == 0 {
+			in.Kind, in.Color, in.Text = "highlight", "#ffcc00", "★ thanks for watching the demo ★"
+		}
+		v, _ := bus.Marshal(in)
+		if err := pub.Publish(ctx, bus.Record{Key: in.Room, Value: v}); err != nil && ctx.Err() == nil {
+			a.log.Warn("demo publish failed", "err", err)
+		}
+	}
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/auth"
+)
+
+// usage is printed for -h and unknown subcommands.
+const usage = `usage: danmaku [command] [flags]
+
+commands:
+  all       everything in one process (default)
+  gateway   the WebSocket gateway and the HTTP API/pages
+  logic     the logic worker (moderation, seq) and the history writer
+  dispatch  the fan-out stage
+  token     print a signed token: token --sub U --name N --role R [--rooms a,b] [--ttl D]
+
+Run "danmaku <command> -h" for the flags of a command.
+`
+
+// run parses args and runs the chosen command until ctx is done.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "all"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "all", "gateway", "logic", "dispatch":
+		cfg, err := parseConfig(cmd, args, stderr)
+		if err != nil {
+			return err
+		}
+		app, err := NewApp(cfg)
+		if err != nil {
+			return err
+		}
+		return app.Run(ctx)
+	case "token":
+		return tokenCmd(args, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+// parseConfig reads flags, with environment variables as defaults.
+func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
+	cfg := Config{Role: role}
+	fs := flag.NewFlagSet(role, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.HTTPAddr, "http", env("DANMAKU_HTTP", "127.0.0.1:8080"), "HTTP listen address: pages, API, metrics (env DANMAKU_HTTP)")
+	fs.StringVar(&cfg.WSAddr, "ws", env("DANMAKU_WS", "127.0.0.1:8090"), "WebSocket listen address (env DANMAKU_WS)")
+	fs.StringVar(&cfg.JWTSecret, "jwt-secret", os.Getenv("DANMAKU_JWT_SECRET"), "HS256 secret for tokens (env DANMAKU_JWT_SECRET)")
+	fs.StringVar(&cfg.GatewayID, "id", os.Getenv("DANMAKU_ID"), "gateway id on the bus (env DANMAKU_ID; default gw-<host>-<pid>)")
+	fs.BoolVar(&cfg.ReusePort, "reuseport", envBool("DANMAKU_REUSEPORT", false), "share the WebSocket port with other gateway processes (SO_REUSEPORT)")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", envInt("DANMAKU_MAX_CONNS_PER_IP", 0), "connections per remote IP (0: 1024, -1: no cap)")
+	fs.StringVar(&cfg.Origins, "origins", os.Getenv("DANMAKU_ORIGINS"), "comma-separated Origin allow-list for browsers (empty: any)")
+	fs.BoolVar(&cfg.Demo, "demo", envBool("DANMAKU_DEMO", role == "all"), "run the demo room bot")
+	fs.BoolVar(&cfg.Guests, "guests", envBool("DANMAKU_GUESTS", role == "all"), "hand out guest viewer tokens at POST /api/guest")
+	fs.StringVar(&cfg.LogLevel, "log-level", env("DANMAKU_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", envDuration("DANMAKU_DRAIN_TIMEOUT", 10*time.Second), "graceful drain bound on SIGTERM")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return cfg, fmt.Errorf("bad --log-level %q", cfg.LogLevel)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	if cfg.JWTSecret == "" {
+		if role != "all" {
+			return cfg, errors.New("DANMAKU_JWT_SECRET (or --jwt-secret) is required for separate processes: they must share it")
+		}
+		b := make([]byte, 24)
+		_, _ = rand.Read(b)
+		cfg.JWTSecret = hex.EncodeToString(b)
+		cfg.DevSecret = true
+	}
+	return cfg, nil
+}
+
+func tokenCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sub := fs.String("sub", "", "user id (required)")
+	name := fs.String("name", "", "display name")
+	role := fs.String("role", auth.RoleViewer, "viewer, mod, streamer or service")
+	rooms := fs.String("rooms", "", "comma-separated rooms a mod or streamer moderates (* for all)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "validity")
+	secret := fs.String("jwt-secret", os.Getenv("DANMAKU_JWT_SECRET"), "HS256 secret (env DANMAKU_JWT_SECRET)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *secret == "" {
+		return errors.New("token: set DANMAKU_JWT_SECRET or --jwt-secret (the same secret the server uses)")
+	}
+	signer, err := auth.NewSigner(*secret)
+	if err != nil {
+		return err
+	}
+	var rs []string
+	if *rooms != "" {
+		rs = strings.Split(*rooms, ",")
+	}
+	tok, err := signer.Sign(*sub, *name, *role, rs, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+func env(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func envBool(key string, def bool) bool {
+	switch strings.ToLower(os.Getenv(key)) {
+	case "1", "true", "yes", "on":
+		return true
+	case "0", "false", "no", "off":
+		return false
+	}
+	return def
+}
+
+func envInt(key string, def int) int {
+	var v int
+	if _, err := fmt.Sscan(os.Getenv(key), &v); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
+		return d
+	}
+	return def
+}

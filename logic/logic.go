@@ -1,0 +1,359 @@
+// Package logic is the decision stage of the pipeline: it consumes the
+// ingest stream as a consumer group (partitioned by room, so one worker owns
+// a room at a time), asks moderation for a verdict on every send, gives
+// accepted messages the room's next seq, answers retries of an already
+// accepted message id with the same ack, publishes accepted messages to the
+// accepted stream and replies to the sender's gateway, and only then
+// commits its ingest offsets.
+//
+// Ordering of one batch of ingest records:
+//
+//  1. decide every record (dedupe, moderation, tentative seq);
+//  2. publish the accepted messages (retried until it succeeds);
+//  3. adopt the seqs, remember accepted ids for dedupe;
+//  4. publish replies and held-message events;
+//  5. commit the ingest records.
+//
+// A crash anywhere before 5 redelivers the records: messages published in
+// 2 are then answered from dedupe (same seq), so nothing acknowledged is
+// lost and nothing is broadcast twice.
+package logic
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/danmaku-live/danmaku/moderation"
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+)
+
+// Checker decides about one message. *moderation.Engine implements it.
+type Checker interface {
+	Check(in moderation.Input) moderation.Verdict
+}
+
+// SeqSource tells the highest seq a room reached before this worker owned
+// it (history.LastSeqer implements it).
+type SeqSource interface {
+	LastSeq(ctx context.Context, room string) (uint64, error)
+}
+
+// Config configures a logic worker. Zero values take the documented
+// defaults.
+type Config struct {
+	// Bus is read (ingest, control) and written (accepted, reply,
+	// control). Required.
+	Bus bus.Bus
+	// Group is the ingest consumer group. Zero value means "logic".
+	Group string
+	// Moderation decides about each send. Required.
+	Moderation Checker
+	// Engine, when set, receives moderation events from the control
+	// stream (bans, settings, keyword lists). Usually the same value as
+	// Moderation.
+	Engine *moderation.Engine
+	// Seqs continues a room's seq when this worker first sees it. Nil means
+	// rooms start at seq 1 in a fresh process.
+	Seqs SeqSource
+	// DedupeTTL is how long an accepted message id is remembered, so a
+	// retry gets the same ack. Zero value means 10 minutes.
+	DedupeTTL time.Duration
+	// DedupeMax bounds remembered ids. Zero value means 1,000,000.
+	DedupeMax int
+	// Logger receives logs. Zero value means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives metrics. Nil means they are not registered.
+	Registerer prometheus.Registerer
+}
+
+// Logic is one logic worker.
+type Logic struct {
+	cfg    Config
+	m      *metrics
+	seqs   map[string]uint64 // room → last adopted seq; owned by Run's goroutine
+	dedupe *dedupe
+	accPub bus.Publisher
+	repPub bus.Publisher
+	ctlPub bus.Publisher
+}
+
+// New returns a logic worker.
+func New(cfg Config) (*Logic, error) {
+	if cfg.Bus == nil {
+		return nil, errors.New("logic: Config.Bus is required")
+	}
+	if cfg.Moderation == nil {
+		return nil, errors.New("logic: Config.Moderation is required")
+	}
+	if cfg.Group == "" {
+		cfg.Group = "logic"
+	}
+	if cfg.DedupeTTL == 0 {
+		cfg.DedupeTTL = 10 * time.Minute
+	}
+	if cfg.DedupeMax == 0 {
+		cfg.DedupeMax = 1_000_000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Logic{
+		cfg:    cfg,
+		m:      newMetrics(cfg.Registerer),
+		seqs:   make(map[string]uint64),
+		dedupe: newDedupe(cfg.DedupeMax, cfg.DedupeTTL),
+		accPub: cfg.Bus.Publisher(bus.StreamAccepted),
+		repPub: cfg.Bus.Publisher(bus.StreamReply),
+		ctlPub: cfg.Bus.Publisher(bus.StreamControl),
+	}, nil
+}
+
+// rebalancer is implemented by group consumers whose partitions can move.
+type rebalancer interface{ Generation() int64 }
+
+// Run consumes ingest until ctx is done. It returns nil on ctx cancellation.
+func (l *Logic) Run(ctx context.Context) error {
+	if l.cfg.Engine != nil {
+		go l.runControl(ctx)
+	}
+	c, err := l.cfg.Bus.Consumer(bus.StreamIngest, bus.ConsumerOptions{Group: l.cfg.Group})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	gen := int64(-1)
+	for {
+		recs, err := c.Fetch(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if rb, ok := c.(rebalancer); ok {
+			if g := rb.Generation(); g != gen {
+				// Partitions may have moved: rooms this worker owned may
+				// have advanced elsewhere. Reload seqs on first use.
+				gen = g
+				clear(l.seqs)
+			}
+		}
+		if err := l.process(ctx, recs); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if err := c.Commit(ctx, recs...); err != nil && ctx.Err() == nil {
+			l.cfg.Logger.Warn("logic: commit failed", "err", err)
+		}
+	}
+}
+
+// outcome is the decision about one ingest record.
+type outcome struct {
+	in    bus.Ingest
+	reply bus.Reply
+	msg   *protocol.Message // accepted
+	held  *protocol.Message
+	dup   bool
+}
+
+// process decides and publishes one batch. It returns an error only when
+// ctx ended before the accepted messages were published.
+func (l *Logic) process(ctx context.Context, recs []bus.Record) error {
+	now := time.Now()
+	outs := make([]outcome, 0, len(recs))
+	next := make(map[string]uint64) // tentative seqs of this batch
+	inBatch := make(map[string]int) // dedupe key → index in outs
+	for _, rec := range recs {
+		var in bus.Ingest
+		if err := bus.Unmarshal(rec.Value, &in); err != nil || !protocol.ValidRoom(in.Room) {
+			l.cfg.Logger.Warn("logic: dropping malformed ingest record", "partition", rec.Partition, "offset", rec.Offset)
+			continue
+		}
+		l.m.in.Inc()
+		o := outcome{in: in, reply: bus.Reply{Gateway: in.Gateway, Conn: in.Conn, ID: in.ID, Room: in.Room}}
+		key := dedupeKey(in)
+		if in.ID != "" {
+			if i, ok := inBatch[key]; ok {
+				o.reply.Seq, o.reply.Held, o.dup = outs[i].reply.Seq, outs[i].reply.Held, true
+				o.reply.Code, o.reply.Message, o.reply.RetryAfterMs = outs[i].reply.Code, outs[i].reply.Message, outs[i].reply.RetryAfterMs
+				outs = append(outs, o)
+				continue
+			}
+			if prev, ok := l.dedupe.get(key, now); ok {
+				o.reply.Seq, o.reply.Held, o.dup = prev.seq, prev.held, true
+				l.m.dups.Inc()
+				outs = append(outs, o)
+				continue
+			}
+		}
+		l.decide(ctx, &o, now, next)
+		if in.ID != "" {
+			inBatch[key] = len(outs)
+		}
+		outs = append(outs, o)
+	}
+
+	var accepted []bus.Record
+	for i := range outs {
+		if m := outs[i].msg; m != nil && !outs[i].dup {
+			v, _ := bus.Marshal(m)
+			accepted = append(accepted, bus.Record{Key: m.Room, Value: v})
+		}
+	}
+	if len(accepted) > 0 {
+		if err := l.publishRetry(ctx, l.accPub, accepted); err != nil {
+			return err
+		}
+	}
+	for room, seq := range next {
+		l.seqs[room] = seq
+	}
+	var replies, control []bus.Record
+	for i := range outs {
+		o := &outs[i]
+		if !o.dup && o.in.ID != "" && (o.msg != nil || o.held != nil) {
+			l.dedupe.put(dedupeKey(o.in), dedupeEntry{seq: o.reply.Seq, held: o.reply.Held}, now)
+		}
+		if o.held != nil && !o.dup {
+			data, _ := bus.Marshal(heldEvent{Message: *o.held, Gateway: o.in.Gateway, Conn: o.in.Conn, Rule: o.reply.Message})
+			v, _ := bus.Marshal(bus.Control{Op: bus.ControlHeld, Room: o.in.Room, UID: o.in.UID, TS: now.UnixMilli(), Data: data})
+			control = append(control, bus.Record{Key: o.in.Room, Value: v})
+			o.reply.Message = ""
+		}
+		if o.in.Gateway != "" {
+			v, _ := bus.Marshal(o.reply)
+			replies = append(replies, bus.Record{Key: o.in.Gateway, Value: v})
+		}
+	}
+	if len(control) > 0 {
+		if err := l.publishRetry(ctx, l.ctlPub, control); err != nil {
+			return err
+		}
+	}
+	if len(replies) > 0 {
+		// Best effort: a sender that misses its reply retries with the same
+		// id and is answered from dedupe.
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := l.repPub.Publish(pctx, replies...); err != nil {
+			l.cfg.Logger.Warn("logic: publishing replies failed", "n", len(replies), "err", err)
+		}
+		cancel()
+	}
+	return nil
+}
+
+// heldEvent is the Data of a ControlHeld event: the message as it would be
+// published, and where to send the ack when a moderator approves it.
+type heldEvent struct {
+	Message protocol.Message `json:"msg"`
+	Gateway string           `json:"gw,omitempty"`
+	Conn    uint64           `json:"conn,omitempty"`
+	Rule    string           `json:"rule,omitempty"`
+}
+
+// decide fills o with the verdict for one new message.
+func (l *Logic) decide(ctx context.Context, o *outcome, now time.Time, next map[string]uint64) {
+	in := o.in
+	text := in.Text
+	if !in.Trusted {
+		v := l.cfg.Moderation.Check(moderation.Input{Room: in.Room, UID: in.UID, Role: in.Role, Text: in.Text, Now: now})
+		switch v.Action {
+		case moderation.Reject:
+			o.reply.Code = protocol.Code(v.Code)
+			o.reply.Message = v.Rule
+			if v.RetryAfter > 0 {
+				o.reply.RetryAfterMs = int64((v.RetryAfter + time.Millisecond - 1) / time.Millisecond)
+			}
+			l.m.rejected.WithLabelValues(string(v.Code)).Inc()
+			return
+		case moderation.Hold:
+			o.held = &protocol.Message{Room: in.Room, ID: in.ID, UID: in.UID, Name: in.Name, Text: v.Text,
+				TS: now.UnixMilli(), Kind: in.Kind, Role: roleTag(in.Role), Color: in.Color}
+			o.reply.Held = true
+			o.reply.Message = v.Rule
+			l.m.held.Inc()
+			return
+		case moderation.Mask:
+			text = v.Text
+		}
+	}
+	seq, ok := next[in.Room]
+	if !ok {
+		seq = l.lastSeq(ctx, in.Room)
+	}
+	seq++
+	next[in.Room] = seq
+	o.msg = &protocol.Message{Room: in.Room, Seq: seq, ID: in.ID, UID: in.UID, Name: in.Name, Text: text,
+		TS: now.UnixMilli(), Kind: in.Kind, Role: roleTag(in.Role), Color: in.Color}
+	o.reply.Seq = seq
+	l.m.accepted.Inc()
+}
+
+// lastSeq returns the room's last adopted seq, asking the SeqSource the
+// first time.
+func (l *Logic) lastSeq(ctx context.Context, room string) uint64 {
+	if seq, ok := l.seqs[room]; ok {
+		return seq
+	}
+	var seq uint64
+	if l.cfg.Seqs != nil {
+		for attempt := 0; ; attempt++ {
+			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			s, err := l.cfg.Seqs.LastSeq(qctx, room)
+			cancel()
+			if err == nil {
+				seq = s
+				break
+			}
+			if ctx.Err() != nil || attempt == 5 {
+				l.cfg.Logger.Error("logic: cannot learn the room's last seq; continuing from memory", "room", room, "err", err)
+				break
+			}
+			time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
+		}
+	}
+	l.seqs[room] = seq
+	return seq
+}
+
+// publishRetry publishes recs, retrying with backoff until it succeeds or
+// ctx ends.
+func (l *Logic) publishRetry(ctx context.Context, p bus.Publisher, recs []bus.Record) error {
+	backoff := 20 * time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := p.Publish(pctx, recs...)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		l.m.publishErrors.Inc()
+		l.cfg.Logger.Warn("logic: publish failed, retrying", "n", len(recs), "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// roleTag is the role shown on a message: empty for plain viewers.
+func roleTag(role string) string {
+	if role == "viewer" {
+		return ""
+	}
+	return role
+}
+
+func dedupeKey(in bus.Ingest) string {
+	return in.Room + "\x00" + in.UID + "\x00" + in.ID
+}

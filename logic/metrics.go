@@ -1,0 +1,34 @@
+package logic
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the worker's Prometheus collectors.
+type metrics struct {
+	in            prometheus.Counter
+	accepted      prometheus.Counter
+	rejected      *prometheus.CounterVec
+	held          prometheus.Counter
+	dups          prometheus.Counter
+	publishErrors prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		in: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "logic", Name: "messages_in_total",
+			Help: "Sends consumed from the ingest stream."}),
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "logic", Name: "messages_accepted_total",
+			Help: "Messages accepted and given a seq."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "logic", Name: "messages_rejected_total",
+			Help: "Messages rejected, by code."}, []string{"code"}),
+		held: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "logic", Name: "messages_held_total",
+			Help: "Messages held for review."}),
+		dups: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "logic", Name: "duplicates_total",
+			Help: "Retries of an already accepted message id, answered from dedupe."}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "logic", Name: "publish_errors_total",
+			Help: "Failed publishes to the bus (retried)."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.in, m.accepted, m.rejected, m.held, m.dups, m.publishErrors)
+	}
+	return m
+}
