@@ -325,7 +325,9 @@ type CloseError struct {
 	Reason string
 }
 
-func (e *CloseError) Error() string { return "client: closed by server: " + strconv.Itoa(int(e.Code)) + " " + e.Reason }
+func (e *CloseError) Error() string {
+	return "client: closed by server: " + strconv.Itoa(int(e.Code)) + " " + e.Reason
+}
 
 // handle processes one server frame.
 func (c *Client) handle(b []byte) {
