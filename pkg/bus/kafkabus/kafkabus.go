@@ -313,7 +313,15 @@ func partitionOf(key string, n int) int {
 
 func (b *Bus) errorLogger() kafka.Logger {
 	return kafka.LoggerFunc(func(msg string, args ...any) {
-		b.log.Warn("kafkabus: " + fmt.Sprintf(msg, args...))
+		line := "kafkabus: " + fmt.Sprintf(msg, args...)
+		for _, a := range args {
+			// A join racing another member's join or leave is routine.
+			if err, ok := a.(error); ok && errors.Is(err, kafka.RebalanceInProgress) {
+				b.log.Debug(line)
+				return
+			}
+		}
+		b.log.Warn(line)
 	})
 }
 
