@@ -56,6 +56,7 @@ type Engine struct {
 	log      *slog.Logger
 	defaults atomic.Pointer[limits]
 	global   atomic.Pointer[filters]
+	globalMu sync.Mutex // serialises writers of global
 	seed     maphash.Seed
 	shards   [numShards]shard
 	nrooms   atomic.Int64
@@ -151,6 +152,8 @@ func (e *Engine) Held() *HeldQueue { return e.held }
 
 // SetGlobalKeywords replaces the global keyword list.
 func (e *Engine) SetGlobalKeywords(kl KeywordList) error {
+	e.globalMu.Lock()
+	defer e.globalMu.Unlock()
 	old := e.global.Load()
 	var rules []Rule
 	if old != nil {
@@ -171,6 +174,8 @@ func (e *Engine) SetGlobalRules(rules []Rule) error {
 	if err != nil {
 		return err
 	}
+	e.globalMu.Lock()
+	defer e.globalMu.Unlock()
 	old := e.global.Load()
 	f := &filters{rules: slices.Clone(rules), rx: rx}
 	if old != nil {
@@ -182,6 +187,9 @@ func (e *Engine) SetGlobalRules(rules []Rule) error {
 	e.log.Info("moderation: global rules set", "count", len(rules))
 	return nil
 }
+
+// GlobalRules returns the global regex rules.
+func (e *Engine) GlobalRules() []Rule { return slices.Clone(e.global.Load().rules) }
 
 // GlobalKeywords returns the global keyword list.
 func (e *Engine) GlobalKeywords() KeywordList { return e.global.Load().kw.list }
@@ -380,7 +388,7 @@ func (e *Engine) Check(in Input) Verdict {
 
 	// Links.
 	hasLink := false
-	if mayHaveLink(in.Text) && (!priv && lim.linkPolicy != LinkAllow || lim.hold > 0) {
+	if (!priv && lim.linkPolicy != LinkAllow || lim.hold > 0) && mayHaveLink(in.Text) {
 		sc.link = linkBytes(t, sc.link)
 		blocked := false
 		findLinks(sc.link, func(host string) bool {
