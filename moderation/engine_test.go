@@ -88,6 +88,10 @@ func TestKeywords(t *testing.T) {
 		{"antispam", Accept, ""},
 		{"gg wp 666", Accept, ""},
 		{"he'll be there", Accept, ""},
+		{"Sussex and Essex", Accept, ""},
+		{"the cockpit of a hellcat", Accept, ""},
+		{"basement bassist", Accept, ""},
+		{"classic cocktails at the assembly", Accept, ""},
 		{"she’ll see, we'll see", Accept, ""},
 		{"f'u'c'k", Reject, "keyword:global:fuck"},
 	}
@@ -134,6 +138,30 @@ func TestMask(t *testing.T) {
 	// Other rooms are not affected by the room list.
 	if v := e.Check(Input{Room: "other", UID: "u", Text: "fuck", Now: t0}); v.Action != Accept {
 		t.Fatalf("other room: %v %q", v.Action, v.Rule)
+	}
+}
+
+func TestCombinedScopes(t *testing.T) {
+	e := newTestEngine(t, Config{Defaults: noLimits, Global: KeywordList{Words: []string{"darn"}, Action: ActionMask}})
+	if err := e.SetRoomKeywords("r", KeywordList{Words: []string{"promo"}, Action: ActionHold}); err != nil {
+		t.Fatal(err)
+	}
+	v := e.Check(Input{Room: "r", UID: "u", Text: "darn promo", Now: t0})
+	if v.Action != Hold || v.Rule != "keyword:room:promo" || v.Text != "**** promo" {
+		t.Fatalf("mask+hold: %+v", v)
+	}
+	if err := e.SetRoomRules("r", []Rule{{Pattern: "promo"}}); err != nil {
+		t.Fatal(err)
+	}
+	v = e.Check(Input{Room: "r", UID: "u2", Text: "darn promo", Now: t0})
+	if v.Action != Reject || v.Code != CodeBlocked || v.Rule != "regex:room:promo" || v.Text != "" {
+		t.Fatalf("block wins: %+v", v)
+	}
+	if got := e.RoomRules("r"); len(got) != 1 || got[0].Pattern != "promo" {
+		t.Fatalf("RoomRules = %+v", got)
+	}
+	if got := e.RoomKeywords("r"); len(got.Words) != 1 {
+		t.Fatalf("rules replaced the keywords: %+v", got)
 	}
 }
 
