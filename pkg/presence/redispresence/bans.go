@@ -3,7 +3,6 @@ package redispresence
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -31,34 +30,28 @@ func (c *Client) Unban(ctx context.Context, room, uid string) error {
 	return wrap("unban", c.rdb.HDel(ctx, c.bansKey+room, uid).Err())
 }
 
-// Banned reads uid's room and global bans in one round trip and reports
-// the one in force that ends later.
+// Banned reads uid's room and global bans in one round trip (one script,
+// so a silent Redis costs one read timeout, not one per pipelined command)
+// and reports the one in force that ends later.
 func (c *Client) Banned(ctx context.Context, room, uid string) (presence.Ban, bool, error) {
+	keys := []string{c.bansKey + room}
 	rooms := []string{room}
 	if room != "" {
+		keys = append(keys, c.bansKey)
 		rooms = append(rooms, "")
 	}
-	cmds := make([]*redis.StringCmd, len(rooms))
-	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, r := range rooms {
-			cmds[i] = p.HGet(ctx, c.bansKey+r, uid)
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	res, err := c.banned.RunRO(ctx, c.rdb, keys, uid).Slice()
+	if err != nil {
 		return presence.Ban{}, false, wrap("banned", err)
 	}
 	now := time.Now()
 	var best presence.Ban
 	found := false
 	var stale []staleBan
-	for i, cmd := range cmds {
-		raw, err := cmd.Result()
-		if errors.Is(err, redis.Nil) {
-			continue
-		}
-		if err != nil {
-			return presence.Ban{}, false, wrap("banned", err)
+	for i, v := range res {
+		raw, ok := v.(string)
+		if !ok || i >= len(rooms) {
+			continue // nil: no ban
 		}
 		b, err := decodeBan(raw)
 		if err != nil {

@@ -72,6 +72,7 @@ type Client struct {
 
 	report, online, top     *redis.Script
 	refresh, release, unset *redis.Script
+	banned                  *redis.Script
 }
 
 // New connects to Redis as cfg says. Unless cfg.NoPing is set it sends a
@@ -115,6 +116,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		refresh: redis.NewScript(refreshLua),
 		release: redis.NewScript(releaseLua),
 		unset:   redis.NewScript(unsetLua),
+		banned:  redis.NewScript(bannedLua),
 	}
 	if !cfg.NoPing {
 		if err := rdb.Ping(ctx).Err(); err != nil {

@@ -50,4 +50,3 @@ func (c *Client) Top(ctx context.Context, n int) ([]presence.RoomCount, error) {
 	}
 	return out, nil
 }
-

@@ -103,3 +103,13 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
 end
 return 0
 `
+
+// bannedLua reads one field from each of up to two hashes.
+// KEYS = the room's and the global ban hash. ARGV[1] = uid.
+const bannedLua = `
+local out = {}
+for i, k in ipairs(KEYS) do
+  out[i] = redis.call('HGET', k, ARGV[1])
+end
+return out
+`
