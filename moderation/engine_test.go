@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -589,4 +591,27 @@ func TestConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+func FuzzCheck(f *testing.F) {
+	for _, s := range []string{"oh f.u.c.k off", "ｆｕｃｋ", "你是傻 逼吧", "example dot com/x", "a$$", "\xff", "he'll"} {
+		f.Add(s)
+	}
+	e := newTestEngine(f, Config{
+		Global:   KeywordList{Words: []string{"fuck", "ass", "傻逼", "*x*", "kill yourself"}, Action: ActionMask},
+		Defaults: Settings{RatePerSec: -1, DuplicateWindowSec: -1, LinkPolicy: LinkBlock, HoldThreshold: 0.9},
+	})
+	f.Fuzz(func(t *testing.T, s string) {
+		v := e.Check(Input{Room: "r", UID: "u", Text: s, Now: t0})
+		switch v.Action {
+		case Reject:
+			if v.Code == "" || v.Text != "" {
+				t.Fatalf("reject without code or with text: %+v", v)
+			}
+		case Mask:
+			if !utf8.ValidString(v.Text) || utf8.RuneCountInString(v.Text) > utf8.RuneCountInString(s) || !strings.Contains(v.Text, "*") {
+				t.Fatalf("bad mask of %q: %q", s, v.Text)
+			}
+		}
+	})
 }
