@@ -187,7 +187,9 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) error {
 				outs = append(outs, o)
 				continue
 			}
-			if prev, ok := l.dedupe.get(key, now); ok {
+			// A trusted re-send of a held message (a moderator approved
+			// it) is decided anew instead of answered "held" again.
+			if prev, ok := l.dedupe.get(key, now); ok && !(prev.held && in.Trusted) {
 				o.reply.Seq, o.reply.Held, o.dup = prev.seq, prev.held, true
 				l.m.dups.Inc()
 				outs = append(outs, o)
