@@ -53,6 +53,19 @@ type APIConfig struct {
 	PublishTimeout time.Duration
 	// Logger receives logs. Zero value means slog.Default().
 	Logger *slog.Logger
+	// Bans records bans and timeouts with their reason (shared by every
+	// instance). Nil means bans live only in Engine and on the control
+	// stream.
+	Bans presence.Bans
+	// KV persists room settings and keyword lists. Nil means they are not
+	// persisted beyond the engines that applied them.
+	KV presence.KV
+	// Audit records moderators' actions. Nil means an in-memory log of the
+	// last 1,000 actions per room.
+	Audit AuditLog
+	// PurgeWindow is how far back a ban retracts the user's messages.
+	// Zero value means 10 minutes.
+	PurgeWindow time.Duration
 }
 
 // API is the HTTP API of danmaku: history, online counts, publishing and
@@ -65,6 +78,10 @@ type API struct {
 
 	mu      sync.Mutex // guards waiters
 	waiters map[uint64]chan bus.Reply
+
+	reply bus.Publisher // answers to held senders
+	held  *HeldQueue    // fed by the control stream
+	audit AuditLog
 }
 
 // NewAPI returns the API.
@@ -90,7 +107,16 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.PurgeWindow == 0 {
+		cfg.PurgeWindow = 10 * time.Minute
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = NewMemoryAudit(0, 0)
+	}
 	return &API{
+		reply:   cfg.Bus.Publisher(bus.StreamReply),
+		held:    NewHeldQueue(0, 0, 0),
+		audit:   cfg.Audit,
 		cfg:     cfg,
 		ingest:  cfg.Bus.Publisher(bus.StreamIngest),
 		control: cfg.Bus.Publisher(bus.StreamControl),
@@ -98,8 +124,15 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	}, nil
 }
 
-// Run reads logic's replies to this API's publishes until ctx is done.
+// Run reads logic's replies to this API's publishes, and the control
+// stream (held messages for the review queue), until ctx is done.
 func (a *API) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	defer func() { <-done }()
+	go func() {
+		defer close(done)
+		a.runControl(ctx)
+	}()
 	for ctx.Err() == nil {
 		c, err := a.cfg.Bus.Consumer(bus.StreamReply, bus.ConsumerOptions{Key: a.cfg.ID})
 		if err != nil {
