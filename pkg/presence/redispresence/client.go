@@ -25,12 +25,29 @@
 // agree). Online is one round trip costing one HGET per live gateway. Top
 // is one round trip that reads every live gateway's hash and sorts the
 // rooms inside Redis: O(G·R + R log R) for G gateways and R rooms, during
-// which Redis serves no one else. With 50 gateways × 1000 rooms it takes a
-// few milliseconds (see the benchmarks); call it on a timer and cache the
-// result rather than per request. For far more rooms, keep a running
-// aggregate instead: each Report ZINCRBYs the difference from the
-// gateway's previous report into one sorted set, and a sweeper subtracts
-// the reports of expired gateways; Top is then ZREVRANGE.
+// which Redis serves no one else. Call it on a timer and share the result
+// rather than per request.
+//
+// Measured with BenchmarkReport, BenchmarkOnline and BenchmarkTop (2-core
+// AMD EPYC VM, Redis 7.0.15 on loopback, client and server on the same
+// cores):
+//
+//	Report, 10 rooms              0.10 ms
+//	Report, 1000 rooms            2.2 ms
+//	Report + Online (2 trips)     0.08 ms
+//	Online, 50 gateways           0.11–0.17 ms
+//	Top(10), 50 gws × 100 rooms   1.6 ms
+//	Top(10), 50 gws × 1000 rooms  18 ms (of Redis time)
+//
+// Summing in the client instead (one pipeline of HGETALLs, see
+// BenchmarkTopClientSide) takes as long end to end at 50 × 1000 (20 ms,
+// 5 MB allocated per call) but frees Redis sooner. For far more rooms keep
+// a running aggregate: each Report ZINCRBYs the difference from the
+// gateway's previous counts into one sorted set, pruning subtracts the
+// counts of expired gateways (their hashes then must not expire on their
+// own), and Top becomes ZREVRANGE, Online a ZSCORE.
+//
+// Commands used need Redis 7.0 or later (SET … NX GET, EVALSHA_RO).
 //
 // # Failure
 //
@@ -131,6 +148,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 func (c *Client) Close() error {
 	return c.rdb.Close()
 }
+
+// Prefix returns the prefix of every key the client uses.
+func (c *Client) Prefix() string { return c.prefix }
 
 // Redis returns the underlying go-redis client, for health checks and
 // metrics.
