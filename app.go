@@ -23,6 +23,9 @@ import (
 	"github.com/danmaku-live/danmaku/moderation"
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/bus/kafkabus"
+	"github.com/danmaku-live/danmaku/pkg/history/chstore"
+	"github.com/danmaku-live/danmaku/pkg/presence/redispresence"
 	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/presence"
 )
@@ -43,6 +46,16 @@ type Config struct {
 	Origins       string
 	Demo          bool
 	Guests        bool
+	// Bus is "memory" (one process only) or "kafka" (Brokers).
+	Bus         string
+	Brokers     string
+	TopicPrefix string
+	// History is "memory" or "clickhouse" (ClickHouse address).
+	History    string
+	ClickHouse string
+	// Presence is "memory" or "redis" (Redis address).
+	Presence string
+	Redis    string
 	LogLevel      string
 	DrainTimeout  time.Duration
 	Logger        *slog.Logger
@@ -77,18 +90,22 @@ func NewApp(cfg Config) (*App, error) {
 	}
 	a := &App{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), signer: signer}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.bus = bus.NewMemory(bus.MemoryConfig{})
-	mem := history.NewMemory(history.MemoryConfig{})
-	a.history = mem
-	a.presence = presence.NewMemory()
+	if err := a.openBackends(); err != nil {
+		a.closeBackends()
+		return nil, err
+	}
 	a.engine, err = moderation.New(moderation.Config{Logger: a.log})
 	if err != nil {
 		return nil, err
 	}
+	var seqs logic.SeqSource
+	if ls, ok := a.history.(history.LastSeqer); ok {
+		seqs = ls
+	}
 	runs := func(stage string) bool { return cfg.Role == "all" || cfg.Role == stage }
 
 	if runs("logic") {
-		if a.lg, err = logic.New(logic.Config{Bus: a.bus, Moderation: a.engine, Engine: a.engine, Seqs: mem,
+		if a.lg, err = logic.New(logic.Config{Bus: a.bus, Moderation: a.engine, Engine: a.engine, Seqs: seqs,
 			Logger: a.log, Registerer: a.reg}); err != nil {
 			return nil, err
 		}
@@ -218,10 +235,74 @@ func (a *App) Run(ctx context.Context) error {
 	_ = a.http.Shutdown(sctx)
 	stopStages()
 	wg.Wait()
-	if c, ok := a.bus.(bus.Closer); ok {
-		_ = c.Close()
-	}
+	a.closeBackends()
 	return runErr
+}
+
+// openBackends connects the bus, history and presence backends cfg names.
+func (a *App) openBackends() error {
+	cfg := a.cfg
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	switch cfg.Bus {
+	case "", "memory":
+		if cfg.Role != "all" {
+			return fmt.Errorf("%s: the memory bus works inside one process only; use --bus kafka --brokers ...", cfg.Role)
+		}
+		a.bus = bus.NewMemory(bus.MemoryConfig{})
+	case "kafka":
+		if cfg.Brokers == "" {
+			return errors.New("--bus kafka needs --brokers (env DANMAKU_BROKERS)")
+		}
+		kb, err := kafkabus.New(ctx, kafkabus.Config{Brokers: strings.Split(cfg.Brokers, ","), TopicPrefix: cfg.TopicPrefix,
+			CreateTopics: true, Logger: a.log})
+		if err != nil {
+			return err
+		}
+		a.bus = kb
+	default:
+		return fmt.Errorf("unknown --bus %q (memory or kafka)", cfg.Bus)
+	}
+	switch cfg.History {
+	case "", "memory":
+		a.history = history.NewMemory(history.MemoryConfig{})
+	case "clickhouse":
+		if cfg.ClickHouse == "" {
+			return errors.New("--history clickhouse needs --clickhouse host:port (env DANMAKU_CLICKHOUSE)")
+		}
+		st, err := chstore.New(ctx, chstore.Config{Addr: cfg.ClickHouse, Logger: a.log})
+		if err != nil {
+			return err
+		}
+		a.history = st
+	default:
+		return fmt.Errorf("unknown --history %q (memory or clickhouse)", cfg.History)
+	}
+	switch cfg.Presence {
+	case "", "memory":
+		a.presence = presence.NewMemory()
+	case "redis":
+		if cfg.Redis == "" {
+			return errors.New("--presence redis needs --redis host:port (env DANMAKU_REDIS)")
+		}
+		rp, err := redispresence.New(ctx, redispresence.Config{Addr: cfg.Redis})
+		if err != nil {
+			return err
+		}
+		a.presence = rp
+	default:
+		return fmt.Errorf("unknown --presence %q (memory or redis)", cfg.Presence)
+	}
+	return nil
+}
+
+// closeBackends closes the backends that hold connections.
+func (a *App) closeBackends() {
+	for _, b := range []any{a.bus, a.history, a.presence} {
+		if c, ok := b.(interface{ Close() error }); ok {
+			_ = c.Close()
+		}
+	}
 }
 
 func (a *App) banner() {

@@ -71,6 +71,13 @@ func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.Origins, "origins", os.Getenv("DANMAKU_ORIGINS"), "comma-separated Origin allow-list for browsers (empty: any)")
 	fs.BoolVar(&cfg.Demo, "demo", envBool("DANMAKU_DEMO", role == "all"), "run the demo room bot")
 	fs.BoolVar(&cfg.Guests, "guests", envBool("DANMAKU_GUESTS", role == "all"), "hand out guest viewer tokens at POST /api/guest")
+	fs.StringVar(&cfg.Bus, "bus", env("DANMAKU_BUS", "memory"), "memory (one process) or kafka (env DANMAKU_BUS)")
+	fs.StringVar(&cfg.Brokers, "brokers", os.Getenv("DANMAKU_BROKERS"), "comma-separated Kafka brokers (env DANMAKU_BROKERS)")
+	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", env("DANMAKU_TOPIC_PREFIX", "danmaku."), "Kafka topic name prefix (env DANMAKU_TOPIC_PREFIX)")
+	fs.StringVar(&cfg.History, "history", env("DANMAKU_HISTORY", "memory"), "memory or clickhouse (env DANMAKU_HISTORY)")
+	fs.StringVar(&cfg.ClickHouse, "clickhouse", os.Getenv("DANMAKU_CLICKHOUSE"), "ClickHouse native address host:port (env DANMAKU_CLICKHOUSE)")
+	fs.StringVar(&cfg.Presence, "presence", env("DANMAKU_PRESENCE", "memory"), "memory or redis (env DANMAKU_PRESENCE)")
+	fs.StringVar(&cfg.Redis, "redis", os.Getenv("DANMAKU_REDIS"), "Redis address host:port (env DANMAKU_REDIS)")
 	fs.StringVar(&cfg.LogLevel, "log-level", env("DANMAKU_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", envDuration("DANMAKU_DRAIN_TIMEOUT", 10*time.Second), "graceful drain bound on SIGTERM")
 	if err := fs.Parse(args); err != nil {

@@ -11,14 +11,28 @@ import (
 
 	"github.com/danmaku-live/danmaku/pkg/client"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/testenv"
 )
 
 // TestEndToEnd runs `danmaku all` and checks the core promise: 100 viewers
 // in 3 rooms (some in several rooms at once, some losing their connection
 // midway) each receive every acknowledged message of their rooms exactly
 // once, in seq order, while several senders post concurrently.
-func TestEndToEnd(t *testing.T) {
-	_, wsAddr := startAll(t)
+func TestEndToEnd(t *testing.T) { runEndToEnd(t) }
+
+// TestEndToEndRealBackends runs the same scenario with `danmaku all` on the
+// Kafka-protocol broker, ClickHouse and Redis that `make test` starts.
+func TestEndToEndRealBackends(t *testing.T) {
+	brokers := testenv.Addr(t, testenv.Kafka)
+	ch := testenv.Addr(t, testenv.ClickHouse)
+	redis := testenv.Addr(t, testenv.Redis)
+	prefix := fmt.Sprintf("e2e%d.", time.Now().UnixNano())
+	runEndToEnd(t, "--bus", "kafka", "--brokers", brokers, "--topic-prefix", prefix,
+		"--history", "clickhouse", "--clickhouse", ch, "--presence", "redis", "--redis", redis)
+}
+
+func runEndToEnd(t *testing.T, flags ...string) {
+	_, wsAddr := startAll(t, flags...)
 	url := "ws://" + wsAddr + "/ws"
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
