@@ -24,10 +24,10 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/bus/kafkabus"
-	"github.com/danmaku-live/danmaku/pkg/history/chstore"
-	"github.com/danmaku-live/danmaku/pkg/presence/redispresence"
 	"github.com/danmaku-live/danmaku/pkg/history"
+	"github.com/danmaku-live/danmaku/pkg/history/chstore"
 	"github.com/danmaku-live/danmaku/pkg/presence"
+	"github.com/danmaku-live/danmaku/pkg/presence/redispresence"
 )
 
 // Config is the configuration of one danmaku process.
@@ -54,11 +54,11 @@ type Config struct {
 	History    string
 	ClickHouse string
 	// Presence is "memory" or "redis" (Redis address).
-	Presence string
-	Redis    string
-	LogLevel      string
-	DrainTimeout  time.Duration
-	Logger        *slog.Logger
+	Presence     string
+	Redis        string
+	LogLevel     string
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
 }
 
 // App is one danmaku process: the stages its role runs, on shared

@@ -122,7 +122,7 @@ func runEndToEnd(t *testing.T, flags ...string) {
 	for _, r := range rooms {
 		total += len(acked[r])
 	}
-	if want := 6*perSender; total != want {
+	if want := 6 * perSender; total != want {
 		t.Fatalf("acknowledged %d messages, want %d", total, want)
 	}
 	// Every viewer gets every acknowledged message of its rooms, once, in order.
