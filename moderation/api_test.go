@@ -1,0 +1,577 @@
+package moderation_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/danmaku-live/danmaku/logic"
+	"github.com/danmaku-live/danmaku/moderation"
+	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/history"
+	"github.com/danmaku-live/danmaku/pkg/presence"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+const testSecret = "test-secret-0123456789-abcdefghij"
+
+// harness is an API in front of a real logic worker and history writer on
+// the memory bus. The API and logic have separate engines, so a
+// configuration change reaches logic only through the control stream.
+type harness struct {
+	t       *testing.T
+	srv     *httptest.Server
+	bus     *bus.Memory
+	hist    *history.Memory
+	signer  *auth.Signer
+	logicEn *moderation.Engine
+	kv      *presence.MemoryKV
+	replies bus.Consumer // replies addressed to gwID
+	conn    atomic.Uint64
+}
+
+const gwID = "gw-test"
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{t: t, bus: bus.NewMemory(bus.MemoryConfig{}), hist: history.NewMemory(history.MemoryConfig{}), kv: presence.NewMemoryKV()}
+	var err error
+	if h.signer, err = auth.NewSigner(testSecret); err != nil {
+		t.Fatal(err)
+	}
+	apiEn, err := moderation.New(moderation.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.logicEn, err = moderation.New(moderation.Config{Logger: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	lg, err := logic.New(logic.Config{Bus: h.bus, Moderation: h.logicEn, Engine: h.logicEn, Seqs: h.hist, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hw, err := history.NewWriter(history.WriterConfig{Bus: h.bus, Store: h.hist, FlushInterval: 10 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := moderation.NewAPI(moderation.APIConfig{Bus: h.bus, History: h.hist, Signer: h.signer, Engine: apiEn,
+		Bans: presence.NewMemoryBans(), KV: h.kv, ID: "api-test", PublishTimeout: 3 * time.Second, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.replies, err = h.bus.Consumer(bus.StreamReply, bus.ConsumerOptions{Key: gwID}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 3)
+	for _, run := range []func(context.Context) error{lg.Run, hw.Run, api.Run} {
+		go func() { _ = run(ctx); done <- struct{}{} }()
+	}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	h.srv = httptest.NewServer(mux)
+	t.Cleanup(func() {
+		h.srv.Close()
+		cancel()
+		for range 3 {
+			<-done
+		}
+		_ = h.replies.Close()
+	})
+	h.warmUp()
+	return h
+}
+
+// warmUp waits until the group-less control consumers of logic and the API
+// read the stream, so no event of the test is published before they start.
+func (h *harness) warmUp() {
+	h.t.Helper()
+	svc := h.token(auth.RoleService, nil, time.Hour)
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; ; i++ {
+		data, _ := json.Marshal(moderation.Settings{MaxLength: 10 + i%50})
+		h.publishControl(bus.Control{Op: bus.ControlSettings, Room: "warmup", Data: data})
+		held, _ := json.Marshal(map[string]any{"msg": map[string]any{"uid": "w", "id": "w" + strconv.Itoa(i), "text": "w", "ts": time.Now().UnixMilli()}})
+		h.publishControl(bus.Control{Op: bus.ControlHeld, Room: "warmup", Data: held})
+		time.Sleep(20 * time.Millisecond)
+		_, body := h.do("GET", "/api/rooms/warmup/held", svc, "")
+		if h.logicEn.Settings("warmup").MaxLength == 10+i%50 && strings.Contains(body, `"uid":"w"`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatal("control consumers did not start")
+		}
+	}
+}
+
+func (h *harness) publishControl(ev bus.Control) {
+	h.t.Helper()
+	v, _ := bus.Marshal(ev)
+	if err := h.bus.Publisher(bus.StreamControl).Publish(context.Background(), bus.Record{Key: ev.Room, Value: v}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) token(role string, rooms []string, ttl time.Duration) string {
+	h.t.Helper()
+	tok, err := h.signer.SignClaims(auth.Claims{Name: "M", Role: role, Rooms: rooms, RegisteredClaims: jwt.RegisteredClaims{
+		Subject: "mod-1", ExpiresAt: jwt.NewNumericDate(time.Now().Add(ttl))}})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return tok
+}
+
+// do sends a request and returns the status and body.
+func (h *harness) do(method, path, token, body string) (int, string) {
+	h.t.Helper()
+	req, _ := http.NewRequest(method, h.srv.URL+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// send publishes a viewer's message as a gateway would and returns logic's
+// reply.
+func (h *harness) send(room, uid, text string) bus.Reply {
+	h.t.Helper()
+	in := bus.Ingest{Room: room, ID: "m-" + strconv.FormatUint(h.conn.Add(1), 10), UID: uid, Name: uid, Role: auth.RoleViewer,
+		Text: text, TS: time.Now().UnixMilli(), Gateway: gwID, Conn: h.conn.Add(1)}
+	v, _ := bus.Marshal(in)
+	if err := h.bus.Publisher(bus.StreamIngest).Publish(context.Background(), bus.Record{Key: room, Value: v}); err != nil {
+		h.t.Fatal(err)
+	}
+	return h.reply(in.Conn)
+}
+
+// reply waits for the reply to conn.
+func (h *harness) reply(conn uint64) bus.Reply {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		recs, err := h.replies.Fetch(ctx)
+		if err != nil {
+			h.t.Fatalf("no reply for conn %d: %v", conn, err)
+		}
+		for _, rec := range recs {
+			var rp bus.Reply
+			if bus.Unmarshal(rec.Value, &rp) == nil && rp.Conn == conn {
+				return rp
+			}
+		}
+	}
+}
+
+// controls opens a control-stream reader; next returns the next event
+// with the given op.
+type controls struct {
+	t       *testing.T
+	c       bus.Consumer
+	pending []bus.Record
+}
+
+func (h *harness) controls() *controls {
+	c, err := h.bus.Consumer(bus.StreamControl, bus.ConsumerOptions{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { _ = c.Close() })
+	return &controls{t: h.t, c: c}
+}
+
+func (cs *controls) next(op string) bus.Control {
+	cs.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		for len(cs.pending) > 0 {
+			rec := cs.pending[0]
+			cs.pending = cs.pending[1:]
+			var ev bus.Control
+			if bus.Unmarshal(rec.Value, &ev) == nil && ev.Op == op {
+				return ev
+			}
+		}
+		recs, err := cs.c.Fetch(ctx)
+		if err != nil {
+			cs.t.Fatalf("no %q control event: %v", op, err)
+		}
+		cs.pending = append(cs.pending, recs...)
+	}
+}
+
+func decode[T any](t *testing.T, body string) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("bad JSON %q: %v", body, err)
+	}
+	return v
+}
+
+func errCode(t *testing.T, body string) protocol.Code {
+	return decode[moderation.ErrorBody](t, body).Error.Code
+}
+
+func TestModerationAuth(t *testing.T) {
+	h := newHarness(t)
+	endpoints := []struct{ method, path, body string }{
+		{"GET", "/settings", ""},
+		{"PUT", "/settings", `{}`},
+		{"GET", "/keywords", ""},
+		{"PUT", "/keywords", `{"keywords":[]}`},
+		{"GET", "/bans", ""},
+		{"POST", "/bans", `{"uid":"x"}`},
+		{"DELETE", "/bans/x", ""},
+		{"DELETE", "/messages/1", ""},
+		{"GET", "/held", ""},
+		{"POST", "/held/abc/approve", ""},
+		{"POST", "/held/abc/reject", ""},
+		{"GET", "/audit", ""},
+	}
+	expired, _ := h.signer.SignClaims(auth.Claims{Role: auth.RoleMod, Rooms: []string{"a"}, RegisteredClaims: jwt.RegisteredClaims{
+		Subject: "mod-1", ExpiresAt: jwt.NewNumericDate(time.Now().Add(-time.Minute))}})
+	other, _ := auth.NewSigner("another-secret-0123456789-abcdefgh")
+	forged, _ := other.Sign("mod-1", "M", auth.RoleMod, []string{"a"}, time.Hour)
+	tokens := []struct {
+		name   string
+		token  string
+		status int
+		code   protocol.Code
+	}{
+		{"missing", "", http.StatusUnauthorized, protocol.CodeUnauthorized},
+		{"malformed", "not.a.jwt", http.StatusUnauthorized, protocol.CodeUnauthorized},
+		{"wrong secret", forged, http.StatusUnauthorized, protocol.CodeUnauthorized},
+		{"expired", expired, http.StatusUnauthorized, protocol.CodeUnauthorized},
+		{"viewer", h.token(auth.RoleViewer, nil, time.Hour), http.StatusForbidden, protocol.CodeForbidden},
+		{"mod of room b", h.token(auth.RoleMod, []string{"b"}, time.Hour), http.StatusForbidden, protocol.CodeForbidden},
+		{"streamer of room b", h.token(auth.RoleStreamer, []string{"b"}, time.Hour), http.StatusForbidden, protocol.CodeForbidden},
+	}
+	for _, ep := range endpoints {
+		for _, tk := range tokens {
+			t.Run(ep.method+ep.path+"/"+tk.name, func(t *testing.T) {
+				status, body := h.do(ep.method, "/api/rooms/a"+ep.path, tk.token, ep.body)
+				if status != tk.status || errCode(t, body) != tk.code {
+					t.Fatalf("got %d %s, want %d %s", status, body, tk.status, tk.code)
+				}
+			})
+		}
+		// A mod of room a passes authorisation (any status but 401/403).
+		t.Run(ep.method+ep.path+"/mod of room a", func(t *testing.T) {
+			status, body := h.do(ep.method, "/api/rooms/a"+ep.path, h.token(auth.RoleMod, []string{"a"}, time.Hour), ep.body)
+			if status == http.StatusUnauthorized || status == http.StatusForbidden {
+				t.Fatalf("got %d %s", status, body)
+			}
+		})
+	}
+	t.Run("bad room", func(t *testing.T) {
+		status, _ := h.do("GET", "/api/rooms/bad%20room/settings", h.token(auth.RoleService, nil, time.Hour), "")
+		if status != http.StatusBadRequest {
+			t.Fatalf("got %d", status)
+		}
+	})
+}
+
+func TestSettingsRoundTrip(t *testing.T) {
+	h := newHarness(t)
+	mod := h.token(auth.RoleMod, []string{"r"}, time.Hour)
+	status, body := h.do("GET", "/api/rooms/r/settings", mod, "")
+	if got := decode[moderation.Settings](t, body); status != 200 || got.MaxLength != 100 || got.Burst != 3 || got.SlowModeSec != 0 {
+		t.Fatalf("defaults: %d %s", status, body)
+	}
+	cs := h.controls()
+	status, body = h.do("PUT", "/api/rooms/r/settings", mod, `{"slow_mode_sec":10,"max_length":50,"link_policy":"block"}`)
+	if status != 200 {
+		t.Fatalf("put: %d %s", status, body)
+	}
+	if ev := cs.next(bus.ControlSettings); ev.Room != "r" || ev.By != "mod-1" {
+		t.Fatalf("settings event %+v", ev)
+	}
+	if ev := cs.next(bus.ControlNotice); !strings.Contains(ev.Text, "slow mode is on: 1 message every 10 s") {
+		t.Fatalf("notice %q", ev.Text)
+	}
+	_, body = h.do("GET", "/api/rooms/r/settings", mod, "")
+	got := decode[moderation.Settings](t, body)
+	if got.SlowModeSec != 10 || got.MaxLength != 50 || got.LinkPolicy != moderation.LinkBlock || got.Burst != 3 {
+		t.Fatalf("round trip: %s", body)
+	}
+	if v, ok, _ := h.kv.Get(context.Background(), "settings/r"); !ok || !bytes.Contains(v, []byte(`"slow_mode_sec":10`)) {
+		t.Fatalf("not persisted: %s", v)
+	}
+	// Logic applied it from the control stream: a long text is refused.
+	deadline := time.Now().Add(3 * time.Second)
+	for h.logicEn.Settings("r").MaxLength != 50 {
+		if time.Now().After(deadline) {
+			t.Fatal("logic did not apply the settings")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if rp := h.send("r", "u1", strings.Repeat("x", 60)); rp.Code != protocol.CodeTooLong {
+		t.Fatalf("long text: %+v", rp)
+	}
+	for _, tc := range []struct{ name, body string }{
+		{"negative slow mode", `{"slow_mode_sec":-1}`},
+		{"bad link policy", `{"link_policy":"maybe"}`},
+		{"hold threshold above 1", `{"hold_threshold":2}`},
+		{"not JSON", `slow`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := h.do("PUT", "/api/rooms/r/settings", mod, tc.body)
+			if status != 400 || errCode(t, body) != protocol.CodeInvalid {
+				t.Fatalf("got %d %s", status, body)
+			}
+		})
+	}
+}
+
+func TestKeywordsBlockThroughLogic(t *testing.T) {
+	h := newHarness(t)
+	mod := h.token(auth.RoleMod, []string{"r"}, time.Hour)
+	status, body := h.do("PUT", "/api/rooms/r/keywords", mod, `{"keywords":["badword","spam link"]}`)
+	got := decode[moderation.KeywordsResponse](t, body)
+	if status != 200 || len(got.Keywords) != 2 || got.Action != moderation.ActionBlock {
+		t.Fatalf("put: %d %s", status, body)
+	}
+	_, body = h.do("GET", "/api/rooms/r/keywords", mod, "")
+	if got := decode[moderation.KeywordsResponse](t, body); len(got.Keywords) != 2 || got.Keywords[0] != "badword" {
+		t.Fatalf("get: %s", body)
+	}
+	if rp := h.send("r", "u1", "what a B.A.D.W.O.R.D"); rp.Code != protocol.CodeBlocked {
+		t.Fatalf("keyword send: %+v", rp)
+	}
+	if rp := h.send("r", "u1", "hello"); rp.Seq == 0 {
+		t.Fatalf("clean send: %+v", rp)
+	}
+	status, body = h.do("PUT", "/api/rooms/r/keywords", mod, `{"keywords":["x"],"action":"explode"}`)
+	if status != 400 || errCode(t, body) != protocol.CodeInvalid {
+		t.Fatalf("bad action: %d %s", status, body)
+	}
+}
+
+func TestBan(t *testing.T) {
+	h := newHarness(t)
+	mod := h.token(auth.RoleMod, []string{"r"}, time.Hour)
+	first := h.send("r", "troll", "first")
+	if first.Seq == 0 {
+		t.Fatalf("send: %+v", first)
+	}
+	waitHistory(t, h, "r", first.Seq)
+	cs := h.controls()
+	status, body := h.do("POST", "/api/rooms/r/bans", mod, `{"uid":"troll","duration_s":600,"reason":"spam"}`)
+	ban := decode[presence.Ban](t, body)
+	if status != 200 || ban.UID != "troll" || time.Until(ban.Until) < 9*time.Minute || ban.Reason != "spam" || ban.By != "mod-1" {
+		t.Fatalf("ban: %d %s", status, body)
+	}
+	if ev := cs.next(bus.ControlBan); ev.UID != "troll" || ev.Until == 0 || ev.Room != "r" {
+		t.Fatalf("ban event %+v", ev)
+	}
+	if ev := cs.next(bus.ControlPurge); ev.UID != "troll" || ev.Room != "r" {
+		t.Fatalf("purge event %+v", ev)
+	}
+	if msgs, _ := h.hist.Range(context.Background(), "r", history.Filter{}); len(msgs) != 0 {
+		t.Fatalf("purged message still listed: %+v", msgs)
+	}
+	if rp := h.send("r", "troll", "again"); rp.Code != protocol.CodeBanned {
+		t.Fatalf("banned send: %+v", rp)
+	}
+	_, body = h.do("GET", "/api/rooms/r/bans", mod, "")
+	if got := decode[moderation.BansResponse](t, body); len(got.Bans) != 1 || got.Bans[0].UID != "troll" {
+		t.Fatalf("list: %s", body)
+	}
+	if status, body := h.do("DELETE", "/api/rooms/r/bans/troll", mod, ""); status != 204 {
+		t.Fatalf("unban: %d %s", status, body)
+	}
+	if ev := cs.next(bus.ControlUnban); ev.UID != "troll" {
+		t.Fatalf("unban event %+v", ev)
+	}
+	if rp := h.send("r", "troll", "sorry"); rp.Seq == 0 {
+		t.Fatalf("send after unban: %+v", rp)
+	}
+	for _, tc := range []struct{ name, body string }{
+		{"no uid", `{"duration_s":5}`},
+		{"negative duration", `{"uid":"x","duration_s":-5}`},
+		{"long reason", `{"uid":"x","reason":"` + strings.Repeat("r", 201) + `"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if status, body := h.do("POST", "/api/rooms/r/bans", mod, tc.body); status != 400 {
+				t.Fatalf("got %d %s", status, body)
+			}
+		})
+	}
+}
+
+func waitHistory(t *testing.T, h *harness, room string, seq uint64) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		msgs, _ := h.hist.Range(context.Background(), room, history.Filter{AfterSeq: seq - 1, Limit: 1, IncludeDeleted: true})
+		if len(msgs) == 1 && msgs[0].Seq == seq {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("seq %d not in history", seq)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestDeleteMessage(t *testing.T) {
+	h := newHarness(t)
+	mod := h.token(auth.RoleMod, []string{"r"}, time.Hour)
+	rp := h.send("r", "u1", "delete me")
+	if rp.Seq == 0 {
+		t.Fatalf("send: %+v", rp)
+	}
+	cs := h.controls()
+	path := "/api/rooms/r/messages/" + strconv.FormatUint(rp.Seq, 10)
+	if status, body := h.do("DELETE", path, mod, ""); status != 204 {
+		t.Fatalf("delete: %d %s", status, body)
+	}
+	if ev := cs.next(bus.ControlDelete); len(ev.Seqs) != 1 || ev.Seqs[0] != rp.Seq || ev.Room != "r" {
+		t.Fatalf("delete event %+v", ev)
+	}
+	_, body := h.do("GET", "/api/rooms/r/history", "", "")
+	if got := decode[moderation.HistoryResponse](t, body); len(got.Msgs) != 0 {
+		t.Fatalf("deleted message listed: %s", body)
+	}
+	_, body = h.do("GET", "/api/rooms/r/history?include_deleted=1", mod, "")
+	if got := decode[moderation.HistoryResponse](t, body); len(got.Msgs) != 1 || !got.Msgs[0].Deleted {
+		t.Fatalf("include_deleted: %s", body)
+	}
+	for _, tc := range []struct {
+		name, seq string
+		status    int
+	}{
+		{"unknown seq", "999", 404},
+		{"zero", "0", 400},
+		{"not a number", "abc", 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if status, body := h.do("DELETE", "/api/rooms/r/messages/"+tc.seq, mod, ""); status != tc.status {
+				t.Fatalf("got %d %s", status, body)
+			}
+		})
+	}
+	_, body = h.do("GET", "/api/rooms/r/audit", mod, "")
+	if got := decode[moderation.AuditResponse](t, body); len(got.Entries) != 1 || got.Entries[0].Action != moderation.AuditDelete ||
+		got.Entries[0].Seq != rp.Seq || got.Entries[0].By != "mod-1" || got.Entries[0].UID != "u1" {
+		t.Fatalf("audit: %s", body)
+	}
+}
+
+func TestHeldQueue(t *testing.T) {
+	h := newHarness(t)
+	mod := h.token(auth.RoleMod, []string{"r"}, time.Hour)
+	if status, body := h.do("PUT", "/api/rooms/r/keywords", mod, `{"keywords":["review"],"action":"hold"}`); status != 200 {
+		t.Fatalf("keywords: %d %s", status, body)
+	}
+	held := func() []moderation.HeldView {
+		_, body := h.do("GET", "/api/rooms/r/held", mod, "")
+		return decode[struct {
+			Held []moderation.HeldView `json:"held"`
+		}](t, body).Held
+	}
+	waitHeld := func(n int) []moderation.HeldView {
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			if l := held(); len(l) == n {
+				return l
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("held queue never had %d entries: %+v", n, held())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	t.Run("approve", func(t *testing.T) {
+		rp := h.send("r", "u1", "please review me")
+		if !rp.Held || rp.Seq != 0 {
+			t.Fatalf("send: %+v", rp)
+		}
+		list := waitHeld(1)
+		if list[0].Text != "please review me" || list[0].UID != "u1" || !strings.Contains(list[0].Rule, "keyword") {
+			t.Fatalf("held entry %+v", list[0])
+		}
+		status, body := h.do("POST", "/api/rooms/r/held/"+list[0].ID+"/approve", mod, "")
+		got := decode[struct {
+			Seq uint64 `json:"seq"`
+		}](t, body)
+		if status != 200 || got.Seq == 0 {
+			t.Fatalf("approve: %d %s", status, body)
+		}
+		// The sender gets the ack with the seq on its own connection.
+		if ack := h.reply(rp.Conn); ack.Seq != got.Seq || ack.ID != rp.ID {
+			t.Fatalf("sender ack %+v, want seq %d", ack, got.Seq)
+		}
+		waitHistory(t, h, "r", got.Seq)
+		msgs, _ := h.hist.Range(context.Background(), "r", history.Filter{})
+		if len(msgs) != 1 || msgs[0].Text != "please review me" || msgs[0].UID != "u1" {
+			t.Fatalf("history %+v", msgs)
+		}
+		waitHeld(0)
+		if status, _ := h.do("POST", "/api/rooms/r/held/"+list[0].ID+"/approve", mod, ""); status != 404 {
+			t.Fatalf("second approve: %d", status)
+		}
+	})
+	t.Run("reject", func(t *testing.T) {
+		rp := h.send("r", "u2", "review this one too")
+		if !rp.Held {
+			t.Fatalf("send: %+v", rp)
+		}
+		list := waitHeld(1)
+		if status, body := h.do("POST", "/api/rooms/r/held/"+list[0].ID+"/reject", mod, ""); status != 204 {
+			t.Fatalf("reject: %d %s", status, body)
+		}
+		if rej := h.reply(rp.Conn); rej.Code != protocol.CodeBlocked {
+			t.Fatalf("sender reply %+v", rej)
+		}
+		waitHeld(0)
+	})
+	t.Run("audit newest first", func(t *testing.T) {
+		_, body := h.do("GET", "/api/rooms/r/audit?limit=2", mod, "")
+		got := decode[moderation.AuditResponse](t, body)
+		if len(got.Entries) != 2 || got.Entries[0].Action != moderation.AuditReject || got.Entries[1].Action != moderation.AuditApprove {
+			t.Fatalf("audit: %s", body)
+		}
+		if status, _ := h.do("GET", "/api/rooms/r/audit?limit=0", mod, ""); status != 400 {
+			t.Fatalf("limit=0: %d", status)
+		}
+	})
+}
+
+func TestOversizedBody(t *testing.T) {
+	h := newHarness(t)
+	mod := h.token(auth.RoleMod, []string{"r"}, time.Hour)
+	big := `{"keywords":["` + strings.Repeat("a", 70<<10) + `"]}`
+	for _, path := range []string{"/keywords", "/settings"} {
+		t.Run(path, func(t *testing.T) {
+			status, body := h.do("PUT", "/api/rooms/r"+path, mod, big)
+			if status != http.StatusRequestEntityTooLarge || errCode(t, body) != protocol.CodeTooLarge {
+				t.Fatalf("got %d %s", status, body)
+			}
+		})
+	}
+}
