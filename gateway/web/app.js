@@ -1,0 +1,455 @@
+// app.js — the viewer page: a stage where danmaku fly right to left over
+// the "video", a chat log, room switching, guest sign-in and sending.
+// User-supplied text is only ever rendered with textContent.
+import { DanmakuClient, SendError, validRoom, wsURL } from "./danmaku.js";
+
+const $ = (id) => document.getElementById(id);
+const COLOR_RE = /^#[0-9a-fA-F]{6}$/;
+const LOG_MAX = 200;
+
+// ---------------------------------------------------------------- stage
+
+// Stage lays danmaku out in horizontal lanes. Each item crosses the stage
+// in DURATION ms whatever its width, so longer items move faster. A lane
+// takes a new item when the previous one has fully entered with a gap and
+// the new one cannot catch up with it before it leaves.
+class Stage {
+  constructor(layer) {
+    this.layer = layer;
+    this.duration = 8000;
+    this.gap = 24;
+    this.lanes = [];
+    this.queue = [];
+    this.live = new Set();
+    this.timer = null;
+  }
+
+  size() {
+    const W = this.layer.clientWidth || 640;
+    const H = this.layer.clientHeight || 360;
+    const laneH = parseFloat(getComputedStyle(document.documentElement).getPropertyValue("--lane")) || 34;
+    const n = Math.max(1, Math.floor((H - 8) / laneH));
+    if (this.lanes.length !== n) this.lanes.length = n;
+    return { W, laneH, n };
+  }
+
+  add(el, priority) {
+    el.style.visibility = "hidden";
+    el.style.transform = "translateX(-100000px)";
+    this.layer.appendChild(el);
+    const item = { el, w: el.offsetWidth, speed: 0, start: 0, anim: null };
+    el._item = item;
+    if (priority) this.queue.unshift(item);
+    else this.queue.push(item);
+    // Keep the backlog short: a hot room drops its oldest plain lines.
+    while (this.queue.length > 60) {
+      const i = this.queue.findIndex((it) => !it.el.classList.contains("paid") && !it.el.classList.contains("system"));
+      const [old] = this.queue.splice(i >= 0 ? i : 0, 1);
+      old.el.remove();
+    }
+    this.pump();
+  }
+
+  pump() {
+    const { W, laneH, n } = this.size();
+    const now = performance.now();
+    while (this.queue.length > 0) {
+      const item = this.queue[0];
+      const speed = (W + item.w) / this.duration;
+      const lane = this.freeLane(W, item.w, speed, now, n);
+      if (lane < 0) break;
+      this.queue.shift();
+      this.place(item, lane, W, laneH, speed, now);
+    }
+    if (this.queue.length > 0 && !this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.pump();
+      }, 120);
+    }
+  }
+
+  freeLane(W, w, speed, now, n) {
+    for (let i = 0; i < n; i++) {
+      const prev = this.lanes[i];
+      if (!prev || !prev.el.isConnected) return i;
+      const tail = W - prev.speed * (now - prev.start) + prev.w; // right edge of prev
+      if (tail + this.gap > W) continue; // not fully in yet
+      if (speed > prev.speed && tail / prev.speed > W / speed) continue; // would catch up
+      return i;
+    }
+    return -1;
+  }
+
+  place(item, lane, W, laneH, speed, now) {
+    const { el } = item;
+    item.speed = speed;
+    item.start = now;
+    this.lanes[lane] = item;
+    el.style.top = lane * laneH + 4 + "px";
+    el.style.visibility = "";
+    el.style.transform = "";
+    this.live.add(el);
+    item.anim = el.animate([{ transform: `translateX(${W}px)` }, { transform: `translateX(${-item.w - 8}px)` }], {
+      duration: this.duration,
+      easing: "linear",
+    });
+    item.anim.onfinish = () => this.remove(el);
+  }
+
+  remove(el) {
+    this.live.delete(el);
+    const item = el._item;
+    if (item) {
+      const q = this.queue.indexOf(item);
+      if (q >= 0) this.queue.splice(q, 1);
+      if (item.anim) item.anim.cancel();
+    }
+    el.remove();
+  }
+
+  clear() {
+    for (const el of [...this.layer.children]) this.remove(el);
+    this.queue.length = 0;
+    this.lanes = [];
+  }
+}
+
+// ---------------------------------------------------------------- rendering
+
+function badge(role, kind) {
+  const b = document.createElement("span");
+  if (kind === "paid") {
+    b.className = "badge paid";
+    b.textContent = "¥";
+    return b;
+  }
+  if (role !== "mod" && role !== "streamer" && role !== "service") return null;
+  b.className = "badge " + role;
+  b.textContent = role === "mod" ? "MOD" : role === "streamer" ? "HOST" : "BOT";
+  return b;
+}
+
+function kindClass(kind) {
+  return kind === "paid" || kind === "highlight" || kind === "system" ? kind : "";
+}
+
+function stageItem(m, mine) {
+  const el = document.createElement("div");
+  el.className = "dm";
+  const k = kindClass(m.kind);
+  if (k) el.classList.add(k);
+  if (mine) el.classList.add("mine");
+  if (m.color && COLOR_RE.test(m.color)) el.style.color = m.color;
+  const b = badge(m.role, m.kind);
+  if (b) el.appendChild(b);
+  const t = document.createElement("span");
+  t.className = "text";
+  t.textContent = m.text;
+  el.appendChild(t);
+  el.dataset.uid = m.uid || "";
+  if (m.seq) el.dataset.seq = String(m.seq);
+  return el;
+}
+
+function logItem(m, mine) {
+  const li = document.createElement("li");
+  const k = kindClass(m.kind);
+  if (k) li.classList.add(k);
+  if (mine) li.classList.add("mine");
+  const t = document.createElement("span");
+  t.className = "t";
+  const d = new Date(m.ts || Date.now());
+  t.textContent = String(d.getHours()).padStart(2, "0") + ":" + String(d.getMinutes()).padStart(2, "0");
+  li.appendChild(t);
+  const b = badge(m.role, m.kind);
+  if (b) li.appendChild(b);
+  if (m.name) {
+    const n = document.createElement("span");
+    n.className = "n";
+    n.textContent = m.name;
+    li.appendChild(n);
+  }
+  const x = document.createElement("span");
+  x.className = "text";
+  x.textContent = m.text;
+  li.appendChild(x);
+  li.dataset.uid = m.uid || "";
+  if (m.seq) li.dataset.seq = String(m.seq);
+  return li;
+}
+
+function seconds(ms) {
+  return Math.max(1, Math.ceil((ms || 0) / 1000));
+}
+
+function duration(ms) {
+  const s = seconds(ms);
+  if (s < 120) return s + "s";
+  if (s < 7200) return Math.ceil(s / 60) + " min";
+  return Math.ceil(s / 3600) + " h";
+}
+
+// rejectText turns a reject frame into a sentence for the viewer.
+export function rejectText(f) {
+  const wait = f.retry_after_ms;
+  switch (f.code) {
+    case "rate_limited":
+      return `slow down — try again in ${seconds(wait)}s`;
+    case "slow_mode":
+      return `slow mode is on — you can send again in ${seconds(wait)}s`;
+    case "banned":
+      return wait > 0 ? `you are timed out in this room for ${duration(wait)}` : "you are banned from this room";
+    case "blocked":
+      if (f.message === "duplicate") return "you just said that — say something new";
+      if (f.message === "link") return "links are not allowed in this room";
+      return "message blocked by the room's filters";
+    case "too_long":
+      return "message too long for this room — shorten it";
+    case "invalid":
+      return "message not accepted: " + (f.message || "invalid");
+    case "unauthorized":
+      return "sign in to send — pick a guest name above";
+    case "unavailable":
+      return "the server is busy — try again in a moment";
+    default:
+      return "message refused (" + (f.code || "unknown") + ")";
+  }
+}
+
+// ---------------------------------------------------------------- app
+
+const stage = new Stage($("layer"));
+const logEl = $("log");
+let room = "";
+let me = { token: "", uid: "", name: "" };
+let client = null;
+let guestsEnabled = true;
+
+function note(text, cls) {
+  const n = $("note");
+  n.textContent = text;
+  n.className = "note" + (cls ? " " + cls : "");
+}
+
+function mine(m) {
+  return !!me.uid && m.uid === me.uid;
+}
+
+function show(m, fly) {
+  if (fly) stage.add(stageItem(m, mine(m)), m.kind === "paid" || m.kind === "system");
+  const atBottom = logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 30;
+  logEl.appendChild(logItem(m, mine(m)));
+  while (logEl.children.length > LOG_MAX) logEl.firstElementChild.remove();
+  if (atBottom) logEl.scrollTop = logEl.scrollHeight;
+}
+
+function removeWhere(pred) {
+  for (const el of [...stage.layer.children]) if (pred(el)) stage.remove(el);
+  for (const li of [...logEl.children]) if (pred(li)) li.remove();
+}
+
+function setOnline(n) {
+  $("online").textContent = n + " online";
+}
+
+function setIdentity(tok, uid, name) {
+  me = { token: tok || "", uid: uid || "", name: name || "" };
+  try {
+    if (me.token) sessionStorage.setItem("danmaku.me", JSON.stringify(me));
+    else sessionStorage.removeItem("danmaku.me");
+  } catch {
+    // storage may be unavailable; the identity then lasts for this page
+  }
+  const box = $("identity");
+  box.classList.toggle("signed-in", !!me.token);
+  $("signout").hidden = !me.token;
+  $("whoami").textContent = me.token ? "sending as " + (me.name || me.uid || "you") : "watching anonymously";
+  if (client) client.setToken(me.token);
+}
+
+// claimsOf reads the payload of a JWT (without verifying it: the server does).
+function claimsOf(tok) {
+  try {
+    const p = tok.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const json = decodeURIComponent(
+      [...atob(p)].map((c) => "%" + c.charCodeAt(0).toString(16).padStart(2, "0")).join(""),
+    );
+    const c = JSON.parse(json);
+    return c && typeof c === "object" ? c : null;
+  } catch {
+    return null;
+  }
+}
+
+function switchRoom(next) {
+  if (!validRoom(next)) {
+    note("room ids are 1-64 letters, digits, _ or -", "bad");
+    return;
+  }
+  if (next === room) return;
+  if (room) client.leave(room);
+  room = next;
+  stage.clear();
+  logEl.textContent = "";
+  setOnline(0);
+  $("room-name").textContent = "#" + room;
+  $("room-input").value = room;
+  document.title = room + " · danmaku";
+  const u = new URL(location.href);
+  u.searchParams.set("room", room);
+  history.replaceState(null, "", u);
+  client.join(room).catch(() => {});
+}
+
+const STATE_TEXT = {
+  idle: "offline",
+  connecting: "connecting…",
+  open: "live",
+  closed: "offline",
+};
+
+function wire(c) {
+  c.on("state", (s, info) => {
+    const el = $("conn");
+    el.dataset.state = s;
+    let t = STATE_TEXT[s] || s;
+    if (s === "reconnecting") t = "reconnecting in " + (info.delayMs / 1000).toFixed(1) + "s";
+    if (s === "kicked") t = "kicked: " + c.kickedReason;
+    $("conn-text").textContent = t;
+  });
+  c.on("message", (r, m, source) => {
+    if (r === room) show(m, source !== "history");
+  });
+  c.on("joined", (r, _seq, online) => {
+    if (r === room) setOnline(online);
+  });
+  c.on("online", (r, n) => {
+    if (r === room) setOnline(n);
+  });
+  c.on("delete", (r, seqs) => {
+    if (r !== room) return;
+    const set = new Set(seqs.map(String));
+    removeWhere((el) => set.has(el.dataset.seq));
+  });
+  c.on("purge", (r, uid) => {
+    if (r === room) removeWhere((el) => el.dataset.uid === uid);
+  });
+  c.on("notice", (r, text) => {
+    if (r === room) show({ text, kind: "system", role: "service", name: "", ts: Date.now() }, true);
+  });
+  c.on("kicked", (reason) => note("you were disconnected: " + reason, "bad"));
+  c.on("tokenexpired", () => {
+    setIdentity("", "", "");
+    note("your sign-in expired — pick a guest name again to send", "bad");
+  });
+  c.on("error", (f) => note("server: " + (f.message || f.code), "bad"));
+}
+
+async function send(text) {
+  const r = room;
+  note("sending…");
+  try {
+    const f = await client.send(r, text);
+    if (f.op === "ack") {
+      note(f.held ? "your message is waiting for a moderator" : "", f.held ? "" : "ok");
+      return;
+    }
+    note(rejectText(f), "bad");
+    const input = $("send-input");
+    if (!input.value && f.code !== "blocked") input.value = text;
+  } catch (e) {
+    note(e instanceof SendError ? "not sent: " + e.message : "not sent", "bad");
+  }
+}
+
+async function guest(name) {
+  note("signing in…");
+  try {
+    const res = await fetch("/api/guest", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ name }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      note("guest sign-in failed: " + ((body.error && body.error.message) || res.status), "bad");
+      return;
+    }
+    setIdentity(body.token, body.uid, body.name);
+    note("signed in as " + body.name, "ok");
+    $("send-input").focus();
+  } catch {
+    note("guest sign-in failed: network error", "bad");
+  }
+}
+
+async function main() {
+  let cfg = {};
+  try {
+    const res = await fetch("/api/config");
+    if (res.ok) cfg = await res.json();
+  } catch {
+    // fall back to the page's own port
+  }
+  guestsEnabled = cfg.guests !== false;
+  if (!guestsEnabled) {
+    $("guest-form").hidden = true;
+    document.querySelector(".token-box").open = true;
+  }
+  try {
+    const saved = JSON.parse(sessionStorage.getItem("danmaku.me") || "null");
+    if (saved && saved.token) me = saved;
+  } catch {
+    // ignore
+  }
+  client = new DanmakuClient({ url: wsURL(location, cfg), token: me.token });
+  wire(client);
+  setIdentity(me.token, me.uid, me.name);
+  client.connect();
+
+  const initial = new URLSearchParams(location.search).get("room");
+  switchRoom(validRoom(initial) ? initial : "demo");
+
+  $("room-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    switchRoom($("room-input").value.trim());
+  });
+  for (const b of document.querySelectorAll(".quick button")) {
+    b.addEventListener("click", () => switchRoom(b.dataset.room));
+  }
+  $("guest-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const name = $("guest-name").value.trim();
+    if (name) guest(name);
+  });
+  $("token-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const tok = $("token-input").value.trim();
+    if (!tok) return;
+    const c = claimsOf(tok);
+    if (!c) {
+      note("that does not look like a token", "bad");
+      return;
+    }
+    $("token-input").value = "";
+    setIdentity(tok, typeof c.sub === "string" ? c.sub : "", typeof c.name === "string" ? c.name : "");
+    note("using the pasted token", "ok");
+  });
+  $("signout").addEventListener("click", () => {
+    setIdentity("", "", "");
+    note("");
+  });
+  $("send-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const input = $("send-input");
+    const text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    send(text);
+  });
+  addEventListener("resize", () => stage.size());
+  globalThis.danmakuViewer = { client, stage };
+}
+
+main();
