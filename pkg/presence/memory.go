@@ -7,7 +7,11 @@ import (
 	"time"
 )
 
-var _ Presence = (*Memory)(nil)
+// Interface guards.
+var (
+	_ Presence     = (*Memory)(nil)
+	_ OnlineManyer = (*Memory)(nil)
+)
 
 // Memory is the embedded presence store. It is safe for concurrent use; the
 // zero value is not usable, call NewMemory.
@@ -55,6 +59,24 @@ func (m *Memory) Online(ctx context.Context, room string) (int, error) {
 		total += rep.counts[room]
 	}
 	return total, nil
+}
+
+// OnlineMany sums each room's viewers over live gateways.
+func (m *Memory) OnlineMany(ctx context.Context, rooms []string) ([]int, error) {
+	out := make([]int, len(rooms))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	for gw, rep := range m.gws {
+		if now.After(rep.expires) {
+			delete(m.gws, gw)
+			continue
+		}
+		for i, r := range rooms {
+			out[i] += rep.counts[r]
+		}
+	}
+	return out, nil
 }
 
 // Top returns the n rooms with the most viewers.

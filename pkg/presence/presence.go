@@ -39,3 +39,29 @@ type Presence interface {
 	// Top returns up to n rooms with the most viewers, most first.
 	Top(ctx context.Context, n int) ([]RoomCount, error)
 }
+
+// OnlineManyer is implemented by stores that read the counts of many rooms
+// in one call. Gateways refresh the global count of every room they serve
+// on each heartbeat, so a store with many rooms should offer it.
+type OnlineManyer interface {
+	// OnlineMany returns the viewers of each room over all live gateways,
+	// in the order of rooms.
+	OnlineMany(ctx context.Context, rooms []string) ([]int, error)
+}
+
+// OnlineMany returns the counts of rooms from p, in one call when p is an
+// OnlineManyer and one Online call per room otherwise.
+func OnlineMany(ctx context.Context, p Presence, rooms []string) ([]int, error) {
+	if m, ok := p.(OnlineManyer); ok {
+		return m.OnlineMany(ctx, rooms)
+	}
+	out := make([]int, len(rooms))
+	for i, r := range rooms {
+		n, err := p.Online(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = n
+	}
+	return out, nil
+}

@@ -1,6 +1,7 @@
 package presencetest
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -96,6 +97,37 @@ func RunPresence(t *testing.T, newP func(t *testing.T) presence.Presence) {
 			report(t, p, "gw-short", map[string]int{"r1": 1}, longTTL)
 			if n := online(t, p, "r1"); n != 3 {
 				t.Errorf("Online(r1) after gw-short reports again = %d, want 3", n)
+			}
+		}},
+		{"online many", func(t *testing.T) {
+			p := newP(t)
+			report(t, p, "gw-a", map[string]int{"r1": 3, "r2": 1}, longTTL)
+			report(t, p, "gw-b", map[string]int{"r1": 2, "r3": 7}, longTTL)
+			report(t, p, "gw-dead", map[string]int{"r1": 100}, shortTTL)
+			eventually(t, "gw-dead expires", func() bool { return online(t, p, "r1") == 5 })
+			rooms := []string{"r3", "none", "r1", "r2", "r1"}
+			want := []int{7, 0, 5, 1, 5}
+			got, err := presence.OnlineMany(ctxFor(t), p, rooms)
+			if err != nil {
+				t.Fatalf("OnlineMany: %v", err)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("OnlineMany(%v) = %v, want %v", rooms, got, want)
+			}
+			if got, err := presence.OnlineMany(ctxFor(t), p, nil); err != nil || len(got) != 0 {
+				t.Errorf("OnlineMany(nil) = %v, %v; want none", got, err)
+			}
+			many := make([]string, 1203)
+			for i := range many {
+				many[i] = fmt.Sprintf("m%d", i)
+			}
+			report(t, p, "gw-c", map[string]int{"m0": 1, "m600": 2, "m1202": 3}, longTTL)
+			got, err = presence.OnlineMany(ctxFor(t), p, many)
+			if err != nil || len(got) != len(many) {
+				t.Fatalf("OnlineMany(1203 rooms) = %d counts, %v", len(got), err)
+			}
+			if got[0] != 1 || got[600] != 2 || got[1202] != 3 || got[1] != 0 {
+				t.Errorf("OnlineMany(1203 rooms): m0=%d m600=%d m1202=%d m1=%d, want 1 2 3 0", got[0], got[600], got[1202], got[1])
 			}
 		}},
 		{"top order and n", func(t *testing.T) {

@@ -77,6 +77,8 @@ var (
 	_ presence.Bans     = (*Client)(nil)
 	_ presence.KV       = (*Client)(nil)
 	_ presence.Dedupe   = (*Client)(nil)
+
+	_ presence.OnlineManyer = (*Client)(nil)
 )
 
 // Client is the Redis store. It is safe for concurrent use; the zero value
@@ -88,6 +90,7 @@ type Client struct {
 	gwKey, gwsKey, sessKey, bansKey, kvKey, ddKey string
 
 	report, online, top     *redis.Script
+	onlineMany              *redis.Script
 	refresh, release, unset *redis.Script
 	banned                  *redis.Script
 }
@@ -119,21 +122,22 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	})
 	p := cfg.Prefix
 	c := &Client{
-		rdb:     rdb,
-		prefix:  p,
-		gwKey:   p + "gw:",
-		gwsKey:  p + "gws",
-		sessKey: p + "sess:",
-		bansKey: p + "bans:",
-		kvKey:   p + "kv:",
-		ddKey:   p + "dd:",
-		report:  redis.NewScript(reportLua),
-		online:  redis.NewScript(onlineLua),
-		top:     redis.NewScript(topLua),
-		refresh: redis.NewScript(refreshLua),
-		release: redis.NewScript(releaseLua),
-		unset:   redis.NewScript(unsetLua),
-		banned:  redis.NewScript(bannedLua),
+		rdb:        rdb,
+		prefix:     p,
+		gwKey:      p + "gw:",
+		gwsKey:     p + "gws",
+		sessKey:    p + "sess:",
+		bansKey:    p + "bans:",
+		kvKey:      p + "kv:",
+		ddKey:      p + "dd:",
+		report:     redis.NewScript(reportLua),
+		online:     redis.NewScript(onlineLua),
+		top:        redis.NewScript(topLua),
+		onlineMany: redis.NewScript(onlineManyLua),
+		refresh:    redis.NewScript(refreshLua),
+		release:    redis.NewScript(releaseLua),
+		unset:      redis.NewScript(unsetLua),
+		banned:     redis.NewScript(bannedLua),
 	}
 	if !cfg.NoPing {
 		if err := rdb.Ping(ctx).Err(); err != nil {

@@ -31,6 +31,36 @@ func (c *Client) Online(ctx context.Context, room string) (int, error) {
 	return n, nil
 }
 
+// onlineManyChunk is the most rooms one OnlineMany script call reads; more
+// rooms take one round trip per chunk, so no single call holds Redis long.
+const onlineManyChunk = 500
+
+// OnlineMany sums each room's viewers over live gateways: one round trip
+// per 500 rooms, costing one HMGET per live gateway.
+func (c *Client) OnlineMany(ctx context.Context, rooms []string) ([]int, error) {
+	out := make([]int, 0, len(rooms))
+	args := make([]any, 0, 1+min(len(rooms), onlineManyChunk))
+	for len(rooms) > 0 {
+		chunk := rooms[:min(len(rooms), onlineManyChunk)]
+		rooms = rooms[len(chunk):]
+		args = append(args[:0], c.gwKey)
+		for _, r := range chunk {
+			args = append(args, r)
+		}
+		res, err := c.onlineMany.RunRO(ctx, c.rdb, []string{c.gwsKey}, args...).Int64Slice()
+		if err != nil {
+			return nil, wrap("online many", err)
+		}
+		if len(res) != len(chunk) {
+			return nil, fmt.Errorf("redispresence: online many: %d counts for %d rooms", len(res), len(chunk))
+		}
+		for _, n := range res {
+			out = append(out, int(n))
+		}
+	}
+	return out, nil
+}
+
 // Top returns up to n rooms with the most viewers (all rooms if n <= 0),
 // most first, ties by room name. See the package documentation for its
 // cost.

@@ -39,6 +39,23 @@ end
 return sum
 `
 
+// onlineManyLua sums several rooms over live gateways, one HMGET per
+// gateway. KEYS[1] = the gateway set. ARGV[1] = gateway hash prefix,
+// ARGV[2..] = rooms. Returns the sums in the order of the rooms.
+const onlineManyLua = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local sums = {}
+for i = 2, #ARGV do sums[i - 1] = 0 end
+for _, g in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
+  local cs = redis.call('HMGET', ARGV[1] .. g, unpack(ARGV, 2))
+  for i, c in ipairs(cs) do
+    if c then sums[i] = sums[i] + tonumber(c) end
+  end
+end
+return sums
+`
+
 // topLua sums every room over live gateways and returns the top n as a
 // flat room, count list, most viewers first, ties by room name.
 // KEYS[1] = the gateway set. ARGV[1] = gateway hash prefix, ARGV[2] = n
