@@ -144,6 +144,7 @@ func NewApp(cfg Config) (*App, error) {
 	if a.api != nil {
 		a.api.Register(mux)
 		gateway.RegisterPages(mux)
+		moderation.RegisterDashboard(mux)
 	}
 	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}

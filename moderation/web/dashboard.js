@@ -1,0 +1,434 @@
+// danmaku moderation dashboard. Talks to the HTTP API with the moderator's
+// token in the Authorization header (the token stays in sessionStorage; no
+// cookies) and watches the room over the gateway's WebSocket. Every piece of
+// user-supplied text is rendered with textContent.
+'use strict';
+
+(() => {
+  const FEED_MAX = 500;
+  const HELD_POLL_MS = 2000;
+  const AUDIT_POLL_MS = 10000;
+  const CHART_SECONDS = 60;
+
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    token: '',
+    room: '',
+    ws: null,
+    wsGen: 0,
+    rows: new Map(), // seq → <li>
+    heldRows: new Map(), // held id → <li> in the feed
+    buckets: new Array(CHART_SECONDS).fill(0), // messages per second, oldest first
+    current: 0, // messages in the running second
+    timers: [],
+    retry: 500,
+    settings: {}, // as last loaded, so fields without a form input keep their values
+  };
+
+  // el builds an element; text goes through textContent only.
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function button(label, cls, testid, onClick) {
+    const b = el('button', 'small ' + (cls || ''), label);
+    b.type = 'button';
+    if (testid) b.dataset.testid = testid;
+    b.addEventListener('click', (ev) => { ev.stopPropagation(); onClick(b); });
+    return b;
+  }
+
+  let toastTimer = 0;
+  function toast(msg, isError) {
+    const t = $('toast');
+    t.textContent = msg;
+    t.className = isError ? 'error' : '';
+    t.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { t.hidden = true; }, 4000);
+  }
+
+  function setStatus(msg, isError) {
+    const s = $('status');
+    s.textContent = msg;
+    s.className = isError ? 'error' : '';
+  }
+
+  // api calls /api/rooms/{room}{path}; it resolves to the parsed body (null
+  // for 204) and rejects with the API's error message.
+  async function api(method, path, body) {
+    const opts = { method, headers: { Authorization: 'Bearer ' + state.token }, credentials: 'omit', cache: 'no-store' };
+    if (body !== undefined) {
+      opts.headers['Content-Type'] = 'application/json';
+      opts.body = JSON.stringify(body);
+    }
+    const res = await fetch('/api/rooms/' + encodeURIComponent(state.room) + path, opts);
+    if (res.status === 204) return null;
+    let data = null;
+    try { data = await res.json(); } catch (_) { /* not JSON */ }
+    if (!res.ok) {
+      const e = data && data.error ? data.error : { code: String(res.status), message: res.statusText };
+      const err = new Error(e.code + ': ' + e.message);
+      err.status = res.status;
+      if (res.status === 401) setStatus('token rejected: ' + e.message, true);
+      throw err;
+    }
+    return data;
+  }
+
+  async function act(label, fn) {
+    try {
+      await fn();
+      toast(label);
+      refreshAudit();
+    } catch (e) {
+      toast(label + ' failed: ' + e.message, true);
+    }
+  }
+
+  // ---- live feed -----------------------------------------------------------
+
+  function addRow(li, top) {
+    const feed = $('feed');
+    const stick = feed.scrollTop + feed.clientHeight >= feed.scrollHeight - 30;
+    if (top) feed.prepend(li); else feed.append(li);
+    while (feed.children.length > FEED_MAX) {
+      const old = feed.firstElementChild;
+      if (old.dataset.seq) state.rows.delete(Number(old.dataset.seq));
+      if (old.dataset.heldId) state.heldRows.delete(old.dataset.heldId);
+      old.remove();
+    }
+    if (stick) feed.scrollTop = feed.scrollHeight;
+  }
+
+  function userActions(uid, seq) {
+    const box = el('span', 'actions');
+    if (seq) {
+      box.append(button('delete', 'danger', 'delete', () =>
+        act('deleted #' + seq, () => api('DELETE', '/messages/' + seq))));
+    }
+    box.append(button('timeout 10m', 'warn', 'timeout', () =>
+      act('timed out ' + uid + ' for 10 minutes', () => api('POST', '/bans', { uid, duration_s: 600, reason: 'timeout from the dashboard' }).then(refreshBans))));
+    box.append(button('ban', 'danger', 'ban', () =>
+      act('banned ' + uid, () => api('POST', '/bans', { uid, duration_s: 0, reason: 'banned from the dashboard' }).then(refreshBans))));
+    return box;
+  }
+
+  function messageRow(m) {
+    const li = el('li', 'msg');
+    li.dataset.seq = m.seq;
+    li.dataset.uid = m.uid;
+    li.dataset.testid = 'msg';
+    li.append(el('span', 'seq', '#' + m.seq), el('span', 'name', m.name || m.uid), el('span', 'uid', m.uid));
+    if (m.role) li.append(el('span', 'badge', m.role));
+    li.append(el('span', 'text', m.text));
+    li.append(userActions(m.uid, m.seq));
+    if (m.deleted) li.classList.add('deleted');
+    return li;
+  }
+
+  function addMessages(msgs, counted) {
+    for (const m of msgs || []) {
+      if (state.rows.has(m.seq)) continue;
+      const li = messageRow(m);
+      state.rows.set(m.seq, li);
+      addRow(li);
+      if (counted) state.current++;
+    }
+  }
+
+  function markDeleted(li) {
+    li.classList.add('deleted');
+    li.dataset.deleted = 'true';
+  }
+
+  function notice(text) {
+    const li = el('li', 'notice');
+    li.append(el('span', 'seq', '—'), el('span', 'text', text));
+    addRow(li);
+  }
+
+  function onFrame(f) {
+    switch (f.op) {
+      case 'joined':
+        $('online').textContent = f.online;
+        setStatus('watching ' + f.room + ' (seq ' + f.seq + ')');
+        state.retry = 500;
+        break;
+      case 'history':
+        addMessages(f.msgs, false);
+        break;
+      case 'batch':
+        addMessages(f.msgs, true);
+        break;
+      case 'delete':
+        for (const seq of f.seqs || []) {
+          const li = state.rows.get(seq);
+          if (li) markDeleted(li);
+        }
+        break;
+      case 'purge':
+        for (const li of state.rows.values()) if (li.dataset.uid === f.uid) markDeleted(li);
+        notice('messages of ' + f.uid + ' retracted');
+        break;
+      case 'online':
+        $('online').textContent = f.count;
+        break;
+      case 'notice':
+        notice(f.text);
+        break;
+      case 'reconnect':
+        setStatus('server asked to reconnect');
+        break;
+      case 'kicked':
+        setStatus('kicked: ' + (f.reason || ''), true);
+        break;
+      case 'error':
+        setStatus('server error: ' + f.code + ' ' + (f.message || ''), true);
+        break;
+    }
+  }
+
+  async function connectWS() {
+    const gen = ++state.wsGen;
+    let cfg = { ws_port: 0, ws_path: '/ws' };
+    try {
+      const res = await fetch('/api/config', { credentials: 'omit', cache: 'no-store' });
+      cfg = await res.json();
+    } catch (_) { /* keep the defaults */ }
+    if (gen !== state.wsGen) return;
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const host = location.hostname.includes(':') ? '[' + location.hostname + ']' : location.hostname;
+    const port = cfg.ws_port || location.port;
+    const url = scheme + '://' + host + (port ? ':' + port : '') + (cfg.ws_path || '/ws') +
+      '?room=' + encodeURIComponent(state.room) + '&token=' + encodeURIComponent(state.token);
+    const ws = new WebSocket(url);
+    state.ws = ws;
+    ws.addEventListener('message', (ev) => {
+      let f;
+      try { f = JSON.parse(ev.data); } catch (_) { return; }
+      onFrame(f);
+    });
+    ws.addEventListener('close', (ev) => {
+      if (gen !== state.wsGen) return;
+      setStatus('feed disconnected (' + ev.code + '), retrying…', ev.code !== 1001);
+      const wait = state.retry;
+      state.retry = Math.min(state.retry * 2, 10000);
+      setTimeout(() => { if (gen === state.wsGen) connectWS(); }, wait + Math.random() * 250);
+    });
+  }
+
+  // ---- messages-per-second chart ---------------------------------------------
+
+  function tick() {
+    state.buckets.shift();
+    state.buckets.push(state.current);
+    $('rate').textContent = state.current;
+    state.current = 0;
+    drawChart();
+  }
+
+  function drawChart() {
+    const c = $('chart');
+    const g = c.getContext('2d');
+    const w = c.width, h = c.height;
+    g.clearRect(0, 0, w, h);
+    const peak = Math.max(1, ...state.buckets);
+    const bw = w / CHART_SECONDS;
+    g.fillStyle = '#4fa3ff';
+    state.buckets.forEach((n, i) => {
+      const bh = Math.round((n / peak) * (h - 4));
+      g.fillRect(i * bw, h - bh, Math.max(1, bw - 1), bh);
+    });
+    g.fillStyle = '#8b94a3';
+    g.font = '10px system-ui, sans-serif';
+    g.fillText('peak ' + peak, 3, 11);
+  }
+
+  // ---- held queue ----------------------------------------------------------
+
+  function heldActions(h) {
+    const box = el('span', 'actions');
+    const resolve = (verb) => act(verb + 'd held message of ' + h.uid, async () => {
+      await api('POST', '/held/' + encodeURIComponent(h.id) + '/' + verb);
+      dropHeld(h.id);
+    });
+    box.append(button('approve', 'ok', 'approve', () => resolve('approve')));
+    box.append(button('reject', 'danger', 'reject', () => resolve('reject')));
+    return box;
+  }
+
+  function dropHeld(id) {
+    const li = state.heldRows.get(id);
+    if (li) li.remove();
+    state.heldRows.delete(id);
+    const side = $('held').querySelector('[data-held-id="' + CSS.escape(id) + '"]');
+    if (side) side.remove();
+    $('held-count').textContent = $('held').children.length;
+  }
+
+  function heldRow(h, inFeed) {
+    const li = el('li', 'held');
+    li.dataset.heldId = h.id;
+    li.dataset.testid = inFeed ? 'feed-held' : 'held-item';
+    li.append(el('span', 'badge', 'held: ' + (h.rule || 'review')), el('span', 'name', h.name || h.uid),
+      el('span', 'text', h.text), heldActions(h));
+    if (inFeed) li.append(userActions(h.uid, 0));
+    return li;
+  }
+
+  async function refreshHeld() {
+    let data;
+    try { data = await api('GET', '/held'); } catch (_) { return; }
+    const list = data.held || [];
+    const live = new Set(list.map((h) => h.id));
+    const side = $('held');
+    side.replaceChildren(...list.map((h) => heldRow(h, false)));
+    $('held-count').textContent = list.length;
+    for (const h of list) {
+      if (!state.heldRows.has(h.id)) {
+        const li = heldRow(h, true);
+        state.heldRows.set(h.id, li);
+        addRow(li);
+      }
+    }
+    for (const [id, li] of state.heldRows) {
+      if (!live.has(id)) { li.remove(); state.heldRows.delete(id); }
+    }
+  }
+
+  // ---- configuration -------------------------------------------------------
+
+  async function loadKeywords() {
+    const k = await api('GET', '/keywords');
+    $('keywords').value = (k.keywords || []).join('\n');
+    $('kw-action').value = k.action || 'block';
+  }
+
+  async function loadSettings() {
+    const s = await api('GET', '/settings');
+    state.settings = s;
+    $('s-slow').value = s.slow_mode_sec;
+    $('s-maxlen').value = s.max_length;
+    $('s-rate').value = s.rate_per_sec;
+    $('s-burst').value = s.burst;
+    $('s-links').value = s.link_policy || 'allow';
+    $('s-allow').value = (s.link_allow || []).join(', ');
+    $('s-hold').value = s.hold_threshold;
+  }
+
+  async function refreshBans() {
+    let data;
+    try { data = await api('GET', '/bans'); } catch (_) { return; }
+    const items = (data.bans || []).map((b) => {
+      const li = el('li');
+      const until = b.until ? 'until ' + new Date(b.until).toLocaleTimeString() : 'permanent';
+      li.append(el('span', 'name', b.uid), el('span', 'uid', until), el('span', 'text', b.reason || ''));
+      li.append(button('unban', 'ok', 'unban', () =>
+        act('unbanned ' + b.uid, () => api('DELETE', '/bans/' + encodeURIComponent(b.uid)).then(refreshBans))));
+      return li;
+    });
+    $('bans').replaceChildren(...items);
+  }
+
+  async function refreshAudit() {
+    let data;
+    try { data = await api('GET', '/audit?limit=100'); } catch (_) { return; }
+    const items = (data.entries || []).map((e) => {
+      const li = el('li');
+      li.dataset.action = e.action;
+      const what = e.action + (e.uid ? ' ' + e.uid : '') + (e.seq ? ' #' + e.seq : '');
+      li.append(el('span', 'when', new Date(e.at).toLocaleString() + ' · ' + (e.by_name || e.by)), el('span', 'text', what));
+      if (e.details) li.append(el('span', 'uid', e.details));
+      return li;
+    });
+    $('audit').replaceChildren(...items);
+  }
+
+  function num(id) {
+    const v = $(id).value.trim();
+    return v === '' ? 0 : Number(v);
+  }
+
+  // ---- session -------------------------------------------------------------
+
+  function stop() {
+    state.wsGen++;
+    if (state.ws) state.ws.close(1000);
+    state.ws = null;
+    state.timers.forEach(clearInterval);
+    state.timers = [];
+    state.rows.clear();
+    state.heldRows.clear();
+    $('feed').replaceChildren();
+  }
+
+  async function open(room, token) {
+    stop();
+    state.room = room;
+    state.token = token;
+    setStatus('checking token…');
+    try {
+      await Promise.all([loadSettings(), loadKeywords()]);
+    } catch (e) {
+      setStatus('cannot open ' + room + ': ' + e.message, true);
+      $('main').hidden = true;
+      return;
+    }
+    sessionStorage.setItem('danmaku.mod.token', token);
+    sessionStorage.setItem('danmaku.mod.room', room);
+    $('room-name').textContent = room;
+    $('main').hidden = false;
+    connectWS();
+    refreshHeld();
+    refreshBans();
+    refreshAudit();
+    state.timers.push(setInterval(tick, 1000), setInterval(refreshHeld, HELD_POLL_MS),
+      setInterval(refreshAudit, AUDIT_POLL_MS), setInterval(refreshBans, AUDIT_POLL_MS));
+  }
+
+  function init() {
+    $('login').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const room = $('room').value.trim();
+      const token = $('token').value.trim();
+      if (room && token) open(room, token);
+    });
+    $('logout').addEventListener('click', () => {
+      stop();
+      sessionStorage.removeItem('danmaku.mod.token');
+      $('token').value = '';
+      $('main').hidden = true;
+      setStatus('token forgotten');
+    });
+    $('keywords-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const keywords = $('keywords').value.split('\n').map((s) => s.trim()).filter(Boolean);
+      act('keywords saved', () => api('PUT', '/keywords', { keywords, action: $('kw-action').value }));
+    });
+    $('settings-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const allow = $('s-allow').value.split(',').map((s) => s.trim()).filter(Boolean);
+      const body = Object.assign({}, state.settings, {
+        slow_mode_sec: num('s-slow'), max_length: num('s-maxlen'), rate_per_sec: num('s-rate'), burst: num('s-burst'),
+        link_policy: $('s-links').value, hold_threshold: num('s-hold'),
+      });
+      body.link_allow = allow;
+      act('settings saved', () => api('PUT', '/settings', body).then(loadSettings));
+    });
+    $('audit-refresh').addEventListener('click', refreshAudit);
+    const params = new URLSearchParams(location.search);
+    const room = params.get('room') || sessionStorage.getItem('danmaku.mod.room') || '';
+    const token = sessionStorage.getItem('danmaku.mod.token') || '';
+    $('room').value = room;
+    $('token').value = token;
+    drawChart();
+    if (room && token) open(room, token);
+  }
+
+  document.addEventListener('DOMContentLoaded', init);
+})();
