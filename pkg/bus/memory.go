@@ -6,8 +6,9 @@ import (
 )
 
 var (
-	_ Bus        = (*Memory)(nil)
-	_ Rebalancer = (*memConsumer)(nil)
+	_ Bus             = (*Memory)(nil)
+	_ Rebalancer      = (*memConsumer)(nil)
+	_ PartitionReader = (*Memory)(nil)
 )
 
 // MemoryConfig configures the in-memory bus.
@@ -330,4 +331,52 @@ func (c *memConsumer) Close() error {
 	}
 	s.wakeLocked()
 	return nil
+}
+
+// Partitions returns the partition count of every stream (bus.PartitionReader).
+func (m *Memory) Partitions(ctx context.Context, stream string) (int, error) {
+	if _, err := m.stream(stream); err != nil {
+		return 0, err
+	}
+	return m.cfg.Partitions, nil
+}
+
+// Offsets returns one partition's offsets (bus.PartitionReader).
+func (m *Memory) Offsets(ctx context.Context, stream string, partition int, group string) (PartitionOffsets, error) {
+	s, err := m.stream(stream)
+	if err != nil {
+		return PartitionOffsets{}, err
+	}
+	if partition < 0 || partition >= len(s.parts) {
+		return PartitionOffsets{}, ErrNoPartition
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	part := &s.parts[partition]
+	o := PartitionOffsets{Oldest: part.base, End: part.base + int64(len(part.recs)), Committed: -1}
+	if g := s.groups[group]; group != "" && g != nil {
+		o.Committed = g.committed[partition]
+	}
+	return o, nil
+}
+
+// ReadRange returns the retained records of one partition with from <=
+// offset < to (bus.PartitionReader).
+func (m *Memory) ReadRange(ctx context.Context, stream string, partition int, from, to int64) ([]Record, error) {
+	s, err := m.stream(stream)
+	if err != nil {
+		return nil, err
+	}
+	if partition < 0 || partition >= len(s.parts) {
+		return nil, ErrNoPartition
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	part := &s.parts[partition]
+	lo := max(from, part.base) - part.base
+	hi := min(to, part.base+int64(len(part.recs))) - part.base
+	if lo >= hi {
+		return nil, nil
+	}
+	return append([]Record(nil), part.recs[lo:hi]...), nil
 }

@@ -1,5 +1,14 @@
 package bus
 
+import (
+	"context"
+	"errors"
+)
+
+// ErrNoPartition is returned by a PartitionReader for a partition the
+// stream does not have.
+var ErrNoPartition = errors.New("bus: no such partition")
+
 // Rebalancer is implemented by consumers whose group can move partitions
 // between members. A stage that keeps per-key state (logic's per-room seq
 // and dedupe windows) compares Generation after each Fetch and drops its
@@ -11,4 +20,34 @@ type Rebalancer interface {
 	// Consumers without a group, and consumers that have not fetched yet,
 	// return 0.
 	Generation() int64
+}
+
+// PartitionOffsets describe one partition of a stream at one moment.
+type PartitionOffsets struct {
+	// Oldest is the offset of the oldest retained record (End when the
+	// partition is empty).
+	Oldest int64
+	// End is the offset the next record will get.
+	End int64
+	// Committed is the group's committed offset: the group has processed
+	// every record before it. -1 when the group has committed nothing
+	// (or no group was asked for).
+	Committed int64
+}
+
+// PartitionReader is implemented by buses that can read one partition of a
+// stream directly, outside any consumer group. Logic uses it when it takes
+// over ingest partitions: it reads the tail of the matching accepted
+// partition to learn each room's last seq and the message ids already
+// accepted, so a failover neither repeats a seq nor sequences a redelivered
+// send twice. Methods are safe for concurrent use.
+type PartitionReader interface {
+	// Partitions returns the partition count of stream.
+	Partitions(ctx context.Context, stream string) (int, error)
+	// Offsets returns the offsets of one partition and, when group is not
+	// empty, that group's committed offset of it.
+	Offsets(ctx context.Context, stream string, partition int, group string) (PartitionOffsets, error)
+	// ReadRange returns the records of one partition with from <= offset
+	// < to, in offset order. Records no longer retained are skipped.
+	ReadRange(ctx context.Context, stream string, partition int, from, to int64) ([]Record, error)
 }

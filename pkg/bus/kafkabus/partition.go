@@ -1,0 +1,159 @@
+package kafkabus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/danmaku-live/danmaku/pkg/bus"
+)
+
+var _ bus.PartitionReader = (*Bus)(nil)
+
+// Partitions returns the partition count of stream's topic
+// (bus.PartitionReader), creating the topic when it is missing and
+// Config.CreateTopics is set.
+func (b *Bus) Partitions(ctx context.Context, stream string) (int, error) {
+	return b.partitionCount(ctx, stream)
+}
+
+// leader dials the leader of one partition of stream's topic. The
+// connection's deadline follows ctx (30s without one).
+func (b *Bus) leader(ctx context.Context, stream string, partition int) (*kafka.Conn, error) {
+	n, err := b.partitionCount(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	if partition < 0 || partition >= n {
+		return nil, fmt.Errorf("kafkabus: %s/%d: %w", b.Topic(stream), partition, bus.ErrNoPartition)
+	}
+	conn, err := b.dialer.DialLeader(ctx, "tcp", b.cfg.Brokers[0], b.Topic(stream), partition)
+	if err != nil {
+		// The first broker may be down: find the leader through the
+		// others.
+		parts, perr := b.readPartitions(ctx, stream)
+		if perr != nil {
+			return nil, errors.Join(err, perr)
+		}
+		for _, p := range parts {
+			if p.ID == partition {
+				conn, err = b.dialer.DialPartition(ctx, "tcp", "", p)
+				break
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("kafkabus: dial leader of %s/%d: %w", b.Topic(stream), partition, err)
+		}
+	}
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(30 * time.Second)
+	}
+	_ = conn.SetDeadline(dl)
+	return conn, nil
+}
+
+// Offsets returns the oldest and end offsets of one partition of stream's
+// topic and, when group is not empty, the group's committed offset of it
+// (bus.PartitionReader).
+func (b *Bus) Offsets(ctx context.Context, stream string, partition int, group string) (bus.PartitionOffsets, error) {
+	topic := b.Topic(stream)
+	conn, err := b.leader(ctx, stream, partition)
+	if err != nil {
+		return bus.PartitionOffsets{}, err
+	}
+	defer conn.Close()
+	first, last, err := conn.ReadOffsets()
+	if err != nil {
+		return bus.PartitionOffsets{}, fmt.Errorf("kafkabus: offsets of %s/%d: %w", topic, partition, err)
+	}
+	o := bus.PartitionOffsets{Oldest: first, End: last, Committed: -1}
+	if group == "" {
+		return o, nil
+	}
+	cl := &kafka.Client{Addr: b.addr, Timeout: 10 * time.Second,
+		Transport: &kafka.Transport{ClientID: b.cfg.ClientID, DialTimeout: 10 * time.Second}}
+	defer cl.Transport.(*kafka.Transport).CloseIdleConnections()
+	resp, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {partition}}})
+	if err == nil && resp.Error != nil {
+		err = resp.Error
+	}
+	if errors.Is(err, kafka.GroupIdNotFound) {
+		return o, nil // the group has not committed yet
+	}
+	if err != nil {
+		return o, fmt.Errorf("kafkabus: committed offset of group %s on %s/%d: %w", group, topic, partition, err)
+	}
+	for _, p := range resp.Topics[topic] {
+		if p.Partition != partition {
+			continue
+		}
+		if p.Error != nil && !errors.Is(p.Error, kafka.UnknownTopicOrPartition) {
+			return o, fmt.Errorf("kafkabus: committed offset of group %s on %s/%d: %w", group, topic, partition, p.Error)
+		}
+		if p.CommittedOffset >= 0 {
+			o.Committed = p.CommittedOffset
+		}
+	}
+	return o, nil
+}
+
+// ReadRange returns the records of one partition of stream's topic with
+// from <= offset < to, reading from the partition leader
+// (bus.PartitionReader). Records no longer retained are skipped.
+func (b *Bus) ReadRange(ctx context.Context, stream string, partition int, from, to int64) ([]bus.Record, error) {
+	if from >= to {
+		return nil, nil
+	}
+	topic := b.Topic(stream)
+	conn, err := b.leader(ctx, stream, partition)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	first, last, err := conn.ReadOffsets()
+	if err != nil {
+		return nil, fmt.Errorf("kafkabus: offsets of %s/%d: %w", topic, partition, err)
+	}
+	next, to := max(from, first), min(to, last)
+	var out []bus.Record
+	for next < to {
+		if _, err := conn.Seek(next, kafka.SeekAbsolute); err != nil {
+			return nil, fmt.Errorf("kafkabus: seek %s/%d to %d: %w", topic, partition, next, err)
+		}
+		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: 8 << 20, MaxWait: b.cfg.MaxWait})
+		got := 0
+		for {
+			m, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			if m.Offset < next {
+				continue // a compressed batch starts before next
+			}
+			if m.Offset >= to {
+				break
+			}
+			out = append(out, record(m))
+			next = m.Offset + 1
+			got++
+		}
+		hwm := batch.HighWaterMark()
+		if err := batch.Close(); err != nil && !errors.Is(err, kafka.OffsetOutOfRange) {
+			return nil, fmt.Errorf("kafkabus: read %s/%d at %d: %w", topic, partition, next, err)
+		}
+		if got == 0 {
+			if hwm > 0 && hwm <= next {
+				break // nothing more to read
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("kafkabus: read %s/%d: %w", topic, partition, err)
+			}
+			next++ // an offset without a record (a transaction marker)
+		}
+	}
+	return out, nil
+}

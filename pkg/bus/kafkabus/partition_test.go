@@ -1,0 +1,91 @@
+package kafkabus
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/bus"
+)
+
+// TestPartitionReader checks Offsets (with and without a group's commit)
+// and ReadRange on the test broker.
+func TestPartitionReader(t *testing.T) {
+	b := newTestBus(t, testConfig(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := b.Partitions(ctx, bus.StreamAccepted)
+	if err != nil || n != DefaultPartitions {
+		t.Fatalf("Partitions = %d, %v; want %d", n, err, DefaultPartitions)
+	}
+	const key = "room-x"
+	p := partitionOf(key, n)
+	var recs []bus.Record
+	for i := range 10 {
+		recs = append(recs, bus.Record{Key: key, Value: []byte("v" + strconv.Itoa(i))})
+	}
+	// Two publishes: two produce batches, so ReadRange crosses a batch.
+	if err := b.Publisher(bus.StreamAccepted).Publish(ctx, recs[:5]...); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publisher(bus.StreamAccepted).Publish(ctx, recs[5:]...); err != nil {
+		t.Fatal(err)
+	}
+	o, err := b.Offsets(ctx, bus.StreamAccepted, p, "nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o != (bus.PartitionOffsets{Oldest: 0, End: 10, Committed: -1}) {
+		t.Fatalf("Offsets = %+v, want oldest 0, end 10, committed -1", o)
+	}
+
+	c, err := b.Consumer(bus.StreamAccepted, bus.ConsumerOptions{Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got []bus.Record
+	for len(got) < 4 {
+		rs, err := c.Fetch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, rs...)
+	}
+	if err := c.Commit(ctx, got[:4]...); err != nil {
+		t.Fatal(err)
+	}
+	if o, err = b.Offsets(ctx, bus.StreamAccepted, p, "g"); err != nil || o.Committed != 4 {
+		t.Fatalf("Offsets with group = %+v, %v; want committed 4", o, err)
+	}
+
+	for _, tc := range []struct {
+		name     string
+		from, to int64
+		want     []int
+	}{
+		{"Tail", 7, 10, []int{7, 8, 9}},
+		{"AcrossBatches", 3, 7, []int{3, 4, 5, 6}},
+		{"PastEnd", 8, 100, []int{8, 9}},
+		{"Empty", 10, 10, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rs, err := b.ReadRange(ctx, bus.StreamAccepted, p, tc.from, tc.to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rs) != len(tc.want) {
+				t.Fatalf("got %d records, want %d", len(rs), len(tc.want))
+			}
+			for i, r := range rs {
+				if r.Offset != int64(tc.want[i]) || string(r.Value) != "v"+strconv.Itoa(tc.want[i]) || r.Key != key || r.Partition != p {
+					t.Errorf("record %d = %+v, want offset %d", i, r, tc.want[i])
+				}
+			}
+		})
+	}
+	if _, err := b.ReadRange(ctx, bus.StreamAccepted, n, 0, 1); err == nil {
+		t.Error("ReadRange of a missing partition: no error")
+	}
+}
