@@ -40,6 +40,13 @@ type Config struct {
 	// Presence receives this gateway's per-room counts. Nil means counts
 	// stay local.
 	Presence presence.Presence
+	// Sessions is the registry that keeps one connection per user and
+	// device (the token's "dev" claim) across gateways: a second login
+	// kicks the first. Nil means no single-session rule.
+	Sessions presence.Sessions
+	// SessionTTL is how long a session hold lives without a refresh;
+	// holds are refreshed every SessionTTL/3. Zero value means 30s.
+	SessionTTL time.Duration
 	// Signer verifies tokens. Required.
 	Signer *auth.Signer
 
@@ -75,6 +82,10 @@ type Config struct {
 	// HardOutbound is the backlog past which the viewer is closed as a
 	// slow consumer (4000). Zero value means 1 MiB.
 	HardOutbound int
+	// SlowTimeout closes a viewer as a slow consumer (4000) when its
+	// backlog stays above SoftOutbound this long (it is not reading at
+	// all). Zero value means 10s.
+	SlowTimeout time.Duration
 
 	// HistoryOnJoin is how many recent messages a join without resume
 	// gets. Zero value means 50.
@@ -134,6 +145,9 @@ func (c *Config) setDefaults() {
 	if c.HardOutbound == 0 {
 		c.HardOutbound = 1 << 20
 	}
+	if c.SlowTimeout == 0 {
+		c.SlowTimeout = 10 * time.Second
+	}
 	if c.HistoryOnJoin == 0 {
 		c.HistoryOnJoin = 50
 	}
@@ -148,6 +162,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PresenceInterval == 0 {
 		c.PresenceInterval = 2 * time.Second
+	}
+	if c.SessionTTL == 0 {
+		c.SessionTTL = 30 * time.Second
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 10 * time.Second

@@ -48,6 +48,7 @@ type conn struct {
 	opened   int64
 	lastRecv int64
 	closeAt  int64 // drain: close with 1001 at this time; 0 = not draining
+	overSoft int64 // when the backlog went above SoftOutbound; 0 = below
 	// registered is set once the conn is in the server's sender registry.
 	registered bool
 }
@@ -151,6 +152,9 @@ func (c *conn) handshake(buf []byte) int {
 	s.m.handshakes.WithLabelValues("ok").Inc()
 	if c.claims != nil {
 		s.addUser(c)
+		if s.sess != nil && c.claims.Device != "" {
+			s.sess.open(c)
+		}
 	}
 	if room != "" {
 		c.join(room, resume)
@@ -307,16 +311,22 @@ func (c *conn) writeFrame(frame []byte, droppable bool) bool {
 	if c.state != stateOpen {
 		return false
 	}
+	s := c.s
 	out := c.gc.OutboundBuffered()
-	if out > c.s.cfg.HardOutbound {
-		c.s.m.slowConsumers.Inc()
-		c.state = stateClosing
-		c.s.m.closes.WithLabelValues("slow_consumer").Inc()
-		_ = c.gc.Close()
+	if out <= s.cfg.SoftOutbound {
+		c.overSoft = 0
+	} else if c.overSoft == 0 {
+		c.overSoft = s.nowMs()
+	}
+	if out > s.cfg.HardOutbound || (c.overSoft != 0 && s.nowMs()-c.overSoft > s.cfg.SlowTimeout.Milliseconds()) {
+		s.m.slowConsumers.Inc()
+		// The close frame may never reach a viewer that does not read;
+		// it is queued for one that merely reads slowly.
+		c.closeWith(protocol.CloseSlowConsumer, "slow consumer", "slow_consumer")
 		return false
 	}
-	if droppable && out > c.s.cfg.SoftOutbound {
-		c.s.m.dropped.Inc()
+	if droppable && out > s.cfg.SoftOutbound {
+		s.m.dropped.Inc()
 		return false
 	}
 	_, _ = c.gc.Write(frame)

@@ -76,6 +76,9 @@ type Server struct {
 
 	ingest  chan bus.Ingest
 	histSem chan struct{}
+	// sess keeps one connection per user and device; nil without
+	// Config.Sessions.
+	sess *sessions
 }
 
 // New returns a gateway for cfg.
@@ -104,6 +107,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.clock.Store(time.Now().UnixMilli())
 	s.addr.Store(cfg.Addr)
+	if cfg.Sessions != nil {
+		s.sess = newSessions(s, cfg.Sessions, cfg.SessionTTL)
+	}
 	return s, nil
 }
 
@@ -121,7 +127,11 @@ func (s *Server) nowMs() int64 { return s.clock.Load() }
 // Run starts the background goroutines and serves until Shutdown. It
 // returns nil after a Shutdown, or the error that stopped the engine.
 func (s *Server) Run() error {
-	for _, f := range []func(){s.runDispatch, s.runControl, s.runReplies, s.runIngest, s.runPresence} {
+	bg := []func(){s.runDispatch, s.runControl, s.runReplies, s.runIngest, s.runPresence}
+	if s.sess != nil {
+		bg = append(bg, s.sess.run)
+	}
+	for _, f := range bg {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -351,6 +361,9 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	}
 	if c.claims != nil {
 		s.removeUser(c)
+		if s.sess != nil && c.claims.Device != "" {
+			s.sess.close(c)
+		}
 	}
 	if s.cfg.MaxConnsPerIP > 0 {
 		s.ipMu.Lock()
@@ -384,5 +397,5 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	for _, l := range s.loopList() {
 		l.execute(func() { l.sweep(s, now) })
 	}
-	return time.Second, gnet.None
+	return min(time.Second, s.cfg.IdleTimeout/4, s.cfg.HandshakeTimeout/2, s.cfg.SlowTimeout/2), gnet.None
 }

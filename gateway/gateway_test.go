@@ -1,0 +1,526 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/history"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws"
+)
+
+const testSecret = "gateway-test-secret"
+
+type testGW struct {
+	s    *Server
+	bus  *bus.Memory
+	addr string
+}
+
+// startGW runs a gateway on a free port with the in-memory bus and history.
+func startGW(t *testing.T, mod func(*Config)) *testGW {
+	t.Helper()
+	signer, _ := auth.NewSigner(testSecret)
+	b := bus.NewMemory(bus.MemoryConfig{})
+	cfg := Config{
+		Addr: "127.0.0.1:0", ID: "gw-test", Loops: 2, Bus: b, History: history.NewMemory(history.MemoryConfig{}),
+		Signer: signer, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DrainTimeout: 2 * time.Second,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run() }()
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		t.Fatalf("gateway did not start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		<-done
+		b.Close()
+	})
+	return &testGW{s: s, bus: b, addr: s.Addr()}
+}
+
+// raw is a bare WebSocket client for conformance tests.
+type raw struct {
+	t    *testing.T
+	c    net.Conn
+	br   *bufio.Reader
+	rd   ws.Reader
+	buf  []byte
+	resp string
+}
+
+func dialRaw(t *testing.T, addr string) *raw {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &raw{t: t, c: c, br: bufio.NewReader(c), rd: ws.Reader{Client: true, MaxMessage: 1 << 20}}
+}
+
+// upgrade performs the handshake for path and returns the HTTP status.
+func (r *raw) upgrade(path string, extra string) int {
+	r.t.Helper()
+	key := ws.NewKey()
+	if _, err := r.c.Write(ws.AppendClientHandshake(nil, "test", path, key, extra)); err != nil {
+		r.t.Fatal(err)
+	}
+	return r.readStatus(key)
+}
+
+func (r *raw) readStatus(key string) int {
+	r.t.Helper()
+	_ = r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var hdr []byte
+	for !bytes.HasSuffix(hdr, []byte("\r\n\r\n")) {
+		b, err := r.br.ReadByte()
+		if err != nil {
+			r.t.Fatalf("reading handshake response: %v (got %q)", err, hdr)
+		}
+		hdr = append(hdr, b)
+	}
+	r.resp = string(hdr)
+	_, status, _ := ws.ParseHandshakeResponse(hdr, key)
+	return status
+}
+
+func (r *raw) send(op ws.OpCode, payload []byte) {
+	r.t.Helper()
+	if _, err := r.c.Write(ws.AppendClientFrame(nil, op, payload, ws.NewMask())); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// next returns the next complete message from the server.
+func (r *raw) next(timeout time.Duration) (ws.Message, error) {
+	_ = r.c.SetReadDeadline(time.Now().Add(timeout))
+	tmp := make([]byte, 64<<10)
+	for {
+		msg, n, ok, err := r.rd.Next(r.buf)
+		if err == nil && ok {
+			msg.Payload = append([]byte(nil), msg.Payload...)
+			r.buf = r.buf[n:]
+			return msg, nil
+		}
+		if err == nil {
+			r.buf = r.buf[n:]
+			continue
+		}
+		if !errors.Is(err, ws.ErrNeedMore) {
+			return ws.Message{}, err
+		}
+		k, err := r.br.Read(tmp)
+		if err != nil {
+			return ws.Message{}, err
+		}
+		r.buf = append(r.buf, tmp[:k]...)
+	}
+}
+
+// nextOp skips frames until one with op arrives.
+func (r *raw) nextOp(op string, timeout time.Duration) protocol.ServerFrame {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		m, err := r.next(time.Until(deadline))
+		if err != nil {
+			r.t.Fatalf("waiting for %s: %v", op, err)
+		}
+		if m.Op != ws.OpText {
+			continue
+		}
+		f, err := protocol.DecodeServer(m.Payload)
+		if err != nil {
+			r.t.Fatalf("bad frame %q: %v", m.Payload, err)
+		}
+		if f.Op == op {
+			return f
+		}
+	}
+	r.t.Fatalf("no %s frame within %v", op, timeout)
+	return protocol.ServerFrame{}
+}
+
+// expectClose reads until a close frame and returns its code.
+func (r *raw) expectClose(timeout time.Duration) uint16 {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		m, err := r.next(time.Until(deadline))
+		if err != nil {
+			r.t.Fatalf("waiting for close: %v", err)
+		}
+		if m.Op == ws.OpClose {
+			code, _, _ := ws.ParseClose(m.Payload)
+			return code
+		}
+	}
+}
+
+func token(t *testing.T, sub, role string, ttl time.Duration) string {
+	s, _ := auth.NewSigner(testSecret)
+	tok, err := s.Sign(sub, sub, role, nil, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestHandshake(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.AllowedOrigins = []string{"https://ok.example"} })
+	expired, _ := auth.NewSigner(testSecret)
+	old, _ := expired.SignClaims(auth.Claims{Role: "viewer"})
+	tests := []struct {
+		name    string
+		request string // raw request; "" = a normal upgrade of path
+		path    string
+		extra   string
+		status  int
+		header  string
+	}{
+		{name: "upgrade", path: "/ws", status: 101},
+		{name: "upgrade with room", path: "/ws?room=r1", status: 101},
+		{name: "wrong path", path: "/other", status: 404},
+		{name: "bad room", path: "/ws?room=bad%20room", status: 400},
+		{name: "bad resume", path: "/ws?room=r1&resume=x", status: 400},
+		{name: "bad token", path: "/ws?token=not-a-jwt", status: 401},
+		{name: "expired token", path: "/ws?token=" + old, status: 401},
+		{name: "good token", path: "/ws?token=" + token(t, "u1", "viewer", time.Hour), status: 101},
+		{name: "bearer header", path: "/ws", extra: "Authorization: Bearer " + token(t, "u1", "viewer", time.Hour) + "\r\n", status: 101},
+		{name: "origin allowed", path: "/ws", extra: "Origin: https://ok.example\r\n", status: 101},
+		{name: "origin refused", path: "/ws", extra: "Origin: https://evil.example\r\n", status: 403},
+		{name: "plain GET", request: "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", status: 426, header: "Upgrade: websocket"},
+		{name: "POST", request: "POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", status: 405, header: "Allow: GET"},
+		{name: "version 8", request: "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n", status: 426, header: "Sec-WebSocket-Version: 13"},
+		{name: "bad key", request: "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n", status: 400},
+		{name: "garbage", request: "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", status: 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := dialRaw(t, gw.addr)
+			var status int
+			if tt.request != "" {
+				if _, err := r.c.Write([]byte(tt.request)); err != nil {
+					t.Fatal(err)
+				}
+				status = r.readStatus("x")
+			} else {
+				status = r.upgrade(tt.path, tt.extra)
+			}
+			if status != tt.status {
+				t.Fatalf("status %d, want %d; response:\n%s", status, tt.status, r.resp)
+			}
+			if tt.header != "" && !strings.Contains(r.resp, tt.header) {
+				t.Fatalf("response lacks %q:\n%s", tt.header, r.resp)
+			}
+		})
+	}
+}
+
+func TestJoinOnUpgradeAndPing(t *testing.T) {
+	gw := startGW(t, nil)
+	r := dialRaw(t, gw.addr)
+	if st := r.upgrade("/ws?room=lobby", ""); st != 101 {
+		t.Fatalf("status %d", st)
+	}
+	j := r.nextOp(protocol.OpJoined, 2*time.Second)
+	if j.Room != "lobby" {
+		t.Fatalf("joined %+v", j)
+	}
+	h := r.nextOp(protocol.OpHistory, 2*time.Second)
+	if h.Room != "lobby" || !h.Complete {
+		t.Fatalf("history %+v", h)
+	}
+	r.send(ws.OpText, []byte(`{"op":"ping"}`))
+	r.nextOp(protocol.OpPong, 2*time.Second)
+	// A WebSocket ping is answered with a pong carrying the same payload.
+	r.send(ws.OpPing, []byte("hb"))
+	m, err := r.next(2 * time.Second)
+	if err != nil || m.Op != ws.OpPong || string(m.Payload) != "hb" {
+		t.Fatalf("pong: %v %+v", err, m)
+	}
+	// Unknown ops and bad JSON get error frames, not a close.
+	r.send(ws.OpText, []byte(`{"op":"dance"}`))
+	if e := r.nextOp(protocol.OpError, 2*time.Second); e.Code != protocol.CodeBadOp {
+		t.Fatalf("error %+v", e)
+	}
+	r.send(ws.OpText, []byte(`{"op":`))
+	if e := r.nextOp(protocol.OpError, 2*time.Second); e.Code != protocol.CodeInvalid {
+		t.Fatalf("error %+v", e)
+	}
+}
+
+// TestByteByByte writes the upgrade and a join one byte at a time: the
+// event-loop parser must keep partial input and finish when it completes.
+func TestByteByByte(t *testing.T) {
+	gw := startGW(t, nil)
+	r := dialRaw(t, gw.addr)
+	key := ws.NewKey()
+	data := ws.AppendClientHandshake(nil, "test", "/ws", key, "")
+	hs := len(data)
+	data = ws.AppendClientFrame(data, ws.OpText, []byte(`{"op":"join","room":"slow"}`), ws.NewMask())
+	for i, b := range data {
+		if _, err := r.c.Write([]byte{b}); err != nil {
+			t.Fatal(err)
+		}
+		if i%16 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		if i == hs-1 {
+			if st := r.readStatus(key); st != 101 {
+				t.Fatalf("status %d", st)
+			}
+		}
+	}
+	if j := r.nextOp(protocol.OpJoined, 2*time.Second); j.Room != "slow" {
+		t.Fatalf("joined %+v", j)
+	}
+}
+
+func TestCloseCodes(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.MaxMessage = 1024 })
+	big := bytes.Repeat([]byte("a"), 2000)
+	tests := []struct {
+		name  string
+		frame func() []byte
+		code  uint16
+	}{
+		{"unmasked frame", func() []byte { return ws.AppendFrame(nil, ws.OpText, []byte(`{"op":"ping"}`)) }, 1002},
+		{"binary frame", func() []byte { return ws.AppendClientFrame(nil, ws.OpBinary, []byte{1, 2}, ws.NewMask()) }, 1003},
+		{"too big", func() []byte { return ws.AppendClientFrame(nil, ws.OpText, big, ws.NewMask()) }, 1009},
+		{"invalid UTF-8", func() []byte { return ws.AppendClientFrame(nil, ws.OpText, []byte{'"', 0xff, 0xfe}, ws.NewMask()) }, 1007},
+		{"reserved opcode", func() []byte { return ws.AppendClientFrame(nil, ws.OpCode(3), nil, ws.NewMask()) }, 1002},
+		{"bad close code", func() []byte {
+			p := binary.BigEndian.AppendUint16(nil, 1005)
+			return ws.AppendClientFrame(nil, ws.OpClose, p, ws.NewMask())
+		}, 1002},
+		{"normal close", func() []byte {
+			return ws.AppendClientFrame(nil, ws.OpClose, ws.AppendClosePayload(nil, 1000, "bye"), ws.NewMask())
+		}, 1000},
+		{"continuation without start", func() []byte {
+			return ws.AppendClientFrame(nil, ws.OpContinuation, []byte("x"), ws.NewMask())
+		}, 1002},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := dialRaw(t, gw.addr)
+			if st := r.upgrade("/ws", ""); st != 101 {
+				t.Fatalf("status %d", st)
+			}
+			if _, err := r.c.Write(tt.frame()); err != nil {
+				t.Fatal(err)
+			}
+			if code := r.expectClose(3 * time.Second); code != tt.code {
+				t.Fatalf("close code %d, want %d", code, tt.code)
+			}
+		})
+	}
+}
+
+func TestHandshakeTimeout(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.HandshakeTimeout = 300 * time.Millisecond })
+	r := dialRaw(t, gw.addr)
+	if _, err := r.c.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	_, err := r.br.ReadByte()
+	if err == nil || errors.Is(err, errTimeout(err)) {
+		t.Fatalf("connection not closed: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("closed after %v", d)
+	}
+}
+
+func errTimeout(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return err
+	}
+	return errors.New("not a timeout")
+}
+
+func TestIdleTimeout(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.IdleTimeout = time.Second })
+	r := dialRaw(t, gw.addr)
+	if st := r.upgrade("/ws", ""); st != 101 {
+		t.Fatalf("status %d", st)
+	}
+	// The gateway pings a quiet connection, then closes it with 4002.
+	sawPing := false
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m, err := r.next(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("no close: %v", err)
+		}
+		if m.Op == ws.OpPing {
+			sawPing = true
+		}
+		if m.Op == ws.OpClose {
+			code, _, _ := ws.ParseClose(m.Payload)
+			if code != protocol.CloseIdleTimeout || !sawPing {
+				t.Fatalf("close %d, ping seen %v", code, sawPing)
+			}
+			return
+		}
+	}
+}
+
+func TestPerIPCap(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.MaxConnsPerIP = 2 })
+	for i := 0; i < 2; i++ {
+		if st := dialRaw(t, gw.addr).upgrade("/ws", ""); st != 101 {
+			t.Fatalf("conn %d: status %d", i, st)
+		}
+	}
+	r := dialRaw(t, gw.addr)
+	_ = r.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	line, _ := r.br.ReadString('\n')
+	if !strings.Contains(line, "429") {
+		t.Fatalf("third connection got %q, want 429", line)
+	}
+}
+
+// TestSlowConsumer fills a viewer that never reads: it must be cut off
+// while a reading viewer of the same room keeps receiving.
+func TestSlowConsumer(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.SoftOutbound = 16 << 10; c.HardOutbound = 64 << 10; c.SlowTimeout = 500 * time.Millisecond })
+	slow := dialRaw(t, gw.addr)
+	if st := slow.upgrade("/ws?room=hot", ""); st != 101 {
+		t.Fatal(st)
+	}
+	if tcp, ok := slow.c.(*net.TCPConn); ok {
+		_ = tcp.SetReadBuffer(4096)
+	}
+	fast := dialRaw(t, gw.addr)
+	if st := fast.upgrade("/ws?room=hot", ""); st != 101 {
+		t.Fatal(st)
+	}
+	fast.nextOp(protocol.OpHistory, 2*time.Second)
+	time.Sleep(100 * time.Millisecond)
+
+	pub := gw.bus.Publisher(bus.StreamDispatch)
+	text := strings.Repeat("x", 900)
+	var seq uint64
+	ctx := context.Background()
+	got := 0
+	for round := 0; round < 400 && gw.s.m.slowConsumers != nil; round++ {
+		var recs []bus.Record
+		for i := 0; i < 20; i++ {
+			seq++
+			recs = append(recs, bus.Record{Key: "hot", Value: protocol.EncodeBatch("hot", []protocol.Message{{Seq: seq, UID: "u", Name: "n", Text: text}})})
+		}
+		if err := pub.Publish(ctx, recs...); err != nil {
+			t.Fatal(err)
+		}
+		// The fast viewer keeps up.
+		for got < int(seq) {
+			f := fast.nextOp(protocol.OpBatch, 5*time.Second)
+			got = int(f.Msgs[len(f.Msgs)-1].Seq)
+		}
+		if counterValue(gw.s.m.slowConsumers) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if counterValue(gw.s.m.slowConsumers) == 0 {
+		t.Fatalf("slow viewer never cut off after %d messages", seq)
+	}
+	if counterValue(gw.s.m.dropped) == 0 {
+		t.Errorf("no batch was dropped at the soft cap before the hard cap")
+	}
+}
+
+func TestDrain(t *testing.T) {
+	gw := startGW(t, nil)
+	r := dialRaw(t, gw.addr)
+	if st := r.upgrade("/ws?room=d", ""); st != 101 {
+		t.Fatal(st)
+	}
+	r.nextOp(protocol.OpHistory, 2*time.Second)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = gw.s.Shutdown(ctx)
+	}()
+	rc := r.nextOp(protocol.OpReconnect, 2*time.Second)
+	if rc.AfterMs < 0 || rc.AfterMs > 1000 {
+		t.Fatalf("after_ms %d outside the drain spread", rc.AfterMs)
+	}
+	if code := r.expectClose(4 * time.Second); code != 1001 {
+		t.Fatalf("close %d, want 1001", code)
+	}
+	// New connections are refused while draining or after.
+	if c, err := net.DialTimeout("tcp", gw.addr, time.Second); err == nil {
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		key := ws.NewKey()
+		_, _ = c.Write(ws.AppendClientHandshake(nil, "x", "/ws", key, ""))
+		buf := make([]byte, 64)
+		n, _ := c.Read(buf)
+		if strings.Contains(string(buf[:n]), " 101 ") {
+			t.Fatalf("upgrade accepted during drain")
+		}
+		c.Close()
+	}
+}
+
+func TestMultipleRoomsAndLeave(t *testing.T) {
+	gw := startGW(t, nil)
+	r := dialRaw(t, gw.addr)
+	if st := r.upgrade("/ws", ""); st != 101 {
+		t.Fatal(st)
+	}
+	for _, room := range []string{"m1", "m2"} {
+		r.send(ws.OpText, []byte(fmt.Sprintf(`{"op":"join","room":%q}`, room)))
+		r.nextOp(protocol.OpHistory, 2*time.Second)
+	}
+	pub := gw.bus.Publisher(bus.StreamDispatch)
+	publish := func(room string, seq uint64) {
+		err := pub.Publish(context.Background(), bus.Record{Key: room, Value: protocol.EncodeBatch(room, []protocol.Message{{Seq: seq, Text: room}})})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("m1", 1)
+	publish("m2", 1)
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		f := r.nextOp(protocol.OpBatch, 2*time.Second)
+		seen[f.Room] = true
+	}
+	r.send(ws.OpText, []byte(`{"op":"leave","room":"m1"}`))
+	time.Sleep(100 * time.Millisecond)
+	publish("m1", 2)
+	publish("m2", 2)
+	f := r.nextOp(protocol.OpBatch, 2*time.Second)
+	if f.Room != "m2" {
+		t.Fatalf("batch of %s after leaving it", f.Room)
+	}
+}
