@@ -411,7 +411,11 @@ func TestPerIPCap(t *testing.T) {
 // TestSlowConsumer fills a viewer that never reads: it must be cut off
 // while a reading viewer of the same room keeps receiving.
 func TestSlowConsumer(t *testing.T) {
-	gw := startGW(t, func(c *Config) { c.SoftOutbound = 16 << 10; c.HardOutbound = 64 << 10; c.SlowTimeout = 500 * time.Millisecond })
+	gw := startGW(t, func(c *Config) {
+		c.SoftOutbound = 16 << 10
+		c.HardOutbound = 64 << 10
+		c.SlowTimeout = 500 * time.Millisecond
+	})
 	slow := dialRaw(t, gw.addr)
 	if st := slow.upgrade("/ws?room=hot", ""); st != 101 {
 		t.Fatal(st)
