@@ -60,6 +60,14 @@ type Config struct {
 	// Seqs continues a room's seq when this worker first sees it. Nil means
 	// rooms start at seq 1 in a fresh process.
 	Seqs SeqSource
+	// SeqGroup is the consumer group that copies the accepted stream into
+	// the store behind Seqs (history.Writer's group): on takeover, the
+	// accepted records from its committed offset on are read for seqs
+	// (see seq.go). Zero value means "history".
+	SeqGroup string
+	// ScanWindow is the least number of accepted records read per
+	// partition on takeover, for dedupe. Zero value means 4096.
+	ScanWindow int64
 	// DedupeTTL is how long an accepted message id is remembered, so a
 	// retry gets the same ack. Zero value means 10 minutes.
 	DedupeTTL time.Duration
@@ -73,13 +81,20 @@ type Config struct {
 
 // Logic is one logic worker.
 type Logic struct {
-	cfg    Config
-	m      *metrics
-	seqs   map[string]uint64 // room → last adopted seq; owned by Run's goroutine
-	dedupe *dedupe
-	accPub bus.Publisher
-	repPub bus.Publisher
-	ctlPub bus.Publisher
+	cfg  Config
+	m    *metrics
+	seqs map[string]uint64 // room → last adopted seq; owned by Run's goroutine
+	// pr reads accepted partitions on takeover; nil when the bus cannot.
+	pr bus.PartitionReader
+	// scanned and floor are the takeover state of the current generation
+	// (seq.go); owned by Run's goroutine.
+	scanned  map[int]bool      // ingest partitions whose accepted tail was read
+	floor    map[string]uint64 // room → highest seq seen in those tails
+	scanRecs prometheus.Counter
+	dedupe   *dedupe
+	accPub   bus.Publisher
+	repPub   bus.Publisher
+	ctlPub   bus.Publisher
 }
 
 // New returns a logic worker.
@@ -99,17 +114,28 @@ func New(cfg Config) (*Logic, error) {
 	if cfg.DedupeMax == 0 {
 		cfg.DedupeMax = 1_000_000
 	}
+	if cfg.SeqGroup == "" {
+		cfg.SeqGroup = "history"
+	}
+	if cfg.ScanWindow <= 0 {
+		cfg.ScanWindow = 4096
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	pr, _ := cfg.Bus.(bus.PartitionReader)
 	return &Logic{
-		cfg:    cfg,
-		m:      newMetrics(cfg.Registerer),
-		seqs:   make(map[string]uint64),
-		dedupe: newDedupe(cfg.DedupeMax, cfg.DedupeTTL),
-		accPub: cfg.Bus.Publisher(bus.StreamAccepted),
-		repPub: cfg.Bus.Publisher(bus.StreamReply),
-		ctlPub: cfg.Bus.Publisher(bus.StreamControl),
+		cfg:      cfg,
+		m:        newMetrics(cfg.Registerer),
+		seqs:     make(map[string]uint64),
+		pr:       pr,
+		scanned:  make(map[int]bool),
+		floor:    make(map[string]uint64),
+		scanRecs: newScanCounter(cfg.Registerer),
+		dedupe:   newDedupe(cfg.DedupeMax, cfg.DedupeTTL),
+		accPub:   cfg.Bus.Publisher(bus.StreamAccepted),
+		repPub:   cfg.Bus.Publisher(bus.StreamReply),
+		ctlPub:   cfg.Bus.Publisher(bus.StreamControl),
 	}, nil
 }
 
@@ -120,6 +146,9 @@ type rebalancer interface{ Generation() int64 }
 func (l *Logic) Run(ctx context.Context) error {
 	if l.cfg.Engine != nil {
 		go l.runControl(ctx)
+	}
+	if err := l.checkPartitions(ctx); err != nil {
+		return err
 	}
 	c, err := l.cfg.Bus.Consumer(bus.StreamIngest, bus.ConsumerOptions{Group: l.cfg.Group})
 	if err != nil {
@@ -138,10 +167,20 @@ func (l *Logic) Run(ctx context.Context) error {
 		if rb, ok := c.(rebalancer); ok {
 			if g := rb.Generation(); g != gen {
 				// Partitions may have moved: rooms this worker owned may
-				// have advanced elsewhere. Reload seqs on first use.
+				// have advanced elsewhere. Read each partition's accepted
+				// tail again before deciding its records (seq.go), and
+				// reload seqs on first use.
 				gen = g
 				clear(l.seqs)
+				clear(l.scanned)
+				clear(l.floor)
 			}
+		}
+		if err := l.recover(ctx, recs); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
 		}
 		if err := l.process(ctx, recs); err != nil {
 			if ctx.Err() != nil {
@@ -158,6 +197,7 @@ func (l *Logic) Run(ctx context.Context) error {
 // outcome is the decision about one ingest record.
 type outcome struct {
 	in    bus.Ingest
+	off   int64 // ingest offset
 	reply bus.Reply
 	msg   *protocol.Message // accepted
 	held  *protocol.Message
@@ -178,7 +218,7 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) error {
 			continue
 		}
 		l.m.in.Inc()
-		o := outcome{in: in, reply: bus.Reply{Gateway: in.Gateway, Conn: in.Conn, ID: in.ID, Room: in.Room}}
+		o := outcome{in: in, off: rec.Offset, reply: bus.Reply{Gateway: in.Gateway, Conn: in.Conn, ID: in.ID, Room: in.Room}}
 		key := dedupeKey(in)
 		if in.ID != "" {
 			if i, ok := inBatch[key]; ok {
@@ -206,7 +246,7 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) error {
 	var accepted []bus.Record
 	for i := range outs {
 		if m := outs[i].msg; m != nil && !outs[i].dup {
-			v, _ := bus.Marshal(m)
+			v, _ := bus.Marshal(acceptedValue{Message: *m, In: &outs[i].off})
 			accepted = append(accepted, bus.Record{Key: m.Room, Value: v})
 		}
 	}
@@ -289,7 +329,14 @@ func (l *Logic) decide(ctx context.Context, o *outcome, now time.Time, next map[
 	}
 	seq, ok := next[in.Room]
 	if !ok {
-		seq = l.lastSeq(ctx, in.Room)
+		var err error
+		if seq, err = l.lastSeq(ctx, in.Room); err != nil {
+			// Never guess a seq: the sender retries with the same id.
+			o.reply.Code = protocol.CodeUnavailable
+			o.reply.RetryAfterMs = 1000
+			l.m.rejected.WithLabelValues(string(protocol.CodeUnavailable)).Inc()
+			return
+		}
 	}
 	seq++
 	next[in.Room] = seq
@@ -299,31 +346,32 @@ func (l *Logic) decide(ctx context.Context, o *outcome, now time.Time, next map[
 	l.m.accepted.Inc()
 }
 
-// lastSeq returns the room's last adopted seq, asking the SeqSource the
-// first time.
-func (l *Logic) lastSeq(ctx context.Context, room string) uint64 {
+// lastSeq returns the room's last adopted seq: the first time, the larger
+// of the SeqSource's answer and the seq floor read on takeover. It fails
+// when the SeqSource does not answer; the caller must not guess.
+func (l *Logic) lastSeq(ctx context.Context, room string) (uint64, error) {
 	if seq, ok := l.seqs[room]; ok {
-		return seq
+		return seq, nil
 	}
-	var seq uint64
+	seq := l.floor[room]
 	if l.cfg.Seqs != nil {
 		for attempt := 0; ; attempt++ {
 			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			s, err := l.cfg.Seqs.LastSeq(qctx, room)
 			cancel()
 			if err == nil {
-				seq = s
+				seq = max(seq, s)
 				break
 			}
-			if ctx.Err() != nil || attempt == 5 {
-				l.cfg.Logger.Error("logic: cannot learn the room's last seq; continuing from memory", "room", room, "err", err)
-				break
+			if ctx.Err() != nil || attempt == 3 {
+				l.cfg.Logger.Error("logic: cannot learn the room's last seq; answering unavailable", "room", room, "err", err)
+				return 0, err
 			}
 			time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
 		}
 	}
 	l.seqs[room] = seq
-	return seq
+	return seq, nil
 }
 
 // publishRetry publishes recs, retrying with backoff until it succeeds or
