@@ -80,11 +80,17 @@ func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.Redis, "redis", os.Getenv("DANMAKU_REDIS"), "Redis address host:port (env DANMAKU_REDIS)")
 	fs.StringVar(&cfg.LogLevel, "log-level", env("DANMAKU_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", envDuration("DANMAKU_DRAIN_TIMEOUT", 10*time.Second), "graceful drain bound on SIGTERM")
+	configFile := fs.String("config", os.Getenv("DANMAKU_CONFIG"), "config file of key: value lines named like the flags (env DANMAKU_CONFIG); flags > env > file > defaults")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if *configFile != "" {
+		if err := applyConfigFile(fs, *configFile); err != nil {
+			return cfg, err
+		}
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
@@ -101,6 +107,59 @@ func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
 		cfg.DevSecret = true
 	}
 	return cfg, nil
+}
+
+// applyConfigFile sets the flags named in the config file at path, except
+// those given on the command line or through their environment variable
+// (DANMAKU_ + the flag name in upper case with - as _), so the precedence
+// is flags > env > file > defaults.
+//
+// The file holds one setting per line, "key: value" (a flat YAML mapping)
+// or "key=value"; keys are flag names (brokers, topic-prefix) or their
+// environment variable names (DANMAKU_BROKERS); values may be quoted; blank
+// lines and lines starting with # are ignored. An unknown key is an error.
+func applyConfigFile(fs *flag.FlagSet, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	set := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") || line == "---" {
+			continue
+		}
+		sep := strings.IndexAny(line, ":=")
+		if sep <= 0 {
+			return fmt.Errorf("config %s:%d: want key: value", path, i+1)
+		}
+		key, val := strings.TrimSpace(line[:sep]), strings.TrimSpace(line[sep+1:])
+		if n := len(val); n >= 2 && (val[0] == '"' && val[n-1] == '"' || val[0] == '\'' && val[n-1] == '\'') {
+			val = val[1 : n-1]
+		} else if j := strings.Index(val, " #"); j >= 0 {
+			val = strings.TrimSpace(val[:j]) // trailing comment
+		}
+		name := key
+		if strings.HasPrefix(key, "DANMAKU_") {
+			name = strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(key, "DANMAKU_")), "_", "-")
+		}
+		if fs.Lookup(name) == nil || name == "config" {
+			return fmt.Errorf("config %s:%d: unknown setting %q", path, i+1, key)
+		}
+		if set[name] || os.Getenv(envName(name)) != "" {
+			continue // the command line or the environment wins
+		}
+		if err := fs.Set(name, val); err != nil {
+			return fmt.Errorf("config %s:%d: %s: %w", path, i+1, key, err)
+		}
+	}
+	return nil
+}
+
+// envName is the environment variable of flag name.
+func envName(name string) string {
+	return "DANMAKU_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
 func tokenCmd(args []string, stdout, stderr io.Writer) error {
