@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/presence"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
 
@@ -174,7 +175,7 @@ func (s *Server) kickUser(uid, device, except, reason string) {
 	}
 	s.usersMu.Unlock()
 	for _, c := range victims {
-		if except != "" && except == fmt.Sprintf("%s/%d", s.cfg.ID, c.id) {
+		if except != "" && except == s.connAddr(c.id) {
 			continue
 		}
 		c.lp.execute(func() {
@@ -292,10 +293,16 @@ func (s *Server) runPresence() {
 			if err := p.Report(ctx, s.cfg.ID, counts, 3*s.cfg.PresenceInterval); err != nil {
 				s.cfg.Logger.Debug("gateway: presence report failed", "err", err)
 			}
-			for _, r := range active {
-				if n, err := p.Online(ctx, r.name); err == nil {
-					r.global.Store(int64(n))
+			names := make([]string, len(active))
+			for i, r := range active {
+				names[i] = r.name
+			}
+			if ns, err := presence.OnlineMany(ctx, p, names); err == nil {
+				for i, r := range active {
+					r.global.Store(int64(ns[i]))
 				}
+			} else {
+				s.cfg.Logger.Debug("gateway: presence online failed", "rooms", len(names), "err", err)
 			}
 			cancel()
 		}

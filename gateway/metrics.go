@@ -16,6 +16,7 @@ type metrics struct {
 	dropped       prometheus.Counter
 	slowConsumers prometheus.Counter
 	historyLoads  *prometheus.CounterVec // by source: memory, store, failed
+	sessionKicks  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -42,10 +43,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Viewers closed because their outbound backlog passed the hard cap."}),
 		historyLoads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "history_loads_total",
 			Help: "Join and resume history served, by source."}, []string{"source"}),
+		sessionKicks: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "session_kicks_total",
+			Help: "Kicks published because a user logged in again on the same device."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.conns, m.rooms, m.handshakes, m.closes, m.sends, m.sendRejects, m.batches,
-			m.deliveries, m.dropped, m.slowConsumers, m.historyLoads)
+			m.deliveries, m.dropped, m.slowConsumers, m.historyLoads, m.sessionKicks)
 	}
 	return m
 }
