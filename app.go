@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,11 @@ type Config struct {
 	LogLevel     string
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
+
+	// PresenceInterval is how often gateways report their counts; a dead
+	// gateway's viewers drop out of the counts within 3 intervals. Zero
+	// means $DANMAKU_PRESENCE_INTERVAL, else the gateway default (2s).
+	PresenceInterval time.Duration
 }
 
 // App is one danmaku process: the stages its role runs, on shared
@@ -71,6 +77,7 @@ type App struct {
 	bus      bus.Bus
 	history  history.Store
 	presence presence.Presence
+	sessions presence.Sessions // one connection per user and device
 	engine   *moderation.Engine
 
 	gw   *gateway.Server
@@ -87,6 +94,9 @@ func NewApp(cfg Config) (*App, error) {
 	signer, err := auth.NewSigner(cfg.JWTSecret)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.PresenceInterval == 0 {
+		cfg.PresenceInterval, _ = time.ParseDuration(os.Getenv("DANMAKU_PRESENCE_INTERVAL"))
 	}
 	a := &App{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), signer: signer}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -127,6 +137,7 @@ func NewApp(cfg Config) (*App, error) {
 			Addr: cfg.WSAddr, ID: cfg.GatewayID, ReusePort: cfg.ReusePort, Bus: a.bus, History: a.history,
 			Presence: a.presence, Signer: signer, MaxConnsPerIP: cfg.MaxConnsPerIP, AllowedOrigins: origins,
 			DrainTimeout: cfg.DrainTimeout, Logger: a.log, Registerer: a.reg,
+			Sessions: a.sessions, PresenceInterval: cfg.PresenceInterval,
 		}); err != nil {
 			return nil, err
 		}
@@ -282,6 +293,7 @@ func (a *App) openBackends() error {
 	switch cfg.Presence {
 	case "", "memory":
 		a.presence = presence.NewMemory()
+		a.sessions = presence.NewMemorySessions()
 	case "redis":
 		if cfg.Redis == "" {
 			return errors.New("--presence redis needs --redis host:port (env DANMAKU_REDIS)")
@@ -291,6 +303,7 @@ func (a *App) openBackends() error {
 			return err
 		}
 		a.presence = rp
+		a.sessions = rp
 	default:
 		return fmt.Errorf("unknown --presence %q (memory or redis)", cfg.Presence)
 	}

@@ -6,6 +6,10 @@
 # native and HTTP ports, and writes DIR/clickhouse.addr (host:port of the
 # native protocol) and DIR/clickhouse.http (host:port of HTTP). stop ends
 # the pid in DIR/clickhouse.pid and nothing else.
+#
+# CLICKHOUSE_PORT=P (and optionally CLICKHOUSE_HTTP_PORT=H) start uses these
+# ports instead of free ones, to restart a server on the port its clients
+# know; the data under DIR survives a stop and start.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -100,8 +104,14 @@ start() {
 	ensure_pkgs clickhouse-server:clickhouse-server clickhouse-client:clickhouse-client
 	local attempt tcp http pid deadline
 	for attempt in 1 2 3; do
-		free_port tcp
-		free_port http
+		if [ -n "${CLICKHOUSE_PORT:-}" ]; then
+			[ "$attempt" -eq 1 ] || break
+			tcp=$CLICKHOUSE_PORT
+			if [ -n "${CLICKHOUSE_HTTP_PORT:-}" ]; then http=$CLICKHOUSE_HTTP_PORT; else free_port http; fi
+		else
+			free_port tcp
+			free_port http
+		fi
 		write_config "$tcp" "$http"
 		# setsid: a Ctrl-C at the terminal reaches the caller's trap,
 		# which stops the server by pid, rather than the server itself.

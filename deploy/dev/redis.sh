@@ -3,6 +3,9 @@
 # and tests. start installs redis-server if missing, runs it on a free port
 # with no persistence, and writes DIR/redis.addr (host:port); stop ends the
 # pid in DIR/redis.pid and nothing else.
+#
+# REDIS_PORT=P start uses port P instead of a free one (to restart a server
+# on the port its clients know); start fails if P is taken.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -22,7 +25,12 @@ start() {
 	ensure_pkgs redis-server:redis-server redis-cli:redis-tools
 	local attempt port
 	for attempt in 1 2 3; do
-		free_port port
+		if [ -n "${REDIS_PORT:-}" ]; then
+			[ "$attempt" -eq 1 ] || break
+			port=$REDIS_PORT
+		else
+			free_port port
+		fi
 		rm -f "$pidfile"
 		redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
 			--daemonize yes --pidfile "$pidfile" --dir "$dir" \
