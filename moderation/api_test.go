@@ -118,6 +118,27 @@ func (h *harness) warmUp() {
 	}
 }
 
+// waitLogic waits until applied reports that logic's engine applied a
+// control event (control events and sends travel on different streams, so
+// a send right after a change may overtake it).
+func (h *harness) waitLogic(what string, applied func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !applied() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("logic did not apply %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitLogicKeywords waits until logic's engine has a keyword list of n
+// words in room.
+func (h *harness) waitLogicKeywords(room string, n int) {
+	h.t.Helper()
+	h.waitLogic("the keyword list", func() bool { return len(h.logicEn.RoomKeywords(room).Words) == n })
+}
+
 func (h *harness) publishControl(ev bus.Control) {
 	h.t.Helper()
 	v, _ := bus.Marshal(ev)
@@ -321,13 +342,7 @@ func TestSettingsRoundTrip(t *testing.T) {
 		t.Fatalf("not persisted: %s", v)
 	}
 	// Logic applied it from the control stream: a long text is refused.
-	deadline := time.Now().Add(3 * time.Second)
-	for h.logicEn.Settings("r").MaxLength != 50 {
-		if time.Now().After(deadline) {
-			t.Fatal("logic did not apply the settings")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	h.waitLogic("the settings", func() bool { return h.logicEn.Settings("r").MaxLength == 50 })
 	if rp := h.send("r", "u1", strings.Repeat("x", 60)); rp.Code != protocol.CodeTooLong {
 		t.Fatalf("long text: %+v", rp)
 	}
@@ -358,6 +373,7 @@ func TestKeywordsBlockThroughLogic(t *testing.T) {
 	if got := decode[moderation.KeywordsResponse](t, body); len(got.Keywords) != 2 || got.Keywords[0] != "badword" {
 		t.Fatalf("get: %s", body)
 	}
+	h.waitLogicKeywords("r", 2)
 	if rp := h.send("r", "u1", "what a B.A.D.W.O.R.D"); rp.Code != protocol.CodeBlocked {
 		t.Fatalf("keyword send: %+v", rp)
 	}
@@ -393,6 +409,7 @@ func TestBan(t *testing.T) {
 	if msgs, _ := h.hist.Range(context.Background(), "r", history.Filter{}); len(msgs) != 0 {
 		t.Fatalf("purged message still listed: %+v", msgs)
 	}
+	h.waitLogic("the ban", func() bool { _, ok := h.logicEn.Banned("r", "troll", time.Now()); return ok })
 	if rp := h.send("r", "troll", "again"); rp.Code != protocol.CodeBanned {
 		t.Fatalf("banned send: %+v", rp)
 	}
@@ -406,6 +423,7 @@ func TestBan(t *testing.T) {
 	if ev := cs.next(bus.ControlUnban); ev.UID != "troll" {
 		t.Fatalf("unban event %+v", ev)
 	}
+	h.waitLogic("the unban", func() bool { _, ok := h.logicEn.Banned("r", "troll", time.Now()); return !ok })
 	if rp := h.send("r", "troll", "sorry"); rp.Seq == 0 {
 		t.Fatalf("send after unban: %+v", rp)
 	}
@@ -481,12 +499,13 @@ func TestDeleteMessage(t *testing.T) {
 	}
 }
 
-func TestHeldQueue(t *testing.T) {
+func TestAPIHeldQueue(t *testing.T) {
 	h := newHarness(t)
 	mod := h.token(auth.RoleMod, []string{"r"}, time.Hour)
 	if status, body := h.do("PUT", "/api/rooms/r/keywords", mod, `{"keywords":["review"],"action":"hold"}`); status != 200 {
 		t.Fatalf("keywords: %d %s", status, body)
 	}
+	h.waitLogicKeywords("r", 1)
 	held := func() []moderation.HeldView {
 		_, body := h.do("GET", "/api/rooms/r/held", mod, "")
 		return decode[struct {
