@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/danmaku-live/danmaku/bench"
 	"github.com/danmaku-live/danmaku/pkg/auth"
 )
 
@@ -25,6 +26,7 @@ commands:
   logic     the logic worker (moderation, seq) and the history writer
   dispatch  the fan-out stage
   token     print a signed token: token --sub U --name N --role R [--rooms a,b] [--ttl D]
+  bench     load harness: bench <idle|fanout|rooms|storm|send|soak> [flags], bench compare a.json b.json
 
 Run "danmaku <command> -h" for the flags of a command.
 `
@@ -48,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return app.Run(ctx)
 	case "token":
 		return tokenCmd(args, stdout, stderr)
+	case "bench":
+		return bench.Main(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

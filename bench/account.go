@@ -1,0 +1,87 @@
+package bench
+
+import (
+	"slices"
+	"sync/atomic"
+)
+
+// Tracker follows the seqs one viewer received in one room and counts
+// deliveries, duplicates and gaps. A gap is a seq that was skipped; it stops
+// counting as lost when it arrives later (a resume filling it). The zero
+// value tracks a room from seq 0 (every message expected). Not safe for
+// concurrent use.
+type Tracker struct {
+	last    uint64   // highest seq seen
+	missing []uint64 // skipped seqs below last, ascending; usually empty
+	// Delivered counts distinct seqs received.
+	Delivered uint64
+	// Dups counts seqs received again (at or below last and not missing).
+	Dups uint64
+	// Overflow counts skipped seqs that were not remembered individually
+	// because the missing list was full; they count as lost for good.
+	Overflow uint64
+}
+
+// maxMissing bounds the remembered skipped seqs per viewer.
+const maxMissing = 4096
+
+// Start sets the seq the viewer is known to have seen up to (the room seq
+// at a fresh join): later seqs up to it are ignored, not counted as dups.
+func (t *Tracker) Start(seq uint64) {
+	if seq > t.last {
+		t.last = seq
+	}
+}
+
+// Last is the highest seq seen (or the start).
+func (t *Tracker) Last() uint64 { return t.last }
+
+// Add accounts one received seq and reports whether it is new.
+func (t *Tracker) Add(seq uint64) bool {
+	switch {
+	case seq == t.last+1:
+		t.last = seq
+	case seq > t.last+1:
+		for s := t.last + 1; s < seq; s++ {
+			if len(t.missing) >= maxMissing {
+				t.Overflow += seq - s
+				break
+			}
+			t.missing = append(t.missing, s)
+		}
+		t.last = seq
+	default:
+		i, found := slices.BinarySearch(t.missing, seq)
+		if !found {
+			t.Dups++
+			return false
+		}
+		t.missing = slices.Delete(t.missing, i, i+1)
+	}
+	t.Delivered++
+	return true
+}
+
+// Lost returns the number of seqs up to upTo that never arrived: the
+// skipped seqs still missing plus those after the last one seen. upTo is
+// the last seq published to the room (0: count only skipped seqs).
+func (t *Tracker) Lost(upTo uint64) uint64 {
+	n := uint64(len(t.missing)) + t.Overflow
+	if upTo > t.last {
+		n += upTo - t.last
+	}
+	return n
+}
+
+// Gaps returns the number of skipped seqs still missing (not counting the
+// tail after the last seq seen).
+func (t *Tracker) Gaps() uint64 { return uint64(len(t.missing)) + t.Overflow }
+
+// atomicCounter is a counter shared by goroutines.
+type atomicCounter struct{ v atomic.Int64 }
+
+// Add adds d and returns the new value.
+func (c *atomicCounter) Add(d int64) int64 { return c.v.Add(d) }
+
+// Load returns the value.
+func (c *atomicCounter) Load() int64 { return c.v.Load() }

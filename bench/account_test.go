@@ -1,0 +1,73 @@
+package bench
+
+import "testing"
+
+func TestTracker(t *testing.T) {
+	tests := []struct {
+		name                  string
+		start                 uint64
+		seqs                  []uint64
+		upTo                  uint64
+		delivered, dups, lost uint64
+		gaps                  uint64
+	}{
+		{name: "in order", seqs: []uint64{1, 2, 3, 4}, upTo: 4, delivered: 4},
+		{name: "injected gap", seqs: []uint64{1, 2, 4, 5}, upTo: 5, delivered: 4, lost: 1, gaps: 1},
+		{name: "injected duplicate", seqs: []uint64{1, 2, 2, 3}, upTo: 3, delivered: 3, dups: 1},
+		{name: "gap filled later", seqs: []uint64{1, 4, 2, 3, 5}, upTo: 5, delivered: 5},
+		{name: "gap and dup", seqs: []uint64{1, 3, 3, 1, 6}, upTo: 6, delivered: 3, dups: 2, lost: 3, gaps: 3},
+		{name: "tail lost", seqs: []uint64{1, 2}, upTo: 5, delivered: 2, lost: 3},
+		{name: "start skips history", start: 10, seqs: []uint64{9, 10, 11, 12}, upTo: 12, delivered: 2, dups: 2},
+		{name: "nothing", upTo: 3, lost: 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var tr Tracker
+			tr.Start(tc.start)
+			for _, s := range tc.seqs {
+				tr.Add(s)
+			}
+			if tr.Delivered != tc.delivered || tr.Dups != tc.dups || tr.Lost(tc.upTo) != tc.lost || tr.Gaps() != tc.gaps {
+				t.Fatalf("delivered %d dups %d lost %d gaps %d, want %d %d %d %d",
+					tr.Delivered, tr.Dups, tr.Lost(tc.upTo), tr.Gaps(), tc.delivered, tc.dups, tc.lost, tc.gaps)
+			}
+		})
+	}
+}
+
+func TestTrackerOverflow(t *testing.T) {
+	var tr Tracker
+	tr.Add(1)
+	tr.Add(maxMissing + 100)
+	if got, want := tr.Lost(maxMissing+100), uint64(maxMissing+98); got != want {
+		t.Fatalf("lost %d, want %d", got, want)
+	}
+}
+
+func TestHist(t *testing.T) {
+	var h Hist
+	for v := uint64(1); v <= 100000; v++ {
+		h.Record(v)
+	}
+	for _, q := range []float64{0.5, 0.9, 0.99, 0.999} {
+		got, want := float64(h.Quantile(q)), q*100000
+		if got < want || got > want*1.02 {
+			t.Errorf("q%v = %v, want within 2%% above %v", q, got, want)
+		}
+	}
+	if h.Max() != 100000 || h.Min() != 1 || h.Count() != 100000 {
+		t.Fatalf("max %d min %d count %d", h.Max(), h.Min(), h.Count())
+	}
+	back := HistFrom(h.Data())
+	var m Hist
+	m.Merge(back)
+	m.Merge(back)
+	if m.Count() != 200000 || m.Quantile(0.5) != h.Quantile(0.5) {
+		t.Fatalf("merged count %d p50 %d, want 200000 %d", m.Count(), m.Quantile(0.5), h.Quantile(0.5))
+	}
+	for i := 0; i < histBuckets; i++ {
+		if histIndex(histLow(i)) != i || histIndex(histHigh(i)) != i {
+			t.Fatalf("bucket %d: low %d high %d map to %d %d", i, histLow(i), histHigh(i), histIndex(histLow(i)), histIndex(histHigh(i)))
+		}
+	}
+}

@@ -1,0 +1,108 @@
+// Package bench is the load harness of danmaku: `danmaku bench <scenario>`
+// connects many lean WebSocket viewers (spread over worker processes and
+// 127.0.0.x source addresses), publishes or sends messages, and measures
+// connections, send → viewer latency, deliveries, loss, duplicates and the
+// gateways' CPU and memory from /proc. It writes a JSON result and a
+// self-contained HTML report; `danmaku bench compare` flags regressions
+// between two results. See docs/bench.md.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+const usage = `usage: danmaku bench <scenario> [flags]
+       danmaku bench compare [--threshold 0.1] a.json b.json
+
+scenarios:
+  idle     N viewers connect and sit: gateway memory per connection
+  fanout   one hot room, N viewers, R messages/s in
+  rooms    many rooms with Zipf popularity
+  storm    N viewers are dropped (or the gateways restarted) and resume
+  send     many senders over WebSocket: acks/s and the reject mix
+  soak     a long bounded fanout/rooms run with periodic summaries
+
+Run "danmaku bench <scenario> -h" for the flags. See docs/bench.md.
+`
+
+// Main runs `danmaku bench` with args (after "bench").
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("bench: name a scenario")
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "worker":
+		return WorkerMain(ctx, os.Stdin, stdout)
+	case "compare":
+		return compareCmd(args, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	o, err := parseOptions(cmd, args, stderr)
+	if err != nil {
+		return err
+	}
+	var progress io.Writer
+	if !o.Quiet && isTerminal(stdout) && os.Getenv("CI") != "true" {
+		progress = stdout
+	}
+	res, err := Run(ctx, o, progress)
+	if err != nil {
+		return err
+	}
+	res.Command = "danmaku bench " + cmd + " " + strings.Join(args, " ")
+	jp := filepath.Join(o.Out, o.Name+".json")
+	hp := filepath.Join(o.Out, o.Name+".html")
+	if err := res.WriteJSON(jp); err != nil {
+		return err
+	}
+	if err := res.WriteHTML(hp); err != nil {
+		return err
+	}
+	printSummary(stdout, res)
+	fmt.Fprintf(stdout, "result: %s\nreport: %s\n", jp, hp)
+	return nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// printSummary prints the headline figures of r.
+func printSummary(w io.Writer, r *Result) {
+	fmt.Fprintf(w, "%s: %d/%d viewers connected in %.1fs (%.0f/s, %d failures); load %.2f → %.2f\n",
+		r.Scenario, r.Connected, r.Viewers, r.ConnectSecs, r.ConnectRate, r.Failed, r.Load[0], r.Load[1])
+	fmt.Fprintf(w, "published %d (%d errors) in %.1fs; deliveries %d of %d (%s/s); lost %d; dups %d\n",
+		r.Published, r.PublishErrors, r.TrafficSecs, r.Deliveries, r.Expected, human(r.DeliveriesPS), r.Lost, r.Dups)
+	l := r.Latency
+	fmt.Fprintf(w, "latency ms: p50 %.2f p90 %.2f p99 %.2f p999 %.2f max %.2f (%d samples)\n", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
+	g := r.Gateway
+	fmt.Fprintf(w, "gateway: rss %s → %s (%.0f B/conn), peak %s; %.2f CPU-s traffic → %s deliveries/CPU-s; %.2f CPU-s connect → %s handshakes/CPU-s\n",
+		humanBytes(g.RSSBefore), humanBytes(g.RSSConnected), g.BytesPerConn, humanBytes(g.RSSPeak), g.CPUTraffic,
+		human(g.DeliveriesPerCPUSecond), g.CPUConnect, human(g.HandshakesPerCPUSecond))
+	h := r.Harness
+	fmt.Fprintf(w, "harness: %d workers, %.1f CPU-s, rss %s (%.0f B/conn), %.2f CPU-s per million deliveries\n",
+		h.Workers, h.CPU, humanBytes(h.RSS), h.BytesPerConn, h.CPUPerMillionDeliveries)
+	if s := r.Storm; s != nil {
+		fmt.Fprintf(w, "storm: %d dropped, %d resumed, all resumed after %.2fs, %d incomplete histories\n", s.Dropped, s.Resumed, s.AllResumedAfter, s.Incomplete)
+	}
+	if s := r.Send; s != nil {
+		fmt.Fprintf(w, "send: %d sent, %d acks (%.0f/s), rejects %v, ack p50 %.1fms p99 %.1fms\n", s.Sent, s.Acks, s.AcksPS, s.Rejects, s.AckLat.P50, s.AckLat.P99)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+}

@@ -1,0 +1,298 @@
+package bench
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Scenarios are the load shapes the harness runs.
+var Scenarios = []string{"idle", "fanout", "rooms", "storm", "send", "soak"}
+
+// ErrRegressed is returned by compare when a metric got worse than the
+// threshold allows.
+var ErrRegressed = errors.New("bench: regression beyond the threshold")
+
+// Options size and direct one run. Zero values take the defaults of the
+// scenario (see Defaults). A scenario file (--config) holds the same fields
+// as JSON; flags given on the command line override it.
+type Options struct {
+	// Scenario is one of Scenarios.
+	Scenario string `json:"scenario"`
+	// Name names the output files (default: scenario-<unix time>).
+	Name string `json:"name,omitempty"`
+	// Out is the directory for results and server logs (default bench-results).
+	Out string `json:"out,omitempty"`
+
+	// Viewers is the number of watching connections (default 5000).
+	Viewers int `json:"viewers"`
+	// Rooms is the number of rooms (default 1; rooms: 100).
+	Rooms int `json:"rooms"`
+	// Zipf is the exponent of room popularity for viewers and messages
+	// (default 1.1; used when Rooms > 1).
+	Zipf float64 `json:"zipf"`
+	// Rate is messages per second published over HTTP into the rooms
+	// (default 100; idle and send: 0).
+	Rate float64 `json:"rate"`
+	// Duration is how long traffic runs after everyone connected (default
+	// 30s; idle 10s; soak 10m). Runs are capped at MaxDuration.
+	Duration time.Duration `json:"duration"`
+	// Warmup waits after the connections before traffic (default 2s).
+	Warmup time.Duration `json:"warmup"`
+	// Grace bounds the wait for the last deliveries (default 10s).
+	Grace time.Duration `json:"grace"`
+	// ConnectTimeout bounds the connect phase (default 3m).
+	ConnectTimeout time.Duration `json:"connect_timeout"`
+
+	// Senders are WebSocket connections sending at SendRate each (send:
+	// default 200 senders at 2/s).
+	Senders    int     `json:"senders"`
+	SendRate   float64 `json:"send_rate"`
+	SenderRole string  `json:"sender_role"`
+	// Keywords is the size of a block list installed in every room before a
+	// send run; BadRatio the fraction of sent texts that hit it.
+	Keywords int     `json:"keywords"`
+	BadRatio float64 `json:"bad_ratio"`
+
+	// Workers is the number of worker processes (default: one per
+	// PerWorker connections). InProcess runs them as goroutines instead
+	// (tests; limited by this process's open-file limit).
+	Workers   int  `json:"workers"`
+	PerWorker int  `json:"per_worker"`
+	InProcess bool `json:"in_process,omitempty"`
+	// SourceIPs is the number of local addresses 127.0.0.2.. to dial from
+	// (default: one per 16000 connections, at least 1).
+	SourceIPs   int     `json:"source_ips"`
+	ConnectRate float64 `json:"connect_rate"` // new connections/s per worker, 0: no cap
+	Concurrency int     `json:"concurrency"`  // dials in flight per worker (default 256)
+	// LatencyEvery samples latency on one viewer in LatencyEvery (default 1).
+	LatencyEvery int `json:"latency_every"`
+
+	// WS and HTTP target an existing deployment (comma-separated WebSocket
+	// addresses; one HTTP address). Empty: the harness starts its own.
+	WS   string `json:"ws,omitempty"`
+	HTTP string `json:"http,omitempty"`
+	// Secret is the deployment's JWT secret (env DANMAKU_JWT_SECRET); a
+	// fresh one when the harness starts the servers.
+	Secret string `json:"-"`
+	// GatewayPIDs are the gateway processes of an existing deployment to
+	// sample from /proc.
+	GatewayPIDs []int `json:"gateway_pids,omitempty"`
+	// Gateways is the number of gateway processes to start on the Kafka bus
+	// (0: one `danmaku all` process).
+	Gateways    int    `json:"gateways"`
+	ReusePort   bool   `json:"reuseport"`
+	Brokers     string `json:"brokers,omitempty"`
+	TopicPrefix string `json:"topic_prefix,omitempty"`
+	ServerBin   string `json:"server_bin,omitempty"`
+	// DrainTimeout is passed to started servers (default 2s).
+	DrainTimeout time.Duration `json:"drain_timeout"`
+
+	// DropAt is when a storm drops every connection, after traffic starts
+	// (default Duration/3). Restart restarts the gateway processes instead
+	// (only with Gateways > 0: an embedded all process would lose its seqs).
+	DropAt  time.Duration `json:"drop_at"`
+	Restart bool          `json:"restart"`
+	// ReportEvery is the period of soak's summary lines (default 1m).
+	ReportEvery time.Duration `json:"report_every"`
+	// Quiet turns the progress line off (also off when stdout is not a
+	// terminal or CI=true).
+	Quiet bool `json:"quiet,omitempty"`
+}
+
+// MaxDuration caps every run's traffic phase.
+const MaxDuration = 2 * time.Hour
+
+// Defaults fills the zero fields of o for its scenario.
+func (o *Options) Defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if o.Name == "" {
+		o.Name = o.Scenario + "-" + strconv.FormatInt(time.Now().Unix(), 10)
+	}
+	if o.Out == "" {
+		o.Out = "bench-results"
+	}
+	if o.Viewers == 0 {
+		o.Viewers = 5000
+		if o.Scenario == "send" {
+			o.Viewers = 100
+		}
+	}
+	if o.Rooms == 0 {
+		o.Rooms = 1
+		if o.Scenario == "rooms" {
+			o.Rooms = 100
+		}
+	}
+	if o.Zipf == 0 {
+		o.Zipf = 1.1
+	}
+	if o.Rate == 0 && o.Scenario != "idle" && o.Scenario != "send" {
+		o.Rate = 100
+	}
+	if o.Rate < 0 {
+		o.Rate = 0
+	}
+	switch o.Scenario {
+	case "idle":
+		def(&o.Duration, 10*time.Second)
+	case "soak":
+		def(&o.Duration, 10*time.Minute)
+	default:
+		def(&o.Duration, 30*time.Second)
+	}
+	if o.Duration > MaxDuration {
+		o.Duration = MaxDuration
+	}
+	def(&o.Warmup, 2*time.Second)
+	def(&o.Grace, 10*time.Second)
+	def(&o.ConnectTimeout, 3*time.Minute)
+	def(&o.DrainTimeout, 2*time.Second)
+	def(&o.ReportEvery, time.Minute)
+	def(&o.DropAt, o.Duration/3)
+	if o.Scenario == "send" {
+		if o.Senders == 0 {
+			o.Senders = 200
+		}
+		if o.SendRate == 0 {
+			o.SendRate = 2
+		}
+	}
+	if o.SenderRole == "" {
+		o.SenderRole = "viewer"
+	}
+	if o.PerWorker == 0 {
+		o.PerWorker = 18000
+	}
+	if o.LatencyEvery == 0 {
+		o.LatencyEvery = 1
+	}
+	if o.TopicPrefix == "" {
+		o.TopicPrefix = "bench" + strconv.FormatInt(time.Now().Unix(), 10) + "."
+	}
+	if o.Brokers == "" {
+		o.Brokers = os.Getenv("DANMAKU_BROKERS")
+	}
+	if o.Secret == "" {
+		o.Secret = os.Getenv("DANMAKU_JWT_SECRET")
+	}
+	total := o.Viewers + o.Senders
+	if o.Workers == 0 {
+		o.Workers = max(1, (total+o.PerWorker-1)/o.PerWorker)
+	}
+	if o.SourceIPs == 0 {
+		o.SourceIPs = max(1, (total+15999)/16000)
+	}
+}
+
+// Validate reports an unusable option.
+func (o *Options) Validate() error {
+	known := false
+	for _, s := range Scenarios {
+		known = known || s == o.Scenario
+	}
+	switch {
+	case !known:
+		return fmt.Errorf("bench: unknown scenario %q (one of %s)", o.Scenario, strings.Join(Scenarios, ", "))
+	case o.Viewers < 0 || o.Senders < 0 || o.Rooms < 1:
+		return errors.New("bench: viewers, senders must be >= 0 and rooms >= 1")
+	case o.Restart && o.Gateways == 0 && o.WS == "":
+		return errors.New("bench: --restart needs --gateways K (an embedded all process would lose its seqs)")
+	case o.WS != "" && o.HTTP == "" && o.Rate > 0:
+		return errors.New("bench: --ws needs --http to publish")
+	case o.SourceIPs > 250:
+		return errors.New("bench: at most 250 source addresses")
+	}
+	return nil
+}
+
+// parseOptions reads a scenario's flags, over an optional --config file.
+func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, error) {
+	o := &Options{Scenario: scenario, ReusePort: true}
+	// A scenario file is read first so flags override it.
+	for i, a := range args {
+		var path string
+		if v, ok := strings.CutPrefix(a, "--config="); ok {
+			path = v
+		} else if (a == "--config" || a == "-config") && i+1 < len(args) {
+			path = args[i+1]
+		}
+		if path != "" {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return nil, err
+			}
+			if err := json.Unmarshal(b, o); err != nil {
+				return nil, fmt.Errorf("bench: %s: %w", path, err)
+			}
+			if o.Scenario == "" || scenario != "" {
+				o.Scenario = scenario
+			}
+		}
+	}
+	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.String("config", "", "scenario file (JSON with the fields of the result's options)")
+	fs.StringVar(&o.Name, "name", o.Name, "name of the output files (default scenario-<unix time>)")
+	fs.StringVar(&o.Out, "out", o.Out, "directory for results and server logs (default bench-results)")
+	fs.IntVar(&o.Viewers, "viewers", o.Viewers, "watching connections (default 5000; send: 100)")
+	fs.IntVar(&o.Rooms, "rooms", o.Rooms, "rooms (default 1; rooms: 100)")
+	fs.Float64Var(&o.Zipf, "zipf", o.Zipf, "Zipf exponent of room popularity (default 1.1)")
+	fs.Float64Var(&o.Rate, "rate", o.Rate, "messages/s published into the rooms (default 100; idle, send: 0)")
+	fs.DurationVar(&o.Duration, "duration", o.Duration, "traffic phase (default 30s; idle 10s; soak 10m; max 2h)")
+	fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "pause between connecting and traffic (default 2s)")
+	fs.DurationVar(&o.Grace, "grace", o.Grace, "wait for the last deliveries (default 10s)")
+	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", o.ConnectTimeout, "bound of the connect phase (default 3m)")
+	fs.IntVar(&o.Senders, "senders", o.Senders, "sending WebSocket connections (send: 200)")
+	fs.Float64Var(&o.SendRate, "send-rate", o.SendRate, "messages/s per sender (send: 2)")
+	fs.StringVar(&o.SenderRole, "sender-role", o.SenderRole, "token role of senders: viewer (rate-limited) or mod")
+	fs.IntVar(&o.Keywords, "keywords", o.Keywords, "block-list size installed in every room before sending")
+	fs.Float64Var(&o.BadRatio, "bad-ratio", o.BadRatio, "fraction of sent texts that hit the block list")
+	fs.IntVar(&o.Workers, "workers", o.Workers, "worker processes (default one per --per-worker connections)")
+	fs.IntVar(&o.PerWorker, "per-worker", o.PerWorker, "connections per worker process (default 18000; the fd limit is per process)")
+	fs.BoolVar(&o.InProcess, "in-process", o.InProcess, "run workers as goroutines of this process")
+	fs.IntVar(&o.SourceIPs, "source-ips", o.SourceIPs, "local addresses 127.0.0.2.. to dial from (default one per 16000 connections)")
+	fs.Float64Var(&o.ConnectRate, "connect-rate", o.ConnectRate, "new connections/s per worker (0: as fast as possible)")
+	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "dials in flight per worker (default 256)")
+	fs.IntVar(&o.LatencyEvery, "latency-every", o.LatencyEvery, "measure latency on 1 viewer in N (default 1: all)")
+	fs.StringVar(&o.WS, "ws", o.WS, "target deployment's WebSocket address(es), comma-separated (default: start servers)")
+	fs.StringVar(&o.HTTP, "http", o.HTTP, "target deployment's HTTP address (publish API)")
+	fs.StringVar(&o.Secret, "jwt-secret", o.Secret, "JWT secret of the target deployment (env DANMAKU_JWT_SECRET)")
+	pids := fs.String("gateway-pids", "", "comma-separated gateway pids of the target deployment to sample")
+	fs.IntVar(&o.Gateways, "gateways", o.Gateways, "gateway processes to start on the Kafka bus (0: one danmaku all)")
+	fs.BoolVar(&o.ReusePort, "reuseport", o.ReusePort, "started gateways share one port (SO_REUSEPORT); false: one port each")
+	fs.StringVar(&o.Brokers, "brokers", o.Brokers, "Kafka brokers for --gateways (env DANMAKU_BROKERS)")
+	fs.StringVar(&o.ServerBin, "server-bin", o.ServerBin, "danmaku binary to start (default: this executable)")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", o.DrainTimeout, "drain timeout of started servers (default 2s)")
+	fs.DurationVar(&o.DropAt, "drop-at", o.DropAt, "storm: when to drop every connection, after traffic starts (default duration/3)")
+	fs.BoolVar(&o.Restart, "restart", o.Restart, "storm: restart the gateway processes instead of dropping client-side")
+	fs.DurationVar(&o.ReportEvery, "report-every", o.ReportEvery, "soak: summary line period (default 1m)")
+	fs.BoolVar(&o.Quiet, "quiet", o.Quiet, "no progress line")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("bench: unexpected arguments %v", fs.Args())
+	}
+	if *pids != "" {
+		for _, p := range strings.Split(*pids, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(p))
+			if err != nil {
+				return nil, fmt.Errorf("bench: bad --gateway-pids %q", p)
+			}
+			o.GatewayPIDs = append(o.GatewayPIDs, n)
+		}
+	}
+	o.Defaults()
+	return o, o.Validate()
+}

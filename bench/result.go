@@ -1,0 +1,251 @@
+package bench
+
+import (
+	"encoding/json"
+	"os"
+	"runtime"
+	"strings"
+)
+
+// Quantiles are latency figures in milliseconds.
+type Quantiles struct {
+	Count uint64  `json:"count"`
+	Mean  float64 `json:"mean_ms"`
+	P50   float64 `json:"p50_ms"`
+	P90   float64 `json:"p90_ms"`
+	P99   float64 `json:"p99_ms"`
+	P999  float64 `json:"p999_ms"`
+	Max   float64 `json:"max_ms"`
+}
+
+func quantiles(h *Hist) Quantiles {
+	ms := func(v uint64) float64 { return float64(v) / 1e3 }
+	return Quantiles{Count: h.Count(), Mean: h.Mean() / 1e3, P50: ms(h.Quantile(0.5)), P90: ms(h.Quantile(0.9)),
+		P99: ms(h.Quantile(0.99)), P999: ms(h.Quantile(0.999)), Max: ms(h.Max())}
+}
+
+// Point is one second of a run's timeline.
+type Point struct {
+	// T is seconds since the start of the run.
+	T          float64 `json:"t"`
+	Phase      string  `json:"phase"`
+	Open       int64   `json:"open"`
+	Deliveries float64 `json:"deliveries_per_s"`
+	Published  float64 `json:"published_per_s"`
+	P50        float64 `json:"p50_ms"`
+	P99        float64 `json:"p99_ms"`
+	Max        float64 `json:"max_ms"`
+	GatewayCPU float64 `json:"gateway_cpu"` // cores busy, summed over gateways
+	GatewayRSS int64   `json:"gateway_rss"`
+	HarnessCPU float64 `json:"harness_cpu"`
+	Load       float64 `json:"load1"`
+}
+
+// GatewayCost is what the gateway processes used.
+type GatewayCost struct {
+	PIDs []int `json:"pids"`
+	// RSSBefore is the summed RSS before the viewers connected; RSSConnected
+	// after they all connected and settled; RSSEnd at the end.
+	RSSBefore    int64 `json:"rss_before"`
+	RSSConnected int64 `json:"rss_connected"`
+	RSSPeak      int64 `json:"rss_peak"`
+	RSSEnd       int64 `json:"rss_end"`
+	// BytesPerConn is (RSSConnected - RSSBefore) / connections.
+	BytesPerConn float64 `json:"bytes_per_conn"`
+	// CPUTraffic is CPU seconds spent from the start of traffic to the end
+	// of the deliveries.
+	CPUTraffic float64 `json:"cpu_traffic_s"`
+	// CPUConnect is CPU seconds spent during the connect phase.
+	CPUConnect float64 `json:"cpu_connect_s"`
+	// DeliveriesPerCPUSecond is deliveries during traffic / CPUTraffic.
+	DeliveriesPerCPUSecond float64 `json:"deliveries_per_cpu_s"`
+	// HandshakesPerCPUSecond is connections / CPUConnect.
+	HandshakesPerCPUSecond float64 `json:"handshakes_per_cpu_s"`
+	// IncludesPipeline is set when the gateway process also runs logic and
+	// dispatch (danmaku all): its CPU is not the gateway's alone.
+	IncludesPipeline bool `json:"includes_pipeline"`
+}
+
+// HarnessCost is what the harness's own workers used.
+type HarnessCost struct {
+	Workers      int     `json:"workers"`
+	CPU          float64 `json:"cpu_s"`
+	RSS          int64   `json:"rss"`
+	BytesPerConn float64 `json:"bytes_per_conn"`
+	// CPUPerMillionDeliveries is worker CPU seconds per 1e6 deliveries.
+	CPUPerMillionDeliveries float64 `json:"cpu_per_million_deliveries"`
+}
+
+// StormResult describes the reconnect storm of a storm run.
+type StormResult struct {
+	// Dropped is how many viewers were connected when they were dropped.
+	Dropped int64 `json:"dropped"`
+	// Resumed is how many re-joined and got their history.
+	Resumed int64 `json:"resumed"`
+	// AllResumedAfter is seconds from the drop until every viewer resumed
+	// (-1: not all did within the run).
+	AllResumedAfter float64 `json:"all_resumed_after_s"`
+	// Incomplete counts history frames with complete:false after a resume.
+	Incomplete int64 `json:"incomplete_histories"`
+	Restart    bool  `json:"restart"`
+}
+
+// SendResult describes the senders of a send run.
+type SendResult struct {
+	Sent    int64            `json:"sent"`
+	Acks    int64            `json:"acks"`
+	AcksPS  float64          `json:"acks_per_s"`
+	Rejects map[string]int64 `json:"rejects"`
+	AckLat  Quantiles        `json:"ack_latency"`
+}
+
+// Result is the outcome of one run: the JSON file and the input of the
+// HTML report and of compare.
+type Result struct {
+	Name     string     `json:"name"`
+	Scenario string     `json:"scenario"`
+	Command  string     `json:"command"`
+	Options  Options    `json:"options"`
+	Started  string     `json:"started"`
+	Machine  Machine    `json:"machine"`
+	Load     [2]float64 `json:"load1_start_end"`
+
+	Viewers     int       `json:"viewers"`
+	Connected   int64     `json:"connected"`
+	Failed      int64     `json:"connect_failures"`
+	ConnectSecs float64   `json:"connect_s"`
+	ConnectRate float64   `json:"connect_per_s"`
+	ConnectLat  Quantiles `json:"connect_latency"`
+
+	Published     int64     `json:"published"`
+	PublishErrors int64     `json:"publish_errors"`
+	TrafficSecs   float64   `json:"traffic_s"`
+	Deliveries    int64     `json:"deliveries"`
+	Expected      int64     `json:"expected"`
+	DeliveriesPS  float64   `json:"deliveries_per_s"`
+	Lost          int64     `json:"lost"`
+	Dups          int64     `json:"dups"`
+	Latency       Quantiles `json:"latency"`
+	LatencyHist   HistData  `json:"latency_hist"`
+
+	Gateway  GatewayCost  `json:"gateway"`
+	Harness  HarnessCost  `json:"harness"`
+	Storm    *StormResult `json:"storm,omitempty"`
+	Send     *SendResult  `json:"send,omitempty"`
+	Timeline []Point      `json:"timeline"`
+	Notes    []string     `json:"notes,omitempty"`
+}
+
+// Machine describes where a run happened.
+type Machine struct {
+	CPU    string  `json:"cpu"`
+	Cores  int     `json:"cores"`
+	MemGB  float64 `json:"mem_gib"`
+	OS     string  `json:"os"`
+	Go     string  `json:"go"`
+	NoFile string  `json:"nofile"`
+}
+
+func machine() Machine {
+	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				m.CPU = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb float64
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+				_, _ = fmtSscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			}
+		}
+		m.MemGB = kb / (1 << 20)
+	}
+	if b, err := os.ReadFile("/etc/os-release"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "PRETTY_NAME="); ok {
+				m.OS = strings.Trim(v, `"`)
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/self/limits"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "Max open files") {
+				f := strings.Fields(l)
+				if len(f) >= 5 {
+					m.NoFile = f[3]
+				}
+			}
+		}
+	}
+	return m
+}
+
+// Metrics flattens the figures compare looks at. Names ending in _ms,
+// lost, dups, failures, bytes_per_conn, cpu_* are better lower; the
+// others better higher.
+func (r *Result) Metrics() map[string]float64 {
+	m := map[string]float64{
+		"connected":                          float64(r.Connected),
+		"connect_per_s":                      r.ConnectRate,
+		"deliveries_per_s":                   r.DeliveriesPS,
+		"lost":                               float64(r.Lost),
+		"dups":                               float64(r.Dups),
+		"connect_failures":                   float64(r.Failed),
+		"latency_p50_ms":                     r.Latency.P50,
+		"latency_p90_ms":                     r.Latency.P90,
+		"latency_p99_ms":                     r.Latency.P99,
+		"latency_p999_ms":                    r.Latency.P999,
+		"latency_max_ms":                     r.Latency.Max,
+		"gateway_bytes_per_conn":             r.Gateway.BytesPerConn,
+		"gateway_deliveries_per_cpu_s":       r.Gateway.DeliveriesPerCPUSecond,
+		"gateway_handshakes_per_cpu_s":       r.Gateway.HandshakesPerCPUSecond,
+		"harness_bytes_per_conn":             r.Harness.BytesPerConn,
+		"harness_cpu_per_million_deliveries": r.Harness.CPUPerMillionDeliveries,
+	}
+	if r.Storm != nil {
+		m["storm_all_resumed_after_s"] = r.Storm.AllResumedAfter
+		m["storm_incomplete_histories"] = float64(r.Storm.Incomplete)
+	}
+	if r.Send != nil {
+		m["send_acks_per_s"] = r.Send.AcksPS
+		m["send_ack_p99_ms"] = r.Send.AckLat.P99
+	}
+	return m
+}
+
+// LowerIsBetter reports the direction of a metric of Metrics.
+func LowerIsBetter(name string) bool {
+	for _, s := range []string{"_ms", "lost", "dups", "failures", "bytes_per_conn", "cpu_per", "_after_s", "incomplete"} {
+		if strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// WriteJSON writes r to path.
+func (r *Result) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// ReadResult reads a JSON result file.
+func ReadResult(path string) (*Result, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}

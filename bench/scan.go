@@ -1,0 +1,113 @@
+package bench
+
+import (
+	"bytes"
+	"strconv"
+)
+
+// TextPrefix starts the text of every message the harness publishes:
+// "b:<send unix nanoseconds>:<counter>". Viewers read the send time back
+// from it to measure send → viewer latency.
+const TextPrefix = "b:"
+
+var (
+	keySeq     = []byte(`"seq":`)
+	keyText    = []byte(`"text":"` + TextPrefix)
+	keyOp      = []byte(`"op":"`)
+	keyMsgs    = []byte(`"msgs":[`)
+	keyAfterMs = []byte(`"after_ms":`)
+	keyCode    = []byte(`"code":"`)
+	keyID      = []byte(`"id":"`)
+	trueCompl  = []byte(`"complete":true`)
+	falseCompl = []byte(`"complete":false`)
+)
+
+// frameOp returns the op of a server frame (the first "op" field).
+func frameOp(p []byte) []byte {
+	return stringField(p, keyOp)
+}
+
+// stringField returns the string after key (which ends in the opening
+// quote), up to the next quote; nil when absent.
+func stringField(p, key []byte) []byte {
+	i := bytes.Index(p, key)
+	if i < 0 {
+		return nil
+	}
+	p = p[i+len(key):]
+	j := bytes.IndexByte(p, '"')
+	if j < 0 {
+		return nil
+	}
+	return p[:j]
+}
+
+// uintField returns the unsigned number after key, and whether it was found.
+func uintField(p, key []byte) (uint64, bool) {
+	i := bytes.Index(p, key)
+	if i < 0 {
+		return 0, false
+	}
+	v, n := parseUint(p[i+len(key):])
+	return v, n > 0
+}
+
+// parseUint reads the decimal digits at the start of p.
+func parseUint(p []byte) (v uint64, n int) {
+	for n < len(p) && p[n] >= '0' && p[n] <= '9' {
+		v = v*10 + uint64(p[n]-'0')
+		n++
+	}
+	return v, n
+}
+
+// eachMessage calls f for every message of the "msgs" array of a batch or
+// history frame with its seq and the send time (unix ns) read from a
+// harness text, or 0 for another text. It relies on the field order of
+// protocol.Message (seq first, text later in the same object) and on JSON
+// escaping: a quote inside a text is escaped, so the keys cannot occur in
+// a text.
+func eachMessage(p []byte, f func(seq uint64, sentNs int64)) {
+	i := bytes.Index(p, keyMsgs)
+	if i < 0 {
+		return
+	}
+	p = p[i+len(keyMsgs):]
+	for {
+		i = bytes.Index(p, keySeq)
+		if i < 0 {
+			return
+		}
+		p = p[i+len(keySeq):]
+		seq, n := parseUint(p)
+		p = p[n:]
+		// The message ends where the next one starts.
+		end := bytes.Index(p, keySeq)
+		msg := p
+		if end >= 0 {
+			msg = p[:end]
+		}
+		var sent int64
+		if j := bytes.Index(msg, keyText); j >= 0 {
+			v, n := parseUint(msg[j+len(keyText):])
+			if n > 0 {
+				sent = int64(v)
+			}
+		}
+		f(seq, sent)
+		if end < 0 {
+			return
+		}
+		p = p[end:]
+	}
+}
+
+// benchText is the text of the n-th published message sent at ns.
+func benchText(ns int64, n uint64) string {
+	b := make([]byte, 0, 40)
+	b = append(b, TextPrefix...)
+	b = strconv.AppendInt(b, ns, 10)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, n, 10)
+	return string(b)
+}

@@ -1,0 +1,416 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/pkg/ws"
+)
+
+// RoomCount is a number of connections for one room.
+type RoomCount struct {
+	Room  string `json:"room"`
+	Count int    `json:"count"`
+}
+
+// WorkerSpec tells one worker (a process or, in tests, a goroutine) which
+// connections to open.
+type WorkerSpec struct {
+	// ID numbers the worker; it prefixes user ids.
+	ID int `json:"id"`
+	// Gateways are the WebSocket addresses (host:port); connection i goes to
+	// Gateways[i % len].
+	Gateways []string `json:"gateways"`
+	// SourceIPs are the local addresses to dial from, round robin (empty:
+	// the kernel's choice). Each holds at most ~28k connections to one
+	// gateway address (the ephemeral port range).
+	SourceIPs []string `json:"source_ips,omitempty"`
+	// Viewers are the watching connections per room.
+	Viewers []RoomCount `json:"viewers"`
+	// Senders are connections that send messages (token role SenderRole).
+	Senders []RoomCount `json:"senders,omitempty"`
+	// SendRate is messages per second per sender.
+	SendRate float64 `json:"send_rate,omitempty"`
+	// SenderRole is the token role of senders: viewer (rate-limited) or mod.
+	SenderRole string `json:"sender_role,omitempty"`
+	// BadRatio is the fraction of sent texts that carry BadWord.
+	BadRatio float64 `json:"bad_ratio,omitempty"`
+	BadWord  string  `json:"bad_word,omitempty"`
+	// Secret signs sender tokens (and viewer tokens when ViewerTokens).
+	Secret       string `json:"secret,omitempty"`
+	ViewerTokens bool   `json:"viewer_tokens,omitempty"`
+	// ConnectRate caps new connections per second (0: no cap); Concurrency
+	// caps dials in flight (0: 256).
+	ConnectRate float64 `json:"connect_rate,omitempty"`
+	Concurrency int     `json:"concurrency,omitempty"`
+	// Reconnect makes connections come back (with resume) after a drain or
+	// error; storms need it.
+	Reconnect bool `json:"reconnect,omitempty"`
+	// LatencyEvery records per-message latency on one viewer in every
+	// LatencyEvery (1 or 0: all); the rest only count seqs.
+	LatencyEvery int `json:"latency_every,omitempty"`
+	// Tick is the report period (0: 1 s).
+	Tick time.Duration `json:"tick,omitempty"`
+}
+
+// Command is an instruction from the coordinator to a running worker.
+type Command struct {
+	// Cmd is "drop" (close every connection at once; they reconnect and
+	// resume), "send" (start sending: senders wait for it), "finish" (wait
+	// up to Grace for every viewer to reach Final, then report and stop).
+	Cmd   string            `json:"cmd"`
+	Final map[string]uint64 `json:"final,omitempty"`
+	Grace time.Duration     `json:"grace,omitempty"`
+}
+
+// Report is what a worker tells the coordinator: a "tick" every period
+// with counters since the start and histograms since the previous tick, and
+// one "final" at the end.
+type Report struct {
+	Type        string           `json:"type"`
+	Worker      int              `json:"worker"`
+	T           int64            `json:"t"`
+	Open        int64            `json:"open"`
+	Established int64            `json:"established"`
+	Failed      int64            `json:"failed"`
+	Reconnects  int64            `json:"reconnects"`
+	Resumed     int64            `json:"resumed"`
+	Incomplete  int64            `json:"incomplete"`
+	Deliveries  int64            `json:"deliveries"`
+	Dups        int64            `json:"dups"`
+	Gaps        int64            `json:"gaps"`
+	Lost        int64            `json:"lost"`
+	Frames      int64            `json:"frames"`
+	Bytes       int64            `json:"bytes"`
+	Sent        int64            `json:"sent"`
+	Acks        int64            `json:"acks"`
+	Rejects     map[string]int64 `json:"rejects,omitempty"`
+	Lat         HistData         `json:"lat"`
+	Conn        HistData         `json:"conn"`
+	Ack         HistData         `json:"ack"`
+	LastJoin    int64            `json:"last_join_ns"`
+	Self        ProcSample       `json:"self"`
+	Err         string           `json:"err,omitempty"`
+}
+
+// RunWorker opens the connections of spec, reports on out every tick and
+// obeys cmds until a finish command completes, cmds closes or ctx ends.
+func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out func(Report)) error {
+	if len(spec.Gateways) == 0 {
+		return fmt.Errorf("bench: worker %d: no gateways", spec.ID)
+	}
+	if spec.Tick <= 0 {
+		spec.Tick = time.Second
+	}
+	if spec.Concurrency <= 0 {
+		spec.Concurrency = 256
+	}
+	var signer *auth.Signer
+	if spec.Secret != "" {
+		s, err := auth.NewSigner(spec.Secret)
+		if err != nil {
+			return err
+		}
+		signer = s
+	}
+	var srcs []*net.TCPAddr
+	for _, ip := range spec.SourceIPs {
+		a := net.ParseIP(ip)
+		if a == nil {
+			return fmt.Errorf("bench: bad source address %q", ip)
+		}
+		srcs = append(srcs, &net.TCPAddr{IP: a})
+	}
+	st := &stats{}
+	var viewers, senders []*viewer
+	mk := func(room string, token string, latency bool) *viewer {
+		i := len(viewers) + len(senders)
+		v := &viewer{idx: i, room: room, addr: spec.Gateways[i%len(spec.Gateways)], token: token, latency: latency,
+			st: st, lshard: &st.lat[i%len(st.lat)]}
+		if len(srcs) > 0 {
+			v.src = srcs[i%len(srcs)]
+		}
+		return v
+	}
+	every := max(spec.LatencyEvery, 1)
+	for _, rc := range spec.Viewers {
+		for range rc.Count {
+			tok := ""
+			if spec.ViewerTokens && signer != nil {
+				uid := "bv" + strconv.Itoa(spec.ID) + "-" + strconv.Itoa(len(viewers))
+				tok, _ = signer.Sign(uid, uid, auth.RoleViewer, nil, 24*time.Hour)
+			}
+			viewers = append(viewers, mk(rc.Room, tok, len(viewers)%every == 0))
+		}
+	}
+	for _, rc := range spec.Senders {
+		for range rc.Count {
+			if signer == nil {
+				return fmt.Errorf("bench: worker %d: senders need the JWT secret", spec.ID)
+			}
+			role := spec.SenderRole
+			if role == "" {
+				role = auth.RoleViewer
+			}
+			uid := "bs" + strconv.Itoa(spec.ID) + "-" + strconv.Itoa(len(senders))
+			var rooms []string
+			if role == auth.RoleMod {
+				rooms = []string{"*"}
+			}
+			tok, err := signer.Sign(uid, uid, role, rooms, 24*time.Hour)
+			if err != nil {
+				return err
+			}
+			senders = append(senders, mk(rc.Room, tok, false))
+		}
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	gate := make(chan struct{}, spec.Concurrency)
+	all := append(append([]*viewer(nil), viewers...), senders...)
+	wg.Add(1)
+	go func() { // start connections, paced
+		defer wg.Done()
+		var interval time.Duration
+		if spec.ConnectRate > 0 {
+			interval = time.Duration(float64(time.Second) / spec.ConnectRate)
+		}
+		next := time.Now()
+		for _, v := range all {
+			if interval > 0 {
+				next = next.Add(interval)
+				if d := time.Until(next); d > 0 && !sleepOrStop(stop, d) {
+					return
+				}
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			wg.Add(1)
+			go func(v *viewer) {
+				defer wg.Done()
+				v.run(stop, spec.Reconnect, gate)
+			}(v)
+		}
+	}()
+
+	var sent sync.WaitGroup
+	var sentN atomicCounter
+	startSend := make(chan struct{})
+	if len(senders) > 0 && spec.SendRate > 0 {
+		sent.Add(1)
+		go func() {
+			defer sent.Done()
+			select {
+			case <-startSend:
+			case <-stop:
+				return
+			}
+			sendLoop(stop, senders, spec, &sentN)
+		}()
+	}
+
+	var lat, conn, ack Hist
+	report := func(typ string, lost int64) {
+		lat.Reset()
+		conn.Reset()
+		ack.Reset()
+		for i := range st.lat {
+			st.lat[i].take(&lat)
+		}
+		st.conn.take(&conn)
+		st.ack.take(&ack)
+		var gaps int64
+		for _, v := range viewers {
+			v.mu.Lock()
+			gaps += int64(v.tr.Gaps())
+			v.mu.Unlock()
+		}
+		r := Report{Type: typ, Worker: spec.ID, T: time.Now().UnixMilli(), Open: st.open.Load(),
+			Established: st.established.Load(), Failed: st.failed.Load(), Reconnects: st.reconnects.Load(),
+			Resumed: st.resumed.Load(), Incomplete: st.incomplete.Load(), Deliveries: st.deliveries.Load(),
+			Dups: st.dups.Load(), Gaps: gaps, Lost: lost, Frames: st.frames.Load(), Bytes: st.bytes.Load(),
+			LastJoin: st.lastJoin.Load(), Sent: sentN.Load(), Acks: st.acks.Load(), Lat: lat.Data(), Conn: conn.Data(), Ack: ack.Data()}
+		st.rejects.Range(func(k, v any) bool {
+			if r.Rejects == nil {
+				r.Rejects = map[string]int64{}
+			}
+			r.Rejects[k.(string)] = v.(interface{ Load() int64 }).Load()
+			return true
+		})
+		r.Self, _ = ReadProc(os.Getpid())
+		out(r)
+	}
+	shutdown := func() {
+		close(stop)
+		for _, v := range all {
+			v.close()
+		}
+		sent.Wait()
+		wg.Wait()
+	}
+
+	// Tell the coordinator at once when every connection has joined, so
+	// that it measures the connect phase to the millisecond.
+	joinedAll := make(chan struct{})
+	go func() {
+		for st.established.Load() < int64(len(all)) {
+			if !sleepOrStop(stop, 5*time.Millisecond) {
+				return
+			}
+		}
+		close(joinedAll)
+	}()
+	tick := time.NewTicker(spec.Tick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			shutdown()
+			report("final", 0)
+			return ctx.Err()
+		case <-tick.C:
+			report("tick", 0)
+		case <-joinedAll:
+			joinedAll = nil
+			report("tick", 0)
+		case c, ok := <-cmds:
+			if !ok {
+				shutdown()
+				report("final", 0)
+				return nil
+			}
+			switch c.Cmd {
+			case "send":
+				select {
+				case <-startSend:
+				default:
+					close(startSend)
+				}
+			case "drop":
+				for _, v := range viewers {
+					v.drop()
+				}
+			case "finish":
+				select {
+				case <-startSend:
+				default:
+					close(startSend) // let the sender loop see stop
+				}
+				deadline := time.Now().Add(c.Grace)
+				for time.Now().Before(deadline) && !caughtUp(viewers, c.Final) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				var lost int64
+				for _, v := range viewers {
+					v.mu.Lock()
+					lost += int64(v.tr.Lost(c.Final[v.room]))
+					v.mu.Unlock()
+				}
+				shutdown()
+				report("final", lost)
+				return nil
+			}
+		}
+	}
+}
+
+// caughtUp reports whether every viewer has seen its room's final seq.
+func caughtUp(viewers []*viewer, final map[string]uint64) bool {
+	for _, v := range viewers {
+		v.mu.Lock()
+		ok := v.tr.Last() >= final[v.room]
+		v.mu.Unlock()
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// sendLoop paces send frames over the senders every 10 ms.
+func sendLoop(stop <-chan struct{}, senders []*viewer, spec WorkerSpec, n *atomicCounter) {
+	const step = 10 * time.Millisecond
+	perStep := spec.SendRate * float64(len(senders)) * step.Seconds()
+	t := time.NewTicker(step)
+	defer t.Stop()
+	var credit float64
+	next := 0
+	rng := rand.New(rand.NewPCG(uint64(spec.ID), uint64(time.Now().UnixNano())))
+	buf := make([]byte, 0, 512)
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		credit += perStep
+		for ; credit >= 1; credit-- {
+			v := senders[next%len(senders)]
+			next++
+			v.mu.Lock()
+			c := v.c
+			v.mu.Unlock()
+			if c == nil {
+				continue
+			}
+			ns := time.Now().UnixNano()
+			k := n.Add(1)
+			text := benchText(ns, uint64(k))
+			if spec.BadRatio > 0 && rng.Float64() < spec.BadRatio {
+				text += " " + spec.BadWord
+			}
+			payload := fmt.Appendf(buf[:0], `{"op":"send","room":%q,"id":"s%d-%d","text":%q}`, v.room, ns, k, text)
+			frame := ws.AppendClientFrame(nil, ws.OpText, payload, ws.NewMask())
+			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			_, _ = c.Write(frame)
+		}
+	}
+}
+
+// WorkerMain is the hidden "bench worker" mode of the binary: it reads a
+// WorkerSpec as the first JSON line of stdin and Commands after it, and
+// writes Reports as JSON lines to stdout.
+func WorkerMain(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
+	sc := bufio.NewScanner(stdin)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	if !sc.Scan() {
+		return fmt.Errorf("bench worker: no spec on stdin")
+	}
+	var spec WorkerSpec
+	if err := json.Unmarshal(sc.Bytes(), &spec); err != nil {
+		return fmt.Errorf("bench worker: spec: %w", err)
+	}
+	cmds := make(chan Command, 4)
+	go func() {
+		defer close(cmds)
+		for sc.Scan() {
+			var c Command
+			if json.Unmarshal(sc.Bytes(), &c) == nil {
+				cmds <- c
+			}
+		}
+	}()
+	w := bufio.NewWriter(stdout)
+	enc := json.NewEncoder(w)
+	var mu sync.Mutex
+	return RunWorker(ctx, spec, cmds, func(r Report) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = enc.Encode(r)
+		_ = w.Flush()
+	})
+}
