@@ -1,0 +1,322 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+)
+
+// Writer errors.
+var (
+	ErrNoBus   = errors.New("history: writer needs a bus")
+	ErrNoStore = errors.New("history: writer needs a store")
+)
+
+// WriterConfig configures a Writer.
+type WriterConfig struct {
+	// Bus carries the accepted stream. Required.
+	Bus bus.Bus
+	// Store receives the messages. Required.
+	Store Store
+	// Stream is the stream of JSON protocol.Message records. Zero value
+	// means bus.StreamAccepted.
+	Stream string
+	// Group is the consumer group; the writer commits a record only after
+	// its message is stored. Zero value means "history".
+	Group string
+	// BatchSize is the most messages one Append carries; a full batch is
+	// written at once. Zero value means 1000.
+	BatchSize int
+	// FlushInterval is the longest a message waits in the buffer before it
+	// is written. Zero value means 200 * time.Millisecond.
+	FlushInterval time.Duration
+	// MaxBuffered bounds the messages fetched but not yet stored: past it
+	// the writer stops fetching (the bus keeps the rest) until the store
+	// catches up. It may be passed by one fetch. Zero value means
+	// 8 * BatchSize; it is at least BatchSize.
+	MaxBuffered int
+	// MinBackoff and MaxBackoff bound the wait between retries of a failed
+	// Append; the wait doubles after each failure. Zero values mean
+	// 100 * time.Millisecond and 5 * time.Second.
+	MinBackoff, MaxBackoff time.Duration
+	// ShutdownTimeout bounds the final flush when Run's context ends.
+	// Zero value means 5 * time.Second.
+	ShutdownTimeout time.Duration
+	// Logger receives warnings about failed writes. Zero value means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Writer copies the accepted stream into a Store: it reads the stream as
+// its own consumer group, appends messages in batches, and commits each
+// batch's records only after the store took it, so a crash or an outage
+// of the store loses nothing (redelivered messages collapse, since Append
+// is idempotent). A failed batch is retried, with backoff, until it is
+// stored; meanwhile the writer keeps fetching until MaxBuffered messages
+// wait, then leaves the rest on the bus.
+type Writer struct {
+	cfg WriterConfig
+
+	inserted  atomic.Uint64
+	retries   atomic.Uint64
+	malformed atomic.Uint64
+	buffered  atomic.Int64
+}
+
+// WriterStats are the writer's counters, for metrics.
+type WriterStats struct {
+	// Inserted counts messages appended to the store.
+	Inserted uint64
+	// Retries counts failed Append attempts that were retried.
+	Retries uint64
+	// Malformed counts records that did not decode; they are skipped.
+	Malformed uint64
+	// Buffered is the number of messages fetched but not yet stored: the
+	// writer's own lag behind what it has read.
+	Buffered int64
+}
+
+// NewWriter returns a writer; Run starts it.
+func NewWriter(cfg WriterConfig) (*Writer, error) {
+	if cfg.Bus == nil {
+		return nil, ErrNoBus
+	}
+	if cfg.Store == nil {
+		return nil, ErrNoStore
+	}
+	if cfg.Stream == "" {
+		cfg.Stream = bus.StreamAccepted
+	}
+	if cfg.Group == "" {
+		cfg.Group = "history"
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1000
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 200 * time.Millisecond
+	}
+	if cfg.MaxBuffered <= 0 {
+		cfg.MaxBuffered = 8 * cfg.BatchSize
+	}
+	cfg.MaxBuffered = max(cfg.MaxBuffered, cfg.BatchSize)
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 5 * time.Second
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = cfg.MinBackoff
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Writer{cfg: cfg}, nil
+}
+
+// Stats returns the writer's counters.
+func (w *Writer) Stats() WriterStats {
+	return WriterStats{
+		Inserted:  w.inserted.Load(),
+		Retries:   w.retries.Load(),
+		Malformed: w.malformed.Load(),
+		Buffered:  w.buffered.Load(),
+	}
+}
+
+// Lag returns the number of messages fetched but not yet stored.
+func (w *Writer) Lag() int64 { return w.buffered.Load() }
+
+// batch is a unit of Append: its messages and the records to commit once
+// they are stored (including records that did not decode).
+type batch struct {
+	msgs []protocol.Message
+	recs []bus.Record
+	err  error // set by the flusher when the batch was given up at shutdown
+}
+
+// Run consumes the stream until ctx is done, then writes what it holds
+// (within ShutdownTimeout), commits it and returns nil. It returns an
+// error if the consumer cannot be opened or the bus closes.
+func (w *Writer) Run(ctx context.Context) error {
+	cons, err := w.cfg.Bus.Consumer(w.cfg.Stream, bus.ConsumerOptions{Group: w.cfg.Group})
+	if err != nil {
+		return fmt.Errorf("history: writer consumer: %w", err)
+	}
+	defer cons.Close()
+
+	// The flusher appends batches in order; the consumer goroutine (this
+	// one) fetches and commits, since a Consumer is used by one goroutine.
+	// flushCtx outlives ctx by ShutdownTimeout so the last batches land.
+	flushCtx, stopFlush := context.WithCancel(context.Background())
+	defer stopFlush()
+	todo := make(chan *batch, w.cfg.MaxBuffered/w.cfg.BatchSize+2)
+	done := make(chan *batch, cap(todo))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(done)
+		for b := range todo {
+			b.err = w.store(flushCtx, b.msgs)
+			done <- b
+		}
+	}()
+
+	var (
+		cur      batch
+		firstAt  time.Time // when cur got its first record
+		inflight int       // batches sent to the flusher, not yet done
+		runErr   error
+	)
+	commit := func(cctx context.Context, b *batch) {
+		w.buffered.Add(-int64(len(b.msgs)))
+		if b.err != nil {
+			return // not stored: leave it to the next run
+		}
+		if err := cons.Commit(cctx, b.recs...); err != nil {
+			// The records come again after a restart; Append collapses them.
+			w.cfg.Logger.Warn("history: writer commit", "err", err)
+		}
+	}
+	hand := func() {
+		if len(cur.recs) == 0 {
+			return
+		}
+		b := cur
+		cur = batch{}
+		inflight++
+		todo <- &b
+	}
+	for ctx.Err() == nil {
+		// Commit what the flusher finished.
+		for drained := false; !drained; {
+			select {
+			case b := <-done:
+				inflight--
+				commit(ctx, b)
+			default:
+				drained = true
+			}
+		}
+		if len(cur.msgs) >= w.cfg.BatchSize || (len(cur.recs) > 0 && time.Since(firstAt) >= w.cfg.FlushInterval) {
+			if inflight < cap(todo) {
+				hand()
+			}
+		}
+		if w.buffered.Load() >= int64(w.cfg.MaxBuffered) || inflight >= cap(todo) {
+			// Full: wait for the store, fetch nothing.
+			if inflight == 0 {
+				hand()
+			}
+			select {
+			case <-ctx.Done():
+			case b := <-done:
+				inflight--
+				commit(ctx, b)
+			}
+			continue
+		}
+		wait := w.cfg.FlushInterval
+		if len(cur.recs) > 0 {
+			wait = time.Until(firstAt.Add(w.cfg.FlushInterval))
+		}
+		if wait < time.Millisecond {
+			wait = time.Millisecond
+		}
+		fctx, cancel := context.WithTimeout(ctx, wait)
+		recs, err := cons.Fetch(fctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+				continue
+			}
+			if errors.Is(err, bus.ErrClosed) {
+				runErr = fmt.Errorf("history: writer fetch: %w", err)
+				break
+			}
+			w.cfg.Logger.Warn("history: writer fetch", "err", err)
+			sleep(ctx, w.cfg.MinBackoff)
+			continue
+		}
+		for _, r := range recs {
+			var m protocol.Message
+			if err := bus.Unmarshal(r.Value, &m); err != nil || m.Room == "" {
+				w.malformed.Add(1)
+				w.cfg.Logger.Warn("history: writer skips a malformed record", "partition", r.Partition, "offset", r.Offset, "err", err)
+			} else {
+				cur.msgs = append(cur.msgs, m)
+				w.buffered.Add(1)
+			}
+			if len(cur.recs) == 0 {
+				firstAt = time.Now()
+			}
+			cur.recs = append(cur.recs, r)
+			if len(cur.msgs) >= w.cfg.BatchSize && inflight < cap(todo) {
+				hand()
+			}
+		}
+	}
+
+	// Shutdown: write what is held, within ShutdownTimeout.
+	timer := time.AfterFunc(w.cfg.ShutdownTimeout, stopFlush)
+	defer timer.Stop()
+	hand()
+	close(todo)
+	cctx, cancel := context.WithTimeout(context.Background(), w.cfg.ShutdownTimeout+time.Second)
+	defer cancel()
+	for b := range done {
+		commit(cctx, b)
+	}
+	wg.Wait()
+	return runErr
+}
+
+// store appends msgs, retrying with exponential backoff until it succeeds
+// or ctx is done.
+func (w *Writer) store(ctx context.Context, msgs []protocol.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	backoff := w.cfg.MinBackoff
+	for {
+		err := w.cfg.Store.Append(ctx, msgs)
+		if err == nil {
+			w.inserted.Add(uint64(len(msgs)))
+			return nil
+		}
+		if ctx.Err() != nil {
+			w.cfg.Logger.Warn("history: writer gave up a batch at shutdown; it stays on the bus", "msgs", len(msgs), "err", err)
+			return err
+		}
+		w.retries.Add(1)
+		w.cfg.Logger.Warn("history: writer append failed, retrying", "msgs", len(msgs), "backoff", backoff, "err", err)
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, w.cfg.MaxBackoff)
+	}
+}
+
+// sleep waits d or until ctx is done; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
