@@ -200,6 +200,21 @@ func TestViewerInBrowser(t *testing.T) {
 	}
 }
 
+// TestProtocolDoc checks statements of docs/protocol.md (handshake
+// errors, frames, reject and close codes, limits) against the server with
+// node's "ws" package.
+func TestProtocolDoc(t *testing.T) {
+	node := need(t, "node", "node")
+	npmInstall(t)
+	s := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := run(t, ctx, ".", []string{"DANMAKU_HTTP=http://" + s.http, "DANMAKU_WS=ws://" + s.ws + "/ws"}, node, "protocol.mjs")
+	if err != nil {
+		t.Fatalf("protocol.mjs: %v", err)
+	}
+}
+
 // TestJSClient runs the unit tests of gateway/web/danmaku.js (node's test
 // runner with a scripted WebSocket): exactly-once delivery, gap resume,
 // send retries with the same id, kicks and drains.
