@@ -2,16 +2,24 @@ package chstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"os"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/history/chstore"
 	"github.com/danmaku-live/danmaku/pkg/history/historytest"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
 	"github.com/danmaku-live/danmaku/pkg/testenv"
 )
 
@@ -40,7 +48,7 @@ func newStore(t testing.TB, cfg chstore.Config) *chstore.Store {
 		if err := s.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-		dropDB(t, cfg.Addr, cfg.Database)
+		dropDB(t, testenv.Addr(t, testenv.ClickHouse), cfg.Database)
 	})
 	return s
 }
@@ -63,4 +71,258 @@ func dropDB(t testing.TB, addr, db string) {
 func TestSuite(t *testing.T) {
 	s := newStore(t, chstore.Config{})
 	historytest.Run(t, func(t *testing.T) history.Store { return s })
+}
+
+func TestConfigValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  chstore.Config
+		want error
+	}{
+		{"noAddr", chstore.Config{}, chstore.ErrNoAddr},
+		{"badDatabase", chstore.Config{Addr: "x:1", Database: "a;DROP"}, chstore.ErrIdentifier},
+		{"badTable", chstore.Config{Addr: "x:1", Table: "t.u"}, chstore.ErrIdentifier},
+		{"defaults", chstore.Config{Addr: "x:1"}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := c.cfg.Validate(); !errors.Is(err, c.want) {
+				t.Fatalf("Validate = %v, want %v", err, c.want)
+			}
+		})
+	}
+}
+
+func TestSchemaIsReused(t *testing.T) {
+	addr := testenv.Addr(t, testenv.ClickHouse)
+	db := testDB()
+	a := newStore(t, chstore.Config{Addr: addr, Database: db})
+	ctx := context.Background()
+	if err := a.Append(ctx, []protocol.Message{{Room: "r", Seq: 1, UID: "u", TS: time.Now().UnixMilli()}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := chstore.New(ctx, chstore.Config{Addr: addr, Database: db})
+	if err != nil {
+		t.Fatalf("second New on the same schema: %v", err)
+	}
+	defer b.Close()
+	if n, err := b.LastSeq(ctx, "r"); err != nil || n != 1 {
+		t.Fatalf("LastSeq through the second store = %d, %v; want 1", n, err)
+	}
+}
+
+func TestDropExpired(t *testing.T) {
+	s := newStore(t, chstore.Config{RetentionDays: 7, JanitorInterval: time.Hour})
+	ctx := context.Background()
+	now := time.Now()
+	day := 24 * time.Hour
+	ms := []protocol.Message{
+		{Room: "r", Seq: 1, UID: "u", Text: "old", TS: now.Add(-20 * day).UnixMilli()},
+		{Room: "r", Seq: 2, UID: "u", Text: "old", TS: now.Add(-9 * day).UnixMilli()},
+		{Room: "r", Seq: 3, UID: "u", Text: "kept", TS: now.Add(-6 * day).UnixMilli()},
+		{Room: "r", Seq: 4, UID: "u", Text: "kept", TS: now.UnixMilli()},
+	}
+	if err := s.Append(ctx, ms); err != nil {
+		t.Fatal(err)
+	}
+	dropped, err := s.DropExpired(ctx, now)
+	if err != nil {
+		t.Fatalf("DropExpired: %v", err)
+	}
+	want := []string{now.Add(-20 * day).UTC().Format("20060102"), now.Add(-9 * day).UTC().Format("20060102")}
+	slices.Sort(dropped)
+	if !slices.Equal(dropped, want) {
+		t.Errorf("dropped %v, want %v", dropped, want)
+	}
+	got, err := s.Range(ctx, "r", history.Filter{IncludeDeleted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	for _, m := range got {
+		seqs = append(seqs, m.Seq)
+	}
+	if !slices.Equal(seqs, []uint64{3, 4}) {
+		t.Errorf("after DropExpired seqs = %v, want [3 4]", seqs)
+	}
+	if again, err := s.DropExpired(ctx, now); err != nil || len(again) != 0 {
+		t.Errorf("second DropExpired = %v, %v; want nothing", again, err)
+	}
+}
+
+func TestJanitorRuns(t *testing.T) {
+	addr := testenv.Addr(t, testenv.ClickHouse)
+	db := testDB()
+	ctx := context.Background()
+	// Write old rows with the janitor off, then open a store whose janitor
+	// runs at start.
+	s := newStore(t, chstore.Config{Addr: addr, Database: db, RetentionDays: -1})
+	old := time.Now().Add(-40 * 24 * time.Hour).UnixMilli()
+	if err := s.Append(ctx, []protocol.Message{
+		{Room: "r", Seq: 1, UID: "u", TS: old},
+		{Room: "r", Seq: 2, UID: "u", TS: time.Now().UnixMilli()},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	j, err := chstore.New(ctx, chstore.Config{Addr: addr, Database: db, JanitorInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := s.Range(ctx, "r", history.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 1 && got[0].Seq == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("janitor (30-day retention) left %d rows, want only seq 2", len(got))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestNewFailsFastWhenDown(t *testing.T) {
+	testenv.Addr(t, testenv.ClickHouse) // a backend test: skip with the others
+	port := testenv.FreePort(t)
+	start := time.Now()
+	_, err := chstore.New(context.Background(), chstore.Config{Addr: fmt.Sprintf("127.0.0.1:%d", port), DialTimeout: time.Second})
+	if err == nil {
+		t.Fatal("New on a closed port succeeded")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("New on a closed port took %v", d)
+	}
+}
+
+// proxy forwards TCP connections to upstream until stopped; it can be
+// restarted on the same address.
+type proxy struct {
+	upstream string
+	addr     string
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[net.Conn]struct{}
+}
+
+func (p *proxy) start(t *testing.T) {
+	t.Helper()
+	addr := p.addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("proxy listen: %v", err)
+	}
+	p.mu.Lock()
+	p.ln, p.addr = ln, ln.Addr().String()
+	if p.conns == nil {
+		p.conns = make(map[net.Conn]struct{})
+	}
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", p.upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns[c], p.conns[u] = struct{}{}, struct{}{}
+			p.mu.Unlock()
+			go func() { io.Copy(u, c); u.Close() }()
+			go func() { io.Copy(c, u); c.Close() }()
+		}
+	}()
+}
+
+func (p *proxy) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ln.Close()
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+func TestOutage(t *testing.T) {
+	addr := testenv.Addr(t, testenv.ClickHouse)
+	p := &proxy{upstream: addr}
+	p.start(t)
+	defer p.stop()
+	db := testDB()
+	direct := newStore(t, chstore.Config{Addr: addr, Database: db})
+	s := newStore(t, chstore.Config{Addr: p.addr, Database: db, DialTimeout: time.Second, ReadTimeout: 2 * time.Second})
+	ctx := context.Background()
+	msg := func(seq uint64) protocol.Message {
+		return protocol.Message{Room: "out", Seq: seq, UID: "u", Text: "t", TS: time.Now().UnixMilli()}
+	}
+	if err := s.Append(ctx, []protocol.Message{msg(1)}); err != nil {
+		t.Fatalf("Append before the outage: %v", err)
+	}
+
+	p.stop()
+	start := time.Now()
+	if err := s.Append(ctx, []protocol.Message{msg(2)}); err == nil {
+		t.Fatal("Append during the outage succeeded")
+	}
+	if _, err := s.Range(ctx, "out", history.Filter{}); err == nil {
+		t.Fatal("Range during the outage succeeded")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("failing Append and Range took %v, want bounded by the timeouts", d)
+	}
+
+	// The writer holds its batch while the server is unreachable and
+	// stores it once it is back.
+	b := bus.NewMemory(bus.MemoryConfig{Partitions: 2})
+	w, err := history.NewWriter(history.WriterConfig{Bus: b, Store: s, BatchSize: 50, FlushInterval: 10 * time.Millisecond,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(wctx) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}()
+	var recs []bus.Record
+	for seq := uint64(2); seq <= 200; seq++ {
+		v, _ := bus.Marshal(msg(seq))
+		recs = append(recs, bus.Record{Key: "out", Value: v})
+	}
+	if err := b.Publisher(bus.StreamAccepted).Publish(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	for w.Stats().Retries < 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.start(t)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got, err := direct.Range(ctx, "out", history.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the outage %d of 200 messages stored (writer stats %+v)", len(got), w.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
