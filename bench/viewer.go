@@ -231,7 +231,7 @@ func (v *viewer) handle(p []byte, resuming *bool, dialStart time.Time) int64 {
 		var now int64
 		var lat [64]uint64
 		nl := 0
-		fresh := 0
+		fresh, dups := 0, 0
 		freshHistory := string(op) == protocol.OpHistory && !*resuming
 		v.mu.Lock()
 		eachMessage(p, func(seq uint64, sent int64) {
@@ -239,6 +239,7 @@ func (v *viewer) handle(p []byte, resuming *bool, dialStart time.Time) int64 {
 				return // recent messages shown on a fresh join
 			}
 			if !v.tr.Add(seq) {
+				dups++
 				return
 			}
 			fresh++
@@ -263,6 +264,9 @@ func (v *viewer) handle(p []byte, resuming *bool, dialStart time.Time) int64 {
 			v.lshard.record(lat[:nl]...)
 		}
 		v.st.deliveries.Add(int64(fresh))
+		if dups > 0 {
+			v.st.dups.Add(int64(dups))
+		}
 		if string(op) == protocol.OpHistory {
 			if *resuming {
 				v.st.resumed.Add(1)

@@ -1,0 +1,251 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/danmaku-live/danmaku/dispatch"
+	"github.com/danmaku-live/danmaku/gateway"
+	"github.com/danmaku-live/danmaku/logic"
+	"github.com/danmaku-live/danmaku/moderation"
+	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/history"
+	"github.com/danmaku-live/danmaku/pkg/presence"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws"
+)
+
+// fakeGateway accepts WebSocket upgrades and sends each connection joined,
+// an empty history and seqs 1..n in batches; the connection numbered gapAt
+// misses seq 5 and the one numbered dupAt gets seq 7 twice.
+func fakeGateway(t *testing.T, n uint64, gapAt, dupAt int64) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			k := conns.Add(1)
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				m := 0
+				var h ws.Handshake
+				for {
+					r, err := c.Read(buf[m:])
+					if err != nil {
+						return
+					}
+					m += r
+					h, _, err = ws.ParseUpgrade(buf[:m], 4096)
+					if errors.Is(err, ws.ErrNeedMore) {
+						continue
+					}
+					if err != nil {
+						return
+					}
+					break
+				}
+				out := ws.AppendAccept(nil, h.Key, "")
+				out = ws.AppendFrame(out, ws.OpText, protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: "r", Seq: 0, Online: 1}))
+				out = ws.AppendFrame(out, ws.OpText, protocol.EncodeHistory("r", nil, true))
+				for s := uint64(1); s <= n; s++ {
+					if s == 5 && k == gapAt {
+						continue
+					}
+					msg := protocol.Message{Seq: s, UID: "u", Name: "n", Text: benchText(time.Now().UnixNano(), s)}
+					out = ws.AppendFrame(out, ws.OpText, protocol.EncodeBatch("r", []protocol.Message{msg}))
+					if s == 7 && k == dupAt {
+						out = ws.AppendFrame(out, ws.OpText, protocol.EncodeBatch("r", []protocol.Message{msg}))
+					}
+				}
+				if _, err := c.Write(out); err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestWorkerCatchesGapAndDuplicate runs a worker against a server that
+// skips one seq for one viewer and repeats one for another.
+func TestWorkerCatchesGapAndDuplicate(t *testing.T) {
+	const viewers, n = 4, 10
+	addr := fakeGateway(t, n, 2, 3)
+	cmds := make(chan Command, 1)
+	var final Report
+	done := make(chan error, 1)
+	go func() {
+		done <- RunWorker(context.Background(), WorkerSpec{Gateways: []string{addr}, Viewers: []RoomCount{{Room: "r", Count: viewers}},
+			Tick: 50 * time.Millisecond}, cmds, func(r Report) {
+			if r.Type == "final" {
+				final = r
+			}
+		})
+	}()
+	cmds <- Command{Cmd: "finish", Final: map[string]uint64{"r": n}, Grace: 3 * time.Second}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if final.Established != viewers {
+		t.Fatalf("established %d, want %d", final.Established, viewers)
+	}
+	if final.Deliveries != viewers*n-1 || final.Lost != 1 || final.Dups != 1 || final.Gaps != 1 {
+		t.Fatalf("deliveries %d lost %d dups %d gaps %d, want %d 1 1 1", final.Deliveries, final.Lost, final.Dups, final.Gaps, viewers*n-1)
+	}
+	if HistFrom(final.Lat).Count() != uint64(viewers*n-1) {
+		t.Fatalf("latency samples %d, want %d", HistFrom(final.Lat).Count(), viewers*n-1)
+	}
+}
+
+// startStack runs gateway, logic, dispatch and the HTTP API in this process
+// on the in-memory backends and returns the WebSocket and HTTP addresses.
+func startStack(t *testing.T, secret string) (wsAddr, httpAddr string) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	signer, err := auth.NewSigner(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bus.NewMemory(bus.MemoryConfig{})
+	hist := history.NewMemory(history.MemoryConfig{})
+	pres := presence.NewMemory()
+	eng, err := moderation.New(moderation.Config{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := logic.New(logic.Config{Bus: b, Moderation: eng, Engine: eng, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hw, err := history.NewWriter(history.WriterConfig{Bus: b, Store: hist, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err := dispatch.New(dispatch.Config{Bus: b, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsAddr = wsLn.Addr().String()
+	wsLn.Close()
+	gw, err := gateway.New(gateway.Config{Addr: wsAddr, ID: "gw-test", Bus: b, History: hist, Presence: pres,
+		Signer: signer, MaxConnsPerIP: -1, DrainTimeout: time.Second, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := moderation.NewAPI(moderation.APIConfig{Bus: b, History: hist, Presence: pres, Signer: signer,
+		Engine: eng, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	for _, run := range []func(context.Context) error{lg.Run, hw.Run, dp.Run, api.Run} {
+		go func() { _ = run(ctx) }()
+	}
+	gwDone := make(chan error, 1)
+	go func() { gwDone <- gw.Run() }()
+	select {
+	case <-gw.Ready():
+	case err := <-gwDone:
+		t.Fatalf("gateway: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("gateway not ready")
+	}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	hln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux}
+	go func() { _ = srv.Serve(hln) }()
+	t.Cleanup(func() {
+		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c()
+		_ = gw.Shutdown(sctx)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	})
+	return wsAddr, hln.Addr().String()
+}
+
+// TestRunCountsDeliveries runs a small fanout against the real pipeline:
+// every viewer must get every published message (plus the final marker)
+// exactly once.
+func TestRunCountsDeliveries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the pipeline")
+	}
+	const secret = "bench-test-secret-0123456789"
+	wsAddr, httpAddr := startStack(t, secret)
+	o := &Options{Scenario: "fanout", Viewers: 40, Rooms: 1, Rate: 40, Duration: 2 * time.Second, Warmup: 200 * time.Millisecond,
+		Grace: 5 * time.Second, ConnectTimeout: 20 * time.Second, WS: wsAddr, HTTP: httpAddr, Secret: secret,
+		InProcess: true, Workers: 2, Out: t.TempDir(), Name: "test", Quiet: true}
+	o.Defaults()
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connected != 40 || res.Failed != 0 {
+		t.Fatalf("connected %d failed %d; notes %v", res.Connected, res.Failed, res.Notes)
+	}
+	if res.Published < 40 || res.PublishErrors != 0 {
+		t.Fatalf("published %d errors %d", res.Published, res.PublishErrors)
+	}
+	// Every viewer gets every published message and the final marker.
+	if want := 40 * (res.Published + 1); res.Deliveries != want || res.Lost != 0 || res.Dups != 0 {
+		t.Fatalf("deliveries %d, want %d; lost %d dups %d", res.Deliveries, want, res.Lost, res.Dups)
+	}
+	if res.Deliveries != res.Expected {
+		t.Fatalf("deliveries %d expected %d lost %d dups %d", res.Deliveries, res.Expected, res.Lost, res.Dups)
+	}
+	if res.Latency.Count != uint64(res.Deliveries) || res.Latency.P50 <= 0 {
+		t.Fatalf("latency %+v for %d deliveries", res.Latency, res.Deliveries)
+	}
+	if err := res.WriteHTML(o.Out + "/r.html"); err != nil {
+		t.Fatal(err)
+	}
+	if err := res.WriteJSON(o.Out + "/r.json"); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadResult(o.Out + "/r.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	worse := *back
+	worse.Latency.P99 = back.Latency.P99*2 + 10
+	worse.Lost = 3
+	var regressed []string
+	for _, d := range Compare(back, &worse, 0.1) {
+		if d.Regressed {
+			regressed = append(regressed, d.Name)
+		}
+	}
+	if len(regressed) != 2 || regressed[0] != "latency_p99_ms" || regressed[1] != "lost" {
+		t.Fatalf("regressed %v, want [latency_p99_ms lost]", regressed)
+	}
+}
