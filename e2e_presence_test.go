@@ -384,3 +384,143 @@ func TestPresenceTwoGateways(t *testing.T) {
 		t.Errorf("online frame on gateway A says %d after the kill, want 2", n)
 	}
 }
+
+// runDev runs deploy/dev/<script> with args and extra environment.
+func runDev(t *testing.T, env []string, script string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("bash", append([]string{filepath.Join("deploy", "dev", script)}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", script, args, err, out)
+	}
+}
+
+// readAddr reads an address file a dev script wrote.
+func readAddr(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// sendAll sends n messages from c to room, each acknowledged, and returns
+// the acked seqs with the longest wait for an ack.
+func sendAll(t *testing.T, ctx context.Context, c *client.Client, room, tag string, n int, gap time.Duration) (map[uint64]string, time.Duration) {
+	t.Helper()
+	acked := make(map[uint64]string, n)
+	var slowest time.Duration
+	for i := range n {
+		text := fmt.Sprintf("%s-%d", tag, i)
+		start := time.Now()
+		f, err := c.Send(ctx, room, text)
+		if err != nil || f.Op != protocol.OpAck || f.Seq == 0 {
+			t.Fatalf("send %s: %+v, %v", text, f, err)
+		}
+		slowest = max(slowest, time.Since(start))
+		acked[f.Seq] = text
+		time.Sleep(gap)
+	}
+	return acked, slowest
+}
+
+// waitDelivered waits until rec holds every acked seq of room.
+func waitDelivered(t *testing.T, rec *recorder, room string, acked map[uint64]string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := make(map[uint64]string)
+		for _, m := range rec.get(room) {
+			got[m.Seq] = m.Text
+		}
+		missing := 0
+		for seq, text := range acked {
+			if got[seq] != text {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("viewer is missing %d of %d acked messages", missing, len(acked))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRedisDownMessagesFlow stops the Redis that `danmaku all` keeps
+// presence and sessions in, mid-stream: sends are still acknowledged
+// promptly and viewers receive them; when Redis comes back on the same
+// port, counts and the single-session rule recover without a restart.
+func TestRedisDownMessagesFlow(t *testing.T) {
+	testenv.Addr(t, testenv.Redis) // the dev environment that installs redis-server
+	dir := t.TempDir()
+	runDev(t, nil, "redis.sh", "start", dir)
+	t.Cleanup(func() { runDev(t, nil, "redis.sh", "stop", dir) })
+	addr := readAddr(t, filepath.Join(dir, "redis.addr"))
+	_, port, _ := net.SplitHostPort(addr)
+	t.Setenv("DANMAKU_PRESENCE_INTERVAL", "300ms")
+	httpAddr, wsAddr := startAll(t, "--presence", "redis", "--redis", addr)
+	room := "redis-down"
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	var rec recorder
+	viewer, err := client.Dial(ctx, client.Config{URL: "ws://" + wsAddr + "/ws", OnMessage: rec.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viewer.Close()
+	if err := viewer.Join(ctx, room, 0); err != nil {
+		t.Fatal(err)
+	}
+	sender, err := client.Dial(ctx, client.Config{URL: "ws://" + wsAddr + "/ws", Token: token(t, "redis-sender", "mod", "*")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	if err := sender.Join(ctx, room, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitOnline(t, httpAddr, room, 2, 5*time.Second)
+	acked, _ := sendAll(t, ctx, sender, room, "before", 10, 20*time.Millisecond)
+
+	runDev(t, nil, "redis.sh", "stop", dir)
+	// A viewer with a device joins while Redis is down: its session
+	// claim fails off the loop; it is served anyway.
+	during := dialRaw(t, wsAddr, room, deviceToken(t, "redis-late", "tv"))
+	during.waitOp(t, protocol.OpJoined, 3*time.Second)
+	more, slowest := sendAll(t, ctx, sender, room, "down", 30, 50*time.Millisecond)
+	for k, v := range more {
+		acked[k] = v
+	}
+	t.Logf("with Redis down: 30 sends acked, slowest ack %v", slowest.Round(time.Millisecond))
+	if slowest > time.Second {
+		t.Errorf("slowest ack with Redis down took %v, want under 1s", slowest)
+	}
+	waitDelivered(t, &rec, room, acked, 5*time.Second)
+	if _, err := onlineOf(httpAddr, room); err == nil {
+		t.Log("online answered from somewhere while Redis was down")
+	}
+
+	runDev(t, []string{"REDIS_PORT=" + port}, "redis.sh", "start", dir)
+	took := waitOnline(t, httpAddr, room, 3, 5*time.Second)
+	t.Logf("online count back at 3 %v after Redis restarted", took.Round(time.Millisecond))
+	more, _ = sendAll(t, ctx, sender, room, "after", 5, 20*time.Millisecond)
+	for k, v := range more {
+		acked[k] = v
+	}
+	waitDelivered(t, &rec, room, acked, 5*time.Second)
+	// The single-session rule works again: the refresher claimed the
+	// session of the viewer that joined during the outage, and a second
+	// login on its device kicks it.
+	time.Sleep(1500 * time.Millisecond)
+	again := dialRaw(t, wsAddr, room, deviceToken(t, "redis-late", "tv"))
+	again.waitOp(t, protocol.OpJoined, 3*time.Second)
+	during.expectKicked(t, "viewer that joined during the outage")
+	if len(rec.get(room)) != len(acked) {
+		t.Errorf("viewer got %d messages, want %d (no duplicates)", len(rec.get(room)), len(acked))
+	}
+}

@@ -138,24 +138,37 @@ func (ss *sessions) kick(se *session, prev string) {
 	ss.s.m.sessionKicks.Inc()
 }
 
-// run refreshes the holds of live connections every ttl/3 and claims those
-// whose claim failed, until the server stops. A connection whose session
-// another connection has claimed since is kicked. Runs on its own
-// goroutine.
+// claimRetry is how often claims that failed (the registry was down) are
+// tried again. Short, so that after an outage a connection that logged in
+// meanwhile claims its session before a newer login could, and is not
+// mistaken for the newer one.
+const claimRetry = time.Second
+
+// run refreshes the holds of live connections every ttl/3 and retries
+// failed claims every claimRetry, until the server stops. A connection
+// whose session another connection has claimed since is kicked. Runs on
+// its own goroutine.
 func (ss *sessions) run() {
-	t := time.NewTicker(ss.ttl / 3)
+	t := time.NewTicker(min(claimRetry, ss.ttl/3))
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ss.s.ctx.Done():
 			return
 		case <-t.C:
 		}
-		ss.refreshAll()
+		refresh := time.Since(last) >= ss.ttl/3
+		if refresh {
+			last = time.Now()
+		}
+		ss.refreshAll(refresh)
 	}
 }
 
-func (ss *sessions) refreshAll() {
+// refreshAll claims the sessions whose claim failed and, when refresh is
+// set, refreshes the others.
+func (ss *sessions) refreshAll(refresh bool) {
 	ss.mu.Lock()
 	all := make([]*session, 0, len(ss.m))
 	claimed := make([]bool, 0, len(ss.m))
@@ -172,6 +185,9 @@ func (ss *sessions) refreshAll() {
 			if !ss.claim(se) {
 				return // the registry is down: try the rest next round
 			}
+			continue
+		}
+		if !refresh {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(ss.s.ctx, sessionCallTimeout)
