@@ -90,8 +90,10 @@ type Config struct {
 	// HistoryOnJoin is how many recent messages a join without resume
 	// gets. Zero value means 50.
 	HistoryOnJoin int
-	// MaxResume is the largest gap a resume fills; a larger gap gets the
-	// newest MaxResume messages with complete:false. Zero value means 1000.
+	// MaxResume is the largest gap a resume fills from the store; a larger
+	// gap gets the oldest MaxResume messages after the resume point, then
+	// the gateway's recent messages, with complete:false. Zero value means
+	// 1000.
 	MaxResume int
 	// RingSize is how many recent messages per room the gateway keeps in
 	// memory for joins and resumes. Zero value means 1024.

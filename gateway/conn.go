@@ -49,6 +49,9 @@ type conn struct {
 	lastRecv int64
 	closeAt  int64 // drain: close with 1001 at this time; 0 = not draining
 	overSoft int64 // when the backlog went above SoftOutbound; 0 = below
+	// lingerUntil: a close frame was sent; close the TCP connection at this
+	// time if the client has not answered with its own close frame.
+	lingerUntil int64
 	// registered is set once the conn is in the server's sender registry.
 	registered bool
 }
@@ -76,12 +79,41 @@ func (c *conn) onTraffic() gnet.Action {
 		_, _ = c.gc.Discard(used)
 	}
 	if c.state == stateClosing {
-		// Drop unread input; the close is on its way.
-		if n := c.gc.InboundBuffered(); n > 0 {
-			_, _ = c.gc.Discard(n)
-		}
+		c.drainClosing()
 	}
 	return gnet.None
+}
+
+// closeLinger is how long a connection that was sent a close frame is kept
+// open waiting for the client's close frame. Closing at once while the
+// client still writes would make the kernel reset the connection and the
+// client could lose the close frame (and its code).
+const closeLinger = time.Second
+
+// drainClosing reads and discards input of a connection whose close frame
+// was sent; the client's close frame, a parse error or the linger deadline
+// (enforced by the sweep) closes it. Runs on the loop.
+func (c *conn) drainClosing() {
+	for {
+		n := c.gc.InboundBuffered()
+		if n == 0 {
+			return
+		}
+		buf, _ := c.gc.Peek(n)
+		msg, used, ok, err := c.rd.Next(buf)
+		if errors.Is(err, ws.ErrNeedMore) {
+			if n > 2*c.s.cfg.MaxMessage {
+				_ = c.gc.Close()
+			}
+			return
+		}
+		if err != nil || (ok && msg.Op == ws.OpClose) {
+			_, _ = c.gc.Discard(n)
+			_ = c.gc.Close()
+			return
+		}
+		_, _ = c.gc.Discard(used)
+	}
 }
 
 // handshake parses the upgrade request. It returns the bytes consumed (0
@@ -323,6 +355,7 @@ func (c *conn) writeFrame(frame []byte, droppable bool) bool {
 		// The close frame may never reach a viewer that does not read;
 		// it is queued for one that merely reads slowly.
 		c.closeWith(protocol.CloseSlowConsumer, "slow consumer", "slow_consumer")
+		_ = c.gc.Close() // it does not read: no point waiting for its close frame
 		return false
 	}
 	if droppable && out > s.cfg.SoftOutbound {
@@ -340,17 +373,26 @@ func (c *conn) writeControl(op byte, payload []byte) {
 	_, _ = c.gc.Write(ws.AppendFrame(nil, ws.OpCode(op), payload))
 }
 
-// closeWith sends a close frame and closes the connection. Runs on the loop.
+// closeWith sends a close frame and closes the connection once the client
+// answers with its own close frame, or after closeLinger. A close the
+// client started (its close frame already read) closes at once.
+// Runs on the loop.
 func (c *conn) closeWith(code uint16, reason, metric string) {
 	if c.state == stateClosing {
 		return
 	}
-	if c.state == stateOpen {
+	wasOpen := c.state == stateOpen
+	if wasOpen {
 		_, _ = c.gc.Write(ws.AppendClose(nil, code, reason))
 	}
 	c.state = stateClosing
 	c.s.m.closes.WithLabelValues(metric).Inc()
-	_ = c.gc.Close()
+	if !wasOpen || metric == "client" {
+		_ = c.gc.Close()
+		return
+	}
+	c.rd.Reset()
+	c.lingerUntil = c.s.nowMs() + closeLinger.Milliseconds()
 }
 
 // abort closes without a close frame (handshake timeout).

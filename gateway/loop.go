@@ -93,6 +93,11 @@ func (l *loop) sweep(s *Server, now time.Time) {
 				s.m.handshakes.WithLabelValues("timeout").Inc()
 				c.abort("handshake_timeout")
 			}
+		case c.state == stateClosing:
+			if c.lingerUntil != 0 && nowMs >= c.lingerUntil {
+				c.lingerUntil = 0
+				_ = c.gc.Close()
+			}
 		case c.state != stateOpen:
 		case c.closeAt != 0 && nowMs >= c.closeAt:
 			c.closeWith(1001, "server draining", "drain")

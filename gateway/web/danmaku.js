@@ -48,7 +48,6 @@ export const CloseCodes = Object.freeze({
   KICKED: 4001,
   IDLE_TIMEOUT: 4002,
   BAD_FRAMES: 4003,
-  TOO_MANY_ROOMS: 4004,
   TOKEN_EXPIRED: 4005,
 });
 

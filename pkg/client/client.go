@@ -64,8 +64,9 @@ type Config struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// Client is a danmaku connection that survives disconnects. Its methods are
-// safe for concurrent use.
+// Client is a danmaku connection that survives disconnects (but not a kick,
+// close 4001, or an expired token, close 4005: then Done is closed). Its
+// methods are safe for concurrent use.
 type Client struct {
 	cfg  Config
 	host string
@@ -198,7 +199,17 @@ func (c *Client) loop(conn net.Conn, br *bufio.Reader) {
 		if c.isClosed() {
 			return
 		}
-		_ = err
+		var ce *CloseError
+		if errors.As(err, &ce) && (ce.Code == protocol.CloseKicked || ce.Code == protocol.CloseTokenExpired) {
+			// Kicked or token expired: reconnecting would not help.
+			c.mu.Lock()
+			if c.kicked == "" {
+				c.kicked = ce.Reason
+			}
+			c.mu.Unlock()
+			c.shutdown()
+			return
+		}
 		for {
 			d := backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt)
 			attempt++
@@ -399,6 +410,10 @@ func (c *Client) handle(b []byte) {
 		c.mu.Lock()
 		c.kicked = f.Reason
 		c.mu.Unlock()
+	case protocol.OpReconnect:
+		// Graceful drain: move on after after_ms (the server closes with
+		// 1001 then at the latest).
+		time.AfterFunc(time.Duration(f.AfterMs)*time.Millisecond, c.Drop)
 	}
 	if c.cfg.OnFrame != nil {
 		c.cfg.OnFrame(f)
@@ -619,11 +634,26 @@ func (c *Client) isClosed() bool {
 	return c.closed
 }
 
+// Done is closed when the client stops for good: after Close, a kick
+// (close 4001) or an expired token (close 4005).
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// shutdown stops reconnecting without waiting for the loop (it runs on it).
+func (c *Client) shutdown() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.closed = true
+		close(c.done)
+	}
+}
+
 // Close closes the connection and stops reconnecting.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		c.wg.Wait()
 		return nil
 	}
 	c.closed = true

@@ -60,8 +60,6 @@ const (
 	// CloseBadFrames: too many invalid protocol frames (bad JSON, unknown
 	// ops) in a short time.
 	CloseBadFrames uint16 = 4003
-	// CloseTooManyRooms: the connection tried to join more rooms than allowed.
-	CloseTooManyRooms uint16 = 4004
 	// CloseTokenExpired: the connection's token expired.
 	CloseTokenExpired uint16 = 4005
 )
