@@ -11,7 +11,11 @@
 #   make test-unit  go test -race ./... with no servers (backend tests skip)
 #   make fuzz       every fuzz target for FUZZTIME (default 60s) each
 #   make lint       gofmt and go vet
-#   make bench      load benchmarks (go run . bench)
+#   make bench      the default load run (fanout: 5000 viewers, 100 msg/s,
+#                   30 s on one embedded danmaku all; under 2 minutes);
+#                   bench-idle, bench-fanout, bench-rooms, bench-storm,
+#                   bench-send, bench-soak run one scenario each
+#                   (BENCHFLAGS adds flags; results in bench-results/)
 #   make clean      remove build output
 
 SHELL := /bin/bash
@@ -34,7 +38,7 @@ TESTENV ?=
 FUZZTIME ?= 60s
 FUZZSMOKE ?= 5s
 
-.PHONY: build run deps test test-unit fuzz fuzz-smoke lint bench clean
+.PHONY: build run deps test test-unit fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak clean
 
 build:
 	go build -o bin/danmaku .
@@ -75,8 +79,31 @@ fuzz-smoke:
 
 # bench runs the load generator (the `bench` subcommand of the danmaku
 # binary); results go to BENCHMARKS.md with the command that produced them.
-bench:
-	go run . bench
+# The binary is built first: the harness re-executes itself for its worker
+# processes and servers. See docs/bench.md.
+BENCHFLAGS ?=
+BENCHBIN := bin/danmaku
+
+bench: build
+	$(BENCHBIN) bench fanout --viewers 5000 --rate 100 --duration 30s --name make-bench $(BENCHFLAGS)
+
+bench-idle: build
+	$(BENCHBIN) bench idle --viewers 19000 --duration 10s $(BENCHFLAGS)
+
+bench-fanout: build
+	$(BENCHBIN) bench fanout --viewers 19000 --rate 100 --duration 30s $(BENCHFLAGS)
+
+bench-rooms: build
+	$(BENCHBIN) bench rooms --viewers 20000 --rooms 200 --rate 500 --duration 30s $(BENCHFLAGS)
+
+bench-storm: build
+	$(BENCHBIN) bench storm --viewers 19000 --rate 50 --duration 45s --drop-at 10s $(BENCHFLAGS)
+
+bench-send: build
+	$(BENCHBIN) bench send --viewers 1000 --senders 1000 --send-rate 2 --keywords 10000 --bad-ratio 0.1 --duration 30s $(BENCHFLAGS)
+
+bench-soak: build
+	$(BENCHBIN) bench soak --viewers 10000 --rooms 50 --rate 200 --duration 10m --report-every 1m $(BENCHFLAGS)
 
 clean:
 	rm -rf bin

@@ -85,8 +85,8 @@ func isTerminal(w io.Writer) bool {
 func printSummary(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "%s: %d/%d viewers connected in %.1fs (%.0f/s, %d failures); load %.2f → %.2f\n",
 		r.Scenario, r.Connected, r.Viewers, r.ConnectSecs, r.ConnectRate, r.Failed, r.Load[0], r.Load[1])
-	fmt.Fprintf(w, "published %d (%d errors) in %.1fs; deliveries %d of %d (%s/s); lost %d; dups %d\n",
-		r.Published, r.PublishErrors, r.TrafficSecs, r.Deliveries, r.Expected, human(r.DeliveriesPS), r.Lost, r.Dups)
+	fmt.Fprintf(w, "published %d (%d errors) in %.1fs; deliveries %d of %d (%s/s, %.1f msgs/frame); lost %d (gaps %d, rest undelivered at the end); dups %d\n",
+		r.Published, r.PublishErrors, r.TrafficSecs, r.Deliveries, r.Expected, human(r.DeliveriesPS), r.MsgsPerFrame, r.Lost, r.Gaps, r.Dups)
 	l := r.Latency
 	fmt.Fprintf(w, "latency ms: p50 %.2f p90 %.2f p99 %.2f p999 %.2f max %.2f (%d samples)\n", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
 	g := r.Gateway

@@ -117,16 +117,24 @@ type Result struct {
 	ConnectRate float64   `json:"connect_per_s"`
 	ConnectLat  Quantiles `json:"connect_latency"`
 
-	Published     int64     `json:"published"`
-	PublishErrors int64     `json:"publish_errors"`
-	TrafficSecs   float64   `json:"traffic_s"`
-	Deliveries    int64     `json:"deliveries"`
-	Expected      int64     `json:"expected"`
-	DeliveriesPS  float64   `json:"deliveries_per_s"`
-	Lost          int64     `json:"lost"`
-	Dups          int64     `json:"dups"`
-	Latency       Quantiles `json:"latency"`
-	LatencyHist   HistData  `json:"latency_hist"`
+	Published     int64   `json:"published"`
+	PublishErrors int64   `json:"publish_errors"`
+	TrafficSecs   float64 `json:"traffic_s"`
+	Deliveries    int64   `json:"deliveries"`
+	Expected      int64   `json:"expected"`
+	DeliveriesPS  float64 `json:"deliveries_per_s"`
+	// Lost counts seqs up to each room's final seq a viewer never got;
+	// Gaps is the part of it that was skipped (a later seq arrived) rather
+	// than still undelivered at the end of the grace period.
+	Lost   int64 `json:"lost"`
+	Gaps   int64 `json:"gaps"`
+	Frames int64 `json:"frames"`
+	Bytes  int64 `json:"bytes"`
+	// MsgsPerFrame is deliveries / frames: how well the gateway batches.
+	MsgsPerFrame float64   `json:"msgs_per_frame"`
+	Dups         int64     `json:"dups"`
+	Latency      Quantiles `json:"latency"`
+	LatencyHist  HistData  `json:"latency_hist"`
 
 	Gateway  GatewayCost  `json:"gateway"`
 	Harness  HarnessCost  `json:"harness"`
@@ -220,7 +228,7 @@ func (r *Result) Metrics() map[string]float64 {
 
 // LowerIsBetter reports the direction of a metric of Metrics.
 func LowerIsBetter(name string) bool {
-	for _, s := range []string{"_ms", "lost", "dups", "failures", "bytes_per_conn", "cpu_per", "_after_s", "incomplete"} {
+	for _, s := range []string{"_ms", "lost", "dups", "gaps", "failures", "bytes_per_conn", "cpu_per", "_after_s", "incomplete"} {
 		if strings.Contains(name, s) {
 			return true
 		}

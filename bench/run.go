@@ -487,7 +487,11 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 			res.Notes = append(res.Notes, fmt.Sprintf("the publisher fell behind the rate by %d messages", b))
 		}
 	}
-	res.Deliveries, res.Dups, res.Lost = t.Deliveries, t.Dups, t.Lost
+	res.Deliveries, res.Dups, res.Lost, res.Gaps = t.Deliveries, t.Dups, t.Lost, t.Gaps
+	res.Frames, res.Bytes = t.Frames, t.Bytes
+	if t.Frames > 0 {
+		res.MsgsPerFrame = float64(t.Deliveries) / float64(t.Frames)
+	}
 	res.Expected = t.Deliveries + t.Lost
 	d := t.Deliveries - startDeliv
 	secs := deliverEnd.Sub(trafficStart).Seconds()

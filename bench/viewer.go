@@ -157,6 +157,7 @@ func (v *viewer) serve(c net.Conn, buf []byte, dialStart time.Time) (afterMs int
 	n := len(buf)
 	buf = buf[:cap(buf)]
 	resuming := v.joined
+	var frames, nbytes int64
 	for {
 		// Consume every complete frame in buf[:n].
 		off := 0
@@ -193,8 +194,8 @@ func (v *viewer) serve(c net.Conn, buf []byte, dialStart time.Time) (afterMs int
 			}
 			payload := p[h : h+l]
 			off += h + l
-			v.st.frames.Add(1)
-			v.st.bytes.Add(int64(h + l))
+			frames++
+			nbytes += int64(h + l)
 			switch ws.OpCode(op) {
 			case ws.OpClose:
 				return afterMs, errClosed
@@ -208,6 +209,11 @@ func (v *viewer) serve(c net.Conn, buf []byte, dialStart time.Time) (afterMs int
 			}
 		}
 	more:
+		if frames > 0 {
+			v.st.frames.Add(frames)
+			v.st.bytes.Add(nbytes)
+			frames, nbytes = 0, 0
+		}
 		if off > 0 {
 			n = copy(buf, buf[off:n])
 		}

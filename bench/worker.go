@@ -312,7 +312,11 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 				}
 				deadline := time.Now().Add(c.Grace)
 				for time.Now().Before(deadline) && !caughtUp(viewers, c.Final) {
-					time.Sleep(20 * time.Millisecond)
+					select {
+					case <-tick.C:
+						report("tick", 0) // keep the timeline going while viewers catch up
+					case <-time.After(20 * time.Millisecond):
+					}
 				}
 				var lost int64
 				for _, v := range viewers {

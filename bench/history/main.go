@@ -1,0 +1,236 @@
+// Command history measures the history figures of BENCHMARKS.md against a
+// ClickHouse server:
+//
+//   - history on join: the time from a viewer's join frame to its history
+//     frame (50 messages), when the gateway's ring of the room is warm
+//     (served from memory) and when it is cold (loaded from ClickHouse);
+//   - the insert rate of the history writer: messages on the accepted
+//     stream appended to ClickHouse, in rows per second.
+//
+// It runs a gateway in this process on the in-memory bus, so the figures
+// are the gateway's and the store's, without Kafka. Usage:
+//
+//	go run ./bench/history -clickhouse 127.0.0.1:9000 [-joins 2000] [-rooms 300] [-rows 200000]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/danmaku-live/danmaku/gateway"
+	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/client"
+	"github.com/danmaku-live/danmaku/pkg/history"
+	"github.com/danmaku-live/danmaku/pkg/history/chstore"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "history bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	addr := flag.String("clickhouse", os.Getenv("DANMAKU_TEST_CLICKHOUSE"), "ClickHouse native address (env DANMAKU_TEST_CLICKHOUSE)")
+	db := flag.String("db", "danmaku_bench_history", "database (created; its messages table is dropped first)")
+	joins := flag.Int("joins", 2000, "joins of the warm room")
+	rooms := flag.Int("rooms", 300, "cold rooms, one join each")
+	rows := flag.Int("rows", 200_000, "messages the writer inserts")
+	batch := flag.Int("batch", 1000, "writer batch size (rows per INSERT)")
+	flag.Parse()
+	if *addr == "" {
+		return errors.New("-clickhouse (or DANMAKU_TEST_CLICKHOUSE) is required")
+	}
+	ctx := context.Background()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := dropMessages(ctx, *addr, *db); err != nil {
+		return err
+	}
+	st, err := chstore.New(ctx, chstore.Config{Addr: *addr, Database: *db, RetentionDays: -1, Logger: quiet})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	fmt.Printf("history bench: ClickHouse %s, database %s\n", *addr, *db)
+
+	if err := benchJoins(ctx, st, *joins, *rooms, quiet); err != nil {
+		return err
+	}
+	return benchInsert(ctx, st, *rows, *batch, quiet)
+}
+
+// msgs returns n messages of room with seqs from..from+n-1.
+func msgs(room string, from uint64, n int) []protocol.Message {
+	now := time.Now().UnixMilli()
+	out := make([]protocol.Message, n)
+	for i := range out {
+		seq := from + uint64(i)
+		out[i] = protocol.Message{Room: room, Seq: seq, ID: "id-" + strconv.FormatUint(seq, 10), UID: "u" + strconv.Itoa(i%97),
+			Name: "viewer", Text: "message number " + strconv.FormatUint(seq, 10) + " 前方高能", TS: now - int64(n-i)}
+	}
+	return out
+}
+
+func benchJoins(ctx context.Context, st *chstore.Store, joins, rooms int, log *slog.Logger) error {
+	const perRoom = 200
+	// Cold rooms exist only in ClickHouse; the warm room also in the ring.
+	for r := range rooms {
+		if err := st.Append(ctx, msgs("cold-"+strconv.Itoa(r), 1, perRoom)); err != nil {
+			return err
+		}
+	}
+	if err := st.Append(ctx, msgs("warm", 1, perRoom)); err != nil {
+		return err
+	}
+	b := bus.NewMemory(bus.MemoryConfig{})
+	defer b.Close()
+	signer, _ := auth.NewSigner("bench-history")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	wsAddr := ln.Addr().String()
+	ln.Close()
+	gw, err := gateway.New(gateway.Config{Addr: wsAddr, Bus: b, History: st, Signer: signer, Logger: log, Loops: 1})
+	if err != nil {
+		return err
+	}
+	go func() { _ = gw.Run() }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = gw.Shutdown(sctx)
+	}()
+	<-gw.Ready()
+	url := "ws://" + gw.Addr() + "/ws"
+
+	// Warm the ring: a resident viewer, then the room's messages through
+	// the dispatch stream, as dispatch would send them.
+	resident, err := client.Dial(ctx, client.Config{URL: url})
+	if err != nil {
+		return err
+	}
+	defer resident.Close()
+	if err := resident.Join(ctx, "warm", 0); err != nil {
+		return err
+	}
+	pub := b.Publisher(bus.StreamDispatch)
+	if err := pub.Publish(ctx, bus.Record{Key: "warm", Value: protocol.EncodeBatch("warm", msgs("warm", 1, perRoom))}); err != nil {
+		return err
+	}
+	for resident.LastSeq("warm") < perRoom {
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	joiner, err := client.Dial(ctx, client.Config{URL: url})
+	if err != nil {
+		return err
+	}
+	defer joiner.Close()
+	measure := func(room string) (time.Duration, error) {
+		start := time.Now()
+		if err := joiner.Join(ctx, room, 0); err != nil {
+			return 0, err
+		}
+		d := time.Since(start)
+		return d, joiner.Leave(room)
+	}
+	warm := make([]time.Duration, 0, joins)
+	for range joins {
+		d, err := measure("warm")
+		if err != nil {
+			return err
+		}
+		warm = append(warm, d)
+	}
+	cold := make([]time.Duration, 0, rooms)
+	for r := range rooms {
+		d, err := measure("cold-" + strconv.Itoa(r))
+		if err != nil {
+			return err
+		}
+		cold = append(cold, d)
+	}
+	report("history on join, ring warm (gateway memory)", warm)
+	report("history on join, ring cold (ClickHouse)", cold)
+	return nil
+}
+
+func report(what string, ds []time.Duration) {
+	slices.Sort(ds)
+	q := func(p float64) time.Duration { return ds[min(len(ds)-1, int(p*float64(len(ds))))] }
+	fmt.Printf("%-45s n=%-5d p50 %-9v p99 %-9v max %v\n", what, len(ds), q(0.50).Round(time.Microsecond),
+		q(0.99).Round(time.Microsecond), ds[len(ds)-1].Round(time.Microsecond))
+}
+
+func benchInsert(ctx context.Context, st *chstore.Store, rows, batch int, log *slog.Logger) error {
+	b := bus.NewMemory(bus.MemoryConfig{Retain: rows})
+	defer b.Close()
+	w, err := history.NewWriter(history.WriterConfig{Bus: b, Store: st, BatchSize: batch, Logger: log})
+	if err != nil {
+		return err
+	}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	// Encode first, so the timing covers the writer and the store only.
+	const rooms = 100
+	recs := make([]bus.Record, 0, rows)
+	for i := range rows {
+		room := "ins-" + strconv.Itoa(i%rooms)
+		m := msgs(room, uint64(i/rooms+1), 1)[0]
+		v, err := bus.Marshal(m)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, bus.Record{Key: room, Value: v})
+	}
+	time.Sleep(200 * time.Millisecond) // let the writer's group join
+	pub := b.Publisher(bus.StreamAccepted)
+	start := time.Now()
+	for i := 0; i < len(recs); i += 1000 {
+		if err := pub.Publish(ctx, recs[i:min(i+1000, len(recs))]...); err != nil {
+			return err
+		}
+	}
+	for w.Stats().Inserted < uint64(rows) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	took := time.Since(start)
+	stop()
+	if err := <-done; err != nil {
+		return err
+	}
+	fmt.Printf("%-45s %d rows in %v: %.0f rows/s (batch %d, %d retries)\n", "history writer insert rate", rows,
+		took.Round(time.Millisecond), float64(rows)/took.Seconds(), batch, w.Stats().Retries)
+	return nil
+}
+
+// dropMessages drops the benchmark's messages table, so every run starts
+// from an empty table.
+func dropMessages(ctx context.Context, addr, db string) error {
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
+		return err
+	}
+	return conn.Exec(ctx, "DROP TABLE IF EXISTS "+db+".messages")
+}
