@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -26,6 +27,8 @@ commands:
   logic     the logic worker (moderation, seq) and the history writer
   dispatch  the fan-out stage
   token     print a signed token: token --sub U --name N --role R [--rooms a,b] [--ttl D]
+  probe     probe [URL]: exit 0 when URL (default http://127.0.0.1:8080/readyz) answers 200;
+            a health check for images without curl
   bench     load harness: bench <idle|fanout|rooms|storm|send|soak> [flags], bench compare a.json b.json
 
 Run "danmaku <command> -h" for the flags of a command.
@@ -50,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return app.Run(ctx)
 	case "token":
 		return tokenCmd(args, stdout, stderr)
+	case "probe":
+		return probeCmd(ctx, args)
 	case "bench":
 		return bench.Main(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":
@@ -164,6 +169,29 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 // envName is the environment variable of flag name.
 func envName(name string) string {
 	return "DANMAKU_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// probeCmd GETs one URL and fails unless it answers 200 within 3s.
+func probeCmd(ctx context.Context, args []string) error {
+	url := "http://127.0.0.1:8080/readyz"
+	if len(args) > 0 {
+		url = args[0]
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("probe %s: %s", url, resp.Status)
+	}
+	return nil
 }
 
 func tokenCmd(args []string, stdout, stderr io.Writer) error {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -63,5 +64,27 @@ jwt-secret: from-file
 	}
 	if _, err := parseConfig("all", []string{"--config", filepath.Join(dir, "missing")}, io.Discard); err == nil {
 		t.Error("missing config file accepted")
+	}
+}
+
+// TestDeployConfigExamples loads every example config file of deploy/config
+// with the role it is written for.
+func TestDeployConfigExamples(t *testing.T) {
+	files, _ := filepath.Glob("deploy/config/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no example config files in deploy/config")
+	}
+	t.Setenv("DANMAKU_JWT_SECRET", "example-secret")
+	for _, f := range files {
+		role := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		t.Run(role, func(t *testing.T) {
+			cfg, err := parseConfig(role, []string{"--config", f}, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Bus != "kafka" || cfg.Brokers == "" || cfg.HTTPAddr != "0.0.0.0:8080" {
+				t.Errorf("%s: bus %q brokers %q http %q", f, cfg.Bus, cfg.Brokers, cfg.HTTPAddr)
+			}
+		})
 	}
 }

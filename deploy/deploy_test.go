@@ -1,0 +1,254 @@
+// Package deploy holds the deployment files (docker-compose, Kubernetes
+// manifests, example configs); its test checks that every YAML file parses
+// and has the structure the docs promise. No Docker engine or cluster is
+// needed.
+package deploy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// docs returns the YAML documents of path.
+func docs(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var out []map[string]any
+	for {
+		var d map[string]any
+		err := dec.Decode(&d)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if d != nil {
+			out = append(out, d)
+		}
+	}
+}
+
+// get follows a path of map keys; it returns nil when one is missing.
+func get(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// TestEveryYAMLParses parses every .yaml/.yml file under deploy/.
+func TestEveryYAMLParses(t *testing.T) {
+	n := 0
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if ext := filepath.Ext(path); !d.IsDir() && (ext == ".yaml" || ext == ".yml") {
+			n++
+			t.Run(path, func(t *testing.T) {
+				if len(docs(t, path)) == 0 {
+					t.Error("no YAML document")
+				}
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 8 {
+		t.Errorf("found %d YAML files, expected the compose file, manifests and configs", n)
+	}
+}
+
+// partitionSpecs finds "ingest:N accepted:N" in a topic-creation script and
+// checks the two counts are equal.
+func checkTopicScript(t *testing.T, where, script string) {
+	t.Helper()
+	m := regexp.MustCompile(`ingest:(\d+) accepted:(\d+)`).FindStringSubmatch(script)
+	if m == nil {
+		t.Errorf("%s: no topic creation for ingest and accepted", where)
+		return
+	}
+	if m[1] != m[2] {
+		t.Errorf("%s: ingest has %s partitions, accepted %s: they must be equal", where, m[1], m[2])
+	}
+}
+
+func TestCompose(t *testing.T) {
+	d := docs(t, "compose/docker-compose.yml")[0]
+	services, _ := get(d, "services").(map[string]any)
+	for _, name := range []string{"kafka-1", "kafka-2", "kafka-3", "kafka-topics", "clickhouse", "redis",
+		"gateway-1", "gateway-2", "logic-1", "logic-2", "dispatch"} {
+		t.Run(name, func(t *testing.T) {
+			s := services[name]
+			if s == nil {
+				t.Fatal("service missing")
+			}
+			if str(get(s, "image")) == "" {
+				t.Error("no image")
+			}
+			if name != "kafka-topics" && get(s, "healthcheck", "test") == nil {
+				t.Error("no health check")
+			}
+			if strings.HasPrefix(name, "kafka-") && name != "kafka-topics" {
+				if roles := str(get(s, "environment", "KAFKA_PROCESS_ROLES")); !strings.Contains(roles, "controller") {
+					t.Errorf("not KRaft: KAFKA_PROCESS_ROLES = %q", roles)
+				}
+			}
+			role := strings.TrimRight(name, "-12")
+			if role == "gateway" || role == "logic" || role == "dispatch" {
+				cmd, _ := get(s, "command").([]any)
+				if len(cmd) == 0 || cmd[0] != role {
+					t.Errorf("command = %v, want the %s role", cmd, role)
+				}
+				test, _ := get(s, "healthcheck", "test").([]any)
+				if !strings.Contains(strings.Join(toStrings(test), " "), "/readyz") {
+					t.Errorf("health check %v does not probe /readyz", test)
+				}
+				if !strings.Contains(str(get(s, "environment", "DANMAKU_JWT_SECRET")), "${DANMAKU_JWT_SECRET") {
+					t.Error("the JWT secret must come from the environment")
+				}
+			}
+			if role == "gateway" {
+				grace, err := time.ParseDuration(str(get(s, "stop_grace_period")))
+				drain, _ := time.ParseDuration(str(get(s, "environment", "DANMAKU_DRAIN_TIMEOUT")))
+				if err != nil || grace <= drain+5*time.Second {
+					t.Errorf("stop_grace_period %v must exceed the drain timeout %v + 5s", grace, drain)
+				}
+			}
+		})
+	}
+	cmd, _ := get(services["kafka-topics"], "command").([]any)
+	checkTopicScript(t, "compose kafka-topics", strings.Join(toStrings(cmd), " "))
+}
+
+func toStrings(v []any) []string {
+	out := make([]string, len(v))
+	for i, x := range v {
+		out[i], _ = x.(string)
+	}
+	return out
+}
+
+func TestKubernetes(t *testing.T) {
+	files, err := filepath.Glob("k8s/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no manifests: %v", err)
+	}
+	kinds := map[string]map[string]any{} // "Kind/name" → object
+	for _, f := range files {
+		for _, d := range docs(t, f) {
+			kind, name := str(d["kind"]), str(get(d, "metadata", "name"))
+			if str(d["apiVersion"]) == "" || kind == "" || name == "" {
+				t.Errorf("%s: object without apiVersion, kind or name: %v", f, d)
+				continue
+			}
+			if kind != "Namespace" && str(get(d, "metadata", "namespace")) != "danmaku" {
+				t.Errorf("%s: %s/%s not in namespace danmaku", f, kind, name)
+			}
+			kinds[kind+"/"+name] = d
+		}
+	}
+	for _, want := range []string{"Namespace/danmaku", "ConfigMap/danmaku-config", "Secret/danmaku-secrets",
+		"Deployment/gateway", "Deployment/logic", "Deployment/dispatch", "Service/gateway",
+		"PodDisruptionBudget/gateway", "PodDisruptionBudget/logic", "PodDisruptionBudget/kafka",
+		"StatefulSet/kafka", "Service/kafka", "StatefulSet/clickhouse", "Service/clickhouse",
+		"StatefulSet/redis", "Service/redis", "Job/kafka-topics"} {
+		if kinds[want] == nil {
+			t.Errorf("missing %s", want)
+		}
+	}
+	for _, role := range []string{"gateway", "logic", "dispatch"} {
+		t.Run(role, func(t *testing.T) {
+			d := kinds["Deployment/"+role]
+			if d == nil {
+				t.Skip("missing")
+			}
+			pod := get(d, "spec", "template", "spec")
+			cs, _ := get(pod, "containers").([]any)
+			if len(cs) != 1 {
+				t.Fatalf("want one container, got %d", len(cs))
+			}
+			c := cs[0]
+			if str(get(c, "image")) == "" {
+				t.Error("no image")
+			}
+			if args, _ := get(c, "args").([]any); len(args) == 0 || args[0] != role {
+				t.Errorf("args = %v, want the %s role", args, role)
+			}
+			if str(get(c, "readinessProbe", "httpGet", "path")) != "/readyz" || str(get(c, "livenessProbe", "httpGet", "path")) != "/healthz" {
+				t.Error("want readiness /readyz and liveness /healthz probes")
+			}
+			if get(c, "resources", "requests", "cpu") == nil || get(c, "resources", "limits", "memory") == nil {
+				t.Error("want cpu requests and memory limits")
+			}
+			if !strings.Contains(str(get(d, "spec", "selector", "matchLabels", "role")), role) {
+				t.Error("selector does not select the role")
+			}
+			if role == "gateway" {
+				grace, _ := get(pod, "terminationGracePeriodSeconds").(int)
+				var drain time.Duration
+				envs, _ := get(c, "env").([]any)
+				for _, e := range envs {
+					if str(get(e, "name")) == "DANMAKU_DRAIN_TIMEOUT" {
+						drain, _ = time.ParseDuration(str(get(e, "value")))
+					}
+				}
+				if drain == 0 || time.Duration(grace)*time.Second <= drain+5*time.Second {
+					t.Errorf("terminationGracePeriodSeconds %d must exceed the drain timeout %v + 5s", grace, drain)
+				}
+			}
+		})
+	}
+	if cm := kinds["ConfigMap/danmaku-config"]; str(get(cm, "data", "DANMAKU_BUS")) != "kafka" {
+		t.Error("the ConfigMap must select the kafka bus")
+	}
+	args, _ := get(kinds["Job/kafka-topics"], "spec", "template", "spec", "containers").([]any)
+	if len(args) > 0 {
+		a, _ := get(args[0], "args").([]any)
+		checkTopicScript(t, "k8s kafka-topics", strings.Join(toStrings(a), " "))
+	}
+}
+
+// TestConfigExamples checks the example config files are flat mappings of
+// scalars (the format `danmaku --config` reads).
+func TestConfigExamples(t *testing.T) {
+	files, _ := filepath.Glob("config/*.yaml")
+	if len(files) < 3 {
+		t.Fatalf("want config examples for gateway, logic and dispatch, got %v", files)
+	}
+	for _, f := range files {
+		for k, v := range docs(t, f)[0] {
+			switch v.(type) {
+			case string, int, bool:
+			default:
+				t.Errorf("%s: %s is not a scalar: %v", f, k, v)
+			}
+		}
+	}
+}
