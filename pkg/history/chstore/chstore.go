@@ -227,14 +227,54 @@ const selectCols = "seq, id, uid, name, text, kind, role, color, ts_ms, deleted"
 //
 // It reads with FINAL, so duplicates and deletions that have not been
 // merged yet are collapsed at read time; see the package documentation for
-// why FINAL rather than argMax.
+// why FINAL rather than argMax. With a Limit and no time bound on the side
+// it reads from, it first reads a window of seqs next to the start (the
+// newest for Tail, just after AfterSeq otherwise) and widens it only when
+// the window holds too few messages, so reading 50 messages of a room of
+// millions touches a few granules, not the whole room.
 func (s *Store) Range(ctx context.Context, room string, f history.Filter) ([]protocol.Message, error) {
+	windowed := f.Limit > 0 && f.ToMs <= 0 && (f.Tail || f.FromMs <= 0)
+	if !windowed {
+		return s.rangeSeqs(ctx, room, f, f.AfterSeq, 0)
+	}
+	last, err := s.LastSeq(ctx, room)
+	if err != nil {
+		return nil, err
+	}
+	if last <= f.AfterSeq {
+		return nil, nil
+	}
+	window := uint64(max(4*f.Limit, 256))
+	for {
+		lo, hi := f.AfterSeq, last // seq in (lo, hi]
+		if f.Tail {
+			if last-f.AfterSeq > window {
+				lo = last - window
+			}
+		} else if last-f.AfterSeq > window {
+			hi = f.AfterSeq + window
+		}
+		out, err := s.rangeSeqs(ctx, room, f, lo, hi)
+		if err != nil || len(out) >= f.Limit || (lo == f.AfterSeq && hi == last) {
+			return out, err
+		}
+		window *= 16
+	}
+}
+
+// rangeSeqs runs Range's query for seq in (lo, hi]; hi 0 means no upper
+// bound.
+func (s *Store) rangeSeqs(ctx context.Context, room string, f history.Filter, lo, hi uint64) ([]protocol.Message, error) {
 	var where strings.Builder
 	args := []any{room}
 	where.WriteString("room = ?")
-	if f.AfterSeq > 0 {
+	if lo > 0 {
 		where.WriteString(" AND seq > ?")
-		args = append(args, f.AfterSeq)
+		args = append(args, lo)
+	}
+	if hi > 0 {
+		where.WriteString(" AND seq <= ?")
+		args = append(args, hi)
 	}
 	if f.FromMs > 0 {
 		// ts (seconds) lets the server skip whole partitions and granules;

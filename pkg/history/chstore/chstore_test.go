@@ -23,6 +23,9 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/testenv"
 )
 
+// envAddr returns the test server's address, empty when none is set.
+func envAddr() string { return os.Getenv(testenv.ClickHouse) }
+
 // testDB returns a database name unique to this test run.
 func testDB() string {
 	return fmt.Sprintf("danmaku_test_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
@@ -325,4 +328,72 @@ func TestOutage(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestMatchesMemory compares Range with the memory store on a room large
+// enough, and with enough deletions, that the windowed reads must widen.
+func TestMatchesMemory(t *testing.T) {
+	s := newStore(t, chstore.Config{})
+	mem := history.NewMemory(history.MemoryConfig{})
+	ctx := context.Background()
+	const n = 3000
+	base := time.Now().Add(-time.Hour).UnixMilli()
+	var ms []protocol.Message
+	for seq := uint64(1); seq <= n; seq++ {
+		ms = append(ms, protocol.Message{Room: "big", Seq: seq, UID: fmt.Sprintf("u%d", seq%7), Text: "t", TS: base + int64(seq)*10})
+	}
+	var del []uint64
+	for seq := uint64(1); seq <= n; seq++ {
+		if seq <= 300 || seq > 2400 || seq%3 == 0 {
+			del = append(del, seq)
+		}
+	}
+	for _, st := range []history.Store{s, mem} {
+		if err := st.Append(ctx, ms); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.(history.Deleter).Delete(ctx, "big", del); err != nil {
+			t.Fatal(err)
+		}
+	}
+	filters := []history.Filter{
+		{Tail: true, Limit: 50},
+		{Tail: true, Limit: 1},
+		{Tail: true, Limit: 50, AfterSeq: 2390},
+		{Tail: true, Limit: 5000},
+		{Tail: true, Limit: 50, FromMs: base + 24100},
+		{Tail: true, Limit: 50, IncludeDeleted: true},
+		{Limit: 50},
+		{Limit: 50, AfterSeq: 100},
+		{Limit: 50, AfterSeq: 2350},
+		{Limit: 5000, AfterSeq: 10},
+		{Limit: 10, FromMs: base + 5000},
+		{Limit: 10, FromMs: base + 5000, ToMs: base + 5100},
+		{Limit: 10, AfterSeq: 2995},
+		{Limit: 10, AfterSeq: 3000},
+		{AfterSeq: 2000},
+	}
+	for i, f := range filters {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			want, _ := mem.Range(ctx, "big", f)
+			got, err := s.Range(ctx, "big", f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.EqualFunc(got, want, func(a, b protocol.Message) bool { return a == b }) {
+				t.Errorf("Range(%+v) = %d msgs %v, want %d msgs %v", f, len(got), seqList(got), len(want), seqList(want))
+			}
+		})
+	}
+}
+
+func seqList(ms []protocol.Message) string {
+	if len(ms) > 6 {
+		return fmt.Sprintf("[%d %d %d ... %d %d %d]", ms[0].Seq, ms[1].Seq, ms[2].Seq, ms[len(ms)-3].Seq, ms[len(ms)-2].Seq, ms[len(ms)-1].Seq)
+	}
+	var out []uint64
+	for _, m := range ms {
+		out = append(out, m.Seq)
+	}
+	return fmt.Sprint(out)
 }
