@@ -329,3 +329,45 @@ func TestMultiProcess(t *testing.T) {
 		p.stop(t, 20*time.Second)
 	}
 }
+
+// TestGatewaysShareReusePort runs two gateway processes on one WebSocket
+// port with --reuseport: both start, viewers connect, and when one stops on
+// SIGTERM the other keeps accepting on the same port.
+func TestGatewaysShareReusePort(t *testing.T) {
+	brokers := testenv.Addr(t, testenv.Kafka)
+	if testing.Short() {
+		t.Skip("multi-process test skipped in -short mode")
+	}
+	bin := mpBuild(t)
+	run := fmt.Sprintf("rp%d", time.Now().UnixNano()%1e9)
+	ws := freeAddr(t)
+	var gws []*mpProc
+	for i := range 2 {
+		h := freeAddr(t)
+		gws = append(gws, mpStart(t, bin, fmt.Sprintf("gateway-%d", i+1), h, "gateway", "--http", h, "--ws", ws,
+			"--reuseport", "--id", fmt.Sprintf("%s-gw%d", run, i+1), "--bus", "kafka", "--brokers", brokers,
+			"--topic-prefix", run+".", "--jwt-secret", testSecret, "--drain-timeout", "1s"))
+	}
+	for _, p := range gws {
+		p.waitReady(t, 30*time.Second)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dial := func(n int) {
+		t.Helper()
+		for i := range n {
+			c, err := client.Dial(ctx, client.Config{URL: "ws://" + ws + "/ws"})
+			if err != nil {
+				t.Fatalf("viewer %d: %v", i, err)
+			}
+			if err := c.Join(ctx, run, 0); err != nil {
+				t.Fatalf("viewer %d join: %v", i, err)
+			}
+			c.Close()
+		}
+	}
+	dial(20)
+	gws[0].stop(t, 15*time.Second)
+	dial(20) // only gateway-2 listens now
+	gws[1].stop(t, 15*time.Second)
+}
