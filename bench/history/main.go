@@ -46,7 +46,7 @@ func main() {
 
 func run() error {
 	addr := flag.String("clickhouse", os.Getenv("DANMAKU_TEST_CLICKHOUSE"), "ClickHouse native address (env DANMAKU_TEST_CLICKHOUSE)")
-	db := flag.String("db", "danmaku_bench_history", "database (created; its messages table is dropped first)")
+	db := flag.String("db", "danmaku_bench_history", "database (dropped and created again)")
 	joins := flag.Int("joins", 2000, "joins of the warm room")
 	rooms := flag.Int("rooms", 300, "cold rooms, one join each")
 	rows := flag.Int("rows", 200_000, "messages the writer inserts")
@@ -221,16 +221,13 @@ func benchInsert(ctx context.Context, st *chstore.Store, rows, batch int, log *s
 	return nil
 }
 
-// dropMessages drops the benchmark's messages table, so every run starts
-// from an empty table.
+// dropMessages drops the benchmark's database, so every run starts from
+// an empty table.
 func dropMessages(ctx context.Context, addr, db string) error {
 	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}})
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
-		return err
-	}
-	return conn.Exec(ctx, "DROP TABLE IF EXISTS "+db+".messages")
+	return conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db)
 }
