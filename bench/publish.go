@@ -79,7 +79,7 @@ func newPublisher(httpAddr, token string, rooms []string, weights []float64, rat
 		c += w
 		cum[i] = c
 	}
-	workers := min(256, max(8, int(rate/20)))
+	workers := min(512, max(8, int(rate/4)))
 	return &publisher{http: httpAddr, token: token, rooms: rooms, cum: cum, rate: rate, workers: workers,
 		final: map[string]uint64{},
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
