@@ -302,7 +302,9 @@ func (a *App) openBackends() error {
 		if err != nil {
 			return err
 		}
-		a.presence = rp
+		// Counts go stale rather than failing while Redis is down; the
+		// wrapper's Close closes rp.
+		a.presence = presence.NewCachedPresence(rp, presence.CacheConfig{})
 		a.sessions = rp
 	default:
 		return fmt.Errorf("unknown --presence %q (memory or redis)", cfg.Presence)
