@@ -30,6 +30,8 @@ type Point struct {
 	T          float64 `json:"t"`
 	Phase      string  `json:"phase"`
 	Open       int64   `json:"open"`
+	Failed     int64   `json:"failed"`  // dial/handshake failures so far
+	Resumed    int64   `json:"resumed"` // re-joins that got their history so far
 	Deliveries float64 `json:"deliveries_per_s"`
 	Published  float64 `json:"published_per_s"`
 	P50        float64 `json:"p50_ms"`

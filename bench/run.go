@@ -405,6 +405,7 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	dropped := false
 	var dropTime time.Time
 	var resumedBase int64
+	var restartCPU *float64
 	for time.Now().Before(end) && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
 		now := time.Now()
@@ -415,10 +416,15 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 			dropTime = time.Now()
 			mon.setPhase("storm")
 			if o.Restart && cl != nil {
+				// The restarted processes count CPU from zero: keep what the
+				// old ones used since the start of traffic.
+				cpuBefore := gwSample(gwPIDs).CPU - cpuStart
+				restartCPU = &cpuBefore
 				go func() {
 					if err := cl.restartGateways(ctx); err != nil {
 						mon.note("gateway restart: " + err.Error())
 					}
+					mon.setPIDs(cl.gatewayPIDs())
 				}()
 			} else {
 				for _, h := range workers {
@@ -441,7 +447,6 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	<-pubDone
 	if cl != nil && o.Restart {
 		gwPIDs = cl.gatewayPIDs()
-		mon.setPIDs(gwPIDs)
 	}
 	res.TrafficSecs = time.Since(trafficStart).Seconds()
 
@@ -499,6 +504,10 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 		res.DeliveriesPS = float64(d) / secs
 	}
 	res.Gateway.CPUTraffic = gwEnd.CPU - cpuStart
+	if restartCPU != nil {
+		res.Gateway.CPUTraffic = *restartCPU + gwEnd.CPU
+		res.Notes = append(res.Notes, "gateway CPU across the restart leaves out the old processes' drain")
+	}
 	if res.Gateway.CPUTraffic > 0 {
 		res.Gateway.DeliveriesPerCPUSecond = float64(d) / res.Gateway.CPUTraffic
 	}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -218,9 +219,12 @@ func startCluster(ctx context.Context, o *Options, dir string) (*cluster, error)
 
 // restartGateways stops every gateway and starts it again.
 func (cl *cluster) restartGateways(ctx context.Context) error {
+	var wg sync.WaitGroup
 	for _, g := range cl.gateways {
-		g.stop(30 * time.Second)
+		wg.Add(1)
+		go func() { defer wg.Done(); g.stop(30 * time.Second) }()
 	}
+	wg.Wait()
 	for _, g := range cl.gateways {
 		if err := g.start(cl.bin); err != nil {
 			return err
