@@ -370,7 +370,8 @@ func (s *Store) Delete(ctx context.Context, room string, seqs []uint64) (int, er
 // and returns their seqs, ascending.
 func (s *Store) Purge(ctx context.Context, room, uid string, sinceMs int64) ([]uint64, error) {
 	found, err := s.query(ctx, room, "SELECT "+selectCols+" FROM "+s.table+
-		" FINAL WHERE room = ? AND uid = ? AND ts_ms >= ? AND deleted = 0 ORDER BY seq", room, uid, sinceMs)
+		" FINAL WHERE room = ? AND uid = ? AND ts >= toDateTime(?) AND ts_ms >= ? AND deleted = 0 ORDER BY seq",
+		room, uid, max(sinceMs, 0)/1000, sinceMs)
 	if err != nil {
 		return nil, err
 	}
