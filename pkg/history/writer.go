@@ -178,13 +178,19 @@ func (w *Writer) Run(ctx context.Context) error {
 		cur      batch
 		firstAt  time.Time // when cur got its first record
 		inflight int       // batches sent to the flusher, not yet done
+		gaveUp   bool      // a batch was not stored: commit nothing after it
 		runErr   error
 	)
-	commit := func(cctx context.Context, b *batch) {
+	commit := func(b *batch) {
 		w.buffered.Add(-int64(len(b.msgs)))
-		if b.err != nil {
-			return // not stored: leave it to the next run
+		if b.err != nil || gaveUp {
+			// Not stored, or stored after one that was not: committing
+			// would move the offsets past the unstored records.
+			gaveUp = true
+			return
 		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.ShutdownTimeout)
+		defer cancel()
 		if err := cons.Commit(cctx, b.recs...); err != nil {
 			// The records come again after a restart; Append collapses them.
 			w.cfg.Logger.Warn("history: writer commit", "err", err)
@@ -205,7 +211,7 @@ func (w *Writer) Run(ctx context.Context) error {
 			select {
 			case b := <-done:
 				inflight--
-				commit(ctx, b)
+				commit(b)
 			default:
 				drained = true
 			}
@@ -224,7 +230,7 @@ func (w *Writer) Run(ctx context.Context) error {
 			case <-ctx.Done():
 			case b := <-done:
 				inflight--
-				commit(ctx, b)
+				commit(b)
 			}
 			continue
 		}
@@ -237,10 +243,11 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 		fctx, cancel := context.WithTimeout(ctx, wait)
 		recs, err := cons.Fetch(fctx)
+		timedOut := fctx.Err() != nil
 		cancel()
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
-				continue
+			if timedOut || errors.Is(err, context.DeadlineExceeded) {
+				continue // time to flush, or ctx is done
 			}
 			if errors.Is(err, bus.ErrClosed) {
 				runErr = fmt.Errorf("history: writer fetch: %w", err)
@@ -274,10 +281,8 @@ func (w *Writer) Run(ctx context.Context) error {
 	defer timer.Stop()
 	hand()
 	close(todo)
-	cctx, cancel := context.WithTimeout(context.Background(), w.cfg.ShutdownTimeout+time.Second)
-	defer cancel()
 	for b := range done {
-		commit(cctx, b)
+		commit(b)
 	}
 	wg.Wait()
 	return runErr
