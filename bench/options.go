@@ -91,6 +91,10 @@ type Options struct {
 	Brokers     string `json:"brokers,omitempty"`
 	TopicPrefix string `json:"topic_prefix,omitempty"`
 	ServerBin   string `json:"server_bin,omitempty"`
+	// ServerArgs are extra flags for every started server, space-separated
+	// (e.g. "--history clickhouse --clickhouse 127.0.0.1:9000", which a
+	// restart storm needs for resume across processes).
+	ServerArgs string `json:"server_args,omitempty"`
 	// DrainTimeout is passed to started servers (default 2s).
 	DrainTimeout time.Duration `json:"drain_timeout"`
 
@@ -273,6 +277,7 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 	fs.BoolVar(&o.ReusePort, "reuseport", o.ReusePort, "started gateways share one port (SO_REUSEPORT); false: one port each")
 	fs.StringVar(&o.Brokers, "brokers", o.Brokers, "Kafka brokers for --gateways (env DANMAKU_BROKERS)")
 	fs.StringVar(&o.ServerBin, "server-bin", o.ServerBin, "danmaku binary to start (default: this executable)")
+	fs.StringVar(&o.ServerArgs, "server-args", o.ServerArgs, "extra flags for every started server, space-separated")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", o.DrainTimeout, "drain timeout of started servers (default 2s)")
 	fs.DurationVar(&o.DropAt, "drop-at", o.DropAt, "storm: when to drop every connection, after traffic starts (default duration/3)")
 	fs.BoolVar(&o.Restart, "restart", o.Restart, "storm: restart the gateway processes instead of dropping client-side")

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -139,7 +140,7 @@ func startCluster(ctx context.Context, o *Options, dir string) (*cluster, error)
 	}
 	env := []string{"DANMAKU_JWT_SECRET=" + o.Secret}
 	cl := &cluster{bin: bin}
-	common := []string{"--log-level", "warn", "--drain-timeout", o.DrainTimeout.String()}
+	common := append([]string{"--log-level", "warn", "--drain-timeout", o.DrainTimeout.String()}, strings.Fields(o.ServerArgs)...)
 	port := func() (int, error) { return freePort() }
 	if o.Gateways <= 0 {
 		hp, err := port()
