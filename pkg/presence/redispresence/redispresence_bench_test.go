@@ -175,3 +175,38 @@ func BenchmarkSendPath(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOnlineMany is a gateway's heartbeat read: the counts of all R
+// rooms it serves over G live gateways, against R Online calls.
+func BenchmarkOnlineMany(b *testing.B) {
+	for _, sz := range []struct{ gws, rooms int }{{10, 100}, {50, 1000}} {
+		rooms := make([]string, sz.rooms)
+		for r := range rooms {
+			rooms[r] = "room-" + strconv.Itoa(r)
+		}
+		b.Run(fmt.Sprintf("gws=%d/rooms=%d/many", sz.gws, sz.rooms), func(b *testing.B) {
+			c, _ := benchClient(b)
+			fill(b, c, sz.gws, sz.rooms)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if ns, err := c.OnlineMany(ctx, rooms); err != nil || len(ns) != len(rooms) {
+					b.Fatalf("OnlineMany = %d counts, %v", len(ns), err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("gws=%d/rooms=%d/one-by-one", sz.gws, sz.rooms), func(b *testing.B) {
+			c, _ := benchClient(b)
+			fill(b, c, sz.gws, sz.rooms)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, r := range rooms {
+					if _, err := c.Online(ctx, r); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
