@@ -17,7 +17,8 @@ var ErrUnavailable = errors.New("presence: store unavailable")
 //
 // The shared stores live in Redis. When Redis goes down the system keeps
 // serving: messages keep flowing, online counts go stale (gateways' Report
-// calls fail and Online/Top callers keep their last answer), a second
+// calls fail, and NewCachedPresence answers Online and Top with the last
+// counts it saw), a second
 // login is not detected across gateways, Dedupe calls fail (callers treat
 // a send as new), and bans and room settings come from the local copies that
 // CachedBans and CachedKV keep. Nothing needs a restart when Redis
