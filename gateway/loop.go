@@ -81,7 +81,8 @@ func (l *loop) sweep(s *Server, now time.Time) {
 	hsDeadline := nowMs - s.cfg.HandshakeTimeout.Milliseconds()
 	idleDeadline := nowMs - s.cfg.IdleTimeout.Milliseconds()
 	pingAfter := nowMs - s.cfg.IdleTimeout.Milliseconds()/2
-	// Iterate over a copy: closing removes entries from l.conns.
+	// Iterate backwards: a connection closed at once (a failing write)
+	// is swapped out of l.conns, which only moves later entries.
 	for i := len(l.conns) - 1; i >= 0; i-- {
 		if i >= len(l.conns) {
 			continue

@@ -183,7 +183,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, l := range s.loopList() {
 		l.execute(func() {
 			now := s.nowMs()
-			for _, c := range l.conns {
+			// Iterate over a copy: a failing write closes a connection at
+			// once, which removes it from l.conns.
+			for _, c := range append([]*conn(nil), l.conns...) {
 				switch c.state {
 				case stateHandshake:
 					c.abort("drain")
@@ -211,7 +213,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for _, l := range s.loopList() {
 		l.execute(func() {
-			for _, c := range l.conns {
+			for _, c := range append([]*conn(nil), l.conns...) {
 				c.closeWith(1001, "server draining", "drain")
 			}
 		})
