@@ -16,7 +16,9 @@
 //
 // A crash anywhere before 5 redelivers the records: messages published in
 // 2 are then answered from dedupe (same seq), so nothing acknowledged is
-// lost and nothing is broadcast twice.
+// lost and nothing is broadcast twice. When the records go to another
+// worker, it first reads the tail of the accepted partition to learn each
+// room's last seq and the ids already accepted (seq.go).
 package logic
 
 import (

@@ -100,6 +100,16 @@
 // partition; the offsets are read from the partition leaders before Consumer
 // returns, so every record published after that is delivered.
 //
+// # Reading a partition directly
+//
+// Bus implements bus.PartitionReader: Partitions, Offsets (oldest, end and
+// a group's committed offset of one partition, via ListOffsets and
+// OffsetFetch) and ReadRange (the records of one partition between two
+// offsets, read from its leader outside any group). Logic uses it when it
+// takes over ingest partitions, to read the tail of the matching accepted
+// partition: see logic/seq.go and docs/deployment.md. It relies on ingest
+// and accepted having the same partition count, which logic checks.
+//
 // # Inspecting the streams
 //
 // Any Kafka tool reads the topics. With kcat (Debian package kcat):
