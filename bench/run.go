@@ -194,7 +194,9 @@ func gwSample(pids []int) ProcSample {
 	var s ProcSample
 	for _, p := range pids {
 		ps, err := ReadProc(p)
-		if err == nil {
+		if err != nil {
+			s.FDs = -1 << 30 // marks the sum as incomplete
+		} else {
 			s.CPU += ps.CPU
 			s.RSS += ps.RSS
 			s.FDs += ps.FDs
@@ -461,6 +463,9 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 			}
 		}
 		final = fp.finals()
+		if n := fp.errs.Load(); n > 0 {
+			res.Notes = append(res.Notes, fmt.Sprintf("the final marker failed for %d rooms: their loss is not counted", n))
+		}
 	}
 	for _, h := range workers {
 		_ = h.send(Command{Cmd: "finish", Final: final, Grace: o.Grace})
@@ -474,6 +479,9 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	}
 	deliverEnd := time.Now()
 	gwEnd := gwSample(gwPIDs)
+	if gwEnd.FDs < 0 {
+		res.Notes = append(res.Notes, "a gateway process was gone before the end: gateway CPU and RSS figures are incomplete")
+	}
 	stopMon()
 	<-monDone
 
@@ -507,6 +515,9 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	if restartCPU != nil {
 		res.Gateway.CPUTraffic = *restartCPU + gwEnd.CPU
 		res.Notes = append(res.Notes, "gateway CPU across the restart leaves out the old processes' drain")
+	}
+	if gwEnd.FDs < 0 && restartCPU == nil {
+		res.Gateway.CPUTraffic = 0
 	}
 	if res.Gateway.CPUTraffic > 0 {
 		res.Gateway.DeliveriesPerCPUSecond = float64(d) / res.Gateway.CPUTraffic
