@@ -78,6 +78,8 @@ type App struct {
 	history  history.Store
 	presence presence.Presence
 	sessions presence.Sessions // one connection per user and device
+	bans     presence.Bans     // bans and timeouts with reasons
+	kv       presence.KV       // persisted room settings and keyword lists
 	engine   *moderation.Engine
 
 	gw   *gateway.Server
@@ -113,10 +115,12 @@ func NewApp(cfg Config) (*App, error) {
 		seqs = ls
 	}
 	runs := func(stage string) bool { return cfg.Role == "all" || cfg.Role == stage }
+	// Moderators' decisions made before this process started.
+	rooms := moderation.Loaded(moderation.StateStore{KV: a.kv, Bans: a.bans})
 
 	if runs("logic") {
 		if a.lg, err = logic.New(logic.Config{Bus: a.bus, Moderation: a.engine, Engine: a.engine, Seqs: seqs,
-			Logger: a.log, Registerer: a.reg}); err != nil {
+			Rooms: rooms, Logger: a.log, Registerer: a.reg}); err != nil {
 			return nil, err
 		}
 		if a.hw, err = history.NewWriter(history.WriterConfig{Bus: a.bus, Store: a.history, Logger: a.log}); err != nil {
@@ -144,7 +148,8 @@ func NewApp(cfg Config) (*App, error) {
 		_, port, _ := net.SplitHostPort(cfg.WSAddr)
 		wsPort, _ := strconv.Atoi(port)
 		if a.api, err = moderation.NewAPI(moderation.APIConfig{Bus: a.bus, History: a.history, Presence: a.presence,
-			Signer: signer, Engine: a.engine, Guests: cfg.Guests, WSPort: wsPort, Logger: a.log}); err != nil {
+			Signer: signer, Engine: a.engine, Guests: cfg.Guests, WSPort: wsPort, Logger: a.log,
+			Bans: a.bans, KV: a.kv, Rooms: rooms}); err != nil {
 			return nil, err
 		}
 	}
@@ -294,6 +299,8 @@ func (a *App) openBackends() error {
 	case "", "memory":
 		a.presence = presence.NewMemory()
 		a.sessions = presence.NewMemorySessions()
+		a.bans = presence.NewMemoryBans()
+		a.kv = presence.NewMemoryKV()
 	case "redis":
 		if cfg.Redis == "" {
 			return errors.New("--presence redis needs --redis host:port (env DANMAKU_REDIS)")
@@ -306,6 +313,9 @@ func (a *App) openBackends() error {
 		// wrapper's Close closes rp.
 		a.presence = presence.NewCachedPresence(rp, presence.CacheConfig{})
 		a.sessions = rp
+		// Bans and settings are read from a local copy while Redis is down.
+		a.bans = presence.NewCachedBans(rp, presence.CacheConfig{})
+		a.kv = presence.NewCachedKV(rp, presence.CacheConfig{})
 	default:
 		return fmt.Errorf("unknown --presence %q (memory or redis)", cfg.Presence)
 	}

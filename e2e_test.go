@@ -35,6 +35,14 @@ func freeAddr(t testing.TB) string {
 // HTTP and WebSocket addresses; it stops when the test ends.
 func startAll(t *testing.T, extra ...string) (httpAddr, wsAddr string) {
 	t.Helper()
+	httpAddr, wsAddr, _ = startApp(t, extra...)
+	return httpAddr, wsAddr
+}
+
+// startApp is startAll that also returns a function stopping the app
+// early (it is stopped at the end of the test otherwise).
+func startApp(t *testing.T, extra ...string) (httpAddr, wsAddr string, stop func()) {
+	t.Helper()
 	httpAddr, wsAddr = freeAddr(t), freeAddr(t)
 	args := append([]string{"--http", httpAddr, "--ws", wsAddr, "--jwt-secret", testSecret, "--demo=false",
 		"--log-level", "warn", "--drain-timeout", "2s"}, extra...)
@@ -52,24 +60,28 @@ func startAll(t *testing.T, extra ...string) (httpAddr, wsAddr string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("app.Run: %v", err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("app.Run: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Errorf("app did not stop")
 			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("app did not stop")
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, err := http.Get("http://" + httpAddr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return httpAddr, wsAddr, stop
 			}
 		}
 		if time.Now().After(deadline) {

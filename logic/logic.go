@@ -59,6 +59,11 @@ type Config struct {
 	// stream (bans, settings, keyword lists). Usually the same value as
 	// Moderation.
 	Engine *moderation.Engine
+	// Rooms loads a room's persisted moderation state (settings, keywords,
+	// bans) into Engine the first time a message of the room arrives;
+	// wrap it with moderation.Loaded so each room loads once. Nil means
+	// rooms start with what the control stream brings.
+	Rooms moderation.RoomLoader
 	// Seqs continues a room's seq when this worker first sees it. Nil means
 	// rooms start at seq 1 in a fresh process.
 	Seqs SeqSource
@@ -307,6 +312,11 @@ type heldEvent struct {
 func (l *Logic) decide(ctx context.Context, o *outcome, now time.Time, next map[string]uint64) {
 	in := o.in
 	text := in.Text
+	if l.cfg.Rooms != nil && l.cfg.Engine != nil {
+		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		_ = l.cfg.Rooms.LoadRoom(lctx, in.Room, l.cfg.Engine)
+		cancel()
+	}
 	if !in.Trusted {
 		v := l.cfg.Moderation.Check(moderation.Input{Room: in.Room, UID: in.UID, Role: in.Role, Text: in.Text, Now: now})
 		switch v.Action {

@@ -60,6 +60,10 @@ type APIConfig struct {
 	// KV persists room settings and keyword lists. Nil means they are not
 	// persisted beyond the engines that applied them.
 	KV presence.KV
+	// Rooms loads a room's persisted state into Engine before a moderator
+	// endpoint reads or changes it (wrap with Loaded). Nil means Engine
+	// holds only what this process saw.
+	Rooms RoomLoader
 	// Audit records moderators' actions. Nil means an in-memory log of the
 	// last 1,000 actions per room.
 	Audit AuditLog

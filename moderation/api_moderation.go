@@ -56,6 +56,9 @@ func (a *API) mod(h modHandler) http.HandlerFunc {
 		if c == nil {
 			return
 		}
+		if a.cfg.Rooms != nil && a.cfg.Engine != nil {
+			_ = a.cfg.Rooms.LoadRoom(r.Context(), room, a.cfg.Engine)
+		}
 		h(w, r, room, c)
 	})
 }
