@@ -223,11 +223,17 @@ func (s *Store) Append(ctx context.Context, msgs []protocol.Message) error {
 // selectCols are the columns Range reads; room is known.
 const selectCols = "seq, id, uid, name, text, kind, role, color, ts_ms, deleted"
 
+// argMaxCols are selectCols collapsed per seq to the highest version.
+const argMaxCols = "seq, argMax(id, version), argMax(uid, version), argMax(name, version), argMax(text, version), " +
+	"argMax(kind, version), argMax(role, version), argMax(color, version), argMax(ts_ms, version), " +
+	"argMax(deleted, version) AS del"
+
 // Range returns messages of room matching f, ascending by seq.
 //
-// It reads with FINAL, so duplicates and deletions that have not been
-// merged yet are collapsed at read time; see the package documentation for
-// why FINAL rather than argMax. With a Limit and no time bound on the side
+// Duplicates and deletions that have not been merged yet are collapsed at
+// read time: with GROUP BY seq and argMax over a bounded window of seqs,
+// with FINAL over open ranges (see the package documentation for the
+// measurements behind the choice). With a Limit and no time bound on the side
 // it reads from, it first reads a window of seqs next to the start (the
 // newest for Tail, just after AfterSeq otherwise) and widens it only when
 // the window holds too few messages, so reading 50 messages of a room of
@@ -235,7 +241,7 @@ const selectCols = "seq, id, uid, name, text, kind, role, color, ts_ms, deleted"
 func (s *Store) Range(ctx context.Context, room string, f history.Filter) ([]protocol.Message, error) {
 	windowed := f.Limit > 0 && f.ToMs <= 0 && (f.Tail || f.FromMs <= 0)
 	if !windowed {
-		return s.rangeSeqs(ctx, room, f, f.AfterSeq, 0)
+		return s.rangeSeqs(ctx, room, f, f.AfterSeq, 0, false)
 	}
 	last, err := s.LastSeq(ctx, room)
 	if err != nil {
@@ -254,7 +260,7 @@ func (s *Store) Range(ctx context.Context, room string, f history.Filter) ([]pro
 		} else if last-f.AfterSeq > window {
 			hi = f.AfterSeq + window
 		}
-		out, err := s.rangeSeqs(ctx, room, f, lo, hi)
+		out, err := s.rangeSeqs(ctx, room, f, lo, hi, hi-lo <= maxGroupedWindow)
 		if err != nil || len(out) >= f.Limit || (lo == f.AfterSeq && hi == last) {
 			return out, err
 		}
@@ -262,9 +268,13 @@ func (s *Store) Range(ctx context.Context, room string, f history.Filter) ([]pro
 	}
 }
 
+// maxGroupedWindow is the widest seq window read with GROUP BY and argMax;
+// wider ones read with FINAL.
+const maxGroupedWindow = 16384
+
 // rangeSeqs runs Range's query for seq in (lo, hi]; hi 0 means no upper
-// bound.
-func (s *Store) rangeSeqs(ctx context.Context, room string, f history.Filter, lo, hi uint64) ([]protocol.Message, error) {
+// bound. grouped selects GROUP BY seq with argMax instead of FINAL.
+func (s *Store) rangeSeqs(ctx context.Context, room string, f history.Filter, lo, hi uint64, grouped bool) ([]protocol.Message, error) {
 	var where strings.Builder
 	args := []any{room}
 	where.WriteString("room = ?")
@@ -286,16 +296,29 @@ func (s *Store) rangeSeqs(ctx context.Context, room string, f history.Filter, lo
 		where.WriteString(" AND ts <= toDateTime(?) AND ts_ms < ?")
 		args = append(args, (f.ToMs-1)/1000, f.ToMs)
 	}
-	if !f.IncludeDeleted {
-		// With FINAL this filters the collapsed row, not the raw rows: the
-		// server does not move conditions to PREWHERE under FINAL.
-		where.WriteString(" AND deleted = 0")
-	}
 	order := "seq"
 	if f.Tail && f.Limit > 0 {
 		order = "seq DESC"
 	}
-	q := "SELECT " + selectCols + " FROM " + s.table + " FINAL WHERE " + where.String() + " ORDER BY " + order
+	var q string
+	if grouped {
+		// A bounded window: GROUP BY seq with argMax is the faster form
+		// for a few hundred rows. The time conditions may stay in WHERE
+		// because every version of a row has the same ts.
+		q = "SELECT " + argMaxCols + " FROM " + s.table + " WHERE " + where.String() + " GROUP BY seq"
+		if !f.IncludeDeleted {
+			q += " HAVING del = 0"
+		}
+	} else {
+		// An open range: FINAL is the faster form over many rows. Its
+		// WHERE filters the collapsed row, not the raw rows: the server
+		// does not move conditions to PREWHERE under FINAL.
+		if !f.IncludeDeleted {
+			where.WriteString(" AND deleted = 0")
+		}
+		q = "SELECT " + selectCols + " FROM " + s.table + " FINAL WHERE " + where.String()
+	}
+	q += " ORDER BY " + order
 	if f.Limit > 0 {
 		q += " LIMIT " + strconv.Itoa(f.Limit)
 	}

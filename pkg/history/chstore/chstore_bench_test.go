@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -142,7 +143,11 @@ func BenchmarkRangeTail50(b *testing.B) {
 			FROM ` + benchDB + `.messages
 			WHERE room = ? GROUP BY seq HAVING del = 0 ORDER BY seq DESC LIMIT 50`,
 	}
-	for _, name := range []string{"sql-final", "sql-argmax"} {
+	// The same two forms over the window Range reads (the newest 200 seqs).
+	window := fmt.Sprintf(" AND seq > %d", benchHotMsgs-200)
+	queries["sql-final-window"] = strings.Replace(queries["sql-final"], " AND deleted = 0", window+" AND deleted = 0", 1)
+	queries["sql-argmax-window"] = strings.Replace(queries["sql-argmax"], "WHERE room = ?", "WHERE room = ?"+window, 1)
+	for _, name := range []string{"sql-final", "sql-argmax", "sql-final-window", "sql-argmax-window"} {
 		b.Run(name, func(b *testing.B) {
 			var lat latencies
 			for b.Loop() {

@@ -348,12 +348,13 @@ func TestOutage(t *testing.T) {
 }
 
 // TestMatchesMemory compares Range with the memory store on a room large
-// enough, and with enough deletions, that the windowed reads must widen.
+// enough, and with enough deletions, that the windowed reads must widen,
+// up to windows read with FINAL.
 func TestMatchesMemory(t *testing.T) {
 	s := newStore(t, chstore.Config{})
-	mem := history.NewMemory(history.MemoryConfig{})
+	const n = 20000
+	mem := history.NewMemory(history.MemoryConfig{PerRoom: n})
 	ctx := context.Background()
-	const n = 3000
 	base := time.Now().Add(-time.Hour).UnixMilli()
 	var ms []protocol.Message
 	for seq := uint64(1); seq <= n; seq++ {
@@ -361,7 +362,7 @@ func TestMatchesMemory(t *testing.T) {
 	}
 	var del []uint64
 	for seq := uint64(1); seq <= n; seq++ {
-		if seq <= 300 || seq > 2400 || seq%3 == 0 {
+		if seq <= 300 || seq > n-600 || seq%3 == 0 {
 			del = append(del, seq)
 		}
 	}
@@ -376,19 +377,21 @@ func TestMatchesMemory(t *testing.T) {
 	filters := []history.Filter{
 		{Tail: true, Limit: 50},
 		{Tail: true, Limit: 1},
-		{Tail: true, Limit: 50, AfterSeq: 2390},
+		{Tail: true, Limit: 50, AfterSeq: n - 610},
 		{Tail: true, Limit: 5000},
-		{Tail: true, Limit: 50, FromMs: base + 24100},
+		{Tail: true, Limit: 50, FromMs: base + (n-610)*10},
 		{Tail: true, Limit: 50, IncludeDeleted: true},
 		{Limit: 50},
 		{Limit: 50, AfterSeq: 100},
-		{Limit: 50, AfterSeq: 2350},
+		{Limit: 50, AfterSeq: n - 650},
 		{Limit: 5000, AfterSeq: 10},
 		{Limit: 10, FromMs: base + 5000},
 		{Limit: 10, FromMs: base + 5000, ToMs: base + 5100},
-		{Limit: 10, AfterSeq: 2995},
-		{Limit: 10, AfterSeq: 3000},
-		{AfterSeq: 2000},
+		{Limit: 10, AfterSeq: n - 5},
+		{Limit: 10, AfterSeq: n},
+		{AfterSeq: n - 1000},
+		{Tail: true, Limit: 17000}, // wider than maxGroupedWindow: FINAL with seq bounds
+		{Limit: 17000, AfterSeq: 100},
 	}
 	for i, f := range filters {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
