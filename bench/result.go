@@ -113,6 +113,7 @@ type Result struct {
 	Load     [2]float64 `json:"load1_start_end"`
 
 	Viewers     int       `json:"viewers"`
+	Senders     int       `json:"senders"`
 	Connected   int64     `json:"connected"`
 	Failed      int64     `json:"connect_failures"`
 	ConnectSecs float64   `json:"connect_s"`
@@ -205,6 +206,7 @@ func (r *Result) Metrics() map[string]float64 {
 		"deliveries_per_s":                   r.DeliveriesPS,
 		"lost":                               float64(r.Lost),
 		"dups":                               float64(r.Dups),
+		"gaps":                               float64(r.Gaps),
 		"connect_failures":                   float64(r.Failed),
 		"latency_p50_ms":                     r.Latency.P50,
 		"latency_p90_ms":                     r.Latency.P90,

@@ -224,7 +224,7 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Name: o.Name, Scenario: o.Scenario, Options: *o, Started: time.Now().UTC().Format(time.RFC3339),
-		Machine: machine(), Viewers: o.Viewers}
+		Machine: machine(), Viewers: o.Viewers, Senders: o.Senders}
 	res.Load[0] = loadAvg()
 	t0 := time.Now()
 
