@@ -38,6 +38,12 @@ var (
 type Config struct {
 	// URL is the gateway endpoint, e.g. "ws://127.0.0.1:8090/ws".
 	URL string
+	// URLs lists further gateway endpoints to fail over to: a connection
+	// attempt that fails moves on to the next address (URL first, then
+	// URLs in order, round robin), so the viewers of a gateway that died
+	// reconnect to another and resume there. Optional; when URL is empty
+	// the first of URLs is used.
+	URLs []string
 	// Token is a JWT; empty means an anonymous viewer (may watch, not send).
 	Token string
 	// DialTimeout bounds one connection attempt. Zero value means 5s.
@@ -68,9 +74,9 @@ type Config struct {
 // close 4001, or an expired token, close 4005: then Done is closed). Its
 // methods are safe for concurrent use.
 type Client struct {
-	cfg  Config
-	host string
-	path string
+	cfg     Config
+	targets []target // URL then URLs
+	cur     int      // index of the target the next attempt uses; guarded by mu
 
 	mu      sync.Mutex // guards everything below
 	conn    net.Conn
@@ -87,6 +93,11 @@ type Client struct {
 	wg   sync.WaitGroup
 }
 
+// target is one gateway endpoint.
+type target struct {
+	host, path string
+}
+
 type roomState struct {
 	last     uint64 // highest seq delivered
 	resuming bool   // a resume is in flight; batches wait for its history
@@ -97,9 +108,20 @@ type roomState struct {
 // Dial connects and starts the client. It returns after the first
 // connection succeeded (reconnects afterwards happen in the background).
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
-	u, err := url.Parse(cfg.URL)
-	if err != nil || u.Scheme != "ws" || u.Host == "" {
-		return nil, fmt.Errorf("client: URL must be ws://host:port/path, got %q", cfg.URL)
+	var targets []target
+	for i, raw := range append([]string{cfg.URL}, cfg.URLs...) {
+		if raw == "" && i == 0 && len(cfg.URLs) > 0 {
+			continue
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "ws" || u.Host == "" {
+			return nil, fmt.Errorf("client: URL must be ws://host:port/path, got %q", raw)
+		}
+		tg := target{host: u.Host, path: u.EscapedPath()}
+		if tg.path == "" {
+			tg.path = "/ws"
+		}
+		targets = append(targets, tg)
 	}
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 5 * time.Second
@@ -117,16 +139,20 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		cfg.PingInterval = 20 * time.Second
 	}
 	c := &Client{
-		cfg: cfg, host: u.Host, path: u.EscapedPath(),
+		cfg: cfg, targets: targets,
 		rooms:   make(map[string]*roomState),
 		waiters: make(map[string]chan protocol.ServerFrame),
 		ready:   make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	if c.path == "" {
-		c.path = "/ws"
+	var conn net.Conn
+	var br *bufio.Reader
+	var err error
+	for range c.targets { // the first connection tries every address once
+		if conn, br, err = c.connect(ctx); err == nil || ctx.Err() != nil {
+			break
+		}
 	}
-	conn, br, err := c.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -136,27 +162,42 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// connect dials and upgrades one connection.
+// connect dials and upgrades one connection to the current target; when
+// that fails, the next attempt goes to the next target.
 func (c *Client) connect(ctx context.Context) (net.Conn, *bufio.Reader, error) {
+	c.mu.Lock()
+	i := c.cur
+	c.mu.Unlock()
+	conn, br, err := c.connectTo(ctx, c.targets[i])
+	if err != nil {
+		c.mu.Lock()
+		c.cur = (i + 1) % len(c.targets)
+		c.mu.Unlock()
+	}
+	return conn, br, err
+}
+
+// connectTo dials and upgrades one connection to tg.
+func (c *Client) connectTo(ctx context.Context, tg target) (net.Conn, *bufio.Reader, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	dial := c.cfg.Dial
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
 	}
-	conn, err := dial(ctx, "tcp", c.host)
+	conn, err := dial(ctx, "tcp", tg.host)
 	if err != nil {
 		return nil, nil, err
 	}
 	if d, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(d)
 	}
-	pq := c.path
+	pq := tg.path
 	if c.cfg.Token != "" {
 		pq += "?token=" + url.QueryEscape(c.cfg.Token)
 	}
 	key := ws.NewKey()
-	if _, err := conn.Write(ws.AppendClientHandshake(nil, c.host, pq, key, "")); err != nil {
+	if _, err := conn.Write(ws.AppendClientHandshake(nil, tg.host, pq, key, "")); err != nil {
 		conn.Close()
 		return nil, nil, err
 	}
