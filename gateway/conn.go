@@ -335,36 +335,64 @@ func (c *conn) write(payload []byte) {
 	_, _ = c.gc.Write(append(buf, payload...))
 }
 
-// writeFrame writes a complete, shared WebSocket frame, applying the
-// outbound policy: past the soft cap the frame is dropped (droppable
-// frames only), past the hard cap the viewer is closed as slow. It reports
-// whether the frame was written. Runs on the loop.
-func (c *conn) writeFrame(frame []byte, droppable bool) bool {
+// Outbound states (see outboundState).
+const (
+	outOK          = iota // write
+	outDropBatches        // past the soft cap: drop batches, write the rest
+	outClosed             // not open, or just closed as a slow consumer
+)
+
+// outboundState applies the outbound policy before a write: past the soft
+// cap batches are dropped (the viewer sees a gap and resumes), past the
+// hard cap, or above the soft cap for SlowTimeout, the viewer is closed as
+// slow. batches tells whether the write holds batches. Runs on the loop.
+func (c *conn) outboundState(batches bool) int {
 	if c.state != stateOpen {
-		return false
+		return outClosed
 	}
 	s := c.s
 	out := c.gc.OutboundBuffered()
 	if out <= s.cfg.SoftOutbound {
 		c.overSoft = 0
-	} else if c.overSoft == 0 {
+		return outOK
+	}
+	if c.overSoft == 0 {
 		c.overSoft = s.nowMs()
 	}
-	if out > s.cfg.HardOutbound || (c.overSoft != 0 && s.nowMs()-c.overSoft > s.cfg.SlowTimeout.Milliseconds()) {
+	if out > s.cfg.HardOutbound || s.nowMs()-c.overSoft > s.cfg.SlowTimeout.Milliseconds() {
 		s.m.slowConsumers.Inc()
 		// The close frame may never reach a viewer that does not read;
 		// it is queued for one that merely reads slowly.
 		c.closeWith(protocol.CloseSlowConsumer, "slow consumer", "slow_consumer")
 		_ = c.gc.Close() // it does not read: no point waiting for its close frame
-		return false
+		return outClosed
 	}
-	if droppable && out > s.cfg.SoftOutbound {
-		s.m.dropped.Inc()
-		return false
+	if batches {
+		return outDropBatches
 	}
-	_, _ = c.gc.Write(frame)
-	return true
+	return outOK
 }
+
+// writeFrame writes a complete, shared WebSocket frame, applying the
+// outbound policy (droppable frames are batches). It reports whether the
+// frame was written. Runs on the loop.
+func (c *conn) writeFrame(frame []byte, droppable bool) bool {
+	switch c.outboundState(droppable) {
+	case outOK:
+		c.writeRaw(frame)
+		return true
+	case outDropBatches:
+		c.s.m.dropped.Inc()
+	}
+	return false
+}
+
+// writeRaw writes complete frames (shared bytes: gnet copies what the
+// socket does not take at once). Runs on the loop.
+func (c *conn) writeRaw(b []byte) { _, _ = c.gc.Write(b) }
+
+// writeRawv writes several complete frames in one writev. Runs on the loop.
+func (c *conn) writeRawv(bs [][]byte) { _, _ = c.gc.Writev(bs) }
 
 func (c *conn) writeControl(op byte, payload []byte) {
 	if c.state != stateOpen {

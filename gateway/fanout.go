@@ -100,11 +100,12 @@ func (s *Server) deliverTo(loops []int, name string, frame []byte, first, last u
 	if len(loops) == 0 {
 		return
 	}
+	d := delivery{room: name, frame: frame, first: first, last: last, msgs: msgs}
 	all := s.loopList()
 	for _, idx := range loops {
 		for _, l := range all {
 			if l.idx == idx {
-				l.execute(func() { l.deliver(s, name, frame, first, last, msgs) })
+				l.post(s, d)
 			}
 		}
 	}

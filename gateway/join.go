@@ -226,39 +226,166 @@ func (r *room) onlineCount() int {
 	return int(r.online.Load())
 }
 
-// deliver writes a shared frame to every member of room on this loop.
-// first/last are the batch's seq range (0 for frames outside the seq
-// stream: delete, purge, notice, online). Runs on the loop.
-func (l *loop) deliver(s *Server, name string, frame []byte, first, last uint64, msgs int) {
-	lr := l.rooms[name]
+// maxIOV bounds the frames handed to one writev.
+const maxIOV = 256
+
+// flush writes every delivery queued for this loop since the last flush.
+// Deliveries of a room are written together: a viewer that needs all of
+// them gets their concatenation in one write. Runs on the loop.
+func (l *loop) flush(s *Server) {
+	l.out.mu.Lock()
+	q := l.out.q
+	l.out.q = l.spare[:0]
+	l.out.queued = false
+	l.out.mu.Unlock()
+	if len(q) == 1 {
+		l.deliverRoom(s, q)
+	} else if len(q) > 1 {
+		if l.byRoom == nil {
+			l.byRoom = make(map[string][]int)
+		}
+		var order []string
+		for i := range q {
+			idx, seen := l.byRoom[q[i].room]
+			if !seen {
+				order = append(order, q[i].room)
+			}
+			l.byRoom[q[i].room] = append(idx, i)
+		}
+		var group []delivery
+		for _, name := range order {
+			group = group[:0]
+			for _, i := range l.byRoom[name] {
+				group = append(group, q[i])
+			}
+			l.deliverRoom(s, group)
+		}
+		clear(l.byRoom)
+	}
+	clear(q) // drop the frame references
+	l.spare = q[:0]
+}
+
+// deliverRoom writes ds, deliveries of one room in the order they were
+// queued, to every member of the room on this loop. Runs on the loop.
+func (l *loop) deliverRoom(s *Server, ds []delivery) {
+	lr := l.rooms[ds[0].room]
 	if lr == nil {
 		return
+	}
+	// The seq range of the batches in ds, and the concatenation of all
+	// frames: what a viewer gets unless it is behind or catching up.
+	var first, last uint64
+	msgs := 0
+	for _, d := range ds {
+		if d.last != 0 {
+			if first == 0 {
+				first = d.first
+			}
+			last = max(last, d.last)
+			msgs += d.msgs
+		}
+	}
+	shared := ds[0].frame
+	if len(ds) > 1 {
+		n := 0
+		for _, d := range ds {
+			n += len(d.frame)
+		}
+		if cap(l.joined) < n {
+			l.joined = make([]byte, 0, n)
+		}
+		shared = l.joined[:0]
+		for _, d := range ds {
+			shared = append(shared, d.frame...)
+		}
 	}
 	written := 0
 	for i := 0; i < len(lr.members); i++ {
 		m := lr.members[i]
-		if m.catching {
-			if len(m.pending) < maxPending {
-				m.pending = append(m.pending, pendingFrame{frame: frame, first: first, last: last})
+		switch {
+		case m.catching:
+			for _, d := range ds {
+				if len(m.pending) < maxPending {
+					m.pending = append(m.pending, pendingFrame{frame: d.frame, first: d.first, last: d.last})
+				}
 			}
-			continue
-		}
-		if last != 0 && last <= m.from {
-			continue
-		}
-		if m.c.writeFrame(frame, last != 0) {
-			if last != 0 {
-				m.from = last
+		case last != 0 && last <= m.from:
+			// Every batch was in its history; send only the rest.
+			l.writeSome(m, ds)
+		case first == 0 || m.from < first:
+			switch m.c.outboundState(last != 0) {
+			case outOK:
+				m.c.writeRaw(shared)
+				if last != 0 {
+					m.from = last
+					written += msgs
+				}
+			case outDropBatches:
+				l.writeSome(m, ds)
 			}
-			written++
+		default:
+			written += l.writeSome(m, ds)
 		}
 		if i < len(lr.members) && lr.members[i] != m {
 			i-- // m was closed and swapped out
 		}
 	}
-	if msgs > 0 {
-		s.m.deliveries.Add(float64(written * msgs))
+	if written > 0 {
+		s.m.deliveries.Add(float64(written))
 	}
+	if len(ds) > 1 {
+		l.joined = shared[:0]
+	}
+}
+
+// writeSome writes to m the frames of ds it still needs: frames outside
+// the seq stream, and batches past m.from unless its backlog is past the
+// soft cap. It returns the messages delivered. Runs on the loop.
+func (l *loop) writeSome(m *member, ds []delivery) int {
+	c := m.c
+	hasBatch, need := false, false
+	for _, d := range ds {
+		if d.last == 0 || d.last > m.from {
+			need = true
+			hasBatch = hasBatch || d.last != 0
+		}
+	}
+	if !need {
+		return 0
+	}
+	st := c.outboundState(hasBatch)
+	if st == outClosed {
+		return 0
+	}
+	iov := l.iov[:0]
+	delivered := 0
+	for _, d := range ds {
+		if d.last != 0 {
+			if d.last <= m.from {
+				continue
+			}
+			if st == outDropBatches {
+				c.s.m.dropped.Inc()
+				continue
+			}
+			m.from = d.last
+			delivered += d.msgs
+		}
+		iov = append(iov, d.frame)
+		if len(iov) == maxIOV {
+			c.writeRawv(iov)
+			iov = iov[:0]
+		}
+	}
+	if len(iov) == 1 {
+		c.writeRaw(iov[0])
+	} else if len(iov) > 1 {
+		c.writeRawv(iov)
+	}
+	clear(iov)
+	l.iov = iov[:0]
+	return delivered
 }
 
 // textFrame wraps a JSON payload in one unmasked, final text frame.

@@ -2,14 +2,15 @@ package gateway
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 )
 
 // loop is the gateway's state for one gnet event loop. Every field except
-// el and idx is owned by that event loop: it is read and written only in
-// gnet callbacks of the loop's connections and in tasks run with
+// el, idx and out is owned by that event loop: it is read and written only
+// in gnet callbacks of the loop's connections and in tasks run with
 // el.Execute, never from another goroutine, so it needs no lock.
 type loop struct {
 	idx int
@@ -17,6 +18,32 @@ type loop struct {
 
 	rooms map[string]*loopRoom // rooms with members on this loop
 	conns []*conn              // every connection of the loop (conn.pos indexes it)
+
+	// out holds frames for this loop's viewers that the dispatch, control
+	// and presence goroutines queued since the last flush (guarded by
+	// out.mu). At most one flush task is queued at a time, so while the
+	// loop is busy frames accumulate and the next flush writes them to
+	// each viewer in one syscall.
+	out struct {
+		mu     sync.Mutex
+		q      []delivery
+		queued bool
+	}
+	// Flush scratch, owned by the loop.
+	spare  []delivery
+	byRoom map[string][]int
+	joined []byte
+	iov    [][]byte
+}
+
+// delivery is one shared frame for the viewers of a room on one loop.
+// first/last are the batch's seq range and msgs its message count; all 0
+// for frames outside the seq stream (delete, purge, notice, online).
+type delivery struct {
+	room        string
+	frame       []byte
+	first, last uint64
+	msgs        int
 }
 
 // loopRoom is one room's members on one loop. Owned by the loop.
@@ -63,6 +90,19 @@ func (l *loop) removeConn(c *conn) {
 	l.conns[last] = nil
 	l.conns = l.conns[:last]
 	c.pos = -1
+}
+
+// post queues d for the loop's viewers and schedules a flush unless one is
+// already queued. It is safe to call from any goroutine.
+func (l *loop) post(s *Server, d delivery) {
+	l.out.mu.Lock()
+	l.out.q = append(l.out.q, d)
+	schedule := !l.out.queued
+	l.out.queued = true
+	l.out.mu.Unlock()
+	if schedule {
+		l.execute(func() { l.flush(s) })
+	}
 }
 
 // execute runs f on the loop. It is safe to call from any goroutine.
