@@ -36,39 +36,48 @@
 // stays deleted. A copy has the original's ts and therefore lands in the
 // same daily partition, which is where ReplacingMergeTree collapses.
 //
-// # Reads: FINAL, not argMax
+// # Reads: argMax for windows, FINAL for open ranges
 //
 // Merges happen in the background, at no set time, so reads cannot rely on
-// them. Range reads with SELECT ... FINAL, which collapses the selected key
-// ranges at read time; its WHERE (deleted = 0 included) applies to the
-// collapsed row, because the server does not move WHERE to PREWHERE under
-// FINAL (checked on 18.16.1: an original plus its unmerged deletion row
-// returns nothing). The alternative, GROUP BY seq with argMax(col,
-// version) and HAVING on the deleted flag, was measured slower: on a room
-// of 100k messages among 1M rows (2 shared cores, 18.16.1), the newest 50
-// over the whole room took p50 38 ms / p99 104 ms with FINAL and p50
-// 129 ms / p99 416 ms with argMax (BenchmarkRangeTail50, sub-benchmarks
-// sql-final and sql-argmax).
+// them; every read collapses versions itself, in one of two forms:
+//
+//   - GROUP BY seq with argMax(col, version), HAVING on the collapsed
+//     deleted flag;
+//   - SELECT ... FINAL with deleted = 0 in WHERE. Under FINAL the WHERE
+//     applies to the collapsed row, because the server does not move it to
+//     PREWHERE (checked on 18.16.1: an original plus its unmerged deletion
+//     row returns nothing).
 //
 // Neither form on 18.16 stops early for ORDER BY seq DESC LIMIT 50: both
-// read the whole room. So a Range with a Limit (and no time bound on the
-// side it starts from) first asks for the room's highest seq (max(seq),
-// which reads only the seq column of the room's key range), then reads a
-// window of seqs next to where it starts — the newest max(4*Limit, 256)
-// seqs for Tail, the ones just after AfterSeq otherwise — and widens the
-// window 16-fold only when deletions leave it short. Reading the newest 50
-// of that room through Store.Range took p50 17-30 ms, p99 ~110 ms on a
-// machine with load average 10-17 on 2 cores; by hand, at lower load, the
-// windowed FINAL query took 5-10 ms and the max(seq) query 6-9 ms
-// (clickhouse-client --time). The memory store answers the same read in
-// ~10 µs (p50).
+// read every row of the key range. So a Range with a Limit (and no time
+// bound on the side it starts from) first asks for the room's highest seq
+// (max(seq) reads only the seq column of the room's key range), then reads
+// a window of seqs next to where it starts — the newest max(4*Limit, 256)
+// seqs for Tail, the ones just after AfterSeq otherwise — and widens it
+// 16-fold only when deletions leave it short. Windows of up to 16384 seqs
+// are read with argMax, wider windows and open ranges (replays by time,
+// no Limit) with FINAL, because each form wins on its side. Measured with
+// BenchmarkRangeTail50 on a room of 100k messages among 1M rows, 2 shared
+// and busy cores (load average 10-50), ClickHouse 18.16.1:
+//
+//	newest 50, whole room:        FINAL  p50  38-104 ms   argMax p50 85-229 ms
+//	newest 50, window of 200:     FINAL  p50   9-15 ms    argMax p50   4.5-8.7 ms
+//	Store.Range(Tail, Limit 50):  p50 10.6-11.8 ms, p99 51-250 ms (max(seq) + window)
+//	Store.Range(AfterSeq = last-50, Limit 500): p50 14-15 ms
+//	memory store, same Tail read: p50 5-12 µs
+//
+// p99 figures on that machine mostly measure other processes; at load
+// average ~10 the whole-room numbers were p99 104 ms (FINAL) and 416 ms
+// (argMax).
 //
 // # Writes
 //
 // Append sends one INSERT per call with PrepareBatch (columns named). With
-// batches of 1000 rows the rate was 70-80k rows/s on the loaded machine
-// (BenchmarkAppend1000), far above what one history writer needs; the
-// history writer (history.Writer) batches up to 1000 messages or 200 ms.
+// batches of 1000 rows BenchmarkAppend1000 measured 70-81k rows/s at load
+// average ~10 and 11-22k rows/s when the 2 cores were shared with 15-50
+// runnable processes; the history writer (history.Writer) batches up to
+// 1000 messages or 200 ms, and a busy deployment's accepted stream is a
+// few thousand messages a second.
 //
 // Every call is bounded by Config.DialTimeout (3 s) and
 // Config.ReadTimeout (10 s) besides its context, so a server that is down
@@ -90,9 +99,9 @@
 //   - TTL ts + INTERVAL 30 DAY (with ttl_only_drop_parts = 1) in place of
 //     the janitor;
 //   - lightweight DELETE or an is_deleted column
-//     (ReplacingMergeTree(version, deleted)) for deletions, and
-//     FINAL with do_not_merge_across_partitions_select_final and
-//     read-in-order optimisation, which would make the seq window
-//     unnecessary;
+//     (ReplacingMergeTree(version, deleted)) for deletions;
+//   - a faster FINAL (do_not_merge_across_partitions_select_final,
+//     parallel FINAL) and read-in-order for ORDER BY seq DESC LIMIT n,
+//     which would make the seq window and the argMax form unnecessary;
 //   - async_insert for many small writers.
 package chstore
