@@ -91,10 +91,12 @@ func TestWorkerCatchesGapAndDuplicate(t *testing.T) {
 	addr := fakeGateway(t, n, 2, 3)
 	cmds := make(chan Command, 1)
 	var final Report
+	var lat Hist // reports carry latency deltas since the previous one
 	done := make(chan error, 1)
 	go func() {
 		done <- RunWorker(context.Background(), WorkerSpec{Gateways: []string{addr}, Viewers: []RoomCount{{Room: "r", Count: viewers}},
 			Tick: 50 * time.Millisecond}, cmds, func(r Report) {
+			lat.Merge(HistFrom(r.Lat))
 			if r.Type == "final" {
 				final = r
 			}
@@ -110,8 +112,8 @@ func TestWorkerCatchesGapAndDuplicate(t *testing.T) {
 	if final.Deliveries != viewers*n-1 || final.Lost != 1 || final.Dups != 1 || final.Gaps != 1 {
 		t.Fatalf("deliveries %d lost %d dups %d gaps %d, want %d 1 1 1", final.Deliveries, final.Lost, final.Dups, final.Gaps, viewers*n-1)
 	}
-	if HistFrom(final.Lat).Count() != uint64(viewers*n-1) {
-		t.Fatalf("latency samples %d, want %d", HistFrom(final.Lat).Count(), viewers*n-1)
+	if lat.Count() != uint64(viewers*n-1) {
+		t.Fatalf("latency samples %d, want %d", lat.Count(), viewers*n-1)
 	}
 }
 
