@@ -55,7 +55,6 @@ func startWorker(ctx context.Context, o *Options, spec WorkerSpec, logPath strin
 	h := &workerHandle{id: spec.ID, done: make(chan struct{})}
 	if o.InProcess {
 		cmds := make(chan Command, 4)
-		var once sync.Once
 		h.send = func(c Command) error {
 			select {
 			case cmds <- c:
@@ -70,7 +69,6 @@ func startWorker(ctx context.Context, o *Options, spec WorkerSpec, logPath strin
 			h.mu.Lock()
 			h.err = err
 			h.mu.Unlock()
-			once.Do(func() {})
 		}()
 		return h, nil
 	}

@@ -20,11 +20,13 @@ import (
 // larger than it.
 const readBuf = 4 << 10
 
+// maxFrameSize bounds a server frame the viewer accepts.
+const maxFrameSize = 16 << 20
+
 var (
-	errClosed    = errors.New("bench: connection closed by the server")
-	errBadFrame  = errors.New("bench: bad frame from the server")
-	errTooBig    = errors.New("bench: frame too large")
-	maxFrameSize = 16 << 20
+	errClosed   = errors.New("bench: connection closed by the server")
+	errBadFrame = errors.New("bench: bad frame from the server")
+	errTooBig   = errors.New("bench: handshake response too large")
 )
 
 // stats are the counters a worker shares between its viewers. Latencies go
