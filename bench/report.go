@@ -153,6 +153,7 @@ th{background:#f3f3f3}code{background:#f3f3f3;padding:1px 4px}.bad{color:#b00;fo
 {{range .R.Notes}}<p class="bad">{{.}}</p>{{end}}
 {{.Lat}}
 {{.Thr}}
+{{.Conns}}
 {{.Cost}}
 {{.Hist}}
 <p>Latency is measured from the publisher's clock before the HTTP publish to each viewer's clock when the frame is parsed (same machine, same clock). Deliveries count distinct seqs per viewer; lost counts seqs up to the room's final seq a viewer never got; duplicates count seqs seen twice.</p>
@@ -162,12 +163,13 @@ th{background:#f3f3f3}code{background:#f3f3f3;padding:1px 4px}.bad{color:#b00;fo
 // WriteHTML writes the self-contained HTML report of r to path.
 func (r *Result) WriteHTML(path string) error {
 	var x []float64
-	var p50, p99, mx, del, pub, open, gcpu, hcpu []float64
+	var p50, p99, mx, del, pub, open, failed, resumed, gcpu, hcpu []float64
 	for _, p := range r.Timeline {
 		x = append(x, p.T)
 		p50, p99, mx = append(p50, p.P50), append(p99, p.P99), append(mx, p.Max)
 		del, pub, open = append(del, p.Deliveries), append(pub, p.Published), append(open, float64(p.Open))
 		gcpu, hcpu = append(gcpu, p.GatewayCPU*100), append(hcpu, p.HarnessCPU*100)
+		failed, resumed = append(failed, float64(p.Failed)), append(resumed, float64(p.Resumed))
 	}
 	data := struct {
 		R                    *Result
@@ -178,7 +180,6 @@ func (r *Result) WriteHTML(path string) error {
 		Cost: svgLines("CPU over time", "% of one core", []series{{"gateway", "#4a78c2", x, gcpu}, {"harness", "#c60", x, hcpu}}, false),
 		Hist: svgHist(HistFrom(r.LatencyHist)),
 	}
-	_ = pub
 	f, err := os.Create(path)
 	if err != nil {
 		return err
