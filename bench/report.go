@@ -172,8 +172,8 @@ func (r *Result) WriteHTML(path string) error {
 		failed, resumed = append(failed, float64(p.Failed)), append(resumed, float64(p.Resumed))
 	}
 	data := struct {
-		R                    *Result
-		Lat, Thr, Cost, Hist template.HTML
+		R                           *Result
+		Lat, Thr, Conns, Cost, Hist template.HTML
 	}{R: r,
 		Lat:  svgLines("latency over time (per second)", "ms", []series{{"p50", "#2a7", x, p50}, {"p99", "#c60", x, p99}, {"max", "#c33", x, mx}}, true),
 		Thr:  svgLines("throughput over time", "per second", []series{{"deliveries/s", "#4a78c2", x, del}, {"open connections", "#888", x, open}}, false),
