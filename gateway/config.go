@@ -67,6 +67,12 @@ type Config struct {
 	// MaxMessage is the largest client WebSocket message in bytes; larger
 	// ones close the connection with 1009. Zero value means 4096.
 	MaxMessage int
+	// NoDeflate turns permessage-deflate off. Zero value (false): offers
+	// are accepted without context takeover, batches are compressed once
+	// per gateway and the same compressed frame is written to every
+	// viewer that accepted it; compressed client messages are inflated
+	// (at most MaxMessage bytes).
+	NoDeflate bool
 
 	// HandshakeTimeout closes connections that have not completed the
 	// upgrade in time (slowloris). Zero value means 5s.

@@ -40,10 +40,13 @@ type conn struct {
 	bad   uint8
 	// pinged is set when the gateway sent a ping to a quiet connection.
 	pinged bool
-	pos    int // index in lp.conns
-	rd     ws.Reader
-	claims *auth.Claims // nil for anonymous viewers
-	rooms  []*member
+	// deflate is set when permessage-deflate was negotiated: batches are
+	// written compressed and client messages may be.
+	deflate bool
+	pos     int // index in lp.conns
+	rd      ws.Reader
+	claims  *auth.Claims // nil for anonymous viewers
+	rooms   []*member
 	// Times in Unix ms (from the coarse clock).
 	opened   int64
 	lastRecv int64
@@ -178,7 +181,14 @@ func (c *conn) handshake(buf []byte) int {
 		}
 		resume = &seq
 	}
-	_, _ = c.gc.Write(ws.AppendAccept(nil, h.Key, ""))
+	ext := ""
+	if !s.cfg.NoDeflate && ws.AcceptDeflate(h.Extensions) {
+		ext = "Sec-WebSocket-Extensions: " + ws.DeflateResponse + "\r\n"
+		c.deflate = true
+		c.rd.AllowRSV1 = true
+		s.ndeflate.Add(1)
+	}
+	_, _ = c.gc.Write(ws.AppendAccept(nil, h.Key, ext))
 	c.state = stateOpen
 	c.lastRecv = s.nowMs()
 	s.m.handshakes.WithLabelValues("ok").Inc()
@@ -247,7 +257,20 @@ func (c *conn) message(msg ws.Message) {
 	case ws.OpBinary:
 		c.closeWith(ws.CloseUnsupportedData, "binary frames are not supported", "protocol")
 	case ws.OpText:
-		c.text(msg.Payload)
+		p := msg.Payload
+		if msg.Compressed {
+			var err error
+			if p, err = c.lp.inflater.Inflate(p, c.s.cfg.MaxMessage, true); err != nil {
+				var ce *ws.CloseError
+				if errors.As(err, &ce) {
+					c.closeWith(ce.Code, ce.Reason, "protocol")
+				} else {
+					c.closeWith(ws.CloseProtocolError, "bad compressed message", "protocol")
+				}
+				return
+			}
+		}
+		c.text(p)
 	}
 }
 

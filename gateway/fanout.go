@@ -11,6 +11,7 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/presence"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws"
 )
 
 func runtimeNumCPU() int { return runtime.NumCPU() }
@@ -52,6 +53,7 @@ func (s *Server) consume(stream string, opts bus.ConsumerOptions, handle func([]
 // goroutine.
 func (s *Server) runDispatch() {
 	var loops []int
+	var z ws.Deflater
 	s.consume(bus.StreamDispatch, bus.ConsumerOptions{}, func(recs []bus.Record) {
 		for _, rec := range recs {
 			r := s.rooms.get(rec.Key)
@@ -62,7 +64,7 @@ func (s *Server) runDispatch() {
 			if err := bus.Unmarshal(rec.Value, &b); err != nil || b.Op != protocol.OpBatch || len(b.Msgs) == 0 {
 				if b.Op != protocol.OpBatch && err == nil {
 					// Other frames (notices from dispatch) go out as they are.
-					s.broadcast(r, rec.Value, 0, 0, 0)
+					s.broadcast(r, rec.Value)
 					continue
 				}
 				s.cfg.Logger.Warn("gateway: bad dispatch record", "room", rec.Key, "err", err)
@@ -80,27 +82,30 @@ func (s *Server) runDispatch() {
 			if len(fresh) != len(b.Msgs) {
 				payload = protocol.EncodeBatch(r.name, fresh)
 			}
-			frame := textFrame(payload)
-			first, last := fresh[0].Seq, fresh[len(fresh)-1].Seq
-			s.deliverTo(loops, r.name, frame, first, last, len(fresh))
+			d := delivery{room: r.name, frame: textFrame(payload),
+				first: fresh[0].Seq, last: fresh[len(fresh)-1].Seq, msgs: len(fresh)}
+			if s.ndeflate.Load() > 0 {
+				d.zframe = z.AppendFrame(nil, ws.OpText, payload)
+			}
+			s.post(loops, d)
 		}
 	})
 }
 
 // broadcast sends a frame that is not part of the seq stream to every local
 // viewer of r.
-func (s *Server) broadcast(r *room, payload []byte, _, _ uint64, _ int) {
+func (s *Server) broadcast(r *room, payload []byte) {
 	r.mu.Lock()
 	loops := r.loopsLocked(nil)
 	r.mu.Unlock()
-	s.deliverTo(loops, r.name, textFrame(payload), 0, 0, 0)
+	s.post(loops, delivery{room: r.name, frame: textFrame(payload)})
 }
 
-func (s *Server) deliverTo(loops []int, name string, frame []byte, first, last uint64, msgs int) {
+// post queues d on the loops (by index) with viewers of its room.
+func (s *Server) post(loops []int, d delivery) {
 	if len(loops) == 0 {
 		return
 	}
-	d := delivery{room: name, frame: frame, first: first, last: last, msgs: msgs}
 	all := s.loopList()
 	for _, idx := range loops {
 		for _, l := range all {
@@ -157,7 +162,7 @@ func (s *Server) applyControl(ev bus.Control) {
 			payload = protocol.Encode(protocol.Notice{Op: protocol.OpNotice, Room: ev.Room, Text: ev.Text})
 		}
 		r.mu.Unlock()
-		s.broadcast(r, payload, 0, 0, 0)
+		s.broadcast(r, payload)
 	case bus.ControlKick:
 		s.kickUser(ev.UID, ev.Device, ev.Except, ev.Reason)
 	}
@@ -310,7 +315,7 @@ func (s *Server) runPresence() {
 		for _, r := range active {
 			n := int64(r.onlineCount())
 			if r.sent.Swap(n) != n {
-				s.broadcast(r, protocol.Encode(protocol.Online{Op: protocol.OpOnline, Room: r.name, Count: int(n)}), 0, 0, 0)
+				s.broadcast(r, protocol.Encode(protocol.Online{Op: protocol.OpOnline, Room: r.name, Count: int(n)}))
 			}
 		}
 		if sweeps++; sweeps%5 == 0 {

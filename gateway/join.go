@@ -286,18 +286,29 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) {
 			msgs += d.msgs
 		}
 	}
-	shared := ds[0].frame
+	shared, zshared := ds[0].frame, ds[0].frame
+	if ds[0].zframe != nil {
+		zshared = ds[0].zframe
+	}
 	if len(ds) > 1 {
-		n := 0
-		for _, d := range ds {
-			n += len(d.frame)
-		}
-		if cap(l.joined) < n {
-			l.joined = make([]byte, 0, n)
-		}
-		shared = l.joined[:0]
+		shared, zshared = l.joined[:0], l.zjoined[:0]
+		compressed := false
 		for _, d := range ds {
 			shared = append(shared, d.frame...)
+			if d.zframe != nil {
+				compressed = true
+			}
+		}
+		if compressed {
+			for _, d := range ds {
+				if d.zframe != nil {
+					zshared = append(zshared, d.zframe...)
+				} else {
+					zshared = append(zshared, d.frame...)
+				}
+			}
+		} else {
+			zshared = shared
 		}
 	}
 	written := 0
@@ -307,7 +318,7 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) {
 		case m.catching:
 			for _, d := range ds {
 				if len(m.pending) < maxPending {
-					m.pending = append(m.pending, pendingFrame{frame: d.frame, first: d.first, last: d.last})
+					m.pending = append(m.pending, pendingFrame{frame: d.pick(m.c), first: d.first, last: d.last})
 				}
 			}
 		case last != 0 && last <= m.from:
@@ -316,7 +327,11 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) {
 		case first == 0 || m.from < first:
 			switch m.c.outboundState(last != 0) {
 			case outOK:
-				m.c.writeRaw(shared)
+				if m.c.deflate {
+					m.c.writeRaw(zshared)
+				} else {
+					m.c.writeRaw(shared)
+				}
 				if last != 0 {
 					m.from = last
 					written += msgs
@@ -336,6 +351,9 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) {
 	}
 	if len(ds) > 1 {
 		l.joined = shared[:0]
+		if len(zshared) > 0 && &zshared[0] != &shared[0] {
+			l.zjoined = zshared[:0]
+		}
 	}
 }
 
@@ -372,7 +390,7 @@ func (l *loop) writeSome(m *member, ds []delivery) int {
 			m.from = d.last
 			delivered += d.msgs
 		}
-		iov = append(iov, d.frame)
+		iov = append(iov, d.pick(c))
 		if len(iov) == maxIOV {
 			c.writeRawv(iov)
 			iov = iov[:0]

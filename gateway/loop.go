@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/danmaku-live/danmaku/pkg/ws"
 )
 
 // loop is the gateway's state for one gnet event loop. Every field except
@@ -30,10 +32,14 @@ type loop struct {
 		queued bool
 	}
 	// Flush scratch, owned by the loop.
-	spare  []delivery
-	byRoom map[string][]int
-	joined []byte
-	iov    [][]byte
+	spare   []delivery
+	byRoom  map[string][]int
+	joined  []byte // concatenated frames
+	zjoined []byte // concatenated frames, compressed where possible
+	iov     [][]byte
+	// inflater decompresses client messages sent compressed; owned by the
+	// loop.
+	inflater ws.Inflater
 }
 
 // delivery is one shared frame for the viewers of a room on one loop.
@@ -42,8 +48,17 @@ type loop struct {
 type delivery struct {
 	room        string
 	frame       []byte
+	zframe      []byte // the same message compressed (permessage-deflate); nil if none
 	first, last uint64
 	msgs        int
+}
+
+// pick returns the frame to write to c.
+func (d *delivery) pick(c *conn) []byte {
+	if c.deflate && d.zframe != nil {
+		return d.zframe
+	}
+	return d.frame
 }
 
 // loopRoom is one room's members on one loop. Owned by the loop.

@@ -62,6 +62,9 @@ type Server struct {
 
 	nconns atomic.Int64
 	nextID atomic.Uint64
+	// ndeflate counts open connections that negotiated permessage-deflate;
+	// batches are compressed only while it is above zero.
+	ndeflate atomic.Int64
 
 	ipMu  sync.Mutex
 	perIP map[netip.Addr]int32
@@ -375,6 +378,9 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 			delete(s.perIP, c.ip)
 		}
 		s.ipMu.Unlock()
+	}
+	if c.deflate {
+		s.ndeflate.Add(-1)
 	}
 	s.nconns.Add(-1)
 	s.m.conns.Dec()

@@ -1,0 +1,186 @@
+package gateway
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws"
+)
+
+// nextOpZ is nextOp for a connection that may receive compressed messages.
+func (r *raw) nextOpZ(f *ws.Inflater, op string, timeout time.Duration) (protocol.ServerFrame, bool) {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		m, err := r.next(time.Until(deadline))
+		if err != nil {
+			r.t.Fatalf("waiting for %s: %v", op, err)
+		}
+		if m.Op != ws.OpText {
+			continue
+		}
+		p := m.Payload
+		if m.Compressed {
+			if p, err = f.Inflate(p, 1<<20, true); err != nil {
+				r.t.Fatalf("inflate: %v", err)
+			}
+		}
+		sf, err := protocol.DecodeServer(p)
+		if err != nil {
+			r.t.Fatalf("bad frame %q: %v", p, err)
+		}
+		if sf.Op == op {
+			return sf, m.Compressed
+		}
+	}
+	r.t.Fatalf("no %s frame within %v", op, timeout)
+	return protocol.ServerFrame{}, false
+}
+
+// sendZ sends a compressed, masked text message.
+func (r *raw) sendZ(payload []byte) {
+	r.t.Helper()
+	var d ws.Deflater
+	frame := d.AppendFrame(nil, ws.OpText, payload)
+	// Re-frame the compressed payload as a masked client frame with RSV1.
+	var rd ws.Reader
+	rd.Client, rd.AllowRSV1 = true, true
+	msg, _, _, err := rd.Next(frame)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	out := ws.AppendClientFrame(nil, ws.OpText, msg.Payload, ws.NewMask())
+	out[0] |= 0x40
+	if _, err := r.c.Write(out); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func publishSeqs(t *testing.T, gw *testGW, room string, from, to uint64, perBatch int) {
+	t.Helper()
+	var recs []bus.Record
+	for seq := from; seq <= to; {
+		var msgs []protocol.Message
+		for i := 0; i < perBatch && seq <= to; i++ {
+			msgs = append(msgs, protocol.Message{Seq: seq, UID: "u", Name: "n", Text: strings.Repeat("弾幕 ", 10)})
+			seq++
+		}
+		recs = append(recs, bus.Record{Key: room, Value: protocol.EncodeBatch(room, msgs)})
+	}
+	if err := gw.bus.Publisher(bus.StreamDispatch).Publish(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// collect reads batches until seq last and checks that seqs arrive once,
+// in order, from first on.
+func collect(t *testing.T, r *raw, f *ws.Inflater, first, last uint64, wantCompressed bool) {
+	t.Helper()
+	next := first
+	for next <= last {
+		b, compressed := r.nextOpZ(f, protocol.OpBatch, 5*time.Second)
+		if compressed != wantCompressed {
+			t.Fatalf("batch compressed=%v, want %v", compressed, wantCompressed)
+		}
+		for _, m := range b.Msgs {
+			if m.Seq != next {
+				t.Fatalf("seq %d, want %d", m.Seq, next)
+			}
+			next++
+		}
+	}
+}
+
+func TestDeflateAndCoalescing(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.Loops = 1 })
+	const offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+	plain := dialRaw(t, gw.addr)
+	if st := plain.upgrade("/ws?room=z", ""); st != 101 {
+		t.Fatal(st)
+	}
+	if strings.Contains(plain.resp, "permessage-deflate") {
+		t.Fatalf("deflate answered without an offer:\n%s", plain.resp)
+	}
+	z := dialRaw(t, gw.addr)
+	z.rd.AllowRSV1 = true
+	if st := z.upgrade("/ws?room=z", offer); st != 101 {
+		t.Fatal(st)
+	}
+	if !strings.Contains(z.resp, "Sec-WebSocket-Extensions: "+ws.DeflateResponse+"\r\n") {
+		t.Fatalf("deflate not negotiated:\n%s", z.resp)
+	}
+	var pf, zf ws.Inflater
+	plain.nextOpZ(&pf, protocol.OpHistory, 2*time.Second)
+	z.nextOpZ(&zf, protocol.OpHistory, 2*time.Second)
+
+	// Many batches at once: each viewer gets every seq once, in order;
+	// the deflate viewer gets them compressed.
+	publishSeqs(t, gw, "z", 1, 500, 5)
+	collect(t, plain, &pf, 1, 500, false)
+	collect(t, z, &zf, 1, 500, true)
+
+	// A viewer joining mid-stream gets the rest after its history.
+	late := dialRaw(t, gw.addr)
+	if st := late.upgrade("/ws?room=z", ""); st != 101 {
+		t.Fatal(st)
+	}
+	h := late.nextOp(protocol.OpHistory, 2*time.Second)
+	if n := len(h.Msgs); n == 0 || h.Msgs[n-1].Seq != 500 {
+		t.Fatalf("late history ends at %+v", h.Msgs[n-1])
+	}
+	publishSeqs(t, gw, "z", 501, 700, 3)
+	var lf ws.Inflater
+	collect(t, late, &lf, 501, 700, false)
+	collect(t, z, &zf, 501, 700, true)
+
+	// Compressed client messages are inflated.
+	z.sendZ([]byte(`{"op":"ping"}`))
+	z.nextOpZ(&zf, protocol.OpPong, 2*time.Second)
+	if n := counterValue(gw.s.m.deliveries); n < 700*2+200 {
+		t.Fatalf("deliveries metric %v, want at least %d", n, 700*2+200)
+	}
+}
+
+func TestDeflateBadClientMessages(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.MaxMessage = 1024 })
+	const offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+	tests := []struct {
+		name    string
+		payload []byte
+		code    uint16
+	}{
+		{"bad utf8 after inflating", []byte{'{', 0xff, '}'}, ws.CloseInvalidPayload},
+		{"too big after inflating", []byte(`{"op":"ping","x":"` + strings.Repeat("a", 5000) + `"}`), ws.CloseMessageTooBig},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := dialRaw(t, gw.addr)
+			r.rd.AllowRSV1 = true
+			if st := r.upgrade("/ws", offer); st != 101 {
+				t.Fatal(st)
+			}
+			r.sendZ(tt.payload)
+			if code := r.expectClose(3 * time.Second); code != tt.code {
+				t.Fatalf("close %d, want %d", code, tt.code)
+			}
+		})
+	}
+	t.Run("deflate off", func(t *testing.T) {
+		gw := startGW(t, func(c *Config) { c.NoDeflate = true })
+		r := dialRaw(t, gw.addr)
+		if st := r.upgrade("/ws", offer); st != 101 {
+			t.Fatal(st)
+		}
+		if strings.Contains(r.resp, "permessage-deflate") {
+			t.Fatalf("deflate negotiated with NoDeflate:\n%s", r.resp)
+		}
+		r.sendZ([]byte(`{"op":"ping"}`))
+		if code := r.expectClose(3 * time.Second); code != ws.CloseProtocolError {
+			t.Fatalf("close %d, want 1002 for RSV1 without the extension", code)
+		}
+	})
+}
