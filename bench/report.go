@@ -175,8 +175,10 @@ func (r *Result) WriteHTML(path string) error {
 		R                           *Result
 		Lat, Thr, Conns, Cost, Hist template.HTML
 	}{R: r,
-		Lat:  svgLines("latency over time (per second)", "ms", []series{{"p50", "#2a7", x, p50}, {"p99", "#c60", x, p99}, {"max", "#c33", x, mx}}, true),
-		Thr:  svgLines("throughput over time", "per second", []series{{"deliveries/s", "#4a78c2", x, del}, {"open connections", "#888", x, open}}, false),
+		Lat: svgLines("latency over time (per second)", "ms", []series{{"p50", "#2a7", x, p50}, {"p99", "#c60", x, p99}, {"max", "#c33", x, mx}}, true),
+		Thr: svgLines("throughput over time", "per second", []series{{"deliveries/s", "#4a78c2", x, del}, {"published/s", "#c60", x, pub}}, false),
+		Conns: svgLines("connections over time", "connections", []series{{"open", "#4a78c2", x, open},
+			{"failed attempts (total)", "#c33", x, failed}, {"resumed (total)", "#2a7", x, resumed}}, false),
 		Cost: svgLines("CPU over time", "% of one core", []series{{"gateway", "#4a78c2", x, gcpu}, {"harness", "#c60", x, hcpu}}, false),
 		Hist: svgHist(HistFrom(r.LatencyHist)),
 	}
