@@ -7,16 +7,21 @@
 // The tick adapts to load: it starts at MinTick after a quiet period, so a
 // lone message goes out within MinTick, and doubles up to MaxTick while
 // batches are large, so a busy room costs one frame per MaxTick.
+//
+// Hot-room thinning (off by default) caps what viewers of a room are shown
+// to a display budget in messages per second; see Config.ThinBudget.
 package dispatch
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
@@ -37,6 +42,15 @@ type Config struct {
 	// GrowAt is the number of messages per tick above which the window
 	// doubles; below GrowAt/4 it halves. Zero value means 256.
 	GrowAt int
+	// ThinBudget is the display budget of every room in messages per
+	// second. Past it a room's batch keeps the messages of highest
+	// priority — system, then paid and highlighted, then those of mods,
+	// streamers and services, then the rest, oldest first within a
+	// priority; system messages are always kept — and covers the seqs it
+	// left out with Batch.From/To so clients do not take them for a gap.
+	// Left-out messages are still acknowledged and stored in history.
+	// SetBudget overrides it per room. Zero value means no thinning.
+	ThinBudget int
 	// Logger receives logs. Zero value means slog.Default().
 	Logger *slog.Logger
 	// Registerer receives metrics. Nil means they are not registered.
@@ -50,6 +64,44 @@ type Dispatcher struct {
 	m   *metrics
 	// last is the highest seq published per room; owned by Run's goroutine.
 	last map[string]uint64
+	// thin is the thinning state per room; owned by Run's goroutine.
+	thin map[string]*thinState
+
+	budgetMu sync.Mutex
+	budgets  map[string]int // per-room overrides of ThinBudget
+}
+
+// thinState is a room's display budget bookkeeping.
+type thinState struct {
+	tokens float64   // messages that may still be shown
+	at     time.Time // when tokens was last topped up
+	// cover is the first seq left out and not yet covered by a published
+	// batch (every message of a tick was left out); 0 = none.
+	cover uint64
+}
+
+// SetBudget sets room's display budget in messages per second, overriding
+// Config.ThinBudget: 0 returns the room to the default, a negative value
+// turns thinning off for it. Safe for concurrent use.
+func (d *Dispatcher) SetBudget(room string, perSecond int) {
+	d.budgetMu.Lock()
+	defer d.budgetMu.Unlock()
+	if perSecond == 0 {
+		delete(d.budgets, room)
+		return
+	}
+	d.budgets[room] = perSecond
+}
+
+// budget returns room's display budget (0 = no thinning).
+func (d *Dispatcher) budget(room string) int {
+	d.budgetMu.Lock()
+	b, ok := d.budgets[room]
+	d.budgetMu.Unlock()
+	if !ok {
+		b = d.cfg.ThinBudget
+	}
+	return max(b, 0)
 }
 
 // New returns a dispatcher.
@@ -75,7 +127,8 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Dispatcher{cfg: cfg, pub: cfg.Bus.Publisher(bus.StreamDispatch), m: newMetrics(cfg.Registerer), last: make(map[string]uint64)}, nil
+	return &Dispatcher{cfg: cfg, pub: cfg.Bus.Publisher(bus.StreamDispatch), m: newMetrics(cfg.Registerer),
+		last: make(map[string]uint64), thin: make(map[string]*thinState), budgets: make(map[string]int)}, nil
 }
 
 // Run dispatches until ctx is done; it returns nil then.
@@ -170,9 +223,19 @@ func (d *Dispatcher) flush(ctx context.Context, recs []bus.Record) error {
 		return nil
 	}
 	out := make([]bus.Record, 0, len(order))
-	msgs := 0
+	msgs, thinned := 0, 0
+	now := time.Now()
 	for _, room := range order {
 		ms := byRoom[room]
+		if b := d.budget(room); b > 0 || d.thin[room] != nil {
+			shown, from, ok := d.thinRoom(room, ms, b, now)
+			thinned += len(ms) - len(shown)
+			msgs += len(shown)
+			if ok {
+				out = append(out, bus.Record{Key: room, Value: protocol.EncodeThinned(room, from, ms[len(ms)-1].Seq, shown)})
+			}
+			continue
+		}
 		out = append(out, bus.Record{Key: room, Value: protocol.EncodeBatch(room, ms)})
 		msgs += len(ms)
 	}
@@ -199,13 +262,100 @@ func (d *Dispatcher) flush(ctx context.Context, recs []bus.Record) error {
 	}
 	d.m.batches.Add(float64(len(out)))
 	d.m.messages.Add(float64(msgs))
+	if thinned > 0 {
+		d.m.thinned.Add(float64(thinned))
+	}
 	return nil
+}
+
+// Priorities for thinning, highest first.
+const (
+	prioSystem = iota
+	prioPaid
+	prioStaff
+	prioOther
+	numPrio
+)
+
+func priority(m *protocol.Message) int {
+	switch {
+	case m.Kind == protocol.KindSystem:
+		return prioSystem
+	case m.Kind == protocol.KindPaid || m.Kind == protocol.KindHighlight:
+		return prioPaid
+	case m.Role == auth.RoleMod || m.Role == auth.RoleStreamer || m.Role == auth.RoleService:
+		return prioStaff
+	}
+	return prioOther
+}
+
+// thinRoom applies room's display budget (perSecond, 0 = off) to ms, the
+// room's messages of this tick in seq order. It returns the messages to
+// show, the first seq the batch covers, and whether to publish a batch at
+// all (not when every message was left out: the next batch covers them).
+func (d *Dispatcher) thinRoom(room string, ms []protocol.Message, perSecond int, now time.Time) (shown []protocol.Message, from uint64, publish bool) {
+	st := d.thin[room]
+	if perSecond <= 0 {
+		// Thinning was turned off: cover what an earlier tick left out.
+		delete(d.thin, room)
+		if st != nil && st.cover != 0 {
+			return ms, st.cover, true
+		}
+		return ms, ms[0].Seq, true
+	}
+	if st == nil {
+		st = &thinState{tokens: float64(perSecond), at: now}
+		d.thin[room] = st
+	}
+	st.tokens = min(float64(perSecond), st.tokens+float64(perSecond)*now.Sub(st.at).Seconds())
+	st.at = now
+	from = ms[0].Seq
+	if st.cover != 0 {
+		from = st.cover
+	}
+	keep := max(int(st.tokens), 0)
+	if keep >= len(ms) {
+		shown = ms
+	} else {
+		// Keep every message of the priorities above the cut and the
+		// oldest of the priority at the cut; system messages always.
+		var count [numPrio]int
+		for i := range ms {
+			count[priority(&ms[i])]++
+		}
+		cut, left := prioOther, max(keep, count[prioSystem])
+		for p := range numPrio {
+			if count[p] >= left {
+				cut = p
+				break
+			}
+			left -= count[p]
+		}
+		shown = make([]protocol.Message, 0, keep)
+		for i := range ms {
+			switch p := priority(&ms[i]); {
+			case p < cut:
+				shown = append(shown, ms[i])
+			case p == cut && left > 0:
+				shown = append(shown, ms[i])
+				left--
+			}
+		}
+	}
+	st.tokens -= float64(len(shown))
+	if len(shown) == 0 {
+		st.cover = from
+		return nil, from, false
+	}
+	st.cover = 0
+	return shown, from, true
 }
 
 type metrics struct {
 	batches       prometheus.Counter
 	messages      prometheus.Counter
 	publishErrors prometheus.Counter
+	thinned       prometheus.Counter
 	tick          prometheus.Gauge
 }
 
@@ -217,11 +367,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Messages published in batches."}),
 		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "dispatch", Name: "publish_errors_total",
 			Help: "Failed publishes (retried)."}),
+		thinned: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "dispatch", Name: "thinned_total",
+			Help: "Messages left out of batches by hot-room thinning (still in history)."}),
 		tick: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "danmaku", Subsystem: "dispatch", Name: "tick_seconds",
 			Help: "Current merge window."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.batches, m.messages, m.publishErrors, m.tick)
+		reg.MustRegister(m.batches, m.messages, m.publishErrors, m.thinned, m.tick)
 	}
 	return m
 }

@@ -61,7 +61,9 @@ func (s *Server) runDispatch() {
 				continue // no viewers here: skip without decoding
 			}
 			var b protocol.Batch
-			if err := bus.Unmarshal(rec.Value, &b); err != nil || b.Op != protocol.OpBatch || len(b.Msgs) == 0 {
+			err := bus.Unmarshal(rec.Value, &b)
+			from, to := b.Range()
+			if err != nil || b.Op != protocol.OpBatch || to == 0 || from > to {
 				if b.Op != protocol.OpBatch && err == nil {
 					// Other frames (notices from dispatch) go out as they are.
 					s.broadcast(r, rec.Value)
@@ -72,18 +74,20 @@ func (s *Server) runDispatch() {
 			}
 			s.m.batches.Inc()
 			r.mu.Lock()
-			fresh := r.appendLocked(b.Msgs, s.cfg.RingSize)
+			fresh, first, last, ok := r.appendLocked(from, to, b.Msgs, s.cfg.RingSize)
 			loops = r.loopsLocked(loops[:0])
 			r.mu.Unlock()
-			if len(fresh) == 0 {
+			if !ok {
 				continue // seen already (a redelivery)
 			}
 			payload := rec.Value
-			if len(fresh) != len(b.Msgs) {
+			switch {
+			case b.To != 0 && (first != from || len(fresh) != len(b.Msgs)):
+				payload = protocol.EncodeThinned(r.name, first, last, fresh)
+			case b.To == 0 && len(fresh) != len(b.Msgs):
 				payload = protocol.EncodeBatch(r.name, fresh)
 			}
-			d := delivery{room: r.name, frame: textFrame(payload),
-				first: fresh[0].Seq, last: fresh[len(fresh)-1].Seq, msgs: len(fresh)}
+			d := delivery{room: r.name, frame: textFrame(payload), first: first, last: last, msgs: len(fresh)}
 			if s.ndeflate.Load() > 0 {
 				d.zframe = z.AppendFrame(nil, ws.OpText, payload)
 			}

@@ -21,7 +21,8 @@ type room struct {
 	name string
 
 	mu        sync.Mutex
-	ring      []protocol.Message // contiguous seqs, ascending; Room fields empty
+	ring      []protocol.Message // ascending; Room fields empty
+	ringFrom  uint64             // the ring covers every seq from ringFrom to last (thinned ones left out); 0 = none
 	last      uint64             // highest seq seen from dispatch; 0 = none yet
 	viewers   []int32            // per loop index: members on that loop
 	idleSince time.Time          // when the last local viewer left
@@ -32,35 +33,41 @@ type room struct {
 	sent   atomic.Int64 // count last broadcast in an online frame
 }
 
-// appendLocked adds a batch to the ring. It drops messages already seen and
-// restarts the ring when the batch does not continue it (a gap upstream).
-// It returns the messages that were new. mu must be held.
-func (r *room) appendLocked(msgs []protocol.Message, ringSize int) []protocol.Message {
+// appendLocked adds a batch covering seqs from..to (see protocol.Batch)
+// to the ring. It drops messages already seen and restarts the ring when
+// the batch does not continue it (a gap upstream). It returns the new
+// messages and the part of the batch's range that was new (ok false when
+// none was: a redelivery). mu must be held.
+func (r *room) appendLocked(from, to uint64, msgs []protocol.Message, ringSize int) (fresh []protocol.Message, first, last uint64, ok bool) {
+	if to <= r.last {
+		return nil, 0, 0, false
+	}
 	i := 0
 	for i < len(msgs) && msgs[i].Seq <= r.last {
 		i++
 	}
 	msgs = msgs[i:]
-	if len(msgs) == 0 {
-		return nil
-	}
-	if r.last != 0 && msgs[0].Seq != r.last+1 {
+	first = max(from, r.last+1)
+	if r.last == 0 || first != r.last+1 {
 		r.ring = r.ring[:0:0]
+		r.ringFrom = first
 	}
 	r.ring = append(r.ring, msgs...)
 	if len(r.ring) > ringSize+ringSize/4 {
 		r.ring = append(r.ring[:0:0], r.ring[len(r.ring)-ringSize:]...)
+		r.ringFrom = r.ring[0].Seq
 	}
-	r.last = msgs[len(msgs)-1].Seq
-	return msgs
+	r.last = to
+	return msgs, first, to, true
 }
 
-// ringFirst returns the lowest seq in the ring, or 0. mu must be held.
+// ringFirstLocked returns the lowest seq the ring covers, or 0. mu must
+// be held.
 func (r *room) ringFirstLocked() uint64 {
-	if len(r.ring) == 0 {
+	if r.last == 0 {
 		return 0
 	}
-	return r.ring[0].Seq
+	return r.ringFrom
 }
 
 // ringAfterLocked copies the ring's messages with seq > after that are not

@@ -72,6 +72,8 @@ type ServerFrame struct {
 	Room         string    `json:"room,omitempty"`
 	Seq          uint64    `json:"seq,omitempty"`
 	Online       int       `json:"online,omitempty"`
+	From         uint64    `json:"from,omitempty"` // batch: first seq covered (thinned rooms)
+	To           uint64    `json:"to,omitempty"`   // batch: last seq covered (thinned rooms)
 	Msgs         []Message `json:"msgs,omitempty"`
 	Complete     bool      `json:"complete,omitempty"`
 	ID           string    `json:"id,omitempty"`
@@ -112,10 +114,30 @@ type History struct {
 }
 
 // Batch carries accepted messages of one room, seq strictly increasing.
+//
+// From and To are set when the room is thinned to a display budget: the
+// batch covers every seq from From to To, and the seqs in that range that
+// are not in Msgs were left out on purpose (they are in history), so a
+// client must not treat them as a gap. Msgs may then be empty. Without
+// From and To a batch covers exactly its messages.
 type Batch struct {
 	Op   string    `json:"op"`
 	Room string    `json:"room"`
+	From uint64    `json:"from,omitempty"`
+	To   uint64    `json:"to,omitempty"`
 	Msgs []Message `json:"msgs"`
+}
+
+// Range returns the seqs the batch covers: From..To when set, else its
+// first and last message's seq (0, 0 for an empty batch).
+func (b *Batch) Range() (first, last uint64) {
+	if b.To != 0 {
+		return b.From, b.To
+	}
+	if len(b.Msgs) == 0 {
+		return 0, 0
+	}
+	return b.Msgs[0].Seq, b.Msgs[len(b.Msgs)-1].Seq
 }
 
 // Ack confirms a send: with Seq when it was accepted, with Held when it
@@ -200,6 +222,15 @@ func Encode(v any) []byte {
 // message (the frame names it once) without touching the caller's slice.
 func EncodeBatch(room string, msgs []Message) []byte {
 	return Encode(Batch{Op: OpBatch, Room: room, Msgs: stripRoom(msgs)})
+}
+
+// EncodeThinned encodes a batch of room covering seqs from..to of which
+// only msgs are shown (see Batch).
+func EncodeThinned(room string, from, to uint64, msgs []Message) []byte {
+	if msgs == nil {
+		msgs = []Message{}
+	}
+	return Encode(Batch{Op: OpBatch, Room: room, From: from, To: to, Msgs: stripRoom(msgs)})
 }
 
 // EncodeHistory encodes a history frame for room.

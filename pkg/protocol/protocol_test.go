@@ -119,3 +119,32 @@ func FuzzDecodeClient(f *testing.F) {
 		}
 	})
 }
+
+func TestThinnedBatch(t *testing.T) {
+	tests := []struct {
+		name        string
+		b           []byte
+		first, last uint64
+		from, to    uint64
+		msgs        int
+	}{
+		{"plain", EncodeBatch("r", []Message{{Seq: 3}, {Seq: 4}}), 3, 4, 0, 0, 2},
+		{"thinned", EncodeThinned("r", 3, 9, []Message{{Seq: 5}, {Seq: 8}}), 3, 9, 3, 9, 2},
+		{"all thinned", EncodeThinned("r", 10, 12, nil), 10, 12, 10, 12, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b Batch
+			if err := json.Unmarshal(tt.b, &b); err != nil {
+				t.Fatal(err)
+			}
+			if first, last := b.Range(); first != tt.first || last != tt.last {
+				t.Fatalf("Range() = %d, %d; want %d, %d (%s)", first, last, tt.first, tt.last, tt.b)
+			}
+			f, err := DecodeServer(tt.b)
+			if err != nil || f.From != tt.from || f.To != tt.to || len(f.Msgs) != tt.msgs {
+				t.Fatalf("DecodeServer(%s) = from %d to %d, %d msgs, %v", tt.b, f.From, f.To, len(f.Msgs), err)
+			}
+		})
+	}
+}

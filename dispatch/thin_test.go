@@ -1,0 +1,130 @@
+package dispatch
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+)
+
+func msgs(from uint64, kinds ...string) []protocol.Message {
+	var ms []protocol.Message
+	for i, k := range kinds {
+		m := protocol.Message{Seq: from + uint64(i), UID: "u"}
+		switch k {
+		case "sys":
+			m.Kind = protocol.KindSystem
+		case "paid":
+			m.Kind = protocol.KindPaid
+		case "hi":
+			m.Kind = protocol.KindHighlight
+		case "mod":
+			m.Role = "mod"
+		}
+		ms = append(ms, m)
+	}
+	return ms
+}
+
+func seqs(ms []protocol.Message) []uint64 {
+	var s []uint64
+	for _, m := range ms {
+		s = append(s, m.Seq)
+	}
+	return s
+}
+
+func TestThinRoom(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	tests := []struct {
+		name   string
+		budget int
+		ticks  [][]protocol.Message
+		gap    time.Duration // between ticks
+		shown  [][]uint64    // per tick; nil = no batch
+		from   []uint64      // per published tick
+	}{
+		{
+			name: "under budget", budget: 10,
+			ticks: [][]protocol.Message{msgs(1, "", "", "")},
+			shown: [][]uint64{{1, 2, 3}}, from: []uint64{1},
+		},
+		{
+			name: "priorities", budget: 3,
+			ticks: [][]protocol.Message{msgs(1, "", "mod", "", "paid", "", "hi", "sys", "")},
+			shown: [][]uint64{{4, 6, 7}}, from: []uint64{1},
+		},
+		{
+			name: "oldest first within a priority", budget: 4,
+			ticks: [][]protocol.Message{msgs(1, "", "mod", "", "", "")},
+			shown: [][]uint64{{1, 2, 3, 4}}, from: []uint64{1},
+		},
+		{
+			name: "system always shown", budget: 1,
+			ticks: [][]protocol.Message{msgs(1, "sys", "", "sys", "paid")},
+			shown: [][]uint64{{1, 3}}, from: []uint64{1},
+		},
+		{
+			name: "budget spent: next tick covers the left-out seqs", budget: 2, gap: 100 * time.Millisecond,
+			ticks: [][]protocol.Message{msgs(1, "", "", ""), msgs(4, "", ""), msgs(6, "", "", "")},
+			// tick 1 shows 2 (tokens 0), tick 2 has 0.2 tokens: nothing,
+			// tick 3 has 0.4: nothing... covered by the first batch after.
+			shown: [][]uint64{{1, 2}, nil, nil}, from: []uint64{1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := New(Config{Bus: bus.NewMemory(bus.MemoryConfig{}), ThinBudget: tt.budget})
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := t0
+			pub := 0
+			for i, ms := range tt.ticks {
+				shown, from, ok := d.thinRoom("r", ms, d.budget("r"), now)
+				if want := tt.shown[i]; (want == nil) == ok || !slices.Equal(seqs(shown), want) {
+					t.Fatalf("tick %d: shown %v (publish %v), want %v", i, seqs(shown), ok, want)
+				}
+				if ok {
+					if from != tt.from[pub] {
+						t.Fatalf("tick %d: from %d, want %d", i, from, tt.from[pub])
+					}
+					pub++
+				}
+				now = now.Add(tt.gap)
+			}
+		})
+	}
+	t.Run("cover carried to the next batch", func(t *testing.T) {
+		d, _ := New(Config{Bus: bus.NewMemory(bus.MemoryConfig{}), ThinBudget: 10})
+		now := t0
+		d.thinRoom("r", msgs(1, "", "", "", "", "", "", "", "", "", ""), 10, now) // spends all 10
+		if _, _, ok := d.thinRoom("r", msgs(11, "", ""), 10, now); ok {
+			t.Fatal("published with no budget left")
+		}
+		shown, from, ok := d.thinRoom("r", msgs(13, ""), 10, now.Add(time.Second))
+		if !ok || from != 11 || !slices.Equal(seqs(shown), []uint64{13}) {
+			t.Fatalf("shown %v from %d ok %v; want [13] from 11", seqs(shown), from, ok)
+		}
+	})
+	t.Run("per-room override", func(t *testing.T) {
+		d, _ := New(Config{Bus: bus.NewMemory(bus.MemoryConfig{})})
+		if d.budget("r") != 0 {
+			t.Fatal("thinning on by default")
+		}
+		d.SetBudget("r", 5)
+		if d.budget("r") != 5 || d.budget("other") != 0 {
+			t.Fatalf("override: r=%d other=%d", d.budget("r"), d.budget("other"))
+		}
+		d.SetBudget("r", -1)
+		if d.budget("r") != 0 {
+			t.Fatal("negative budget does not turn thinning off")
+		}
+		d.SetBudget("r", 0)
+		if d.budget("r") != 0 {
+			t.Fatal("reset to default")
+		}
+	})
+}
