@@ -312,14 +312,25 @@ export class DanmakuClient {
         if (!rs || rs.resuming || !Array.isArray(f.msgs)) return; // not joined, or the history will cover it
         const out = [];
         let gap = false;
-        for (const m of f.msgs) {
-          if (m.seq <= rs.last) continue;
-          if (rs.last !== 0 && m.seq !== rs.last + 1) {
+        if (f.to) {
+          // A thinned batch covers f.from..f.to: the seqs it leaves out
+          // are not a gap.
+          if (rs.last !== 0 && f.from > rs.last + 1) {
             gap = true;
-            break;
+          } else {
+            for (const m of f.msgs) if (m.seq > rs.last) out.push(m);
+            rs.last = Math.max(rs.last, f.to);
           }
-          rs.last = m.seq;
-          out.push(m);
+        } else {
+          for (const m of f.msgs) {
+            if (m.seq <= rs.last) continue;
+            if (rs.last !== 0 && m.seq !== rs.last + 1) {
+              gap = true;
+              break;
+            }
+            rs.last = m.seq;
+            out.push(m);
+          }
         }
         if (gap) {
           // Missed messages: ask for them on this connection and ignore
@@ -341,15 +352,23 @@ export class DanmakuClient {
             out.push(m);
           }
         }
+        // The history covers everything up to the joined seq, also
+        // messages a thinned room left out.
+        rs.last = Math.max(rs.last, rs.joinedSeq || 0);
         rs.resuming = false;
         for (const m of out) this._emit("message", f.room, m, source);
         this._emit("history", f.room, out, !!f.complete);
         for (const w of rs.joinWaiters.splice(0)) w.resolve();
         return;
       }
-      case "joined":
-        if (this._rooms.has(f.room)) this._emit("joined", f.room, f.seq || 0, f.online || 0);
+      case "joined": {
+        const rs = this._rooms.get(f.room);
+        if (rs) {
+          rs.joinedSeq = f.seq || 0;
+          this._emit("joined", f.room, f.seq || 0, f.online || 0);
+        }
         return;
+      }
       case "ack":
       case "reject": {
         const fn = this._waiters.get(f.id);

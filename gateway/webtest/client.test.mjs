@@ -120,6 +120,27 @@ test("a gap resumes on the same connection and ignores batches until the history
   t.c.close();
 });
 
+test("thinned batches cover the seqs they leave out: no resume", async () => {
+  const t = setup();
+  const ws = await joined(t, "r", [msg(1)]);
+  ws.recv({ op: "batch", room: "r", from: 2, to: 9, msgs: [msg(4), msg(8)] });
+  ws.recv({ op: "batch", room: "r", from: 10, to: 12, msgs: [] });
+  ws.recv({ op: "batch", room: "r", msgs: [msg(13)] });
+  assert.deepEqual(t.got.map((g) => g.seq), [1, 4, 8, 13]);
+  assert.equal(ws.ops("join").length, 1, "no resume for thinned seqs");
+  // A thinned batch that starts past the covered range is a gap.
+  ws.recv({ op: "batch", room: "r", from: 20, to: 25, msgs: [msg(21)] });
+  assert.deepEqual(ws.ops("join")[1], { op: "join", room: "r", resume: 13 });
+  // The history covers up to the joined seq even where it shows less.
+  ws.recv({ op: "joined", room: "r", seq: 25, online: 1 });
+  ws.recv({ op: "history", room: "r", msgs: [msg(21)], complete: true });
+  ws.recv({ op: "batch", room: "r", from: 26, to: 27, msgs: [msg(27)] });
+  assert.deepEqual(t.got.map((g) => g.seq), [1, 4, 8, 13, 21, 27]);
+  assert.equal(ws.ops("join").length, 2, "one resume");
+  assert.equal(t.c.lastSeq("r"), 27);
+  t.c.close();
+});
+
 test("reconnect with backoff and rejoin with resume", async () => {
   const t = setup();
   const ws = await joined(t, "r", [msg(7)]);

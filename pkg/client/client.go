@@ -99,7 +99,10 @@ type target struct {
 }
 
 type roomState struct {
-	last     uint64 // highest seq delivered
+	last     uint64 // highest seq delivered or covered (thinned batches)
+	// joinedSeq is the seq of the last joined frame: the history that
+	// follows covers every seq up to it.
+	joinedSeq uint64
 	resuming bool   // a resume is in flight; batches wait for its history
 	joined   chan struct{}
 	complete bool
@@ -397,16 +400,31 @@ func (c *Client) handle(b []byte) {
 		}
 		var out []protocol.Message
 		gap := false
-		for _, m := range f.Msgs {
-			if m.Seq <= rs.last {
-				continue
-			}
-			if rs.last != 0 && m.Seq != rs.last+1 {
+		if f.To != 0 {
+			// A thinned batch covers f.From..f.To: the seqs it leaves
+			// out are not a gap.
+			if rs.last != 0 && f.From > rs.last+1 {
 				gap = true
-				break
+			} else {
+				for _, m := range f.Msgs {
+					if m.Seq > rs.last {
+						out = append(out, m)
+					}
+				}
+				rs.last = max(rs.last, f.To)
 			}
-			rs.last = m.Seq
-			out = append(out, m)
+		} else {
+			for _, m := range f.Msgs {
+				if m.Seq <= rs.last {
+					continue
+				}
+				if rs.last != 0 && m.Seq != rs.last+1 {
+					gap = true
+					break
+				}
+				rs.last = m.Seq
+				out = append(out, m)
+			}
 		}
 		var resume []byte
 		if gap {
@@ -430,6 +448,9 @@ func (c *Client) handle(b []byte) {
 					out = append(out, m)
 				}
 			}
+			// The history covers everything up to the joined seq, also
+			// messages a thinned room left out.
+			rs.last = max(rs.last, rs.joinedSeq)
 			rs.resuming = false
 			rs.complete = f.Complete
 			if rs.joined != nil {
@@ -439,6 +460,12 @@ func (c *Client) handle(b []byte) {
 		}
 		c.mu.Unlock()
 		c.deliver(f.Room, out)
+	case protocol.OpJoined:
+		c.mu.Lock()
+		if rs := c.rooms[f.Room]; rs != nil {
+			rs.joinedSeq = f.Seq
+		}
+		c.mu.Unlock()
 	case protocol.OpAck, protocol.OpReject:
 		c.mu.Lock()
 		ch := c.waiters[f.ID]
