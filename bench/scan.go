@@ -12,7 +12,8 @@ const TextPrefix = "b:"
 
 var (
 	keySeq     = []byte(`"seq":`)
-	keyText    = []byte(`"text":"` + TextPrefix)
+	keyAnyText = []byte(`"text":"`)
+	textPrefix = []byte(TextPrefix)
 	keyOp      = []byte(`"op":"`)
 	keyMsgs    = []byte(`"msgs":[`)
 	keyAfterMs = []byte(`"after_ms":`)
@@ -63,10 +64,10 @@ func parseUint(p []byte) (v uint64, n int) {
 
 // eachMessage calls f for every message of the "msgs" array of a batch or
 // history frame with its seq and the send time (unix ns) read from a
-// harness text, or 0 for another text. It relies on the field order of
-// protocol.Message (seq first, text later in the same object) and on JSON
-// escaping: a quote inside a text is escaped, so the keys cannot occur in
-// a text.
+// harness text, or 0 for another text. It scans each byte once, relying on
+// the field order of protocol.Message (seq first, then text, in every
+// message) and on JSON escaping: a quote inside a string is escaped, so
+// the keys cannot occur inside a name or a text.
 func eachMessage(p []byte, f func(seq uint64, sentNs int64)) {
 	i := bytes.Index(p, keyMsgs)
 	if i < 0 {
@@ -74,32 +75,50 @@ func eachMessage(p []byte, f func(seq uint64, sentNs int64)) {
 	}
 	p = p[i+len(keyMsgs):]
 	for {
-		i = bytes.Index(p, keySeq)
+		i = indexAnchored(p, keySeq, 3) // 'q'
 		if i < 0 {
 			return
 		}
 		p = p[i+len(keySeq):]
 		seq, n := parseUint(p)
 		p = p[n:]
-		// The message ends where the next one starts.
-		end := bytes.Index(p, keySeq)
-		msg := p
-		if end >= 0 {
-			msg = p[:end]
-		}
 		var sent int64
-		if j := bytes.Index(msg, keyText); j >= 0 {
-			v, n := parseUint(msg[j+len(keyText):])
-			if n > 0 {
-				sent = int64(v)
+		if j := indexAnchored(p, keyAnyText, 3); j >= 0 { // 'x'
+
+			p = p[j+len(keyAnyText):]
+			if bytes.HasPrefix(p, textPrefix) {
+				v, n := parseUint(p[len(textPrefix):])
+				if n > 0 {
+					sent = int64(v)
+				}
+				p = p[len(textPrefix)+n:]
 			}
 		}
 		f(seq, sent)
-		if end < 0 {
-			return
-		}
-		p = p[end:]
 	}
+}
+
+// indexAnchored is bytes.Index(p, key) that looks for key[anchor] first:
+// a byte rare in JSON ('q' of "seq", 'x' of "text") makes the SIMD
+// IndexByte skip most of the input, where bytes.Index would stop at every
+// quote.
+func indexAnchored(p, key []byte, anchor int) int {
+	off := 0
+	for off+len(key) <= len(p) {
+		i := bytes.IndexByte(p[off+anchor:], key[anchor])
+		if i < 0 {
+			return -1
+		}
+		start := off + i
+		if start+len(key) > len(p) {
+			return -1
+		}
+		if bytes.Equal(p[start:start+len(key)], key) {
+			return start
+		}
+		off = start + 1
+	}
+	return -1
 }
 
 // benchText is the text of the n-th published message sent at ns.
