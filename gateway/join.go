@@ -114,14 +114,47 @@ func (s *Server) loadHistory(c *conn, m *member, name string, resume *uint64, af
 		}
 		f = history.Filter{AfterSeq: after, Limit: need}
 	}
+	if ringFirst != 0 {
+		// Deleted messages too, to tell a store that lags behind the ring
+		// from one that has a deleted message there; they are left out
+		// below.
+		f.IncludeDeleted = true
+	}
 	lp := c.lp
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer func() { <-s.histSem }()
-		ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
-		msgs, err := s.cfg.History.Range(ctx, name, f)
-		cancel()
+		var msgs []protocol.Message
+		var err error
+		for attempt := 0; ; attempt++ {
+			ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
+			msgs, err = s.cfg.History.Range(ctx, name, f)
+			cancel()
+			// The history writer persists in batches, so the store may
+			// not yet hold the messages just below the ring (after a
+			// gateway restart the ring starts at the first batch it saw).
+			// Joining the two across that gap would skip seqs silently:
+			// wait for the store instead.
+			if err != nil || !storeLags(msgs, f, ringFirst) || attempt == 20 || s.ctx.Err() != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err == nil && storeLags(msgs, f, ringFirst) {
+			// Still behind: answer without the ring; the viewer sees the
+			// gap at the next batch and resumes again.
+			ring, ringFirst = nil, 0
+		}
+		if f.IncludeDeleted {
+			kept := msgs[:0]
+			for _, m := range msgs {
+				if !m.Deleted {
+					kept = append(kept, m)
+				}
+			}
+			msgs = kept
+		}
 		lp.execute(func() {
 			if c.state != stateOpen || c.member(name) != m {
 				return
@@ -151,6 +184,20 @@ func (s *Server) loadHistory(c *conn, m *member, name string, resume *uint64, af
 			c.finishJoin(m, name, resume, all, complete)
 		})
 	}()
+}
+
+// storeLags reports whether msgs, the store's answer to f, ends before the
+// message just below ringFirst although the store was not cut off by
+// f.Limit: a gap between the store and the ring.
+func storeLags(msgs []protocol.Message, f history.Filter, ringFirst uint64) bool {
+	if ringFirst == 0 || len(msgs) >= f.Limit {
+		return false
+	}
+	last := f.AfterSeq
+	if n := len(msgs); n > 0 {
+		last = msgs[n-1].Seq
+	}
+	return last+1 < ringFirst
 }
 
 // finishJoin sends joined + history and flushes frames queued while the
