@@ -1,160 +1,40 @@
 package webtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/pkg/testenv"
 )
 
-// need returns the path of a required tool. A missing tool skips the test,
-// or fails it under CI=true.
-func need(t *testing.T, what, path string) string {
-	t.Helper()
-	if p, err := exec.LookPath(path); err == nil {
-		return p
-	}
-	msg := fmt.Sprintf("%s not found (%s): install it (deploy/dev/env.sh does)", what, path)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + "; under CI a missing tool is a failure")
-	}
-	t.Skip(msg)
-	return ""
-}
-
-// run runs a command with output captured; the output is logged.
-func run(t *testing.T, ctx context.Context, dir string, env []string, name string, args ...string) error {
-	t.Helper()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	cmd.WaitDelay = 2 * time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	t.Logf("$ %s %s\n%s", name, strings.Join(args, " "), out.String())
-	if ctx.Err() != nil {
-		return fmt.Errorf("%s: %w", name, ctx.Err())
-	}
-	return err
-}
-
-var npmOnce struct {
-	sync.Once
-	err error
-}
-
-// npmInstall installs the node packages once per test binary when
-// node_modules is missing.
-func npmInstall(t *testing.T) {
-	t.Helper()
-	need(t, "npm", "npm")
-	npmOnce.Do(func() {
-		if _, err := os.Stat("node_modules/playwright-core/package.json"); err == nil {
-			if _, err := os.Stat("node_modules/ws/package.json"); err == nil {
-				return
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		npmOnce.err = run(t, ctx, ".", nil, "npm", "ci", "--no-audit", "--no-fund")
-	})
-	if npmOnce.err != nil {
-		t.Fatalf("npm ci in gateway/webtest: %v", npmOnce.err)
-	}
-}
-
-// artifacts returns the directory screenshots go to.
-func artifacts(t *testing.T) string {
-	dir := os.Getenv("DANMAKU_TEST_ARTIFACTS")
-	if dir == "" {
-		dir = "out"
-	}
-	dir, _ = filepath.Abs(dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// server is a running `danmaku all`.
+// server is a running `danmaku all` with the demo bot off.
 type server struct {
 	http, ws string // addresses
 	secret   string
-	log      *bytes.Buffer
 }
 
-// startServer builds the binary from the module root and runs it with the
-// demo bot off. It is stopped (SIGTERM, then killed) when the test ends.
-func startServer(t *testing.T) *server {
+// startServer runs `danmaku all` on free ports; it stops when the test ends.
+func startServer(t *testing.T, secret string) *server {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "danmaku")
-	bctx, bcancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer bcancel()
-	if err := run(t, bctx, "../..", nil, "go", "build", "-o", bin, "."); err != nil {
-		t.Fatalf("building danmaku: %v", err)
-	}
-	s := &server{http: freePort(t), ws: freePort(t), secret: "webtest-secret-0123456789", log: new(bytes.Buffer)}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "all", "--http", s.http, "--ws", s.ws, "--jwt-secret", s.secret,
+	s := &server{http: testenv.FreeAddr(t), ws: testenv.FreeAddr(t), secret: secret}
+	testenv.Start(t, "all", "--http", s.http, "--ws", s.ws, "--jwt-secret", s.secret,
 		"--demo=false", "--guests=true", "--drain-timeout", "1s", "--log-level", "warn")
-	cmd.Stdout, cmd.Stderr = s.log, s.log
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
+	return s
+}
+
+// chromium returns the browser to drive: $DANMAKU_TEST_CHROMIUM or Debian's.
+func chromium(t *testing.T) string {
+	path := os.Getenv("DANMAKU_TEST_CHROMIUM")
+	if path == "" {
+		path = "/usr/bin/chromium"
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cancel() // SIGTERM; killed after WaitDelay
-		<-done
-		if t.Failed() {
-			t.Logf("server log:\n%s", s.log.String())
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		res, err := http.Get("http://" + s.http + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("danmaku exited before it was ready: %v\n%s", err, s.log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("danmaku not ready within 15s\n%s", s.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return testenv.Need(t, "Chromium", path)
 }
 
 // TestViewerInBrowser opens the viewer page in headless Chromium, signs in
@@ -163,14 +43,10 @@ func startServer(t *testing.T) *server {
 // that highlighted and paid lines are styled, markup is shown as text, and
 // rejects are explained.
 func TestViewerInBrowser(t *testing.T) {
-	node := need(t, "node", "node")
-	chromium := os.Getenv("DANMAKU_TEST_CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	chromium = need(t, "Chromium", chromium)
-	npmInstall(t)
-	s := startServer(t)
+	node := testenv.Need(t, "node", "node")
+	chromium := chromium(t)
+	testenv.NPMInstall(t, ".", "playwright-core", "ws")
+	s := startServer(t, "webtest-secret-0123456789")
 
 	signer, err := auth.NewSigner(s.secret)
 	if err != nil {
@@ -180,12 +56,12 @@ func TestViewerInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := artifacts(t)
+	out := testenv.Artifacts(t)
 	t.Logf("screenshots go to %s", out)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	err = run(t, ctx, ".", []string{
+	err = testenv.Run(t, ctx, ".", []string{
 		"DANMAKU_HTTP=http://" + s.http,
 		"DANMAKU_WS=ws://" + s.ws + "/ws",
 		"DANMAKU_CHROMIUM=" + chromium,
@@ -204,12 +80,12 @@ func TestViewerInBrowser(t *testing.T) {
 // errors, frames, reject and close codes, limits) against the server with
 // node's "ws" package.
 func TestProtocolDoc(t *testing.T) {
-	node := need(t, "node", "node")
-	npmInstall(t)
-	s := startServer(t)
+	node := testenv.Need(t, "node", "node")
+	testenv.NPMInstall(t, ".", "playwright-core", "ws")
+	s := startServer(t, "webtest-secret-0123456789")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	err := run(t, ctx, ".", []string{"DANMAKU_HTTP=http://" + s.http, "DANMAKU_WS=ws://" + s.ws + "/ws"}, node, "protocol.mjs")
+	err := testenv.Run(t, ctx, ".", []string{"DANMAKU_HTTP=http://" + s.http, "DANMAKU_WS=ws://" + s.ws + "/ws"}, node, "protocol.mjs")
 	if err != nil {
 		t.Fatalf("protocol.mjs: %v", err)
 	}
@@ -219,10 +95,10 @@ func TestProtocolDoc(t *testing.T) {
 // runner with a scripted WebSocket): exactly-once delivery, gap resume,
 // send retries with the same id, kicks and drains.
 func TestJSClient(t *testing.T) {
-	node := need(t, "node", "node")
+	node := testenv.Need(t, "node", "node")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := run(t, ctx, ".", nil, node, "--test", "client.test.mjs"); err != nil {
+	if err := testenv.Run(t, ctx, ".", nil, node, "--test", "client.test.mjs"); err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			t.Fatalf("danmaku.js tests failed (exit %d)", ee.ExitCode())
