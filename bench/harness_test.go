@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -249,5 +250,29 @@ func TestRunCountsDeliveries(t *testing.T) {
 	}
 	if len(regressed) != 2 || regressed[0] != "latency_p99_ms" || regressed[1] != "lost" {
 		t.Fatalf("regressed %v, want [latency_p99_ms lost]", regressed)
+	}
+}
+
+func TestScenarioFile(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"s.yaml": "viewers: 19000\nrate: 100\nduration: 45s\ngateways: 2\n",
+		"s.json": `{"viewers": 19000, "rate": 100, "duration": "45s", "gateways": 2}`,
+		"n.json": `{"viewers": 19000, "rate": 100, "duration": 45000000000, "gateways": 2}`,
+	}
+	for name, body := range files {
+		t.Run(name, func(t *testing.T) {
+			path := dir + "/" + name
+			if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			o, err := parseOptions("fanout", []string{"--config", path, "--rate", "50", "--brokers", "x:1"}, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Viewers != 19000 || o.Rate != 50 || o.Duration != 45*time.Second || o.Gateways != 2 || o.Workers != 2 {
+				t.Fatalf("viewers %d rate %v duration %v gateways %d workers %d", o.Viewers, o.Rate, o.Duration, o.Gateways, o.Workers)
+			}
+		})
 	}
 }

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Scenarios are the load shapes the harness runs.
@@ -232,12 +235,8 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 			path = args[i+1]
 		}
 		if path != "" {
-			b, err := os.ReadFile(path)
-			if err != nil {
+			if err := loadScenarioFile(path, o); err != nil {
 				return nil, err
-			}
-			if err := json.Unmarshal(b, o); err != nil {
-				return nil, fmt.Errorf("bench: %s: %w", path, err)
 			}
 			if o.Scenario == "" || scenario != "" {
 				o.Scenario = scenario
@@ -246,7 +245,7 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 	}
 	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.String("config", "", "scenario file (JSON with the fields of the result's options)")
+	fs.String("config", "", "scenario file: JSON, or YAML when it ends in .yaml/.yml, with the fields of a result's options")
 	fs.StringVar(&o.Name, "name", o.Name, "name of the output files (default scenario-<unix time>)")
 	fs.StringVar(&o.Out, "out", o.Out, "directory for results and server logs (default bench-results)")
 	fs.IntVar(&o.Viewers, "viewers", o.Viewers, "watching connections (default 5000; send: 100)")
@@ -300,4 +299,44 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 	}
 	o.Defaults()
 	return o, o.Validate()
+}
+
+// durationKeys are the Options fields that a scenario file may give as
+// strings such as "30s" (or as nanoseconds).
+var durationKeys = map[string]bool{"duration": true, "warmup": true, "grace": true, "connect_timeout": true,
+	"drain_timeout": true, "drop_at": true, "report_every": true}
+
+// loadScenarioFile reads a JSON or YAML scenario file into o. Its keys are
+// the JSON names of Options; durations may be strings ("30s").
+func loadScenarioFile(path string, o *Options) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var m map[string]any
+	if ext := strings.ToLower(filepath.Ext(path)); ext == ".yaml" || ext == ".yml" {
+		err = yaml.Unmarshal(b, &m)
+	} else {
+		err = json.Unmarshal(b, &m)
+	}
+	if err != nil {
+		return fmt.Errorf("bench: %s: %w", path, err)
+	}
+	for k, v := range m {
+		if str, ok := v.(string); ok && durationKeys[k] {
+			d, err := time.ParseDuration(str)
+			if err != nil {
+				return fmt.Errorf("bench: %s: %s: %w", path, k, err)
+			}
+			m[k] = int64(d)
+		}
+	}
+	j, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("bench: %s: %w", path, err)
+	}
+	if err := json.Unmarshal(j, o); err != nil {
+		return fmt.Errorf("bench: %s: %w", path, err)
+	}
+	return nil
 }
