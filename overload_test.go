@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/danmaku-live/danmaku/dispatch"
 	"github.com/danmaku-live/danmaku/gateway"
@@ -132,19 +131,32 @@ func scrape(t *testing.T, reg *prometheus.Registry, url string) map[string]float
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var p expfmt.TextParser
-	mfs, err := p.TextToMetricFamilies(bufio.NewReader(resp.Body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+"="+l.GetValue())
-			}
-			add(name, labels, m.GetCounter().GetValue()+m.GetGauge().GetValue())
+	// The text format: name{a="b",c="d"} value
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
 		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[sp+1:], 64)
+		if err != nil {
+			continue
+		}
+		name, labels := line[:sp], []string(nil)
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			for _, l := range strings.Split(strings.TrimSuffix(name[i+1:], "}"), ",") {
+				if l != "" {
+					labels = append(labels, strings.ReplaceAll(l, `"`, ""))
+				}
+			}
+			name = name[:i]
+		}
+		add(name, labels, v)
 	}
 	return out
 }
