@@ -106,6 +106,9 @@ type Options struct {
 	// (only with Gateways > 0: an embedded all process would lose its seqs).
 	DropAt  time.Duration `json:"drop_at"`
 	Restart bool          `json:"restart"`
+	// Jitter spreads a storm's client-side reconnects over this long
+	// (default 0: all at once, the worst case).
+	Jitter time.Duration `json:"jitter"`
 	// ReportEvery is the period of soak's summary lines (default 1m).
 	ReportEvery time.Duration `json:"report_every"`
 	// Quiet turns the progress line off (also off when stdout is not a
@@ -280,6 +283,7 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", o.DrainTimeout, "drain timeout of started servers (default 2s)")
 	fs.DurationVar(&o.DropAt, "drop-at", o.DropAt, "storm: when to drop every connection, after traffic starts (default duration/3)")
 	fs.BoolVar(&o.Restart, "restart", o.Restart, "storm: restart the gateway processes instead of dropping client-side")
+	fs.DurationVar(&o.Jitter, "jitter", o.Jitter, "storm: spread the client-side reconnects over this long (default 0: all at once)")
 	fs.DurationVar(&o.ReportEvery, "report-every", o.ReportEvery, "soak: summary line period (default 1m)")
 	fs.BoolVar(&o.Quiet, "quiet", o.Quiet, "no progress line")
 	if err := fs.Parse(args); err != nil {
@@ -304,7 +308,7 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 // durationKeys are the Options fields that a scenario file may give as
 // strings such as "30s" (or as nanoseconds).
 var durationKeys = map[string]bool{"duration": true, "warmup": true, "grace": true, "connect_timeout": true,
-	"drain_timeout": true, "drop_at": true, "report_every": true}
+	"drain_timeout": true, "drop_at": true, "report_every": true, "jitter": true}
 
 // loadScenarioFile reads a JSON or YAML scenario file into o. Its keys are
 // the JSON names of Options; durations may be strings ("30s").

@@ -178,6 +178,7 @@ func sumReports(ws []*workerHandle) totals {
 		t.Sent += r.Sent
 		t.Acks += r.Acks
 		t.LastJoin = max(t.LastJoin, r.LastJoin)
+		t.LastResume = max(t.LastResume, r.LastResume)
 		for k, v := range r.Rejects {
 			t.Rejects[k] += v
 		}
@@ -292,7 +293,7 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	for w := range specs {
 		specs[w] = WorkerSpec{ID: w, Gateways: wsAddrs, SourceIPs: srcIPs, SendRate: o.SendRate, SenderRole: o.SenderRole,
 			BadRatio: o.BadRatio, BadWord: badWord, Secret: o.Secret, ConnectRate: o.ConnectRate, Concurrency: o.Concurrency,
-			Reconnect: true, LatencyEvery: o.LatencyEvery}
+			Reconnect: true, LatencyEvery: o.LatencyEvery, ReconnectJitter: o.Jitter}
 	}
 	spread := func(per []int, add func(*WorkerSpec, RoomCount)) {
 		// Deal each room's connections over the workers evenly.
@@ -545,6 +546,10 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	if storm != nil {
 		storm.Resumed = t.Resumed - resumedBase
 		storm.Incomplete = t.Incomplete
+		if dropped && storm.Resumed >= storm.Dropped && t.LastResume > 0 {
+			// The last resume may come after the traffic phase.
+			storm.AllResumedAfter = time.Unix(0, t.LastResume).Sub(dropTime).Seconds()
+		}
 	}
 	if o.Senders > 0 {
 		res.Send = &SendResult{Sent: t.Sent, Acks: t.Acks, Rejects: t.Rejects, AckLat: quantiles(&ack)}

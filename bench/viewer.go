@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -37,6 +38,7 @@ type stats struct {
 	established atomic.Int64 // successful joins, including re-joins
 	failed      atomic.Int64 // dial, handshake or join failures
 	lastJoin    atomic.Int64 // unix ns of the latest first join
+	lastResume  atomic.Int64 // unix ns of the latest resumed history
 	reconnects  atomic.Int64
 	resumed     atomic.Int64 // re-joins after a drop that got their history
 	incomplete  atomic.Int64 // history frames with complete:false after a resume
@@ -282,6 +284,7 @@ func (v *viewer) handle(p []byte, resuming *bool, dialStart time.Time) int64 {
 		if string(op) == protocol.OpHistory {
 			if *resuming {
 				v.st.resumed.Add(1)
+				v.st.lastResume.Store(time.Now().UnixNano())
 				if bytes.Contains(p, falseCompl) {
 					v.st.incomplete.Add(1)
 				}
@@ -345,7 +348,7 @@ func (v *viewer) close() {
 
 // run connects and reads until stop is closed, reconnecting (with resume)
 // after a drain, a drop or an error when reconnect is set.
-func (v *viewer) run(stop <-chan struct{}, reconnect bool, gate chan struct{}) {
+func (v *viewer) run(stop <-chan struct{}, reconnect bool, gate chan struct{}, jitter time.Duration) {
 	first := true
 	for {
 		select {
@@ -396,6 +399,9 @@ func (v *viewer) run(stop <-chan struct{}, reconnect bool, gate chan struct{}) {
 			return
 		}
 		wait := time.Duration(0)
+		if dropped && jitter > 0 {
+			wait = time.Duration(rand.Int64N(int64(jitter)))
+		}
 		if after >= 0 && !dropped {
 			// Spread the reconnects of a drain over after_ms.
 			wait = time.Duration(after)*time.Millisecond + time.Duration(v.idx%1000)*time.Millisecond

@@ -56,6 +56,9 @@ type WorkerSpec struct {
 	// Reconnect makes connections come back (with resume) after a drain or
 	// error; storms need it.
 	Reconnect bool `json:"reconnect,omitempty"`
+	// ReconnectJitter spreads the reconnects after a drop uniformly over
+	// this long (0: all at once).
+	ReconnectJitter time.Duration `json:"reconnect_jitter,omitempty"`
 	// LatencyEvery records per-message latency on one viewer in every
 	// LatencyEvery (1 or 0: all); the rest only count seqs.
 	LatencyEvery int `json:"latency_every,omitempty"`
@@ -99,6 +102,7 @@ type Report struct {
 	Conn        HistData         `json:"conn"`
 	Ack         HistData         `json:"ack"`
 	LastJoin    int64            `json:"last_join_ns"`
+	LastResume  int64            `json:"last_resume_ns"`
 	Self        ProcSample       `json:"self"`
 	Err         string           `json:"err,omitempty"`
 }
@@ -202,7 +206,7 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 			wg.Add(1)
 			go func(v *viewer) {
 				defer wg.Done()
-				v.run(stop, spec.Reconnect, gate)
+				v.run(stop, spec.Reconnect, gate, spec.ReconnectJitter)
 			}(v)
 		}
 	}()
@@ -243,7 +247,7 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 			Established: st.established.Load(), Failed: st.failed.Load(), Reconnects: st.reconnects.Load(),
 			Resumed: st.resumed.Load(), Incomplete: st.incomplete.Load(), Deliveries: st.deliveries.Load(),
 			Dups: st.dups.Load(), Gaps: gaps, Lost: lost, Frames: st.frames.Load(), Bytes: st.bytes.Load(),
-			LastJoin: st.lastJoin.Load(), Sent: sentN.Load(), Acks: st.acks.Load(), Lat: lat.Data(), Conn: conn.Data(), Ack: ack.Data()}
+			LastJoin: st.lastJoin.Load(), LastResume: st.lastResume.Load(), Sent: sentN.Load(), Acks: st.acks.Load(), Lat: lat.Data(), Conn: conn.Data(), Ack: ack.Data()}
 		st.rejects.Range(func(k, v any) bool {
 			if r.Rejects == nil {
 				r.Rejects = map[string]int64{}
