@@ -350,6 +350,7 @@ func (v *viewer) close() {
 // after a drain, a drop or an error when reconnect is set.
 func (v *viewer) run(stop <-chan struct{}, reconnect bool, gate chan struct{}, jitter time.Duration) {
 	first := true
+	fails := 0
 	for {
 		select {
 		case <-stop:
@@ -369,11 +370,16 @@ func (v *viewer) run(stop <-chan struct{}, reconnect bool, gate chan struct{}, j
 			if !reconnect && first {
 				return
 			}
-			if !sleepOrStop(stop, 200*time.Millisecond+time.Duration(v.idx%500)*time.Millisecond) {
+			// Back off like a real client: 200 ms doubling to 5 s, plus
+			// jitter, so a dead gateway is not hammered.
+			backoff := min(5*time.Second, 200*time.Millisecond<<min(fails, 5))
+			fails++
+			if !sleepOrStop(stop, backoff+time.Duration(rand.Int64N(int64(backoff)))) {
 				return
 			}
 			continue
 		}
+		fails = 0
 		if !first {
 			v.st.reconnects.Add(1)
 		}
