@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -51,8 +52,14 @@ type Config struct {
 	Signer *auth.Signer
 
 	// MaxConns caps open connections, handshakes included. Zero value
-	// means the process's open-file limit minus 512 (gnet's engine stops
-	// on EMFILE, so the cap must stay below it).
+	// means the process's open-file limit minus the listen backlog
+	// (net.core.somaxconn) minus 256. gnet's engine stops for good when
+	// accept fails with EMFILE, and it accepts a whole backlog of pending
+	// connections before the cap can refuse any of them, so the cap must
+	// leave room for a full backlog plus the process's other files. With
+	// limit 20000 and somaxconn 4096 that is 15648; lower somaxconn (or
+	// raise the limit) to hold more per process. Never below half the
+	// limit.
 	MaxConns int
 	// MaxConnsPerIP caps connections from one remote address. Zero value
 	// means 1024; negative means no cap.
@@ -130,7 +137,7 @@ func (c *Config) setDefaults() {
 		c.ID = "gw-" + host + "-" + strconv.Itoa(os.Getpid())
 	}
 	if c.MaxConns == 0 {
-		c.MaxConns = fileLimit() - 512
+		c.MaxConns = max(fileLimit()-listenBacklog()-256, fileLimit()/2)
 	}
 	if c.MaxConnsPerIP == 0 {
 		c.MaxConnsPerIP = 1024
@@ -199,6 +206,20 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gateway: HistoryOnJoin %d exceeds RingSize %d", c.HistoryOnJoin, c.RingSize)
 	}
 	return nil
+}
+
+// listenBacklog returns the kernel's cap on a listen queue, which gnet uses
+// as its backlog.
+func listenBacklog() int {
+	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err != nil {
+		return 4096
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n <= 0 {
+		return 4096
+	}
+	return min(n, 65535)
 }
 
 // fileLimit returns the soft RLIMIT_NOFILE of the process.
