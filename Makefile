@@ -10,6 +10,11 @@
 #                   dir, removed after a green run).
 #   make test-unit  go test -race ./... with no servers (backend tests skip)
 #   make fuzz       every fuzz target for FUZZTIME (default 60s) each
+#   make chaos      the long fault and attack suite (a few minutes): every
+#                   fault of TestChaos three times with 400 viewers, 10k
+#                   slowloris handshakes against a gateway subprocess, slow
+#                   consumers until all are cut off (see docs/reliability.md);
+#                   starts and stops its servers like make test
 #   make lint       gofmt and go vet
 #   make bench      the default load run (fanout: 5000 viewers, 100 msg/s,
 #                   30 s on one embedded danmaku all; under 2 minutes);
@@ -38,7 +43,7 @@ TESTENV ?=
 FUZZTIME ?= 60s
 FUZZSMOKE ?= 5s
 
-.PHONY: build run deps test test-unit fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak clean
+.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak clean
 
 build:
 	go build -o bin/danmaku .
@@ -70,6 +75,22 @@ test: deps lint
 
 test-unit: deps
 	$(RACE) -count=1 ./...
+
+# chaos runs the fault, flood and overload tests in their long form
+# (DANMAKU_CHAOS=long) against servers of its own, without the race
+# detector so the timings mean something.
+CHAOSTESTS := TestChaos|TestMultiProcess|TestFloodsKeepViewerLatency|TestOverload|TestSecurity|TestSecretsNotLogged|TestClickHouseDown|TestRedisDown
+
+chaos: deps
+	@rc=1; made=; dir='$(TESTENV)'; \
+	if [ -z "$$dir" ]; then dir=$$(mktemp -d "$${TMPDIR:-/tmp}/danmaku-chaos.XXXXXX"); made=1; fi; \
+	trap 'deploy/dev/env.sh down "$$dir"; if [ -n "$$made" ] && [ "$$rc" -eq 0 ]; then rm -rf "$$dir"; fi' EXIT; \
+	trap 'exit 130' INT TERM; \
+	deploy/dev/env.sh up "$$dir"; \
+	. "$$dir/env"; \
+	rc=0; DANMAKU_CHAOS=long CI=true go test -count=1 -timeout 20m -v -run '^($(CHAOSTESTS))' . || rc=$$?; \
+	if [ "$$rc" -ne 0 ]; then echo "make chaos: failed (exit $$rc); server files kept in $$dir"; fi; \
+	exit $$rc
 
 fuzz:
 	deploy/dev/fuzz.sh $(FUZZTIME)

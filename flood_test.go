@@ -203,7 +203,7 @@ func TestFloodsKeepViewerLatency(t *testing.T) {
 			t.Errorf("%s: close codes %v, want 40 × %d", kind, codes[kind], code)
 		}
 	}
-	if d99 > max(4*b99, b99+300*time.Millisecond) {
+	if d99 > latencyBound(b99) {
 		t.Errorf("viewer p99 %v during the floods, %v before", d99, b99)
 	}
 }

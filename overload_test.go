@@ -253,6 +253,17 @@ func (lp *latencyProbe) run(t *testing.T, ctx context.Context, n int, interval t
 	}
 }
 
+// latencyBound is the highest p99 accepted under an attack for a viewer
+// whose p99 was base without it: 4× or base + 300 ms in the long suite
+// (no race detector); on a shared machine under -race (make test) only
+// gross regressions, 5× or base + 1.5 s, fail.
+func latencyBound(base time.Duration) time.Duration {
+	if chaosLong() {
+		return max(4*base, base+300*time.Millisecond)
+	}
+	return max(5*base, base+1500*time.Millisecond)
+}
+
 // pct returns the p-th percentile (0-100) of ds.
 func pct(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {
@@ -369,7 +380,7 @@ func TestOverloadSlowConsumers(t *testing.T) {
 	if chaosLong() && closed < 50 {
 		t.Errorf("%v of 50 non-reading viewers closed as slow consumers", closed)
 	}
-	if l99 > max(4*b99, b99+300*time.Millisecond) {
+	if l99 > latencyBound(b99) {
 		t.Errorf("p99 %v with non-reading viewers, %v without", l99, b99)
 	}
 }

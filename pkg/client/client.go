@@ -282,22 +282,33 @@ func backoff(lo, hi time.Duration, attempt int) time.Duration {
 	return time.Duration(rand.Int64N(int64(d))) + lo/2
 }
 
-// adopt makes conn current and rejoins every room with resume.
+// adopt makes conn current and rejoins every room with resume. The joins
+// are written before anything else can be: a send retried across the
+// reconnect must not reach the gateway ahead of its room's join (it would
+// be rejected "join the room before sending").
 func (c *Client) adopt(conn net.Conn) {
+	c.wmu.Lock()
 	c.mu.Lock()
 	c.conn = conn
 	c.connGen++
 	gen := c.connGen
+	ready := c.ready
 	var frames [][]byte
 	for name, rs := range c.rooms {
 		rs.resuming = true
 		frames = append(frames, joinFrame(name, rs.last, rs.last > 0))
 	}
-	close(c.ready)
 	c.mu.Unlock()
+	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	for _, f := range frames {
-		_ = c.writeGen(gen, f)
+		if _, err := conn.Write(ws.AppendClientFrame(nil, ws.OpText, f, ws.NewMask())); err != nil {
+			break // the read loop sees the broken connection and reconnects
+		}
 	}
+	c.wmu.Unlock()
+	c.mu.Lock()
+	close(ready)
+	c.mu.Unlock()
 	c.wg.Add(1)
 	go c.pinger(conn, gen)
 }
