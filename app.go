@@ -283,6 +283,12 @@ func (a *App) openBackends() error {
 	switch cfg.History {
 	case "", "memory":
 		a.history = history.NewMemory(history.MemoryConfig{})
+		if cfg.Role == "gateway" {
+			// Nothing writes a separate gateway's memory store: answer
+			// incomplete rather than empty.
+			a.history = history.Unavailable{}
+			a.log.Warn("gateway without a shared history store: joins and resumes beyond the gateway's memory are answered complete:false; use --history clickhouse")
+		}
 	case "clickhouse":
 		if cfg.ClickHouse == "" {
 			return errors.New("--history clickhouse needs --clickhouse host:port (env DANMAKU_CLICKHOUSE)")

@@ -59,3 +59,22 @@ type Deleter interface {
 type LastSeqer interface {
 	LastSeq(ctx context.Context, room string) (uint64, error)
 }
+
+// ErrNoShared is returned by Unavailable.
+var ErrNoShared = errors.New("history: no shared store configured")
+
+// Unavailable is the Store of a process that has no shared history (a
+// separate gateway on the in-memory default, which nothing writes to):
+// Range fails, so joins and resumes that need more than the gateway's ring
+// say complete:false instead of pretending nothing was missed.
+type Unavailable struct{}
+
+var _ Store = Unavailable{}
+
+// Append refuses.
+func (Unavailable) Append(context.Context, []protocol.Message) error { return ErrNoShared }
+
+// Range fails.
+func (Unavailable) Range(context.Context, string, Filter) ([]protocol.Message, error) {
+	return nil, ErrNoShared
+}
