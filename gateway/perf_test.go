@@ -2,8 +2,12 @@ package gateway
 
 import (
 	"context"
+	"net/netip"
+	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -246,4 +250,64 @@ func fmtSeqs(s []uint64) string {
 		b.WriteString(strconv.FormatUint(v, 10))
 	}
 	return b.String()
+}
+
+// TestMemoryPerIdleViewer measures the gateway's live heap per idle viewer
+// joined to one room (after a forced GC; the clients are raw sockets that
+// use no Go heap). It is a measurement, not a check of a timing: run it
+// with DANMAKU_MEMTEST=N (viewers, e.g. 5000).
+func TestMemoryPerIdleViewer(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("DANMAKU_MEMTEST"))
+	if n <= 0 {
+		t.Skip("set DANMAKU_MEMTEST=N to measure the heap of N idle viewers")
+	}
+	gw := startGW(t, func(c *Config) { c.MaxConnsPerIP = -1 })
+	ap, err := netip.ParseAddrPort(gw.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	req := ws.AppendClientHandshake(nil, "x", "/ws?room=mem", ws.NewKey(), "")
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	h0 := ms.HeapAlloc
+	fds := make([]int, 0, n)
+	defer func() {
+		for _, fd := range fds {
+			_ = syscall.Close(fd)
+		}
+	}()
+	for range n {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, fd)
+		if err := syscall.Connect(fd, sa); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := syscall.Write(fd, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	joined := func() int64 {
+		if r := gw.s.rooms.get("mem"); r != nil {
+			return r.online.Load()
+		}
+		return 0
+	}
+	for joined() < int64(n) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if j := joined(); j < int64(n) {
+		t.Fatalf("%d of %d viewers joined", j, n)
+	}
+	time.Sleep(200 * time.Millisecond)
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	per := float64(ms.HeapAlloc-h0) / float64(n)
+	t.Logf("%d idle viewers joined: live heap %.0f B per viewer (%d → %d B), %d goroutines",
+		n, per, h0, ms.HeapAlloc, runtime.NumGoroutine())
 }
