@@ -20,7 +20,10 @@
 #                   30 s on one embedded danmaku all; under 2 minutes);
 #                   bench-idle, bench-fanout, bench-rooms, bench-storm,
 #                   bench-send, bench-soak run one scenario each
-#                   (BENCHFLAGS adds flags; results in bench-results/)
+#                   (BENCHFLAGS adds flags; results in bench-results/);
+#                   bench-micro runs the micro benchmarks (frame codec,
+#                   deflate, keyword moderation) and the gateway's live heap
+#                   per idle viewer
 #   make clean      remove build output
 
 SHELL := /bin/bash
@@ -43,7 +46,7 @@ TESTENV ?=
 FUZZTIME ?= 60s
 FUZZSMOKE ?= 5s
 
-.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak clean
+.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak bench-micro clean
 
 build:
 	go build -o bin/danmaku .
@@ -125,6 +128,10 @@ bench-send: build
 
 bench-soak: build
 	$(BENCHBIN) bench soak --viewers 10000 --rooms 50 --rate 200 --duration 10m --report-every 1m $(BENCHFLAGS)
+
+bench-micro:
+	go test -run '^$$' -bench 'Deflate|Frame|Check10kKeywords' -benchtime 2s ./pkg/ws/ ./moderation/
+	DANMAKU_MEMTEST=8000 go test -count=1 -run 'MemoryPerIdleViewer' -v ./gateway/
 
 clean:
 	rm -rf bin
