@@ -141,9 +141,11 @@ func (s *Server) loadHistory(c *conn, m *member, name string, resume *uint64, af
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if err == nil && storeLags(msgs, f, ringFirst) {
-			// Still behind: answer without the ring; the viewer sees the
-			// gap at the next batch and resumes again.
+		lagging := err == nil && storeLags(msgs, f, ringFirst)
+		if lagging {
+			// Still behind: answer without the ring, covering only what
+			// the store has; the viewer sees the gap at the next batch
+			// and resumes again.
 			ring, ringFirst = nil, 0
 		}
 		if f.IncludeDeleted {
@@ -181,6 +183,9 @@ func (s *Server) loadHistory(c *conn, m *member, name string, resume *uint64, af
 			if resume == nil && len(all) > want {
 				all = all[len(all)-want:]
 			}
+			if lagging {
+				m.from = f.AfterSeq
+			}
 			c.finishJoin(m, name, resume, all, complete)
 		})
 	}()
@@ -205,16 +210,15 @@ func storeLags(msgs []protocol.Message, f history.Filter, ringFirst uint64) bool
 func (c *conn) finishJoin(m *member, name string, resume *uint64, msgs []protocol.Message, complete bool) {
 	r := m.lr.r
 	r.mu.Lock()
-	last := r.last
 	online := r.onlineCount()
 	r.mu.Unlock()
 	if n := len(msgs); n > 0 && msgs[n-1].Seq > m.from {
 		m.from = msgs[n-1].Seq
 	}
-	if m.from > last {
-		last = m.from
-	}
-	c.write(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: name, Seq: last, Online: online}))
+	// The joined seq is the one the history covers, not the room's newest:
+	// clients take the history as complete up to it, and the batches that
+	// arrived while it loaded (pending) follow it.
+	c.write(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: name, Seq: m.from, Online: online}))
 	c.write(protocol.EncodeHistory(name, msgs, complete))
 	m.catching = false
 	pending := m.pending
