@@ -15,6 +15,7 @@ type metrics struct {
 	deliveries    prometheus.Counter
 	dropped       prometheus.Counter
 	slowConsumers prometheus.Counter
+	restarts      prometheus.Counter
 	historyLoads  *prometheus.CounterVec // by source: memory, store, failed
 	sessionKicks  prometheus.Counter
 }
@@ -39,6 +40,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Messages written to viewers (one per message per viewer)."}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "dropped_batches_total",
 			Help: "Batches not written to a viewer whose outbound backlog passed the soft cap."}),
+		restarts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "engine_restarts_total",
+			Help: "Times the event engine stopped by itself (accept failed) and was started again."}),
 		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "slow_consumer_closes_total",
 			Help: "Viewers closed because their outbound backlog passed the hard cap."}),
 		historyLoads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "history_loads_total",
@@ -48,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.conns, m.rooms, m.handshakes, m.closes, m.sends, m.sendRejects, m.batches,
-			m.deliveries, m.dropped, m.slowConsumers, m.historyLoads, m.sessionKicks)
+			m.deliveries, m.dropped, m.slowConsumers, m.restarts, m.historyLoads, m.sessionKicks)
 	}
 	return m
 }

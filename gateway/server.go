@@ -49,14 +49,14 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // background goroutines
 
-	eng      gnet.Engine
+	eng      gnet.Engine // guarded by loopsMu (replaced when the engine restarts)
 	booted   chan struct{}
 	addr     atomic.Value // string: bound address
 	clock    atomic.Int64 // coarse Unix ms, updated by the ticker
 	draining atomic.Bool
 	stopped  chan struct{}
 
-	loopsMu sync.Mutex // guards loops and loopOf
+	loopsMu sync.Mutex // guards loops, loopOf and eng
 	loops   []*loop
 	loopOf  map[gnet.EventLoop]*loop
 
@@ -141,15 +141,37 @@ func (s *Server) Run() error {
 			f()
 		}()
 	}
-	err := gnet.Run(&handler{s: s}, "tcp://"+s.cfg.Addr,
-		gnet.WithMulticore(true),
-		gnet.WithNumEventLoop(s.cfg.Loops),
-		gnet.WithReusePort(s.cfg.ReusePort),
-		gnet.WithReuseAddr(true),
-		gnet.WithTicker(true),
-		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-		gnet.WithLogger(gnetLogger{s.cfg.Logger}),
-	)
+	addr := s.cfg.Addr
+	var err error
+	for {
+		err = gnet.Run(&handler{s: s}, "tcp://"+addr,
+			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(s.cfg.Loops),
+			gnet.WithReusePort(s.cfg.ReusePort),
+			gnet.WithReuseAddr(true),
+			gnet.WithTicker(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithLogger(gnetLogger{s.cfg.Logger}),
+		)
+		if err != nil || s.draining.Load() || s.ctx.Err() != nil {
+			break
+		}
+		// The engine stopped by itself: gnet shuts it down when accept
+		// fails, e.g. with EMFILE when a reconnect storm's new connections
+		// arrive before the old ones are closed. Every connection was
+		// closed with it (clients reconnect and resume); serve again on
+		// the address it had.
+		s.cfg.Logger.Error("gateway: engine stopped (accept failed, open-file limit?); restarting", "addr", s.Addr())
+		s.m.restarts.Inc()
+		s.loopsMu.Lock()
+		s.loops, s.loopOf = nil, make(map[gnet.EventLoop]*loop)
+		s.loopsMu.Unlock()
+		addr = s.Addr()
+		select {
+		case <-s.ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	s.cancel()
 	s.wg.Wait()
 	close(s.stopped)
@@ -228,7 +250,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	close(s.ingest) // the ingest goroutine publishes what is queued, then exits
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := s.eng.Stop(stopCtx)
+	s.loopsMu.Lock()
+	eng := s.eng
+	s.loopsMu.Unlock()
+	err := eng.Stop(stopCtx)
 	select {
 	case <-s.stopped:
 	case <-ctx.Done():
@@ -301,7 +326,12 @@ type handler struct {
 
 func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 	s := h.s
+	s.loopsMu.Lock()
 	s.eng = eng
+	s.loopsMu.Unlock()
+	if s.draining.Load() {
+		return gnet.Shutdown // Shutdown began while the engine restarted
+	}
 	if fd, err := eng.Dup(); err == nil {
 		if sa, err := syscall.Getsockname(fd); err == nil {
 			if in4, ok := sa.(*syscall.SockaddrInet4); ok {
@@ -311,7 +341,11 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 		_ = syscall.Close(fd)
 	}
 	s.cfg.Logger.Info("gateway listening", "addr", s.Addr(), "id", s.cfg.ID, "loops", s.cfg.Loops, "max_conns", s.cfg.MaxConns)
-	close(s.booted)
+	select {
+	case <-s.booted: // a restart
+	default:
+		close(s.booted)
+	}
 	return gnet.None
 }
 
