@@ -99,13 +99,13 @@ type target struct {
 }
 
 type roomState struct {
-	last     uint64 // highest seq delivered or covered (thinned batches)
+	last uint64 // highest seq delivered or covered (thinned batches)
 	// joinedSeq is the seq of the last joined frame: the history that
 	// follows covers every seq up to it.
 	joinedSeq uint64
-	resuming bool   // a resume is in flight; batches wait for its history
-	joined   chan struct{}
-	complete bool
+	resuming  bool // a resume is in flight; batches wait for its history
+	joined    chan struct{}
+	complete  bool
 }
 
 // Dial connects and starts the client. It returns after the first
