@@ -88,8 +88,16 @@ func (s *Server) loadHistory(c *conn, m *member, name string, resume *uint64, af
 	select {
 	case s.histSem <- struct{}{}:
 	default:
-		// Too many loads in flight: answer with what memory has.
+		// Too many loads in flight: answer with what memory has. A resume
+		// the ring does not reach back to gets nothing and keeps its
+		// resume point (clients take a history as complete up to the
+		// joined seq): the viewer sees the gap at the next batch and
+		// resumes again, instead of skipping it.
 		s.m.historyLoads.WithLabelValues("failed").Inc()
+		if resume != nil {
+			m.from = *resume
+			ring = nil
+		}
 		c.finishJoin(m, name, resume, ring, false)
 		return
 	}
@@ -136,18 +144,16 @@ func (s *Server) loadHistory(c *conn, m *member, name string, resume *uint64, af
 			// gateway restart the ring starts at the first batch it saw).
 			// Joining the two across that gap would skip seqs silently:
 			// wait for the store instead.
-			if err != nil || !storeLags(msgs, f, ringFirst) || attempt == 20 || s.ctx.Err() != nil {
-				break
+			if attempt == 20 || s.ctx.Err() != nil || (err == nil && !storeLags(msgs, f, ringFirst)) || (err != nil && attempt >= 2) {
+				break // a failing store gets three tries
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+		// Still behind after the wait (the writer is stuck, e.g. its
+		// consumer group is rejoining after a broker restart): answer
+		// store and ring with complete:false rather than freeze the
+		// viewer until the store catches up.
 		lagging := err == nil && storeLags(msgs, f, ringFirst)
-		if lagging {
-			// Still behind: answer without the ring, covering only what
-			// the store has; the viewer sees the gap at the next batch
-			// and resumes again.
-			ring, ringFirst = nil, 0
-		}
 		if f.IncludeDeleted {
 			kept := msgs[:0]
 			for _, m := range msgs {
@@ -184,7 +190,7 @@ func (s *Server) loadHistory(c *conn, m *member, name string, resume *uint64, af
 				all = all[len(all)-want:]
 			}
 			if lagging {
-				m.from = f.AfterSeq
+				complete = false
 			}
 			c.finishJoin(m, name, resume, all, complete)
 		})
