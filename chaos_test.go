@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -61,7 +62,11 @@ func newChaosEnv(t *testing.T) *chaosEnv {
 	go func() { defer wg.Done(); e.bin = mpBuild(t) }()
 	dir := t.TempDir()
 	e.brokerBin = filepath.Join(dir, "kafkabroker")
-	if out, err := exec.Command("go", "build", "-o", e.brokerBin, "./deploy/kafkabroker").CombinedOutput(); err != nil {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	if out, err := exec.Command(goBin, "build", "-o", e.brokerBin, "./deploy/kafkabroker").CombinedOutput(); err != nil {
 		t.Fatalf("build kafkabroker: %v\n%s", err, out)
 	}
 	wg.Wait()
