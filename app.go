@@ -59,6 +59,9 @@ type Config struct {
 	Redis        string
 	LogLevel     string
 	DrainTimeout time.Duration
+	// ThinBudget is the default display budget per room (messages/s) for
+	// hot-room thinning; 0 is off.
+	ThinBudget int
 	Logger       *slog.Logger
 
 	// PresenceInterval is how often gateways report their counts; a dead
@@ -128,7 +131,7 @@ func NewApp(cfg Config) (*App, error) {
 		}
 	}
 	if runs("dispatch") {
-		if a.dp, err = dispatch.New(dispatch.Config{Bus: a.bus, Logger: a.log, Registerer: a.reg}); err != nil {
+		if a.dp, err = dispatch.New(dispatch.Config{Bus: a.bus, ThinBudget: cfg.ThinBudget, Logger: a.log, Registerer: a.reg}); err != nil {
 			return nil, err
 		}
 	}

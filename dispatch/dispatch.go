@@ -138,6 +138,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return err
 	}
 	defer c.Close()
+	go d.runControl(ctx)
 	fetched := make(chan []bus.Record, 16)
 	fetchErr := make(chan error, 1)
 	go func() {
@@ -376,4 +377,39 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.batches, m.messages, m.publishErrors, m.thinned, m.tick)
 	}
 	return m
+}
+
+// runControl applies rooms' display budgets from settings events on the
+// control stream (the "display_budget" field of moderation settings).
+// Runs on its own goroutine until ctx is done.
+func (d *Dispatcher) runControl(ctx context.Context) {
+	for ctx.Err() == nil {
+		c, err := d.cfg.Bus.Consumer(bus.StreamControl, bus.ConsumerOptions{})
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for {
+			recs, err := c.Fetch(ctx)
+			if err != nil {
+				break
+			}
+			for _, rec := range recs {
+				var ev bus.Control
+				if bus.Unmarshal(rec.Value, &ev) != nil || ev.Op != bus.ControlSettings {
+					continue
+				}
+				var s struct {
+					DisplayBudget int `json:"display_budget"`
+				}
+				if bus.Unmarshal(ev.Data, &s) == nil {
+					d.SetBudget(ev.Room, s.DisplayBudget)
+				}
+			}
+		}
+		_ = c.Close()
+	}
 }

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -127,4 +128,39 @@ func TestThinRoom(t *testing.T) {
 			t.Fatal("reset to default")
 		}
 	})
+}
+
+// TestBudgetFromSettings: a settings event with display_budget on the
+// control stream sets the room's budget; -1 turns thinning off.
+func TestBudgetFromSettings(t *testing.T) {
+	b := bus.NewMemory(bus.MemoryConfig{})
+	d, err := New(Config{Bus: b, ThinBudget: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(50 * time.Millisecond) // the control consumer starts at the newest record
+	pub := b.Publisher(bus.StreamControl)
+	for _, ev := range []struct {
+		room string
+		data string
+	}{{"hot", `{"display_budget":5}`}, {"calm", `{"display_budget":-1}`}} {
+		v, _ := bus.Marshal(bus.Control{Op: bus.ControlSettings, Room: ev.room, Data: []byte(ev.data)})
+		if err := pub.Publish(ctx, bus.Record{Key: ev.room, Value: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for d.budget("hot") != 5 || d.budget("calm") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("budgets hot=%d calm=%d, want 5 and 0 (off)", d.budget("hot"), d.budget("calm"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := d.budget("other"); got != 50 {
+		t.Fatalf("default budget %d, want 50", got)
+	}
 }

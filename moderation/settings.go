@@ -71,6 +71,13 @@ type Settings struct {
 	// HoldThreshold holds messages whose spam score reaches it. Zero means
 	// off; else in (0, 1].
 	HoldThreshold float64 `json:"hold_threshold"`
+	// DisplayBudget is how many messages per second viewers of the room
+	// are shown when it runs hot (hot-room thinning in dispatch): past it,
+	// system, paid/highlighted and moderators' messages are kept first.
+	// Thinned messages are still accepted, acknowledged and stored. Zero
+	// means the operator's default (danmaku --thin-budget, off unless
+	// set); -1 turns thinning off for the room.
+	DisplayBudget int `json:"display_budget,omitempty"`
 }
 
 // builtinSettings are the defaults a new room starts with.
@@ -106,6 +113,8 @@ func (s Settings) Validate() error {
 		return bad("flood_window_sec %d out of [0, 3600]", s.FloodWindowSec)
 	case math.IsNaN(s.HoldThreshold) || s.HoldThreshold < 0 || s.HoldThreshold > 1:
 		return bad("hold_threshold %v out of [0, 1]", s.HoldThreshold)
+	case s.DisplayBudget < -1 || s.DisplayBudget > 100000:
+		return bad("display_budget %d out of [-1, 100000]", s.DisplayBudget)
 	case len(s.LinkAllow) > MaxLinkAllow:
 		return bad("link_allow has %d entries, max %d", len(s.LinkAllow), MaxLinkAllow)
 	}

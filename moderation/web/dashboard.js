@@ -319,6 +319,7 @@
     $('s-links').value = s.link_policy || 'allow';
     $('s-allow').value = (s.link_allow || []).join(', ');
     $('s-hold').value = s.hold_threshold;
+    $('s-budget').value = s.display_budget || 0;
   }
 
   async function refreshBans() {
@@ -415,7 +416,7 @@
       const allow = $('s-allow').value.split(',').map((s) => s.trim()).filter(Boolean);
       const body = Object.assign({}, state.settings, {
         slow_mode_sec: num('s-slow'), max_length: num('s-maxlen'), rate_per_sec: num('s-rate'), burst: num('s-burst'),
-        link_policy: $('s-links').value, hold_threshold: num('s-hold'),
+        link_policy: $('s-links').value, hold_threshold: num('s-hold'), display_budget: num('s-budget'),
       });
       body.link_allow = allow;
       act('settings saved', () => api('PUT', '/settings', body).then(loadSettings));
