@@ -62,7 +62,7 @@ type Config struct {
 	// ThinBudget is the default display budget per room (messages/s) for
 	// hot-room thinning; 0 is off.
 	ThinBudget int
-	Logger       *slog.Logger
+	Logger     *slog.Logger
 
 	// PresenceInterval is how often gateways report their counts; a dead
 	// gateway's viewers drop out of the counts within 3 intervals. Zero
