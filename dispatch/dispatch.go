@@ -383,33 +383,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // control stream (the "display_budget" field of moderation settings).
 // Runs on its own goroutine until ctx is done.
 func (d *Dispatcher) runControl(ctx context.Context) {
-	for ctx.Err() == nil {
-		c, err := d.cfg.Bus.Consumer(bus.StreamControl, bus.ConsumerOptions{})
-		if err != nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-			continue
+	bus.FollowControl(ctx, d.cfg.Bus, func(ev bus.Control) {
+		if ev.Op != bus.ControlSettings {
+			return
 		}
-		for {
-			recs, err := c.Fetch(ctx)
-			if err != nil {
-				break
-			}
-			for _, rec := range recs {
-				var ev bus.Control
-				if bus.Unmarshal(rec.Value, &ev) != nil || ev.Op != bus.ControlSettings {
-					continue
-				}
-				var s struct {
-					DisplayBudget int `json:"display_budget"`
-				}
-				if bus.Unmarshal(ev.Data, &s) == nil {
-					d.SetBudget(ev.Room, s.DisplayBudget)
-				}
-			}
+		var s struct {
+			DisplayBudget int `json:"display_budget"`
 		}
-		_ = c.Close()
-	}
+		if bus.Unmarshal(ev.Data, &s) == nil {
+			d.SetBudget(ev.Room, s.DisplayBudget)
+		}
+	}, nil)
 }

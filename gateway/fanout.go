@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -20,32 +19,9 @@ func runtimeNumCPU() int { return runtime.NumCPU() }
 // server stops, reopening it after errors with a backoff. Runs on its own
 // goroutine.
 func (s *Server) consume(stream string, opts bus.ConsumerOptions, handle func([]bus.Record)) {
-	backoff := 50 * time.Millisecond
-	for s.ctx.Err() == nil {
-		c, err := s.cfg.Bus.Consumer(stream, opts)
-		if err == nil {
-			for {
-				var recs []bus.Record
-				recs, err = c.Fetch(s.ctx)
-				if err != nil {
-					break
-				}
-				backoff = 50 * time.Millisecond
-				handle(recs)
-			}
-			_ = c.Close()
-		}
-		if s.ctx.Err() != nil || errors.Is(err, bus.ErrClosed) {
-			return
-		}
-		s.cfg.Logger.Warn("gateway: consumer failed, retrying", "stream", stream, "err", err, "backoff", backoff)
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
+	bus.Follow(s.ctx, s.cfg.Bus, stream, opts, handle, func(err error) {
+		s.cfg.Logger.Warn("gateway: consumer failed, retrying", "stream", stream, "err", err)
+	})
 }
 
 // runDispatch reads every dispatch partition from the newest record on and

@@ -12,29 +12,7 @@ import (
 // runControl applies moderation events to the engine: bans, settings and
 // keyword lists. Runs on its own goroutine until ctx is done.
 func (l *Logic) runControl(ctx context.Context) {
-	for ctx.Err() == nil {
-		c, err := l.cfg.Bus.Consumer(bus.StreamControl, bus.ConsumerOptions{})
-		if err != nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		for {
-			recs, err := c.Fetch(ctx)
-			if err != nil {
-				break
-			}
-			for _, rec := range recs {
-				var ev bus.Control
-				if bus.Unmarshal(rec.Value, &ev) == nil {
-					ApplyControl(l.cfg.Engine, ev)
-				}
-			}
-		}
-		_ = c.Close()
-	}
+	bus.FollowControl(ctx, l.cfg.Bus, func(ev bus.Control) { ApplyControl(l.cfg.Engine, ev) }, nil)
 }
 
 // ApplyControl applies one moderation event to an engine. Events that do

@@ -137,36 +137,21 @@ func (a *API) Run(ctx context.Context) error {
 		defer close(done)
 		a.runControl(ctx)
 	}()
-	for ctx.Err() == nil {
-		c, err := a.cfg.Bus.Consumer(bus.StreamReply, bus.ConsumerOptions{Key: a.cfg.ID})
-		if err != nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
+	bus.Follow(ctx, a.cfg.Bus, bus.StreamReply, bus.ConsumerOptions{Key: a.cfg.ID}, func(recs []bus.Record) {
+		for _, rec := range recs {
+			var rp bus.Reply
+			if bus.Unmarshal(rec.Value, &rp) != nil {
+				continue
 			}
-			continue
-		}
-		for {
-			recs, err := c.Fetch(ctx)
-			if err != nil {
-				break
-			}
-			for _, rec := range recs {
-				var rp bus.Reply
-				if bus.Unmarshal(rec.Value, &rp) != nil {
-					continue
-				}
-				a.mu.Lock()
-				ch := a.waiters[rp.Conn]
-				delete(a.waiters, rp.Conn)
-				a.mu.Unlock()
-				if ch != nil {
-					ch <- rp
-				}
+			a.mu.Lock()
+			ch := a.waiters[rp.Conn]
+			delete(a.waiters, rp.Conn)
+			a.mu.Unlock()
+			if ch != nil {
+				ch <- rp
 			}
 		}
-		_ = c.Close()
-	}
+	}, nil)
 	return nil
 }
 

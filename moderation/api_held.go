@@ -58,29 +58,11 @@ type HeldView struct {
 // messages are added, resolved ones dropped. Runs on its own goroutine
 // until ctx is done.
 func (a *API) runControl(ctx context.Context) {
-	for ctx.Err() == nil {
-		c, err := a.cfg.Bus.Consumer(bus.StreamControl, bus.ConsumerOptions{})
-		if err != nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-			continue
+	bus.FollowControl(ctx, a.cfg.Bus, func(ev bus.Control) {
+		if ev.Op == bus.ControlHeld {
+			a.applyHeld(ev)
 		}
-		for {
-			recs, err := c.Fetch(ctx)
-			if err != nil {
-				break
-			}
-			for _, rec := range recs {
-				var ev bus.Control
-				if bus.Unmarshal(rec.Value, &ev) == nil && ev.Op == bus.ControlHeld {
-					a.applyHeld(ev)
-				}
-			}
-		}
-		_ = c.Close()
-	}
+	}, nil)
 }
 
 // applyHeld adds or drops one held message.
