@@ -11,30 +11,6 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/testenv"
 )
 
-// server is a running `danmaku all` with the demo bot off.
-type server struct {
-	http, ws string // addresses
-	secret   string
-}
-
-// startServer runs `danmaku all` on free ports; it stops when the test ends.
-func startServer(t *testing.T, secret string) *server {
-	t.Helper()
-	s := &server{http: testenv.FreeAddr(t), ws: testenv.FreeAddr(t), secret: secret}
-	testenv.Start(t, "all", "--http", s.http, "--ws", s.ws, "--jwt-secret", s.secret,
-		"--demo=false", "--guests=true", "--drain-timeout", "1s", "--log-level", "warn")
-	return s
-}
-
-// chromium returns the browser to drive: $DANMAKU_TEST_CHROMIUM or Debian's.
-func chromium(t *testing.T) string {
-	path := os.Getenv("DANMAKU_TEST_CHROMIUM")
-	if path == "" {
-		path = "/usr/bin/chromium"
-	}
-	return testenv.Need(t, "Chromium", path)
-}
-
 // TestDashboardInBrowser opens the moderation dashboard in headless
 // Chromium with a mod token, watches a viewer's message arrive, deletes it
 // (the viewer receives the delete), turns on the hold queue through the
@@ -42,11 +18,11 @@ func chromium(t *testing.T) string {
 // batch, the sender an ack with its seq) and checks the audit log.
 func TestDashboardInBrowser(t *testing.T) {
 	node := testenv.Need(t, "node", "node")
-	chromium := chromium(t)
+	chromium := testenv.Chromium(t)
 	testenv.NPMInstall(t, ".", "playwright-core", "ws")
-	s := startServer(t, "dashboard-webtest-secret-0123456789")
+	s := testenv.StartAll(t, "dashboard-webtest-secret-0123456789")
 
-	signer, err := auth.NewSigner(s.secret)
+	signer, err := auth.NewSigner(s.Secret)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,8 +40,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	err = testenv.Run(t, ctx, ".", []string{
-		"DANMAKU_HTTP=http://" + s.http,
-		"DANMAKU_WS=ws://" + s.ws + "/ws",
+		"DANMAKU_HTTP=http://" + s.HTTP,
+		"DANMAKU_WS=ws://" + s.WS + "/ws",
 		"DANMAKU_CHROMIUM=" + chromium,
 		"DANMAKU_OUT=" + out,
 		"DANMAKU_ROOM=" + room,

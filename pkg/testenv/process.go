@@ -222,3 +222,30 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// Server is a `danmaku all` started by StartAll.
+type Server struct {
+	HTTP, WS string // addresses, host:port
+	Secret   string // the JWT secret it verifies tokens with
+}
+
+// StartAll runs `danmaku all` on free ports with the demo bot off and guest
+// tokens on; it stops when the test ends.
+func StartAll(t testing.TB, secret string, args ...string) *Server {
+	t.Helper()
+	s := &Server{HTTP: FreeAddr(t), WS: FreeAddr(t), Secret: secret}
+	Start(t, append([]string{"all", "--http", s.HTTP, "--ws", s.WS, "--jwt-secret", s.Secret,
+		"--demo=false", "--guests=true", "--drain-timeout", "1s", "--log-level", "warn"}, args...)...)
+	return s
+}
+
+// Chromium returns the browser for browser tests: $DANMAKU_TEST_CHROMIUM or
+// Debian's /usr/bin/chromium (see Need for when it is missing).
+func Chromium(t testing.TB) string {
+	t.Helper()
+	path := os.Getenv("DANMAKU_TEST_CHROMIUM")
+	if path == "" {
+		path = "/usr/bin/chromium"
+	}
+	return Need(t, "Chromium", path)
+}
