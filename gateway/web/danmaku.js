@@ -346,6 +346,23 @@ export class DanmakuClient {
         if (!rs) return;
         const source = rs.last > 0 ? "resume" : "history";
         const out = [];
+        if (!f.complete && rs.last > 0 && (rs.incomplete || 0) < MAX_INCOMPLETE) {
+          // A resume the gateway could not fill entirely: deliver what
+          // continues the stream, stay resuming and ask again from there.
+          const before = rs.last;
+          for (const m of f.msgs || []) {
+            if (m.seq === rs.last + 1) {
+              rs.last = m.seq;
+              out.push(m);
+            }
+          }
+          rs.incomplete = rs.last > before ? 0 : (rs.incomplete || 0) + 1;
+          for (const m of out) this._emit("message", f.room, m, source);
+          const resume = joinFrame(f.room, rs.last);
+          setTimeout(() => this._write(resume), 250 * 2 ** rs.incomplete);
+          return;
+        }
+        rs.incomplete = 0;
         for (const m of f.msgs || []) {
           if (m.seq > rs.last) {
             rs.last = m.seq;
@@ -599,6 +616,10 @@ export class DanmakuClient {
     this._stop("closed");
   }
 }
+
+// MAX_INCOMPLETE is how many resumes in a row answered complete:false
+// without progress are asked again before the gap is accepted.
+const MAX_INCOMPLETE = 4;
 
 function joinFrame(room, resume) {
   return resume > 0 ? JSON.stringify({ op: "join", room, resume }) : JSON.stringify({ op: "join", room });

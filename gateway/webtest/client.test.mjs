@@ -120,6 +120,21 @@ test("a gap resumes on the same connection and ignores batches until the history
   t.c.close();
 });
 
+test("an incomplete resume delivers what continues the stream and asks again", async () => {
+  const t = setup();
+  const ws = await joined(t, "r", [msg(1)]);
+  ws.recv({ op: "batch", room: "r", msgs: [msg(2), msg(5)] }); // 3, 4 missing
+  ws.recv({ op: "joined", room: "r", seq: 5, online: 1 });
+  ws.recv({ op: "history", room: "r", msgs: [msg(3), msg(5)], complete: false });
+  assert.deepEqual(t.got.map((g) => g.seq), [1, 2, 3], "only what continues the stream");
+  await until(() => ws.ops("join").length === 3, "a second resume");
+  assert.deepEqual(ws.ops("join")[2], { op: "join", room: "r", resume: 3 });
+  ws.recv({ op: "batch", room: "r", msgs: [msg(6)] }); // still resuming: ignored
+  ws.recv({ op: "history", room: "r", msgs: [msg(4), msg(5), msg(6)], complete: true });
+  assert.deepEqual(t.got.map((g) => g.seq), [1, 2, 3, 4, 5, 6]);
+  t.c.close();
+});
+
 test("thinned batches cover the seqs they leave out: no resume", async () => {
   const t = setup();
   const ws = await joined(t, "r", [msg(1)]);

@@ -106,7 +106,15 @@ type roomState struct {
 	resuming  bool // a resume is in flight; batches wait for its history
 	joined    chan struct{}
 	complete  bool
+	// incomplete counts resumes in a row answered complete:false without
+	// progress; the client asks again until maxIncomplete.
+	incomplete int
 }
+
+// maxIncomplete is how many times in a row a resume answered
+// complete:false without progress is asked again (after 250 ms, 500 ms,
+// 1 s, ...) before the client accepts the gap and moves on.
+const maxIncomplete = 4
 
 // Dial connects and starts the client. It returns after the first
 // connection succeeded (reconnects afterwards happen in the background).
@@ -452,7 +460,32 @@ func (c *Client) handle(b []byte) {
 		c.mu.Lock()
 		rs := c.rooms[f.Room]
 		var out []protocol.Message
+		if rs != nil && !f.Complete && rs.last > 0 && rs.incomplete < maxIncomplete {
+			// A resume the gateway could not fill entirely (history behind,
+			// or a gap larger than it serves at once): deliver the part
+			// that continues the stream and ask again from there, so
+			// nothing is skipped.
+			before := rs.last
+			for _, m := range f.Msgs {
+				if m.Seq == rs.last+1 {
+					rs.last = m.Seq
+					out = append(out, m)
+				}
+			}
+			if rs.last > before {
+				rs.incomplete = 0
+			} else {
+				rs.incomplete++
+			}
+			delay := 250 * time.Millisecond << rs.incomplete
+			resume := joinFrame(f.Room, rs.last, true)
+			c.mu.Unlock()
+			c.deliver(f.Room, out)
+			time.AfterFunc(delay, func() { _ = c.writeText(resume) })
+			return
+		}
 		if rs != nil {
+			rs.incomplete = 0
 			for _, m := range f.Msgs {
 				if m.Seq > rs.last {
 					rs.last = m.Seq

@@ -40,3 +40,35 @@ func TestThinnedBatchesAreNotGaps(t *testing.T) {
 		t.Fatalf("after resume: delivered %v, last %d, resuming %v", got, rs.last, rs.resuming)
 	}
 }
+
+// TestIncompleteResumeAsksAgain: a resume answered complete:false delivers
+// only what continues the stream, keeps ignoring batches and asks again;
+// the next (complete) history fills the rest in order.
+func TestIncompleteResumeAsksAgain(t *testing.T) {
+	var got []uint64
+	c := &Client{
+		cfg:   Config{OnMessage: func(_ string, m protocol.Message) { got = append(got, m.Seq) }},
+		rooms: map[string]*roomState{"r": {last: 10, resuming: true}},
+	}
+	rs := c.rooms["r"]
+	c.handle([]byte(`{"op":"joined","room":"r","seq":14,"online":1}`))
+	c.handle([]byte(`{"op":"history","room":"r","msgs":[{"seq":11},{"seq":12},{"seq":14}],"complete":false}`))
+	if !slices.Equal(got, []uint64{11, 12}) || rs.last != 12 || !rs.resuming {
+		t.Fatalf("after incomplete history: delivered %v, last %d, resuming %v", got, rs.last, rs.resuming)
+	}
+	c.handle([]byte(`{"op":"batch","room":"r","msgs":[{"seq":15}]}`)) // covered by the next history
+	c.handle([]byte(`{"op":"joined","room":"r","seq":15,"online":1}`))
+	c.handle([]byte(`{"op":"history","room":"r","msgs":[{"seq":13},{"seq":14},{"seq":15}],"complete":true}`))
+	if !slices.Equal(got, []uint64{11, 12, 13, 14, 15}) || rs.last != 15 || rs.resuming {
+		t.Fatalf("after complete history: delivered %v, last %d, resuming %v", got, rs.last, rs.resuming)
+	}
+	// Without progress the client gives up after maxIncomplete answers and
+	// accepts the gap.
+	rs.resuming = true
+	for i := 0; i <= maxIncomplete; i++ {
+		c.handle([]byte(`{"op":"history","room":"r","msgs":[{"seq":20}],"complete":false}`))
+	}
+	if !slices.Equal(got, []uint64{11, 12, 13, 14, 15, 20}) || rs.resuming {
+		t.Fatalf("gap never accepted: delivered %v, resuming %v", got, rs.resuming)
+	}
+}
