@@ -88,6 +88,12 @@ func fakeGateway(t *testing.T, n uint64, gapAt, dupAt int64) string {
 // TestWorkerCatchesGapAndDuplicate runs a worker against a server that
 // skips one seq for one viewer and repeats one for another.
 func TestWorkerCatchesGapAndDuplicate(t *testing.T) {
+	for _, impl := range []string{ImplEpoll, ImplGoroutine} {
+		t.Run(impl, func(t *testing.T) { testWorkerCatchesGapAndDuplicate(t, impl) })
+	}
+}
+
+func testWorkerCatchesGapAndDuplicate(t *testing.T, impl string) {
 	const viewers, n = 4, 10
 	addr := fakeGateway(t, n, 2, 3)
 	cmds := make(chan Command, 1)
@@ -96,7 +102,7 @@ func TestWorkerCatchesGapAndDuplicate(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- RunWorker(context.Background(), WorkerSpec{Gateways: []string{addr}, Viewers: []RoomCount{{Room: "r", Count: viewers}},
-			Tick: 50 * time.Millisecond}, cmds, func(r Report) {
+			Tick: 50 * time.Millisecond, ViewerImpl: impl}, cmds, func(r Report) {
 			lat.Merge(HistFrom(r.Lat))
 			if r.Type == "final" {
 				final = r
@@ -200,9 +206,15 @@ func TestRunCountsDeliveries(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the pipeline")
 	}
+	for _, impl := range []string{ImplEpoll, ImplGoroutine} {
+		t.Run(impl, func(t *testing.T) { testRunCountsDeliveries(t, impl) })
+	}
+}
+
+func testRunCountsDeliveries(t *testing.T, impl string) {
 	const secret = "bench-test-secret-0123456789"
 	wsAddr, httpAddr := startStack(t, secret)
-	o := &Options{Scenario: "fanout", Viewers: 40, Rooms: 1, Rate: 40, Duration: 2 * time.Second, Warmup: 200 * time.Millisecond,
+	o := &Options{ViewerImpl: impl, Scenario: "fanout", Viewers: 40, Rooms: 1, Rate: 40, Duration: 2 * time.Second, Warmup: 200 * time.Millisecond,
 		Grace: 5 * time.Second, ConnectTimeout: 20 * time.Second, WS: wsAddr, HTTP: httpAddr, Secret: secret,
 		InProcess: true, Workers: 2, Out: t.TempDir(), Name: "test", Quiet: true}
 	o.Defaults()

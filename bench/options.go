@@ -76,6 +76,9 @@ type Options struct {
 	Concurrency int     `json:"concurrency"`  // dials in flight per worker (default 256)
 	// LatencyEvery samples latency on one viewer in LatencyEvery (default 1).
 	LatencyEvery int `json:"latency_every"`
+	// ViewerImpl is how the workers run viewers: ImplEpoll (default) or
+	// ImplGoroutine.
+	ViewerImpl string `json:"viewer_impl,omitempty"`
 
 	// WS and HTTP target an existing deployment (comma-separated WebSocket
 	// addresses; one HTTP address). Empty: the harness starts its own.
@@ -184,6 +187,9 @@ func (o *Options) Defaults() {
 	if o.PerWorker == 0 {
 		o.PerWorker = 18000
 	}
+	if o.ViewerImpl == "" {
+		o.ViewerImpl = ImplEpoll
+	}
 	if o.LatencyEvery == 0 {
 		o.LatencyEvery = 1
 	}
@@ -222,6 +228,8 @@ func (o *Options) Validate() error {
 		return errors.New("bench: --ws needs --http to publish")
 	case o.SourceIPs > 250:
 		return errors.New("bench: at most 250 source addresses")
+	case o.ViewerImpl != ImplEpoll && o.ViewerImpl != ImplGoroutine:
+		return fmt.Errorf("bench: unknown viewer implementation %q (epoll or goroutine)", o.ViewerImpl)
 	}
 	return nil
 }
@@ -271,6 +279,7 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 	fs.Float64Var(&o.ConnectRate, "connect-rate", o.ConnectRate, "new connections/s per worker (0: as fast as possible)")
 	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "dials in flight per worker (default 256)")
 	fs.IntVar(&o.LatencyEvery, "latency-every", o.LatencyEvery, "measure latency on 1 viewer in N (default 1: all)")
+	fs.StringVar(&o.ViewerImpl, "viewer-impl", o.ViewerImpl, "viewer implementation of the workers: epoll (event loops) or goroutine (one per connection)")
 	fs.StringVar(&o.WS, "ws", o.WS, "target deployment's WebSocket address(es), comma-separated (default: start servers)")
 	fs.StringVar(&o.HTTP, "http", o.HTTP, "target deployment's HTTP address (publish API)")
 	fs.StringVar(&o.Secret, "jwt-secret", o.Secret, "JWT secret of the target deployment (env DANMAKU_JWT_SECRET)")

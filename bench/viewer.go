@@ -83,49 +83,182 @@ func (st *stats) reject(code string) {
 	v.(*atomic.Int64).Add(1)
 }
 
-// viewer is one lean WebSocket connection: a single goroutine reads and
-// parses frames into a 4 KiB buffer; nothing else is kept per connection
-// but the seq tracker.
-type viewer struct {
-	idx     int
-	room    string
-	addr    string // gateway host:port
-	src     *net.TCPAddr
-	token   string
-	latency bool // record per-message latency
-	st      *stats
-	lshard  *shard
-
-	mu      sync.Mutex
-	c       net.Conn
-	tr      Tracker
-	joined  bool
-	dropped bool // dropped on purpose (storm): the next join counts as resumed
+// recorder takes the latency samples of one connection's frames; the
+// caller of session.handle guarantees it is not used concurrently or
+// locks inside.
+type recorder interface {
+	recordLat(us []uint64) // send → viewer, microseconds
+	recordConn(us uint64)  // dial → joined, microseconds
 }
 
-// dial connects, upgrades and sends nothing else: the room is joined by the
-// query string, with resume when the viewer has seen seqs before.
-func (v *viewer) dial(timeout time.Duration) (net.Conn, []byte, error) {
-	d := net.Dialer{Timeout: timeout, LocalAddr: v.src}
-	if v.src != nil {
+// shardRecorder records into the worker's shared, locked shards (goroutine
+// viewers).
+type shardRecorder struct{ lat, conn *shard }
+
+func (r shardRecorder) recordLat(us []uint64) { r.lat.record(us...) }
+func (r shardRecorder) recordConn(us uint64)  { r.conn.record(us) }
+
+// session is the per-room state of one watching connection that outlives
+// its reconnects: the seq tracker and whether it has joined once. Both
+// viewer implementations account frames through session.handle.
+type session struct {
+	room    string
+	latency bool // record per-message latency
+	tr      Tracker
+	joined  bool
+}
+
+// resumeQuery returns the path and query of the upgrade request: the room,
+// with resume from the last seq seen when the session has seen any.
+func (s *session) resumeQuery() string {
+	q := "/ws?room=" + s.room
+	if s.joined || s.tr.Last() > 0 {
+		q += "&resume=" + strconv.FormatUint(s.tr.Last(), 10)
+	}
+	return q
+}
+
+// handle processes one text frame; it returns after_ms of a reconnect
+// frame, or -1. resuming is true from a re-join until its history frame.
+func (s *session) handle(p []byte, resuming *bool, dialStart time.Time, st *stats, rec recorder) int64 {
+	op := frameOp(p)
+	switch string(op) {
+	case protocol.OpBatch, protocol.OpHistory:
+		var now int64
+		var lat [64]uint64
+		nl := 0
+		fresh, dups := 0, 0
+		freshHistory := string(op) == protocol.OpHistory && !*resuming
+		eachMessage(p, func(seq uint64, sent int64) {
+			if freshHistory && seq <= s.tr.Last() {
+				return // recent messages shown on a fresh join
+			}
+			if !s.tr.Add(seq) {
+				dups++
+				return
+			}
+			fresh++
+			if s.latency && sent > 0 {
+				if now == 0 {
+					now = time.Now().UnixNano()
+				}
+				if d := now - sent; d > 0 {
+					lat[nl] = uint64(d / 1e3)
+				} else {
+					lat[nl] = 0
+				}
+				nl++
+				if nl == len(lat) {
+					rec.recordLat(lat[:])
+					nl = 0
+				}
+			}
+		})
+		if nl > 0 {
+			rec.recordLat(lat[:nl])
+		}
+		if fresh > 0 {
+			st.deliveries.Add(int64(fresh))
+		}
+		if dups > 0 {
+			st.dups.Add(int64(dups))
+		}
+		if string(op) == protocol.OpHistory && *resuming {
+			st.resumed.Add(1)
+			st.lastResume.Store(time.Now().UnixNano())
+			if bytes.Contains(p, falseCompl) {
+				st.incomplete.Add(1)
+			}
+			*resuming = false
+		}
+	case protocol.OpJoined:
+		seq, _ := uintField(p, keySeq)
+		if !s.joined {
+			s.tr.Start(seq) // a fresh join: older messages are history
+			s.joined = true
+			now := time.Now()
+			rec.recordConn(uint64(now.Sub(dialStart) / time.Microsecond))
+			st.lastJoin.Store(now.UnixNano())
+		}
+		st.established.Add(1)
+	case protocol.OpReconnect:
+		a, _ := uintField(p, keyAfterMs)
+		return int64(a)
+	case protocol.OpAck:
+		st.acks.Add(1)
+		if id := stringField(p, keyID); len(id) > 1 && id[0] == 's' {
+			if ns, n := parseUint(id[1:]); n > 0 {
+				if d := time.Now().UnixNano() - int64(ns); d > 0 {
+					st.ack.record(uint64(d / 1e3))
+				}
+			}
+		}
+	case protocol.OpReject:
+		st.reject(string(stringField(p, keyCode)))
+	}
+	return -1
+}
+
+// scanFrames calls f for every complete server frame at the start of buf
+// (with the frame's size, header included)
+// until f returns false. It returns the bytes consumed and, when an
+// incomplete frame follows, the total size that frame needs (0 when its
+// header is incomplete too).
+func scanFrames(buf []byte, f func(op ws.OpCode, payload []byte, size int) bool) (off, need int, err error) {
+	for {
+		p := buf[off:]
+		if len(p) < 2 {
+			return off, 0, nil
+		}
+		l := int(p[1] & 0x7f)
+		h := 2
+		switch l {
+		case 126:
+			if len(p) < 4 {
+				return off, 0, nil
+			}
+			l, h = int(binary.BigEndian.Uint16(p[2:])), 4
+		case 127:
+			if len(p) < 10 {
+				return off, 0, nil
+			}
+			u := binary.BigEndian.Uint64(p[2:])
+			if u > maxFrameSize {
+				return off, 0, errBadFrame
+			}
+			l, h = int(u), 10
+		}
+		if p[1]&0x80 != 0 || l > maxFrameSize {
+			return off, 0, errBadFrame
+		}
+		if len(p) < h+l {
+			return off, h + l, nil
+		}
+		off += h + l
+		if !f(ws.OpCode(p[0]&0x0f), p[h:h+l], h+l) {
+			return off, 0, nil
+		}
+	}
+}
+
+// dialWS connects from src (nil: the kernel's choice) to addr and upgrades
+// to WebSocket with path and query q. It returns the connection and the
+// bytes read after the handshake response.
+func dialWS(addr string, src *net.TCPAddr, q, token string, timeout time.Duration) (net.Conn, []byte, error) {
+	d := net.Dialer{Timeout: timeout, LocalAddr: src}
+	if src != nil {
 		d.Control = bindNoPort
 	}
-	c, err := d.Dial("tcp", v.addr)
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, nil, err
 	}
 	key := ws.NewKey()
-	q := "/ws?room=" + v.room
-	v.mu.Lock()
-	if v.joined || v.tr.Last() > 0 {
-		q += "&resume=" + strconv.FormatUint(v.tr.Last(), 10)
-	}
-	v.mu.Unlock()
 	var hdr string
-	if v.token != "" {
-		hdr = "Authorization: Bearer " + v.token + "\r\n"
+	if token != "" {
+		hdr = "Authorization: Bearer " + token + "\r\n"
 	}
-	req := ws.AppendClientHandshake(make([]byte, 0, 256), v.addr, q, key, hdr)
+	req := ws.AppendClientHandshake(make([]byte, 0, 256), addr, q, key, hdr)
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	if _, err := c.Write(req); err != nil {
 		c.Close()
@@ -158,69 +291,103 @@ func (v *viewer) dial(timeout time.Duration) (net.Conn, []byte, error) {
 	}
 }
 
+// dialBackoff is the wait before the next dial after fails failed ones:
+// 200 ms doubling to 5 s, plus up to as much jitter, like a real client,
+// so that a dead gateway is not hammered.
+func dialBackoff(fails int) time.Duration {
+	b := min(5*time.Second, 200*time.Millisecond<<min(fails, 5))
+	return b + time.Duration(rand.Int64N(int64(b)))
+}
+
+// reconnectWait is the wait before redialing a connection that ended:
+// after a storm drop none (or up to jitter); after a drain after_ms;
+// after an error 100 ms; the last two spread by the connection's index.
+func reconnectWait(idx int, afterMs int64, dropped bool, jitter time.Duration) time.Duration {
+	switch {
+	case dropped && jitter > 0:
+		return time.Duration(rand.Int64N(int64(jitter)))
+	case dropped:
+		return 0
+	case afterMs >= 0:
+		return time.Duration(afterMs)*time.Millisecond + time.Duration(idx%1000)*time.Millisecond
+	default:
+		return 100*time.Millisecond + time.Duration(idx%1000)*time.Millisecond
+	}
+}
+
+// viewer is one lean WebSocket connection: a single goroutine reads and
+// parses frames into a 4 KiB buffer; nothing else is kept per connection
+// but the session.
+type viewer struct {
+	idx   int
+	addr  string // gateway host:port
+	src   *net.TCPAddr
+	token string
+	st    *stats
+	rec   shardRecorder
+
+	mu      sync.Mutex
+	c       net.Conn
+	s       session
+	dropped bool // dropped on purpose (storm): the next join counts as resumed
+}
+
+// dial connects, upgrades and sends nothing else: the room is joined by the
+// query string, with resume when the viewer has seen seqs before.
+func (v *viewer) dial(timeout time.Duration) (net.Conn, []byte, error) {
+	v.mu.Lock()
+	q := v.s.resumeQuery()
+	v.mu.Unlock()
+	return dialWS(v.addr, v.src, q, v.token, timeout)
+}
+
 // serve reads frames until the connection ends. It returns the after_ms of
 // a reconnect frame (-1 when none came) and the error that ended it.
 func (v *viewer) serve(c net.Conn, buf []byte, dialStart time.Time) (afterMs int64, err error) {
 	afterMs = -1
 	n := len(buf)
 	buf = buf[:cap(buf)]
-	resuming := v.joined
+	v.mu.Lock()
+	resuming := v.s.joined
+	v.mu.Unlock()
 	var frames, nbytes int64
-	for {
-		// Consume every complete frame in buf[:n].
-		off := 0
-		for {
-			p := buf[off:n]
-			if len(p) < 2 {
-				break
-			}
-			op := p[0] & 0x0f
-			l := int(p[1] & 0x7f)
-			h := 2
-			switch l {
-			case 126:
-				if len(p) < 4 {
-					goto more
-				}
-				l, h = int(binary.BigEndian.Uint16(p[2:])), 4
-			case 127:
-				if len(p) < 10 {
-					goto more
-				}
-				l, h = int(binary.BigEndian.Uint64(p[2:])), 10
-			}
-			if p[1]&0x80 != 0 || l > maxFrameSize {
-				return afterMs, errBadFrame
-			}
-			if len(p) < h+l {
-				if h+l > len(buf) {
-					nb := make([]byte, h+l+readBuf)
-					n = copy(nb, buf[off:n])
-					buf, off = nb, 0
-				}
-				goto more
-			}
-			payload := p[h : h+l]
-			off += h + l
-			frames++
-			nbytes += int64(h + l)
-			switch ws.OpCode(op) {
-			case ws.OpClose:
-				return afterMs, errClosed
-			case ws.OpPing:
-				mask := ws.NewMask()
-				_, _ = c.Write(ws.AppendClientFrame(nil, ws.OpPong, payload, mask))
-			case ws.OpText, ws.OpBinary:
-				if a := v.handle(payload, &resuming, dialStart); a >= 0 {
-					afterMs = a
-				}
+	var closed bool
+	frame := func(op ws.OpCode, payload []byte, size int) bool {
+		frames++
+		nbytes += int64(size)
+		switch op {
+		case ws.OpClose:
+			closed = true
+			return false
+		case ws.OpPing:
+			_, _ = c.Write(ws.AppendClientFrame(nil, ws.OpPong, payload, ws.NewMask()))
+		case ws.OpText, ws.OpBinary:
+			v.mu.Lock()
+			a := v.s.handle(payload, &resuming, dialStart, v.st, v.rec)
+			v.mu.Unlock()
+			if a >= 0 {
+				afterMs = a
 			}
 		}
-	more:
+		return true
+	}
+	for {
+		off, need, serr := scanFrames(buf[:n], frame)
 		if frames > 0 {
 			v.st.frames.Add(frames)
 			v.st.bytes.Add(nbytes)
 			frames, nbytes = 0, 0
+		}
+		if serr != nil {
+			return afterMs, serr
+		}
+		if closed {
+			return afterMs, errClosed
+		}
+		if need > len(buf) {
+			nb := make([]byte, need+readBuf)
+			n = copy(nb, buf[off:n])
+			buf, off = nb, 0
 		}
 		if off > 0 {
 			n = copy(buf, buf[off:n])
@@ -234,93 +401,6 @@ func (v *viewer) serve(c net.Conn, buf []byte, dialStart time.Time) (afterMs int
 		}
 		n += m
 	}
-}
-
-// handle processes one text frame; it returns after_ms of a reconnect
-// frame, or -1.
-func (v *viewer) handle(p []byte, resuming *bool, dialStart time.Time) int64 {
-	op := frameOp(p)
-	switch string(op) {
-	case protocol.OpBatch, protocol.OpHistory:
-		var now int64
-		var lat [64]uint64
-		nl := 0
-		fresh, dups := 0, 0
-		freshHistory := string(op) == protocol.OpHistory && !*resuming
-		v.mu.Lock()
-		eachMessage(p, func(seq uint64, sent int64) {
-			if freshHistory && seq <= v.tr.Last() {
-				return // recent messages shown on a fresh join
-			}
-			if !v.tr.Add(seq) {
-				dups++
-				return
-			}
-			fresh++
-			if v.latency && sent > 0 {
-				if now == 0 {
-					now = time.Now().UnixNano()
-				}
-				if d := now - sent; d > 0 {
-					lat[nl] = uint64(d / 1e3)
-				} else {
-					lat[nl] = 0
-				}
-				nl++
-				if nl == len(lat) {
-					v.lshard.record(lat[:]...)
-					nl = 0
-				}
-			}
-		})
-		v.mu.Unlock()
-		if nl > 0 {
-			v.lshard.record(lat[:nl]...)
-		}
-		v.st.deliveries.Add(int64(fresh))
-		if dups > 0 {
-			v.st.dups.Add(int64(dups))
-		}
-		if string(op) == protocol.OpHistory {
-			if *resuming {
-				v.st.resumed.Add(1)
-				v.st.lastResume.Store(time.Now().UnixNano())
-				if bytes.Contains(p, falseCompl) {
-					v.st.incomplete.Add(1)
-				}
-				*resuming = false
-			}
-		}
-	case protocol.OpJoined:
-		seq, _ := uintField(p, keySeq)
-		v.mu.Lock()
-		if !v.joined {
-			v.tr.Start(seq) // a fresh join: older messages are history
-			v.joined = true
-			v.mu.Unlock()
-			now := time.Now()
-			v.st.conn.record(uint64(now.Sub(dialStart) / time.Microsecond))
-			v.st.lastJoin.Store(now.UnixNano())
-		} else {
-			v.mu.Unlock()
-		}
-		v.st.established.Add(1)
-	case protocol.OpReconnect:
-		a, _ := uintField(p, keyAfterMs)
-		return int64(a)
-	case protocol.OpAck:
-		v.st.acks.Add(1)
-		if id := stringField(p, keyID); len(id) > 1 && id[0] == 's' {
-			if ns, n := parseUint(id[1:]); n > 0 {
-				if d := time.Now().UnixNano() - int64(ns); d > 0 {
-					v.st.ack.record(uint64(d / 1e3))
-				}
-			}
-		}
-	case protocol.OpReject:
-		v.st.reject(string(stringField(p, keyCode)))
-	}
-	return -1
 }
 
 // drop closes the connection on purpose; the run loop reconnects at once
@@ -370,11 +450,9 @@ func (v *viewer) run(stop <-chan struct{}, reconnect bool, gate chan struct{}, j
 			if !reconnect && first {
 				return
 			}
-			// Back off like a real client: 200 ms doubling to 5 s, plus
-			// jitter, so a dead gateway is not hammered.
-			backoff := min(5*time.Second, 200*time.Millisecond<<min(fails, 5))
+			backoff := dialBackoff(fails)
 			fails++
-			if !sleepOrStop(stop, backoff+time.Duration(rand.Int64N(int64(backoff)))) {
+			if !sleepOrStop(stop, backoff) {
 				return
 			}
 			continue
@@ -404,17 +482,7 @@ func (v *viewer) run(stop <-chan struct{}, reconnect bool, gate chan struct{}, j
 		if !reconnect {
 			return
 		}
-		wait := time.Duration(0)
-		if dropped && jitter > 0 {
-			wait = time.Duration(rand.Int64N(int64(jitter)))
-		}
-		if after >= 0 && !dropped {
-			// Spread the reconnects of a drain over after_ms.
-			wait = time.Duration(after)*time.Millisecond + time.Duration(v.idx%1000)*time.Millisecond
-		} else if !dropped {
-			wait = 100*time.Millisecond + time.Duration(v.idx%1000)*time.Millisecond
-		}
-		if !sleepOrStop(stop, wait) {
+		if !sleepOrStop(stop, reconnectWait(v.idx, after, dropped, jitter)) {
 			return
 		}
 	}

@@ -62,6 +62,10 @@ type WorkerSpec struct {
 	// LatencyEvery records per-message latency on one viewer in every
 	// LatencyEvery (1 or 0: all); the rest only count seqs.
 	LatencyEvery int `json:"latency_every,omitempty"`
+	// ViewerImpl is how viewers run: ImplEpoll (default: a few event loops)
+	// or ImplGoroutine (one goroutine per connection). Senders always run
+	// as goroutines.
+	ViewerImpl string `json:"viewer_impl,omitempty"`
 	// Tick is the report period (0: 1 s).
 	Tick time.Duration `json:"tick,omitempty"`
 }
@@ -136,25 +140,52 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 		srcs = append(srcs, &net.TCPAddr{IP: a})
 	}
 	st := &stats{}
-	var viewers, senders []*viewer
-	mk := func(room string, token string, latency bool) *viewer {
-		i := len(viewers) + len(senders)
-		v := &viewer{idx: i, room: room, addr: spec.Gateways[i%len(spec.Gateways)], token: token, latency: latency,
-			st: st, lshard: &st.lat[i%len(st.lat)]}
-		if len(srcs) > 0 {
-			v.src = srcs[i%len(srcs)]
+	impl := spec.ViewerImpl
+	if impl == "" {
+		impl = ImplEpoll
+	}
+	gate := make(chan struct{}, spec.Concurrency)
+	senders := &goGroup{gate: gate, rate: spec.ConnectRate, reconnect: spec.Reconnect, jitter: spec.ReconnectJitter}
+	var viewers viewerGroup
+	var nviewers int
+	var add func(i int, room, addr string, src *net.TCPAddr, token string, latency bool)
+	switch impl {
+	case ImplEpoll:
+		g, err := newEpollGroup(st, spec.Reconnect, spec.ReconnectJitter, spec.ConnectRate, spec.Concurrency)
+		if err != nil {
+			return err
 		}
-		return v
+		viewers, add = g, g.add
+	case ImplGoroutine:
+		g := &goGroup{gate: gate, rate: spec.ConnectRate, reconnect: spec.Reconnect, jitter: spec.ReconnectJitter}
+		viewers, add = g, func(i int, room, addr string, src *net.TCPAddr, token string, latency bool) {
+			g.vs = append(g.vs, newViewer(st, i, room, addr, src, token, latency))
+		}
+	default:
+		return fmt.Errorf("bench: worker %d: unknown viewer implementation %q", spec.ID, impl)
+	}
+	i := 0
+	next := func() (string, *net.TCPAddr) {
+		addr := spec.Gateways[i%len(spec.Gateways)]
+		var src *net.TCPAddr
+		if len(srcs) > 0 {
+			src = srcs[i%len(srcs)]
+		}
+		i++
+		return addr, src
 	}
 	every := max(spec.LatencyEvery, 1)
 	for _, rc := range spec.Viewers {
 		for range rc.Count {
 			tok := ""
 			if spec.ViewerTokens && signer != nil {
-				uid := "bv" + strconv.Itoa(spec.ID) + "-" + strconv.Itoa(len(viewers))
+				uid := "bv" + strconv.Itoa(spec.ID) + "-" + strconv.Itoa(nviewers)
 				tok, _ = signer.Sign(uid, uid, auth.RoleViewer, nil, 24*time.Hour)
 			}
-			viewers = append(viewers, mk(rc.Room, tok, len(viewers)%every == 0))
+			n := i
+			addr, src := next()
+			add(n, rc.Room, addr, src, tok, nviewers%every == 0)
+			nviewers++
 		}
 	}
 	for _, rc := range spec.Senders {
@@ -166,7 +197,7 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 			if role == "" {
 				role = auth.RoleViewer
 			}
-			uid := "bs" + strconv.Itoa(spec.ID) + "-" + strconv.Itoa(len(senders))
+			uid := "bs" + strconv.Itoa(spec.ID) + "-" + strconv.Itoa(len(senders.vs))
 			var rooms []string
 			if role == auth.RoleMod {
 				rooms = []string{"*"}
@@ -175,46 +206,22 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 			if err != nil {
 				return err
 			}
-			senders = append(senders, mk(rc.Room, tok, false))
+			n := i
+			addr, src := next()
+			senders.vs = append(senders.vs, newViewer(st, n, rc.Room, addr, src, tok, false))
 		}
 	}
+	total := nviewers + len(senders.vs)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	gate := make(chan struct{}, spec.Concurrency)
-	all := append(append([]*viewer(nil), viewers...), senders...)
-	wg.Add(1)
-	go func() { // start connections, paced
-		defer wg.Done()
-		var interval time.Duration
-		if spec.ConnectRate > 0 {
-			interval = time.Duration(float64(time.Second) / spec.ConnectRate)
-		}
-		next := time.Now()
-		for _, v := range all {
-			if interval > 0 {
-				next = next.Add(interval)
-				if d := time.Until(next); d > 0 && !sleepOrStop(stop, d) {
-					return
-				}
-			}
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			wg.Add(1)
-			go func(v *viewer) {
-				defer wg.Done()
-				v.run(stop, spec.Reconnect, gate, spec.ReconnectJitter)
-			}(v)
-		}
-	}()
+	viewers.start(stop, &wg)
+	senders.start(stop, &wg)
 
 	var sent sync.WaitGroup
 	var sentN atomicCounter
 	startSend := make(chan struct{})
-	if len(senders) > 0 && spec.SendRate > 0 {
+	if len(senders.vs) > 0 && spec.SendRate > 0 {
 		sent.Add(1)
 		go func() {
 			defer sent.Done()
@@ -223,7 +230,7 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 			case <-stop:
 				return
 			}
-			sendLoop(stop, senders, spec, &sentN)
+			sendLoop(stop, senders.vs, spec, &sentN)
 		}()
 	}
 
@@ -237,12 +244,12 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 		}
 		st.conn.take(&conn)
 		st.ack.take(&ack)
+		viewers.take(&lat, &conn)
 		var gaps int64
-		for _, v := range viewers {
-			v.mu.Lock()
-			gaps += int64(v.tr.Gaps())
-			v.mu.Unlock()
-		}
+		viewers.each(func(s *session) bool {
+			gaps += int64(s.tr.Gaps())
+			return true
+		})
 		r := Report{Type: typ, Worker: spec.ID, T: time.Now().UnixMilli(), Open: st.open.Load(),
 			Established: st.established.Load(), Failed: st.failed.Load(), Reconnects: st.reconnects.Load(),
 			Resumed: st.resumed.Load(), Incomplete: st.incomplete.Load(), Deliveries: st.deliveries.Load(),
@@ -260,9 +267,8 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 	}
 	shutdown := func() {
 		close(stop)
-		for _, v := range all {
-			v.close()
-		}
+		viewers.close()
+		senders.close()
 		sent.Wait()
 		wg.Wait()
 	}
@@ -271,7 +277,7 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 	// that it measures the connect phase to the millisecond.
 	joinedAll := make(chan struct{})
 	go func() {
-		for st.established.Load() < int64(len(all)) {
+		for st.established.Load() < int64(total) {
 			if !sleepOrStop(stop, 5*time.Millisecond) {
 				return
 			}
@@ -305,9 +311,7 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 					close(startSend)
 				}
 			case "drop":
-				for _, v := range viewers {
-					v.drop()
-				}
+				viewers.drop()
 			case "finish":
 				select {
 				case <-startSend:
@@ -323,11 +327,10 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 					}
 				}
 				var lost int64
-				for _, v := range viewers {
-					v.mu.Lock()
-					lost += int64(v.tr.Lost(c.Final[v.room]))
-					v.mu.Unlock()
-				}
+				viewers.each(func(s *session) bool {
+					lost += int64(s.tr.Lost(c.Final[s.room]))
+					return true
+				})
 				shutdown()
 				report("final", lost)
 				return nil
@@ -337,17 +340,105 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 }
 
 // caughtUp reports whether every viewer has seen its room's final seq.
-func caughtUp(viewers []*viewer, final map[string]uint64) bool {
-	for _, v := range viewers {
+func caughtUp(viewers viewerGroup, final map[string]uint64) bool {
+	ok := true
+	viewers.each(func(s *session) bool {
+		ok = s.tr.Last() >= final[s.room]
+		return ok
+	})
+	return ok
+}
+
+// viewerGroup is one implementation's set of watching connections.
+type viewerGroup interface {
+	// start connects them, paced, and keeps them connected until stop is
+	// closed; its goroutines are counted in wg.
+	start(stop <-chan struct{}, wg *sync.WaitGroup)
+	// drop closes every connection at once; they reconnect and resume.
+	drop()
+	// close ends every connection for good.
+	close()
+	// each calls f with every session, locked, until f returns false.
+	each(f func(*session) bool)
+	// take merges the latency histograms kept outside the worker's
+	// shared shards into lat (send → viewer) and conn (dial → joined).
+	take(lat, conn *Hist)
+}
+
+var (
+	_ viewerGroup = (*goGroup)(nil)
+	_ viewerGroup = (*epollGroup)(nil)
+)
+
+// goGroup runs one goroutine per connection (viewer.run).
+type goGroup struct {
+	vs        []*viewer
+	gate      chan struct{} // dials in flight
+	rate      float64       // new connections/s, 0: no cap
+	reconnect bool
+	jitter    time.Duration
+}
+
+func newViewer(st *stats, i int, room, addr string, src *net.TCPAddr, token string, latency bool) *viewer {
+	return &viewer{idx: i, addr: addr, src: src, token: token, st: st,
+		rec: shardRecorder{lat: &st.lat[i%len(st.lat)], conn: &st.conn},
+		s:   session{room: room, latency: latency}}
+}
+
+func (g *goGroup) start(stop <-chan struct{}, wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() { // start connections, paced
+		defer wg.Done()
+		var interval time.Duration
+		if g.rate > 0 {
+			interval = time.Duration(float64(time.Second) / g.rate)
+		}
+		next := time.Now()
+		for _, v := range g.vs {
+			if interval > 0 {
+				next = next.Add(interval)
+				if d := time.Until(next); d > 0 && !sleepOrStop(stop, d) {
+					return
+				}
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			wg.Add(1)
+			go func(v *viewer) {
+				defer wg.Done()
+				v.run(stop, g.reconnect, g.gate, g.jitter)
+			}(v)
+		}
+	}()
+}
+
+func (g *goGroup) drop() {
+	for _, v := range g.vs {
+		v.drop()
+	}
+}
+
+func (g *goGroup) close() {
+	for _, v := range g.vs {
+		v.close()
+	}
+}
+
+func (g *goGroup) each(f func(*session) bool) {
+	for _, v := range g.vs {
 		v.mu.Lock()
-		ok := v.tr.Last() >= final[v.room]
+		ok := f(&v.s)
 		v.mu.Unlock()
 		if !ok {
-			return false
+			return
 		}
 	}
-	return true
 }
+
+func (g *goGroup) take(lat, conn *Hist) {}
 
 // sendLoop paces send frames over the senders every 10 ms.
 func sendLoop(stop <-chan struct{}, senders []*viewer, spec WorkerSpec, n *atomicCounter) {
@@ -381,7 +472,7 @@ func sendLoop(stop <-chan struct{}, senders []*viewer, spec WorkerSpec, n *atomi
 			if spec.BadRatio > 0 && rng.Float64() < spec.BadRatio {
 				text += " " + spec.BadWord
 			}
-			payload := fmt.Appendf(buf[:0], `{"op":"send","room":%q,"id":"s%d-%d","text":%q}`, v.room, ns, k, text)
+			payload := fmt.Appendf(buf[:0], `{"op":"send","room":%q,"id":"s%d-%d","text":%q}`, v.s.room, ns, k, text)
 			frame := ws.AppendClientFrame(nil, ws.OpText, payload, ws.NewMask())
 			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
 			_, _ = c.Write(frame)
