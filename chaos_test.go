@@ -35,14 +35,14 @@ type chaosEnv struct {
 	bin        string
 	run        string
 	common     []string
-	procs      map[string]*mpProc
+	procs      map[string]*testenv.Process
 	http       map[string]string
 	ws         map[string]string
 	args       map[string][]string
 	brokerBin  string
 	brokerDir  string
 	brokerAddr string
-	broker     *mpProc
+	broker     *testenv.Process
 	redisDir   string
 	redisAddr  string
 }
@@ -55,11 +55,11 @@ func newChaosEnv(t *testing.T) *chaosEnv {
 	if testing.Short() {
 		t.Skip("fault suite skipped in -short mode")
 	}
-	e := &chaosEnv{t: t, run: fmt.Sprintf("ch%d", time.Now().UnixNano()%1e9), procs: map[string]*mpProc{},
+	e := &chaosEnv{t: t, run: fmt.Sprintf("ch%d", time.Now().UnixNano()%1e9), procs: map[string]*testenv.Process{},
 		http: map[string]string{}, ws: map[string]string{}, args: map[string][]string{}}
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); e.bin = mpBuild(t) }()
+	go func() { defer wg.Done(); e.bin = testenv.Binary(t) }()
 	dir := t.TempDir()
 	e.brokerBin = filepath.Join(dir, "kafkabroker")
 	goBin, err := exec.LookPath("go")
@@ -98,7 +98,7 @@ func (e *chaosEnv) startBroker() {
 	t := e.t
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "broker.addr")
-	e.broker = mpStart(t, e.brokerBin, "kafkabroker", "", "--addr", e.brokerAddr, "--data-dir", e.brokerDir,
+	e.broker = testenv.Spawn(t, e.brokerBin, "kafkabroker", "", mpEnv, "--addr", e.brokerAddr, "--data-dir", e.brokerDir,
 		"--addr-file", addrFile, "--topic-prefix", e.run+".", "--log-level", "warn")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -109,8 +109,8 @@ func (e *chaosEnv) startBroker() {
 			}
 		}
 		select {
-		case <-e.broker.done:
-			t.Fatalf("broker exited: %v", e.broker.err)
+		case <-e.broker.Done():
+			t.Fatalf("broker exited: %v", e.broker.Err())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -122,7 +122,7 @@ func (e *chaosEnv) startBroker() {
 
 // start starts (or restarts, on the same addresses) the named process and
 // waits until it is ready.
-func (e *chaosEnv) start(name, role string, extra ...string) *mpProc {
+func (e *chaosEnv) start(name, role string, extra ...string) *testenv.Process {
 	t := e.t
 	t.Helper()
 	if _, ok := e.http[name]; !ok {
@@ -134,8 +134,8 @@ func (e *chaosEnv) start(name, role string, extra ...string) *mpProc {
 		}
 		e.args[name] = append(args, extra...)
 	}
-	p := mpStart(t, e.bin, name, e.http[name], e.args[name]...)
-	p.waitReady(t, 30*time.Second)
+	p := testenv.Spawn(t, e.bin, name, e.http[name], mpEnv, e.args[name]...)
+	p.WaitReady(t, 30*time.Second)
 	e.procs[name] = p
 	return p
 }
@@ -143,21 +143,21 @@ func (e *chaosEnv) start(name, role string, extra ...string) *mpProc {
 // restart starts a process that was killed or stopped again.
 func (e *chaosEnv) restart(name string) {
 	e.t.Helper()
-	p := mpStart(e.t, e.bin, name, e.http[name], e.args[name]...)
-	p.waitReady(e.t, 30*time.Second)
+	p := testenv.Spawn(e.t, e.bin, name, e.http[name], mpEnv, e.args[name]...)
+	p.WaitReady(e.t, 30*time.Second)
 	e.procs[name] = p
 }
 
 // kill sends SIGKILL to the named process and waits for it to die.
 func (e *chaosEnv) kill(name string) {
 	p := e.procs[name]
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
+	_ = p.Signal(syscall.SIGKILL)
+	<-p.Done()
 }
 
 // term stops the named process with SIGTERM; it must exit cleanly.
 func (e *chaosEnv) term(name string) {
-	e.procs[name].stop(e.t, 20*time.Second)
+	e.procs[name].Stop(e.t, 20*time.Second)
 }
 
 func (e *chaosEnv) urls() []string {
@@ -475,7 +475,7 @@ func TestChaos(t *testing.T) {
 			})
 		}
 		l.fault("restart broker (SIGTERM, data dir)", func() {
-			e.broker.stop(t, 20*time.Second)
+			e.broker.Stop(t, 20*time.Second)
 			e.startBroker()
 		})
 		l.fault("restart Redis (stop, start same port)", func() {
@@ -498,7 +498,7 @@ func TestChaos(t *testing.T) {
 		e.term(name)
 	}
 	for name, p := range e.procs {
-		if strings.Contains(p.out.String(), testSecret) {
+		if strings.Contains(p.Log(), testSecret) {
 			t.Errorf("%s logged the JWT secret", name)
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -258,63 +257,6 @@ func waitOnline(t *testing.T, httpAddr, room string, want int, within time.Durat
 	return 0
 }
 
-// buildBinary builds the danmaku binary into a temporary directory.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "danmaku")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// startProcess runs the danmaku binary with args and waits for /readyz on
-// httpAddr. The process is killed when the test ends.
-func startProcess(t *testing.T, bin, httpAddr string, env []string, args ...string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var logs strings.Builder
-	var mu sync.Mutex
-	cmd.Stdout, cmd.Stderr = lockedWriter{&mu, &logs}, lockedWriter{&mu, &logs}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("%s logs:\n%s", args[0], logs.String())
-			mu.Unlock()
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + httpAddr + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return cmd
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s did not become ready", args[0])
-	return nil
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *strings.Builder
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
 // TestPresenceTwoGateways: viewers on two gateway processes sharing Redis
 // and the broker are counted together (API and online frames), and when
 // one gateway is SIGKILLed its viewers leave the count within the
@@ -327,12 +269,12 @@ func TestPresenceTwoGateways(t *testing.T) {
 	prefix := fmt.Sprintf("pres%d.", time.Now().UnixNano())
 	room := fmt.Sprintf("pres-%d", time.Now().UnixNano())
 	flags := []string{"--bus", "kafka", "--brokers", brokers, "--topic-prefix", prefix, "--presence", "redis", "--redis", redis}
-	bin := buildBinary(t)
 
 	httpA, wsA := startAll(t, flags...)
 	httpB, wsB := freeAddr(t), freeAddr(t)
-	procB := startProcess(t, bin, httpB, []string{"DANMAKU_JWT_SECRET=" + testSecret},
+	procB := testenv.Spawn(t, testenv.Binary(t), "gateway-b", httpB, []string{"DANMAKU_JWT_SECRET=" + testSecret},
 		append([]string{"gateway", "--http", httpB, "--ws", wsB, "--id", "gw-killed-" + prefix, "--log-level", "warn"}, flags...)...)
+	procB.WaitReady(t, 20*time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
@@ -368,7 +310,7 @@ func TestPresenceTwoGateways(t *testing.T) {
 		t.Fatalf("online frame on gateway A says %d, want 5", n)
 	}
 
-	if err := procB.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := procB.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	took := waitOnline(t, httpA, room, 2, 3*interval+2*time.Second)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/danmaku-live/danmaku/pkg/testenv"
 	"github.com/danmaku-live/danmaku/pkg/ws"
 )
 
@@ -140,11 +141,11 @@ func TestFloodsKeepViewerLatency(t *testing.T) {
 	var wsAddr, metricsURL string
 	if chaosLong() {
 		n = 10000
-		bin := mpBuild(t)
+		bin := testenv.Binary(t)
 		h, w := freeAddr(t), freeAddr(t)
-		p := mpStart(t, bin, "all", h, "all", "--http", h, "--ws", w, "--jwt-secret", testSecret, "--demo=false",
+		p := testenv.Spawn(t, bin, "all", h, mpEnv, "all", "--http", h, "--ws", w, "--jwt-secret", testSecret, "--demo=false",
 			"--max-conns-per-ip", "-1", "--log-level", "warn")
-		p.waitReady(t, 30*time.Second)
+		p.WaitReady(t, 30*time.Second)
 		wsAddr, metricsURL = w, "http://"+h+"/metrics"
 	} else {
 		var h string

@@ -1,14 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,114 +17,9 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/testenv"
 )
 
-// mpProc is one danmaku process started by a test.
-type mpProc struct {
-	name string
-	cmd  *exec.Cmd
-	http string
-	out  *mpBuffer
-	done chan struct{} // closed when the process exited
-	err  error         // exit status; read after done
-}
-
-// mpBuffer is a bytes.Buffer safe for the process's writers and the
-// test.
-type mpBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *mpBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *mpBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// mpBuild builds the danmaku binary once into a temp dir.
-func mpBuild(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(t.TempDir(), "danmaku")
-	cmd := exec.Command(goBin, "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// mpStart starts bin with args, its HTTP health port at httpAddr. The
-// process is killed, by pid, when the test ends if it still runs; its log is
-// printed when the test failed.
-func mpStart(t *testing.T, bin, name, httpAddr string, args ...string) *mpProc {
-	t.Helper()
-	p := &mpProc{name: name, http: httpAddr, out: &mpBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.Env = append(os.Environ(), "DANMAKU_JWT_SECRET=") // only the flag counts
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("---- log of %s (pid %d) ----\n%s", p.name, p.cmd.Process.Pid, p.out.String())
-		}
-	})
-	return p
-}
-
-// waitReady polls the process's /readyz.
-func (p *mpProc) waitReady(t *testing.T, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		resp, err := http.Get("http://" + p.http + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited before it was ready: %v", p.name, p.err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after %v: %v", p.name, d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop sends SIGTERM and expects a clean exit within d.
-func (p *mpProc) stop(t *testing.T, d time.Duration) {
-	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		if p.err != nil {
-			t.Errorf("%s: exit after SIGTERM: %v", p.name, p.err)
-		}
-	case <-time.After(d):
-		t.Errorf("%s did not stop within %v of SIGTERM", p.name, d)
-	}
-}
+// mpEnv is the environment of the processes the multi-process tests
+// start: only the --jwt-secret flag counts.
+var mpEnv = []string{"DANMAKU_JWT_SECRET="}
 
 // mpRooms returns n room names, with prefix, whose records land in n
 // different partitions of 8 (murmur2, as kafkabus places them), so that
@@ -165,25 +54,25 @@ func TestMultiProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test skipped in -short mode")
 	}
-	bin := mpBuild(t)
+	bin := testenv.Binary(t)
 	run := fmt.Sprintf("mp%d", time.Now().UnixNano()%1e9)
 	common := []string{"--bus", "kafka", "--brokers", brokers, "--topic-prefix", run + ".",
 		"--history", "clickhouse", "--clickhouse", chAddr, "--presence", "redis", "--redis", redisAddr,
 		"--jwt-secret", testSecret, "--log-level", "info", "--drain-timeout", "2s"}
-	start := func(name, role string, extra ...string) *mpProc {
+	start := func(name, role string, extra ...string) *testenv.Process {
 		h := freeAddr(t)
 		args := append(append([]string{role, "--http", h}, common...), extra...)
-		return mpStart(t, bin, name, h, args...)
+		return testenv.Spawn(t, bin, name, h, mpEnv, args...)
 	}
 	logic1 := start("logic-1", "logic")
-	logic1.waitReady(t, 30*time.Second) // creates the topics
+	logic1.WaitReady(t, 30*time.Second) // creates the topics
 	logic2 := start("logic-2", "logic")
 	disp := start("dispatch", "dispatch")
 	ws1, ws2 := freeAddr(t), freeAddr(t)
 	gw1 := start("gateway-1", "gateway", "--ws", ws1, "--id", run+"-gw1")
 	gw2 := start("gateway-2", "gateway", "--ws", ws2, "--id", run+"-gw2")
-	for _, p := range []*mpProc{logic2, disp, gw1, gw2} {
-		p.waitReady(t, 30*time.Second)
+	for _, p := range []*testenv.Process{logic2, disp, gw1, gw2} {
+		p.WaitReady(t, 30*time.Second)
 	}
 	urls := []string{"ws://" + ws1 + "/ws", "ws://" + ws2 + "/ws"}
 	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
@@ -266,20 +155,20 @@ func TestMultiProcess(t *testing.T) {
 
 	// Midway, once both workers have taken partitions, SIGKILL logic-1.
 	deadline := time.Now().Add(30 * time.Second)
-	for nAcked.Load() < senders*perSender/2 || !strings.Contains(logic1.out.String(), "took over partition") ||
-		!strings.Contains(logic2.out.String(), "took over partition") {
+	for nAcked.Load() < senders*perSender/2 || !strings.Contains(logic1.Log(), "took over partition") ||
+		!strings.Contains(logic2.Log(), "took over partition") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no midway point: %d acks; both workers active: %v %v", nAcked.Load(),
-				strings.Contains(logic1.out.String(), "took over partition"), strings.Contains(logic2.out.String(), "took over partition"))
+				strings.Contains(logic1.Log(), "took over partition"), strings.Contains(logic2.Log(), "took over partition"))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	killedAt := nAcked.Load()
-	if err := logic1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := logic1.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-logic1.done
-	t.Logf("killed logic-1 (pid %d) after %d of %d acks", logic1.cmd.Process.Pid, killedAt, senders*perSender)
+	<-logic1.Done()
+	t.Logf("killed logic-1 (pid %d) after %d of %d acks", logic1.Pid(), killedAt, senders*perSender)
 	swg.Wait()
 	if t.Failed() {
 		return
@@ -313,11 +202,11 @@ func TestMultiProcess(t *testing.T) {
 
 	// logic-2 must have taken over logic-1's partitions (a second round of
 	// takeovers after the kill), or the kill proved nothing.
-	if n := strings.Count(logic2.out.String(), "took over partition"); n < 6 {
+	if n := strings.Count(logic2.Log(), "took over partition"); n < 6 {
 		t.Errorf("logic-2 took over partitions %d times; want its own and logic-1's", n)
 	}
 	if testing.Verbose() {
-		for _, line := range strings.Split(logic2.out.String(), "\n") {
+		for _, line := range strings.Split(logic2.Log(), "\n") {
 			if strings.Contains(line, "took over") {
 				t.Log("logic-2: " + line)
 			}
@@ -325,8 +214,8 @@ func TestMultiProcess(t *testing.T) {
 	}
 
 	// The survivors drain and exit cleanly on SIGTERM.
-	for _, p := range []*mpProc{gw1, gw2, disp, logic2} {
-		p.stop(t, 20*time.Second)
+	for _, p := range []*testenv.Process{gw1, gw2, disp, logic2} {
+		p.Stop(t, 20*time.Second)
 	}
 }
 
@@ -338,18 +227,18 @@ func TestGatewaysShareReusePort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test skipped in -short mode")
 	}
-	bin := mpBuild(t)
+	bin := testenv.Binary(t)
 	run := fmt.Sprintf("rp%d", time.Now().UnixNano()%1e9)
 	ws := freeAddr(t)
-	var gws []*mpProc
+	var gws []*testenv.Process
 	for i := range 2 {
 		h := freeAddr(t)
-		gws = append(gws, mpStart(t, bin, fmt.Sprintf("gateway-%d", i+1), h, "gateway", "--http", h, "--ws", ws,
+		gws = append(gws, testenv.Spawn(t, bin, fmt.Sprintf("gateway-%d", i+1), h, mpEnv, "gateway", "--http", h, "--ws", ws,
 			"--reuseport", "--id", fmt.Sprintf("%s-gw%d", run, i+1), "--bus", "kafka", "--brokers", brokers,
 			"--topic-prefix", run+".", "--jwt-secret", testSecret, "--drain-timeout", "1s"))
 	}
 	for _, p := range gws {
-		p.waitReady(t, 30*time.Second)
+		p.WaitReady(t, 30*time.Second)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -367,7 +256,7 @@ func TestGatewaysShareReusePort(t *testing.T) {
 		}
 	}
 	dial(20)
-	gws[0].stop(t, 15*time.Second)
+	gws[0].Stop(t, 15*time.Second)
 	dial(20) // only gateway-2 listens now
-	gws[1].stop(t, 15*time.Second)
+	gws[1].Stop(t, 15*time.Second)
 }

@@ -136,67 +136,121 @@ func Binary(t testing.TB) string {
 	return bin
 }
 
-// Process is a danmaku process started by Start.
+// Process is a process started by Spawn or Start. Its methods are safe
+// for concurrent use.
 type Process struct {
-	// HTTP is the process's --http address.
-	HTTP string
+	name string
+	http string // HTTP address whose /readyz says ready; "" for none
 	cmd  *exec.Cmd
-	done chan error
+	done chan struct{} // closed when the process exited
+	err  error         // exit status; read after done
 	log  *syncBuffer
 }
 
-// Start runs the danmaku binary with args (which must include --http) and
-// waits until its /readyz answers 200. The process gets SIGTERM (then
-// SIGKILL after 5 s) when the test ends; its output is logged if the test
-// failed.
-func Start(t testing.TB, args ...string) *Process {
+// Spawn starts bin with args and extra environment, without waiting for it.
+// httpAddr is where WaitReady polls /readyz ("" if the program has none).
+// When the test ends a process still running gets SIGTERM, then SIGKILL
+// after 5 s; its output is logged if the test failed.
+func Spawn(t testing.TB, bin, name, httpAddr string, env []string, args ...string) *Process {
 	t.Helper()
-	p := &Process{done: make(chan error, 1), log: &syncBuffer{}}
-	for i, a := range args {
-		if a == "--http" && i+1 < len(args) {
-			p.HTTP = args[i+1]
-		}
-	}
-	if p.HTTP == "" {
-		t.Fatal("testenv.Start: args need --http")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p.cmd = exec.CommandContext(ctx, Binary(t), args...)
+	p := &Process{name: name, http: httpAddr, done: make(chan struct{}), log: &syncBuffer{}}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.Cancel = func() error { return p.cmd.Process.Signal(syscall.SIGTERM) }
-	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
+		t.Fatalf("start %s: %v", name, err)
 	}
-	go func() { p.done <- p.cmd.Wait() }()
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		cancel()
-		<-p.done
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(5 * time.Second):
+				_ = p.cmd.Process.Kill()
+				<-p.done
+			}
+		}
 		if t.Failed() {
-			t.Logf("danmaku %s log:\n%s", strings.Join(args, " "), p.log.String())
+			t.Logf("---- log of %s (pid %d) ----\n%s", p.name, p.Pid(), p.log.String())
 		}
 	})
-	deadline := time.Now().Add(15 * time.Second)
+	return p
+}
+
+// Start runs the danmaku binary (see Binary) with args, which must include
+// --http, and waits up to 15 s until its /readyz answers 200.
+func Start(t testing.TB, args ...string) *Process {
+	t.Helper()
+	httpAddr := ""
+	for i, a := range args {
+		if a == "--http" && i+1 < len(args) {
+			httpAddr = args[i+1]
+		}
+	}
+	if httpAddr == "" {
+		t.Fatal("testenv.Start: args need --http")
+	}
+	name := "danmaku"
+	if len(args) > 0 {
+		name += " " + args[0]
+	}
+	p := Spawn(t, Binary(t), name, httpAddr, nil, args...)
+	p.WaitReady(t, 15*time.Second)
+	return p
+}
+
+// WaitReady polls the process's /readyz until it answers 200, failing the
+// test if the process exits first or d passes.
+func (p *Process) WaitReady(t testing.TB, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for {
-		res, err := http.Get("http://" + p.HTTP + "/readyz")
+		res, err := http.Get("http://" + p.http + "/readyz")
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
-				return p
+				return
 			}
 		}
 		select {
-		case err := <-p.done:
-			p.done <- err
-			t.Fatalf("danmaku exited before it was ready: %v\n%s", err, p.log.String())
+		case <-p.done:
+			t.Fatalf("%s exited before it was ready: %v\n%s", p.name, p.err, p.log.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("danmaku not ready within 15s\n%s", p.log.String())
+			t.Fatalf("%s not ready within %v: %v\n%s", p.name, d, err, p.log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Stop sends SIGTERM and expects a clean exit (status 0) within d.
+func (p *Process) Stop(t testing.TB, d time.Duration) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Errorf("%s: exit after SIGTERM: %v", p.name, p.err)
+		}
+	case <-time.After(d):
+		t.Errorf("%s did not stop within %v of SIGTERM", p.name, d)
+	}
+}
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Err is the exit status, valid once Done is closed.
+func (p *Process) Err() error {
+	<-p.done
+	return p.err
 }
 
 // Log returns what the process printed so far.
