@@ -62,6 +62,9 @@ type eloop struct {
 	wbuf  []byte
 	lat   Hist // send → viewer, since the last report
 	conn  Hist // dial → joined, since the last report
+	// st counts this loop's frames, deliveries and joins apart from the
+	// other loops' (no shared cache line on the hot path).
+	st stats
 }
 
 // econn is one watching connection of an epollGroup. Its fields belong to
@@ -311,15 +314,15 @@ func (l *eloop) process(c *econn, data []byte) bool {
 			l.wbuf = ws.AppendClientFrame(l.wbuf[:0], ws.OpPong, payload, ws.NewMask())
 			_, _ = unix.Write(int(c.fd), l.wbuf)
 		case ws.OpText, ws.OpBinary:
-			if a := c.s.handle(payload, &c.resuming, time.Unix(0, c.start), l.g.st, l); a >= 0 {
+			if a := c.s.handle(payload, &c.resuming, time.Unix(0, c.start), &l.st, l); a >= 0 {
 				c.after = a
 			}
 		}
 		return true
 	})
 	if frames > 0 {
-		l.g.st.frames.Add(frames)
-		l.g.st.bytes.Add(nbytes)
+		l.st.frames.Add(frames)
+		l.st.bytes.Add(nbytes)
 	}
 	if err != nil || closed {
 		l.closeConn(c)
@@ -392,6 +395,13 @@ func (g *epollGroup) each(f func(*session) bool) {
 			}
 		}
 		l.mu.Unlock()
+	}
+}
+
+// addTo adds the loops' counters to sum.
+func (g *epollGroup) addTo(sum *stats) {
+	for _, l := range g.loops {
+		l.st.addTo(sum)
 	}
 }
 

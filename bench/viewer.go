@@ -75,6 +75,35 @@ func (s *shard) take(dst *Hist) {
 	s.mu.Unlock()
 }
 
+// addTo adds the counters of st to sum and keeps the later timestamps; the
+// worker sums its shared stats and the event loops' own at report time.
+func (st *stats) addTo(sum *stats) {
+	sum.open.Add(st.open.Load())
+	sum.established.Add(st.established.Load())
+	sum.failed.Add(st.failed.Load())
+	sum.reconnects.Add(st.reconnects.Load())
+	sum.resumed.Add(st.resumed.Load())
+	sum.incomplete.Add(st.incomplete.Load())
+	sum.deliveries.Add(st.deliveries.Load())
+	sum.dups.Add(st.dups.Load())
+	sum.frames.Add(st.frames.Load())
+	sum.bytes.Add(st.bytes.Load())
+	sum.acks.Add(st.acks.Load())
+	sum.lastJoin.Store(max(sum.lastJoin.Load(), st.lastJoin.Load()))
+	sum.lastResume.Store(max(sum.lastResume.Load(), st.lastResume.Load()))
+	st.rejects.Range(func(k, v any) bool {
+		n := v.(*atomic.Int64).Load()
+		if cur, ok := sum.rejects.Load(k); ok {
+			cur.(*atomic.Int64).Add(n)
+		} else {
+			c := new(atomic.Int64)
+			c.Store(n)
+			sum.rejects.Store(k, c)
+		}
+		return true
+	})
+}
+
 func (st *stats) reject(code string) {
 	v, ok := st.rejects.Load(code)
 	if !ok {

@@ -250,12 +250,15 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 			gaps += int64(s.tr.Gaps())
 			return true
 		})
-		r := Report{Type: typ, Worker: spec.ID, T: time.Now().UnixMilli(), Open: st.open.Load(),
-			Established: st.established.Load(), Failed: st.failed.Load(), Reconnects: st.reconnects.Load(),
-			Resumed: st.resumed.Load(), Incomplete: st.incomplete.Load(), Deliveries: st.deliveries.Load(),
-			Dups: st.dups.Load(), Gaps: gaps, Lost: lost, Frames: st.frames.Load(), Bytes: st.bytes.Load(),
-			LastJoin: st.lastJoin.Load(), LastResume: st.lastResume.Load(), Sent: sentN.Load(), Acks: st.acks.Load(), Lat: lat.Data(), Conn: conn.Data(), Ack: ack.Data()}
-		st.rejects.Range(func(k, v any) bool {
+		sum := &stats{}
+		st.addTo(sum)
+		viewers.addTo(sum)
+		r := Report{Type: typ, Worker: spec.ID, T: time.Now().UnixMilli(), Open: sum.open.Load(),
+			Established: sum.established.Load(), Failed: sum.failed.Load(), Reconnects: sum.reconnects.Load(),
+			Resumed: sum.resumed.Load(), Incomplete: sum.incomplete.Load(), Deliveries: sum.deliveries.Load(),
+			Dups: sum.dups.Load(), Gaps: gaps, Lost: lost, Frames: sum.frames.Load(), Bytes: sum.bytes.Load(),
+			LastJoin: sum.lastJoin.Load(), LastResume: sum.lastResume.Load(), Sent: sentN.Load(), Acks: sum.acks.Load(), Lat: lat.Data(), Conn: conn.Data(), Ack: ack.Data()}
+		sum.rejects.Range(func(k, v any) bool {
 			if r.Rejects == nil {
 				r.Rejects = map[string]int64{}
 			}
@@ -277,7 +280,13 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 	// that it measures the connect phase to the millisecond.
 	joinedAll := make(chan struct{})
 	go func() {
-		for st.established.Load() < int64(total) {
+		for {
+			sum := &stats{}
+			st.addTo(sum)
+			viewers.addTo(sum)
+			if sum.established.Load() >= int64(total) {
+				break
+			}
 			if !sleepOrStop(stop, 5*time.Millisecond) {
 				return
 			}
@@ -363,6 +372,8 @@ type viewerGroup interface {
 	// take merges the latency histograms kept outside the worker's
 	// shared shards into lat (send → viewer) and conn (dial → joined).
 	take(lat, conn *Hist)
+	// addTo adds the counters kept outside the worker's shared stats.
+	addTo(sum *stats)
 }
 
 var (
@@ -439,6 +450,8 @@ func (g *goGroup) each(f func(*session) bool) {
 }
 
 func (g *goGroup) take(lat, conn *Hist) {}
+
+func (g *goGroup) addTo(sum *stats) {}
 
 // sendLoop paces send frames over the senders every 10 ms.
 func sendLoop(stop <-chan struct{}, senders []*viewer, spec WorkerSpec, n *atomicCounter) {
