@@ -12,6 +12,7 @@ import (
 
 	"github.com/danmaku-live/danmaku/pkg/testenv"
 	"github.com/danmaku-live/danmaku/pkg/ws"
+	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
 )
 
 // slowloris opens n connections to addr (from 127.0.0.x sources, to
@@ -80,24 +81,26 @@ func closedByServer(conns []net.Conn) int {
 // returning the close codes the server answered with, by kind.
 func badFrames(t *testing.T, addr string, n int) map[string]map[uint16]int {
 	t.Helper()
-	kinds := map[string]func(r *rawWS){
+	kinds := map[string]func(r *wstest.Conn){
 		// An unmasked client frame is a protocol error.
-		"unmasked": func(r *rawWS) { _, _ = r.c.Write(ws.AppendFrame(nil, ws.OpText, []byte(`{"op":"ping"}`))) },
+		"unmasked": func(r *wstest.Conn) {
+			_, _ = r.NetConn().Write(ws.AppendFrame(nil, ws.OpText, []byte(`{"op":"ping"}`)))
+		},
 		// A reserved opcode.
-		"reserved opcode": func(r *rawWS) { _ = r.send(ws.OpCode(0x3), []byte("x")) },
+		"reserved opcode": func(r *wstest.Conn) { _ = r.Send(ws.OpCode(0x3), []byte("x")) },
 		// Invalid UTF-8 in a text frame.
-		"invalid utf-8": func(r *rawWS) { _ = r.send(ws.OpText, []byte{0xff, 0xfe, 0xfd}) },
+		"invalid utf-8": func(r *wstest.Conn) { _ = r.Send(ws.OpText, []byte{0xff, 0xfe, 0xfd}) },
 		// Garbage JSON, again and again.
-		"garbage json": func(r *rawWS) {
+		"garbage json": func(r *wstest.Conn) {
 			for range 200 {
-				if r.send(ws.OpText, []byte(`{"op":"send","room":`)) != nil {
+				if r.Send(ws.OpText, []byte(`{"op":"send","room":`)) != nil {
 					return
 				}
 			}
 		},
 		// A message over the 4 KiB limit.
-		"oversized": func(r *rawWS) {
-			_ = r.send(ws.OpText, []byte(`{"op":"send","text":"`+strings.Repeat("x", 64<<10)+`"}`))
+		"oversized": func(r *wstest.Conn) {
+			_ = r.Send(ws.OpText, []byte(`{"op":"send","text":"`+strings.Repeat("x", 64<<10)+`"}`))
 		},
 	}
 	out := map[string]map[uint16]int{}
@@ -108,18 +111,18 @@ func badFrames(t *testing.T, addr string, n int) map[string]map[uint16]int {
 	}
 	for kind, attack := range kinds {
 		for range n {
-			r := dialWS(t, addr)
+			r := wstest.Dial(t, addr)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if st := r.upgrade("/ws", ""); st != http.StatusSwitchingProtocols {
+				if st := r.Upgrade("/ws", ""); st != http.StatusSwitchingProtocols {
 					mu.Lock()
 					out[kind][uint16(st)]++
 					mu.Unlock()
 					return
 				}
 				attack(r)
-				code := r.closeCode(10 * time.Second)
+				code := r.CloseCode(10 * time.Second)
 				mu.Lock()
 				out[kind][code]++
 				mu.Unlock()

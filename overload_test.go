@@ -27,6 +27,7 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 	"github.com/danmaku-live/danmaku/pkg/ws"
+	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
 )
 
 // quietLog discards logs.
@@ -424,13 +425,13 @@ func TestOverloadIngestSaturated(t *testing.T) {
 	sb := &stallBus{Bus: bus.NewMemory(bus.MemoryConfig{})}
 	p := startPipeline(t, sb, func(c *gateway.Config) { c.IngestQueue = 4 })
 	sb.stalled.Store(true)
-	r := dialWS(t, p.ws)
-	if st := r.upgrade("/ws?token="+token(t, "flood", "mod", "*")+"&room=sat", ""); st != http.StatusSwitchingProtocols {
+	r := wstest.Dial(t, p.ws)
+	if st := r.Upgrade("/ws?token="+token(t, "flood", "mod", "*")+"&room=sat", ""); st != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade: %d", st)
 	}
 	const n = 60
 	for i := range n {
-		if err := r.send(ws.OpText, protocol.Encode(protocol.ClientFrame{Op: protocol.OpSend, Room: "sat",
+		if err := r.Send(ws.OpText, protocol.Encode(protocol.ClientFrame{Op: protocol.OpSend, Room: "sat",
 			ID: "m" + strconv.Itoa(i), Text: "flood " + strconv.Itoa(i)})); err != nil {
 			t.Fatal(err)
 		}
@@ -439,7 +440,7 @@ func TestOverloadIngestSaturated(t *testing.T) {
 	unavailable := 0
 	deadline := time.Now().Add(15 * time.Second)
 	for len(answered) < n && time.Now().Before(deadline) {
-		f, err := r.nextFrame(time.Until(deadline))
+		f, err := r.NextFrame(time.Until(deadline))
 		if err != nil {
 			t.Fatalf("after %d answers: %v", len(answered), err)
 		}

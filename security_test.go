@@ -19,6 +19,7 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/client"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
 )
 
 // forgedTokens returns tokens the server must refuse: wrong or no
@@ -102,7 +103,7 @@ func TestSecurityTokens(t *testing.T) {
 	api := "http://" + httpAddr + "/api/rooms/r1/settings"
 	for name, tok := range forgedTokens(t) {
 		t.Run(name, func(t *testing.T) {
-			if st := dialWS(t, wsAddr).upgrade("/ws?token="+url.QueryEscape(tok), ""); st != http.StatusUnauthorized {
+			if st := wstest.Dial(t, wsAddr).Upgrade("/ws?token="+url.QueryEscape(tok), ""); st != http.StatusUnauthorized {
 				t.Errorf("WebSocket handshake: status %d, want 401", st)
 			}
 			if st := apiStatus(t, "GET", api, tok, nil); st != http.StatusUnauthorized {
@@ -114,7 +115,7 @@ func TestSecurityTokens(t *testing.T) {
 		})
 	}
 	t.Run("valid", func(t *testing.T) {
-		if st := dialWS(t, wsAddr).upgrade("/ws?token="+url.QueryEscape(token(t, "u1", "viewer")), ""); st != http.StatusSwitchingProtocols {
+		if st := wstest.Dial(t, wsAddr).Upgrade("/ws?token="+url.QueryEscape(token(t, "u1", "viewer")), ""); st != http.StatusSwitchingProtocols {
 			t.Errorf("WebSocket handshake: status %d, want 101", st)
 		}
 		if st := apiStatus(t, "GET", api, token(t, "m1", "mod", "r1"), nil); st != http.StatusOK {
@@ -162,21 +163,21 @@ func TestSecurityAnonymousSend(t *testing.T) {
 // address get 429; closing one frees a slot.
 func TestSecurityPerIPCap(t *testing.T) {
 	_, wsAddr := startAll(t, "--max-conns-per-ip", "5")
-	var conns []*rawWS
+	var conns []*wstest.Conn
 	for i := range 5 {
-		r := dialWS(t, wsAddr)
-		if st := r.upgrade("/ws", ""); st != http.StatusSwitchingProtocols {
+		r := wstest.Dial(t, wsAddr)
+		if st := r.Upgrade("/ws", ""); st != http.StatusSwitchingProtocols {
 			t.Fatalf("connection %d: status %d, want 101", i, st)
 		}
 		conns = append(conns, r)
 	}
-	if st := dialWS(t, wsAddr).upgrade("/ws", ""); st != http.StatusTooManyRequests {
+	if st := wstest.Dial(t, wsAddr).Upgrade("/ws", ""); st != http.StatusTooManyRequests {
 		t.Fatalf("6th connection: status %d, want 429", st)
 	}
-	conns[0].c.Close()
+	conns[0].NetConn().Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		st := dialWS(t, wsAddr).upgrade("/ws", "")
+		st := wstest.Dial(t, wsAddr).Upgrade("/ws", "")
 		if st == http.StatusSwitchingProtocols {
 			break
 		}
@@ -208,7 +209,7 @@ func TestSecurityOrigin(t *testing.T) {
 			if tc.origin != "" {
 				extra = "Origin: " + tc.origin + "\r\n"
 			}
-			if st := dialWS(t, wsAddr).upgrade("/ws", extra); st != tc.want {
+			if st := wstest.Dial(t, wsAddr).Upgrade("/ws", extra); st != tc.want {
 				t.Errorf("status %d, want %d", st, tc.want)
 			}
 		})
@@ -293,7 +294,7 @@ func TestSecurityRequestLimits(t *testing.T) {
 		}
 	})
 	t.Run("WebSocket headers", func(t *testing.T) {
-		st := dialWS(t, wsAddr).upgrade("/ws", "X-Big: "+strings.Repeat("b", 64<<10)+"\r\n")
+		st := wstest.Dial(t, wsAddr).Upgrade("/ws", "X-Big: "+strings.Repeat("b", 64<<10)+"\r\n")
 		if st != 0 && (st < 400 || st >= 500) {
 			t.Errorf("status %d, want a 4xx or a closed connection", st)
 		}
@@ -401,7 +402,7 @@ func TestSecretsNotLogged(t *testing.T) {
 		c.Close()
 	}
 	for _, tok := range tokens {
-		_ = dialWS(t, wsAddr).upgrade("/ws?token="+url.QueryEscape(tok)+"&room=r1", "")
+		_ = wstest.Dial(t, wsAddr).Upgrade("/ws?token="+url.QueryEscape(tok)+"&room=r1", "")
 		apiStatus(t, "GET", "http://"+httpAddr+"/api/rooms/r1/settings", tok, nil)
 		apiStatus(t, "GET", "http://"+httpAddr+"/api/rooms/r1/history?include_deleted=1", tok, nil)
 	}

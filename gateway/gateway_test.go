@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -19,6 +18,7 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 	"github.com/danmaku-live/danmaku/pkg/ws"
+	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
 )
 
 const testSecret = "gateway-test-secret"
@@ -62,124 +62,8 @@ func startGW(t *testing.T, mod func(*Config)) *testGW {
 	return &testGW{s: s, bus: b, addr: s.Addr()}
 }
 
-// raw is a bare WebSocket client for conformance tests.
-type raw struct {
-	t    *testing.T
-	c    net.Conn
-	br   *bufio.Reader
-	rd   ws.Reader
-	buf  []byte
-	resp string
-}
-
-func dialRaw(t *testing.T, addr string) *raw {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &raw{t: t, c: c, br: bufio.NewReader(c), rd: ws.Reader{Client: true, MaxMessage: 1 << 20}}
-}
-
-// upgrade performs the handshake for path and returns the HTTP status.
-func (r *raw) upgrade(path string, extra string) int {
-	r.t.Helper()
-	key := ws.NewKey()
-	if _, err := r.c.Write(ws.AppendClientHandshake(nil, "test", path, key, extra)); err != nil {
-		r.t.Fatal(err)
-	}
-	return r.readStatus(key)
-}
-
-func (r *raw) readStatus(key string) int {
-	r.t.Helper()
-	_ = r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var hdr []byte
-	for !bytes.HasSuffix(hdr, []byte("\r\n\r\n")) {
-		b, err := r.br.ReadByte()
-		if err != nil {
-			r.t.Fatalf("reading handshake response: %v (got %q)", err, hdr)
-		}
-		hdr = append(hdr, b)
-	}
-	r.resp = string(hdr)
-	_, status, _ := ws.ParseHandshakeResponse(hdr, key)
-	return status
-}
-
-func (r *raw) send(op ws.OpCode, payload []byte) {
-	r.t.Helper()
-	if _, err := r.c.Write(ws.AppendClientFrame(nil, op, payload, ws.NewMask())); err != nil {
-		r.t.Fatal(err)
-	}
-}
-
-// next returns the next complete message from the server.
-func (r *raw) next(timeout time.Duration) (ws.Message, error) {
-	_ = r.c.SetReadDeadline(time.Now().Add(timeout))
-	tmp := make([]byte, 64<<10)
-	for {
-		msg, n, ok, err := r.rd.Next(r.buf)
-		if err == nil && ok {
-			msg.Payload = append([]byte(nil), msg.Payload...)
-			r.buf = r.buf[n:]
-			return msg, nil
-		}
-		if err == nil {
-			r.buf = r.buf[n:]
-			continue
-		}
-		if !errors.Is(err, ws.ErrNeedMore) {
-			return ws.Message{}, err
-		}
-		k, err := r.br.Read(tmp)
-		if err != nil {
-			return ws.Message{}, err
-		}
-		r.buf = append(r.buf, tmp[:k]...)
-	}
-}
-
-// nextOp skips frames until one with op arrives.
-func (r *raw) nextOp(op string, timeout time.Duration) protocol.ServerFrame {
-	r.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		m, err := r.next(time.Until(deadline))
-		if err != nil {
-			r.t.Fatalf("waiting for %s: %v", op, err)
-		}
-		if m.Op != ws.OpText {
-			continue
-		}
-		f, err := protocol.DecodeServer(m.Payload)
-		if err != nil {
-			r.t.Fatalf("bad frame %q: %v", m.Payload, err)
-		}
-		if f.Op == op {
-			return f
-		}
-	}
-	r.t.Fatalf("no %s frame within %v", op, timeout)
-	return protocol.ServerFrame{}
-}
-
-// expectClose reads until a close frame and returns its code.
-func (r *raw) expectClose(timeout time.Duration) uint16 {
-	r.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		m, err := r.next(time.Until(deadline))
-		if err != nil {
-			r.t.Fatalf("waiting for close: %v", err)
-		}
-		if m.Op == ws.OpClose {
-			code, _, _ := ws.ParseClose(m.Payload)
-			return code
-		}
-	}
-}
+// dialRaw opens a bare WebSocket test connection to addr.
+func dialRaw(t *testing.T, addr string) *wstest.Conn { return wstest.Dial(t, addr) }
 
 func token(t *testing.T, sub, role string, ttl time.Duration) string {
 	s, _ := auth.NewSigner(testSecret)
@@ -224,18 +108,18 @@ func TestHandshake(t *testing.T) {
 			r := dialRaw(t, gw.addr)
 			var status int
 			if tt.request != "" {
-				if _, err := r.c.Write([]byte(tt.request)); err != nil {
+				if _, err := r.NetConn().Write([]byte(tt.request)); err != nil {
 					t.Fatal(err)
 				}
-				status = r.readStatus("x")
+				status = r.ReadStatus("x")
 			} else {
-				status = r.upgrade(tt.path, tt.extra)
+				status = r.Upgrade(tt.path, tt.extra)
 			}
 			if status != tt.status {
-				t.Fatalf("status %d, want %d; response:\n%s", status, tt.status, r.resp)
+				t.Fatalf("status %d, want %d; response:\n%s", status, tt.status, r.Response())
 			}
-			if tt.header != "" && !strings.Contains(r.resp, tt.header) {
-				t.Fatalf("response lacks %q:\n%s", tt.header, r.resp)
+			if tt.header != "" && !strings.Contains(r.Response(), tt.header) {
+				t.Fatalf("response lacks %q:\n%s", tt.header, r.Response())
 			}
 		})
 	}
@@ -244,32 +128,32 @@ func TestHandshake(t *testing.T) {
 func TestJoinOnUpgradeAndPing(t *testing.T) {
 	gw := startGW(t, nil)
 	r := dialRaw(t, gw.addr)
-	if st := r.upgrade("/ws?room=lobby", ""); st != 101 {
+	if st := r.Upgrade("/ws?room=lobby", ""); st != 101 {
 		t.Fatalf("status %d", st)
 	}
-	j := r.nextOp(protocol.OpJoined, 2*time.Second)
+	j := r.NextOp(protocol.OpJoined, 2*time.Second)
 	if j.Room != "lobby" {
 		t.Fatalf("joined %+v", j)
 	}
-	h := r.nextOp(protocol.OpHistory, 2*time.Second)
+	h := r.NextOp(protocol.OpHistory, 2*time.Second)
 	if h.Room != "lobby" || !h.Complete {
 		t.Fatalf("history %+v", h)
 	}
-	r.send(ws.OpText, []byte(`{"op":"ping"}`))
-	r.nextOp(protocol.OpPong, 2*time.Second)
+	r.Send(ws.OpText, []byte(`{"op":"ping"}`))
+	r.NextOp(protocol.OpPong, 2*time.Second)
 	// A WebSocket ping is answered with a pong carrying the same payload.
-	r.send(ws.OpPing, []byte("hb"))
-	m, err := r.next(2 * time.Second)
+	r.Send(ws.OpPing, []byte("hb"))
+	m, err := r.Next(2 * time.Second)
 	if err != nil || m.Op != ws.OpPong || string(m.Payload) != "hb" {
 		t.Fatalf("pong: %v %+v", err, m)
 	}
 	// Unknown ops and bad JSON get error frames, not a close.
-	r.send(ws.OpText, []byte(`{"op":"dance"}`))
-	if e := r.nextOp(protocol.OpError, 2*time.Second); e.Code != protocol.CodeBadOp {
+	r.Send(ws.OpText, []byte(`{"op":"dance"}`))
+	if e := r.NextOp(protocol.OpError, 2*time.Second); e.Code != protocol.CodeBadOp {
 		t.Fatalf("error %+v", e)
 	}
-	r.send(ws.OpText, []byte(`{"op":`))
-	if e := r.nextOp(protocol.OpError, 2*time.Second); e.Code != protocol.CodeInvalid {
+	r.Send(ws.OpText, []byte(`{"op":`))
+	if e := r.NextOp(protocol.OpError, 2*time.Second); e.Code != protocol.CodeInvalid {
 		t.Fatalf("error %+v", e)
 	}
 }
@@ -284,19 +168,19 @@ func TestByteByByte(t *testing.T) {
 	hs := len(data)
 	data = ws.AppendClientFrame(data, ws.OpText, []byte(`{"op":"join","room":"slow"}`), ws.NewMask())
 	for i, b := range data {
-		if _, err := r.c.Write([]byte{b}); err != nil {
+		if _, err := r.NetConn().Write([]byte{b}); err != nil {
 			t.Fatal(err)
 		}
 		if i%16 == 0 {
 			time.Sleep(time.Millisecond)
 		}
 		if i == hs-1 {
-			if st := r.readStatus(key); st != 101 {
+			if st := r.ReadStatus(key); st != 101 {
 				t.Fatalf("status %d", st)
 			}
 		}
 	}
-	if j := r.nextOp(protocol.OpJoined, 2*time.Second); j.Room != "slow" {
+	if j := r.NextOp(protocol.OpJoined, 2*time.Second); j.Room != "slow" {
 		t.Fatalf("joined %+v", j)
 	}
 }
@@ -328,13 +212,13 @@ func TestCloseCodes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := dialRaw(t, gw.addr)
-			if st := r.upgrade("/ws", ""); st != 101 {
+			if st := r.Upgrade("/ws", ""); st != 101 {
 				t.Fatalf("status %d", st)
 			}
-			if _, err := r.c.Write(tt.frame()); err != nil {
+			if _, err := r.NetConn().Write(tt.frame()); err != nil {
 				t.Fatal(err)
 			}
-			if code := r.expectClose(3 * time.Second); code != tt.code {
+			if code := r.CloseCode(3 * time.Second); code != tt.code {
 				t.Fatalf("close code %d, want %d", code, tt.code)
 			}
 		})
@@ -344,12 +228,12 @@ func TestCloseCodes(t *testing.T) {
 func TestHandshakeTimeout(t *testing.T) {
 	gw := startGW(t, func(c *Config) { c.HandshakeTimeout = 300 * time.Millisecond })
 	r := dialRaw(t, gw.addr)
-	if _, err := r.c.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\n")); err != nil {
+	if _, err := r.NetConn().Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	_ = r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = r.NetConn().SetReadDeadline(time.Now().Add(5 * time.Second))
 	start := time.Now()
-	_, err := r.br.ReadByte()
+	_, err := r.Reader().ReadByte()
 	if err == nil || errors.Is(err, errTimeout(err)) {
 		t.Fatalf("connection not closed: %v", err)
 	}
@@ -369,14 +253,14 @@ func errTimeout(err error) error {
 func TestIdleTimeout(t *testing.T) {
 	gw := startGW(t, func(c *Config) { c.IdleTimeout = time.Second })
 	r := dialRaw(t, gw.addr)
-	if st := r.upgrade("/ws", ""); st != 101 {
+	if st := r.Upgrade("/ws", ""); st != 101 {
 		t.Fatalf("status %d", st)
 	}
 	// The gateway pings a quiet connection, then closes it with 4002.
 	sawPing := false
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		m, err := r.next(time.Until(deadline))
+		m, err := r.Next(time.Until(deadline))
 		if err != nil {
 			t.Fatalf("no close: %v", err)
 		}
@@ -396,13 +280,13 @@ func TestIdleTimeout(t *testing.T) {
 func TestPerIPCap(t *testing.T) {
 	gw := startGW(t, func(c *Config) { c.MaxConnsPerIP = 2 })
 	for i := 0; i < 2; i++ {
-		if st := dialRaw(t, gw.addr).upgrade("/ws", ""); st != 101 {
+		if st := dialRaw(t, gw.addr).Upgrade("/ws", ""); st != 101 {
 			t.Fatalf("conn %d: status %d", i, st)
 		}
 	}
 	r := dialRaw(t, gw.addr)
-	_ = r.c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	line, _ := r.br.ReadString('\n')
+	_ = r.NetConn().SetReadDeadline(time.Now().Add(3 * time.Second))
+	line, _ := r.Reader().ReadString('\n')
 	if !strings.Contains(line, "429") {
 		t.Fatalf("third connection got %q, want 429", line)
 	}
@@ -417,17 +301,17 @@ func TestSlowConsumer(t *testing.T) {
 		c.SlowTimeout = 500 * time.Millisecond
 	})
 	slow := dialRaw(t, gw.addr)
-	if st := slow.upgrade("/ws?room=hot", ""); st != 101 {
+	if st := slow.Upgrade("/ws?room=hot", ""); st != 101 {
 		t.Fatal(st)
 	}
-	if tcp, ok := slow.c.(*net.TCPConn); ok {
+	if tcp, ok := slow.NetConn().(*net.TCPConn); ok {
 		_ = tcp.SetReadBuffer(4096)
 	}
 	fast := dialRaw(t, gw.addr)
-	if st := fast.upgrade("/ws?room=hot", ""); st != 101 {
+	if st := fast.Upgrade("/ws?room=hot", ""); st != 101 {
 		t.Fatal(st)
 	}
-	fast.nextOp(protocol.OpHistory, 2*time.Second)
+	fast.NextOp(protocol.OpHistory, 2*time.Second)
 	time.Sleep(100 * time.Millisecond)
 
 	pub := gw.bus.Publisher(bus.StreamDispatch)
@@ -446,7 +330,7 @@ func TestSlowConsumer(t *testing.T) {
 		}
 		// The fast viewer keeps up.
 		for got < int(seq) {
-			f := fast.nextOp(protocol.OpBatch, 5*time.Second)
+			f := fast.NextOp(protocol.OpBatch, 5*time.Second)
 			got = int(f.Msgs[len(f.Msgs)-1].Seq)
 		}
 		if counterValue(gw.s.m.slowConsumers) > 0 {
@@ -465,20 +349,20 @@ func TestSlowConsumer(t *testing.T) {
 func TestDrain(t *testing.T) {
 	gw := startGW(t, nil)
 	r := dialRaw(t, gw.addr)
-	if st := r.upgrade("/ws?room=d", ""); st != 101 {
+	if st := r.Upgrade("/ws?room=d", ""); st != 101 {
 		t.Fatal(st)
 	}
-	r.nextOp(protocol.OpHistory, 2*time.Second)
+	r.NextOp(protocol.OpHistory, 2*time.Second)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = gw.s.Shutdown(ctx)
 	}()
-	rc := r.nextOp(protocol.OpReconnect, 2*time.Second)
+	rc := r.NextOp(protocol.OpReconnect, 2*time.Second)
 	if rc.AfterMs < 0 || rc.AfterMs > 1000 {
 		t.Fatalf("after_ms %d outside the drain spread", rc.AfterMs)
 	}
-	if code := r.expectClose(4 * time.Second); code != 1001 {
+	if code := r.CloseCode(4 * time.Second); code != 1001 {
 		t.Fatalf("close %d, want 1001", code)
 	}
 	// New connections are refused while draining or after.
@@ -498,12 +382,12 @@ func TestDrain(t *testing.T) {
 func TestMultipleRoomsAndLeave(t *testing.T) {
 	gw := startGW(t, nil)
 	r := dialRaw(t, gw.addr)
-	if st := r.upgrade("/ws", ""); st != 101 {
+	if st := r.Upgrade("/ws", ""); st != 101 {
 		t.Fatal(st)
 	}
 	for _, room := range []string{"m1", "m2"} {
-		r.send(ws.OpText, []byte(fmt.Sprintf(`{"op":"join","room":%q}`, room)))
-		r.nextOp(protocol.OpHistory, 2*time.Second)
+		r.Send(ws.OpText, []byte(fmt.Sprintf(`{"op":"join","room":%q}`, room)))
+		r.NextOp(protocol.OpHistory, 2*time.Second)
 	}
 	pub := gw.bus.Publisher(bus.StreamDispatch)
 	publish := func(room string, seq uint64) {
@@ -516,14 +400,14 @@ func TestMultipleRoomsAndLeave(t *testing.T) {
 	publish("m2", 1)
 	seen := map[string]bool{}
 	for len(seen) < 2 {
-		f := r.nextOp(protocol.OpBatch, 2*time.Second)
+		f := r.NextOp(protocol.OpBatch, 2*time.Second)
 		seen[f.Room] = true
 	}
-	r.send(ws.OpText, []byte(`{"op":"leave","room":"m1"}`))
+	r.Send(ws.OpText, []byte(`{"op":"leave","room":"m1"}`))
 	time.Sleep(100 * time.Millisecond)
 	publish("m1", 2)
 	publish("m2", 2)
-	f := r.nextOp(protocol.OpBatch, 2*time.Second)
+	f := r.NextOp(protocol.OpBatch, 2*time.Second)
 	if f.Room != "m2" {
 		t.Fatalf("batch of %s after leaving it", f.Room)
 	}

@@ -14,16 +14,17 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 	"github.com/danmaku-live/danmaku/pkg/ws"
+	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
 )
 
-// nextOpZ is nextOp for a connection that may receive compressed messages.
-func (r *raw) nextOpZ(f *ws.Inflater, op string, timeout time.Duration) (protocol.ServerFrame, bool) {
-	r.t.Helper()
+// nextOpZ is NextOp for a connection that may receive compressed messages.
+func nextOpZ(t *testing.T, r *wstest.Conn, f *ws.Inflater, op string, timeout time.Duration) (protocol.ServerFrame, bool) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		m, err := r.next(time.Until(deadline))
+		m, err := r.Next(time.Until(deadline))
 		if err != nil {
-			r.t.Fatalf("waiting for %s: %v", op, err)
+			t.Fatalf("waiting for %s: %v", op, err)
 		}
 		if m.Op != ws.OpText {
 			continue
@@ -31,24 +32,24 @@ func (r *raw) nextOpZ(f *ws.Inflater, op string, timeout time.Duration) (protoco
 		p := m.Payload
 		if m.Compressed {
 			if p, err = f.Inflate(p, 1<<20, true); err != nil {
-				r.t.Fatalf("inflate: %v", err)
+				t.Fatalf("inflate: %v", err)
 			}
 		}
 		sf, err := protocol.DecodeServer(p)
 		if err != nil {
-			r.t.Fatalf("bad frame %q: %v", p, err)
+			t.Fatalf("bad frame %q: %v", p, err)
 		}
 		if sf.Op == op {
 			return sf, m.Compressed
 		}
 	}
-	r.t.Fatalf("no %s frame within %v", op, timeout)
+	t.Fatalf("no %s frame within %v", op, timeout)
 	return protocol.ServerFrame{}, false
 }
 
 // sendZ sends a compressed, masked text message.
-func (r *raw) sendZ(payload []byte) {
-	r.t.Helper()
+func sendZ(t *testing.T, r *wstest.Conn, payload []byte) {
+	t.Helper()
 	var d ws.Deflater
 	frame := d.AppendFrame(nil, ws.OpText, payload)
 	// Re-frame the compressed payload as a masked client frame with RSV1.
@@ -56,12 +57,12 @@ func (r *raw) sendZ(payload []byte) {
 	rd.Client, rd.AllowRSV1 = true, true
 	msg, _, _, err := rd.Next(frame)
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
 	out := ws.AppendClientFrame(nil, ws.OpText, msg.Payload, ws.NewMask())
 	out[0] |= 0x40
-	if _, err := r.c.Write(out); err != nil {
-		r.t.Fatal(err)
+	if _, err := r.NetConn().Write(out); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -83,11 +84,11 @@ func publishSeqs(t *testing.T, gw *testGW, room string, from, to uint64, perBatc
 
 // collect reads batches until seq last and checks that seqs arrive once,
 // in order, from first on.
-func collect(t *testing.T, r *raw, f *ws.Inflater, first, last uint64, wantCompressed bool) {
+func collect(t *testing.T, r *wstest.Conn, f *ws.Inflater, first, last uint64, wantCompressed bool) {
 	t.Helper()
 	next := first
 	for next <= last {
-		b, compressed := r.nextOpZ(f, protocol.OpBatch, 5*time.Second)
+		b, compressed := nextOpZ(t, r, f, protocol.OpBatch, 5*time.Second)
 		if compressed != wantCompressed {
 			t.Fatalf("batch compressed=%v, want %v", compressed, wantCompressed)
 		}
@@ -104,23 +105,23 @@ func TestDeflateAndCoalescing(t *testing.T) {
 	gw := startGW(t, func(c *Config) { c.Loops = 1 })
 	const offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
 	plain := dialRaw(t, gw.addr)
-	if st := plain.upgrade("/ws?room=z", ""); st != 101 {
+	if st := plain.Upgrade("/ws?room=z", ""); st != 101 {
 		t.Fatal(st)
 	}
-	if strings.Contains(plain.resp, "permessage-deflate") {
-		t.Fatalf("deflate answered without an offer:\n%s", plain.resp)
+	if strings.Contains(plain.Response(), "permessage-deflate") {
+		t.Fatalf("deflate answered without an offer:\n%s", plain.Response())
 	}
 	z := dialRaw(t, gw.addr)
-	z.rd.AllowRSV1 = true
-	if st := z.upgrade("/ws?room=z", offer); st != 101 {
+	z.AcceptCompressed()
+	if st := z.Upgrade("/ws?room=z", offer); st != 101 {
 		t.Fatal(st)
 	}
-	if !strings.Contains(z.resp, "Sec-WebSocket-Extensions: "+ws.DeflateResponse+"\r\n") {
-		t.Fatalf("deflate not negotiated:\n%s", z.resp)
+	if !strings.Contains(z.Response(), "Sec-WebSocket-Extensions: "+ws.DeflateResponse+"\r\n") {
+		t.Fatalf("deflate not negotiated:\n%s", z.Response())
 	}
 	var pf, zf ws.Inflater
-	plain.nextOpZ(&pf, protocol.OpHistory, 2*time.Second)
-	z.nextOpZ(&zf, protocol.OpHistory, 2*time.Second)
+	nextOpZ(t, plain, &pf, protocol.OpHistory, 2*time.Second)
+	nextOpZ(t, z, &zf, protocol.OpHistory, 2*time.Second)
 
 	// Many batches at once: each viewer gets every seq once, in order;
 	// the deflate viewer gets them compressed.
@@ -130,10 +131,10 @@ func TestDeflateAndCoalescing(t *testing.T) {
 
 	// A viewer joining mid-stream gets the rest after its history.
 	late := dialRaw(t, gw.addr)
-	if st := late.upgrade("/ws?room=z", ""); st != 101 {
+	if st := late.Upgrade("/ws?room=z", ""); st != 101 {
 		t.Fatal(st)
 	}
-	h := late.nextOp(protocol.OpHistory, 2*time.Second)
+	h := late.NextOp(protocol.OpHistory, 2*time.Second)
 	if n := len(h.Msgs); n == 0 || h.Msgs[n-1].Seq != 500 {
 		t.Fatalf("late history ends at %+v", h.Msgs[n-1])
 	}
@@ -143,8 +144,8 @@ func TestDeflateAndCoalescing(t *testing.T) {
 	collect(t, z, &zf, 501, 700, true)
 
 	// Compressed client messages are inflated.
-	z.sendZ([]byte(`{"op":"ping"}`))
-	z.nextOpZ(&zf, protocol.OpPong, 2*time.Second)
+	sendZ(t, z, []byte(`{"op":"ping"}`))
+	nextOpZ(t, z, &zf, protocol.OpPong, 2*time.Second)
 	if n := counterValue(gw.s.m.deliveries); n < 700*2+200 {
 		t.Fatalf("deliveries metric %v, want at least %d", n, 700*2+200)
 	}
@@ -164,12 +165,12 @@ func TestDeflateBadClientMessages(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := dialRaw(t, gw.addr)
-			r.rd.AllowRSV1 = true
-			if st := r.upgrade("/ws", offer); st != 101 {
+			r.AcceptCompressed()
+			if st := r.Upgrade("/ws", offer); st != 101 {
 				t.Fatal(st)
 			}
-			r.sendZ(tt.payload)
-			if code := r.expectClose(3 * time.Second); code != tt.code {
+			sendZ(t, r, tt.payload)
+			if code := r.CloseCode(3 * time.Second); code != tt.code {
 				t.Fatalf("close %d, want %d", code, tt.code)
 			}
 		})
@@ -177,14 +178,14 @@ func TestDeflateBadClientMessages(t *testing.T) {
 	t.Run("deflate off", func(t *testing.T) {
 		gw := startGW(t, func(c *Config) { c.NoDeflate = true })
 		r := dialRaw(t, gw.addr)
-		if st := r.upgrade("/ws", offer); st != 101 {
+		if st := r.Upgrade("/ws", offer); st != 101 {
 			t.Fatal(st)
 		}
-		if strings.Contains(r.resp, "permessage-deflate") {
-			t.Fatalf("deflate negotiated with NoDeflate:\n%s", r.resp)
+		if strings.Contains(r.Response(), "permessage-deflate") {
+			t.Fatalf("deflate negotiated with NoDeflate:\n%s", r.Response())
 		}
-		r.sendZ([]byte(`{"op":"ping"}`))
-		if code := r.expectClose(3 * time.Second); code != ws.CloseProtocolError {
+		sendZ(t, r, []byte(`{"op":"ping"}`))
+		if code := r.CloseCode(3 * time.Second); code != ws.CloseProtocolError {
 			t.Fatalf("close %d, want 1002 for RSV1 without the extension", code)
 		}
 	})
@@ -193,10 +194,10 @@ func TestDeflateBadClientMessages(t *testing.T) {
 func TestThinnedBatches(t *testing.T) {
 	gw := startGW(t, nil)
 	r := dialRaw(t, gw.addr)
-	if st := r.upgrade("/ws?room=t", ""); st != 101 {
+	if st := r.Upgrade("/ws?room=t", ""); st != 101 {
 		t.Fatal(st)
 	}
-	r.nextOp(protocol.OpHistory, 2*time.Second)
+	r.NextOp(protocol.OpHistory, 2*time.Second)
 	pub := gw.bus.Publisher(bus.StreamDispatch)
 	recs := []bus.Record{
 		{Key: "t", Value: protocol.EncodeBatch("t", []protocol.Message{{Seq: 1, Text: "a"}, {Seq: 2, Text: "b"}})},
@@ -213,7 +214,7 @@ func TestThinnedBatches(t *testing.T) {
 	var covered uint64
 	var shown []uint64
 	for covered < 15 {
-		f := r.nextOp(protocol.OpBatch, 2*time.Second)
+		f := r.NextOp(protocol.OpBatch, 2*time.Second)
 		from, to := f.From, f.To
 		if to == 0 {
 			from, to = f.Msgs[0].Seq, f.Msgs[len(f.Msgs)-1].Seq
@@ -231,11 +232,11 @@ func TestThinnedBatches(t *testing.T) {
 	}
 	// A resume inside the thinned range is served from memory, complete.
 	r2 := dialRaw(t, gw.addr)
-	if st := r2.upgrade("/ws?room=t&resume=5", ""); st != 101 {
+	if st := r2.Upgrade("/ws?room=t&resume=5", ""); st != 101 {
 		t.Fatal(st)
 	}
-	j := r2.nextOp(protocol.OpJoined, 2*time.Second)
-	h := r2.nextOp(protocol.OpHistory, 2*time.Second)
+	j := r2.NextOp(protocol.OpJoined, 2*time.Second)
+	h := r2.NextOp(protocol.OpHistory, 2*time.Second)
 	if j.Seq != 15 || !h.Complete || len(h.Msgs) != 2 || h.Msgs[0].Seq != 9 || h.Msgs[1].Seq != 15 {
 		t.Fatalf("joined seq %d, history %+v", j.Seq, h)
 	}

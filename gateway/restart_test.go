@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
 	"io"
 	"log/slog"
 	"net"
@@ -74,7 +75,7 @@ func TestEngineRestartsAfterAcceptFails(t *testing.T) {
 	for {
 		r := dialRawNoFail(addr)
 		if r != nil {
-			st := (&raw{t: t, c: r, br: bufio.NewReader(r)}).upgrade("/ws", "")
+			st := wstest.New(t, r).Upgrade("/ws", "")
 			r.Close()
 			if st == 101 {
 				return

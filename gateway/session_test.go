@@ -13,6 +13,7 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/presence"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
 )
 
 // flakySessions is a session registry that can be made to hang and fail,
@@ -54,22 +55,22 @@ func deviceTok(t *testing.T, uid, dev string) string {
 }
 
 // login connects with uid's token on dev and waits for joined.
-func login(t *testing.T, gw *testGW, uid, dev string) *raw {
+func login(t *testing.T, gw *testGW, uid, dev string) *wstest.Conn {
 	t.Helper()
 	r := dialRaw(t, gw.addr)
-	if st := r.upgrade("/ws?room=s&token="+url.QueryEscape(deviceTok(t, uid, dev)), ""); st != 101 {
+	if st := r.Upgrade("/ws?room=s&token="+url.QueryEscape(deviceTok(t, uid, dev)), ""); st != 101 {
 		t.Fatalf("upgrade: %d", st)
 	}
-	r.nextOp(protocol.OpJoined, 2*time.Second)
+	r.NextOp(protocol.OpJoined, 2*time.Second)
 	return r
 }
 
-func expectKick(t *testing.T, r *raw) {
+func expectKick(t *testing.T, r *wstest.Conn) {
 	t.Helper()
-	if f := r.nextOp(protocol.OpKicked, 3*time.Second); f.Reason != kickReasonElsewhere {
+	if f := r.NextOp(protocol.OpKicked, 3*time.Second); f.Reason != kickReasonElsewhere {
 		t.Errorf("kicked reason %q, want %q", f.Reason, kickReasonElsewhere)
 	}
-	if code := r.expectClose(2 * time.Second); code != protocol.CloseKicked {
+	if code := r.CloseCode(2 * time.Second); code != protocol.CloseKicked {
 		t.Errorf("close code %d, want %d", code, protocol.CloseKicked)
 	}
 }
@@ -112,7 +113,7 @@ func TestSessions(t *testing.T) {
 		gw := startGW(t, func(c *Config) { c.Sessions = reg })
 		first := login(t, gw, "u4", "phone")
 		time.Sleep(100 * time.Millisecond)
-		first.c.Close()
+		first.NetConn().Close()
 		deadline := time.Now().Add(2 * time.Second)
 		for {
 			// Refresh succeeds for a new address only once the session
