@@ -72,7 +72,7 @@ function open(url) {
             check();
           });
         },
-        closed(ms = 5000) {
+        closed(ms = 15000) {
           return new Promise((res, rej) => {
             const check = () => {
               if (closed) {

@@ -133,9 +133,15 @@ func TestDropExpired(t *testing.T) {
 		t.Fatalf("DropExpired: %v", err)
 	}
 	want := []string{now.Add(-20 * day).UTC().Format("20060102"), now.Add(-9 * day).UTC().Format("20060102")}
-	slices.Sort(dropped)
-	if !slices.Equal(dropped, want) {
-		t.Errorf("dropped %v, want %v", dropped, want)
+	// The store's janitor makes a pass of its own when it starts, and may
+	// have dropped some of them already: only what is left is the test's.
+	for _, p := range dropped {
+		if !slices.Contains(want, p) {
+			t.Errorf("dropped %s, which is not expired (want only %v)", p, want)
+		}
+	}
+	if again, err := s.DropExpired(ctx, now); err != nil || len(again) != 0 {
+		t.Errorf("a second pass dropped %v (%v): expired partitions were left", again, err)
 	}
 	got, err := s.Range(ctx, "r", history.Filter{IncludeDeleted: true})
 	if err != nil {
