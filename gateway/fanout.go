@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/bus"
@@ -12,8 +11,6 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 	"github.com/danmaku-live/danmaku/pkg/ws"
 )
-
-func runtimeNumCPU() int { return runtime.NumCPU() }
 
 // consume opens a consumer and feeds what it fetches to handle until the
 // server stops, reopening it after errors with a backoff. Runs on its own

@@ -27,6 +27,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -91,7 +92,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if cfg.Loops <= 0 {
-		cfg.Loops = max(1, runtimeNumCPU())
+		cfg.Loops = max(1, runtime.NumCPU())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
