@@ -10,14 +10,20 @@
 //     callbacks and in tasks queued with loop.execute.
 //   - room (shared by all loops) holds a room's ring of recent messages and
 //     per-loop viewer counts under room.mu.
-//   - The dispatch goroutine reads batches, appends them to rings and queues
-//     one delivery task per loop with viewers; the control goroutine does
-//     the same for deletions, purges, notices and kicks; the reply goroutine
-//     routes acks and rejects to the sender's loop; the ingest goroutine
-//     publishes sends; the presence goroutine reports counts and sends
-//     online frames. None of them touches a conn directly.
+//   - Each loop's outbox (loop.out, under loop.out.mu) is where other
+//     goroutines leave frames for the loop's viewers; at most one flush task
+//     per loop is queued at a time, and the flush (on the loop) writes each
+//     viewer everything queued for it in one write or writev.
+//   - The dispatch goroutine reads batches, appends them to rings and puts
+//     the framed batch in the outbox of every loop with viewers; the control
+//     goroutine does the same for deletions, purges and notices and queues
+//     kicks with loop.execute; the reply goroutine routes acks and rejects to
+//     the sender's loop; the ingest goroutine publishes sends; the presence
+//     goroutine reports counts and sends online frames. None of them touches
+//     a conn directly.
 //
-// Lock order: rooms shard lock → room.mu. usersMu and ipMu are leaves.
+// Lock order: rooms shard lock → room.mu. loop.out.mu, usersMu and ipMu are
+// leaves.
 package gateway
 
 import (
