@@ -81,22 +81,8 @@ func TestClickHouseDownMidStream(t *testing.T) {
 	defer cancel()
 
 	var rec recorder
-	viewer, err := client.Dial(ctx, client.Config{URL: "ws://" + wsAddr + "/ws", OnMessage: rec.add})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer viewer.Close()
-	if err := viewer.Join(ctx, room, 0); err != nil {
-		t.Fatal(err)
-	}
-	sender, err := client.Dial(ctx, client.Config{URL: "ws://" + wsAddr + "/ws", Token: token(t, "ch-sender", "mod", "*")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sender.Close()
-	if err := sender.Join(ctx, room, 0); err != nil {
-		t.Fatal(err)
-	}
+	dialJoined(t, ctx, wsAddr, "", room, &rec)
+	sender := dialJoined(t, ctx, wsAddr, token(t, "ch-sender", "mod", "*"), room, nil)
 
 	// The sender runs throughout; phases are marked by the main goroutine.
 	var mu sync.Mutex
@@ -170,6 +156,7 @@ func TestClickHouseDownMidStream(t *testing.T) {
 	// once, ascending, across pages.
 	deadline := time.Now().Add(30 * time.Second)
 	var msgs []protocol.Message
+	var err error
 	for {
 		msgs, err = pageAll(httpAddr, room, 97)
 		if err == nil && len(msgs) >= len(want) {

@@ -410,22 +410,8 @@ func TestRedisDownMessagesFlow(t *testing.T) {
 	defer cancel()
 
 	var rec recorder
-	viewer, err := client.Dial(ctx, client.Config{URL: "ws://" + wsAddr + "/ws", OnMessage: rec.add})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer viewer.Close()
-	if err := viewer.Join(ctx, room, 0); err != nil {
-		t.Fatal(err)
-	}
-	sender, err := client.Dial(ctx, client.Config{URL: "ws://" + wsAddr + "/ws", Token: token(t, "redis-sender", "mod", "*")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sender.Close()
-	if err := sender.Join(ctx, room, 0); err != nil {
-		t.Fatal(err)
-	}
+	dialJoined(t, ctx, wsAddr, "", room, &rec)
+	sender := dialJoined(t, ctx, wsAddr, token(t, "redis-sender", "mod", "*"), room, nil)
 	waitOnline(t, httpAddr, room, 2, 5*time.Second)
 	acked, _ := sendAll(t, ctx, sender, room, "before", 10, 20*time.Millisecond)
 

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -127,22 +125,8 @@ func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var rec recorder
-	viewer, err := client.Dial(ctx, client.Config{URL: "ws://" + wsAddr + "/ws", OnMessage: rec.add})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer viewer.Close()
-	if err := viewer.Join(ctx, "r1", 0); err != nil {
-		t.Fatal(err)
-	}
-	sender, err := client.Dial(ctx, client.Config{URL: "ws://" + wsAddr + "/ws", Token: token(t, "u1", "viewer")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sender.Close()
-	if err := sender.Join(ctx, "r1", 0); err != nil {
-		t.Fatal(err)
-	}
+	dialJoined(t, ctx, wsAddr, "", "r1", &rec)
+	sender := dialJoined(t, ctx, wsAddr, token(t, "u1", "viewer"), "r1", nil)
 	f, err := sender.Send(ctx, "r1", "hello world")
 	if err != nil || f.Op != protocol.OpAck || f.Seq != 1 {
 		t.Fatalf("send: %+v %v", f, err)
@@ -154,6 +138,24 @@ func TestSmoke(t *testing.T) {
 	if len(got) != 1 || got[0].Text != "hello world" || got[0].Seq != 1 {
 		t.Fatalf("viewer got %+v", got)
 	}
-	_ = fmt.Sprint
-	_ = strings.TrimSpace
+}
+
+// dialJoined connects a client to the gateway at wsAddr (tok "" for an
+// anonymous viewer), joins room, and closes it when the test ends. With rec
+// set, the client records the messages it delivers there.
+func dialJoined(t *testing.T, ctx context.Context, wsAddr, tok, room string, rec *recorder) *client.Client {
+	t.Helper()
+	cfg := client.Config{URL: "ws://" + wsAddr + "/ws", Token: tok}
+	if rec != nil {
+		cfg.OnMessage = rec.add
+	}
+	c, err := client.Dial(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Join(ctx, room, 0); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
