@@ -146,24 +146,14 @@ func (g *epollGroup) start(stop <-chan struct{}, wg *sync.WaitGroup) {
 	wg.Add(1)
 	go func() { // queue the first dials, paced
 		defer wg.Done()
-		var interval time.Duration
-		if g.rate > 0 {
-			interval = time.Duration(float64(time.Second) / g.rate)
-		}
-		next := time.Now()
-		for _, c := range g.conns {
-			if interval > 0 {
-				next = next.Add(interval)
-				if d := time.Until(next); d > 0 && !sleepOrStop(stop, d) {
-					return
-				}
-			}
+		paced(stop, g.rate, len(g.conns), func(i int) bool {
 			select {
 			case <-stop:
-				return
-			case g.dialq <- c:
+				return false
+			case g.dialq <- g.conns[i]:
+				return true
 			}
-		}
+		})
 	}()
 }
 

@@ -517,6 +517,27 @@ func (v *viewer) run(stop <-chan struct{}, reconnect bool, gate chan struct{}, j
 	}
 }
 
+// paced calls start(i) for i in [0, n), spaced at rate per second (no
+// pacing when rate <= 0), until start returns false or stop closes.
+func paced(stop <-chan struct{}, rate float64, n int, start func(i int) bool) {
+	var interval time.Duration
+	if rate > 0 {
+		interval = time.Duration(float64(time.Second) / rate)
+	}
+	next := time.Now()
+	for i := 0; i < n; i++ {
+		if interval > 0 {
+			next = next.Add(interval)
+			if d := time.Until(next); d > 0 && !sleepOrStop(stop, d) {
+				return
+			}
+		}
+		if !start(i) {
+			return
+		}
+	}
+}
+
 func sleepOrStop(stop <-chan struct{}, d time.Duration) bool {
 	if d <= 0 {
 		return true

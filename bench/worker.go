@@ -400,29 +400,19 @@ func (g *goGroup) start(stop <-chan struct{}, wg *sync.WaitGroup) {
 	wg.Add(1)
 	go func() { // start connections, paced
 		defer wg.Done()
-		var interval time.Duration
-		if g.rate > 0 {
-			interval = time.Duration(float64(time.Second) / g.rate)
-		}
-		next := time.Now()
-		for _, v := range g.vs {
-			if interval > 0 {
-				next = next.Add(interval)
-				if d := time.Until(next); d > 0 && !sleepOrStop(stop, d) {
-					return
-				}
-			}
+		paced(stop, g.rate, len(g.vs), func(i int) bool {
 			select {
 			case <-stop:
-				return
+				return false
 			default:
 			}
 			wg.Add(1)
 			go func(v *viewer) {
 				defer wg.Done()
 				v.run(stop, g.reconnect, g.gate, g.jitter)
-			}(v)
-		}
+			}(g.vs[i])
+			return true
+		})
 	}()
 }
 
