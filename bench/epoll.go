@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,40 +25,76 @@ const (
 	ImplGoroutine = "goroutine"
 )
 
-var errNotTCP = errors.New("bench: not a TCP connection")
+var (
+	errNotTCP   = errors.New("bench: not a TCP connection")
+	errStopping = errors.New("bench: viewers stopping")
+	errShort    = errors.New("bench: short write of the upgrade request")
+)
 
 // loopBuf is the read buffer an event loop shares between its connections.
 const loopBuf = 64 << 10
 
-// epollGroup runs watching connections on one epoll loop per core. A pool
-// of dialers connects and upgrades them with blocking calls (bound to
-// their source address as the goroutine viewers are) and hands the socket
-// to its loop; the loop reads every ready socket into one shared buffer,
-// answers pings and accounts frames through session.handle. Nothing runs
-// per connection between frames: no goroutine, no timer, no buffer.
+// handshakeTimeout bounds a connect and its upgrade (epollGroup.timeout).
+const handshakeTimeout = 10 * time.Second
+
+// expireEvery is how often a loop looks for handshakes past their timeout.
+const expireEvery = 250 * time.Millisecond
+
+// States of an econn.
+const (
+	stIdle       uint8 = iota // not connected: waiting for a slot, a timer or nothing
+	stConnecting              // connect in progress, registered for writability
+	stHandshake               // upgrade request sent, reading the response
+	stOpen                    // upgraded: frames
+)
+
+// epollGroup runs watching connections on one epoll loop per core. The
+// loops connect them too: a connection's socket is made non-blocking
+// (bound to its source address as the goroutine viewers' are), its
+// connect, upgrade request and 101 response all go through its loop's
+// epoll set, and at most max of them are between connect and 101 at a
+// time. The loop reads every ready socket into one shared buffer, answers
+// pings and accounts frames through session.handle. Nothing runs per
+// connection between frames: no goroutine, no timer, no buffer.
 type epollGroup struct {
 	st        *stats
 	conns     []*econn
 	loops     []*eloop
+	targets   map[string]*target
 	reconnect bool
 	jitter    time.Duration
-	rate      float64 // new connections/s, 0: no cap
-	dialers   int
-	// dialq holds the connections waiting for a dialer; it has room for
-	// all of them, so a send never blocks.
-	dialq    chan *econn
-	stopping atomic.Bool
+	rate      float64       // new connections/s, 0: no cap
+	max       int           // connects and handshakes in flight
+	timeout   time.Duration // of a connect and its upgrade; default handshakeTimeout
+	stopping  atomic.Bool
+
+	qmu      sync.Mutex
+	inflight int      // connects and handshakes holding a slot
+	pending  []*econn // waiting for a slot, oldest first
+}
+
+// target is a parsed destination (and source) shared by the connections
+// to it.
+type target struct {
+	addr string       // host:port, the Host header
+	src  *net.TCPAddr // nil: the kernel's choice
+	// dst and from are the IPv4 socket addresses when addr is an IPv4
+	// host:port (and src, when set, an IPv4 address); raw is false
+	// otherwise and such connections fall back to dialWS in a goroutine
+	// (IPv6 and host names are not what the harness dials on loopback).
+	dst, from unix.SockaddrInet4
+	raw       bool
 }
 
 // eloop is one event loop. mu is held while it handles a batch of events,
-// so that reports and dialers see its connections' sessions consistently;
+// so that reports and connects see its connections' sessions consistently;
 // nobody else takes it on the hot path.
 type eloop struct {
 	g     *epollGroup
 	idx   int
-	epfd  int
+	epfd  int // -1 once the loop has ended
 	mu    sync.Mutex
-	conns map[int32]*econn
+	conns map[int32]*econn // registered: connecting, handshaking or open
 	buf   []byte
 	wbuf  []byte
 	lat   Hist // send → viewer, since the last report
@@ -65,24 +102,32 @@ type eloop struct {
 	// st counts this loop's frames, deliveries and joins apart from the
 	// other loops' (no shared cache line on the hot path).
 	st stats
+	// dialing counts the registered connections not open yet.
+	dialing int
+	// freed counts the slots released and todo the connections to
+	// connect again at once, during a batch; both are acted on after mu
+	// is released (unlock), since a connect takes its own loop's mu.
+	freed int
+	todo  []*econn
 }
 
 // econn is one watching connection of an epollGroup. Its fields belong to
-// the dialer while it is connecting and to the loop (under mu) while it is
-// registered.
+// its loop (under mu) while it is registered and to whoever holds it
+// (the queue, a timer, a connect) otherwise.
 type econn struct {
 	s         session
 	idx       int32
 	fd        int32 // -1 while not connected
 	after     int64 // after_ms of a reconnect frame, -1: none
-	start     int64 // unix ns of the current dial
-	addr      string
-	src       *net.TCPAddr
+	start     int64 // unix ns of the current connect
+	t         *target
 	token     string
+	key       string // Sec-WebSocket-Key while the handshake runs
 	loop      *eloop
-	rest      []byte // a frame split over reads; nil otherwise
+	rest      []byte // a frame (or, handshaking, a response) split over reads; nil otherwise
 	fails     uint8
-	connected bool // has been registered once
+	state     uint8
+	connected bool // has been open once
 	resuming  bool
 	dropped   bool
 }
@@ -98,8 +143,10 @@ func (l *eloop) recordLat(us []uint64) {
 func (l *eloop) recordConn(us uint64) { l.conn.Record(us) }
 
 // newEpollGroup makes the loops; add connections with add before start.
-func newEpollGroup(st *stats, reconnect bool, jitter time.Duration, rate float64, dialers int) (*epollGroup, error) {
-	g := &epollGroup{st: st, reconnect: reconnect, jitter: jitter, rate: rate, dialers: dialers}
+// concurrency bounds the connects and handshakes in flight.
+func newEpollGroup(st *stats, reconnect bool, jitter time.Duration, rate float64, concurrency int) (*epollGroup, error) {
+	g := &epollGroup{st: st, reconnect: reconnect, jitter: jitter, rate: rate, max: max(concurrency, 1),
+		timeout: handshakeTimeout, targets: map[string]*target{}}
 	for i := range runtime.GOMAXPROCS(0) {
 		fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 		if err != nil {
@@ -115,13 +162,47 @@ func newEpollGroup(st *stats, reconnect bool, jitter time.Duration, rate float64
 }
 
 func (g *epollGroup) add(idx int, room, addr string, src *net.TCPAddr, token string, latency bool) {
-	c := &econn{s: session{room: room, latency: latency}, idx: int32(idx), fd: -1, after: -1, addr: addr, src: src,
+	c := &econn{s: session{room: room, latency: latency}, idx: int32(idx), fd: -1, after: -1, t: g.target(addr, src),
 		token: token, loop: g.loops[len(g.conns)%len(g.loops)]}
 	g.conns = append(g.conns, c)
 }
 
+// target returns the parsed destination addr from src, parsing each pair
+// once.
+func (g *epollGroup) target(addr string, src *net.TCPAddr) *target {
+	k := addr
+	if src != nil {
+		k += " " + src.String()
+	}
+	if t := g.targets[k]; t != nil {
+		return t
+	}
+	t := &target{addr: addr, src: src}
+	g.targets[k] = t
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return t
+	}
+	ip := net.ParseIP(host).To4()
+	p, err := strconv.Atoi(port)
+	if ip == nil || err != nil || p <= 0 || p > 65535 {
+		return t
+	}
+	t.dst.Port = p
+	copy(t.dst.Addr[:], ip)
+	if src != nil {
+		sip := src.IP.To4()
+		if sip == nil {
+			return t
+		}
+		t.from.Port = src.Port
+		copy(t.from.Addr[:], sip)
+	}
+	t.raw = true
+	return t
+}
+
 func (g *epollGroup) start(stop <-chan struct{}, wg *sync.WaitGroup) {
-	g.dialq = make(chan *econn, len(g.conns))
 	for _, l := range g.loops {
 		wg.Add(1)
 		go func() {
@@ -129,83 +210,170 @@ func (g *epollGroup) start(stop <-chan struct{}, wg *sync.WaitGroup) {
 			l.run()
 		}()
 	}
-	for range g.dialers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				case c := <-g.dialq:
-					g.dial(c)
-				}
-			}
-		}()
-	}
 	wg.Add(1)
-	go func() { // queue the first dials, paced
+	go func() { // the first connects, paced
 		defer wg.Done()
 		paced(stop, g.rate, len(g.conns), func(i int) bool {
 			select {
 			case <-stop:
 				return false
-			case g.dialq <- g.conns[i]:
-				return true
+			default:
 			}
+			g.admit(g.conns[i])
+			return true
 		})
 	}()
 }
 
-// later queues c for a dial after d.
+// admit connects c when a slot is free, else queues it for the next one.
+func (g *epollGroup) admit(c *econn) {
+	if g.stopping.Load() {
+		return
+	}
+	g.qmu.Lock()
+	if g.inflight >= g.max {
+		g.pending = append(g.pending, c)
+		g.qmu.Unlock()
+		return
+	}
+	g.inflight++
+	g.qmu.Unlock()
+	if !g.connect(c) {
+		g.next()
+	}
+}
+
+// next hands a released slot to the oldest queued connection (and the
+// next one while connects fail at once), or frees it.
+func (g *epollGroup) next() {
+	for {
+		g.qmu.Lock()
+		if len(g.pending) == 0 || g.stopping.Load() {
+			g.inflight--
+			g.qmu.Unlock()
+			return
+		}
+		c := g.pending[0]
+		g.pending[0] = nil
+		g.pending = g.pending[1:]
+		if len(g.pending) == 0 {
+			g.pending = nil
+		}
+		g.qmu.Unlock()
+		if g.connect(c) {
+			return
+		}
+	}
+}
+
+// later connects c again after d (on a timer; at once when the caller
+// holds no loop's mu and d <= 0).
 func (g *epollGroup) later(c *econn, d time.Duration) {
 	if g.stopping.Load() {
 		return
 	}
 	if d <= 0 {
-		g.dialq <- c
+		g.admit(c)
 		return
 	}
-	time.AfterFunc(d, func() { g.dialq <- c })
+	time.AfterFunc(d, func() { g.admit(c) })
 }
 
-// dial connects and upgrades c and registers it with its loop.
+// fail accounts a failed connect or handshake of c (which holds no slot
+// and no socket any more) and schedules the next attempt after the
+// backoff; none when reconnecting is off and c was never open.
+func (g *epollGroup) fail(c *econn) {
+	if g.stopping.Load() {
+		return
+	}
+	g.st.failed.Add(1)
+	if !g.reconnect && !c.connected {
+		return
+	}
+	d := dialBackoff(int(c.fails))
+	if c.fails < 255 {
+		c.fails++
+	}
+	g.later(c, d)
+}
+
+// connect starts c's non-blocking connect and registers the socket with
+// c's loop for writability; the loop does the rest. It reports whether c
+// now holds the slot it was given: false when the connect failed at once
+// (accounted and retried by fail).
+func (g *epollGroup) connect(c *econn) bool {
+	if !c.t.raw {
+		go g.dial(c)
+		return true
+	}
+	start := time.Now().UnixNano()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err == nil && c.t.src != nil {
+		if err = setBindNoPort(fd); err == nil {
+			from := c.t.from // Bind and Connect write into the sockaddr: a copy per call
+			err = unix.Bind(fd, &from)
+		}
+	}
+	if err == nil {
+		dst := c.t.dst
+		if err = unix.Connect(fd, &dst); errors.Is(err, unix.EINPROGRESS) {
+			err = nil
+		}
+	}
+	l := c.loop
+	l.mu.Lock()
+	if err == nil && (g.stopping.Load() || l.epfd < 0) {
+		err = errStopping
+	}
+	if err == nil {
+		c.fd, c.state, c.start = int32(fd), stConnecting, start
+		ev := unix.EpollEvent{Events: unix.EPOLLOUT, Fd: c.fd}
+		if err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err == nil {
+			l.conns[c.fd] = c
+			l.dialing++
+		} else {
+			c.fd, c.state = -1, stIdle
+		}
+	}
+	l.mu.Unlock()
+	if err != nil {
+		if fd >= 0 {
+			_ = unix.Close(fd)
+		}
+		g.fail(c)
+		return false
+	}
+	return true
+}
+
+// dial connects and upgrades c with blocking calls and registers it with
+// its loop: the path of a destination that is not an IPv4 address. It
+// runs in its own goroutine and releases c's slot when done.
 func (g *epollGroup) dial(c *econn) {
+	defer g.next()
 	l := c.loop
 	l.mu.Lock()
 	q := c.s.resumeQuery()
 	l.mu.Unlock()
 	start := time.Now()
 	fd := -1
-	nc, rest, err := dialWS(c.addr, c.src, q, c.token, 10*time.Second)
+	nc, rest, err := dialWS(c.t.addr, c.t.src, q, c.token, g.timeout)
 	if err == nil {
 		fd, err = detach(nc)
 	}
 	if err != nil {
-		g.st.failed.Add(1)
-		if !g.reconnect && !c.connected {
-			return
-		}
-		d := dialBackoff(int(c.fails))
-		if c.fails < 255 {
-			c.fails++
-		}
-		g.later(c, d)
+		g.fail(c)
 		return
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if g.stopping.Load() {
+	defer l.unlock()
+	if g.stopping.Load() || l.epfd < 0 {
 		_ = unix.Close(fd)
 		return
 	}
-	if c.connected {
-		g.st.reconnects.Add(1)
-	}
-	c.connected, c.fails, c.dropped, c.after = true, 0, false, -1
-	c.fd, c.start, c.resuming = int32(fd), start.UnixNano(), c.s.joined
+	c.fd, c.start = int32(fd), start.UnixNano()
 	l.conns[c.fd] = c
-	g.st.open.Add(1)
+	l.opened(c)
 	if len(rest) > 0 && !l.process(c, rest) {
 		return
 	}
@@ -235,28 +403,170 @@ func detach(nc net.Conn) (int, error) {
 	return fd, derr
 }
 
-// run waits for readable sockets until the group stops.
+// unlock releases mu, then hands the slots freed during the batch to
+// queued connections and connects those whose reconnect is due now.
+func (l *eloop) unlock() {
+	freed, todo := l.freed, l.todo
+	l.freed = 0
+	if len(todo) > 0 {
+		l.todo = nil
+	}
+	l.mu.Unlock()
+	for range freed {
+		l.g.next()
+	}
+	for _, c := range todo {
+		l.g.admit(c)
+	}
+}
+
+// run waits for ready sockets until the group stops.
 func (l *eloop) run() {
-	defer unix.Close(l.epfd)
+	defer func() {
+		l.mu.Lock()
+		_ = unix.Close(l.epfd)
+		l.epfd = -1
+		l.mu.Unlock()
+	}()
 	events := make([]unix.EpollEvent, 256)
+	var scanned time.Time
 	for !l.g.stopping.Load() {
 		n, err := unix.EpollWait(l.epfd, events, 100)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
+		if err != nil && !errors.Is(err, unix.EINTR) {
 			return
 		}
-		if n == 0 {
-			continue
-		}
 		l.mu.Lock()
-		for _, ev := range events[:n] {
-			if c := l.conns[ev.Fd]; c != nil {
+		for _, ev := range events[:max(n, 0)] {
+			c := l.conns[ev.Fd]
+			if c == nil {
+				continue
+			}
+			switch c.state {
+			case stConnecting:
+				l.connected(c, ev.Events)
+			case stHandshake:
+				l.handshake(c)
+			default:
 				l.read(c)
 			}
 		}
-		l.mu.Unlock()
+		if l.dialing > 0 {
+			if now := time.Now(); now.Sub(scanned) >= expireEvery {
+				scanned = now
+				l.expire(now.UnixNano())
+			}
+		}
+		l.unlock()
+	}
+}
+
+// connected handles the first readiness of a connecting socket: on
+// success it sends the upgrade request (with resume when the session has
+// seen seqs) and waits for the response.
+func (l *eloop) connected(c *econn, events uint32) {
+	fd := int(c.fd)
+	soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil || soerr != 0 || events&unix.EPOLLOUT == 0 {
+		l.abort(c)
+		return
+	}
+	c.key = ws.NewKey()
+	var hdr string
+	if c.token != "" {
+		hdr = "Authorization: Bearer " + c.token + "\r\n"
+	}
+	l.wbuf = ws.AppendClientHandshake(l.wbuf[:0], c.t.addr, c.s.resumeQuery(), c.key, hdr)
+	m, err := unix.Write(fd, l.wbuf)
+	for errors.Is(err, unix.EINTR) {
+		m, err = unix.Write(fd, l.wbuf)
+	}
+	if err == nil && m < len(l.wbuf) {
+		// A fresh socket's send buffer holds far more than a request:
+		// not worth a partial-write state.
+		err = errShort
+	}
+	if err == nil {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: c.fd}
+		err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
+	}
+	if err != nil {
+		l.abort(c)
+		return
+	}
+	c.state = stHandshake
+}
+
+// handshake reads the upgrade response of c. Until it is complete it is
+// kept in c.rest; the bytes after it (frames) go to process.
+func (l *eloop) handshake(c *econn) {
+	m, err := unix.Read(int(c.fd), l.buf)
+	for errors.Is(err, unix.EINTR) {
+		m, err = unix.Read(int(c.fd), l.buf)
+	}
+	switch {
+	case errors.Is(err, unix.EAGAIN):
+		return
+	case err != nil || m <= 0:
+		l.abort(c)
+		return
+	}
+	data := l.buf[:m]
+	if c.rest != nil {
+		c.rest = append(c.rest, data...)
+		data = c.rest
+	}
+	end, _, err := ws.ParseHandshakeResponse(data, c.key)
+	if errors.Is(err, ws.ErrNeedMore) {
+		if len(data) >= readBuf {
+			l.abort(c)
+		} else if c.rest == nil {
+			c.rest = append(make([]byte, 0, 2*len(data)), data...)
+		}
+		return
+	}
+	if err != nil {
+		l.abort(c)
+		return
+	}
+	c.rest, c.key = nil, ""
+	l.dialing--
+	l.freed++
+	l.opened(c)
+	if len(data) > end {
+		l.process(c, data[end:])
+	}
+}
+
+// opened accounts c's successful upgrade (mu held).
+func (l *eloop) opened(c *econn) {
+	if c.connected {
+		l.g.st.reconnects.Add(1)
+	}
+	c.state = stOpen
+	c.connected, c.fails, c.dropped, c.after = true, 0, false, -1
+	c.resuming = c.s.joined
+	l.g.st.open.Add(1)
+}
+
+// abort ends a connect or handshake of c that failed or timed out (mu
+// held): its slot is freed and fail retries it.
+func (l *eloop) abort(c *econn) {
+	_ = unix.Close(int(c.fd))
+	delete(l.conns, c.fd)
+	c.fd, c.rest, c.key, c.state = -1, nil, "", stIdle
+	l.dialing--
+	l.freed++
+	l.g.fail(c)
+}
+
+// expire aborts the connects and handshakes that began before now minus
+// the group's timeout (mu held).
+func (l *eloop) expire(now int64) {
+	limit := now - int64(l.g.timeout)
+	for _, c := range l.conns {
+		if c.state != stOpen && c.start < limit {
+			l.abort(c)
+		}
 	}
 }
 
@@ -336,39 +646,52 @@ func (l *eloop) process(c *econn, data []byte) bool {
 	return true
 }
 
-// closeConn closes c's socket and queues its reconnect (mu held).
+// closeConn closes c's socket and queues its reconnect (mu held): on a
+// timer, or at once in unlock.
 func (l *eloop) closeConn(c *econn) {
 	_ = unix.Close(int(c.fd))
 	delete(l.conns, c.fd)
-	c.fd, c.rest = -1, nil
+	c.fd, c.rest, c.state = -1, nil, stIdle
 	l.g.st.open.Add(-1)
 	if !l.g.reconnect || l.g.stopping.Load() {
 		return
 	}
-	l.g.later(c, reconnectWait(int(c.idx), c.after, c.dropped, l.g.jitter))
+	if d := reconnectWait(int(c.idx), c.after, c.dropped, l.g.jitter); d > 0 {
+		l.g.later(c, d)
+	} else {
+		l.todo = append(l.todo, c)
+	}
 }
 
-// drop shuts every connection down; each reconnects and resumes.
+// drop shuts every open connection down; each reconnects and resumes.
+// Connects and handshakes in progress go on.
 func (g *epollGroup) drop() {
 	for _, l := range g.loops {
 		l.mu.Lock()
 		for _, c := range l.conns {
-			c.dropped = true
-			_ = unix.Shutdown(int(c.fd), unix.SHUT_RDWR)
+			if c.state == stOpen {
+				c.dropped = true
+				_ = unix.Shutdown(int(c.fd), unix.SHUT_RDWR)
+			}
 		}
 		l.mu.Unlock()
 	}
 }
 
-// close ends every connection for good.
+// close ends every connection for good, open or not.
 func (g *epollGroup) close() {
 	g.stopping.Store(true)
 	for _, l := range g.loops {
 		l.mu.Lock()
-		for fd := range l.conns {
+		for fd, c := range l.conns {
 			_ = unix.Close(int(fd))
 			delete(l.conns, fd)
-			g.st.open.Add(-1)
+			if c.state == stOpen {
+				g.st.open.Add(-1)
+			} else {
+				l.dialing--
+			}
+			c.fd, c.state = -1, stIdle
 		}
 		l.mu.Unlock()
 	}

@@ -559,13 +559,19 @@ func sleepOrStop(stop <-chan struct{}, d time.Duration) bool {
 // connections over all destinations.
 const ipBindAddressNoPort = 24
 
+// bindNoPort is the net.Dialer Control hook that sets
+// IP_BIND_ADDRESS_NO_PORT on the socket before it is bound.
 func bindNoPort(network, address string, c syscall.RawConn) error {
 	var serr error
-	err := c.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
-	})
+	err := c.Control(func(fd uintptr) { serr = setBindNoPort(int(fd)) })
 	if err != nil {
 		return err
 	}
 	return serr
+}
+
+// setBindNoPort sets IP_BIND_ADDRESS_NO_PORT on the socket fd; the epoll
+// viewers call it on their raw sockets, bindNoPort on a dialer's.
+func setBindNoPort(fd int) error {
+	return syscall.SetsockoptInt(fd, syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
 }
