@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,5 +143,333 @@ func TestViewerSplitFramesAndPing(t *testing.T) {
 				t.Fatalf("deliveries %d lost %d dups %d frames %d, want %d 0 0 %d", final.Deliveries, final.Lost, final.Dups, final.Frames, n, n+3)
 			}
 		})
+	}
+}
+
+// handshakeGateway accepts connections on 127.0.0.1 and calls serve with each
+// one and its parsed upgrade request (serve owns the connection). It
+// returns the address and the number of connections accepted.
+func handshakeGateway(t *testing.T, serve func(c net.Conn, h ws.Handshake)) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int64
+	var mu sync.Mutex
+	var open []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			mu.Lock()
+			open = append(open, c)
+			mu.Unlock()
+			go func() {
+				buf := make([]byte, 4096)
+				n := 0
+				for {
+					m, err := c.Read(buf[n:])
+					if err != nil {
+						c.Close()
+						return
+					}
+					n += m
+					h, _, err := ws.ParseUpgrade(buf[:n], len(buf))
+					if errors.Is(err, ws.ErrNeedMore) {
+						continue
+					}
+					if err != nil {
+						c.Close()
+						return
+					}
+					serve(c, h)
+					return
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), &accepted
+}
+
+// hold keeps c open, reading, until the peer or the test closes it.
+func hold(c net.Conn) {
+	buf := make([]byte, 512)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			c.Close()
+			return
+		}
+	}
+}
+
+// joinedFrame is what a gateway sends first after the upgrade.
+func joinedFrame(dst []byte) []byte {
+	return ws.AppendFrame(dst, ws.OpText, protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: "r", Seq: 0, Online: 1}))
+}
+
+// goodGateway upgrades every connection, sends joined and keeps it open.
+func goodGateway(t *testing.T) string {
+	addr, _ := handshakeGateway(t, func(c net.Conn, h ws.Handshake) {
+		if _, err := c.Write(joinedFrame(ws.AppendAccept(nil, h.Key, ""))); err != nil {
+			c.Close()
+			return
+		}
+		hold(c)
+	})
+	return addr
+}
+
+// startGroup runs an epoll group with one viewer per address (room "r")
+// and a handshake timeout of 300 ms; the group stops at the end of the test.
+func startGroup(t *testing.T, reconnect bool, srcs []*net.TCPAddr, addrs ...string) (*epollGroup, *stats) {
+	t.Helper()
+	st := &stats{}
+	g, err := newEpollGroup(st, reconnect, 0, 0, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.timeout = 300 * time.Millisecond
+	for i, a := range addrs {
+		var src *net.TCPAddr
+		if i < len(srcs) {
+			src = srcs[i]
+		}
+		g.add(i, "r", a, src, "tok"+strconv.Itoa(i), true)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	g.start(stop, &wg)
+	t.Cleanup(func() {
+		close(stop)
+		g.close()
+		wg.Wait()
+		for _, l := range g.loops {
+			if l.epfd != -1 {
+				t.Errorf("loop %d did not end", l.idx)
+			}
+		}
+	})
+	return g, st
+}
+
+// groupTotals sums the group's shared and per-loop counters.
+func groupTotals(g *epollGroup, st *stats) *stats {
+	sum := &stats{}
+	st.addTo(sum)
+	g.addTo(sum)
+	return sum
+}
+
+// waitFor polls cond every 10 ms for up to d.
+func waitFor(d time.Duration, cond func() bool) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
+// TestEpollHandshakeFailures runs one viewer against a gateway that fails
+// its handshake, next to one against a good gateway on the same loops:
+// each failure is counted and retried with backoff (once only when
+// reconnecting is off), and the good viewer joins all the same.
+func TestEpollHandshakeFailures(t *testing.T) {
+	refused := func(t *testing.T) (string, *atomic.Int64) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr, nil
+	}
+	serving := func(serve func(c net.Conn, h ws.Handshake)) func(t *testing.T) (string, *atomic.Int64) {
+		return func(t *testing.T) (string, *atomic.Int64) { return handshakeGateway(t, serve) }
+	}
+	cases := []struct {
+		name    string
+		gateway func(t *testing.T) (string, *atomic.Int64)
+		minWait time.Duration // the first failure comes no sooner
+	}{
+		{"status 403", serving(func(c net.Conn, h ws.Handshake) {
+			_, _ = c.Write(ws.AppendHTTPError(nil, 403, "forbidden", ""))
+			hold(c)
+		}), 0},
+		{"wrong accept", serving(func(c net.Conn, h ws.Handshake) {
+			_, _ = c.Write(joinedFrame(ws.AppendAccept(nil, ws.NewKey(), "")))
+			hold(c)
+		}), 0},
+		{"closed mid-response", serving(func(c net.Conn, h ws.Handshake) {
+			_, _ = c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: webso"))
+			time.Sleep(20 * time.Millisecond)
+			c.Close()
+		}), 0},
+		{"never answers", serving(func(c net.Conn, h ws.Handshake) { hold(c) }), 250 * time.Millisecond},
+		{"refused", refused, 0},
+	}
+	for _, tc := range cases {
+		for _, reconnect := range []bool{true, false} {
+			name := tc.name + "/reconnect"
+			if !reconnect {
+				name = tc.name + "/once"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				bad, accepted := tc.gateway(t)
+				good := goodGateway(t)
+				begin := time.Now()
+				g, st := startGroup(t, reconnect, nil, bad, good)
+				if !waitFor(3*time.Second, func() bool { return st.failed.Load() >= 1 }) {
+					t.Fatal("no failure counted")
+				}
+				if took := time.Since(begin); took < tc.minWait || took > tc.minWait+time.Second {
+					t.Errorf("first failure after %v, want %v to %v", took, tc.minWait, tc.minWait+time.Second)
+				}
+				if !waitFor(3*time.Second, func() bool { return groupTotals(g, st).established.Load() == 1 }) {
+					t.Fatal("the viewer of the good gateway did not join")
+				}
+				if reconnect {
+					// Backoff: 200–400 ms, then 400–800 ms.
+					if !waitFor(4*time.Second, func() bool { return st.failed.Load() >= 3 }) {
+						t.Fatalf("%d failures, want retries", st.failed.Load())
+					}
+					if accepted != nil && accepted.Load() < 3 {
+						t.Errorf("%d connections accepted, want >= 3", accepted.Load())
+					}
+				} else {
+					time.Sleep(600 * time.Millisecond) // past the first backoff
+					if n := st.failed.Load(); n != 1 {
+						t.Errorf("%d failures, want 1 (no retry)", n)
+					}
+					if accepted != nil && accepted.Load() != 1 {
+						t.Errorf("%d connections accepted, want 1", accepted.Load())
+					}
+				}
+				s := groupTotals(g, st)
+				if s.open.Load() != 1 || s.reconnects.Load() != 0 {
+					t.Errorf("open %d reconnects %d, want 1 0", s.open.Load(), s.reconnects.Load())
+				}
+				g.qmu.Lock()
+				inflight := g.inflight
+				g.qmu.Unlock()
+				if inflight > 1 {
+					t.Errorf("%d slots held, want at most the failing viewer's", inflight)
+				}
+			})
+		}
+	}
+}
+
+// TestEpollHandshakeSplit answers the upgrade a few bytes per read, with
+// the end of the response and the first frames in one write, to a viewer
+// bound to 127.0.0.2 that sends a token; a second viewer dials a host
+// name (the blocking fallback).
+func TestEpollHandshakeSplit(t *testing.T) {
+	const n = 5
+	type req struct {
+		remote, query, auth string
+	}
+	reqs := make(chan req, 4)
+	addr, _ := handshakeGateway(t, func(c net.Conn, h ws.Handshake) {
+		reqs <- req{c.RemoteAddr().(*net.TCPAddr).IP.String(), h.RawQuery, h.Authorization}
+		resp := ws.AppendAccept(nil, h.Key, "")
+		tail := resp[len(resp)-3:]
+		for i := 0; i < len(resp)-3; i += 7 {
+			if _, err := c.Write(resp[i:min(i+7, len(resp)-3)]); err != nil {
+				c.Close()
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		out := joinedFrame(append([]byte(nil), tail...))
+		out = ws.AppendFrame(out, ws.OpText, protocol.EncodeHistory("r", nil, true))
+		for s := uint64(1); s <= n; s++ {
+			msg := protocol.Message{Seq: s, UID: "u", Name: "n", Text: benchText(time.Now().UnixNano(), s)}
+			out = ws.AppendFrame(out, ws.OpText, protocol.EncodeBatch("r", []protocol.Message{msg}))
+		}
+		if _, err := c.Write(out); err != nil {
+			c.Close()
+			return
+		}
+		hold(c)
+	})
+	_, port, _ := net.SplitHostPort(addr)
+	g, st := startGroup(t, true, []*net.TCPAddr{{IP: net.IPv4(127, 0, 0, 2)}}, addr, net.JoinHostPort("localhost", port))
+	if g.conns[0].t.raw != true || g.conns[1].t.raw != false {
+		t.Fatalf("raw %v %v, want the IPv4 address on the loop, the host name dialed", g.conns[0].t.raw, g.conns[1].t.raw)
+	}
+	if !waitFor(3*time.Second, func() bool { return groupTotals(g, st).deliveries.Load() == 2*n }) {
+		s := groupTotals(g, st)
+		t.Fatalf("deliveries %d established %d failed %d, want %d 2 0", s.deliveries.Load(), s.established.Load(), s.failed.Load(), 2*n)
+	}
+	s := groupTotals(g, st)
+	if s.established.Load() != 2 || s.failed.Load() != 0 || s.open.Load() != 2 || s.frames.Load() != 2*(n+2) || s.dups.Load() != 0 {
+		t.Errorf("established %d failed %d open %d frames %d dups %d, want 2 0 2 %d 0",
+			s.established.Load(), s.failed.Load(), s.open.Load(), s.frames.Load(), s.dups.Load(), 2*(n+2))
+	}
+	var conn Hist
+	g.take(&Hist{}, &conn)
+	if conn.Count() != 2 {
+		t.Errorf("%d connection times, want 2", conn.Count())
+	}
+	got := map[string]req{}
+	for range 2 {
+		r := <-reqs
+		got[r.auth] = r
+	}
+	if r := got["Bearer tok0"]; r.remote != "127.0.0.2" || r.query != "room=r" {
+		t.Errorf("viewer 0: request from %q for %q, want 127.0.0.2 and room=r (%v)", r.remote, r.query, got)
+	}
+	if _, ok := got["Bearer tok1"]; !ok {
+		t.Errorf("viewer 1: no request with its token (%v)", got)
+	}
+}
+
+// TestEpollReconnectResumes drops the open connections: they connect on
+// the loops again with resume from the last seq seen.
+func TestEpollReconnectResumes(t *testing.T) {
+	queries := make(chan string, 8)
+	addr, _ := handshakeGateway(t, func(c net.Conn, h ws.Handshake) {
+		queries <- h.RawQuery
+		out := joinedFrame(ws.AppendAccept(nil, h.Key, ""))
+		msg := protocol.Message{Seq: 7, UID: "u", Name: "n", Text: "x"}
+		out = ws.AppendFrame(out, ws.OpText, protocol.EncodeBatch("r", []protocol.Message{msg}))
+		if _, err := c.Write(out); err != nil {
+			c.Close()
+			return
+		}
+		hold(c)
+	})
+	g, st := startGroup(t, true, nil, addr)
+	if q := <-queries; q != "room=r" {
+		t.Fatalf("first query %q", q)
+	}
+	if !waitFor(3*time.Second, func() bool { return groupTotals(g, st).deliveries.Load() == 1 }) {
+		t.Fatal("no delivery")
+	}
+	g.drop()
+	select {
+	case q := <-queries:
+		if q != "room=r&resume=7" {
+			t.Errorf("query after the drop %q, want room=r&resume=7", q)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no reconnect after the drop")
+	}
+	if !waitFor(3*time.Second, func() bool { return st.reconnects.Load() == 1 && groupTotals(g, st).open.Load() == 1 }) {
+		t.Errorf("reconnects %d open %d, want 1 1", st.reconnects.Load(), groupTotals(g, st).open.Load())
 	}
 }
