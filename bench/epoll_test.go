@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 	"github.com/danmaku-live/danmaku/pkg/ws"
 )
@@ -472,4 +474,92 @@ func TestEpollReconnectResumes(t *testing.T) {
 	if !waitFor(3*time.Second, func() bool { return st.reconnects.Load() == 1 && groupTotals(g, st).open.Load() == 1 }) {
 		t.Errorf("reconnects %d open %d, want 1 1", st.reconnects.Load(), groupTotals(g, st).open.Load())
 	}
+}
+
+// BenchmarkEpollConnect connects batches of viewers to an in-process
+// gateway that upgrades them and sends joined, on the event loops ("loop")
+// and through the blocking dialer the loops fall back to ("dialer"). It
+// reports the process's CPU per connection: both sides of each connection,
+// so the difference between the two is the viewers' saving.
+func BenchmarkEpollConnect(b *testing.B) {
+	for _, raw := range []bool{true, false} {
+		name := "loop"
+		if !raw {
+			name = "dialer"
+		}
+		b.Run(name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						buf := make([]byte, 1024)
+						n := 0
+						for {
+							m, err := c.Read(buf[n:])
+							if err != nil {
+								return
+							}
+							n += m
+							h, _, err := ws.ParseUpgrade(buf[:n], len(buf))
+							if errors.Is(err, ws.ErrNeedMore) {
+								continue
+							}
+							if err != nil {
+								return
+							}
+							if _, err := c.Write(joinedFrame(ws.AppendAccept(buf[n:n], h.Key, ""))); err != nil {
+								return
+							}
+							_, _ = c.Read(buf) // until the viewer closes
+							return
+						}
+					}()
+				}
+			}()
+			var cpu time.Duration
+			for done := 0; done < b.N; {
+				batch := min(b.N-done, 2000)
+				st := &stats{}
+				g, err := newEpollGroup(st, false, 0, 0, 256)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for i := range batch {
+					g.add(i, "r", ln.Addr().String(), nil, "", false)
+				}
+				g.conns[0].t.raw = raw
+				before := processCPU()
+				stop := make(chan struct{})
+				var wg sync.WaitGroup
+				g.start(stop, &wg)
+				if !waitFor(30*time.Second, func() bool { return groupTotals(g, st).established.Load() == int64(batch) }) {
+					b.Fatalf("%d of %d joined, %d failed", groupTotals(g, st).established.Load(), batch, st.failed.Load())
+				}
+				cpu += processCPU() - before
+				close(stop)
+				g.close()
+				wg.Wait()
+				done += batch
+			}
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/conn")
+		})
+	}
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
