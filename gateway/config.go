@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -52,15 +51,20 @@ type Config struct {
 	Signer *auth.Signer
 
 	// MaxConns caps open connections, handshakes included. Zero value
-	// means the process's open-file limit minus the listen backlog
-	// (net.core.somaxconn) minus 256. gnet's engine stops for good when
-	// accept fails with EMFILE, and it accepts a whole backlog of pending
-	// connections before the cap can refuse any of them, so the cap must
-	// leave room for a full backlog plus the process's other files. With
-	// limit 20000 and somaxconn 4096 that is 15648; lower somaxconn (or
-	// raise the limit) to hold more per process. Never below half the
-	// limit.
+	// means the process's open-file limit minus ListenBacklog minus 256:
+	// gnet accepts a whole listen queue before OnOpen can refuse any of
+	// it, and its engine stops when accept fails with EMFILE (the gateway
+	// then restarts it, dropping its connections), so the cap leaves room
+	// for a full queue plus the process's other files. With limit 20000
+	// that is 19232. Never below half the limit.
 	MaxConns int
+	// ListenBacklog is the listen queue length, in total over the
+	// gateway's listening sockets (with ReusePort gnet opens one per event
+	// loop and each gets an equal share). The kernel caps it at
+	// net.core.somaxconn. Zero value means 512: gnet accepts at once, so
+	// the queue only fills when the loops are starved, and every queued
+	// connection is a descriptor the process must have free.
+	ListenBacklog int
 	// MaxConnsPerIP caps connections from one remote address. Zero value
 	// means 1024; negative means no cap.
 	MaxConnsPerIP int
@@ -136,8 +140,11 @@ func (c *Config) setDefaults() {
 		host, _ := os.Hostname()
 		c.ID = "gw-" + host + "-" + strconv.Itoa(os.Getpid())
 	}
+	if c.ListenBacklog == 0 {
+		c.ListenBacklog = 512
+	}
 	if c.MaxConns == 0 {
-		c.MaxConns = max(fileLimit()-listenBacklog()-256, fileLimit()/2)
+		c.MaxConns = max(fileLimit()-c.ListenBacklog-256, fileLimit()/2)
 	}
 	if c.MaxConnsPerIP == 0 {
 		c.MaxConnsPerIP = 1024
@@ -198,6 +205,8 @@ func (c *Config) Validate() error {
 		return errors.New("gateway: Config.History is required")
 	case c.Signer == nil:
 		return errors.New("gateway: Config.Signer is required")
+	case c.ListenBacklog < 0:
+		return fmt.Errorf("gateway: ListenBacklog %d must not be negative", c.ListenBacklog)
 	case c.MaxConns <= 0:
 		return fmt.Errorf("gateway: MaxConns %d must be positive", c.MaxConns)
 	case c.SoftOutbound > c.HardOutbound:
@@ -206,20 +215,6 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gateway: HistoryOnJoin %d exceeds RingSize %d", c.HistoryOnJoin, c.RingSize)
 	}
 	return nil
-}
-
-// listenBacklog returns the kernel's cap on a listen queue, which gnet uses
-// as its backlog.
-func listenBacklog() int {
-	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
-	if err != nil {
-		return 4096
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || n <= 0 {
-		return 4096
-	}
-	return min(n, 65535)
 }
 
 // fileLimit returns the soft RLIMIT_NOFILE of the process.

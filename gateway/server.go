@@ -34,6 +34,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -61,7 +62,10 @@ type Server struct {
 	addr     atomic.Value // string: bound address
 	clock    atomic.Int64 // coarse Unix ms, updated by the ticker
 	draining atomic.Bool
-	stopped  chan struct{}
+	// backlogSet is false until the first tick after a boot has set the
+	// listeners' queue length (Config.ListenBacklog).
+	backlogSet atomic.Bool
+	stopped    chan struct{}
 
 	loopsMu sync.Mutex // guards loops, loopOf and eng
 	loops   []*loop
@@ -336,6 +340,7 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 	s.loopsMu.Lock()
 	s.eng = eng
 	s.loopsMu.Unlock()
+	s.backlogSet.Store(false) // the listeners are new: the first tick sets their queue
 	if s.draining.Load() {
 		return gnet.Shutdown // Shutdown began while the engine restarted
 	}
@@ -437,12 +442,32 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	return c.onTraffic()
 }
 
+// setBacklog gives each listening socket of the engine its share of
+// Config.ListenBacklog.
+func (s *Server) setBacklog() {
+	_, p, _ := net.SplitHostPort(s.Addr())
+	port, err := strconv.Atoi(p)
+	if err != nil || port == 0 {
+		return
+	}
+	listeners := 1
+	if s.cfg.ReusePort {
+		listeners = s.cfg.Loops
+	}
+	n := max(s.cfg.ListenBacklog/listeners, 16)
+	changed := setBacklog(port, n)
+	s.cfg.Logger.Debug("listen queue set", "backlog", n, "sockets", changed)
+}
+
 // OnTick runs on gnet's ticker goroutine: it advances the coarse clock and
 // queues a sweep on every loop.
 func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	s := h.s
 	now := time.Now()
 	s.clock.Store(now.UnixMilli())
+	if !s.backlogSet.Swap(true) {
+		s.setBacklog()
+	}
 	for _, l := range s.loopList() {
 		l.execute(func() { l.sweep(s, now) })
 	}
