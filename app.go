@@ -62,7 +62,14 @@ type Config struct {
 	// ThinBudget is the default display budget per room (messages/s) for
 	// hot-room thinning; 0 is off.
 	ThinBudget int
-	Logger     *slog.Logger
+	// FlushRate paces each gateway event loop's batch writes by fan-out
+	// cost (writes per second; 0 = the gateway default, -1 = off); see
+	// gateway.Config.FlushRate.
+	FlushRate int
+	// ListenBacklog is the gateway's listen queue (0 = the gateway
+	// default); see gateway.Config.ListenBacklog.
+	ListenBacklog int
+	Logger        *slog.Logger
 
 	// PresenceInterval is how often gateways report their counts; a dead
 	// gateway's viewers drop out of the counts within 3 intervals. Zero
@@ -145,6 +152,7 @@ func NewApp(cfg Config) (*App, error) {
 			Presence: a.presence, Signer: signer, MaxConnsPerIP: cfg.MaxConnsPerIP, AllowedOrigins: origins,
 			DrainTimeout: cfg.DrainTimeout, Logger: a.log, Registerer: a.reg,
 			Sessions: a.sessions, PresenceInterval: cfg.PresenceInterval,
+			FlushRate: cfg.FlushRate, ListenBacklog: cfg.ListenBacklog,
 		}); err != nil {
 			return nil, err
 		}

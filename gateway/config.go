@@ -103,6 +103,18 @@ type Config struct {
 	// backlog stays above SoftOutbound this long (it is not reading at
 	// all). Zero value means 10s.
 	SlowTimeout time.Duration
+	// FlushRate paces each event loop's writes of batches by their
+	// fan-out cost: after a flush that wrote to n viewers, the loop's next
+	// flush waits n/FlushRate (at most MaxFlushDelay), and the frames that
+	// arrive meanwhile go out together in one write per viewer. A room of
+	// 19,000 viewers then costs a bounded number of writes per second
+	// however many messages it gets, while a small room's batches go out
+	// at once (100 viewers wait 0.5 ms). Zero value means 250,000 writes
+	// per second per loop; negative turns pacing off (a flush as soon as a
+	// frame arrives).
+	FlushRate int
+	// MaxFlushDelay caps the wait FlushRate adds. Zero value means 40ms.
+	MaxFlushDelay time.Duration
 
 	// HistoryOnJoin is how many recent messages a join without resume
 	// gets. Zero value means 50.
@@ -169,6 +181,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.SlowTimeout == 0 {
 		c.SlowTimeout = 10 * time.Second
+	}
+	if c.FlushRate == 0 {
+		c.FlushRate = 250_000
+	}
+	if c.MaxFlushDelay == 0 {
+		c.MaxFlushDelay = 40 * time.Millisecond
 	}
 	if c.HistoryOnJoin == 0 {
 		c.HistoryOnJoin = 50

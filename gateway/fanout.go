@@ -60,7 +60,7 @@ func (s *Server) runDispatch() {
 			case b.To == 0 && len(fresh) != len(b.Msgs):
 				payload = protocol.EncodeBatch(r.name, fresh)
 			}
-			d := delivery{room: r.name, frame: textFrame(payload), first: first, last: last, msgs: len(fresh)}
+			d := delivery{room: r.name, frame: textFrame(payload), first: first, last: last, msgs: len(fresh), batch: fresh}
 			if s.ndeflate.Load() > 0 {
 				d.zframe = z.AppendFrame(nil, ws.OpText, payload)
 			}

@@ -293,10 +293,10 @@ func (l *loop) flush(s *Server) {
 	l.out.mu.Lock()
 	q := l.out.q
 	l.out.q = l.spare[:0]
-	l.out.queued = false
 	l.out.mu.Unlock()
+	viewers := 0
 	if len(q) == 1 {
-		l.deliverRoom(s, q)
+		viewers = l.deliverRoom(s, q)
 	} else if len(q) > 1 {
 		if l.byRoom == nil {
 			l.byRoom = make(map[string][]int)
@@ -315,21 +315,32 @@ func (l *loop) flush(s *Server) {
 			for _, i := range l.byRoom[name] {
 				group = append(group, q[i])
 			}
-			l.deliverRoom(s, group)
+			viewers += l.deliverRoom(s, group)
 		}
 		clear(l.byRoom)
 	}
 	clear(q) // drop the frame references
 	l.spare = q[:0]
+	// Frames that arrived during this flush wait out its fan-out cost.
+	l.out.mu.Lock()
+	l.out.notBefore = time.Now().Add(s.paceAfter(viewers)).UnixNano()
+	if len(l.out.q) > 0 {
+		l.scheduleLocked(s)
+	} else {
+		l.out.queued = false
+	}
+	l.out.mu.Unlock()
 }
 
 // deliverRoom writes ds, deliveries of one room in the order they were
-// queued, to every member of the room on this loop. Runs on the loop.
-func (l *loop) deliverRoom(s *Server, ds []delivery) {
+// queued, to every member of the room on this loop, and returns how many
+// members there were (the flush's fan-out cost). Runs on the loop.
+func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 	lr := l.rooms[ds[0].room]
 	if lr == nil {
-		return
+		return 0
 	}
+	viewers := len(lr.members)
 	// The seq range of the batches in ds, and the concatenation of all
 	// frames: what a viewer gets unless it is behind or catching up.
 	var first, last uint64
@@ -349,23 +360,13 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) {
 	}
 	if len(ds) > 1 {
 		shared, zshared = l.joined[:0], l.zjoined[:0]
-		compressed := false
-		for _, d := range ds {
-			shared = append(shared, d.frame...)
-			if d.zframe != nil {
-				compressed = true
-			}
-		}
-		if compressed {
-			for _, d := range ds {
-				if d.zframe != nil {
-					zshared = append(zshared, d.zframe...)
-				} else {
-					zshared = append(zshared, d.frame...)
-				}
+		if f, zf, ok := l.merged(s, ds); ok {
+			shared, zshared = f, f
+			if zf != nil {
+				zshared = zf
 			}
 		} else {
-			zshared = shared
+			shared, zshared = l.concat(ds, shared, zshared)
 		}
 	}
 	written := 0
@@ -412,6 +413,31 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) {
 			l.zjoined = zshared[:0]
 		}
 	}
+	return viewers
+}
+
+// concat appends every frame of ds to shared, and to zshared the
+// compressed form of each where there is one, and returns both (zshared is
+// shared when nothing is compressed). Runs on the loop.
+func (l *loop) concat(ds []delivery, shared, zshared []byte) ([]byte, []byte) {
+	compressed := false
+	for _, d := range ds {
+		shared = append(shared, d.frame...)
+		if d.zframe != nil {
+			compressed = true
+		}
+	}
+	if !compressed {
+		return shared, shared
+	}
+	for _, d := range ds {
+		if d.zframe != nil {
+			zshared = append(zshared, d.zframe...)
+		} else {
+			zshared = append(zshared, d.frame...)
+		}
+	}
+	return shared, zshared
 }
 
 // writeSome writes to m the frames of ds it still needs: frames outside

@@ -7,6 +7,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/danmaku-live/danmaku/pkg/protocol"
 	"github.com/danmaku-live/danmaku/pkg/ws"
 )
 
@@ -23,13 +24,18 @@ type loop struct {
 
 	// out holds frames for this loop's viewers that the dispatch, control
 	// and presence goroutines queued since the last flush (guarded by
-	// out.mu). At most one flush task is queued at a time, so while the
-	// loop is busy frames accumulate and the next flush writes them to
-	// each viewer in one syscall.
+	// out.mu). At most one flush is pending or running at a time (queued
+	// stays true until a flush finds nothing more to write), so while the
+	// loop is busy or paced frames accumulate and the next flush writes
+	// them to each viewer in one syscall. notBefore (Unix ns) is when the
+	// next flush may run: the last flush's fan-out cost paces the loop
+	// (Config.FlushRate); timer runs a paced flush.
 	out struct {
-		mu     sync.Mutex
-		q      []delivery
-		queued bool
+		mu        sync.Mutex
+		q         []delivery
+		queued    bool
+		notBefore int64
+		timer     *time.Timer
 	}
 	// Flush scratch, owned by the loop.
 	spare   []delivery
@@ -37,9 +43,11 @@ type loop struct {
 	joined  []byte // concatenated frames
 	zjoined []byte // concatenated frames, compressed where possible
 	iov     [][]byte
-	// inflater decompresses client messages sent compressed; owned by the
-	// loop.
+	// inflater decompresses client messages sent compressed, deflater
+	// compresses merged batches; owned by the loop.
 	inflater ws.Inflater
+	deflater ws.Deflater
+	merge    []protocol.Message // merged scratch
 }
 
 // delivery is one shared frame for the viewers of a room on one loop.
@@ -51,6 +59,38 @@ type delivery struct {
 	zframe      []byte // the same message compressed (permessage-deflate); nil if none
 	first, last uint64
 	msgs        int
+	batch       []protocol.Message // the batch's messages, for merging; nil outside the seq stream
+}
+
+// merged returns one frame (and its compressed form, if any viewer takes
+// compression) carrying every message of ds, deliveries of one room that
+// are consecutive batches of its seq stream, so that a viewer given them
+// all parses one frame instead of len(ds). A run with seqs left out
+// (thinned batches) is encoded with from/to covering the whole run. ok is
+// false when ds holds anything else: a frame outside the stream or a gap
+// between batches. Runs on the loop.
+func (l *loop) merged(s *Server, ds []delivery) (frame, zframe []byte, ok bool) {
+	msgs := l.merge[:0]
+	for i, d := range ds {
+		if d.last == 0 || d.batch == nil || i > 0 && d.first != ds[i-1].last+1 {
+			return nil, nil, false
+		}
+		msgs = append(msgs, d.batch...)
+	}
+	first, last := ds[0].first, ds[len(ds)-1].last
+	var payload []byte
+	if uint64(len(msgs)) == last-first+1 {
+		payload = protocol.EncodeBatch(ds[0].room, msgs)
+	} else {
+		payload = protocol.EncodeThinned(ds[0].room, first, last, msgs)
+	}
+	clear(msgs)
+	l.merge = msgs[:0]
+	frame = textFrame(payload)
+	if s.ndeflate.Load() > 0 {
+		zframe = l.deflater.AppendFrame(nil, ws.OpText, payload)
+	}
+	return frame, zframe, true
 }
 
 // pick returns the frame to write to c.
@@ -108,16 +148,39 @@ func (l *loop) removeConn(c *conn) {
 }
 
 // post queues d for the loop's viewers and schedules a flush unless one is
-// already queued. It is safe to call from any goroutine.
+// already pending. It is safe to call from any goroutine.
 func (l *loop) post(s *Server, d delivery) {
 	l.out.mu.Lock()
+	defer l.out.mu.Unlock()
 	l.out.q = append(l.out.q, d)
-	schedule := !l.out.queued
-	l.out.queued = true
-	l.out.mu.Unlock()
-	if schedule {
-		l.execute(func() { l.flush(s) })
+	if !l.out.queued {
+		l.out.queued = true
+		l.scheduleLocked(s)
 	}
+}
+
+// scheduleLocked queues a flush at out.notBefore, or at once if that has
+// passed. Called with out.mu held.
+func (l *loop) scheduleLocked(s *Server) {
+	wait := time.Duration(l.out.notBefore - time.Now().UnixNano())
+	if wait <= 0 {
+		l.execute(func() { l.flush(s) })
+		return
+	}
+	if l.out.timer == nil {
+		l.out.timer = time.AfterFunc(wait, func() { l.execute(func() { l.flush(s) }) })
+		return
+	}
+	l.out.timer.Reset(wait)
+}
+
+// paceAfter returns how long the loop waits after a flush that wrote to n
+// viewers before its next one (Config.FlushRate).
+func (s *Server) paceAfter(n int) time.Duration {
+	if s.cfg.FlushRate <= 0 || n <= 0 {
+		return 0
+	}
+	return min(time.Duration(n)*time.Second/time.Duration(s.cfg.FlushRate), s.cfg.MaxFlushDelay)
 }
 
 // execute runs f on the loop. It is safe to call from any goroutine.

@@ -1,0 +1,146 @@
+package gateway
+
+import (
+	"testing"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
+)
+
+// TestFlushPacing checks that a flush's fan-out cost delays the loop's
+// next flush (Config.FlushRate), that what arrives meanwhile is delivered
+// in order as one merged batch, and that pacing off delivers at once.
+func TestFlushPacing(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		rate    int
+		minWait time.Duration
+	}{
+		{"paced", 10, 300 * time.Millisecond}, // 2 viewers at 10 writes/s: 200 ms, at most MaxFlushDelay
+		{"off", -1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gw := startGW(t, func(c *Config) {
+				c.Loops = 1
+				c.FlushRate = tc.rate
+				c.MaxFlushDelay = 400 * time.Millisecond
+			})
+			a, b := dialRaw(t, gw.addr), dialRaw(t, gw.addr)
+			for _, v := range []*wstest.Conn{a, b} {
+				if st := v.Upgrade("/ws?room=p", ""); st != 101 {
+					t.Fatal(st)
+				}
+				v.NextOp(protocol.OpHistory, 2*time.Second)
+			}
+			publishSeqs(t, gw, "p", 1, 1, 1)
+			a.NextOp(protocol.OpBatch, 2*time.Second)
+			first := time.Now()
+			for seq := uint64(2); seq <= 11; seq++ {
+				publishSeqs(t, gw, "p", seq, seq, 1)
+			}
+			if tc.minWait > 0 {
+				// Everything published during the pause comes as one
+				// merged batch.
+				b := a.NextOp(protocol.OpBatch, 2*time.Second)
+				if len(b.Msgs) != 10 || b.Msgs[0].Seq != 2 || b.Msgs[9].Seq != 11 || b.To != 0 {
+					t.Fatalf("after the pause got %d msgs (to=%d): %+v, want seqs 2-11 in one batch", len(b.Msgs), b.To, b.Msgs)
+				}
+			} else {
+				collect(t, a, nil, 2, 11, false)
+			}
+			waited := time.Since(first)
+			t.Logf("batches 2-11 arrived %v after batch 1", waited)
+			collect(t, b, nil, 1, 11, false)
+			if tc.minWait > 0 && waited < tc.minWait/2 {
+				t.Fatalf("the paced flush came %v after the first, want about %v", waited, tc.minWait)
+			}
+			if tc.minWait == 0 && waited > 2*time.Second {
+				t.Fatalf("unpaced batches took %v", waited)
+			}
+		})
+	}
+}
+
+func TestPaceAfter(t *testing.T) {
+	s := &Server{cfg: Config{FlushRate: 250_000, MaxFlushDelay: 40 * time.Millisecond}}
+	for _, tc := range []struct {
+		n    int
+		want time.Duration
+	}{
+		{0, 0},
+		{1, 4 * time.Microsecond},
+		{2500, 10 * time.Millisecond},
+		{9500, 38 * time.Millisecond},
+		{19000, 40 * time.Millisecond},
+	} {
+		if got := s.paceAfter(tc.n); got != tc.want {
+			t.Errorf("paceAfter(%d) = %v, want %v", tc.n, got, tc.want)
+		}
+	}
+	s.cfg.FlushRate = -1
+	if got := s.paceAfter(19000); got != 0 {
+		t.Errorf("pacing off: paceAfter = %v", got)
+	}
+}
+
+func TestMergedBatches(t *testing.T) {
+	msgs := func(seqs ...uint64) []protocol.Message {
+		var out []protocol.Message
+		for _, q := range seqs {
+			out = append(out, protocol.Message{Seq: q, UID: "u", Text: "t"})
+		}
+		return out
+	}
+	d := func(first, last uint64, seqs ...uint64) delivery {
+		return delivery{room: "r", frame: []byte("x"), first: first, last: last, msgs: len(seqs), batch: msgs(seqs...)}
+	}
+	s := &Server{}
+	for _, tc := range []struct {
+		name     string
+		ds       []delivery
+		ok       bool
+		from, to uint64 // want a thinned batch covering from..to
+		seqs     []uint64
+	}{
+		{"plain", []delivery{d(1, 2, 1, 2), d(3, 3, 3), d(4, 6, 4, 5, 6)}, true, 0, 0, []uint64{1, 2, 3, 4, 5, 6}},
+		{"thinned inside", []delivery{d(1, 2, 1, 2), d(3, 9, 5), d(10, 10, 10)}, true, 1, 10, []uint64{1, 2, 5, 10}},
+		{"gap between batches", []delivery{d(1, 2, 1, 2), d(4, 4, 4)}, false, 0, 0, nil},
+		{"frame outside the stream", []delivery{d(1, 2, 1, 2), {room: "r", frame: []byte("x")}}, false, 0, 0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var l loop
+			frame, zframe, ok := l.merged(s, tc.ds)
+			if ok != tc.ok {
+				t.Fatalf("ok = %v, want %v", ok, tc.ok)
+			}
+			if !ok {
+				return
+			}
+			if zframe != nil {
+				t.Fatal("compressed without deflate viewers")
+			}
+			hdr := 2 // an unmasked server frame: 2, 4 or 10 header bytes
+			switch frame[1] & 0x7f {
+			case 126:
+				hdr = 4
+			case 127:
+				hdr = 10
+			}
+			b, err := protocol.DecodeServer(frame[hdr:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.From != tc.from || b.To != tc.to {
+				t.Fatalf("from/to %d/%d, want %d/%d", b.From, b.To, tc.from, tc.to)
+			}
+			var got []uint64
+			for _, m := range b.Msgs {
+				got = append(got, m.Seq)
+			}
+			if fmtSeqs(got) != fmtSeqs(tc.seqs) {
+				t.Fatalf("seqs %v, want %v", got, tc.seqs)
+			}
+		})
+	}
+}
