@@ -66,7 +66,11 @@ type epollGroup struct {
 	rate      float64       // new connections/s, 0: no cap
 	max       int           // connects and handshakes in flight
 	timeout   time.Duration // of a connect and its upgrade; default handshakeTimeout
-	stopping  atomic.Bool
+	// pause is how long a loop sleeps after a round with fewer ready
+	// sockets than its event buffer before polling again (<= 0: none), so
+	// that writes to its sockets meanwhile do not wake its thread.
+	pause    time.Duration
+	stopping atomic.Bool
 
 	qmu      sync.Mutex
 	inflight int      // connects and handshakes holding a slot
@@ -457,6 +461,9 @@ func (l *eloop) run() {
 			}
 		}
 		l.unlock()
+		if n > 0 && n < len(events) && l.g.pause > 0 {
+			time.Sleep(l.g.pause)
+		}
 	}
 }
 

@@ -79,6 +79,15 @@ type Options struct {
 	// ViewerImpl is how the workers run viewers: ImplEpoll (default) or
 	// ImplGoroutine.
 	ViewerImpl string `json:"viewer_impl,omitempty"`
+	// ReadPause is how long an epoll viewer loop that found less than a
+	// full round of ready sockets waits before it polls again (default
+	// 1ms; negative: block in epoll_wait and wake on every readable
+	// socket). A blocked loop thread is woken by the kernel from inside
+	// the gateway's write, one wake-up per delivery, which on loopback
+	// costs the gateway as much CPU as the write itself; a remote viewer's
+	// wake-up happens on its own machine. The pause adds at most about
+	// ReadPause to the measured latency.
+	ReadPause time.Duration `json:"read_pause,omitempty"`
 
 	// WS and HTTP target an existing deployment (comma-separated WebSocket
 	// addresses; one HTTP address). Empty: the harness starts its own.
@@ -190,6 +199,9 @@ func (o *Options) Defaults() {
 	if o.ViewerImpl == "" {
 		o.ViewerImpl = ImplEpoll
 	}
+	if o.ReadPause == 0 {
+		o.ReadPause = time.Millisecond
+	}
 	if o.LatencyEvery == 0 {
 		o.LatencyEvery = 1
 	}
@@ -280,6 +292,7 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "dials in flight per worker (default 256)")
 	fs.IntVar(&o.LatencyEvery, "latency-every", o.LatencyEvery, "measure latency on 1 viewer in N (default 1: all)")
 	fs.StringVar(&o.ViewerImpl, "viewer-impl", o.ViewerImpl, "viewer implementation of the workers: epoll (event loops) or goroutine (one per connection)")
+	fs.DurationVar(&o.ReadPause, "read-pause", o.ReadPause, "epoll viewers: pause between polls when not all sockets were ready, so the kernel does not wake a harness thread per delivery (default 1ms; -1ns: block in epoll_wait)")
 	fs.StringVar(&o.WS, "ws", o.WS, "target deployment's WebSocket address(es), comma-separated (default: start servers)")
 	fs.StringVar(&o.HTTP, "http", o.HTTP, "target deployment's HTTP address (publish API)")
 	fs.StringVar(&o.Secret, "jwt-secret", o.Secret, "JWT secret of the target deployment (env DANMAKU_JWT_SECRET)")

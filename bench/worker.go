@@ -66,6 +66,9 @@ type WorkerSpec struct {
 	// or ImplGoroutine (one goroutine per connection). Senders always run
 	// as goroutines.
 	ViewerImpl string `json:"viewer_impl,omitempty"`
+	// ReadPause is the epoll loops' pause between polls (Options.ReadPause;
+	// 0 or negative: block).
+	ReadPause time.Duration `json:"read_pause,omitempty"`
 	// Tick is the report period (0: 1 s).
 	Tick time.Duration `json:"tick,omitempty"`
 }
@@ -155,6 +158,7 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 		if err != nil {
 			return err
 		}
+		g.pause = spec.ReadPause
 		viewers, add = g, g.add
 	case ImplGoroutine:
 		g := &goGroup{gate: gate, rate: spec.ConnectRate, reconnect: spec.Reconnect, jitter: spec.ReconnectJitter}
