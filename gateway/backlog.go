@@ -10,10 +10,9 @@ import (
 // setBacklog sets the listen queue length of every listening TCP socket of
 // this process bound to port to n. gnet listens with the kernel's maximum
 // (net.core.somaxconn) and accepts a whole queue before OnOpen can refuse
-// anything, so the queue length is part of the process's descriptor
-// budget (Config.ListenBacklog). With ReusePort gnet opens one listener
-// per event loop, after OnBoot, so this runs from the first tick. Calling
-// listen(2) again on a listening socket only changes its queue length.
+// anything (without SO_REUSEPORT), so the queue length is part of the
+// process's descriptor budget (Config.ListenBacklog). Calling listen(2)
+// again on a listening socket only changes its queue length.
 // It returns how many sockets it changed.
 func setBacklog(port, n int) int {
 	ents, err := os.ReadDir("/proc/self/fd")

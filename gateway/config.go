@@ -50,20 +50,24 @@ type Config struct {
 	// Signer verifies tokens. Required.
 	Signer *auth.Signer
 
-	// MaxConns caps open connections, handshakes included. Zero value
-	// means the process's open-file limit minus ListenBacklog minus 256:
-	// gnet accepts a whole listen queue before OnOpen can refuse any of
-	// it, and its engine stops when accept fails with EMFILE (the gateway
-	// then restarts it, dropping its connections), so the cap leaves room
-	// for a full queue plus the process's other files. With limit 20000
-	// that is 19232. Never below half the limit.
+	// MaxConns caps open connections, handshakes included; past it a
+	// connection is answered 503 and closed at once. Zero value means the
+	// process's open-file limit minus 256 for its other files, minus
+	// ListenBacklog without ReusePort: then gnet accepts a whole listen
+	// queue before OnOpen can refuse any of it, and its engine stops when
+	// accept fails with EMFILE (the gateway restarts it, dropping its
+	// connections), so the cap leaves room for a full queue. With
+	// ReusePort each loop accepts one connection at a time and OnOpen
+	// refuses it before the next, so only 64 more are kept free. With
+	// limit 20000: 19232, or 19680 with ReusePort. Never below half the
+	// limit.
 	MaxConns int
-	// ListenBacklog is the listen queue length, in total over the
-	// gateway's listening sockets (with ReusePort gnet opens one per event
-	// loop and each gets an equal share). The kernel caps it at
-	// net.core.somaxconn. Zero value means 512: gnet accepts at once, so
-	// the queue only fills when the loops are starved, and every queued
-	// connection is a descriptor the process must have free.
+	// ListenBacklog is the listen queue length without ReusePort (the
+	// kernel caps it at net.core.somaxconn). Zero value means 512: gnet
+	// accepts at once, so the queue only fills while the process is
+	// starved of CPU, and every queued connection is a descriptor the
+	// process must keep free. With ReusePort the queues keep the kernel's
+	// length (somaxconn each) and this is unused.
 	ListenBacklog int
 	// MaxConnsPerIP caps connections from one remote address. Zero value
 	// means 1024; negative means no cap.
@@ -156,7 +160,11 @@ func (c *Config) setDefaults() {
 		c.ListenBacklog = 512
 	}
 	if c.MaxConns == 0 {
-		c.MaxConns = max(fileLimit()-c.ListenBacklog-256, fileLimit()/2)
+		reserve := c.ListenBacklog
+		if c.ReusePort {
+			reserve = 64
+		}
+		c.MaxConns = max(fileLimit()-reserve-256, fileLimit()/2)
 	}
 	if c.MaxConnsPerIP == 0 {
 		c.MaxConnsPerIP = 1024

@@ -442,21 +442,16 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	return c.onTraffic()
 }
 
-// setBacklog gives each listening socket of the engine its share of
-// Config.ListenBacklog.
+// setBacklog sets the listening socket's queue to Config.ListenBacklog
+// (without ReusePort; see there).
 func (s *Server) setBacklog() {
 	_, p, _ := net.SplitHostPort(s.Addr())
 	port, err := strconv.Atoi(p)
 	if err != nil || port == 0 {
 		return
 	}
-	listeners := 1
-	if s.cfg.ReusePort {
-		listeners = s.cfg.Loops
-	}
-	n := max(s.cfg.ListenBacklog/listeners, 16)
-	changed := setBacklog(port, n)
-	s.cfg.Logger.Debug("listen queue set", "backlog", n, "sockets", changed)
+	changed := setBacklog(port, s.cfg.ListenBacklog)
+	s.cfg.Logger.Debug("listen queue set", "backlog", s.cfg.ListenBacklog, "sockets", changed)
 }
 
 // OnTick runs on gnet's ticker goroutine: it advances the coarse clock and
@@ -465,7 +460,7 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	s := h.s
 	now := time.Now()
 	s.clock.Store(now.UnixMilli())
-	if !s.backlogSet.Swap(true) {
+	if !s.cfg.ReusePort && !s.backlogSet.Swap(true) {
 		s.setBacklog()
 	}
 	for _, l := range s.loopList() {
