@@ -144,3 +144,19 @@ func TestMergedBatches(t *testing.T) {
 		})
 	}
 }
+
+func TestOnlineEvery(t *testing.T) {
+	s := &Server{cfg: Config{PresenceInterval: 2 * time.Second}}
+	for _, tc := range []struct {
+		local int64
+		want  time.Duration
+	}{
+		{1, 2 * time.Second},
+		{5000, 2 * time.Second},
+		{19000, 7600 * time.Millisecond},
+	} {
+		if got := s.onlineEvery(tc.local); got != tc.want {
+			t.Errorf("onlineEvery(%d) = %v, want %v", tc.local, got, tc.want)
+		}
+	}
+}

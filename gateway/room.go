@@ -31,6 +31,8 @@ type room struct {
 	online atomic.Int64 // local viewers over all loops
 	global atomic.Int64 // last count from presence (all gateways); -1 unknown
 	sent   atomic.Int64 // count last broadcast in an online frame
+	// sentAt is when that frame went out; owned by the presence goroutine.
+	sentAt time.Time
 }
 
 // appendLocked adds a batch covering seqs from..to (see protocol.Batch)
