@@ -18,13 +18,14 @@ type ProcSample struct {
 	CPU float64 `json:"cpu_s"`
 	// RSS is the resident set size in bytes (VmRSS).
 	RSS int64 `json:"rss"`
-	// FDs is the number of open file descriptors, -1 when unknown.
-	FDs int `json:"fds"`
+	// Missing is the number of processes of a sum that could not be read
+	// (they were gone).
+	Missing int `json:"missing,omitempty"`
 }
 
 // ReadProc samples process pid from /proc.
 func ReadProc(pid int) (ProcSample, error) {
-	s := ProcSample{FDs: -1}
+	var s ProcSample
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return s, err
@@ -52,9 +53,9 @@ func ReadProc(pid int) (ProcSample, error) {
 			s.RSS = kb << 10
 		}
 	}
-	if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
-		s.FDs = len(ents)
-	}
+	// Not the open descriptors: listing /proc/<pid>/fd of 50 gateways
+	// holding 19,000 sockets each every second cost more kernel time than
+	// the gateways themselves in a 1M-viewer run.
 	return s, nil
 }
 

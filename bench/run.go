@@ -194,11 +194,10 @@ func gwSample(pids []int) ProcSample {
 	for _, p := range pids {
 		ps, err := ReadProc(p)
 		if err != nil {
-			s.FDs = -1 << 30 // marks the sum as incomplete
+			s.Missing++
 		} else {
 			s.CPU += ps.CPU
 			s.RSS += ps.RSS
-			s.FDs += ps.FDs
 		}
 	}
 	return s
@@ -478,7 +477,7 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	}
 	deliverEnd := time.Now()
 	gwEnd := gwSample(gwPIDs)
-	if gwEnd.FDs < 0 {
+	if gwEnd.Missing > 0 {
 		res.Notes = append(res.Notes, "a gateway process was gone before the end: gateway CPU and RSS figures are incomplete")
 	}
 	stopMon()
@@ -515,7 +514,7 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 		res.Gateway.CPUTraffic = *restartCPU + gwEnd.CPU
 		res.Notes = append(res.Notes, "gateway CPU across the restart leaves out the old processes' drain")
 	}
-	if gwEnd.FDs < 0 && restartCPU == nil {
+	if gwEnd.Missing > 0 && restartCPU == nil {
 		res.Gateway.CPUTraffic = 0
 	}
 	if res.Gateway.CPUTraffic > 0 {
