@@ -26,7 +26,10 @@ type Config struct {
 	// ID names this gateway on the bus (replies are addressed to it) and in
 	// presence. Zero value means "gw-<hostname>-<pid>".
 	ID string
-	// Loops is the number of event loops. Zero value means one per CPU.
+	// Loops is the number of event loops. Zero value means GOMAXPROCS
+	// (the CPUs the process may use: its cgroup quota, or the GOMAXPROCS
+	// environment variable), so many gateway processes on one host can
+	// run one loop each.
 	Loops int
 	// ReusePort sets SO_REUSEPORT so several gateway processes share Addr.
 	ReusePort bool

@@ -102,7 +102,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if cfg.Loops <= 0 {
-		cfg.Loops = max(1, runtime.NumCPU())
+		cfg.Loops = max(1, runtime.GOMAXPROCS(0))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
