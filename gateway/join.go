@@ -57,10 +57,7 @@ func (c *conn) join(name string, resume *uint64) {
 	case last > uint64(want):
 		after = last - uint64(want)
 	}
-	// The ring serves the request when it holds every message after
-	// `after`: it starts right after it, or at seq 1 (the room began while
-	// this gateway watched), or nothing is missing.
-	fromRing := last != 0 && (after >= last || (first != 0 && (first <= after+1 || first == 1)))
+	fromRing := r.coversLocked(after)
 	if fromRing {
 		msgs := r.ringAfterLocked(after)
 		online := r.onlineCount()
@@ -74,11 +71,33 @@ func (c *conn) join(name string, resume *uint64) {
 		c.write(protocol.EncodeHistory(name, msgs, true))
 		return
 	}
-	ring := r.ringAfterLocked(after)
-	r.mu.Unlock()
 	m.catching = true
 	m.from = last
+	if resume != nil && (r.fill == nil || r.fill.after <= after) {
+		// Resumes the ring does not reach (a restarted gateway, a storm):
+		// one store load per room extends the ring for all of them.
+		w := fillWaiter{c: c, m: m, after: after}
+		if r.fill != nil {
+			r.fill.waiters = append(r.fill.waiters, w)
+			r.mu.Unlock()
+			return
+		}
+		r.fill = &roomFill{after: after, ringFirst: first, waiters: []fillWaiter{w}}
+		r.mu.Unlock()
+		s.fillRing(r)
+		return
+	}
+	ring := r.ringAfterLocked(after)
+	r.mu.Unlock()
 	s.loadHistory(c, m, name, resume, after, first, ring)
+}
+
+// coversLocked reports whether the ring holds every message after seq
+// after: it starts right after it, or at seq 1 (the room began while this
+// gateway watched), or nothing is missing. mu must be held.
+func (r *room) coversLocked(after uint64) bool {
+	first := r.ringFirstLocked()
+	return r.last != 0 && (after >= r.last || (first != 0 && (first <= after+1 || first == 1)))
 }
 
 // loadHistory fetches the part of a join's history the ring lacks, off the

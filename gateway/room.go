@@ -27,6 +27,7 @@ type room struct {
 	viewers   []int32            // per loop index: members on that loop
 	idleSince time.Time          // when the last local viewer left
 	dead      bool               // removed from the registry; joiners must look again
+	fill      *roomFill          // a store load extending the ring backwards; nil = none
 
 	online atomic.Int64 // local viewers over all loops
 	global atomic.Int64 // last count from presence (all gateways); -1 unknown

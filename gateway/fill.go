@@ -1,0 +1,127 @@
+package gateway
+
+import (
+	"context"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/history"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+)
+
+// roomFill is a store load that extends a room's ring backwards to cover
+// every message after seq after, so that the resumes waiting on it are
+// answered from memory: after a gateway restart or a reconnect storm the
+// viewers of a room resume from about the same seq, and one query serves
+// them all instead of one each. Guarded by room.mu.
+type roomFill struct {
+	after     uint64 // the load covers every seq after this
+	ringFirst uint64 // the ring's first seq when the load began; 0 = empty
+	waiters   []fillWaiter
+}
+
+// fillWaiter is a resume waiting on a roomFill; its member is catching up
+// (batches queue in member.pending).
+type fillWaiter struct {
+	c     *conn
+	m     *member
+	after uint64
+}
+
+// fillRing loads the messages after r.fill.after from the store, adds them
+// below the ring when they reach it (or as the ring when it is empty), and
+// hands every waiter back to its loop: a waiter the ring now covers gets
+// its history from it, the others load their own (loadHistory). Runs the
+// load on its own goroutine.
+func (s *Server) fillRing(r *room) {
+	r.mu.Lock()
+	f := history.Filter{AfterSeq: r.fill.after, Limit: s.cfg.MaxResume, IncludeDeleted: true}
+	ringFirst := r.fill.ringFirst
+	r.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		var msgs []protocol.Message
+		var err error
+		for attempt := 0; ; attempt++ {
+			ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
+			msgs, err = s.cfg.History.Range(ctx, r.name, f)
+			cancel()
+			// As in loadHistory: a store that has not yet caught up with
+			// the ring would leave a gap between the two; wait for it.
+			if attempt == 20 || s.ctx.Err() != nil || (err == nil && !storeLags(msgs, f, ringFirst)) || (err != nil && attempt >= 2) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		r.mu.Lock()
+		fill := r.fill
+		r.fill = nil
+		if err == nil && len(msgs) < f.Limit {
+			r.extendLocked(f.AfterSeq, msgs, s.cfg.RingSize)
+		}
+		r.mu.Unlock()
+		if err == nil {
+			s.m.historyLoads.WithLabelValues("store").Inc()
+		}
+		for _, w := range fill.waiters {
+			w.c.lp.execute(func() { s.finishFill(r, w) })
+		}
+	}()
+}
+
+// extendLocked puts msgs, the store's messages after seq after, below the
+// ring when they reach its first seq (or as the ring when it is empty), so
+// that the ring covers every seq after after. It leaves the ring as it is
+// when they do not reach it (the store lags) or the ring would grow past
+// its bound. mu must be held.
+func (r *room) extendLocked(after uint64, msgs []protocol.Message, ringSize int) {
+	top := after
+	if n := len(msgs); n > 0 {
+		top = msgs[n-1].Seq
+	}
+	if r.last == 0 {
+		// Nothing from dispatch yet: the store's answer is the ring.
+		r.ring = append(r.ring[:0:0], msgs...)
+		r.ringFrom = after + 1
+		r.last = top
+		return
+	}
+	first := r.ringFirstLocked()
+	if first <= after+1 || top+1 < first {
+		return // covered already, or a gap between the store and the ring
+	}
+	below := msgs
+	for i, m := range msgs {
+		if m.Seq >= first {
+			below = msgs[:i]
+			break
+		}
+	}
+	if len(below)+len(r.ring) > ringSize+ringSize/4 {
+		return
+	}
+	r.ring = append(append(make([]protocol.Message, 0, len(below)+len(r.ring)), below...), r.ring...)
+	r.ringFrom = after + 1
+}
+
+// finishFill answers a resume that waited on a ring fill. Runs on the
+// waiter's loop.
+func (s *Server) finishFill(r *room, w fillWaiter) {
+	c, m := w.c, w.m
+	if c.state != stateOpen || c.member(r.name) != m {
+		return
+	}
+	resume := w.after
+	r.mu.Lock()
+	if r.coversLocked(w.after) {
+		msgs := r.ringAfterLocked(w.after)
+		r.mu.Unlock()
+		s.m.historyLoads.WithLabelValues("memory").Inc()
+		c.finishJoin(m, r.name, &resume, msgs, true)
+		return
+	}
+	first := r.ringFirstLocked()
+	ring := r.ringAfterLocked(w.after)
+	r.mu.Unlock()
+	s.loadHistory(c, m, r.name, &resume, w.after, first, ring)
+}

@@ -1,0 +1,100 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/history"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
+)
+
+// countingStore counts Range calls.
+type countingStore struct {
+	history.Store
+	ranges atomic.Int64
+}
+
+func (s *countingStore) Range(ctx context.Context, room string, f history.Filter) ([]protocol.Message, error) {
+	s.ranges.Add(1)
+	return s.Store.Range(ctx, room, f)
+}
+
+// TestResumeStormSharesOneStoreLoad checks that resumes a fresh gateway's
+// ring does not reach (a restart) are answered from one store load per
+// room, completely, and that the ring then serves later resumes, older
+// ones extend it, and batches continue after the history.
+func TestResumeStormSharesOneStoreLoad(t *testing.T) {
+	mem := history.NewMemory(history.MemoryConfig{})
+	var msgs []protocol.Message
+	for seq := uint64(1); seq <= 100; seq++ {
+		msgs = append(msgs, protocol.Message{Room: "s", Seq: seq, UID: "u", Text: fmt.Sprint(seq)})
+	}
+	if err := mem.Append(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	store := &countingStore{Store: mem}
+	gw := startGW(t, func(c *Config) { c.History = store })
+
+	resume := func(from uint64) *wstest.Conn {
+		v := dialRaw(t, gw.addr)
+		if st := v.Upgrade(fmt.Sprintf("/ws?room=s&resume=%d", from), ""); st != 101 {
+			t.Errorf("upgrade: %d", st)
+		}
+		return v
+	}
+	check := func(v *wstest.Conn, from uint64) {
+		j := v.NextOp(protocol.OpJoined, 5*time.Second)
+		h := v.NextOp(protocol.OpHistory, 5*time.Second)
+		if !h.Complete || j.Seq != 100 {
+			t.Errorf("resume from %d: joined seq %d, complete %v", from, j.Seq, h.Complete)
+		}
+		want := from + 1
+		for _, m := range h.Msgs {
+			if m.Seq != want {
+				t.Fatalf("resume from %d: seq %d, want %d", from, m.Seq, want)
+			}
+			want++
+		}
+		if want != 101 {
+			t.Fatalf("resume from %d: history ends before %d", from, want)
+		}
+	}
+
+	const n = 30
+	viewers := make([]*wstest.Conn, n)
+	var wg sync.WaitGroup
+	for i := range viewers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			viewers[i] = resume(40 + uint64(i%3)) // about the same point
+		}()
+	}
+	wg.Wait()
+	for i, v := range viewers {
+		check(v, 40+uint64(i%3))
+	}
+	if got := store.ranges.Load(); got > 3 {
+		t.Fatalf("%d resumes made %d store loads, want one (a few if they raced the first)", n, got)
+	}
+	before := store.ranges.Load()
+	check(resume(70), 70) // inside the filled ring: no load
+	if got := store.ranges.Load(); got != before {
+		t.Fatalf("a resume inside the filled ring loaded from the store (%d → %d)", before, got)
+	}
+	old := resume(10) // below the ring: one load extends it
+	check(old, 10)
+	check(resume(15), 15)
+	if got := store.ranges.Load(); got != before+1 {
+		t.Fatalf("resumes below the ring made %d loads, want 1", got-before)
+	}
+
+	publishSeqs(t, gw, "s", 101, 105, 5)
+	collect(t, viewers[0], nil, 101, 105, false)
+	collect(t, old, nil, 101, 105, false)
+}
