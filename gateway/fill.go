@@ -14,10 +14,13 @@ import (
 // viewers of a room resume from about the same seq, and one query serves
 // them all instead of one each. Guarded by room.mu.
 type roomFill struct {
-	after     uint64 // the load covers every seq after this
-	ringFirst uint64 // the ring's first seq when the load began; 0 = empty
-	waiters   []fillWaiter
+	after   uint64 // the load covers every seq after this
+	waiters []fillWaiter
 }
+
+// fillMargin is how far below the first resume point a fill starts, so
+// that viewers a few messages behind it share the load.
+const fillMargin = 64
 
 // fillWaiter is a resume waiting on a roomFill; its member is catching up
 // (batches queue in member.pending).
@@ -30,38 +33,34 @@ type fillWaiter struct {
 // fillRing loads the messages after r.fill.after from the store, adds them
 // below the ring when they reach it (or as the ring when it is empty), and
 // hands every waiter back to its loop: a waiter the ring now covers gets
-// its history from it, the others load their own (loadHistory). Runs the
-// load on its own goroutine.
+// its history from it, the others load their own (loadHistory). While the
+// store has not caught up with the ring (the history writer persists in
+// batches) it asks again, for up to 2 s. Runs the load on its own
+// goroutine.
 func (s *Server) fillRing(r *room) {
 	r.mu.Lock()
 	f := history.Filter{AfterSeq: r.fill.after, Limit: s.cfg.MaxResume, IncludeDeleted: true}
-	ringFirst := r.fill.ringFirst
 	r.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		var msgs []protocol.Message
-		var err error
+		var fill *roomFill
 		for attempt := 0; ; attempt++ {
 			ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
-			msgs, err = s.cfg.History.Range(ctx, r.name, f)
+			msgs, err := s.cfg.History.Range(ctx, r.name, f)
 			cancel()
-			// As in loadHistory: a store that has not yet caught up with
-			// the ring would leave a gap between the two; wait for it.
-			if attempt == 20 || s.ctx.Err() != nil || (err == nil && !storeLags(msgs, f, ringFirst)) || (err != nil && attempt >= 2) {
+			r.mu.Lock()
+			covered := err == nil && len(msgs) < f.Limit && r.extendLocked(f.AfterSeq, msgs, s.cfg.RingSize)
+			if covered || attempt == 20 || s.ctx.Err() != nil || (err != nil && attempt >= 2) {
+				fill, r.fill = r.fill, nil
+				r.mu.Unlock()
+				if err == nil {
+					s.m.historyLoads.WithLabelValues("store").Inc()
+				}
 				break
 			}
+			r.mu.Unlock()
 			time.Sleep(100 * time.Millisecond)
-		}
-		r.mu.Lock()
-		fill := r.fill
-		r.fill = nil
-		if err == nil && len(msgs) < f.Limit {
-			r.extendLocked(f.AfterSeq, msgs, s.cfg.RingSize)
-		}
-		r.mu.Unlock()
-		if err == nil {
-			s.m.historyLoads.WithLabelValues("store").Inc()
 		}
 		for _, w := range fill.waiters {
 			w.c.lp.execute(func() { s.finishFill(r, w) })
@@ -70,11 +69,11 @@ func (s *Server) fillRing(r *room) {
 }
 
 // extendLocked puts msgs, the store's messages after seq after, below the
-// ring when they reach its first seq (or as the ring when it is empty), so
-// that the ring covers every seq after after. It leaves the ring as it is
-// when they do not reach it (the store lags) or the ring would grow past
-// its bound. mu must be held.
-func (r *room) extendLocked(after uint64, msgs []protocol.Message, ringSize int) {
+// ring when they reach its first seq (or as the ring when it is empty), and
+// reports whether the ring then covers every seq after after. It leaves
+// the ring as it is when they do not reach it (the store lags) or the ring
+// would grow past its bound. mu must be held.
+func (r *room) extendLocked(after uint64, msgs []protocol.Message, ringSize int) bool {
 	top := after
 	if n := len(msgs); n > 0 {
 		top = msgs[n-1].Seq
@@ -84,11 +83,14 @@ func (r *room) extendLocked(after uint64, msgs []protocol.Message, ringSize int)
 		r.ring = append(r.ring[:0:0], msgs...)
 		r.ringFrom = after + 1
 		r.last = top
-		return
+		return true
 	}
 	first := r.ringFirstLocked()
-	if first <= after+1 || top+1 < first {
-		return // covered already, or a gap between the store and the ring
+	if r.coversLocked(after) {
+		return true
+	}
+	if top+1 < first {
+		return false // a gap between the store and the ring
 	}
 	below := msgs
 	for i, m := range msgs {
@@ -98,10 +100,11 @@ func (r *room) extendLocked(after uint64, msgs []protocol.Message, ringSize int)
 		}
 	}
 	if len(below)+len(r.ring) > ringSize+ringSize/4 {
-		return
+		return false
 	}
 	r.ring = append(append(make([]protocol.Message, 0, len(below)+len(r.ring)), below...), r.ring...)
 	r.ringFrom = after + 1
+	return true
 }
 
 // finishFill answers a resume that waited on a ring fill. Runs on the

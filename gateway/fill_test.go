@@ -31,7 +31,7 @@ func (s *countingStore) Range(ctx context.Context, room string, f history.Filter
 func TestResumeStormSharesOneStoreLoad(t *testing.T) {
 	mem := history.NewMemory(history.MemoryConfig{})
 	var msgs []protocol.Message
-	for seq := uint64(1); seq <= 100; seq++ {
+	for seq := uint64(1); seq <= 300; seq++ {
 		msgs = append(msgs, protocol.Message{Room: "s", Seq: seq, UID: "u", Text: fmt.Sprint(seq)})
 	}
 	if err := mem.Append(context.Background(), msgs); err != nil {
@@ -50,7 +50,7 @@ func TestResumeStormSharesOneStoreLoad(t *testing.T) {
 	check := func(v *wstest.Conn, from uint64) {
 		j := v.NextOp(protocol.OpJoined, 5*time.Second)
 		h := v.NextOp(protocol.OpHistory, 5*time.Second)
-		if !h.Complete || j.Seq != 100 {
+		if !h.Complete || j.Seq != 300 {
 			t.Errorf("resume from %d: joined seq %d, complete %v", from, j.Seq, h.Complete)
 		}
 		want := from + 1
@@ -60,7 +60,7 @@ func TestResumeStormSharesOneStoreLoad(t *testing.T) {
 			}
 			want++
 		}
-		if want != 101 {
+		if want != 301 {
 			t.Fatalf("resume from %d: history ends before %d", from, want)
 		}
 	}
@@ -72,18 +72,18 @@ func TestResumeStormSharesOneStoreLoad(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			viewers[i] = resume(40 + uint64(i%3)) // about the same point
+			viewers[i] = resume(200 + uint64(i%3)) // about the same point
 		}()
 	}
 	wg.Wait()
 	for i, v := range viewers {
-		check(v, 40+uint64(i%3))
+		check(v, 200+uint64(i%3))
 	}
 	if got := store.ranges.Load(); got > 3 {
 		t.Fatalf("%d resumes made %d store loads, want one (a few if they raced the first)", n, got)
 	}
 	before := store.ranges.Load()
-	check(resume(70), 70) // inside the filled ring: no load
+	check(resume(250), 250) // inside the filled ring: no load
 	if got := store.ranges.Load(); got != before {
 		t.Fatalf("a resume inside the filled ring loaded from the store (%d → %d)", before, got)
 	}
@@ -94,7 +94,43 @@ func TestResumeStormSharesOneStoreLoad(t *testing.T) {
 		t.Fatalf("resumes below the ring made %d loads, want 1", got-before)
 	}
 
-	publishSeqs(t, gw, "s", 101, 105, 5)
-	collect(t, viewers[0], nil, 101, 105, false)
-	collect(t, old, nil, 101, 105, false)
+	publishSeqs(t, gw, "s", 301, 305, 5)
+	collect(t, viewers[0], nil, 301, 305, false)
+	collect(t, old, nil, 301, 305, false)
+}
+
+// TestFillWaitsForALaggingStore checks that a fill whose store answer
+// ends below the ring (the history writer has not persisted the messages
+// just below it yet) asks again instead of joining the two across a gap.
+func TestFillWaitsForALaggingStore(t *testing.T) {
+	mem := history.NewMemory(history.MemoryConfig{})
+	batch := func(from, to uint64) []protocol.Message {
+		var msgs []protocol.Message
+		for seq := from; seq <= to; seq++ {
+			msgs = append(msgs, protocol.Message{Room: "l", Seq: seq, UID: "u", Text: fmt.Sprint(seq)})
+		}
+		return msgs
+	}
+	if err := mem.Append(context.Background(), batch(1, 280)); err != nil {
+		t.Fatal(err)
+	}
+	gw := startGW(t, func(c *Config) { c.History = mem })
+	live := dialRaw(t, gw.addr)
+	if st := live.Upgrade("/ws?room=l", ""); st != 101 {
+		t.Fatal(st)
+	}
+	live.NextOp(protocol.OpHistory, 5*time.Second)
+	publishSeqs(t, gw, "l", 291, 300, 10) // the ring: 291-300
+	collect(t, live, nil, 291, 300, false)
+
+	time.AfterFunc(300*time.Millisecond, func() { _ = mem.Append(context.Background(), batch(281, 290)) })
+	v := dialRaw(t, gw.addr)
+	if st := v.Upgrade("/ws?room=l&resume=200", ""); st != 101 {
+		t.Fatal(st)
+	}
+	v.NextOp(protocol.OpJoined, 5*time.Second)
+	h := v.NextOp(protocol.OpHistory, 5*time.Second)
+	if !h.Complete || len(h.Msgs) != 100 || h.Msgs[0].Seq != 201 || h.Msgs[99].Seq != 300 {
+		t.Fatalf("history complete=%v with %d msgs (%v…), want 201-300 complete", h.Complete, len(h.Msgs), h.Msgs[:min(3, len(h.Msgs))])
+	}
 }

@@ -82,7 +82,10 @@ func (c *conn) join(name string, resume *uint64) {
 			r.mu.Unlock()
 			return
 		}
-		r.fill = &roomFill{after: after, ringFirst: first, waiters: []fillWaiter{w}}
+		// From a little below this resume point: viewers of one room
+		// resume from about the same seq, and the ones slightly behind
+		// can wait on the same load.
+		r.fill = &roomFill{after: after - min(after, fillMargin), waiters: []fillWaiter{w}}
 		r.mu.Unlock()
 		s.fillRing(r)
 		return
