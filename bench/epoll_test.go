@@ -179,30 +179,33 @@ func handshakeGateway(t *testing.T, serve func(c net.Conn, h ws.Handshake)) (str
 			open = append(open, c)
 			mu.Unlock()
 			go func() {
-				buf := make([]byte, 4096)
-				n := 0
-				for {
-					m, err := c.Read(buf[n:])
-					if err != nil {
-						c.Close()
-						return
-					}
-					n += m
-					h, _, err := ws.ParseUpgrade(buf[:n], len(buf))
-					if errors.Is(err, ws.ErrNeedMore) {
-						continue
-					}
-					if err != nil {
-						c.Close()
-						return
-					}
-					serve(c, h)
+				h, _, err := readUpgrade(c, make([]byte, 4096))
+				if err != nil {
+					c.Close()
 					return
 				}
+				serve(c, h)
 			}()
 		}
 	}()
 	return ln.Addr().String(), &accepted
+}
+
+// readUpgrade reads an upgrade request from c into buf and returns it and
+// how many bytes of buf it took.
+func readUpgrade(c net.Conn, buf []byte) (ws.Handshake, int, error) {
+	n := 0
+	for {
+		m, err := c.Read(buf[n:])
+		if err != nil {
+			return ws.Handshake{}, 0, err
+		}
+		n += m
+		h, _, err := ws.ParseUpgrade(buf[:n], len(buf))
+		if !errors.Is(err, ws.ErrNeedMore) {
+			return h, n, err
+		}
+	}
 }
 
 // hold keeps c open, reading, until the peer or the test closes it.
@@ -502,26 +505,14 @@ func BenchmarkEpollConnect(b *testing.B) {
 					go func() {
 						defer c.Close()
 						buf := make([]byte, 1024)
-						n := 0
-						for {
-							m, err := c.Read(buf[n:])
-							if err != nil {
-								return
-							}
-							n += m
-							h, _, err := ws.ParseUpgrade(buf[:n], len(buf))
-							if errors.Is(err, ws.ErrNeedMore) {
-								continue
-							}
-							if err != nil {
-								return
-							}
-							if _, err := c.Write(joinedFrame(ws.AppendAccept(buf[n:n], h.Key, ""))); err != nil {
-								return
-							}
-							_, _ = c.Read(buf) // until the viewer closes
+						h, n, err := readUpgrade(c, buf)
+						if err != nil {
 							return
 						}
+						if _, err := c.Write(joinedFrame(ws.AppendAccept(buf[n:n], h.Key, ""))); err != nil {
+							return
+						}
+						_, _ = c.Read(buf) // until the viewer closes
 					}()
 				}
 			}()
