@@ -62,35 +62,50 @@ type delivery struct {
 	batch       []protocol.Message // the batch's messages, for merging; nil outside the seq stream
 }
 
-// merged returns one frame (and its compressed form, if any viewer takes
+// maxMerge is the most messages merged into one batch frame (a batch
+// from dispatch that is larger on its own is not split), so that a viewer
+// behind by seconds of a busy room gets frames a few tens of KB long
+// rather than one of megabytes.
+const maxMerge = 256
+
+// merged returns frames (and their compressed form, if any viewer takes
 // compression) carrying every message of ds, deliveries of one room that
-// are consecutive batches of its seq stream, so that a viewer given them
-// all parses one frame instead of len(ds). A run with seqs left out
-// (thinned batches) is encoded with from/to covering the whole run. ok is
-// false when ds holds anything else: a frame outside the stream or a gap
-// between batches. Runs on the loop.
-func (l *loop) merged(s *Server, ds []delivery) (frame, zframe []byte, ok bool) {
-	msgs := l.merge[:0]
+// are consecutive batches of its seq stream: one frame per run of up to
+// maxMerge messages, so that a viewer given them all parses a few frames
+// instead of len(ds). A run with seqs left out (thinned batches) is
+// encoded with from/to covering the whole run. ok is false when ds holds
+// anything else: a frame outside the stream or a gap between batches.
+// Runs on the loop.
+func (l *loop) merged(s *Server, ds []delivery) (frames, zframes []byte, ok bool) {
 	for i, d := range ds {
 		if d.last == 0 || d.batch == nil || i > 0 && d.first != ds[i-1].last+1 {
 			return nil, nil, false
 		}
-		msgs = append(msgs, d.batch...)
 	}
-	first, last := ds[0].first, ds[len(ds)-1].last
-	var payload []byte
-	if uint64(len(msgs)) == last-first+1 {
-		payload = protocol.EncodeBatch(ds[0].room, msgs)
-	} else {
-		payload = protocol.EncodeThinned(ds[0].room, first, last, msgs)
+	compress := s.ndeflate.Load() > 0
+	for start := 0; start < len(ds); {
+		msgs := l.merge[:0]
+		end := start
+		for end < len(ds) && (end == start || len(msgs)+len(ds[end].batch) <= maxMerge) {
+			msgs = append(msgs, ds[end].batch...)
+			end++
+		}
+		first, last := ds[start].first, ds[end-1].last
+		var payload []byte
+		if uint64(len(msgs)) == last-first+1 {
+			payload = protocol.EncodeBatch(ds[0].room, msgs)
+		} else {
+			payload = protocol.EncodeThinned(ds[0].room, first, last, msgs)
+		}
+		clear(msgs)
+		l.merge = msgs[:0]
+		frames = ws.AppendFrame(frames, ws.OpText, payload)
+		if compress {
+			zframes = l.deflater.AppendFrame(zframes, ws.OpText, payload)
+		}
+		start = end
 	}
-	clear(msgs)
-	l.merge = msgs[:0]
-	frame = textFrame(payload)
-	if s.ndeflate.Load() > 0 {
-		zframe = l.deflater.AppendFrame(nil, ws.OpText, payload)
-	}
-	return frame, zframe, true
+	return frames, zframes, true
 }
 
 // pick returns the frame to write to c.

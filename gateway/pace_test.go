@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -120,17 +121,11 @@ func TestMergedBatches(t *testing.T) {
 			if zframe != nil {
 				t.Fatal("compressed without deflate viewers")
 			}
-			hdr := 2 // an unmasked server frame: 2, 4 or 10 header bytes
-			switch frame[1] & 0x7f {
-			case 126:
-				hdr = 4
-			case 127:
-				hdr = 10
+			bs := splitFrames(t, frame)
+			if len(bs) != 1 {
+				t.Fatalf("%d frames, want 1", len(bs))
 			}
-			b, err := protocol.DecodeServer(frame[hdr:])
-			if err != nil {
-				t.Fatal(err)
-			}
+			b := bs[0]
 			if b.From != tc.from || b.To != tc.to {
 				t.Fatalf("from/to %d/%d, want %d/%d", b.From, b.To, tc.from, tc.to)
 			}
@@ -158,5 +153,62 @@ func TestOnlineEvery(t *testing.T) {
 		if got := s.onlineEvery(tc.local); got != tc.want {
 			t.Errorf("onlineEvery(%d) = %v, want %v", tc.local, got, tc.want)
 		}
+	}
+}
+
+// splitFrames decodes the unmasked server frames concatenated in b.
+func splitFrames(t *testing.T, b []byte) []protocol.ServerFrame {
+	t.Helper()
+	var out []protocol.ServerFrame
+	for len(b) > 0 {
+		hdr, n := 2, int(b[1]&0x7f)
+		switch n {
+		case 126:
+			hdr, n = 4, int(b[2])<<8|int(b[3])
+		case 127:
+			t.Fatal("frame over 64 KiB")
+		}
+		f, err := protocol.DecodeServer(b[hdr : hdr+n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, f)
+		b = b[hdr+n:]
+	}
+	return out
+}
+
+// TestMergedChunks checks that merging stops at maxMerge messages per
+// frame, at batch boundaries, and that the frames together carry every
+// message in order.
+func TestMergedChunks(t *testing.T) {
+	var ds []delivery
+	seq := uint64(1)
+	for _, n := range []int{100, 100, 100, 300, 10} {
+		var msgs []protocol.Message
+		for range n {
+			msgs = append(msgs, protocol.Message{Seq: seq, UID: "u", Text: "t"})
+			seq++
+		}
+		ds = append(ds, delivery{room: "r", frame: []byte("x"), first: msgs[0].Seq, last: msgs[n-1].Seq, msgs: n, batch: msgs})
+	}
+	var l loop
+	frames, _, ok := l.merged(&Server{}, ds)
+	if !ok {
+		t.Fatal("not merged")
+	}
+	var sizes []int
+	next := uint64(1)
+	for _, b := range splitFrames(t, frames) {
+		sizes = append(sizes, len(b.Msgs))
+		for _, m := range b.Msgs {
+			if m.Seq != next {
+				t.Fatalf("seq %d, want %d", m.Seq, next)
+			}
+			next++
+		}
+	}
+	if fmt.Sprint(sizes) != "[200 100 300 10]" || next != seq {
+		t.Fatalf("frames of %v messages up to seq %d, want [200 100 300 10] up to %d", sizes, next-1, seq-1)
 	}
 }
