@@ -2,19 +2,24 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
 
-// roomFill is a store load that extends a room's ring backwards to cover
-// every message after seq after, so that the resumes waiting on it are
-// answered from memory: after a gateway restart or a reconnect storm the
-// viewers of a room resume from about the same seq, and one query serves
-// them all instead of one each. Guarded by room.mu.
+// roomFill is a store load that extends a room's ring backwards, so that
+// the joins waiting on it are answered from memory: after a gateway
+// restart or in a reconnect storm the viewers of a room resume from about
+// the same seq, and when a room's viewers arrive at a gateway that has no
+// ring for it yet they all want its newest messages; one query serves them
+// all instead of one each. Guarded by room.mu.
 type roomFill struct {
-	after   uint64 // the load covers every seq after this
+	// tail: the newest HistoryOnJoin messages (for joins without resume);
+	// else every message after seq after (for resumes).
+	tail    bool
+	after   uint64
 	waiters []fillWaiter
 }
 
@@ -25,9 +30,10 @@ const fillMargin = 64
 // fillWaiter is a resume waiting on a roomFill; its member is catching up
 // (batches queue in member.pending).
 type fillWaiter struct {
-	c     *conn
-	m     *member
-	after uint64
+	c      *conn
+	m      *member
+	after  uint64 // the resume point (resume) or the join's start
+	resume bool
 }
 
 // fillRing loads the messages after r.fill.after from the store, adds them
@@ -40,6 +46,9 @@ type fillWaiter struct {
 func (s *Server) fillRing(r *room) {
 	r.mu.Lock()
 	f := history.Filter{AfterSeq: r.fill.after, Limit: s.cfg.MaxResume, IncludeDeleted: true}
+	if r.fill.tail {
+		f = history.Filter{Tail: true, Limit: s.cfg.HistoryOnJoin, IncludeDeleted: true}
+	}
 	r.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
@@ -49,9 +58,19 @@ func (s *Server) fillRing(r *room) {
 			ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
 			msgs, err := s.cfg.History.Range(ctx, r.name, f)
 			cancel()
+			after, whole := f.AfterSeq, len(msgs) < f.Limit
+			if f.Tail {
+				// The newest messages: they cover everything after the
+				// one below the first, or the whole room when fewer
+				// came back than asked for.
+				after, whole = 0, true
+				if len(msgs) == f.Limit {
+					after = msgs[0].Seq - 1
+				}
+			}
 			r.mu.Lock()
-			covered := err == nil && len(msgs) < f.Limit && r.extendLocked(f.AfterSeq, msgs, s.cfg.RingSize)
-			if covered || attempt == 20 || s.ctx.Err() != nil || (err != nil && attempt >= 2) {
+			covered := err == nil && whole && r.extendLocked(after, msgs, s.cfg.RingSize)
+			if covered || attempt == 20 || s.ctx.Err() != nil || (err != nil && (attempt >= 2 || errors.Is(err, history.ErrNoShared))) {
 				fill, r.fill = r.fill, nil
 				r.mu.Unlock()
 				if err == nil {
@@ -107,24 +126,34 @@ func (r *room) extendLocked(after uint64, msgs []protocol.Message, ringSize int)
 	return true
 }
 
-// finishFill answers a resume that waited on a ring fill. Runs on the
+// finishFill answers a join that waited on a ring fill. Runs on the
 // waiter's loop.
 func (s *Server) finishFill(r *room, w fillWaiter) {
 	c, m := w.c, w.m
 	if c.state != stateOpen || c.member(r.name) != m {
 		return
 	}
-	resume := w.after
+	var resume *uint64
+	after := w.after
+	want := s.cfg.HistoryOnJoin
 	r.mu.Lock()
-	if r.coversLocked(w.after) {
-		msgs := r.ringAfterLocked(w.after)
+	if w.resume {
+		resume = &w.after
+	} else if r.last > uint64(want) {
+		after = r.last - uint64(want)
+	}
+	if r.coversLocked(after) {
+		msgs := r.ringAfterLocked(after)
 		r.mu.Unlock()
+		if resume == nil && len(msgs) > want {
+			msgs = msgs[len(msgs)-want:]
+		}
 		s.m.historyLoads.WithLabelValues("memory").Inc()
-		c.finishJoin(m, r.name, &resume, msgs, true)
+		c.finishJoin(m, r.name, resume, msgs, true)
 		return
 	}
 	first := r.ringFirstLocked()
-	ring := r.ringAfterLocked(w.after)
+	ring := r.ringAfterLocked(after)
 	r.mu.Unlock()
-	s.loadHistory(c, m, r.name, &resume, w.after, first, ring)
+	s.loadHistory(c, m, r.name, resume, after, first, ring)
 }

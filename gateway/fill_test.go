@@ -134,3 +134,63 @@ func TestFillWaitsForALaggingStore(t *testing.T) {
 		t.Fatalf("history complete=%v with %d msgs (%v…), want 201-300 complete", h.Complete, len(h.Msgs), h.Msgs[:min(3, len(h.Msgs))])
 	}
 }
+
+// TestJoinStormSharesOneTailLoad checks that joins without resume to a
+// room the gateway has no ring for share one store load of its newest
+// messages, and that a room the store has nothing of is then known empty.
+func TestJoinStormSharesOneTailLoad(t *testing.T) {
+	mem := history.NewMemory(history.MemoryConfig{})
+	var msgs []protocol.Message
+	for seq := uint64(1); seq <= 300; seq++ {
+		msgs = append(msgs, protocol.Message{Room: "t", Seq: seq, UID: "u", Text: fmt.Sprint(seq)})
+	}
+	if err := mem.Append(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	store := &countingStore{Store: mem}
+	gw := startGW(t, func(c *Config) { c.History = store })
+
+	join := func(room string, n int) []*wstest.Conn {
+		vs := make([]*wstest.Conn, n)
+		var wg sync.WaitGroup
+		for i := range vs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				vs[i] = dialRaw(t, gw.addr)
+				if st := vs[i].Upgrade("/ws?room="+room, ""); st != 101 {
+					t.Errorf("upgrade: %d", st)
+				}
+			}()
+		}
+		wg.Wait()
+		return vs
+	}
+	for _, v := range join("t", 30) {
+		j := v.NextOp(protocol.OpJoined, 5*time.Second)
+		h := v.NextOp(protocol.OpHistory, 5*time.Second)
+		if j.Seq != 300 || !h.Complete || len(h.Msgs) != 50 || h.Msgs[0].Seq != 251 || h.Msgs[49].Seq != 300 {
+			t.Fatalf("joined %d, history complete=%v with %d msgs, want 251-300", j.Seq, h.Complete, len(h.Msgs))
+		}
+	}
+	if got := store.ranges.Load(); got > 3 {
+		t.Fatalf("30 joins made %d store loads, want one (a few if they raced the first)", got)
+	}
+
+	before := store.ranges.Load()
+	empty := join("e", 10)
+	for _, v := range empty {
+		if j := v.NextOp(protocol.OpJoined, 5*time.Second); j.Seq != 0 {
+			t.Fatalf("joined seq %d in an empty room", j.Seq)
+		}
+		if h := v.NextOp(protocol.OpHistory, 5*time.Second); !h.Complete || len(h.Msgs) != 0 {
+			t.Fatalf("empty room: history complete=%v with %d msgs", h.Complete, len(h.Msgs))
+		}
+	}
+	join("e", 1)[0].NextOp(protocol.OpHistory, 5*time.Second)
+	if got := store.ranges.Load() - before; got > 3 {
+		t.Fatalf("11 joins of an empty room made %d store loads", got)
+	}
+	publishSeqs(t, gw, "e", 1, 2, 2)
+	collect(t, empty[0], nil, 1, 2, false)
+}

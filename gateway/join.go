@@ -73,19 +73,24 @@ func (c *conn) join(name string, resume *uint64) {
 	}
 	m.catching = true
 	m.from = last
-	if resume != nil && (r.fill == nil || r.fill.after <= after) {
-		// Resumes the ring does not reach (a restarted gateway, a storm):
-		// one store load per room extends the ring for all of them.
-		w := fillWaiter{c: c, m: m, after: after}
-		if r.fill != nil {
-			r.fill.waiters = append(r.fill.waiters, w)
+	// Joins the ring does not serve (a restarted gateway, a storm, a room
+	// filling up): one store load per room extends the ring for all of
+	// them (see roomFill).
+	if f := r.fill; f == nil || (resume != nil && !f.tail && f.after <= after) || (resume == nil && f.tail) {
+		w := fillWaiter{c: c, m: m, after: after, resume: resume != nil}
+		if f != nil {
+			f.waiters = append(f.waiters, w)
 			r.mu.Unlock()
 			return
 		}
-		// From a little below this resume point: viewers of one room
-		// resume from about the same seq, and the ones slightly behind
-		// can wait on the same load.
-		r.fill = &roomFill{after: after - min(after, fillMargin), waiters: []fillWaiter{w}}
+		f = &roomFill{tail: resume == nil, waiters: []fillWaiter{w}}
+		if resume != nil {
+			// From a little below this resume point: viewers of one
+			// room resume from about the same seq, and the ones
+			// slightly behind can wait on the same load.
+			f.after = after - min(after, fillMargin)
+		}
+		r.fill = f
 		r.mu.Unlock()
 		s.fillRing(r)
 		return
@@ -97,10 +102,14 @@ func (c *conn) join(name string, resume *uint64) {
 
 // coversLocked reports whether the ring holds every message after seq
 // after: it starts right after it, or at seq 1 (the room began while this
-// gateway watched), or nothing is missing. mu must be held.
+// gateway watched), or nothing is missing, or a fill found the room
+// empty (ringFrom 1 before any message). mu must be held.
 func (r *room) coversLocked(after uint64) bool {
+	if r.last == 0 {
+		return r.ringFrom == 1
+	}
 	first := r.ringFirstLocked()
-	return r.last != 0 && (after >= r.last || (first != 0 && (first <= after+1 || first == 1)))
+	return after >= r.last || (first != 0 && (first <= after+1 || first == 1))
 }
 
 // loadHistory fetches the part of a join's history the ring lacks, off the
