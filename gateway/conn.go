@@ -188,7 +188,10 @@ func (c *conn) handshake(buf []byte) int {
 		c.rd.AllowRSV1 = true
 		s.ndeflate.Add(1)
 	}
-	_, _ = c.gc.Write(ws.AppendAccept(nil, h.Key, ext))
+	// The 101, joined and history go out in one write (see cork).
+	l := c.lp
+	l.corked, l.cork = c, ws.AppendAccept(l.cork[:0], h.Key, ext)
+	defer l.uncork()
 	c.state = stateOpen
 	c.lastRecv = s.nowMs()
 	s.m.handshakes.WithLabelValues("ok").Inc()
@@ -354,6 +357,10 @@ func (c *conn) write(payload []byte) {
 	if c.state != stateOpen {
 		return
 	}
+	if l := c.lp; l.corked == c {
+		l.cork = append(ws.AppendFrameHeader(l.cork, ws.OpText, true, len(payload)), payload...)
+		return
+	}
 	buf := ws.AppendFrameHeader(make([]byte, 0, len(payload)+10), ws.OpText, true, len(payload))
 	_, _ = c.gc.Write(append(buf, payload...))
 }
@@ -412,16 +419,30 @@ func (c *conn) writeFrame(frame []byte, droppable bool) bool {
 
 // writeRaw writes complete frames (shared bytes: gnet copies what the
 // socket does not take at once). Runs on the loop.
-func (c *conn) writeRaw(b []byte) { _, _ = c.gc.Write(b) }
+func (c *conn) writeRaw(b []byte) {
+	if l := c.lp; l.corked == c {
+		l.cork = append(l.cork, b...)
+		return
+	}
+	_, _ = c.gc.Write(b)
+}
 
 // writeRawv writes several complete frames in one writev. Runs on the loop.
-func (c *conn) writeRawv(bs [][]byte) { _, _ = c.gc.Writev(bs) }
+func (c *conn) writeRawv(bs [][]byte) {
+	if l := c.lp; l.corked == c {
+		for _, b := range bs {
+			l.cork = append(l.cork, b...)
+		}
+		return
+	}
+	_, _ = c.gc.Writev(bs)
+}
 
 func (c *conn) writeControl(op byte, payload []byte) {
 	if c.state != stateOpen {
 		return
 	}
-	_, _ = c.gc.Write(ws.AppendFrame(nil, ws.OpCode(op), payload))
+	c.writeRaw(ws.AppendFrame(nil, ws.OpCode(op), payload))
 }
 
 // closeWith sends a close frame and closes the connection once the client
@@ -434,16 +455,25 @@ func (c *conn) closeWith(code uint16, reason, metric string) {
 	}
 	wasOpen := c.state == stateOpen
 	if wasOpen {
-		_, _ = c.gc.Write(ws.AppendClose(nil, code, reason))
+		c.writeRaw(ws.AppendClose(nil, code, reason))
 	}
 	c.state = stateClosing
 	c.s.m.closes.WithLabelValues(metric).Inc()
 	if !wasOpen || metric == "client" {
+		c.uncorkFirst()
 		_ = c.gc.Close()
 		return
 	}
 	c.rd.Reset()
 	c.lingerUntil = c.s.nowMs() + closeLinger.Milliseconds()
+}
+
+// uncorkFirst writes what c gathered in its loop's cork before it is
+// closed. Runs on the loop.
+func (c *conn) uncorkFirst() {
+	if c.lp.corked == c {
+		c.lp.uncork()
+	}
 }
 
 // abort closes without a close frame (handshake timeout).
@@ -453,6 +483,7 @@ func (c *conn) abort(metric string) {
 	}
 	c.state = stateClosing
 	c.s.m.closes.WithLabelValues(metric).Inc()
+	c.uncorkFirst()
 	_ = c.gc.Close()
 }
 

@@ -43,6 +43,12 @@ type loop struct {
 	joined  []byte // concatenated frames
 	zjoined []byte // concatenated frames, compressed where possible
 	iov     [][]byte
+	// cork gathers what is written to corked (a connection finishing its
+	// handshake) until uncork writes it in one syscall: the 101, joined and
+	// history, instead of three writes, each a TCP segment and a wake-up
+	// of the client. Owned by the loop.
+	cork   []byte
+	corked *conn
 	// inflater decompresses client messages sent compressed, deflater
 	// compresses merged batches; owned by the loop.
 	inflater ws.Inflater
@@ -196,6 +202,20 @@ func (s *Server) paceAfter(n int) time.Duration {
 		return 0
 	}
 	return min(time.Duration(n)*time.Second/time.Duration(s.cfg.FlushRate), s.cfg.MaxFlushDelay)
+}
+
+// uncork writes what the corked connection gathered. Runs on the loop.
+func (l *loop) uncork() {
+	c := l.corked
+	l.corked = nil
+	if c != nil && len(l.cork) > 0 {
+		_, _ = c.gc.Write(l.cork)
+	}
+	if cap(l.cork) > 64<<10 {
+		l.cork = nil // a long history: do not keep its buffer
+	} else {
+		l.cork = l.cork[:0]
+	}
 }
 
 // execute runs f on the loop. It is safe to call from any goroutine.

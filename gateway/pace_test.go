@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,5 +212,41 @@ func TestMergedChunks(t *testing.T) {
 	}
 	if fmt.Sprint(sizes) != "[200 100 300 10]" || next != seq {
 		t.Fatalf("frames of %v messages up to seq %d, want [200 100 300 10] up to %d", sizes, next-1, seq-1)
+	}
+}
+
+// TestHandshakeOneWrite checks that the 101 response, joined and history
+// reach the client in one write (one TCP segment on loopback, so one
+// read), not three.
+func TestHandshakeOneWrite(t *testing.T) {
+	gw := startGW(t, nil)
+	first := dialRaw(t, gw.addr) // makes the room, so that batches fill its ring
+	if st := first.Upgrade("/ws?room=w", ""); st != 101 {
+		t.Fatal(st)
+	}
+	first.NextOp(protocol.OpHistory, 2*time.Second)
+	publishSeqs(t, gw, "w", 1, 3, 3)
+	collect(t, first, nil, 1, 3, false)
+	c, err := net.Dial("tcp", gw.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := "GET /ws?room=w HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64<<10)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(buf[:n])
+	for _, want := range []string{"HTTP/1.1 101", `"op":"joined"`, `"op":"history"`, `"seq":3`} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("the first read (%d bytes) lacks %q:\n%q", n, want, got)
+		}
 	}
 }
