@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/history"
@@ -175,8 +176,9 @@ func (s *Server) loadHistory(c *conn, m *member, name string, resume *uint64, af
 			// gateway restart the ring starts at the first batch it saw).
 			// Joining the two across that gap would skip seqs silently:
 			// wait for the store instead.
-			if attempt == 20 || s.ctx.Err() != nil || (err == nil && !storeLags(msgs, f, ringFirst)) || (err != nil && attempt >= 2) {
-				break // a failing store gets three tries
+			if attempt == 20 || s.ctx.Err() != nil || (err == nil && !storeLags(msgs, f, ringFirst)) ||
+				(err != nil && (attempt >= 2 || errors.Is(err, history.ErrNoShared))) {
+				break // a failing store gets three tries; no shared store, none
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
