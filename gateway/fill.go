@@ -27,7 +27,7 @@ type roomFill struct {
 // that viewers a few messages behind it share the load.
 const fillMargin = 64
 
-// fillWaiter is a resume waiting on a roomFill; its member is catching up
+// fillWaiter is a join waiting on a roomFill; its member is catching up
 // (batches queue in member.pending).
 type fillWaiter struct {
 	c      *conn
@@ -36,8 +36,8 @@ type fillWaiter struct {
 	resume bool
 }
 
-// fillRing loads the messages after r.fill.after from the store, adds them
-// below the ring when they reach it (or as the ring when it is empty), and
+// fillRing loads r.fill's messages from the store, adds them below the
+// ring when they reach it (or as the ring when it is empty), and
 // hands every waiter back to its loop: a waiter the ring now covers gets
 // its history from it, the others load their own (loadHistory). While the
 // store has not caught up with the ring (the history writer persists in
