@@ -141,7 +141,20 @@ func startCluster(ctx context.Context, o *Options, dir string) (*cluster, error)
 	env := []string{"DANMAKU_JWT_SECRET=" + o.Secret}
 	cl := &cluster{bin: bin}
 	common := append([]string{"--log-level", "warn", "--drain-timeout", o.DrainTimeout.String()}, strings.Fields(o.ServerArgs)...)
-	port := func() (int, error) { return freePort() }
+	// freePort closes its probe, so the kernel may hand the same port out
+	// again: with 52 gateways (105 ports) that happened, a gateway failed
+	// to bind and the first one answered its readiness probe. Keep the
+	// ports of this cluster distinct.
+	taken := make(map[int]bool)
+	port := func() (int, error) {
+		for {
+			p, err := freePort()
+			if err != nil || !taken[p] {
+				taken[p] = true
+				return p, err
+			}
+		}
+	}
 	if o.Gateways <= 0 {
 		hp, err := port()
 		if err != nil {
