@@ -357,12 +357,8 @@ func (c *conn) write(payload []byte) {
 	if c.state != stateOpen {
 		return
 	}
-	if l := c.lp; l.corked == c {
-		l.cork = append(ws.AppendFrameHeader(l.cork, ws.OpText, true, len(payload)), payload...)
-		return
-	}
 	buf := ws.AppendFrameHeader(make([]byte, 0, len(payload)+10), ws.OpText, true, len(payload))
-	_, _ = c.gc.Write(append(buf, payload...))
+	c.writeRaw(append(buf, payload...))
 }
 
 // Outbound states (see outboundState).

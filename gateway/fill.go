@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
-	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
@@ -32,8 +30,7 @@ const fillMargin = 64
 type fillWaiter struct {
 	c      *conn
 	m      *member
-	after  uint64 // the resume point (resume) or the join's start
-	resume bool
+	resume *uint64 // the resume point; nil for a join without resume
 }
 
 // fillRing loads r.fill's messages from the store, adds them below the
@@ -53,11 +50,13 @@ func (s *Server) fillRing(r *room) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		var fill *roomFill
-		for attempt := 0; ; attempt++ {
-			ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
-			msgs, err := s.cfg.History.Range(ctx, r.name, f)
-			cancel()
+		var err error
+		s.loadUntil(func(ctx context.Context) (bool, error) {
+			var msgs []protocol.Message
+			msgs, err = s.cfg.History.Range(ctx, r.name, f)
+			if err != nil {
+				return false, err
+			}
 			after, whole := f.AfterSeq, len(msgs) < f.Limit
 			if f.Tail {
 				// The newest messages: they cover everything after the
@@ -69,18 +68,16 @@ func (s *Server) fillRing(r *room) {
 				}
 			}
 			r.mu.Lock()
-			covered := err == nil && whole && r.extendLocked(after, msgs, s.cfg.RingSize)
-			if covered || attempt == 20 || s.ctx.Err() != nil || (err != nil && (attempt >= 2 || errors.Is(err, history.ErrNoShared))) {
-				fill, r.fill = r.fill, nil
-				r.mu.Unlock()
-				if err == nil {
-					s.m.historyLoads.WithLabelValues("store").Inc()
-				}
-				break
-			}
-			r.mu.Unlock()
-			time.Sleep(100 * time.Millisecond)
+			defer r.mu.Unlock()
+			return whole && r.extendLocked(after, msgs, s.cfg.RingSize), nil
+		})
+		if err == nil {
+			s.m.historyLoads.WithLabelValues("store").Inc()
 		}
+		r.mu.Lock()
+		fill := r.fill
+		r.fill = nil
+		r.mu.Unlock()
 		for _, w := range fill.waiters {
 			w.c.lp.execute(func() { s.finishFill(r, w) })
 		}
@@ -133,21 +130,11 @@ func (s *Server) finishFill(r *room, w fillWaiter) {
 	if c.state != stateOpen || c.member(r.name) != m {
 		return
 	}
-	var resume *uint64
-	after := w.after
-	want := s.cfg.HistoryOnJoin
+	resume := w.resume
 	r.mu.Lock()
-	if w.resume {
-		resume = &w.after
-	} else if r.last > uint64(want) {
-		after = r.last - uint64(want)
-	}
-	if r.coversLocked(after) {
-		msgs := r.ringAfterLocked(after)
+	after := r.joinAfterLocked(resume, s.cfg.HistoryOnJoin)
+	if msgs, ok := r.ringHistoryLocked(after, resume, s.cfg.HistoryOnJoin); ok {
 		r.mu.Unlock()
-		if resume == nil && len(msgs) > want {
-			msgs = msgs[len(msgs)-want:]
-		}
 		s.m.historyLoads.WithLabelValues("memory").Inc()
 		c.finishJoin(m, r.name, resume, msgs, true)
 		return

@@ -50,23 +50,11 @@ func (c *conn) join(name string, resume *uint64) {
 	}
 
 	last, first := r.last, r.ringFirstLocked()
-	want := s.cfg.HistoryOnJoin
-	var after uint64
-	switch {
-	case resume != nil:
-		after = *resume
-	case last > uint64(want):
-		after = last - uint64(want)
-	}
-	fromRing := r.coversLocked(after)
-	if fromRing {
-		msgs := r.ringAfterLocked(after)
+	after := r.joinAfterLocked(resume, s.cfg.HistoryOnJoin)
+	if msgs, ok := r.ringHistoryLocked(after, resume, s.cfg.HistoryOnJoin); ok {
 		online := r.onlineCount()
 		r.mu.Unlock()
 		m.from = last
-		if resume == nil && len(msgs) > want {
-			msgs = msgs[len(msgs)-want:]
-		}
 		s.m.historyLoads.WithLabelValues("memory").Inc()
 		c.write(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: name, Seq: last, Online: online}))
 		c.write(protocol.EncodeHistory(name, msgs, true))
@@ -78,7 +66,7 @@ func (c *conn) join(name string, resume *uint64) {
 	// filling up): one store load per room extends the ring for all of
 	// them (see roomFill).
 	if f := r.fill; f == nil || (resume != nil && !f.tail && f.after <= after) || (resume == nil && f.tail) {
-		w := fillWaiter{c: c, m: m, after: after, resume: resume != nil}
+		w := fillWaiter{c: c, m: m, resume: resume}
 		if f != nil {
 			f.waiters = append(f.waiters, w)
 			r.mu.Unlock()
@@ -99,6 +87,32 @@ func (c *conn) join(name string, resume *uint64) {
 	ring := r.ringAfterLocked(after)
 	r.mu.Unlock()
 	s.loadHistory(c, m, name, resume, after, first, ring)
+}
+
+// joinAfterLocked returns the seq a join's history starts after: the
+// resume point, or want messages below the room's newest. mu must be held.
+func (r *room) joinAfterLocked(resume *uint64, want int) uint64 {
+	switch {
+	case resume != nil:
+		return *resume
+	case r.last > uint64(want):
+		return r.last - uint64(want)
+	}
+	return 0
+}
+
+// ringHistoryLocked returns a join's history from the ring, the messages
+// after seq after (at most the newest want without resume), when the ring
+// covers them. mu must be held.
+func (r *room) ringHistoryLocked(after uint64, resume *uint64, want int) ([]protocol.Message, bool) {
+	if !r.coversLocked(after) {
+		return nil, false
+	}
+	msgs := r.ringAfterLocked(after)
+	if resume == nil && len(msgs) > want {
+		msgs = msgs[len(msgs)-want:]
+	}
+	return msgs, true
 }
 
 // coversLocked reports whether the ring holds every message after seq
@@ -167,21 +181,15 @@ func (s *Server) loadHistory(c *conn, m *member, name string, resume *uint64, af
 		defer func() { <-s.histSem }()
 		var msgs []protocol.Message
 		var err error
-		for attempt := 0; ; attempt++ {
-			ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
+		// The history writer persists in batches, so the store may not
+		// yet hold the messages just below the ring (after a gateway
+		// restart the ring starts at the first batch it saw). Joining the
+		// two across that gap would skip seqs silently: wait for the
+		// store instead.
+		s.loadUntil(func(ctx context.Context) (bool, error) {
 			msgs, err = s.cfg.History.Range(ctx, name, f)
-			cancel()
-			// The history writer persists in batches, so the store may
-			// not yet hold the messages just below the ring (after a
-			// gateway restart the ring starts at the first batch it saw).
-			// Joining the two across that gap would skip seqs silently:
-			// wait for the store instead.
-			if attempt == 20 || s.ctx.Err() != nil || (err == nil && !storeLags(msgs, f, ringFirst)) ||
-				(err != nil && (attempt >= 2 || errors.Is(err, history.ErrNoShared))) {
-				break // a failing store gets three tries; no shared store, none
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return err == nil && !storeLags(msgs, f, ringFirst), err
+		})
 		// Still behind after the wait (the writer is stuck, e.g. its
 		// consumer group is rejoining after a broker restart): answer
 		// store and ring with complete:false rather than freeze the
@@ -228,6 +236,21 @@ func (s *Server) loadHistory(c *conn, m *member, name string, resume *uint64, af
 			c.finishJoin(m, name, resume, all, complete)
 		})
 	}()
+}
+
+// loadUntil calls load until it reports done, 100 ms apart, for up to 2 s:
+// a failing store gets three tries, none when there is no shared store.
+// Each call gets 3 s. Runs off the loop.
+func (s *Server) loadUntil(load func(ctx context.Context) (done bool, err error)) {
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
+		done, err := load(ctx)
+		cancel()
+		if done || attempt == 20 || s.ctx.Err() != nil || (err != nil && (attempt >= 2 || errors.Is(err, history.ErrNoShared))) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // storeLags reports whether msgs, the store's answer to f, ends before the
@@ -393,7 +416,7 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 	}
 	if len(ds) > 1 {
 		shared, zshared = l.joined[:0], l.zjoined[:0]
-		if f, zf, ok := l.merged(s, ds); ok {
+		if f, zf, ok := l.merged(s, ds, shared, zshared); ok {
 			shared, zshared = f, f
 			if zf != nil {
 				zshared = zf

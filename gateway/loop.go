@@ -79,10 +79,11 @@ const maxMerge = 256
 // are consecutive batches of its seq stream: one frame per run of up to
 // maxMerge messages, so that a viewer given them all parses a few frames
 // instead of len(ds). A run with seqs left out (thinned batches) is
-// encoded with from/to covering the whole run. ok is false when ds holds
+// encoded with from/to covering the whole run. The frames are appended to
+// frames and zframes (the loop's scratch). ok is false when ds holds
 // anything else: a frame outside the stream or a gap between batches.
 // Runs on the loop.
-func (l *loop) merged(s *Server, ds []delivery) (frames, zframes []byte, ok bool) {
+func (l *loop) merged(s *Server, ds []delivery, frames, zframes []byte) ([]byte, []byte, bool) {
 	for i, d := range ds {
 		if d.last == 0 || d.batch == nil || i > 0 && d.first != ds[i-1].last+1 {
 			return nil, nil, false
@@ -110,6 +111,9 @@ func (l *loop) merged(s *Server, ds []delivery) (frames, zframes []byte, ok bool
 			zframes = l.deflater.AppendFrame(zframes, ws.OpText, payload)
 		}
 		start = end
+	}
+	if !compress {
+		zframes = nil
 	}
 	return frames, zframes, true
 }

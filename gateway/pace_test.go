@@ -113,7 +113,7 @@ func TestMergedBatches(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var l loop
-			frame, zframe, ok := l.merged(s, tc.ds)
+			frame, zframe, ok := l.merged(s, tc.ds, nil, nil)
 			if ok != tc.ok {
 				t.Fatalf("ok = %v, want %v", ok, tc.ok)
 			}
@@ -195,7 +195,7 @@ func TestMergedChunks(t *testing.T) {
 		ds = append(ds, delivery{room: "r", frame: []byte("x"), first: msgs[0].Seq, last: msgs[n-1].Seq, msgs: n, batch: msgs})
 	}
 	var l loop
-	frames, _, ok := l.merged(&Server{}, ds)
+	frames, _, ok := l.merged(&Server{}, ds, nil, nil)
 	if !ok {
 		t.Fatal("not merged")
 	}
