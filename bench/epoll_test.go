@@ -37,22 +37,9 @@ func choppyGateway(t *testing.T, n uint64, chunk int) (string, <-chan bool) {
 		}
 		defer c.Close()
 		buf := make([]byte, 4096)
-		m := 0
-		var h ws.Handshake
-		for {
-			r, err := c.Read(buf[m:])
-			if err != nil {
-				return
-			}
-			m += r
-			h, _, err = ws.ParseUpgrade(buf[:m], 4096)
-			if errors.Is(err, ws.ErrNeedMore) {
-				continue
-			}
-			if err != nil {
-				return
-			}
-			break
+		h, _, err := readUpgrade(c, buf)
+		if err != nil {
+			return
 		}
 		out := ws.AppendAccept(nil, h.Key, "")
 		out = ws.AppendFrame(out, ws.OpText, protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: "r", Seq: 0, Online: 1}))

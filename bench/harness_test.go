@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -44,23 +43,9 @@ func fakeGateway(t *testing.T, n uint64, gapAt, dupAt int64) string {
 			k := conns.Add(1)
 			go func() {
 				defer c.Close()
-				buf := make([]byte, 4096)
-				m := 0
-				var h ws.Handshake
-				for {
-					r, err := c.Read(buf[m:])
-					if err != nil {
-						return
-					}
-					m += r
-					h, _, err = ws.ParseUpgrade(buf[:m], 4096)
-					if errors.Is(err, ws.ErrNeedMore) {
-						continue
-					}
-					if err != nil {
-						return
-					}
-					break
+				h, _, err := readUpgrade(c, make([]byte, 4096))
+				if err != nil {
+					return
 				}
 				out := ws.AppendAccept(nil, h.Key, "")
 				out = ws.AppendFrame(out, ws.OpText, protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: "r", Seq: 0, Online: 1}))
