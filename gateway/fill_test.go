@@ -24,19 +24,24 @@ func (s *countingStore) Range(ctx context.Context, room string, f history.Filter
 	return s.Store.Range(ctx, room, f)
 }
 
+// appendSeqs stores messages from..to of room in st.
+func appendSeqs(t *testing.T, st history.Store, room string, from, to uint64) {
+	var msgs []protocol.Message
+	for seq := from; seq <= to; seq++ {
+		msgs = append(msgs, protocol.Message{Room: room, Seq: seq, UID: "u", Text: fmt.Sprint(seq)})
+	}
+	if err := st.Append(context.Background(), msgs); err != nil {
+		t.Error(err)
+	}
+}
+
 // TestResumeStormSharesOneStoreLoad checks that resumes a fresh gateway's
 // ring does not reach (a restart) are answered from one store load per
 // room, completely, and that the ring then serves later resumes, older
 // ones extend it, and batches continue after the history.
 func TestResumeStormSharesOneStoreLoad(t *testing.T) {
 	mem := history.NewMemory(history.MemoryConfig{})
-	var msgs []protocol.Message
-	for seq := uint64(1); seq <= 300; seq++ {
-		msgs = append(msgs, protocol.Message{Room: "s", Seq: seq, UID: "u", Text: fmt.Sprint(seq)})
-	}
-	if err := mem.Append(context.Background(), msgs); err != nil {
-		t.Fatal(err)
-	}
+	appendSeqs(t, mem, "s", 1, 300)
 	store := &countingStore{Store: mem}
 	gw := startGW(t, func(c *Config) { c.History = store })
 
@@ -104,16 +109,7 @@ func TestResumeStormSharesOneStoreLoad(t *testing.T) {
 // just below it yet) asks again instead of joining the two across a gap.
 func TestFillWaitsForALaggingStore(t *testing.T) {
 	mem := history.NewMemory(history.MemoryConfig{})
-	batch := func(from, to uint64) []protocol.Message {
-		var msgs []protocol.Message
-		for seq := from; seq <= to; seq++ {
-			msgs = append(msgs, protocol.Message{Room: "l", Seq: seq, UID: "u", Text: fmt.Sprint(seq)})
-		}
-		return msgs
-	}
-	if err := mem.Append(context.Background(), batch(1, 280)); err != nil {
-		t.Fatal(err)
-	}
+	appendSeqs(t, mem, "l", 1, 280)
 	gw := startGW(t, func(c *Config) { c.History = mem })
 	live := dialRaw(t, gw.addr)
 	if st := live.Upgrade("/ws?room=l", ""); st != 101 {
@@ -123,7 +119,7 @@ func TestFillWaitsForALaggingStore(t *testing.T) {
 	publishSeqs(t, gw, "l", 291, 300, 10) // the ring: 291-300
 	collect(t, live, nil, 291, 300, false)
 
-	time.AfterFunc(300*time.Millisecond, func() { _ = mem.Append(context.Background(), batch(281, 290)) })
+	time.AfterFunc(300*time.Millisecond, func() { appendSeqs(t, mem, "l", 281, 290) })
 	v := dialRaw(t, gw.addr)
 	if st := v.Upgrade("/ws?room=l&resume=200", ""); st != 101 {
 		t.Fatal(st)
@@ -140,13 +136,7 @@ func TestFillWaitsForALaggingStore(t *testing.T) {
 // messages, and that a room the store has nothing of is then known empty.
 func TestJoinStormSharesOneTailLoad(t *testing.T) {
 	mem := history.NewMemory(history.MemoryConfig{})
-	var msgs []protocol.Message
-	for seq := uint64(1); seq <= 300; seq++ {
-		msgs = append(msgs, protocol.Message{Room: "t", Seq: seq, UID: "u", Text: fmt.Sprint(seq)})
-	}
-	if err := mem.Append(context.Background(), msgs); err != nil {
-		t.Fatal(err)
-	}
+	appendSeqs(t, mem, "t", 1, 300)
 	store := &countingStore{Store: mem}
 	gw := startGW(t, func(c *Config) { c.History = store })
 
