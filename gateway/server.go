@@ -8,12 +8,17 @@
 //   - Each event loop owns its connections (conn), their memberships
 //     (member) and its room index (loop.rooms): touched only in gnet
 //     callbacks and in tasks queued with loop.execute.
-//   - room (shared by all loops) holds a room's ring of recent messages and
-//     per-loop viewer counts under room.mu.
+//   - room (shared by all loops) holds a room's ring of recent messages,
+//     per-loop viewer counts and its pending store load (room.fill, with
+//     the joins waiting on it) under room.mu; the load runs on its own
+//     goroutine and hands each waiter back to its loop.
 //   - Each loop's outbox (loop.out, under loop.out.mu) is where other
 //     goroutines leave frames for the loop's viewers; at most one flush task
-//     per loop is queued at a time, and the flush (on the loop) writes each
-//     viewer everything queued for it in one write or writev.
+//     per loop is pending at a time (paced by the last flush's fan-out
+//     cost, its timer queues it), and the flush (on the loop) writes each
+//     viewer everything queued for it in one write or writev. loop.cork
+//     (on the loop) gathers a connection's writes while it finishes its
+//     handshake.
 //   - The dispatch goroutine reads batches, appends them to rings and puts
 //     the framed batch in the outbox of every loop with viewers; the control
 //     goroutine does the same for deletions, purges and notices and queues
