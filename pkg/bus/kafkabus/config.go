@@ -20,7 +20,7 @@ const (
 	DefaultBatchSize         = 1000
 	DefaultCompression       = "lz4"
 	DefaultRequiredAcks      = "all"
-	DefaultMaxWait           = 100 * time.Millisecond
+	DefaultMaxWait           = time.Second
 	DefaultMaxFetch          = 1024
 	DefaultHeartbeatInterval = time.Second
 	DefaultSessionTimeout    = 10 * time.Second
@@ -72,8 +72,8 @@ type Config struct {
 	// "all".
 	RequiredAcks string
 	// MaxWait is how long a fetch request waits at the broker for new
-	// records. Closing a consumer waits up to this long. Zero value means
-	// 100ms.
+	// records; a record arriving ends the wait. An idle partition costs one
+	// fetch request per MaxWait. Zero value means 1s.
 	MaxWait time.Duration
 	// MaxFetch caps the records one Fetch returns. Zero value means 1024.
 	MaxFetch int
@@ -114,8 +114,14 @@ func (c Config) Validate() error {
 	if c.ReplicationFactor < 0 {
 		return fmt.Errorf("kafkabus: negative replication factor %d", c.ReplicationFactor)
 	}
-	if c.BatchTimeout < 0 || c.MaxWait < 0 || c.HeartbeatInterval < 0 || c.SessionTimeout < 0 {
-		return errors.New("kafkabus: negative duration")
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"batch timeout", c.BatchTimeout}, {"max wait", c.MaxWait}, {"heartbeat interval", c.HeartbeatInterval},
+		{"session timeout", c.SessionTimeout}} {
+		if d.v < 0 {
+			return fmt.Errorf("kafkabus: negative duration: %s %v", d.name, d.v)
+		}
 	}
 	if c.BatchSize < 0 || c.MaxFetch < 0 {
 		return errors.New("kafkabus: negative batch size or fetch cap")

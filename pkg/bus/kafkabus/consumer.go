@@ -40,10 +40,11 @@ type delivery struct {
 // Readers hand deliveries to Fetch over ch; each partition's reader runs in
 // its own goroutine, so partition order is kept.
 type consumer struct {
-	b     *Bus
-	topic string
-	opts  bus.ConsumerOptions
-	ch    chan delivery
+	b      *Bus
+	stream string
+	topic  string
+	opts   bus.ConsumerOptions
+	ch     chan delivery
 
 	ctx    context.Context // ends on Close
 	cancel context.CancelFunc
@@ -83,6 +84,7 @@ func (b *Bus) Consumer(stream string, opts bus.ConsumerOptions) (bus.Consumer, e
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &consumer{
 		b:      b,
+		stream: stream,
 		topic:  topic,
 		opts:   opts,
 		ch:     make(chan delivery, b.cfg.MaxFetch),
@@ -230,45 +232,98 @@ func (c *consumer) startGroupless(ctx context.Context, stream string) error {
 }
 
 // readPartition reads partition p from offset until ctx ends, handing each
-// message to Fetch. It runs in its own goroutine.
+// record to Fetch. It runs in its own goroutine.
+//
+// It fetches from the partition's leader on a connection of its own, with
+// one fetch request in flight that the broker holds up to Config.MaxWait,
+// so an idle partition costs one request per MaxWait. Ending ctx closes
+// the connection, so a pending fetch does not hold up Close or a
+// rebalance. On an error (a broken connection, a new leader) it dials the
+// leader again, after a backoff that grows to 5s while nothing is read,
+// and goes on from the offset after the last record it handed over.
 func (c *consumer) readPartition(ctx context.Context, gen int32, p int, offset int64) {
-	cfg := c.b.cfg
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:       cfg.Brokers,
-		Topic:         c.topic,
-		Partition:     p,
-		Dialer:        c.b.dialer,
-		MinBytes:      1,
-		MaxBytes:      10 << 20,
-		MaxWait:       cfg.MaxWait,
-		QueueCapacity: 256,
-		Logger:        c.b.debugLogger(),
-		ErrorLogger:   c.b.errorLogger(),
-	})
-	defer r.Close()
-	if err := r.SetOffset(offset); err != nil {
-		c.b.log.Warn("kafkabus: set offset", "topic", c.topic, "partition", p, "offset", offset, "err", err)
-		<-ctx.Done() // returning early would end the group generation
-		return
-	}
-	for {
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			c.b.log.Warn("kafkabus: fetch", "topic", c.topic, "partition", p, "err", err)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
 			select {
 			case <-ctx.Done():
-				return
-			case <-time.After(cfg.MaxWait):
+			case <-time.After(min(time.Duration(attempt)*c.b.cfg.MaxWait, 5*time.Second)):
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		conn, err := c.b.leader(ctx, c.stream, p)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.b.log.Warn("kafkabus: fetch", "topic", c.topic, "partition", p, "err", err)
 			}
 			continue
 		}
+		stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+		from := offset
+		offset, err = c.fetchLoop(ctx, conn, gen, p, offset)
+		stop()
+		_ = conn.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		c.b.log.Warn("kafkabus: fetch", "topic", c.topic, "partition", p, "offset", offset, "err", err)
+		if offset != from {
+			attempt = 0 // it was reading: retry at once
+		}
+	}
+}
+
+// fetchLoop fetches partition p on conn from offset until an error, which
+// it returns with the offset to go on from. A negative offset
+// (kafka.FirstOffset, kafka.LastOffset: a group without a committed offset)
+// is resolved first; an offset the partition no longer holds moves to the
+// oldest one it does (records lost to retention are logged).
+func (c *consumer) fetchLoop(ctx context.Context, conn *kafka.Conn, gen int32, p int, offset int64) (int64, error) {
+	maxWait := c.b.cfg.MaxWait
+	take := func(m kafka.Message) bool {
 		select {
 		case c.ch <- delivery{gen: gen, msg: m}:
+			return true
 		case <-ctx.Done():
-			return
+			return false
+		}
+	}
+	for {
+		_ = conn.SetDeadline(time.Now().Add(maxWait + fetchSlack))
+		if offset < 0 {
+			first, last, err := conn.ReadOffsets()
+			if err != nil {
+				return offset, err
+			}
+			if offset == kafka.LastOffset {
+				offset = last
+			} else {
+				offset = first
+			}
+			continue
+		}
+		var err error
+		if offset, _, err = fetchOnce(conn, offset, maxWait, take); err == nil {
+			if err = ctx.Err(); err != nil {
+				return offset, err
+			}
+			continue
+		}
+		if !errors.Is(err, kafka.OffsetOutOfRange) {
+			return offset, err
+		}
+		first, last, err := conn.ReadOffsets()
+		if err != nil {
+			return offset, err
+		}
+		switch {
+		case offset < first:
+			c.b.log.Warn("kafkabus: records no longer retained, skipped", "topic", c.topic, "partition", p,
+				"from", offset, "to", first)
+			offset = first
+		case offset > last:
+			offset = last
 		}
 	}
 }
@@ -390,8 +445,7 @@ func (c *consumer) Commit(ctx context.Context, recs ...bus.Record) error {
 	return nil
 }
 
-// Close stops the readers and leaves the group. It waits up to
-// Config.MaxWait for the readers' pending fetches. Close is idempotent.
+// Close stops the readers and leaves the group. Close is idempotent.
 func (c *consumer) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)

@@ -68,13 +68,18 @@
 //
 // # Consuming
 //
-// A consumer reads each partition it owns with its own kafka.Reader, and
-// Fetch returns what the readers have buffered: it blocks for the first
+// A consumer reads each partition it owns on a connection of its own to
+// the partition's leader (a kafka.Conn, not a kafka.Reader), and Fetch
+// returns what the readers have handed over: it blocks for the first
 // record, then takes whatever else is already there, up to Config.MaxFetch
-// records, without waiting further. Readers fetch with MaxWait (100ms), so
-// an idle partition costs one fetch request per MaxWait and closing a
-// consumer waits at most that long (kafka-go's default of 10s would make
-// Close and every rebalance block 10s).
+// records, without waiting further. Each reader keeps one fetch request in
+// flight, which the broker holds until a record arrives or MaxWait (1s)
+// passes: a record is delivered at once and an idle partition costs one
+// request per MaxWait. Ending a reader (Close, a rebalance) closes its
+// connection, so it never waits for the pending fetch; that is why a long
+// MaxWait is free, where kafka.Reader blocks Close for up to MaxWait. With
+// kafka.Reader and 100ms, 20 idle gateways (17 partitions each) cost 0.29
+// cores and the broker 0.26; with this reader and 1s, 0.06 and 0.06.
 //
 // Consumers with a group drive a kafka.ConsumerGroup directly instead of a
 // kafka.Reader with GroupID, because only the group exposes its generations:

@@ -106,7 +106,7 @@ func TestDefaults(t *testing.T) {
 		}
 	}
 	if c.TopicPrefix != "danmaku." || c.BatchTimeout != 2*time.Millisecond || c.Compression != "lz4" ||
-		c.RequiredAcks != "all" || c.MaxWait != 100*time.Millisecond || c.ReplicationFactor != 1 {
+		c.RequiredAcks != "all" || c.MaxWait != time.Second || c.ReplicationFactor != 1 {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 }

@@ -121,28 +121,18 @@ func (b *Bus) ReadRange(ctx context.Context, stream string, partition int, from,
 	next, to := max(from, first), min(to, last)
 	var out []bus.Record
 	for next < to {
-		if _, err := conn.Seek(next, kafka.SeekAbsolute); err != nil {
-			return nil, fmt.Errorf("kafkabus: seek %s/%d to %d: %w", topic, partition, next, err)
-		}
-		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: 8 << 20, MaxWait: b.cfg.MaxWait})
+		_ = conn.SetDeadline(time.Now().Add(b.cfg.MaxWait + fetchSlack))
 		got := 0
-		for {
-			m, err := batch.ReadMessage()
-			if err != nil {
-				break
-			}
-			if m.Offset < next {
-				continue // a compressed batch starts before next
-			}
+		var hwm int64
+		next, hwm, err = fetchOnce(conn, next, b.cfg.MaxWait, func(m kafka.Message) bool {
 			if m.Offset >= to {
-				break
+				return false
 			}
 			out = append(out, record(m))
-			next = m.Offset + 1
 			got++
-		}
-		hwm := batch.HighWaterMark()
-		if err := batch.Close(); err != nil && !errors.Is(err, kafka.OffsetOutOfRange) {
+			return true
+		})
+		if err != nil && !errors.Is(err, kafka.OffsetOutOfRange) {
 			return nil, fmt.Errorf("kafkabus: read %s/%d at %d: %w", topic, partition, next, err)
 		}
 		if got == 0 {
@@ -156,4 +146,41 @@ func (b *Bus) ReadRange(ctx context.Context, stream string, partition int, from,
 		}
 	}
 	return out, nil
+}
+
+// fetchMaxBytes bounds one fetch response per partition. A record batch
+// larger than this still comes whole (the broker returns at least one).
+const fetchMaxBytes = 10 << 20
+
+// fetchSlack is added to Config.MaxWait for a fetch's socket deadline: the
+// broker answers after MaxWait at the latest, so a connection silent for
+// longer than this is broken.
+const fetchSlack = 15 * time.Second
+
+// fetchOnce sends one fetch request at offset next to conn's partition
+// (the broker holds it up to maxWait for a first record) and hands fn the
+// records from next on, in order, until fn returns false (that record is
+// not taken). It returns the offset after the last record taken and the
+// partition's high-water mark. A compressed batch can start before next;
+// its earlier records are skipped.
+func fetchOnce(conn *kafka.Conn, next int64, maxWait time.Duration, fn func(kafka.Message) bool) (int64, int64, error) {
+	if _, err := conn.Seek(next, kafka.SeekAbsolute|kafka.SeekDontCheck); err != nil {
+		return next, 0, err
+	}
+	batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: fetchMaxBytes, MaxWait: maxWait})
+	for {
+		m, err := batch.ReadMessage()
+		if err != nil {
+			break
+		}
+		if m.Offset < next {
+			continue
+		}
+		if !fn(m) {
+			break
+		}
+		next = m.Offset + 1
+	}
+	hwm := batch.HighWaterMark()
+	return next, hwm, batch.Close()
 }
