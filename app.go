@@ -51,6 +51,11 @@ type Config struct {
 	Bus         string
 	Brokers     string
 	TopicPrefix string
+	// Kafka client settings (zero: the kafkabus defaults).
+	KafkaMaxWait      time.Duration
+	KafkaBatchTimeout time.Duration
+	KafkaAcks         string
+	KafkaCompression  string
 	// History is "memory" or "clickhouse" (ClickHouse address).
 	History    string
 	ClickHouse string
@@ -283,7 +288,8 @@ func (a *App) openBackends() error {
 			return errors.New("--bus kafka needs --brokers (env DANMAKU_BROKERS)")
 		}
 		kb, err := kafkabus.New(ctx, kafkabus.Config{Brokers: strings.Split(cfg.Brokers, ","), TopicPrefix: cfg.TopicPrefix,
-			CreateTopics: true, Logger: a.log})
+			CreateTopics: true, Logger: a.log, MaxWait: cfg.KafkaMaxWait, BatchTimeout: cfg.KafkaBatchTimeout,
+			RequiredAcks: cfg.KafkaAcks, Compression: cfg.KafkaCompression})
 		if err != nil {
 			return err
 		}
