@@ -304,7 +304,9 @@ func (c *consumer) fetchLoop(ctx context.Context, conn *kafka.Conn, gen int32, p
 			continue
 		}
 		var err error
-		if offset, _, err = fetchOnce(conn, offset, maxWait, take); err == nil {
+		// kafka-go reports a fetch that the broker answered empty after
+		// MaxWait as RequestTimedOut; the connection is fine.
+		if offset, _, err = fetchOnce(conn, offset, maxWait, take); err == nil || errors.Is(err, kafka.RequestTimedOut) {
 			if err = ctx.Err(); err != nil {
 				return offset, err
 			}

@@ -1,9 +1,12 @@
 package kafkabus
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,6 +49,55 @@ func TestLongMaxWait(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Close took %v with MaxWait 20s: it waited for the pending fetches", d)
 	}
+}
+
+// Empty fetches are the normal state of an idle partition: they cost one
+// request per MaxWait on the same connection, log nothing, and the next
+// record still arrives at once.
+func TestIdleFetches(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxWait = 200 * time.Millisecond
+	var logs lockedBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	b := newTestBus(t, cfg)
+	c, err := b.Consumer(bus.StreamControl, bus.ConsumerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(1500 * time.Millisecond) // about 7 empty fetches
+	if s := logs.String(); s != "" {
+		t.Fatalf("an idle partition logged:\n%s", s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := b.Publisher(bus.StreamControl).Publish(ctx, bus.Record{Key: "k", Value: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if recs, err := c.Fetch(ctx); err != nil || len(recs) != 1 {
+		t.Fatalf("Fetch after idle: %d records, %v", len(recs), err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("record arrived %v after an idle spell", d)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // A reader whose connection breaks dials the leader again and goes on after

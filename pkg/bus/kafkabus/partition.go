@@ -132,7 +132,7 @@ func (b *Bus) ReadRange(ctx context.Context, stream string, partition int, from,
 			got++
 			return true
 		})
-		if err != nil && !errors.Is(err, kafka.OffsetOutOfRange) {
+		if err != nil && !errors.Is(err, kafka.OffsetOutOfRange) && !errors.Is(err, kafka.RequestTimedOut) {
 			return nil, fmt.Errorf("kafkabus: read %s/%d at %d: %w", topic, partition, next, err)
 		}
 		if got == 0 {
