@@ -71,6 +71,9 @@ type Config struct {
 	// cost (writes per second; 0 = the gateway default, -1 = off); see
 	// gateway.Config.FlushRate.
 	FlushRate int
+	// OnlineRate bounds a gateway's online-frame writes per second
+	// (gateway.Config.OnlineRate).
+	OnlineRate int
 	// ListenBacklog is the gateway's listen queue (0 = the gateway
 	// default); see gateway.Config.ListenBacklog.
 	ListenBacklog int
@@ -157,7 +160,7 @@ func NewApp(cfg Config) (*App, error) {
 			Presence: a.presence, Signer: signer, MaxConnsPerIP: cfg.MaxConnsPerIP, AllowedOrigins: origins,
 			DrainTimeout: cfg.DrainTimeout, Logger: a.log, Registerer: a.reg,
 			Sessions: a.sessions, PresenceInterval: cfg.PresenceInterval,
-			FlushRate: cfg.FlushRate, ListenBacklog: cfg.ListenBacklog,
+			FlushRate: cfg.FlushRate, OnlineRate: cfg.OnlineRate, ListenBacklog: cfg.ListenBacklog,
 		}); err != nil {
 			return nil, err
 		}

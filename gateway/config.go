@@ -122,6 +122,14 @@ type Config struct {
 	FlushRate int
 	// MaxFlushDelay caps the wait FlushRate adds. Zero value means 40ms.
 	MaxFlushDelay time.Duration
+	// OnlineRate bounds the writes per second that online (viewer count)
+	// frames cost this gateway, over all its rooms: a viewer gets one when
+	// the count changed, at most every PresenceInterval and every
+	// v/OnlineRate for v viewers on the gateway (19,000: every 7.6 s).
+	// Zero value means 2,500; negative sends no online frames. When many
+	// gateway processes share a machine, give each its share (52 on 2
+	// cores: 100).
+	OnlineRate int
 
 	// HistoryOnJoin is how many recent messages a join without resume
 	// gets. Zero value means 50.
@@ -195,6 +203,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.FlushRate == 0 {
 		c.FlushRate = 250_000
+	}
+	if c.OnlineRate == 0 {
+		c.OnlineRate = 2500
 	}
 	if c.MaxFlushDelay == 0 {
 		c.MaxFlushDelay = 40 * time.Millisecond

@@ -290,9 +290,14 @@ func (s *Server) runPresence() {
 			cancel()
 		}
 		now := time.Now()
+		var viewers int64
+		for _, r := range active {
+			viewers += r.online.Load()
+		}
+		every, send := s.onlineEvery(viewers)
 		for _, r := range active {
 			n := int64(r.onlineCount())
-			if r.sent.Load() == n || now.Sub(r.sentAt) < s.onlineEvery(r.online.Load()) {
+			if !send || r.sent.Load() == n || now.Sub(r.sentAt) < every {
 				continue
 			}
 			r.sent.Store(n)
@@ -305,16 +310,14 @@ func (s *Server) runPresence() {
 	}
 }
 
-// onlineWrites bounds the writes per second that online frames cost in one
-// room on one gateway: a frame goes to every local viewer, so a room of
-// 19,000 gets one at most every 7.6 s (small rooms every PresenceInterval).
-// In a busy room the frame rides in the same write as a batch.
-const onlineWrites = 2500
-
-// onlineEvery is the shortest interval between online frames to a room
-// with local viewers on this gateway.
-func (s *Server) onlineEvery(local int64) time.Duration {
-	return max(s.cfg.PresenceInterval, time.Duration(local)*time.Second/onlineWrites)
+// onlineEvery is the shortest interval between online frames to a viewer,
+// with viewers on this gateway (Config.OnlineRate); send is false when
+// online frames are off.
+func (s *Server) onlineEvery(viewers int64) (every time.Duration, send bool) {
+	if s.cfg.OnlineRate < 0 {
+		return 0, false
+	}
+	return max(s.cfg.PresenceInterval, time.Duration(viewers)*time.Second/time.Duration(s.cfg.OnlineRate)), true
 }
 
 // gnetLogger routes gnet's logs to slog.

@@ -143,18 +143,24 @@ func TestMergedBatches(t *testing.T) {
 }
 
 func TestOnlineEvery(t *testing.T) {
-	s := &Server{cfg: Config{PresenceInterval: 2 * time.Second}}
 	for _, tc := range []struct {
-		local int64
-		want  time.Duration
+		rate    int
+		viewers int64
+		want    time.Duration
 	}{
-		{1, 2 * time.Second},
-		{5000, 2 * time.Second},
-		{19000, 7600 * time.Millisecond},
+		{2500, 1, 2 * time.Second},
+		{2500, 5000, 2 * time.Second},
+		{2500, 19000, 7600 * time.Millisecond}, // one room of 19,000 or two of 9,500
+		{100, 7700, 77 * time.Second},
 	} {
-		if got := s.onlineEvery(tc.local); got != tc.want {
-			t.Errorf("onlineEvery(%d) = %v, want %v", tc.local, got, tc.want)
+		s := &Server{cfg: Config{PresenceInterval: 2 * time.Second, OnlineRate: tc.rate}}
+		if got, send := s.onlineEvery(tc.viewers); got != tc.want || !send {
+			t.Errorf("rate %d: onlineEvery(%d) = %v, %v; want %v, true", tc.rate, tc.viewers, got, send, tc.want)
 		}
+	}
+	s := &Server{cfg: Config{PresenceInterval: 2 * time.Second, OnlineRate: -1}}
+	if _, send := s.onlineEvery(10); send {
+		t.Error("OnlineRate -1 still sends online frames")
 	}
 }
 
