@@ -106,8 +106,9 @@ type eloop struct {
 	// st counts this loop's frames, deliveries and joins apart from the
 	// other loops' (no shared cache line on the hot path).
 	st stats
-	// dialing counts the registered connections not open yet.
-	dialing int
+	// pending holds the registered connections not open yet (connecting or
+	// handshaking), so expire looks at these only, not at every open one.
+	pending map[int32]*econn
 	// freed counts the slots released and todo the connections to
 	// connect again at once, during a batch; both are acted on after mu
 	// is released (unlock), since a connect takes its own loop's mu.
@@ -159,7 +160,7 @@ func newEpollGroup(st *stats, reconnect bool, jitter time.Duration, rate float64
 			}
 			return nil, err
 		}
-		g.loops = append(g.loops, &eloop{g: g, idx: i, epfd: fd, conns: map[int32]*econn{},
+		g.loops = append(g.loops, &eloop{g: g, idx: i, epfd: fd, conns: map[int32]*econn{}, pending: map[int32]*econn{},
 			buf: make([]byte, loopBuf), wbuf: make([]byte, 0, 256)})
 	}
 	return g, nil
@@ -334,7 +335,7 @@ func (g *epollGroup) connect(c *econn) bool {
 		ev := unix.EpollEvent{Events: unix.EPOLLOUT, Fd: c.fd}
 		if err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err == nil {
 			l.conns[c.fd] = c
-			l.dialing++
+			l.pending[c.fd] = c
 		} else {
 			c.fd, c.state = -1, stIdle
 		}
@@ -454,7 +455,7 @@ func (l *eloop) run() {
 				l.read(c)
 			}
 		}
-		if l.dialing > 0 {
+		if len(l.pending) > 0 {
 			if now := time.Now(); now.Sub(scanned) >= expireEvery {
 				scanned = now
 				l.expire(now.UnixNano())
@@ -536,7 +537,7 @@ func (l *eloop) handshake(c *econn) {
 		return
 	}
 	c.rest, c.key = nil, ""
-	l.dialing--
+	delete(l.pending, c.fd)
 	l.freed++
 	l.opened(c)
 	if len(data) > end {
@@ -560,8 +561,8 @@ func (l *eloop) opened(c *econn) {
 func (l *eloop) abort(c *econn) {
 	_ = unix.Close(int(c.fd))
 	delete(l.conns, c.fd)
+	delete(l.pending, c.fd)
 	c.fd, c.rest, c.key, c.state = -1, nil, "", stIdle
-	l.dialing--
 	l.freed++
 	l.g.fail(c)
 }
@@ -570,8 +571,8 @@ func (l *eloop) abort(c *econn) {
 // the group's timeout (mu held).
 func (l *eloop) expire(now int64) {
 	limit := now - int64(l.g.timeout)
-	for _, c := range l.conns {
-		if c.state != stOpen && c.start < limit {
+	for _, c := range l.pending {
+		if c.start < limit {
 			l.abort(c)
 		}
 	}
@@ -693,10 +694,9 @@ func (g *epollGroup) close() {
 		for fd, c := range l.conns {
 			_ = unix.Close(int(fd))
 			delete(l.conns, fd)
+			delete(l.pending, fd)
 			if c.state == stOpen {
 				g.st.open.Add(-1)
-			} else {
-				l.dialing--
 			}
 			c.fd, c.state = -1, stIdle
 		}
