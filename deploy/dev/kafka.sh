@@ -25,7 +25,10 @@ start() {
 	rm -f "$dir/kafka.addr"
 	# setsid: a Ctrl-C at the terminal reaches the caller's trap, which
 	# stops the broker by pid, rather than the broker itself.
-	setsid "$dir/kafkabroker" --addr 127.0.0.1:0 --addr-file "$dir/kafka.addr" \
+	# GOMEMLIMIT: under 52 bench gateways on a loaded machine the broker's
+	# heap grew to 10-18 GB in three runs (once OOM-killed); with a 2 GiB
+	# soft limit it stayed under 41 MB in the same runs (BENCHMARKS.md).
+	GOMEMLIMIT=${GOMEMLIMIT:-2GiB} setsid "$dir/kafkabroker" --addr 127.0.0.1:0 --addr-file "$dir/kafka.addr" \
 		--data-dir "$dir/kafka-data" --topic-prefix "${DANMAKU_TOPIC_PREFIX:-}" \
 		>"$dir/kafka.log" 2>&1 </dev/null &
 	local pid=$!
