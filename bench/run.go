@@ -286,7 +286,7 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	var srcIPs []string
 	if isLoopback(wsAddrs) {
 		for i := range o.SourceIPs {
-			srcIPs = append(srcIPs, fmt.Sprintf("127.0.0.%d", 2+i))
+			srcIPs = append(srcIPs, sourceIP(i))
 		}
 	}
 	for w := range specs {
@@ -577,4 +577,10 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// sourceIP is the i-th local address the viewers dial from on loopback:
+// 127.0.0.2 to 127.0.0.251, then 127.0.1.2 and on (all of 127/8 is local).
+func sourceIP(i int) string {
+	return fmt.Sprintf("127.0.%d.%d", i/250, 2+i%250)
 }
