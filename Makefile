@@ -46,7 +46,7 @@ TESTENV ?=
 FUZZTIME ?= 60s
 FUZZSMOKE ?= 5s
 
-.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak bench-micro clean
+.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak bench-1m bench-micro clean
 
 build:
 	go build -o bin/danmaku .
@@ -128,6 +128,16 @@ bench-send: build
 
 bench-soak: build
 	$(BENCHBIN) bench soak --viewers 10000 --rooms 50 --rate 200 --duration 10m --report-every 1m $(BENCHFLAGS)
+
+# bench-1m: a million viewers on this machine (52 gateway processes on the
+# Kafka bus, 56 workers, heartbeats running; about 10 minutes). It starts
+# the dev broker and stops it at the end. Each gateway gets its share of
+# the online-frame budget (--online-rate 100). See BENCHMARKS.md.
+bench-1m: build
+	@dir=$$(mktemp -d) && deploy/dev/kafka.sh start $$dir && trap 'deploy/dev/kafka.sh stop '$$dir EXIT && \
+	DANMAKU_BROKERS=$$(cat $$dir/kafka.addr) GOMAXPROCS=1 $(BENCHBIN) bench idle --gateways 52 --viewers 1000000 \
+		--concurrency 200 --connect-rate 50 --read-pause 5ms --duration 40s --warmup 3s --connect-timeout 420s \
+		--server-args "--online-rate 100" --name bench-1m $(BENCHFLAGS)
 
 bench-micro:
 	go test -run '^$$' -bench 'Deflate|Frame|Check10kKeywords' -benchtime 2s ./pkg/ws/ ./moderation/
