@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/client"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/testenv"
 	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
 )
 
@@ -301,24 +301,6 @@ func TestSecurityRequestLimits(t *testing.T) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestSecretsNotLogged runs a process at debug level with the secret in
 // DANMAKU_JWT_SECRET, uses valid, invalid and guest tokens over WebSocket
 // and HTTP, and checks that neither the secret nor any token (nor a
@@ -326,7 +308,7 @@ func (s *syncBuffer) String() string {
 func TestSecretsNotLogged(t *testing.T) {
 	const secret = "s3cr3t-never-logged-7f1c2a"
 	t.Setenv("DANMAKU_JWT_SECRET", secret)
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	httpAddr, wsAddr := freeAddr(t), freeAddr(t)
 	cfg, err := parseConfig("all", []string{"--http", httpAddr, "--ws", wsAddr, "--demo=false", "--log-level", "debug",
 		"--drain-timeout", "1s"}, &logs)

@@ -144,7 +144,7 @@ type Process struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the process exited
 	err  error         // exit status; read after done
-	log  *syncBuffer
+	log  *SyncBuffer
 }
 
 // Spawn starts bin with args and extra environment, without waiting for it.
@@ -153,7 +153,7 @@ type Process struct {
 // after 5 s; its output is logged if the test failed.
 func Spawn(t testing.TB, bin, name, httpAddr string, env []string, args ...string) *Process {
 	t.Helper()
-	p := &Process{name: name, http: httpAddr, done: make(chan struct{}), log: &syncBuffer{}}
+	p := &Process{name: name, http: httpAddr, done: make(chan struct{}), log: &SyncBuffer{}}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
@@ -259,19 +259,20 @@ func (p *Process) Log() string { return p.log.String() }
 // Pid returns the process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writes and reads: a
+// process's or a logger's output that a test reads while it is written.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

@@ -1,12 +1,10 @@
 package kafkabus
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/testenv"
 )
 
 // A long MaxWait costs nothing in latency or shutdown: the broker answers a
@@ -57,7 +56,7 @@ func TestLongMaxWait(t *testing.T) {
 func TestIdleFetches(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MaxWait = 200 * time.Millisecond
-	var logs lockedBuffer
+	var logs testenv.SyncBuffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	b := newTestBus(t, cfg)
 	c, err := b.Consumer(bus.StreamControl, bus.ConsumerOptions{})
@@ -81,23 +80,6 @@ func TestIdleFetches(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("record arrived %v after an idle spell", d)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // A reader whose connection breaks dials the leader again and goes on after
