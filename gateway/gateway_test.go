@@ -277,6 +277,39 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
+// A loop behind on its reads does not close a viewer as idle while the
+// viewer's bytes wait in the socket: the loop is held, the viewer sends a
+// pong, and a sweep past the idle deadline runs before the loop reads it.
+func TestIdleSparesUnreadViewer(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.IdleTimeout = time.Second; c.Loops = 1 })
+	r := dialRaw(t, gw.addr)
+	if st := r.Upgrade("/ws", ""); st != 101 {
+		t.Fatalf("status %d", st)
+	}
+	loops := gw.s.loopList()
+	if len(loops) != 1 {
+		t.Fatalf("%d loops, want 1", len(loops))
+	}
+	l := loops[0]
+	held, sent := make(chan struct{}), make(chan struct{})
+	open := make(chan bool, 1)
+	l.execute(func() {
+		close(held)
+		<-sent
+		time.Sleep(100 * time.Millisecond) // the pong reaches the socket
+		l.sweep(gw.s, time.Now().Add(5*time.Second))
+		open <- len(l.conns) == 1 && l.conns[0].state == stateOpen
+	})
+	<-held
+	if err := r.Send(ws.OpPong, nil); err != nil {
+		t.Fatal(err)
+	}
+	close(sent)
+	if !<-open {
+		t.Fatal("the viewer was closed as idle with its pong unread in the socket")
+	}
+}
+
 func TestPerIPCap(t *testing.T) {
 	gw := startGW(t, func(c *Config) { c.MaxConnsPerIP = 2 })
 	for i := 0; i < 2; i++ {
