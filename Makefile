@@ -130,13 +130,13 @@ bench-soak: build
 	$(BENCHBIN) bench soak --viewers 10000 --rooms 50 --rate 200 --duration 10m --report-every 1m $(BENCHFLAGS)
 
 # bench-1m: a million viewers on this machine (52 gateway processes on the
-# Kafka bus, 56 workers, heartbeats running; about 10 minutes). It starts
+# Kafka bus, 56 workers, heartbeats running; about 11 minutes). It starts
 # the dev broker and stops it at the end. Each gateway gets its share of
 # the online-frame budget (--online-rate 100). See BENCHMARKS.md.
 bench-1m: build
 	@dir=$$(mktemp -d) && deploy/dev/kafka.sh start $$dir && trap 'deploy/dev/kafka.sh stop '$$dir EXIT && \
 	DANMAKU_BROKERS=$$(cat $$dir/kafka.addr) GOMAXPROCS=1 $(BENCHBIN) bench idle --gateways 52 --viewers 1000000 \
-		--concurrency 200 --connect-rate 50 --read-pause 5ms --duration 40s --warmup 3s --connect-timeout 420s \
+		--concurrency 200 --connect-rate 50 --read-pause 5ms --duration 60s --warmup 3s --connect-timeout 540s \
 		--server-args "--online-rate 100" --name bench-1m $(BENCHFLAGS)
 
 bench-micro:
