@@ -280,7 +280,6 @@ func (c *consumer) readPartition(ctx context.Context, gen int32, p int, offset i
 // is resolved first; an offset the partition no longer holds moves to the
 // oldest one it does (records lost to retention are logged).
 func (c *consumer) fetchLoop(ctx context.Context, conn *kafka.Conn, gen int32, p int, offset int64) (int64, error) {
-	maxWait := c.b.cfg.MaxWait
 	take := func(m kafka.Message) bool {
 		select {
 		case c.ch <- delivery{gen: gen, msg: m}:
@@ -290,7 +289,6 @@ func (c *consumer) fetchLoop(ctx context.Context, conn *kafka.Conn, gen int32, p
 		}
 	}
 	for {
-		_ = conn.SetDeadline(time.Now().Add(maxWait + fetchSlack))
 		if offset < 0 {
 			first, last, err := conn.ReadOffsets()
 			if err != nil {
@@ -304,9 +302,7 @@ func (c *consumer) fetchLoop(ctx context.Context, conn *kafka.Conn, gen int32, p
 			continue
 		}
 		var err error
-		// kafka-go reports a fetch that the broker answered empty after
-		// MaxWait as RequestTimedOut; the connection is fine.
-		if offset, _, err = fetchOnce(conn, offset, maxWait, take); err == nil || errors.Is(err, kafka.RequestTimedOut) {
+		if offset, _, err = fetchOnce(conn, offset, c.b.cfg.MaxWait, take); err == nil {
 			if err = ctx.Err(); err != nil {
 				return offset, err
 			}

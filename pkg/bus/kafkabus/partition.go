@@ -121,7 +121,6 @@ func (b *Bus) ReadRange(ctx context.Context, stream string, partition int, from,
 	next, to := max(from, first), min(to, last)
 	var out []bus.Record
 	for next < to {
-		_ = conn.SetDeadline(time.Now().Add(b.cfg.MaxWait + fetchSlack))
 		got := 0
 		var hwm int64
 		next, hwm, err = fetchOnce(conn, next, b.cfg.MaxWait, func(m kafka.Message) bool {
@@ -132,7 +131,7 @@ func (b *Bus) ReadRange(ctx context.Context, stream string, partition int, from,
 			got++
 			return true
 		})
-		if err != nil && !errors.Is(err, kafka.OffsetOutOfRange) && !errors.Is(err, kafka.RequestTimedOut) {
+		if err != nil && !errors.Is(err, kafka.OffsetOutOfRange) {
 			return nil, fmt.Errorf("kafkabus: read %s/%d at %d: %w", topic, partition, next, err)
 		}
 		if got == 0 {
@@ -162,8 +161,11 @@ const fetchSlack = 15 * time.Second
 // records from next on, in order, until fn returns false (that record is
 // not taken). It returns the offset after the last record taken and the
 // partition's high-water mark. A compressed batch can start before next;
-// its earlier records are skipped.
+// its earlier records are skipped. An empty answer is not an error:
+// kafka-go reports one that came after maxWait as RequestTimedOut, on a
+// connection that is fine.
 func fetchOnce(conn *kafka.Conn, next int64, maxWait time.Duration, fn func(kafka.Message) bool) (int64, int64, error) {
+	_ = conn.SetDeadline(time.Now().Add(maxWait + fetchSlack))
 	if _, err := conn.Seek(next, kafka.SeekAbsolute|kafka.SeekDontCheck); err != nil {
 		return next, 0, err
 	}
@@ -182,5 +184,9 @@ func fetchOnce(conn *kafka.Conn, next int64, maxWait time.Duration, fn func(kafk
 		next = m.Offset + 1
 	}
 	hwm := batch.HighWaterMark()
-	return next, hwm, batch.Close()
+	err := batch.Close()
+	if errors.Is(err, kafka.RequestTimedOut) {
+		err = nil
+	}
+	return next, hwm, err
 }
