@@ -297,7 +297,7 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 	fs.IntVar(&o.Workers, "workers", o.Workers, "worker processes (default one per --per-worker connections)")
 	fs.IntVar(&o.PerWorker, "per-worker", o.PerWorker, "connections per worker process (default 18000; the fd limit is per process)")
 	fs.BoolVar(&o.InProcess, "in-process", o.InProcess, "run workers as goroutines of this process")
-	fs.IntVar(&o.SourceIPs, "source-ips", o.SourceIPs, "local addresses 127.0.0.2.. to dial from (default one per 4000 connections)")
+	fs.IntVar(&o.SourceIPs, "source-ips", o.SourceIPs, fmt.Sprintf("local addresses 127.0.0.2.. to dial from (default one per %d connections)", connsPerSourceIP))
 	fs.Float64Var(&o.ConnectRate, "connect-rate", o.ConnectRate, "new connections/s per worker (0: as fast as possible)")
 	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "dials in flight per worker (default 256)")
 	fs.IntVar(&o.LatencyEvery, "latency-every", o.LatencyEvery, "measure latency on 1 viewer in N (default 1: all)")

@@ -21,6 +21,16 @@ type roomFill struct {
 	waiters []fillWaiter
 }
 
+// serves reports whether a join waiting on f finds its history in the
+// ring afterwards: a resume after seq after waits on a resume fill from at
+// or below it, a join without resume on a tail fill.
+func (f *roomFill) serves(resume *uint64, after uint64) bool {
+	if resume == nil {
+		return f.tail
+	}
+	return !f.tail && f.after <= after
+}
+
 // fillMargin is how far below the first resume point a fill starts, so
 // that viewers a few messages behind it share the load.
 const fillMargin = 64

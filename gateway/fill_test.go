@@ -24,6 +24,22 @@ func (s *countingStore) Range(ctx context.Context, room string, f history.Filter
 	return s.Store.Range(ctx, room, f)
 }
 
+// dialAtOnce runs dial(i) for n viewers at the same time and returns them
+// in order.
+func dialAtOnce(n int, dial func(i int) *wstest.Conn) []*wstest.Conn {
+	vs := make([]*wstest.Conn, n)
+	var wg sync.WaitGroup
+	for i := range vs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vs[i] = dial(i)
+		}()
+	}
+	wg.Wait()
+	return vs
+}
+
 // appendSeqs stores messages from..to of room in st.
 func appendSeqs(t *testing.T, st history.Store, room string, from, to uint64) {
 	var msgs []protocol.Message
@@ -71,16 +87,9 @@ func TestResumeStormSharesOneStoreLoad(t *testing.T) {
 	}
 
 	const n = 30
-	viewers := make([]*wstest.Conn, n)
-	var wg sync.WaitGroup
-	for i := range viewers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			viewers[i] = resume(200 + uint64(i%3)) // about the same point
-		}()
-	}
-	wg.Wait()
+	viewers := dialAtOnce(n, func(i int) *wstest.Conn {
+		return resume(200 + uint64(i%3)) // about the same point
+	})
 	for i, v := range viewers {
 		check(v, 200+uint64(i%3))
 	}
@@ -141,20 +150,13 @@ func TestJoinStormSharesOneTailLoad(t *testing.T) {
 	gw := startGW(t, func(c *Config) { c.History = store })
 
 	join := func(room string, n int) []*wstest.Conn {
-		vs := make([]*wstest.Conn, n)
-		var wg sync.WaitGroup
-		for i := range vs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				vs[i] = dialRaw(t, gw.addr)
-				if st := vs[i].Upgrade("/ws?room="+room, ""); st != 101 {
-					t.Errorf("upgrade: %d", st)
-				}
-			}()
-		}
-		wg.Wait()
-		return vs
+		return dialAtOnce(n, func(int) *wstest.Conn {
+			v := dialRaw(t, gw.addr)
+			if st := v.Upgrade("/ws?room="+room, ""); st != 101 {
+				t.Errorf("upgrade: %d", st)
+			}
+			return v
+		})
 	}
 	for _, v := range join("t", 30) {
 		j := v.NextOp(protocol.OpJoined, 5*time.Second)

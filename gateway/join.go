@@ -65,7 +65,7 @@ func (c *conn) join(name string, resume *uint64) {
 	// Joins the ring does not serve (a restarted gateway, a storm, a room
 	// filling up): one store load per room extends the ring for all of
 	// them (see roomFill).
-	if f := r.fill; f == nil || (resume != nil && !f.tail && f.after <= after) || (resume == nil && f.tail) {
+	if f := r.fill; f == nil || f.serves(resume, after) {
 		w := fillWaiter{c: c, m: m, resume: resume}
 		if f != nil {
 			f.waiters = append(f.waiters, w)
