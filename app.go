@@ -74,10 +74,10 @@ type Config struct {
 	// OnlineRate bounds a gateway's online-frame writes per second
 	// (gateway.Config.OnlineRate).
 	OnlineRate int
-	// ListenBacklog is the gateway's listen queue (0 = the gateway
-	// default); see gateway.Config.ListenBacklog.
-	ListenBacklog int
-	Logger        *slog.Logger
+	// Loops is the gateway's event loop count (0 = GOMAXPROCS); see
+	// gateway.Config.Loops.
+	Loops  int
+	Logger *slog.Logger
 
 	// PresenceInterval is how often gateways report their counts; a dead
 	// gateway's viewers drop out of the counts within 3 intervals. Zero
@@ -160,7 +160,7 @@ func NewApp(cfg Config) (*App, error) {
 			Presence: a.presence, Signer: signer, MaxConnsPerIP: cfg.MaxConnsPerIP, AllowedOrigins: origins,
 			DrainTimeout: cfg.DrainTimeout, Logger: a.log, Registerer: a.reg,
 			Sessions: a.sessions, PresenceInterval: cfg.PresenceInterval,
-			FlushRate: cfg.FlushRate, OnlineRate: cfg.OnlineRate, ListenBacklog: cfg.ListenBacklog,
+			FlushRate: cfg.FlushRate, OnlineRate: cfg.OnlineRate, Loops: cfg.Loops,
 		}); err != nil {
 			return nil, err
 		}

@@ -95,7 +95,7 @@ func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.ThinBudget, "thin-budget", envInt("DANMAKU_THIN_BUDGET", 0), "display budget per room in messages/s for hot-room thinning (0: off; rooms override it with the display_budget setting)")
 	fs.IntVar(&cfg.FlushRate, "flush-rate", envInt("DANMAKU_FLUSH_RATE", 0), "gateway batch writes per second per event loop that pace its flushes by fan-out cost (0: 250000, -1: off)")
 	fs.IntVar(&cfg.OnlineRate, "online-rate", envInt("DANMAKU_ONLINE_RATE", 0), "gateway writes per second for online (viewer count) frames over all rooms (0: 2500, -1: none)")
-	fs.IntVar(&cfg.ListenBacklog, "listen-backlog", envInt("DANMAKU_LISTEN_BACKLOG", 0), "gateway listen queue length; the connection cap is the open-file limit minus it minus 256 (0: 512)")
+	fs.IntVar(&cfg.Loops, "loops", envInt("DANMAKU_LOOPS", 0), "gateway event loops (0: GOMAXPROCS)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", envDuration("DANMAKU_DRAIN_TIMEOUT", 10*time.Second), "graceful drain bound on SIGTERM")
 	configFile := fs.String("config", os.Getenv("DANMAKU_CONFIG"), "config file of key: value lines named like the flags (env DANMAKU_CONFIG); flags > env > file > defaults")
 	if err := fs.Parse(args); err != nil {

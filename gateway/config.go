@@ -31,7 +31,10 @@ type Config struct {
 	// environment variable), so many gateway processes on one host can
 	// run one loop each.
 	Loops int
-	// ReusePort sets SO_REUSEPORT so several gateway processes share Addr.
+	// ReusePort lets several gateway processes share Addr (SO_REUSEPORT).
+	// Without it the gateway fails to start if anything listens on Addr.
+	// (Its own listeners always use SO_REUSEPORT, one per event loop; see
+	// Server.listenAddr.)
 	ReusePort bool
 
 	// Bus carries sends to logic and batches, replies and control events
@@ -55,23 +58,13 @@ type Config struct {
 
 	// MaxConns caps open connections, handshakes included; past it a
 	// connection is answered 503 and closed at once. Zero value means the
-	// process's open-file limit minus 256 for its other files, minus
-	// ListenBacklog without ReusePort: then gnet accepts a whole listen
-	// queue before OnOpen can refuse any of it, and its engine stops when
-	// accept fails with EMFILE (the gateway restarts it, dropping its
-	// connections), so the cap leaves room for a full queue. With
-	// ReusePort each loop accepts one connection at a time and OnOpen
-	// refuses it before the next, so only 64 more are kept free. With
-	// limit 20000: 19232, or 19680 with ReusePort. Never below half the
-	// limit.
+	// process's open-file limit minus 320 for its other files (19680 at
+	// 20000): gnet stops its engine when accept fails with EMFILE (the
+	// gateway restarts it, dropping its connections), and each event loop
+	// accepts one connection at a time and refuses it before the next (see
+	// Server.listenAddr), so the cap holds however far a loop falls behind.
+	// Never below half the limit.
 	MaxConns int
-	// ListenBacklog is the listen queue length without ReusePort (the
-	// kernel caps it at net.core.somaxconn). Zero value means 512: gnet
-	// accepts at once, so the queue only fills while the process is
-	// starved of CPU, and every queued connection is a descriptor the
-	// process must keep free. With ReusePort the queues keep the kernel's
-	// length (somaxconn each) and this is unused.
-	ListenBacklog int
 	// MaxConnsPerIP caps connections from one remote address. Zero value
 	// means 1024; negative means no cap.
 	MaxConnsPerIP int
@@ -167,15 +160,8 @@ func (c *Config) setDefaults() {
 		host, _ := os.Hostname()
 		c.ID = "gw-" + host + "-" + strconv.Itoa(os.Getpid())
 	}
-	if c.ListenBacklog == 0 {
-		c.ListenBacklog = 512
-	}
 	if c.MaxConns == 0 {
-		reserve := c.ListenBacklog
-		if c.ReusePort {
-			reserve = 64
-		}
-		c.MaxConns = max(fileLimit()-reserve-256, fileLimit()/2)
+		c.MaxConns = max(fileLimit()-320, fileLimit()/2)
 	}
 	if c.MaxConnsPerIP == 0 {
 		c.MaxConnsPerIP = 1024
@@ -245,8 +231,6 @@ func (c *Config) Validate() error {
 		return errors.New("gateway: Config.History is required")
 	case c.Signer == nil:
 		return errors.New("gateway: Config.Signer is required")
-	case c.ListenBacklog < 0:
-		return fmt.Errorf("gateway: ListenBacklog %d must not be negative", c.ListenBacklog)
 	case c.MaxConns <= 0:
 		return fmt.Errorf("gateway: MaxConns %d must be positive", c.MaxConns)
 	case c.SoftOutbound > c.HardOutbound:

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -307,6 +309,84 @@ func TestIdleSparesUnreadViewer(t *testing.T) {
 	close(sent)
 	if !<-open {
 		t.Fatal("the viewer was closed as idle with its pong unread in the socket")
+	}
+}
+
+// TestAcceptWaitsForTheLoop holds the only event loop and dials: the
+// connections must wait in the kernel's queue, not be accepted ahead of
+// OnOpen (which is what let a starved gateway run out of descriptors and
+// stop), and past MaxConns they must be refused once the loop runs.
+func TestAcceptWaitsForTheLoop(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.Loops = 1; c.MaxConns = 5; c.MaxConnsPerIP = -1 })
+	if st := dialRaw(t, gw.addr).Upgrade("/ws", ""); st != 101 { // the loop exists once it has a connection
+		t.Fatalf("status %d", st)
+	}
+	l := gw.s.loopList()[0]
+	held, release := make(chan struct{}), make(chan struct{})
+	l.execute(func() {
+		close(held)
+		<-release
+	})
+	<-held
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	before := fds()
+	const n = 40
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", gw.addr)
+		if err != nil {
+			close(release)
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	time.Sleep(300 * time.Millisecond)
+	grown := fds() - before
+	close(release)
+	if grown > n+2 {
+		t.Fatalf("%d descriptors more for %d dials with the loop held: the gateway accepted %d connections it had not opened", grown, n, grown-n)
+	}
+	refused := 0 // answered 503 at once; the others wait for their handshake
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		if line, _ := bufio.NewReader(c).ReadString('\n'); strings.Contains(line, "503") {
+			refused++
+		}
+	}
+	if refused < n-5 {
+		t.Fatalf("%d of %d connections refused past MaxConns 5 (one open before), want at least %d", refused, n, n-5)
+	}
+}
+
+// TestAddressInUse: without ReusePort a gateway must not start on a port
+// another gateway listens on (its own listeners use SO_REUSEPORT).
+func TestAddressInUse(t *testing.T) {
+	gw := startGW(t, nil)
+	signer, _ := auth.NewSigner(testSecret)
+	b := bus.NewMemory(bus.MemoryConfig{})
+	defer b.Close()
+	s, err := New(Config{Addr: gw.addr, ID: "gw-2", Bus: b, History: history.NewMemory(history.MemoryConfig{}),
+		Signer: signer, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("second gateway on %s: %v, want address already in use", gw.addr, err)
+		}
+	case <-time.After(5 * time.Second):
+		_ = s.Shutdown(context.Background())
+		t.Fatal("a second gateway started on a port in use")
 	}
 }
 

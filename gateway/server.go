@@ -39,7 +39,6 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -67,10 +66,7 @@ type Server struct {
 	addr     atomic.Value // string: bound address
 	clock    atomic.Int64 // coarse Unix ms, updated by the ticker
 	draining atomic.Bool
-	// backlogSet is false until the first tick after a boot has set the
-	// listeners' queue length (Config.ListenBacklog).
-	backlogSet atomic.Bool
-	stopped    chan struct{}
+	stopped  chan struct{}
 
 	loopsMu sync.Mutex // guards loops, loopOf and eng
 	loops   []*loop
@@ -93,8 +89,11 @@ type Server struct {
 	usersMu sync.Mutex
 	users   map[string]map[*conn]struct{}
 
-	ingest  chan bus.Ingest
-	histSem chan struct{}
+	ingest chan bus.Ingest
+	// endIngest closes ingest once: in Shutdown, or when Run ends without
+	// one (the engine failed to start), so that runIngest returns.
+	endIngest sync.Once
+	histSem   chan struct{}
 	// sess keeps one connection per user and device; nil without
 	// Config.Sessions.
 	sess *sessions
@@ -143,6 +142,29 @@ func (s *Server) Ready() <-chan struct{} { return s.booted }
 
 func (s *Server) nowMs() int64 { return s.clock.Load() }
 
+// listenAddr returns the address gnet listens on. gnet always runs with
+// SO_REUSEPORT, one listener per event loop: each loop then accepts one
+// connection at a time and OnOpen can refuse it past MaxConns before the
+// next accept. Without it gnet accepts on a goroutine of its own until the
+// queue is empty and hands the connections to the loops; a loop starved
+// of CPU lets that goroutine run ahead of OnOpen until accept fails with
+// EMFILE, which stops the engine and drops every connection (22 of 52
+// gateways in a 1M-viewer bench did). Unless Config.ReusePort asks to
+// share the port, listenAddr first binds Addr without SO_REUSEPORT, which
+// fails if anyone listens there. It pins port 0 to the port it got, so
+// every loop's listener binds the same one.
+func (s *Server) listenAddr() (string, error) {
+	if _, port, _ := net.SplitHostPort(s.cfg.Addr); s.cfg.ReusePort && port != "0" {
+		return s.cfg.Addr, nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return "", err
+	}
+	addr := ln.Addr().String()
+	return addr, ln.Close()
+}
+
 // Run starts the background goroutines and serves until Shutdown. It
 // returns nil after a Shutdown, or the error that stopped the engine.
 func (s *Server) Run() error {
@@ -157,13 +179,12 @@ func (s *Server) Run() error {
 			f()
 		}()
 	}
-	addr := s.cfg.Addr
-	var err error
-	for {
+	addr, err := s.listenAddr()
+	for err == nil {
 		err = gnet.Run(&handler{s: s}, "tcp://"+addr,
 			gnet.WithMulticore(true),
 			gnet.WithNumEventLoop(s.cfg.Loops),
-			gnet.WithReusePort(s.cfg.ReusePort),
+			gnet.WithReusePort(true), // see listenAddr
 			gnet.WithReuseAddr(true),
 			gnet.WithTicker(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
@@ -189,6 +210,9 @@ func (s *Server) Run() error {
 		}
 	}
 	s.cancel()
+	if !s.draining.Load() {
+		s.endIngest.Do(func() { close(s.ingest) }) // no Shutdown will: the engine failed
+	}
 	s.wg.Wait()
 	close(s.stopped)
 	select {
@@ -263,7 +287,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for i := 0; i < 20 && s.nconns.Load() > 0; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
-	close(s.ingest) // the ingest goroutine publishes what is queued, then exits
+	s.endIngest.Do(func() { close(s.ingest) }) // the ingest goroutine publishes what is queued, then exits
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.loopsMu.Lock()
@@ -345,7 +369,6 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 	s.loopsMu.Lock()
 	s.eng = eng
 	s.loopsMu.Unlock()
-	s.backlogSet.Store(false) // the listeners are new: the first tick sets their queue
 	if s.draining.Load() {
 		return gnet.Shutdown // Shutdown began while the engine restarted
 	}
@@ -447,27 +470,12 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	return c.onTraffic()
 }
 
-// setBacklog sets the listening socket's queue to Config.ListenBacklog
-// (without ReusePort; see there).
-func (s *Server) setBacklog() {
-	_, p, _ := net.SplitHostPort(s.Addr())
-	port, err := strconv.Atoi(p)
-	if err != nil || port == 0 {
-		return
-	}
-	changed := setBacklog(port, s.cfg.ListenBacklog)
-	s.cfg.Logger.Debug("listen queue set", "backlog", s.cfg.ListenBacklog, "sockets", changed)
-}
-
 // OnTick runs on gnet's ticker goroutine: it advances the coarse clock and
 // queues a sweep on every loop.
 func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	s := h.s
 	now := time.Now()
 	s.clock.Store(now.UnixMilli())
-	if !s.cfg.ReusePort && !s.backlogSet.Swap(true) {
-		s.setBacklog()
-	}
 	for _, l := range s.loopList() {
 		l.execute(func() { l.sweep(s, now) })
 	}
