@@ -110,6 +110,10 @@ type Options struct {
 	// (e.g. "--history clickhouse --clickhouse 127.0.0.1:9000", which a
 	// restart storm needs for resume across processes).
 	ServerArgs string `json:"server_args,omitempty"`
+	// ServerEnv is extra environment for every started server,
+	// space-separated KEY=VALUE (e.g. "GOMAXPROCS=2" when the harness
+	// runs with GOMAXPROCS=1).
+	ServerEnv string `json:"server_env,omitempty"`
 	// DrainTimeout is passed to started servers (default 2s).
 	DrainTimeout time.Duration `json:"drain_timeout"`
 
@@ -253,6 +257,11 @@ func (o *Options) Validate() error {
 	case o.ViewerImpl != ImplEpoll && o.ViewerImpl != ImplGoroutine:
 		return fmt.Errorf("bench: unknown viewer implementation %q (epoll or goroutine)", o.ViewerImpl)
 	}
+	for _, kv := range strings.Fields(o.ServerEnv) {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("bench: --server-env %q is not KEY=VALUE", kv)
+		}
+	}
 	return nil
 }
 
@@ -312,6 +321,7 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 	fs.StringVar(&o.Brokers, "brokers", o.Brokers, "Kafka brokers for --gateways (env DANMAKU_BROKERS)")
 	fs.StringVar(&o.ServerBin, "server-bin", o.ServerBin, "danmaku binary to start (default: this executable)")
 	fs.StringVar(&o.ServerArgs, "server-args", o.ServerArgs, "extra flags for every started server, space-separated")
+	fs.StringVar(&o.ServerEnv, "server-env", o.ServerEnv, "extra environment for every started server, space-separated KEY=VALUE")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", o.DrainTimeout, "drain timeout of started servers (default 2s)")
 	fs.DurationVar(&o.DropAt, "drop-at", o.DropAt, "storm: when to drop every connection, after traffic starts (default duration/3)")
 	fs.BoolVar(&o.Restart, "restart", o.Restart, "storm: restart the gateway processes instead of dropping client-side")

@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"io"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -23,5 +25,20 @@ func TestSourceIP(t *testing.T) {
 	}
 	if got := sourceIP(250); got != "127.0.1.2" {
 		t.Errorf("sourceIP(250) = %q, want 127.0.1.2", got)
+	}
+}
+
+func TestServerEnv(t *testing.T) {
+	o, err := parseOptions("idle", []string{"--server-env", "GOMAXPROCS=2 DANMAKU_LOOPS=1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.ServerEnv != "GOMAXPROCS=2 DANMAKU_LOOPS=1" {
+		t.Fatalf("ServerEnv %q", o.ServerEnv)
+	}
+	for _, bad := range []string{"GOMAXPROCS", "=2"} {
+		if _, err := parseOptions("idle", []string{"--server-env", bad}, io.Discard); err == nil || !strings.Contains(err.Error(), "KEY=VALUE") {
+			t.Errorf("--server-env %q: err %v, want a KEY=VALUE error", bad, err)
+		}
 	}
 }

@@ -138,7 +138,7 @@ func startCluster(ctx context.Context, o *Options, dir string) (*cluster, error)
 		}
 		bin = exe
 	}
-	env := []string{"DANMAKU_JWT_SECRET=" + o.Secret}
+	env := append([]string{"DANMAKU_JWT_SECRET=" + o.Secret}, strings.Fields(o.ServerEnv)...)
 	cl := &cluster{bin: bin}
 	common := append([]string{"--log-level", "warn", "--drain-timeout", o.DrainTimeout.String()}, strings.Fields(o.ServerArgs)...)
 	// freePort closes its probe, so the kernel may hand the same port out

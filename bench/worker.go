@@ -29,7 +29,8 @@ type WorkerSpec struct {
 	// ID numbers the worker; it prefixes user ids.
 	ID int `json:"id"`
 	// Gateways are the WebSocket addresses (host:port); connection i goes to
-	// Gateways[i % len].
+	// Gateways[(i + ID) % len], so that with one port per gateway the
+	// workers' remainders land on different gateways and none fills first.
 	Gateways []string `json:"gateways"`
 	// SourceIPs are the local addresses to dial from, round robin (empty:
 	// the kernel's choice). Each holds at most ~28k connections to one
@@ -170,7 +171,7 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 	}
 	i := 0
 	next := func() (string, *net.TCPAddr) {
-		addr := spec.Gateways[i%len(spec.Gateways)]
+		addr := spec.Gateways[(i+spec.ID)%len(spec.Gateways)]
 		var src *net.TCPAddr
 		if len(srcs) > 0 {
 			src = srcs[i%len(srcs)]
