@@ -312,6 +312,55 @@ func TestIdleSparesUnreadViewer(t *testing.T) {
 	}
 }
 
+// TestHandshakeSparesUnreadRequest: a loop that sweeps past the handshake
+// timeout before reading a request that arrived in time keeps the
+// connection (the upgrade then completes), but not past four timeouts.
+func TestHandshakeSparesUnreadRequest(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.Loops = 1 })
+	if st := dialRaw(t, gw.addr).Upgrade("/ws", ""); st != 101 { // the loop exists once it has a connection
+		t.Fatalf("status %d", st)
+	}
+	l := gw.s.loopList()[0]
+	for _, tc := range []struct {
+		after time.Duration
+		kept  bool
+	}{{6 * time.Second, true}, {21 * time.Second, false}} {
+		open := gw.s.nconns.Load()
+		r := dialRaw(t, gw.addr)
+		for deadline := time.Now().Add(2 * time.Second); gw.s.nconns.Load() == open; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the gateway did not open the connection")
+			}
+		}
+		held, sent := make(chan struct{}), make(chan struct{})
+		kept := make(chan bool, 1)
+		l.execute(func() {
+			close(held)
+			<-sent
+			time.Sleep(100 * time.Millisecond) // the request reaches the socket
+			l.sweep(gw.s, time.Now().Add(tc.after))
+			n := 0
+			for _, c := range l.conns {
+				if c.state == stateHandshake {
+					n++
+				}
+			}
+			kept <- n == 1
+		})
+		<-held
+		st := make(chan int, 1)
+		go func() { st <- r.Upgrade("/ws", "") }()
+		time.Sleep(50 * time.Millisecond)
+		close(sent)
+		if got := <-kept; got != tc.kept {
+			t.Fatalf("sweep %v after open with the request unread: kept %v, want %v", tc.after, got, tc.kept)
+		}
+		if got := <-st; tc.kept && got != 101 {
+			t.Fatalf("spared connection: upgrade status %d, want 101", got)
+		}
+	}
+}
+
 // TestAcceptWaitsForTheLoop holds the only event loop and dials: the
 // connections must wait in the kernel's queue, not be accepted ahead of
 // OnOpen (which is what let a starved gateway run out of descriptors and

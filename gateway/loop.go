@@ -38,11 +38,15 @@ type loop struct {
 		timer     *time.Timer
 	}
 	// Flush scratch, owned by the loop.
-	spare   []delivery
-	byRoom  map[string][]int
-	joined  []byte // concatenated frames
-	zjoined []byte // concatenated frames, compressed where possible
-	iov     [][]byte
+	spare    []delivery
+	extended []delivery // a pass's deliveries with those takeMore added
+	more     []delivery // takeMore's result
+	byRoom   map[string][]int
+	joined   []byte // concatenated frames
+	zjoined  []byte // concatenated frames, compressed where possible
+	rest     []byte // merged frames of the part of a flush some members lack
+	zrest    []byte // the same, compressed
+	iov      [][]byte
 	// cork gathers what is written to corked (a connection finishing its
 	// handshake) until uncork writes it in one syscall: the 101, joined and
 	// history, instead of three writes, each a TCP segment and a wake-up
@@ -236,6 +240,7 @@ func (l *loop) execute(f func()) {
 func (l *loop) sweep(s *Server, now time.Time) {
 	nowMs := now.UnixMilli()
 	hsDeadline := nowMs - s.cfg.HandshakeTimeout.Milliseconds()
+	hsHardDeadline := nowMs - 4*s.cfg.HandshakeTimeout.Milliseconds()
 	idleDeadline := nowMs - s.cfg.IdleTimeout.Milliseconds()
 	pingAfter := nowMs - s.cfg.IdleTimeout.Milliseconds()/2
 	// Iterate backwards: a connection closed at once (a failing write)
@@ -247,7 +252,11 @@ func (l *loop) sweep(s *Server, now time.Time) {
 		c := l.conns[i]
 		switch {
 		case c.state == stateHandshake:
-			if c.opened < hsDeadline {
+			// A loop behind on its reads may sweep before it reads a
+			// request that came in time: spare a connection with bytes
+			// unread (for at most 4 timeouts, so a client cannot trickle
+			// its way past the bound).
+			if c.opened < hsDeadline && (!c.unread() || c.opened < hsHardDeadline) {
 				s.m.handshakes.WithLabelValues("timeout").Inc()
 				c.abort("handshake_timeout")
 			}
