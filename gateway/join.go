@@ -414,10 +414,13 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 	if ds[0].zframe != nil {
 		zshared = ds[0].zframe
 	}
+	// stream: ds is one run of the seq stream (merged into shared), which
+	// the pass may extend with the room's next batches (takeMore).
+	stream := len(ds) == 1 && ds[0].last != 0 && ds[0].batch != nil
 	if len(ds) > 1 {
 		shared, zshared = l.joined[:0], l.zjoined[:0]
 		if f, zf, ok := l.merged(s, ds, shared, zshared); ok {
-			shared, zshared = f, f
+			shared, zshared, stream = f, f, true
 			if zf != nil {
 				zshared = zf
 			}
@@ -425,8 +428,29 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 			shared, zshared = l.concat(ds, shared, zshared)
 		}
 	}
-	written := 0
+	written, taken := 0, 0
+	// rest is the merged frame of ds[restAt:], for members a pass that took
+	// batches early (takeMore) already gave ds[:restAt]; -1: none yet.
+	restAt, rest, zrest, restMsgs := -1, []byte(nil), []byte(nil), 0
 	for i := 0; i < len(lr.members); i++ {
+		if stream && i > 0 && i%takeEvery == 0 {
+			if more := l.takeMore(ds[0].room, last, taken); len(more) > 0 {
+				taken += len(more)
+				ds = append(append(l.extended[:0], ds...), more...)
+				l.extended = ds
+				for _, d := range more {
+					last = d.last
+					msgs += d.msgs
+				}
+				clear(more)
+				f, zf, _ := l.merged(s, ds, l.joined[:0], l.zjoined[:0])
+				shared, zshared = f, f
+				if zf != nil {
+					zshared = zf
+				}
+				restAt = -1
+			}
+		}
 		m := lr.members[i]
 		switch {
 		case m.catching:
@@ -454,7 +478,39 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 				l.writeSome(m, ds)
 			}
 		default:
-			written += l.writeSome(m, ds)
+			k := -1
+			if stream {
+				k = startAfter(ds, m.from)
+			}
+			if k <= 0 {
+				written += l.writeSome(m, ds)
+				break
+			}
+			if k != restAt {
+				restAt, restMsgs = k, 0
+				for _, d := range ds[k:] {
+					restMsgs += d.msgs
+				}
+				rest, zrest, _ = l.merged(s, ds[k:], l.rest[:0], l.zrest[:0])
+				l.rest = rest[:0]
+				if zrest == nil {
+					zrest = rest
+				} else {
+					l.zrest = zrest[:0]
+				}
+			}
+			switch m.c.outboundState(true) {
+			case outOK:
+				if m.c.deflate {
+					m.c.writeRaw(zrest)
+				} else {
+					m.c.writeRaw(rest)
+				}
+				m.from = last
+				written += restMsgs
+			case outDropBatches:
+				l.writeSome(m, ds)
+			}
 		}
 		if i < len(lr.members) && lr.members[i] != m {
 			i-- // m was closed and swapped out
@@ -469,7 +525,50 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 			l.zjoined = zshared[:0]
 		}
 	}
+	if taken > 0 {
+		clear(l.extended) // drop the frame references
+		l.extended = l.extended[:0]
+	}
 	return viewers
+}
+
+// startAfter returns the index of the delivery in ds whose seq range
+// starts right after from, or -1.
+func startAfter(ds []delivery, from uint64) int {
+	for k, d := range ds {
+		if d.first == from+1 {
+			return k
+		}
+	}
+	return -1
+}
+
+// takeEvery is how many members a pass over a room writes between looks
+// at the loop's queue (takeMore).
+const takeEvery = 512
+
+// takeMore returns copies of the deliveries at the head of the loop's
+// queue, from index skip on, that continue room's seq stream after last:
+// consecutive batches of room with nothing else between. A pass over a
+// big room takes a while (a write per member, ~10 µs each), and without
+// this the members it reaches last would wait a whole pass more for the
+// batches that arrived meanwhile. The deliveries stay queued: the next
+// flush gives them to the members already written, and the others skip
+// them (member.from). skip is how many the pass has taken already. Runs
+// on the loop.
+func (l *loop) takeMore(room string, last uint64, skip int) []delivery {
+	l.out.mu.Lock()
+	defer l.out.mu.Unlock()
+	more := l.more[:0]
+	for _, d := range l.out.q[min(skip, len(l.out.q)):] {
+		if d.room != room || d.batch == nil || d.first != last+1 {
+			break
+		}
+		more = append(more, d)
+		last = d.last
+	}
+	l.more = more[:0]
+	return more
 }
 
 // concat appends every frame of ds to shared, and to zshared the

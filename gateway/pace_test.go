@@ -256,3 +256,88 @@ func TestHandshakeOneWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestPassTakesNewBatches runs a pass over a room bigger than takeEvery
+// while the room's next batch waits in the loop's queue: the members the
+// pass reaches after takeEvery get both batches in one frame. A third
+// batch comes before the next flush: the first takeEvery members get the
+// second and third in one frame, the others the third alone. Every viewer
+// gets every seq once, in order.
+func TestPassTakesNewBatches(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.Loops = 1; c.FlushRate = -1; c.OnlineRate = -1; c.MaxConnsPerIP = -1 })
+	const n = takeEvery + 100
+	vs := dialAtOnce(n, func(int) *wstest.Conn {
+		v := dialRaw(t, gw.addr)
+		if st := v.Upgrade("/ws?room=big", ""); st != 101 {
+			t.Errorf("upgrade: %d", st)
+		}
+		return v
+	})
+	for _, v := range vs {
+		v.NextOp(protocol.OpHistory, 5*time.Second)
+	}
+	l := gw.s.loopList()[0]
+	queued := func(want int) bool {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			l.out.mu.Lock()
+			q := len(l.out.q)
+			l.out.mu.Unlock()
+			if q >= want {
+				return true
+			}
+		}
+		t.Errorf("%d deliveries did not reach the loop's queue", want)
+		return false
+	}
+	passed, held := make(chan struct{}), make(chan struct{})
+	l.execute(func() {
+		defer close(held)
+		if !queued(2) {
+			close(passed)
+			return
+		}
+		// Take the first batch out and run its pass with the second queued.
+		l.out.mu.Lock()
+		first := l.out.q[0]
+		l.out.q = append([]delivery(nil), l.out.q[1:]...)
+		l.out.mu.Unlock()
+		l.deliverRoom(gw.s, []delivery{first})
+		close(passed)
+		queued(2) // the second and the third
+	})
+	publishSeqs(t, gw, "big", 1, 1, 1)
+	publishSeqs(t, gw, "big", 2, 2, 1)
+	<-passed
+	publishSeqs(t, gw, "big", 3, 3, 1)
+	<-held
+	if t.Failed() {
+		t.FailNow()
+	}
+	seqs := func(b protocol.ServerFrame) []uint64 {
+		var out []uint64
+		for _, m := range b.Msgs {
+			out = append(out, m.Seq)
+		}
+		return out
+	}
+	early := 0
+	for i, v := range vs {
+		a, b := seqs(v.NextOp(protocol.OpBatch, 5*time.Second)), seqs(v.NextOp(protocol.OpBatch, 5*time.Second))
+		switch {
+		case fmt.Sprint(a, b) == "[1 2] [3]":
+			early++
+		case fmt.Sprint(a, b) == "[1] [2 3]":
+		default:
+			t.Fatalf("viewer %d got %v then %v, want [1 2] [3] or [1] [2 3]", i, a, b)
+		}
+	}
+	if early != n-takeEvery {
+		t.Fatalf("%d viewers got seqs 1-2 in one frame, want the %d after the first %d", early, n-takeEvery, takeEvery)
+	}
+	publishSeqs(t, gw, "big", 4, 4, 1)
+	for i, v := range vs {
+		if got := seqs(v.NextOp(protocol.OpBatch, 5*time.Second)); fmt.Sprint(got) != "[4]" {
+			t.Fatalf("viewer %d: next batch %v, want [4] (nothing repeated)", i, got)
+		}
+	}
+}
