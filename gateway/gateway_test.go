@@ -279,6 +279,25 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
+// sweepAfterSend holds loop l, runs send, gives its bytes time to reach
+// the socket while the loop does not read them, sweeps as if after had
+// passed, and returns what check (run on the loop) then says.
+func sweepAfterSend(s *Server, l *loop, after time.Duration, send func(), check func() bool) bool {
+	held, sent := make(chan struct{}), make(chan struct{})
+	res := make(chan bool, 1)
+	l.execute(func() {
+		close(held)
+		<-sent
+		time.Sleep(100 * time.Millisecond) // the bytes reach the socket
+		l.sweep(s, time.Now().Add(after))
+		res <- check()
+	})
+	<-held
+	send()
+	close(sent)
+	return <-res
+}
+
 // A loop behind on its reads does not close a viewer as idle while the
 // viewer's bytes wait in the socket: the loop is held, the viewer sends a
 // pong, and a sweep past the idle deadline runs before the loop reads it.
@@ -293,21 +312,12 @@ func TestIdleSparesUnreadViewer(t *testing.T) {
 		t.Fatalf("%d loops, want 1", len(loops))
 	}
 	l := loops[0]
-	held, sent := make(chan struct{}), make(chan struct{})
-	open := make(chan bool, 1)
-	l.execute(func() {
-		close(held)
-		<-sent
-		time.Sleep(100 * time.Millisecond) // the pong reaches the socket
-		l.sweep(gw.s, time.Now().Add(5*time.Second))
-		open <- len(l.conns) == 1 && l.conns[0].state == stateOpen
-	})
-	<-held
-	if err := r.Send(ws.OpPong, nil); err != nil {
-		t.Fatal(err)
-	}
-	close(sent)
-	if !<-open {
+	open := sweepAfterSend(gw.s, l, 5*time.Second, func() {
+		if err := r.Send(ws.OpPong, nil); err != nil {
+			t.Error(err)
+		}
+	}, func() bool { return len(l.conns) == 1 && l.conns[0].state == stateOpen })
+	if !open {
 		t.Fatal("the viewer was closed as idle with its pong unread in the socket")
 	}
 }
@@ -332,28 +342,21 @@ func TestHandshakeSparesUnreadRequest(t *testing.T) {
 				t.Fatal("the gateway did not open the connection")
 			}
 		}
-		held, sent := make(chan struct{}), make(chan struct{})
-		kept := make(chan bool, 1)
-		l.execute(func() {
-			close(held)
-			<-sent
-			time.Sleep(100 * time.Millisecond) // the request reaches the socket
-			l.sweep(gw.s, time.Now().Add(tc.after))
+		st := make(chan int, 1)
+		kept := sweepAfterSend(gw.s, l, tc.after, func() {
+			go func() { st <- r.Upgrade("/ws", "") }()
+			time.Sleep(50 * time.Millisecond)
+		}, func() bool {
 			n := 0
 			for _, c := range l.conns {
 				if c.state == stateHandshake {
 					n++
 				}
 			}
-			kept <- n == 1
+			return n == 1
 		})
-		<-held
-		st := make(chan int, 1)
-		go func() { st <- r.Upgrade("/ws", "") }()
-		time.Sleep(50 * time.Millisecond)
-		close(sent)
-		if got := <-kept; got != tc.kept {
-			t.Fatalf("sweep %v after open with the request unread: kept %v, want %v", tc.after, got, tc.kept)
+		if kept != tc.kept {
+			t.Fatalf("sweep %v after open with the request unread: kept %v, want %v", tc.after, kept, tc.kept)
 		}
 		if got := <-st; tc.kept && got != 101 {
 			t.Fatalf("spared connection: upgrade status %d, want 101", got)
