@@ -132,14 +132,13 @@ bench-soak: build
 # bench-1m: a million viewers on this machine (52 gateway processes on the
 # Kafka bus, 56 workers, heartbeats running; about 11 minutes). It starts
 # the dev broker and stops it at the end. Each gateway gets its share of
-# the online-frame budget (--online-rate 100) and a port of its own, so
-# the workers spread connections evenly (SO_REUSEPORT's hash filled some
-# gateways while others had room). See BENCHMARKS.md.
+# the online-frame budget (--online-rate 100). The gateways share one port
+# (SO_REUSEPORT; --reuseport=false gives each its own). See BENCHMARKS.md.
 bench-1m: build
 	@dir=$$(mktemp -d) && deploy/dev/kafka.sh start $$dir && trap 'deploy/dev/kafka.sh stop '$$dir EXIT && \
 	DANMAKU_BROKERS=$$(cat $$dir/kafka.addr) GOMAXPROCS=1 $(BENCHBIN) bench idle --gateways 52 --viewers 1000000 \
 		--concurrency 200 --connect-rate 50 --read-pause 5ms --duration 60s --warmup 3s --connect-timeout 540s \
-		--reuseport=false --server-args "--online-rate 100" --name bench-1m $(BENCHFLAGS)
+		--server-args "--online-rate 100" --name bench-1m $(BENCHFLAGS)
 
 bench-micro:
 	go test -run '^$$' -bench 'Deflate|Frame|Check10kKeywords' -benchtime 2s ./pkg/ws/ ./moderation/
