@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -171,11 +174,25 @@ func (s *Store) Close() error {
 // the order scanRow and appendRow use.
 const columns = "room, seq, id, uid, name, text, kind, role, color, ts_ms, ts, deleted, version"
 
+// brokenConn reports whether err says the connection itself was gone
+// (closed, reset, or ended by the server) rather than that ClickHouse
+// refused the query.
+func brokenConn(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
 func (s *Store) insert(ctx context.Context, rows []row) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table+" ("+columns+")")
+	q := "INSERT INTO " + s.table + " (" + columns + ")"
+	batch, err := s.conn.PrepareBatch(ctx, q)
+	if err != nil && brokenConn(err) {
+		// A pooled connection the server or the pool had closed: no row
+		// was sent yet, so a fresh connection can safely try again.
+		batch, err = s.conn.PrepareBatch(ctx, q)
+	}
 	if err != nil {
 		return fmt.Errorf("chstore: prepare insert: %w", err)
 	}
