@@ -88,6 +88,9 @@ type Options struct {
 	// wake-up happens on its own machine. The pause adds at most about
 	// ReadPause to the measured latency.
 	ReadPause time.Duration `json:"read_pause,omitempty"`
+	// HandshakeTimeout bounds one connect and its upgrade; past it the
+	// attempt counts as failed and is retried (default 10s).
+	HandshakeTimeout time.Duration `json:"handshake_timeout,omitempty"`
 
 	// WS and HTTP target an existing deployment (comma-separated WebSocket
 	// addresses; one HTTP address). Empty: the harness starts its own.
@@ -252,6 +255,8 @@ func (o *Options) Validate() error {
 		return errors.New("bench: --restart needs --gateways K (an embedded all process would lose its seqs)")
 	case o.WS != "" && o.HTTP == "" && o.Rate > 0:
 		return errors.New("bench: --ws needs --http to publish")
+	case o.HandshakeTimeout < 0:
+		return errors.New("bench: --handshake-timeout must not be negative")
 	case o.SourceIPs > 250:
 		return errors.New("bench: at most 250 source addresses")
 	case o.ViewerImpl != ImplEpoll && o.ViewerImpl != ImplGoroutine:
@@ -311,6 +316,7 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "dials in flight per worker (default 256)")
 	fs.IntVar(&o.LatencyEvery, "latency-every", o.LatencyEvery, "measure latency on 1 viewer in N (default 1: all)")
 	fs.StringVar(&o.ViewerImpl, "viewer-impl", o.ViewerImpl, "viewer implementation of the workers: epoll (event loops) or goroutine (one per connection)")
+	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", o.HandshakeTimeout, "bound on one connect and its upgrade before the attempt counts as failed and is retried (default 10s)")
 	fs.DurationVar(&o.ReadPause, "read-pause", o.ReadPause, "epoll viewers: pause between polls when not all sockets were ready, so the kernel does not wake a harness thread per delivery (default 1ms; -1ns: block in epoll_wait)")
 	fs.StringVar(&o.WS, "ws", o.WS, "target deployment's WebSocket address(es), comma-separated (default: start servers)")
 	fs.StringVar(&o.HTTP, "http", o.HTTP, "target deployment's HTTP address (publish API)")

@@ -42,3 +42,13 @@ func TestServerEnv(t *testing.T) {
 		}
 	}
 }
+
+func TestHandshakeTimeoutOption(t *testing.T) {
+	o, err := parseOptions("idle", []string{"--handshake-timeout", "30s"}, io.Discard)
+	if err != nil || o.HandshakeTimeout.String() != "30s" {
+		t.Fatalf("--handshake-timeout 30s: %v, %v", o, err)
+	}
+	if _, err := parseOptions("idle", []string{"--handshake-timeout", "-1s"}, io.Discard); err == nil {
+		t.Fatal("a negative --handshake-timeout was accepted")
+	}
+}

@@ -292,7 +292,7 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	for w := range specs {
 		specs[w] = WorkerSpec{ID: w, Gateways: wsAddrs, SourceIPs: srcIPs, SendRate: o.SendRate, SenderRole: o.SenderRole,
 			BadRatio: o.BadRatio, BadWord: badWord, Secret: o.Secret, ConnectRate: o.ConnectRate, Concurrency: o.Concurrency,
-			Reconnect: true, LatencyEvery: o.LatencyEvery, ReconnectJitter: o.Jitter, ViewerImpl: o.ViewerImpl, ReadPause: o.ReadPause}
+			Reconnect: true, LatencyEvery: o.LatencyEvery, ReconnectJitter: o.Jitter, ViewerImpl: o.ViewerImpl, ReadPause: o.ReadPause, HandshakeTimeout: o.HandshakeTimeout}
 	}
 	spread := func(per []int, add func(*WorkerSpec, RoomCount)) {
 		// Deal each room's connections over the workers evenly.

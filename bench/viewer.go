@@ -457,7 +457,7 @@ func (v *viewer) close() {
 
 // run connects and reads until stop is closed, reconnecting (with resume)
 // after a drain, a drop or an error when reconnect is set.
-func (v *viewer) run(stop <-chan struct{}, reconnect bool, gate chan struct{}, jitter time.Duration) {
+func (v *viewer) run(stop <-chan struct{}, reconnect bool, gate chan struct{}, jitter, timeout time.Duration) {
 	first := true
 	fails := 0
 	for {
@@ -470,7 +470,7 @@ func (v *viewer) run(stop <-chan struct{}, reconnect bool, gate chan struct{}, j
 			gate <- struct{}{}
 		}
 		start := time.Now()
-		c, buf, err := v.dial(10 * time.Second)
+		c, buf, err := v.dial(timeout)
 		if gate != nil {
 			<-gate
 		}

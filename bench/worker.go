@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -70,6 +71,9 @@ type WorkerSpec struct {
 	// ReadPause is the epoll loops' pause between polls (Options.ReadPause;
 	// 0 or negative: block).
 	ReadPause time.Duration `json:"read_pause,omitempty"`
+	// HandshakeTimeout bounds one connect and its upgrade before the
+	// attempt counts as failed and is retried (0: handshakeTimeout).
+	HandshakeTimeout time.Duration `json:"handshake_timeout,omitempty"`
 	// Tick is the report period (0: 1 s).
 	Tick time.Duration `json:"tick,omitempty"`
 }
@@ -149,7 +153,8 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 		impl = ImplEpoll
 	}
 	gate := make(chan struct{}, spec.Concurrency)
-	senders := &goGroup{gate: gate, rate: spec.ConnectRate, reconnect: spec.Reconnect, jitter: spec.ReconnectJitter}
+	timeout := cmp.Or(spec.HandshakeTimeout, handshakeTimeout)
+	senders := &goGroup{gate: gate, rate: spec.ConnectRate, reconnect: spec.Reconnect, jitter: spec.ReconnectJitter, timeout: timeout}
 	var viewers viewerGroup
 	var nviewers int
 	var add func(i int, room, addr string, src *net.TCPAddr, token string, latency bool)
@@ -159,10 +164,10 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 		if err != nil {
 			return err
 		}
-		g.pause = spec.ReadPause
+		g.pause, g.timeout = spec.ReadPause, timeout
 		viewers, add = g, g.add
 	case ImplGoroutine:
-		g := &goGroup{gate: gate, rate: spec.ConnectRate, reconnect: spec.Reconnect, jitter: spec.ReconnectJitter}
+		g := &goGroup{gate: gate, rate: spec.ConnectRate, reconnect: spec.Reconnect, jitter: spec.ReconnectJitter, timeout: timeout}
 		viewers, add = g, func(i int, room, addr string, src *net.TCPAddr, token string, latency bool) {
 			g.vs = append(g.vs, newViewer(st, i, room, addr, src, token, latency))
 		}
@@ -393,6 +398,7 @@ type goGroup struct {
 	rate      float64       // new connections/s, 0: no cap
 	reconnect bool
 	jitter    time.Duration
+	timeout   time.Duration // of a connect and its upgrade
 }
 
 func newViewer(st *stats, i int, room, addr string, src *net.TCPAddr, token string, latency bool) *viewer {
@@ -414,7 +420,7 @@ func (g *goGroup) start(stop <-chan struct{}, wg *sync.WaitGroup) {
 			wg.Add(1)
 			go func(v *viewer) {
 				defer wg.Done()
-				v.run(stop, g.reconnect, g.gate, g.jitter)
+				v.run(stop, g.reconnect, g.gate, g.jitter, g.timeout)
 			}(g.vs[i])
 			return true
 		})
