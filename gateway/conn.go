@@ -424,6 +424,16 @@ func (c *conn) writeRaw(b []byte) {
 	_, _ = c.gc.Write(b)
 }
 
+// writeShared writes a frame shared by many viewers: z, its compressed
+// form, if c took permessage-deflate, else plain. Runs on the loop.
+func (c *conn) writeShared(plain, z []byte) {
+	if c.deflate {
+		c.writeRaw(z)
+	} else {
+		c.writeRaw(plain)
+	}
+}
+
 // writeRawv writes several complete frames in one writev. Runs on the loop.
 func (c *conn) writeRawv(bs [][]byte) {
 	if l := c.lp; l.corked == c {

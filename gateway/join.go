@@ -410,20 +410,14 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 			msgs += d.msgs
 		}
 	}
-	shared, zshared := ds[0].frame, ds[0].frame
-	if ds[0].zframe != nil {
-		zshared = ds[0].zframe
-	}
+	shared, zshared := ds[0].frame, orPlain(ds[0].zframe, ds[0].frame)
 	// stream: ds is one run of the seq stream (merged into shared), which
 	// the pass may extend with the room's next batches (takeMore).
 	stream := len(ds) == 1 && ds[0].last != 0 && ds[0].batch != nil
 	if len(ds) > 1 {
 		shared, zshared = l.joined[:0], l.zjoined[:0]
 		if f, zf, ok := l.merged(s, ds, shared, zshared); ok {
-			shared, zshared, stream = f, f, true
-			if zf != nil {
-				zshared = zf
-			}
+			shared, zshared, stream = f, orPlain(zf, f), true
 		} else {
 			shared, zshared = l.concat(ds, shared, zshared)
 		}
@@ -444,11 +438,7 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 				}
 				clear(more)
 				f, zf, _ := l.merged(s, ds, l.joined[:0], l.zjoined[:0])
-				shared, zshared = f, f
-				if zf != nil {
-					zshared = zf
-				}
-				restAt = -1
+				shared, zshared, restAt = f, orPlain(zf, f), -1
 			}
 		}
 		m := lr.members[i]
@@ -465,11 +455,7 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 		case first == 0 || m.from < first:
 			switch m.c.outboundState(last != 0) {
 			case outOK:
-				if m.c.deflate {
-					m.c.writeRaw(zshared)
-				} else {
-					m.c.writeRaw(shared)
-				}
+				m.c.writeShared(shared, zshared)
 				if last != 0 {
 					m.from = last
 					written += msgs
@@ -491,21 +477,16 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 				for _, d := range ds[k:] {
 					restMsgs += d.msgs
 				}
-				rest, zrest, _ = l.merged(s, ds[k:], l.rest[:0], l.zrest[:0])
-				l.rest = rest[:0]
-				if zrest == nil {
-					zrest = rest
-				} else {
-					l.zrest = zrest[:0]
+				var zr []byte
+				rest, zr, _ = l.merged(s, ds[k:], l.rest[:0], l.zrest[:0])
+				l.rest, zrest = rest[:0], orPlain(zr, rest)
+				if zr != nil {
+					l.zrest = zr[:0]
 				}
 			}
 			switch m.c.outboundState(true) {
 			case outOK:
-				if m.c.deflate {
-					m.c.writeRaw(zrest)
-				} else {
-					m.c.writeRaw(rest)
-				}
+				m.c.writeShared(rest, zrest)
 				m.from = last
 				written += restMsgs
 			case outDropBatches:
@@ -530,6 +511,15 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 		l.extended = l.extended[:0]
 	}
 	return viewers
+}
+
+// orPlain returns z, the compressed form of frames, or frames when there
+// is none.
+func orPlain(z, frames []byte) []byte {
+	if z == nil {
+		return frames
+	}
+	return z
 }
 
 // startAfter returns the index of the delivery in ds whose seq range
