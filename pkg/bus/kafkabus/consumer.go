@@ -60,8 +60,9 @@ type consumer struct {
 	// only.
 	pending *delivery
 
-	mu        sync.Mutex // guards gen, owned, committed
+	mu        sync.Mutex // guards gen, genEnded, owned, committed
 	gen       *kafka.Generation
+	genEnded  chan struct{} // closed when gen has ended, before its connection closes
 	owned     map[int]bool
 	committed map[int]int64 // offsets committed in gen
 
@@ -164,8 +165,16 @@ func (c *consumer) runGroup() {
 		for _, a := range assigned {
 			owned[a.ID] = true
 		}
+		// kafka-go closes a generation's coordinator connection only after
+		// every function given to gen.Start has returned, so a commit that
+		// fails on that closed connection finds ended closed.
+		ended := make(chan struct{})
+		gen.Start(func(ctx context.Context) {
+			<-ctx.Done()
+			close(ended)
+		})
 		c.mu.Lock()
-		c.gen, c.owned, c.committed = gen, owned, make(map[int]int64)
+		c.gen, c.genEnded, c.owned, c.committed = gen, ended, owned, make(map[int]int64)
 		c.curGen.Store(gen.ID)
 		c.mu.Unlock()
 		c.b.log.Debug("kafkabus: generation", "group", c.opts.Group, "topic", c.topic,
@@ -391,8 +400,9 @@ func (c *consumer) Generation() int64 { return c.fetchGen.Load() }
 
 // Commit commits, per partition, the offset after the highest record of
 // recs. Records of partitions the consumer no longer owns are skipped, and a
-// commit the coordinator refuses because the group is rebalancing is
-// dropped: in both cases the partition's next owner reads the records again
+// commit the coordinator refuses because the group is rebalancing, or that
+// fails because its generation ended meanwhile, is dropped: in all these
+// cases the partition's next owner reads the records again
 // (at-least-once). Without a group Commit does nothing. The commit request
 // itself is bounded by the group's own timeout, not by ctx.
 func (c *consumer) Commit(ctx context.Context, recs ...bus.Record) error {
@@ -408,7 +418,7 @@ func (c *consumer) Commit(ctx context.Context, recs ...bus.Record) error {
 		return fmt.Errorf("kafkabus: commit %s: %w", c.topic, err)
 	}
 	c.mu.Lock()
-	gen := c.gen
+	gen, ended := c.gen, c.genEnded
 	offsets := make(map[int]int64)
 	for _, r := range recs {
 		next := r.Offset + 1
@@ -421,12 +431,24 @@ func (c *consumer) Commit(ctx context.Context, recs ...bus.Record) error {
 	if gen == nil || len(offsets) == 0 {
 		return nil
 	}
+	return c.commitGen(gen, ended, offsets)
+}
+
+// commitGen commits offsets in generation gen, whose ended channel closes
+// when it ends.
+func (c *consumer) commitGen(gen *kafka.Generation, ended <-chan struct{}, offsets map[int]int64) error {
 	err := gen.CommitOffsets(map[string]map[int]int64{c.topic: offsets})
 	switch {
 	case err == nil:
 	case errors.Is(err, kafka.RebalanceInProgress), errors.Is(err, kafka.IllegalGeneration),
 		errors.Is(err, kafka.UnknownMemberId), errors.Is(err, kafka.NotCoordinatorForGroup):
 		c.b.log.Debug("kafkabus: commit dropped by a rebalance", "group", c.opts.Group, "topic", c.topic, "err", err)
+		return nil
+	case isClosed(ended):
+		// The generation ended while the commit was in flight and kafka-go
+		// closed its connection (the error is then "use of closed network
+		// connection"): a rebalance too.
+		c.b.log.Debug("kafkabus: commit dropped: generation ended", "group", c.opts.Group, "topic", c.topic, "err", err)
 		return nil
 	default:
 		return fmt.Errorf("kafkabus: commit %s for group %s: %w", c.topic, c.opts.Group, err)
@@ -441,6 +463,15 @@ func (c *consumer) Commit(ctx context.Context, recs ...bus.Record) error {
 	}
 	c.mu.Unlock()
 	return nil
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // Close stops the readers and leaves the group. Close is idempotent.

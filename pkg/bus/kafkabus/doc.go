@@ -93,7 +93,8 @@
 //   - Commit commits the offset after the highest record per partition
 //     through the current generation, skipping partitions the consumer no
 //     longer owns, so it never advances another member's partition. A
-//     commit refused because of a rebalance is dropped, not reported: the
+//     commit refused because of a rebalance, or cut off because its
+//     generation ended, is dropped, not reported: the
 //     records come again (at-least-once).
 //
 // A new group starts at the earliest retained record. Group members

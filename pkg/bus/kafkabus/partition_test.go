@@ -89,3 +89,49 @@ func TestPartitionReader(t *testing.T) {
 		t.Error("ReadRange of a missing partition: no error")
 	}
 }
+
+// TestCommitAfterGenerationEnds commits through a generation that a second
+// member's join ended: kafka-go closes that generation's connection, and
+// the commit is dropped like one the coordinator refuses for a rebalance
+// (the partition's next owner reads the records again), not reported.
+func TestCommitAfterGenerationEnds(t *testing.T) {
+	b := newTestBus(t, testConfig(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := b.Publisher(bus.StreamAccepted).Publish(ctx, bus.Record{Key: "room", Value: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := b.Consumer(bus.StreamAccepted, bus.ConsumerOptions{Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	rs, err := ca.Fetch(ctx)
+	if err != nil || len(rs) == 0 {
+		t.Fatalf("Fetch = %v, %v", rs, err)
+	}
+	c := ca.(*consumer)
+	c.mu.Lock()
+	gen, ended := c.gen, c.genEnded
+	c.mu.Unlock()
+	offsets := map[int]int64{rs[0].Partition: rs[0].Offset + 1}
+
+	cb, err := b.Consumer(bus.StreamAccepted, bus.ConsumerOptions{Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close()
+	select {
+	case <-ended:
+	case <-ctx.Done():
+		t.Fatal("the first generation did not end after a second member joined")
+	}
+	// The connection closes once the generation's goroutines have returned;
+	// commit until well after that.
+	for range 20 {
+		if err := c.commitGen(gen, ended, offsets); err != nil {
+			t.Fatalf("commit in the ended generation: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
