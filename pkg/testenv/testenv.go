@@ -8,8 +8,11 @@
 package testenv
 
 import (
+	"math/rand/v2"
 	"net"
 	"os"
+	"strconv"
+	"sync"
 	"testing"
 )
 
@@ -38,18 +41,43 @@ func Addr(t testing.TB, env string) string {
 	return ""
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-// Another process may take it before the caller binds it, so prefer
-// listening on port 0 where the code under test allows it.
+// Ports FreePort hands out: below Linux's ephemeral range (32768–60999 by
+// default), so no outgoing connection of this or another process is given
+// one of them by the kernel between the probe and the caller's bind, and
+// apart from the 20000–31999 that deploy/dev picks for the test servers.
+const (
+	freeLow  = 10000
+	freeHigh = 20000
+)
+
+var (
+	freeMu    sync.Mutex
+	freeTaken = map[int]bool{} // ports this process handed out already
+)
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and
+// that this process has not returned before. Another process may still take
+// it before the caller binds it, so prefer listening on port 0 where the
+// code under test allows it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testenv: listen on a free port: %v", err)
+	freeMu.Lock()
+	defer freeMu.Unlock()
+	for range 1000 {
+		port := freeLow + rand.IntN(freeHigh-freeLow)
+		if freeTaken[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue // in use
+		}
+		if err := ln.Close(); err != nil {
+			t.Fatalf("testenv: close probe listener: %v", err)
+		}
+		freeTaken[port] = true
+		return port
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		t.Fatalf("testenv: close probe listener: %v", err)
-	}
-	return port
+	t.Fatalf("testenv: no free port in %d-%d on 127.0.0.1", freeLow, freeHigh-1)
+	return 0
 }

@@ -82,14 +82,23 @@ func TestAddr(t *testing.T) {
 	}
 }
 
+// TestFreePort checks that FreePort hands out bindable ports below the
+// kernel's ephemeral range and never the same one twice.
 func TestFreePort(t *testing.T) {
-	p := FreePort(t)
-	if p <= 0 || p > 65535 {
-		t.Fatalf("FreePort = %d, want a TCP port", p)
+	seen := map[int]bool{}
+	for range 50 {
+		p := FreePort(t)
+		if p < freeLow || p >= freeHigh {
+			t.Fatalf("FreePort = %d, want in [%d, %d)", p, freeLow, freeHigh)
+		}
+		if seen[p] {
+			t.Fatalf("FreePort returned %d twice", p)
+		}
+		seen[p] = true
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			t.Fatalf("listen on FreePort's %d: %v", p, err)
+		}
+		ln.Close()
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-	if err != nil {
-		t.Fatalf("port %d from FreePort is not bindable: %v", p, err)
-	}
-	ln.Close()
 }
