@@ -83,8 +83,12 @@ func isTerminal(w io.Writer) bool {
 
 // printSummary prints the headline figures of r.
 func printSummary(w io.Writer, r *Result) {
-	fmt.Fprintf(w, "%s: %d/%d connections (viewers and senders) joined in %.2fs (%.0f/s, %d failures); load %.2f → %.2f\n",
-		r.Scenario, r.Connected, r.Viewers+r.Senders, r.ConnectSecs, r.ConnectRate, r.Failed, r.Load[0], r.Load[1])
+	var by string
+	if len(r.FailedBy) > 0 {
+		by = fmt.Sprint(" ", r.FailedBy)
+	}
+	fmt.Fprintf(w, "%s: %d/%d connections (viewers and senders) joined in %.2fs (%.0f/s, %d failures%s); load %.2f → %.2f\n",
+		r.Scenario, r.Connected, r.Viewers+r.Senders, r.ConnectSecs, r.ConnectRate, r.Failed, by, r.Load[0], r.Load[1])
 	fmt.Fprintf(w, "published %d (%d errors) in %.1fs; deliveries %d of %d (%s/s, %.1f msgs/frame); lost %d (gaps %d, rest undelivered at the end); dups %d\n",
 		r.Published, r.PublishErrors, r.TrafficSecs, r.Deliveries, r.Expected, human(r.DeliveriesPS), r.MsgsPerFrame, r.Lost, r.Gaps, r.Dups)
 	l := r.Latency

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"errors"
+	"io"
 	"net"
 	"runtime"
 	"strconv"
@@ -284,14 +285,14 @@ func (g *epollGroup) later(c *econn, d time.Duration) {
 	time.AfterFunc(d, func() { g.admit(c) })
 }
 
-// fail accounts a failed connect or handshake of c (which holds no slot
-// and no socket any more) and schedules the next attempt after the
+// fail accounts a connect or handshake of c that failed with err (c holds
+// no slot and no socket any more) and schedules the next attempt after the
 // backoff; none when reconnecting is off and c was never open.
-func (g *epollGroup) fail(c *econn) {
+func (g *epollGroup) fail(c *econn, err error) {
 	if g.stopping.Load() {
 		return
 	}
-	g.st.failed.Add(1)
+	g.st.fail(err)
 	if !g.reconnect && !c.connected {
 		return
 	}
@@ -345,7 +346,7 @@ func (g *epollGroup) connect(c *econn) bool {
 		if fd >= 0 {
 			_ = unix.Close(fd)
 		}
-		g.fail(c)
+		g.fail(c, err)
 		return false
 	}
 	return true
@@ -367,7 +368,7 @@ func (g *epollGroup) dial(c *econn) {
 		fd, err = detach(nc)
 	}
 	if err != nil {
-		g.fail(c)
+		g.fail(c, err)
 		return
 	}
 	l.mu.Lock()
@@ -474,8 +475,15 @@ func (l *eloop) run() {
 func (l *eloop) connected(c *econn, events uint32) {
 	fd := int(c.fd)
 	soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err != nil || soerr != 0 || events&unix.EPOLLOUT == 0 {
-		l.abort(c)
+	switch {
+	case err != nil:
+		l.abort(c, err)
+		return
+	case soerr != 0:
+		l.abort(c, unix.Errno(soerr))
+		return
+	case events&unix.EPOLLOUT == 0:
+		l.abort(c, io.EOF)
 		return
 	}
 	c.key = ws.NewKey()
@@ -498,7 +506,7 @@ func (l *eloop) connected(c *econn, events uint32) {
 		err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
 	}
 	if err != nil {
-		l.abort(c)
+		l.abort(c, err)
 		return
 	}
 	c.state = stHandshake
@@ -514,8 +522,11 @@ func (l *eloop) handshake(c *econn) {
 	switch {
 	case errors.Is(err, unix.EAGAIN):
 		return
-	case err != nil || m <= 0:
-		l.abort(c)
+	case err != nil:
+		l.abort(c, err)
+		return
+	case m <= 0:
+		l.abort(c, io.EOF)
 		return
 	}
 	data := l.buf[:m]
@@ -523,17 +534,17 @@ func (l *eloop) handshake(c *econn) {
 		c.rest = append(c.rest, data...)
 		data = c.rest
 	}
-	end, _, err := ws.ParseHandshakeResponse(data, c.key)
+	end, status, err := ws.ParseHandshakeResponse(data, c.key)
 	if errors.Is(err, ws.ErrNeedMore) {
 		if len(data) >= readBuf {
-			l.abort(c)
+			l.abort(c, errTooBig)
 		} else if c.rest == nil {
 			c.rest = append(make([]byte, 0, 2*len(data)), data...)
 		}
 		return
 	}
 	if err != nil {
-		l.abort(c)
+		l.abort(c, handshakeError(status, err))
 		return
 	}
 	c.rest, c.key = nil, ""
@@ -556,15 +567,15 @@ func (l *eloop) opened(c *econn) {
 	l.g.st.open.Add(1)
 }
 
-// abort ends a connect or handshake of c that failed or timed out (mu
-// held): its slot is freed and fail retries it.
-func (l *eloop) abort(c *econn) {
+// abort ends a connect or handshake of c that failed with err or timed out
+// (mu held): its slot is freed and fail retries it.
+func (l *eloop) abort(c *econn, err error) {
 	_ = unix.Close(int(c.fd))
 	delete(l.conns, c.fd)
 	delete(l.pending, c.fd)
 	c.fd, c.rest, c.key, c.state = -1, nil, "", stIdle
 	l.freed++
-	l.g.fail(c)
+	l.g.fail(c, err)
 }
 
 // expire aborts the connects and handshakes that began before now minus
@@ -573,7 +584,7 @@ func (l *eloop) expire(now int64) {
 	limit := now - int64(l.g.timeout)
 	for _, c := range l.pending {
 		if c.start < limit {
-			l.abort(c)
+			l.abort(c, errTimedOut)
 		}
 	}
 }

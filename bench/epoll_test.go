@@ -295,22 +295,23 @@ func TestEpollHandshakeFailures(t *testing.T) {
 		name    string
 		gateway func(t *testing.T) (string, *atomic.Int64)
 		minWait time.Duration // the first failure comes no sooner
+		kind    string        // failKind of every failure
 	}{
 		{"status 403", serving(func(c net.Conn, h ws.Handshake) {
 			_, _ = c.Write(ws.AppendHTTPError(nil, 403, "forbidden", ""))
 			hold(c)
-		}), 0},
+		}), 0, "http_403"},
 		{"wrong accept", serving(func(c net.Conn, h ws.Handshake) {
 			_, _ = c.Write(joinedFrame(ws.AppendAccept(nil, ws.NewKey(), "")))
 			hold(c)
-		}), 0},
+		}), 0, "error"},
 		{"closed mid-response", serving(func(c net.Conn, h ws.Handshake) {
 			_, _ = c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: webso"))
 			time.Sleep(20 * time.Millisecond)
 			c.Close()
-		}), 0},
-		{"never answers", serving(func(c net.Conn, h ws.Handshake) { hold(c) }), 250 * time.Millisecond},
-		{"refused", refused, 0},
+		}), 0, "closed"},
+		{"never answers", serving(func(c net.Conn, h ws.Handshake) { hold(c) }), 250 * time.Millisecond, "timeout"},
+		{"refused", refused, 0, "refused"},
 	}
 	for _, tc := range cases {
 		for _, reconnect := range []bool{true, false} {
@@ -353,6 +354,9 @@ func TestEpollHandshakeFailures(t *testing.T) {
 				s := groupTotals(g, st)
 				if s.open.Load() != 1 || s.reconnects.Load() != 0 {
 					t.Errorf("open %d reconnects %d, want 1 0", s.open.Load(), s.reconnects.Load())
+				}
+				if by, n := s.failedBy.snapshot(), s.failed.Load(); len(by) != 1 || by[tc.kind] != n {
+					t.Errorf("failures by kind %v, want all %d of kind %s", by, n, tc.kind)
 				}
 				g.qmu.Lock()
 				inflight := g.inflight
@@ -540,4 +544,27 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestDialFailKinds checks failKind on the errors of the goroutine
+// viewers' dial (dialWS) for the same failures as above.
+func TestDialFailKinds(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := ln.Addr().String()
+	ln.Close()
+	forbidden, _ := handshakeGateway(t, func(c net.Conn, h ws.Handshake) {
+		_, _ = c.Write(ws.AppendHTTPError(nil, 403, "forbidden", ""))
+		hold(c)
+	})
+	silent, _ := handshakeGateway(t, func(c net.Conn, h ws.Handshake) { hold(c) })
+	closing, _ := handshakeGateway(t, func(c net.Conn, h ws.Handshake) { c.Close() })
+	for addr, want := range map[string]string{refused: "refused", forbidden: "http_403", silent: "timeout", closing: "closed"} {
+		_, _, err := dialWS(addr, nil, "/ws?room=r", "", 300*time.Millisecond)
+		if got := failKind(err); err == nil || got != want {
+			t.Errorf("dial %s: err %v, kind %q, want %q", addr, err, got, want)
+		}
+	}
 }

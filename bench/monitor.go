@@ -105,7 +105,7 @@ func (m *monitor) sample() {
 	if m.pub != nil {
 		pubN = m.pub.n.Load()
 	}
-	p := Point{T: now.Sub(m.t0).Seconds(), Phase: m.phase, Open: tot.Open, Failed: tot.Failed, Resumed: tot.Resumed,
+	p := Point{T: now.Sub(m.t0).Seconds(), Phase: m.phase, Open: tot.Open, Failed: tot.Failed, FailedBy: tot.FailedBy, Resumed: tot.Resumed,
 		Deliveries: float64(tot.Deliveries-m.lastDel) / dt, Published: float64(pubN-m.lastPub) / dt,
 		P50: float64(lat.Quantile(0.5)) / 1e3, P99: float64(lat.Quantile(0.99)) / 1e3, Max: float64(lat.Max()) / 1e3,
 		GatewayRSS: gw.RSS, Load: loadAvg()}

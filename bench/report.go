@@ -138,7 +138,7 @@ th{background:#f3f3f3}code{background:#f3f3f3;padding:1px 4px}.bad{color:#b00;fo
 <p>{{.R.Started}} · {{.R.Machine.CPU}} × {{.R.Machine.Cores}} · {{printf "%.0f" .R.Machine.MemGB}} GiB · {{.R.Machine.OS}} · {{.R.Machine.Go}} · open files {{.R.Machine.NoFile}} · load {{printf "%.2f" (index .R.Load 0)}} → {{printf "%.2f" (index .R.Load 1)}}</p>
 <p><code>{{.R.Command}}</code></p>
 <table>
-<tr><th>connections</th><td>{{.R.Connected}} joined of {{.R.Viewers}} viewers + {{.R.Senders}} senders{{if .R.Failed}} <span class="bad">({{.R.Failed}} failures)</span>{{end}}, in {{printf "%.1f" .R.ConnectSecs}} s = {{printf "%.0f" .R.ConnectRate}}/s</td></tr>
+<tr><th>connections</th><td>{{.R.Connected}} joined of {{.R.Viewers}} viewers + {{.R.Senders}} senders{{if .R.Failed}} <span class="bad">({{.R.Failed}} failures{{with .R.FailedBy}} {{.}}{{end}})</span>{{end}}, in {{printf "%.1f" .R.ConnectSecs}} s = {{printf "%.0f" .R.ConnectRate}}/s</td></tr>
 <tr><th>connect (dial → joined)</th><td>p50 {{printf "%.1f" .R.ConnectLat.P50}} ms · p99 {{printf "%.1f" .R.ConnectLat.P99}} ms · max {{printf "%.1f" .R.ConnectLat.Max}} ms</td></tr>
 <tr><th>published</th><td>{{.R.Published}} ({{.R.PublishErrors}} errors) over {{printf "%.1f" .R.TrafficSecs}} s</td></tr>
 <tr><th>deliveries</th><td>{{.R.Deliveries}} of {{.R.Expected}} expected · {{human .R.DeliveriesPS}}/s</td></tr>

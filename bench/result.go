@@ -27,20 +27,22 @@ func quantiles(h *Hist) Quantiles {
 // Point is one second of a run's timeline.
 type Point struct {
 	// T is seconds since the start of the run.
-	T          float64 `json:"t"`
-	Phase      string  `json:"phase"`
-	Open       int64   `json:"open"`
-	Failed     int64   `json:"failed"`  // dial/handshake failures so far
-	Resumed    int64   `json:"resumed"` // re-joins that got their history so far
-	Deliveries float64 `json:"deliveries_per_s"`
-	Published  float64 `json:"published_per_s"`
-	P50        float64 `json:"p50_ms"`
-	P99        float64 `json:"p99_ms"`
-	Max        float64 `json:"max_ms"`
-	GatewayCPU float64 `json:"gateway_cpu"` // cores busy, summed over gateways
-	GatewayRSS int64   `json:"gateway_rss"`
-	HarnessCPU float64 `json:"harness_cpu"`
-	Load       float64 `json:"load1"`
+	T      float64 `json:"t"`
+	Phase  string  `json:"phase"`
+	Open   int64   `json:"open"`
+	Failed int64   `json:"failed"` // dial/handshake failures so far
+	// FailedBy splits Failed by kind: refused, timeout, closed, http_NNN, error.
+	FailedBy   map[string]int64 `json:"failed_by,omitempty"`
+	Resumed    int64            `json:"resumed"` // re-joins that got their history so far
+	Deliveries float64          `json:"deliveries_per_s"`
+	Published  float64          `json:"published_per_s"`
+	P50        float64          `json:"p50_ms"`
+	P99        float64          `json:"p99_ms"`
+	Max        float64          `json:"max_ms"`
+	GatewayCPU float64          `json:"gateway_cpu"` // cores busy, summed over gateways
+	GatewayRSS int64            `json:"gateway_rss"`
+	HarnessCPU float64          `json:"harness_cpu"`
+	Load       float64          `json:"load1"`
 }
 
 // GatewayCost is what the gateway processes used.
@@ -112,13 +114,15 @@ type Result struct {
 	Machine  Machine    `json:"machine"`
 	Load     [2]float64 `json:"load1_start_end"`
 
-	Viewers     int       `json:"viewers"`
-	Senders     int       `json:"senders"`
-	Connected   int64     `json:"connected"`
-	Failed      int64     `json:"connect_failures"`
-	ConnectSecs float64   `json:"connect_s"`
-	ConnectRate float64   `json:"connect_per_s"`
-	ConnectLat  Quantiles `json:"connect_latency"`
+	Viewers   int   `json:"viewers"`
+	Senders   int   `json:"senders"`
+	Connected int64 `json:"connected"`
+	Failed    int64 `json:"connect_failures"`
+	// FailedBy splits Failed by kind (see Point.FailedBy); the whole run.
+	FailedBy    map[string]int64 `json:"connect_failures_by,omitempty"`
+	ConnectSecs float64          `json:"connect_s"`
+	ConnectRate float64          `json:"connect_per_s"`
+	ConnectLat  Quantiles        `json:"connect_latency"`
 
 	Published     int64   `json:"published"`
 	PublishErrors int64   `json:"publish_errors"`

@@ -155,7 +155,7 @@ type totals struct {
 
 func sumReports(ws []*workerHandle) totals {
 	var t totals
-	t.Rejects = map[string]int64{}
+	t.Rejects, t.FailedBy = map[string]int64{}, map[string]int64{}
 	for _, h := range ws {
 		h.mu.Lock()
 		r := h.last
@@ -181,6 +181,9 @@ func sumReports(ws []*workerHandle) totals {
 		t.LastResume = max(t.LastResume, r.LastResume)
 		for k, v := range r.Rejects {
 			t.Rejects[k] += v
+		}
+		for k, v := range r.FailedBy {
+			t.FailedBy[k] += v
 		}
 		t.rss += r.Self.RSS
 		t.cpu += r.Self.CPU
@@ -360,7 +363,7 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	if t.LastJoin > 0 && t.Established >= want {
 		connSecs = time.Unix(0, t.LastJoin).Sub(connStart).Seconds()
 	}
-	res.Connected, res.Failed, res.ConnectSecs = t.Established, t.Failed, connSecs
+	res.Connected, res.Failed, res.FailedBy, res.ConnectSecs = t.Established, t.Failed, t.FailedBy, connSecs
 	if connSecs > 0 {
 		res.ConnectRate = float64(t.Established) / connSecs
 	}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -37,6 +39,7 @@ type stats struct {
 	open        atomic.Int64
 	established atomic.Int64 // successful joins, including re-joins
 	failed      atomic.Int64 // dial, handshake or join failures
+	failedBy    counters     // failed by kind (failKind)
 	lastJoin    atomic.Int64 // unix ns of the latest first join
 	lastResume  atomic.Int64 // unix ns of the latest resumed history
 	reconnects  atomic.Int64
@@ -47,7 +50,7 @@ type stats struct {
 	frames      atomic.Int64
 	bytes       atomic.Int64
 	acks        atomic.Int64
-	rejects     sync.Map // code → *atomic.Int64
+	rejects     counters // send rejects by error code
 
 	lat  [64]shard
 	conn shard // dial → joined
@@ -91,25 +94,92 @@ func (st *stats) addTo(sum *stats) {
 	sum.acks.Add(st.acks.Load())
 	sum.lastJoin.Store(max(sum.lastJoin.Load(), st.lastJoin.Load()))
 	sum.lastResume.Store(max(sum.lastResume.Load(), st.lastResume.Load()))
-	st.rejects.Range(func(k, v any) bool {
-		n := v.(*atomic.Int64).Load()
-		if cur, ok := sum.rejects.Load(k); ok {
-			cur.(*atomic.Int64).Add(n)
-		} else {
-			c := new(atomic.Int64)
-			c.Store(n)
-			sum.rejects.Store(k, c)
-		}
+	st.rejects.addTo(&sum.rejects)
+	st.failedBy.addTo(&sum.failedBy)
+}
+
+// fail accounts a failed dial or upgrade that ended with err.
+func (st *stats) fail(err error) {
+	st.failed.Add(1)
+	st.failedBy.add(failKind(err), 1)
+}
+
+// counters counts events by name; safe for concurrent use.
+type counters struct {
+	m sync.Map // name → *atomic.Int64
+}
+
+func (c *counters) add(name string, n int64) {
+	v, ok := c.m.Load(name)
+	if !ok {
+		v, _ = c.m.LoadOrStore(name, new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Add(n)
+}
+
+// addTo adds c's counts to sum.
+func (c *counters) addTo(sum *counters) {
+	c.m.Range(func(k, v any) bool {
+		sum.add(k.(string), v.(*atomic.Int64).Load())
 		return true
 	})
 }
 
-func (st *stats) reject(code string) {
-	v, ok := st.rejects.Load(code)
-	if !ok {
-		v, _ = st.rejects.LoadOrStore(code, new(atomic.Int64))
+// snapshot returns the counts, nil when there are none.
+func (c *counters) snapshot() map[string]int64 {
+	var out map[string]int64
+	c.m.Range(func(k, v any) bool {
+		if out == nil {
+			out = map[string]int64{}
+		}
+		out[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return out
+}
+
+// statusError is an upgrade answered with an HTTP status other than 101.
+type statusError struct {
+	status int
+	err    error
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("HTTP %d: %v", e.status, e.err) }
+func (e *statusError) Unwrap() error { return e.err }
+
+// handshakeError wraps the error of ParseHandshakeResponse with the
+// response's status when there was one.
+func handshakeError(status int, err error) error {
+	if status != 0 && status != 101 {
+		return &statusError{status: status, err: err}
 	}
-	v.(*atomic.Int64).Add(1)
+	return err
+}
+
+// errTimedOut ends a connect or upgrade that took longer than the bound.
+var errTimedOut = errors.New("bench: connect or upgrade timed out")
+
+// failKind names the kind of a failed dial or upgrade for the run's
+// connect_failures_by: refused (nothing listening, or the listen queue
+// full), timeout (no answer within --handshake-timeout), closed (the server
+// closed or reset the connection before answering), http_NNN (answered
+// with status NNN, e.g. 503 at the connection cap), error (anything else).
+func failKind(err error) string {
+	var se *statusError
+	var ne net.Error
+	switch {
+	case errors.As(err, &se):
+		return "http_" + strconv.Itoa(se.status)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, errTimedOut), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT),
+		errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "closed"
+	default:
+		return "error"
+	}
 }
 
 // recorder takes the latency samples of one connection's frames; the
@@ -223,7 +293,7 @@ func (s *session) handle(p []byte, resuming *bool, dialStart time.Time, st *stat
 			}
 		}
 	case protocol.OpReject:
-		st.reject(string(stringField(p, keyCode)))
+		st.rejects.add(string(stringField(p, keyCode)), 1)
 	}
 	return -1
 }
@@ -302,7 +372,7 @@ func dialWS(addr string, src *net.TCPAddr, q, token string, timeout time.Duratio
 			return nil, nil, err
 		}
 		n += m
-		end, _, err := ws.ParseHandshakeResponse(buf[:n], key)
+		end, status, err := ws.ParseHandshakeResponse(buf[:n], key)
 		if errors.Is(err, ws.ErrNeedMore) {
 			if n == len(buf) {
 				c.Close()
@@ -312,7 +382,7 @@ func dialWS(addr string, src *net.TCPAddr, q, token string, timeout time.Duratio
 		}
 		if err != nil {
 			c.Close()
-			return nil, nil, err
+			return nil, nil, handshakeError(status, err)
 		}
 		_ = c.SetDeadline(time.Time{})
 		rest := buf[:copy(buf, buf[end:n])]
@@ -475,7 +545,7 @@ func (v *viewer) run(stop <-chan struct{}, reconnect bool, gate chan struct{}, j
 			<-gate
 		}
 		if err != nil {
-			v.st.failed.Add(1)
+			v.st.fail(err)
 			if !reconnect && first {
 				return
 			}

@@ -110,6 +110,7 @@ type Report struct {
 	Sent        int64            `json:"sent"`
 	Acks        int64            `json:"acks"`
 	Rejects     map[string]int64 `json:"rejects,omitempty"`
+	FailedBy    map[string]int64 `json:"failed_by,omitempty"` // Failed by kind (failKind)
 	Lat         HistData         `json:"lat"`
 	Conn        HistData         `json:"conn"`
 	Ack         HistData         `json:"ack"`
@@ -268,13 +269,7 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 			Resumed: sum.resumed.Load(), Incomplete: sum.incomplete.Load(), Deliveries: sum.deliveries.Load(),
 			Dups: sum.dups.Load(), Gaps: gaps, Lost: lost, Frames: sum.frames.Load(), Bytes: sum.bytes.Load(),
 			LastJoin: sum.lastJoin.Load(), LastResume: sum.lastResume.Load(), Sent: sentN.Load(), Acks: sum.acks.Load(), Lat: lat.Data(), Conn: conn.Data(), Ack: ack.Data()}
-		sum.rejects.Range(func(k, v any) bool {
-			if r.Rejects == nil {
-				r.Rejects = map[string]int64{}
-			}
-			r.Rejects[k.(string)] = v.(interface{ Load() int64 }).Load()
-			return true
-		})
+		r.Rejects, r.FailedBy = sum.rejects.snapshot(), sum.failedBy.snapshot()
 		r.Self, _ = ReadProc(os.Getpid())
 		out(r)
 	}
