@@ -335,7 +335,7 @@ func TestEpollHandshakeFailures(t *testing.T) {
 					t.Fatal("the viewer of the good gateway did not join")
 				}
 				if reconnect {
-					// Backoff: 200–400 ms, then 400–800 ms.
+					// Backoff (client.Backoff): 50–150 ms, then 50–250 ms.
 					if !waitFor(4*time.Second, func() bool { return st.failed.Load() >= 3 }) {
 						t.Fatalf("%d failures, want retries", st.failed.Load())
 					}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/danmaku-live/danmaku/pkg/client"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 	"github.com/danmaku-live/danmaku/pkg/ws"
 )
@@ -391,11 +392,11 @@ func dialWS(addr string, src *net.TCPAddr, q, token string, timeout time.Duratio
 }
 
 // dialBackoff is the wait before the next dial after fails failed ones:
-// 200 ms doubling to 5 s, plus up to as much jitter, like a real client,
-// so that a dead gateway is not hammered.
+// the Go client's policy with its defaults (exponential from 100 ms to 5 s
+// with full jitter, docs/protocol.md), so a storm's viewers come back the
+// way real ones would and a dead gateway is not hammered.
 func dialBackoff(fails int) time.Duration {
-	b := min(5*time.Second, 200*time.Millisecond<<min(fails, 5))
-	return b + time.Duration(rand.Int64N(int64(b)))
+	return client.Backoff(client.DefaultMinBackoff, client.DefaultMaxBackoff, fails)
 }
 
 // reconnectWait is the wait before redialing a connection that ended:

@@ -49,7 +49,8 @@ type Config struct {
 	// DialTimeout bounds one connection attempt. Zero value means 5s.
 	DialTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the reconnect delay, which doubles
-	// per failed attempt with full jitter. Zero values mean 100ms and 5s.
+	// per failed attempt with full jitter (see [Backoff]). Zero values mean
+	// DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 	// SendTimeout is how long Send waits for an answer before retrying
 	// with the same id. Zero value means 3s.
@@ -138,10 +139,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		cfg.DialTimeout = 5 * time.Second
 	}
 	if cfg.MinBackoff == 0 {
-		cfg.MinBackoff = 100 * time.Millisecond
+		cfg.MinBackoff = DefaultMinBackoff
 	}
 	if cfg.MaxBackoff == 0 {
-		cfg.MaxBackoff = 5 * time.Second
+		cfg.MaxBackoff = DefaultMaxBackoff
 	}
 	if cfg.SendTimeout == 0 {
 		cfg.SendTimeout = 3 * time.Second
@@ -263,7 +264,7 @@ func (c *Client) loop(conn net.Conn, br *bufio.Reader) {
 			return
 		}
 		for {
-			d := backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt)
+			d := Backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt)
 			attempt++
 			select {
 			case <-c.done:
@@ -281,8 +282,17 @@ func (c *Client) loop(conn net.Conn, br *bufio.Reader) {
 	}
 }
 
-// backoff returns a full-jitter exponential delay.
-func backoff(lo, hi time.Duration, attempt int) time.Duration {
+// The reconnect delay's bounds when Config leaves them zero.
+const (
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 5 * time.Second
+)
+
+// Backoff returns the delay before reconnect attempt number attempt
+// (counted from 0 since the last successful connection): a random time in
+// [lo/2, lo/2 + min(hi, lo·2^attempt)) — exponential with full jitter, the
+// policy docs/protocol.md asks of every client.
+func Backoff(lo, hi time.Duration, attempt int) time.Duration {
 	d := lo << min(attempt, 16)
 	if d > hi || d <= 0 {
 		d = hi
@@ -624,7 +634,7 @@ func (c *Client) SendID(ctx context.Context, room, id, text string) (protocol.Se
 				if f.Op == protocol.OpReject && f.Code == protocol.CodeUnavailable {
 					wait := time.Duration(f.RetryAfterMs) * time.Millisecond
 					if wait <= 0 {
-						wait = backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt)
+						wait = Backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt)
 					}
 					attempt++
 					if !sleepCtx(ctx, c.done, wait) {
@@ -648,7 +658,7 @@ func (c *Client) SendID(ctx context.Context, room, id, text string) (protocol.Se
 			return protocol.ServerFrame{}, werr
 		}
 		// No answer or no connection: wait for one, back off, retry.
-		if !sleepCtx(ctx, c.done, backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt)) {
+		if !sleepCtx(ctx, c.done, Backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt)) {
 			return protocol.ServerFrame{}, ctx.Err()
 		}
 		attempt++
