@@ -296,8 +296,8 @@ func (g *epollGroup) fail(c *econn, err error) {
 	if !g.reconnect && !c.connected {
 		return
 	}
-	d := dialBackoff(int(c.fails))
-	if c.fails < 255 {
+	d, counted := dialBackoff(err, int(c.fails))
+	if counted && c.fails < 255 {
 		c.fails++
 	}
 	g.later(c, d)
@@ -534,7 +534,7 @@ func (l *eloop) handshake(c *econn) {
 		c.rest = append(c.rest, data...)
 		data = c.rest
 	}
-	end, status, err := ws.ParseHandshakeResponse(data, c.key)
+	end, _, err := ws.ParseHandshakeResponse(data, c.key)
 	if errors.Is(err, ws.ErrNeedMore) {
 		if len(data) >= readBuf {
 			l.abort(c, errTooBig)
@@ -544,7 +544,7 @@ func (l *eloop) handshake(c *econn) {
 		return
 	}
 	if err != nil {
-		l.abort(c, handshakeError(status, err))
+		l.abort(c, err)
 		return
 	}
 	c.rest, c.key = nil, ""

@@ -568,3 +568,32 @@ func TestDialFailKinds(t *testing.T) {
 		}
 	}
 }
+
+// TestEpollRetryAfter: a gateway that answers 503 with Retry-After: 1 is
+// retried after the second it asked for (plus jitter), not on the growing
+// backoff that starts at 50 ms.
+func TestEpollRetryAfter(t *testing.T) {
+	var mu sync.Mutex
+	var at []time.Time
+	addr, _ := handshakeGateway(t, func(c net.Conn, h ws.Handshake) {
+		mu.Lock()
+		at = append(at, time.Now())
+		mu.Unlock()
+		_, _ = c.Write([]byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"))
+		c.Close()
+	})
+	_, st := startGroup(t, true, nil, addr)
+	if !waitFor(7*time.Second, func() bool { return st.failed.Load() >= 3 }) {
+		t.Fatalf("%d failures, want 3", st.failed.Load())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(at); i++ {
+		if gap := at[i].Sub(at[i-1]); gap < time.Second || gap > 2500*time.Millisecond {
+			t.Errorf("attempt %d came %v after a 503 with Retry-After: 1, want 1s to 2s", i, gap)
+		}
+	}
+	if by := st.failedBy.snapshot(); by["http_503"] != st.failed.Load() {
+		t.Errorf("failures by kind %v, want all http_503", by)
+	}
+}

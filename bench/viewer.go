@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -139,24 +138,6 @@ func (c *counters) snapshot() map[string]int64 {
 	return out
 }
 
-// statusError is an upgrade answered with an HTTP status other than 101.
-type statusError struct {
-	status int
-	err    error
-}
-
-func (e *statusError) Error() string { return fmt.Sprintf("HTTP %d: %v", e.status, e.err) }
-func (e *statusError) Unwrap() error { return e.err }
-
-// handshakeError wraps the error of ParseHandshakeResponse with the
-// response's status when there was one.
-func handshakeError(status int, err error) error {
-	if status != 0 && status != 101 {
-		return &statusError{status: status, err: err}
-	}
-	return err
-}
-
 // errTimedOut ends a connect or upgrade that took longer than the bound.
 var errTimedOut = errors.New("bench: connect or upgrade timed out")
 
@@ -166,11 +147,11 @@ var errTimedOut = errors.New("bench: connect or upgrade timed out")
 // closed or reset the connection before answering), http_NNN (answered
 // with status NNN, e.g. 503 at the connection cap), error (anything else).
 func failKind(err error) string {
-	var se *statusError
+	var he *ws.HandshakeError
 	var ne net.Error
 	switch {
-	case errors.As(err, &se):
-		return "http_" + strconv.Itoa(se.status)
+	case errors.As(err, &he):
+		return "http_" + strconv.Itoa(he.Status)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "refused"
 	case errors.Is(err, errTimedOut), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT),
@@ -373,7 +354,7 @@ func dialWS(addr string, src *net.TCPAddr, q, token string, timeout time.Duratio
 			return nil, nil, err
 		}
 		n += m
-		end, status, err := ws.ParseHandshakeResponse(buf[:n], key)
+		end, _, err := ws.ParseHandshakeResponse(buf[:n], key)
 		if errors.Is(err, ws.ErrNeedMore) {
 			if n == len(buf) {
 				c.Close()
@@ -383,7 +364,7 @@ func dialWS(addr string, src *net.TCPAddr, q, token string, timeout time.Duratio
 		}
 		if err != nil {
 			c.Close()
-			return nil, nil, handshakeError(status, err)
+			return nil, nil, err
 		}
 		_ = c.SetDeadline(time.Time{})
 		rest := buf[:copy(buf, buf[end:n])]
@@ -391,12 +372,17 @@ func dialWS(addr string, src *net.TCPAddr, q, token string, timeout time.Duratio
 	}
 }
 
-// dialBackoff is the wait before the next dial after fails failed ones:
-// the Go client's policy with its defaults (exponential from 100 ms to 5 s
-// with full jitter, docs/protocol.md), so a storm's viewers come back the
-// way real ones would and a dead gateway is not hammered.
-func dialBackoff(fails int) time.Duration {
-	return client.Backoff(client.DefaultMinBackoff, client.DefaultMaxBackoff, fails)
+// dialBackoff is the wait before the next dial after one that failed with
+// err, when fails earlier failures in a row backed off: the Go client's
+// policy with its defaults — the server's Retry-After when it refused with
+// one (not counted: the caller keeps fails), else exponential from 100 ms to
+// 5 s with full jitter (docs/protocol.md; counted) — so a storm's viewers
+// come back the way real ones would and a dead gateway is not hammered.
+func dialBackoff(err error, fails int) (d time.Duration, counted bool) {
+	if d, ok := client.RetryAfter(err, client.DefaultMaxBackoff); ok {
+		return d, false
+	}
+	return client.Backoff(client.DefaultMinBackoff, client.DefaultMaxBackoff, fails), true
 }
 
 // reconnectWait is the wait before redialing a connection that ended:
@@ -550,8 +536,10 @@ func (v *viewer) run(stop <-chan struct{}, reconnect bool, gate chan struct{}, j
 			if !reconnect && first {
 				return
 			}
-			backoff := dialBackoff(fails)
-			fails++
+			backoff, counted := dialBackoff(err, fails)
+			if counted {
+				fails++
+			}
 			if !sleepOrStop(stop, backoff) {
 				return
 			}

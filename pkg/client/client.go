@@ -263,9 +263,8 @@ func (c *Client) loop(conn net.Conn, br *bufio.Reader) {
 			c.shutdown()
 			return
 		}
+		d := Backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt)
 		for {
-			d := Backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt)
-			attempt++
 			select {
 			case <-c.done:
 				return
@@ -277,6 +276,13 @@ func (c *Client) loop(conn net.Conn, br *bufio.Reader) {
 				attempt = 0
 				c.adopt(conn)
 				break
+			}
+			// A gateway that said when to come back (503 at its cap or
+			// draining) is taken at its word; otherwise back off further.
+			var ok bool
+			if d, ok = RetryAfter(cerr, c.cfg.MaxBackoff); !ok {
+				attempt++
+				d = Backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt)
 			}
 		}
 	}
@@ -298,6 +304,24 @@ func Backoff(lo, hi time.Duration, attempt int) time.Duration {
 		d = hi
 	}
 	return time.Duration(rand.Int64N(int64(d))) + lo/2
+}
+
+// RetryAfter returns the wait before the next attempt when err is an
+// upgrade refused with a Retry-After header (a gateway's 503 at its
+// connection cap or while it drains, 429 past its per-IP cap): the header's
+// delay plus a random part of up to as much again, so the refused clients
+// do not return at the same instant, at most hi. ok is false when err has
+// no such header; the caller then backs off as usual.
+func RetryAfter(err error, hi time.Duration) (d time.Duration, ok bool) {
+	var he *ws.HandshakeError
+	if !errors.As(err, &he) {
+		return 0, false
+	}
+	ra := he.RetryAfter()
+	if ra <= 0 {
+		return 0, false
+	}
+	return min(hi, ra+time.Duration(rand.Int64N(int64(ra)))), true
 }
 
 // adopt makes conn current and rejoins every room with resume. The joins

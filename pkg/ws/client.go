@@ -50,7 +50,8 @@ func AppendClientHandshake(dst []byte, host, pathAndQuery, key string, extraHead
 //
 // It returns ErrNeedMore while the header block is incomplete (up to
 // DefaultMaxHeader bytes), a *HandshakeError when the status is not 101 (n
-// then spans the header block only, not any body), and an error wrapping
+// then spans the header block only, not any body; its Header keeps the
+// response's Retry-After line, see [HandshakeError.RetryAfter]), and an error wrapping
 // ErrBadHandshake when the response is malformed or the upgrade headers or
 // Sec-WebSocket-Accept do not match.
 func ParseHandshakeResponse(buf []byte, key string) (n int, status int, err error) {
@@ -79,7 +80,7 @@ func ParseHandshakeResponse(buf []byte, key string) (n int, status int, err erro
 	}
 
 	var upgradeWS, connUpgrade, hasAccept bool
-	var accept string
+	var accept, retryAfter string
 	for {
 		line, s, ok = nextLine(s)
 		if !ok {
@@ -103,10 +104,12 @@ func ParseHandshakeResponse(buf []byte, key string) (n int, status int, err erro
 				return 0, status, badHandshake("repeated Sec-WebSocket-Accept")
 			}
 			hasAccept, accept = true, value
+		case equalFold(name, "Retry-After"):
+			retryAfter = "Retry-After: " + value + "\r\n"
 		}
 	}
 	if status != 101 {
-		return end, status, &HandshakeError{Status: status, Message: reason}
+		return end, status, &HandshakeError{Status: status, Message: reason, Header: retryAfter}
 	}
 	switch {
 	case !upgradeWS:

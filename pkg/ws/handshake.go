@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultMaxHeader is the header block limit of ParseUpgrade when maxHeader
@@ -44,6 +45,27 @@ type HandshakeError struct {
 // Error implements error.
 func (e *HandshakeError) Error() string {
 	return "ws: handshake rejected: " + strconv.Itoa(e.Status) + " " + StatusText(e.Status) + ": " + e.Message
+}
+
+// RetryAfter returns the delay of the Retry-After header line in e.Header
+// (delta-seconds; an HTTP-date is not understood), or 0 when there is none.
+// A server sets it on the 503 and 429 it answers; a client that parsed the
+// response (ParseHandshakeResponse) finds it here.
+func (e *HandshakeError) RetryAfter() time.Duration {
+	for h := e.Header; h != ""; {
+		var line string
+		line, h, _ = strings.Cut(h, "\r\n")
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || !equalFold(name, "Retry-After") {
+			continue
+		}
+		secs, err := strconv.ParseUint(trimOWS(value), 10, 31)
+		if err != nil {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	return 0
 }
 
 func badRequest(msg string) *HandshakeError {

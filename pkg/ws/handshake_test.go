@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 const testKey = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -247,15 +248,20 @@ func TestParseHandshakeResponseRejects(t *testing.T) {
 		name   string
 		resp   string
 		status int
-		typed  bool // *HandshakeError rather than ErrBadHandshake
+		typed  bool          // *HandshakeError rather than ErrBadHandshake
+		retry  time.Duration // its RetryAfter
 	}{
-		{"wrong accept", strings.Replace(good, "s3pPLMBi", "AAAAAAAA", 1), 101, false},
-		{"missing upgrade", strings.Replace(good, "Upgrade: websocket\r\n", "", 1), 101, false},
-		{"missing connection", strings.Replace(good, "Connection: Upgrade\r\n", "", 1), 101, false},
-		{"malformed status line", "HTTP/1.1 abc\r\n\r\n", 0, false},
-		{"not HTTP", "SSH-2.0-OpenSSH\r\n\r\n", 0, false},
-		{"forbidden", string(AppendHTTPError(nil, 403, "banned", "")), 403, true},
-		{"version required", string(AppendHTTPError(nil, 426, "v", "Sec-WebSocket-Version: 13\r\n")), 426, true},
+		{"wrong accept", strings.Replace(good, "s3pPLMBi", "AAAAAAAA", 1), 101, false, 0},
+		{"missing upgrade", strings.Replace(good, "Upgrade: websocket\r\n", "", 1), 101, false, 0},
+		{"missing connection", strings.Replace(good, "Connection: Upgrade\r\n", "", 1), 101, false, 0},
+		{"malformed status line", "HTTP/1.1 abc\r\n\r\n", 0, false, 0},
+		{"not HTTP", "SSH-2.0-OpenSSH\r\n\r\n", 0, false, 0},
+		{"forbidden", string(AppendHTTPError(nil, 403, "banned", "")), 403, true, 0},
+		{"version required", string(AppendHTTPError(nil, 426, "v", "Sec-WebSocket-Version: 13\r\n")), 426, true, 0},
+		{"at the cap", "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n", 503, true, time.Second},
+		{"per-IP cap", string(AppendHTTPError(nil, 429, "too many", "retry-after:  5 \r\n")), 429, true, 5 * time.Second},
+		{"retry at a date", string(AppendHTTPError(nil, 503, "d", "Retry-After: Fri, 31 Dec 1999 23:59:59 GMT\r\n")), 503, true, 0},
+		{"negative retry", string(AppendHTTPError(nil, 503, "d", "Retry-After: -1\r\n")), 503, true, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -266,7 +272,10 @@ func TestParseHandshakeResponseRejects(t *testing.T) {
 			var he *HandshakeError
 			if tc.typed {
 				if !errors.As(err, &he) || he.Status != tc.status {
-					t.Errorf("err = %v, want *HandshakeError %d", err, tc.status)
+					t.Fatalf("err = %v, want *HandshakeError %d", err, tc.status)
+				}
+				if got := he.RetryAfter(); got != tc.retry {
+					t.Errorf("RetryAfter = %v, want %v", got, tc.retry)
 				}
 			} else if !errors.Is(err, ErrBadHandshake) {
 				t.Errorf("err = %v, want ErrBadHandshake", err)
