@@ -19,7 +19,9 @@
 #   make bench      the default load run (fanout: 5000 viewers, 100 msg/s,
 #                   30 s on one embedded danmaku all; under 2 minutes);
 #                   bench-idle, bench-fanout, bench-rooms, bench-storm,
-#                   bench-send, bench-soak run one scenario each
+#                   bench-send, bench-soak run one scenario each;
+#                   bench-latency, bench-throughput, bench-storm-100k and
+#                   bench-1m the performance table's rows (BENCHMARKS.md)
 #                   (BENCHFLAGS adds flags; results in bench-results/);
 #                   bench-micro runs the micro benchmarks (frame codec,
 #                   deflate, keyword moderation) and the gateway's live heap
@@ -46,7 +48,7 @@ TESTENV ?=
 FUZZTIME ?= 60s
 FUZZSMOKE ?= 5s
 
-.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak bench-1m bench-micro clean
+.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak bench-latency bench-throughput bench-storm-100k bench-1m bench-micro clean
 
 build:
 	go build -o bin/danmaku .
@@ -129,6 +131,36 @@ bench-send: build
 bench-soak: build
 	$(BENCHBIN) bench soak --viewers 10000 --rooms 50 --rate 200 --duration 10m --report-every 1m $(BENCHFLAGS)
 
+# WITH_BROKER starts the dev Kafka-protocol broker for the command after it
+# (with DANMAKU_BROKERS set) and stops it at the end; WITH_SERVERS does the
+# same with Redis, ClickHouse and the broker (deploy/dev/env.sh, which
+# installs what is missing), exporting their DANMAKU_TEST_* addresses.
+WITH_BROKER = dir=$$(mktemp -d) && deploy/dev/kafka.sh start $$dir && trap 'deploy/dev/kafka.sh stop '$$dir EXIT && \
+	DANMAKU_BROKERS=$$(cat $$dir/kafka.addr)
+WITH_SERVERS = dir=$$(mktemp -d) && deploy/dev/env.sh up $$dir && trap 'deploy/dev/env.sh down '$$dir EXIT && \
+	. $$dir/env && DANMAKU_BROKERS=$$DANMAKU_TEST_KAFKA
+
+# The scenarios of BENCHMARKS.md's "Where each target stands" table, one
+# target each, as measured there (bench-idle and bench-micro cover memory
+# per idle viewer and moderation):
+#   bench-latency     send → viewer p99 and handshakes/s: 19,000 viewers of
+#                     one room on one gateway process (Kafka bus), 100 msg/s
+#   bench-throughput  deliveries per gateway CPU-second: the same at 1000 msg/s
+#   bench-storm-100k  100,000 viewers on 6 gateways resume after all six
+#                     restart (ClickHouse history), about 2 minutes
+bench-latency: build
+	@$(WITH_BROKER) $(BENCHBIN) bench fanout --gateways 1 --viewers 19000 --rate 100 --duration 20s --grace 10s \
+		--name bench-latency $(BENCHFLAGS)
+
+bench-throughput: build
+	@$(WITH_BROKER) $(BENCHBIN) bench fanout --gateways 1 --viewers 19000 --rate 1000 --duration 15s --grace 10s \
+		--name bench-throughput $(BENCHFLAGS)
+
+bench-storm-100k: build
+	@$(WITH_SERVERS) $(BENCHBIN) bench storm --restart --gateways 6 --viewers 100000 --concurrency 1000 --rate 1 \
+		--duration 60s --drop-at 10s --grace 20s --connect-timeout 120s \
+		--server-args "--history clickhouse --clickhouse $$DANMAKU_TEST_CLICKHOUSE" --name bench-storm-100k $(BENCHFLAGS)
+
 # bench-1m: a million viewers on this machine (52 gateway processes on the
 # Kafka bus, 56 workers, heartbeats running; about 11 minutes). It starts
 # the dev broker and stops it at the end. Each gateway gets its share of
@@ -137,8 +169,7 @@ bench-soak: build
 # take 30 s: with 10 s the starved workers gave up on ~250k handshakes the
 # gateways had answered. See BENCHMARKS.md.
 bench-1m: build
-	@dir=$$(mktemp -d) && deploy/dev/kafka.sh start $$dir && trap 'deploy/dev/kafka.sh stop '$$dir EXIT && \
-	DANMAKU_BROKERS=$$(cat $$dir/kafka.addr) GOMAXPROCS=1 $(BENCHBIN) bench idle --gateways 52 --viewers 1000000 \
+	@$(WITH_BROKER) GOMAXPROCS=1 $(BENCHBIN) bench idle --gateways 52 --viewers 1000000 \
 		--concurrency 200 --connect-rate 50 --read-pause 5ms --duration 60s --warmup 3s --connect-timeout 540s \
 		--handshake-timeout 30s --server-args "--online-rate 100" --name bench-1m $(BENCHFLAGS)
 
