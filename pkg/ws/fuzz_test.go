@@ -141,3 +141,43 @@ func FuzzParseUpgrade(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseHandshakeResponse checks the client side of the upgrade: it
+// never panics or modifies its input, accepts only a complete 101 with the
+// right accept key, reports a refusal as a *HandshakeError with its status
+// (and a Retry-After the client can wait on: never negative), and needs more
+// only while the header block is incomplete.
+func FuzzParseHandshakeResponse(f *testing.F) {
+	f.Add(AppendAccept(nil, testKey, ""))
+	f.Add([]byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"))
+	f.Add(AppendHTTPError(nil, 429, "too many", "Retry-After: 5\r\n"))
+	f.Add(AppendHTTPError(nil, 403, "banned", ""))
+	f.Add([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		orig := bytes.Clone(data)
+		n, status, err := ParseHandshakeResponse(data, testKey)
+		if !bytes.Equal(data, orig) {
+			t.Fatal("ParseHandshakeResponse modified its input")
+		}
+		var he *HandshakeError
+		switch {
+		case err == nil:
+			if status != 101 || n <= 0 || n > len(data) || n > DefaultMaxHeader {
+				t.Fatalf("accepted with status %d, n = %d of %d", status, n, len(data))
+			}
+		case err == ErrNeedMore:
+			if n != 0 || len(data) > DefaultMaxHeader {
+				t.Fatalf("need more with n = %d of %d", n, len(data))
+			}
+		case errors.As(err, &he):
+			if he.Status == 101 || he.Status != status || n <= 0 || n > len(data) {
+				t.Fatalf("refusal %+v with status %d, n = %d of %d", he, status, n, len(data))
+			}
+			if d := he.RetryAfter(); d < 0 {
+				t.Fatalf("RetryAfter = %v", d)
+			}
+		case !errors.Is(err, ErrBadHandshake):
+			t.Fatalf("err = %v, want nil, ErrNeedMore, *HandshakeError or ErrBadHandshake", err)
+		}
+	})
+}
