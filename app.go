@@ -71,6 +71,10 @@ type Config struct {
 	// cost (writes per second; 0 = the gateway default, -1 = off); see
 	// gateway.Config.FlushRate.
 	FlushRate int
+	// OutboundBudgetMiB bounds a gateway's viewers' outbound backlog in
+	// MiB (0 = the gateway default, -1 = off); see
+	// gateway.Config.OutboundBudget.
+	OutboundBudgetMiB int
 	// OnlineRate bounds a gateway's online-frame writes per second
 	// (gateway.Config.OnlineRate).
 	OnlineRate int
@@ -161,6 +165,7 @@ func NewApp(cfg Config) (*App, error) {
 			DrainTimeout: cfg.DrainTimeout, Logger: a.log, Registerer: a.reg,
 			Sessions: a.sessions, PresenceInterval: cfg.PresenceInterval,
 			FlushRate: cfg.FlushRate, OnlineRate: cfg.OnlineRate, Loops: cfg.Loops,
+			OutboundBudget: mib(cfg.OutboundBudgetMiB),
 		}); err != nil {
 			return nil, err
 		}
@@ -403,4 +408,13 @@ func (a *App) runDemo(ctx context.Context) error {
 			a.log.Warn("demo publish failed", "err", err)
 		}
 	}
+}
+
+// mib converts a size flag in MiB to bytes, keeping 0 (default) and
+// negative (off) as they are.
+func mib(n int) int64 {
+	if n <= 0 {
+		return int64(n)
+	}
+	return int64(n) << 20
 }

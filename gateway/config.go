@@ -99,6 +99,14 @@ type Config struct {
 	// HardOutbound is the backlog past which the viewer is closed as a
 	// slow consumer (4000). Zero value means 1 MiB.
 	HardOutbound int
+	// OutboundBudget bounds the outbound backlog of the whole process, in
+	// bytes: while the viewers' backlogs sum above it, batches are dropped
+	// for a viewer whose backlog with the batches would pass SoftOutbound/16
+	// (it sees a gap and resumes), so a gateway whose viewers all fall
+	// behind holds about the budget instead of SoftOutbound, or a whole
+	// pass's frame, for each of them. Zero value means 512 MiB; negative
+	// turns the budget off.
+	OutboundBudget int64
 	// SlowTimeout closes a viewer as a slow consumer (4000) when its
 	// backlog stays above SoftOutbound this long (it is not reading at
 	// all). Zero value means 10s.
@@ -186,6 +194,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SlowTimeout == 0 {
 		c.SlowTimeout = 10 * time.Second
+	}
+	if c.OutboundBudget == 0 {
+		c.OutboundBudget = 512 << 20
 	}
 	if c.FlushRate == 0 {
 		c.FlushRate = 250_000

@@ -53,6 +53,7 @@ type conn struct {
 	lastRecv int64
 	closeAt  int64 // drain: close with 1001 at this time; 0 = not draining
 	overSoft int64 // when the backlog went above SoftOutbound; 0 = below
+	counted  int64 // outbound backlog in bytes counted in lp.outbound (loop.count)
 	// lingerUntil: a close frame was sent; close the TCP connection at this
 	// time if the client has not answered with its own close frame.
 	lingerUntil int64
@@ -372,15 +373,23 @@ const (
 // outboundState applies the outbound policy before a write: past the soft
 // cap batches are dropped (the viewer sees a gap and resumes), past the
 // hard cap, or above the soft cap for SlowTimeout, the viewer is closed as
-// slow. batches tells whether the write holds batches. Runs on the loop.
-func (c *conn) outboundState(batches bool) int {
+// slow. While the process is over its OutboundBudget, batches are also
+// dropped when the backlog with this write (size bytes) would pass a
+// sixteenth of the soft cap: a loop that fell behind hands every viewer one
+// large frame per pass, so the write, not the backlog before it, is what
+// would grow the process past its budget. batches tells whether the write
+// holds batches. Runs on the loop.
+func (c *conn) outboundState(batches bool, size int) int {
 	if c.state != stateOpen {
 		return outClosed
 	}
 	s := c.s
-	out := c.gc.OutboundBuffered()
+	out := c.lp.count(c, c.gc.OutboundBuffered())
 	if out <= s.cfg.SoftOutbound {
 		c.overSoft = 0
+		if batches && out+size > s.cfg.SoftOutbound/16 && s.overBudget() {
+			return outDropBatches
+		}
 		return outOK
 	}
 	if c.overSoft == 0 {
@@ -400,11 +409,17 @@ func (c *conn) outboundState(batches bool) int {
 	return outOK
 }
 
+// overBudget reports whether the viewers' outbound backlogs sum above
+// Config.OutboundBudget.
+func (s *Server) overBudget() bool {
+	return s.cfg.OutboundBudget > 0 && s.outbound.Load() > s.cfg.OutboundBudget
+}
+
 // writeFrame writes a complete, shared WebSocket frame, applying the
 // outbound policy (droppable frames are batches). It reports whether the
 // frame was written. Runs on the loop.
 func (c *conn) writeFrame(frame []byte, droppable bool) bool {
-	switch c.outboundState(droppable) {
+	switch c.outboundState(droppable, len(frame)) {
 	case outOK:
 		c.writeRaw(frame)
 		return true
@@ -422,6 +437,16 @@ func (c *conn) writeRaw(b []byte) {
 		return
 	}
 	_, _ = c.gc.Write(b)
+	c.recount()
+}
+
+// recount counts c's backlog after a write, so the process's sum sees what
+// a long pass adds before the pass comes back to c. A write that failed
+// closed c and took it out of the loop: nothing to count. Runs on the loop.
+func (c *conn) recount() {
+	if c.pos >= 0 {
+		c.lp.count(c, c.gc.OutboundBuffered())
+	}
 }
 
 // writeShared writes a frame shared by many viewers: z, its compressed
@@ -443,6 +468,7 @@ func (c *conn) writeRawv(bs [][]byte) {
 		return
 	}
 	_, _ = c.gc.Writev(bs)
+	c.recount()
 }
 
 func (c *conn) writeControl(op byte, payload []byte) {

@@ -577,3 +577,67 @@ func TestMultipleRoomsAndLeave(t *testing.T) {
 		t.Fatalf("batch of %s after leaving it", f.Room)
 	}
 }
+
+// TestOutboundBudget: a viewer that never reads piles up its backlog; with
+// a process-wide budget the gateway starts dropping its batches once the
+// sum passes the budget (when its backlog with them would pass a sixteenth
+// of the soft cap), without the budget only at the soft cap. A reading
+// viewer of the room gets every message either way.
+func TestOutboundBudget(t *testing.T) {
+	const soft, limit = 1 << 20, 512 << 10
+	for _, tc := range []struct {
+		name   string
+		budget int64
+	}{{"on", 128 << 10}, {"off", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			gw := startGW(t, func(c *Config) {
+				c.SoftOutbound = soft
+				c.HardOutbound = 4 * soft
+				c.SlowTimeout = time.Minute
+				c.OutboundBudget = tc.budget
+			})
+			slow := dialRaw(t, gw.addr)
+			if st := slow.Upgrade("/ws?room=hot", ""); st != 101 {
+				t.Fatal(st)
+			}
+			if tcp, ok := slow.NetConn().(*net.TCPConn); ok {
+				_ = tcp.SetReadBuffer(4096)
+			}
+			fast := dialRaw(t, gw.addr)
+			if st := fast.Upgrade("/ws?room=hot", ""); st != 101 {
+				t.Fatal(st)
+			}
+			fast.NextOp(protocol.OpHistory, 2*time.Second)
+			time.Sleep(100 * time.Millisecond)
+
+			pub := gw.bus.Publisher(bus.StreamDispatch)
+			text := strings.Repeat("x", 900)
+			var seq uint64
+			var peak int64
+			for round := 0; round < 300 && peak < limit+soft/4; round++ {
+				var recs []bus.Record
+				for range 20 {
+					seq++
+					recs = append(recs, bus.Record{Key: "hot", Value: protocol.EncodeBatch("hot", []protocol.Message{{Seq: seq, UID: "u", Name: "n", Text: text}})})
+				}
+				if err := pub.Publish(context.Background(), recs...); err != nil {
+					t.Fatal(err)
+				}
+				for got := uint64(0); got < seq; {
+					f := fast.NextOp(protocol.OpBatch, 5*time.Second)
+					got = f.Msgs[len(f.Msgs)-1].Seq
+				}
+				peak = max(peak, gw.s.outbound.Load())
+			}
+			dropped := counterValue(gw.s.m.dropped)
+			t.Logf("peak %d bytes after %d messages, %v batches dropped", peak, seq, dropped)
+			if tc.budget > 0 {
+				if peak >= limit || dropped == 0 {
+					t.Fatalf("with a %d-byte budget: backlog peaked at %d bytes, %v batches dropped; want under %d and some dropped", tc.budget, peak, dropped, limit)
+				}
+			} else if peak < limit {
+				t.Fatalf("without a budget the backlog peaked at %d bytes after %d messages, want past %d", peak, seq, limit)
+			}
+		})
+	}
+}

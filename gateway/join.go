@@ -453,7 +453,7 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 			// Every batch was in its history; send only the rest.
 			l.writeSome(m, ds)
 		case first == 0 || m.from < first:
-			switch m.c.outboundState(last != 0) {
+			switch m.c.outboundState(last != 0, len(shared)) {
 			case outOK:
 				m.c.writeShared(shared, zshared)
 				if last != 0 {
@@ -484,7 +484,7 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 					l.zrest = zr[:0]
 				}
 			}
-			switch m.c.outboundState(true) {
+			switch m.c.outboundState(true, len(rest)) {
 			case outOK:
 				m.c.writeShared(rest, zrest)
 				m.from = last
@@ -590,17 +590,18 @@ func (l *loop) concat(ds []delivery, shared, zshared []byte) ([]byte, []byte) {
 // soft cap. It returns the messages delivered. Runs on the loop.
 func (l *loop) writeSome(m *member, ds []delivery) int {
 	c := m.c
-	hasBatch, need := false, false
+	hasBatch, need, size := false, false, 0
 	for _, d := range ds {
 		if d.last == 0 || d.last > m.from {
 			need = true
 			hasBatch = hasBatch || d.last != 0
+			size += len(d.frame)
 		}
 	}
 	if !need {
 		return 0
 	}
-	st := c.outboundState(hasBatch)
+	st := c.outboundState(hasBatch, size)
 	if st == outClosed {
 		return 0
 	}

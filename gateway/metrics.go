@@ -1,6 +1,10 @@
 package gateway
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics are the gateway's Prometheus collectors. Every field is safe for
 // concurrent use.
@@ -20,7 +24,7 @@ type metrics struct {
 	sessionKicks  prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, outbound *atomic.Int64) *metrics {
 	m := &metrics{
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "connections",
 			Help: "Open WebSocket connections, handshakes included."}),
@@ -50,6 +54,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Kicks published because a user logged in again on the same device."}),
 	}
 	if reg != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "outbound_bytes",
+			Help: "Outbound backlog of all viewers in bytes, as last seen (the sum Config.OutboundBudget bounds)."},
+			func() float64 { return float64(outbound.Load()) }))
 		reg.MustRegister(m.conns, m.rooms, m.handshakes, m.closes, m.sends, m.sendRejects, m.batches,
 			m.deliveries, m.dropped, m.slowConsumers, m.restarts, m.historyLoads, m.sessionKicks)
 	}

@@ -73,7 +73,11 @@ type Server struct {
 	loopOf  map[gnet.EventLoop]*loop
 
 	nconns atomic.Int64
-	nextID atomic.Uint64
+	// outbound is the viewers' outbound backlog in bytes as last seen by
+	// their loops (each loop adds its changes; its sweep corrects the
+	// sum), checked against Config.OutboundBudget.
+	outbound atomic.Int64
+	nextID   atomic.Uint64
 	// ndeflate counts open connections that negotiated permessage-deflate;
 	// batches are compressed only while it is above zero.
 	ndeflate atomic.Int64
@@ -111,7 +115,6 @@ func New(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg:     cfg,
-		m:       newMetrics(cfg.Registerer),
 		rooms:   newRooms(cfg.Loops),
 		ctx:     ctx,
 		cancel:  cancel,
@@ -123,6 +126,7 @@ func New(cfg Config) (*Server, error) {
 		ingest:  make(chan bus.Ingest, cfg.IngestQueue),
 		histSem: make(chan struct{}, 256),
 	}
+	s.m = newMetrics(cfg.Registerer, &s.outbound)
 	s.clock.Store(time.Now().UnixMilli())
 	s.addr.Store(cfg.Addr)
 	if cfg.Sessions != nil {
