@@ -457,6 +457,26 @@ func TestPerIPCap(t *testing.T) {
 	}
 }
 
+// slowAndFast joins two viewers to room "hot": slow never reads (and has a
+// 4 KiB receive buffer), fast has read its history.
+func slowAndFast(t *testing.T, gw *testGW) (slow, fast *wstest.Conn) {
+	t.Helper()
+	slow = dialRaw(t, gw.addr)
+	if st := slow.Upgrade("/ws?room=hot", ""); st != 101 {
+		t.Fatal(st)
+	}
+	if tcp, ok := slow.NetConn().(*net.TCPConn); ok {
+		_ = tcp.SetReadBuffer(4096)
+	}
+	fast = dialRaw(t, gw.addr)
+	if st := fast.Upgrade("/ws?room=hot", ""); st != 101 {
+		t.Fatal(st)
+	}
+	fast.NextOp(protocol.OpHistory, 2*time.Second)
+	time.Sleep(100 * time.Millisecond)
+	return slow, fast
+}
+
 // TestSlowConsumer fills a viewer that never reads: it must be cut off
 // while a reading viewer of the same room keeps receiving.
 func TestSlowConsumer(t *testing.T) {
@@ -465,19 +485,7 @@ func TestSlowConsumer(t *testing.T) {
 		c.HardOutbound = 64 << 10
 		c.SlowTimeout = 500 * time.Millisecond
 	})
-	slow := dialRaw(t, gw.addr)
-	if st := slow.Upgrade("/ws?room=hot", ""); st != 101 {
-		t.Fatal(st)
-	}
-	if tcp, ok := slow.NetConn().(*net.TCPConn); ok {
-		_ = tcp.SetReadBuffer(4096)
-	}
-	fast := dialRaw(t, gw.addr)
-	if st := fast.Upgrade("/ws?room=hot", ""); st != 101 {
-		t.Fatal(st)
-	}
-	fast.NextOp(protocol.OpHistory, 2*time.Second)
-	time.Sleep(100 * time.Millisecond)
+	_, fast := slowAndFast(t, gw)
 
 	pub := gw.bus.Publisher(bus.StreamDispatch)
 	text := strings.Repeat("x", 900)
@@ -596,19 +604,7 @@ func TestOutboundBudget(t *testing.T) {
 				c.SlowTimeout = time.Minute
 				c.OutboundBudget = tc.budget
 			})
-			slow := dialRaw(t, gw.addr)
-			if st := slow.Upgrade("/ws?room=hot", ""); st != 101 {
-				t.Fatal(st)
-			}
-			if tcp, ok := slow.NetConn().(*net.TCPConn); ok {
-				_ = tcp.SetReadBuffer(4096)
-			}
-			fast := dialRaw(t, gw.addr)
-			if st := fast.Upgrade("/ws?room=hot", ""); st != 101 {
-				t.Fatal(st)
-			}
-			fast.NextOp(protocol.OpHistory, 2*time.Second)
-			time.Sleep(100 * time.Millisecond)
+			_, fast := slowAndFast(t, gw)
 
 			pub := gw.bus.Publisher(bus.StreamDispatch)
 			text := strings.Repeat("x", 900)
