@@ -53,7 +53,7 @@ type conn struct {
 	lastRecv int64
 	closeAt  int64 // drain: close with 1001 at this time; 0 = not draining
 	overSoft int64 // when the backlog went above SoftOutbound; 0 = below
-	counted  int64 // outbound backlog in bytes counted in lp.outbound (loop.count)
+	counted  int64 // outbound backlog in bytes counted in Server.outbound (conn.count)
 	// lingerUntil: a close frame was sent; close the TCP connection at this
 	// time if the client has not answered with its own close frame.
 	lingerUntil int64
@@ -384,7 +384,7 @@ func (c *conn) outboundState(batches bool, size int) int {
 		return outClosed
 	}
 	s := c.s
-	out := c.lp.count(c, c.gc.OutboundBuffered())
+	out := c.count(c.gc.OutboundBuffered())
 	if out <= s.cfg.SoftOutbound {
 		c.overSoft = 0
 		if batches && out+size > s.cfg.SoftOutbound/16 && s.overBudget() {
@@ -445,8 +445,18 @@ func (c *conn) writeRaw(b []byte) {
 // closed c and took it out of the loop: nothing to count. Runs on the loop.
 func (c *conn) recount() {
 	if c.pos >= 0 {
-		c.lp.count(c, c.gc.OutboundBuffered())
+		c.count(c.gc.OutboundBuffered())
 	}
+}
+
+// count records that c has out bytes of outbound backlog, adding the change
+// to the server's sum, and returns out. Runs on the loop.
+func (c *conn) count(out int) int {
+	if d := int64(out) - c.counted; d != 0 {
+		c.s.outbound.Add(d)
+		c.counted = int64(out)
+	}
+	return out
 }
 
 // writeShared writes a frame shared by many viewers: z, its compressed

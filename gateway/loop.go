@@ -21,9 +21,6 @@ type loop struct {
 
 	rooms map[string]*loopRoom // rooms with members on this loop
 	conns []*conn              // every connection of the loop (conn.pos indexes it)
-	// outbound is the sum of the conns' counted backlogs: this loop's part
-	// of Server.outbound. Owned by the loop.
-	outbound int64
 
 	// out holds frames for this loop's viewers that the dispatch, control
 	// and presence goroutines queued since the last flush (guarded by
@@ -177,18 +174,7 @@ func (l *loop) removeConn(c *conn) {
 	l.conns[last] = nil
 	l.conns = l.conns[:last]
 	c.pos = -1
-	l.count(c, 0)
-}
-
-// count records that c has out bytes of outbound backlog, adding the change
-// to the loop's and the server's sums, and returns out. Runs on the loop.
-func (l *loop) count(c *conn, out int) int {
-	if d := int64(out) - c.counted; d != 0 {
-		l.outbound += d
-		c.s.outbound.Add(d)
-		c.counted = int64(out)
-	}
-	return out
+	c.count(0)
 }
 
 // post queues d for the loop's viewers and schedules a flush unless one is
@@ -266,7 +252,7 @@ func (l *loop) sweep(s *Server, now time.Time) {
 		}
 		c := l.conns[i]
 		// Backlogs drain between writes unseen: recount every one.
-		l.count(c, c.gc.OutboundBuffered())
+		c.count(c.gc.OutboundBuffered())
 		switch {
 		case c.state == stateHandshake:
 			// A loop behind on its reads may sweep before it reads a

@@ -73,9 +73,9 @@ type Server struct {
 	loopOf  map[gnet.EventLoop]*loop
 
 	nconns atomic.Int64
-	// outbound is the viewers' outbound backlog in bytes as last seen by
-	// their loops (each loop adds its changes; its sweep corrects the
-	// sum), checked against Config.OutboundBudget.
+	// outbound is the viewers' outbound backlog in bytes as their loops
+	// last saw it (at each write to a viewer and every sweep, each adding
+	// the change: conn.count), checked against Config.OutboundBudget.
 	outbound atomic.Int64
 	nextID   atomic.Uint64
 	// ndeflate counts open connections that negotiated permessage-deflate;
