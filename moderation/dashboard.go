@@ -14,8 +14,9 @@ var dashboardFS embed.FS
 const dashboardCSP = "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:; " +
 	"img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-// RegisterDashboard serves the moderation dashboard at GET /dashboard and
-// its assets under /dashboard/ from the embedded web folder. The page talks
+// RegisterDashboard serves the moderation dashboard at GET /dashboard (and
+// /dashboard/) and its assets under /dashboard/ from the embedded web
+// folder. The page talks
 // to the API with the moderator's token in the Authorization header (kept
 // in sessionStorage; no cookies) and watches the room over the gateway's
 // WebSocket.
@@ -30,13 +31,15 @@ func RegisterDashboard(mux *http.ServeMux) {
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Cache-Control", "no-cache")
 	}
-	mux.HandleFunc("GET /dashboard", func(w http.ResponseWriter, r *http.Request) {
+	page := func(w http.ResponseWriter, r *http.Request) {
 		headers(w)
 		http.ServeFileFS(w, r, sub, "dashboard.html")
-	})
+	}
+	mux.HandleFunc("GET /dashboard", page)
+	mux.HandleFunc("GET /dashboard/{$}", page)
 	mux.HandleFunc("GET /dashboard/{file}", func(w http.ResponseWriter, r *http.Request) {
 		headers(w)
-		if r.PathValue("file") == "" || r.PathValue("file") == "dashboard.html" {
+		if r.PathValue("file") == "dashboard.html" {
 			http.Redirect(w, r, "/dashboard", http.StatusMovedPermanently)
 			return
 		}

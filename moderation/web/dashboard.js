@@ -253,12 +253,12 @@
 
   function heldActions(h) {
     const box = el('span', 'actions');
-    const resolve = (verb) => act(verb + 'd held message of ' + h.uid, async () => {
+    const resolve = (verb, done) => act(done + ' held message of ' + (h.name || h.uid), async () => {
       await api('POST', '/held/' + encodeURIComponent(h.id) + '/' + verb);
       dropHeld(h.id);
     });
-    box.append(button('approve', 'ok', 'approve', () => resolve('approve')));
-    box.append(button('reject', 'danger', 'reject', () => resolve('reject')));
+    box.append(button('approve', 'ok', 'approve', () => resolve('approve', 'approved')));
+    box.append(button('reject', 'danger', 'reject', () => resolve('reject', 'rejected')));
     return box;
   }
 
@@ -274,10 +274,20 @@
   function heldRow(h, inFeed) {
     const li = el('li', 'held');
     li.dataset.heldId = h.id;
+    li.dataset.uid = h.uid;
     li.dataset.testid = inFeed ? 'feed-held' : 'held-item';
-    li.append(el('span', 'badge', 'held: ' + (h.rule || 'review')), el('span', 'name', h.name || h.uid),
-      el('span', 'text', h.text), heldActions(h));
-    if (inFeed) li.append(userActions(h.uid, 0));
+    const badge = el('span', 'badge', 'held: ' + (h.rule || 'review'));
+    if (inFeed) {
+      li.append(badge, el('span', 'name', h.name || h.uid), el('span', 'text', h.text), heldActions(h));
+      li.lastChild.append(...userActions(h.uid, 0, h.name).children);
+      return li;
+    }
+    // A card in the side panel: who and why, the text on full lines, then
+    // the buttons.
+    const meta = el('div', 'meta');
+    meta.append(badge, el('span', 'name', h.name || h.uid), el('span', 'uid', h.uid));
+    if (h.ts) meta.append(el('span', 'uid', new Date(h.ts).toLocaleTimeString()));
+    li.append(meta, el('div', 'text', h.text), heldActions(h));
     return li;
   }
 
@@ -327,10 +337,16 @@
     try { data = await api('GET', '/bans'); } catch (_) { return; }
     const items = (data.bans || []).map((b) => {
       const li = el('li');
-      const until = b.until ? 'until ' + new Date(b.until).toLocaleTimeString() : 'permanent';
-      li.append(el('span', 'name', b.uid), el('span', 'uid', until), el('span', 'text', b.reason || ''));
-      li.append(button('unban', 'ok', 'unban', () =>
+      li.dataset.uid = b.uid;
+      li.dataset.testid = 'ban';
+      const until = b.until ? 'until ' + new Date(b.until).toLocaleString() : 'permanent';
+      const meta = el('div', 'meta');
+      meta.append(el('span', 'name', b.uid), el('span', 'uid', until));
+      if (b.by) meta.append(el('span', 'uid', 'by ' + b.by));
+      const box = el('div', 'actions');
+      box.append(button('unban', 'ok', 'unban', () =>
         act('unbanned ' + b.uid, () => api('DELETE', '/bans/' + encodeURIComponent(b.uid)).then(refreshBans))));
+      li.append(meta, el('div', 'text reason', b.reason || ''), box);
       return li;
     });
     $('bans').replaceChildren(...items);

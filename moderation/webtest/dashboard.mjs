@@ -8,6 +8,12 @@
 //   DANMAKU_ROOM          the room
 //   DANMAKU_MOD_TOKEN     a mod token for the room
 //   DANMAKU_VIEWER_TOKEN  a viewer token
+//   DANMAKU_SERVICE_TOKEN a service token (publishes a burst of lines)
+//   DANMAKU_WIDTH         viewport width in px (height follows: 1024→768, else 900)
+//
+// Layout is checked by measuring element boxes: a control counts as visible
+// when its box lies inside its panel and the viewport and the element at
+// its centre is the control itself (nothing covers it).
 import { chromium } from "playwright-core";
 import WebSocket from "ws";
 import assert from "node:assert/strict";
@@ -19,7 +25,63 @@ const OUT = process.env.DANMAKU_OUT;
 const ROOM = process.env.DANMAKU_ROOM;
 const MOD = process.env.DANMAKU_MOD_TOKEN;
 const VIEWER = process.env.DANMAKU_VIEWER_TOKEN;
-const step = (s) => console.log("dashboard: " + s);
+const SERVICE = process.env.DANMAKU_SERVICE_TOKEN;
+const WIDTH = Number(process.env.DANMAKU_WIDTH || 1440);
+const HEIGHT = WIDTH <= 1024 ? 768 : 900;
+const step = (s) => console.log(`dashboard@${WIDTH}: ` + s);
+const shotPath = (name) => path.join(OUT, `${name}-${WIDTH}.png`);
+
+async function modAPI(method, p, body) {
+  const res = await fetch(`${HTTP}/api/rooms/${ROOM}${p}`, {
+    method,
+    headers: { Authorization: "Bearer " + MOD, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  assert.ok(res.ok, `${method} ${p}: HTTP ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+// box reports where el is and whether it can be seen and clicked: inside
+// the viewport, inside the element matching within (when given), not
+// covered by another element.
+async function box(locator, within) {
+  return locator.evaluate((el, within) => {
+    const r = el.getBoundingClientRect();
+    const c = within ? el.closest(within).getBoundingClientRect() : { left: 0, top: 0, right: innerWidth, bottom: innerHeight };
+    const cx = r.left + r.width / 2, cy = r.top + r.height / 2;
+    const hit = document.elementFromPoint(cx, cy);
+    const lh = parseFloat(getComputedStyle(el).lineHeight) || 20;
+    return {
+      left: r.left, top: r.top, right: r.right, bottom: r.bottom, width: r.width, height: r.height,
+      lines: Math.round(r.height / lh),
+      inside: r.width > 0 && r.height > 0 && r.left >= c.left - 0.5 && r.right <= c.right + 0.5 && r.top >= c.top - 0.5 &&
+        r.bottom <= c.bottom + 0.5 && r.left >= 0 && r.right <= innerWidth && r.top >= 0 && r.bottom <= innerHeight,
+      uncovered: !!hit && (hit === el || el.contains(hit)),
+    };
+  }, within || null);
+}
+
+async function assertUsable(locator, within, what) {
+  await locator.scrollIntoViewIfNeeded();
+  const b = await box(locator, within);
+  assert.ok(b.inside, `${what} is cut off: ${JSON.stringify(b)}`);
+  assert.ok(b.uncovered, `${what} is covered by another element: ${JSON.stringify(b)}`);
+  return b;
+}
+
+// text80 is a held message of exactly 80 runes with the hold keyword.
+function text80() {
+  const head = "needsreview is this ok to say in chat ";
+  const tail = Math.random().toString(36).slice(2, 8);
+  let s = head;
+  const words = ["about", "the", "match", "tonight", "and", "the", "referee", "calls", "that", "were", "made"];
+  for (let i = 0; s.length < 80 - tail.length - 1; i++) s += words[i % words.length] + " ";
+  s = s.slice(0, 80 - tail.length - 1).trimEnd();
+  s = s.padEnd(80 - tail.length - 1, "x") + " " + tail;
+  assert.equal([...s].length, 80);
+  return s;
+}
 
 function waitFor(pred, ms, what) {
   return new Promise((resolve, reject) => {
@@ -61,7 +123,7 @@ const browser = await chromium.launch({
 });
 const problems = [];
 try {
-  const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
+  const page = await browser.newPage({ viewport: { width: WIDTH, height: HEIGHT } });
   page.setDefaultTimeout(10000);
   page.on("pageerror", (e) => problems.push("page error: " + e.message));
   page.on("console", (m) => {
@@ -79,8 +141,9 @@ try {
     if (r.url().includes("/api/rooms/")) apiAuth.push([r.headers()["authorization"] || "", r.headers()["cookie"] || ""]);
   });
 
-  step("opening the dashboard with a mod token");
-  await page.goto(`${HTTP}/dashboard`);
+  step("opening the dashboard at /dashboard/ (trailing slash) with a mod token");
+  const nav = await page.goto(`${HTTP}/dashboard/`);
+  assert.equal(nav.status(), 200, "/dashboard/ serves the dashboard");
   await page.fill("#room", ROOM);
   await page.fill("#token", MOD);
   await page.click("#connect");
@@ -108,7 +171,7 @@ try {
   await page.click("#keywords-save");
   await page.waitForFunction(() => document.getElementById("toast").textContent === "keywords saved");
 
-  const heldText = "this needsreview please " + Math.random().toString(36).slice(2, 6);
+  const heldText = text80();
   const id2 = send(heldText);
   await ackOf(id2, (f) => f.held === true);
   const heldItem = page.locator('#held li[data-testid="held-item"]', { hasText: heldText });
@@ -117,9 +180,17 @@ try {
   await feedHeld.waitFor({ state: "attached" });
   assert.ok((await feedHeld.locator(".badge").textContent()).includes("keyword"), "the rule is shown");
 
+  step("the held card is readable: 80 runes on one or two lines, approve and reject visible");
+  await page.screenshot({ path: shotPath("dashboard-held") });
+  const tb = await assertUsable(heldItem.locator(".text"), "#held", "held text");
+  assert.ok(tb.lines <= 2, `held text of 80 runes takes ${tb.lines} lines: ${JSON.stringify(tb)}`);
+  assert.ok(tb.width >= 250, `held text squeezed to ${tb.width}px`);
+  await assertUsable(heldItem.locator('button[data-testid="approve"]'), "#held", "approve button");
+  await assertUsable(heldItem.locator('button[data-testid="reject"]'), "#held", "reject button");
+
   step("approving it; the viewer receives it in a batch and the sender an ack with its seq");
-  await page.screenshot({ path: path.join(OUT, "dashboard-held.png") });
   await heldItem.locator('button[data-testid="approve"]').click();
+  await page.waitForFunction(() => document.getElementById("toast").textContent === "approved held message of Viewer E2E");
   const batch = await waitFor(
     () => frames.find((f) => f.op === "batch" && f.room === ROOM && f.msgs.some((m) => m.text === heldText)),
     5000,
@@ -138,9 +209,46 @@ try {
   const actions = await page.$$eval("#audit li", (lis) => lis.map((li) => li.dataset.action));
   assert.deepEqual(actions.slice(0, 3), ["approve", "keywords", "delete"]);
 
+  step("a burst of lines: the feed keeps the newest one on screen");
+  for (let i = 1; i <= 40; i++) {
+    const res = await fetch(`${HTTP}/api/rooms/${ROOM}/publish`, {
+      method: "POST",
+      headers: { Authorization: "Bearer " + SERVICE, "Content-Type": "application/json" },
+      body: JSON.stringify({ text: `burst line ${i} of 40 ` + "lorem ipsum ".repeat(i % 4) }),
+    });
+    assert.equal(res.status, 200, `publish ${i}: ${await res.text()}`);
+  }
+  await page.locator("#feed li", { hasText: "burst line 40 of 40" }).waitFor({ state: "attached" });
+  await page.waitForTimeout(300);
+  const lastRow = page.locator("#feed li").last();
+  assert.ok((await lastRow.textContent()).includes("burst line 40 of 40"), "the newest line is last");
+  const lb = await box(lastRow, "#feed");
+  assert.ok(lb.inside && lb.uncovered, `the newest feed line is off screen: ${JSON.stringify(lb)}`);
+
+  step("a ban reason reads as a sentence, not one letter per line");
+  const reason = "spamming links to a scam site in every message for the last ten minutes";
+  await modAPI("POST", "/bans", { uid: "troll-" + WIDTH, duration_s: 600, reason });
+  const banCard = page.locator('#bans li[data-uid="troll-' + WIDTH + '"]');
+  await banCard.waitFor({ state: "attached", timeout: 15000 });
+  const rb = await assertUsable(banCard.locator(".reason"), "#bans", "ban reason");
+  assert.equal(await banCard.locator(".reason").textContent(), reason);
+  assert.ok(rb.lines <= 3 && rb.width >= 250, `ban reason wraps badly: ${JSON.stringify(rb)}`);
+  await assertUsable(banCard.locator('button[data-testid="unban"]'), "#bans", "unban button");
+
+  step("the settings-saved toast does not cover the Save button");
+  const save = page.locator("#settings-save");
+  await save.scrollIntoViewIfNeeded();
+  await save.click();
+  await page.waitForFunction(() => document.getElementById("toast").textContent === "settings saved");
+  const sb = await assertUsable(save, null, "Save settings button (toast shown)");
+  const toastBox = await box(page.locator("#toast"));
+  const overlaps = !(toastBox.right <= sb.left || toastBox.left >= sb.right || toastBox.bottom <= sb.top || toastBox.top >= sb.bottom);
+  assert.ok(!overlaps, `toast ${JSON.stringify(toastBox)} overlaps Save ${JSON.stringify(sb)}`);
+
   step("screenshot");
   await page.waitForTimeout(1100); // one chart tick
-  const shot = path.join(OUT, "dashboard.png");
+  await page.evaluate(() => { document.querySelector(".side").scrollTop = 0; });
+  const shot = shotPath("dashboard");
   await page.screenshot({ path: shot, fullPage: true });
   console.log("dashboard: screenshot " + shot);
 
