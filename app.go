@@ -244,6 +244,11 @@ func (a *App) Run(ctx context.Context) error {
 		case err := <-gwDone:
 			return err
 		}
+		select {
+		case <-a.gw.Done(): // Ready because the engine failed (the port is taken)
+			return <-gwDone
+		default:
+		}
 	}
 	go func() {
 		if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -318,7 +323,11 @@ func (a *App) openBackends() error {
 		if cfg.ClickHouse == "" {
 			return errors.New("--history clickhouse needs --clickhouse host:port (env DANMAKU_CLICKHOUSE)")
 		}
-		st, err := chstore.New(ctx, chstore.Config{Addr: cfg.ClickHouse, Logger: a.log})
+		addr, user, pass, err := backendAddr("clickhouse", cfg.ClickHouse)
+		if err != nil {
+			return err
+		}
+		st, err := chstore.New(ctx, chstore.Config{Addr: addr, Username: user, Password: pass, Logger: a.log})
 		if err != nil {
 			return err
 		}
@@ -336,7 +345,14 @@ func (a *App) openBackends() error {
 		if cfg.Redis == "" {
 			return errors.New("--presence redis needs --redis host:port (env DANMAKU_REDIS)")
 		}
-		rp, err := redispresence.New(ctx, redispresence.Config{Addr: cfg.Redis})
+		addr, user, pass, err := backendAddr("redis", cfg.Redis)
+		if err != nil {
+			return err
+		}
+		if user != "" && user != "default" {
+			return errors.New("--redis: only the default user is supported: redis://:PASSWORD@host:port")
+		}
+		rp, err := redispresence.New(ctx, redispresence.Config{Addr: addr, Password: pass})
 		if err != nil {
 			return err
 		}
@@ -375,6 +391,15 @@ func (a *App) banner() {
 	a.log.Info("danmaku is running", attrs...)
 	if a.cfg.DevSecret {
 		a.log.Warn("no DANMAKU_JWT_SECRET set: using a random development secret; tokens stop working when the process exits")
+		if a.api != nil {
+			// The dashboard needs a mod token signed with this secret,
+			// which nobody else knows: hand one out for the demo room.
+			tok, err := a.signer.Sign("dev-mod", "dev moderator", auth.RoleMod, []string{"demo"}, 24*time.Hour)
+			if err == nil {
+				a.log.Info("development moderator token for room demo: open the dashboard and paste it",
+					"dashboard", base+"/dashboard?room=demo", "token", tok)
+			}
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,8 +10,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -18,7 +23,7 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/auth"
 )
 
-// usage is printed for -h and unknown subcommands.
+// usage is printed for -h, --help, help and unknown commands.
 const usage = `usage: danmaku [command] [flags]
 
 commands:
@@ -26,19 +31,60 @@ commands:
   gateway   the WebSocket gateway and the HTTP API/pages
   logic     the logic worker (moderation, seq) and the history writer
   dispatch  the fan-out stage
-  token     print a signed token: token --sub U --name N --role R [--rooms a,b] [--ttl D]
+  token     print a signed token: token --sub U [--name N] [--role R] [--rooms a,b] [--ttl D]
   probe     probe [URL]: exit 0 when URL (default http://127.0.0.1:8080/readyz) answers 200;
             a health check for images without curl
   bench     load harness: bench <idle|fanout|rooms|storm|send|soak> [flags], bench compare a.json b.json
+  version   print the build's module version, VCS revision and Go version
+  help      this text; help <command> prints the flags of a command
 
 Run "danmaku <command> -h" for the flags of a command.
 `
 
+// commandHelp is the first lines of each command's -h.
+var commandHelp = map[string]string{
+	"all":      "usage: danmaku [all] [flags]\n\nEverything in one process: gateway, logic, history writer and dispatch.\nWith the default memory backends it needs nothing else.",
+	"gateway":  "usage: danmaku gateway [flags]\n\nThe WebSocket gateway, the HTTP API and the pages. Needs --bus kafka and the\nsame --jwt-secret as the other processes.",
+	"logic":    "usage: danmaku logic [flags]\n\nThe logic worker (moderation, per-room seq) and the history writer.",
+	"dispatch": "usage: danmaku dispatch [flags]\n\nThe fan-out stage: accepted messages to every gateway.",
+	"token":    "usage: danmaku token --sub U [--name N] [--role R] [--rooms a,b] [--ttl D]\n\nPrint a token signed with the server's secret. A mod or streamer token needs\n--rooms (the rooms it moderates, or * for all).",
+	"probe":    "usage: danmaku probe [URL]\n\nExit 0 when URL (default http://127.0.0.1:8080/readyz) answers 200 within 3s.",
+	"version":  "usage: danmaku version\n\nPrint the module version, the VCS revision and the Go version of this build.",
+}
+
+// helpError is what a command's flag parsing returns for -h: run prints
+// its usage text to stdout and exits 0.
+type helpError struct{ text string }
+
+func (e *helpError) Error() string { return "help requested" }
+func (e *helpError) Unwrap() error { return flag.ErrHelp }
+
 // run parses args and runs the chosen command until ctx is done.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := runCommand(ctx, args, stdout, stderr)
+	var he *helpError
+	switch {
+	case errors.As(err, &he):
+		fmt.Fprint(stdout, he.text)
+		return nil
+	case errors.Is(err, flag.ErrHelp): // bench prints its own usage
+		return nil
+	}
+	return err
+}
+
+func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := "all"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help":
+			args = append([]string{"help"}, args[1:]...)
+		case "-version", "--version":
+			args = append([]string{"version"}, args[1:]...)
+		}
+		if !strings.HasPrefix(args[0], "-") {
+			cmd, args = args[0], args[1:]
+		}
 	}
 	switch cmd {
 	case "all", "gateway", "logic", "dispatch":
@@ -57,7 +103,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return probeCmd(ctx, args)
 	case "bench":
 		return bench.Main(ctx, args, stdout, stderr)
-	case "help", "-h", "--help":
+	case "version":
+		if len(args) > 0 {
+			if isHelp(args[0]) {
+				return &helpError{commandHelp["version"] + "\n"}
+			}
+			return fmt.Errorf("version: unexpected arguments: %v", args)
+		}
+		return versionCmd(stdout)
+	case "help":
+		if len(args) > 0 && !isHelp(args[0]) {
+			if _, ok := commandHelp[args[0]]; !ok && args[0] != "bench" {
+				fmt.Fprint(stderr, usage)
+				return fmt.Errorf("help: unknown command %q", args[0])
+			}
+			return runCommand(ctx, []string{args[0], "-h"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
@@ -66,14 +127,69 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 }
 
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
+}
+
+// parseFlags parses args into fs. For -h it returns a *helpError with the
+// command's usage (so it goes to stdout and exits 0); other parse errors
+// print the usage to stderr, as the flag package does.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	var buf bytes.Buffer
+	fs.SetOutput(&buf)
+	fs.Usage = func() {
+		fmt.Fprintf(&buf, "%s\n\nflags:\n", commandHelp[fs.Name()])
+		fs.PrintDefaults()
+	}
+	err := fs.Parse(args)
+	fs.SetOutput(stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return &helpError{buf.String()}
+	}
+	_, _ = stderr.Write(buf.Bytes())
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("%s: unexpected arguments: %v", fs.Name(), fs.Args())
+	}
+	return err
+}
+
+// secretFlags are the flags whose value may hold a secret: the JWT secret,
+// and the Redis and ClickHouse addresses, which may carry a password
+// (redis://:PASSWORD@host:6379). Their environment variables are read
+// after parsing instead of becoming the flag's default, so -h never
+// prints them.
+var secretFlags = []string{"jwt-secret", "redis", "clickhouse"}
+
+// applySecretEnv sets each of the secret flags of fs that the command line
+// did not set from its environment variable, if that is set.
+func applySecretEnv(fs *flag.FlagSet) error {
+	set := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, name := range secretFlags {
+		if fs.Lookup(name) == nil || set[name] {
+			continue
+		}
+		if v := os.Getenv(envName(name)); v != "" {
+			if err := fs.Set(name, v); err != nil {
+				return fmt.Errorf("%s: %w", envName(name), err)
+			}
+		}
+	}
+	return nil
+}
+
 // parseConfig reads flags, with environment variables as defaults.
 func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
 	cfg := Config{Role: role}
 	fs := flag.NewFlagSet(role, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.HTTPAddr, "http", env("DANMAKU_HTTP", "127.0.0.1:8080"), "HTTP listen address: pages, API, metrics (env DANMAKU_HTTP)")
 	fs.StringVar(&cfg.WSAddr, "ws", env("DANMAKU_WS", "127.0.0.1:8090"), "WebSocket listen address (env DANMAKU_WS)")
-	fs.StringVar(&cfg.JWTSecret, "jwt-secret", os.Getenv("DANMAKU_JWT_SECRET"), "HS256 secret for tokens (env DANMAKU_JWT_SECRET)")
+	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "HS256 secret for tokens (env DANMAKU_JWT_SECRET, never shown here; all: random when unset)")
 	fs.StringVar(&cfg.GatewayID, "id", os.Getenv("DANMAKU_ID"), "gateway id on the bus (env DANMAKU_ID; default gw-<host>-<pid>)")
 	fs.BoolVar(&cfg.ReusePort, "reuseport", envBool("DANMAKU_REUSEPORT", false), "share the WebSocket port with other gateway processes (SO_REUSEPORT)")
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", envInt("DANMAKU_MAX_CONNS_PER_IP", 0), "connections per remote IP (0: 1024, -1: no cap)")
@@ -88,9 +204,9 @@ func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.KafkaAcks, "kafka-acks", os.Getenv("DANMAKU_KAFKA_ACKS"), "acknowledgement a Kafka publish waits for: all or one (empty: all)")
 	fs.StringVar(&cfg.KafkaCompression, "kafka-compression", os.Getenv("DANMAKU_KAFKA_COMPRESSION"), "Kafka batch compression: none, lz4, snappy or zstd (empty: lz4)")
 	fs.StringVar(&cfg.History, "history", env("DANMAKU_HISTORY", "memory"), "memory or clickhouse (env DANMAKU_HISTORY)")
-	fs.StringVar(&cfg.ClickHouse, "clickhouse", os.Getenv("DANMAKU_CLICKHOUSE"), "ClickHouse native address host:port (env DANMAKU_CLICKHOUSE)")
+	fs.StringVar(&cfg.ClickHouse, "clickhouse", "", "ClickHouse native address host:port or clickhouse://USER:PASSWORD@host:port (env DANMAKU_CLICKHOUSE, never shown here)")
 	fs.StringVar(&cfg.Presence, "presence", env("DANMAKU_PRESENCE", "memory"), "memory or redis (env DANMAKU_PRESENCE)")
-	fs.StringVar(&cfg.Redis, "redis", os.Getenv("DANMAKU_REDIS"), "Redis address host:port (env DANMAKU_REDIS)")
+	fs.StringVar(&cfg.Redis, "redis", "", "Redis address host:port or redis://[USER]:PASSWORD@host:port (env DANMAKU_REDIS, never shown here)")
 	fs.StringVar(&cfg.LogLevel, "log-level", env("DANMAKU_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.IntVar(&cfg.ThinBudget, "thin-budget", envInt("DANMAKU_THIN_BUDGET", 0), "display budget per room in messages/s for hot-room thinning (0: off; rooms override it with the display_budget setting)")
 	fs.IntVar(&cfg.FlushRate, "flush-rate", envInt("DANMAKU_FLUSH_RATE", 0), "gateway batch writes per second per event loop that pace its flushes by fan-out cost (0: 250000, -1: off)")
@@ -99,16 +215,16 @@ func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.Loops, "loops", envInt("DANMAKU_LOOPS", 0), "gateway event loops (0: GOMAXPROCS)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", envDuration("DANMAKU_DRAIN_TIMEOUT", 10*time.Second), "graceful drain bound on SIGTERM")
 	configFile := fs.String("config", os.Getenv("DANMAKU_CONFIG"), "config file of key: value lines named like the flags (env DANMAKU_CONFIG); flags > env > file > defaults")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stderr); err != nil {
 		return cfg, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if *configFile != "" {
 		if err := applyConfigFile(fs, *configFile); err != nil {
 			return cfg, err
 		}
+	}
+	if err := applySecretEnv(fs); err != nil {
+		return cfg, err
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
@@ -183,7 +299,12 @@ func envName(name string) string {
 // probeCmd GETs one URL and fails unless it answers 200 within 3s.
 func probeCmd(ctx context.Context, args []string) error {
 	url := "http://127.0.0.1:8080/readyz"
-	if len(args) > 0 {
+	switch {
+	case len(args) > 0 && isHelp(args[0]):
+		return &helpError{commandHelp["probe"] + "\n"}
+	case len(args) > 1:
+		return fmt.Errorf("probe: want one URL, got %v", args)
+	case len(args) == 1:
 		url = args[0]
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -203,34 +324,74 @@ func probeCmd(ctx context.Context, args []string) error {
 	return nil
 }
 
+// tokenCmd prints a signed token. Its errors name the flags to add.
 func tokenCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	sub := fs.String("sub", "", "user id (required)")
 	name := fs.String("name", "", "display name")
 	role := fs.String("role", auth.RoleViewer, "viewer, mod, streamer or service")
-	rooms := fs.String("rooms", "", "comma-separated rooms a mod or streamer moderates (* for all)")
+	rooms := fs.String("rooms", "", "comma-separated rooms a mod or streamer moderates (* for all); required for mod and streamer")
 	ttl := fs.Duration("ttl", 24*time.Hour, "validity")
-	secret := fs.String("jwt-secret", os.Getenv("DANMAKU_JWT_SECRET"), "HS256 secret (env DANMAKU_JWT_SECRET)")
-	if err := fs.Parse(args); err != nil {
+	secret := fs.String("jwt-secret", "", "HS256 secret, the one the server uses (env DANMAKU_JWT_SECRET, never shown here)")
+	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	if *secret == "" {
+	if err := applySecretEnv(fs); err != nil {
+		return err
+	}
+	var rs []string
+	for _, r := range strings.Split(*rooms, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			rs = append(rs, r)
+		}
+	}
+	switch {
+	case *sub == "":
+		return errors.New("token: --sub is required: the user id the token is for (e.g. --sub mod1)")
+	case *role != auth.RoleViewer && *role != auth.RoleMod && *role != auth.RoleStreamer && *role != auth.RoleService:
+		return fmt.Errorf("token: unknown --role %q: want viewer, mod, streamer or service", *role)
+	case (*role == auth.RoleMod || *role == auth.RoleStreamer) && len(rs) == 0:
+		return fmt.Errorf("token: --role %s needs --rooms: the rooms it moderates, comma-separated, or * for all (e.g. --rooms demo); without it every moderation call answers 403", *role)
+	case *ttl <= 0:
+		return fmt.Errorf("token: --ttl %v: want a positive duration (e.g. 24h)", *ttl)
+	case *secret == "":
 		return errors.New("token: set DANMAKU_JWT_SECRET or --jwt-secret (the same secret the server uses)")
 	}
 	signer, err := auth.NewSigner(*secret)
 	if err != nil {
 		return err
 	}
-	var rs []string
-	if *rooms != "" {
-		rs = strings.Split(*rooms, ",")
-	}
 	tok, err := signer.Sign(*sub, *name, *role, rs, *ttl)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+// versionCmd prints what runtime/debug knows of this build: the module
+// version (a tag for go install m@v, "(devel)" for a local build), the
+// VCS revision that go build stamps, and the Go version.
+func versionCmd(stdout io.Writer) error {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return errors.New("version: this binary carries no build information")
+	}
+	fmt.Fprintf(stdout, "danmaku %s (module %s)\n", bi.Main.Version, bi.Main.Path)
+	vcs := make(map[string]string)
+	for _, s := range bi.Settings {
+		vcs[s.Key] = s.Value
+	}
+	if rev := vcs["vcs.revision"]; rev != "" {
+		state := "clean"
+		if vcs["vcs.modified"] == "true" {
+			state = "modified"
+		}
+		fmt.Fprintf(stdout, "%s revision %s, %s, committed %s\n", vcs["vcs"], rev, state, vcs["vcs.time"])
+	} else {
+		fmt.Fprintln(stdout, "no VCS revision stamped (builds by go run, go test or with -buildvcs=false carry none)")
+	}
+	fmt.Fprintf(stdout, "%s %s/%s\n", bi.GoVersion, runtime.GOOS, runtime.GOARCH)
 	return nil
 }
 
@@ -264,4 +425,24 @@ func envDuration(key string, def time.Duration) time.Duration {
 		return d
 	}
 	return def
+}
+
+// backendAddr splits a Redis or ClickHouse address into host:port and the
+// credentials it carries. addr is host:port, or a URL
+// scheme://[USER][:PASSWORD]@host:port with scheme redis or clickhouse.
+// Errors never repeat addr: it may hold a password.
+func backendAddr(scheme, addr string) (hostport, user, password string, err error) {
+	if !strings.Contains(addr, "://") {
+		return addr, "", "", nil
+	}
+	bad := fmt.Errorf("--%s: want host:port or %s://[USER][:PASSWORD]@host:port (the value is not repeated: it may hold a password)", scheme, scheme)
+	u, err := url.Parse(addr)
+	if err != nil || u.Scheme != scheme || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return "", "", "", bad
+	}
+	if _, _, err := net.SplitHostPort(u.Host); err != nil {
+		return "", "", "", bad
+	}
+	password, _ = u.User.Password()
+	return u.Host, u.User.Username(), password, nil
 }

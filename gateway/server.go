@@ -144,6 +144,10 @@ func (s *Server) Addr() string { return s.addr.Load().(string) }
 // Ready is closed once the gateway listens.
 func (s *Server) Ready() <-chan struct{} { return s.booted }
 
+// Done is closed when Run stops serving. If the engine fails before it
+// listens (the port is taken), Done is closed before Ready.
+func (s *Server) Done() <-chan struct{} { return s.stopped }
+
 func (s *Server) nowMs() int64 { return s.clock.Load() }
 
 // listenAddr returns the address gnet listens on. gnet always runs with
