@@ -19,6 +19,7 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/client"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 	"github.com/danmaku-live/danmaku/pkg/testenv"
+	"github.com/danmaku-live/danmaku/pkg/ws"
 	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
 )
 
@@ -410,4 +411,74 @@ func TestSecretsNotLogged(t *testing.T) {
 	}
 	t.Logf("%d log lines checked against the secret and %d tokens", strings.Count(out, "\n"), len(tokens))
 
+}
+
+// TestSecurityBogusResume: an anonymous viewer that joins a room with a
+// resume past anything the room has (the first viewer of the room on the
+// gateway, so nothing else told the gateway the room's end) or just past
+// its end gets the room's real end and an empty history, and the honest
+// viewers of the room still get every message.
+func TestSecurityBogusResume(t *testing.T) {
+	_, wsAddr := startAll(t)
+	const room = "bogus-resume"
+	upgrade := func(query string) *wstest.Conn {
+		v := wstest.Dial(t, wsAddr)
+		if st := v.Upgrade("/ws?room="+room+query, ""); st != 101 {
+			t.Fatalf("upgrade %s: %d", query, st)
+		}
+		return v
+	}
+	joined := func(who string, v *wstest.Conn, wantSeq uint64) {
+		t.Helper()
+		if j := v.NextOp(protocol.OpJoined, 5*time.Second); j.Seq != wantSeq {
+			t.Fatalf("%s: joined seq %d, want %d", who, j.Seq, wantSeq)
+		}
+		if h := v.NextOp(protocol.OpHistory, 5*time.Second); !h.Complete || len(h.Msgs) != 0 {
+			t.Fatalf("%s: history complete=%v with %d msgs, want complete and empty", who, h.Complete, len(h.Msgs))
+		}
+	}
+	// send has sender uid send text and checks the ack's seq.
+	send := func(uid, text string, wantSeq uint64) {
+		t.Helper()
+		s := upgrade("&token=" + token(t, uid, "viewer"))
+		s.NextOp(protocol.OpHistory, 5*time.Second)
+		if err := s.Send(ws.OpText, []byte(fmt.Sprintf(`{"op":"send","room":%q,"id":%q,"text":%q}`, room, uid+text, text))); err != nil {
+			t.Fatal(err)
+		}
+		if f := s.NextOp(protocol.OpAck, 5*time.Second); f.Seq != wantSeq {
+			t.Fatalf("ack seq %d, want %d", f.Seq, wantSeq)
+		}
+	}
+	// receive reads batches on v until seq to and checks from..to arrive
+	// in order.
+	receive := func(who string, v *wstest.Conn, from, to uint64) {
+		t.Helper()
+		for next := from; next <= to; {
+			for _, m := range v.NextOp(protocol.OpBatch, 5*time.Second).Msgs {
+				if m.Seq != next {
+					t.Fatalf("%s: seq %d, want %d", who, m.Seq, next)
+				}
+				next++
+			}
+		}
+	}
+
+	hostile := upgrade("&resume=1000000")
+	joined("hostile", hostile, 0)
+	honest := upgrade("")
+	joined("honest", honest, 0)
+	for i := uint64(1); i <= 3; i++ {
+		send("s1", fmt.Sprint("m", i), i)
+	}
+	receive("honest", honest, 1, 3)
+
+	// Just past the end, once the room has messages.
+	hostile2 := upgrade("&resume=5")
+	joined("hostile past the end", hostile2, 3)
+	late := upgrade("&resume=3")
+	joined("honest resume", late, 3)
+	send("s2", "m4", 4)
+	receive("honest", honest, 4, 4)
+	receive("honest resume", late, 4, 4)
+	receive("hostile past the end", hostile2, 4, 4)
 }

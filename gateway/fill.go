@@ -68,14 +68,21 @@ func (s *Server) fillRing(r *room) {
 				return false, err
 			}
 			after, whole := f.AfterSeq, len(msgs) < f.Limit
-			if f.Tail {
-				// The newest messages: they cover everything after the
-				// one below the first, or the whole room when fewer
-				// came back than asked for.
-				after, whole = 0, true
-				if len(msgs) == f.Limit {
-					after = msgs[0].Seq - 1
+			if !f.Tail && len(msgs) == 0 && f.AfterSeq > 0 {
+				// Nothing after the resume point: it is at or past the
+				// room's end as far as the store knows, and a client
+				// named it. The room's end comes from the store's
+				// newest messages instead, never from the resume
+				// point (a bogus resume would otherwise make the room
+				// drop every batch below it as seen).
+				tail := history.Filter{Tail: true, Limit: s.cfg.HistoryOnJoin, IncludeDeleted: true}
+				if msgs, err = s.cfg.History.Range(ctx, r.name, tail); err != nil {
+					return false, err
 				}
+				after, whole = tailAfter(msgs, tail.Limit), true
+			}
+			if f.Tail {
+				after, whole = tailAfter(msgs, f.Limit), true
 			}
 			r.mu.Lock()
 			defer r.mu.Unlock()
@@ -94,11 +101,27 @@ func (s *Server) fillRing(r *room) {
 	}()
 }
 
+// tailAfter returns the seq that msgs, the store's answer to a Tail
+// query for limit messages, cover everything after: the one below the
+// first, or 0 (the whole room) when fewer came back than asked for.
+func tailAfter(msgs []protocol.Message, limit int) uint64 {
+	if len(msgs) == limit && limit > 0 {
+		return msgs[0].Seq - 1
+	}
+	return 0
+}
+
 // extendLocked puts msgs, the store's messages after seq after, below the
 // ring when they reach its first seq (or as the ring when it is empty), and
 // reports whether the ring then covers every seq after after. It leaves
 // the ring as it is when they do not reach it (the store lags) or the ring
-// would grow past its bound. mu must be held.
+// would grow past its bound.
+//
+// The room's last seq is only ever set from a real message (here, the
+// store's newest in msgs), never from after: after may derive from a
+// client's resume, and a last seq past the room's end would make
+// appendLocked drop every later batch as seen, for every viewer. mu must
+// be held.
 func (r *room) extendLocked(after uint64, msgs []protocol.Message, ringSize int) bool {
 	top := after
 	if n := len(msgs); n > 0 {
@@ -106,6 +129,15 @@ func (r *room) extendLocked(after uint64, msgs []protocol.Message, ringSize int)
 	}
 	if r.last == 0 {
 		// Nothing from dispatch yet: the store's answer is the ring.
+		if len(msgs) == 0 {
+			if after != 0 {
+				return false // nothing learned about the room's end
+			}
+			// The store has no message of the room: it is empty
+			// (coversLocked: ringFrom 1 before any message).
+			r.ring, r.ringFrom = r.ring[:0:0], 1
+			return true
+		}
 		r.ring = append(r.ring[:0:0], msgs...)
 		r.ringFrom = after + 1
 		r.last = top
@@ -144,6 +176,10 @@ func (s *Server) finishFill(r *room, w fillWaiter) {
 	r.mu.Lock()
 	after := r.joinAfterLocked(resume, s.cfg.HistoryOnJoin)
 	if msgs, ok := r.ringHistoryLocked(after, resume, s.cfg.HistoryOnJoin); ok {
+		// The history covers the ring up to the room's newest seq (also
+		// when the resume point is past it): that is the joined seq,
+		// and the batches queued meanwhile up to it were in the ring.
+		m.from = max(m.from, r.last)
 		r.mu.Unlock()
 		s.m.historyLoads.WithLabelValues("memory").Inc()
 		c.finishJoin(m, r.name, resume, msgs, true)

@@ -18,6 +18,12 @@ import (
 // Runs on the loop.
 func (c *conn) join(name string, resume *uint64) {
 	s := c.s
+	if resume != nil && *resume == 0 {
+		// "Everything after nothing": a viewer that has seen nothing
+		// gets what a join without resume gets (the newest
+		// HistoryOnJoin messages), not the room from seq 1.
+		resume = nil
+	}
 	if m := c.member(name); m != nil {
 		c.removeMember(m)
 	}
@@ -141,7 +147,10 @@ func (s *Server) loadHistory(c *conn, m *member, name string, resume *uint64, af
 		// resumes again, instead of skipping it.
 		s.m.historyLoads.WithLabelValues("failed").Inc()
 		if resume != nil {
-			m.from = *resume
+			// The client's resume point is kept only up to the room's
+			// newest seq as this gateway knows it (m.from, set at the
+			// join): it never answers a joined seq past that.
+			m.from = min(m.from, *resume)
 			ring = nil
 		}
 		c.finishJoin(m, name, resume, ring, false)

@@ -23,7 +23,7 @@ type room struct {
 	mu        sync.Mutex
 	ring      []protocol.Message // ascending; Room fields empty
 	ringFrom  uint64             // the ring covers every seq from ringFrom to last (thinned ones left out); 0 = none
-	last      uint64             // highest seq seen from dispatch; 0 = none yet
+	last      uint64             // highest seq seen from dispatch or in the store's answer; never from a client (see extendLocked); 0 = none yet
 	viewers   []int32            // per loop index: members on that loop
 	idleSince time.Time          // when the last local viewer left
 	dead      bool               // removed from the registry; joiners must look again
