@@ -59,6 +59,9 @@ type conn struct {
 	lingerUntil int64
 	// registered is set once the conn is in the server's sender registry.
 	registered bool
+	// observe: the handshake asked observe=1; rooms this connection's token
+	// may moderate do not count it online (see member.observer).
+	observe bool
 }
 
 // onTraffic handles readable input. Runs on the loop.
@@ -174,6 +177,7 @@ func (c *conn) handshake(buf []byte) int {
 		c.reject(400, "room must match [A-Za-z0-9_-]{1,64}", "")
 		return len(buf)
 	}
+	c.observe = q.Get("observe") == "1" || q.Get("observe") == "true"
 	var resume *uint64
 	if v := q.Get("resume"); v != "" {
 		seq, err := strconv.ParseUint(v, 10, 64)

@@ -266,8 +266,10 @@ func (s *Server) runPresence() {
 		counts := make(map[string]int)
 		var active []*room
 		s.rooms.each(func(r *room) {
-			if n := r.online.Load(); n > 0 {
-				counts[r.name] = int(n)
+			if r.online.Load() > 0 {
+				if n := r.viewerCount(); n > 0 {
+					counts[r.name] = int(n)
+				}
 				active = append(active, r)
 			}
 		})

@@ -48,9 +48,13 @@ func (c *conn) join(name string, resume *uint64) {
 		c.lp.rooms[name] = lr
 	}
 	m := &member{c: c, lr: lr, pos: len(lr.members)}
+	m.observer = c.observe && c.claims != nil && c.claims.CanModerate(name)
 	lr.members = append(lr.members, m)
 	c.rooms = append(c.rooms, m)
 	r.viewers[c.lp.idx]++
+	if m.observer {
+		r.observers.Add(1)
+	}
 	if r.online.Add(1) == 1 {
 		s.m.rooms.Inc()
 	}
@@ -331,6 +335,9 @@ func (c *conn) removeMember(m *member) {
 	}
 	r.mu.Lock()
 	r.viewers[c.lp.idx]--
+	if m.observer {
+		r.observers.Add(-1)
+	}
 	if r.online.Add(-1) == 0 {
 		r.idleSince = time.Now()
 		c.s.m.rooms.Dec()
@@ -343,9 +350,15 @@ func (c *conn) removeMember(m *member) {
 // presence when known, else this gateway's.
 func (r *room) onlineCount() int {
 	if g := r.global.Load(); g >= 0 {
-		return int(max(g, r.online.Load()))
+		return int(max(g, r.viewerCount()))
 	}
-	return int(r.online.Load())
+	return int(r.viewerCount())
+}
+
+// viewerCount is this gateway's members of the room that count as online:
+// every member but the observing moderators.
+func (r *room) viewerCount() int64 {
+	return max(0, r.online.Load()-r.observers.Load())
 }
 
 // maxIOV bounds the frames handed to one writev.

@@ -148,6 +148,8 @@ type member struct {
 	// the store (catching up); nil otherwise.
 	pending  []pendingFrame
 	catching bool
+	// observer: a moderator watching with observe=1, not counted online.
+	observer bool
 }
 
 type pendingFrame struct {

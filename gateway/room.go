@@ -29,9 +29,12 @@ type room struct {
 	dead      bool               // removed from the registry; joiners must look again
 	fill      *roomFill          // a store load extending the ring backwards; nil = none
 
-	online atomic.Int64 // local viewers over all loops
-	global atomic.Int64 // last count from presence (all gateways); -1 unknown
-	sent   atomic.Int64 // count last broadcast in an online frame
+	online atomic.Int64 // local members over all loops, observers included
+	// observers counts the local members that are moderators watching with
+	// observe=1 (the dashboard): members, but not viewers in online counts.
+	observers atomic.Int64
+	global    atomic.Int64 // last count from presence (all gateways); -1 unknown
+	sent      atomic.Int64 // count last broadcast in an online frame
 	// sentAt is when that frame went out; owned by the presence goroutine.
 	sentAt time.Time
 }
