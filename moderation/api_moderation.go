@@ -29,7 +29,8 @@ func settingsKey(room string) string { return "settings/" + room }
 func keywordsKey(room string) string { return "keywords/" + room }
 
 // registerModeration adds the moderators' endpoints (settings, keywords,
-// bans, deletions, held queue, audit log) to mux. Every one of them needs a
+// bans, deletions, held queue, audit log, recent chatters and user cards)
+// to mux. Every one of them needs a
 // token that may moderate the room (see auth.Claims.CanModerate).
 func (a *API) registerModeration(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/rooms/{room}/settings", a.mod(a.getSettings))
@@ -44,6 +45,8 @@ func (a *API) registerModeration(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/rooms/{room}/held/{id}/approve", a.mod(a.approveHeld))
 	mux.HandleFunc("POST /api/rooms/{room}/held/{id}/reject", a.mod(a.rejectHeld))
 	mux.HandleFunc("GET /api/rooms/{room}/audit", a.mod(a.getAudit))
+	mux.HandleFunc("GET /api/rooms/{room}/users", a.mod(a.getUsers))
+	mux.HandleFunc("GET /api/rooms/{room}/users/{uid}", a.mod(a.getUser))
 }
 
 // modHandler handles a moderation request of an authorised moderator.

@@ -271,6 +271,8 @@ func TestModerationAuth(t *testing.T) {
 		{"POST", "/held/abc/approve", ""},
 		{"POST", "/held/abc/reject", ""},
 		{"GET", "/audit", ""},
+		{"GET", "/users", ""},
+		{"GET", "/users/x", ""},
 	}
 	expired, _ := h.signer.SignClaims(auth.Claims{Role: auth.RoleMod, Rooms: []string{"a"}, RegisteredClaims: jwt.RegisteredClaims{
 		Subject: "mod-1", ExpiresAt: jwt.NewNumericDate(time.Now().Add(-time.Minute))}})
@@ -590,6 +592,96 @@ func TestOversizedBody(t *testing.T) {
 			status, body := h.do("PUT", "/api/rooms/r"+path, mod, big)
 			if status != http.StatusRequestEntityTooLarge || errCode(t, body) != protocol.CodeTooLarge {
 				t.Fatalf("got %d %s", status, body)
+			}
+		})
+	}
+}
+
+// TestUsers checks the recent-chatters list and the user card: mod-scoped
+// to the room, search by name or uid, newest first, deleted messages marked,
+// bans shown, and clear errors for bad input.
+func TestUsers(t *testing.T) {
+	h := newHarness(t)
+	mod := h.token(auth.RoleMod, []string{"r"}, time.Hour)
+	var last uint64
+	for _, m := range []struct{ uid, text string }{
+		{"alice", "hello"}, {"bob", "hi alice"}, {"alice", "how are you"}, {"carol-7", "yo"}, {"bob", "fine"},
+	} {
+		rp := h.send("r", m.uid, m.text)
+		if rp.Seq == 0 {
+			t.Fatalf("send %+v: %+v", m, rp)
+		}
+		last = rp.Seq
+	}
+	h.send("other", "dave", "elsewhere")
+	waitHistory(t, h, "r", last)
+
+	status, body := h.do("GET", "/api/rooms/r/users", mod, "")
+	list := decode[moderation.UsersResponse](t, body)
+	if status != 200 || len(list.Users) != 3 || list.Window != 1000 {
+		t.Fatalf("users: %d %s", status, body)
+	}
+	if got := []string{list.Users[0].UID, list.Users[1].UID, list.Users[2].UID}; got[0] != "bob" || got[1] != "carol-7" || got[2] != "alice" {
+		t.Fatalf("not newest first: %v", got)
+	}
+	if u := list.Users[2]; u.Messages != 2 || u.Name != "alice" || u.LastSeq == 0 || u.LastTS == 0 {
+		t.Fatalf("alice: %+v", u)
+	}
+	for q, want := range map[string]string{"ALI": "alice", "carol-": "carol-7"} {
+		_, body := h.do("GET", "/api/rooms/r/users?q="+q, mod, "")
+		if got := decode[moderation.UsersResponse](t, body); len(got.Users) != 1 || got.Users[0].UID != want {
+			t.Fatalf("q=%s: %s", q, body)
+		}
+	}
+	if _, body := h.do("GET", "/api/rooms/r/users?q=nobody", mod, ""); len(decode[moderation.UsersResponse](t, body).Users) != 0 {
+		t.Fatalf("q=nobody: %s", body)
+	}
+
+	// A deleted message stays in the card, marked; a ban shows.
+	if status, body := h.do("DELETE", "/api/rooms/r/messages/1", mod, ""); status != 204 {
+		t.Fatalf("delete: %d %s", status, body)
+	}
+	if status, body := h.do("POST", "/api/rooms/r/bans", mod, `{"uid":"bob","duration_s":600,"reason":"rude"}`); status != 200 {
+		t.Fatalf("ban: %d %s", status, body)
+	}
+	status, body = h.do("GET", "/api/rooms/r/users/alice", mod, "")
+	card := decode[moderation.UserResponse](t, body)
+	if status != 200 || card.UID != "alice" || len(card.Recent) != 2 || card.Recent[0].Text != "hello" || !card.Recent[0].Deleted ||
+		card.Recent[1].Text != "how are you" || card.Recent[1].Deleted || card.Ban != nil {
+		t.Fatalf("alice's card: %d %s", status, body)
+	}
+	_, body = h.do("GET", "/api/rooms/r/users/bob", mod, "")
+	if card := decode[moderation.UserResponse](t, body); card.Ban == nil || card.Ban.Reason != "rude" || card.Ban.Until.IsZero() {
+		t.Fatalf("bob's card: %s", body)
+	}
+	_, body = h.do("GET", "/api/rooms/r/users?q=bob", mod, "")
+	if got := decode[moderation.UsersResponse](t, body); len(got.Users) != 1 || got.Users[0].Ban == nil {
+		t.Fatalf("bob in the list: %s", body)
+	}
+	// A uid without messages: an empty card (to ban by uid), not 404.
+	status, body = h.do("GET", "/api/rooms/r/users/ghost", mod, "")
+	if card := decode[moderation.UserResponse](t, body); status != 200 || card.UID != "ghost" || len(card.Recent) != 0 || card.Messages != 0 {
+		t.Fatalf("ghost: %d %s", status, body)
+	}
+	// dave spoke in another room only.
+	if _, body := h.do("GET", "/api/rooms/r/users/dave", mod, ""); len(decode[moderation.UserResponse](t, body).Recent) != 0 {
+		t.Fatalf("dave leaked across rooms: %s", body)
+	}
+
+	for _, tc := range []struct {
+		name, path, token string
+		status            int
+	}{
+		{"viewer", "/api/rooms/r/users", h.token(auth.RoleViewer, nil, time.Hour), 403},
+		{"mod of another room", "/api/rooms/r/users/alice", h.token(auth.RoleMod, []string{"other"}, time.Hour), 403},
+		{"no token", "/api/rooms/r/users", "", 401},
+		{"bad limit", "/api/rooms/r/users?limit=0", mod, 400},
+		{"long q", "/api/rooms/r/users?q=" + strings.Repeat("q", 129), mod, 400},
+		{"long uid", "/api/rooms/r/users/" + strings.Repeat("u", 129), mod, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if status, body := h.do("GET", tc.path, tc.token, ""); status != tc.status {
+				t.Fatalf("got %d %s, want %d", status, body, tc.status)
 			}
 		})
 	}
