@@ -24,6 +24,7 @@
     timers: [],
     retry: 500,
     settings: {}, // as last loaded, so fields without a form input keep their values
+    card: '', // uid of the open user card
   };
 
   // el builds an element; text goes through textContent only.
@@ -105,17 +106,39 @@
     if (stick) feed.scrollTop = feed.scrollHeight;
   }
 
-  function userActions(uid, seq) {
+  // userActions are a feed row's buttons: delete (when the row has a seq)
+  // and ban… (a dialog asks for the duration and a reason). Service
+  // accounts (bots) publish as trusted: banning one would not stop it, so
+  // no ban is offered; revoke its token instead.
+  function userActions(uid, seq, name, role) {
     const box = el('span', 'actions');
     if (seq) {
       box.append(button('delete', 'danger', 'delete', () =>
         act('deleted #' + seq, () => api('DELETE', '/messages/' + seq))));
     }
-    box.append(button('timeout 10m', 'warn', 'timeout', () =>
-      act('timed out ' + uid + ' for 10 minutes', () => api('POST', '/bans', { uid, duration_s: 600, reason: 'timeout from the dashboard' }).then(refreshBans))));
-    box.append(button('ban', 'danger', 'ban', () =>
-      act('banned ' + uid, () => api('POST', '/bans', { uid, duration_s: 0, reason: 'banned from the dashboard' }).then(refreshBans))));
+    if (role === 'service') {
+      const note = el('span', 'bot-note', 'bot: not bannable');
+      note.title = 'A service account publishes as trusted; a ban would not stop it. Revoke its token instead.';
+      note.dataset.testid = 'bot-note';
+      box.append(note);
+    } else {
+      box.append(button('ban…', 'danger', 'ban', () => openBan({ uid, name })));
+    }
     return box;
+  }
+
+  function roleBadge(role) {
+    const b = el('span', 'badge role', role === 'service' ? 'bot' : role);
+    b.dataset.role = role;
+    return b;
+  }
+
+  function nameLink(name, uid) {
+    const n = el('span', 'name', name || uid);
+    n.title = uid + ' (open the user card)';
+    n.dataset.testid = 'name';
+    n.addEventListener('click', () => openUser(uid));
+    return n;
   }
 
   function messageRow(m) {
@@ -123,10 +146,10 @@
     li.dataset.seq = m.seq;
     li.dataset.uid = m.uid;
     li.dataset.testid = 'msg';
-    li.append(el('span', 'seq', '#' + m.seq), el('span', 'name', m.name || m.uid), el('span', 'uid', m.uid));
-    if (m.role) li.append(el('span', 'badge', m.role));
+    li.append(el('span', 'seq', '#' + m.seq), nameLink(m.name, m.uid));
+    if (m.role) li.append(roleBadge(m.role));
     li.append(el('span', 'text', m.text));
-    li.append(userActions(m.uid, m.seq));
+    li.append(userActions(m.uid, m.seq, m.name, m.role));
     if (m.deleted) li.classList.add('deleted');
     return li;
   }
@@ -204,8 +227,10 @@
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const host = location.hostname.includes(':') ? '[' + location.hostname + ']' : location.hostname;
     const port = cfg.ws_port || location.port;
+    // observe=1: this connection watches as a moderator and is not counted
+    // as a viewer in the room's online count.
     const url = scheme + '://' + host + (port ? ':' + port : '') + (cfg.ws_path || '/ws') +
-      '?room=' + encodeURIComponent(state.room) + '&token=' + encodeURIComponent(state.token);
+      '?room=' + encodeURIComponent(state.room) + '&observe=1&token=' + encodeURIComponent(state.token);
     const ws = new WebSocket(url);
     state.ws = ws;
     ws.addEventListener('message', (ev) => {
@@ -278,7 +303,7 @@
     li.dataset.testid = inFeed ? 'feed-held' : 'held-item';
     const badge = el('span', 'badge', 'held: ' + (h.rule || 'review'));
     if (inFeed) {
-      li.append(badge, el('span', 'name', h.name || h.uid), el('span', 'text', h.text), heldActions(h));
+      li.append(badge, nameLink(h.name, h.uid), el('span', 'text', h.text), heldActions(h));
       li.lastChild.append(...userActions(h.uid, 0, h.name).children);
       return li;
     }
@@ -371,6 +396,154 @@
     return v === '' ? 0 : Number(v);
   }
 
+  // ---- bans ---------------------------------------------------------------
+
+  const BAN_LABELS = { 60: '1 minute', 600: '10 minutes', 3600: '1 hour', 86400: '24 hours', 604800: '7 days' };
+  let banTarget = null;
+
+  function banConfirmLabel() {
+    const d = Number($('ban-duration').value);
+    return d === 0 ? 'Ban permanently' : 'Time out for ' + BAN_LABELS[d];
+  }
+
+  // openBan asks for confirmation, a duration and a reason before banning.
+  function openBan(user) {
+    banTarget = user;
+    $('ban-who').textContent = user.name || user.uid;
+    $('ban-uid').textContent = 'uid ' + user.uid;
+    $('ban-duration').value = '600';
+    $('ban-reason').value = '';
+    $('ban-confirm').textContent = banConfirmLabel();
+    $('ban-dialog').showModal();
+    $('ban-reason').focus();
+  }
+
+  function submitBan() {
+    const user = banTarget;
+    if (!user) return;
+    const reason = $('ban-reason').value.trim();
+    if (!reason) {
+      $('ban-reason').reportValidity();
+      return;
+    }
+    const duration = Number($('ban-duration').value);
+    $('ban-dialog').close();
+    banTarget = null;
+    const who = user.name || user.uid;
+    const label = duration === 0 ? 'banned ' + who + ' permanently' : 'timed out ' + who + ' for ' + BAN_LABELS[duration];
+    act(label, async () => {
+      await api('POST', '/bans', { uid: user.uid, duration_s: duration, reason });
+      await refreshBans();
+      if (state.card === user.uid) openUser(user.uid);
+      refreshUsers();
+    });
+  }
+
+  // ---- users -----------------------------------------------------------------
+
+  function banText(b) {
+    const what = b.until ? 'timed out until ' + new Date(b.until).toLocaleString() : 'banned permanently';
+    return what + (b.reason ? ': ' + b.reason : '');
+  }
+
+  async function refreshUsers() {
+    const q = $('user-q').value.trim();
+    let data;
+    try { data = await api('GET', '/users?limit=30' + (q ? '&q=' + encodeURIComponent(q) : '')); } catch (e) {
+      $('users-hint').textContent = 'cannot list users: ' + e.message;
+      return;
+    }
+    const items = (data.users || []).map((u) => {
+      const li = el('li');
+      li.dataset.uid = u.uid;
+      li.dataset.testid = 'user';
+      if (state.card === u.uid) li.classList.add('selected');
+      const meta = el('div', 'meta');
+      meta.append(el('span', 'name', u.name || u.uid), el('span', 'uid', u.uid));
+      if (u.role) meta.append(roleBadge(u.role));
+      meta.append(el('span', 'uid', u.messages + (u.messages === 1 ? ' message' : ' messages')));
+      if (u.ban) meta.append(el('span', 'badge', u.ban.until ? 'timed out' : 'banned'));
+      li.append(meta);
+      li.addEventListener('click', () => openUser(u.uid));
+      return li;
+    });
+    if (q && !(data.users || []).some((u) => u.uid === q)) {
+      // Ban or inspect by uid even without recent messages.
+      const li = el('li', 'by-uid');
+      li.dataset.testid = 'open-uid';
+      li.append(el('span', 'uid', 'open uid '), el('span', 'name', q));
+      li.addEventListener('click', () => openUser(q));
+      items.push(li);
+    }
+    $('users-hint').textContent = q
+      ? (data.users || []).length + ' recent chatter(s) matching “' + q + '”'
+      : 'recent chatters, newest first (last ' + data.window + ' messages)';
+    $('users').replaceChildren(...items);
+  }
+
+  // openUser shows one user's card: their recent messages in the room,
+  // their ban and the actions.
+  async function openUser(uid) {
+    state.card = uid;
+    let u;
+    try { u = await api('GET', '/users/' + encodeURIComponent(uid)); } catch (e) {
+      toast('cannot open ' + uid + ': ' + e.message, true);
+      return;
+    }
+    if (state.card !== uid) return;
+    for (const li of $('users').children) li.classList.toggle('selected', li.dataset.uid === uid);
+    $('uc-name').textContent = u.name || u.uid;
+    $('uc-uid').textContent = u.uid;
+    $('uc-role').hidden = !u.role;
+    $('uc-role').textContent = u.role === 'service' ? 'bot' : (u.role || '');
+    $('uc-ban').hidden = !u.ban;
+    $('uc-ban').textContent = u.ban ? banText(u.ban) : '';
+    $('uc-count').textContent = u.messages
+      ? u.messages + ' of the room\'s last ' + u.window + ' messages'
+      : 'no messages among the room\'s last ' + u.window;
+    const box = $('uc-actions');
+    box.replaceChildren();
+    if (u.ban) {
+      box.append(button('unban', 'ok', 'unban', () =>
+        act('unbanned ' + u.uid, () => api('DELETE', '/bans/' + encodeURIComponent(u.uid)).then(() => { refreshBans(); openUser(u.uid); }))));
+    } else {
+      box.append(...userActions(u.uid, 0, u.name, u.role).children);
+    }
+    const msgs = (u.recent || []).slice().reverse().map((m) => {
+      const li = el('li');
+      li.dataset.seq = m.seq;
+      if (m.deleted) li.classList.add('deleted');
+      const meta = el('div', 'meta');
+      meta.append(el('span', 'uid', '#' + m.seq + ' · ' + new Date(m.ts).toLocaleTimeString()));
+      if (m.deleted) meta.append(el('span', 'badge', 'deleted'));
+      li.append(meta, el('div', 'text', m.text));
+      return li;
+    });
+    $('uc-msgs').replaceChildren(...msgs);
+    $('user-card').hidden = false;
+    $('user-card').scrollIntoView({ block: 'nearest' });
+  }
+
+  // claimsOf reads a JWT's payload for display (the server verifies it).
+  function claimsOf(tok) {
+    try {
+      const p = tok.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      const json = decodeURIComponent([...atob(p)].map((c) => '%' + c.charCodeAt(0).toString(16).padStart(2, '0')).join(''));
+      return JSON.parse(json);
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function showWhoami(token) {
+    const w = $('whoami');
+    const c = claimsOf(token);
+    if (!c) { w.hidden = true; return; }
+    w.replaceChildren(document.createTextNode('signed in as '), el('strong', '', c.name || c.sub), document.createTextNode(' (' + c.sub + ', ' + c.role + ')'));
+    if (c.exp) w.append(document.createTextNode(' · token expires ' + new Date(c.exp * 1000).toLocaleTimeString()));
+    w.hidden = false;
+  }
+
   // ---- session -------------------------------------------------------------
 
   function stop() {
@@ -381,7 +554,10 @@
     state.timers = [];
     state.rows.clear();
     state.heldRows.clear();
+    state.card = '';
     $('feed').replaceChildren();
+    $('users').replaceChildren();
+    $('user-card').hidden = true;
   }
 
   async function open(room, token) {
@@ -400,12 +576,15 @@
     sessionStorage.setItem('danmaku.mod.room', room);
     $('room-name').textContent = room;
     $('main').hidden = false;
+    showWhoami(token);
     connectWS();
     refreshHeld();
     refreshBans();
     refreshAudit();
+    refreshUsers();
     state.timers.push(setInterval(tick, 1000), setInterval(refreshHeld, HELD_POLL_MS),
-      setInterval(refreshAudit, AUDIT_POLL_MS), setInterval(refreshBans, AUDIT_POLL_MS));
+      setInterval(refreshAudit, AUDIT_POLL_MS), setInterval(refreshBans, AUDIT_POLL_MS),
+      setInterval(() => { if (!$('user-q').value.trim()) refreshUsers(); }, AUDIT_POLL_MS));
   }
 
   function init() {
@@ -420,8 +599,25 @@
       sessionStorage.removeItem('danmaku.mod.token');
       $('token').value = '';
       $('main').hidden = true;
+      $('whoami').hidden = true;
       setStatus('token forgotten');
     });
+    $('user-search').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      refreshUsers();
+    });
+    let searchTimer = 0;
+    $('user-q').addEventListener('input', () => {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(refreshUsers, 250);
+    });
+    $('ban-duration').addEventListener('change', () => { $('ban-confirm').textContent = banConfirmLabel(); });
+    $('ban-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      submitBan();
+    });
+    $('ban-cancel').addEventListener('click', () => { banTarget = null; $('ban-dialog').close(); });
+    $('ban-dialog').addEventListener('close', () => { banTarget = null; });
     $('keywords-form').addEventListener('submit', (ev) => {
       ev.preventDefault();
       const keywords = $('keywords').value.split('\n').map((s) => s.trim()).filter(Boolean);

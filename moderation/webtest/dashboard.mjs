@@ -151,6 +151,15 @@ try {
   assert.equal(await page.evaluate(() => sessionStorage.getItem("danmaku.mod.token")), MOD, "token kept in sessionStorage");
   assert.equal(await page.evaluate(() => document.cookie), "", "no cookies");
 
+  step("the signed-in moderator is shown; the dashboard is not counted online");
+  const who = await page.locator("#whoami").textContent();
+  assert.ok(who.includes("Mod E2E") && who.includes("mod-e2e"), "whoami: " + who);
+  await assertUsable(page.locator("#whoami"), null, "signed-in moderator");
+  // Only the viewer is online: the dashboard's own connection observes.
+  await page.waitForFunction(() => document.getElementById("online").textContent === "1", null, { timeout: 8000 }).catch(async () => {
+    throw new Error("online shows " + (await page.locator("#online").textContent()) + ", want 1 (the viewer only)");
+  });
+
   step("a viewer's message arrives in the feed");
   const markup = "<img src=x onerror=alert(1)>hello <b>mods</b> " + Math.random().toString(36).slice(2, 6);
   const id1 = send(markup);
@@ -225,15 +234,84 @@ try {
   const lb = await box(lastRow, "#feed");
   assert.ok(lb.inside && lb.uncovered, `the newest feed line is off screen: ${JSON.stringify(lb)}`);
 
-  step("a ban reason reads as a sentence, not one letter per line");
+  step("bot rows offer no ban, and say why");
+  const botRow = page.locator('#feed li[data-uid="dashboard-bot"]').last();
+  assert.equal(await botRow.locator('button[data-testid="ban"]').count(), 0, "no ban button on a bot row");
+  assert.equal(await botRow.locator('[data-testid="bot-note"]').textContent(), "bot: not bannable");
+  const viewerRow = page.locator('#feed li[data-uid="viewer-e2e"]:not(.deleted)').last();
+  await assertUsable(viewerRow.locator('button[data-testid="ban"]'), "#feed", "ban button on a viewer row");
+
+  step("finding a user by name: the card lists their recent messages");
+  await page.fill("#user-q", "viewer e2");
+  const hit = page.locator('#users li[data-uid="viewer-e2e"]');
+  await hit.waitFor();
+  assert.equal(await page.locator('#users li[data-testid="user"]').count(), 1, "only the matching chatter is listed");
+  await hit.click();
+  const card = page.locator("#user-card");
+  await page.waitForFunction(() => document.getElementById("uc-name").textContent === "Viewer E2E" && !document.getElementById("user-card").hidden);
+  const ucMsgs = page.locator("#uc-msgs li");
+  await page.waitForFunction(() => document.querySelectorAll("#uc-msgs li").length === 2);
+  assert.equal(await ucMsgs.nth(0).locator(".text").textContent(), heldText, "newest first: the approved held message");
+  assert.equal(await ucMsgs.nth(1).locator(".text").textContent(), markup, "then the deleted one, as text");
+  assert.ok(await ucMsgs.nth(1).evaluate((li) => li.classList.contains("deleted")), "the deleted message is marked");
+  const mb = await assertUsable(ucMsgs.nth(0).locator(".text"), "#user-card", "a message in the user card");
+  assert.ok(mb.lines <= 2, `user card message takes ${mb.lines} lines`);
+  await page.screenshot({ path: shotPath("dashboard-user") });
+
+  step("a ban asks for confirmation, a duration and a reason; Cancel bans nobody");
+  const banPosts = [];
+  page.on("request", (r) => {
+    if (r.method() === "POST" && r.url().endsWith("/bans")) banPosts.push(r.postDataJSON());
+  });
+  const dialog = page.locator("#ban-dialog");
+  await card.locator('button[data-testid="ban"]').click();
+  await dialog.waitFor({ state: "visible" });
+  const durations = await page.$$eval("#ban-duration option", (os) => os.map((o) => [o.value, o.textContent]));
+  assert.deepEqual(durations.map(([v]) => v), ["60", "600", "3600", "86400", "604800", "0"], "timeouts and permanent");
+  assert.ok(durations.find(([v]) => v === "0")[1].includes("permanent"));
+  assert.equal(await page.locator("#ban-reason").getAttribute("required"), "", "a reason is required");
+  await assertUsable(page.locator("#ban-confirm"), "#ban-dialog", "confirm button");
+  await assertUsable(page.locator("#ban-cancel"), "#ban-dialog", "cancel button");
+  await page.click("#ban-cancel");
+  await dialog.waitFor({ state: "hidden" });
+  await card.locator('button[data-testid="ban"]').click();
+  await dialog.waitFor({ state: "visible" });
+  await page.click("#ban-confirm"); // no reason yet: nothing happens
+  assert.ok(await dialog.isVisible(), "the dialog stays open without a reason");
   const reason = "spamming links to a scam site in every message for the last ten minutes";
-  await modAPI("POST", "/bans", { uid: "troll-" + WIDTH, duration_s: 600, reason });
-  const banCard = page.locator('#bans li[data-uid="troll-' + WIDTH + '"]');
-  await banCard.waitFor({ state: "attached", timeout: 15000 });
+  await page.selectOption("#ban-duration", "3600");
+  await page.fill("#ban-reason", reason);
+  assert.equal(await page.locator("#ban-confirm").textContent(), "Time out for 1 hour");
+  await page.screenshot({ path: shotPath("dashboard-ban") });
+  await page.click("#ban-confirm");
+  await dialog.waitFor({ state: "hidden" });
+  await page.waitForFunction(() => document.getElementById("toast").textContent === "timed out Viewer E2E for 1 hour");
+  assert.deepEqual(banPosts, [{ uid: "viewer-e2e", duration_s: 3600, reason }], "one ban, after confirmation");
+  await waitFor(() => frames.find((f) => f.op === "purge" && f.uid === "viewer-e2e"), 5000, "purge frame for the viewer");
+  await page.waitForFunction(() => (document.getElementById("uc-ban").textContent || "").startsWith("timed out until"));
+
+  step("a ban reason reads as a sentence, not one letter per line");
+  const banCard = page.locator('#bans li[data-uid="viewer-e2e"]');
+  await banCard.waitFor({ state: "attached" });
   const rb = await assertUsable(banCard.locator(".reason"), "#bans", "ban reason");
   assert.equal(await banCard.locator(".reason").textContent(), reason);
   assert.ok(rb.lines <= 3 && rb.width >= 250, `ban reason wraps badly: ${JSON.stringify(rb)}`);
   await assertUsable(banCard.locator('button[data-testid="unban"]'), "#bans", "unban button");
+
+  step("banning by uid, a user without recent messages, permanently");
+  const troll = "troll-" + WIDTH;
+  await page.fill("#user-q", troll);
+  await page.locator('#users li[data-testid="open-uid"]', { hasText: troll }).click();
+  await page.waitForFunction((u) => document.getElementById("uc-uid").textContent === u, troll);
+  assert.ok((await page.locator("#uc-count").textContent()).startsWith("no messages"));
+  await card.locator('button[data-testid="ban"]').click();
+  await dialog.waitFor({ state: "visible" });
+  await page.selectOption("#ban-duration", "0");
+  await page.fill("#ban-reason", "ban evasion");
+  assert.equal(await page.locator("#ban-confirm").textContent(), "Ban permanently");
+  await page.click("#ban-confirm");
+  await page.locator(`#bans li[data-uid="${troll}"]`, { hasText: "permanent" }).waitFor();
+  assert.deepEqual(banPosts[1], { uid: troll, duration_s: 0, reason: "ban evasion" });
 
   step("the settings-saved toast does not cover the Save button");
   const save = page.locator("#settings-save");
