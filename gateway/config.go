@@ -143,6 +143,15 @@ type Config struct {
 	// RingSize is how many recent messages per room the gateway keeps in
 	// memory for joins and resumes. Zero value means 1024.
 	RingSize int
+	// MaxHistoryLoads bounds the history-store loads in flight: the joins
+	// and resumes the ring does not serve, and the loads that fill a
+	// room's ring (one per room the gateway has no ring for), so a client
+	// joining many fresh rooms over many connections cannot start one
+	// load each at once. A join past it waits up to 2 s for a slot for its
+	// room's fill; a join the fill does not serve gets no store load when
+	// no slot is free and is answered from memory with complete:false.
+	// Zero value means 256; negative is an error.
+	MaxHistoryLoads int
 	// IngestQueue bounds sends waiting to be published; when full, sends
 	// are rejected "unavailable". Zero value means 8192.
 	IngestQueue int
@@ -216,6 +225,9 @@ func (c *Config) setDefaults() {
 	if c.RingSize == 0 {
 		c.RingSize = 1024
 	}
+	if c.MaxHistoryLoads == 0 {
+		c.MaxHistoryLoads = 256
+	}
 	if c.IngestQueue == 0 {
 		c.IngestQueue = 8192
 	}
@@ -246,6 +258,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gateway: MaxConns %d must be positive", c.MaxConns)
 	case c.SoftOutbound > c.HardOutbound:
 		return fmt.Errorf("gateway: SoftOutbound %d exceeds HardOutbound %d", c.SoftOutbound, c.HardOutbound)
+	case c.MaxHistoryLoads < 0:
+		return fmt.Errorf("gateway: MaxHistoryLoads %d must not be negative", c.MaxHistoryLoads)
 	case c.HistoryOnJoin > c.RingSize:
 		return fmt.Errorf("gateway: HistoryOnJoin %d exceeds RingSize %d", c.HistoryOnJoin, c.RingSize)
 	}

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
@@ -48,7 +50,10 @@ type fillWaiter struct {
 // hands every waiter back to its loop: a waiter the ring now covers gets
 // its history from it, the others load their own (loadHistory). While the
 // store has not caught up with the ring (the history writer persists in
-// batches) it asks again, for up to 2 s. Runs the load on its own
+// batches) it asks again, for up to 2 s. The load takes a history-load
+// slot (histSem), waiting up to fillSlotWait for one; without one the
+// waiters are handed back as they are (loadHistory answers them from
+// memory when no slot is free either). Runs the load on its own
 // goroutine.
 func (s *Server) fillRing(r *room) {
 	r.mu.Lock()
@@ -61,33 +66,12 @@ func (s *Server) fillRing(r *room) {
 	go func() {
 		defer s.wg.Done()
 		var err error
-		s.loadUntil(func(ctx context.Context) (bool, error) {
-			var msgs []protocol.Message
-			msgs, err = s.cfg.History.Range(ctx, r.name, f)
-			if err != nil {
-				return false, err
-			}
-			after, whole := f.AfterSeq, len(msgs) < f.Limit
-			if !f.Tail && len(msgs) == 0 && f.AfterSeq > 0 {
-				// Nothing after the resume point: it is at or past the
-				// room's end as far as the store knows, and a client
-				// named it. The room's end comes from the store's
-				// newest messages instead, never from the resume
-				// point (a bogus resume would otherwise make the room
-				// drop every batch below it as seen).
-				tail := history.Filter{Tail: true, Limit: s.cfg.HistoryOnJoin, IncludeDeleted: true}
-				if msgs, err = s.cfg.History.Range(ctx, r.name, tail); err != nil {
-					return false, err
-				}
-				after, whole = tailAfter(msgs, tail.Limit), true
-			}
-			if f.Tail {
-				after, whole = tailAfter(msgs, f.Limit), true
-			}
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			return whole && r.extendLocked(after, msgs, s.cfg.RingSize), nil
-		})
+		if s.takeLoadSlot(fillSlotWait) {
+			err = s.fillLoad(r, f)
+			<-s.histSem
+		} else {
+			err = errNoLoadSlot
+		}
 		if err == nil {
 			s.m.historyLoads.WithLabelValues("store").Inc()
 		}
@@ -99,6 +83,70 @@ func (s *Server) fillRing(r *room) {
 			w.c.lp.execute(func() { s.finishFill(r, w) })
 		}
 	}()
+}
+
+// fillSlotWait is how long a ring fill waits for a history-load slot: a
+// storm of joins of fresh rooms (a gateway restart) is served in turn
+// rather than told complete:false, about as long as a fill waits for a
+// lagging store.
+const fillSlotWait = 2 * time.Second
+
+var errNoLoadSlot = errors.New("gateway: no history-load slot")
+
+// takeLoadSlot takes a slot of histSem, waiting up to wait for one; the
+// caller gives it back with <-s.histSem. It reports false when none came
+// free in time or the server stopped.
+func (s *Server) takeLoadSlot(wait time.Duration) bool {
+	select {
+	case s.histSem <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case s.histSem <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-s.ctx.Done():
+	}
+	return false
+}
+
+// fillLoad runs fillRing's store queries for r (f, then the room's newest
+// messages when f's resume point is past the store's end) and extends the
+// ring with the answer. It returns the last query's error. Runs off the
+// loop, holding a history-load slot.
+func (s *Server) fillLoad(r *room, f history.Filter) error {
+	var err error
+	s.loadUntil(func(ctx context.Context) (bool, error) {
+		var msgs []protocol.Message
+		msgs, err = s.cfg.History.Range(ctx, r.name, f)
+		if err != nil {
+			return false, err
+		}
+		after, whole := f.AfterSeq, len(msgs) < f.Limit
+		if !f.Tail && len(msgs) == 0 && f.AfterSeq > 0 {
+			// Nothing after the resume point: it is at or past the
+			// room's end as far as the store knows, and a client
+			// named it. The room's end comes from the store's
+			// newest messages instead, never from the resume
+			// point (a bogus resume would otherwise make the room
+			// drop every batch below it as seen).
+			tail := history.Filter{Tail: true, Limit: s.cfg.HistoryOnJoin, IncludeDeleted: true}
+			if msgs, err = s.cfg.History.Range(ctx, r.name, tail); err != nil {
+				return false, err
+			}
+			after, whole = tailAfter(msgs, tail.Limit), true
+		}
+		if f.Tail {
+			after, whole = tailAfter(msgs, f.Limit), true
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return whole && r.extendLocked(after, msgs, s.cfg.RingSize), nil
+	})
+	return err
 }
 
 // tailAfter returns the seq that msgs, the store's answer to a Tail

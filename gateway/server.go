@@ -97,7 +97,9 @@ type Server struct {
 	// endIngest closes ingest once: in Shutdown, or when Run ends without
 	// one (the engine failed to start), so that runIngest returns.
 	endIngest sync.Once
-	histSem   chan struct{}
+	// histSem holds a slot for every history-store load in flight
+	// (Config.MaxHistoryLoads): loadHistory and fillRing.
+	histSem chan struct{}
 	// sess keeps one connection per user and device; nil without
 	// Config.Sessions.
 	sess *sessions
@@ -124,7 +126,7 @@ func New(cfg Config) (*Server, error) {
 		perIP:   make(map[netip.Addr]int32),
 		users:   make(map[string]map[*conn]struct{}),
 		ingest:  make(chan bus.Ingest, cfg.IngestQueue),
-		histSem: make(chan struct{}, 256),
+		histSem: make(chan struct{}, cfg.MaxHistoryLoads),
 	}
 	s.m = newMetrics(cfg.Registerer, &s.outbound)
 	s.clock.Store(time.Now().UnixMilli())
