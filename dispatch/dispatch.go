@@ -62,13 +62,46 @@ type Dispatcher struct {
 	cfg Config
 	pub bus.Publisher
 	m   *metrics
-	// last is the highest seq published per room; owned by Run's goroutine.
-	last map[string]uint64
+	// last is the highest seq published per room and when; owned by Run's
+	// goroutine. Rooms idle for roomIdle are forgotten (prune): a
+	// redelivery of theirs is then published again, and gateways drop the
+	// seqs they have seen.
+	last      map[string]roomLast
+	lastPrune time.Time
 	// thin is the thinning state per room; owned by Run's goroutine.
 	thin map[string]*thinState
+	// ff applies the fence rule to the accepted stream (pkg/bus/fence.go):
+	// records a stale logic worker wrote after another took its partition
+	// over are never dispatched. Owned by Run's goroutine.
+	ff *bus.FenceFilter
 
 	budgetMu sync.Mutex
 	budgets  map[string]int // per-room overrides of ThinBudget
+}
+
+// roomLast is the highest seq published for a room, and when.
+type roomLast struct {
+	seq uint64
+	at  time.Time
+}
+
+// roomIdle is how long dispatch remembers a quiet room's last seq.
+const roomIdle = time.Hour
+
+// prune forgets rooms idle for roomIdle, at most once a minute.
+func (d *Dispatcher) prune(now time.Time) {
+	if now.Sub(d.lastPrune) < time.Minute {
+		return
+	}
+	d.lastPrune = now
+	for room, l := range d.last {
+		if now.Sub(l.at) >= roomIdle {
+			delete(d.last, room)
+			if st := d.thin[room]; st == nil || st.cover == 0 {
+				delete(d.thin, room)
+			}
+		}
+	}
 }
 
 // thinState is a room's display budget bookkeeping.
@@ -127,8 +160,10 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	pr, _ := cfg.Bus.(bus.PartitionReader)
 	return &Dispatcher{cfg: cfg, pub: cfg.Bus.Publisher(bus.StreamDispatch), m: newMetrics(cfg.Registerer),
-		last: make(map[string]uint64), thin: make(map[string]*thinState), budgets: make(map[string]int)}, nil
+		last: make(map[string]roomLast), thin: make(map[string]*thinState), budgets: make(map[string]int),
+		ff: bus.NewFenceFilter(pr, bus.StreamAccepted)}, nil
 }
 
 // Run dispatches until ctx is done; it returns nil then.
@@ -207,12 +242,21 @@ func (d *Dispatcher) flush(ctx context.Context, recs []bus.Record) error {
 	var order []string
 	byRoom := make(map[string][]protocol.Message)
 	for _, rec := range recs {
+		valid, err := d.ff.ValidWait(ctx, rec, func(err error) {
+			d.cfg.Logger.Warn("dispatch: reading back the accepted partition for its fence failed, retrying", "partition", rec.Partition, "err", err)
+		})
+		if err != nil {
+			return err
+		}
+		if !valid {
+			continue // a fence marker, or a fenced record
+		}
 		var m protocol.Message
 		if err := bus.Unmarshal(rec.Value, &m); err != nil || m.Room == "" {
 			d.cfg.Logger.Warn("dispatch: dropping malformed accepted record", "partition", rec.Partition, "offset", rec.Offset)
 			continue
 		}
-		if m.Seq <= d.last[m.Room] {
+		if m.Seq <= d.last[m.Room].seq {
 			continue // redelivered after a restart or rebalance
 		}
 		if _, ok := byRoom[m.Room]; !ok {
@@ -259,8 +303,9 @@ func (d *Dispatcher) flush(ctx context.Context, recs []bus.Record) error {
 	}
 	for _, room := range order {
 		ms := byRoom[room]
-		d.last[room] = ms[len(ms)-1].Seq
+		d.last[room] = roomLast{seq: ms[len(ms)-1].Seq, at: now}
 	}
+	d.prune(now)
 	d.m.batches.Add(float64(len(out)))
 	d.m.messages.Add(float64(msgs))
 	if thinned > 0 {

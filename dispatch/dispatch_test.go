@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -92,5 +93,86 @@ func TestConfigValidation(t *testing.T) {
 	}
 	if _, err := New(Config{Bus: b, MinTick: time.Second, MaxTick: time.Millisecond}); err == nil {
 		t.Error("MinTick > MaxTick accepted")
+	}
+}
+
+// accepted encodes an accepted record as logic writes it: the message and
+// the writer's claim.
+func accepted(room string, seq uint64, text, claim string) []byte {
+	v, _ := bus.Marshal(struct {
+		protocol.Message
+		F string `json:"f,omitempty"`
+	}{protocol.Message{Room: room, Seq: seq, UID: "u", Text: text}, claim})
+	return v
+}
+
+// TestFencedRecordsNotDispatched: records a logic worker wrote after
+// another worker's fence marker (it lost the partition mid-batch) are never
+// dispatched; the new owner's records with the same seqs are.
+func TestFencedRecordsNotDispatched(t *testing.T) {
+	b := bus.NewMemory(bus.MemoryConfig{Partitions: 2})
+	out, err := b.Consumer(bus.StreamDispatch, bus.ConsumerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	log := []bus.Record{
+		{Value: bus.FenceMarker("A", "a")},
+		{Key: "x", Value: accepted("x", 1, "one", "A")},
+		{Value: bus.FenceMarker("B", "b")},
+		{Key: "x", Value: accepted("x", 2, "stale two", "A")}, // A's write landed late
+		{Key: "x", Value: accepted("x", 2, "two", "B")},
+		{Key: "x", Value: accepted("x", 3, "stale three", "A")},
+		{Key: "x", Value: accepted("x", 3, "three", "B")},
+	}
+	if _, err := b.Append(ctx, bus.StreamAccepted, 1, log...); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Config{Bus: b, MinTick: 5 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = d.Run(rctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	fctx, fcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer fcancel()
+	var texts []string
+	for len(texts) < 3 {
+		got, err := out.Fetch(fctx)
+		if err != nil {
+			t.Fatalf("fetch: %v (have %v)", err, texts)
+		}
+		for _, r := range got {
+			var f protocol.ServerFrame
+			if err := bus.Unmarshal(r.Value, &f); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range f.Msgs {
+				texts = append(texts, m.Text)
+			}
+		}
+	}
+	if want := []string{"one", "two", "three"}; !slices.Equal(texts, want) {
+		t.Fatalf("dispatched %q, want %q", texts, want)
+	}
+}
+
+func TestPruneForgetsIdleRooms(t *testing.T) {
+	d, err := New(Config{Bus: bus.NewMemory(bus.MemoryConfig{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	d.last["old"] = roomLast{seq: 9, at: now.Add(-2 * roomIdle)}
+	d.last["new"] = roomLast{seq: 5, at: now}
+	d.prune(now)
+	if _, ok := d.last["old"]; ok {
+		t.Error("an idle room was kept")
+	}
+	if d.last["new"].seq != 5 {
+		t.Error("an active room was forgotten")
 	}
 }

@@ -93,7 +93,10 @@ type Consumer interface {
 	// and returns the records available now, in partition order.
 	Fetch(ctx context.Context) ([]Record, error)
 	// Commit marks records as processed: after a restart the group resumes
-	// after the highest committed offset of each partition.
+	// after the highest committed offset of each partition. Records of
+	// partitions the consumer no longer owns (the group was rebalanced,
+	// whether or not this consumer has fetched since) are not committed and
+	// the error wraps ErrNotOwner; the others are committed.
 	Commit(ctx context.Context, recs ...Record) error
 	// Close leaves the group and releases resources.
 	Close() error

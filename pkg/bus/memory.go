@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -9,6 +10,7 @@ var (
 	_ Bus             = (*Memory)(nil)
 	_ Rebalancer      = (*memConsumer)(nil)
 	_ PartitionReader = (*Memory)(nil)
+	_ PartitionWriter = (*Memory)(nil)
 )
 
 // MemoryConfig configures the in-memory bus.
@@ -150,15 +152,35 @@ func (p memPublisher) Publish(ctx context.Context, recs ...Record) error {
 		return ErrClosed
 	}
 	for _, r := range recs {
-		pi := partitionOf(r.Key, len(s.parts))
-		part := &s.parts[pi]
-		part.recs = append(part.recs, Record{Key: r.Key, Value: r.Value, Partition: pi, Offset: part.base + int64(len(part.recs))})
-		if len(part.recs) > 4*s.cfg.Retain {
-			s.trimLocked(pi)
-		}
+		s.appendLocked(partitionOf(r.Key, len(s.parts)), r)
 	}
 	s.wakeLocked()
 	return nil
+}
+
+// Append writes recs to one partition of stream (bus.PartitionWriter).
+func (m *Memory) Append(ctx context.Context, stream string, partition int, recs ...Record) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s, err := m.stream(stream)
+	if err != nil {
+		return 0, err
+	}
+	if partition < 0 || partition >= len(s.parts) {
+		return 0, ErrNoPartition
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	base := s.parts[partition].base + int64(len(s.parts[partition].recs))
+	for _, r := range recs {
+		s.appendLocked(partition, r)
+	}
+	s.wakeLocked()
+	return base, nil
 }
 
 // memStream is one stream's partitions and groups. mu guards every field.
@@ -186,6 +208,18 @@ type memGroup struct {
 func (s *memStream) wakeLocked() {
 	close(s.notify)
 	s.notify = make(chan struct{})
+}
+
+// appendLocked appends r to partition pi and returns its offset. s.mu must
+// be held.
+func (s *memStream) appendLocked(pi int, r Record) int64 {
+	part := &s.parts[pi]
+	off := part.base + int64(len(part.recs))
+	part.recs = append(part.recs, Record{Key: r.Key, Value: r.Value, Partition: pi, Offset: off})
+	if len(part.recs) > 4*s.cfg.Retain {
+		s.trimLocked(pi)
+	}
+	return off
 }
 
 // trimLocked drops the oldest records of partition pi down to Retain.
@@ -291,6 +325,9 @@ func (c *memConsumer) Generation() int64 {
 	return int64(c.gen)
 }
 
+// Commit commits the records of partitions the consumer owns in the
+// group's current generation; records of others are skipped and reported
+// with ErrNotOwner (see Consumer.Commit).
 func (c *memConsumer) Commit(ctx context.Context, recs ...Record) error {
 	if c.group == nil {
 		return nil
@@ -301,13 +338,22 @@ func (c *memConsumer) Commit(ctx context.Context, recs ...Record) error {
 	if c.closed {
 		return ErrClosed
 	}
+	stale := c.gen != c.group.gen
+	notOwned := 0
 	for _, r := range recs {
 		if r.Partition < 0 || r.Partition >= len(s.parts) {
+			continue
+		}
+		if stale || !c.owned[r.Partition] {
+			notOwned++
 			continue
 		}
 		if r.Offset+1 > c.group.committed[r.Partition] {
 			c.group.committed[r.Partition] = r.Offset + 1
 		}
+	}
+	if notOwned > 0 {
+		return fmt.Errorf("bus: commit %d records: %w", notOwned, ErrNotOwner)
 	}
 	return nil
 }

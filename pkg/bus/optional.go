@@ -9,6 +9,29 @@ import (
 // stream does not have.
 var ErrNoPartition = errors.New("bus: no such partition")
 
+// ErrNotOwner is returned (wrapped) by Consumer.Commit when some of the
+// records belong to partitions the consumer no longer owns: the group moved
+// them to another member (a rebalance the consumer may not have seen yet).
+// Their offsets were not committed; the partition's new owner reads the
+// records again. It is routine during rebalances, and it is how a stage
+// learns that what it decided about those records must not be announced
+// (logic sends no reject for a record whose commit was refused).
+var ErrNotOwner = errors.New("bus: partition no longer owned")
+
+// PartitionWriter is implemented by buses that can append records to one
+// chosen partition and tell where they landed. Logic uses it to write the
+// accepted partition of the ingest partition it owns, with fence markers
+// (fence.go): the offsets show whether anything else was written in
+// between. Methods are safe for concurrent use.
+type PartitionWriter interface {
+	// Append writes recs, in order, to partition of stream and returns the
+	// offset of the first; the others follow it without gaps. Keys are
+	// stored but do not choose the partition. On error some or all of the
+	// records may still have been written (or may be written later: a
+	// request that timed out can land afterwards).
+	Append(ctx context.Context, stream string, partition int, recs ...Record) (base int64, err error)
+}
+
 // Rebalancer is implemented by consumers whose group can move partitions
 // between members. A stage that keeps per-key state (logic's per-room seq
 // and dedupe windows) compares Generation after each Fetch and drops its

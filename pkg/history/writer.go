@@ -67,6 +67,7 @@ type Writer struct {
 	inserted  atomic.Uint64
 	retries   atomic.Uint64
 	malformed atomic.Uint64
+	fenced    atomic.Uint64
 	buffered  atomic.Int64
 }
 
@@ -78,6 +79,9 @@ type WriterStats struct {
 	Retries uint64
 	// Malformed counts records that did not decode; they are skipped.
 	Malformed uint64
+	// Fenced counts records the fence rule rejected (written by a logic
+	// worker after another took its partition over); they are skipped.
+	Fenced uint64
 	// Buffered is the number of messages fetched but not yet stored: the
 	// writer's own lag behind what it has read.
 	Buffered int64
@@ -131,6 +135,7 @@ func (w *Writer) Stats() WriterStats {
 		Inserted:  w.inserted.Load(),
 		Retries:   w.retries.Load(),
 		Malformed: w.malformed.Load(),
+		Fenced:    w.fenced.Load(),
 		Buffered:  w.buffered.Load(),
 	}
 }
@@ -155,6 +160,10 @@ func (w *Writer) Run(ctx context.Context) error {
 		return fmt.Errorf("history: writer consumer: %w", err)
 	}
 	defer cons.Close()
+	// The fence rule (pkg/bus/fence.go): records a stale logic worker
+	// wrote after another took its partition over never reach the store.
+	pr, _ := w.cfg.Bus.(bus.PartitionReader)
+	ff := bus.NewFenceFilter(pr, w.cfg.Stream)
 
 	// The flusher appends batches in order; the consumer goroutine (this
 	// one) fetches and commits, since a Consumer is used by one goroutine.
@@ -258,8 +267,16 @@ func (w *Writer) Run(ctx context.Context) error {
 			continue
 		}
 		for _, r := range recs {
+			valid, err := ff.ValidWait(ctx, r, func(err error) {
+				w.cfg.Logger.Warn("history: writer: reading back the accepted partition for its fence failed, retrying", "partition", r.Partition, "err", err)
+			})
+			if err != nil {
+				break // ctx ended: the records not handed over come again
+			}
 			var m protocol.Message
-			if err := bus.Unmarshal(r.Value, &m); err != nil || m.Room == "" {
+			if !valid {
+				w.fenced.Store(ff.Dropped()) // a fence marker, or a fenced record: nothing to store
+			} else if err := bus.Unmarshal(r.Value, &m); err != nil || m.Room == "" {
 				w.malformed.Add(1)
 				w.cfg.Logger.Warn("history: writer skips a malformed record", "partition", r.Partition, "offset", r.Offset, "err", err)
 			} else {

@@ -314,3 +314,40 @@ func TestWriterShutdownWithStoreDownCommitsNothing(t *testing.T) {
 		t.Fatalf("Run = %v", err)
 	}
 }
+
+// TestWriterAppliesFenceRule: records a logic worker wrote after another
+// worker's fence marker never reach the store (pkg/bus/fence.go).
+func TestWriterAppliesFenceRule(t *testing.T) {
+	mb := bus.NewMemory(bus.MemoryConfig{Partitions: 2})
+	mem := history.NewMemory(history.MemoryConfig{})
+	rec := func(seq uint64, text, claim string) bus.Record {
+		v, _ := bus.Marshal(struct {
+			protocol.Message
+			F string `json:"f"`
+		}{protocol.Message{Room: "x", Seq: seq, UID: "u", Text: text}, claim})
+		return bus.Record{Key: "x", Value: v}
+	}
+	if _, err := mb.Append(context.Background(), bus.StreamAccepted, 1,
+		bus.Record{Value: bus.FenceMarker("A", "")}, rec(1, "one", "A"),
+		bus.Record{Value: bus.FenceMarker("B", "")}, rec(2, "stale two", "A"), rec(2, "two", "B")); err != nil {
+		t.Fatal(err)
+	}
+	w, err := history.NewWriter(history.WriterConfig{Bus: mb, Store: mem, FlushInterval: 5 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(w)
+	defer stop()
+	waitFor(t, "both messages stored", 5*time.Second, func() bool {
+		msgs, _ := mem.Range(context.Background(), "x", history.Filter{})
+		return len(msgs) == 2
+	})
+	msgs, _ := mem.Range(context.Background(), "x", history.Filter{})
+	if msgs[0].Text != "one" || msgs[1].Text != "two" {
+		t.Fatalf("stored %+v", msgs)
+	}
+	if n := w.Stats().Fenced; n != 1 {
+		t.Fatalf("Stats().Fenced = %d, want 1", n)
+	}
+}

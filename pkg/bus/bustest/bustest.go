@@ -46,6 +46,8 @@ func Run(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 		{"KeyFilter", testKeyFilter},
 		{"FetchHonoursContext", testFetchContext},
 		{"PublishAfterCloseFails", testClose},
+		{"StaleCommitRefused", testStaleCommit},
+		{"AppendToPartition", testAppend},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -630,5 +632,107 @@ func testClose(t *testing.T, b bus.Bus) {
 			t.Fatalf("Fetch after Close blocked until the deadline: %v", err)
 		}
 		break
+	}
+}
+
+// testStaleCommit: a member that fetched records and then lost their
+// partitions to a member that joined must be told its commit did not
+// happen (bus.ErrNotOwner), and the group's offsets must not move.
+func testStaleCommit(t *testing.T, b bus.Bus) {
+	stream, group := uniq("stale"), uniq("g")
+	p := b.Publisher(stream)
+	keys := make([]string, 16)
+	for i := range keys {
+		keys[i] = "room-" + strconv.Itoa(i)
+	}
+	all := func(tag string) []bus.Record {
+		recs := make([]bus.Record, len(keys))
+		for i, k := range keys {
+			recs[i] = bus.Record{Key: k, Value: []byte(tag)}
+		}
+		return recs
+	}
+	c1 := consumer(t, b, stream, bus.ConsumerOptions{Group: group})
+	publish(t, p, all("a")...)
+	held := collect(t, c1, false, atLeast(1))
+	c2 := consumer(t, b, stream, bus.ConsumerOptions{Group: group})
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	for {
+		fctx, fcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		recs, err := c2.Fetch(fctx)
+		fcancel()
+		if err == nil && len(recs) > 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the second member never got a partition")
+		}
+		publish(t, p, all("b")...)
+	}
+	err := c1.Commit(ctx, held...)
+	if !errors.Is(err, bus.ErrNotOwner) {
+		t.Fatalf("stale Commit = %v, want bus.ErrNotOwner", err)
+	}
+	if pr, ok := b.(bus.PartitionReader); ok {
+		for _, r := range held {
+			o, err := pr.Offsets(ctx, stream, r.Partition, group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Committed > r.Offset {
+				t.Fatalf("partition %d committed at %d after a refused commit of offset %d", r.Partition, o.Committed, r.Offset)
+			}
+		}
+	}
+}
+
+// testAppend: PartitionWriter puts records in the partition asked for, in
+// order, and tells the offset of the first.
+func testAppend(t *testing.T, b bus.Bus) {
+	pw, ok := b.(bus.PartitionWriter)
+	pr, ok2 := b.(bus.PartitionReader)
+	if !ok || !ok2 {
+		t.Skip("bus cannot append to a chosen partition")
+	}
+	stream := uniq("append")
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	publish(t, b.Publisher(stream)) // creates the stream
+	var want []string
+	var first int64 = -1
+	var next int64
+	for round, n := range []int{3, 1, 2} {
+		recs := make([]bus.Record, n)
+		for i := range recs {
+			v := fmt.Sprintf("r%d-%d", round, i)
+			want = append(want, v)
+			recs[i] = bus.Record{Key: "whatever-" + v, Value: []byte(v)}
+		}
+		base, err := pw.Append(ctx, stream, 1, recs...)
+		if err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+		if first < 0 {
+			first = base
+		} else if base != next {
+			t.Fatalf("Append round %d landed at %d, want %d (right after the previous)", round, base, next)
+		}
+		next = base + int64(n)
+	}
+	got, err := pr.ReadRange(ctx, stream, 1, first, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("read %d records, want %d", len(got), len(want))
+	}
+	for i, r := range got {
+		if string(r.Value) != want[i] || r.Partition != 1 || r.Offset != first+int64(i) {
+			t.Fatalf("record %d = %q at %d/%d, want %q at 1/%d", i, r.Value, r.Partition, r.Offset, want[i], first+int64(i))
+		}
+	}
+	if _, err := pw.Append(ctx, stream, 1<<20, bus.Record{Value: []byte("x")}); !errors.Is(err, bus.ErrNoPartition) {
+		t.Fatalf("Append to a missing partition = %v, want bus.ErrNoPartition", err)
 	}
 }

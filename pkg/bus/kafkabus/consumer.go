@@ -360,7 +360,11 @@ func (c *consumer) Fetch(ctx context.Context) ([]bus.Record, error) {
 				return nil, fmt.Errorf("kafkabus: fetch %s: %w", c.topic, bus.ErrClosed)
 			}
 		}
-		if d.gen < c.curGen.Load() || !c.match(d.msg) {
+		// Records of any generation but the newest are dropped. Compare for
+		// equality: generation ids grow on Apache Kafka, but a broker that
+		// lost its group state (the dev broker after a restart) starts them
+		// again from 1.
+		if d.gen != c.curGen.Load() || !c.match(d.msg) {
 			continue
 		}
 		gen = d.gen
@@ -371,12 +375,13 @@ drain:
 		select {
 		case d := <-c.ch:
 			switch {
-			case d.gen < gen || !c.match(d.msg):
-			case d.gen > gen:
-				c.pending = &d
+			case d.gen == gen:
+				if c.match(d.msg) {
+					out = append(out, record(d.msg))
+				}
+			case d.gen == c.curGen.Load():
+				c.pending = &d // a newer generation began
 				break drain
-			default:
-				out = append(out, record(d.msg))
 			}
 		default:
 			break drain
@@ -399,11 +404,13 @@ func record(m kafka.Message) bus.Record {
 func (c *consumer) Generation() int64 { return c.fetchGen.Load() }
 
 // Commit commits, per partition, the offset after the highest record of
-// recs. Records of partitions the consumer no longer owns are skipped, and a
-// commit the coordinator refuses because the group is rebalancing, or that
-// fails because its generation ended meanwhile, is dropped: in all these
-// cases the partition's next owner reads the records again
-// (at-least-once). Without a group Commit does nothing. The commit request
+// recs, in the generation the latest Fetch belongs to. Records of
+// partitions the consumer no longer owns are skipped, and a commit the
+// coordinator refuses because the group is rebalancing, or that fails
+// because its generation ended meanwhile (or a newer one began since the
+// records were fetched), is dropped: in all these cases the partition's
+// next owner reads the records again (at-least-once), and the error wraps
+// bus.ErrNotOwner. Without a group Commit does nothing. The commit request
 // itself is bounded by the group's own timeout, not by ctx.
 func (c *consumer) Commit(ctx context.Context, recs ...bus.Record) error {
 	if c.cg == nil || len(recs) == 0 {
@@ -419,19 +426,28 @@ func (c *consumer) Commit(ctx context.Context, recs ...bus.Record) error {
 	}
 	c.mu.Lock()
 	gen, ended := c.gen, c.genEnded
+	stale := gen == nil || int64(gen.ID) != c.fetchGen.Load()
 	offsets := make(map[int]int64)
+	notOwned := 0
 	for _, r := range recs {
 		next := r.Offset + 1
-		if !c.owned[r.Partition] || next <= c.committed[r.Partition] || next <= offsets[r.Partition] {
-			continue
+		switch {
+		case stale || !c.owned[r.Partition]:
+			notOwned++
+		case next <= c.committed[r.Partition] || next <= offsets[r.Partition]:
+		default:
+			offsets[r.Partition] = next
 		}
-		offsets[r.Partition] = next
 	}
 	c.mu.Unlock()
-	if gen == nil || len(offsets) == 0 {
-		return nil
+	var err error
+	if len(offsets) > 0 {
+		err = c.commitGen(gen, ended, offsets)
 	}
-	return c.commitGen(gen, ended, offsets)
+	if err == nil && notOwned > 0 {
+		err = fmt.Errorf("kafkabus: commit %s: %d records: %w", c.topic, notOwned, bus.ErrNotOwner)
+	}
+	return err
 }
 
 // commitGen commits offsets in generation gen, whose ended channel closes
@@ -443,13 +459,13 @@ func (c *consumer) commitGen(gen *kafka.Generation, ended <-chan struct{}, offse
 	case errors.Is(err, kafka.RebalanceInProgress), errors.Is(err, kafka.IllegalGeneration),
 		errors.Is(err, kafka.UnknownMemberId), errors.Is(err, kafka.NotCoordinatorForGroup):
 		c.b.log.Debug("kafkabus: commit dropped by a rebalance", "group", c.opts.Group, "topic", c.topic, "err", err)
-		return nil
+		return fmt.Errorf("kafkabus: commit %s: %w (%v)", c.topic, bus.ErrNotOwner, err)
 	case isClosed(ended):
 		// The generation ended while the commit was in flight and kafka-go
 		// closed its connection (the error is then "use of closed network
 		// connection"): a rebalance too.
 		c.b.log.Debug("kafkabus: commit dropped: generation ended", "group", c.opts.Group, "topic", c.topic, "err", err)
-		return nil
+		return fmt.Errorf("kafkabus: commit %s: %w (generation ended: %v)", c.topic, bus.ErrNotOwner, err)
 	default:
 		return fmt.Errorf("kafkabus: commit %s for group %s: %w", c.topic, c.opts.Group, err)
 	}

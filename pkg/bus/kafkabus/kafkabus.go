@@ -42,6 +42,7 @@ type Bus struct {
 	closed    bool
 	writers   map[string]*kafka.Writer
 	consumers map[*consumer]struct{}
+	client    *kafka.Client // Append's; created on first use
 }
 
 // New connects to the brokers and, with CreateTopics, creates the missing
@@ -92,7 +93,11 @@ func (b *Bus) Close() error {
 	}
 	writers := b.writers
 	b.writers = nil
+	cl := b.client
 	b.mu.Unlock()
+	if cl != nil {
+		cl.Transport.(*kafka.Transport).CloseIdleConnections()
+	}
 
 	var wg sync.WaitGroup
 	errs := make([]error, len(consumers)+len(writers))

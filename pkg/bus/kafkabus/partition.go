@@ -190,3 +190,64 @@ func fetchOnce(conn *kafka.Conn, next int64, maxWait time.Duration, fn func(kafk
 	}
 	return next, hwm, err
 }
+
+var _ bus.PartitionWriter = (*Bus)(nil)
+
+// Append writes recs to one partition of stream's topic in one produce
+// request to its leader and returns the offset of the first record
+// (bus.PartitionWriter). It needs acknowledgements (Config.RequiredAcks one
+// or all): without them the broker tells no offsets. kafka-go's Writer is
+// not used: it picks partitions itself, and its WriteMessages may return on
+// ctx expiry while the batch stays queued and lands later; here a request
+// is sent once, and a caller that gets an error must assume it may still
+// land.
+func (b *Bus) Append(ctx context.Context, stream string, partition int, recs ...bus.Record) (int64, error) {
+	topic := b.Topic(stream)
+	if b.acks == kafka.RequireNone {
+		return 0, fmt.Errorf("kafkabus: append to %s: needs acks one or all", topic)
+	}
+	n, err := b.partitionCount(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	if partition < 0 || partition >= n {
+		return 0, fmt.Errorf("kafkabus: %s/%d: %w", topic, partition, bus.ErrNoPartition)
+	}
+	cl, err := b.produceClient()
+	if err != nil {
+		return 0, fmt.Errorf("kafkabus: append to %s: %w", topic, err)
+	}
+	krecs := make([]kafka.Record, len(recs))
+	for i, r := range recs {
+		krecs[i] = kafka.Record{Key: kafka.NewBytes([]byte(r.Key)), Value: kafka.NewBytes(r.Value)}
+	}
+	resp, err := cl.Produce(ctx, &kafka.ProduceRequest{
+		Topic:        topic,
+		Partition:    partition,
+		RequiredAcks: b.acks,
+		Records:      kafka.NewRecordReader(krecs...),
+		Compression:  b.codec,
+	})
+	if err == nil && resp.Error != nil {
+		err = resp.Error
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kafkabus: append to %s/%d: %w", topic, partition, err)
+	}
+	return resp.BaseOffset, nil
+}
+
+// produceClient returns the bus's client for Append, creating it on first
+// use.
+func (b *Bus) produceClient() (*kafka.Client, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, bus.ErrClosed
+	}
+	if b.client == nil {
+		b.client = &kafka.Client{Addr: b.addr, Timeout: 10 * time.Second,
+			Transport: &kafka.Transport{ClientID: b.cfg.ClientID, DialTimeout: 10 * time.Second}}
+	}
+	return b.client, nil
+}
