@@ -2,7 +2,13 @@ package logic
 
 import (
 	"container/list"
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/bus"
 )
 
 // dedupe remembers the answer given to accepted and held message ids for a
@@ -65,4 +71,76 @@ func (d *dedupe) put(key string, e dedupeEntry, now time.Time) {
 func (d *dedupe) evict(el *list.Element) {
 	d.order.Remove(el)
 	delete(d.items, el.Value.(*dedupeItem).key)
+}
+
+// lookupDurable asks Config.Dedupe about the ids of recs that this worker
+// does not remember and copies what it knows into memory, so that a retry
+// of a message accepted before the last takeover (beyond the scan) is
+// answered with its first seq. When the store fails, the batch goes on with
+// what memory knows.
+func (l *Logic) lookupDurable(ctx context.Context, recs []bus.Record, now time.Time) {
+	if l.cfg.Dedupe == nil {
+		return
+	}
+	var keys []string
+	for _, r := range recs {
+		var in bus.Ingest
+		if bus.Unmarshal(r.Value, &in) != nil || in.ID == "" {
+			continue
+		}
+		if _, ok := l.dedupe.get(dedupeKey(in), now); !ok {
+			keys = append(keys, dedupeKey(in))
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	vals, err := l.cfg.Dedupe.Lookup(qctx, keys...)
+	if err != nil {
+		l.m.dedupeErrors.Inc()
+		l.cfg.Logger.Warn("logic: dedupe store lookup failed; deciding with what this worker remembers", "err", err)
+		return
+	}
+	for i, v := range vals {
+		if seq, err := strconv.ParseUint(string(v), 10, 64); err == nil && seq > 0 {
+			l.dedupe.put(keys[i], dedupeEntry{seq: seq}, now)
+		}
+	}
+}
+
+// storeDurable writes the seqs of verified accepted messages to
+// Config.Dedupe (best effort: a failure leaves memory and the takeover scan
+// to answer retries).
+func (l *Logic) storeDurable(ctx context.Context, outs []outcome) {
+	if l.cfg.Dedupe == nil || len(outs) == 0 {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	work := make(chan *outcome)
+	for range min(16, len(outs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for o := range work {
+				val := strconv.AppendUint(nil, o.reply.Seq, 10)
+				if _, _, err := l.cfg.Dedupe.Remember(sctx, dedupeKey(o.in), val, l.cfg.DedupeTTL); err != nil {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	for i := range outs {
+		work <- &outs[i]
+	}
+	close(work)
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		l.m.dedupeErrors.Add(float64(n))
+		l.cfg.Logger.Warn("logic: dedupe store writes failed", "n", n)
+	}
 }

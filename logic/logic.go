@@ -8,29 +8,39 @@
 //
 // Ordering of one batch of ingest records:
 //
-//  1. decide every record (dedupe, moderation, tentative seq);
-//  2. publish the accepted messages (retried until it succeeds);
-//  3. adopt the seqs, remember accepted ids for dedupe;
-//  4. publish replies and held-message events;
-//  5. commit the ingest records.
+//  1. claim the accepted partitions of new ingest partitions (claim.go);
+//  2. decide every record (dedupe, moderation, tentative seq);
+//  3. append the accepted messages to their accepted partitions under the
+//     claim, retried until they land, and verify no other worker took a
+//     partition over meanwhile;
+//  4. adopt the seqs, remember accepted ids for dedupe (in memory and in
+//     Config.Dedupe);
+//  5. commit the ingest records;
+//  6. publish held-message events and replies: acks of verified messages
+//     always, rejects and held answers only when the commit succeeded
+//     (otherwise the partition's next owner decides those records again,
+//     and its answer is the only one).
 //
-// A crash anywhere before 5 redelivers the records: messages published in
-// 2 are then answered from dedupe (same seq), so nothing acknowledged is
-// lost and nothing is broadcast twice. When the records go to another
-// worker, it first reads the tail of the accepted partition to learn each
-// room's last seq and the ids already accepted (seq.go).
+// A crash anywhere before 5 redelivers the records: messages appended in
+// 3 are then answered from dedupe (same seq), so nothing acknowledged is
+// lost and nothing is broadcast twice. A worker that lost a partition
+// mid-batch announces nothing about the partition's records (claim.go).
 package logic
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/danmaku-live/danmaku/moderation"
 	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/presence"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
 
@@ -80,6 +90,16 @@ type Config struct {
 	DedupeTTL time.Duration
 	// DedupeMax bounds remembered ids. Zero value means 1,000,000.
 	DedupeMax int
+	// Dedupe keeps accepted message ids (and their seqs) for DedupeTTL
+	// across workers and restarts: a retry that arrives after its
+	// partition changed owner, later than the takeover scan reaches, is
+	// still answered with its first seq. Nil means only this worker's
+	// memory and the takeover scan (ScanWindow) remember ids. While it
+	// fails, logic goes on with those.
+	Dedupe presence.Dedupe
+	// ID names this worker in the fence markers it writes (for people
+	// reading the log). Zero value means host name and pid.
+	ID string
 	// Logger receives logs. Zero value means slog.Default().
 	Logger *slog.Logger
 	// Registerer receives metrics. Nil means they are not registered.
@@ -91,12 +111,13 @@ type Logic struct {
 	cfg  Config
 	m    *metrics
 	seqs map[string]uint64 // room → last adopted seq; owned by Run's goroutine
-	// pr reads accepted partitions on takeover; nil when the bus cannot.
+	// pr reads accepted partitions on takeover; pw writes them.
 	pr bus.PartitionReader
-	// scanned and floor are the takeover state of the current generation
-	// (seq.go); owned by Run's goroutine.
-	scanned  map[int]bool      // ingest partitions whose accepted tail was read
-	floor    map[string]uint64 // room → highest seq seen in those tails
+	pw bus.PartitionWriter
+	// claims and floor are the takeover state of the current generation
+	// (claim.go, seq.go); owned by Run's goroutine.
+	claims   map[int]*claim    // ingest partition → claim on its accepted partition
+	floor    map[string]uint64 // room → highest seq seen in the claimed tails
 	scanRecs prometheus.Counter
 	dedupe   *dedupe
 	accPub   bus.Publisher
@@ -130,13 +151,22 @@ func New(cfg Config) (*Logic, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	pr, _ := cfg.Bus.(bus.PartitionReader)
+	if cfg.ID == "" {
+		host, _ := os.Hostname()
+		cfg.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	pr, ok := cfg.Bus.(bus.PartitionReader)
+	pw, ok2 := cfg.Bus.(bus.PartitionWriter)
+	if !ok || !ok2 {
+		return nil, ErrNoFencing
+	}
 	return &Logic{
 		cfg:      cfg,
 		m:        newMetrics(cfg.Registerer),
 		seqs:     make(map[string]uint64),
 		pr:       pr,
-		scanned:  make(map[int]bool),
+		pw:       pw,
+		claims:   make(map[int]*claim),
 		floor:    make(map[string]uint64),
 		scanRecs: newScanCounter(cfg.Registerer),
 		dedupe:   newDedupe(cfg.DedupeMax, cfg.DedupeTTL),
@@ -146,8 +176,10 @@ func New(cfg Config) (*Logic, error) {
 	}, nil
 }
 
-// rebalancer is implemented by group consumers whose partitions can move.
-type rebalancer interface{ Generation() int64 }
+// ErrNoFencing is returned by New for a bus that cannot read and write
+// single partitions (bus.PartitionReader and bus.PartitionWriter), which
+// fencing needs.
+var ErrNoFencing = errors.New("logic: the bus must implement bus.PartitionReader and bus.PartitionWriter")
 
 // Run consumes ingest until ctx is done. It returns nil on ctx cancellation.
 func (l *Logic) Run(ctx context.Context) error {
@@ -171,39 +203,51 @@ func (l *Logic) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		if rb, ok := c.(rebalancer); ok {
+		if rb, ok := c.(bus.Rebalancer); ok {
 			if g := rb.Generation(); g != gen {
 				// Partitions may have moved: rooms this worker owned may
-				// have advanced elsewhere. Read each partition's accepted
-				// tail again before deciding its records (seq.go), and
-				// reload seqs on first use.
+				// have advanced elsewhere. Claim each partition again
+				// before deciding its records, and reload seqs on first
+				// use.
 				gen = g
 				clear(l.seqs)
-				clear(l.scanned)
+				clear(l.claims)
 				clear(l.floor)
 			}
 		}
-		if err := l.recover(ctx, recs); err != nil {
+		if err := l.claimAll(ctx, l.dropLost(recs)); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		if err := l.process(ctx, recs); err != nil {
+		if recs = l.dropLost(recs); len(recs) == 0 {
+			continue
+		}
+		outs, err := l.process(ctx, recs)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		if err := c.Commit(ctx, recs...); err != nil && ctx.Err() == nil {
-			l.cfg.Logger.Warn("logic: commit failed", "err", err)
+		// Commit only the partitions whose writes stood; a refused commit
+		// means the group moved some of them meanwhile.
+		committed := true
+		if err := c.Commit(ctx, l.dropLost(recs)...); err != nil {
+			committed = false
+			if !errors.Is(err, bus.ErrNotOwner) && ctx.Err() == nil {
+				l.cfg.Logger.Warn("logic: commit failed", "err", err)
+			}
 		}
+		l.answer(ctx, outs, committed)
 	}
 }
 
 // outcome is the decision about one ingest record.
 type outcome struct {
 	in    bus.Ingest
+	part  int   // ingest partition
 	off   int64 // ingest offset
 	reply bus.Reply
 	msg   *protocol.Message // accepted
@@ -211,10 +255,13 @@ type outcome struct {
 	dup   bool
 }
 
-// process decides and publishes one batch. It returns an error only when
-// ctx ended before the accepted messages were published.
-func (l *Logic) process(ctx context.Context, recs []bus.Record) error {
+// process decides one batch and appends its accepted messages (steps 2–4
+// of the package comment). It returns the outcomes to announce; outcomes
+// of partitions lost meanwhile are left out. It returns an error only when
+// ctx ended before the accepted messages were written.
+func (l *Logic) process(ctx context.Context, recs []bus.Record) ([]outcome, error) {
 	now := time.Now()
+	l.lookupDurable(ctx, recs, now)
 	outs := make([]outcome, 0, len(recs))
 	next := make(map[string]uint64) // tentative seqs of this batch
 	inBatch := make(map[string]int) // dedupe key → index in outs
@@ -225,7 +272,8 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) error {
 			continue
 		}
 		l.m.in.Inc()
-		o := outcome{in: in, off: rec.Offset, reply: bus.Reply{Gateway: in.Gateway, Conn: in.Conn, ID: in.ID, Room: in.Room}}
+		o := outcome{in: in, part: rec.Partition, off: rec.Offset,
+			reply: bus.Reply{Gateway: in.Gateway, Conn: in.Conn, ID: in.ID, Room: in.Room}}
 		key := dedupeKey(in)
 		if in.ID != "" {
 			if i, ok := inBatch[key]; ok {
@@ -250,28 +298,63 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) error {
 		outs = append(outs, o)
 	}
 
-	var accepted []bus.Record
+	// Append each partition's accepted messages under its claim.
+	byPart := make(map[int][]bus.Record)
 	for i := range outs {
 		if m := outs[i].msg; m != nil && !outs[i].dup {
-			v, _ := bus.Marshal(acceptedValue{Message: *m, In: &outs[i].off})
-			accepted = append(accepted, bus.Record{Key: m.Room, Value: v})
+			v, _ := bus.Marshal(acceptedValue{Message: *m, In: &outs[i].off, F: l.claims[outs[i].part].id})
+			byPart[outs[i].part] = append(byPart[outs[i].part], bus.Record{Key: m.Room, Value: v})
 		}
 	}
-	if len(accepted) > 0 {
-		if err := l.publishRetry(ctx, l.accPub, accepted); err != nil {
-			return err
+	parts := make([]int, 0, len(byPart))
+	for p := range byPart {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	for _, p := range parts {
+		if _, err := l.appendFenced(ctx, p, l.claims[p], byPart[p]); err != nil {
+			return nil, err
 		}
 	}
-	for room, seq := range next {
-		l.seqs[room] = seq
+	kept := outs[:0]
+	var stored []outcome
+	for i := range outs {
+		o := &outs[i]
+		if l.claims[o.part].lost {
+			continue // the new owner answers
+		}
+		if o.msg != nil && !o.dup {
+			if seq := o.msg.Seq; seq > l.seqs[o.in.Room] {
+				l.seqs[o.in.Room] = seq
+			}
+			if o.in.ID != "" {
+				l.dedupe.put(dedupeKey(o.in), dedupeEntry{seq: o.reply.Seq}, now)
+				stored = append(stored, *o)
+			}
+		}
+		kept = append(kept, *o)
 	}
+	l.storeDurable(ctx, stored)
+	return kept, nil
+}
+
+// answer publishes held-message events and replies for outs (step 6):
+// acks always, held answers and rejects only when the batch's ingest
+// records were committed. Runs on Run's goroutine.
+func (l *Logic) answer(ctx context.Context, outs []outcome, committed bool) {
+	now := time.Now()
 	var replies, control []bus.Record
 	for i := range outs {
 		o := &outs[i]
-		if !o.dup && o.in.ID != "" && (o.msg != nil || o.held != nil) {
-			l.dedupe.put(dedupeKey(o.in), dedupeEntry{seq: o.reply.Seq, held: o.reply.Held}, now)
+		final := o.reply.Seq != 0 // an ack stands whatever happens to the commit
+		if !final && !committed {
+			l.m.unannounced.Inc()
+			continue // the partition's next owner decides it again
 		}
 		if o.held != nil && !o.dup {
+			if o.in.ID != "" {
+				l.dedupe.put(dedupeKey(o.in), dedupeEntry{held: true}, now)
+			}
 			data, _ := bus.Marshal(heldEvent{Message: *o.held, Gateway: o.in.Gateway, Conn: o.in.Conn, Rule: o.reply.Message})
 			v, _ := bus.Marshal(bus.Control{Op: bus.ControlHeld, Room: o.in.Room, UID: o.in.UID, TS: now.UnixMilli(), Data: data})
 			control = append(control, bus.Record{Key: o.in.Room, Value: v})
@@ -283,8 +366,12 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) error {
 		}
 	}
 	if len(control) > 0 {
-		if err := l.publishRetry(ctx, l.ctlPub, control); err != nil {
-			return err
+		if err := l.retry(ctx, "publishing held messages", func() error {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			return l.ctlPub.Publish(pctx, control...)
+		}); err != nil {
+			return
 		}
 	}
 	if len(replies) > 0 {
@@ -296,7 +383,6 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) error {
 		}
 		cancel()
 	}
-	return nil
 }
 
 // heldEvent is the Data of a ControlHeld event: the message as it would be
@@ -384,28 +470,6 @@ func (l *Logic) lastSeq(ctx context.Context, room string) (uint64, error) {
 	}
 	l.seqs[room] = seq
 	return seq, nil
-}
-
-// publishRetry publishes recs, retrying with backoff until it succeeds or
-// ctx ends.
-func (l *Logic) publishRetry(ctx context.Context, p bus.Publisher, recs []bus.Record) error {
-	backoff := 20 * time.Millisecond
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := p.Publish(pctx, recs...)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		l.m.publishErrors.Inc()
-		l.cfg.Logger.Warn("logic: publish failed, retrying", "n", len(recs), "err", err, "backoff", backoff)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
-	}
 }
 
 // roleTag is the role shown on a message: empty for plain viewers.

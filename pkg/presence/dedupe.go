@@ -15,4 +15,7 @@ type Dedupe interface {
 	// When it is, Remember stores nothing and returns the stored value
 	// with dup true.
 	Remember(ctx context.Context, key string, val []byte, ttl time.Duration) (prev []byte, dup bool, err error)
+	// Lookup returns the stored values of keys, in order; nil for a key
+	// with no live value.
+	Lookup(ctx context.Context, keys ...string) ([][]byte, error)
 }

@@ -69,6 +69,22 @@ func (d *MemoryDedupe) Remember(ctx context.Context, key string, val []byte, ttl
 	return nil, false, nil
 }
 
+// Lookup returns copies of the live values of keys.
+func (d *MemoryDedupe) Lookup(ctx context.Context, keys ...string) ([][]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		if el, ok := d.m[k]; ok {
+			if e := el.Value.(*dedupeEntry); now.Before(e.expires) {
+				out[i] = append([]byte{}, e.val...)
+			}
+		}
+	}
+	return out, nil
+}
+
 // Len returns the number of keys held, expired ones not yet dropped
 // included.
 func (d *MemoryDedupe) Len() int {

@@ -22,6 +22,21 @@ func RunDedupe(t *testing.T, newD func(t *testing.T) presence.Dedupe) {
 		return prev, dup
 	}
 	run(t, []testCase{
+		{"lookup finds stored values only", func(t *testing.T) {
+			d := newD(t)
+			remember(t, d, "l1", "seq=1", longTTL)
+			remember(t, d, "l3", "", longTTL)
+			got, err := d.Lookup(ctxFor(t), "l1", "l2", "l3")
+			if err != nil {
+				t.Fatalf("Lookup: %v", err)
+			}
+			if len(got) != 3 || string(got[0]) != "seq=1" || got[1] != nil || got[2] == nil || len(got[2]) != 0 {
+				t.Fatalf("Lookup = %q; want [seq=1 <nil> \"\"]", got)
+			}
+			if got, err := d.Lookup(ctxFor(t)); err != nil || len(got) != 0 {
+				t.Fatalf("Lookup() = %q, %v; want nothing", got, err)
+			}
+		}},
 		{"first then duplicate", func(t *testing.T) {
 			d := newD(t)
 			if prev, dup := remember(t, d, "u1:m1", "ack seq=7", longTTL); dup || prev != nil {

@@ -28,3 +28,25 @@ func (c *Client) Remember(ctx context.Context, key string, val []byte, ttl time.
 	}
 	return prev, true, nil
 }
+
+// Lookup reads the values of keys with one MGET (presence.Dedupe).
+func (c *Client) Lookup(ctx context.Context, keys ...string) ([][]byte, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = c.ddKey + k
+	}
+	vals, err := c.rdb.MGet(ctx, full...).Result()
+	if err != nil {
+		return nil, wrap("lookup", err)
+	}
+	out := make([][]byte, len(keys))
+	for i, v := range vals {
+		if s, ok := v.(string); ok {
+			out[i] = []byte(s)
+		}
+	}
+	return out, nil
+}
