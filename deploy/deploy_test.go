@@ -1,7 +1,8 @@
 // Package deploy holds the deployment files (docker-compose, Kubernetes
-// manifests, example configs); its test checks that every YAML file parses
-// and has the structure the docs promise. No Docker engine or cluster is
-// needed.
+// manifests, example configs); its tests check that every YAML file parses
+// and has the structure the docs promise, and validate the compose file and
+// the manifests with the Compose loader and the Kubernetes API types
+// (validate_test.go). No Docker engine or cluster is needed.
 package deploy
 
 import (
