@@ -56,6 +56,7 @@ type Config struct {
 	KafkaBatchTimeout time.Duration
 	KafkaAcks         string
 	KafkaCompression  string
+	KafkaReplication  int
 	// History is "memory" or "clickhouse" (ClickHouse address).
 	History    string
 	ClickHouse string
@@ -303,7 +304,7 @@ func (a *App) openBackends() error {
 		}
 		kb, err := kafkabus.New(ctx, kafkabus.Config{Brokers: strings.Split(cfg.Brokers, ","), TopicPrefix: cfg.TopicPrefix,
 			CreateTopics: true, Logger: a.log, MaxWait: cfg.KafkaMaxWait, BatchTimeout: cfg.KafkaBatchTimeout,
-			RequiredAcks: cfg.KafkaAcks, Compression: cfg.KafkaCompression})
+			RequiredAcks: cfg.KafkaAcks, Compression: cfg.KafkaCompression, ReplicationFactor: cfg.KafkaReplication})
 		if err != nil {
 			return err
 		}

@@ -203,6 +203,7 @@ func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.KafkaBatchTimeout, "kafka-batch-timeout", envDuration("DANMAKU_KAFKA_BATCH_TIMEOUT", 0), "how long a Kafka publish waits to fill a batch (0: 2ms)")
 	fs.StringVar(&cfg.KafkaAcks, "kafka-acks", os.Getenv("DANMAKU_KAFKA_ACKS"), "acknowledgement a Kafka publish waits for: all or one (empty: all)")
 	fs.StringVar(&cfg.KafkaCompression, "kafka-compression", os.Getenv("DANMAKU_KAFKA_COMPRESSION"), "Kafka batch compression: none, lz4, snappy or zstd (empty: lz4)")
+	fs.IntVar(&cfg.KafkaReplication, "kafka-replication", envInt("DANMAKU_KAFKA_REPLICATION", 0), "replication factor of the topics a process creates when they are missing (0: 1, for a one-broker dev cluster; production: 3, with the brokers' min.insync.replicas=2)")
 	fs.StringVar(&cfg.History, "history", env("DANMAKU_HISTORY", "memory"), "memory or clickhouse (env DANMAKU_HISTORY)")
 	fs.StringVar(&cfg.ClickHouse, "clickhouse", "", "ClickHouse native address host:port or clickhouse://USER:PASSWORD@host:port (env DANMAKU_CLICKHOUSE, never shown here)")
 	fs.StringVar(&cfg.Presence, "presence", env("DANMAKU_PRESENCE", "memory"), "memory or redis (env DANMAKU_PRESENCE)")
