@@ -290,6 +290,22 @@ func (c *conn) finishJoin(m *member, name string, resume *uint64, msgs []protoco
 	if n := len(msgs); n > 0 && msgs[n-1].Seq > m.from {
 		m.from = msgs[n-1].Seq
 	}
+	if m.overflow {
+		// Batches arrived past maxPending and were not queued: the ring
+		// has them (dispatch appends a batch to it before handing it to
+		// the loops), so the history continues with the ring up to the
+		// room's newest seq. When the ring no longer reaches back to the
+		// history's end the answer is incomplete and the client resumes.
+		m.overflow = false
+		r.mu.Lock()
+		if r.coversLocked(m.from) {
+			msgs = append(msgs[:len(msgs):len(msgs)], r.ringAfterLocked(m.from)...)
+			m.from = max(m.from, r.last)
+		} else {
+			complete = false
+		}
+		r.mu.Unlock()
+	}
 	// The joined seq is the one the history covers, not the room's newest:
 	// clients take the history as complete up to it, and the batches that
 	// arrived while it loaded (pending) follow it.
@@ -467,9 +483,11 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 		switch {
 		case m.catching:
 			for _, d := range ds {
-				if len(m.pending) < maxPending {
-					m.pending = append(m.pending, pendingFrame{frame: d.pick(m.c), first: d.first, last: d.last})
+				if d.last != 0 && (m.overflow || len(m.pending) >= maxPending) {
+					m.overflow = true // finishJoin takes it from the ring
+					continue
 				}
+				m.pending = append(m.pending, pendingFrame{frame: d.pick(m.c), first: d.first, last: d.last})
 			}
 		case last != 0 && last <= m.from:
 			// Every batch was in its history; send only the rest.

@@ -148,6 +148,10 @@ type member struct {
 	// the store (catching up); nil otherwise.
 	pending  []pendingFrame
 	catching bool
+	// overflow is set when batches arrived for a catching member past
+	// maxPending: they (and every later one until it is answered) were
+	// not queued, and finishJoin takes them from the ring.
+	overflow bool
 	// observer: a moderator watching with observe=1, not counted online.
 	observer bool
 }
@@ -157,8 +161,13 @@ type pendingFrame struct {
 	first, last uint64
 }
 
-// maxPending bounds frames queued for a viewer catching up; past it they
-// are dropped and the viewer sees a gap and resumes.
+// maxPending bounds the batches queued for a viewer catching up; past it
+// they are not queued (member.overflow) and its join is answered with them
+// from the ring, or with complete:false when the ring no longer holds them.
+// Frames outside the seq stream (delete, purge, notice, online) are always
+// queued: they are few (moderators' actions, a count every
+// PresenceInterval) and dropping one would leave a deleted message on
+// screen.
 const maxPending = 256
 
 func (l *loop) addConn(c *conn) {
