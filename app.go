@@ -150,6 +150,7 @@ func NewApp(cfg Config) (*App, error) {
 		if a.hw, err = history.NewWriter(history.WriterConfig{Bus: a.bus, Store: a.history, Logger: a.log}); err != nil {
 			return nil, err
 		}
+		registerWriterMetrics(a.reg, a.hw)
 	}
 	if runs("dispatch") {
 		if a.dp, err = dispatch.New(dispatch.Config{Bus: a.bus, ThinBudget: cfg.ThinBudget, Logger: a.log, Registerer: a.reg}); err != nil {
