@@ -637,3 +637,29 @@ func TestOutboundBudget(t *testing.T) {
 		})
 	}
 }
+
+// TestConnIDsDoNotRepeatAcrossRestarts: replies are addressed by gateway id
+// and connection id, and the gateway id survives a restart; a send's answer
+// that comes after the restart (logic decided a redelivery) must not find a
+// new connection with the same number (the fault-schedule checker saw
+// acks of one sender reach another).
+func TestConnIDsDoNotRepeatAcrossRestarts(t *testing.T) {
+	signer, _ := auth.NewSigner(testSecret)
+	cfg := Config{Addr: "127.0.0.1:0", ID: "gw-same", Bus: bus.NewMemory(bus.MemoryConfig{}), History: history.NewMemory(history.MemoryConfig{}),
+		Signer: signer}
+	first, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	for range 100000 { // the first incarnation served many connections
+		last = first.nextID.Add(1)
+	}
+	second, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := second.nextID.Add(1); id <= last {
+		t.Fatalf("the restarted gateway's first connection id %d repeats the range of the previous one (up to %d)", id, last)
+	}
+}

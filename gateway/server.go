@@ -77,7 +77,13 @@ type Server struct {
 	// last saw it (at each write to a viewer and every sweep, each adding
 	// the change: conn.count), checked against Config.OutboundBudget.
 	outbound atomic.Int64
-	nextID   atomic.Uint64
+	// nextID numbers connections. It starts at the process's start time
+	// in nanoseconds, not at 0: replies are addressed by gateway id and
+	// connection id, the gateway id survives a restart, and logic may
+	// answer a send made before the restart afterwards (a redelivery);
+	// that answer must not reach whichever new connection got the same
+	// number.
+	nextID atomic.Uint64
 	// ndeflate counts open connections that negotiated permessage-deflate;
 	// batches are compressed only while it is above zero.
 	ndeflate atomic.Int64
@@ -129,6 +135,7 @@ func New(cfg Config) (*Server, error) {
 		histSem: make(chan struct{}, cfg.MaxHistoryLoads),
 	}
 	s.m = newMetrics(cfg.Registerer, &s.outbound)
+	s.nextID.Store(uint64(time.Now().UnixNano()))
 	s.clock.Store(time.Now().UnixMilli())
 	s.addr.Store(cfg.Addr)
 	if cfg.Sessions != nil {
