@@ -12,7 +12,10 @@ const LOG_MAX = 200;
 // Stage lays danmaku out in horizontal lanes. Each item crosses the stage
 // in DURATION ms whatever its width, so longer items move faster. A lane
 // takes a new item when the previous one has fully entered with a gap and
-// the new one cannot catch up with it before it leaves.
+// the new one cannot catch up with it (keeping the gap) before it leaves.
+// Where an item is comes from its animation's own clock, not from when it
+// was placed: on a busy page an animation starts frames later than asked,
+// and reckoning from the placing time put the next item on top of it.
 class Stage {
   constructor(layer) {
     this.layer = layer;
@@ -55,6 +58,7 @@ class Stage {
     const now = performance.now();
     while (this.queue.length > 0) {
       const item = this.queue[0];
+      item.w = item.el.offsetWidth || item.w; // fonts may have loaded since add
       const speed = (W + item.w) / this.duration;
       const lane = this.freeLane(W, item.w, speed, now, n);
       if (lane < 0) break;
@@ -69,13 +73,20 @@ class Stage {
     }
   }
 
+  // elapsed is how far (ms) item's animation has run; 0 while it waits
+  // for its first frame.
+  elapsed(item) {
+    const t = item.anim ? item.anim.currentTime : null;
+    return typeof t === "number" && t > 0 ? t : 0;
+  }
+
   freeLane(W, w, speed, now, n) {
     for (let i = 0; i < n; i++) {
       const prev = this.lanes[i];
       if (!prev || !prev.el.isConnected) return i;
-      const tail = W - prev.speed * (now - prev.start) + prev.w; // right edge of prev
+      const tail = W - prev.speed * this.elapsed(prev) + prev.w; // right edge of prev
       if (tail + this.gap > W) continue; // not fully in yet
-      if (speed > prev.speed && tail / prev.speed > W / speed) continue; // would catch up
+      if (speed > prev.speed && (tail + this.gap) / prev.speed > W / speed) continue; // would catch up
       return i;
     }
     return -1;
@@ -87,12 +98,15 @@ class Stage {
     item.start = now;
     this.lanes[lane] = item;
     el.style.top = lane * laneH + 4 + "px";
+    // Until its first frame the item waits off the right edge, not at x=0
+    // over the lane's older items.
+    el.style.transform = `translateX(${W}px)`;
     el.style.visibility = "";
-    el.style.transform = "";
     this.live.add(el);
     item.anim = el.animate([{ transform: `translateX(${W}px)` }, { transform: `translateX(${-item.w - 8}px)` }], {
       duration: this.duration,
       easing: "linear",
+      fill: "forwards",
     });
     item.anim.onfinish = () => this.remove(el);
   }
@@ -236,7 +250,19 @@ function mine(m) {
   return !!me.uid && m.uid === me.uid;
 }
 
+// emptyHint shows a line on the stage while the room has no message.
+function emptyHint(on) {
+  const h = $("empty-hint");
+  if (on) {
+    h.textContent = me.token
+      ? `No danmaku in #${room} yet — say something below to start.`
+      : `No danmaku in #${room} yet — pick a guest name below and say something.`;
+  }
+  h.hidden = !on;
+}
+
 function show(m, fly) {
+  emptyHint(false);
   if (fly) stage.add(stageItem(m, mine(m)), m.kind === "paid" || m.kind === "system");
   const atBottom = logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 30;
   logEl.appendChild(logItem(m, mine(m)));
@@ -290,6 +316,7 @@ function switchRoom(next) {
   if (next === room) return;
   if (room) client.leave(room);
   room = next;
+  emptyHint(false);
   stage.clear();
   logEl.textContent = "";
   setOnline(0);
@@ -324,6 +351,13 @@ function wire(c) {
   c.on("joined", (r, _seq, online) => {
     if (r === room) setOnline(online);
   });
+  c.on("history", (r) => {
+    if (r === room && logEl.children.length === 0) emptyHint(true);
+  });
+  c.on("verdict", (r, _id, f) => {
+    if (f.op === "ack") note("a moderator approved your message" + (r !== room ? " in #" + r : ""), "ok");
+    else note("a moderator rejected your message" + (r !== room ? " in #" + r : ""), "bad");
+  });
   c.on("online", (r, n) => {
     if (r === room) setOnline(n);
   });
@@ -352,7 +386,7 @@ async function send(text) {
   try {
     const f = await client.send(r, text);
     if (f.op === "ack") {
-      note(f.held ? "your message is waiting for a moderator" : "", f.held ? "" : "ok");
+      note(f.held ? "your message is waiting for a moderator — you will see the outcome here" : "", f.held ? "" : "ok");
       return;
     }
     note(rejectText(f), "bad");

@@ -25,6 +25,13 @@
 //   tokenexpired ()              the token expired (close 4005); the client
 //                                reconnects anonymously unless setToken is
 //                                called with a fresh one
+//   verdict  (room, id, frame)   a message of ours that was held for review
+//                                (send resolved with {held: true}) was
+//                                decided by a moderator: frame is an ack
+//                                with its seq (approved) or a reject
+//                                (rejected). It reaches the connection that
+//                                sent the message; after a reconnect in
+//                                between it may not come
 //   error    (frame)             an error frame {code, message}
 //   close    ({code, reason})    the connection closed
 //   state    (state, info)       "connecting", "open", "reconnecting"
@@ -121,6 +128,7 @@ export class DanmakuClient {
     this._ws = null;
     this._rooms = new Map(); // room → {last, resuming, joinWaiters:[]}
     this._waiters = new Map(); // message id → fn(frame)
+    this._held = new Map(); // message id → {room, at}: held sends awaiting a verdict
     this._listeners = new Map();
     this._attempt = 0;
     this._timer = null; // reconnect timer
@@ -389,7 +397,16 @@ export class DanmakuClient {
       case "ack":
       case "reject": {
         const fn = this._waiters.get(f.id);
-        if (fn) fn(f);
+        if (fn) {
+          fn(f);
+          return;
+        }
+        // No send waits for it: the later verdict on a held message.
+        const h = this._held.get(f.id);
+        if (h && !(f.op === "ack" && f.held)) {
+          this._held.delete(f.id);
+          this._emit("verdict", f.room || h.room, f.id, f);
+        }
         return;
       }
       case "delete":
@@ -554,12 +571,25 @@ export class DanmakuClient {
           await this._sleep(wait, signal, deadline);
           continue;
         }
+        if (f.op === "ack" && f.held) this._rememberHeld(id, room);
         return f;
       }
       // No answer in time, or no connection: back off, then try again.
       await this._sleep(backoff(this.minBackoffMs, this.maxBackoffMs, attempt), signal, deadline);
       attempt++;
     }
+  }
+
+  // _rememberHeld notes a held send so that its later verdict is emitted;
+  // entries older than HELD_TTL_MS (the server's queue keeps a message
+  // 10 minutes) are forgotten.
+  _rememberHeld(id, room) {
+    const now = Date.now();
+    for (const [k, v] of this._held) {
+      if (now - v.at < HELD_TTL_MS && this._held.size < HELD_MAX) break;
+      this._held.delete(k);
+    }
+    this._held.set(id, { room, at: now });
   }
 
   _check(signal, deadline) {
@@ -616,6 +646,10 @@ export class DanmakuClient {
     this._stop("closed");
   }
 }
+
+// HELD_TTL_MS and HELD_MAX bound the held sends remembered for a verdict.
+const HELD_TTL_MS = 15 * 60 * 1000;
+const HELD_MAX = 256;
 
 // MAX_INCOMPLETE is how many resumes in a row answered complete:false
 // without progress are asked again before the gap is accepted.

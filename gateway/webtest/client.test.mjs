@@ -194,6 +194,30 @@ test("send resolves with the ack", async () => {
   t.c.close();
 });
 
+test("a held send's later ack or reject is emitted as a verdict", async () => {
+  const t = setup();
+  const ws = await joined(t);
+  const verdicts = [];
+  t.c.on("verdict", (room, id, f) => verdicts.push({ room, id, op: f.op, seq: f.seq, code: f.code }));
+  for (const [text, id] of [["a", "h1"], ["b", "h2"]]) {
+    const p = t.c.sendID("r", id, text);
+    await until(() => ws.ops("send").some((f) => f.id === id), "send " + id);
+    ws.recv({ op: "ack", id, room: "r", held: true });
+    assert.deepEqual(await p, { op: "ack", id, room: "r", held: true });
+  }
+  // An answer to an id we never held, and a repeated held ack, are not verdicts.
+  ws.recv({ op: "ack", id: "other", room: "r", seq: 9 });
+  ws.recv({ op: "ack", id: "h1", room: "r", held: true });
+  ws.recv({ op: "ack", id: "h1", room: "r", seq: 7 });
+  ws.recv({ op: "reject", id: "h2", room: "r", code: "blocked", message: "rejected by a moderator" });
+  ws.recv({ op: "ack", id: "h1", room: "r", seq: 7 }); // once only
+  assert.deepEqual(verdicts, [
+    { room: "r", id: "h1", op: "ack", seq: 7, code: undefined },
+    { room: "r", id: "h2", op: "reject", seq: undefined, code: "blocked" },
+  ]);
+  t.c.close();
+});
+
 test("send retries with the same id after a timeout and after a reconnect", async () => {
   const t = setup();
   const ws = await joined(t);

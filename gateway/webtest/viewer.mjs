@@ -1,0 +1,173 @@
+// viewer.mjs checks the viewer page in headless Chromium at one width
+// (DANMAKU_WIDTH): an empty room shows a hint, the sender of a held message
+// learns whether a moderator approved or rejected it, and danmaku never
+// overlap in a lane while a burst arrives on a busy page.
+// webtest_test.go starts the server and passes:
+//   DANMAKU_HTTP           http://127.0.0.1:P
+//   DANMAKU_CHROMIUM       the browser binary
+//   DANMAKU_OUT            where screenshots go
+//   DANMAKU_ROOM           a fresh room
+//   DANMAKU_MOD_TOKEN      a mod token for the room
+//   DANMAKU_SERVICE_TOKEN  a service token (publishes the burst)
+//   DANMAKU_WIDTH          viewport width in px
+import { chromium } from "playwright-core";
+import assert from "node:assert/strict";
+import path from "node:path";
+
+const HTTP = process.env.DANMAKU_HTTP;
+const OUT = process.env.DANMAKU_OUT;
+const ROOM = process.env.DANMAKU_ROOM;
+const MOD = process.env.DANMAKU_MOD_TOKEN;
+const SERVICE = process.env.DANMAKU_SERVICE_TOKEN;
+const WIDTH = Number(process.env.DANMAKU_WIDTH || 1440);
+const HEIGHT = WIDTH <= 1024 ? 768 : 900;
+const step = (s) => console.log(`viewer@${WIDTH}: ` + s);
+const shot = (name) => path.join(OUT, `${name}-${WIDTH}.png`);
+
+async function api(method, p, token, body) {
+  const res = await fetch(`${HTTP}/api/rooms/${ROOM}${p}`, {
+    method,
+    headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  assert.ok(res.ok, `${method} ${p}: HTTP ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+async function heldEntry(text) {
+  for (let i = 0; i < 100; i++) {
+    const { held } = await api("GET", "/held", MOD);
+    const h = held.find((x) => x.text === text);
+    if (h) return h;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error("not in the held queue: " + text);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.DANMAKU_CHROMIUM,
+  headless: true,
+  timeout: 20000,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+});
+const problems = [];
+try {
+  const page = await browser.newPage({ viewport: { width: WIDTH, height: HEIGHT } });
+  page.setDefaultTimeout(10000);
+  page.on("pageerror", (e) => problems.push("page error: " + e.message));
+  page.on("console", (m) => {
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push("console error: " + m.text());
+  });
+
+  step("an empty room shows a hint on the stage");
+  await page.goto(`${HTTP}/?room=${ROOM}`);
+  await page.waitForSelector('#conn[data-state="open"]');
+  const hint = page.locator("#empty-hint");
+  await hint.waitFor({ state: "visible" });
+  assert.match(await hint.textContent(), new RegExp(`No danmaku in #${ROOM} yet`));
+  const hb = await hint.boundingBox();
+  const sb = await page.locator("#stage").boundingBox();
+  assert.ok(hb.x >= sb.x && hb.x + hb.width <= sb.x + sb.width && hb.y >= sb.y && hb.y + hb.height <= sb.y + sb.height, "hint inside the stage");
+  await page.screenshot({ path: shot("viewer-empty") });
+
+  step("signing in as a guest; the room holds messages with a keyword");
+  await page.fill("#guest-name", "held sender");
+  await page.click("#guest-form button[type=submit]");
+  await page.waitForFunction(() => document.getElementById("whoami").textContent.includes("held sender"));
+  await api("PUT", "/keywords", MOD, { keywords: ["needsreview"], action: "hold" });
+  await new Promise((r) => setTimeout(r, 300)); // the control event reaches logic
+
+  const sendText = async (text) => {
+    await page.fill("#send-input", text);
+    await page.press("#send-input", "Enter");
+  };
+  step("a held message's sender sees it approved");
+  const first = "needsreview please " + Math.random().toString(36).slice(2, 7);
+  await sendText(first);
+  await page.waitForFunction(() => document.getElementById("note").textContent.startsWith("your message is waiting for a moderator"));
+  const h1 = await heldEntry(first);
+  await api("POST", `/held/${h1.id}/approve`, MOD);
+  await page.waitForFunction(() => document.getElementById("note").textContent === "a moderator approved your message");
+  assert.ok((await page.getAttribute("#note", "class")).includes("ok"));
+  await page.locator("#log li", { hasText: first }).waitFor({ state: "attached" });
+  assert.ok(await hint.isHidden(), "the hint goes once a message arrived");
+  await page.screenshot({ path: shot("viewer-approved") });
+
+  step("a held message's sender sees it rejected");
+  await new Promise((r) => setTimeout(r, 1100)); // the rate limit
+  const second = "needsreview again " + Math.random().toString(36).slice(2, 7);
+  await sendText(second);
+  await page.waitForFunction(() => document.getElementById("note").textContent.startsWith("your message is waiting for a moderator"));
+  const h2 = await heldEntry(second);
+  await api("POST", `/held/${h2.id}/reject`, MOD);
+  await page.waitForFunction(() => document.getElementById("note").textContent === "a moderator rejected your message");
+  assert.ok((await page.getAttribute("#note", "class")).includes("bad"));
+  await page.screenshot({ path: shot("viewer-rejected") });
+
+  step("a burst on a busy page: no two danmaku overlap in a lane");
+  // The page's main thread is kept busy 60 ms of every 100 (a slow
+  // machine, a heavy page), and every frame the lanes are checked.
+  await page.evaluate(() => {
+    const overlaps = [];
+    globalThis.__overlaps = overlaps;
+    globalThis.__checked = 0;
+    globalThis.__busy = setInterval(() => {
+      const t = performance.now();
+      while (performance.now() - t < 60);
+    }, 100);
+    const layer = document.getElementById("layer");
+    const check = () => {
+      const W = layer.clientWidth;
+      const base = layer.getBoundingClientRect().left;
+      const lanes = new Map();
+      for (const el of layer.querySelectorAll(".dm")) {
+        if (el.style.visibility === "hidden") continue;
+        const r = el.getBoundingClientRect();
+        const x = r.left - base;
+        if (x + r.width <= 0 || x >= W) continue; // off stage
+        const lane = el.style.top;
+        if (!lanes.has(lane)) lanes.set(lane, []);
+        lanes.get(lane).push({ x, right: x + r.width, text: el.textContent });
+      }
+      for (const items of lanes.values()) {
+        items.sort((a, b) => a.x - b.x);
+        for (let i = 1; i < items.length; i++) {
+          const over = items[i - 1].right - items[i].x;
+          if (over > 1) overlaps.push({ a: items[i - 1].text, b: items[i].text, over: Math.round(over) });
+        }
+      }
+      globalThis.__checked++;
+      if (globalThis.__checking) requestAnimationFrame(check);
+    };
+    globalThis.__checking = true;
+    requestAnimationFrame(check);
+  });
+  const words = ["gg", "前方高能!!", "what a play", "lol", "that was close", "8888888", "wow", "clutch!!!", "no way"];
+  for (let b = 0; b < 8; b++) {
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        fetch(`${HTTP}/api/rooms/${ROOM}/publish`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", Authorization: "Bearer " + SERVICE },
+          body: JSON.stringify({ text: `${words[(b * 20 + i) % words.length]} ${b}.${i}`.repeat(1 + ((b + i) % 3)) }),
+        }).then((r) => assert.equal(r.status, 200)),
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  await page.waitForTimeout(5000);
+  await page.screenshot({ path: shot("viewer-burst") });
+  const { overlaps, checked } = await page.evaluate(() => {
+    globalThis.__checking = false;
+    clearInterval(globalThis.__busy);
+    return { overlaps: globalThis.__overlaps, checked: globalThis.__checked };
+  });
+  assert.ok(checked > 10, `only ${checked} frames checked`);
+  assert.deepEqual(overlaps.slice(0, 5), [], `${overlaps.length} overlaps in ${checked} frames`);
+
+  assert.deepEqual(problems, [], "no errors on the page");
+  step("ok");
+} finally {
+  await browser.close();
+}
