@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,6 +118,7 @@ func TestMultiProcess(t *testing.T) {
 		acked[r] = map[uint64]string{}
 	}
 	var nAcked atomic.Int64
+	var ackTimes []time.Time // guarded by mu
 	var swg sync.WaitGroup
 	for s := range senders {
 		c, err := client.Dial(ctx, client.Config{URL: urls[s%2], Token: token(t, fmt.Sprintf("%s-sender%d", run, s), "mod", "*"),
@@ -146,6 +148,7 @@ func TestMultiProcess(t *testing.T) {
 					t.Errorf("room %s seq %d acknowledged for two messages: %q and %q", r, f.Seq, prev, text)
 				}
 				acked[r][f.Seq] = text
+				ackTimes = append(ackTimes, time.Now())
 				mu.Unlock()
 				nAcked.Add(1)
 				time.Sleep(5 * time.Millisecond)
@@ -164,6 +167,7 @@ func TestMultiProcess(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	killedAt := nAcked.Load()
+	killTime := time.Now()
 	if err := logic1.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +183,22 @@ func TestMultiProcess(t *testing.T) {
 	}
 	if total != senders*perSender {
 		t.Fatalf("acknowledged %d distinct messages, want %d", total, senders*perSender)
+	}
+	// Acks resume within the group's rebalance time: the session timeout
+	// (10 s) for the coordinator to give up on the killed member, then a
+	// join round and the new owner's claim of each partition.
+	slices.SortFunc(ackTimes, func(a, b time.Time) int { return a.Compare(b) })
+	var pause time.Duration
+	prev := killTime
+	for _, at := range ackTimes {
+		if at.After(killTime) {
+			pause = max(pause, at.Sub(prev))
+			prev = at
+		}
+	}
+	t.Logf("longest pause between acks after the SIGKILL of logic-1: %v", pause.Round(time.Millisecond))
+	if pause > 25*time.Second {
+		t.Errorf("acks paused %v after the SIGKILL; want them back within the rebalance time (session timeout 10 s + a join round)", pause)
 	}
 
 	// Every viewer gets every acknowledged message of its room, once, in
