@@ -24,7 +24,8 @@ import (
 // until the group's next generation. The new owner decides them again.
 
 // claim is this worker's claim on one accepted partition in the current
-// generation. Owned by Run's goroutine.
+// generation. Owned by Run's goroutine, which lends each claim to one
+// append goroutine at a time (process).
 type claim struct {
 	id    string
 	end   int64 // offset after the marker or the last verified write

@@ -33,7 +33,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -306,15 +305,23 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) ([]outcome, erro
 			byPart[outs[i].part] = append(byPart[outs[i].part], bus.Record{Key: m.Room, Value: v})
 		}
 	}
-	parts := make([]int, 0, len(byPart))
-	for p := range byPart {
-		parts = append(parts, p)
+	// Partitions are independent (each has its own claim): write them at
+	// once, so a batch over many partitions costs one round trip.
+	errs := make(chan error, len(byPart))
+	for p, recs := range byPart {
+		go func() {
+			_, err := l.appendFenced(ctx, p, l.claims[p], recs)
+			errs <- err
+		}()
 	}
-	slices.Sort(parts)
-	for _, p := range parts {
-		if _, err := l.appendFenced(ctx, p, l.claims[p], byPart[p]); err != nil {
-			return nil, err
+	var appendErr error
+	for range byPart {
+		if err := <-errs; err != nil {
+			appendErr = err
 		}
+	}
+	if appendErr != nil {
+		return nil, appendErr
 	}
 	kept := outs[:0]
 	var stored []outcome
