@@ -5,112 +5,293 @@ import (
 	"html/template"
 	"math"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 )
 
-// series is one line of a chart.
+// series is one line of a chart. A NaN in Y is a second without a sample:
+// the line breaks there instead of dropping to the floor.
 type series struct {
 	Name  string
 	Color string
 	X, Y  []float64
 }
 
-// svgLines draws line series on shared axes as an inline SVG.
-func svgLines(title, yLabel string, ss []series, logY bool) template.HTML {
-	const w, h, l, r, t, b = 860.0, 260.0, 70.0, 20.0, 28.0, 36.0
-	var minX, maxX, maxY float64 = math.Inf(1), math.Inf(-1), 0
-	minY := math.Inf(1)
+// mark is a labelled vertical line on a time chart (a phase change).
+type mark struct {
+	X     float64
+	Label string
+}
+
+// Chart geometry: the plot area is [plotL, chartW-plotR] × [plotT,
+// chartH-plotB]; the x tick labels and the legend sit below it, the
+// title, the phase labels and the clipping note above it.
+const (
+	chartW, chartH             = 860.0, 290.0
+	plotL, plotR, plotT, plotB = 70.0, 20.0, 36.0, 58.0
+)
+
+// clipQuantile and clipFactor make the linear y axis robust to a spike:
+// the axis ends at the nice value above clipFactor × the clipQuantile of
+// all values when the largest value is beyond it; the points above are
+// drawn at the top with a ▲ that carries their value.
+const (
+	clipQuantile = 0.9
+	clipFactor   = 1.5
+)
+
+// svgLines draws line series on shared axes as an inline SVG: x in
+// seconds, y linear (robust to spikes) or logarithmic (1-2-5 ticks).
+func svgLines(title, yLabel string, ss []series, logY bool, marks []mark) template.HTML {
+	const w, h, l, r, t = chartW, chartH, plotL, plotR, plotT
+	bottom := h - plotB
+	var sb strings.Builder
+	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %.0f %.0f" width="100%%" font-family="system-ui,sans-serif">`, w, h)
+	fmt.Fprintf(&sb, `<text class="title" x="%.0f" y="18" font-weight="bold">%s</text>`, l, template.HTMLEscapeString(title))
+	minX, maxX := math.Inf(1), math.Inf(-1)
+	var vals []float64
 	for _, s := range ss {
 		for i := range s.X {
 			minX, maxX = math.Min(minX, s.X[i]), math.Max(maxX, s.X[i])
-			maxY = math.Max(maxY, s.Y[i])
-			if s.Y[i] > 0 {
-				minY = math.Min(minY, s.Y[i])
+			if y := s.Y[i]; !math.IsNaN(y) && !math.IsInf(y, 0) && (!logY || y > 0) {
+				vals = append(vals, y)
 			}
 		}
 	}
-	var sb strings.Builder
-	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %.0f %.0f" width="100%%"><text x="%.0f" y="18" font-weight="bold">%s</text>`, w, h, l, template.HTMLEscapeString(title))
-	if math.IsInf(minX, 1) || maxY <= 0 {
-		sb.WriteString(`<text x="300" y="130">no data</text></svg>`)
+	if len(vals) == 0 {
+		fmt.Fprintf(&sb, `<text x="%.0f" y="%.0f">no data</text></svg>`, w/2-30, h/2)
 		return template.HTML(sb.String())
 	}
 	if maxX == minX {
 		maxX = minX + 1
 	}
-	fy := func(y float64) float64 { return h - b - (h-t-b)*y/maxY }
+	fmt.Fprintf(&sb, `<rect class="plot" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="none" stroke="#bbb"/>`, l, t, w-r-l, bottom-t)
+
+	// The y axis: its ticks, its top and the function placing a value.
+	var ticks []float64
+	var fy func(float64) float64
+	top := math.Inf(1) // values above are clipped (linear axis only)
 	if logY {
-		lo, hi := math.Log10(math.Max(minY, 1e-3)), math.Log10(maxY)
-		if hi <= lo {
-			hi = lo + 1
-		}
-		fy = func(y float64) float64 {
-			if y <= 0 {
-				return h - b
-			}
-			return h - b - (h-t-b)*(math.Log10(y)-lo)/(hi-lo)
-		}
-		for e := math.Ceil(lo); e <= hi; e++ {
-			y := fy(math.Pow(10, e))
-			fmt.Fprintf(&sb, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%.0f" y="%.1f" font-size="11" text-anchor="end">%g</text>`, l, w-r, y, y, l-4, y+4, math.Pow(10, e))
-		}
+		lo, hi := slices.Min(vals), slices.Max(vals)
+		ticks = logTicks(lo, hi)
+		llo, lhi := math.Log10(ticks[0]), math.Log10(ticks[len(ticks)-1])
+		fy = func(y float64) float64 { return bottom - (bottom-t)*(math.Log10(y)-llo)/(lhi-llo) }
 	} else {
-		for i := 0; i <= 4; i++ {
-			v := maxY * float64(i) / 4
-			y := fy(v)
-			fmt.Fprintf(&sb, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%.0f" y="%.1f" font-size="11" text-anchor="end">%s</text>`, l, w-r, y, y, l-4, y+4, human(v))
+		hi := slices.Max(vals)
+		sorted := slices.Sorted(slices.Values(vals))
+		if q := sorted[int(clipQuantile*float64(len(sorted)-1))]; q > 0 && hi > clipFactor*q {
+			hi = clipFactor * q
 		}
+		if hi <= 0 {
+			hi = 1
+		}
+		step := niceStep(hi / 4)
+		top = math.Ceil(hi/step-1e-9) * step
+		for v := 0.0; v <= top+step/2; v += step {
+			ticks = append(ticks, v)
+		}
+		fy = func(y float64) float64 { return bottom - (bottom-t)*math.Min(y, top)/top }
+	}
+	for _, v := range ticks {
+		y := fy(v)
+		fmt.Fprintf(&sb, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#e3e3e3"/><text class="ytick" x="%.0f" y="%.1f" font-size="11" text-anchor="end">%s</text>`,
+			l, w-r, y, y, l-5, y+4, tickLabel(v))
 	}
 	fx := func(x float64) float64 { return l + (w-l-r)*(x-minX)/(maxX-minX) }
-	for i := 0; i <= 5; i++ {
-		x := minX + (maxX-minX)*float64(i)/5
-		fmt.Fprintf(&sb, `<text x="%.1f" y="%.0f" font-size="11" text-anchor="middle">%.0fs</text>`, fx(x), h-b+16, x)
+	xstep := niceStep((maxX - minX) / 6)
+	for x := math.Ceil(minX/xstep) * xstep; x <= maxX+1e-9; x += xstep {
+		fmt.Fprintf(&sb, `<line x1="%.1f" x2="%.1f" y1="%.0f" y2="%.0f" stroke="#999"/><text class="xtick" x="%.1f" y="%.0f" font-size="11" text-anchor="middle">%ss</text>`,
+			fx(x), fx(x), bottom, bottom+4, fx(x), bottom+16, tickLabel(x))
 	}
-	fmt.Fprintf(&sb, `<text x="12" y="%.0f" font-size="11" transform="rotate(-90 12 %.0f)" text-anchor="middle">%s</text>`, h/2, h/2, template.HTMLEscapeString(yLabel))
-	for k, s := range ss {
-		var pts strings.Builder
-		for i := range s.X {
-			fmt.Fprintf(&pts, "%.1f,%.1f ", fx(s.X[i]), fy(s.Y[i]))
+	fmt.Fprintf(&sb, `<text x="14" y="%.0f" font-size="11" transform="rotate(-90 14 %.0f)" text-anchor="middle">%s</text>`,
+		(t+bottom)/2, (t+bottom)/2, template.HTMLEscapeString(yLabel))
+	for _, m := range marks {
+		if m.X < minX || m.X > maxX {
+			continue
 		}
-		fmt.Fprintf(&sb, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`, s.Color, pts.String())
-		fmt.Fprintf(&sb, `<rect x="%.0f" y="%d" width="10" height="10" fill="%s"/><text x="%.0f" y="%d" font-size="12">%s</text>`, w-r-150, 8+k*14, s.Color, w-r-136, 17+k*14, template.HTMLEscapeString(s.Name))
+		x, lx, anchor := fx(m.X), fx(m.X)+3, "start"
+		if x > w-r-60 { // near the right edge: label to the left of the line
+			lx, anchor = x-3, "end"
+		}
+		fmt.Fprintf(&sb, `<line class="mark" x1="%.1f" x2="%.1f" y1="%.0f" y2="%.0f" stroke="#888" stroke-dasharray="2,3"/><text x="%.1f" y="%.0f" font-size="10" fill="#666" text-anchor="%s">%s</text>`,
+			x, x, t, bottom, lx, t-4, anchor, template.HTMLEscapeString(m.Label))
 	}
-	sb.WriteString(`</svg>`)
+
+	// The lines, broken at seconds without a sample, and the clipped points.
+	var clipped int
+	var clippedMax float64
+	for _, s := range ss {
+		var pts strings.Builder
+		flush := func() {
+			if pts.Len() > 0 {
+				fmt.Fprintf(&sb, `<polyline fill="none" stroke="%s" stroke-width="1.5" stroke-linejoin="round" points="%s"/>`, s.Color, strings.TrimSpace(pts.String()))
+				pts.Reset()
+			}
+		}
+		for i := range s.X {
+			y := s.Y[i]
+			if math.IsNaN(y) || math.IsInf(y, 0) || (logY && y <= 0) {
+				flush()
+				continue
+			}
+			fmt.Fprintf(&pts, "%.1f,%.1f ", fx(s.X[i]), fy(y))
+		}
+		flush()
+		for i := range s.X {
+			if y := s.Y[i]; y > top {
+				clipped++
+				clippedMax = math.Max(clippedMax, y)
+				x := fx(s.X[i])
+				fmt.Fprintf(&sb, `<path class="clipped" d="M%.1f,%.1f l-4,7 h8 z" fill="%s"><title>%s at %.0fs: %s (above the axis)</title></path>`,
+					x, t, s.Color, template.HTMLEscapeString(s.Name), s.X[i], tickLabel(y))
+			}
+		}
+	}
+	if clipped > 0 {
+		fmt.Fprintf(&sb, `<text class="clipnote" x="%.0f" y="18" font-size="11" text-anchor="end" fill="#555">▲ %d point%s above %s drawn at the top (max %s)</text>`,
+			w-r, clipped, plural(clipped), tickLabel(top), tickLabel(clippedMax))
+	}
+
+	// The legend: one row under the x axis, outside the plot.
+	x := l
+	sb.WriteString(`<g class="legend">`)
+	for _, s := range ss {
+		fmt.Fprintf(&sb, `<rect x="%.0f" y="%.0f" width="10" height="10" fill="%s"/><text x="%.0f" y="%.0f" font-size="12">%s</text>`,
+			x, h-20, s.Color, x+14, h-11, template.HTMLEscapeString(s.Name))
+		x += 14 + 7*float64(len([]rune(s.Name))) + 22
+	}
+	sb.WriteString(`</g></svg>`)
 	return template.HTML(sb.String())
 }
 
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// niceStep returns the 1-2-5 × 10^k step nearest above raw.
+func niceStep(raw float64) float64 {
+	if raw <= 0 || math.IsNaN(raw) || math.IsInf(raw, 0) {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(raw)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*p >= raw*(1-1e-9) {
+			return m * p
+		}
+	}
+	return 10 * p
+}
+
+// logTicks returns the ticks of a log axis over [lo, hi] (both > 0): the
+// 1-2-5 values from the one at or below lo to the one at or above hi, or
+// only the powers of ten when that makes more than 10 ticks. There are
+// always at least two, so the axis always reads.
+func logTicks(lo, hi float64) []float64 {
+	var all []float64
+	for e := math.Floor(math.Log10(lo)) - 1; e <= math.Ceil(math.Log10(hi))+1; e++ {
+		for _, m := range []float64{1, 2, 5} {
+			all = append(all, m*math.Pow(10, e))
+		}
+	}
+	first, last := 0, len(all)-1
+	for i, v := range all {
+		if v <= lo*(1+1e-9) {
+			first = i
+		}
+	}
+	for i := len(all) - 1; i >= 0; i-- {
+		if all[i] >= hi*(1-1e-9) {
+			last = i
+		}
+	}
+	if last <= first {
+		last = first + 1
+	}
+	ticks := all[first : last+1]
+	if len(ticks) > 10 {
+		var decades []float64
+		lo10 := math.Pow(10, math.Floor(math.Log10(ticks[0])))
+		for v := lo10; v < ticks[len(ticks)-1]*10; v *= 10 {
+			decades = append(decades, v)
+			if v >= ticks[len(ticks)-1] {
+				break
+			}
+		}
+		ticks = decades
+	}
+	return ticks
+}
+
+// tickLabel prints an axis value compactly: 0.2, 5, 250, 2.5k, 1.2M.
+func tickLabel(v float64) string {
+	switch a := math.Abs(v); {
+	case a >= 1e6:
+		return strconvG(v/1e6) + "M"
+	case a >= 1e4:
+		return strconvG(v/1e3) + "k"
+	}
+	return strconvG(v)
+}
+
+func strconvG(v float64) string { return strconv.FormatFloat(math.Round(v*1000)/1000, 'g', 4, 64) }
+
 // svgHist draws the latency histogram as bars on a log-scale x axis.
 func svgHist(h *Hist) template.HTML {
-	const w, ht, l, r, t, b = 860.0, 260.0, 70.0, 20.0, 28.0, 36.0
+	const w, ht, l, r, t, b = chartW, chartH - 20, plotL, plotR, plotT, 36.0
 	bars := h.Bars(60)
 	var sb strings.Builder
-	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %.0f %.0f" width="100%%"><text x="%.0f" y="18" font-weight="bold">latency histogram (send → viewer, log scale)</text>`, w, ht, l)
+	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %.0f %.0f" width="100%%" font-family="system-ui,sans-serif"><text class="title" x="%.0f" y="18" font-weight="bold">latency histogram (send → viewer, log scale)</text>`, w, ht, l)
 	if len(bars) == 0 {
-		sb.WriteString(`<text x="300" y="130">no data</text></svg>`)
+		fmt.Fprintf(&sb, `<text x="%.0f" y="%.0f">no data</text></svg>`, w/2-30, ht/2)
 		return template.HTML(sb.String())
 	}
-	lo, hi := math.Log10(float64(bars[0].Low)+1), math.Log10(float64(bars[len(bars)-1].High)+2)
+	fmt.Fprintf(&sb, `<rect class="plot" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="none" stroke="#bbb"/>`, l, t, w-r-l, ht-b-t)
+	ticks := logTicks(float64(bars[0].Low)+1, float64(bars[len(bars)-1].High)+1)
+	lo, hi := math.Log10(ticks[0]), math.Log10(ticks[len(ticks)-1])
 	var maxC uint64
 	for _, br := range bars {
 		maxC = max(maxC, br.Count)
 	}
 	fx := func(v float64) float64 { return l + (w-l-r)*(math.Log10(v+1)-lo)/(hi-lo) }
+	step := niceStep(float64(maxC) / 4)
+	topC := math.Ceil(float64(maxC)/step) * step
+	fy := func(c float64) float64 { return ht - b - (ht-t-b)*c/topC }
+	for c := 0.0; c <= topC+step/2; c += step {
+		fmt.Fprintf(&sb, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#e3e3e3"/><text class="ytick" x="%.0f" y="%.1f" font-size="11" text-anchor="end">%s</text>`,
+			l, w-r, fy(c), fy(c), l-5, fy(c)+4, tickLabel(c))
+	}
+	fmt.Fprintf(&sb, `<text x="14" y="%.0f" font-size="11" transform="rotate(-90 14 %.0f)" text-anchor="middle">samples</text>`, (t+ht-b)/2, (t+ht-b)/2)
 	for _, br := range bars {
 		x0, x1 := fx(float64(br.Low)), fx(float64(br.High)+1)
-		y := ht - b - (ht-t-b)*float64(br.Count)/float64(maxC)
+		y := fy(float64(br.Count))
 		fmt.Fprintf(&sb, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#4a78c2"><title>%s–%s: %d</title></rect>`,
 			x0, y, math.Max(x1-x0-0.5, 0.5), ht-b-y, usLabel(br.Low), usLabel(br.High), br.Count)
 	}
-	for e := math.Ceil(lo); e <= hi; e++ {
-		x := fx(math.Pow(10, e))
-		fmt.Fprintf(&sb, `<text x="%.1f" y="%.0f" font-size="11" text-anchor="middle">%s</text>`, x, ht-b+16, usLabel(uint64(math.Pow(10, e))))
+	for _, v := range ticks {
+		x := fx(v - 1)
+		fmt.Fprintf(&sb, `<line x1="%.1f" x2="%.1f" y1="%.0f" y2="%.0f" stroke="#999"/><text class="xtick" x="%.1f" y="%.0f" font-size="11" text-anchor="middle">%s</text>`,
+			x, x, ht-b, ht-b+4, x, ht-b+16, usLabel(uint64(v)))
 	}
+	// Quantile lines, labelled above the plot; a label that would run into
+	// the previous one moves up a line.
+	lastX, row := math.Inf(-1), 0
 	for _, q := range []struct {
 		n string
 		v float64
 	}{{"p50", 0.5}, {"p99", 0.99}, {"p999", 0.999}} {
 		x := fx(float64(h.Quantile(q.v)))
-		fmt.Fprintf(&sb, `<line x1="%.1f" x2="%.1f" y1="%.0f" y2="%.0f" stroke="#c33" stroke-dasharray="3,3"/><text x="%.1f" y="%.0f" font-size="11" fill="#c33">%s</text>`, x, x, t, ht-b, x+2, t+10, q.n)
+		if x-lastX < 34 {
+			row++
+		} else {
+			row = 0
+		}
+		lastX = x
+		fmt.Fprintf(&sb, `<line x1="%.1f" x2="%.1f" y1="%.0f" y2="%.0f" stroke="#c33" stroke-dasharray="3,3"/><text class="qlabel" x="%.1f" y="%.0f" font-size="11" fill="#c33" text-anchor="middle">%s</text>`,
+			x, x, t, ht-b, x, t-4-11*float64(row), q.n)
 	}
 	sb.WriteString(`</svg>`)
 	return template.HTML(sb.String())
@@ -153,6 +334,7 @@ th{background:#f3f3f3}code{background:#f3f3f3;padding:1px 4px}.bad{color:#b00;fo
 {{range .R.Notes}}<p class="bad">{{.}}</p>{{end}}
 {{.Lat}}
 {{.Thr}}
+{{.Pub}}
 {{.Conns}}
 {{.Cost}}
 {{.Hist}}
@@ -162,33 +344,50 @@ th{background:#f3f3f3}code{background:#f3f3f3;padding:1px 4px}.bad{color:#b00;fo
 
 // WriteHTML writes the self-contained HTML report of r to path.
 func (r *Result) WriteHTML(path string) error {
-	var x []float64
-	var p50, p99, mx, del, pub, open, failed, resumed, gcpu, hcpu []float64
-	for _, p := range r.Timeline {
-		x = append(x, p.T)
-		p50, p99, mx = append(p50, p.P50), append(p99, p.P99), append(mx, p.Max)
-		del, pub, open = append(del, p.Deliveries), append(pub, p.Published), append(open, float64(p.Open))
-		gcpu, hcpu = append(gcpu, p.GatewayCPU*100), append(hcpu, p.HarnessCPU*100)
-		failed, resumed = append(failed, float64(p.Failed)), append(resumed, float64(p.Resumed))
-	}
-	data := struct {
-		R                           *Result
-		Lat, Thr, Conns, Cost, Hist template.HTML
-	}{R: r,
-		Lat: svgLines("latency over time (per second)", "ms", []series{{"p50", "#2a7", x, p50}, {"p99", "#c60", x, p99}, {"max", "#c33", x, mx}}, true),
-		Thr: svgLines("throughput over time", "per second", []series{{"deliveries/s", "#4a78c2", x, del}, {"published/s", "#c60", x, pub}}, false),
-		Conns: svgLines("connections over time", "connections", []series{{"open", "#4a78c2", x, open},
-			{"failed attempts (total)", "#c33", x, failed}, {"resumed (total)", "#2a7", x, resumed}}, false),
-		Cost: svgLines("CPU over time", "% of one core", []series{{"gateway", "#4a78c2", x, gcpu}, {"harness", "#c60", x, hcpu}}, false),
-		Hist: svgHist(HistFrom(r.LatencyHist)),
-	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if err := reportTmpl.Execute(f, data); err != nil {
+	if err := reportTmpl.Execute(f, r.reportData()); err != nil {
 		f.Close()
 		return err
 	}
 	return f.Close()
+}
+
+// reportData draws the charts of the report.
+func (r *Result) reportData() any {
+	var x []float64
+	var p50, p99, mx, del, pub, open, failed, resumed, gcpu, hcpu []float64
+	var marks []mark
+	phase := ""
+	for _, p := range r.Timeline {
+		x = append(x, p.T)
+		if p.Max <= 0 { // no latency sample this second (before traffic)
+			p50, p99, mx = append(p50, math.NaN()), append(p99, math.NaN()), append(mx, math.NaN())
+		} else {
+			p50, p99, mx = append(p50, p.P50), append(p99, p.P99), append(mx, p.Max)
+		}
+		del, pub, open = append(del, p.Deliveries), append(pub, p.Published), append(open, float64(p.Open))
+		gcpu, hcpu = append(gcpu, p.GatewayCPU*100), append(hcpu, p.HarnessCPU*100)
+		failed, resumed = append(failed, float64(p.Failed)), append(resumed, float64(p.Resumed))
+		if p.Phase != phase && p.Phase != "" {
+			if phase != "" { // the first phase starts the chart: no line
+				marks = append(marks, mark{p.T, p.Phase})
+			}
+			phase = p.Phase
+		}
+	}
+	return struct {
+		R                                *Result
+		Lat, Thr, Pub, Conns, Cost, Hist template.HTML
+	}{R: r,
+		Lat: svgLines("latency over time (per second, log scale)", "ms", []series{{"p50", "#2a7", x, p50}, {"p99", "#c60", x, p99}, {"max", "#c33", x, mx}}, true, marks),
+		Thr: svgLines("deliveries to viewers over time", "deliveries per second", []series{{"deliveries/s", "#4a78c2", x, del}}, false, marks),
+		Pub: svgLines("messages published over time", "messages per second", []series{{"published/s", "#c60", x, pub}}, false, marks),
+		Conns: svgLines("connections over time", "connections", []series{{"open", "#4a78c2", x, open},
+			{"failed attempts (total)", "#c33", x, failed}, {"resumed (total)", "#2a7", x, resumed}}, false, marks),
+		Cost: svgLines("CPU over time", "% of one core", []series{{"gateway", "#4a78c2", x, gcpu}, {"harness", "#c60", x, hcpu}}, false, marks),
+		Hist: svgHist(HistFrom(r.LatencyHist)),
+	}
 }
