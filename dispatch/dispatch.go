@@ -47,7 +47,10 @@ type Config struct {
 	// priority — system, then paid and highlighted, then those of mods,
 	// streamers and services, then the rest, oldest first within a
 	// priority; system messages are always kept — and covers the seqs it
-	// left out with Batch.From/To so clients do not take them for a gap.
+	// left out with Batch.From/To so clients do not take them for a gap:
+	// every left-out seq is covered within a tick, by a batch of no
+	// messages when a tick's messages were all left out and the room then
+	// went quiet.
 	// Left-out messages are still acknowledged and stored in history.
 	// SetBudget overrides it per room. Zero value means no thinning.
 	ThinBudget int
@@ -70,6 +73,11 @@ type Dispatcher struct {
 	lastPrune time.Time
 	// thin is the thinning state per room; owned by Run's goroutine.
 	thin map[string]*thinState
+	// uncovered holds the rooms whose last tick was left out entirely
+	// (thinState.cover set): the next flush covers it with a batch of no
+	// messages if no message of the room comes first. Owned by Run's
+	// goroutine.
+	uncovered map[string]struct{}
 	// ff applies the fence rule to the accepted stream (pkg/bus/fence.go):
 	// records a stale logic worker wrote after another took its partition
 	// over are never dispatched. Owned by Run's goroutine.
@@ -108,9 +116,10 @@ func (d *Dispatcher) prune(now time.Time) {
 type thinState struct {
 	tokens float64   // messages that may still be shown
 	at     time.Time // when tokens was last topped up
-	// cover is the first seq left out and not yet covered by a published
-	// batch (every message of a tick was left out); 0 = none.
-	cover uint64
+	// cover..coverTo are the seqs left out and not yet covered by a
+	// published batch (every message of a tick was left out); cover 0 =
+	// none.
+	cover, coverTo uint64
 }
 
 // SetBudget sets room's display budget in messages per second, overriding
@@ -163,7 +172,8 @@ func New(cfg Config) (*Dispatcher, error) {
 	pr, _ := cfg.Bus.(bus.PartitionReader)
 	return &Dispatcher{cfg: cfg, pub: cfg.Bus.Publisher(bus.StreamDispatch), m: newMetrics(cfg.Registerer),
 		last: make(map[string]roomLast), thin: make(map[string]*thinState), budgets: make(map[string]int),
-		ff: bus.NewFenceFilter(pr, bus.StreamAccepted)}, nil
+		uncovered: make(map[string]struct{}),
+		ff:        bus.NewFenceFilter(pr, bus.StreamAccepted)}, nil
 }
 
 // Run dispatches until ctx is done; it returns nil then.
@@ -215,6 +225,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-timer.C:
 			armed = false
 		}
+		// A tick with no records still runs when a room's last tick was
+		// left out entirely: it publishes the batch that covers it.
 		n := len(pending)
 		if err := d.flush(ctx, pending); err != nil {
 			if ctx.Err() != nil {
@@ -222,10 +234,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		if err := c.Commit(ctx, pending...); err != nil && ctx.Err() == nil {
-			d.cfg.Logger.Warn("dispatch: commit failed", "err", err)
+		if n > 0 {
+			if err := c.Commit(ctx, pending...); err != nil && ctx.Err() == nil {
+				d.cfg.Logger.Warn("dispatch: commit failed", "err", err)
+			}
 		}
 		pending = pending[:0]
+		if len(d.uncovered) > 0 && !armed {
+			timer.Reset(tick)
+			armed = true
+		}
 		switch {
 		case n >= d.cfg.GrowAt:
 			tick = min(2*tick, d.cfg.MaxTick)
@@ -264,10 +282,24 @@ func (d *Dispatcher) flush(ctx context.Context, recs []bus.Record) error {
 		}
 		byRoom[m.Room] = append(byRoom[m.Room], m)
 	}
-	if len(order) == 0 {
+	// Rooms whose last tick was left out entirely and that got nothing
+	// since: a batch of no messages covers the seqs left out, so that
+	// they are covered within a tick even when the room goes quiet.
+	var covers []bus.Record
+	for room := range d.uncovered {
+		if _, ok := byRoom[room]; ok {
+			continue // this tick's batch covers them
+		}
+		delete(d.uncovered, room)
+		if st := d.thin[room]; st != nil && st.cover != 0 {
+			covers = append(covers, bus.Record{Key: room, Value: protocol.EncodeThinned(room, st.cover, st.coverTo, nil)})
+			st.cover, st.coverTo = 0, 0
+		}
+	}
+	if len(order) == 0 && len(covers) == 0 {
 		return nil
 	}
-	out := make([]bus.Record, 0, len(order))
+	out := append(make([]bus.Record, 0, len(order)+len(covers)), covers...)
 	msgs, thinned := 0, 0
 	now := time.Now()
 	for _, room := range order {
@@ -277,7 +309,10 @@ func (d *Dispatcher) flush(ctx context.Context, recs []bus.Record) error {
 			thinned += len(ms) - len(shown)
 			msgs += len(shown)
 			if ok {
+				delete(d.uncovered, room)
 				out = append(out, bus.Record{Key: room, Value: protocol.EncodeThinned(room, from, ms[len(ms)-1].Seq, shown)})
+			} else {
+				d.uncovered[room] = struct{}{}
 			}
 			continue
 		}
@@ -338,7 +373,8 @@ func priority(m *protocol.Message) int {
 // thinRoom applies room's display budget (perSecond, 0 = off) to ms, the
 // room's messages of this tick in seq order. It returns the messages to
 // show, the first seq the batch covers, and whether to publish a batch at
-// all (not when every message was left out: the next batch covers them).
+// all (not when every message was left out: the next batch covers them,
+// or the next tick's flush with a batch of no messages, see flush).
 func (d *Dispatcher) thinRoom(room string, ms []protocol.Message, perSecond int, now time.Time) (shown []protocol.Message, from uint64, publish bool) {
 	st := d.thin[room]
 	if perSecond <= 0 {
@@ -390,10 +426,10 @@ func (d *Dispatcher) thinRoom(room string, ms []protocol.Message, perSecond int,
 	}
 	st.tokens -= float64(len(shown))
 	if len(shown) == 0 {
-		st.cover = from
+		st.cover, st.coverTo = from, ms[len(ms)-1].Seq
 		return nil, from, false
 	}
-	st.cover = 0
+	st.cover, st.coverTo = 0, 0
 	return shown, from, true
 }
 

@@ -164,3 +164,63 @@ func TestBudgetFromSettings(t *testing.T) {
 		t.Fatalf("default budget %d, want 50", got)
 	}
 }
+
+// TestThinnedTailCovered: when every message of a room's last ticks is left
+// out and the room then goes quiet, a batch with no messages still covers
+// them: 300 published, the marks reach 300.
+func TestThinnedTailCovered(t *testing.T) {
+	b := bus.NewMemory(bus.MemoryConfig{})
+	out, err := b.Consumer(bus.StreamDispatch, bus.ConsumerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Config{Bus: b, ThinBudget: 10, MinTick: 5 * time.Millisecond, MaxTick: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	pub := b.Publisher(bus.StreamAccepted)
+	publish := func(from, to uint64) {
+		var recs []bus.Record
+		for seq := from; seq <= to; seq++ {
+			v, _ := bus.Marshal(protocol.Message{Room: "hot", Seq: seq, UID: "u", Text: "t"})
+			recs = append(recs, bus.Record{Key: "hot", Value: v})
+		}
+		if err := pub.Publish(ctx, recs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer fcancel()
+	var covered uint64 // highest seq covered by a batch, with every seq below it covered
+	read := func(until uint64) {
+		for covered < until {
+			got, err := out.Fetch(fctx)
+			if err != nil {
+				t.Fatalf("covered up to %d, want %d: %v", covered, until, err)
+			}
+			for _, r := range got {
+				var bt protocol.Batch
+				if err := bus.Unmarshal(r.Value, &bt); err != nil {
+					t.Fatal(err)
+				}
+				from, to := bt.Range()
+				if from != covered+1 {
+					t.Fatalf("batch covers %d..%d after %d: a gap", from, to, covered)
+				}
+				covered = to
+			}
+		}
+	}
+	publish(1, 290) // spends the budget of 10
+	read(290)
+	// The next ticks get 0.05 tokens each: every message is left out.
+	for seq := uint64(291); seq <= 300; seq += 2 {
+		publish(seq, seq+1)
+		time.Sleep(5 * time.Millisecond)
+	}
+	read(300)
+}
