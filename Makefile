@@ -13,8 +13,11 @@
 #   make chaos      the long fault and attack suite (a few minutes): every
 #                   fault of TestChaos three times with 400 viewers, 10k
 #                   slowloris handshakes against a gateway subprocess, slow
-#                   consumers until all are cut off (see docs/reliability.md);
-#                   starts and stops its servers like make test
+#                   consumers until all are cut off, and a random fault
+#                   schedule checked by bench/checker (TestFaultSchedule;
+#                   SEED=N repeats one, DURATION=3m sets its length; see
+#                   docs/reliability.md); starts and stops its servers like
+#                   make test
 #   make lint       gofmt and go vet
 #   make bench      the default load run (fanout: 5000 viewers, 100 msg/s,
 #                   30 s on one embedded danmaku all; under 2 minutes);
@@ -83,8 +86,11 @@ test-unit: deps
 
 # chaos runs the fault, flood and overload tests in their long form
 # (DANMAKU_CHAOS=long) against servers of its own, without the race
-# detector so the timings mean something.
-CHAOSTESTS := TestChaos|TestMultiProcess|TestFloodsKeepViewerLatency|TestOverload|TestSecurity|TestSecretsNotLogged|TestClickHouseDown|TestRedisDown
+# detector so the timings mean something. SEED and DURATION choose the
+# fault schedule of TestFaultSchedule (default: a random seed, 3m).
+CHAOSTESTS := TestChaos|TestMultiProcess|TestFloodsKeepViewerLatency|TestOverload|TestSecurity|TestSecretsNotLogged|TestClickHouseDown|TestRedisDown|TestFaultSchedule
+SEED ?=
+DURATION ?=
 
 chaos: deps
 	@rc=1; made=; dir='$(TESTENV)'; \
@@ -93,7 +99,8 @@ chaos: deps
 	trap 'exit 130' INT TERM; \
 	deploy/dev/env.sh up "$$dir"; \
 	. "$$dir/env"; \
-	rc=0; DANMAKU_CHAOS=long CI=true go test -count=1 -timeout 20m -v -run '^($(CHAOSTESTS))' . || rc=$$?; \
+	rc=0; DANMAKU_CHAOS=long DANMAKU_SEED='$(SEED)' DANMAKU_DURATION='$(DURATION)' CI=true \
+		go test -count=1 -timeout 40m -v -run '^($(CHAOSTESTS))' . || rc=$$?; \
 	if [ "$$rc" -ne 0 ]; then echo "make chaos: failed (exit $$rc); server files kept in $$dir"; fi; \
 	exit $$rc
 

@@ -45,9 +45,27 @@ type chaosEnv struct {
 	broker     *testenv.Process
 	redisDir   string
 	redisAddr  string
+	// redisProxy and chProxy, when the env was made with proxies, stand
+	// between every process and Redis or ClickHouse, to cut them.
+	redisProxy *cutProxy
+	chProxy    *cutProxy
 }
 
+// chaosOptions shape a chaosEnv.
+type chaosOptions struct {
+	// logic is the number of logic workers started (logic-1, logic-2, ...).
+	logic int
+	// proxies puts a cutProxy in front of Redis and ClickHouse.
+	proxies bool
+}
+
+// newChaosEnv starts two logic workers, dispatch and two gateways.
 func newChaosEnv(t *testing.T) *chaosEnv {
+	t.Helper()
+	return newChaosEnvWith(t, chaosOptions{logic: 2})
+}
+
+func newChaosEnvWith(t *testing.T, o chaosOptions) *chaosEnv {
 	t.Helper()
 	chAddr := testenv.Addr(t, testenv.ClickHouse)
 	testenv.Addr(t, testenv.Redis) // the dev environment that installs redis-server
@@ -81,11 +99,17 @@ func newChaosEnv(t *testing.T) *chaosEnv {
 	runDev(t, nil, "redis.sh", "start", e.redisDir)
 	t.Cleanup(func() { runDev(t, nil, "redis.sh", "stop", e.redisDir) })
 	e.redisAddr = readAddr(t, filepath.Join(e.redisDir, "redis.addr"))
+	redisAddr := e.redisAddr
+	if o.proxies {
+		e.redisProxy, e.chProxy = newCutProxy(t, e.redisAddr), newCutProxy(t, chAddr)
+		redisAddr, chAddr = e.redisProxy.Addr(), e.chProxy.Addr()
+	}
 	e.common = []string{"--bus", "kafka", "--brokers", e.brokerAddr, "--topic-prefix", e.run + ".",
-		"--history", "clickhouse", "--clickhouse", chAddr, "--presence", "redis", "--redis", e.redisAddr,
+		"--history", "clickhouse", "--clickhouse", chAddr, "--presence", "redis", "--redis", redisAddr,
 		"--jwt-secret", testSecret, "--log-level", "info", "--drain-timeout", "2s"}
-	e.start("logic-1", "logic")
-	e.start("logic-2", "logic")
+	for i := range o.logic {
+		e.start(fmt.Sprintf("logic-%d", i+1), "logic")
+	}
 	e.start("dispatch", "dispatch")
 	e.start("gateway-1", "gateway", "--id", e.run+"-gw1")
 	e.start("gateway-2", "gateway", "--id", e.run+"-gw2")
@@ -125,6 +149,18 @@ func (e *chaosEnv) startBroker() {
 func (e *chaosEnv) start(name, role string, extra ...string) *testenv.Process {
 	t := e.t
 	t.Helper()
+	e.prepare(name, role, extra...)
+	p := testenv.Spawn(t, e.bin, name, e.http[name], mpEnv, e.args[name]...)
+	p.WaitReady(t, 30*time.Second)
+	e.procs[name] = p
+	return p
+}
+
+// prepare chooses the addresses and arguments of a process the first
+// time it is named.
+func (e *chaosEnv) prepare(name, role string, extra ...string) {
+	t := e.t
+	t.Helper()
 	if _, ok := e.http[name]; !ok {
 		e.http[name] = freeAddr(t)
 		args := append([]string{role, "--http", e.http[name]}, e.common...)
@@ -134,10 +170,6 @@ func (e *chaosEnv) start(name, role string, extra ...string) *testenv.Process {
 		}
 		e.args[name] = append(args, extra...)
 	}
-	p := testenv.Spawn(t, e.bin, name, e.http[name], mpEnv, e.args[name]...)
-	p.WaitReady(t, 30*time.Second)
-	e.procs[name] = p
-	return p
 }
 
 // restart starts a process that was killed or stopped again.

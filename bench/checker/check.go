@@ -25,13 +25,14 @@ const (
 	KindJoinedBeyond  = "joined-beyond-end"
 	KindHistoryLost   = "history-missing"
 	KindHistoryTwice  = "history-duplicate"
+	KindStrayAnswer   = "stray-answer" // a sender got an answer for an id it never sent
 	noteWindowBefore  = 30 * time.Second
 	noteWindowAfter   = 2 * time.Second
-	maxNotesPerStory  = 6
+	maxNotesPerStory  = 7
 	maxExamplesListed = 3
 )
 
-var kindOrder = []string{KindSeqConflict, KindIDTwoSeqs, KindTwoAcks, KindAckAndReject, KindResendReject, KindNoAnswer,
+var kindOrder = []string{KindSeqConflict, KindIDTwoSeqs, KindTwoAcks, KindAckAndReject, KindResendReject, KindNoAnswer, KindStrayAnswer,
 	KindRejectedSeen, KindJoinedBeyond, KindDuplicate, KindOutOfOrder, KindMissing, KindStalled, KindHistoryLost, KindHistoryTwice}
 
 // Violation is one broken promise with the events that prove it.
@@ -108,6 +109,7 @@ type checker struct {
 	stats   Stats
 	msgOf   map[key]Msg
 	final   map[key]finalAnswer
+	stray   map[key]bool      // answers to ids their receiver never sent
 	lastAck map[string]uint64 // room → highest acked seq
 	maxSeq  map[string]uint64 // room → highest seq anyone saw
 }
@@ -149,17 +151,26 @@ func (c *checker) add(kind, room string, at time.Time, story []string) {
 	c.out = append(c.out, Violation{Kind: kind, Room: room, At: at, Story: story})
 }
 
-// notes returns the runner's notes near at that concern room.
+// notes returns the runner's notes near at: the 3 closest about room
+// (from up to 4 windows back) and the 4 closest about every room.
 func (c *checker) notes(room string, at time.Time) []string {
-	var near []Note
+	var mine, all []Note
 	for _, n := range c.h.Notes {
-		if (n.Room == "" || n.Room == room) && !n.At.Before(at.Add(-noteWindowBefore)) && !n.At.After(at.Add(noteWindowAfter)) {
-			near = append(near, n)
+		if n.At.After(at.Add(noteWindowAfter)) {
+			continue
+		}
+		switch {
+		case n.Room == room && !n.At.Before(at.Add(-4*noteWindowBefore)):
+			mine = append(mine, n)
+		case n.Room == "" && !n.At.Before(at.Add(-noteWindowBefore)):
+			all = append(all, n)
 		}
 	}
-	// Keep the closest to at, shown in time order.
-	slices.SortFunc(near, func(a, b Note) int { return cmp.Compare(absDur(a.At.Sub(at)), absDur(b.At.Sub(at))) })
-	near = near[:min(len(near), maxNotesPerStory)]
+	closest := func(ns []Note, k int) []Note {
+		slices.SortFunc(ns, func(a, b Note) int { return cmp.Compare(absDur(a.At.Sub(at)), absDur(b.At.Sub(at))) })
+		return ns[:min(len(ns), k)]
+	}
+	near := append(closest(mine, maxNotesPerStory/2), closest(all, maxNotesPerStory-maxNotesPerStory/2)...)
 	slices.SortFunc(near, func(a, b Note) int { return a.At.Compare(b.At) })
 	var out []string
 	for _, n := range near {
@@ -212,10 +223,30 @@ func (c *checker) answers() {
 	for k := range attempts {
 		keys = append(keys, k)
 	}
+	var stray []key
 	for k := range answers {
 		if _, ok := attempts[k]; !ok {
-			keys = append(keys, k) // an answer to nothing this history sent: still checked
+			stray = append(stray, k)
 		}
+	}
+	// An answer to an id the sender never sent (another connection's
+	// answer) is reported, and not taken as the message's ack.
+	slices.SortFunc(stray, func(a, b key) int {
+		return cmp.Or(cmp.Compare(a.room, b.room), cmp.Compare(a.uid, b.uid), cmp.Compare(a.id, b.id))
+	})
+	c.stray = map[key]bool{}
+	for _, k := range stray {
+		c.stray[k] = true
+		as := answers[k]
+		story := []string{fmt.Sprintf("%s got %d answers for id %s in room %s, which it never sent:", as[0].Sender, len(as), k.id, k.room)}
+		story = append(story, c.attemptLines(nil, as)...)
+		for _, s := range c.h.Sends {
+			if s.Room == k.room && s.Msg.ID == k.id {
+				story = append(story, fmt.Sprintf("%s  %s sends %s", c.ts(s.At), s.Sender, s.Msg))
+				break
+			}
+		}
+		c.add(KindStrayAnswer, k.room, as[0].At, story)
 	}
 	slices.SortFunc(keys, func(a, b key) int {
 		return cmp.Or(cmp.Compare(a.room, b.room), cmp.Compare(a.uid, b.uid), cmp.Compare(a.id, b.id))
@@ -281,9 +312,18 @@ func (c *checker) answers() {
 		}
 		msg := c.msgOf[k]
 		if len(seqs) > 1 {
+			// The story centres on the first ack with another seq: what
+			// happened just before it is what made the id forgotten.
+			at := firstAck.At
+			for _, a := range as {
+				if a.Kind == Ack && a.Seq != 0 && a.Seq != firstAck.Seq {
+					at = a.At
+					break
+				}
+			}
 			story := []string{fmt.Sprintf("message %s acked with %d different seqs:", msg, len(seqs))}
 			story = append(story, c.attemptLines(sends, as)...)
-			c.add(KindTwoAcks, k.room, firstAck.At, story)
+			c.add(KindTwoAcks, k.room, at, story)
 		}
 		for i, s := range sends {
 			var ack, rej *Answer
@@ -395,6 +435,9 @@ func (c *checker) identity() {
 			continue
 		}
 		k := key{a.Room, a.UID, a.ID}
+		if c.stray[k] {
+			continue
+		}
 		m, ok := c.msgOf[k]
 		if !ok {
 			m = Msg{UID: a.UID, ID: a.ID}

@@ -184,6 +184,10 @@ func TestViolations(t *testing.T) {
 		{"acked message missing from history", func(b *hb) {
 			b.h.Rows = b.h.Rows[:3]
 		}, []string{KindHistoryLost}, []string{"1 acked messages are not in history: seqs 4"}},
+		{"answer to an id the sender never sent", func(b *hb) {
+			// The ack of a2xx also reached sender s-b1's connection.
+			b.h.Answers = append(b.h.Answers, Answer{Sender: "s-b1", Room: "r", UID: "u-b1", ID: "a2xx", At: b.at(3.1), Kind: Ack, Seq: 3})
+		}, []string{KindStrayAnswer}, []string{"s-b1 got 1 answers for id a2xx in room r, which it never sent", "s-b1 gets ack seq 3", "s-a2 sends"}},
 		{"history not read back is not checked", func(b *hb) {
 			b.h.Rows = nil
 			b.h.HistoryRooms = nil

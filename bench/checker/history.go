@@ -18,7 +18,8 @@
 //     history;
 //   - every send attempt gets one final answer: never both an ack and a
 //     reject, never two acks with different seqs; a later re-send of an
-//     acked id is acked with the same seq;
+//     acked id is acked with the same seq; no sender gets an answer for an
+//     id it never sent;
 //   - liveness: after the quiet window at the end, every viewer that
 //     stayed has caught up to its room's last acked seq, and no viewer was
 //     told a room's seq is beyond anything the room ever had.
