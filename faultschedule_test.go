@@ -51,7 +51,7 @@ const fsSessionTimeout = 10 * time.Second
 // (DANMAKU_CHAOS=long, make chaos) a random seed, 3 minutes and more
 // traffic.
 func faultScheduleConfig(t *testing.T) fsConfig {
-	c := fsConfig{seed: 1, duration: 35 * time.Second, viewers: 16, chatters: 8, bulk: 1, bulkGap: 25 * time.Millisecond, inflight: 2,
+	c := fsConfig{seed: 1, duration: 30 * time.Second, viewers: 16, chatters: 8, bulk: 1, bulkGap: 25 * time.Millisecond, inflight: 2,
 		faultGapMin: 1500 * time.Millisecond, faultGapMax: 4 * time.Second, sendWait: 30 * time.Second}
 	if chaosLong() {
 		c = fsConfig{seed: uint64(time.Now().UnixNano()%1e6) + 1, duration: 3 * time.Minute, viewers: 24, chatters: 12, bulk: 2,
