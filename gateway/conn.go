@@ -188,8 +188,13 @@ func (c *conn) handshake(buf []byte) int {
 		resume = &seq
 	}
 	ext := ""
+	// A client that offers danmaku.v1 gets it; one that offers only other
+	// subprotocols gets none and fails the connection itself (RFC 6455).
+	if p := ws.SelectProtocol(h.Protocols, protocol.Subprotocol); p != "" {
+		ext = "Sec-WebSocket-Protocol: " + p + "\r\n"
+	}
 	if !s.cfg.NoDeflate && ws.AcceptDeflate(h.Extensions) {
-		ext = "Sec-WebSocket-Extensions: " + ws.DeflateResponse + "\r\n"
+		ext += "Sec-WebSocket-Extensions: " + ws.DeflateResponse + "\r\n"
 		c.deflate = true
 		c.rd.AllowRSV1 = true
 		s.ndeflate.Add(1)

@@ -87,6 +87,7 @@ func TestHandshake(t *testing.T) {
 		extra   string
 		status  int
 		header  string
+		absent  string // a header the response must not carry
 	}{
 		{name: "upgrade", path: "/ws", status: 101},
 		{name: "upgrade with room", path: "/ws?room=r1", status: 101},
@@ -99,6 +100,9 @@ func TestHandshake(t *testing.T) {
 		{name: "bearer header", path: "/ws", extra: "Authorization: Bearer " + token(t, "u1", "viewer", time.Hour) + "\r\n", status: 101},
 		{name: "origin allowed", path: "/ws", extra: "Origin: https://ok.example\r\n", status: 101},
 		{name: "origin refused", path: "/ws", extra: "Origin: https://evil.example\r\n", status: 403},
+		{name: "subprotocol offered", path: "/ws", extra: "Sec-WebSocket-Protocol: mqtt, danmaku.v1\r\n", status: 101, header: "Sec-WebSocket-Protocol: danmaku.v1\r\n"},
+		{name: "unknown subprotocol", path: "/ws", extra: "Sec-WebSocket-Protocol: mqtt\r\n", status: 101, absent: "Sec-WebSocket-Protocol"},
+		{name: "no subprotocol", path: "/ws", status: 101, absent: "Sec-WebSocket-Protocol"},
 		{name: "plain GET", request: "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", status: 426, header: "Upgrade: websocket"},
 		{name: "POST", request: "POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", status: 405, header: "Allow: GET"},
 		{name: "version 8", request: "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n", status: 426, header: "Sec-WebSocket-Version: 13"},
@@ -122,6 +126,9 @@ func TestHandshake(t *testing.T) {
 			}
 			if tt.header != "" && !strings.Contains(r.Response(), tt.header) {
 				t.Fatalf("response lacks %q:\n%s", tt.header, r.Response())
+			}
+			if tt.absent != "" && strings.Contains(strings.ToLower(r.Response()), strings.ToLower(tt.absent)) {
+				t.Fatalf("response carries %q:\n%s", tt.absent, r.Response())
 			}
 		})
 	}

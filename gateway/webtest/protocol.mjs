@@ -167,6 +167,23 @@ const bye = await open(WS);
 bye.ws.close(1000);
 assert.equal((await bye.closed()).code, 1000);
 
+step("subprotocols: danmaku.v1 is chosen from a list; only unknown ones fail on the client (RFC 6455)");
+const picked = await new Promise((resolve, reject) => {
+  const ws = new WebSocket(WS, ["mqtt", "danmaku.v1"]);
+  ws.on("open", () => {
+    resolve(ws.protocol);
+    ws.close();
+  });
+  ws.on("error", reject);
+});
+assert.equal(picked, "danmaku.v1");
+const refused = await new Promise((resolve) => {
+  const ws = new WebSocket(WS, ["mqtt"]);
+  ws.on("open", () => resolve("opened"));
+  ws.on("error", (e) => resolve(e.message));
+});
+assert.equal(refused, "Server sent no subprotocol");
+
 anon.ws.close();
 me.ws.close();
 step("ok");

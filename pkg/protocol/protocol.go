@@ -12,6 +12,12 @@
 package protocol
 
 // Client → server operations.
+// Subprotocol is the WebSocket subprotocol name of this protocol. A client
+// may offer it in Sec-WebSocket-Protocol (the gateway then answers with it)
+// or offer none; a client offering only other names gets no subprotocol
+// and, per RFC 6455, fails the connection on its side.
+const Subprotocol = "danmaku.v1"
+
 const (
 	OpJoin  = "join"
 	OpLeave = "leave"

@@ -377,6 +377,24 @@ func appendAcceptKey(dst []byte, key string) []byte {
 	return base64.StdEncoding.AppendEncode(dst, sum[:])
 }
 
+// SelectProtocol returns the subprotocol the server answers with
+// (Sec-WebSocket-Protocol) for a client that offered offered: the first
+// offered token that is in supported, compared exactly (RFC 6455 section
+// 4.2.2 step 5.4), or "" when none is. With "" the server must send no
+// Sec-WebSocket-Protocol header; a client that offered subprotocols then
+// fails the connection itself (RFC 6455 section 4.1, browsers and most
+// libraries do), so the offer and the answer must match.
+func SelectProtocol(offered []string, supported ...string) string {
+	for _, p := range offered {
+		for _, s := range supported {
+			if p == s {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
 // AppendAccept appends the server's "101 Switching Protocols" response for
 // the client key. extraHeaders holds additional header lines, each ending
 // in "\r\n" (e.g. "Sec-WebSocket-Protocol: chat\r\n"), or "".

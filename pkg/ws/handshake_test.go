@@ -283,3 +283,23 @@ func TestParseHandshakeResponseRejects(t *testing.T) {
 		})
 	}
 }
+
+func TestSelectProtocol(t *testing.T) {
+	for _, tc := range []struct {
+		offered   []string
+		supported []string
+		want      string
+	}{
+		{nil, []string{"danmaku.v1"}, ""},
+		{[]string{"danmaku.v1"}, []string{"danmaku.v1"}, "danmaku.v1"},
+		{[]string{"mqtt", "danmaku.v1"}, []string{"danmaku.v1"}, "danmaku.v1"},
+		{[]string{"a", "b"}, []string{"b", "a"}, "a"}, // the client's order decides
+		{[]string{"mqtt", "graphql-ws"}, []string{"danmaku.v1"}, ""},
+		{[]string{"Danmaku.V1"}, []string{"danmaku.v1"}, ""}, // tokens compare exactly
+		{[]string{"danmaku.v1"}, nil, ""},
+	} {
+		if got := SelectProtocol(tc.offered, tc.supported...); got != tc.want {
+			t.Errorf("SelectProtocol(%q, %q) = %q, want %q", tc.offered, tc.supported, got, tc.want)
+		}
+	}
+}
