@@ -159,8 +159,10 @@ func NewApp(cfg Config) (*App, error) {
 	}
 	if runs("gateway") {
 		var origins []string
-		if cfg.Origins != "" {
-			origins = strings.Split(cfg.Origins, ",")
+		for o := range strings.SplitSeq(cfg.Origins, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				origins = append(origins, o)
+			}
 		}
 		if a.gw, err = gateway.New(gateway.Config{
 			Addr: cfg.WSAddr, ID: cfg.GatewayID, ReusePort: cfg.ReusePort, Bus: a.bus, History: a.history,
@@ -176,7 +178,7 @@ func NewApp(cfg Config) (*App, error) {
 		wsPort, _ := strconv.Atoi(port)
 		if a.api, err = moderation.NewAPI(moderation.APIConfig{Bus: a.bus, History: a.history, Presence: a.presence,
 			Signer: signer, Engine: a.engine, Guests: cfg.Guests, WSPort: wsPort, Logger: a.log,
-			Bans: a.bans, KV: a.kv, Rooms: rooms}); err != nil {
+			Bans: a.bans, KV: a.kv, Rooms: rooms, AllowedOrigins: origins}); err != nil {
 			return nil, err
 		}
 	}
@@ -186,7 +188,7 @@ func NewApp(cfg Config) (*App, error) {
 	mux.HandleFunc("GET /readyz", a.readyz)
 	if a.api != nil {
 		a.api.Register(mux)
-		gateway.RegisterPages(mux)
+		gateway.RegisterPages(mux, a.api.AllowedOrigins()...)
 		moderation.RegisterDashboard(mux)
 	}
 	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,

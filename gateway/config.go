@@ -69,7 +69,8 @@ type Config struct {
 	// means 1024; negative means no cap.
 	MaxConnsPerIP int
 	// AllowedOrigins lists the Origin values browsers may connect from
-	// (exact match, e.g. "https://example.com"). Empty means any origin.
+	// (exact match, e.g. "https://example.com"; "*" matches any). Empty
+	// means any origin.
 	// Requests without an Origin header (non-browser clients) are allowed.
 	AllowedOrigins []string
 	// MaxRoomsPerConn caps the rooms one connection may join. Zero value

@@ -344,7 +344,7 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 
 func (s *Server) originAllowed(origin string) bool {
 	for _, o := range s.cfg.AllowedOrigins {
-		if o == origin {
+		if o == origin || o == "*" {
 			return true
 		}
 	}

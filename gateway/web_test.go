@@ -107,3 +107,46 @@ func TestWebTextIsNeverParsedAsHTML(t *testing.T) {
 		}
 	}
 }
+
+// TestPagesCORS checks that danmaku.js and danmaku.d.ts may be loaded by
+// pages of the allowed origins only, and that the types are served as
+// TypeScript and announced on the script.
+func TestPagesCORS(t *testing.T) {
+	mux := http.NewServeMux()
+	RegisterPages(mux, "https://fan.example")
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	get := func(path, origin string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return res, string(body)
+	}
+	for _, path := range []string{"/danmaku.js", "/danmaku.d.ts"} {
+		res, _ := get(path, "https://fan.example")
+		if res.StatusCode != 200 || res.Header.Get("Access-Control-Allow-Origin") != "https://fan.example" {
+			t.Errorf("%s from an allowed origin: %d, ACAO %q", path, res.StatusCode, res.Header.Get("Access-Control-Allow-Origin"))
+		}
+		if res, _ := get(path, "https://evil.example"); res.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("%s from another origin: ACAO %q", path, res.Header.Get("Access-Control-Allow-Origin"))
+		}
+	}
+	if res, _ := get("/app.js", "https://fan.example"); res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("the page's own app.js answers CORS")
+	}
+	res, body := get("/danmaku.d.ts", "")
+	if ct := res.Header.Get("Content-Type"); ct != "application/typescript; charset=utf-8" || !strings.Contains(body, "export declare class DanmakuClient") {
+		t.Errorf("danmaku.d.ts: %q %.60q", ct, body)
+	}
+	if res, _ := get("/danmaku.js", ""); res.Header.Get("X-TypeScript-Types") != "./danmaku.d.ts" {
+		t.Errorf("danmaku.js does not point at its types: %v", res.Header)
+	}
+}

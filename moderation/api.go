@@ -70,6 +70,12 @@ type APIConfig struct {
 	// PurgeWindow is how far back a ban retracts the user's messages.
 	// Zero value means 10 minutes.
 	PurgeWindow time.Duration
+	// AllowedOrigins lists the browser origins (exact, e.g.
+	// "https://example.com"; "*" for any) that may call the public
+	// endpoints (config, guest, rooms, history, online) from their pages:
+	// the gateway's --origins list. Empty means same-origin only: no CORS
+	// headers are sent.
+	AllowedOrigins []string
 }
 
 // API is the HTTP API of danmaku: history, online counts, publishing and
@@ -157,16 +163,67 @@ func (a *API) Run(ctx context.Context) error {
 
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/config", a.getConfig)
-	mux.HandleFunc("POST /api/guest", a.postGuest)
-	mux.HandleFunc("GET /api/rooms", a.getRooms)
-	mux.HandleFunc("GET /api/rooms/{room}/history", a.room(a.getHistory))
-	mux.HandleFunc("GET /api/rooms/{room}/online", a.room(a.getOnline))
+	// The public endpoints answer other origins of the allow-list (CORS).
+	for pattern, h := range map[string]http.HandlerFunc{
+		"GET /api/config":               a.getConfig,
+		"POST /api/guest":               a.postGuest,
+		"GET /api/rooms":                a.getRooms,
+		"GET /api/rooms/{room}/history": a.room(a.getHistory),
+		"GET /api/rooms/{room}/online":  a.room(a.getOnline),
+	} {
+		mux.HandleFunc(pattern, a.public(h))
+		_, path, _ := strings.Cut(pattern, " ")
+		mux.HandleFunc("OPTIONS "+path, a.preflight)
+	}
 	mux.HandleFunc("POST /api/rooms/{room}/publish", a.room(a.postPublish))
 	a.registerModeration(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, protocol.CodeNotFound, "no such endpoint")
 	})
+}
+
+// AllowedOrigins returns the origins that may call the public endpoints.
+func (a *API) AllowedOrigins() []string { return a.cfg.AllowedOrigins }
+
+// originAllowed reports whether a browser page of origin may call the
+// public endpoints.
+func (a *API) originAllowed(origin string) bool {
+	for _, o := range a.cfg.AllowedOrigins {
+		if o == "*" || o == origin {
+			return true
+		}
+	}
+	return false
+}
+
+// public adds CORS headers for an allowed Origin to the answers of h.
+// Without an Origin header, or for one not in the list, nothing is added
+// (the browser then keeps the answer from the calling page).
+func (a *API) public(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Vary", "Origin")
+		if o := r.Header.Get("Origin"); o != "" && a.originAllowed(o) {
+			w.Header().Set("Access-Control-Allow-Origin", o)
+		}
+		h(w, r)
+	}
+}
+
+// preflight answers a CORS preflight for a public endpoint: 204 with the
+// allowed methods and headers for an allowed Origin, 403 otherwise.
+func (a *API) preflight(w http.ResponseWriter, r *http.Request) {
+	w.Header().Add("Vary", "Origin")
+	o := r.Header.Get("Origin")
+	if o == "" || !a.originAllowed(o) {
+		writeError(w, http.StatusForbidden, protocol.CodeForbidden, "origin not allowed (the server's --origins list)")
+		return
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", o)
+	h.Set("Access-Control-Allow-Methods", "GET, POST")
+	h.Set("Access-Control-Allow-Headers", "Content-Type")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // room validates the {room} path value before calling h.

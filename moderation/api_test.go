@@ -686,3 +686,80 @@ func TestUsers(t *testing.T) {
 		})
 	}
 }
+
+// TestPublicCORS checks the CORS answers of the public endpoints: the
+// allow-list's origins get Access-Control-Allow-Origin (and a preflight for
+// POST /api/guest), others and same-origin requests get none, moderators'
+// endpoints never do.
+func TestPublicCORS(t *testing.T) {
+	signer, _ := auth.NewSigner(testSecret)
+	newAPI := func(origins ...string) *httptest.Server {
+		api, err := moderation.NewAPI(moderation.APIConfig{Bus: bus.NewMemory(bus.MemoryConfig{}), History: history.NewMemory(history.MemoryConfig{}),
+			Signer: signer, Guests: true, Logger: quiet, AllowedOrigins: origins})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		api.Register(mux)
+		srv := httptest.NewServer(mux)
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	do := func(srv *httptest.Server, method, path, origin, body string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if method == "OPTIONS" {
+			req.Header.Set("Access-Control-Request-Method", "POST")
+			req.Header.Set("Access-Control-Request-Headers", "content-type")
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res
+	}
+	const ok, evil = "https://fan.example", "https://evil.example"
+	srv := newAPI(ok, "https://other.example")
+	for _, path := range []string{"/api/config", "/api/rooms", "/api/rooms/r/history", "/api/rooms/r/online"} {
+		res := do(srv, "GET", path, ok, "")
+		if res.StatusCode != 200 || res.Header.Get("Access-Control-Allow-Origin") != ok || !strings.Contains(res.Header.Get("Vary"), "Origin") {
+			t.Errorf("GET %s from %s: %d, ACAO %q, Vary %q", path, ok, res.StatusCode, res.Header.Get("Access-Control-Allow-Origin"), res.Header.Get("Vary"))
+		}
+		if res := do(srv, "GET", path, evil, ""); res.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("GET %s from %s: ACAO %q", path, evil, res.Header.Get("Access-Control-Allow-Origin"))
+		}
+		if res := do(srv, "GET", path, "", ""); res.StatusCode != 200 || res.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("GET %s without Origin: %d, ACAO %q", path, res.StatusCode, res.Header.Get("Access-Control-Allow-Origin"))
+		}
+	}
+	res := do(srv, "OPTIONS", "/api/guest", ok, "")
+	if res.StatusCode != 204 || res.Header.Get("Access-Control-Allow-Origin") != ok ||
+		!strings.Contains(res.Header.Get("Access-Control-Allow-Methods"), "POST") || !strings.EqualFold(res.Header.Get("Access-Control-Allow-Headers"), "Content-Type") {
+		t.Errorf("preflight from %s: %d %v", ok, res.StatusCode, res.Header)
+	}
+	if res := do(srv, "OPTIONS", "/api/guest", evil, ""); res.StatusCode != 403 || res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("preflight from %s: %d %v", evil, res.StatusCode, res.Header)
+	}
+	if res := do(srv, "POST", "/api/guest", ok, `{"name":"fan"}`); res.StatusCode != 200 || res.Header.Get("Access-Control-Allow-Origin") != ok {
+		t.Errorf("POST /api/guest from %s: %d %v", ok, res.StatusCode, res.Header)
+	}
+	// Moderators' endpoints are for the dashboard (same origin) only.
+	if res := do(srv, "GET", "/api/rooms/r/settings", ok, ""); res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("moderation endpoint answers CORS: %v", res.Header)
+	}
+	if res := do(srv, "OPTIONS", "/api/rooms/r/settings", ok, ""); res.StatusCode != 404 {
+		t.Errorf("preflight of a moderation endpoint: %d", res.StatusCode)
+	}
+	// No list: same origin only. "*": any origin.
+	if res := do(newAPI(), "GET", "/api/config", ok, ""); res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("empty list answers CORS: %v", res.Header)
+	}
+	if res := do(newAPI("*"), "GET", "/api/config", evil, ""); res.Header.Get("Access-Control-Allow-Origin") != evil {
+		t.Errorf(`"*" does not allow %s: %v`, evil, res.Header)
+	}
+}

@@ -3,6 +3,8 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { DanmakuClient, SendError, backoff, wsURL, validRoom } from "../web/danmaku.js";
+import * as danmaku from "../web/danmaku.js";
+import { readFileSync } from "node:fs";
 
 // FakeWS records what the client sends and lets a test play the server.
 class FakeWS {
@@ -358,4 +360,21 @@ test("helpers", () => {
   assert.ok(validRoom("a-b_C9"));
   assert.ok(!validRoom("a b"));
   assert.ok(!validRoom("x".repeat(65)));
+});
+
+test("danmaku.d.ts declares every export, event and option of danmaku.js", () => {
+  const dts = readFileSync(new URL("../web/danmaku.d.ts", import.meta.url), "utf8");
+  const js = readFileSync(new URL("../web/danmaku.js", import.meta.url), "utf8");
+  for (const name of Object.keys(danmaku)) {
+    assert.match(dts, new RegExp(`export declare (const|class|function) ${name}\\b`), "export " + name);
+  }
+  const events = new Set([...js.matchAll(/_emit\("([a-z]+)"/g)].map((m) => m[1]));
+  assert.ok(events.size >= 12, "events found: " + [...events]);
+  const declared = dts.slice(dts.indexOf("interface DanmakuEvents"), dts.indexOf("interface DanmakuClientOptions"));
+  for (const e of events) assert.match(declared, new RegExp(`\\n  ${e}: \\(`), "event " + e);
+  const ctor = js.slice(js.indexOf("  constructor(opts) {"), js.indexOf("  on(type, fn) {"));
+  const opts = new Set([...ctor.matchAll(/opts\.([A-Za-z]+)/g)].map((m) => m[1]));
+  assert.ok(opts.size >= 8, "options found: " + [...opts]);
+  const declaredOpts = dts.slice(dts.indexOf("interface DanmakuClientOptions"), dts.indexOf("interface SendOptions"));
+  for (const o of opts) assert.match(declaredOpts, new RegExp(`\\n  ${o}\\??:`), "option " + o);
 });

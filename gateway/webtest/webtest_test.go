@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,5 +138,68 @@ func TestViewerPage(t *testing.T) {
 			}
 			t.Logf("screenshots in %s", out)
 		})
+	}
+}
+
+// TestCrossOrigin serves embed/index.html from two other origins, starts
+// danmaku with --origins listing one of them, and runs crossorigin.mjs: the
+// listed origin's page imports danmaku.js from the danmaku server, reads
+// history and online, gets a guest token and chats over the WebSocket; the
+// other origin's page is refused by the browser.
+func TestCrossOrigin(t *testing.T) {
+	node := testenv.Need(t, "node", "node")
+	chromium := testenv.Chromium(t)
+	testenv.NPMInstall(t, ".", "playwright-core", "ws")
+	pages := http.FileServer(http.Dir("embed"))
+	var origins []string
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: pages, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		t.Cleanup(func() { _ = srv.Close() })
+		origins = append(origins, "http://"+ln.Addr().String())
+	}
+	allowed, refused := origins[0], origins[1]
+	s := testenv.StartAll(t, "webtest-secret-0123456789", "--origins", "https://elsewhere.example, "+allowed)
+	signer, err := auth.NewSigner(s.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	service, err := signer.Sign("embed-bot", "bot", auth.RoleService, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	room := "embed-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	seen := "already here " + room
+	req, _ := http.NewRequest("POST", "http://"+s.HTTP+"/api/rooms/"+room+"/publish", strings.NewReader(`{"text":"`+seen+`"}`))
+	req.Header.Set("Authorization", "Bearer "+service)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("publish: %s", res.Status)
+	}
+	out := testenv.Artifacts(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err = testenv.Run(t, ctx, ".", []string{
+		"DANMAKU_HTTP=http://" + s.HTTP,
+		"DANMAKU_CHROMIUM=" + chromium,
+		"DANMAKU_OUT=" + out,
+		"DANMAKU_ALLOWED=" + allowed,
+		"DANMAKU_REFUSED=" + refused,
+		"DANMAKU_ROOM=" + room,
+		"DANMAKU_SEEN=" + seen,
+	}, node, "crossorigin.mjs")
+	if err != nil {
+		t.Fatalf("crossorigin.mjs: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "crossorigin.png")); err != nil {
+		t.Errorf("no screenshot: %v", err)
 	}
 }
