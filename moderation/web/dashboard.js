@@ -312,7 +312,9 @@
     const meta = el('div', 'meta');
     meta.append(badge, el('span', 'name', h.name || h.uid), el('span', 'uid', h.uid));
     if (h.ts) meta.append(el('span', 'uid', new Date(h.ts).toLocaleTimeString()));
-    li.append(meta, el('div', 'text', h.text), heldActions(h));
+    const box = heldActions(h);
+    box.append(...userActions(h.uid, 0, h.name).children);
+    li.append(meta, el('div', 'text', h.text), box);
     return li;
   }
 

@@ -218,6 +218,19 @@ try {
   const actions = await page.$$eval("#audit li", (lis) => lis.map((li) => li.dataset.action));
   assert.deepEqual(actions.slice(0, 3), ["approve", "keywords", "delete"]);
 
+  step("rejecting a held message: the sender gets a reject, the toast says so");
+  const heldText2 = "needsreview second one " + Math.random().toString(36).slice(2, 6);
+  const id3 = send(heldText2);
+  await ackOf(id3, (f) => f.held === true);
+  const heldItem2 = page.locator('#held li[data-testid="held-item"]', { hasText: heldText2 });
+  await heldItem2.waitFor({ state: "attached" });
+  await assertUsable(heldItem2.locator('button[data-testid="ban"]'), "#held", "ban button on a held card");
+  await heldItem2.locator('button[data-testid="reject"]').click();
+  await page.waitForFunction(() => document.getElementById("toast").textContent === "rejected held message of Viewer E2E");
+  const rej = await waitFor(() => frames.find((f) => f.op === "reject" && f.id === id3), 5000, "reject of the held message");
+  assert.equal(rej.code, "blocked");
+  assert.equal(rej.message, "rejected by a moderator");
+
   step("a burst of lines: the feed keeps the newest one on screen");
   for (let i = 1; i <= 40; i++) {
     const res = await fetch(`${HTTP}/api/rooms/${ROOM}/publish`, {
