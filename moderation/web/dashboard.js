@@ -225,7 +225,9 @@
     } catch (_) { /* keep the defaults */ }
     if (gen !== state.wsGen) return;
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const host = location.hostname.includes(':') ? '[' + location.hostname + ']' : location.hostname;
+    // location.hostname keeps the brackets of an IPv6 literal ("[::1]").
+    const h = location.hostname;
+    const host = h.includes(':') && !h.startsWith('[') ? '[' + h + ']' : h;
     const port = cfg.ws_port || location.port;
     // observe=1: this connection watches as a moderator and is not counted
     // as a viewer in the room's online count.
