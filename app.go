@@ -72,6 +72,10 @@ type Config struct {
 	// cost (writes per second; 0 = the gateway default, -1 = off); see
 	// gateway.Config.FlushRate.
 	FlushRate int
+	// ShedDelay is the lag of a gateway's writes past which it sheds its
+	// heavy rooms (0 = the gateway default, negative = off); see
+	// gateway.Config.ShedDelay.
+	ShedDelay time.Duration
 	// OutboundBudgetMiB bounds a gateway's viewers' outbound backlog in
 	// MiB (0 = the gateway default, -1 = off); see
 	// gateway.Config.OutboundBudget.
@@ -170,7 +174,7 @@ func NewApp(cfg Config) (*App, error) {
 			DrainTimeout: cfg.DrainTimeout, Logger: a.log, Registerer: a.reg,
 			Sessions: a.sessions, PresenceInterval: cfg.PresenceInterval,
 			FlushRate: cfg.FlushRate, OnlineRate: cfg.OnlineRate, Loops: cfg.Loops,
-			OutboundBudget: mib(cfg.OutboundBudgetMiB),
+			OutboundBudget: mib(cfg.OutboundBudgetMiB), ShedDelay: cfg.ShedDelay,
 		}); err != nil {
 			return nil, err
 		}

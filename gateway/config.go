@@ -124,6 +124,17 @@ type Config struct {
 	FlushRate int
 	// MaxFlushDelay caps the wait FlushRate adds. Zero value means 40ms.
 	MaxFlushDelay time.Duration
+	// ShedDelay is the delay an event loop's writes may add to batches
+	// before the gateway sheds the heavy rooms of that loop: it thins
+	// their streams by priority, the same for every viewer of a room on
+	// the gateway, and covers what it left out with from/to marks (see
+	// docs/protocol.md, "Overload shedding"). Shedding also starts when
+	// most of a room's viewers on a loop are backed up at once (their
+	// backlogs past SoftOutbound/16). Zero value means 500ms; negative
+	// turns shedding off.
+	ShedDelay time.Duration
+	// manualShed (tests): no shed goroutine; the test calls shedStep.
+	manualShed bool
 	// OnlineRate bounds the writes per second that online (viewer count)
 	// frames cost this gateway, over all its rooms: a viewer gets one when
 	// the count changed, at most every PresenceInterval and every
@@ -216,6 +227,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxFlushDelay == 0 {
 		c.MaxFlushDelay = 40 * time.Millisecond
+	}
+	if c.ShedDelay == 0 {
+		c.ShedDelay = 500 * time.Millisecond
 	}
 	if c.HistoryOnJoin == 0 {
 		c.HistoryOnJoin = 50

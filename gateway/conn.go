@@ -386,8 +386,9 @@ const (
 // dropped when the backlog with this write (size bytes) would pass a
 // sixteenth of the soft cap: a loop that fell behind hands every viewer one
 // large frame per pass, so the write, not the backlog before it, is what
-// would grow the process past its budget. batches tells whether the write
-// holds batches. Runs on the loop.
+// would grow the process past its budget — except for a room the gateway
+// sheds (loop.exempt): shedding answers the budget for all its viewers
+// alike. batches tells whether the write holds batches. Runs on the loop.
 func (c *conn) outboundState(batches bool, size int) int {
 	if c.state != stateOpen {
 		return outClosed
@@ -396,7 +397,7 @@ func (c *conn) outboundState(batches bool, size int) int {
 	out := c.count(c.gc.OutboundBuffered())
 	if out <= s.cfg.SoftOutbound {
 		c.overSoft = 0
-		if batches && out+size > s.cfg.SoftOutbound/16 && s.overBudget() {
+		if batches && out+size > s.cfg.SoftOutbound/16 && s.overBudget() && !c.lp.exempt {
 			return outDropBatches
 		}
 		return outOK

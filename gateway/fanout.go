@@ -48,17 +48,33 @@ func (s *Server) runDispatch() {
 			s.m.batches.Inc()
 			r.mu.Lock()
 			fresh, first, last, ok := r.appendLocked(from, to, b.Msgs, s.cfg.RingSize)
+			shown, cover, post := fresh, first, ok
+			if ok {
+				// The ring keeps every message; viewers get what the
+				// gateway can write (see shed.go).
+				shown, cover, post = s.shedLocked(r, fresh, first, last)
+				r.offered.Add(int64(len(fresh)) * r.online.Load())
+			}
 			loops = r.loopsLocked(loops[:0])
 			r.mu.Unlock()
 			if !ok {
 				continue // seen already (a redelivery)
 			}
+			if !post {
+				continue // all left out: the next batch or shed step covers it
+			}
 			payload := rec.Value
 			switch {
+			case cover != first || len(shown) != len(fresh):
+				payload = protocol.EncodeThinned(r.name, cover, last, shown)
+				first, fresh = cover, shown
 			case b.To != 0 && (first != from || len(fresh) != len(b.Msgs)):
 				payload = protocol.EncodeThinned(r.name, first, last, fresh)
 			case b.To == 0 && len(fresh) != len(b.Msgs):
 				payload = protocol.EncodeBatch(r.name, fresh)
+			}
+			if fresh == nil {
+				fresh = []protocol.Message{} // in the seq stream all the same
 			}
 			d := delivery{room: r.name, frame: textFrame(payload), first: first, last: last, msgs: len(fresh), batch: fresh}
 			if s.ndeflate.Load() > 0 {

@@ -387,6 +387,8 @@ func (l *loop) flush(s *Server) {
 	l.out.mu.Lock()
 	q := l.out.q
 	l.out.q = l.spare[:0]
+	headAt := l.out.headAt
+	l.out.headAt = 0
 	l.out.mu.Unlock()
 	viewers := 0
 	if len(q) == 1 {
@@ -415,6 +417,11 @@ func (l *loop) flush(s *Server) {
 	}
 	clear(q) // drop the frame references
 	l.spare = q[:0]
+	if headAt != 0 && viewers > 0 {
+		now := time.Now().UnixNano()
+		l.delay.Store(now - headAt)
+		l.delayAt.Store(now)
+	}
 	// Frames that arrived during this flush wait out its fan-out cost.
 	l.out.mu.Lock()
 	l.out.notBefore = time.Now().Add(s.paceAfter(viewers)).UnixNano()
@@ -435,6 +442,14 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 		return 0
 	}
 	viewers := len(lr.members)
+	l.exempt = lr.r.shedding.Load()
+	defer func() { l.exempt = false }()
+	// backed counts members whose backlog after their write is past a
+	// sixteenth of the soft cap: when most of the room's members on the
+	// loop are, the gateway cannot write the room's stream to them in
+	// time (see shed.go), whatever one socket does.
+	backed := 0
+	backedAt := int64(s.cfg.SoftOutbound / 16)
 	// The seq range of the batches in ds, and the concatenation of all
 	// frames: what a viewer gets unless it is behind or catching up.
 	var first, last uint64
@@ -533,12 +548,18 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 				l.writeSome(m, ds)
 			}
 		}
+		if m.c.counted > backedAt {
+			backed++
+		}
 		if i < len(lr.members) && lr.members[i] != m {
 			i-- // m was closed and swapped out
 		}
 	}
 	if written > 0 {
 		s.m.deliveries.Add(float64(written))
+	}
+	if backed >= 2 && 2*backed > viewers {
+		lr.r.backed.Store(true)
 	}
 	if len(ds) > 1 {
 		l.joined = shared[:0]

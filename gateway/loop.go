@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -36,7 +37,19 @@ type loop struct {
 		queued    bool
 		notBefore int64
 		timer     *time.Timer
+		// headAt is when the oldest delivery in q was queued (Unix ns);
+		// 0 when q is empty.
+		headAt int64
 	}
+	// delay is how long the oldest delivery of the last flush waited,
+	// from being queued to the end of the flush's write pass (ns), and
+	// delayAt when that pass ended (Unix ns): what the loop's writes add
+	// to a batch, read by the shed goroutine (see shed.go).
+	delay, delayAt atomic.Int64
+	// exempt is set while a flush writes a room the gateway sheds: its
+	// viewers' batches are not dropped for the outbound budget (the
+	// shedding answers it, the same for all of them). Owned by the loop.
+	exempt bool
 	// Flush scratch, owned by the loop.
 	spare    []delivery
 	extended []delivery // a pass's deliveries with those takeMore added
@@ -193,6 +206,9 @@ func (l *loop) removeConn(c *conn) {
 func (l *loop) post(s *Server, d delivery) {
 	l.out.mu.Lock()
 	defer l.out.mu.Unlock()
+	if len(l.out.q) == 0 {
+		l.out.headAt = time.Now().UnixNano()
+	}
 	l.out.q = append(l.out.q, d)
 	if !l.out.queued {
 		l.out.queued = true

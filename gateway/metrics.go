@@ -22,6 +22,10 @@ type metrics struct {
 	restarts      prometheus.Counter
 	historyLoads  *prometheus.CounterVec // by source: memory, store, failed
 	sessionKicks  prometheus.Counter
+	// Overload shedding (shed.go).
+	shed           prometheus.Counter // messages left out, once per gateway
+	shedDeliveries prometheus.Counter // messages left out × local viewers of the room
+	shedRooms      prometheus.Gauge   // rooms shedding now
 }
 
 func newMetrics(reg prometheus.Registerer, outbound *atomic.Int64) *metrics {
@@ -52,13 +56,20 @@ func newMetrics(reg prometheus.Registerer, outbound *atomic.Int64) *metrics {
 			Help: "Join and resume history served, by source."}, []string{"source"}),
 		sessionKicks: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "session_kicks_total",
 			Help: "Kicks published because a user logged in again on the same device."}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "shed_messages_total",
+			Help: "Messages left out of rooms' streams by overload shedding (the same for every viewer of the room on this gateway; covered by from/to marks, kept in history)."}),
+		shedDeliveries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "shed_deliveries_total",
+			Help: "Deliveries overload shedding left out: each shed message times the room's viewers on this gateway."}),
+		shedRooms: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "shedding_rooms",
+			Help: "Rooms this gateway sheds now."}),
 	}
 	if reg != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "outbound_bytes",
 			Help: "Outbound backlog of all viewers in bytes, as last seen (the sum Config.OutboundBudget bounds)."},
 			func() float64 { return float64(outbound.Load()) }))
 		reg.MustRegister(m.conns, m.rooms, m.handshakes, m.closes, m.sends, m.sendRejects, m.batches,
-			m.deliveries, m.dropped, m.slowConsumers, m.restarts, m.historyLoads, m.sessionKicks)
+			m.deliveries, m.dropped, m.slowConsumers, m.restarts, m.historyLoads, m.sessionKicks,
+			m.shed, m.shedDeliveries, m.shedRooms)
 	}
 	return m
 }

@@ -37,6 +37,20 @@ type room struct {
 	sent      atomic.Int64 // count last broadcast in an online frame
 	// sentAt is when that frame went out; owned by the presence goroutine.
 	sentAt time.Time
+
+	// shed is the room's overload shedding (see shed.go); guarded by mu.
+	shed shed
+	// shedding is set while shed.budget is not 0: the loops then exempt
+	// the room's viewers from the outbound budget's drops.
+	shedding atomic.Bool
+	// backed is set by a loop whose last pass over the room found most of
+	// its members backed up; the shed goroutine reads and clears it.
+	backed atomic.Bool
+	// offered counts messages × local members posted since the last shed
+	// step: the writes the room asks of the gateway.
+	offered atomic.Int64
+	// shedMsgs counts the room's messages shedding left out.
+	shedMsgs atomic.Int64
 }
 
 // appendLocked adds a batch covering seqs from..to (see protocol.Batch)

@@ -19,16 +19,21 @@
 //     viewer everything queued for it in one write or writev. loop.cork
 //     (on the loop) gathers a connection's writes while it finishes its
 //     handshake.
-//   - The dispatch goroutine reads batches, appends them to rings and puts
-//     the framed batch in the outbox of every loop with viewers; the control
+//   - The dispatch goroutine reads batches, appends them to rings, sheds
+//     what an overloaded gateway cannot write (room.shed, under room.mu:
+//     once per gateway, so every viewer of a room gets the same stream)
+//     and puts the framed batch in the outbox of every loop with viewers.
+//     The shed goroutine reads the loops' lag and the rooms' pressure,
+//     sets each room's shed budget and posts, under room.mu, the batch
+//     that covers seqs left out when no batch followed them. The control
 //     goroutine does the same for deletions, purges and notices and queues
 //     kicks with loop.execute; the reply goroutine routes acks and rejects to
 //     the sender's loop; the ingest goroutine publishes sends; the presence
 //     goroutine reports counts and sends online frames. None of them touches
 //     a conn directly.
 //
-// Lock order: rooms shard lock → room.mu. loop.out.mu, usersMu and ipMu are
-// leaves.
+// Lock order: rooms shard lock → room.mu → loop.out.mu (the shed
+// goroutine posts under room.mu). usersMu and ipMu are leaves.
 package gateway
 
 import (
@@ -188,6 +193,9 @@ func (s *Server) Run() error {
 	bg := []func(){s.runDispatch, s.runControl, s.runReplies, s.runIngest, s.runPresence}
 	if s.sess != nil {
 		bg = append(bg, s.sess.run)
+	}
+	if s.cfg.ShedDelay > 0 && !s.cfg.manualShed {
+		bg = append(bg, s.runShed)
 	}
 	for _, f := range bg {
 		s.wg.Add(1)

@@ -1,0 +1,290 @@
+package gateway
+
+import (
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws"
+)
+
+// Overload shedding.
+//
+// When a gateway cannot write a room's stream to its viewers in time — a
+// write pass of an event loop with viewers of the room adds more than
+// Config.ShedDelay to its batches, or most of the room's viewers on a loop
+// are backed up at once — it thins the room's stream itself, once for the
+// whole gateway, on the dispatch goroutine: every viewer of the room on
+// this gateway gets the same messages and the same from/to marks. A slow
+// socket alone does not shed anything (its own batches are dropped, then
+// it is closed with 4000, as before); a stream the gateway cannot write
+// to everyone does, instead of dropping batches for viewers at random. (A
+// backlog over the OutboundBudget is not a reason by itself: one viewer
+// that does not read can hold it. While a room is shed, its viewers are
+// exempt from the budget's drops; the per-viewer soft and hard caps
+// stay.)
+//
+// Shedding never leaves out a protected message (system, paid, highlight,
+// or one of a mod, streamer or service) nor a frame outside the seq stream
+// (delete, purge, notice, online). The other messages are shown up to the
+// room's shed budget in messages per second, spread evenly over each
+// batch. The budget starts at half the room's incoming rate, halves while
+// the pressure lasts (at most once per shedCutEvery), grows by 15 % every
+// shedCutEvery once it is gone for shedCalm, and shedding ends when the
+// budget reaches twice the incoming rate: the room returns to full
+// delivery by itself.
+//
+// Every left-out seq is covered by a batch's from/to marks: by the next
+// batch posted, or, when a batch was left out entirely and nothing follows
+// within a shed step, by a batch of no messages. The ring keeps every
+// message: joins and resumes get the full history.
+
+const (
+	// shedStep is how often the gateway looks at the pressure on its
+	// rooms and covers what shedding left out (a dispatch tick at most).
+	shedStep = 50 * time.Millisecond
+	// shedCalm is how long a room must be free of pressure before its
+	// budget grows.
+	shedCalm = time.Second
+	// shedMin is the lowest budget in messages per second.
+	shedMin = 5
+	// shedBurst is the budget's bucket depth in seconds.
+	shedBurst = 0.25
+)
+
+// shedCutEvery is the shortest interval between two cuts of a room's
+// budget: the queued batches must be written before a cut shows.
+func (s *Server) shedCutEvery() time.Duration {
+	return max(s.cfg.ShedDelay, 250*time.Millisecond)
+}
+
+// shed is a room's overload shedding on this gateway. Guarded by room.mu.
+type shed struct {
+	budget float64   // messages per second shown; 0 = full delivery
+	tokens float64   // messages that may still be shown
+	at     time.Time // when tokens was last topped up
+	// cover..coverTo are seqs left out and not yet covered by a posted
+	// batch; cover 0 = none.
+	cover, coverTo uint64
+	cutAt          time.Time // the last cut
+	pressedAt      time.Time // the last time the room was under pressure
+	grownAt        time.Time // the last time the budget grew
+	seen           int64     // messages received since the last step
+	rate           float64   // messages per second received (smoothed)
+	stepAt         time.Time // the last step
+}
+
+// protected reports whether shedding must never leave m out.
+func protected(m *protocol.Message) bool {
+	switch m.Kind {
+	case protocol.KindSystem, protocol.KindPaid, protocol.KindHighlight:
+		return true
+	}
+	switch m.Role {
+	case auth.RoleMod, auth.RoleStreamer, auth.RoleService:
+		return true
+	}
+	return false
+}
+
+// apply sheds ms, the new messages of a batch covering first..last, and
+// returns the messages to show, the first seq the posted batch covers and
+// whether to post it (not when every message was left out: the next batch
+// or shed step covers them), and how many it left out. room.mu must be
+// held.
+func (sh *shed) apply(ms []protocol.Message, first, last uint64, now time.Time) (shown []protocol.Message, from uint64, post bool, left int) {
+	sh.seen += int64(len(ms))
+	from = first
+	if sh.cover != 0 {
+		from = sh.cover
+	}
+	if sh.budget == 0 {
+		sh.cover, sh.coverTo = 0, 0
+		return ms, from, true, 0
+	}
+	if !sh.at.IsZero() {
+		sh.tokens += sh.budget * now.Sub(sh.at).Seconds()
+	}
+	sh.tokens = min(sh.tokens, max(sh.budget*shedBurst, 1))
+	sh.at = now
+	prot := 0
+	for i := range ms {
+		if protected(&ms[i]) {
+			prot++
+		}
+	}
+	others := len(ms) - prot
+	keep := min(max(int(sh.tokens)-prot, 0), others)
+	if keep == others {
+		shown = ms
+	} else {
+		// The kept ones spread evenly over the batch: the k-th other
+		// message is shown when it crosses a multiple of others/keep.
+		shown = make([]protocol.Message, 0, prot+keep)
+		k := 0
+		for i := range ms {
+			if protected(&ms[i]) {
+				shown = append(shown, ms[i])
+				continue
+			}
+			if (k+1)*keep/others > k*keep/others {
+				shown = append(shown, ms[i])
+			}
+			k++
+		}
+	}
+	sh.tokens = max(sh.tokens-float64(len(shown)), -sh.budget)
+	left = len(ms) - len(shown)
+	if len(shown) == 0 {
+		sh.cover, sh.coverTo = from, last
+		return nil, from, false, left
+	}
+	sh.cover, sh.coverTo = 0, 0
+	return shown, from, true, left
+}
+
+// shedLocked applies the room's shedding to a batch from dispatch and
+// counts what it left out. room.mu must be held.
+func (s *Server) shedLocked(r *room, ms []protocol.Message, first, last uint64) (shown []protocol.Message, from uint64, post bool) {
+	if r.shed.budget == 0 && r.shed.cover == 0 {
+		r.shed.seen += int64(len(ms))
+		return ms, first, true
+	}
+	shown, from, post, left := r.shed.apply(ms, first, last, time.Now())
+	if left > 0 {
+		s.m.shed.Add(float64(left))
+		s.m.shedDeliveries.Add(float64(int64(left) * r.viewerCount()))
+		r.shedMsgs.Add(int64(left))
+	}
+	return shown, from, post
+}
+
+// runShed runs shedStep every shedStep until the server stops. Runs on its
+// own goroutine.
+func (s *Server) runShed() {
+	t := time.NewTicker(shedStep)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-t.C:
+			s.shedStep(now)
+		}
+	}
+}
+
+// behind returns how far the loop's writes lag: the delay its last write
+// pass added to the oldest delivery it wrote (if that pass ended within a
+// second), or the age of the oldest delivery waiting now, whichever is
+// larger. Safe for concurrent use.
+func (l *loop) behind(now time.Time) time.Duration {
+	ns := now.UnixNano()
+	var d int64
+	if ns-l.delayAt.Load() < int64(time.Second) {
+		d = l.delay.Load()
+	}
+	l.out.mu.Lock()
+	if h := l.out.headAt; h != 0 && len(l.out.q) > 0 {
+		d = max(d, ns-h)
+	}
+	l.out.mu.Unlock()
+	return time.Duration(d)
+}
+
+// shedStep decides, for every room, whether it is under pressure, cuts or
+// grows its budget, and covers what shedding left out without a batch to
+// cover it. Runs on the shed goroutine (or a test).
+func (s *Server) shedStep(now time.Time) {
+	loops := s.loopList()
+	behind := make([]bool, s.cfg.Loops)
+	anyBehind := false
+	for _, l := range loops {
+		if l.idx < len(behind) && l.behind(now) > s.cfg.ShedDelay {
+			behind[l.idx] = true
+			anyBehind = true
+		}
+	}
+	type cand struct {
+		r       *room
+		offered int64
+	}
+	var rooms []cand
+	var total int64
+	s.rooms.each(func(r *room) {
+		offered := r.offered.Swap(0)
+		if offered == 0 && !r.shedding.Load() && !r.backed.Load() {
+			return
+		}
+		total += offered
+		rooms = append(rooms, cand{r, offered})
+	})
+	for _, c := range rooms {
+		r := c.r
+		// Heavy: the room asks at least an eighth of the gateway's
+		// writes. A loop's lag cuts the heavy rooms with viewers on it;
+		// a room whose viewers are backed up is cut whatever its share.
+		heavy := c.offered*8 >= total
+		pressed := r.backed.Swap(false)
+		r.mu.Lock()
+		if !pressed && heavy && anyBehind {
+			for i, n := range r.viewers {
+				if n > 0 && i < len(behind) && behind[i] {
+					pressed = true
+					break
+				}
+			}
+		}
+		s.stepLocked(r, pressed, now)
+		r.mu.Unlock()
+	}
+}
+
+// stepLocked is shedStep for one room. room.mu must be held.
+func (s *Server) stepLocked(r *room, pressed bool, now time.Time) {
+	sh := &r.shed
+	if !sh.stepAt.IsZero() {
+		if dt := now.Sub(sh.stepAt).Seconds(); dt > 0 {
+			sh.rate = 0.7*sh.rate + 0.3*float64(sh.seen)/dt
+		}
+	}
+	sh.seen, sh.stepAt = 0, now
+	every := s.shedCutEvery()
+	switch {
+	case pressed && now.Sub(sh.cutAt) >= every:
+		base := sh.rate
+		if sh.budget != 0 {
+			base = min(base, sh.budget)
+		}
+		if sh.budget == 0 {
+			sh.tokens, sh.at = 0, now
+			r.shedding.Store(true)
+			s.m.shedRooms.Inc()
+		}
+		sh.budget = max(base/2, shedMin)
+		sh.cutAt, sh.pressedAt, sh.grownAt = now, now, now
+	case pressed:
+		sh.pressedAt = now
+	case sh.budget != 0 && now.Sub(sh.pressedAt) >= shedCalm && now.Sub(sh.grownAt) >= every:
+		sh.budget = sh.budget*1.15 + shedMin
+		sh.grownAt = now
+		if sh.budget >= 2*sh.rate {
+			sh.budget = 0
+			r.shedding.Store(false)
+			s.m.shedRooms.Dec()
+		}
+	}
+	if sh.cover != 0 {
+		// A batch was left out entirely and no batch followed: a batch of
+		// no messages covers it. Posted under room.mu, so that it stays
+		// in order with the dispatch goroutine's next batch.
+		payload := protocol.EncodeThinned(r.name, sh.cover, sh.coverTo, nil)
+		d := delivery{room: r.name, frame: textFrame(payload), first: sh.cover, last: sh.coverTo, batch: []protocol.Message{}}
+		if s.ndeflate.Load() > 0 {
+			var z ws.Deflater
+			d.zframe = z.AppendFrame(nil, ws.OpText, payload)
+		}
+		sh.cover, sh.coverTo = 0, 0
+		s.post(r.loopsLocked(nil), d)
+	}
+}

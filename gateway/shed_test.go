@@ -1,0 +1,370 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
+)
+
+// kindOf gives message seq a kind: every 7th paid, every 11th a mod's,
+// every 13th a system message, every 17th highlighted; the rest plain.
+func kindOf(seq uint64) (kind, role string) {
+	switch {
+	case seq%7 == 0:
+		return protocol.KindPaid, ""
+	case seq%11 == 0:
+		return "", "mod"
+	case seq%13 == 0:
+		return protocol.KindSystem, "service"
+	case seq%17 == 0:
+		return protocol.KindHighlight, ""
+	}
+	return "", ""
+}
+
+func mixed(from, to uint64, text string) []protocol.Message {
+	var ms []protocol.Message
+	for seq := from; seq <= to; seq++ {
+		k, r := kindOf(seq)
+		ms = append(ms, protocol.Message{Seq: seq, UID: "u", Name: "n", Text: text, Kind: k, Role: r})
+	}
+	return ms
+}
+
+func TestShedApply(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	t.Run("full delivery without a budget", func(t *testing.T) {
+		var sh shed
+		ms := mixed(1, 10, "x")
+		shown, from, post, left := sh.apply(ms, 1, 10, t0)
+		if !post || from != 1 || left != 0 || len(shown) != 10 {
+			t.Fatalf("shown %d from %d post %v left %d", len(shown), from, post, left)
+		}
+	})
+	t.Run("protected kinds kept, the rest spread, marks cover", func(t *testing.T) {
+		sh := shed{budget: 20, tokens: 20, at: t0}
+		ms := mixed(1, 100, "x")
+		shown, from, post, left := sh.apply(ms, 1, 100, t0)
+		if !post || from != 1 {
+			t.Fatalf("post %v from %d", post, from)
+		}
+		prot := 0
+		for i := range ms {
+			if protected(&ms[i]) {
+				prot++
+				if !slices.ContainsFunc(shown, func(m protocol.Message) bool { return m.Seq == ms[i].Seq }) {
+					t.Errorf("protected seq %d left out", ms[i].Seq)
+				}
+			}
+		}
+		if len(shown) != max(20, prot) || left != 100-len(shown) {
+			t.Fatalf("%d shown (%d protected), left %d; want %d", len(shown), prot, left, max(20, prot))
+		}
+	})
+	t.Run("a batch left out entirely is covered by the next", func(t *testing.T) {
+		sh := shed{budget: 10, tokens: 0, at: t0}
+		plain := func(from, to uint64) []protocol.Message {
+			var ms []protocol.Message
+			for s := from; s <= to; s++ {
+				ms = append(ms, protocol.Message{Seq: s})
+			}
+			return ms
+		}
+		if _, _, post, left := sh.apply(plain(1, 5), 1, 5, t0); post || left != 5 {
+			t.Fatalf("posted a batch of nothing (post %v, left %d)", post, left)
+		}
+		if sh.cover != 1 || sh.coverTo != 5 {
+			t.Fatalf("cover %d..%d, want 1..5", sh.cover, sh.coverTo)
+		}
+		shown, from, post, _ := sh.apply(plain(6, 8), 6, 8, t0.Add(time.Second))
+		if !post || from != 1 || len(shown) == 0 || sh.cover != 0 {
+			t.Fatalf("next batch: post %v from %d shown %d cover %d; want from 1", post, from, len(shown), sh.cover)
+		}
+	})
+}
+
+// streamView reads room batches from c until every seq up to last is
+// covered, failing on a seq gap that no from/to mark covers; it returns
+// the seqs shown, and the batches that carried marks.
+func streamView(t *testing.T, c *wstest.Conn, last uint64) (shown []uint64, marked int) {
+	t.Helper()
+	var covered uint64
+	for covered < last {
+		f, err := c.NextFrame(5 * time.Second)
+		if err != nil {
+			t.Fatalf("covered up to %d of %d: %v", covered, last, err)
+		}
+		if f.Op != protocol.OpBatch {
+			continue
+		}
+		from, to := f.From, f.To
+		if to == 0 {
+			from, to = f.Msgs[0].Seq, f.Msgs[len(f.Msgs)-1].Seq
+		} else {
+			marked++
+		}
+		if from > covered+1 {
+			t.Fatalf("seqs %d..%d missing without a mark", covered+1, from-1)
+		}
+		for _, m := range f.Msgs {
+			if m.Seq > covered {
+				shown = append(shown, m.Seq)
+			}
+		}
+		covered = max(covered, to)
+	}
+	return shown, marked
+}
+
+// forceShed puts room under shedding at a budget of half rate.
+func forceShed(s *Server, name string, rate float64) {
+	r := s.rooms.get(name)
+	r.mu.Lock()
+	r.shed.rate = rate
+	s.stepLocked(r, true, time.Now())
+	r.mu.Unlock()
+}
+
+// TestShedSameForEveryViewer: a room the gateway sheds shows every viewer
+// of it on the gateway (over both loops) the same messages, never leaves a
+// protected one out, covers what it left out with marks (also the tail of
+// a burst when the room goes quiet), and returns to full delivery by
+// itself once the pressure is gone.
+func TestShedSameForEveryViewer(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.manualShed = true })
+	const viewers = 6
+	var cs []*wstest.Conn
+	for range viewers {
+		c := dialRaw(t, gw.addr)
+		if st := c.Upgrade("/ws?room=hot", ""); st != 101 {
+			t.Fatal(st)
+		}
+		c.NextOp(protocol.OpHistory, 2*time.Second)
+		cs = append(cs, c)
+	}
+	loops := map[int]bool{}
+	for _, l := range gw.s.loopList() {
+		if lr := l.rooms["hot"]; lr != nil || len(l.conns) > 0 {
+			loops[l.idx] = true
+		}
+	}
+	forceShed(gw.s, "hot", 400) // budget 200/s
+	pub := gw.bus.Publisher(bus.StreamDispatch)
+	ctx := context.Background()
+	var seq uint64
+	for range 30 {
+		if err := pub.Publish(ctx, bus.Record{Key: "hot", Value: protocol.EncodeBatch("hot", mixed(seq+1, seq+20, "x"))}); err != nil {
+			t.Fatal(err)
+		}
+		seq += 20
+		time.Sleep(5 * time.Millisecond)
+	}
+	// A burst of plain messages: the budget is spent, they are left out
+	// entirely, and the room then goes quiet.
+	var burst []bus.Record
+	for range 5 {
+		var ms []protocol.Message
+		for range 4 {
+			seq++
+			ms = append(ms, protocol.Message{Seq: seq, UID: "u", Name: "n", Text: "x"})
+		}
+		burst = append(burst, bus.Record{Key: "hot", Value: protocol.EncodeBatch("hot", ms)})
+	}
+	if err := pub.Publish(ctx, burst...); err != nil {
+		t.Fatal(err)
+	}
+	// Once the gateway has the burst, a shed step covers what no batch
+	// followed.
+	hot := gw.s.rooms.get("hot")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		hot.mu.Lock()
+		last := hot.last
+		hot.mu.Unlock()
+		if last == seq {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway got up to seq %d of %d", last, seq)
+		}
+	}
+	gw.s.shedStep(time.Now()) // covers what no batch followed
+	var first []uint64
+	for i, c := range cs {
+		shown, marked := streamView(t, c, seq)
+		if i == 0 {
+			first = shown
+			if marked == 0 || len(shown) >= int(seq) {
+				t.Fatalf("nothing shed: %d of %d shown, %d marked batches", len(shown), seq, marked)
+			}
+			for s := uint64(1); s <= 600; s++ { // the burst after 600 is plain
+				if k, r := kindOf(s); (k != "" || r != "") && !slices.Contains(shown, s) {
+					t.Fatalf("protected seq %d (%s%s) left out", s, k, r)
+				}
+			}
+			continue
+		}
+		if !slices.Equal(shown, first) {
+			t.Fatalf("viewer %d saw %d messages, viewer 0 %d: shedding differs between viewers", i, len(shown), len(first))
+		}
+	}
+	if got := counterValue(gw.s.m.shed); got != float64(int(seq)-len(first)) {
+		t.Errorf("shed metric %v, want %d", got, int(seq)-len(first))
+	}
+	if got := counterValue(gw.s.m.shedDeliveries); got != float64(viewers*(int(seq)-len(first))) {
+		t.Errorf("shed deliveries metric %v, want %d", got, viewers*(int(seq)-len(first)))
+	}
+	t.Logf("%d of %d shown to each of %d viewers on %d loops", len(first), seq, viewers, len(loops))
+
+	// No pressure: the room returns to full delivery by itself.
+	r := gw.s.rooms.get("hot")
+	now := time.Now()
+	for i := 0; r.shedding.Load(); i++ {
+		if i == 100 {
+			t.Fatal("still shedding after 100 calm steps")
+		}
+		now = now.Add(gw.s.shedCutEvery())
+		r.mu.Lock()
+		gw.s.stepLocked(r, false, now)
+		r.mu.Unlock()
+	}
+	start := seq + 1
+	if err := pub.Publish(ctx, bus.Record{Key: "hot", Value: protocol.EncodeBatch("hot", mixed(start, start+49, "x"))}); err != nil {
+		t.Fatal(err)
+	}
+	seq += 50
+	for i, c := range cs {
+		f := c.NextOp(protocol.OpBatch, 2*time.Second)
+		if f.To != 0 || len(f.Msgs) != 50 || f.Msgs[0].Seq != start {
+			t.Fatalf("viewer %d after recovery: from/to %d/%d, %d messages from %d; want all 50 from %d", i, f.From, f.To, len(f.Msgs), f.Msgs[0].Seq, start)
+		}
+	}
+}
+
+// TestShedKeepsHealthyReader: over the outbound budget (a viewer that does
+// not read holds it), a reader of the room that keeps up loses batches to
+// the budget's per-viewer drops — unless the room is shed, which answers
+// the budget the same for every viewer: the reader then sees every seq
+// shown or marked, and is never closed.
+func TestShedKeepsHealthyReader(t *testing.T) {
+	for _, shedding := range []bool{true, false} {
+		t.Run(fmt.Sprintf("shedding=%v", shedding), func(t *testing.T) {
+			gw := startGW(t, func(c *Config) {
+				c.manualShed = true
+				c.SoftOutbound = 16 << 10
+				c.HardOutbound = 4 << 20
+				c.SlowTimeout = time.Minute
+				c.OutboundBudget = 1
+			})
+			_, fast := slowAndFast(t, gw)
+			if shedding {
+				forceShed(gw.s, "hot", 1e9) // shedding, with a budget that leaves nothing out
+			}
+			pub := gw.bus.Publisher(bus.StreamDispatch)
+			text := strings.Repeat("x", 900)
+			var seq uint64
+			gaps := 0
+			var covered uint64
+			// Until 30 rounds after the budget first dropped a batch (the
+			// slow viewer's backlog holds the budget by then).
+			pressedAt := -1
+			for round := 0; round < 300 && (pressedAt < 0 || round < pressedAt+30); round++ {
+				if pressedAt < 0 && counterValue(gw.s.m.dropped) > 0 {
+					pressedAt = round
+				}
+				var recs []bus.Record
+				for range 20 {
+					seq++
+					recs = append(recs, bus.Record{Key: "hot", Value: protocol.EncodeBatch("hot", mixed(seq, seq, text))})
+				}
+				if err := pub.Publish(context.Background(), recs...); err != nil {
+					t.Fatal(err)
+				}
+				for covered < seq && gaps == 0 {
+					f, err := fast.NextFrame(2 * time.Second)
+					if err != nil {
+						break // dropped batches: the tail never comes
+					}
+					if f.Op != protocol.OpBatch {
+						continue
+					}
+					from, to := f.From, f.To
+					if to == 0 {
+						from, to = f.Msgs[0].Seq, f.Msgs[len(f.Msgs)-1].Seq
+					}
+					if from > covered+1 {
+						gaps++
+					}
+					covered = max(covered, to)
+				}
+				if gaps > 0 || covered < seq {
+					break
+				}
+			}
+			t.Logf("covered %d of %d, %d gaps, %v batches dropped", covered, seq, gaps, counterValue(gw.s.m.dropped))
+			if shedding && (gaps > 0 || covered < seq) {
+				t.Fatalf("reader of a shed room lost batches: covered %d of %d, %d gaps", covered, seq, gaps)
+			}
+			if !shedding && gaps == 0 && covered == seq {
+				t.Fatal("without shedding the reader lost nothing: the test does not press the budget")
+			}
+			if counterValue(gw.s.m.slowConsumers) > 0 && shedding {
+				// Only the viewer that never reads may be closed.
+				if _, err := fast.NextFrame(100 * time.Millisecond); err != nil && strings.Contains(err.Error(), "4000") {
+					t.Fatal("healthy reader closed as slow")
+				}
+			}
+		})
+	}
+}
+
+// TestShedStepPressure: a shed step cuts a room when a loop with its
+// viewers lags past ShedDelay or when most of its viewers are backed up,
+// not otherwise, and not a light room beside a heavy one.
+func TestShedStepPressure(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1 })
+	for _, room := range []string{"heavy", "light"} {
+		c := dialRaw(t, gw.addr)
+		if st := c.Upgrade("/ws?room="+room, ""); st != 101 {
+			t.Fatal(st)
+		}
+		c.NextOp(protocol.OpHistory, 2*time.Second)
+	}
+	s := gw.s
+	heavy, light := s.rooms.get("heavy"), s.rooms.get("light")
+	l := s.loopList()[0]
+	now := time.Now()
+	step := func(lag time.Duration) {
+		heavy.offered.Add(1000)
+		light.offered.Add(10)
+		l.delay.Store(int64(lag))
+		l.delayAt.Store(now.UnixNano())
+		s.shedStep(now)
+		now = now.Add(s.shedCutEvery())
+	}
+	step(s.cfg.ShedDelay / 2)
+	if heavy.shedding.Load() || light.shedding.Load() {
+		t.Fatal("shedding without pressure")
+	}
+	step(2 * s.cfg.ShedDelay)
+	if !heavy.shedding.Load() {
+		t.Fatal("a lagging loop did not cut its heavy room")
+	}
+	if light.shedding.Load() {
+		t.Fatal("a light room was cut")
+	}
+	light.backed.Store(true)
+	step(0)
+	if !light.shedding.Load() {
+		t.Fatal("a room whose viewers are backed up was not cut")
+	}
+	if got := gaugeValue(s.m.shedRooms); got != 2 {
+		t.Fatalf("shedding_rooms %v, want 2", got)
+	}
+}
