@@ -360,6 +360,9 @@ func (a *App) openBackends() error {
 		a.bans = presence.NewMemoryBans()
 		a.kv = presence.NewMemoryKV()
 		a.dedupe = presence.NewMemoryDedupe(0)
+		if cfg.Role == "logic" && cfg.Bus == "kafka" {
+			a.log.Warn("logic with --presence memory: a retry that comes after its room moved to another worker, beyond the takeover scan, is not recognised; use --presence redis")
+		}
 	case "redis":
 		if cfg.Redis == "" {
 			return errors.New("--presence redis needs --redis host:port (env DANMAKU_REDIS)")

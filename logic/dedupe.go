@@ -73,10 +73,14 @@ func (d *dedupe) evict(el *list.Element) {
 	delete(d.items, el.Value.(*dedupeItem).key)
 }
 
+// heldKey is the dedupe store's key for a held message id (accepted ids
+// are stored under their dedupeKey, with their seq).
+func heldKey(key string) string { return key + "\x00held" }
+
 // lookupDurable asks Config.Dedupe about the ids of recs that this worker
 // does not remember and copies what it knows into memory, so that a retry
-// of a message accepted before the last takeover (beyond the scan) is
-// answered with its first seq. When the store fails, the batch goes on with
+// of a message accepted (or held) before the last takeover, beyond the
+// scan, gets the same answer. When the store fails, the batch goes on with
 // what memory knows.
 func (l *Logic) lookupDurable(ctx context.Context, recs []bus.Record, now time.Time) {
 	if l.cfg.Dedupe == nil {
@@ -89,7 +93,7 @@ func (l *Logic) lookupDurable(ctx context.Context, recs []bus.Record, now time.T
 			continue
 		}
 		if _, ok := l.dedupe.get(dedupeKey(in), now); !ok {
-			keys = append(keys, dedupeKey(in))
+			keys = append(keys, dedupeKey(in), heldKey(dedupeKey(in)))
 		}
 	}
 	if len(keys) == 0 {
@@ -103,39 +107,44 @@ func (l *Logic) lookupDurable(ctx context.Context, recs []bus.Record, now time.T
 		l.cfg.Logger.Warn("logic: dedupe store lookup failed; deciding with what this worker remembers", "err", err)
 		return
 	}
-	for i, v := range vals {
-		if seq, err := strconv.ParseUint(string(v), 10, 64); err == nil && seq > 0 {
+	for i := 0; i+1 < len(vals); i += 2 {
+		if seq, err := strconv.ParseUint(string(vals[i]), 10, 64); err == nil && seq > 0 {
 			l.dedupe.put(keys[i], dedupeEntry{seq: seq}, now)
+		} else if vals[i+1] != nil {
+			l.dedupe.put(keys[i], dedupeEntry{held: true}, now)
 		}
 	}
 }
 
-// storeDurable writes the seqs of verified accepted messages to
-// Config.Dedupe (best effort: a failure leaves memory and the takeover scan
-// to answer retries).
-func (l *Logic) storeDurable(ctx context.Context, outs []outcome) {
-	if l.cfg.Dedupe == nil || len(outs) == 0 {
+// storeDurable writes keys with vals (nil: "1") to Config.Dedupe (best
+// effort: a failure leaves memory and the takeover scan to answer
+// retries).
+func (l *Logic) storeDurable(ctx context.Context, keys []string, vals [][]byte) {
+	if l.cfg.Dedupe == nil || len(keys) == 0 {
 		return
 	}
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	var failed atomic.Int64
-	work := make(chan *outcome)
-	for range min(16, len(outs)) {
+	work := make(chan int)
+	for range min(16, len(keys)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for o := range work {
-				val := strconv.AppendUint(nil, o.reply.Seq, 10)
-				if _, _, err := l.cfg.Dedupe.Remember(sctx, dedupeKey(o.in), val, l.cfg.DedupeTTL); err != nil {
+			for i := range work {
+				val := []byte("1")
+				if vals != nil {
+					val = vals[i]
+				}
+				if _, _, err := l.cfg.Dedupe.Remember(sctx, keys[i], val, l.cfg.DedupeTTL); err != nil {
 					failed.Add(1)
 				}
 			}
 		}()
 	}
-	for i := range outs {
-		work <- &outs[i]
+	for i := range keys {
+		work <- i
 	}
 	close(work)
 	wg.Wait()

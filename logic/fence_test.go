@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -94,7 +95,9 @@ func validAccepted(t *testing.T, m *bus.Memory) []protocol.Message {
 func startWorker(t *testing.T, b bus.Bus, eng *moderation.Engine, cfg Config) context.CancelFunc {
 	t.Helper()
 	cfg.Bus, cfg.Moderation, cfg.Engine = b, eng, eng
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	l, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -176,16 +179,18 @@ func TestStaleOwnerMidBatchIsFenced(t *testing.T) {
 	if err := strict.SetRoomKeywords(room, moderation.KeywordList{Words: []string{"blockme"}}); err != nil {
 		t.Fatal(err)
 	}
-	startWorker(t, gb, strict, Config{ID: "A"})
-	pub := mem.Publisher(bus.StreamIngest)
+	startWorker(t, gb, strict, Config{ID: "A", Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)).With("w", "A")})
+	// One publish: A fetches both records in one batch.
+	var recs []bus.Record
 	for _, in := range []bus.Ingest{
 		{Room: room, ID: "X", UID: "ux", Text: "blockme please", Role: "viewer", Gateway: "gw1", Conn: 1},
 		{Room: room, ID: "Y", UID: "uy", Text: "hello", Role: "viewer", Gateway: "gw1", Conn: 2},
 	} {
 		v, _ := bus.Marshal(in)
-		if err := pub.Publish(context.Background(), bus.Record{Key: room, Value: v}); err != nil {
-			t.Fatal(err)
-		}
+		recs = append(recs, bus.Record{Key: room, Value: v})
+	}
+	if err := mem.Publisher(bus.StreamIngest).Publish(context.Background(), recs...); err != nil {
+		t.Fatal(err)
 	}
 	select {
 	case <-gb.entered: // A decided X rejected, Y seq 1, and is stuck publishing
@@ -194,7 +199,7 @@ func TestStaleOwnerMidBatchIsFenced(t *testing.T) {
 	}
 
 	lenient, _ := moderation.New(moderation.Config{})
-	startWorker(t, mem, lenient, Config{ID: "B"})
+	startWorker(t, mem, lenient, Config{ID: "B", Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)).With("w", "B")})
 	waitUntil(t, "B's answers", func() bool { return len(replies.get("X")) > 0 && len(replies.get("Y")) > 0 })
 	close(gb.gate) // A's write lands now, after B's claim
 	time.Sleep(300 * time.Millisecond)

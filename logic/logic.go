@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -110,16 +111,22 @@ type Logic struct {
 	cfg  Config
 	m    *metrics
 	seqs map[string]uint64 // room → last adopted seq; owned by Run's goroutine
-	// pr reads accepted partitions on takeover; pw writes them.
-	pr bus.PartitionReader
-	pw bus.PartitionWriter
+	// pr reads accepted partitions on takeover; pw writes them; prover
+	// asks the ingest group who owns a partition (nil: the consumer
+	// cannot be asked).
+	pr     bus.PartitionReader
+	pw     bus.PartitionWriter
+	prover bus.Prover
 	// claims and floor are the takeover state of the current generation
 	// (claim.go, seq.go); owned by Run's goroutine.
-	claims   map[int]*claim    // ingest partition → claim on its accepted partition
-	floor    map[string]uint64 // room → highest seq seen in the claimed tails
+	claims map[int]*claim    // ingest partition → claim on its accepted partition
+	floor  map[string]uint64 // room → highest seq seen in the claimed tails
+	// inSeen maps, per ingest partition, the ingest offsets of accepted
+	// records without a message id found by the takeover scan to their
+	// seq: a redelivered send without an id is recognised by its offset.
+	inSeen   map[int]map[int64]uint64
 	scanRecs prometheus.Counter
 	dedupe   *dedupe
-	accPub   bus.Publisher
 	repPub   bus.Publisher
 	ctlPub   bus.Publisher
 }
@@ -166,10 +173,10 @@ func New(cfg Config) (*Logic, error) {
 		pr:       pr,
 		pw:       pw,
 		claims:   make(map[int]*claim),
+		inSeen:   make(map[int]map[int64]uint64),
 		floor:    make(map[string]uint64),
 		scanRecs: newScanCounter(cfg.Registerer),
 		dedupe:   newDedupe(cfg.DedupeMax, cfg.DedupeTTL),
-		accPub:   cfg.Bus.Publisher(bus.StreamAccepted),
 		repPub:   cfg.Bus.Publisher(bus.StreamReply),
 		ctlPub:   cfg.Bus.Publisher(bus.StreamControl),
 	}, nil
@@ -193,25 +200,27 @@ func (l *Logic) Run(ctx context.Context) error {
 		return err
 	}
 	defer c.Close()
+	l.prover, _ = c.(bus.Prover)
 	gen := int64(-1)
+	var redo []bus.Record // records of partitions to decide again, before fetching more
 	for {
-		recs, err := c.Fetch(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+		recs := redo
+		if redo = nil; len(recs) == 0 {
+			if recs, err = c.Fetch(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
 			}
-			return err
-		}
-		if rb, ok := c.(bus.Rebalancer); ok {
-			if g := rb.Generation(); g != gen {
-				// Partitions may have moved: rooms this worker owned may
-				// have advanced elsewhere. Claim each partition again
-				// before deciding its records, and reload seqs on first
-				// use.
-				gen = g
-				clear(l.seqs)
-				clear(l.claims)
-				clear(l.floor)
+			if rb, ok := c.(bus.Rebalancer); ok {
+				if g := rb.Generation(); g != gen {
+					// Partitions may have moved: rooms this worker owned
+					// may have advanced elsewhere, and held messages been
+					// decided. Claim each partition again before deciding
+					// its records, and reload seqs and ids on first use.
+					gen = g
+					l.reset()
+				}
 			}
 		}
 		if err := l.claimAll(ctx, l.dropLost(recs)); err != nil {
@@ -230,10 +239,26 @@ func (l *Logic) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		// Commit only the partitions whose writes stood; a refused commit
-		// means the group moved some of them meanwhile.
+		// Partitions fenced but still ours are claimed again and their
+		// records decided anew; lost ones are left to their new owner.
+		var commit []bus.Record
+		for _, r := range recs {
+			switch cl := l.claims[r.Partition]; {
+			case cl == nil || cl.lost:
+			case cl.redo:
+				redo = append(redo, r)
+			default:
+				commit = append(commit, r)
+			}
+		}
+		for p, cl := range l.claims {
+			if cl.redo {
+				delete(l.claims, p)
+			}
+		}
+		// A refused commit means the group moved some partitions meanwhile.
 		committed := true
-		if err := c.Commit(ctx, l.dropLost(recs)...); err != nil {
+		if err := c.Commit(ctx, commit...); err != nil {
 			committed = false
 			if !errors.Is(err, bus.ErrNotOwner) && ctx.Err() == nil {
 				l.cfg.Logger.Warn("logic: commit failed", "err", err)
@@ -241,6 +266,15 @@ func (l *Logic) Run(ctx context.Context) error {
 		}
 		l.answer(ctx, outs, committed)
 	}
+}
+
+// reset forgets what the worker knew of its partitions (a new generation).
+func (l *Logic) reset() {
+	clear(l.seqs)
+	clear(l.claims)
+	clear(l.floor)
+	clear(l.inSeen)
+	l.dedupe = newDedupe(l.cfg.DedupeMax, l.cfg.DedupeTTL)
 }
 
 // outcome is the decision about one ingest record.
@@ -274,6 +308,12 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) ([]outcome, erro
 		o := outcome{in: in, part: rec.Partition, off: rec.Offset,
 			reply: bus.Reply{Gateway: in.Gateway, Conn: in.Conn, ID: in.ID, Room: in.Room}}
 		key := dedupeKey(in)
+		if seq, ok := l.inSeen[rec.Partition][rec.Offset]; ok && in.ID == "" {
+			o.reply.Seq, o.dup = seq, true // a redelivered send without an id, accepted before
+			l.m.dups.Inc()
+			outs = append(outs, o)
+			continue
+		}
 		if in.ID != "" {
 			if i, ok := inBatch[key]; ok {
 				o.reply.Seq, o.reply.Held, o.dup = outs[i].reply.Seq, outs[i].reply.Held, true
@@ -324,11 +364,12 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) ([]outcome, erro
 		return nil, appendErr
 	}
 	kept := outs[:0]
-	var stored []outcome
+	var stored []string
+	var storedVals [][]byte
 	for i := range outs {
 		o := &outs[i]
-		if l.claims[o.part].lost {
-			continue // the new owner answers
+		if cl := l.claims[o.part]; cl.lost || cl.redo {
+			continue // decided again, by this worker or the new owner
 		}
 		if o.msg != nil && !o.dup {
 			if seq := o.msg.Seq; seq > l.seqs[o.in.Room] {
@@ -336,12 +377,13 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) ([]outcome, erro
 			}
 			if o.in.ID != "" {
 				l.dedupe.put(dedupeKey(o.in), dedupeEntry{seq: o.reply.Seq}, now)
-				stored = append(stored, *o)
+				stored = append(stored, dedupeKey(o.in))
+				storedVals = append(storedVals, strconv.AppendUint(nil, o.reply.Seq, 10))
 			}
 		}
 		kept = append(kept, *o)
 	}
-	l.storeDurable(ctx, stored)
+	l.storeDurable(ctx, stored, storedVals)
 	return kept, nil
 }
 
@@ -351,6 +393,7 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) ([]outcome, erro
 func (l *Logic) answer(ctx context.Context, outs []outcome, committed bool) {
 	now := time.Now()
 	var replies, control []bus.Record
+	var held []string
 	for i := range outs {
 		o := &outs[i]
 		final := o.reply.Seq != 0 // an ack stands whatever happens to the commit
@@ -361,6 +404,7 @@ func (l *Logic) answer(ctx context.Context, outs []outcome, committed bool) {
 		if o.held != nil && !o.dup {
 			if o.in.ID != "" {
 				l.dedupe.put(dedupeKey(o.in), dedupeEntry{held: true}, now)
+				held = append(held, heldKey(dedupeKey(o.in)))
 			}
 			data, _ := bus.Marshal(heldEvent{Message: *o.held, Gateway: o.in.Gateway, Conn: o.in.Conn, Rule: o.reply.Message})
 			v, _ := bus.Marshal(bus.Control{Op: bus.ControlHeld, Room: o.in.Room, UID: o.in.UID, TS: now.UnixMilli(), Data: data})
@@ -372,6 +416,7 @@ func (l *Logic) answer(ctx context.Context, outs []outcome, committed bool) {
 			replies = append(replies, bus.Record{Key: o.in.Gateway, Value: v})
 		}
 	}
+	l.storeDurable(ctx, held, nil)
 	if len(control) > 0 {
 		if err := l.retry(ctx, "publishing held messages", func() error {
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -456,7 +501,7 @@ func (l *Logic) decide(ctx context.Context, o *outcome, now time.Time, next map[
 // when the SeqSource does not answer; the caller must not guess.
 func (l *Logic) lastSeq(ctx context.Context, room string) (uint64, error) {
 	if seq, ok := l.seqs[room]; ok {
-		return seq, nil
+		return max(seq, l.floor[room]), nil // a claim again may have raised the floor
 	}
 	seq := l.floor[room]
 	if l.cfg.Seqs != nil {

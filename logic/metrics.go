@@ -11,6 +11,7 @@ type metrics struct {
 	dups          prometheus.Counter
 	publishErrors prometheus.Counter
 	fenced        prometheus.Counter
+	lost          prometheus.Counter
 	unannounced   prometheus.Counter
 	dedupeErrors  prometheus.Counter
 }
@@ -29,15 +30,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Retries of an already accepted message id, answered from dedupe."}),
 		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "logic", Name: "publish_errors_total",
 			Help: "Failed publishes to the bus (retried)."}),
-		fenced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "logic", Name: "partitions_lost_total",
-			Help: "Accepted partitions this worker found taken over by another worker's fence marker mid-batch (its records there were left to the new owner)."}),
+		fenced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "logic", Name: "writes_fenced_total",
+			Help: "Writes to the accepted stream that another fence marker made invalid (nothing about them was announced)."}),
+		lost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "logic", Name: "partitions_lost_total",
+			Help: "Partitions this worker gave up mid-generation because the group had given them to another worker (their records were left to it)."}),
 		unannounced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "logic", Name: "answers_withheld_total",
 			Help: "Rejects and held answers not sent because the ingest commit was refused (the partition's new owner answers)."}),
 		dedupeErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "logic", Name: "dedupe_store_errors_total",
 			Help: "Failed lookups and writes of the shared dedupe store (logic went on with its own memory)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.in, m.accepted, m.rejected, m.held, m.dups, m.publishErrors, m.fenced, m.unannounced, m.dedupeErrors)
+		reg.MustRegister(m.in, m.accepted, m.rejected, m.held, m.dups, m.publishErrors, m.fenced, m.lost, m.unannounced, m.dedupeErrors)
 	}
 	return m
 }

@@ -33,6 +33,9 @@ type kSlowFetch struct {
 }
 
 func (c *kSlowFetch) Generation() int64 { return c.Consumer.(bus.Rebalancer).Generation() }
+func (c *kSlowFetch) Prove(ctx context.Context, p int, off int64) error {
+	return c.Consumer.(bus.Prover).Prove(ctx, p, off)
+}
 func (c *kSlowFetch) Fetch(ctx context.Context) ([]bus.Record, error) {
 	c.first.Do(func() { time.Sleep(3 * time.Second) })
 	return c.Consumer.Fetch(ctx)

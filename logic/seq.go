@@ -149,6 +149,12 @@ func (l *Logic) scanPartition(ctx context.Context, p int, firstIngest, end int64
 			if v.Seq > l.floor[v.Room] {
 				l.floor[v.Room] = v.Seq
 			}
+			if v.ID == "" && v.In != nil && *v.In >= firstIngest {
+				if l.inSeen[p] == nil {
+					l.inSeen[p] = make(map[int64]uint64)
+				}
+				l.inSeen[p][*v.In] = v.Seq
+			}
 			if v.ID != "" && v.TS >= oldestTS {
 				key := dedupeKey(bus.Ingest{Room: v.Room, UID: v.UID, ID: v.ID})
 				if _, ok := l.dedupe.get(key, now); !ok {

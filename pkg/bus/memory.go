@@ -9,6 +9,7 @@ import (
 var (
 	_ Bus             = (*Memory)(nil)
 	_ Rebalancer      = (*memConsumer)(nil)
+	_ Prover          = (*memConsumer)(nil)
 	_ PartitionReader = (*Memory)(nil)
 	_ PartitionWriter = (*Memory)(nil)
 )
@@ -354,6 +355,21 @@ func (c *memConsumer) Commit(ctx context.Context, recs ...Record) error {
 	}
 	if notOwned > 0 {
 		return fmt.Errorf("bus: commit %d records: %w", notOwned, ErrNotOwner)
+	}
+	return nil
+}
+
+// Prove reports whether the consumer still owns partition in the group's
+// current generation (bus.Prover).
+func (c *memConsumer) Prove(ctx context.Context, partition int, offset int64) error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case c.closed:
+		return ErrClosed
+	case c.group == nil || c.gen != c.group.gen || partition < 0 || partition >= len(c.owned) || !c.owned[partition]:
+		return fmt.Errorf("bus: partition %d: %w", partition, ErrNotOwner)
 	}
 	return nil
 }

@@ -18,6 +18,21 @@ var ErrNoPartition = errors.New("bus: no such partition")
 // (logic sends no reject for a record whose commit was refused).
 var ErrNotOwner = errors.New("bus: partition no longer owned")
 
+// Prover is implemented by group consumers that can ask the group whether
+// they still own a partition. Logic uses it after writing a fence marker:
+// a claimant that proves ownership after its marker landed knows any later
+// marker belongs to a newer owner or to a stale one that will fail its own
+// proof (pkg/bus/fence.go).
+type Prover interface {
+	// Prove returns nil if, at one instant during the call, the consumer's
+	// group generation was current and partition was assigned to it in
+	// it; an error wrapping ErrNotOwner if not; another error if it could
+	// not tell. It may commit offset for partition (in the consumer's
+	// generation) to ask: offset must be at most the offset of the next
+	// record the consumer has not processed.
+	Prove(ctx context.Context, partition int, offset int64) error
+}
+
 // PartitionWriter is implemented by buses that can append records to one
 // chosen partition and tell where they landed. Logic uses it to write the
 // accepted partition of the ingest partition it owns, with fence markers

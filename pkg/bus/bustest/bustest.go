@@ -655,20 +655,33 @@ func testStaleCommit(t *testing.T, b bus.Bus) {
 	c1 := consumer(t, b, stream, bus.ConsumerOptions{Group: group})
 	publish(t, p, all("a")...)
 	held := collect(t, c1, false, atLeast(1))
-	c2 := consumer(t, b, stream, bus.ConsumerOptions{Group: group})
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
+	prover, _ := c1.(bus.Prover)
+	if prover != nil {
+		if err := prover.Prove(ctx, held[0].Partition, held[0].Offset); err != nil {
+			t.Fatalf("Prove of an owned partition = %v, want nil", err)
+		}
+	}
+	c2 := consumer(t, b, stream, bus.ConsumerOptions{Group: group})
+	var taken []bus.Record
 	for {
 		fctx, fcancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		recs, err := c2.Fetch(fctx)
 		fcancel()
 		if err == nil && len(recs) > 0 {
+			taken = recs
 			break
 		}
 		if ctx.Err() != nil {
 			t.Fatal("the second member never got a partition")
 		}
 		publish(t, p, all("b")...)
+	}
+	if prover != nil {
+		if err := prover.Prove(ctx, taken[0].Partition, taken[0].Offset); !errors.Is(err, bus.ErrNotOwner) {
+			t.Fatalf("Prove of a partition the other member took = %v, want bus.ErrNotOwner", err)
+		}
 	}
 	err := c1.Commit(ctx, held...)
 	if !errors.Is(err, bus.ErrNotOwner) {

@@ -490,6 +490,33 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
+// Prove commits offset for partition in the generation of the latest
+// Fetch, unconditionally (bus.Prover): the coordinator accepts it only
+// while that generation is current and, by the group's assignment, the
+// partition is this consumer's.
+func (c *consumer) Prove(ctx context.Context, partition int, offset int64) error {
+	if c.cg == nil {
+		return fmt.Errorf("kafkabus: prove %s/%d: no group: %w", c.topic, partition, bus.ErrNotOwner)
+	}
+	select {
+	case <-c.closed:
+		return fmt.Errorf("kafkabus: prove %s: %w", c.topic, bus.ErrClosed)
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	gen, ended := c.gen, c.genEnded
+	ok := gen != nil && int64(gen.ID) == c.fetchGen.Load() && c.owned[partition]
+	offset = max(offset, c.committed[partition], 0) // never move the group's offset back
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("kafkabus: prove %s/%d: %w", c.topic, partition, bus.ErrNotOwner)
+	}
+	return c.commitGen(gen, ended, map[int]int64{partition: offset})
+}
+
 // Close stops the readers and leaves the group. Close is idempotent.
 func (c *consumer) Close() error {
 	c.closeOnce.Do(func() {

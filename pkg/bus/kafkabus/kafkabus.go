@@ -19,6 +19,7 @@ var (
 	_ bus.Bus        = (*Bus)(nil)
 	_ bus.Closer     = (*Bus)(nil)
 	_ bus.Rebalancer = (*consumer)(nil)
+	_ bus.Prover     = (*consumer)(nil)
 )
 
 // ErrNoTopic is returned when a stream's topic does not exist and
