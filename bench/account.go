@@ -20,6 +20,9 @@ type Tracker struct {
 	// Overflow counts skipped seqs that were not remembered individually
 	// because the missing list was full; they count as lost for good.
 	Overflow uint64
+	// Marked counts seqs a thinned or shed batch covered with its from/to
+	// marks without carrying them: left out on purpose, not lost.
+	Marked uint64
 }
 
 // maxMissing bounds the remembered skipped seqs per viewer.
@@ -42,13 +45,7 @@ func (t *Tracker) Add(seq uint64) bool {
 	case seq == t.last+1:
 		t.last = seq
 	case seq > t.last+1:
-		for s := t.last + 1; s < seq; s++ {
-			if len(t.missing) >= maxMissing {
-				t.Overflow += seq - s
-				break
-			}
-			t.missing = append(t.missing, s)
-		}
+		t.skipTo(seq - 1)
 		t.last = seq
 	default:
 		i, found := slices.BinarySearch(t.missing, seq)
@@ -60,6 +57,49 @@ func (t *Tracker) Add(seq uint64) bool {
 	}
 	t.Delivered++
 	return true
+}
+
+// skipTo records the seqs after last up to seq as missing and moves last
+// to seq.
+func (t *Tracker) skipTo(seq uint64) {
+	for s := t.last + 1; s <= seq; s++ {
+		if len(t.missing) >= maxMissing {
+			t.Overflow += seq - s + 1
+			break
+		}
+		t.missing = append(t.missing, s)
+	}
+	t.last = max(t.last, seq)
+}
+
+// BeginMark starts a batch with from/to marks: the seqs before from that
+// never arrived are a gap (missing). Call it before the batch's messages
+// are added, and EndMark after.
+func (t *Tracker) BeginMark(from uint64) {
+	if from > t.last+1 {
+		t.skipTo(from - 1)
+	}
+}
+
+// EndMark ends a batch with marks from..to: the seqs in that range that did
+// not arrive were left out on purpose (Marked), not lost.
+func (t *Tracker) EndMark(from, to uint64) {
+	if to < from {
+		return
+	}
+	kept := t.missing[:0]
+	for _, s := range t.missing {
+		if s >= from && s <= to {
+			t.Marked++
+		} else {
+			kept = append(kept, s)
+		}
+	}
+	t.missing = kept
+	if to > t.last {
+		t.Marked += to - t.last
+		t.last = to
+	}
 }
 
 // Lost returns the number of seqs up to upTo that never arrived: the

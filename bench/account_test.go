@@ -71,3 +71,43 @@ func TestHist(t *testing.T) {
 		}
 	}
 }
+
+// TestTrackerMarks: seqs a batch's from/to covers without carrying them are
+// marked, not lost; a gap before a mark stays a gap.
+func TestTrackerMarks(t *testing.T) {
+	type batch struct {
+		from, to uint64 // 0, 0: no marks
+		seqs     []uint64
+	}
+	tests := []struct {
+		name                         string
+		batches                      []batch
+		upTo                         uint64
+		delivered, marked, lost, gap uint64
+	}{
+		{name: "thinned inside", batches: []batch{{0, 0, []uint64{1, 2}}, {3, 10, []uint64{5, 9}}}, upTo: 10, delivered: 4, marked: 6},
+		{name: "empty cover batch", batches: []batch{{0, 0, []uint64{1}}, {2, 6, nil}}, upTo: 6, delivered: 1, marked: 5},
+		{name: "gap before the mark", batches: []batch{{0, 0, []uint64{1}}, {4, 6, []uint64{5}}}, upTo: 6, delivered: 2, marked: 2, lost: 2, gap: 2},
+		{name: "tail after the last mark is lost", batches: []batch{{1, 3, []uint64{2}}}, upTo: 5, delivered: 1, marked: 2, lost: 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var tr Tracker
+			for _, b := range tc.batches {
+				if b.to != 0 {
+					tr.BeginMark(b.from)
+				}
+				for _, s := range b.seqs {
+					tr.Add(s)
+				}
+				if b.to != 0 {
+					tr.EndMark(b.from, b.to)
+				}
+			}
+			if tr.Delivered != tc.delivered || tr.Marked != tc.marked || tr.Lost(tc.upTo) != tc.lost || tr.Gaps() != tc.gap {
+				t.Fatalf("delivered %d marked %d lost %d gaps %d; want %d %d %d %d",
+					tr.Delivered, tr.Marked, tr.Lost(tc.upTo), tr.Gaps(), tc.delivered, tc.marked, tc.lost, tc.gap)
+			}
+		})
+	}
+}

@@ -70,7 +70,9 @@ type epollGroup struct {
 	// pause is how long a loop sleeps after a round with fewer ready
 	// sockets than its event buffer before polling again (<= 0: none), so
 	// that writes to its sockets meanwhile do not wake its thread.
-	pause    time.Duration
+	pause time.Duration
+	// deflate: offer permessage-deflate in the upgrade request.
+	deflate  bool
 	stopping atomic.Bool
 
 	qmu      sync.Mutex
@@ -102,8 +104,9 @@ type eloop struct {
 	conns map[int32]*econn // registered: connecting, handshaking or open
 	buf   []byte
 	wbuf  []byte
-	lat   Hist // send → viewer, since the last report
-	conn  Hist // dial → joined, since the last report
+	infl  ws.Inflater // compressed frames (epollGroup.deflate)
+	lat   Hist        // send → viewer, since the last report
+	conn  Hist        // dial → joined, since the last report
 	// st counts this loop's frames, deliveries and joins apart from the
 	// other loops' (no shared cache line on the hot path).
 	st stats
@@ -491,6 +494,9 @@ func (l *eloop) connected(c *econn, events uint32) {
 	if c.token != "" {
 		hdr = "Authorization: Bearer " + c.token + "\r\n"
 	}
+	if l.g.deflate {
+		hdr += deflateOffer
+	}
 	l.wbuf = ws.AppendClientHandshake(l.wbuf[:0], c.t.addr, c.s.resumeQuery(), c.key, hdr)
 	m, err := unix.Write(fd, l.wbuf)
 	for errors.Is(err, unix.EINTR) {
@@ -622,7 +628,7 @@ func (l *eloop) read(c *econn) {
 func (l *eloop) process(c *econn, data []byte) bool {
 	var frames, nbytes int64
 	closed := false
-	off, need, err := scanFrames(data, func(op ws.OpCode, payload []byte, size int) bool {
+	off, need, err := scanFrames(data, func(op ws.OpCode, z bool, payload []byte, size int) bool {
 		frames++
 		nbytes += int64(size)
 		switch op {
@@ -633,6 +639,14 @@ func (l *eloop) process(c *econn, data []byte) bool {
 			l.wbuf = ws.AppendClientFrame(l.wbuf[:0], ws.OpPong, payload, ws.NewMask())
 			_, _ = unix.Write(int(c.fd), l.wbuf)
 		case ws.OpText, ws.OpBinary:
+			if z {
+				p, zerr := l.infl.Inflate(payload, maxFrameSize, true)
+				if zerr != nil {
+					closed = true // a bad compressed frame: drop the connection
+					return false
+				}
+				payload = p
+			}
 			if a := c.s.handle(payload, &c.resuming, time.Unix(0, c.start), &l.st, l); a >= 0 {
 				c.after = a
 			}

@@ -111,7 +111,7 @@ func testWorkerCatchesGapAndDuplicate(t *testing.T, impl string) {
 
 // startStack runs gateway, logic, dispatch and the HTTP API in this process
 // on the in-memory backends and returns the WebSocket and HTTP addresses.
-func startStack(t *testing.T, secret string) (wsAddr, httpAddr string) {
+func startStack(t *testing.T, secret string, mods ...func(*dispatch.Config)) (wsAddr, httpAddr string) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	signer, err := auth.NewSigner(secret)
@@ -133,7 +133,11 @@ func startStack(t *testing.T, secret string) (wsAddr, httpAddr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dp, err := dispatch.New(dispatch.Config{Bus: b, Logger: log})
+	dcfg := dispatch.Config{Bus: b, Logger: log}
+	for _, m := range mods {
+		m(&dcfg)
+	}
+	dp, err := dispatch.New(dcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,5 +275,42 @@ func TestScenarioFile(t *testing.T) {
 				t.Fatalf("viewers %d rate %v duration %v gateways %d workers %d", o.Viewers, o.Rate, o.Duration, o.Gateways, o.Workers)
 			}
 		})
+	}
+}
+
+// TestRunDeflateChat runs a small fanout of chat-corpus texts with the
+// viewers offering permessage-deflate and without: every message arrives
+// either way, and the compressed run puts fewer bytes on the wire per
+// delivery. Dispatch merges 40 ms of messages per batch, as it does under
+// load (a lone message compressed on its own does not shrink, and the
+// gateway then sends it plain).
+func TestRunDeflateChat(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the pipeline")
+	}
+	const secret = "bench-test-secret-0123456789"
+	wsAddr, httpAddr := startStack(t, secret, func(c *dispatch.Config) { c.MinTick, c.MaxTick = 40*time.Millisecond, 40*time.Millisecond })
+	per := map[bool]float64{}
+	for _, deflate := range []bool{false, true} {
+		o := &Options{Scenario: "fanout", Viewers: 20, Rooms: 1, Rate: 100, Duration: 1500 * time.Millisecond, Warmup: 200 * time.Millisecond,
+			Grace: 5 * time.Second, ConnectTimeout: 20 * time.Second, WS: wsAddr, HTTP: httpAddr, Secret: secret,
+			InProcess: true, Workers: 1, Out: t.TempDir(), Name: "test", Quiet: true, Deflate: deflate, Corpus: CorpusChat}
+		o.Defaults()
+		if err := o.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Run(context.Background(), o, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := 20 * (res.Published + 1); res.Published < 100 || res.PublishErrors != 0 || res.Deliveries != want || res.Lost != 0 {
+			t.Fatalf("deflate=%v: published %d (errors %d), deliveries %d want %d, lost %d; notes %v",
+				deflate, res.Published, res.PublishErrors, res.Deliveries, want, res.Lost, res.Notes)
+		}
+		per[deflate] = res.BytesPerDelivery
+	}
+	t.Logf("bytes per delivery: plain %.1f, deflate %.1f", per[false], per[true])
+	if per[true] <= 0 || per[true] >= per[false] {
+		t.Fatalf("bytes per delivery: plain %.1f, deflate %.1f", per[false], per[true])
 	}
 }

@@ -91,6 +91,15 @@ type Options struct {
 	// HandshakeTimeout bounds one connect and its upgrade; past it the
 	// attempt counts as failed and is retried (default 10s).
 	HandshakeTimeout time.Duration `json:"handshake_timeout,omitempty"`
+	// Deflate makes viewers offer permessage-deflate (RFC 7692, without
+	// context takeover), as browsers do; the bytes counted are then the
+	// compressed frames on the wire.
+	Deflate bool `json:"deflate,omitempty"`
+	// Corpus is the text of published messages after the latency prefix:
+	// CorpusNone (default: the prefix alone) or CorpusChat (realistic
+	// danmaku: mixed CJK, Latin and emoji, memes like "233333", "哈哈哈",
+	// "？？？", lengths drawn like real chat; see corpus.go).
+	Corpus string `json:"corpus,omitempty"`
 
 	// WS and HTTP target an existing deployment (comma-separated WebSocket
 	// addresses; one HTTP address). Empty: the harness starts its own.
@@ -259,6 +268,10 @@ func (o *Options) Validate() error {
 		return errors.New("bench: --handshake-timeout must not be negative")
 	case o.SourceIPs > 250:
 		return errors.New("bench: at most 250 source addresses")
+	case o.Deflate && o.ViewerImpl != ImplEpoll:
+		return fmt.Errorf("bench: --deflate needs --viewer-impl epoll")
+	case o.Corpus != CorpusNone && o.Corpus != CorpusChat:
+		return fmt.Errorf("bench: unknown corpus %q (none or chat)", o.Corpus)
 	case o.ViewerImpl != ImplEpoll && o.ViewerImpl != ImplGoroutine:
 		return fmt.Errorf("bench: unknown viewer implementation %q (epoll or goroutine)", o.ViewerImpl)
 	}
@@ -318,6 +331,8 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 	fs.StringVar(&o.ViewerImpl, "viewer-impl", o.ViewerImpl, "viewer implementation of the workers: epoll (event loops) or goroutine (one per connection)")
 	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", o.HandshakeTimeout, "bound on one connect and its upgrade before the attempt counts as failed and is retried (default 10s)")
 	fs.DurationVar(&o.ReadPause, "read-pause", o.ReadPause, "epoll viewers: pause between polls when not all sockets were ready, so the kernel does not wake a harness thread per delivery (default 1ms; -1ns: block in epoll_wait)")
+	fs.BoolVar(&o.Deflate, "deflate", o.Deflate, "viewers offer permessage-deflate (compressed batches; bytes counted as on the wire)")
+	fs.StringVar(&o.Corpus, "corpus", o.Corpus, "published text after the latency prefix: none (default) or chat (realistic mixed CJK/Latin/emoji danmaku)")
 	fs.StringVar(&o.WS, "ws", o.WS, "target deployment's WebSocket address(es), comma-separated (default: start servers)")
 	fs.StringVar(&o.HTTP, "http", o.HTTP, "target deployment's HTTP address (publish API)")
 	fs.StringVar(&o.Secret, "jwt-secret", o.Secret, "JWT secret of the target deployment (env DANMAKU_JWT_SECRET)")

@@ -62,6 +62,7 @@ type publisher struct {
 	cum     []float64 // cumulative room weights
 	rate    float64
 	workers int
+	corpus  string // Options.Corpus
 
 	client *http.Client
 	n      atomic.Int64
@@ -132,7 +133,11 @@ loop:
 func (p *publisher) post(room string) {
 	ns := time.Now().UnixNano()
 	n := p.n.Add(1)
-	body, _ := json.Marshal(map[string]string{"text": benchText(ns, uint64(n)), "name": "bench"})
+	text := benchText(ns, uint64(n))
+	if p.corpus == CorpusChat {
+		text += " " + chatText(rand.New(rand.NewPCG(uint64(n), 0x9e3779b97f4a7c15)))
+	}
+	body, _ := json.Marshal(map[string]string{"text": text, "name": "bench"})
 	req, _ := http.NewRequest(http.MethodPost, "http://"+p.http+"/api/rooms/"+room+"/publish", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+p.token)
 	req.Header.Set("Content-Type", "application/json")

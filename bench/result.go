@@ -138,10 +138,24 @@ type Result struct {
 	Frames int64 `json:"frames"`
 	Bytes  int64 `json:"bytes"`
 	// MsgsPerFrame is deliveries / frames: how well the gateway batches.
-	MsgsPerFrame float64   `json:"msgs_per_frame"`
-	Dups         int64     `json:"dups"`
-	Latency      Quantiles `json:"latency"`
-	LatencyHist  HistData  `json:"latency_hist"`
+	MsgsPerFrame float64 `json:"msgs_per_frame"`
+	Dups         int64   `json:"dups"`
+	// Reconnects counts viewer reconnects: connections the server closed
+	// (a 4000, a drain) or that failed, and storm drops.
+	Reconnects int64 `json:"reconnects"`
+	// Marked counts seqs viewers were shown as left out on purpose (a
+	// thinned or shed batch's from/to marks) rather than delivered;
+	// ShedFraction is Marked / (Deliveries + Marked), and ShedByRoom the
+	// same per room (rooms with anything marked).
+	Marked       int64              `json:"marked"`
+	ShedFraction float64            `json:"shed_fraction"`
+	ShedByRoom   map[string]float64 `json:"shed_by_room,omitempty"`
+	// BytesPerDelivery is Bytes / Deliveries: the frame bytes on the wire
+	// (compressed when permessage-deflate was negotiated) per message
+	// delivered.
+	BytesPerDelivery float64   `json:"bytes_per_delivery"`
+	Latency          Quantiles `json:"latency"`
+	LatencyHist      HistData  `json:"latency_hist"`
 
 	Gateway  GatewayCost  `json:"gateway"`
 	Harness  HarnessCost  `json:"harness"`

@@ -171,7 +171,15 @@ func sumReports(ws []*workerHandle) totals {
 		t.Incomplete += r.Incomplete
 		t.Deliveries += r.Deliveries
 		t.Dups += r.Dups
+		t.Marked += r.Marked
 		t.Gaps += r.Gaps
+		for k, v := range r.Rooms {
+			if t.Rooms == nil {
+				t.Rooms = map[string][2]int64{}
+			}
+			w := t.Rooms[k]
+			t.Rooms[k] = [2]int64{w[0] + v[0], w[1] + v[1]}
+		}
 		t.Lost += r.Lost
 		t.Frames += r.Frames
 		t.Bytes += r.Bytes
@@ -295,7 +303,8 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	for w := range specs {
 		specs[w] = WorkerSpec{ID: w, Gateways: wsAddrs, SourceIPs: srcIPs, SendRate: o.SendRate, SenderRole: o.SenderRole,
 			BadRatio: o.BadRatio, BadWord: badWord, Secret: o.Secret, ConnectRate: o.ConnectRate, Concurrency: o.Concurrency,
-			Reconnect: true, LatencyEvery: o.LatencyEvery, ReconnectJitter: o.Jitter, ViewerImpl: o.ViewerImpl, ReadPause: o.ReadPause, HandshakeTimeout: o.HandshakeTimeout}
+			Reconnect: true, LatencyEvery: o.LatencyEvery, ReconnectJitter: o.Jitter, ViewerImpl: o.ViewerImpl, ReadPause: o.ReadPause, HandshakeTimeout: o.HandshakeTimeout,
+			Deflate: o.Deflate}
 	}
 	spread := func(per []int, add func(*WorkerSpec, RoomCount)) {
 		// Deal each room's connections over the workers evenly.
@@ -390,6 +399,7 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	pubDone := make(chan struct{})
 	if o.Rate > 0 && service != "" {
 		pub = newPublisher(httpAddr, service, rooms, weights, o.Rate)
+		pub.corpus = o.Corpus
 		mon.pub = pub
 		go func() { defer close(pubDone); pub.run(pctx) }()
 	} else {
@@ -503,6 +513,21 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	}
 	res.Deliveries, res.Dups, res.Lost, res.Gaps = t.Deliveries, t.Dups, t.Lost, t.Gaps
 	res.Frames, res.Bytes = t.Frames, t.Bytes
+	res.Reconnects, res.Marked = t.Reconnects, t.Marked
+	if t.Deliveries+t.Marked > 0 {
+		res.ShedFraction = float64(t.Marked) / float64(t.Deliveries+t.Marked)
+	}
+	if t.Deliveries > 0 {
+		res.BytesPerDelivery = float64(t.Bytes) / float64(t.Deliveries)
+	}
+	for room, v := range t.Rooms {
+		if v[0]+v[1] > 0 && v[1] > 0 {
+			if res.ShedByRoom == nil {
+				res.ShedByRoom = map[string]float64{}
+			}
+			res.ShedByRoom[room] = float64(v[1]) / float64(v[0]+v[1])
+		}
+	}
 	if t.Frames > 0 {
 		res.MsgsPerFrame = float64(t.Deliveries) / float64(t.Frames)
 	}

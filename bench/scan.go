@@ -19,6 +19,8 @@ var (
 	keyAfterMs = []byte(`"after_ms":`)
 	keyCode    = []byte(`"code":"`)
 	keyID      = []byte(`"id":"`)
+	keyFrom    = []byte(`"from":`)
+	keyTo      = []byte(`"to":`)
 	trueCompl  = []byte(`"complete":true`)
 	falseCompl = []byte(`"complete":false`)
 )
@@ -60,6 +62,21 @@ func parseUint(p []byte) (v uint64, n int) {
 		n++
 	}
 	return v, n
+}
+
+// batchMarks returns a batch's from/to marks (docs/protocol.md: a thinned
+// or shed batch covers from..to), looked for only before its "msgs" array;
+// ok is false for a batch without marks.
+func batchMarks(p []byte) (from, to uint64, ok bool) {
+	if i := bytes.Index(p, keyMsgs); i >= 0 {
+		p = p[:i]
+	}
+	to, ok = uintField(p, keyTo)
+	if !ok || to == 0 {
+		return 0, 0, false
+	}
+	from, _ = uintField(p, keyFrom)
+	return from, to, true
 }
 
 // eachMessage calls f for every message of the "msgs" array of a batch or

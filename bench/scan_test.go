@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
@@ -67,6 +68,48 @@ func TestIndexAnchored(t *testing.T) {
 			if got, want := indexAnchored(p, key, 3), bytes.Index(p, key); got != want {
 				t.Fatalf("indexAnchored(%q, %q) = %d, want %d", p, key, got, want)
 			}
+		}
+	}
+}
+
+func TestChatText(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	short, cjk := 0, 0
+	const n = 2000
+	for range n {
+		s := chatText(rng)
+		r := []rune(s)
+		if len(r) == 0 || len(r) > chatMaxRunes || !utf8.ValidString(s) {
+			t.Fatalf("bad text %q (%d runes)", s, len(r))
+		}
+		if len(r) < 8 {
+			short++
+		}
+		for _, c := range r {
+			if c >= 0x3040 && c <= 0x9fff {
+				cjk++
+				break
+			}
+		}
+	}
+	if short < n/3 || short > n*4/5 || cjk < n/3 {
+		t.Fatalf("%d of %d under 8 runes, %d with CJK: not chat-like", short, n, cjk)
+	}
+}
+
+func TestBatchMarks(t *testing.T) {
+	for _, tc := range []struct {
+		in       string
+		from, to uint64
+		ok       bool
+	}{
+		{`{"op":"batch","room":"r","from":5,"to":9,"msgs":[{"seq":6,"uid":"u","name":"n","text":"\"to\":3"}]}`, 5, 9, true},
+		{`{"op":"batch","room":"r","msgs":[{"seq":6,"uid":"u","name":"n","text":"x\",\"to\":3"}]}`, 0, 0, false},
+		{`{"op":"batch","room":"r","from":2,"to":4,"msgs":[]}`, 2, 4, true},
+	} {
+		from, to, ok := batchMarks([]byte(tc.in))
+		if from != tc.from || to != tc.to || ok != tc.ok {
+			t.Errorf("%s: %d %d %v", tc.in, from, to, ok)
 		}
 	}
 }

@@ -47,6 +47,7 @@ type stats struct {
 	incomplete  atomic.Int64 // history frames with complete:false after a resume
 	deliveries  atomic.Int64
 	dups        atomic.Int64
+	marked      atomic.Int64 // seqs covered by from/to marks without being carried (thinned or shed)
 	frames      atomic.Int64
 	bytes       atomic.Int64
 	acks        atomic.Int64
@@ -89,6 +90,7 @@ func (st *stats) addTo(sum *stats) {
 	sum.incomplete.Add(st.incomplete.Load())
 	sum.deliveries.Add(st.deliveries.Load())
 	sum.dups.Add(st.dups.Load())
+	sum.marked.Add(st.marked.Load())
 	sum.frames.Add(st.frames.Load())
 	sum.bytes.Add(st.bytes.Load())
 	sum.acks.Add(st.acks.Load())
@@ -210,6 +212,16 @@ func (s *session) handle(p []byte, resuming *bool, dialStart time.Time, st *stat
 		nl := 0
 		fresh, dups := 0, 0
 		freshHistory := string(op) == protocol.OpHistory && !*resuming
+		// A thinned or shed batch covers from..to: what it leaves out is
+		// marked, not lost (docs/protocol.md).
+		var markFrom, markTo uint64
+		marked := false
+		if string(op) == protocol.OpBatch && !*resuming {
+			if markFrom, markTo, marked = batchMarks(p); marked {
+				s.tr.BeginMark(markFrom)
+			}
+		}
+		markedBefore := s.tr.Marked
 		eachMessage(p, func(seq uint64, sent int64) {
 			if freshHistory && seq <= s.tr.Last() {
 				return // recent messages shown on a fresh join
@@ -237,6 +249,12 @@ func (s *session) handle(p []byte, resuming *bool, dialStart time.Time, st *stat
 		})
 		if nl > 0 {
 			rec.recordLat(lat[:nl])
+		}
+		if marked {
+			s.tr.EndMark(markFrom, markTo)
+			if d := s.tr.Marked - markedBefore; d > 0 {
+				st.marked.Add(int64(d))
+			}
 		}
 		if fresh > 0 {
 			st.deliveries.Add(int64(fresh))
@@ -280,12 +298,17 @@ func (s *session) handle(p []byte, resuming *bool, dialStart time.Time, st *stat
 	return -1
 }
 
+// deflateOffer is the upgrade header of a viewer that offers
+// permessage-deflate (Options.Deflate), as browsers do.
+const deflateOffer = "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover\r\n"
+
 // scanFrames calls f for every complete server frame at the start of buf
-// (with the frame's size, header included)
+// (with whether it is compressed — RSV1, permessage-deflate — and the
+// frame's size, header included)
 // until f returns false. It returns the bytes consumed and, when an
 // incomplete frame follows, the total size that frame needs (0 when its
 // header is incomplete too).
-func scanFrames(buf []byte, f func(op ws.OpCode, payload []byte, size int) bool) (off, need int, err error) {
+func scanFrames(buf []byte, f func(op ws.OpCode, z bool, payload []byte, size int) bool) (off, need int, err error) {
 	for {
 		p := buf[off:]
 		if len(p) < 2 {
@@ -316,7 +339,7 @@ func scanFrames(buf []byte, f func(op ws.OpCode, payload []byte, size int) bool)
 			return off, h + l, nil
 		}
 		off += h + l
-		if !f(ws.OpCode(p[0]&0x0f), p[h:h+l], h+l) {
+		if !f(ws.OpCode(p[0]&0x0f), p[0]&0x40 != 0, p[h:h+l], h+l) {
 			return off, 0, nil
 		}
 	}
@@ -438,7 +461,7 @@ func (v *viewer) serve(c net.Conn, buf []byte, dialStart time.Time) (afterMs int
 	v.mu.Unlock()
 	var frames, nbytes int64
 	var closed bool
-	frame := func(op ws.OpCode, payload []byte, size int) bool {
+	frame := func(op ws.OpCode, z bool, payload []byte, size int) bool {
 		frames++
 		nbytes += int64(size)
 		switch op {

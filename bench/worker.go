@@ -71,6 +71,8 @@ type WorkerSpec struct {
 	// ReadPause is the epoll loops' pause between polls (Options.ReadPause;
 	// 0 or negative: block).
 	ReadPause time.Duration `json:"read_pause,omitempty"`
+	// Deflate makes viewers offer permessage-deflate.
+	Deflate bool `json:"deflate,omitempty"`
 	// HandshakeTimeout bounds one connect and its upgrade before the
 	// attempt counts as failed and is retried (0: handshakeTimeout).
 	HandshakeTimeout time.Duration `json:"handshake_timeout,omitempty"`
@@ -103,6 +105,7 @@ type Report struct {
 	Incomplete  int64            `json:"incomplete"`
 	Deliveries  int64            `json:"deliveries"`
 	Dups        int64            `json:"dups"`
+	Marked      int64            `json:"marked"` // seqs covered by from/to marks, not carried
 	Gaps        int64            `json:"gaps"`
 	Lost        int64            `json:"lost"`
 	Frames      int64            `json:"frames"`
@@ -118,6 +121,9 @@ type Report struct {
 	LastResume  int64            `json:"last_resume_ns"`
 	Self        ProcSample       `json:"self"`
 	Err         string           `json:"err,omitempty"`
+	// Rooms is, in the final report, each room's seqs delivered and
+	// marked (left out by thinning or shedding) summed over its viewers.
+	Rooms map[string][2]int64 `json:"rooms,omitempty"`
 }
 
 // RunWorker opens the connections of spec, reports on out every tick and
@@ -165,7 +171,7 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 		if err != nil {
 			return err
 		}
-		g.pause, g.timeout = spec.ReadPause, timeout
+		g.pause, g.timeout, g.deflate = spec.ReadPause, timeout, spec.Deflate
 		viewers, add = g, g.add
 	case ImplGoroutine:
 		g := &goGroup{gate: gate, rate: spec.ConnectRate, reconnect: spec.Reconnect, jitter: spec.ReconnectJitter, timeout: timeout}
@@ -267,10 +273,20 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 		r := Report{Type: typ, Worker: spec.ID, T: time.Now().UnixMilli(), Open: sum.open.Load(),
 			Established: sum.established.Load(), Failed: sum.failed.Load(), Reconnects: sum.reconnects.Load(),
 			Resumed: sum.resumed.Load(), Incomplete: sum.incomplete.Load(), Deliveries: sum.deliveries.Load(),
-			Dups: sum.dups.Load(), Gaps: gaps, Lost: lost, Frames: sum.frames.Load(), Bytes: sum.bytes.Load(),
+			Dups: sum.dups.Load(), Marked: sum.marked.Load(), Gaps: gaps, Lost: lost, Frames: sum.frames.Load(), Bytes: sum.bytes.Load(),
 			LastJoin: sum.lastJoin.Load(), LastResume: sum.lastResume.Load(), Sent: sentN.Load(), Acks: sum.acks.Load(), Lat: lat.Data(), Conn: conn.Data(), Ack: ack.Data()}
 		r.Rejects, r.FailedBy = sum.rejects.snapshot(), sum.failedBy.snapshot()
 		r.Self, _ = ReadProc(os.Getpid())
+		if typ == "final" {
+			r.Rooms = map[string][2]int64{}
+			viewers.each(func(s *session) bool {
+				v := r.Rooms[s.room]
+				v[0] += int64(s.tr.Delivered)
+				v[1] += int64(s.tr.Marked)
+				r.Rooms[s.room] = v
+				return true
+			})
+		}
 		out(r)
 	}
 	shutdown := func() {

@@ -78,7 +78,7 @@ func (s *Server) runDispatch() {
 			}
 			d := delivery{room: r.name, frame: textFrame(payload), first: first, last: last, msgs: len(fresh), batch: fresh}
 			if s.ndeflate.Load() > 0 {
-				d.zframe = z.AppendFrame(nil, ws.OpText, payload)
+				d.zframe = smaller(z.AppendFrame(nil, ws.OpText, payload), d.frame)
 			}
 			s.post(loops, d)
 		}

@@ -696,6 +696,17 @@ func (l *loop) writeSome(m *member, ds []delivery) int {
 	return delivered
 }
 
+// smaller returns z, a frame compressed with permessage-deflate, when it is
+// smaller than plain, the same frame uncompressed, else nil: each message
+// may be sent compressed or not (RFC 7692), and a short batch compressed
+// on its own (no context takeover) can come out larger.
+func smaller(z, plain []byte) []byte {
+	if len(z) >= len(plain) {
+		return nil
+	}
+	return z
+}
+
 // textFrame wraps a JSON payload in one unmasked, final text frame.
 func textFrame(payload []byte) []byte {
 	return ws.AppendFrame(make([]byte, 0, len(payload)+10), ws.OpText, payload)

@@ -123,9 +123,14 @@ func (l *loop) merged(s *Server, ds []delivery, frames, zframes []byte) ([]byte,
 		}
 		clear(msgs)
 		l.merge = msgs[:0]
+		n0, z0 := len(frames), len(zframes)
 		frames = ws.AppendFrame(frames, ws.OpText, payload)
 		if compress {
 			zframes = l.deflater.AppendFrame(zframes, ws.OpText, payload)
+			if len(zframes)-z0 >= len(frames)-n0 {
+				// Not smaller compressed (a short batch): plain.
+				zframes = append(zframes[:z0], frames[n0:]...)
+			}
 		}
 		start = end
 	}

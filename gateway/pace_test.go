@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"strings"
@@ -338,6 +339,31 @@ func TestPassTakesNewBatches(t *testing.T) {
 	for i, v := range vs {
 		if got := seqs(v.NextOp(protocol.OpBatch, 5*time.Second)); fmt.Sprint(got) != "[4]" {
 			t.Fatalf("viewer %d: next batch %v, want [4] (nothing repeated)", i, got)
+		}
+	}
+}
+
+// TestShortBatchSentPlain: a batch that does not shrink compressed on its
+// own (a cover batch of no messages) goes to deflate viewers plain (RSV1
+// clear); a long one compressed.
+func TestShortBatchSentPlain(t *testing.T) {
+	s := &Server{}
+	s.ndeflate.Store(1)
+	for _, tc := range []struct {
+		n          int
+		compressed bool
+	}{{0, false}, {40, true}} {
+		ms := []protocol.Message{}
+		for i := 1; i <= tc.n; i++ {
+			ms = append(ms, protocol.Message{Seq: uint64(i), UID: "u", Name: "n", Text: "哈哈哈"})
+		}
+		var l loop
+		frames, zframes, ok := l.merged(s, []delivery{{room: "r", frame: []byte("x"), first: 1, last: 50, msgs: tc.n, batch: ms}}, nil, nil)
+		if !ok {
+			t.Fatal("not merged")
+		}
+		if got := zframes[0]&0x40 != 0; got != tc.compressed || (!got && !bytes.Equal(frames, zframes)) || len(zframes) > len(frames) {
+			t.Fatalf("%d messages: compressed %v (%d bytes, plain %d), want %v", tc.n, got, len(zframes), len(frames), tc.compressed)
 		}
 	}
 }

@@ -282,7 +282,7 @@ func (s *Server) stepLocked(r *room, pressed bool, now time.Time) {
 		d := delivery{room: r.name, frame: textFrame(payload), first: sh.cover, last: sh.coverTo, batch: []protocol.Message{}}
 		if s.ndeflate.Load() > 0 {
 			var z ws.Deflater
-			d.zframe = z.AppendFrame(nil, ws.OpText, payload)
+			d.zframe = smaller(z.AppendFrame(nil, ws.OpText, payload), d.frame)
 		}
 		sh.cover, sh.coverTo = 0, 0
 		s.post(r.loopsLocked(nil), d)
