@@ -294,7 +294,7 @@ func TestRunDeflateChat(t *testing.T) {
 	for _, deflate := range []bool{false, true} {
 		o := &Options{Scenario: "fanout", Viewers: 20, Rooms: 1, Rate: 100, Duration: 1500 * time.Millisecond, Warmup: 200 * time.Millisecond,
 			Grace: 5 * time.Second, ConnectTimeout: 20 * time.Second, WS: wsAddr, HTTP: httpAddr, Secret: secret,
-			InProcess: true, Workers: 1, Out: t.TempDir(), Name: "test", Quiet: true, Deflate: deflate, Corpus: CorpusChat}
+			InProcess: true, Workers: 1, Out: t.TempDir(), Name: "test", Quiet: true, Deflate: deflate, Corpus: CorpusChat, AsViewers: true}
 		o.Defaults()
 		if err := o.Validate(); err != nil {
 			t.Fatal(err)

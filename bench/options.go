@@ -100,6 +100,11 @@ type Options struct {
 	// danmaku: mixed CJK, Latin and emoji, memes like "233333", "哈哈哈",
 	// "？？？", lengths drawn like real chat; see corpus.go).
 	Corpus string `json:"corpus,omitempty"`
+	// AsViewers publishes the messages as plain viewers' (the publish
+	// API's role "viewer"), not as the service's own: gateways may then
+	// shed them under overload (docs/protocol.md, "Overload shedding"),
+	// as they would real chat.
+	AsViewers bool `json:"as_viewers,omitempty"`
 
 	// WS and HTTP target an existing deployment (comma-separated WebSocket
 	// addresses; one HTTP address). Empty: the harness starts its own.
@@ -333,6 +338,7 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 	fs.DurationVar(&o.ReadPause, "read-pause", o.ReadPause, "epoll viewers: pause between polls when not all sockets were ready, so the kernel does not wake a harness thread per delivery (default 1ms; -1ns: block in epoll_wait)")
 	fs.BoolVar(&o.Deflate, "deflate", o.Deflate, "viewers offer permessage-deflate (compressed batches; bytes counted as on the wire)")
 	fs.StringVar(&o.Corpus, "corpus", o.Corpus, "published text after the latency prefix: none (default) or chat (realistic mixed CJK/Latin/emoji danmaku)")
+	fs.BoolVar(&o.AsViewers, "as-viewers", o.AsViewers, "publish messages as plain viewers' chat (sheddable under overload), not as the service's own (never shed)")
 	fs.StringVar(&o.WS, "ws", o.WS, "target deployment's WebSocket address(es), comma-separated (default: start servers)")
 	fs.StringVar(&o.HTTP, "http", o.HTTP, "target deployment's HTTP address (publish API)")
 	fs.StringVar(&o.Secret, "jwt-secret", o.Secret, "JWT secret of the target deployment (env DANMAKU_JWT_SECRET)")

@@ -63,6 +63,7 @@ type publisher struct {
 	rate    float64
 	workers int
 	corpus  string // Options.Corpus
+	role    string // publish API role: "viewer" (Options.AsViewers) or "" (the token's)
 
 	client *http.Client
 	n      atomic.Int64
@@ -137,7 +138,11 @@ func (p *publisher) post(room string) {
 	if p.corpus == CorpusChat {
 		text += " " + chatText(rand.New(rand.NewPCG(uint64(n), 0x9e3779b97f4a7c15)))
 	}
-	body, _ := json.Marshal(map[string]string{"text": text, "name": "bench"})
+	fields := map[string]string{"text": text, "name": "bench"}
+	if p.role != "" {
+		fields["role"] = p.role
+	}
+	body, _ := json.Marshal(fields)
 	req, _ := http.NewRequest(http.MethodPost, "http://"+p.http+"/api/rooms/"+room+"/publish", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+p.token)
 	req.Header.Set("Content-Type", "application/json")

@@ -400,6 +400,9 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	if o.Rate > 0 && service != "" {
 		pub = newPublisher(httpAddr, service, rooms, weights, o.Rate)
 		pub.corpus = o.Corpus
+		if o.AsViewers {
+			pub.role = "viewer"
+		}
 		mon.pub = pub
 		go func() { defer close(pubDone); pub.run(pctx) }()
 	} else {

@@ -487,6 +487,11 @@ type PublishRequest struct {
 	Color string `json:"color,omitempty"`
 	// Name overrides the display name (service tokens only).
 	Name string `json:"name,omitempty"`
+	// Role "viewer" (service tokens only) publishes the message as a plain
+	// viewer's, with no role: a service relaying chat from elsewhere. Such
+	// messages are thinned and shed like viewers' (a service's own are
+	// never shed). Empty: the token's role.
+	Role string `json:"role,omitempty"`
 }
 
 func (a *API) postPublish(w http.ResponseWriter, r *http.Request, room string) {
@@ -524,13 +529,26 @@ func (a *API) postPublish(w http.ResponseWriter, r *http.Request, room string) {
 		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "id must be 1-64 printable ASCII characters")
 		return
 	}
+	role := c.Role
+	switch req.Role {
+	case "":
+	case auth.RoleViewer:
+		if c.Role != auth.RoleService {
+			writeError(w, http.StatusForbidden, protocol.CodeForbidden, "role viewer needs a service token")
+			return
+		}
+		role = auth.RoleViewer // no role tag on the message (logic's roleTag)
+	default:
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "role must be viewer or empty")
+		return
+	}
 	name := c.Name
 	if c.Role == auth.RoleService && req.Name != "" {
 		if n, perr := protocol.CleanText(req.Name); perr == nil && len([]rune(n)) <= 32 {
 			name = n
 		}
 	}
-	rp, err := a.Publish(r.Context(), bus.Ingest{Room: room, ID: req.ID, UID: c.UID(), Name: name, Role: c.Role,
+	rp, err := a.Publish(r.Context(), bus.Ingest{Room: room, ID: req.ID, UID: c.UID(), Name: name, Role: role,
 		Text: text, Kind: req.Kind, Color: req.Color, Trusted: c.Role == auth.RoleService})
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, err.Error())

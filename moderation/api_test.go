@@ -763,3 +763,34 @@ func TestPublicCORS(t *testing.T) {
 		t.Errorf(`"*" does not allow %s: %v`, evil, res.Header)
 	}
 }
+
+// TestPublishAsViewer: a service token may publish a message as a plain
+// viewer's (role "viewer": no role tag, so it is thinned and shed like
+// viewers' chat); other tokens and other roles may not.
+func TestPublishAsViewer(t *testing.T) {
+	h := newHarness(t)
+	svc := h.token(auth.RoleService, nil, time.Hour)
+	mod := h.token(auth.RoleMod, []string{"pv"}, time.Hour)
+	for _, tc := range []struct {
+		token, body string
+		status      int
+	}{
+		{svc, `{"text":"relayed","role":"viewer"}`, http.StatusOK},
+		{svc, `{"text":"own"}`, http.StatusOK},
+		{mod, `{"text":"x","role":"viewer"}`, http.StatusForbidden},
+		{svc, `{"text":"x","role":"mod"}`, http.StatusBadRequest},
+	} {
+		if st, body := h.do("POST", "/api/rooms/pv/publish", tc.token, tc.body); st != tc.status {
+			t.Fatalf("%s: status %d (%s), want %d", tc.body, st, body, tc.status)
+		}
+	}
+	var msgs []protocol.Message
+	deadline := time.Now().Add(5 * time.Second)
+	for len(msgs) < 2 && time.Now().Before(deadline) {
+		msgs, _ = h.hist.Range(context.Background(), "pv", history.Filter{Limit: 10})
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(msgs) != 2 || msgs[0].Text != "relayed" || msgs[0].Role != "" || msgs[1].Role != auth.RoleService {
+		t.Fatalf("stored %+v; want the relayed message without a role, then the service's own", msgs)
+	}
+}
