@@ -302,7 +302,7 @@ func (a *App) openBackends() error {
 	switch cfg.Bus {
 	case "", "memory":
 		if cfg.Role != "all" {
-			return fmt.Errorf("%s: the memory bus works inside one process only; use --bus kafka --brokers ...", cfg.Role)
+			return fmt.Errorf("%s: the memory bus works inside one process only; use --bus kafka --brokers host:port", cfg.Role)
 		}
 		a.bus = bus.NewMemory(bus.MemoryConfig{})
 	case "kafka":

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -80,9 +79,10 @@ func newChaosEnvWith(t *testing.T, o chaosOptions) *chaosEnv {
 	go func() { defer wg.Done(); e.bin = testenv.Binary(t) }()
 	dir := t.TempDir()
 	e.brokerBin = filepath.Join(dir, "kafkabroker")
+	// go test puts GOROOT/bin first on the PATH of the tests it runs.
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatalf("no go on PATH to build the kafkabroker: %v", err)
 	}
 	if out, err := exec.Command(goBin, "build", "-o", e.brokerBin, "./deploy/kafkabroker").CombinedOutput(); err != nil {
 		t.Fatalf("build kafkabroker: %v\n%s", err, out)

@@ -28,7 +28,6 @@ type monitor struct {
 	phase    string
 	timeline []Point
 	peakRSS  int64
-	notes    []string
 	lastDel  int64
 	lastPub  int64
 	lastCPU  float64

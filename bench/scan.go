@@ -21,7 +21,6 @@ var (
 	keyID      = []byte(`"id":"`)
 	keyFrom    = []byte(`"from":`)
 	keyTo      = []byte(`"to":`)
-	trueCompl  = []byte(`"complete":true`)
 	falseCompl = []byte(`"complete":false`)
 )
 

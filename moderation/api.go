@@ -322,16 +322,6 @@ func (a *API) moderator(w http.ResponseWriter, r *http.Request, room string) *au
 	return c
 }
 
-// optionalClaims returns the claims of a valid bearer token, nil without
-// one; an invalid token is an error (401 written, ok false).
-func (a *API) optionalClaims(w http.ResponseWriter, r *http.Request) (c *auth.Claims, ok bool) {
-	if r.Header.Get("Authorization") == "" {
-		return nil, true
-	}
-	c = a.claims(w, r)
-	return c, c != nil
-}
-
 func (a *API) getConfig(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"ws_port": a.cfg.WSPort, "ws_path": "/ws", "guests": a.cfg.Guests})
 }

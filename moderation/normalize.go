@@ -464,5 +464,3 @@ func Normalize(text string) (string, []Span) {
 	}
 	return string(t.r), spans
 }
-
-var normPool = sync.Pool{New: func() any { return new(normText) }}

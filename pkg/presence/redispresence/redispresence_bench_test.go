@@ -122,7 +122,7 @@ func BenchmarkTopClientSide(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-				gws, err := rdb.ZRangeByScore(ctx, prefix+"gws", &redis.ZRangeBy{Min: now, Max: "+inf"}).Result()
+				gws, err := rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: prefix + "gws", Start: now, Stop: "+inf", ByScore: true}).Result()
 				if err != nil {
 					b.Fatal(err)
 				}
