@@ -389,8 +389,19 @@ func TestOverloadSlowConsumers(t *testing.T) {
 // stallBus wraps a bus and makes publishes to the ingest stream block
 // while stalled.
 type stallBus struct {
-	bus.Bus
+	*bus.Memory
 	stalled atomic.Bool
+}
+
+func (s *stallBus) wait(ctx context.Context) error {
+	for s.stalled.Load() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 type stallPub struct {
@@ -399,7 +410,7 @@ type stallPub struct {
 }
 
 func (s *stallBus) Publisher(stream string) bus.Publisher {
-	p := s.Bus.Publisher(stream)
+	p := s.Memory.Publisher(stream)
 	if stream != bus.StreamIngest {
 		return p
 	}
@@ -407,12 +418,8 @@ func (s *stallBus) Publisher(stream string) bus.Publisher {
 }
 
 func (p stallPub) Publish(ctx context.Context, recs ...bus.Record) error {
-	for p.b.stalled.Load() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
+	if err := p.b.wait(ctx); err != nil {
+		return err
 	}
 	return p.Publisher.Publish(ctx, recs...)
 }
@@ -422,7 +429,7 @@ func (p stallPub) Publish(ctx context.Context, recs ...bus.Record) error {
 // silence — and once the bus is back the client's retries (same id) are
 // acknowledged, each exactly once.
 func TestOverloadIngestSaturated(t *testing.T) {
-	sb := &stallBus{Bus: bus.NewMemory(bus.MemoryConfig{})}
+	sb := &stallBus{Memory: bus.NewMemory(bus.MemoryConfig{})}
 	p := startPipeline(t, sb, func(c *gateway.Config) { c.IngestQueue = 4 })
 	sb.stalled.Store(true)
 	r := wstest.Dial(t, p.ws)
