@@ -212,6 +212,30 @@ func (s *Store) insert(ctx context.Context, rows []row) error {
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("chstore: insert %d rows: %w", len(rows), err)
 	}
+	return s.insertSeqs(ctx, rows)
+}
+
+// insertSeqs records each room's highest seq among rows in the seq table
+// (schema version 2).
+func (s *Store) insertSeqs(ctx context.Context, rows []row) error {
+	top := make(map[string]uint64)
+	for i := range rows {
+		m := &rows[i].msg
+		top[m.Room] = max(top[m.Room], m.Seq)
+	}
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table+"_seq (room, seq)")
+	if err != nil {
+		return fmt.Errorf("chstore: prepare seq insert: %w", err)
+	}
+	defer batch.Abort()
+	for room, seq := range top {
+		if err := batch.Append(room, seq); err != nil {
+			return fmt.Errorf("chstore: append seq row: %w", err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("chstore: insert %d seq rows: %w", len(top), err)
+	}
 	return nil
 }
 
@@ -260,7 +284,7 @@ func (s *Store) Range(ctx context.Context, room string, f history.Filter) ([]pro
 	if !windowed {
 		return s.rangeSeqs(ctx, room, f, f.AfterSeq, 0, false)
 	}
-	last, err := s.LastSeq(ctx, room)
+	last, err := s.lastStored(ctx, room)
 	if err != nil {
 		return nil, err
 	}
@@ -425,9 +449,22 @@ func (s *Store) Purge(ctx context.Context, room, uid string, sinceMs int64) ([]u
 	return out, nil
 }
 
-// LastSeq returns the highest stored seq of room (deleted or not), 0 if
-// none.
+// LastSeq returns the highest seq room ever had stored (deleted or not,
+// and also after the janitor dropped it by age), 0 if none.
 func (s *Store) LastSeq(ctx context.Context, room string) (uint64, error) {
+	stored, err := s.lastStored(ctx, room)
+	if err != nil {
+		return 0, err
+	}
+	var kept uint64
+	if err := s.conn.QueryRow(ctx, "SELECT max(seq) FROM "+s.table+"_seq WHERE room = ?", room).Scan(&kept); err != nil {
+		return 0, fmt.Errorf("chstore: last seq: %w", err)
+	}
+	return max(stored, kept), nil
+}
+
+// lastStored returns the highest seq of room's stored messages.
+func (s *Store) lastStored(ctx context.Context, room string) (uint64, error) {
 	var seq uint64
 	if err := s.conn.QueryRow(ctx, "SELECT max(seq) FROM "+s.table+" WHERE room = ?", room).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("chstore: last seq: %w", err)

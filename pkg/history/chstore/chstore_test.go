@@ -423,3 +423,28 @@ func seqList(ms []protocol.Message) string {
 	}
 	return fmt.Sprint(out)
 }
+
+// TestLastSeqSurvivesRetention: a room whose messages the janitor dropped
+// by age keeps its last seq, so logic continues it instead of starting the
+// room again at 1 (which every gateway and client that saw the higher
+// seqs would drop as seen).
+func TestLastSeqSurvivesRetention(t *testing.T) {
+	s := newStore(t, chstore.Config{RetentionDays: 7, JanitorInterval: time.Hour})
+	ctx := context.Background()
+	old := time.Now().Add(-30 * 24 * time.Hour).UnixMilli()
+	if err := s.Append(ctx, []protocol.Message{
+		{Room: "quiet", Seq: 41, UID: "u", Text: "a", TS: old},
+		{Room: "quiet", Seq: 42, UID: "u", Text: "b", TS: old},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DropExpired(ctx, time.Now()); err != nil {
+		t.Fatalf("DropExpired: %v", err)
+	}
+	if msgs, err := s.Range(ctx, "quiet", history.Filter{}); err != nil || len(msgs) != 0 {
+		t.Fatalf("Range after the drop = %d messages, %v; want none (the partition is gone)", len(msgs), err)
+	}
+	if seq, err := s.LastSeq(ctx, "quiet"); err != nil || seq != 42 {
+		t.Fatalf("LastSeq = %d, %v; want 42", seq, err)
+	}
+}

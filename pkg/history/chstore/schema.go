@@ -31,6 +31,17 @@ var migrations = [][]string{
 	) ENGINE = ReplacingMergeTree(version)
 	PARTITION BY toYYYYMMDD(ts)
 	ORDER BY (room, seq)`},
+	// Version 2: each room's highest seq, kept when the janitor drops the
+	// room's messages by age, so LastSeq (which logic continues a room's
+	// seq from) never goes back: a room quiet for longer than the
+	// retention would otherwise start again at seq 1 and every gateway and
+	// client that saw its higher seqs would drop its new messages as seen.
+	{`CREATE TABLE IF NOT EXISTS {db}.{table}_seq (
+		room String,
+		seq  UInt64
+	) ENGINE = ReplacingMergeTree(seq)
+	ORDER BY room`,
+		`INSERT INTO {db}.{table}_seq (room, seq) SELECT room, max(seq) FROM {db}.{table} GROUP BY room`},
 }
 
 func (s *Store) ddl(q string) string {
