@@ -53,7 +53,7 @@ TESTENV ?=
 FUZZTIME ?= 60s
 FUZZSMOKE ?= 5s
 
-.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak bench-latency bench-throughput bench-storm-100k bench-1m bench-micro clean
+.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak bench-latency bench-throughput bench-storm-100k bench-1m bench-ladder bench-micro clean
 
 build:
 	go build -o bin/danmaku .
@@ -195,6 +195,29 @@ bench-1m: build
 		--concurrency 200 --connect-rate 50 --read-pause 5ms --duration 60s --warmup 3s --connect-timeout 540s \
 		--handshake-timeout 30s --server-args "--online-rate 100" --name bench-1m $(BENCHFLAGS)
 
+
+# bench-ladder: issue 15's one-room overload ladder. One `danmaku all`
+# (in-memory backends) pinned to core 0, the harness (viewers that read and
+# never resume) pinned to core 1; 19,000 viewers of one room; chat-corpus
+# messages published over HTTP as viewers' chat (sheddable) at 100, 200,
+# 500 and 1000 msg/s, then 100 again (shedding must have ended), each run
+# short; LADDER_DEFLATE=1 makes the viewers negotiate permessage-deflate.
+# Results: bench-results/ladder[-deflate]-<rate>[-again].json. Needs 2 cores
+# and an open-file limit above 19,700.
+LADDER_RATES ?= 100 200 500 1000
+LADDER_DURATION ?= 15s
+LADDER_DEFLATE ?=
+bench-ladder: build
+	@set -e; mkdir -p bench-results; secret=ladder-$$$$-$$(date +%s); tag=ladder$(if $(LADDER_DEFLATE),-deflate,); \
+	taskset -c 0 $(BENCHBIN) all --demo=false --guests=false --max-conns-per-ip -1 \
+		--http 127.0.0.1:18480 --ws 127.0.0.1:18490 --jwt-secret $$secret >bench-results/$$tag-server.log 2>&1 & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; sleep 2; \
+	for run in $(LADDER_RATES) again; do rate=$$run; name=$$tag-$$run; \
+		if [ $$run = again ]; then rate=100; name=$$tag-100-again; fi; \
+		GOMAXPROCS=1 taskset -c 1 $(BENCHBIN) bench fanout --viewers 19000 --rate $$rate --duration $(LADDER_DURATION) \
+			--grace 10s --ws 127.0.0.1:18490 --http 127.0.0.1:18480 --jwt-secret $$secret --gateway-pids $$pid \
+			--as-viewers --corpus chat $(if $(LADDER_DEFLATE),--deflate,) --quiet --name $$name $(BENCHFLAGS); \
+	done
 bench-micro:
 	go test -run '^$$' -bench 'Deflate|Frame|Check10kKeywords' -benchtime 2s ./pkg/ws/ ./moderation/
 	DANMAKU_MEMTEST=8000 go test -count=1 -run 'MemoryPerIdleViewer' -v ./gateway/

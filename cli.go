@@ -212,7 +212,7 @@ func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.ThinBudget, "thin-budget", envInt("DANMAKU_THIN_BUDGET", 0), "display budget per room in messages/s for hot-room thinning (0: off; rooms override it with the display_budget setting)")
 	fs.IntVar(&cfg.FlushRate, "flush-rate", envInt("DANMAKU_FLUSH_RATE", 0), "gateway batch writes per second per event loop that pace its flushes by fan-out cost (0: 250000, -1: off)")
 	fs.IntVar(&cfg.OutboundBudgetMiB, "outbound-budget", envInt("DANMAKU_OUTBOUND_BUDGET", 0), "gateway outbound backlog over all viewers in MiB; above it batches are dropped for a viewer whose backlog with them would pass 16 KiB (0: 512, -1: off)")
-	fs.DurationVar(&cfg.ShedDelay, "shed-delay", envDuration("DANMAKU_SHED_DELAY", 0), "delay a gateway event loop's writes may add to batches before the gateway sheds its heavy rooms by priority, the same for every viewer (0: 500ms, negative: off)")
+	fs.DurationVar(&cfg.ShedDelay, "shed-delay", envDuration("DANMAKU_SHED_DELAY", 0), "how late (after acceptance) a gateway event loop may write batches before the gateway sheds its heavy rooms by priority, the same for every viewer (0: 500ms, negative: off)")
 	fs.IntVar(&cfg.OnlineRate, "online-rate", envInt("DANMAKU_ONLINE_RATE", 0), "gateway writes per second for online (viewer count) frames over all rooms (0: 2500, -1: none)")
 	fs.IntVar(&cfg.Loops, "loops", envInt("DANMAKU_LOOPS", 0), "gateway event loops (0: GOMAXPROCS)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", envDuration("DANMAKU_DRAIN_TIMEOUT", 10*time.Second), "graceful drain bound on SIGTERM")

@@ -23,6 +23,9 @@ type Tracker struct {
 	// Marked counts seqs a thinned or shed batch covered with its from/to
 	// marks without carrying them: left out on purpose, not lost.
 	Marked uint64
+	// markFrom is the from mark of the batch being added (BeginMark), 0
+	// outside one: seqs it skips from there on are marked, not missing.
+	markFrom uint64
 }
 
 // maxMissing bounds the remembered skipped seqs per viewer.
@@ -43,6 +46,11 @@ func (t *Tracker) Last() uint64 { return t.last }
 func (t *Tracker) Add(seq uint64) bool {
 	switch {
 	case seq == t.last+1:
+		t.last = seq
+	case seq > t.last+1 && t.markFrom != 0 && t.markFrom <= t.last+1:
+		// Inside a marked batch: what it skips was left out on purpose
+		// (counted here, not listed: a shed batch may skip thousands).
+		t.Marked += seq - t.last - 1
 		t.last = seq
 	case seq > t.last+1:
 		t.skipTo(seq - 1)
@@ -79,11 +87,13 @@ func (t *Tracker) BeginMark(from uint64) {
 	if from > t.last+1 {
 		t.skipTo(from - 1)
 	}
+	t.markFrom = max(from, 1)
 }
 
 // EndMark ends a batch with marks from..to: the seqs in that range that did
 // not arrive were left out on purpose (Marked), not lost.
 func (t *Tracker) EndMark(from, to uint64) {
+	t.markFrom = 0
 	if to < from {
 		return
 	}

@@ -111,3 +111,17 @@ func TestTrackerMarks(t *testing.T) {
 		})
 	}
 }
+
+// TestTrackerWideMark: a shed batch covering far more seqs than the
+// missing list holds marks them all; none counts as lost.
+func TestTrackerWideMark(t *testing.T) {
+	var tr Tracker
+	tr.Add(1)
+	tr.BeginMark(2)
+	tr.Add(3 * maxMissing)
+	tr.Add(3*maxMissing + 7)
+	tr.EndMark(2, 4*maxMissing)
+	if tr.Lost(4*maxMissing) != 0 || tr.Delivered != 3 || tr.Marked != 4*maxMissing-3 {
+		t.Fatalf("lost %d delivered %d marked %d", tr.Lost(4*maxMissing), tr.Delivered, tr.Marked)
+	}
+}

@@ -124,7 +124,8 @@ type Config struct {
 	FlushRate int
 	// MaxFlushDelay caps the wait FlushRate adds. Zero value means 40ms.
 	MaxFlushDelay time.Duration
-	// ShedDelay is the delay an event loop's writes may add to batches
+	// ShedDelay is how old batches may be when an event loop writes them
+	// (from their messages' acceptance, a quarter of it in the loop)
 	// before the gateway sheds the heavy rooms of that loop: it thins
 	// their streams by priority, the same for every viewer of a room on
 	// the gateway, and covers what it left out with from/to marks (see

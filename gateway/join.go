@@ -387,9 +387,10 @@ func (l *loop) flush(s *Server) {
 	l.out.mu.Lock()
 	q := l.out.q
 	l.out.q = l.spare[:0]
-	headAt := l.out.headAt
-	l.out.headAt = 0
+	headAt, queuedAt := l.out.headAt, l.out.queuedAt
+	l.out.headAt, l.out.queuedAt = 0, 0
 	l.out.mu.Unlock()
+	l.passHead = headAt
 	viewers := 0
 	if len(q) == 1 {
 		viewers = l.deliverRoom(s, q)
@@ -420,6 +421,8 @@ func (l *loop) flush(s *Server) {
 	if headAt != 0 && viewers > 0 {
 		now := time.Now().UnixNano()
 		l.delay.Store(now - headAt)
+		l.local.Store(now - queuedAt)
+		l.delayHead.Store(headAt)
 		l.delayAt.Store(now)
 	}
 	// Frames that arrived during this flush wait out its fan-out cost.
@@ -559,7 +562,7 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 		s.m.deliveries.Add(float64(written))
 	}
 	if backed >= 2 && 2*backed > viewers {
-		lr.r.backed.Store(true)
+		lr.r.backedAt.Store(max(l.passHead, 1))
 	}
 	if len(ds) > 1 {
 		l.joined = shared[:0]

@@ -37,15 +37,29 @@ type loop struct {
 		queued    bool
 		notBefore int64
 		timer     *time.Timer
-		// headAt is when the oldest delivery in q was queued (Unix ns);
-		// 0 when q is empty.
+		// headAt is when the oldest delivery in q was born (queued, or
+		// its oldest message accepted, see delivery.born; Unix ns); 0
+		// when q is empty.
 		headAt int64
+		// queuedAt is when the first delivery in q was queued here
+		// (Unix ns); 0 when q is empty.
+		queuedAt int64
 	}
 	// delay is how long the oldest delivery of the last flush waited,
 	// from being queued to the end of the flush's write pass (ns), and
 	// delayAt when that pass ended (Unix ns): what the loop's writes add
 	// to a batch, read by the shed goroutine (see shed.go).
 	delay, delayAt atomic.Int64
+	// delayHead is when that oldest delivery was queued (Unix ns): a lag
+	// measured on deliveries queued before a room's last cut does not
+	// show the cut yet.
+	delayHead atomic.Int64
+	// local is the part of delay spent in this loop: from the first
+	// delivery's queueing to the end of the pass (ns).
+	local atomic.Int64
+	// passHead is when the oldest delivery of the running flush was
+	// queued (Unix ns). Owned by the loop.
+	passHead int64
 	// exempt is set while a flush writes a room the gateway sheds: its
 	// viewers' batches are not dropped for the outbound budget (the
 	// shedding answers it, the same for all of them). Owned by the loop.
@@ -83,6 +97,10 @@ type delivery struct {
 	first, last uint64
 	msgs        int
 	batch       []protocol.Message // the batch's messages, for merging; nil outside the seq stream
+	// born is when the batch's oldest message would have reached this
+	// gateway with no queue on the way (Unix ns; see Server.born); 0:
+	// when it was queued here.
+	born int64
 }
 
 // maxMerge is the most messages merged into one batch frame (a batch
@@ -211,8 +229,15 @@ func (l *loop) removeConn(c *conn) {
 func (l *loop) post(s *Server, d delivery) {
 	l.out.mu.Lock()
 	defer l.out.mu.Unlock()
+	now := time.Now().UnixNano()
+	born := d.born
+	if born == 0 {
+		born = now
+	}
 	if len(l.out.q) == 0 {
-		l.out.headAt = time.Now().UnixNano()
+		l.out.headAt, l.out.queuedAt = born, now
+	} else if born < l.out.headAt {
+		l.out.headAt = born
 	}
 	l.out.q = append(l.out.q, d)
 	if !l.out.queued {

@@ -43,9 +43,10 @@ type room struct {
 	// shedding is set while shed.budget is not 0: the loops then exempt
 	// the room's viewers from the outbound budget's drops.
 	shedding atomic.Bool
-	// backed is set by a loop whose last pass over the room found most of
-	// its members backed up; the shed goroutine reads and clears it.
-	backed atomic.Bool
+	// backedAt is set by a loop whose pass over the room found most of its
+	// members backed up: when the oldest delivery of that pass was queued
+	// (Unix ns). The shed goroutine reads and clears it.
+	backedAt atomic.Int64
 	// offered counts messages × local members posted since the last shed
 	// step: the writes the room asks of the gateway.
 	offered atomic.Int64

@@ -89,6 +89,10 @@ type Server struct {
 	// that answer must not reach whichever new connection got the same
 	// number.
 	nextID atomic.Uint64
+	// tsBase is the smallest (arrival − accepted ts) of a batch seen, in
+	// ns: the transit of an unqueued pipeline plus the clocks' offset (see
+	// born). unsetBase before the first.
+	tsBase atomic.Int64
 	// ndeflate counts open connections that negotiated permessage-deflate;
 	// batches are compressed only while it is above zero.
 	ndeflate atomic.Int64
@@ -141,6 +145,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.m = newMetrics(cfg.Registerer, &s.outbound)
 	s.nextID.Store(uint64(time.Now().UnixNano()))
+	s.tsBase.Store(unsetBase)
 	s.clock.Store(time.Now().UnixMilli())
 	s.addr.Store(cfg.Addr)
 	if cfg.Sessions != nil {

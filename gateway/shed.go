@@ -29,7 +29,8 @@ import (
 // (delete, purge, notice, online). The other messages are shown up to the
 // room's shed budget in messages per second, spread evenly over each
 // batch. The budget starts at half the room's incoming rate, halves while
-// the pressure lasts (at most once per shedCutEvery), grows by 15 % every
+// the pressure lasts (at most once per shedCutEvery, and only for pressure
+// measured on batches queued after the last cut), grows by half every
 // shedCutEvery once it is gone for shedCalm, and shedding ends when the
 // budget reaches twice the incoming rate: the room returns to full
 // delivery by itself.
@@ -50,6 +51,44 @@ const (
 	shedMin = 5
 	// shedBurst is the budget's bucket depth in seconds.
 	shedBurst = 0.25
+	// shedGrow is the budget's growth per shedCutEvery once calm: from
+	// the floor to 1000 msg/s in about 7 s.
+	shedGrow = 1.5
+)
+
+// born returns when a message logic accepted at ts (Unix ms) would have
+// reached this gateway with no queue on the way (Unix ns), or 0 when ts is
+// unknown: ts plus the smallest transit seen (tsBase, at most maxBase),
+// which also absorbs logic's clock being ahead of this one. (A logic clock
+// more than maxBase behind this one makes batches look late: keep the
+// hosts' clocks in sync, as NTP does.) The cap keeps a pipeline that is
+// already behind when the first batch arrives from hiding its lag. A
+// loop's lag is
+// measured from it, so that it counts the time a batch waited before this
+// gateway got it as well: in one process on one core, a gateway writing
+// more than it can starves the pipeline in front of it, and only the
+// message's age shows it. Safe for concurrent use.
+func (s *Server) born(ts int64) int64 {
+	if ts <= 0 {
+		return 0
+	}
+	now := time.Now().UnixNano()
+	off := min(now-ts*int64(time.Millisecond), maxBase)
+	for {
+		base := s.tsBase.Load()
+		if base != unsetBase && off >= base {
+			return ts*int64(time.Millisecond) + base
+		}
+		if s.tsBase.CompareAndSwap(base, off) {
+			return ts*int64(time.Millisecond) + off
+		}
+	}
+}
+
+// unsetBase marks Server.tsBase before the first message; maxBase caps it.
+const (
+	unsetBase = int64(1) << 62
+	maxBase   = int64(100 * time.Millisecond)
 )
 
 // shedCutEvery is the shortest interval between two cuts of a room's
@@ -174,34 +213,48 @@ func (s *Server) runShed() {
 	}
 }
 
-// behind returns how far the loop's writes lag: the delay its last write
-// pass added to the oldest delivery it wrote (if that pass ended within a
-// second), or the age of the oldest delivery waiting now, whichever is
-// larger. Safe for concurrent use.
-func (l *loop) behind(now time.Time) time.Duration {
+// behind returns how late the loop's writes are: the age of the oldest
+// delivery its last write pass wrote (from its birth, delivery.born, to
+// the end of the pass; if that pass ended within a second), or the age of
+// the oldest delivery waiting now, whichever is larger; when that
+// delivery was born (Unix ns); and local, the part of it spent in this
+// loop (queued to written). Safe for concurrent use.
+func (l *loop) behind(now time.Time) (lag time.Duration, head int64, local time.Duration) {
 	ns := now.UnixNano()
-	var d int64
+	var d, loc int64
 	if ns-l.delayAt.Load() < int64(time.Second) {
-		d = l.delay.Load()
+		d, head, loc = l.delay.Load(), l.delayHead.Load(), l.local.Load()
 	}
 	l.out.mu.Lock()
-	if h := l.out.headAt; h != 0 && len(l.out.q) > 0 {
-		d = max(d, ns-h)
+	if h := l.out.headAt; h != 0 && len(l.out.q) > 0 && ns-h > d {
+		d, head, loc = ns-h, h, ns-l.out.queuedAt
 	}
 	l.out.mu.Unlock()
-	return time.Duration(d)
+	return time.Duration(d), head, time.Duration(loc)
 }
 
 // shedStep decides, for every room, whether it is under pressure, cuts or
 // grows its budget, and covers what shedding left out without a batch to
 // cover it. Runs on the shed goroutine (or a test).
 func (s *Server) shedStep(now time.Time) {
+	// The smallest transit drifts up slowly (a millisecond every 5 s), so
+	// that a clock stepped backwards does not make every batch look late
+	// for long; a healthy pipeline pulls it back down at once.
+	if base := s.tsBase.Load(); base != unsetBase && base < maxBase {
+		s.tsBase.CompareAndSwap(base, min(base+int64(shedStep)/100, maxBase))
+	}
 	loops := s.loopList()
-	behind := make([]bool, s.cfg.Loops)
+	// behind[i] is when the oldest delivery that loop i is late with was
+	// queued (0: not late): a room cut after that does not count it.
+	behind := make([]int64, s.cfg.Loops)
 	anyBehind := false
 	for _, l := range loops {
-		if l.idx < len(behind) && l.behind(now) > s.cfg.ShedDelay {
-			behind[l.idx] = true
+		// Late by ShedDelay, and a quarter of it spent in this loop: a
+		// pipeline that is late before the gateway (a slow dispatch, a
+		// broker) is not helped by writing less.
+		lag, head, local := l.behind(now)
+		if l.idx < len(behind) && lag > s.cfg.ShedDelay && local > s.cfg.ShedDelay/4 {
+			behind[l.idx] = max(head, 1)
 			anyBehind = true
 		}
 	}
@@ -213,7 +266,7 @@ func (s *Server) shedStep(now time.Time) {
 	var total int64
 	s.rooms.each(func(r *room) {
 		offered := r.offered.Swap(0)
-		if offered == 0 && !r.shedding.Load() && !r.backed.Load() {
+		if offered == 0 && !r.shedding.Load() && r.backedAt.Load() == 0 {
 			return
 		}
 		total += offered
@@ -224,12 +277,21 @@ func (s *Server) shedStep(now time.Time) {
 		// Heavy: the room asks at least an eighth of the gateway's
 		// writes. A loop's lag cuts the heavy rooms with viewers on it;
 		// a room whose viewers are backed up is cut whatever its share.
+		// Either counts only when it was measured on deliveries queued
+		// after the room's last cut: the batches queued before it were
+		// shed at the old budget, and cutting again for them would cut
+		// too deep.
 		heavy := c.offered*8 >= total
-		pressed := r.backed.Swap(false)
+		backedAt := r.backedAt.Swap(0)
 		r.mu.Lock()
+		var cutAt int64
+		if !r.shed.cutAt.IsZero() {
+			cutAt = r.shed.cutAt.UnixNano()
+		}
+		pressed := backedAt > cutAt
 		if !pressed && heavy && anyBehind {
 			for i, n := range r.viewers {
-				if n > 0 && i < len(behind) && behind[i] {
+				if n > 0 && i < len(behind) && behind[i] > cutAt {
 					pressed = true
 					break
 				}
@@ -243,16 +305,16 @@ func (s *Server) shedStep(now time.Time) {
 // stepLocked is shedStep for one room. room.mu must be held.
 func (s *Server) stepLocked(r *room, pressed bool, now time.Time) {
 	sh := &r.shed
-	if !sh.stepAt.IsZero() {
-		if dt := now.Sub(sh.stepAt).Seconds(); dt > 0 {
-			sh.rate = 0.7*sh.rate + 0.3*float64(sh.seen)/dt
-		}
+	inst := sh.rate // messages per second since the last step
+	if dt := now.Sub(sh.stepAt).Seconds(); !sh.stepAt.IsZero() && dt > 0 {
+		inst = float64(sh.seen) / dt
+		sh.rate = 0.7*sh.rate + 0.3*inst
 	}
 	sh.seen, sh.stepAt = 0, now
 	every := s.shedCutEvery()
 	switch {
 	case pressed && now.Sub(sh.cutAt) >= every:
-		base := sh.rate
+		base := max(sh.rate, inst) // the smoothed rate lags a rising one
 		if sh.budget != 0 {
 			base = min(base, sh.budget)
 		}
@@ -263,11 +325,13 @@ func (s *Server) stepLocked(r *room, pressed bool, now time.Time) {
 		}
 		sh.budget = max(base/2, shedMin)
 		sh.cutAt, sh.pressedAt, sh.grownAt = now, now, now
+		s.cfg.Logger.Debug("gateway: shedding cut", "room", r.name, "budget", sh.budget, "rate", sh.rate)
 	case pressed:
 		sh.pressedAt = now
 	case sh.budget != 0 && now.Sub(sh.pressedAt) >= shedCalm && now.Sub(sh.grownAt) >= every:
-		sh.budget = sh.budget*1.15 + shedMin
+		sh.budget = sh.budget*shedGrow + shedMin
 		sh.grownAt = now
+		s.cfg.Logger.Debug("gateway: shedding grows", "room", r.name, "budget", sh.budget, "rate", sh.rate)
 		if sh.budget >= 2*sh.rate {
 			sh.budget = 0
 			r.shedding.Store(false)

@@ -340,17 +340,37 @@ func TestShedStepPressure(t *testing.T) {
 	heavy, light := s.rooms.get("heavy"), s.rooms.get("light")
 	l := s.loopList()[0]
 	now := time.Now()
-	step := func(lag time.Duration) {
+	head := now // when the deliveries the lag is measured on were queued
+	step := func(lag time.Duration, local ...time.Duration) {
 		heavy.offered.Add(1000)
 		light.offered.Add(10)
+		heavy.mu.Lock()
+		heavy.shed.seen += 1000 // 2000 msg/s
+		heavy.mu.Unlock()
 		l.delay.Store(int64(lag))
+		l.local.Store(int64(lag))
+		if len(local) > 0 {
+			l.local.Store(int64(local[0]))
+		}
+		l.delayHead.Store(head.UnixNano())
 		l.delayAt.Store(now.UnixNano())
 		s.shedStep(now)
 		now = now.Add(s.shedCutEvery())
 	}
+	budget := func() float64 {
+		heavy.mu.Lock()
+		defer heavy.mu.Unlock()
+		return heavy.shed.budget
+	}
 	step(s.cfg.ShedDelay / 2)
 	if heavy.shedding.Load() || light.shedding.Load() {
 		t.Fatal("shedding without pressure")
+	}
+	// Late, but before the batches reached the loop: writing less would
+	// not help.
+	step(2*s.cfg.ShedDelay, s.cfg.ShedDelay/10)
+	if heavy.shedding.Load() {
+		t.Fatal("shedding for a lag that is not the loop's")
 	}
 	step(2 * s.cfg.ShedDelay)
 	if !heavy.shedding.Load() {
@@ -359,12 +379,43 @@ func TestShedStepPressure(t *testing.T) {
 	if light.shedding.Load() {
 		t.Fatal("a light room was cut")
 	}
-	light.backed.Store(true)
+	// Still late, but on batches queued before the cut: no second cut.
+	b := budget()
+	step(2 * s.cfg.ShedDelay)
+	if budget() != b {
+		t.Fatalf("cut again (%v → %v) for batches queued before the cut", b, budget())
+	}
+	head = now // late on batches queued after the cut: cut again
+	step(2 * s.cfg.ShedDelay)
+	if budget() >= b {
+		t.Fatalf("budget %v after a lag measured past the cut, was %v", budget(), b)
+	}
+	light.backedAt.Store(now.UnixNano())
 	step(0)
 	if !light.shedding.Load() {
 		t.Fatal("a room whose viewers are backed up was not cut")
 	}
 	if got := gaugeValue(s.m.shedRooms); got != 2 {
 		t.Fatalf("shedding_rooms %v, want 2", got)
+	}
+}
+
+// TestBorn: a batch's birth is its oldest message's accept time plus the
+// smallest transit seen, capped, so a gateway whose first batches already
+// arrive late still sees their lag.
+func TestBorn(t *testing.T) {
+	s := &Server{}
+	s.tsBase.Store(unsetBase)
+	now := time.Now()
+	if b := s.born(0); b != 0 {
+		t.Fatalf("born(0) = %d", b)
+	}
+	late := now.Add(-3 * time.Second).UnixMilli() // the first batch is 3 s old
+	if b := s.born(late); time.Duration(b-late*1e6) > time.Duration(maxBase) {
+		t.Fatalf("a late first batch is born %v after its accept time, want at most %v", time.Duration(b-late*1e6), time.Duration(maxBase))
+	}
+	fresh := time.Now().UnixMilli() - 2 // a fresh batch lowers the base
+	if b := s.born(fresh); time.Since(time.Unix(0, b)) > 50*time.Millisecond {
+		t.Fatalf("a fresh batch born %v ago", time.Since(time.Unix(0, b)))
 	}
 }
