@@ -5,7 +5,6 @@ import (
 	"context"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/bus"
@@ -116,40 +115,109 @@ func (l *Logic) lookupDurable(ctx context.Context, recs []bus.Record, now time.T
 	}
 }
 
-// storeDurable writes keys with vals (nil: "1") to Config.Dedupe (best
-// effort: a failure leaves memory and the takeover scan to answer
-// retries).
+// durableWrite is an entry for Config.Dedupe whose write failed; it is
+// written again until it lands or its TTL passes.
+type durableWrite struct {
+	key     string
+	val     []byte
+	expires time.Time
+}
+
+// maxRewrites bounds the entries waiting for the dedupe store to come back.
+const maxRewrites = 1 << 20
+
+// storeDurable writes keys with vals (nil: "1") to Config.Dedupe. What
+// fails to land (the store is down) goes to the rewriter, which writes it
+// once the store is back: an id acked during a Redis outage is still
+// recognised after a later takeover, as long as this worker lives.
 func (l *Logic) storeDurable(ctx context.Context, keys []string, vals [][]byte) {
 	if l.cfg.Dedupe == nil || len(keys) == 0 {
 		return
 	}
-	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ws := make([]durableWrite, len(keys))
+	expires := time.Now().Add(l.cfg.DedupeTTL)
+	for i, k := range keys {
+		ws[i] = durableWrite{key: k, val: []byte("1"), expires: expires}
+		if vals != nil {
+			ws[i].val = vals[i]
+		}
+	}
+	if failed := l.writeDurable(ctx, ws, 2*time.Second); len(failed) > 0 {
+		l.cfg.Logger.Warn("logic: dedupe store writes failed; writing them again when it is back", "n", len(failed))
+		select {
+		case l.rewrites <- failed:
+		default:
+			l.m.dedupeErrors.Add(float64(len(failed))) // the rewriter is full: given up
+		}
+	}
+}
+
+// writeDurable writes ws (16 at a time) within timeout and returns those
+// that failed.
+func (l *Logic) writeDurable(ctx context.Context, ws []durableWrite, timeout time.Duration) []durableWrite {
+	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	var failed atomic.Int64
+	var mu sync.Mutex
+	var failed []durableWrite
 	work := make(chan int)
-	for range min(16, len(keys)) {
+	for range min(16, len(ws)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				val := []byte("1")
-				if vals != nil {
-					val = vals[i]
-				}
-				if _, _, err := l.cfg.Dedupe.Remember(sctx, keys[i], val, l.cfg.DedupeTTL); err != nil {
-					failed.Add(1)
+				w := ws[i]
+				if _, _, err := l.cfg.Dedupe.Remember(sctx, w.key, w.val, time.Until(w.expires)); err != nil {
+					l.m.dedupeErrors.Inc()
+					mu.Lock()
+					failed = append(failed, w)
+					mu.Unlock()
 				}
 			}
 		}()
 	}
-	for i := range keys {
+	for i := range ws {
 		work <- i
 	}
 	close(work)
 	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		l.m.dedupeErrors.Add(float64(n))
-		l.cfg.Logger.Warn("logic: dedupe store writes failed", "n", n)
+	return failed
+}
+
+// runRewrites writes again the dedupe entries whose first write failed,
+// every second, dropping those whose TTL passed, until ctx is done. Runs
+// on its own goroutine.
+func (l *Logic) runRewrites(ctx context.Context) {
+	var pending []durableWrite
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ws := <-l.rewrites:
+			pending = append(pending, ws...)
+			if over := len(pending) - maxRewrites; over > 0 {
+				l.m.dedupeErrors.Add(float64(over))
+				pending = pending[over:]
+			}
+			continue
+		case <-t.C:
+		}
+		now := time.Now()
+		live := pending[:0]
+		for _, w := range pending {
+			if now.Before(w.expires) {
+				live = append(live, w)
+			}
+		}
+		if len(live) == 0 {
+			pending = live
+			continue
+		}
+		pending = l.writeDurable(ctx, live, 5*time.Second)
+		if len(pending) == 0 {
+			l.cfg.Logger.Info("logic: dedupe store back; the entries it missed are written", "n", len(live))
+		}
 	}
 }

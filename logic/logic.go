@@ -95,7 +95,8 @@ type Config struct {
 	// partition changed owner, later than the takeover scan reaches, is
 	// still answered with its first seq. Nil means only this worker's
 	// memory and the takeover scan (ScanWindow) remember ids. While it
-	// fails, logic goes on with those.
+	// fails, logic goes on with those, and writes what the store missed
+	// once it answers again.
 	Dedupe presence.Dedupe
 	// ID names this worker in the fence markers it writes (for people
 	// reading the log). Zero value means host name and pid.
@@ -128,6 +129,8 @@ type Logic struct {
 	scanRecs prometheus.Counter
 	dedupe   *dedupe
 	repPub   bus.Publisher
+	// rewrites carries dedupe store writes that failed to runRewrites.
+	rewrites chan []durableWrite
 	ctlPub   bus.Publisher
 }
 
@@ -174,6 +177,7 @@ func New(cfg Config) (*Logic, error) {
 		pw:       pw,
 		claims:   make(map[int]*claim),
 		inSeen:   make(map[int]map[int64]uint64),
+		rewrites: make(chan []durableWrite, 1024),
 		floor:    make(map[string]uint64),
 		scanRecs: newScanCounter(cfg.Registerer),
 		dedupe:   newDedupe(cfg.DedupeMax, cfg.DedupeTTL),
@@ -191,6 +195,9 @@ var ErrNoFencing = errors.New("logic: the bus must implement bus.PartitionReader
 func (l *Logic) Run(ctx context.Context) error {
 	if l.cfg.Engine != nil {
 		go l.runControl(ctx)
+	}
+	if l.cfg.Dedupe != nil {
+		go l.runRewrites(ctx)
 	}
 	if err := l.checkPartitions(ctx); err != nil {
 		return err
