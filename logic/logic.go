@@ -497,7 +497,11 @@ func (l *Logic) decide(ctx context.Context, o *outcome, now time.Time, next map[
 	}
 	seq++
 	next[in.Room] = seq
-	o.msg = &protocol.Message{Room: in.Room, Seq: seq, ID: in.ID, UID: in.UID, Name: in.Name, Text: text,
+	id := in.ID
+	if in.GeneratedID {
+		id = "" // see bus.Ingest.GeneratedID
+	}
+	o.msg = &protocol.Message{Room: in.Room, Seq: seq, ID: id, UID: in.UID, Name: in.Name, Text: text,
 		TS: now.UnixMilli(), Kind: in.Kind, Role: roleTag(in.Role), Color: in.Color}
 	o.reply.Seq = seq
 	l.m.accepted.Inc()

@@ -513,7 +513,8 @@ func (a *API) postPublish(w http.ResponseWriter, r *http.Request, room string) {
 		return
 	}
 	reqID := a.nextReq.Add(1)
-	if req.ID == "" {
+	generated := req.ID == ""
+	if generated {
 		req.ID = "pub-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.FormatUint(reqID, 36)
 	} else if !protocol.ValidID(req.ID) {
 		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "id must be 1-64 printable ASCII characters")
@@ -539,7 +540,7 @@ func (a *API) postPublish(w http.ResponseWriter, r *http.Request, room string) {
 		}
 	}
 	rp, err := a.Publish(r.Context(), bus.Ingest{Room: room, ID: req.ID, UID: c.UID(), Name: name, Role: role,
-		Text: text, Kind: req.Kind, Color: req.Color, Trusted: c.Role == auth.RoleService})
+		Text: text, Kind: req.Kind, Color: req.Color, Trusted: c.Role == auth.RoleService, GeneratedID: generated})
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, err.Error())
 		return

@@ -766,7 +766,8 @@ func TestPublicCORS(t *testing.T) {
 
 // TestPublishAsViewer: a service token may publish a message as a plain
 // viewer's (role "viewer": no role tag, so it is thinned and shed like
-// viewers' chat); other tokens and other roles may not.
+// viewers' chat); other tokens and other roles may not. The id the API
+// generates for a publish without one is not broadcast.
 func TestPublishAsViewer(t *testing.T) {
 	h := newHarness(t)
 	svc := h.token(auth.RoleService, nil, time.Hour)
@@ -776,7 +777,7 @@ func TestPublishAsViewer(t *testing.T) {
 		status      int
 	}{
 		{svc, `{"text":"relayed","role":"viewer"}`, http.StatusOK},
-		{svc, `{"text":"own"}`, http.StatusOK},
+		{svc, `{"text":"own","id":"own-1"}`, http.StatusOK},
 		{mod, `{"text":"x","role":"viewer"}`, http.StatusForbidden},
 		{svc, `{"text":"x","role":"mod"}`, http.StatusBadRequest},
 	} {
@@ -792,5 +793,9 @@ func TestPublishAsViewer(t *testing.T) {
 	}
 	if len(msgs) != 2 || msgs[0].Text != "relayed" || msgs[0].Role != "" || msgs[1].Role != auth.RoleService {
 		t.Fatalf("stored %+v; want the relayed message without a role, then the service's own", msgs)
+	}
+	// An id the API made up is not broadcast; one the caller gave is.
+	if msgs[0].ID != "" || msgs[1].ID != "own-1" {
+		t.Fatalf("ids %q and %q, want none (generated) and own-1", msgs[0].ID, msgs[1].ID)
 	}
 }

@@ -31,6 +31,12 @@ type Ingest struct {
 	// Trusted sends (service publishes, approved held messages) skip
 	// moderation.
 	Trusted bool `json:"trusted,omitempty"`
+	// GeneratedID: the publish API made ID up (the caller gave none). It
+	// still answers retries and names a held message, but the accepted
+	// message carries no id: viewers would get some 30 bytes per message
+	// that name nothing they sent (docs/protocol.md: "absent for messages
+	// published without one").
+	GeneratedID bool `json:"gen_id,omitempty"`
 }
 
 // Reply answers one Ingest (StreamReply, key = gateway id). Either Seq is set
