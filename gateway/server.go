@@ -53,6 +53,7 @@ import (
 
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws"
 )
 
 // Server is a gateway. Create it with New, start it with Run, stop it with
@@ -93,6 +94,9 @@ type Server struct {
 	// ns: the transit of an unqueued pipeline plus the clocks' offset (see
 	// born). unsetBase before the first.
 	tsBase atomic.Int64
+	// shedZ compresses the shed goroutine's cover batches; owned by it
+	// (stepLocked).
+	shedZ ws.Deflater
 	// ndeflate counts open connections that negotiated permessage-deflate;
 	// batches are compressed only while it is above zero.
 	ndeflate atomic.Int64

@@ -345,8 +345,7 @@ func (s *Server) stepLocked(r *room, pressed bool, now time.Time) {
 		payload := protocol.EncodeThinned(r.name, sh.cover, sh.coverTo, nil)
 		d := delivery{room: r.name, frame: textFrame(payload), first: sh.cover, last: sh.coverTo, batch: []protocol.Message{}}
 		if s.ndeflate.Load() > 0 {
-			var z ws.Deflater
-			d.zframe = smaller(z.AppendFrame(nil, ws.OpText, payload), d.frame)
+			d.zframe = smaller(s.shedZ.AppendFrame(nil, ws.OpText, payload), d.frame)
 		}
 		sh.cover, sh.coverTo = 0, 0
 		s.post(r.loopsLocked(nil), d)
