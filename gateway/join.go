@@ -560,6 +560,7 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 	}
 	if written > 0 {
 		s.m.deliveries.Add(float64(written))
+		lr.r.written.Add(int64(written))
 	}
 	if backed >= 2 && 2*backed > viewers {
 		lr.r.backedAt.Store(max(l.passHead, 1))

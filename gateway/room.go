@@ -50,6 +50,9 @@ type room struct {
 	// offered counts messages × local members posted since the last shed
 	// step: the writes the room asks of the gateway.
 	offered atomic.Int64
+	// written counts messages × members the loops wrote since the shed
+	// goroutine last looked: what the gateway manages to deliver.
+	written atomic.Int64
 	// shedMsgs counts the room's messages shedding left out.
 	shedMsgs atomic.Int64
 }

@@ -28,7 +28,8 @@ import (
 // or one of a mod, streamer or service) nor a frame outside the seq stream
 // (delete, purge, notice, online). The other messages are shown up to the
 // room's shed budget in messages per second, spread evenly over each
-// batch. The budget starts at half the room's incoming rate, halves while
+// batch. The budget starts at half the room's incoming rate (or less: 70 %
+// of what the gateway wrote per viewer over the last second), halves while
 // the pressure lasts (at most once per shedCutEvery, and only for pressure
 // measured on batches queued after the last cut), grows by half every
 // shedCutEvery once it is gone for shedCalm, and shedding ends when the
@@ -54,6 +55,12 @@ const (
 	// shedGrow is the budget's growth per shedCutEvery once calm: from
 	// the floor to 1000 msg/s in about 7 s.
 	shedGrow = 1.5
+	// shedWindow is the shortest window achieved is measured over: a
+	// pass over a big room takes hundreds of milliseconds.
+	shedWindow = time.Second
+	// shedHeadroom is the share of what the gateway achieved that a cut
+	// keeps: below it, the queued batches drain.
+	shedHeadroom = 0.7
 )
 
 // born returns when a message logic accepted at ts (Unix ms) would have
@@ -111,6 +118,12 @@ type shed struct {
 	seen           int64     // messages received since the last step
 	rate           float64   // messages per second received (smoothed)
 	stepAt         time.Time // the last step
+	// achieved is the messages per second per viewer the gateway wrote
+	// over the last window of at least shedWindow (0: not measured yet);
+	// wsum and wstart accumulate the current window.
+	achieved float64
+	wsum     int64
+	wstart   time.Time
 }
 
 // protected reports whether shedding must never leave m out.
@@ -311,6 +324,15 @@ func (s *Server) stepLocked(r *room, pressed bool, now time.Time) {
 		sh.rate = 0.7*sh.rate + 0.3*inst
 	}
 	sh.seen, sh.stepAt = 0, now
+	sh.wsum += r.written.Swap(0)
+	if sh.wstart.IsZero() {
+		sh.wsum, sh.wstart = 0, now // written before: an unknown span
+	} else if el := now.Sub(sh.wstart); el >= shedWindow {
+		if v := r.online.Load(); v > 0 {
+			sh.achieved = float64(sh.wsum) / el.Seconds() / float64(v)
+		}
+		sh.wsum, sh.wstart = 0, now
+	}
 	every := s.shedCutEvery()
 	switch {
 	case pressed && now.Sub(sh.cutAt) >= every:
@@ -323,7 +345,13 @@ func (s *Server) stepLocked(r *room, pressed bool, now time.Time) {
 			r.shedding.Store(true)
 			s.m.shedRooms.Inc()
 		}
-		sh.budget = max(base/2, shedMin)
+		// Half of it, and below what the gateway managed to write while
+		// late: one cut then reaches a rate it can keep up with.
+		next := base / 2
+		if sh.achieved > 0 {
+			next = min(next, shedHeadroom*sh.achieved)
+		}
+		sh.budget = max(next, shedMin)
 		sh.cutAt, sh.pressedAt, sh.grownAt = now, now, now
 		s.cfg.Logger.Debug("gateway: shedding cut", "room", r.name, "budget", sh.budget, "rate", sh.rate)
 	case pressed:

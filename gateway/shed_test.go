@@ -347,6 +347,7 @@ func TestShedStepPressure(t *testing.T) {
 		heavy.mu.Lock()
 		heavy.shed.seen += 1000 // 2000 msg/s
 		heavy.mu.Unlock()
+		heavy.written.Add(100) // the gateway writes its one viewer 200 msg/s
 		l.delay.Store(int64(lag))
 		l.local.Store(int64(lag))
 		if len(local) > 0 {
@@ -375,6 +376,9 @@ func TestShedStepPressure(t *testing.T) {
 	step(2 * s.cfg.ShedDelay)
 	if !heavy.shedding.Load() {
 		t.Fatal("a lagging loop did not cut its heavy room")
+	}
+	if b := budget(); b > shedHeadroom*200+1 {
+		t.Fatalf("first cut to %v msg/s; the gateway wrote 200 per viewer, want at most %v", b, shedHeadroom*200)
 	}
 	if light.shedding.Load() {
 		t.Fatal("a light room was cut")
