@@ -47,7 +47,7 @@ type fsConfig struct {
 const fsSessionTimeout = 10 * time.Second
 
 // faultScheduleConfig reads DANMAKU_SEED and DANMAKU_DURATION; the short
-// form (make test) is one fixed seed and 35 s of faults, the long form
+// form (make test) is one fixed seed and 30 s of faults, the long form
 // (DANMAKU_CHAOS=long, make chaos) a random seed, 3 minutes and more
 // traffic.
 func faultScheduleConfig(t *testing.T) fsConfig {
