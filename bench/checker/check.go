@@ -143,8 +143,24 @@ func (c *checker) ts(t time.Time) string {
 	return fmt.Sprintf("t+%.3fs", t.Sub(c.h.Start).Seconds())
 }
 
-func (c *checker) add(kind, room string, at time.Time, story []string) {
+// add records a violation whose proof starts at at. Its story gets the
+// runner's notes near at and, for each time in also, the two notes about
+// every room closest before it (what was going on at an earlier event of
+// the proof).
+func (c *checker) add(kind, room string, at time.Time, story []string, also ...time.Time) {
 	story = append(story, c.notes(room, at)...)
+	for _, t := range also {
+		var before []Note
+		for _, n := range c.h.Notes {
+			if n.Room == "" && !n.At.After(t) && !n.At.Before(t.Add(-noteWindowBefore)) &&
+				(n.At.Before(at.Add(-noteWindowBefore)) || n.At.After(at.Add(noteWindowAfter))) {
+				before = append(before, n)
+			}
+		}
+		for _, n := range before[max(0, len(before)-2):] {
+			story = append(story, fmt.Sprintf("%s  (runner) %s", c.ts(n.At), n.Text))
+		}
+	}
 	// The header stays first; timed lines in time order, the others last.
 	rest := story[1:]
 	slices.SortStableFunc(rest, func(a, b string) int { return cmp.Compare(lineTime(a), lineTime(b)) })
@@ -323,7 +339,7 @@ func (c *checker) answers() {
 			}
 			story := []string{fmt.Sprintf("message %s acked with %d different seqs:", msg, len(seqs))}
 			story = append(story, c.attemptLines(sends, as)...)
-			c.add(KindTwoAcks, k.room, at, story)
+			c.add(KindTwoAcks, k.room, at, story, firstAck.At)
 		}
 		for i, s := range sends {
 			var ack, rej *Answer

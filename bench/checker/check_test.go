@@ -1,6 +1,7 @@
 package checker
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +135,11 @@ func TestViolations(t *testing.T) {
 			// A re-send after the dedupe was forgotten, sequenced again.
 			b.send(70, "r", "b1xx").ack(70.1, "r", "b1xx", 5).deliver(70.2, "v1", "r", "b1xx", 5).deliver(70.2, "v2", "r", "b1xx", 5).row("r", "b1xx", 5)
 		}, []string{KindIDTwoSeqs, KindTwoAcks, KindHistoryTwice}, []string{"at 2 seqs", "seq 2", "seq 5"}},
+		{"two acks: the story shows what happened at both acks", func(b *hb) {
+			b.note(1.5, "", "redis down").note(50, "", "logic-3 joins")
+			b.send(70, "r", "b1xx").ack(70.1, "r", "b1xx", 5)
+			b.h.HistoryRooms = nil
+		}, []string{KindTwoAcks, KindIDTwoSeqs}, []string{"t+1.500s  (runner) redis down", "t+2.100s  s-b1 gets ack seq 2", "t+50.000s  (runner) logic-3 joins", "t+70.100s  s-b1 gets ack seq 5"}},
 		{"re-send of acked id rejected", func(b *hb) {
 			b.send(80, "r", "b1xx").reject(80.1, "r", "b1xx", "rate_limited")
 		}, []string{KindResendReject}, []string{"acked before with seq 2"}},
@@ -211,7 +217,9 @@ func TestViolations(t *testing.T) {
 			if len(r.Violations) == 0 {
 				return
 			}
-			story := strings.Join(r.Violations[0].Story, "\n")
+			// The story of the first violation of the first kind listed.
+			i := slices.IndexFunc(r.Violations, func(v Violation) bool { return v.Kind == tc.kinds[0] })
+			story := strings.Join(r.Violations[i].Story, "\n")
 			for _, s := range tc.story {
 				if !strings.Contains(story, s) {
 					t.Errorf("story lacks %q:\n%s", s, story)
