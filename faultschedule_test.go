@@ -811,6 +811,14 @@ func (r *faultRun) finish() {
 			stories = append(stories, v.String())
 		}
 	}
+	all.WriteString("every note of the runner:\n")
+	for _, n := range h.Notes {
+		room := ""
+		if n.Room != "" {
+			room = " [" + n.Room + "]"
+		}
+		fmt.Fprintf(&all, "t+%.3fs%s %s\n", n.At.Sub(h.Start).Seconds(), room, n.Text)
+	}
 	dir := os.Getenv("DANMAKU_TEST_ARTIFACTS")
 	if dir == "" {
 		dir = os.TempDir()
