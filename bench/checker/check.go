@@ -697,8 +697,18 @@ func (c *checker) stream(sk streamKey, evs []Event, acked []ackedSeq) {
 				end = max(end, e.Seq)
 			}
 		case HistoryFrame:
-			if !e.Complete && e.To >= e.From {
-				excused = append(excused, span{e.From, clamp(e.To, e.At), fmt.Sprintf("%s history complete:false for %d..%d", c.ts(e.At), e.From, e.To)})
+			if !e.Complete {
+				// The gateway could not fill the history: every seq up to
+				// the joined one, and at least every seq acked by then,
+				// may be missing (a join whose store load failed says
+				// joined 0 and goes on with live batches).
+				to := clamp(e.To, e.At)
+				for _, a := range acked {
+					if !a.fa.at.After(e.At) {
+						to = max(to, a.seq)
+					}
+				}
+				excused = append(excused, span{e.From, to, fmt.Sprintf("%s history complete:false for %d..%d", c.ts(e.At), e.From, e.To)})
 			}
 		case Thinned:
 			excused = append(excused, span{e.From, clamp(e.To, e.At), fmt.Sprintf("%s thinned batch %d..%d", c.ts(e.At), e.From, e.To)})
@@ -748,6 +758,7 @@ func (c *checker) stream(sk streamKey, evs []Event, acked []ackedSeq) {
 			story = append(story, fmt.Sprintf("%s  %s gets ack seq %d for %s", c.ts(a.fa.at), a.fa.by, a.seq, c.msgOf[a.k]))
 		}
 		story = append(story, c.around(sk, evs, first.fa.at)...)
+		story = append(story, c.firstJoin(sk, evs)...)
 		c.add(KindMissing, room, first.fa.at, story)
 	}
 	covered = max(covered, start)
@@ -795,6 +806,23 @@ func (c *checker) around(sk streamKey, evs []Event, at time.Time) []string {
 	}
 	if len(out) > 2*maxNotesPerStory {
 		out = append(out[:maxNotesPerStory], out[len(out)-maxNotesPerStory:]...)
+	}
+	return out
+}
+
+// firstJoin describes how the viewer's stream began: its first join, the
+// history that answered it and its first delivery.
+func (c *checker) firstJoin(sk streamKey, evs []Event) []string {
+	var out []string
+	for _, e := range evs {
+		switch {
+		case e.Kind == Joined && len(out) == 0:
+			out = append(out, fmt.Sprintf("%s  viewer %s first joined (resume %d): seq %d", c.ts(e.At), sk.viewer, e.Resume, e.Seq))
+		case e.Kind == HistoryFrame && len(out) == 1:
+			out = append(out, fmt.Sprintf("%s  viewer %s history for %d..%d, complete %v", c.ts(e.At), sk.viewer, e.From, e.To, e.Complete))
+		case e.Kind == Delivered:
+			return append(out, fmt.Sprintf("%s  viewer %s first gets seq %d", c.ts(e.At), sk.viewer, e.Seq))
+		}
 	}
 	return out
 }

@@ -284,6 +284,29 @@ func TestJoinedBeyondEndOwesLaterAcks(t *testing.T) {
 	}
 }
 
+func TestFailedJoinHistoryIsAReportedGap(t *testing.T) {
+	// The store load of a fresh join failed: joined 0, complete:false,
+	// then live batches. What was acked before is a reported gap; what is
+	// acked after is owed.
+	b := newHB()
+	b.send(1, "r", "a1xx").ack(1.1, "r", "a1xx", 1)
+	b.send(2, "r", "a2xx").ack(2.1, "r", "a2xx", 2)
+	b.joined(3, "v1", "r", 0, 0).hist(3, "v1", "r", 1, 0, false)
+	b.send(4, "r", "a3xx").ack(4.1, "r", "a3xx", 3).deliver(4.2, "v1", "r", "a3xx", 3)
+	b.send(5, "r", "a4xx").ack(5.1, "r", "a4xx", 4)
+	r := Check(b.h)
+	if len(r.Violations) != 2 || r.Violations[0].Kind != KindMissing || r.Violations[1].Kind != KindStalled {
+		t.Fatalf("%v", r.Violations)
+	}
+	if s := r.Violations[0].String(); !strings.Contains(s, "never got 1 acked messages, seqs 4") ||
+		!strings.Contains(s, "first joined (resume 0): seq 0") || !strings.Contains(s, "first gets seq 3") {
+		t.Errorf("story:\n%s", s)
+	}
+	if r.Stats.ReportedGaps != 2 || r.Stats.Owed != 4 {
+		t.Errorf("stats %+v", r.Stats)
+	}
+}
+
 func TestSeqRanges(t *testing.T) {
 	var as []ackedSeq
 	for _, s := range []uint64{1, 2, 3, 5, 7, 8} {
