@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/danmaku-live/danmaku/app"
 	"github.com/danmaku-live/danmaku/bench"
 	"github.com/danmaku-live/danmaku/pkg/auth"
 )
@@ -92,11 +93,11 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		app, err := NewApp(cfg)
+		a, err := app.New(cfg)
 		if err != nil {
-			return err
+			return flagError(err)
 		}
-		return app.Run(ctx)
+		return a.Run(ctx)
 	case "token":
 		return tokenCmd(args, stdout, stderr)
 	case "probe":
@@ -183,39 +184,44 @@ func applySecretEnv(fs *flag.FlagSet) error {
 	return nil
 }
 
-// parseConfig reads flags, with environment variables as defaults.
-func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
-	cfg := Config{Role: role}
+// parseConfig reads the flags of a server role, with environment
+// variables as defaults, into the app's Config.
+func parseConfig(role string, args []string, stderr io.Writer) (app.Config, error) {
+	cfg := app.Config{Role: app.Role(role)}
+	gw, b := &cfg.Gateway, &cfg.Backends
+	var id, origins, brokers, clickhouse, redis, logLevel string
+	var outboundMiB int
 	fs := flag.NewFlagSet(role, flag.ContinueOnError)
 	fs.StringVar(&cfg.HTTPAddr, "http", env("DANMAKU_HTTP", "127.0.0.1:8080"), "HTTP listen address: pages, API, metrics (env DANMAKU_HTTP)")
-	fs.StringVar(&cfg.WSAddr, "ws", env("DANMAKU_WS", "127.0.0.1:8090"), "WebSocket listen address (env DANMAKU_WS)")
+	fs.StringVar(&gw.Addr, "ws", env("DANMAKU_WS", "127.0.0.1:8090"), "WebSocket listen address (env DANMAKU_WS)")
 	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "HS256 secret for tokens (env DANMAKU_JWT_SECRET, never shown here; all: random when unset)")
-	fs.StringVar(&cfg.GatewayID, "id", os.Getenv("DANMAKU_ID"), "gateway id on the bus (env DANMAKU_ID; default gw-<host>-<pid>)")
-	fs.BoolVar(&cfg.ReusePort, "reuseport", envBool("DANMAKU_REUSEPORT", false), "share the WebSocket port with other gateway processes (SO_REUSEPORT)")
-	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", envInt("DANMAKU_MAX_CONNS_PER_IP", 0), "connections per remote IP (0: 1024, -1: no cap)")
-	fs.StringVar(&cfg.Origins, "origins", os.Getenv("DANMAKU_ORIGINS"), "comma-separated Origin allow-list for browsers (empty: any)")
+	fs.StringVar(&id, "id", os.Getenv("DANMAKU_ID"), "gateway id on the bus (env DANMAKU_ID; default gw-<host>-<pid>)")
+	fs.BoolVar(&gw.ReusePort, "reuseport", envBool("DANMAKU_REUSEPORT", false), "share the WebSocket port with other gateway processes (SO_REUSEPORT)")
+	fs.IntVar(&gw.MaxConnsPerIP, "max-conns-per-ip", envInt("DANMAKU_MAX_CONNS_PER_IP", 0), "connections per remote IP (0: 1024, -1: no cap)")
+	fs.StringVar(&origins, "origins", os.Getenv("DANMAKU_ORIGINS"), "comma-separated Origin allow-list for browsers (empty: any)")
 	fs.BoolVar(&cfg.Demo, "demo", envBool("DANMAKU_DEMO", role == "all"), "run the demo room bot")
 	fs.BoolVar(&cfg.Guests, "guests", envBool("DANMAKU_GUESTS", role == "all"), "hand out guest viewer tokens at POST /api/guest")
-	fs.StringVar(&cfg.Bus, "bus", env("DANMAKU_BUS", "memory"), "memory (one process) or kafka (env DANMAKU_BUS)")
-	fs.StringVar(&cfg.Brokers, "brokers", os.Getenv("DANMAKU_BROKERS"), "comma-separated Kafka brokers (env DANMAKU_BROKERS)")
-	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", env("DANMAKU_TOPIC_PREFIX", "danmaku."), "Kafka topic name prefix (env DANMAKU_TOPIC_PREFIX)")
-	fs.DurationVar(&cfg.KafkaMaxWait, "kafka-max-wait", envDuration("DANMAKU_KAFKA_MAX_WAIT", 0), "how long the broker holds an idle partition's fetch; an idle partition costs one fetch per this (0: 1s)")
-	fs.DurationVar(&cfg.KafkaBatchTimeout, "kafka-batch-timeout", envDuration("DANMAKU_KAFKA_BATCH_TIMEOUT", 0), "how long a Kafka publish waits to fill a batch (0: 2ms)")
-	fs.StringVar(&cfg.KafkaAcks, "kafka-acks", os.Getenv("DANMAKU_KAFKA_ACKS"), "acknowledgement a Kafka publish waits for: all or one (empty: all)")
-	fs.StringVar(&cfg.KafkaCompression, "kafka-compression", os.Getenv("DANMAKU_KAFKA_COMPRESSION"), "Kafka batch compression: none, lz4, snappy or zstd (empty: lz4)")
-	fs.IntVar(&cfg.KafkaReplication, "kafka-replication", envInt("DANMAKU_KAFKA_REPLICATION", 0), "replication factor of the topics a process creates when they are missing (0: 1, for a one-broker dev cluster; production: 3, with the brokers' min.insync.replicas=2)")
-	fs.StringVar(&cfg.History, "history", env("DANMAKU_HISTORY", "memory"), "memory or clickhouse (env DANMAKU_HISTORY)")
-	fs.StringVar(&cfg.ClickHouse, "clickhouse", "", "ClickHouse native address host:port or clickhouse://USER:PASSWORD@host:port (env DANMAKU_CLICKHOUSE, never shown here)")
-	fs.StringVar(&cfg.Presence, "presence", env("DANMAKU_PRESENCE", "memory"), "memory or redis (env DANMAKU_PRESENCE)")
-	fs.StringVar(&cfg.Redis, "redis", "", "Redis address host:port or redis://[USER]:PASSWORD@host:port (env DANMAKU_REDIS, never shown here)")
-	fs.StringVar(&cfg.LogLevel, "log-level", env("DANMAKU_LOG_LEVEL", "info"), "debug, info, warn or error")
-	fs.IntVar(&cfg.ThinBudget, "thin-budget", envInt("DANMAKU_THIN_BUDGET", 0), "display budget per room in messages/s for hot-room thinning (0: off; rooms override it with the display_budget setting)")
-	fs.IntVar(&cfg.FlushRate, "flush-rate", envInt("DANMAKU_FLUSH_RATE", 0), "gateway batch writes per second per event loop that pace its flushes by fan-out cost (0: 250000, -1: off)")
-	fs.IntVar(&cfg.OutboundBudgetMiB, "outbound-budget", envInt("DANMAKU_OUTBOUND_BUDGET", 0), "gateway outbound backlog over all viewers in MiB; above it batches are dropped for a viewer whose backlog with them would pass 16 KiB (0: 512, -1: off)")
-	fs.DurationVar(&cfg.ShedDelay, "shed-delay", envDuration("DANMAKU_SHED_DELAY", 0), "how late (after acceptance) a gateway event loop may write batches before the gateway sheds its heavy rooms by priority, the same for every viewer (0: 500ms, negative: off)")
-	fs.IntVar(&cfg.OnlineRate, "online-rate", envInt("DANMAKU_ONLINE_RATE", 0), "gateway writes per second for online (viewer count) frames over all rooms (0: 2500, -1: none)")
-	fs.IntVar(&cfg.Loops, "loops", envInt("DANMAKU_LOOPS", 0), "gateway event loops (0: GOMAXPROCS)")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", envDuration("DANMAKU_DRAIN_TIMEOUT", 10*time.Second), "graceful drain bound on SIGTERM")
+	fs.StringVar(&b.Bus, "bus", env("DANMAKU_BUS", "memory"), "memory (one process) or kafka (env DANMAKU_BUS)")
+	fs.StringVar(&brokers, "brokers", os.Getenv("DANMAKU_BROKERS"), "comma-separated Kafka brokers (env DANMAKU_BROKERS)")
+	fs.StringVar(&b.Kafka.TopicPrefix, "topic-prefix", env("DANMAKU_TOPIC_PREFIX", "danmaku."), "Kafka topic name prefix (env DANMAKU_TOPIC_PREFIX)")
+	fs.DurationVar(&b.Kafka.MaxWait, "kafka-max-wait", envDuration("DANMAKU_KAFKA_MAX_WAIT", 0), "how long the broker holds an idle partition's fetch; an idle partition costs one fetch per this (0: 1s)")
+	fs.DurationVar(&b.Kafka.BatchTimeout, "kafka-batch-timeout", envDuration("DANMAKU_KAFKA_BATCH_TIMEOUT", 0), "how long a Kafka publish waits to fill a batch (0: 2ms)")
+	fs.StringVar(&b.Kafka.RequiredAcks, "kafka-acks", os.Getenv("DANMAKU_KAFKA_ACKS"), "acknowledgement a Kafka publish waits for: all or one (empty: all)")
+	fs.StringVar(&b.Kafka.Compression, "kafka-compression", os.Getenv("DANMAKU_KAFKA_COMPRESSION"), "Kafka batch compression: none, lz4, snappy or zstd (empty: lz4)")
+	fs.IntVar(&b.Kafka.ReplicationFactor, "kafka-replication", envInt("DANMAKU_KAFKA_REPLICATION", 0), "replication factor of the topics a process creates when they are missing (0: 1, for a one-broker dev cluster; production: 3, with the brokers' min.insync.replicas=2)")
+	fs.StringVar(&b.History, "history", env("DANMAKU_HISTORY", "memory"), "memory or clickhouse (env DANMAKU_HISTORY)")
+	fs.StringVar(&clickhouse, "clickhouse", "", "ClickHouse native address host:port or clickhouse://USER:PASSWORD@host:port (env DANMAKU_CLICKHOUSE, never shown here)")
+	fs.StringVar(&b.Presence, "presence", env("DANMAKU_PRESENCE", "memory"), "memory or redis (env DANMAKU_PRESENCE)")
+	fs.StringVar(&redis, "redis", "", "Redis address host:port or redis://[USER]:PASSWORD@host:port (env DANMAKU_REDIS, never shown here)")
+	fs.StringVar(&logLevel, "log-level", env("DANMAKU_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.IntVar(&cfg.Dispatch.ThinBudget, "thin-budget", envInt("DANMAKU_THIN_BUDGET", 0), "display budget per room in messages/s for hot-room thinning (0: off; rooms override it with the display_budget setting)")
+	fs.IntVar(&gw.FlushRate, "flush-rate", envInt("DANMAKU_FLUSH_RATE", 0), "gateway batch writes per second per event loop that pace its flushes by fan-out cost (0: 250000, -1: off)")
+	fs.IntVar(&outboundMiB, "outbound-budget", envInt("DANMAKU_OUTBOUND_BUDGET", 0), "gateway outbound backlog over all viewers in MiB; above it batches are dropped for a viewer whose backlog with them would pass 16 KiB (0: 512, -1: off)")
+	fs.DurationVar(&gw.ShedDelay, "shed-delay", envDuration("DANMAKU_SHED_DELAY", 0), "how late (after acceptance) a gateway event loop may write batches before the gateway sheds its heavy rooms by priority, the same for every viewer (0: 500ms, negative: off)")
+	fs.IntVar(&gw.OnlineRate, "online-rate", envInt("DANMAKU_ONLINE_RATE", 0), "gateway writes per second for online (viewer count) frames over all rooms (0: 2500, -1: none)")
+	fs.IntVar(&gw.Loops, "loops", envInt("DANMAKU_LOOPS", 0), "gateway event loops (0: GOMAXPROCS)")
+	fs.DurationVar(&gw.PresenceInterval, "presence-interval", envDuration("DANMAKU_PRESENCE_INTERVAL", 0), "how often a gateway reports its viewer counts; a dead gateway's viewers drop out of the counts within 3 intervals (0: 2s)")
+	fs.DurationVar(&gw.DrainTimeout, "drain-timeout", envDuration("DANMAKU_DRAIN_TIMEOUT", 10*time.Second), "graceful drain bound on SIGTERM")
 	configFile := fs.String("config", os.Getenv("DANMAKU_CONFIG"), "config file of key: value lines named like the flags (env DANMAKU_CONFIG); flags > env > file > defaults")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return cfg, err
@@ -229,10 +235,17 @@ func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
 		return cfg, err
 	}
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		return cfg, fmt.Errorf("bad --log-level %q", cfg.LogLevel)
+	if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+		return cfg, fmt.Errorf("bad --log-level %q", logLevel)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	gw.ID, cfg.Logic.ID = id, id
+	gw.AllowedOrigins = splitList(origins)
+	b.Kafka.Brokers = splitList(brokers)
+	gw.OutboundBudget = mib(outboundMiB)
+	if err := parseBackendAddrs(b, clickhouse, redis); err != nil {
+		return cfg, err
+	}
 	if cfg.JWTSecret == "" {
 		if role != "all" {
 			return cfg, errors.New("DANMAKU_JWT_SECRET (or --jwt-secret) is required for separate processes: they must share it")
@@ -243,6 +256,76 @@ func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
 		cfg.DevSecret = true
 	}
 	return cfg, nil
+}
+
+// parseBackendAddrs sets the ClickHouse and Redis addresses and
+// credentials of b from the --clickhouse and --redis values.
+func parseBackendAddrs(b *app.Backends, clickhouse, redis string) error {
+	if clickhouse != "" {
+		addr, user, pass, err := backendAddr("clickhouse", clickhouse)
+		if err != nil {
+			return err
+		}
+		b.ClickHouse.Addr, b.ClickHouse.Username, b.ClickHouse.Password = addr, user, pass
+	}
+	if redis != "" {
+		addr, user, pass, err := backendAddr("redis", redis)
+		if err != nil {
+			return err
+		}
+		if user != "" && user != "default" {
+			return errors.New("--redis: only the default user is supported: redis://:PASSWORD@host:port")
+		}
+		b.Redis.Addr, b.Redis.Password = addr, pass
+	}
+	return nil
+}
+
+// configFlags names the flag (and so the environment variable) that sets
+// each Config field app.Config.Validate may reject.
+var configFlags = map[string]string{
+	"HTTPAddr":                 "http",
+	"JWTSecret":                "jwt-secret",
+	"Backends.Bus":             "bus",
+	"Backends.Kafka.Brokers":   "brokers",
+	"Backends.History":         "history",
+	"Backends.ClickHouse.Addr": "clickhouse",
+	"Backends.Presence":        "presence",
+	"Backends.Redis.Addr":      "redis",
+	"Gateway.DrainTimeout":     "drain-timeout",
+}
+
+// flagError restates an *app.FieldError with the flag and environment
+// variable that set the field, which is what a user of the command line
+// can change.
+func flagError(err error) error {
+	var fe *app.FieldError
+	if errors.As(err, &fe) {
+		if name, ok := configFlags[fe.Field]; ok {
+			return fmt.Errorf("--%s (env %s): %s", name, envName(name), fe.Problem)
+		}
+	}
+	return err
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// mib converts a size flag in MiB to bytes, keeping 0 (default) and
+// negative (off) as they are.
+func mib(n int) int64 {
+	if n <= 0 {
+		return int64(n)
+	}
+	return int64(n) << 20
 }
 
 // applyConfigFile sets the flags named in the config file at path, except
@@ -341,12 +424,7 @@ func tokenCmd(args []string, stdout, stderr io.Writer) error {
 	if err := applySecretEnv(fs); err != nil {
 		return err
 	}
-	var rs []string
-	for _, r := range strings.Split(*rooms, ",") {
-		if r = strings.TrimSpace(r); r != "" {
-			rs = append(rs, r)
-		}
-	}
+	rs := splitList(*rooms)
 	switch {
 	case *sub == "":
 		return errors.New("token: --sub is required: the user id the token is for (e.g. --sub mod1)")

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,19 +34,19 @@ jwt-secret: from-file
 		t.Fatal(err)
 	}
 	for _, c := range []struct{ name, got, want string }{
-		{"file", cfg.Brokers, "10.0.0.1:9092,10.0.0.2:9092"},
-		{"env over file", cfg.TopicPrefix, "from-env."},
+		{"file", strings.Join(cfg.Backends.Kafka.Brokers, ","), "10.0.0.1:9092,10.0.0.2:9092"},
+		{"env over file", cfg.Backends.Kafka.TopicPrefix, "from-env."},
 		{"flag over file", cfg.HTTPAddr, "127.0.0.1:7000"},
-		{"env-style key", cfg.LogLevel, "warn"},
+		{"env-style key", logLevel(cfg.Logger), "WARN"},
 		{"secret", cfg.JWTSecret, "from-file"},
-		{"default", cfg.WSAddr, "127.0.0.1:8090"},
+		{"default", cfg.Gateway.Addr, "127.0.0.1:8090"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: got %q, want %q", c.name, c.got, c.want)
 		}
 	}
-	if !cfg.ReusePort || cfg.DrainTimeout != 20*time.Second {
-		t.Errorf("reuseport %v drain %v", cfg.ReusePort, cfg.DrainTimeout)
+	if !cfg.Gateway.ReusePort || cfg.Gateway.DrainTimeout != 20*time.Second {
+		t.Errorf("reuseport %v drain %v", cfg.Gateway.ReusePort, cfg.Gateway.DrainTimeout)
 	}
 
 	for name, bad := range map[string]string{
@@ -82,9 +84,59 @@ func TestDeployConfigExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cfg.Bus != "kafka" || cfg.Brokers == "" || cfg.HTTPAddr != "0.0.0.0:8080" {
-				t.Errorf("%s: bus %q brokers %q http %q", f, cfg.Bus, cfg.Brokers, cfg.HTTPAddr)
+			if cfg.Backends.Bus != "kafka" || len(cfg.Backends.Kafka.Brokers) == 0 || cfg.HTTPAddr != "0.0.0.0:8080" {
+				t.Errorf("%s: bus %q brokers %q http %q", f, cfg.Backends.Bus, cfg.Backends.Kafka.Brokers, cfg.HTTPAddr)
 			}
 		})
+	}
+}
+
+// logLevel is the lowest level l logs ("DEBUG" to "ERROR").
+func logLevel(l *slog.Logger) string {
+	for _, lvl := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError} {
+		if l.Enabled(context.Background(), lvl) {
+			return lvl.String()
+		}
+	}
+	return "none"
+}
+
+// TestPresenceIntervalFlag: the gateway's report interval comes from
+// --presence-interval or DANMAKU_PRESENCE_INTERVAL, the flag winning.
+func TestPresenceIntervalFlag(t *testing.T) {
+	t.Setenv("DANMAKU_PRESENCE_INTERVAL", "300ms")
+	cfg, err := parseConfig("all", nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Gateway.PresenceInterval != 300*time.Millisecond {
+		t.Errorf("env: interval %v, want 300ms", cfg.Gateway.PresenceInterval)
+	}
+	if cfg, err = parseConfig("all", []string{"--presence-interval", "5s"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Gateway.PresenceInterval != 5*time.Second {
+		t.Errorf("flag: interval %v, want 5s", cfg.Gateway.PresenceInterval)
+	}
+}
+
+// TestServerConfigErrorsNameFlags: a configuration the app rejects is
+// reported with the flag and environment variable that fix it.
+func TestServerConfigErrorsNameFlags(t *testing.T) {
+	t.Setenv("DANMAKU_JWT_SECRET", "s")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"gateway"}, "--bus (env DANMAKU_BUS): the memory bus works inside one process only"},
+		{[]string{"logic", "--bus", "kafka"}, "--brokers (env DANMAKU_BROKERS): required"},
+		{[]string{"logic", "--bus", "kafka", "--brokers", "127.0.0.1:1"}, "--history (env DANMAKU_HISTORY): a logic worker on the kafka bus needs a shared history store"},
+		{[]string{"all", "--history", "clickhouse"}, "--clickhouse (env DANMAKU_CLICKHOUSE): required"},
+		{[]string{"all", "--presence", "etcd"}, `--presence (env DANMAKU_PRESENCE): unknown presence store "etcd"`},
+	} {
+		err := run(context.Background(), c.args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("danmaku %v: error %v, want it to say %q", c.args, err, c.want)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/danmaku-live/danmaku/app"
 	"github.com/danmaku-live/danmaku/pkg/auth"
 )
 
@@ -115,15 +116,16 @@ func TestHelpHidesSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.JWTSecret != envJWT || cfg.Redis != envRedisURL || cfg.ClickHouse != envClickURL {
-		t.Errorf("environment not applied: secret %q redis %q clickhouse %q", cfg.JWTSecret, cfg.Redis, cfg.ClickHouse)
+	if cfg.JWTSecret != envJWT || cfg.Backends.Redis.Addr != "127.0.0.1:6379" || cfg.Backends.Redis.Password != envRedisPW ||
+		cfg.Backends.ClickHouse.Addr != "127.0.0.1:9000" || cfg.Backends.ClickHouse.Password != envClickPW {
+		t.Errorf("environment not applied: secret %q redis %+v clickhouse %+v", cfg.JWTSecret, cfg.Backends.Redis, cfg.Backends.ClickHouse)
 	}
 	cfg, err = parseConfig("gateway", []string{"--jwt-secret", "from-flag", "--redis", "10.0.0.1:6379"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.JWTSecret != "from-flag" || cfg.Redis != "10.0.0.1:6379" {
-		t.Errorf("flags do not win over the environment: secret %q redis %q", cfg.JWTSecret, cfg.Redis)
+	if cfg.JWTSecret != "from-flag" || cfg.Backends.Redis.Addr != "10.0.0.1:6379" || cfg.Backends.Redis.Password != "" {
+		t.Errorf("flags do not win over the environment: secret %q redis %+v", cfg.JWTSecret, cfg.Backends.Redis)
 	}
 }
 
@@ -260,13 +262,13 @@ func TestDevModToken(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		app, err := NewApp(cfg)
+		a, err := app.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- app.Run(ctx) }()
+		go func() { done <- a.Run(ctx) }()
 		deadline := time.Now().Add(10 * time.Second)
 		for !strings.Contains(log.String(), "danmaku is running") && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
@@ -316,12 +318,12 @@ func TestWSPortTaken(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		app, err := NewApp(cfg)
+		a, err := app.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = app.Run(ctx)
+		err = a.Run(ctx)
 		cancel()
 		if err == nil || !strings.Contains(err.Error(), "address already in use") {
 			t.Fatalf("Run with the WebSocket port taken: %v", err)

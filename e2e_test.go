@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/danmaku-live/danmaku/app"
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/client"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
@@ -46,13 +47,13 @@ func startApp(t *testing.T, extra ...string) (httpAddr, wsAddr string, stop func
 	if testing.Verbose() {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	app, err := NewApp(cfg)
+	a, err := app.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
+	go func() { done <- a.Run(ctx) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {

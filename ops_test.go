@@ -29,6 +29,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/util/annotations"
+
+	"github.com/danmaku-live/danmaku/app"
 )
 
 // The operator files: a Grafana dashboard and Prometheus alert rules over
@@ -52,12 +54,12 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := NewApp(cfg)
+	a, err := app.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer app.closeBackends()
-	mfs, err := app.reg.Gather()
+	defer a.Close()
+	mfs, err := a.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

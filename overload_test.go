@@ -17,14 +17,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/danmaku-live/danmaku/dispatch"
+	"github.com/danmaku-live/danmaku/app"
 	"github.com/danmaku-live/danmaku/gateway"
-	"github.com/danmaku-live/danmaku/logic"
-	"github.com/danmaku-live/danmaku/moderation"
-	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/client"
-	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 	"github.com/danmaku-live/danmaku/pkg/ws"
 	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
@@ -34,68 +30,39 @@ import (
 var quietLog = slog.New(slog.DiscardHandler)
 
 // pipeline is logic, the history writer, dispatch and one gateway in
-// this process on b, with the gateway configured by mod.
+// this process on b, with the gateway configured by mod: the App that
+// `danmaku all` runs.
 type pipeline struct {
 	ws  string
 	reg *prometheus.Registry
-	gw  *gateway.Server
 }
 
 func startPipeline(t *testing.T, b bus.Bus, mod func(*gateway.Config)) *pipeline {
 	t.Helper()
-	signer, err := auth.NewSigner(testSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hist := history.NewMemory(history.MemoryConfig{})
-	eng, err := moderation.New(moderation.Config{Logger: quietLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lg, err := logic.New(logic.Config{Bus: b, Moderation: eng, Engine: eng, Seqs: hist, Logger: quietLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hw, err := history.NewWriter(history.WriterConfig{Bus: b, Store: hist, Logger: quietLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dp, err := dispatch.New(dispatch.Config{Bus: b, Logger: quietLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pipeline{reg: prometheus.NewRegistry()}
-	cfg := gateway.Config{Addr: freeAddr(t), Bus: b, History: hist, Signer: signer, Logger: quietLog,
-		Registerer: p.reg, DrainTimeout: time.Second}
+	cfg := app.Config{Role: app.RoleAll, HTTPAddr: "127.0.0.1:0", JWTSecret: testSecret, Logger: quietLog,
+		Backends: app.Backends{Given: b}}
+	cfg.Gateway.Addr, cfg.Gateway.DrainTimeout = freeAddr(t), time.Second
 	if mod != nil {
-		mod(&cfg)
+		mod(&cfg.Gateway)
 	}
-	if p.gw, err = gateway.New(cfg); err != nil {
+	a, err := app.New(cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{lg.Run, hw.Run, dp.Run} {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = run(ctx) }()
-	}
-	gwDone := make(chan error, 1)
-	go func() { gwDone <- p.gw.Run() }()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
 	select {
-	case <-p.gw.Ready():
-	case err := <-gwDone:
+	case <-a.Ready():
+	case err := <-done:
+		cancel()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		_ = p.gw.Shutdown(sctx)
-		<-gwDone
 		cancel()
-		wg.Wait()
+		<-done
 	})
-	p.ws = p.gw.Addr()
-	return p
+	return &pipeline{ws: a.WSAddr(), reg: a.Registry()}
 }
 
 // scrape reads a registry (or /metrics at url) into name{labels} → value.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/danmaku-live/danmaku/app"
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/client"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
@@ -319,13 +320,13 @@ func TestSecretsNotLogged(t *testing.T) {
 	if cfg.JWTSecret != secret {
 		t.Fatalf("secret not taken from the environment")
 	}
-	app, err := NewApp(cfg)
+	a, err := app.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
+	go func() { done <- a.Run(ctx) }()
 	defer func() {
 		cancel()
 		<-done

@@ -5,20 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/danmaku-live/danmaku/app"
 	"github.com/danmaku-live/danmaku/dispatch"
-	"github.com/danmaku-live/danmaku/gateway"
-	"github.com/danmaku-live/danmaku/logic"
-	"github.com/danmaku-live/danmaku/moderation"
-	"github.com/danmaku-live/danmaku/pkg/auth"
-	"github.com/danmaku-live/danmaku/pkg/bus"
-	"github.com/danmaku-live/danmaku/pkg/history"
-	"github.com/danmaku-live/danmaku/pkg/presence"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 	"github.com/danmaku-live/danmaku/pkg/ws"
 )
@@ -110,82 +103,42 @@ func testWorkerCatchesGapAndDuplicate(t *testing.T, impl string) {
 }
 
 // startStack runs gateway, logic, dispatch and the HTTP API in this process
-// on the in-memory backends and returns the WebSocket and HTTP addresses.
+// on the in-memory backends (the App that `danmaku all` runs) and returns
+// the WebSocket and HTTP addresses.
 func startStack(t *testing.T, secret string, mods ...func(*dispatch.Config)) (wsAddr, httpAddr string) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	signer, err := auth.NewSigner(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := bus.NewMemory(bus.MemoryConfig{})
-	hist := history.NewMemory(history.MemoryConfig{})
-	pres := presence.NewMemory()
-	eng, err := moderation.New(moderation.Config{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lg, err := logic.New(logic.Config{Bus: b, Moderation: eng, Engine: eng, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hw, err := history.NewWriter(history.WriterConfig{Bus: b, Store: hist, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dcfg := dispatch.Config{Bus: b, Logger: log}
-	for _, m := range mods {
-		m(&dcfg)
-	}
-	dp, err := dispatch.New(dcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := app.Config{Role: app.RoleAll, HTTPAddr: "127.0.0.1:0", JWTSecret: secret,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	wsLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	wsAddr = wsLn.Addr().String()
 	wsLn.Close()
-	gw, err := gateway.New(gateway.Config{Addr: wsAddr, ID: "gw-test", Bus: b, History: hist, Presence: pres,
-		Signer: signer, MaxConnsPerIP: -1, DrainTimeout: time.Second, Logger: log})
-	if err != nil {
-		t.Fatal(err)
+	cfg.Gateway.Addr, cfg.Gateway.ID, cfg.Gateway.MaxConnsPerIP, cfg.Gateway.DrainTimeout = wsLn.Addr().String(), "gw-test", -1, time.Second
+	for _, m := range mods {
+		m(&cfg.Dispatch)
 	}
-	api, err := moderation.NewAPI(moderation.APIConfig{Bus: b, History: hist, Presence: pres, Signer: signer,
-		Engine: eng, Logger: log})
+	a, err := app.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	for _, run := range []func(context.Context) error{lg.Run, hw.Run, dp.Run, api.Run} {
-		go func() { _ = run(ctx) }()
-	}
-	gwDone := make(chan error, 1)
-	go func() { gwDone <- gw.Run() }()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
 	select {
-	case <-gw.Ready():
-	case err := <-gwDone:
-		t.Fatalf("gateway: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("gateway not ready")
-	}
-	mux := http.NewServeMux()
-	api.Register(mux)
-	hln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: mux}
-	go func() { _ = srv.Serve(hln) }()
-	t.Cleanup(func() {
-		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
-		defer c()
-		_ = gw.Shutdown(sctx)
-		_ = srv.Shutdown(sctx)
+	case <-a.Ready():
+	case err := <-done:
 		cancel()
+		t.Fatalf("app: %v", err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("app not ready")
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-done
 	})
-	return wsAddr, hln.Addr().String()
+	return a.WSAddr(), a.HTTPAddr()
 }
 
 // TestRunCountsDeliveries runs a small fanout against the real pipeline:

@@ -176,6 +176,10 @@ func New(cfg Config) (*Dispatcher, error) {
 		ff:        bus.NewFenceFilter(pr, bus.StreamAccepted)}, nil
 }
 
+// Consumes names the stream and consumer group the dispatcher reads (an
+// App's drain waits for the group's commits).
+func (d *Dispatcher) Consumes() (stream, group string) { return bus.StreamAccepted, d.cfg.Group }
+
 // Run dispatches until ctx is done; it returns nil then.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	c, err := d.cfg.Bus.Consumer(bus.StreamAccepted, bus.ConsumerOptions{Group: d.cfg.Group})

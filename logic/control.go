@@ -12,7 +12,7 @@ import (
 // runControl applies moderation events to the engine: bans, settings and
 // keyword lists. Runs on its own goroutine until ctx is done.
 func (l *Logic) runControl(ctx context.Context) {
-	bus.FollowControl(ctx, l.cfg.Bus, func(ev bus.Control) { ApplyControl(l.cfg.Engine, ev) }, nil)
+	bus.FollowControl(ctx, l.cfg.Bus, func(ev bus.Control) { ApplyControl(l.engine, ev) }, nil)
 }
 
 // ApplyControl applies one moderation event to an engine. Events that do

@@ -96,7 +96,7 @@ func validAccepted(t *testing.T, m *bus.Memory) []protocol.Message {
 
 func startWorker(t *testing.T, b bus.Bus, eng *moderation.Engine, cfg Config) context.CancelFunc {
 	t.Helper()
-	cfg.Bus, cfg.Moderation, cfg.Engine = b, eng, eng
+	cfg.Bus, cfg.Moderation = b, eng
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

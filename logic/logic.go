@@ -63,16 +63,16 @@ type Config struct {
 	Bus bus.Bus
 	// Group is the ingest consumer group. Zero value means "logic".
 	Group string
-	// Moderation decides about each send. Required.
+	// Moderation decides about each send. Required. When it is a
+	// *moderation.Engine (as in every process) it also takes the
+	// moderation events of the control stream (bans, settings, keyword
+	// lists) and the rooms' persisted state (Rooms); any other Checker
+	// (tests) decides alone.
 	Moderation Checker
-	// Engine, when set, receives moderation events from the control
-	// stream (bans, settings, keyword lists). Usually the same value as
-	// Moderation.
-	Engine *moderation.Engine
 	// Rooms loads a room's persisted moderation state (settings, keywords,
-	// bans) into Engine the first time a message of the room arrives;
-	// wrap it with moderation.Loaded so each room loads once. Nil means
-	// rooms start with what the control stream brings.
+	// bans) into the Moderation engine the first time a message of the
+	// room arrives; wrap it with moderation.Loaded so each room loads
+	// once. Nil means rooms start with what the control stream brings.
 	Rooms moderation.RoomLoader
 	// Seqs continues a room's seq when this worker first sees it. Nil means
 	// rooms start at seq 1 in a fresh process.
@@ -109,9 +109,12 @@ type Config struct {
 
 // Logic is one logic worker.
 type Logic struct {
-	cfg  Config
-	m    *metrics
-	seqs map[string]uint64 // room → last adopted seq; owned by Run's goroutine
+	cfg Config
+	// engine is cfg.Moderation when it is a *moderation.Engine: the
+	// control stream and Rooms update it. Nil otherwise.
+	engine *moderation.Engine
+	m      *metrics
+	seqs   map[string]uint64 // room → last adopted seq; owned by Run's goroutine
 	// pr reads accepted partitions on takeover; pw writes them; prover
 	// asks the ingest group who owns a partition (nil: the consumer
 	// cannot be asked).
@@ -169,8 +172,10 @@ func New(cfg Config) (*Logic, error) {
 	if !ok || !ok2 {
 		return nil, ErrNoFencing
 	}
+	engine, _ := cfg.Moderation.(*moderation.Engine)
 	return &Logic{
 		cfg:      cfg,
+		engine:   engine,
 		m:        newMetrics(cfg.Registerer),
 		seqs:     make(map[string]uint64),
 		pr:       pr,
@@ -191,9 +196,13 @@ func New(cfg Config) (*Logic, error) {
 // fencing needs.
 var ErrNoFencing = errors.New("logic: the bus must implement bus.PartitionReader and bus.PartitionWriter")
 
+// Consumes names the stream and consumer group the worker reads its
+// sends from (an App's drain waits for the group's commits).
+func (l *Logic) Consumes() (stream, group string) { return bus.StreamIngest, l.cfg.Group }
+
 // Run consumes ingest until ctx is done. It returns nil on ctx cancellation.
 func (l *Logic) Run(ctx context.Context) error {
-	if l.cfg.Engine != nil {
+	if l.engine != nil {
 		go l.runControl(ctx)
 	}
 	if l.cfg.Dedupe != nil {
@@ -457,9 +466,9 @@ type heldEvent struct {
 func (l *Logic) decide(ctx context.Context, o *outcome, now time.Time, next map[string]uint64) {
 	in := o.in
 	text := in.Text
-	if l.cfg.Rooms != nil && l.cfg.Engine != nil {
+	if l.cfg.Rooms != nil && l.engine != nil {
 		lctx, cancel := context.WithTimeout(ctx, time.Second)
-		_ = l.cfg.Rooms.LoadRoom(lctx, in.Room, l.cfg.Engine)
+		_ = l.cfg.Rooms.LoadRoom(lctx, in.Room, l.engine)
 		cancel()
 	}
 	if !in.Trusted {

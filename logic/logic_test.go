@@ -42,7 +42,7 @@ func newHarness(t *testing.T, b *bus.Memory, eng *moderation.Engine, wrap func(b
 	if eng == nil {
 		eng, _ = moderation.New(moderation.Config{})
 	}
-	l, err := New(Config{Bus: lb, Moderation: eng, Engine: eng, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	l, err := New(Config{Bus: lb, Moderation: eng, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

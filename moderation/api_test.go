@@ -60,7 +60,7 @@ func newHarness(t *testing.T) *harness {
 	if h.logicEn, err = moderation.New(moderation.Config{Logger: quiet}); err != nil {
 		t.Fatal(err)
 	}
-	lg, err := logic.New(logic.Config{Bus: h.bus, Moderation: h.logicEn, Engine: h.logicEn, Seqs: h.hist, Logger: quiet})
+	lg, err := logic.New(logic.Config{Bus: h.bus, Moderation: h.logicEn, Seqs: h.hist, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -151,6 +151,10 @@ type batch struct {
 	err  error // set by the flusher when the batch was given up at shutdown
 }
 
+// Consumes names the stream and consumer group the writer reads (an App's
+// drain waits for the group's commits).
+func (w *Writer) Consumes() (stream, group string) { return w.cfg.Stream, w.cfg.Group }
+
 // Run consumes the stream until ctx is done, then writes what it holds
 // (within ShutdownTimeout), commits it and returns nil. It returns an
 // error if the consumer cannot be opened or the bus closes.

@@ -1,0 +1,116 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/pkg/bus"
+)
+
+// TestValidate checks that each unworkable Config names its field.
+func TestValidate(t *testing.T) {
+	good := func() Config {
+		return Config{Role: RoleAll, HTTPAddr: "127.0.0.1:0", JWTSecret: "s"}
+	}
+	if c := good(); c.Validate() != nil {
+		t.Fatalf("minimal config rejected: %v", c.Validate())
+	}
+	for _, c := range []struct {
+		field string
+		mod   func(*Config)
+	}{
+		{"Role", func(c *Config) { c.Role = "gatway" }},
+		{"HTTPAddr", func(c *Config) { c.HTTPAddr = "" }},
+		{"JWTSecret", func(c *Config) { c.JWTSecret = "" }},
+		{"Backends.Bus", func(c *Config) { c.Role = RoleGateway }},
+		{"Backends.Bus", func(c *Config) { c.Backends.Bus = "nats" }},
+		{"Backends.Kafka.Brokers", func(c *Config) { c.Backends.Bus = "kafka" }},
+		{"Backends.History", func(c *Config) {
+			c.Role, c.Backends.Bus, c.Backends.Kafka.Brokers = RoleLogic, "kafka", []string{"k:9092"}
+		}},
+		{"Backends.History", func(c *Config) { c.Backends.History = "postgres" }},
+		{"Backends.ClickHouse.Addr", func(c *Config) { c.Backends.History = "clickhouse" }},
+		{"Backends.Presence", func(c *Config) { c.Backends.Presence = "etcd" }},
+		{"Backends.Redis.Addr", func(c *Config) { c.Backends.Presence = "redis" }},
+		{"Gateway.DrainTimeout", func(c *Config) { c.Gateway.DrainTimeout = -time.Second }},
+	} {
+		cfg := good()
+		c.mod(&cfg)
+		var fe *FieldError
+		if err := cfg.Validate(); !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("%+v: got %v, want a FieldError for %s", cfg, err, c.field)
+		}
+		if _, err := New(cfg); !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("New(%+v): got %v, want a FieldError for %s", cfg, err, c.field)
+		}
+	}
+}
+
+// TestRunDrainsPipeline: sends published just before shutdown are
+// decided by logic, stored by the history writer and dispatched before
+// Run returns; every stage's group has committed them.
+func TestRunDrainsPipeline(t *testing.T) {
+	mem := bus.NewMemory(bus.MemoryConfig{})
+	defer mem.Close()
+	cfg := Config{Role: RoleAll, HTTPAddr: "127.0.0.1:0", JWTSecret: "drain-secret",
+		Logger: slog.New(slog.DiscardHandler), Backends: Backends{Given: mem}}
+	// The drain is bounded by DrainTimeout + 5s: generous, for a loaded machine.
+	cfg.Gateway.Addr, cfg.Gateway.DrainTimeout = "127.0.0.1:0", 30*time.Second
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	select {
+	case <-a.Ready():
+	case err := <-done:
+		t.Fatal(err)
+	}
+	const n = 2000
+	recs := make([]bus.Record, n)
+	for i := range recs {
+		room := "drain-" + strconv.Itoa(i%16)
+		v, _ := bus.Marshal(bus.Ingest{Room: room, ID: "d" + strconv.Itoa(i), UID: "svc", Name: "svc",
+			Role: auth.RoleService, Text: "m" + strconv.Itoa(i), TS: time.Now().UnixMilli(), Trusted: true})
+		recs[i] = bus.Record{Key: room, Value: v}
+	}
+	if err := mem.Publisher(bus.StreamIngest).Publish(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Run returned %v after the cancel", time.Since(start).Round(time.Millisecond))
+	for _, c := range []struct{ stream, group string }{
+		{bus.StreamIngest, "logic"}, {bus.StreamAccepted, "history"}, {bus.StreamAccepted, "dispatch"},
+	} {
+		parts, _ := mem.Partitions(context.Background(), c.stream)
+		var total, committed int64
+		for p := range parts {
+			o, err := mem.Offsets(context.Background(), c.stream, p, c.group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += o.End - o.Oldest
+			if o.Committed >= 0 {
+				committed += o.Committed - o.Oldest
+			}
+			if o.End > o.Oldest && o.Committed < o.End {
+				t.Errorf("%s/%s partition %d: committed %d of %d", c.stream, c.group, p, o.Committed, o.End)
+			}
+		}
+		if c.stream == bus.StreamIngest && total != n {
+			t.Errorf("ingest holds %d records, want %d", total, n)
+		}
+		t.Logf("%s/%s: %d of %d records committed", c.stream, c.group, committed, total)
+	}
+}
