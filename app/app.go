@@ -23,7 +23,9 @@ import (
 	"github.com/danmaku-live/danmaku/dispatch"
 	"github.com/danmaku-live/danmaku/gateway"
 	"github.com/danmaku-live/danmaku/logic"
+	"github.com/danmaku-live/danmaku/logic/historywriter"
 	"github.com/danmaku-live/danmaku/moderation"
+	"github.com/danmaku-live/danmaku/moderation/httpapi"
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/history"
@@ -50,8 +52,8 @@ type App struct {
 	gw    *gateway.Server
 	lg    *logic.Logic
 	dp    *dispatch.Dispatcher
-	hw    *history.Writer
-	api   *moderation.API
+	hw    *historywriter.Writer
+	api   *httpapi.API
 	http  *http.Server
 	ln    net.Listener
 	ready chan struct{} // closed once Run serves HTTP (and the gateway listens)
@@ -104,7 +106,7 @@ func (a *App) buildStages() error {
 		if a.lg, err = logic.New(lc); err != nil {
 			return err
 		}
-		if a.hw, err = history.NewWriter(history.WriterConfig{Bus: a.bus, Store: a.history, Logger: a.log}); err != nil {
+		if a.hw, err = historywriter.New(historywriter.Config{Bus: a.bus, Store: a.history, Logger: a.log}); err != nil {
 			return err
 		}
 		registerWriterMetrics(a.reg, a.hw)
@@ -127,7 +129,7 @@ func (a *App) buildStages() error {
 	}
 	_, port, _ := net.SplitHostPort(gc.Addr)
 	wsPort, _ := strconv.Atoi(port)
-	a.api, err = moderation.NewAPI(moderation.APIConfig{Bus: a.bus, History: a.history, Presence: a.presence,
+	a.api, err = httpapi.NewAPI(httpapi.APIConfig{Bus: a.bus, History: a.history, Presence: a.presence,
 		Signer: a.signer, Engine: a.engine, Guests: cfg.Guests, WSPort: wsPort, Logger: a.log,
 		Bans: a.bans, KV: a.kv, Rooms: rooms, AllowedOrigins: gc.AllowedOrigins})
 	return err
@@ -143,7 +145,7 @@ func (a *App) mux() *http.ServeMux {
 	if a.api != nil {
 		a.api.Register(mux)
 		gateway.RegisterPages(mux, a.api.AllowedOrigins()...)
-		moderation.RegisterDashboard(mux)
+		httpapi.RegisterDashboard(mux)
 	}
 	return mux
 }

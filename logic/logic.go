@@ -78,7 +78,7 @@ type Config struct {
 	// rooms start at seq 1 in a fresh process.
 	Seqs SeqSource
 	// SeqGroup is the consumer group that copies the accepted stream into
-	// the store behind Seqs (history.Writer's group): on takeover, the
+	// the store behind Seqs (historywriter.Writer's group): on takeover, the
 	// accepted records from its committed offset on are read for seqs
 	// (see seq.go). Zero value means "history".
 	SeqGroup string

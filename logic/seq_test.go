@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/danmaku-live/danmaku/logic/historywriter"
 	"github.com/danmaku-live/danmaku/moderation"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/history"
@@ -134,7 +135,7 @@ func TestSeqFailover(t *testing.T) {
 			var seqs SeqSource
 			if tc.history {
 				store := history.NewMemory(history.MemoryConfig{})
-				w, err := history.NewWriter(history.WriterConfig{Bus: mem, Store: store, Logger: log, FlushInterval: 5 * time.Millisecond})
+				w, err := historywriter.New(historywriter.Config{Bus: mem, Store: store, Logger: log, FlushInterval: 5 * time.Millisecond})
 				if err != nil {
 					t.Fatal(err)
 				}

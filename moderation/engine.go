@@ -110,7 +110,7 @@ func New(cfg Config) (*Engine, error) {
 	for i := range e.shards {
 		e.shards[i].rooms = make(map[string]*room)
 	}
-	d := newLimits(cfg.Defaults.withDefaults(builtinSettings))
+	d := newLimits(cfg.Defaults.WithDefaults(builtinSettings))
 	e.defaults.Store(&d)
 	if err := e.SetGlobalKeywords(cfg.Global); err != nil {
 		return nil, err
@@ -231,7 +231,7 @@ func (e *Engine) SetSettings(roomID string, s Settings) error {
 	if r == nil {
 		return fmt.Errorf("moderation: too many rooms (%d)", e.cfg.MaxRooms)
 	}
-	l := newLimits(s.withDefaults(e.defaults.Load().s))
+	l := newLimits(s.WithDefaults(e.defaults.Load().s))
 	r.mu.Lock()
 	r.limits = &l
 	r.explicit = true

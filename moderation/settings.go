@@ -80,6 +80,9 @@ type Settings struct {
 	DisplayBudget int `json:"display_budget,omitempty"`
 }
 
+// BuiltinSettings returns the defaults a new room starts with.
+func BuiltinSettings() Settings { return builtinSettings }
+
 // builtinSettings are the defaults a new room starts with.
 var builtinSettings = Settings{
 	MaxLength:          100,
@@ -149,8 +152,8 @@ func validDomain(d string) bool {
 	return true
 }
 
-// withDefaults fills the zero fields of s from d.
-func (s Settings) withDefaults(d Settings) Settings {
+// WithDefaults fills the zero fields of s from d.
+func (s Settings) WithDefaults(d Settings) Settings {
 	if s.MaxLength == 0 {
 		s.MaxLength = d.MaxLength
 	}

@@ -33,7 +33,7 @@ var _ RoomLoader = StateStore{}
 func (s StateStore) LoadRoom(ctx context.Context, room string, e *Engine) error {
 	var errs []error
 	if s.KV != nil {
-		if b, ok, err := s.KV.Get(ctx, settingsKey(room)); err != nil {
+		if b, ok, err := s.KV.Get(ctx, SettingsKey(room)); err != nil {
 			errs = append(errs, err)
 		} else if ok {
 			var st Settings
@@ -41,7 +41,7 @@ func (s StateStore) LoadRoom(ctx context.Context, room string, e *Engine) error 
 				errs = append(errs, e.SetSettings(room, st))
 			}
 		}
-		if b, ok, err := s.KV.Get(ctx, keywordsKey(room)); err != nil {
+		if b, ok, err := s.KV.Get(ctx, KeywordsKey(room)); err != nil {
 			errs = append(errs, err)
 		} else if ok {
 			var kl KeywordList
@@ -117,3 +117,10 @@ func (o *onceLoader) LoadRoom(ctx context.Context, room string, e *Engine) error
 	o.seen.ensure(ctx, o.inner, room, e)
 	return nil
 }
+
+// SettingsKey and KeywordsKey are the KV keys under which a room's
+// settings and keyword list are persisted.
+func SettingsKey(room string) string { return "settings/" + room }
+
+// KeywordsKey: see SettingsKey.
+func KeywordsKey(room string) string { return "keywords/" + room }

@@ -29,10 +29,10 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/danmaku-live/danmaku/gateway"
+	"github.com/danmaku-live/danmaku/logic/historywriter"
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/client"
-	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/history/chstore"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
@@ -180,7 +180,7 @@ func report(what string, ds []time.Duration) {
 func benchInsert(ctx context.Context, st *chstore.Store, rows, batch int, log *slog.Logger) error {
 	b := bus.NewMemory(bus.MemoryConfig{Retain: rows})
 	defer b.Close()
-	w, err := history.NewWriter(history.WriterConfig{Bus: b, Store: st, BatchSize: batch, Logger: log})
+	w, err := historywriter.New(historywriter.Config{Bus: b, Store: st, BatchSize: batch, Logger: log})
 	if err != nil {
 		return err
 	}

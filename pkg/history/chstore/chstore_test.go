@@ -15,6 +15,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/danmaku-live/danmaku/logic/historywriter"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/history/chstore"
@@ -311,7 +312,7 @@ func TestOutage(t *testing.T) {
 	// The writer holds its batch while the server is unreachable and
 	// stores it once it is back.
 	b := bus.NewMemory(bus.MemoryConfig{Partitions: 2})
-	w, err := history.NewWriter(history.WriterConfig{Bus: b, Store: s, BatchSize: 50, FlushInterval: 10 * time.Millisecond,
+	w, err := historywriter.New(historywriter.Config{Bus: b, Store: s, BatchSize: 50, FlushInterval: 10 * time.Millisecond,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -75,7 +75,7 @@
 // Append sends one INSERT per call with PrepareBatch (columns named). With
 // batches of 1000 rows BenchmarkAppend1000 measured 70-81k rows/s at load
 // average ~10 and 11-22k rows/s when the 2 cores were shared with 15-50
-// runnable processes; the history writer (history.Writer) batches up to
+// runnable processes; the history writer (logic/historywriter) batches up to
 // 1000 messages or 200 ms, and a busy deployment's accepted stream is a
 // few thousand messages a second.
 //

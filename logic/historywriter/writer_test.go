@@ -1,4 +1,4 @@
-package history_test
+package historywriter_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/danmaku-live/danmaku/logic/historywriter"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
@@ -140,7 +141,7 @@ func newRig() *writerRig {
 	return &writerRig{bus: mb, check: &checkBus{Bus: mb, store: mem}, mem: mem, store: fs}
 }
 
-func (r *writerRig) writer(t *testing.T, cfg history.WriterConfig) *history.Writer {
+func (r *writerRig) writer(t *testing.T, cfg historywriter.Config) *historywriter.Writer {
 	t.Helper()
 	cfg.Bus, cfg.Store = r.check, r.store
 	if cfg.FlushInterval == 0 {
@@ -148,7 +149,7 @@ func (r *writerRig) writer(t *testing.T, cfg history.WriterConfig) *history.Writ
 	}
 	cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 8*time.Millisecond
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	w, err := history.NewWriter(cfg)
+	w, err := historywriter.New(cfg)
 	if err != nil {
 		t.Fatalf("NewWriter: %v", err)
 	}
@@ -156,7 +157,7 @@ func (r *writerRig) writer(t *testing.T, cfg history.WriterConfig) *history.Writ
 }
 
 // run starts w and returns a func that stops it and returns Run's error.
-func run(w *history.Writer) (stop func() error) {
+func run(w *historywriter.Writer) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- w.Run(ctx) }()
@@ -189,16 +190,16 @@ func pending(t *testing.T, b bus.Bus, group string) int {
 func TestNewWriterValidates(t *testing.T) {
 	cases := []struct {
 		name string
-		cfg  history.WriterConfig
+		cfg  historywriter.Config
 		want error
 	}{
-		{"noBus", history.WriterConfig{Store: history.NewMemory(history.MemoryConfig{})}, history.ErrNoBus},
-		{"noStore", history.WriterConfig{Bus: bus.NewMemory(bus.MemoryConfig{})}, history.ErrNoStore},
-		{"ok", history.WriterConfig{Bus: bus.NewMemory(bus.MemoryConfig{}), Store: history.NewMemory(history.MemoryConfig{})}, nil},
+		{"noBus", historywriter.Config{Store: history.NewMemory(history.MemoryConfig{})}, historywriter.ErrNoBus},
+		{"noStore", historywriter.Config{Bus: bus.NewMemory(bus.MemoryConfig{})}, historywriter.ErrNoStore},
+		{"ok", historywriter.Config{Bus: bus.NewMemory(bus.MemoryConfig{}), Store: history.NewMemory(history.MemoryConfig{})}, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if _, err := history.NewWriter(c.cfg); !errors.Is(err, c.want) {
+			if _, err := historywriter.New(c.cfg); !errors.Is(err, c.want) {
 				t.Fatalf("NewWriter = %v, want %v", err, c.want)
 			}
 		})
@@ -215,7 +216,7 @@ func TestWriterRetriesAndCommitsAfterStore(t *testing.T) {
 	if err := r.bus.Publisher(bus.StreamAccepted).Publish(context.Background(), bus.Record{Key: "room-0", Value: []byte("{not json")}); err != nil {
 		t.Fatal(err)
 	}
-	w := r.writer(t, history.WriterConfig{BatchSize: 100})
+	w := r.writer(t, historywriter.Config{BatchSize: 100})
 	stop := run(w)
 	waitFor(t, "every message stored", 10*time.Second, func() bool { return stored(t, r.mem, rooms, perRoom) })
 	waitFor(t, "the buffer to drain", 5*time.Second, func() bool { return w.Lag() == 0 })
@@ -245,7 +246,7 @@ func TestWriterHoldsWhileStoreDown(t *testing.T) {
 	r := newRig()
 	r.store.down.Store(true)
 	publish(t, r.bus, rooms, perRoom)
-	w := r.writer(t, history.WriterConfig{BatchSize: 100, MaxBuffered: 500})
+	w := r.writer(t, historywriter.Config{BatchSize: 100, MaxBuffered: 500})
 	stop := run(w)
 	defer stop()
 	waitFor(t, "retries", 5*time.Second, func() bool { return w.Stats().Retries >= 5 })
@@ -271,7 +272,7 @@ func TestWriterHoldsWhileStoreDown(t *testing.T) {
 
 func TestWriterFlushesOnShutdown(t *testing.T) {
 	r := newRig()
-	w := r.writer(t, history.WriterConfig{BatchSize: 1000, FlushInterval: time.Hour})
+	w := r.writer(t, historywriter.Config{BatchSize: 1000, FlushInterval: time.Hour})
 	stop := run(w)
 	publish(t, r.bus, 2, 5)
 	waitFor(t, "the writer to buffer", 5*time.Second, func() bool { return w.Lag() == 10 })
@@ -292,7 +293,7 @@ func TestWriterFlushesOnShutdown(t *testing.T) {
 func TestWriterShutdownWithStoreDownCommitsNothing(t *testing.T) {
 	r := newRig()
 	r.store.down.Store(true)
-	w := r.writer(t, history.WriterConfig{BatchSize: 10, ShutdownTimeout: 50 * time.Millisecond})
+	w := r.writer(t, historywriter.Config{BatchSize: 10, ShutdownTimeout: 50 * time.Millisecond})
 	stop := run(w)
 	publish(t, r.bus, 2, 50)
 	waitFor(t, "retries", 5*time.Second, func() bool { return w.Stats().Retries > 0 })
@@ -308,7 +309,7 @@ func TestWriterShutdownWithStoreDownCommitsNothing(t *testing.T) {
 	}
 	// A new writer of the group picks everything up again.
 	r.store.down.Store(false)
-	stop = run(r.writer(t, history.WriterConfig{BatchSize: 10}))
+	stop = run(r.writer(t, historywriter.Config{BatchSize: 10}))
 	waitFor(t, "every message stored by the next writer", 10*time.Second, func() bool { return stored(t, r.mem, 2, 50) })
 	if err := stop(); err != nil {
 		t.Fatalf("Run = %v", err)
@@ -332,7 +333,7 @@ func TestWriterAppliesFenceRule(t *testing.T) {
 		bus.Record{Value: bus.FenceMarker("B", "")}, rec(2, "stale two", "A"), rec(2, "two", "B")); err != nil {
 		t.Fatal(err)
 	}
-	w, err := history.NewWriter(history.WriterConfig{Bus: mb, Store: mem, FlushInterval: 5 * time.Millisecond,
+	w, err := historywriter.New(historywriter.Config{Bus: mb, Store: mem, FlushInterval: 5 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

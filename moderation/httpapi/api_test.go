@@ -1,4 +1,4 @@
-package moderation_test
+package httpapi_test
 
 import (
 	"bytes"
@@ -17,7 +17,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/danmaku-live/danmaku/logic"
+	"github.com/danmaku-live/danmaku/logic/historywriter"
 	"github.com/danmaku-live/danmaku/moderation"
+	"github.com/danmaku-live/danmaku/moderation/httpapi"
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/history"
@@ -64,11 +66,11 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hw, err := history.NewWriter(history.WriterConfig{Bus: h.bus, Store: h.hist, FlushInterval: 10 * time.Millisecond, Logger: quiet})
+	hw, err := historywriter.New(historywriter.Config{Bus: h.bus, Store: h.hist, FlushInterval: 10 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := moderation.NewAPI(moderation.APIConfig{Bus: h.bus, History: h.hist, Signer: h.signer, Engine: apiEn,
+	api, err := httpapi.NewAPI(httpapi.APIConfig{Bus: h.bus, History: h.hist, Signer: h.signer, Engine: apiEn,
 		Bans: presence.NewMemoryBans(), KV: h.kv, ID: "api-test", PublishTimeout: 3 * time.Second, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +255,7 @@ func decode[T any](t *testing.T, body string) T {
 }
 
 func errCode(t *testing.T, body string) protocol.Code {
-	return decode[moderation.ErrorBody](t, body).Error.Code
+	return decode[httpapi.ErrorBody](t, body).Error.Code
 }
 
 func TestModerationAuth(t *testing.T) {
@@ -367,12 +369,12 @@ func TestKeywordsBlockThroughLogic(t *testing.T) {
 	h := newHarness(t)
 	mod := h.token(auth.RoleMod, []string{"r"}, time.Hour)
 	status, body := h.do("PUT", "/api/rooms/r/keywords", mod, `{"keywords":["badword","spam link"]}`)
-	got := decode[moderation.KeywordsResponse](t, body)
+	got := decode[httpapi.KeywordsResponse](t, body)
 	if status != 200 || len(got.Keywords) != 2 || got.Action != moderation.ActionBlock {
 		t.Fatalf("put: %d %s", status, body)
 	}
 	_, body = h.do("GET", "/api/rooms/r/keywords", mod, "")
-	if got := decode[moderation.KeywordsResponse](t, body); len(got.Keywords) != 2 || got.Keywords[0] != "badword" {
+	if got := decode[httpapi.KeywordsResponse](t, body); len(got.Keywords) != 2 || got.Keywords[0] != "badword" {
 		t.Fatalf("get: %s", body)
 	}
 	h.waitLogicKeywords("r", 2)
@@ -416,7 +418,7 @@ func TestBan(t *testing.T) {
 		t.Fatalf("banned send: %+v", rp)
 	}
 	_, body = h.do("GET", "/api/rooms/r/bans", mod, "")
-	if got := decode[moderation.BansResponse](t, body); len(got.Bans) != 1 || got.Bans[0].UID != "troll" {
+	if got := decode[httpapi.BansResponse](t, body); len(got.Bans) != 1 || got.Bans[0].UID != "troll" {
 		t.Fatalf("list: %s", body)
 	}
 	if status, body := h.do("DELETE", "/api/rooms/r/bans/troll", mod, ""); status != 204 {
@@ -473,11 +475,11 @@ func TestDeleteMessage(t *testing.T) {
 		t.Fatalf("delete event %+v", ev)
 	}
 	_, body := h.do("GET", "/api/rooms/r/history", "", "")
-	if got := decode[moderation.HistoryResponse](t, body); len(got.Msgs) != 0 {
+	if got := decode[httpapi.HistoryResponse](t, body); len(got.Msgs) != 0 {
 		t.Fatalf("deleted message listed: %s", body)
 	}
 	_, body = h.do("GET", "/api/rooms/r/history?include_deleted=1", mod, "")
-	if got := decode[moderation.HistoryResponse](t, body); len(got.Msgs) != 1 || !got.Msgs[0].Deleted {
+	if got := decode[httpapi.HistoryResponse](t, body); len(got.Msgs) != 1 || !got.Msgs[0].Deleted {
 		t.Fatalf("include_deleted: %s", body)
 	}
 	for _, tc := range []struct {
@@ -495,7 +497,7 @@ func TestDeleteMessage(t *testing.T) {
 		})
 	}
 	_, body = h.do("GET", "/api/rooms/r/audit", mod, "")
-	if got := decode[moderation.AuditResponse](t, body); len(got.Entries) != 1 || got.Entries[0].Action != moderation.AuditDelete ||
+	if got := decode[httpapi.AuditResponse](t, body); len(got.Entries) != 1 || got.Entries[0].Action != httpapi.AuditDelete ||
 		got.Entries[0].Seq != rp.Seq || got.Entries[0].By != "mod-1" || got.Entries[0].UID != "u1" {
 		t.Fatalf("audit: %s", body)
 	}
@@ -508,13 +510,13 @@ func TestAPIHeldQueue(t *testing.T) {
 		t.Fatalf("keywords: %d %s", status, body)
 	}
 	h.waitLogicKeywords("r", 1)
-	held := func() []moderation.HeldView {
+	held := func() []httpapi.HeldView {
 		_, body := h.do("GET", "/api/rooms/r/held", mod, "")
 		return decode[struct {
-			Held []moderation.HeldView `json:"held"`
+			Held []httpapi.HeldView `json:"held"`
 		}](t, body).Held
 	}
-	waitHeld := func(n int) []moderation.HeldView {
+	waitHeld := func(n int) []httpapi.HeldView {
 		deadline := time.Now().Add(3 * time.Second)
 		for {
 			if l := held(); len(l) == n {
@@ -573,8 +575,8 @@ func TestAPIHeldQueue(t *testing.T) {
 	})
 	t.Run("audit newest first", func(t *testing.T) {
 		_, body := h.do("GET", "/api/rooms/r/audit?limit=2", mod, "")
-		got := decode[moderation.AuditResponse](t, body)
-		if len(got.Entries) != 2 || got.Entries[0].Action != moderation.AuditReject || got.Entries[1].Action != moderation.AuditApprove {
+		got := decode[httpapi.AuditResponse](t, body)
+		if len(got.Entries) != 2 || got.Entries[0].Action != httpapi.AuditReject || got.Entries[1].Action != httpapi.AuditApprove {
 			t.Fatalf("audit: %s", body)
 		}
 		if status, _ := h.do("GET", "/api/rooms/r/audit?limit=0", mod, ""); status != 400 {
@@ -617,7 +619,7 @@ func TestUsers(t *testing.T) {
 	waitHistory(t, h, "r", last)
 
 	status, body := h.do("GET", "/api/rooms/r/users", mod, "")
-	list := decode[moderation.UsersResponse](t, body)
+	list := decode[httpapi.UsersResponse](t, body)
 	if status != 200 || len(list.Users) != 3 || list.Window != 1000 {
 		t.Fatalf("users: %d %s", status, body)
 	}
@@ -629,11 +631,11 @@ func TestUsers(t *testing.T) {
 	}
 	for q, want := range map[string]string{"ALI": "alice", "carol-": "carol-7"} {
 		_, body := h.do("GET", "/api/rooms/r/users?q="+q, mod, "")
-		if got := decode[moderation.UsersResponse](t, body); len(got.Users) != 1 || got.Users[0].UID != want {
+		if got := decode[httpapi.UsersResponse](t, body); len(got.Users) != 1 || got.Users[0].UID != want {
 			t.Fatalf("q=%s: %s", q, body)
 		}
 	}
-	if _, body := h.do("GET", "/api/rooms/r/users?q=nobody", mod, ""); len(decode[moderation.UsersResponse](t, body).Users) != 0 {
+	if _, body := h.do("GET", "/api/rooms/r/users?q=nobody", mod, ""); len(decode[httpapi.UsersResponse](t, body).Users) != 0 {
 		t.Fatalf("q=nobody: %s", body)
 	}
 
@@ -645,26 +647,26 @@ func TestUsers(t *testing.T) {
 		t.Fatalf("ban: %d %s", status, body)
 	}
 	status, body = h.do("GET", "/api/rooms/r/users/alice", mod, "")
-	card := decode[moderation.UserResponse](t, body)
+	card := decode[httpapi.UserResponse](t, body)
 	if status != 200 || card.UID != "alice" || len(card.Recent) != 2 || card.Recent[0].Text != "hello" || !card.Recent[0].Deleted ||
 		card.Recent[1].Text != "how are you" || card.Recent[1].Deleted || card.Ban != nil {
 		t.Fatalf("alice's card: %d %s", status, body)
 	}
 	_, body = h.do("GET", "/api/rooms/r/users/bob", mod, "")
-	if card := decode[moderation.UserResponse](t, body); card.Ban == nil || card.Ban.Reason != "rude" || card.Ban.Until.IsZero() {
+	if card := decode[httpapi.UserResponse](t, body); card.Ban == nil || card.Ban.Reason != "rude" || card.Ban.Until.IsZero() {
 		t.Fatalf("bob's card: %s", body)
 	}
 	_, body = h.do("GET", "/api/rooms/r/users?q=bob", mod, "")
-	if got := decode[moderation.UsersResponse](t, body); len(got.Users) != 1 || got.Users[0].Ban == nil {
+	if got := decode[httpapi.UsersResponse](t, body); len(got.Users) != 1 || got.Users[0].Ban == nil {
 		t.Fatalf("bob in the list: %s", body)
 	}
 	// A uid without messages: an empty card (to ban by uid), not 404.
 	status, body = h.do("GET", "/api/rooms/r/users/ghost", mod, "")
-	if card := decode[moderation.UserResponse](t, body); status != 200 || card.UID != "ghost" || len(card.Recent) != 0 || card.Messages != 0 {
+	if card := decode[httpapi.UserResponse](t, body); status != 200 || card.UID != "ghost" || len(card.Recent) != 0 || card.Messages != 0 {
 		t.Fatalf("ghost: %d %s", status, body)
 	}
 	// dave spoke in another room only.
-	if _, body := h.do("GET", "/api/rooms/r/users/dave", mod, ""); len(decode[moderation.UserResponse](t, body).Recent) != 0 {
+	if _, body := h.do("GET", "/api/rooms/r/users/dave", mod, ""); len(decode[httpapi.UserResponse](t, body).Recent) != 0 {
 		t.Fatalf("dave leaked across rooms: %s", body)
 	}
 
@@ -694,7 +696,7 @@ func TestUsers(t *testing.T) {
 func TestPublicCORS(t *testing.T) {
 	signer, _ := auth.NewSigner(testSecret)
 	newAPI := func(origins ...string) *httptest.Server {
-		api, err := moderation.NewAPI(moderation.APIConfig{Bus: bus.NewMemory(bus.MemoryConfig{}), History: history.NewMemory(history.MemoryConfig{}),
+		api, err := httpapi.NewAPI(httpapi.APIConfig{Bus: bus.NewMemory(bus.MemoryConfig{}), History: history.NewMemory(history.MemoryConfig{}),
 			Signer: signer, Guests: true, Logger: quiet, AllowedOrigins: origins})
 		if err != nil {
 			t.Fatal(err)

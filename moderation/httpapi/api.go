@@ -1,4 +1,4 @@
-package moderation
+package httpapi
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/bytedance/sonic"
 
+	"github.com/danmaku-live/danmaku/moderation"
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/history"
@@ -37,7 +38,7 @@ type APIConfig struct {
 	// Signer verifies bearer tokens. Required.
 	Signer *auth.Signer
 	// Engine answers settings and keyword reads. Nil means defaults.
-	Engine *Engine
+	Engine *moderation.Engine
 	// ID is this API instance's reply address on the bus. Zero value means
 	// "api-<hostname>-<pid>".
 	ID string
@@ -63,7 +64,7 @@ type APIConfig struct {
 	// Rooms loads a room's persisted state into Engine before a moderator
 	// endpoint reads or changes it (wrap with Loaded). Nil means Engine
 	// holds only what this process saw.
-	Rooms RoomLoader
+	Rooms moderation.RoomLoader
 	// Audit records moderators' actions. Nil means an in-memory log of the
 	// last 1,000 actions per room.
 	Audit AuditLog
@@ -89,8 +90,8 @@ type API struct {
 	mu      sync.Mutex // guards waiters
 	waiters map[uint64]chan bus.Reply
 
-	reply bus.Publisher // answers to held senders
-	held  *HeldQueue    // fed by the control stream
+	reply bus.Publisher         // answers to held senders
+	held  *moderation.HeldQueue // fed by the control stream
 	audit AuditLog
 }
 
@@ -125,7 +126,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	}
 	return &API{
 		reply:   cfg.Bus.Publisher(bus.StreamReply),
-		held:    NewHeldQueue(0, 0, 0),
+		held:    moderation.NewHeldQueue(0, 0, 0),
 		audit:   cfg.Audit,
 		cfg:     cfg,
 		ingest:  cfg.Bus.Publisher(bus.StreamIngest),

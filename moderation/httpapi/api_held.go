@@ -1,4 +1,4 @@
-package moderation
+package httpapi
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/danmaku-live/danmaku/moderation"
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
@@ -79,7 +80,7 @@ func (a *API) applyHeld(ev bus.Control) {
 	if d.Message.TS > 0 {
 		at = time.UnixMilli(d.Message.TS)
 	}
-	if _, ok := a.held.Add(Held{Room: ev.Room, UID: d.Message.UID, Name: d.Message.Name, Text: d.Message.Text,
+	if _, ok := a.held.Add(moderation.Held{Room: ev.Room, UID: d.Message.UID, Name: d.Message.Name, Text: d.Message.Text,
 		Rule: d.Rule, At: at, Data: ev.Data}); !ok {
 		a.cfg.Logger.Warn("moderation: held queue full, message dropped", "room", ev.Room)
 	}

@@ -1,4 +1,4 @@
-package moderation_test
+package httpapi_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/danmaku-live/danmaku/moderation"
+	"github.com/danmaku-live/danmaku/moderation/httpapi"
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/history"
@@ -68,7 +68,7 @@ func FuzzHistoryQuery(f *testing.F) {
 		f.Fatal(err)
 	}
 	handler := func(st history.Store) http.Handler {
-		api, err := moderation.NewAPI(moderation.APIConfig{Bus: bus.NewMemory(bus.MemoryConfig{}), History: st,
+		api, err := httpapi.NewAPI(httpapi.APIConfig{Bus: bus.NewMemory(bus.MemoryConfig{}), History: st,
 			Signer: signer, ID: "api-fuzz", Logger: quiet})
 		if err != nil {
 			f.Fatal(err)
@@ -102,7 +102,7 @@ func FuzzHistoryQuery(f *testing.F) {
 			if !protocol.ValidRoom(room) {
 				t.Fatalf("200 for invalid room %q", room)
 			}
-			var resp moderation.HistoryResponse
+			var resp httpapi.HistoryResponse
 			if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
 				t.Fatalf("200 with a body that is not JSON: %v: %q", err, rec.Body.String())
 			}

@@ -1,4 +1,4 @@
-package moderation
+package httpapi
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/danmaku-live/danmaku/moderation"
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/history"
@@ -23,10 +24,6 @@ const (
 	maxReasonRunes = 200
 	maxUIDLength   = 128
 )
-
-// KV keys under which room configuration is persisted.
-func settingsKey(room string) string { return "settings/" + room }
-func keywordsKey(room string) string { return "keywords/" + room }
 
 // registerModeration adds the moderators' endpoints (settings, keywords,
 // bans, deletions, held queue, audit log, recent chatters and user cards)
@@ -104,20 +101,20 @@ func (a *API) getSettings(w http.ResponseWriter, r *http.Request, room string, _
 }
 
 // settings returns the room's effective settings.
-func (a *API) settings(room string) Settings {
+func (a *API) settings(room string) moderation.Settings {
 	if a.cfg.Engine != nil {
 		return a.cfg.Engine.Settings(room)
 	}
-	return builtinSettings
+	return moderation.BuiltinSettings()
 }
 
 func (a *API) putSettings(w http.ResponseWriter, r *http.Request, room string, c *auth.Claims) {
-	var s Settings
+	var s moderation.Settings
 	if !a.readJSON(w, r, &s) {
 		return
 	}
 	if err := s.Validate(); err != nil {
-		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, strings.TrimPrefix(err.Error(), moderation.ErrInvalid.Error()+": "))
 		return
 	}
 	before := a.settings(room)
@@ -127,12 +124,12 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request, room string, c
 			return
 		}
 	}
-	after := s.withDefaults(builtinSettings)
+	after := s.WithDefaults(moderation.BuiltinSettings())
 	if a.cfg.Engine != nil {
 		after = a.cfg.Engine.Settings(room)
 	}
 	data, _ := json.Marshal(s)
-	a.persist(r.Context(), settingsKey(room), data)
+	a.persist(r.Context(), moderation.SettingsKey(room), data)
 	evs := []bus.Control{{Op: bus.ControlSettings, Room: room, Data: data}}
 	notice := settingsNotice(before, after)
 	if notice != "" {
@@ -147,7 +144,7 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request, room string, c
 
 // settingsNotice describes for viewers what changed between two effective
 // settings; "" when nothing they would notice did.
-func settingsNotice(before, after Settings) string {
+func settingsNotice(before, after moderation.Settings) string {
 	var parts []string
 	if before.SlowModeSec != after.SlowModeSec {
 		if after.SlowModeSec > 0 {
@@ -161,9 +158,9 @@ func settingsNotice(before, after Settings) string {
 	}
 	if before.LinkPolicy != after.LinkPolicy {
 		switch after.LinkPolicy {
-		case LinkBlock:
+		case moderation.LinkBlock:
 			parts = append(parts, "links are not allowed")
-		case LinkAllowList:
+		case moderation.LinkAllowList:
 			parts = append(parts, "only links to approved sites are allowed")
 		default:
 			parts = append(parts, "links are allowed")
@@ -187,7 +184,7 @@ func settingsNotice(before, after Settings) string {
 }
 
 // settingsDetails summarises settings for the audit log.
-func settingsDetails(s Settings) string {
+func settingsDetails(s moderation.Settings) string {
 	return fmt.Sprintf("slow_mode_sec=%d max_length=%d rate_per_sec=%g burst=%d link_policy=%s hold_threshold=%g",
 		s.SlowModeSec, s.MaxLength, s.RatePerSec, s.Burst, s.LinkPolicy, s.HoldThreshold)
 }
@@ -200,7 +197,7 @@ type KeywordsResponse struct {
 }
 
 func (a *API) keywords(room string) KeywordsResponse {
-	kl := KeywordList{Action: ActionBlock}
+	kl := moderation.KeywordList{Action: moderation.ActionBlock}
 	if a.cfg.Engine != nil {
 		kl = a.cfg.Engine.RoomKeywords(room)
 	}
@@ -209,7 +206,7 @@ func (a *API) keywords(room string) KeywordsResponse {
 		resp.Keywords = []string{}
 	}
 	if resp.Action == "" {
-		resp.Action = ActionBlock
+		resp.Action = moderation.ActionBlock
 	}
 	return resp
 }
@@ -219,15 +216,15 @@ func (a *API) getKeywords(w http.ResponseWriter, r *http.Request, room string, _
 }
 
 func (a *API) putKeywords(w http.ResponseWriter, r *http.Request, room string, c *auth.Claims) {
-	var kl KeywordList
+	var kl moderation.KeywordList
 	if !a.readJSON(w, r, &kl) {
 		return
 	}
 	if kl.Action == "" {
-		kl.Action = ActionBlock
+		kl.Action = moderation.ActionBlock
 	}
 	if err := kl.Validate(); err != nil {
-		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, strings.TrimPrefix(err.Error(), moderation.ErrInvalid.Error()+": "))
 		return
 	}
 	if a.cfg.Engine != nil {
@@ -237,7 +234,7 @@ func (a *API) putKeywords(w http.ResponseWriter, r *http.Request, room string, c
 		}
 	}
 	data, _ := json.Marshal(kl)
-	a.persist(r.Context(), keywordsKey(room), data)
+	a.persist(r.Context(), moderation.KeywordsKey(room), data)
 	if !a.publishControls(w, r, c, bus.Control{Op: bus.ControlKeywords, Room: room, Data: data}) {
 		return
 	}

@@ -1,4 +1,4 @@
-package history
+package historywriter
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
 
@@ -19,12 +20,12 @@ var (
 	ErrNoStore = errors.New("history: writer needs a store")
 )
 
-// WriterConfig configures a Writer.
-type WriterConfig struct {
+// Config configures a Writer.
+type Config struct {
 	// Bus carries the accepted stream. Required.
 	Bus bus.Bus
 	// Store receives the messages. Required.
-	Store Store
+	Store history.Store
 	// Stream is the stream of JSON protocol.Message records. Zero value
 	// means bus.StreamAccepted.
 	Stream string
@@ -62,7 +63,7 @@ type WriterConfig struct {
 // stored; meanwhile the writer keeps fetching until MaxBuffered messages
 // wait, then leaves the rest on the bus.
 type Writer struct {
-	cfg WriterConfig
+	cfg Config
 
 	inserted  atomic.Uint64
 	retries   atomic.Uint64
@@ -71,8 +72,8 @@ type Writer struct {
 	buffered  atomic.Int64
 }
 
-// WriterStats are the writer's counters, for metrics.
-type WriterStats struct {
+// Stats are the writer's counters, for metrics.
+type Stats struct {
 	// Inserted counts messages appended to the store.
 	Inserted uint64
 	// Retries counts failed Append attempts that were retried.
@@ -87,8 +88,8 @@ type WriterStats struct {
 	Buffered int64
 }
 
-// NewWriter returns a writer; Run starts it.
-func NewWriter(cfg WriterConfig) (*Writer, error) {
+// New returns a writer; Run starts it.
+func New(cfg Config) (*Writer, error) {
 	if cfg.Bus == nil {
 		return nil, ErrNoBus
 	}
@@ -130,8 +131,8 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 }
 
 // Stats returns the writer's counters.
-func (w *Writer) Stats() WriterStats {
-	return WriterStats{
+func (w *Writer) Stats() Stats {
+	return Stats{
 		Inserted:  w.inserted.Load(),
 		Retries:   w.retries.Load(),
 		Malformed: w.malformed.Load(),
