@@ -238,18 +238,19 @@ func (a *App) Run(ctx context.Context) error {
 	close(a.ready)
 
 	var runErr error
+	gwRunning := a.gw != nil // a.gw stays set: readyz reads it concurrently
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
 		a.log.Error("stage failed; shutting down", "err", runErr)
 	case runErr = <-gwDone:
-		a.gw = nil
+		gwRunning = false
 	}
 	drain := a.cfg.Gateway.DrainTimeout
 	a.log.Info("shutting down", "drain_timeout", drain)
 	sctx, cancel := context.WithTimeout(context.Background(), drain+5*time.Second)
 	defer cancel()
-	if a.gw != nil {
+	if gwRunning {
 		if err := a.gw.Shutdown(sctx); err != nil {
 			a.log.Warn("gateway drain", "err", err)
 		}
