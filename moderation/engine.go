@@ -335,49 +335,11 @@ func (e *Engine) now(in Input) time.Time {
 // duplicate/flood → spam-score hold.
 func (e *Engine) Check(in Input) Verdict {
 	now := e.now(in)
-	nowNS := now.UnixNano()
 	priv := privileged(in.Role)
-	if in.Room == "" {
-		return reject(CodeInvalid, RuleNoRoom, 0)
+	r, lim, rf, v, ok := e.admit(in, now, priv)
+	if !ok {
+		return v
 	}
-	if until, ok := e.globalBan(in.UID, nowNS); ok {
-		return reject(CodeBanned, RuleBanned, retryUntil(until, now))
-	}
-	r := e.room(in.Room, true)
-	if r == nil {
-		return reject(CodeUnavailable, RuleCapacity, time.Second)
-	}
-	if e.cfg.SweepInterval > 0 {
-		e.maybeSweep(nowNS)
-	}
-
-	r.mu.Lock()
-	lim := r.limits
-	if lim == nil {
-		lim = e.defaults.Load()
-	}
-	rf := r.filters
-	if until, ok := r.banned(in.UID, nowNS); ok {
-		r.mu.Unlock()
-		return reject(CodeBanned, RuleBanned, retryUntil(until, now))
-	}
-	n := utf8.RuneCountInString(in.Text)
-	switch {
-	case n > lim.maxLen:
-		r.mu.Unlock()
-		return reject(CodeTooLong, RuleTooLong, 0)
-	case !utf8.ValidString(in.Text):
-		r.mu.Unlock()
-		return reject(CodeInvalid, RuleEncoding, 0)
-	}
-	if !priv {
-		if v, ok := r.limit(e, in.UID, nowNS, lim); !ok {
-			r.mu.Unlock()
-			return v
-		}
-	}
-	r.mu.Unlock()
-
 	sc := e.scratch.Get().(*scratch)
 	defer e.scratch.Put(sc)
 	t := &sc.t
@@ -385,61 +347,117 @@ func (e *Engine) Check(in Input) Verdict {
 	if len(t.ents) == 0 || len(t.r) == 0 && blank(t) {
 		return reject(CodeInvalid, RuleEmpty, 0)
 	}
+	hasLink, blocked := e.checkLinks(in.Text, sc, lim, priv)
+	if blocked {
+		return reject(CodeBlocked, RuleLink, 0)
+	}
+	if v = e.checkFilters(in.Text, sc, rf); v.Action == Reject || priv {
+		return v
+	}
+	return e.checkRepeat(in.UID, r, lim, t, hasLink, now.UnixNano(), v)
+}
 
-	// Links.
-	hasLink := false
-	if (!priv && lim.linkPolicy != LinkAllow || lim.hold > 0) && mayHaveLink(in.Text) {
-		sc.link = linkBytes(t, sc.link)
-		blocked := false
-		findLinks(sc.link, func(host string) bool {
-			hasLink = true
-			if lim.linkPolicy == LinkBlock || lim.linkPolicy == LinkAllowList && !domainAllowed(host, lim.linkAllow) {
-				blocked = true
-				return false
-			}
-			return true
-		})
-		if blocked && !priv {
-			return reject(CodeBlocked, RuleLink, 0)
+// admit is Check's first phase, on the raw text: the room and the global
+// and room bans, length and encoding, and (for the unprivileged) rate
+// limits and slow mode. It returns the room with its limits and filters,
+// or ok false with the rejecting verdict.
+func (e *Engine) admit(in Input, now time.Time, priv bool) (r *room, lim *limits, rf *filters, v Verdict, ok bool) {
+	nowNS := now.UnixNano()
+	if in.Room == "" {
+		return nil, nil, nil, reject(CodeInvalid, RuleNoRoom, 0), false
+	}
+	if until, banned := e.globalBan(in.UID, nowNS); banned {
+		return nil, nil, nil, reject(CodeBanned, RuleBanned, retryUntil(until, now)), false
+	}
+	if r = e.room(in.Room, true); r == nil {
+		return nil, nil, nil, reject(CodeUnavailable, RuleCapacity, time.Second), false
+	}
+	if e.cfg.SweepInterval > 0 {
+		e.maybeSweep(nowNS)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if lim = r.limits; lim == nil {
+		lim = e.defaults.Load()
+	}
+	rf = r.filters
+	if until, banned := r.banned(in.UID, nowNS); banned {
+		return nil, nil, nil, reject(CodeBanned, RuleBanned, retryUntil(until, now)), false
+	}
+	switch {
+	case utf8.RuneCountInString(in.Text) > lim.maxLen:
+		return nil, nil, nil, reject(CodeTooLong, RuleTooLong, 0), false
+	case !utf8.ValidString(in.Text):
+		return nil, nil, nil, reject(CodeInvalid, RuleEncoding, 0), false
+	}
+	if !priv {
+		if v, ok := r.limit(e, in.UID, nowNS, lim); !ok {
+			return nil, nil, nil, v, false
 		}
 	}
+	return r, lim, rf, Verdict{}, true
+}
 
-	// Keywords and regex rules.
-	v := Verdict{Action: Accept, Text: in.Text}
+// checkLinks finds the links of the normalised text in sc when the room's
+// link policy or spam hold needs them: hasLink for the spam score, and
+// blocked when a link breaks the policy (never for the privileged).
+func (e *Engine) checkLinks(text string, sc *scratch, lim *limits, priv bool) (hasLink, blocked bool) {
+	if !(!priv && lim.linkPolicy != LinkAllow || lim.hold > 0) || !mayHaveLink(text) {
+		return false, false
+	}
+	sc.link = linkBytes(&sc.t, sc.link)
+	findLinks(sc.link, func(host string) bool {
+		hasLink = true
+		if lim.linkPolicy == LinkBlock || lim.linkPolicy == LinkAllowList && !domainAllowed(host, lim.linkAllow) {
+			blocked = true
+			return false
+		}
+		return true
+	})
+	return hasLink, blocked && !priv
+}
+
+// checkFilters applies the global and the room's keyword and regex rules:
+// a rejecting verdict, or an accepting (or holding) one with the matched
+// spans masked.
+func (e *Engine) checkFilters(text string, sc *scratch, rf *filters) Verdict {
+	v := Verdict{Action: Accept, Text: text}
 	sc.spans = sc.spans[:0]
 	for _, f := range [2]*filters{e.global.Load(), rf} {
 		if f == nil {
 			continue
 		}
-		if v = e.applyFilters(f, sc, in.Text, v); v.Action == Reject {
+		if v = e.applyFilters(f, sc, text, v); v.Action == Reject {
 			return v
 		}
 	}
 	if len(sc.spans) > 0 {
-		v.Text = maskText(in.Text, sc.spans)
+		v.Text = maskText(text, sc.spans)
 	}
+	return v
+}
 
-	if !priv {
-		// Duplicate and flood.
-		h := t.hash
-		if len(t.r) == 0 {
-			h = entsHash(t)
+// checkRepeat is Check's last phase for the unprivileged: duplicates and
+// floods (from the normalised text's hash), then the spam score, which
+// holds v when it reaches the room's threshold.
+func (e *Engine) checkRepeat(uid string, r *room, lim *limits, t *normText, hasLink bool, nowNS int64, v Verdict) Verdict {
+	h := t.hash
+	if len(t.r) == 0 {
+		h = entsHash(t)
+	}
+	r.mu.Lock()
+	dv, ok := r.repeat(e, uid, h, nowNS, lim)
+	r.mu.Unlock()
+	if !ok {
+		if dv.Action == Hold {
+			dv.Text = v.Text
 		}
-		r.mu.Lock()
-		dv, ok := r.repeat(e, in.UID, h, nowNS, lim)
-		r.mu.Unlock()
-		if !ok {
-			if dv.Action == Hold {
-				dv.Text = v.Text
-			}
-			return dv
-		}
-		// Spam score.
-		if lim.hold > 0 && v.Action < Hold {
-			v.Score = spamScore(t, hasLink)
-			if v.Score >= lim.hold {
-				v.Action, v.Rule = Hold, RuleSpam
-			}
+		return dv
+	}
+	if lim.hold > 0 && v.Action < Hold {
+		v.Score = spamScore(t, hasLink)
+		if v.Score >= lim.hold {
+			v.Action, v.Rule = Hold, RuleSpam
 		}
 	}
 	return v

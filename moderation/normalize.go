@@ -280,12 +280,21 @@ func isWordCls(c uint8) bool { return c == clsLetter || c == clsDigit }
 // grown to the text's size.
 func (t *normText) normalize(text string) {
 	t.reset()
-	ft := t.ft
-	if ft == nil {
-		ft = folds()
-		t.ft = ft
+	if t.ft == nil {
+		t.ft = folds()
 	}
-	// Pass 1: fold each rune.
+	t.fold(text)
+	readBangPipe(t.ents)
+	t.leetTokens()
+	t.collapse()
+	t.hash = streamHash(t.r)
+}
+
+// fold is normalize's pass 1: each rune of text folded (case, width,
+// confusables, marks) into t.ents, with the letter, upper-case and symbol
+// counts.
+func (t *normText) fold(text string) {
+	ft := t.ft
 	ri := int32(0)
 	for _, c := range text {
 		if c < 0x80 {
@@ -321,8 +330,11 @@ func (t *normText) normalize(text string) {
 		ri++
 	}
 	t.runes = int(ri)
-	ents := t.ents
-	// Pass 2a: '!' and '|' between letters read as i and l (sh!t).
+}
+
+// readBangPipe is normalize's pass 2a: '!' and '|' between letters read
+// as i and l (sh!t).
+func readBangPipe(ents []entry) {
 	for j := 1; j+1 < len(ents); j++ {
 		if ents[j].cls == clsPunct && ents[j-1].cls == clsLetter && ents[j+1].cls == clsLetter {
 			switch ents[j].r {
@@ -333,7 +345,12 @@ func (t *normText) normalize(text string) {
 			}
 		}
 	}
-	// Pass 2b: leetspeak inside tokens that contain a letter; token lengths.
+}
+
+// leetTokens is normalize's pass 2b: leetspeak inside tokens that contain
+// a letter, and each entry's token length (t.tokLen).
+func (t *normText) leetTokens() {
+	ents := t.ents
 	if cap(t.tokLen) < len(ents) {
 		t.tokLen = make([]int32, len(ents), 2*len(ents))
 	}
@@ -364,7 +381,13 @@ func (t *normText) normalize(text string) {
 		}
 		j = k
 	}
-	// Pass 3: separators and run collapsing.
+}
+
+// collapse is normalize's pass 3: separators between word entries become
+// one space, or nothing where they split a word (soft), and runs of one
+// rune collapse into one entry with its count, into t.r and t.runs.
+func (t *normText) collapse() {
+	ents := t.ents
 	last := -1 // index of the last word entry
 	sepStart, sepCount, sepSpace := 0, 0, false
 	for j, e := range ents {
@@ -415,13 +438,16 @@ func (t *normText) normalize(text string) {
 		}
 		last, sepCount = j, 0
 	}
-	// FNV-1a over the stream.
+}
+
+// streamHash is FNV-1a over the normalised stream.
+func streamHash(rs []rune) uint64 {
 	h := uint64(14695981039346656037)
-	for _, r := range t.r {
+	for _, r := range rs {
 		h ^= uint64(r)
 		h *= 1099511628211
 	}
-	t.hash = h
+	return h
 }
 
 func isTokenRune(e entry) bool {

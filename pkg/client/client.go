@@ -445,99 +445,12 @@ func (c *Client) handle(b []byte) {
 	}
 	switch f.Op {
 	case protocol.OpBatch:
-		c.mu.Lock()
-		rs := c.rooms[f.Room]
-		if rs == nil || rs.resuming {
-			c.mu.Unlock()
-			return // not joined, or its history will cover this batch
-		}
-		var out []protocol.Message
-		gap := false
-		if f.To != 0 {
-			// A thinned batch covers f.From..f.To: the seqs it leaves
-			// out are not a gap.
-			if rs.last != 0 && f.From > rs.last+1 {
-				gap = true
-			} else {
-				for _, m := range f.Msgs {
-					if m.Seq > rs.last {
-						out = append(out, m)
-					}
-				}
-				rs.last = max(rs.last, f.To)
-			}
-		} else {
-			for _, m := range f.Msgs {
-				if m.Seq <= rs.last {
-					continue
-				}
-				if rs.last != 0 && m.Seq != rs.last+1 {
-					gap = true
-					break
-				}
-				rs.last = m.Seq
-				out = append(out, m)
-			}
-		}
-		var resume []byte
-		if gap {
-			rs.resuming = true
-			resume = joinFrame(f.Room, rs.last, true)
-		}
-		c.mu.Unlock()
-		c.deliver(f.Room, out)
-		if resume != nil {
-			_ = c.writeText(resume)
-		}
+		c.onBatch(f)
 		return
 	case protocol.OpHistory:
-		c.mu.Lock()
-		rs := c.rooms[f.Room]
-		var out []protocol.Message
-		if rs != nil && !f.Complete && rs.last > 0 && rs.incomplete < maxIncomplete {
-			// A resume the gateway could not fill entirely (history behind,
-			// or a gap larger than it serves at once): deliver the part
-			// that continues the stream and ask again from there, so
-			// nothing is skipped.
-			before := rs.last
-			for _, m := range f.Msgs {
-				if m.Seq == rs.last+1 {
-					rs.last = m.Seq
-					out = append(out, m)
-				}
-			}
-			if rs.last > before {
-				rs.incomplete = 0
-			} else {
-				rs.incomplete++
-			}
-			delay := 250 * time.Millisecond << rs.incomplete
-			resume := joinFrame(f.Room, rs.last, true)
-			c.mu.Unlock()
-			c.deliver(f.Room, out)
-			time.AfterFunc(delay, func() { _ = c.writeText(resume) })
+		if c.onHistory(f) {
 			return
 		}
-		if rs != nil {
-			rs.incomplete = 0
-			for _, m := range f.Msgs {
-				if m.Seq > rs.last {
-					rs.last = m.Seq
-					out = append(out, m)
-				}
-			}
-			// The history covers everything up to the joined seq, also
-			// messages a thinned room left out.
-			rs.last = max(rs.last, rs.joinedSeq)
-			rs.resuming = false
-			rs.complete = f.Complete
-			if rs.joined != nil {
-				close(rs.joined)
-				rs.joined = nil
-			}
-		}
-		c.mu.Unlock()
-		c.deliver(f.Room, out)
 	case protocol.OpJoined:
 		c.mu.Lock()
 		if rs := c.rooms[f.Room]; rs != nil {
@@ -564,6 +477,118 @@ func (c *Client) handle(b []byte) {
 	if c.cfg.OnFrame != nil {
 		c.cfg.OnFrame(f)
 	}
+}
+
+// onBatch delivers the new messages of a batch of a joined room, and on a
+// gap asks the gateway to resume from the last seq delivered.
+func (c *Client) onBatch(f protocol.ServerFrame) {
+	c.mu.Lock()
+	rs := c.rooms[f.Room]
+	if rs == nil || rs.resuming {
+		c.mu.Unlock()
+		return // not joined, or its history will cover this batch
+	}
+	out, gap := rs.takeBatch(f)
+	var resume []byte
+	if gap {
+		rs.resuming = true
+		resume = joinFrame(f.Room, rs.last, true)
+	}
+	c.mu.Unlock()
+	c.deliver(f.Room, out)
+	if resume != nil {
+		_ = c.writeText(resume)
+	}
+}
+
+// takeBatch returns the messages of batch f after rs.last and advances
+// rs.last, or reports a gap: seqs missing between rs.last and the batch.
+// Called with c.mu held.
+func (rs *roomState) takeBatch(f protocol.ServerFrame) (out []protocol.Message, gap bool) {
+	if f.To != 0 {
+		// A thinned batch covers f.From..f.To: the seqs it leaves
+		// out are not a gap.
+		if rs.last != 0 && f.From > rs.last+1 {
+			return nil, true
+		}
+		for _, m := range f.Msgs {
+			if m.Seq > rs.last {
+				out = append(out, m)
+			}
+		}
+		rs.last = max(rs.last, f.To)
+		return out, false
+	}
+	for _, m := range f.Msgs {
+		if m.Seq <= rs.last {
+			continue
+		}
+		if rs.last != 0 && m.Seq != rs.last+1 {
+			return out, true
+		}
+		rs.last = m.Seq
+		out = append(out, m)
+	}
+	return out, false
+}
+
+// onHistory delivers the history answering a join or resume. It reports
+// whether it asked again (an incomplete resume), in which case the frame
+// is not passed to OnFrame.
+func (c *Client) onHistory(f protocol.ServerFrame) (askedAgain bool) {
+	c.mu.Lock()
+	rs := c.rooms[f.Room]
+	if rs != nil && !f.Complete && rs.last > 0 && rs.incomplete < maxIncomplete {
+		c.resumeIncomplete(rs, f) // unlocks c.mu
+		return true
+	}
+	var out []protocol.Message
+	if rs != nil {
+		rs.incomplete = 0
+		for _, m := range f.Msgs {
+			if m.Seq > rs.last {
+				rs.last = m.Seq
+				out = append(out, m)
+			}
+		}
+		// The history covers everything up to the joined seq, also
+		// messages a thinned room left out.
+		rs.last = max(rs.last, rs.joinedSeq)
+		rs.resuming = false
+		rs.complete = f.Complete
+		if rs.joined != nil {
+			close(rs.joined)
+			rs.joined = nil
+		}
+	}
+	c.mu.Unlock()
+	c.deliver(f.Room, out)
+	return false
+}
+
+// resumeIncomplete handles a resume the gateway could not fill entirely
+// (history behind, or a gap larger than it serves at once): it delivers
+// the part that continues the stream and asks again from there after a
+// growing delay, so nothing is skipped. Called with c.mu held; unlocks it.
+func (c *Client) resumeIncomplete(rs *roomState, f protocol.ServerFrame) {
+	var out []protocol.Message
+	before := rs.last
+	for _, m := range f.Msgs {
+		if m.Seq == rs.last+1 {
+			rs.last = m.Seq
+			out = append(out, m)
+		}
+	}
+	if rs.last > before {
+		rs.incomplete = 0
+	} else {
+		rs.incomplete++
+	}
+	delay := 250 * time.Millisecond << rs.incomplete
+	resume := joinFrame(f.Room, rs.last, true)
+	c.mu.Unlock()
+	c.deliver(f.Room, out)
+	time.AfterFunc(delay, func() { _ = c.writeText(resume) })
 }
 
 func (c *Client) deliver(room string, msgs []protocol.Message) {
