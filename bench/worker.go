@@ -129,8 +129,75 @@ type Report struct {
 // RunWorker opens the connections of spec, reports on out every tick and
 // obeys cmds until a finish command completes, cmds closes or ctx ends.
 func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out func(Report)) error {
+	w, err := newWorker(spec, out)
+	if err != nil {
+		return err
+	}
+	if err := w.addConnections(); err != nil {
+		return err
+	}
+	w.start()
+	joinedAll := w.watchJoined()
+	tick := time.NewTicker(w.spec.Tick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			w.shutdown()
+			w.report("final", 0)
+			return ctx.Err()
+		case <-tick.C:
+			w.report("tick", 0)
+		case <-joinedAll:
+			joinedAll = nil
+			w.report("tick", 0)
+		case c, ok := <-cmds:
+			if !ok {
+				w.shutdown()
+				w.report("final", 0)
+				return nil
+			}
+			switch c.Cmd {
+			case "send":
+				w.startSending()
+			case "drop":
+				w.viewers.drop()
+			case "finish":
+				w.finish(c, tick)
+				return nil
+			}
+		}
+	}
+}
+
+// worker is the state of one RunWorker: its connections, their counters
+// and the goroutines that run them.
+type worker struct {
+	spec    WorkerSpec
+	out     func(Report)
+	signer  *auth.Signer // nil without spec.Secret
+	srcs    []*net.TCPAddr
+	st      *stats
+	viewers viewerGroup
+	// add adds viewer i of room on gateway addr to viewers.
+	add      func(i int, room, addr string, src *net.TCPAddr, token string, latency bool)
+	senders  *goGroup
+	nviewers int
+	next     int // connections placed so far, for spreading them over gateways and sources
+
+	stop           chan struct{}
+	wg             sync.WaitGroup // the connections' goroutines
+	sent           sync.WaitGroup // the send loop
+	sentN          atomicCounter
+	startSend      chan struct{} // closed by the send command (or finish)
+	lat, conn, ack Hist          // report's scratch
+}
+
+// newWorker checks spec, fills its defaults and makes the viewer group of
+// its implementation.
+func newWorker(spec WorkerSpec, out func(Report)) (*worker, error) {
 	if len(spec.Gateways) == 0 {
-		return fmt.Errorf("bench: worker %d: no gateways", spec.ID)
+		return nil, fmt.Errorf("bench: worker %d: no gateways", spec.ID)
 	}
 	if spec.Tick <= 0 {
 		spec.Tick = time.Second
@@ -138,235 +205,224 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 	if spec.Concurrency <= 0 {
 		spec.Concurrency = 256
 	}
-	var signer *auth.Signer
+	w := &worker{spec: spec, out: out, st: &stats{}, stop: make(chan struct{}), startSend: make(chan struct{})}
 	if spec.Secret != "" {
 		s, err := auth.NewSigner(spec.Secret)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		signer = s
+		w.signer = s
 	}
-	var srcs []*net.TCPAddr
 	for _, ip := range spec.SourceIPs {
 		a := net.ParseIP(ip)
 		if a == nil {
-			return fmt.Errorf("bench: bad source address %q", ip)
+			return nil, fmt.Errorf("bench: bad source address %q", ip)
 		}
-		srcs = append(srcs, &net.TCPAddr{IP: a})
+		w.srcs = append(w.srcs, &net.TCPAddr{IP: a})
 	}
-	st := &stats{}
 	impl := spec.ViewerImpl
 	if impl == "" {
 		impl = ImplEpoll
 	}
 	gate := make(chan struct{}, spec.Concurrency)
 	timeout := cmp.Or(spec.HandshakeTimeout, handshakeTimeout)
-	senders := &goGroup{gate: gate, rate: spec.ConnectRate, reconnect: spec.Reconnect, jitter: spec.ReconnectJitter, timeout: timeout}
-	var viewers viewerGroup
-	var nviewers int
-	var add func(i int, room, addr string, src *net.TCPAddr, token string, latency bool)
+	w.senders = &goGroup{gate: gate, rate: spec.ConnectRate, reconnect: spec.Reconnect, jitter: spec.ReconnectJitter, timeout: timeout}
 	switch impl {
 	case ImplEpoll:
-		g, err := newEpollGroup(st, spec.Reconnect, spec.ReconnectJitter, spec.ConnectRate, spec.Concurrency)
+		g, err := newEpollGroup(w.st, spec.Reconnect, spec.ReconnectJitter, spec.ConnectRate, spec.Concurrency)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		g.pause, g.timeout, g.deflate = spec.ReadPause, timeout, spec.Deflate
-		viewers, add = g, g.add
+		w.viewers, w.add = g, g.add
 	case ImplGoroutine:
 		g := &goGroup{gate: gate, rate: spec.ConnectRate, reconnect: spec.Reconnect, jitter: spec.ReconnectJitter, timeout: timeout}
-		viewers, add = g, func(i int, room, addr string, src *net.TCPAddr, token string, latency bool) {
-			g.vs = append(g.vs, newViewer(st, i, room, addr, src, token, latency))
+		w.viewers, w.add = g, func(i int, room, addr string, src *net.TCPAddr, token string, latency bool) {
+			g.vs = append(g.vs, newViewer(w.st, i, room, addr, src, token, latency))
 		}
 	default:
-		return fmt.Errorf("bench: worker %d: unknown viewer implementation %q", spec.ID, impl)
+		return nil, fmt.Errorf("bench: worker %d: unknown viewer implementation %q", spec.ID, impl)
 	}
-	i := 0
-	next := func() (string, *net.TCPAddr) {
-		addr := spec.Gateways[(i+spec.ID)%len(spec.Gateways)]
-		var src *net.TCPAddr
-		if len(srcs) > 0 {
-			src = srcs[i%len(srcs)]
-		}
-		i++
-		return addr, src
+	return w, nil
+}
+
+// place returns the gateway and source address of the next connection,
+// round robin from the worker's id.
+func (w *worker) place() (string, *net.TCPAddr) {
+	addr := w.spec.Gateways[(w.next+w.spec.ID)%len(w.spec.Gateways)]
+	var src *net.TCPAddr
+	if len(w.srcs) > 0 {
+		src = w.srcs[w.next%len(w.srcs)]
 	}
+	w.next++
+	return addr, src
+}
+
+// addConnections adds the viewers and the senders of spec (not connected
+// yet).
+func (w *worker) addConnections() error {
+	spec := w.spec
 	every := max(spec.LatencyEvery, 1)
 	for _, rc := range spec.Viewers {
 		for range rc.Count {
 			tok := ""
-			if spec.ViewerTokens && signer != nil {
-				uid := "bv" + strconv.Itoa(spec.ID) + "-" + strconv.Itoa(nviewers)
-				tok, _ = signer.Sign(uid, uid, auth.RoleViewer, nil, 24*time.Hour)
+			if spec.ViewerTokens && w.signer != nil {
+				uid := "bv" + strconv.Itoa(spec.ID) + "-" + strconv.Itoa(w.nviewers)
+				tok, _ = w.signer.Sign(uid, uid, auth.RoleViewer, nil, 24*time.Hour)
 			}
-			n := i
-			addr, src := next()
-			add(n, rc.Room, addr, src, tok, nviewers%every == 0)
-			nviewers++
+			n := w.next
+			addr, src := w.place()
+			w.add(n, rc.Room, addr, src, tok, w.nviewers%every == 0)
+			w.nviewers++
 		}
 	}
 	for _, rc := range spec.Senders {
 		for range rc.Count {
-			if signer == nil {
+			if w.signer == nil {
 				return fmt.Errorf("bench: worker %d: senders need the JWT secret", spec.ID)
 			}
 			role := spec.SenderRole
 			if role == "" {
 				role = auth.RoleViewer
 			}
-			uid := "bs" + strconv.Itoa(spec.ID) + "-" + strconv.Itoa(len(senders.vs))
+			uid := "bs" + strconv.Itoa(spec.ID) + "-" + strconv.Itoa(len(w.senders.vs))
 			var rooms []string
 			if role == auth.RoleMod {
 				rooms = []string{"*"}
 			}
-			tok, err := signer.Sign(uid, uid, role, rooms, 24*time.Hour)
+			tok, err := w.signer.Sign(uid, uid, role, rooms, 24*time.Hour)
 			if err != nil {
 				return err
 			}
-			n := i
-			addr, src := next()
-			senders.vs = append(senders.vs, newViewer(st, n, rc.Room, addr, src, tok, false))
+			n := w.next
+			addr, src := w.place()
+			w.senders.vs = append(w.senders.vs, newViewer(w.st, n, rc.Room, addr, src, tok, false))
 		}
 	}
-	total := nviewers + len(senders.vs)
+	return nil
+}
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	viewers.start(stop, &wg)
-	senders.start(stop, &wg)
-
-	var sent sync.WaitGroup
-	var sentN atomicCounter
-	startSend := make(chan struct{})
-	if len(senders.vs) > 0 && spec.SendRate > 0 {
-		sent.Add(1)
+// start connects every connection, and starts the send loop, which waits
+// for the send command.
+func (w *worker) start() {
+	w.viewers.start(w.stop, &w.wg)
+	w.senders.start(w.stop, &w.wg)
+	if len(w.senders.vs) > 0 && w.spec.SendRate > 0 {
+		w.sent.Add(1)
 		go func() {
-			defer sent.Done()
+			defer w.sent.Done()
 			select {
-			case <-startSend:
-			case <-stop:
+			case <-w.startSend:
+			case <-w.stop:
 				return
 			}
-			sendLoop(stop, senders.vs, spec, &sentN)
+			sendLoop(w.stop, w.senders.vs, w.spec, &w.sentN)
 		}()
 	}
+}
 
-	var lat, conn, ack Hist
-	report := func(typ string, lost int64) {
-		lat.Reset()
-		conn.Reset()
-		ack.Reset()
-		for i := range st.lat {
-			st.lat[i].take(&lat)
-		}
-		st.conn.take(&conn)
-		st.ack.take(&ack)
-		viewers.take(&lat, &conn)
-		var gaps int64
-		viewers.each(func(s *session) bool {
-			gaps += int64(s.tr.Gaps())
-			return true
-		})
-		sum := &stats{}
-		st.addTo(sum)
-		viewers.addTo(sum)
-		r := Report{Type: typ, Worker: spec.ID, T: time.Now().UnixMilli(), Open: sum.open.Load(),
-			Established: sum.established.Load(), Failed: sum.failed.Load(), Reconnects: sum.reconnects.Load(),
-			Resumed: sum.resumed.Load(), Incomplete: sum.incomplete.Load(), Deliveries: sum.deliveries.Load(),
-			Dups: sum.dups.Load(), Marked: sum.marked.Load(), Gaps: gaps, Lost: lost, Frames: sum.frames.Load(), Bytes: sum.bytes.Load(),
-			LastJoin: sum.lastJoin.Load(), LastResume: sum.lastResume.Load(), Sent: sentN.Load(), Acks: sum.acks.Load(), Lat: lat.Data(), Conn: conn.Data(), Ack: ack.Data()}
-		r.Rejects, r.FailedBy = sum.rejects.snapshot(), sum.failedBy.snapshot()
-		r.Self, _ = ReadProc(os.Getpid())
-		if typ == "final" {
-			r.Rooms = map[string][2]int64{}
-			viewers.each(func(s *session) bool {
-				v := r.Rooms[s.room]
-				v[0] += int64(s.tr.Delivered)
-				v[1] += int64(s.tr.Marked)
-				r.Rooms[s.room] = v
-				return true
-			})
-		}
-		out(r)
+// startSending lets the send loop go (once).
+func (w *worker) startSending() {
+	select {
+	case <-w.startSend:
+	default:
+		close(w.startSend)
 	}
-	shutdown := func() {
-		close(stop)
-		viewers.close()
-		senders.close()
-		sent.Wait()
-		wg.Wait()
-	}
+}
 
-	// Tell the coordinator at once when every connection has joined, so
-	// that it measures the connect phase to the millisecond.
+// watchJoined returns a channel closed as soon as every connection has
+// joined, so that the coordinator measures the connect phase to the
+// millisecond.
+func (w *worker) watchJoined() <-chan struct{} {
+	total := int64(w.nviewers + len(w.senders.vs))
 	joinedAll := make(chan struct{})
 	go func() {
 		for {
 			sum := &stats{}
-			st.addTo(sum)
-			viewers.addTo(sum)
-			if sum.established.Load() >= int64(total) {
+			w.st.addTo(sum)
+			w.viewers.addTo(sum)
+			if sum.established.Load() >= total {
 				break
 			}
-			if !sleepOrStop(stop, 5*time.Millisecond) {
+			if !sleepOrStop(w.stop, 5*time.Millisecond) {
 				return
 			}
 		}
 		close(joinedAll)
 	}()
-	tick := time.NewTicker(spec.Tick)
-	defer tick.Stop()
-	for {
+	return joinedAll
+}
+
+// report sends a report of type typ ("tick" or "final") with lost seqs.
+func (w *worker) report(typ string, lost int64) {
+	st, viewers := w.st, w.viewers
+	lat, conn, ack := &w.lat, &w.conn, &w.ack
+	lat.Reset()
+	conn.Reset()
+	ack.Reset()
+	for i := range st.lat {
+		st.lat[i].take(lat)
+	}
+	st.conn.take(conn)
+	st.ack.take(ack)
+	viewers.take(lat, conn)
+	var gaps int64
+	viewers.each(func(s *session) bool {
+		gaps += int64(s.tr.Gaps())
+		return true
+	})
+	sum := &stats{}
+	st.addTo(sum)
+	viewers.addTo(sum)
+	r := Report{Type: typ, Worker: w.spec.ID, T: time.Now().UnixMilli(), Open: sum.open.Load(),
+		Established: sum.established.Load(), Failed: sum.failed.Load(), Reconnects: sum.reconnects.Load(),
+		Resumed: sum.resumed.Load(), Incomplete: sum.incomplete.Load(), Deliveries: sum.deliveries.Load(),
+		Dups: sum.dups.Load(), Marked: sum.marked.Load(), Gaps: gaps, Lost: lost, Frames: sum.frames.Load(), Bytes: sum.bytes.Load(),
+		LastJoin: sum.lastJoin.Load(), LastResume: sum.lastResume.Load(), Sent: w.sentN.Load(), Acks: sum.acks.Load(), Lat: lat.Data(), Conn: conn.Data(), Ack: ack.Data()}
+	r.Rejects, r.FailedBy = sum.rejects.snapshot(), sum.failedBy.snapshot()
+	r.Self, _ = ReadProc(os.Getpid())
+	if typ == "final" {
+		r.Rooms = map[string][2]int64{}
+		viewers.each(func(s *session) bool {
+			v := r.Rooms[s.room]
+			v[0] += int64(s.tr.Delivered)
+			v[1] += int64(s.tr.Marked)
+			r.Rooms[s.room] = v
+			return true
+		})
+	}
+	w.out(r)
+}
+
+// shutdown closes every connection and waits for the worker's goroutines.
+func (w *worker) shutdown() {
+	close(w.stop)
+	w.viewers.close()
+	w.senders.close()
+	w.sent.Wait()
+	w.wg.Wait()
+}
+
+// finish obeys the finish command: it lets the viewers catch up with
+// c.Final for up to c.Grace (reporting on tick meanwhile), counts what
+// they lost, shuts down and sends the final report.
+func (w *worker) finish(c Command, tick *time.Ticker) {
+	w.startSending() // let the sender loop see stop
+	deadline := time.Now().Add(c.Grace)
+	for time.Now().Before(deadline) && !caughtUp(w.viewers, c.Final) {
 		select {
-		case <-ctx.Done():
-			shutdown()
-			report("final", 0)
-			return ctx.Err()
 		case <-tick.C:
-			report("tick", 0)
-		case <-joinedAll:
-			joinedAll = nil
-			report("tick", 0)
-		case c, ok := <-cmds:
-			if !ok {
-				shutdown()
-				report("final", 0)
-				return nil
-			}
-			switch c.Cmd {
-			case "send":
-				select {
-				case <-startSend:
-				default:
-					close(startSend)
-				}
-			case "drop":
-				viewers.drop()
-			case "finish":
-				select {
-				case <-startSend:
-				default:
-					close(startSend) // let the sender loop see stop
-				}
-				deadline := time.Now().Add(c.Grace)
-				for time.Now().Before(deadline) && !caughtUp(viewers, c.Final) {
-					select {
-					case <-tick.C:
-						report("tick", 0) // keep the timeline going while viewers catch up
-					case <-time.After(20 * time.Millisecond):
-					}
-				}
-				var lost int64
-				viewers.each(func(s *session) bool {
-					lost += int64(s.tr.Lost(c.Final[s.room]))
-					return true
-				})
-				shutdown()
-				report("final", lost)
-				return nil
-			}
+			w.report("tick", 0) // keep the timeline going while viewers catch up
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	var lost int64
+	w.viewers.each(func(s *session) bool {
+		lost += int64(s.tr.Lost(c.Final[s.room]))
+		return true
+	})
+	w.shutdown()
+	w.report("final", lost)
 }
 
 // caughtUp reports whether every viewer has seen its room's final seq.
