@@ -132,6 +132,12 @@ type Logic struct {
 	scanRecs prometheus.Counter
 	dedupe   *dedupe
 	repPub   bus.Publisher
+	// verdicts keeps moderation verdicts not announced yet, by ingest
+	// partition and offset: a record decided again (its write was fenced,
+	// or its commit refused, while the worker kept the partition) gets the
+	// same verdict, not a second one from the state the first changed
+	// (rate limits, the duplicate window). Owned by Run's goroutine.
+	verdicts map[recordKey]moderation.Verdict
 	// rewrites carries dedupe store writes that failed to runRewrites.
 	rewrites chan []durableWrite
 	ctlPub   bus.Publisher
@@ -183,6 +189,7 @@ func New(cfg Config) (*Logic, error) {
 		claims:   make(map[int]*claim),
 		inSeen:   make(map[int]map[int64]uint64),
 		rewrites: make(chan []durableWrite, 1024),
+		verdicts: make(map[recordKey]moderation.Verdict),
 		floor:    make(map[string]uint64),
 		scanRecs: newScanCounter(cfg.Registerer),
 		dedupe:   newDedupe(cfg.DedupeMax, cfg.DedupeTTL),
@@ -272,13 +279,18 @@ func (l *Logic) Run(ctx context.Context) error {
 				delete(l.claims, p)
 			}
 		}
-		// A refused commit means the group moved some partitions meanwhile.
+		// A refused commit means the group moved some partitions meanwhile;
+		// any other failure is retried, since the same worker goes on.
 		committed := true
-		if err := c.Commit(ctx, commit...); err != nil {
-			committed = false
-			if !errors.Is(err, bus.ErrNotOwner) && ctx.Err() == nil {
-				l.cfg.Logger.Warn("logic: commit failed", "err", err)
+		if err := l.retry(ctx, "committing ingest offsets", func() error {
+			err := c.Commit(ctx, commit...)
+			if errors.Is(err, bus.ErrNotOwner) {
+				committed = false
+				return nil
 			}
+			return err
+		}); err != nil {
+			return nil // ctx ended
 		}
 		l.answer(ctx, outs, committed)
 	}
@@ -415,8 +427,9 @@ func (l *Logic) answer(ctx context.Context, outs []outcome, committed bool) {
 		final := o.reply.Seq != 0 // an ack stands whatever happens to the commit
 		if !final && !committed {
 			l.m.unannounced.Inc()
-			continue // the partition's next owner decides it again
+			continue // decided again, by the partition's next owner or this worker
 		}
+		delete(l.verdicts, recordKey{o.part, o.off})
 		if o.held != nil && !o.dup {
 			if o.in.ID != "" {
 				l.dedupe.put(dedupeKey(o.in), dedupeEntry{held: true}, now)
@@ -453,6 +466,15 @@ func (l *Logic) answer(ctx context.Context, outs []outcome, committed bool) {
 	}
 }
 
+// recordKey names an ingest record.
+type recordKey struct {
+	part int
+	off  int64
+}
+
+// maxVerdicts bounds Logic.verdicts.
+const maxVerdicts = 1 << 16
+
 // heldEvent is the Data of a ControlHeld event: the message as it would be
 // published, and where to send the ack when a moderator approves it.
 type heldEvent struct {
@@ -472,7 +494,15 @@ func (l *Logic) decide(ctx context.Context, o *outcome, now time.Time, next map[
 		cancel()
 	}
 	if !in.Trusted {
-		v := l.cfg.Moderation.Check(moderation.Input{Room: in.Room, UID: in.UID, Role: in.Role, Text: in.Text, Now: now})
+		rk := recordKey{o.part, o.off}
+		v, ok := l.verdicts[rk]
+		if !ok {
+			v = l.cfg.Moderation.Check(moderation.Input{Room: in.Room, UID: in.UID, Role: in.Role, Text: in.Text, Now: now})
+			if len(l.verdicts) >= maxVerdicts {
+				clear(l.verdicts) // records that will not come again
+			}
+			l.verdicts[rk] = v
+		}
 		switch v.Action {
 		case moderation.Reject:
 			o.reply.Code = protocol.Code(v.Code)

@@ -1,0 +1,148 @@
+package logic
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/danmaku-live/danmaku/moderation"
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/bus/kafkabus"
+	"github.com/danmaku-live/danmaku/pkg/testenv"
+)
+
+// TestReview2KafkaStaleClaimRedoRejects is TestReviewKafkaStaleClaim with
+// one more check: after A's stale claim lands and fails its proof, B's
+// next write of each partition is fenced and B redoes it with moderation
+// state its discarded first decision already changed, so the fresh
+// viewer's one send "hello" is rejected as a duplicate of itself.
+func TestReview2KafkaStaleClaimRedoRejects(t *testing.T) {
+	addr := testenv.Addr(t, testenv.Kafka)
+	var rb [4]byte
+	_, _ = rand.Read(rb[:])
+	cfg := kafkabus.Config{Brokers: strings.Split(addr, ","), TopicPrefix: "rv2" + hex.EncodeToString(rb[:]) + ".",
+		CreateTopics: true, HeartbeatInterval: 100 * time.Millisecond, SessionTimeout: 6 * time.Second}
+	newBus := func() *kafkabus.Bus {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		b, err := kafkabus.New(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}
+	bc := newBus()
+	// Enough rooms to cover every partition.
+	rooms := map[int]string{}
+	for i := range 40 {
+		rooms[i] = fmt.Sprintf("room%d", i)
+	}
+	lenient, _ := moderation.New(moderation.Config{})
+	strict, _ := moderation.New(moderation.Config{})
+	for _, r := range rooms {
+		if err := strict.SetRoomKeywords(r, moderation.KeywordList{Words: []string{"blockme"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// replies: one consumer without group over the whole reply stream.
+	rc, err := bc.Consumer(bus.StreamReply, bus.ConsumerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := &replyLog{byID: map[string][]bus.Reply{}}
+	rctx, rcancel := context.WithCancel(context.Background())
+	rdone := make(chan struct{})
+	go func() {
+		defer close(rdone)
+		for {
+			recs, err := rc.Fetch(rctx)
+			if err != nil {
+				return
+			}
+			for _, r := range recs {
+				var rp bus.Reply
+				_ = bus.Unmarshal(r.Value, &rp)
+				rl.mu.Lock()
+				rl.byID[rp.ID] = append(rl.byID[rp.ID], rp)
+				rl.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { rcancel(); <-rdone; _ = rc.Close() })
+	time.Sleep(2 * time.Second) // the reply reader is positioned
+
+	for p, r := range rooms {
+		v, _ := bus.Marshal(bus.Ingest{Room: r, ID: fmt.Sprintf("X%d", p), UID: "ux", Text: "blockme", Role: "viewer", Gateway: "gw1", Conn: 1})
+		if err := bc.Publisher(bus.StreamIngest).Publish(context.Background(), bus.Record{Key: r, Value: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ga := &kGate{Bus: newBus(), entered: make(chan struct{}), gate: make(chan struct{})}
+	startWorker(t, ga, lenient, Config{ID: "A"})
+	select {
+	case <-ga.entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("A never claimed")
+	}
+	startWorker(t, newBus(), strict, Config{ID: "B"})
+	deadline := time.Now().Add(40 * time.Second)
+	rejected := 0
+	for time.Now().Before(deadline) {
+		rejected = 0
+		for p := range rooms {
+			if len(rl.get(fmt.Sprintf("X%d", p))) > 0 {
+				rejected++
+			}
+		}
+		if rejected > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // B answers the rest of its partitions
+	close(ga.gate)
+	time.Sleep(5 * time.Second)
+	contradicted := 0
+	for p := range rooms {
+		got := rl.get(fmt.Sprintf("X%d", p))
+		var rejected, acked bool
+		for _, r := range got {
+			rejected = rejected || r.Code != ""
+			acked = acked || r.Seq > 0
+		}
+		if rejected && acked {
+			contradicted++
+		}
+	}
+	// Both workers are alive and in the group; nothing will rebalance.
+	for p, r := range rooms {
+		v, _ := bus.Marshal(bus.Ingest{Room: r, ID: fmt.Sprintf("Y%d", p), UID: "uy", Text: "hello", Role: "viewer", Gateway: "gw1", Conn: 2})
+		if err := bc.Publisher(bus.StreamIngest).Publish(context.Background(), bus.Record{Key: r, Value: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(15 * time.Second)
+	silent, rejectedY := 0, 0
+	var sample []bus.Reply
+	for p := range rooms {
+		got := rl.get(fmt.Sprintf("Y%d", p))
+		if len(got) == 0 {
+			silent++
+		}
+		for _, r := range got {
+			if r.Seq == 0 {
+				rejectedY++
+				sample = append(sample, r)
+			}
+		}
+	}
+	t.Logf("contradicted %d, silent %d, Y rejected %d of %d; e.g. %+v", contradicted, silent, rejectedY, len(rooms), sample[:min(2, len(sample))])
+	if contradicted > 0 || silent > 0 || rejectedY > 0 {
+		t.Fatalf("%d of %d sends got a reject and an ack; %d later sends got no answer; %d of %d later sends (one each, by a fresh viewer) rejected", contradicted, len(rooms), silent, rejectedY, len(rooms))
+	}
+}
