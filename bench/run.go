@@ -232,76 +232,152 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, err
 	}
-	res := &Result{Name: o.Name, Scenario: o.Scenario, Options: *o, Started: time.Now().UTC().Format(time.RFC3339),
-		Machine: machine(), Viewers: o.Viewers, Senders: o.Senders}
-	res.Load[0] = loadAvg()
+	r := &run{ctx: ctx, o: o, res: &Result{Name: o.Name, Scenario: o.Scenario, Options: *o, Started: time.Now().UTC().Format(time.RFC3339),
+		Machine: machine(), Viewers: o.Viewers, Senders: o.Senders}}
+	r.res.Load[0] = loadAvg()
 	t0 := time.Now()
+	if err := r.startServers(); err != nil {
+		return nil, err
+	}
+	if r.cl != nil {
+		defer r.cl.stop()
+	}
+	specs, err := r.plan()
+	if err != nil {
+		return nil, err
+	}
+	r.before = gwSample(r.gwPIDs)
+	r.res.Gateway.PIDs = r.gwPIDs
+	r.res.Gateway.RSSBefore = r.before.RSS
 
-	// Servers.
-	var cl *cluster
-	wsAddrs := strings.Split(o.WS, ",")
-	httpAddr := o.HTTP
-	gwPIDs := o.GatewayPIDs
+	wctx, cancelWorkers := context.WithCancel(ctx)
+	defer cancelWorkers()
+	defer func() {
+		for _, h := range r.workers {
+			h.stop(5 * time.Second)
+		}
+	}()
+	for _, s := range specs {
+		h, err := startWorker(wctx, o, s, filepath.Join(o.Out, fmt.Sprintf("%s-worker-%d.log", o.Name, s.ID)))
+		if err != nil {
+			return nil, err
+		}
+		r.workers = append(r.workers, h)
+	}
+	r.res.Harness.Workers = len(r.workers)
+
+	// The monitor samples every second into the timeline and the progress line.
+	r.mon = newMonitor(o, r.res, r.workers, r.gwPIDs, t0, progress)
+	mctx, stopMon := context.WithCancel(context.Background())
+	monDone := make(chan struct{})
+	go func() { defer close(monDone); r.mon.run(mctx) }()
+	defer func() { stopMon(); <-monDone }()
+
+	r.connect()
+	r.traffic()
+	deliverEnd, gwEnd := r.drain()
+	stopMon()
+	<-monDone
+	r.summarize(deliverEnd, gwEnd)
+	return r.res, nil
+}
+
+// run is the state of one Run, phase to phase.
+type run struct {
+	ctx context.Context
+	o   *Options
+	res *Result
+
+	// Servers: started here (cl) or given by the options.
+	cl       *cluster
+	wsAddrs  []string
+	httpAddr string
+	gwPIDs   []int
+	service  string // a service token, to publish; "" without the secret
+	mod      string // a moderator token, to install keywords
+
+	rooms                  []string
+	weights                []float64 // each room's share of viewers, senders and messages
+	viewersPer, sendersPer []int
+	workers                []*workerHandle
+	mon                    *monitor
+
+	before, settled ProcSample // the gateways before connecting, and connected after the warmup
+	trafficStart    time.Time
+	startDeliv      int64   // deliveries when traffic started
+	cpuStart        float64 // gateway CPU when traffic started
+	pub             *publisher
+	storm           *StormResult
+	dropped         bool // the storm's drop (or restart) happened, at dropTime
+	dropTime        time.Time
+	resumedBase     int64    // resumes before the drop
+	restartCPU      *float64 // the old gateways' traffic CPU, when they were restarted
+}
+
+// startServers starts the cluster the options describe, unless they name
+// running gateways (--ws), and makes the tokens the run needs.
+func (r *run) startServers() error {
+	o := r.o
+	r.wsAddrs, r.httpAddr, r.gwPIDs = strings.Split(o.WS, ","), o.HTTP, o.GatewayPIDs
 	if o.WS == "" {
 		if o.Secret == "" {
 			o.Secret = fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), os.Getpid())
 		}
-		var err error
-		cl, err = startCluster(ctx, o, o.Out)
+		cl, err := startCluster(r.ctx, o, o.Out)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		defer cl.stop()
-		wsAddrs, httpAddr, gwPIDs = cl.wsAddrs, cl.httpAddr, cl.gatewayPIDs()
-		res.Gateway.IncludesPipeline = o.Gateways == 0
+		r.cl = cl
+		r.wsAddrs, r.httpAddr, r.gwPIDs = cl.wsAddrs, cl.httpAddr, cl.gatewayPIDs()
+		r.res.Gateway.IncludesPipeline = o.Gateways == 0
 		if o.Gateways == 0 {
-			res.Notes = append(res.Notes, "one danmaku all process: gateway CPU and RSS include logic, dispatch and the HTTP API")
+			r.res.Notes = append(r.res.Notes, "one danmaku all process: gateway CPU and RSS include logic, dispatch and the HTTP API")
 		}
 	}
 	if o.Secret == "" && (o.Rate > 0 || o.Senders > 0 || o.Keywords > 0) {
-		return nil, fmt.Errorf("bench: publishing and sending need the deployment's JWT secret (--jwt-secret or DANMAKU_JWT_SECRET)")
+		return fmt.Errorf("bench: publishing and sending need the deployment's JWT secret (--jwt-secret or DANMAKU_JWT_SECRET)")
 	}
-	var signer *auth.Signer
-	var service, mod string
 	if o.Secret != "" {
 		s, err := auth.NewSigner(o.Secret)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		signer = s
-		service, _ = s.Sign("bench-service", "bench", auth.RoleService, nil, 24*time.Hour)
-		mod, _ = s.Sign("bench-mod", "bench-mod", auth.RoleMod, []string{"*"}, 24*time.Hour)
+		r.service, _ = s.Sign("bench-service", "bench", auth.RoleService, nil, 24*time.Hour)
+		r.mod, _ = s.Sign("bench-mod", "bench-mod", auth.RoleMod, []string{"*"}, 24*time.Hour)
 	}
-	_ = signer
+	return nil
+}
 
-	// Rooms and who goes where.
-	rooms := make([]string, o.Rooms)
-	for i := range rooms {
-		rooms[i] = roomName(i)
+// plan names the rooms, installs the keyword list, and deals the viewers
+// and senders of each room over the workers evenly.
+func (r *run) plan() ([]WorkerSpec, error) {
+	o := r.o
+	r.rooms = make([]string, o.Rooms)
+	for i := range r.rooms {
+		r.rooms[i] = roomName(i)
 	}
-	weights := zipfWeights(o.Rooms, o.Zipf)
+	r.weights = zipfWeights(o.Rooms, o.Zipf)
 	if o.Rooms == 1 {
-		weights = []float64{1}
+		r.weights = []float64{1}
 	}
 	badWord := ""
-	if o.Keywords > 0 && httpAddr != "" {
+	if o.Keywords > 0 && r.httpAddr != "" {
 		var err error
-		badWord, err = installKeywords(ctx, httpAddr, mod, rooms, o.Keywords)
-		if err != nil {
+		if badWord, err = installKeywords(r.ctx, r.httpAddr, r.mod, r.rooms, o.Keywords); err != nil {
 			return nil, err
 		}
 	}
-	viewersPer := apportion(o.Viewers, weights)
-	sendersPer := apportion(o.Senders, weights)
+	r.viewersPer = apportion(o.Viewers, r.weights)
+	r.sendersPer = apportion(o.Senders, r.weights)
 	specs := make([]WorkerSpec, o.Workers)
 	var srcIPs []string
-	if isLoopback(wsAddrs) {
+	if isLoopback(r.wsAddrs) {
 		for i := range o.SourceIPs {
 			srcIPs = append(srcIPs, sourceIP(i))
 		}
 	}
 	for w := range specs {
-		specs[w] = WorkerSpec{ID: w, Gateways: wsAddrs, SourceIPs: srcIPs, SendRate: o.SendRate, SenderRole: o.SenderRole,
+		specs[w] = WorkerSpec{ID: w, Gateways: r.wsAddrs, SourceIPs: srcIPs, SendRate: o.SendRate, SenderRole: o.SenderRole,
 			BadRatio: o.BadRatio, BadWord: badWord, Secret: o.Secret, ConnectRate: o.ConnectRate, Concurrency: o.Concurrency,
 			Reconnect: true, LatencyEvery: o.LatencyEvery, ReconnectJitter: o.Jitter, ViewerImpl: o.ViewerImpl, ReadPause: o.ReadPause, HandshakeTimeout: o.HandshakeTimeout,
 			Deflate: o.Deflate}
@@ -315,60 +391,38 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 					c++
 				}
 				if c > 0 {
-					add(&specs[w], RoomCount{Room: rooms[i], Count: c})
+					add(&specs[w], RoomCount{Room: r.rooms[i], Count: c})
 				}
 			}
 		}
 	}
-	spread(viewersPer, func(s *WorkerSpec, rc RoomCount) { s.Viewers = append(s.Viewers, rc) })
-	spread(sendersPer, func(s *WorkerSpec, rc RoomCount) { s.Senders = append(s.Senders, rc) })
+	spread(r.viewersPer, func(s *WorkerSpec, rc RoomCount) { s.Viewers = append(s.Viewers, rc) })
+	spread(r.sendersPer, func(s *WorkerSpec, rc RoomCount) { s.Senders = append(s.Senders, rc) })
+	return specs, nil
+}
 
-	before := gwSample(gwPIDs)
-	res.Gateway.PIDs = gwPIDs
-	res.Gateway.RSSBefore = before.RSS
-
-	wctx, cancelWorkers := context.WithCancel(ctx)
-	defer cancelWorkers()
-	var workers []*workerHandle
-	defer func() {
-		for _, h := range workers {
-			h.stop(5 * time.Second)
-		}
-	}()
-	for _, s := range specs {
-		h, err := startWorker(wctx, o, s, filepath.Join(o.Out, fmt.Sprintf("%s-worker-%d.log", o.Name, s.ID)))
-		if err != nil {
-			return nil, err
-		}
-		workers = append(workers, h)
-	}
-	res.Harness.Workers = len(workers)
-
-	// The monitor samples every second into the timeline and the progress line.
-	mon := newMonitor(o, res, workers, gwPIDs, t0, progress)
-	mctx, stopMon := context.WithCancel(context.Background())
-	monDone := make(chan struct{})
-	go func() { defer close(monDone); mon.run(mctx) }()
-	defer func() { stopMon(); <-monDone }()
-
-	// Phase 1: connect.
-	mon.setPhase("connect")
+// connect is phase 1: wait until every connection has joined (or the
+// connect timeout), measure the connect rate and the gateways' handshake
+// CPU, then the warmup and the memory per connection.
+func (r *run) connect() {
+	o, res := r.o, r.res
+	r.mon.setPhase("connect")
 	want := int64(o.Viewers + o.Senders)
 	connStart := time.Now()
 	deadline := connStart.Add(o.ConnectTimeout)
 	for {
-		t := sumReports(workers)
+		t := sumReports(r.workers)
 		if t.Established >= want {
 			break
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil || allDone(workers) {
+		if time.Now().After(deadline) || r.ctx.Err() != nil || allDone(r.workers) {
 			res.Notes = append(res.Notes, fmt.Sprintf("connect phase ended with %d of %d connected (%d failures)", t.Established, want, t.Failed))
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	connSecs := time.Since(connStart).Seconds()
-	t := sumReports(workers)
+	t := sumReports(r.workers)
 	if t.LastJoin > 0 && t.Established >= want {
 		connSecs = time.Unix(0, t.LastJoin).Sub(connStart).Seconds()
 	}
@@ -376,104 +430,114 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	if connSecs > 0 {
 		res.ConnectRate = float64(t.Established) / connSecs
 	}
-	afterConnect := gwSample(gwPIDs)
-	res.Gateway.CPUConnect = afterConnect.CPU - before.CPU
+	afterConnect := gwSample(r.gwPIDs)
+	res.Gateway.CPUConnect = afterConnect.CPU - r.before.CPU
 	if res.Gateway.CPUConnect > 0 {
 		res.Gateway.HandshakesPerCPUSecond = float64(t.Established) / res.Gateway.CPUConnect
 	}
-	mon.setPhase("warmup")
-	sleepCtx(ctx, o.Warmup)
-	settled := gwSample(gwPIDs)
-	res.Gateway.RSSConnected = settled.RSS
-	if t.Established > 0 && len(gwPIDs) > 0 {
-		res.Gateway.BytesPerConn = float64(settled.RSS-before.RSS) / float64(t.Established)
+	r.mon.setPhase("warmup")
+	sleepCtx(r.ctx, o.Warmup)
+	r.settled = gwSample(r.gwPIDs)
+	res.Gateway.RSSConnected = r.settled.RSS
+	if t.Established > 0 && len(r.gwPIDs) > 0 {
+		res.Gateway.BytesPerConn = float64(r.settled.RSS-r.before.RSS) / float64(t.Established)
 	}
+}
 
-	// Phase 2: traffic.
-	mon.setPhase("traffic")
-	trafficStart := time.Now()
-	startDeliv := sumReports(workers).Deliveries
-	cpuStart := gwSample(gwPIDs).CPU
-	var pub *publisher
-	pctx, stopPub := context.WithCancel(ctx)
+// traffic is phase 2: publish at the rate, let the senders send, drop
+// every connection (or restart the gateways) at DropAt in a storm, and
+// print the soak lines, for the duration.
+func (r *run) traffic() {
+	o := r.o
+	r.mon.setPhase("traffic")
+	r.trafficStart = time.Now()
+	r.startDeliv = sumReports(r.workers).Deliveries
+	r.cpuStart = gwSample(r.gwPIDs).CPU
+	pctx, stopPub := context.WithCancel(r.ctx)
 	pubDone := make(chan struct{})
-	if o.Rate > 0 && service != "" {
-		pub = newPublisher(httpAddr, service, rooms, weights, o.Rate)
-		pub.corpus = o.Corpus
+	if o.Rate > 0 && r.service != "" {
+		r.pub = newPublisher(r.httpAddr, r.service, r.rooms, r.weights, o.Rate)
+		r.pub.corpus = o.Corpus
 		if o.AsViewers {
-			pub.role = "viewer"
+			r.pub.role = "viewer"
 		}
-		mon.pub = pub
-		go func() { defer close(pubDone); pub.run(pctx) }()
+		r.mon.pub = r.pub
+		go func() { defer close(pubDone); r.pub.run(pctx) }()
 	} else {
 		close(pubDone)
 	}
-	for _, h := range workers {
+	for _, h := range r.workers {
 		_ = h.send(Command{Cmd: "send"})
 	}
-	var storm *StormResult
 	if o.Scenario == "storm" {
-		storm = &StormResult{AllResumedAfter: -1, Restart: o.Restart}
-		res.Storm = storm
+		r.storm = &StormResult{AllResumedAfter: -1, Restart: o.Restart}
+		r.res.Storm = r.storm
 	}
-	end := trafficStart.Add(o.Duration)
-	nextSoak := trafficStart.Add(o.ReportEvery)
-	dropped := false
-	var dropTime time.Time
-	var resumedBase int64
-	var restartCPU *float64
-	for time.Now().Before(end) && ctx.Err() == nil {
+	end := r.trafficStart.Add(o.Duration)
+	nextSoak := r.trafficStart.Add(o.ReportEvery)
+	for time.Now().Before(end) && r.ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
 		now := time.Now()
-		if storm != nil && !dropped && now.Sub(trafficStart) >= o.DropAt {
-			dropped = true
-			t := sumReports(workers)
-			storm.Dropped, resumedBase = t.Open, t.Resumed
-			dropTime = time.Now()
-			mon.setPhase("storm")
-			if o.Restart && cl != nil {
-				// The restarted processes count CPU from zero: keep what the
-				// old ones used since the start of traffic.
-				cpuBefore := gwSample(gwPIDs).CPU - cpuStart
-				restartCPU = &cpuBefore
-				go func() {
-					if err := cl.restartGateways(ctx); err != nil {
-						mon.note("gateway restart: " + err.Error())
-					}
-					mon.setPIDs(cl.gatewayPIDs())
-				}()
-			} else {
-				for _, h := range workers {
-					_ = h.send(Command{Cmd: "drop"})
-				}
-			}
+		if r.storm != nil && !r.dropped && now.Sub(r.trafficStart) >= o.DropAt {
+			r.drop()
 		}
-		if storm != nil && dropped && storm.AllResumedAfter < 0 {
-			if t := sumReports(workers); t.Resumed-resumedBase >= storm.Dropped {
-				storm.AllResumedAfter = time.Since(dropTime).Seconds()
-				mon.setPhase("traffic")
+		if r.storm != nil && r.dropped && r.storm.AllResumedAfter < 0 {
+			if t := sumReports(r.workers); t.Resumed-r.resumedBase >= r.storm.Dropped {
+				r.storm.AllResumedAfter = time.Since(r.dropTime).Seconds()
+				r.mon.setPhase("traffic")
 			}
 		}
 		if o.Scenario == "soak" && now.After(nextSoak) {
 			nextSoak = nextSoak.Add(o.ReportEvery)
-			mon.soakLine()
+			r.mon.soakLine()
 		}
 	}
 	stopPub()
 	<-pubDone
-	if cl != nil && o.Restart {
-		gwPIDs = cl.gatewayPIDs()
+	if r.cl != nil && o.Restart {
+		r.gwPIDs = r.cl.gatewayPIDs()
 	}
-	res.TrafficSecs = time.Since(trafficStart).Seconds()
+	r.res.TrafficSecs = time.Since(r.trafficStart).Seconds()
+}
 
-	// Phase 3: final seqs, then let the viewers catch up.
-	mon.setPhase("drain")
+// drop starts the storm: every connection dropped at once, or the
+// gateways restarted (--restart).
+func (r *run) drop() {
+	r.dropped = true
+	t := sumReports(r.workers)
+	r.storm.Dropped, r.resumedBase = t.Open, t.Resumed
+	r.dropTime = time.Now()
+	r.mon.setPhase("storm")
+	if r.o.Restart && r.cl != nil {
+		// The restarted processes count CPU from zero: keep what the
+		// old ones used since the start of traffic.
+		cpuBefore := gwSample(r.gwPIDs).CPU - r.cpuStart
+		r.restartCPU = &cpuBefore
+		go func() {
+			if err := r.cl.restartGateways(r.ctx); err != nil {
+				r.mon.note("gateway restart: " + err.Error())
+			}
+			r.mon.setPIDs(r.cl.gatewayPIDs())
+		}()
+		return
+	}
+	for _, h := range r.workers {
+		_ = h.send(Command{Cmd: "drop"})
+	}
+}
+
+// drain is phase 3: publish each room's final marker, then let the
+// viewers catch up with it and the workers finish. It returns when
+// delivery ended and the gateways' last sample.
+func (r *run) drain() (deliverEnd time.Time, gwEnd ProcSample) {
+	o, res := r.o, r.res
+	r.mon.setPhase("drain")
 	final := map[string]uint64{}
-	if service != "" && httpAddr != "" {
-		fp := newPublisher(httpAddr, service, rooms, weights, 0)
-		for i, r := range rooms {
-			if viewersPer[i] > 0 || (o.Senders > 0 && sendersPer[i] > 0) {
-				fp.post(r)
+	if r.service != "" && r.httpAddr != "" {
+		fp := newPublisher(r.httpAddr, r.service, r.rooms, r.weights, 0)
+		for i, room := range r.rooms {
+			if r.viewersPer[i] > 0 || (o.Senders > 0 && r.sendersPer[i] > 0) {
+				fp.post(room)
 			}
 		}
 		final = fp.finals()
@@ -481,39 +545,86 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 			res.Notes = append(res.Notes, fmt.Sprintf("the final marker failed for %d rooms: their loss is not counted", n))
 		}
 	}
-	for _, h := range workers {
+	for _, h := range r.workers {
 		_ = h.send(Command{Cmd: "finish", Final: final, Grace: o.Grace})
 	}
-	for _, h := range workers {
+	for _, h := range r.workers {
 		select {
 		case <-h.done:
 		case <-time.After(o.Grace + 60*time.Second):
 			res.Notes = append(res.Notes, fmt.Sprintf("worker %d did not finish", h.id))
 		}
 	}
-	deliverEnd := time.Now()
-	gwEnd := gwSample(gwPIDs)
+	deliverEnd = time.Now()
+	gwEnd = gwSample(r.gwPIDs)
 	if gwEnd.Missing > 0 {
 		res.Notes = append(res.Notes, "a gateway process was gone before the end: gateway CPU and RSS figures are incomplete")
 	}
-	stopMon()
-	<-monDone
+	return deliverEnd, gwEnd
+}
 
-	t = sumReports(workers)
-	for _, h := range workers {
+// summarize fills the result from the workers' final reports, the
+// publisher and the gateways' samples.
+func (r *run) summarize(deliverEnd time.Time, gwEnd ProcSample) {
+	res := r.res
+	t := sumReports(r.workers)
+	for _, h := range r.workers {
 		h.mu.Lock()
 		if h.err != nil {
 			res.Notes = append(res.Notes, h.err.Error())
 		}
 		h.mu.Unlock()
 	}
-	if pub != nil {
-		res.Published = pub.n.Load() - pub.errs.Load()
-		res.PublishErrors = pub.errs.Load()
-		if b := pub.behind.Load(); b > 0 {
+	if r.pub != nil {
+		res.Published = r.pub.n.Load() - r.pub.errs.Load()
+		res.PublishErrors = r.pub.errs.Load()
+		if b := r.pub.behind.Load(); b > 0 {
 			res.Notes = append(res.Notes, fmt.Sprintf("the publisher fell behind the rate by %d messages", b))
 		}
 	}
+	r.summarizeDelivery(t, deliverEnd)
+	r.summarizeGateway(t, gwEnd)
+	var lat, conn, ack Hist
+	for _, h := range r.workers {
+		h.mu.Lock()
+		lat.Merge(&h.total)
+		conn.Merge(&h.conn)
+		ack.Merge(&h.ack)
+		h.mu.Unlock()
+	}
+	res.Latency, res.LatencyHist, res.ConnectLat = quantiles(&lat), lat.Data(), quantiles(&conn)
+	res.Harness.CPU, res.Harness.RSS = t.cpu, t.rss
+	if r.o.InProcess {
+		// Every in-process worker reports the same process.
+		res.Harness.CPU, res.Harness.RSS = t.cpu/float64(len(r.workers)), t.rss/int64(len(r.workers))
+	}
+	if res.Connected > 0 {
+		res.Harness.BytesPerConn = float64(res.Harness.RSS) / float64(res.Connected)
+	}
+	if t.Deliveries > 0 {
+		res.Harness.CPUPerMillionDeliveries = res.Harness.CPU / float64(t.Deliveries) * 1e6
+	}
+	if storm := r.storm; storm != nil {
+		storm.Resumed = t.Resumed - r.resumedBase
+		storm.Incomplete = t.Incomplete
+		if r.dropped && storm.Resumed >= storm.Dropped && t.LastResume > 0 {
+			// The last resume may come after the traffic phase.
+			storm.AllResumedAfter = time.Unix(0, t.LastResume).Sub(r.dropTime).Seconds()
+		}
+	}
+	if r.o.Senders > 0 {
+		res.Send = &SendResult{Sent: t.Sent, Acks: t.Acks, Rejects: t.Rejects, AckLat: quantiles(&ack)}
+		if res.TrafficSecs > 0 {
+			res.Send.AcksPS = float64(t.Acks) / res.TrafficSecs
+		}
+	}
+	res.Timeline = r.mon.points()
+	res.Load[1] = loadAvg()
+}
+
+// summarizeDelivery fills the delivery counts and ratios of the result.
+func (r *run) summarizeDelivery(t totals, deliverEnd time.Time) {
+	res := r.res
 	res.Deliveries, res.Dups, res.Lost, res.Gaps = t.Deliveries, t.Dups, t.Lost, t.Gaps
 	res.Frames, res.Bytes = t.Frames, t.Bytes
 	res.Reconnects, res.Marked = t.Reconnects, t.Marked
@@ -535,61 +646,27 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 		res.MsgsPerFrame = float64(t.Deliveries) / float64(t.Frames)
 	}
 	res.Expected = t.Deliveries + t.Lost
-	d := t.Deliveries - startDeliv
-	secs := deliverEnd.Sub(trafficStart).Seconds()
-	if secs > 0 {
-		res.DeliveriesPS = float64(d) / secs
+	if secs := deliverEnd.Sub(r.trafficStart).Seconds(); secs > 0 {
+		res.DeliveriesPS = float64(t.Deliveries-r.startDeliv) / secs
 	}
-	res.Gateway.CPUTraffic = gwEnd.CPU - cpuStart
-	if restartCPU != nil {
-		res.Gateway.CPUTraffic = *restartCPU + gwEnd.CPU
+}
+
+// summarizeGateway fills the gateways' CPU and memory figures.
+func (r *run) summarizeGateway(t totals, gwEnd ProcSample) {
+	res := r.res
+	res.Gateway.CPUTraffic = gwEnd.CPU - r.cpuStart
+	if r.restartCPU != nil {
+		res.Gateway.CPUTraffic = *r.restartCPU + gwEnd.CPU
 		res.Notes = append(res.Notes, "gateway CPU across the restart leaves out the old processes' drain")
 	}
-	if gwEnd.Missing > 0 && restartCPU == nil {
+	if gwEnd.Missing > 0 && r.restartCPU == nil {
 		res.Gateway.CPUTraffic = 0
 	}
 	if res.Gateway.CPUTraffic > 0 {
-		res.Gateway.DeliveriesPerCPUSecond = float64(d) / res.Gateway.CPUTraffic
+		res.Gateway.DeliveriesPerCPUSecond = float64(t.Deliveries-r.startDeliv) / res.Gateway.CPUTraffic
 	}
 	res.Gateway.RSSEnd = gwEnd.RSS
-	res.Gateway.RSSPeak = max(mon.peakRSS, gwEnd.RSS, settled.RSS)
-	var lat, conn, ack Hist
-	for _, h := range workers {
-		h.mu.Lock()
-		lat.Merge(&h.total)
-		conn.Merge(&h.conn)
-		ack.Merge(&h.ack)
-		h.mu.Unlock()
-	}
-	res.Latency, res.LatencyHist, res.ConnectLat = quantiles(&lat), lat.Data(), quantiles(&conn)
-	res.Harness.CPU, res.Harness.RSS = t.cpu, t.rss
-	if o.InProcess {
-		// Every in-process worker reports the same process.
-		res.Harness.CPU, res.Harness.RSS = t.cpu/float64(len(workers)), t.rss/int64(len(workers))
-	}
-	if res.Connected > 0 {
-		res.Harness.BytesPerConn = float64(res.Harness.RSS) / float64(res.Connected)
-	}
-	if t.Deliveries > 0 {
-		res.Harness.CPUPerMillionDeliveries = res.Harness.CPU / float64(t.Deliveries) * 1e6
-	}
-	if storm != nil {
-		storm.Resumed = t.Resumed - resumedBase
-		storm.Incomplete = t.Incomplete
-		if dropped && storm.Resumed >= storm.Dropped && t.LastResume > 0 {
-			// The last resume may come after the traffic phase.
-			storm.AllResumedAfter = time.Unix(0, t.LastResume).Sub(dropTime).Seconds()
-		}
-	}
-	if o.Senders > 0 {
-		res.Send = &SendResult{Sent: t.Sent, Acks: t.Acks, Rejects: t.Rejects, AckLat: quantiles(&ack)}
-		if res.TrafficSecs > 0 {
-			res.Send.AcksPS = float64(t.Acks) / res.TrafficSecs
-		}
-	}
-	res.Timeline = mon.points()
-	res.Load[1] = loadAvg()
-	return res, nil
+	res.Gateway.RSSPeak = max(r.mon.peakRSS, gwEnd.RSS, r.settled.RSS)
 }
 
 func allDone(ws []*workerHandle) bool {
