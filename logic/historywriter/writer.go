@@ -168,146 +168,183 @@ func (w *Writer) Run(ctx context.Context) error {
 	// The fence rule (pkg/bus/fence.go): records a stale logic worker
 	// wrote after another took its partition over never reach the store.
 	pr, _ := w.cfg.Bus.(bus.PartitionReader)
-	ff := bus.NewFenceFilter(pr, w.cfg.Stream)
+	r := &writerRun{w: w, ctx: ctx, cons: cons, ff: bus.NewFenceFilter(pr, w.cfg.Stream)}
 
 	// The flusher appends batches in order; the consumer goroutine (this
 	// one) fetches and commits, since a Consumer is used by one goroutine.
 	// flushCtx outlives ctx by ShutdownTimeout so the last batches land.
 	flushCtx, stopFlush := context.WithCancel(context.Background())
 	defer stopFlush()
-	todo := make(chan *batch, w.cfg.MaxBuffered/w.cfg.BatchSize+2)
-	done := make(chan *batch, cap(todo))
+	r.todo = make(chan *batch, w.cfg.MaxBuffered/w.cfg.BatchSize+2)
+	r.done = make(chan *batch, cap(r.todo))
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer close(done)
-		for b := range todo {
+		defer close(r.done)
+		for b := range r.todo {
 			b.err = w.store(flushCtx, b.msgs)
-			done <- b
+			r.done <- b
 		}
 	}()
 
-	var (
-		cur      batch
-		firstAt  time.Time // when cur got its first record
-		inflight int       // batches sent to the flusher, not yet done
-		gaveUp   bool      // a batch was not stored: commit nothing after it
-		runErr   error
-	)
-	commit := func(b *batch) {
-		w.buffered.Add(-int64(len(b.msgs)))
-		if b.err != nil || gaveUp {
-			// Not stored, or stored after one that was not: committing
-			// would move the offsets past the unstored records.
-			gaveUp = true
-			return
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.ShutdownTimeout)
-		defer cancel()
-		if err := cons.Commit(cctx, b.recs...); err != nil {
-			// The records come again after a restart; Append collapses them.
-			w.cfg.Logger.Warn("history: writer commit", "err", err)
-		}
-	}
-	hand := func() {
-		if len(cur.recs) == 0 {
-			return
-		}
-		b := cur
-		cur = batch{}
-		inflight++
-		todo <- &b
-	}
+	var runErr error
 	for ctx.Err() == nil {
-		// Commit what the flusher finished.
-		for drained := false; !drained; {
-			select {
-			case b := <-done:
-				inflight--
-				commit(b)
-			default:
-				drained = true
-			}
-		}
-		if len(cur.msgs) >= w.cfg.BatchSize || (len(cur.recs) > 0 && time.Since(firstAt) >= w.cfg.FlushInterval) {
-			if inflight < cap(todo) {
-				hand()
-			}
-		}
-		if w.buffered.Load() >= int64(w.cfg.MaxBuffered) || inflight >= cap(todo) {
-			// Full: wait for the store, fetch nothing.
-			if inflight == 0 {
-				hand()
-			}
-			select {
-			case <-ctx.Done():
-			case b := <-done:
-				inflight--
-				commit(b)
-			}
-			continue
-		}
-		wait := w.cfg.FlushInterval
-		if len(cur.recs) > 0 {
-			wait = time.Until(firstAt.Add(w.cfg.FlushInterval))
-		}
-		if wait < time.Millisecond {
-			wait = time.Millisecond
-		}
-		fctx, cancel := context.WithTimeout(ctx, wait)
-		recs, err := cons.Fetch(fctx)
-		timedOut := fctx.Err() != nil
-		cancel()
-		if err != nil {
-			if timedOut || errors.Is(err, context.DeadlineExceeded) {
-				continue // time to flush, or ctx is done
-			}
-			if errors.Is(err, bus.ErrClosed) {
-				runErr = fmt.Errorf("history: writer fetch: %w", err)
-				break
-			}
-			w.cfg.Logger.Warn("history: writer fetch", "err", err)
-			sleep(ctx, w.cfg.MinBackoff)
-			continue
-		}
-		for _, r := range recs {
-			valid, err := ff.ValidWait(ctx, r, func(err error) {
-				w.cfg.Logger.Warn("history: writer: reading back the accepted partition for its fence failed, retrying", "partition", r.Partition, "err", err)
-			})
-			if err != nil {
-				break // ctx ended: the records not handed over come again
-			}
-			var m protocol.Message
-			if !valid {
-				w.fenced.Store(ff.Dropped()) // a fence marker, or a fenced record: nothing to store
-			} else if err := bus.Unmarshal(r.Value, &m); err != nil || m.Room == "" {
-				w.malformed.Add(1)
-				w.cfg.Logger.Warn("history: writer skips a malformed record", "partition", r.Partition, "offset", r.Offset, "err", err)
-			} else {
-				cur.msgs = append(cur.msgs, m)
-				w.buffered.Add(1)
-			}
-			if len(cur.recs) == 0 {
-				firstAt = time.Now()
-			}
-			cur.recs = append(cur.recs, r)
-			if len(cur.msgs) >= w.cfg.BatchSize && inflight < cap(todo) {
-				hand()
-			}
+		if runErr = r.step(); runErr != nil {
+			break
 		}
 	}
 
 	// Shutdown: write what is held, within ShutdownTimeout.
 	timer := time.AfterFunc(w.cfg.ShutdownTimeout, stopFlush)
 	defer timer.Stop()
-	hand()
-	close(todo)
-	for b := range done {
-		commit(b)
+	r.hand()
+	close(r.todo)
+	for b := range r.done {
+		r.commit(b)
 	}
 	wg.Wait()
 	return runErr
+}
+
+// writerRun is the consumer side of one Writer.Run: the batch being
+// filled, the batches handed to the flusher, and the commits of those it
+// finished. Used by Run's goroutine only.
+type writerRun struct {
+	w    *Writer
+	ctx  context.Context
+	cons bus.Consumer
+	ff   *bus.FenceFilter
+	todo chan *batch // to the flusher
+	done chan *batch // from the flusher, stored or failed
+
+	cur      batch
+	firstAt  time.Time // when cur got its first record
+	inflight int       // batches sent to the flusher, not yet done
+	gaveUp   bool      // a batch was not stored: commit nothing after it
+}
+
+// step is one turn of Run's loop: commit what the flusher finished, hand
+// over a full or old batch, then wait for the store when the buffer is
+// full, or fetch and take the next records. A non-nil error ends Run.
+func (r *writerRun) step() error {
+	w := r.w
+	r.commitDone()
+	if len(r.cur.msgs) >= w.cfg.BatchSize || (len(r.cur.recs) > 0 && time.Since(r.firstAt) >= w.cfg.FlushInterval) {
+		if r.inflight < cap(r.todo) {
+			r.hand()
+		}
+	}
+	if w.buffered.Load() >= int64(w.cfg.MaxBuffered) || r.inflight >= cap(r.todo) {
+		// Full: wait for the store, fetch nothing.
+		if r.inflight == 0 {
+			r.hand()
+		}
+		select {
+		case <-r.ctx.Done():
+		case b := <-r.done:
+			r.inflight--
+			r.commit(b)
+		}
+		return nil
+	}
+	wait := w.cfg.FlushInterval
+	if len(r.cur.recs) > 0 {
+		wait = time.Until(r.firstAt.Add(w.cfg.FlushInterval))
+	}
+	if wait < time.Millisecond {
+		wait = time.Millisecond
+	}
+	fctx, cancel := context.WithTimeout(r.ctx, wait)
+	recs, err := r.cons.Fetch(fctx)
+	timedOut := fctx.Err() != nil
+	cancel()
+	if err != nil {
+		if timedOut || errors.Is(err, context.DeadlineExceeded) {
+			return nil // time to flush, or ctx is done
+		}
+		if errors.Is(err, bus.ErrClosed) {
+			return fmt.Errorf("history: writer fetch: %w", err)
+		}
+		w.cfg.Logger.Warn("history: writer fetch", "err", err)
+		sleep(r.ctx, w.cfg.MinBackoff)
+		return nil
+	}
+	r.take(recs)
+	return nil
+}
+
+// take adds fetched records to the current batch (their messages, when
+// valid and not fenced), handing it over whenever it is full.
+func (r *writerRun) take(recs []bus.Record) {
+	w := r.w
+	for _, rec := range recs {
+		valid, err := r.ff.ValidWait(r.ctx, rec, func(err error) {
+			w.cfg.Logger.Warn("history: writer: reading back the accepted partition for its fence failed, retrying", "partition", rec.Partition, "err", err)
+		})
+		if err != nil {
+			return // ctx ended: the records not handed over come again
+		}
+		var m protocol.Message
+		if !valid {
+			w.fenced.Store(r.ff.Dropped()) // a fence marker, or a fenced record: nothing to store
+		} else if err := bus.Unmarshal(rec.Value, &m); err != nil || m.Room == "" {
+			w.malformed.Add(1)
+			w.cfg.Logger.Warn("history: writer skips a malformed record", "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		} else {
+			r.cur.msgs = append(r.cur.msgs, m)
+			w.buffered.Add(1)
+		}
+		if len(r.cur.recs) == 0 {
+			r.firstAt = time.Now()
+		}
+		r.cur.recs = append(r.cur.recs, rec)
+		if len(r.cur.msgs) >= w.cfg.BatchSize && r.inflight < cap(r.todo) {
+			r.hand()
+		}
+	}
+}
+
+// commitDone commits the batches the flusher finished, without waiting.
+func (r *writerRun) commitDone() {
+	for {
+		select {
+		case b := <-r.done:
+			r.inflight--
+			r.commit(b)
+		default:
+			return
+		}
+	}
+}
+
+// commit commits a finished batch's records, unless it (or one before
+// it) was not stored.
+func (r *writerRun) commit(b *batch) {
+	r.w.buffered.Add(-int64(len(b.msgs)))
+	if b.err != nil || r.gaveUp {
+		// Not stored, or stored after one that was not: committing
+		// would move the offsets past the unstored records.
+		r.gaveUp = true
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), r.w.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := r.cons.Commit(cctx, b.recs...); err != nil {
+		// The records come again after a restart; Append collapses them.
+		r.w.cfg.Logger.Warn("history: writer commit", "err", err)
+	}
+}
+
+// hand sends the current batch, if it holds records, to the flusher.
+func (r *writerRun) hand() {
+	if len(r.cur.recs) == 0 {
+		return
+	}
+	b := r.cur
+	r.cur = batch{}
+	r.inflight++
+	r.todo <- &b
 }
 
 // store appends msgs, retrying with exponential backoff until it succeeds
