@@ -207,16 +207,19 @@ bench-1m: build
 LADDER_RATES ?= 100 200 500 1000
 LADDER_DURATION ?= 15s
 LADDER_DEFLATE ?=
+LADDER_SERVER_FLAGS ?=
 bench-ladder: build
 	@set -e; mkdir -p bench-results; secret=ladder-$$$$-$$(date +%s); tag=ladder$(if $(LADDER_DEFLATE),-deflate,); \
 	taskset -c 0 $(BENCHBIN) all --demo=false --guests=false --max-conns-per-ip -1 \
-		--http 127.0.0.1:18480 --ws 127.0.0.1:18490 --jwt-secret $$secret >bench-results/$$tag-server.log 2>&1 & pid=$$!; \
+		--http 127.0.0.1:18480 --ws 127.0.0.1:18490 --jwt-secret $$secret $(LADDER_SERVER_FLAGS) >bench-results/$$tag-server.log 2>&1 & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; sleep 2; \
 	for run in $(LADDER_RATES) again; do rate=$$run; name=$$tag-$$run; \
 		if [ $$run = again ]; then rate=100; name=$$tag-100-again; fi; \
 		GOMAXPROCS=1 taskset -c 1 $(BENCHBIN) bench fanout --viewers 19000 --rate $$rate --duration $(LADDER_DURATION) \
 			--grace 10s --ws 127.0.0.1:18490 --http 127.0.0.1:18480 --jwt-secret $$secret --gateway-pids $$pid \
 			--as-viewers --corpus chat $(if $(LADDER_DEFLATE),--deflate,) --quiet --name $$name $(BENCHFLAGS); \
+		curl -s http://127.0.0.1:18480/metrics | grep -E '^danmaku_gateway_(shed|slow_consumer|dropped|closes)' \
+			>bench-results/$$name-metrics.txt || true; \
 	done
 bench-micro:
 	go test -run '^$$' -bench 'Deflate|Frame|Check10kKeywords' -benchtime 2s ./pkg/ws/ ./moderation/

@@ -266,6 +266,9 @@ func (s *Server) shedStep(now time.Time) {
 		// pipeline that is late before the gateway (a slow dispatch, a
 		// broker) is not helped by writing less.
 		lag, head, local := l.behind(now)
+		if lag > s.cfg.ShedDelay {
+			s.cfg.Logger.Debug("gateway: loop late", "loop", l.idx, "lag", lag, "local", local)
+		}
 		if l.idx < len(behind) && lag > s.cfg.ShedDelay && local > s.cfg.ShedDelay/4 {
 			behind[l.idx] = max(head, 1)
 			anyBehind = true
@@ -301,22 +304,27 @@ func (s *Server) shedStep(now time.Time) {
 		if !r.shed.cutAt.IsZero() {
 			cutAt = r.shed.cutAt.UnixNano()
 		}
-		pressed := backedAt > cutAt
-		if !pressed && heavy && anyBehind {
+		pressed, late := backedAt > cutAt, backedAt != 0
+		if heavy && anyBehind {
 			for i, n := range r.viewers {
-				if n > 0 && i < len(behind) && behind[i] > cutAt {
-					pressed = true
-					break
+				if n > 0 && i < len(behind) && behind[i] != 0 {
+					late = true
+					pressed = pressed || behind[i] > cutAt
 				}
 			}
 		}
-		s.stepLocked(r, pressed, now)
+		if late {
+			s.cfg.Logger.Debug("gateway: room under pressure", "room", r.name, "backed", backedAt != 0, "late_loops", anyBehind, "since_cut", pressed)
+		}
+		s.stepLocked(r, pressed, late, now)
 		r.mu.Unlock()
 	}
 }
 
-// stepLocked is shedStep for one room. room.mu must be held.
-func (s *Server) stepLocked(r *room, pressed bool, now time.Time) {
+// stepLocked is shedStep for one room: pressed when the room is late on
+// batches sent after its last cut (cut again), late when it is late at
+// all (do not grow). room.mu must be held.
+func (s *Server) stepLocked(r *room, pressed, late bool, now time.Time) {
 	sh := &r.shed
 	inst := sh.rate // messages per second since the last step
 	if dt := now.Sub(sh.stepAt).Seconds(); !sh.stepAt.IsZero() && dt > 0 {
@@ -354,7 +362,7 @@ func (s *Server) stepLocked(r *room, pressed bool, now time.Time) {
 		sh.budget = max(next, shedMin)
 		sh.cutAt, sh.pressedAt, sh.grownAt = now, now, now
 		s.cfg.Logger.Debug("gateway: shedding cut", "room", r.name, "budget", sh.budget, "rate", sh.rate)
-	case pressed:
+	case pressed || late:
 		sh.pressedAt = now
 	case sh.budget != 0 && now.Sub(sh.pressedAt) >= shedCalm && now.Sub(sh.grownAt) >= every:
 		sh.budget = sh.budget*shedGrow + shedMin
