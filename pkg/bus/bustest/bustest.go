@@ -318,7 +318,9 @@ func startRunner(id int, c bus.Consumer, out chan<- batch) *runner {
 				return
 			}
 			if r.commit.Load() {
-				if err := c.Commit(ctx, recs...); err != nil && ctx.Err() == nil {
+				// A commit refused because the group moved the partition
+				// meanwhile (ErrNotOwner) is routine while members join.
+				if err := c.Commit(ctx, recs...); err != nil && ctx.Err() == nil && !errors.Is(err, bus.ErrNotOwner) {
 					r.errs <- fmt.Errorf("consumer %d: Commit: %w", id, err)
 					return
 				}
