@@ -209,7 +209,7 @@ func parseConfig(role string, args []string, stderr io.Writer) (app.Config, erro
 	fs.StringVar(&b.Kafka.RequiredAcks, "kafka-acks", os.Getenv("DANMAKU_KAFKA_ACKS"), "acknowledgement a Kafka publish waits for: all or one (empty: all)")
 	fs.StringVar(&b.Kafka.Compression, "kafka-compression", os.Getenv("DANMAKU_KAFKA_COMPRESSION"), "Kafka batch compression: none, lz4, snappy or zstd (empty: lz4)")
 	fs.IntVar(&b.Kafka.ReplicationFactor, "kafka-replication", envInt("DANMAKU_KAFKA_REPLICATION", 0), "replication factor of the topics a process creates when they are missing (0: 1, for a one-broker dev cluster; production: 3, with the brokers' min.insync.replicas=2)")
-	fs.StringVar(&b.History, "history", env("DANMAKU_HISTORY", "memory"), "memory or clickhouse (env DANMAKU_HISTORY)")
+	fs.StringVar(&b.History, "history", env("DANMAKU_HISTORY", ""), "memory or clickhouse (env DANMAKU_HISTORY; empty: memory, except that logic on the kafka bus wants it named)")
 	fs.StringVar(&clickhouse, "clickhouse", "", "ClickHouse native address host:port or clickhouse://USER:PASSWORD@host:port (env DANMAKU_CLICKHOUSE, never shown here)")
 	fs.StringVar(&b.Presence, "presence", env("DANMAKU_PRESENCE", "memory"), "memory or redis (env DANMAKU_PRESENCE)")
 	fs.StringVar(&redis, "redis", "", "Redis address host:port or redis://[USER]:PASSWORD@host:port (env DANMAKU_REDIS, never shown here)")

@@ -50,7 +50,7 @@ func (a *App) openBackends() error {
 			// incomplete rather than empty.
 			a.history = history.Unavailable{}
 			a.log.Warn("gateway without a shared history store: joins and resumes beyond the gateway's memory are answered complete:false; use --history clickhouse")
-		case cfg.Role == RoleAll && b.Bus == "kafka":
+		case (cfg.Role == RoleAll || cfg.Role == RoleLogic) && b.Bus == "kafka":
 			a.log.Warn("--bus kafka with --history memory: a quiet room's seq starts again at 1 after a restart; use --history clickhouse for anything but tests and benchmarks")
 		}
 	}

@@ -182,7 +182,9 @@ func startCluster(ctx context.Context, o *Options, dir string) (*cluster, error)
 			}
 			s := &server{role: role, env: env, log: filepath.Join(dir, o.Name+"-"+role+".log"),
 				http: "127.0.0.1:" + strconv.Itoa(hp),
-				args: append(append([]string{role, "--http", "127.0.0.1:" + strconv.Itoa(hp)}, busArgs...), common...)}
+				// Memory history unless --server-args (in common, after it)
+				// name a store: logic on Kafka refuses the default.
+				args: append(append([]string{role, "--http", "127.0.0.1:" + strconv.Itoa(hp), "--history", "memory"}, busArgs...), common...)}
 			cl.servers = append(cl.servers, s)
 		}
 		shared, err := port()
