@@ -1,3 +1,5 @@
+// Config: every knob of a gateway with its default and zero-value meaning; read-only once New returns.
+
 package gateway
 
 import (

@@ -1,3 +1,5 @@
+// History fill: store loads for joins the ring does not serve; a load runs on its own goroutine and answers on the waiter's event loop.
+
 package gateway
 
 import (
@@ -237,4 +239,147 @@ func (s *Server) finishFill(r *room, w fillWaiter) {
 	ring := r.ringAfterLocked(after)
 	r.mu.Unlock()
 	s.loadHistory(c, m, r.name, resume, after, first, ring)
+}
+
+// loadHistory fetches the part of a join's history the ring lacks, off the
+// loop, then sends joined + history and the frames queued meanwhile.
+// Runs on the loop; the store query runs on its own goroutine.
+func (s *Server) loadHistory(c *conn, m *member, name string, resume *uint64, after, ringFirst uint64, ring []protocol.Message) {
+	select {
+	case s.histSem <- struct{}{}:
+	default:
+		// Too many loads in flight: answer with what memory has. A resume
+		// the ring does not reach back to gets nothing and keeps its
+		// resume point (clients take a history as complete up to the
+		// joined seq): the viewer sees the gap at the next batch and
+		// resumes again, instead of skipping it.
+		s.m.historyLoads.WithLabelValues("failed").Inc()
+		if resume != nil {
+			// The client's resume point is kept only up to the room's
+			// newest seq as this gateway knows it (m.from, set at the
+			// join): it never answers a joined seq past that.
+			m.from = min(m.from, *resume)
+			ring = nil
+		}
+		c.finishJoin(m, name, resume, ring, false)
+		return
+	}
+	want := s.cfg.HistoryOnJoin
+	var f history.Filter
+	switch {
+	case resume != nil:
+		// The gap, oldest first; past MaxResume the answer is incomplete.
+		f = history.Filter{AfterSeq: after, Limit: s.cfg.MaxResume}
+	case ringFirst == 0:
+		f = history.Filter{Tail: true, Limit: want}
+	default:
+		// The messages just below the ring.
+		need := want - len(ring)
+		if need <= 0 {
+			need = 1
+		}
+		if ringFirst > uint64(need)+1 {
+			after = ringFirst - 1 - uint64(need)
+		} else {
+			after = 0
+		}
+		f = history.Filter{AfterSeq: after, Limit: need}
+	}
+	if ringFirst != 0 {
+		// Deleted messages too, to tell a store that lags behind the ring
+		// from one that has a deleted message there; they are left out
+		// below.
+		f.IncludeDeleted = true
+	}
+	lp := c.lp
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.histSem }()
+		var msgs []protocol.Message
+		var err error
+		// The history writer persists in batches, so the store may not
+		// yet hold the messages just below the ring (after a gateway
+		// restart the ring starts at the first batch it saw). Joining the
+		// two across that gap would skip seqs silently: wait for the
+		// store instead.
+		s.loadUntil(func(ctx context.Context) (bool, error) {
+			msgs, err = s.cfg.History.Range(ctx, name, f)
+			return err == nil && !storeLags(msgs, f, ringFirst), err
+		})
+		// Still behind after the wait (the writer is stuck, e.g. its
+		// consumer group is rejoining after a broker restart): answer
+		// store and ring with complete:false rather than freeze the
+		// viewer until the store catches up.
+		lagging := err == nil && storeLags(msgs, f, ringFirst)
+		if f.IncludeDeleted {
+			kept := msgs[:0]
+			for _, m := range msgs {
+				if !m.Deleted {
+					kept = append(kept, m)
+				}
+			}
+			msgs = kept
+		}
+		lp.execute(func() {
+			if c.state != stateOpen || c.member(name) != m {
+				return
+			}
+			complete := err == nil
+			if err != nil {
+				s.m.historyLoads.WithLabelValues("failed").Inc()
+				msgs = nil
+			} else {
+				s.m.historyLoads.WithLabelValues("store").Inc()
+			}
+			// Keep store messages below the ring, then the ring.
+			if ringFirst != 0 {
+				i := len(msgs)
+				for i > 0 && msgs[i-1].Seq >= ringFirst {
+					i--
+				}
+				msgs = msgs[:i]
+			}
+			if resume != nil && complete && len(msgs) >= s.cfg.MaxResume && ringFirst != 0 {
+				complete = false // the gap is larger than MaxResume
+			}
+			all := append(msgs, ring...)
+			if resume == nil && len(all) > want {
+				all = all[len(all)-want:]
+			}
+			if lagging {
+				complete = false
+			}
+			c.finishJoin(m, name, resume, all, complete)
+		})
+	}()
+}
+
+// loadUntil calls load until it reports done, 100 ms apart, for up to 2 s:
+// a failing store gets three tries, none when there is no shared store.
+// Each call gets 3 s. Runs off the loop.
+func (s *Server) loadUntil(load func(ctx context.Context) (done bool, err error)) {
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
+		done, err := load(ctx)
+		cancel()
+		if done || attempt == 20 || s.ctx.Err() != nil || (err != nil && (attempt >= 2 || errors.Is(err, history.ErrNoShared))) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// storeLags reports whether msgs, the store's answer to f, ends before the
+// message just below ringFirst although the store was not cut off by
+// f.Limit: a gap between the store and the ring.
+func storeLags(msgs []protocol.Message, f history.Filter, ringFirst uint64) bool {
+	if ringFirst == 0 || len(msgs) >= f.Limit {
+		return false
+	}
+	last := f.AfterSeq
+	if n := len(msgs); n > 0 {
+		last = msgs[n-1].Seq
+	}
+	return last+1 < ringFirst
 }

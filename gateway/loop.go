@@ -1,3 +1,5 @@
+// One event loop's state (its connections, rooms and members) and its sweep: runs on the event loop.
+
 package gateway
 
 import (
@@ -87,85 +89,6 @@ type loop struct {
 	merge    []protocol.Message // merged scratch
 }
 
-// delivery is one shared frame for the viewers of a room on one loop.
-// first/last are the batch's seq range and msgs its message count; all 0
-// for frames outside the seq stream (delete, purge, notice, online).
-type delivery struct {
-	room        string
-	frame       []byte
-	zframe      []byte // the same message compressed (permessage-deflate); nil if none
-	first, last uint64
-	msgs        int
-	batch       []protocol.Message // the batch's messages, for merging; nil outside the seq stream
-	// born is when the batch's oldest message would have reached this
-	// gateway with no queue on the way (Unix ns; see Server.born); 0:
-	// when it was queued here.
-	born int64
-}
-
-// maxMerge is the most messages merged into one batch frame (a batch
-// from dispatch that is larger on its own is not split), so that a viewer
-// behind by seconds of a busy room gets frames a few tens of KB long
-// rather than one of megabytes.
-const maxMerge = 256
-
-// merged returns frames (and their compressed form, if any viewer takes
-// compression) carrying every message of ds, deliveries of one room that
-// are consecutive batches of its seq stream: one frame per run of up to
-// maxMerge messages, so that a viewer given them all parses a few frames
-// instead of len(ds). A run with seqs left out (thinned batches) is
-// encoded with from/to covering the whole run. The frames are appended to
-// frames and zframes (the loop's scratch). ok is false when ds holds
-// anything else: a frame outside the stream or a gap between batches.
-// Runs on the loop.
-func (l *loop) merged(s *Server, ds []delivery, frames, zframes []byte) ([]byte, []byte, bool) {
-	for i, d := range ds {
-		if d.last == 0 || d.batch == nil || i > 0 && d.first != ds[i-1].last+1 {
-			return nil, nil, false
-		}
-	}
-	compress := s.ndeflate.Load() > 0
-	for start := 0; start < len(ds); {
-		msgs := l.merge[:0]
-		end := start
-		for end < len(ds) && (end == start || len(msgs)+len(ds[end].batch) <= maxMerge) {
-			msgs = append(msgs, ds[end].batch...)
-			end++
-		}
-		first, last := ds[start].first, ds[end-1].last
-		var payload []byte
-		if uint64(len(msgs)) == last-first+1 {
-			payload = protocol.EncodeBatch(ds[0].room, msgs)
-		} else {
-			payload = protocol.EncodeThinned(ds[0].room, first, last, msgs)
-		}
-		clear(msgs)
-		l.merge = msgs[:0]
-		n0, z0 := len(frames), len(zframes)
-		frames = ws.AppendFrame(frames, ws.OpText, payload)
-		if compress {
-			zframes = l.deflater.AppendFrame(zframes, ws.OpText, payload)
-			if len(zframes)-z0 >= len(frames)-n0 {
-				// Not smaller compressed (a short batch): plain.
-				zframes = append(zframes[:z0], frames[n0:]...)
-			}
-		}
-		start = end
-	}
-	if !compress {
-		zframes = nil
-	}
-	return frames, zframes, true
-}
-
-// pick returns the frame to write to c.
-func (d *delivery) pick(c *conn) []byte {
-	if c.deflate && d.zframe != nil {
-		return d.zframe
-	}
-	return d.frame
-}
-
 // loopRoom is one room's members on one loop. Owned by the loop.
 type loopRoom struct {
 	r       *room
@@ -222,66 +145,6 @@ func (l *loop) removeConn(c *conn) {
 	l.conns = l.conns[:last]
 	c.pos = -1
 	c.count(0)
-}
-
-// post queues d for the loop's viewers and schedules a flush unless one is
-// already pending. It is safe to call from any goroutine.
-func (l *loop) post(s *Server, d delivery) {
-	l.out.mu.Lock()
-	defer l.out.mu.Unlock()
-	now := time.Now().UnixNano()
-	born := d.born
-	if born == 0 {
-		born = now
-	}
-	if len(l.out.q) == 0 {
-		l.out.headAt, l.out.queuedAt = born, now
-	} else if born < l.out.headAt {
-		l.out.headAt = born
-	}
-	l.out.q = append(l.out.q, d)
-	if !l.out.queued {
-		l.out.queued = true
-		l.scheduleLocked(s)
-	}
-}
-
-// scheduleLocked queues a flush at out.notBefore, or at once if that has
-// passed. Called with out.mu held.
-func (l *loop) scheduleLocked(s *Server) {
-	wait := time.Duration(l.out.notBefore - time.Now().UnixNano())
-	if wait <= 0 {
-		l.execute(func() { l.flush(s) })
-		return
-	}
-	if l.out.timer == nil {
-		l.out.timer = time.AfterFunc(wait, func() { l.execute(func() { l.flush(s) }) })
-		return
-	}
-	l.out.timer.Reset(wait)
-}
-
-// paceAfter returns how long the loop waits after a flush that wrote to n
-// viewers before its next one (Config.FlushRate).
-func (s *Server) paceAfter(n int) time.Duration {
-	if s.cfg.FlushRate <= 0 || n <= 0 {
-		return 0
-	}
-	return min(time.Duration(n)*time.Second/time.Duration(s.cfg.FlushRate), s.cfg.MaxFlushDelay)
-}
-
-// uncork writes what the corked connection gathered. Runs on the loop.
-func (l *loop) uncork() {
-	c := l.corked
-	l.corked = nil
-	if c != nil && len(l.cork) > 0 {
-		_, _ = c.gc.Write(l.cork)
-	}
-	if cap(l.cork) > 64<<10 {
-		l.cork = nil // a long history: do not keep its buffer
-	} else {
-		l.cork = l.cork[:0]
-	}
 }
 
 // execute runs f on the loop. It is safe to call from any goroutine.

@@ -1,3 +1,5 @@
+// Prometheus metrics of a gateway: updated from every goroutine and loop.
+
 package gateway
 
 import (

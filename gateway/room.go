@@ -1,3 +1,5 @@
+// A room's gateway-wide state and its ring: shared by the event loops, the dispatch, control, shed and presence goroutines, under room.mu.
+
 package gateway
 
 import (
@@ -204,4 +206,57 @@ func (rs *rooms) sweep(now time.Time, grace time.Duration) int {
 		sh.mu.Unlock()
 	}
 	return n
+}
+
+// joinAfterLocked returns the seq a join's history starts after: the
+// resume point, or want messages below the room's newest. mu must be held.
+func (r *room) joinAfterLocked(resume *uint64, want int) uint64 {
+	switch {
+	case resume != nil:
+		return *resume
+	case r.last > uint64(want):
+		return r.last - uint64(want)
+	}
+	return 0
+}
+
+// ringHistoryLocked returns a join's history from the ring, the messages
+// after seq after (at most the newest want without resume), when the ring
+// covers them. mu must be held.
+func (r *room) ringHistoryLocked(after uint64, resume *uint64, want int) ([]protocol.Message, bool) {
+	if !r.coversLocked(after) {
+		return nil, false
+	}
+	msgs := r.ringAfterLocked(after)
+	if resume == nil && len(msgs) > want {
+		msgs = msgs[len(msgs)-want:]
+	}
+	return msgs, true
+}
+
+// coversLocked reports whether the ring holds every message after seq
+// after: it starts right after it, or at seq 1 (the room began while this
+// gateway watched), or nothing is missing, or a fill found the room
+// empty (ringFrom 1 before any message). mu must be held.
+func (r *room) coversLocked(after uint64) bool {
+	if r.last == 0 {
+		return r.ringFrom == 1
+	}
+	first := r.ringFirstLocked()
+	return after >= r.last || (first != 0 && (first <= after+1 || first == 1))
+}
+
+// onlineCount is the count a joined frame reports: the global count from
+// presence when known, else this gateway's.
+func (r *room) onlineCount() int {
+	if g := r.global.Load(); g >= 0 {
+		return int(max(g, r.viewerCount()))
+	}
+	return int(r.viewerCount())
+}
+
+// viewerCount is this gateway's members of the room that count as online:
+// every member but the observing moderators.
+func (r *room) viewerCount() int64 {
+	return max(0, r.online.Load()-r.observers.Load())
 }

@@ -34,6 +34,42 @@
 //
 // Lock order: rooms shard lock → room.mu → loop.out.mu (the shed
 // goroutine posts under room.mu). usersMu and ipMu are leaves.
+//
+// # Files
+//
+// Each file opens with its concept and the goroutine that runs it.
+//
+//   - server.go: Server, New, Run (starts the goroutines below), Shutdown.
+//   - gnet.go: gnet's callbacks (open, traffic, close, tick).
+//   - handshake.go, conn.go: a connection's upgrade, then its frames and
+//     client messages.
+//   - join.go: join and leave; fill.go: history the ring lacks, loaded
+//     from the store (roomFill).
+//   - room.go: a room's shared state and ring; loop.go: one event loop's
+//     state and its sweep.
+//   - dispatch.go, control.go, replies.go, ingest.go, presence.go,
+//     shed.go, session.go: one background goroutine each.
+//   - outbox.go: a loop's queue of frames from other goroutines;
+//     flush.go: the pass that writes it to the viewers; outbound.go: every
+//     write to a socket and the outbound policy.
+//
+// # How a batch reaches a viewer
+//
+//  1. dispatch.go: the dispatch goroutine reads the batch from the bus
+//     (Server.consume, server.go) and appends it to its room's ring
+//     (room.appendLocked, room.go), thinned when the gateway sheds the
+//     room (shedLocked, shed.go).
+//  2. outbox.go: it frames the batch once (textFrame, and compressed when
+//     a viewer negotiated permessage-deflate) and posts the delivery to
+//     every loop with viewers of the room (Server.post, loop.post), which
+//     schedules the loop's flush.
+//  3. flush.go: on the event loop, the flush takes the outbox, groups the
+//     deliveries by room, merges consecutive batches (merged) and walks
+//     the room's members: each gets the shared frame, or the part it
+//     lacks (writeSome); a member still loading history keeps them in
+//     member.pending until finishJoin (join.go).
+//  4. outbound.go: each write passes the outbound policy
+//     (conn.outboundState) and goes to gnet, which writes the socket.
 package gateway
 
 import (
@@ -46,7 +82,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -359,159 +394,11 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 	return l
 }
 
-func (s *Server) originAllowed(origin string) bool {
-	for _, o := range s.cfg.AllowedOrigins {
-		if o == origin || o == "*" {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *Server) addUser(c *conn) {
-	uid := c.claims.UID()
-	s.usersMu.Lock()
-	set := s.users[uid]
-	if set == nil {
-		set = make(map[*conn]struct{}, 1)
-		s.users[uid] = set
-	}
-	set[c] = struct{}{}
-	s.usersMu.Unlock()
-}
-
-func (s *Server) removeUser(c *conn) {
-	uid := c.claims.UID()
-	s.usersMu.Lock()
-	if set := s.users[uid]; set != nil {
-		delete(set, c)
-		if len(set) == 0 {
-			delete(s.users, uid)
-		}
-	}
-	s.usersMu.Unlock()
-}
-
-// handler adapts gnet's callbacks to the server.
-type handler struct {
-	gnet.BuiltinEventEngine
-	s *Server
-}
-
-func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
-	s := h.s
-	s.loopsMu.Lock()
-	s.eng = eng
-	s.loopsMu.Unlock()
-	if s.draining.Load() {
-		return gnet.Shutdown // Shutdown began while the engine restarted
-	}
-	if fd, err := eng.Dup(); err == nil {
-		if sa, err := syscall.Getsockname(fd); err == nil {
-			if in4, ok := sa.(*syscall.SockaddrInet4); ok {
-				s.addr.Store(netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), uint16(in4.Port)).String())
-			}
-		}
-		_ = syscall.Close(fd)
-	}
-	s.cfg.Logger.Info("gateway listening", "addr", s.Addr(), "id", s.cfg.ID, "loops", s.cfg.Loops, "max_conns", s.cfg.MaxConns)
-	select {
-	case <-s.booted: // a restart
-	default:
-		close(s.booted)
-	}
-	return gnet.None
-}
-
-func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
-	s := h.s
-	var ip netip.Addr
-	if ta, ok := gc.RemoteAddr().(*net.TCPAddr); ok {
-		ip, _ = netip.AddrFromSlice(ta.IP)
-		ip = ip.Unmap()
-	}
-	if s.draining.Load() {
-		return nil, gnet.Close
-	}
-	if s.nconns.Add(1) > int64(s.cfg.MaxConns) {
-		s.nconns.Add(-1)
-		s.m.closes.WithLabelValues("max_conns").Inc()
-		return []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"), gnet.Close
-	}
-	if s.cfg.MaxConnsPerIP > 0 {
-		s.ipMu.Lock()
-		n := s.perIP[ip] + 1
-		if int(n) > s.cfg.MaxConnsPerIP {
-			s.ipMu.Unlock()
-			s.nconns.Add(-1)
-			s.m.closes.WithLabelValues("per_ip").Inc()
-			return []byte("HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n"), gnet.Close
-		}
-		s.perIP[ip] = n
-		s.ipMu.Unlock()
-	}
-	s.m.conns.Inc()
-	c := &conn{s: s, gc: gc, lp: s.loopFor(gc.EventLoop()), id: s.nextID.Add(1), ip: ip, opened: s.nowMs()}
-	c.rd.MaxMessage = s.cfg.MaxMessage
-	c.lp.addConn(c)
-	gc.SetContext(c)
-	return nil, gnet.None
-}
-
-func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
-	s := h.s
-	c, ok := gc.Context().(*conn)
-	if !ok {
-		return gnet.None // refused in OnOpen
-	}
-	c.state = stateClosing
-	for len(c.rooms) > 0 {
-		c.removeMember(c.rooms[len(c.rooms)-1])
-	}
-	c.lp.removeConn(c)
-	if c.registered {
-		s.senders.Delete(c.id)
-	}
-	if c.claims != nil {
-		s.removeUser(c)
-		if s.sess != nil && c.claims.Device != "" {
-			s.sess.close(c)
-		}
-	}
-	if s.cfg.MaxConnsPerIP > 0 {
-		s.ipMu.Lock()
-		if n := s.perIP[c.ip] - 1; n > 0 {
-			s.perIP[c.ip] = n
-		} else {
-			delete(s.perIP, c.ip)
-		}
-		s.ipMu.Unlock()
-	}
-	if c.deflate {
-		s.ndeflate.Add(-1)
-	}
-	s.nconns.Add(-1)
-	s.m.conns.Dec()
-	gc.SetContext(nil)
-	return gnet.None
-}
-
-func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
-	c, ok := gc.Context().(*conn)
-	if !ok {
-		return gnet.Close
-	}
-	return c.onTraffic()
-}
-
-// OnTick runs on gnet's ticker goroutine: it advances the coarse clock and
-// queues a sweep on every loop.
-func (h *handler) OnTick() (time.Duration, gnet.Action) {
-	s := h.s
-	now := time.Now()
-	s.clock.Store(now.UnixMilli())
-	for _, l := range s.loopList() {
-		l.execute(func() { l.sweep(s, now) })
-	}
-	return min(time.Second, s.cfg.IdleTimeout/4, s.cfg.HandshakeTimeout/2, s.cfg.SlowTimeout/2), gnet.None
+// consume opens a consumer and feeds what it fetches to handle until the
+// server stops, reopening it after errors with a backoff. Runs on its own
+// goroutine.
+func (s *Server) consume(stream string, opts bus.ConsumerOptions, handle func([]bus.Record)) {
+	bus.Follow(s.ctx, s.cfg.Bus, stream, opts, handle, func(err error) {
+		s.cfg.Logger.Warn("gateway: consumer failed, retrying", "stream", stream, "err", err)
+	})
 }

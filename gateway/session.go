@@ -1,3 +1,5 @@
+// One connection per user and device (Config.Sessions): registry calls off the loops; the refresher runs on its own goroutine.
+
 package gateway
 
 import (

@@ -1,3 +1,5 @@
+// Overload shedding: the shed goroutine sets each room's budget; the dispatch goroutine thins batches with it (under room.mu).
+
 package gateway
 
 import (

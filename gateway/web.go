@@ -1,3 +1,5 @@
+// The demo web pages: served by the caller's HTTP server goroutines.
+
 package gateway
 
 import (

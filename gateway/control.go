@@ -1,0 +1,88 @@
+// The control subscription: deletions, purges, notices and kicks from moderation; runs on its own goroutine.
+
+package gateway
+
+import (
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+)
+
+// runControl applies moderation events: deletions and purges retract
+// messages on screens and in the ring, notices are shown, kicks close
+// connections. Runs on its own goroutine.
+func (s *Server) runControl() {
+	s.consume(bus.StreamControl, bus.ConsumerOptions{}, func(recs []bus.Record) {
+		for _, rec := range recs {
+			var ev bus.Control
+			if err := bus.Unmarshal(rec.Value, &ev); err != nil {
+				s.cfg.Logger.Warn("gateway: bad control record", "err", err)
+				continue
+			}
+			s.applyControl(ev)
+		}
+	})
+}
+
+func (s *Server) applyControl(ev bus.Control) {
+	switch ev.Op {
+	case bus.ControlDelete, bus.ControlPurge, bus.ControlNotice:
+		r := s.rooms.get(ev.Room)
+		if r == nil {
+			return
+		}
+		var payload []byte
+		r.mu.Lock()
+		switch ev.Op {
+		case bus.ControlDelete:
+			for i := range r.ring {
+				for _, seq := range ev.Seqs {
+					if r.ring[i].Seq == seq {
+						r.ring[i].Deleted = true
+					}
+				}
+			}
+			payload = protocol.Encode(protocol.Delete{Op: protocol.OpDelete, Room: ev.Room, Seqs: ev.Seqs})
+		case bus.ControlPurge:
+			for i := range r.ring {
+				if r.ring[i].UID == ev.UID {
+					r.ring[i].Deleted = true
+				}
+			}
+			payload = protocol.Encode(protocol.Purge{Op: protocol.OpPurge, Room: ev.Room, UID: ev.UID})
+		case bus.ControlNotice:
+			payload = protocol.Encode(protocol.Notice{Op: protocol.OpNotice, Room: ev.Room, Text: ev.Text})
+		}
+		r.mu.Unlock()
+		s.broadcast(r, payload)
+	case bus.ControlKick:
+		s.kickUser(ev.UID, ev.Device, ev.Except, ev.Reason)
+	}
+}
+
+// kickUser closes uid's connections on this gateway (only those of device,
+// when set; except the one addressed "gateway/conn" by except).
+func (s *Server) kickUser(uid, device, except, reason string) {
+	if reason == "" {
+		reason = "kicked by a moderator"
+	}
+	s.usersMu.Lock()
+	var victims []*conn
+	for c := range s.users[uid] {
+		victims = append(victims, c)
+	}
+	s.usersMu.Unlock()
+	for _, c := range victims {
+		if except != "" && except == s.connAddr(c.id) {
+			continue
+		}
+		c.lp.execute(func() {
+			if c.state != stateOpen || c.claims == nil {
+				return
+			}
+			if device != "" && c.claims.Device != device {
+				return
+			}
+			c.kick(reason)
+		})
+	}
+}

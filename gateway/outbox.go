@@ -1,0 +1,112 @@
+// Each loop's outbox, where other goroutines leave frames for the loop's viewers: post runs on any goroutine and schedules the loop's flush.
+
+package gateway
+
+import (
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws"
+)
+
+// delivery is one shared frame for the viewers of a room on one loop.
+// first/last are the batch's seq range and msgs its message count; all 0
+// for frames outside the seq stream (delete, purge, notice, online).
+type delivery struct {
+	room        string
+	frame       []byte
+	zframe      []byte // the same message compressed (permessage-deflate); nil if none
+	first, last uint64
+	msgs        int
+	batch       []protocol.Message // the batch's messages, for merging; nil outside the seq stream
+	// born is when the batch's oldest message would have reached this
+	// gateway with no queue on the way (Unix ns; see Server.born); 0:
+	// when it was queued here.
+	born int64
+}
+
+// post queues d for the loop's viewers and schedules a flush unless one is
+// already pending. It is safe to call from any goroutine.
+func (l *loop) post(s *Server, d delivery) {
+	l.out.mu.Lock()
+	defer l.out.mu.Unlock()
+	now := time.Now().UnixNano()
+	born := d.born
+	if born == 0 {
+		born = now
+	}
+	if len(l.out.q) == 0 {
+		l.out.headAt, l.out.queuedAt = born, now
+	} else if born < l.out.headAt {
+		l.out.headAt = born
+	}
+	l.out.q = append(l.out.q, d)
+	if !l.out.queued {
+		l.out.queued = true
+		l.scheduleLocked(s)
+	}
+}
+
+// scheduleLocked queues a flush at out.notBefore, or at once if that has
+// passed. Called with out.mu held.
+func (l *loop) scheduleLocked(s *Server) {
+	wait := time.Duration(l.out.notBefore - time.Now().UnixNano())
+	if wait <= 0 {
+		l.execute(func() { l.flush(s) })
+		return
+	}
+	if l.out.timer == nil {
+		l.out.timer = time.AfterFunc(wait, func() { l.execute(func() { l.flush(s) }) })
+		return
+	}
+	l.out.timer.Reset(wait)
+}
+
+// paceAfter returns how long the loop waits after a flush that wrote to n
+// viewers before its next one (Config.FlushRate).
+func (s *Server) paceAfter(n int) time.Duration {
+	if s.cfg.FlushRate <= 0 || n <= 0 {
+		return 0
+	}
+	return min(time.Duration(n)*time.Second/time.Duration(s.cfg.FlushRate), s.cfg.MaxFlushDelay)
+}
+
+// broadcast sends a frame that is not part of the seq stream to every local
+// viewer of r.
+func (s *Server) broadcast(r *room, payload []byte) {
+	r.mu.Lock()
+	loops := r.loopsLocked(nil)
+	r.mu.Unlock()
+	s.post(loops, delivery{room: r.name, frame: textFrame(payload)})
+}
+
+// post queues d on the loops (by index) with viewers of its room.
+func (s *Server) post(loops []int, d delivery) {
+	if len(loops) == 0 {
+		return
+	}
+	all := s.loopList()
+	for _, idx := range loops {
+		for _, l := range all {
+			if l.idx == idx {
+				l.post(s, d)
+			}
+		}
+	}
+}
+
+// smaller returns z, a frame compressed with permessage-deflate, when it is
+// smaller than plain, the same frame uncompressed, else nil: each message
+// may be sent compressed or not (RFC 7692), and a short batch compressed
+// on its own (no context takeover) can come out larger.
+func smaller(z, plain []byte) []byte {
+	if len(z) >= len(plain) {
+		return nil
+	}
+	return z
+}
+
+// textFrame wraps a JSON payload in one unmasked, final text frame.
+func textFrame(payload []byte) []byte {
+	return ws.AppendFrame(make([]byte, 0, len(payload)+10), ws.OpText, payload)
+}
