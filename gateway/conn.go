@@ -134,7 +134,7 @@ func (c *conn) frames(buf []byte) int {
 		if errors.As(err, &ce) {
 			c.closeWith(ce.Code, ce.Reason, "protocol")
 		} else {
-			c.closeWith(1002, "protocol error", "protocol")
+			c.closeWith(ws.CloseProtocolError, "protocol error", "protocol")
 		}
 		return len(buf)
 	}
@@ -150,7 +150,7 @@ func (c *conn) frames(buf []byte) int {
 func (c *conn) message(msg ws.Message) {
 	switch msg.Op {
 	case ws.OpPing:
-		c.writeControl(byte(ws.OpPong), msg.Payload)
+		c.writeControl(ws.OpPong, msg.Payload)
 	case ws.OpPong:
 	case ws.OpClose:
 		code, _, err := ws.ParseClose(msg.Payload)
@@ -196,7 +196,7 @@ func (c *conn) text(b []byte) {
 		}
 		c.bad++
 		if c.bad > maxBadFrames {
-			c.closeWith(4003, "too many invalid frames", "bad_frames")
+			c.closeWith(protocol.CloseBadFrames, "too many invalid frames", "bad_frames")
 			return
 		}
 		c.write(protocol.EncodeError(perr))

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/danmaku-live/danmaku/pkg/ws"
 )
 
 // handler adapts gnet's callbacks to the server.
@@ -57,7 +59,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if s.nconns.Add(1) > int64(s.cfg.MaxConns) {
 		s.nconns.Add(-1)
 		s.m.closes.WithLabelValues("max_conns").Inc()
-		return []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"), gnet.Close
+		return ws.AppendHTTPError(nil, 503, "server full, retry", "Retry-After: 1\r\n"), gnet.Close
 	}
 	if s.cfg.MaxConnsPerIP > 0 {
 		s.ipMu.Lock()
@@ -66,7 +68,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 			s.ipMu.Unlock()
 			s.nconns.Add(-1)
 			s.m.closes.WithLabelValues("per_ip").Inc()
-			return []byte("HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n"), gnet.Close
+			return ws.AppendHTTPError(nil, 429, "too many connections from this address", "Retry-After: 5\r\n"), gnet.Close
 		}
 		s.perIP[ip] = n
 		s.ipMu.Unlock()

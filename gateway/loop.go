@@ -190,14 +190,14 @@ func (l *loop) sweep(s *Server, now time.Time) {
 			}
 		case c.state != stateOpen:
 		case c.closeAt != 0 && nowMs >= c.closeAt:
-			c.closeWith(1001, "server draining", "drain")
+			c.closeWith(ws.CloseGoingAway, "server draining", "drain")
 		case c.lastRecv < idleDeadline && !c.unread():
-			c.closeWith(4002, "idle timeout", "idle")
+			c.closeWith(protocol.CloseIdleTimeout, "idle timeout", "idle")
 		case c.claims != nil && c.claims.ExpiresAt != nil && now.After(c.claims.ExpiresAt.Time):
-			c.closeWith(4005, "token expired", "token_expired")
+			c.closeWith(protocol.CloseTokenExpired, "token expired", "token_expired")
 		case c.lastRecv < pingAfter && !c.pinged:
 			c.pinged = true
-			c.writeControl(0x9, nil)
+			c.writeControl(ws.OpPing, nil)
 		default:
 			c.bad = 0
 		}

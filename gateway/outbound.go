@@ -135,11 +135,11 @@ func (c *conn) writeRawv(bs [][]byte) {
 	c.recount()
 }
 
-func (c *conn) writeControl(op byte, payload []byte) {
+func (c *conn) writeControl(op ws.OpCode, payload []byte) {
 	if c.state != stateOpen {
 		return
 	}
-	c.writeRaw(ws.AppendFrame(nil, ws.OpCode(op), payload))
+	c.writeRaw(ws.AppendFrame(nil, op, payload))
 }
 
 // closeWith sends a close frame and closes the connection once the client

@@ -348,7 +348,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, l := range s.loopList() {
 		l.execute(func() {
 			for _, c := range append([]*conn(nil), l.conns...) {
-				c.closeWith(1001, "server draining", "drain")
+				c.closeWith(ws.CloseGoingAway, "server draining", "drain")
 			}
 		})
 	}
