@@ -30,7 +30,9 @@
 #                   (BENCHFLAGS adds flags; results in bench-results/);
 #                   bench-micro runs the micro benchmarks (frame codec,
 #                   deflate, keyword moderation) and the gateway's live heap
-#                   per idle viewer
+#                   per idle viewer; bench-analytics times the stream
+#                   analytics queries over 10 million rows in ClickHouse
+#                   (DANMAKU_TEST_CLICKHOUSE; loads the rows once)
 #   make clean      remove build output
 
 SHELL := /bin/bash
@@ -53,7 +55,7 @@ TESTENV ?=
 FUZZTIME ?= 60s
 FUZZSMOKE ?= 5s
 
-.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak bench-latency bench-throughput bench-storm-100k bench-1m bench-ladder bench-micro clean
+.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak bench-latency bench-throughput bench-storm-100k bench-1m bench-ladder bench-micro bench-analytics clean
 
 build:
 	go build -o bin/danmaku .
@@ -224,6 +226,13 @@ bench-ladder: build
 bench-micro:
 	go test -run '^$$' -bench 'Deflate|Frame|Check10kKeywords' -benchtime 2s ./pkg/ws/ ./moderation/
 	DANMAKU_MEMTEST=8000 go test -count=1 -run 'MemoryPerIdleViewer' -v ./gateway/
+
+# bench-analytics needs DANMAKU_TEST_CLICKHOUSE (source the test env); the
+# 10M rows stay in database danmaku_bench_analytics for the next run.
+bench-analytics:
+	uptime
+	go test -run '^$$' -bench 'Analytics' -benchtime 3x -timeout 60m ./pkg/history/chstore/
+	uptime
 
 clean:
 	rm -rf bin

@@ -103,6 +103,9 @@ func (a *App) buildStages() error {
 		if ls, ok := a.history.(history.LastSeqer); ok {
 			lc.Seqs = ls
 		}
+		if vl, ok := a.history.(history.VerdictLog); ok {
+			lc.Verdicts = vl
+		}
 		if a.lg, err = logic.New(lc); err != nil {
 			return err
 		}

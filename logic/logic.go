@@ -40,6 +40,7 @@ import (
 
 	"github.com/danmaku-live/danmaku/moderation"
 	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/presence"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
@@ -105,6 +106,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives metrics. Nil means they are not registered.
 	Registerer prometheus.Registerer
+	// Verdicts keeps counts of the moderation verdicts this worker
+	// decides (every one but a plain accept), per room, minute, action
+	// and rule, for the stream analytics. Nil means they are not kept.
+	Verdicts history.VerdictLog
+	// VerdictFlush is how often counts are written to Verdicts. Zero
+	// value means 5 s.
+	VerdictFlush time.Duration
 }
 
 // Logic is one logic worker.
@@ -141,6 +149,7 @@ type Logic struct {
 	// rewrites carries dedupe store writes that failed to runRewrites.
 	rewrites chan []durableWrite
 	ctlPub   bus.Publisher
+	vc       *verdictCounter
 }
 
 // New returns a logic worker.
@@ -169,6 +178,9 @@ func New(cfg Config) (*Logic, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.VerdictFlush <= 0 {
+		cfg.VerdictFlush = 5 * time.Second
+	}
 	if cfg.ID == "" {
 		host, _ := os.Hostname()
 		cfg.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
@@ -195,6 +207,7 @@ func New(cfg Config) (*Logic, error) {
 		dedupe:   newDedupe(cfg.DedupeMax, cfg.DedupeTTL),
 		repPub:   cfg.Bus.Publisher(bus.StreamReply),
 		ctlPub:   cfg.Bus.Publisher(bus.StreamControl),
+		vc:       newVerdictCounter(),
 	}, nil
 }
 
@@ -209,6 +222,18 @@ func (l *Logic) Consumes() (stream, group string) { return bus.StreamIngest, l.c
 
 // Run consumes ingest until ctx is done. It returns nil on ctx cancellation.
 func (l *Logic) Run(ctx context.Context) error {
+	if l.cfg.Verdicts != nil {
+		vctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			l.runVerdicts(vctx)
+		}()
+		defer func() {
+			cancel()
+			<-done
+		}()
+	}
 	if l.engine != nil {
 		go l.runControl(ctx)
 	}
@@ -502,6 +527,9 @@ func (l *Logic) decide(ctx context.Context, o *outcome, now time.Time, next map[
 				clear(l.verdicts) // records that will not come again
 			}
 			l.verdicts[rk] = v
+			if l.cfg.Verdicts != nil {
+				l.vc.add(in.Room, now, v)
+			}
 		}
 		switch v.Action {
 		case moderation.Reject:

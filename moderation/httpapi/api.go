@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -165,19 +166,22 @@ func (a *API) Run(ctx context.Context) error {
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
 	// The public endpoints answer other origins of the allow-list (CORS).
-	for pattern, h := range map[string]http.HandlerFunc{
+	public := map[string]http.HandlerFunc{
 		"GET /api/config":               a.getConfig,
 		"POST /api/guest":               a.postGuest,
 		"GET /api/rooms":                a.getRooms,
 		"GET /api/rooms/{room}/history": a.room(a.getHistory),
 		"GET /api/rooms/{room}/online":  a.room(a.getOnline),
-	} {
+	}
+	maps.Copy(public, a.publicStreams())
+	for pattern, h := range public {
 		mux.HandleFunc(pattern, a.public(h))
 		_, path, _ := strings.Cut(pattern, " ")
 		mux.HandleFunc("OPTIONS "+path, a.preflight)
 	}
 	mux.HandleFunc("POST /api/rooms/{room}/publish", a.room(a.postPublish))
 	a.registerModeration(mux)
+	a.registerStreams(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, protocol.CodeNotFound, "no such endpoint")
 	})

@@ -9,9 +9,12 @@ import (
 )
 
 var (
-	_ Store     = (*Memory)(nil)
-	_ Deleter   = (*Memory)(nil)
-	_ LastSeqer = (*Memory)(nil)
+	_ Store      = (*Memory)(nil)
+	_ Deleter    = (*Memory)(nil)
+	_ LastSeqer  = (*Memory)(nil)
+	_ Sessions   = (*Memory)(nil)
+	_ Analytics  = (*Memory)(nil)
+	_ VerdictLog = (*Memory)(nil)
 )
 
 // MemoryConfig configures the in-memory store.
@@ -31,6 +34,15 @@ type Memory struct {
 	mu    sync.RWMutex // guards rooms, clock
 	rooms map[string]*memRoom
 	clock uint64 // write counter for least-recently-written eviction
+
+	smu      sync.Mutex // guards sessions, verdicts
+	sessions map[string][]Session
+	verdicts map[string]map[verdictKey]int64
+}
+
+type verdictKey struct {
+	minute       int64
+	action, rule string
 }
 
 type memRoom struct {
@@ -46,7 +58,8 @@ func NewMemory(cfg MemoryConfig) *Memory {
 	if cfg.MaxRooms <= 0 {
 		cfg.MaxRooms = 100000
 	}
-	return &Memory{cfg: cfg, rooms: make(map[string]*memRoom)}
+	return &Memory{cfg: cfg, rooms: make(map[string]*memRoom), sessions: make(map[string][]Session),
+		verdicts: make(map[string]map[verdictKey]int64)}
 }
 
 // Append stores msgs. Messages whose (room, seq) is already stored are

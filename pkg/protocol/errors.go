@@ -22,6 +22,7 @@ const (
 	CodeTooLarge  Code = "too_large"  // request body too large
 	CodeInternal  Code = "internal"   // an unexpected server error
 	CodeBadOp     Code = "unknown_op" // the op is not one the server knows
+	CodeConflict  Code = "conflict"   // the resource's state forbids it (a stream session is already live)
 )
 
 // Error is a refusal with a code the client sees. It implements error.

@@ -92,6 +92,36 @@
 // DropExpired does one pass on demand. Dropping a partition is cheap and
 // immediate, unlike deleting rows.
 //
+// # Sessions, analytics and verdict counts
+//
+// Schema version 3 adds {table}_sessions (ReplacingMergeTree(version)
+// ORDER BY (room, id): ending a session inserts it again with a higher
+// version; reads collapse with argMax), version 4 {table}_verdicts
+// (SummingMergeTree(n), PARTITION BY day, ORDER BY (room, minute, action,
+// rule); reads sum(n) again because merges are not immediate; the janitor
+// drops its expired days with the messages').
+//
+// Density, Minutes and TopPhrases run one GROUP BY each over the room's
+// live rows in the range (FINAL, deleted = 0, ts for partition and
+// granule pruning, ts_ms for the exact bound). Chatters per minute use
+// uniqExact. TopPhrases computes history.Phrases in SQL with what 18.16
+// has: extractAll with \p{Han}+, [a-z0-9]{2,} over lower(text) and the
+// emoji ranges; Han bigrams by pairing extractAll(run, '.') with itself
+// shifted (arrayPopBack/arrayPopFront, since substringUTF8 takes no
+// column offset there); arrayReduce('groupUniqArrayArray', …) flattens
+// and dedupes per message (no arrayFlatten on 18.16); blocked words are
+// filtered with arrayExists over position(). BenchmarkAnalytics (make
+// bench-analytics) measures them over 10 million rows; the figures are in
+// BENCHMARKS.md.
+//
+// On a newer server: a materialized view into an AggregatingMergeTree per
+// (room, minute) with countState and uniqState(uid) would answer Density
+// (at minute resolution) and Minutes without reading messages; ngrams()
+// and tokens() (or a text index) would replace the regex-and-array
+// tokenizer; parallel FINAL and
+// do_not_merge_across_partitions_select_final make the collapsed reads
+// cheaper.
+//
 // # On a newer server
 //
 // A current ClickHouse would let the schema use:

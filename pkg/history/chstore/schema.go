@@ -3,6 +3,7 @@ package chstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +43,31 @@ var migrations = [][]string{
 	) ENGINE = ReplacingMergeTree(seq)
 	ORDER BY room`,
 		`INSERT INTO {db}.{table}_seq (room, seq) SELECT room, max(seq) FROM {db}.{table} GROUP BY room`},
+	// Version 3: stream sessions. Ending a session inserts the row again
+	// with a higher version; reads collapse with argMax.
+	{`CREATE TABLE IF NOT EXISTS {db}.{table}_sessions (
+		room     String,
+		id       String,
+		title    String,
+		by_uid   String,
+		start_ms Int64,
+		end_ms   Int64,
+		version  UInt64
+	) ENGINE = ReplacingMergeTree(version)
+	ORDER BY (room, id)`},
+	// Version 4: moderation verdict counts per room, minute, action and
+	// rule, added up by SummingMergeTree (reads sum again: merges are
+	// not immediate). Partitioned by day like the messages, so the
+	// janitor drops them with the messages.
+	{`CREATE TABLE IF NOT EXISTS {db}.{table}_verdicts (
+		room   String,
+		minute DateTime,
+		action String,
+		rule   String,
+		n      UInt64
+	) ENGINE = SummingMergeTree(n)
+	PARTITION BY toYYYYMMDD(minute)
+	ORDER BY (room, minute, action, rule)`},
 }
 
 func (s *Store) ddl(q string) string {
@@ -124,9 +150,26 @@ func (s *Store) DropExpired(ctx context.Context, now time.Time) ([]string, error
 	if s.cfg.RetentionDays <= 0 {
 		return nil, nil
 	}
+	var dropped []string
+	for _, table := range []string{s.cfg.Table, s.cfg.Table + "_verdicts"} {
+		d, err := s.dropExpired(ctx, now, table)
+		for _, p := range d {
+			if !slices.Contains(dropped, p) {
+				dropped = append(dropped, p)
+			}
+		}
+		if err != nil {
+			return dropped, err
+		}
+	}
+	return dropped, nil
+}
+
+// dropExpired drops table's expired daily partitions.
+func (s *Store) dropExpired(ctx context.Context, now time.Time, table string) ([]string, error) {
 	cutoff := now.UTC().AddDate(0, 0, -s.cfg.RetentionDays).Format("20060102")
 	rows, err := s.conn.Query(ctx, "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active",
-		s.cfg.Database, s.cfg.Table)
+		s.cfg.Database, table)
 	if err != nil {
 		return nil, fmt.Errorf("chstore: list partitions: %w", err)
 	}
@@ -148,7 +191,7 @@ func (s *Store) DropExpired(ctx context.Context, now time.Time) ([]string, error
 	}
 	var dropped []string
 	for _, p := range old {
-		if err := s.conn.Exec(ctx, "ALTER TABLE "+s.table+" DROP PARTITION "+p); err != nil {
+		if err := s.conn.Exec(ctx, "ALTER TABLE "+s.cfg.Database+"."+table+" DROP PARTITION "+p); err != nil {
 			return dropped, fmt.Errorf("chstore: drop partition %s: %w", p, err)
 		}
 		dropped = append(dropped, p)

@@ -313,4 +313,6 @@ func Run(t *testing.T, newStore func(t *testing.T) history.Store) {
 			}
 		}
 	})
+
+	runAnalytics(t, newStore)
 }

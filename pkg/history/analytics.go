@@ -1,0 +1,288 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sort"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Session is one live stream of a room: a streamer or a service marks its
+// start and end, and the replay page opens it by id.
+type Session struct {
+	ID    string `json:"id"`
+	Room  string `json:"room"`
+	Title string `json:"title,omitempty"`
+	// StartMs and EndMs are Unix ms; EndMs is 0 while the session is live.
+	StartMs int64 `json:"start"`
+	EndMs   int64 `json:"end,omitempty"`
+	// By is the uid that started it.
+	By string `json:"by,omitempty"`
+}
+
+// Sessions stores stream sessions. PutSession inserts a session or replaces
+// the one with the same (Room, ID).
+type Sessions interface {
+	PutSession(ctx context.Context, s Session) error
+	// Sessions returns up to limit sessions of room, newest start first.
+	Sessions(ctx context.Context, room string, limit int) ([]Session, error)
+	// Session returns one session; ok is false when there is none.
+	Session(ctx context.Context, room, id string) (s Session, ok bool, err error)
+}
+
+// MinuteStat is one minute of a room's traffic.
+type MinuteStat struct {
+	// Minute is the minute's start, Unix ms.
+	Minute   int64 `json:"t"`
+	Messages int64 `json:"messages"`
+	Chatters int64 `json:"chatters"`
+}
+
+// PhraseCount is a phrase and the number of messages that contain it.
+type PhraseCount struct {
+	Phrase string `json:"phrase"`
+	Count  int64  `json:"count"`
+}
+
+// Analytics answers aggregate questions about a room's stored messages in
+// [fromMs, toMs), computed by the store (never by reading every message
+// out). Deleted and purged messages are left out of every figure.
+type Analytics interface {
+	// Density returns the number of messages in each bucketMs-wide
+	// interval from fromMs: ceil((toMs-fromMs)/bucketMs) counts.
+	Density(ctx context.Context, room string, fromMs, toMs, bucketMs int64) ([]int64, error)
+	// Minutes returns messages and distinct senders per minute (minutes
+	// aligned to the Unix epoch), ascending, only minutes with messages.
+	Minutes(ctx context.Context, room string, fromMs, toMs int64) ([]MinuteStat, error)
+	// TopPhrases returns the limit phrases (see Phrases) found in the most
+	// messages, most first, ties by phrase; phrases that contain a blocked
+	// word or are part of one are left out.
+	TopPhrases(ctx context.Context, room string, fromMs, toMs int64, blocked []string, limit int) ([]PhraseCount, error)
+}
+
+// VerdictCount counts moderation verdicts of one rule and action in one
+// minute of a room.
+type VerdictCount struct {
+	Room string `json:"room,omitempty"`
+	// Minute is the minute's start, Unix ms (0 in summed answers).
+	Minute int64  `json:"t,omitempty"`
+	Action string `json:"action"`
+	Rule   string `json:"rule"`
+	Count  int64  `json:"count"`
+}
+
+// VerdictLog keeps counts of the moderation verdicts logic decided.
+type VerdictLog interface {
+	// AddVerdicts adds counts (Minute is truncated to the minute).
+	AddVerdicts(ctx context.Context, counts []VerdictCount) error
+	// Verdicts returns the counts of room whose minute starts in
+	// [fromMs, toMs), summed per (rule, action), most first, ties by rule
+	// then action; Room and Minute are empty.
+	Verdicts(ctx context.Context, room string, fromMs, toMs int64) ([]VerdictCount, error)
+}
+
+// ErrRange is returned for a time range or bucket the stores refuse.
+var ErrRange = errors.New("history: bad range")
+
+// MaxBuckets bounds Density's answer.
+const MaxBuckets = 2000
+
+// CheckDensity validates Density's arguments.
+func CheckDensity(fromMs, toMs, bucketMs int64) error {
+	if fromMs < 0 || toMs <= fromMs || bucketMs <= 0 {
+		return ErrRange
+	}
+	if (toMs-fromMs+bucketMs-1)/bucketMs > MaxBuckets {
+		return ErrRange
+	}
+	return nil
+}
+
+// Stopwords are Latin words too common to be phrases.
+var Stopwords = []string{"an", "and", "are", "as", "at", "be", "but", "by", "do", "for", "he", "if", "in", "is", "it",
+	"me", "my", "no", "of", "on", "or", "so", "that", "the", "this", "to", "was", "we", "you"}
+
+// IsEmoji reports whether r counts as an emoji phrase of its own: the
+// pictographic planes U+1F300–U+1FAFF and the symbols U+2600–U+27BF.
+func IsEmoji(r rune) bool {
+	return r >= 0x1F300 && r <= 0x1FAFF || r >= 0x2600 && r <= 0x27BF
+}
+
+// Phrases returns the distinct phrases of one message, the units top
+// phrases count:
+//   - Han text: each run of Han characters gives its overlapping bigrams
+//     ("打得好" → 打得, 得好); a run of one character gives itself;
+//   - Latin: words of ASCII letters and digits, lower-cased, of two or more
+//     characters, except Stopwords;
+//   - emoji (IsEmoji): each one is a phrase.
+//
+// The ClickHouse store computes the same phrases in SQL.
+func Phrases(text string) []string {
+	var out []string
+	add := func(p string) {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	var han []rune
+	flushHan := func() {
+		switch {
+		case len(han) == 1:
+			add(string(han))
+		case len(han) > 1:
+			for i := 0; i+1 < len(han); i++ {
+				add(string(han[i : i+2]))
+			}
+		}
+		han = han[:0]
+	}
+	var word []byte
+	flushWord := func() {
+		if len(word) >= 2 && !slices.Contains(Stopwords, string(word)) {
+			add(string(word))
+		}
+		word = word[:0]
+	}
+	for _, r := range text {
+		if unicode.Is(unicode.Han, r) {
+			han = append(han, r)
+		} else {
+			flushHan()
+		}
+		switch {
+		case r >= 'a' && r <= 'z' || r >= '0' && r <= '9':
+			word = append(word, byte(r))
+		case r >= 'A' && r <= 'Z':
+			word = append(word, byte(r-'A'+'a'))
+		default:
+			flushWord()
+		}
+		if IsEmoji(r) {
+			add(string(r))
+		}
+	}
+	flushHan()
+	flushWord()
+	return out
+}
+
+// NormBlocked prepares blocked words for TopPhrases: ASCII lower-cased,
+// blanks dropped.
+func NormBlocked(words []string) []string {
+	var out []string
+	for _, w := range words {
+		w = strings.TrimSpace(asciiLower(w))
+		if w != "" && utf8.ValidString(w) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// Blocked reports whether phrase contains a blocked word or is part of one.
+func Blocked(phrase string, blocked []string) bool {
+	for _, b := range blocked {
+		if strings.Contains(phrase, b) || strings.Contains(b, phrase) {
+			return true
+		}
+	}
+	return false
+}
+
+// Highlight is a minute whose message rate jumped well above the trailing
+// median.
+type Highlight struct {
+	Minute   int64 `json:"t"`
+	Messages int64 `json:"messages"`
+	// Median is the median rate of the HighlightWindow minutes before.
+	Median float64 `json:"median"`
+}
+
+// Highlight thresholds: a minute is a highlight when its count is at least
+// HighlightFactor times the median of the HighlightWindow minutes before it
+// (minutes without messages count as 0) and at least HighlightMin more
+// than that median.
+const (
+	HighlightWindow = 10
+	HighlightFactor = 3
+	HighlightMin    = 10
+)
+
+// Highlights finds the highlight minutes of a per-minute series (as
+// Minutes returns it: ascending, minutes without messages left out) over
+// [fromMs, toMs).
+func Highlights(minutes []MinuteStat, fromMs, toMs int64) []Highlight {
+	if len(minutes) == 0 {
+		return nil
+	}
+	first := max(fromMs/60000*60000, minutes[0].Minute-HighlightWindow*60000)
+	n := int((toMs-first+59999)/60000) + 1
+	if n <= 0 {
+		return nil
+	}
+	counts := make([]int64, n)
+	for _, m := range minutes {
+		if i := int((m.Minute - first) / 60000); i >= 0 && i < n {
+			counts[i] = m.Messages
+		}
+	}
+	var out []Highlight
+	window := make([]int64, 0, HighlightWindow)
+	for i := range counts {
+		if i < HighlightWindow || counts[i] == 0 {
+			continue
+		}
+		window = append(window[:0], counts[i-HighlightWindow:i]...)
+		sort.Slice(window, func(a, b int) bool { return window[a] < window[b] })
+		med := float64(window[HighlightWindow/2-1]+window[HighlightWindow/2]) / 2
+		if float64(counts[i]) >= HighlightFactor*med && float64(counts[i]) >= med+HighlightMin {
+			out = append(out, Highlight{Minute: first + int64(i)*60000, Messages: counts[i], Median: med})
+		}
+	}
+	return out
+}
+
+// sortPhrases orders counts most first, ties by phrase, and keeps limit.
+func sortPhrases(counts map[string]int64, limit int) []PhraseCount {
+	out := make([]PhraseCount, 0, len(counts))
+	for p, n := range counts {
+		out = append(out, PhraseCount{Phrase: p, Count: n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Phrase < out[j].Phrase
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}
+
+// SortVerdicts orders summed verdict counts most first, ties by rule then
+// action.
+func SortVerdicts(v []VerdictCount) {
+	sort.Slice(v, func(i, j int) bool {
+		if v[i].Count != v[j].Count {
+			return v[i].Count > v[j].Count
+		}
+		if v[i].Rule != v[j].Rule {
+			return v[i].Rule < v[j].Rule
+		}
+		return v[i].Action < v[j].Action
+	})
+}

@@ -1,0 +1,252 @@
+package chstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/history"
+)
+
+// Interface guards.
+var (
+	_ history.Sessions   = (*Store)(nil)
+	_ history.Analytics  = (*Store)(nil)
+	_ history.VerdictLog = (*Store)(nil)
+)
+
+// PutSession inserts s; a later PutSession of the same (room, id) replaces
+// it (the higher version wins when reading).
+func (s *Store) PutSession(ctx context.Context, sess history.Session) error {
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table+"_sessions (room, id, title, by_uid, start_ms, end_ms, version)")
+	if err != nil {
+		return fmt.Errorf("chstore: prepare session insert: %w", err)
+	}
+	defer b.Abort()
+	if err := b.Append(sess.Room, sess.ID, sess.Title, sess.By, sess.StartMs, sess.EndMs, uint64(time.Now().UnixNano())); err != nil {
+		return fmt.Errorf("chstore: append session: %w", err)
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("chstore: insert session: %w", err)
+	}
+	return nil
+}
+
+const sessionCols = "id, argMax(title, version), argMax(by_uid, version), argMax(start_ms, version) AS s, argMax(end_ms, version)"
+
+func (s *Store) sessions(ctx context.Context, room, q string, args ...any) ([]history.Session, error) {
+	rows, err := s.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("chstore: query sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []history.Session
+	for rows.Next() {
+		x := history.Session{Room: room}
+		if err := rows.Scan(&x.ID, &x.Title, &x.By, &x.StartMs, &x.EndMs); err != nil {
+			return nil, fmt.Errorf("chstore: scan session: %w", err)
+		}
+		out = append(out, x)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("chstore: read sessions: %w", err)
+	}
+	return out, nil
+}
+
+// Sessions returns up to limit sessions of room, newest start first.
+func (s *Store) Sessions(ctx context.Context, room string, limit int) ([]history.Session, error) {
+	q := "SELECT " + sessionCols + " FROM " + s.table + "_sessions WHERE room = ? GROUP BY id ORDER BY s DESC, id DESC"
+	if limit > 0 {
+		q += " LIMIT " + strconv.Itoa(limit)
+	}
+	return s.sessions(ctx, room, q, room)
+}
+
+// Session returns session id of room.
+func (s *Store) Session(ctx context.Context, room, id string) (history.Session, bool, error) {
+	out, err := s.sessions(ctx, room, "SELECT "+sessionCols+" FROM "+s.table+"_sessions WHERE room = ? AND id = ? GROUP BY id", room, id)
+	if err != nil || len(out) == 0 {
+		return history.Session{}, false, err
+	}
+	return out[0], true, nil
+}
+
+// liveRange is the FROM and WHERE of the analytics reads: the live
+// (collapsed, not deleted) messages of a room in [fromMs, toMs). FINAL
+// collapses redeliveries and deletions that are not merged yet; ts lets
+// the server skip partitions and granules, ts_ms is the exact bound.
+//
+// On 18.16 FINAL merges the room's key range in one thread; a newer server
+// reads FINAL in parallel (and per partition with
+// do_not_merge_across_partitions_select_final), and a projection or a
+// materialized view into an AggregatingMergeTree per room and minute
+// (uniqState(uid), countState) would answer Minutes and Density without
+// reading the messages at all.
+func (s *Store) liveRange(room string, fromMs, toMs int64) (string, []any) {
+	return " FROM " + s.table + " FINAL WHERE room = ? AND ts >= toDateTime(?) AND ts <= toDateTime(?)" +
+			" AND ts_ms >= ? AND ts_ms < ? AND deleted = 0",
+		[]any{room, fromMs / 1000, (toMs - 1) / 1000, fromMs, toMs}
+}
+
+// Density counts messages per bucket in one GROUP BY on the server.
+func (s *Store) Density(ctx context.Context, room string, fromMs, toMs, bucketMs int64) ([]int64, error) {
+	if err := history.CheckDensity(fromMs, toMs, bucketMs); err != nil {
+		return nil, err
+	}
+	from, args := s.liveRange(room, fromMs, toMs)
+	q := "SELECT intDiv(ts_ms - " + strconv.FormatInt(fromMs, 10) + ", " + strconv.FormatInt(bucketMs, 10) + ") AS b, count()" +
+		from + " GROUP BY b"
+	rows, err := s.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("chstore: density: %w", err)
+	}
+	defer rows.Close()
+	out := make([]int64, (toMs-fromMs+bucketMs-1)/bucketMs)
+	for rows.Next() {
+		var b int64
+		var n uint64
+		if err := rows.Scan(&b, &n); err != nil {
+			return nil, fmt.Errorf("chstore: scan density: %w", err)
+		}
+		if b >= 0 && b < int64(len(out)) {
+			out[b] = int64(n)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("chstore: density: %w", err)
+	}
+	return out, nil
+}
+
+// Minutes counts messages and distinct senders per minute. uniqExact
+// keeps the chatter counts exact (uniq would be cheaper and approximate).
+func (s *Store) Minutes(ctx context.Context, room string, fromMs, toMs int64) ([]history.MinuteStat, error) {
+	if toMs <= fromMs {
+		return nil, history.ErrRange
+	}
+	from, args := s.liveRange(room, fromMs, toMs)
+	rows, err := s.conn.Query(ctx, "SELECT intDiv(ts_ms, 60000) * 60000 AS m, count(), uniqExact(uid)"+from+
+		" GROUP BY m ORDER BY m", args...)
+	if err != nil {
+		return nil, fmt.Errorf("chstore: minutes: %w", err)
+	}
+	defer rows.Close()
+	var out []history.MinuteStat
+	for rows.Next() {
+		var m int64
+		var n, u uint64
+		if err := rows.Scan(&m, &n, &u); err != nil {
+			return nil, fmt.Errorf("chstore: scan minutes: %w", err)
+		}
+		out = append(out, history.MinuteStat{Minute: m, Messages: int64(n), Chatters: int64(u)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("chstore: minutes: %w", err)
+	}
+	return out, nil
+}
+
+// phrasesExpr is history.Phrases in 18.16's SQL: an array of the
+// message's distinct phrases. 18.16 has no ngrams() or tokens(), no
+// arrayFlatten, and substringUTF8 wants a constant offset, so Han bigrams
+// pair each run's characters (extractAll '.') with themselves shifted by
+// one (arrayPopBack/arrayPopFront), and groupUniqArrayArray flattens and
+// dedupes the runs, the words and the emoji in one step.
+const phrasesExpr = `arrayReduce('groupUniqArrayArray', arrayConcat(
+	arrayMap(c -> if(length(c) = 1, c, arrayMap((a, b) -> concat(a, b), arrayPopBack(c), arrayPopFront(c))),
+		arrayMap(r -> extractAll(r, '.'), extractAll(text, '\\p{Han}+'))),
+	[extractAll(lower(text), '[a-z0-9]{2,}'), extractAll(text, '[\\x{1F300}-\\x{1FAFF}\\x{2600}-\\x{27BF}]')]))`
+
+// TopPhrases counts, per phrase, the messages that contain it, on the
+// server. Stopwords and phrases touching a blocked word are filtered after
+// arrayJoin, before counting.
+func (s *Store) TopPhrases(ctx context.Context, room string, fromMs, toMs int64, blocked []string, limit int) ([]history.PhraseCount, error) {
+	if toMs <= fromMs {
+		return nil, history.ErrRange
+	}
+	if limit <= 0 {
+		limit = 20
+	}
+	from, args := s.liveRange(room, fromMs, toMs)
+	where := " WHERE NOT has(?, p)"
+	args = append(args, history.Stopwords)
+	if blocked = history.NormBlocked(blocked); len(blocked) > 0 {
+		where += " AND NOT arrayExists(w -> position(p, w) > 0 OR position(w, p) > 0, ?)"
+		args = append(args, blocked)
+	}
+	q := "SELECT p, count() AS n FROM (SELECT arrayJoin(" + phrasesExpr + ") AS p" + from + ")" + where +
+		" GROUP BY p ORDER BY n DESC, p LIMIT " + strconv.Itoa(limit)
+	rows, err := s.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("chstore: phrases: %w", err)
+	}
+	defer rows.Close()
+	var out []history.PhraseCount
+	for rows.Next() {
+		var pc history.PhraseCount
+		var n uint64
+		if err := rows.Scan(&pc.Phrase, &n); err != nil {
+			return nil, fmt.Errorf("chstore: scan phrases: %w", err)
+		}
+		pc.Count = int64(n)
+		out = append(out, pc)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("chstore: phrases: %w", err)
+	}
+	return out, nil
+}
+
+// AddVerdicts inserts verdict counts; SummingMergeTree adds rows of the
+// same (room, minute, action, rule) when it merges.
+func (s *Store) AddVerdicts(ctx context.Context, counts []history.VerdictCount) error {
+	if len(counts) == 0 {
+		return nil
+	}
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table+"_verdicts (room, minute, action, rule, n)")
+	if err != nil {
+		return fmt.Errorf("chstore: prepare verdict insert: %w", err)
+	}
+	defer b.Abort()
+	for _, c := range counts {
+		if c.Count <= 0 {
+			continue
+		}
+		if err := b.Append(c.Room, time.UnixMilli(c.Minute/60000*60000).UTC(), c.Action, c.Rule, uint64(c.Count)); err != nil {
+			return fmt.Errorf("chstore: append verdicts: %w", err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("chstore: insert verdicts: %w", err)
+	}
+	return nil
+}
+
+// Verdicts sums a room's verdict counts per rule and action.
+func (s *Store) Verdicts(ctx context.Context, room string, fromMs, toMs int64) ([]history.VerdictCount, error) {
+	// Minutes start on whole seconds: minute >= ceil(from s), < ceil(to s).
+	rows, err := s.conn.Query(ctx, "SELECT rule, action, sum(n) AS c FROM "+s.table+"_verdicts"+
+		" WHERE room = ? AND minute >= toDateTime(?) AND minute < toDateTime(?) GROUP BY rule, action",
+		room, (max(fromMs, 0)+999)/1000, (max(toMs, 0)+999)/1000)
+	if err != nil {
+		return nil, fmt.Errorf("chstore: verdicts: %w", err)
+	}
+	defer rows.Close()
+	var out []history.VerdictCount
+	for rows.Next() {
+		var v history.VerdictCount
+		var n uint64
+		if err := rows.Scan(&v.Rule, &v.Action, &n); err != nil {
+			return nil, fmt.Errorf("chstore: scan verdicts: %w", err)
+		}
+		v.Count = int64(n)
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("chstore: verdicts: %w", err)
+	}
+	history.SortVerdicts(out)
+	return out, nil
+}
