@@ -393,7 +393,11 @@ func (r *faultRun) sendLoop(s *fsSender, loop int) {
 		at := time.Now()
 		r.rec.send(checker.Send{Sender: s.name, Room: room, Msg: m, At: at})
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.sendWait)
-		f, err := s.c.SendID(ctx, room, m.ID, m.Text)
+		send := s.c.SendID
+		if resend {
+			send = s.c.Resend // a client re-sending a message whose answer it lost
+		}
+		f, err := send(ctx, room, m.ID, m.Text)
 		cancel()
 		if err == nil && f.Op == protocol.OpAck && f.Seq > 0 && !resend {
 			s.mu.Lock()

@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
 
-// dedupe remembers the answer given to accepted and held message ids for a
-// while, bounded in size (least recently added dropped first). It is owned
-// by the worker's goroutine.
+// dedupe remembers the answer given to accepted, held and rejected message
+// ids for a while, bounded in size (least recently added dropped first). It
+// is owned by the worker's goroutine.
 type dedupe struct {
 	max   int
 	ttl   time.Duration
@@ -23,6 +24,40 @@ type dedupe struct {
 type dedupeEntry struct {
 	seq  uint64
 	held bool
+	rej  *rejection // a verdict's reject (never unavailable)
+}
+
+// rejection is a reject remembered for an id: a retry of the send gets the
+// same answer, so that one send never gets a reject and then an ack (a
+// retry that crossed its reject, e.g. across a broker restart, would
+// otherwise be decided afresh).
+type rejection struct {
+	Code    string `json:"code"`
+	Message string `json:"msg,omitempty"`
+	// Until is when retry_after_ms ran out (Unix ms); 0 = none given.
+	Until int64 `json:"until,omitempty"`
+}
+
+// reply copies r into rep, with retry_after_ms what is left of it at now.
+func (r *rejection) reply(rep *bus.Reply, now time.Time) {
+	rep.Code, rep.Message = protocol.Code(r.Code), r.Message
+	if left := r.Until - now.UnixMilli(); r.Until != 0 && left > 0 {
+		rep.RetryAfterMs = left
+	}
+}
+
+// rejectionOf returns the rejection to remember for a verdict's reject
+// answered at now, or nil when it must not be remembered: unavailable asks
+// the sender to retry with the same id.
+func rejectionOf(rep bus.Reply, now time.Time) *rejection {
+	if rep.Code == "" || rep.Code == protocol.CodeUnavailable {
+		return nil
+	}
+	r := &rejection{Code: string(rep.Code), Message: rep.Message}
+	if rep.RetryAfterMs > 0 {
+		r.Until = now.UnixMilli() + rep.RetryAfterMs
+	}
+	return r
 }
 
 type dedupeItem struct {
@@ -76,14 +111,20 @@ func (d *dedupe) evict(el *list.Element) {
 // are stored under their dedupeKey, with their seq).
 func heldKey(key string) string { return key + "\x00held" }
 
+// rejKey is the dedupe store's key for a rejected message id; its value is
+// the rejection as JSON.
+func rejKey(key string) string { return key + "\x00rej" }
+
 // lookupDurable asks Config.Dedupe about the ids of recs that this worker
 // does not remember and copies what it knows into memory, so that a retry
-// of a message accepted (or held) before the last takeover, beyond the
-// scan, gets the same answer. When the store fails, the batch goes on with
-// what memory knows.
-func (l *Logic) lookupDurable(ctx context.Context, recs []bus.Record, now time.Time) {
+// of a message accepted (or held, or rejected) before the last takeover,
+// beyond the scan, gets the same answer. An accepted id wins over a held
+// or rejected one (a reject whose partition was lost may have been stored
+// while the new owner accepted the send). When the store fails, the batch
+// goes on with what memory knows, and lookupDurable reports false.
+func (l *Logic) lookupDurable(ctx context.Context, recs []bus.Record, now time.Time) bool {
 	if l.cfg.Dedupe == nil {
-		return
+		return true
 	}
 	var keys []string
 	for _, r := range recs {
@@ -92,27 +133,31 @@ func (l *Logic) lookupDurable(ctx context.Context, recs []bus.Record, now time.T
 			continue
 		}
 		if _, ok := l.dedupe.get(dedupeKey(in), now); !ok {
-			keys = append(keys, dedupeKey(in), heldKey(dedupeKey(in)))
+			keys = append(keys, dedupeKey(in), heldKey(dedupeKey(in)), rejKey(dedupeKey(in)))
 		}
 	}
 	if len(keys) == 0 {
-		return
+		return true
 	}
 	qctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	vals, err := l.cfg.Dedupe.Lookup(qctx, keys...)
 	if err != nil {
 		l.m.dedupeErrors.Inc()
-		l.cfg.Logger.Warn("logic: dedupe store lookup failed; deciding with what this worker remembers", "err", err)
-		return
+		l.cfg.Logger.Warn("logic: dedupe store lookup failed; deciding with what this worker remembers, retries answered unavailable", "err", err)
+		return false
 	}
-	for i := 0; i+1 < len(vals); i += 2 {
+	for i := 0; i+2 < len(vals); i += 3 {
+		var rej rejection
 		if seq, err := strconv.ParseUint(string(vals[i]), 10, 64); err == nil && seq > 0 {
 			l.dedupe.put(keys[i], dedupeEntry{seq: seq}, now)
 		} else if vals[i+1] != nil {
 			l.dedupe.put(keys[i], dedupeEntry{held: true}, now)
+		} else if vals[i+2] != nil && bus.Unmarshal(vals[i+2], &rej) == nil && rej.Code != "" {
+			l.dedupe.put(keys[i], dedupeEntry{rej: &rej}, now)
 		}
 	}
+	return true
 }
 
 // durableWrite is an entry for Config.Dedupe whose write failed; it is

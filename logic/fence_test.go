@@ -94,7 +94,7 @@ func validAccepted(t *testing.T, m *bus.Memory) []protocol.Message {
 	return out
 }
 
-func startWorker(t *testing.T, b bus.Bus, eng *moderation.Engine, cfg Config) context.CancelFunc {
+func startWorker(t *testing.T, b bus.Bus, eng Checker, cfg Config) context.CancelFunc {
 	t.Helper()
 	cfg.Bus, cfg.Moderation = b, eng
 	if cfg.Logger == nil {
@@ -281,7 +281,7 @@ func TestDedupeOutlivesTakeoverScan(t *testing.T) {
 	replies := followReplies(t, mem, "gw1")
 	store := presence.NewMemoryDedupe(0)
 	eng, _ := moderation.New(moderation.Config{})
-	cfg := Config{Dedupe: store, ScanWindow: 8, SeqGroup: "nobody-commits"}
+	cfg := Config{Dedupe: store, ScanWindow: 8, SeqGroup: "hw-" + t.Name()}
 	stopA := startWorker(t, mem, eng, cfg)
 	pub := mem.Publisher(bus.StreamIngest)
 	send := func(id, text string) {
@@ -297,6 +297,7 @@ func TestDedupeOutlivesTakeoverScan(t *testing.T) {
 	}
 	waitUntil(t, "the fillers", func() bool { return len(replies.get("m49")) == 1 })
 	stopA()
+	historyHas(t, mem, cfg.SeqGroup, 51) // the takeover scan starts after the retried id
 
 	eng2, _ := moderation.New(moderation.Config{})
 	startWorker(t, mem, eng2, cfg)
@@ -348,7 +349,7 @@ func TestDedupeWrittenAfterStoreOutage(t *testing.T) {
 	store := &downDedupe{Dedupe: presence.NewMemoryDedupe(0)}
 	store.down.Store(true)
 	eng, _ := moderation.New(moderation.Config{})
-	cfg := Config{Dedupe: store, ScanWindow: 8, SeqGroup: "nobody-commits"}
+	cfg := Config{Dedupe: store, ScanWindow: 8, SeqGroup: "hw-" + t.Name()}
 	stopA := startWorker(t, mem, eng, cfg)
 	send := func(id string) {
 		v, _ := bus.Marshal(bus.Ingest{Room: room, ID: id, UID: "u1", Text: id, Role: "service", Gateway: "gw1", Conn: 1})
@@ -376,6 +377,7 @@ func TestDedupeWrittenAfterStoreOutage(t *testing.T) {
 	}
 	waitUntil(t, "the fillers", func() bool { return len(replies.get("m49")) == 1 })
 	stopA()
+	historyHas(t, mem, cfg.SeqGroup, 51) // the takeover scan starts after the retried id
 	eng2, _ := moderation.New(moderation.Config{})
 	startWorker(t, mem, eng2, cfg)
 	send("during-outage")

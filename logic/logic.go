@@ -347,7 +347,7 @@ type outcome struct {
 // ctx ended before the accepted messages were written.
 func (l *Logic) process(ctx context.Context, recs []bus.Record) ([]outcome, error) {
 	now := time.Now()
-	l.lookupDurable(ctx, recs, now)
+	looked := l.lookupDurable(ctx, recs, now)
 	outs := make([]outcome, 0, len(recs))
 	next := make(map[string]uint64) // tentative seqs of this batch
 	inBatch := make(map[string]int) // dedupe key → index in outs
@@ -376,9 +376,22 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) ([]outcome, erro
 			}
 			// A trusted re-send of a held message (a moderator approved
 			// it) is decided anew instead of answered "held" again.
-			if prev, ok := l.dedupe.get(key, now); ok && !(prev.held && in.Trusted) {
+			if prev, ok := l.dedupe.get(key, now); ok && !(prev.seq == 0 && in.Trusted) {
 				o.reply.Seq, o.reply.Held, o.dup = prev.seq, prev.held, true
+				if prev.rej != nil {
+					prev.rej.reply(&o.reply, now)
+				}
 				l.m.dups.Inc()
+				outs = append(outs, o)
+				continue
+			}
+			if !looked && in.Retry {
+				// A retry of an id this worker does not know, and the
+				// dedupe store did not answer: it may have been accepted
+				// before the last takeover. Never decide it twice; the
+				// sender retries once the store is back.
+				o.reply.Code, o.reply.Message, o.reply.RetryAfterMs = protocol.CodeUnavailable, "dedupe store unavailable", 1000
+				l.m.rejected.WithLabelValues(string(protocol.CodeUnavailable)).Inc()
 				outs = append(outs, o)
 				continue
 			}
@@ -433,6 +446,16 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) ([]outcome, erro
 				stored = append(stored, dedupeKey(o.in))
 				storedVals = append(storedVals, strconv.AppendUint(nil, o.reply.Seq, 10))
 			}
+		}
+		// A reject is remembered before it is announced, like an ack: a
+		// retry that reaches this worker or the partition's next owner
+		// gets the same reject, also when this batch's commit then fails
+		// (the record is decided again, and answered from dedupe).
+		if rej := rejectionOf(o.reply, now); rej != nil && !o.dup && o.in.ID != "" {
+			l.dedupe.put(dedupeKey(o.in), dedupeEntry{rej: rej}, now)
+			v, _ := bus.Marshal(rej)
+			stored = append(stored, rejKey(dedupeKey(o.in)))
+			storedVals = append(storedVals, v)
 		}
 		kept = append(kept, *o)
 	}

@@ -131,6 +131,11 @@ export interface SendOptions {
   signal?: AbortSignal;
   /** Overrides sendDeadlineMs for this send. */
   deadlineMs?: number;
+  /**
+   * Marks every attempt as a re-send of an id sent before (its answer was
+   * lost); attempts after the first are always marked ("retry": true).
+   */
+  retry?: boolean;
 }
 
 /** How send() fails when no answer can come. */

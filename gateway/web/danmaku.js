@@ -531,12 +531,18 @@ export class DanmakuClient {
     return this.sendID(room, opts.id || newID(), text, opts);
   }
 
-  /** sendID is send with a caller-chosen id. */
+  /**
+   * sendID is send with a caller-chosen id. opts.retry marks every attempt
+   * as a re-send of an id sent before (its answer was lost, e.g. before a
+   * page reload); attempts after the first are always marked.
+   */
   async sendID(room, id, text, opts = {}) {
-    const frame = JSON.stringify({ op: "send", room, id, text });
+    const first = JSON.stringify(opts.retry ? { op: "send", room, id, text, retry: true } : { op: "send", room, id, text });
+    const again = JSON.stringify({ op: "send", room, id, text, retry: true });
     const deadline = Date.now() + (opts.deadlineMs ?? this.sendDeadlineMs);
     const signal = opts.signal;
     let attempt = 0;
+    let written = false; // the id went out once: later attempts are retries
     for (;;) {
       this._check(signal, deadline);
       if (this.state !== "open") {
@@ -556,7 +562,9 @@ export class DanmakuClient {
         if (signal) signal.addEventListener("abort", onAbort);
         const wait = Math.min(this.sendTimeoutMs, Math.max(0, deadline - Date.now()));
         timer = setTimeout(() => done(null, null), wait);
-        if (!this._write(frame)) {
+        if (this._write(written ? again : first)) {
+          written = true;
+        } else {
           // No connection: fall through to waiting for one.
           clearTimeout(timer);
           timer = setTimeout(() => done(null, null), 0);

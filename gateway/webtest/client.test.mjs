@@ -227,6 +227,8 @@ test("send retries with the same id after a timeout and after a reconnect", asyn
   await until(() => ws.ops("send").length === 2, "retry after the timeout");
   const [a, b] = ws.ops("send");
   assert.equal(a.id, b.id);
+  assert.equal(a.retry, undefined, "the first attempt is not a retry");
+  assert.equal(b.retry, true, "later attempts say they are retries");
   ws.drop(1006);
   await until(() => FakeWS.all.length === 2, "reconnect");
   const ws2 = t.ws();
@@ -234,6 +236,7 @@ test("send retries with the same id after a timeout and after a reconnect", asyn
   await until(() => ws2.ops("send").length === 1, "retry on the new connection");
   assert.equal(ws2.sent[0].op, "join", "rejoin goes out before the retry");
   assert.equal(ws2.ops("send")[0].id, a.id);
+  assert.equal(ws2.ops("send")[0].retry, true);
   ws2.recv({ op: "reject", id: a.id, room: "r", code: "rate_limited", retry_after_ms: 900 });
   const f = await p;
   assert.equal(f.code, "rate_limited");
@@ -252,6 +255,7 @@ test("unavailable is retried with the same id after retry_after_ms", async () =>
   await until(() => ws.ops("send").length === 2, "retry");
   assert.ok(Date.now() - t0 >= 35, "waited retry_after_ms");
   assert.equal(ws.ops("send")[1].id, id);
+  assert.equal(ws.ops("send")[1].retry, true);
   ws.recv({ op: "ack", id, room: "r", held: true });
   assert.equal((await p).held, true);
   t.c.close();

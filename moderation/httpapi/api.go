@@ -487,6 +487,9 @@ type PublishRequest struct {
 	// messages are thinned and shed like viewers' (a service's own are
 	// never shed). Empty: the token's role.
 	Role string `json:"role,omitempty"`
+	// Retry says the request re-sends ID after a lost answer (a timeout or
+	// a 503): see protocol.ClientFrame.Retry.
+	Retry bool `json:"retry,omitempty"`
 }
 
 func (a *API) postPublish(w http.ResponseWriter, r *http.Request, room string) {
@@ -545,7 +548,7 @@ func (a *API) postPublish(w http.ResponseWriter, r *http.Request, room string) {
 		}
 	}
 	rp, err := a.Publish(r.Context(), bus.Ingest{Room: room, ID: req.ID, UID: c.UID(), Name: name, Role: role,
-		Text: text, Kind: req.Kind, Color: req.Color, Trusted: c.Role == auth.RoleService, GeneratedID: generated})
+		Text: text, Kind: req.Kind, Color: req.Color, Trusted: c.Role == auth.RoleService, GeneratedID: generated, Retry: req.Retry && !generated})
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, err.Error())
 		return

@@ -37,6 +37,9 @@ type Ingest struct {
 	// that name nothing they sent (docs/protocol.md: "absent for messages
 	// published without one").
 	GeneratedID bool `json:"gen_id,omitempty"`
+	// Retry: the sender says this re-sends an id it sent before
+	// (protocol.ClientFrame.Retry).
+	Retry bool `json:"retry,omitempty"`
 }
 
 // Reply answers one Ingest (StreamReply, key = gateway id). Either Seq is set

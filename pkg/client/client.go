@@ -664,12 +664,27 @@ func (c *Client) Send(ctx context.Context, room, text string) (protocol.ServerFr
 
 // SendID is Send with a caller-chosen id.
 func (c *Client) SendID(ctx context.Context, room, id, text string) (protocol.ServerFrame, error) {
-	frame, err := sendFrame(room, id, text)
-	if err != nil {
-		return protocol.ServerFrame{}, err
-	}
+	return c.sendID(ctx, room, id, text, false)
+}
+
+// Resend sends again a message sent before with id (its answer was lost,
+// e.g. by an earlier process of the caller): every attempt is marked as a
+// retry, so the pipeline answers from its dedupe, or unavailable while it
+// cannot look the id up, never with a second decision.
+func (c *Client) Resend(ctx context.Context, room, id, text string) (protocol.ServerFrame, error) {
+	return c.sendID(ctx, room, id, text, true)
+}
+
+// sendID runs the attempts of one send; attempts after the first (and all
+// of them when retry is set) carry the frame's retry mark.
+func (c *Client) sendID(ctx context.Context, room, id, text string, retry bool) (protocol.ServerFrame, error) {
+	frame := sendFrame(room, id, text, retry)
 	attempt := 0
 	for {
+		if attempt > 0 && !retry {
+			retry = true
+			frame = sendFrame(room, id, text, true)
+		}
 		ch := make(chan protocol.ServerFrame, 1)
 		c.mu.Lock()
 		c.waiters[id] = ch
@@ -743,8 +758,8 @@ func sleepCtx(ctx context.Context, done chan struct{}, d time.Duration) bool {
 	}
 }
 
-func sendFrame(room, id, text string) ([]byte, error) {
-	return protocol.Encode(protocol.ClientFrame{Op: protocol.OpSend, Room: room, ID: id, Text: text}), nil
+func sendFrame(room, id, text string, retry bool) []byte {
+	return protocol.Encode(protocol.ClientFrame{Op: protocol.OpSend, Room: room, ID: id, Text: text, Retry: retry})
 }
 
 // Kicked returns the reason of a kick, "" if none.

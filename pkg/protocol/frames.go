@@ -19,6 +19,11 @@ type ClientFrame struct {
 	ID string `json:"id,omitempty"`
 	// Text is the message text on send, already cleaned by CleanText.
 	Text string `json:"text,omitempty"`
+	// Retry, on send, says the frame re-sends an id sent before (no answer
+	// came, or the connection dropped): while the pipeline cannot tell
+	// whether that id was accepted, it answers unavailable rather than
+	// decide the send afresh.
+	Retry bool `json:"retry,omitempty"`
 }
 
 // DecodeClient parses and validates one client frame. The returned error has

@@ -148,3 +148,19 @@ func TestThinnedBatch(t *testing.T) {
 		})
 	}
 }
+
+func TestDecodeClientRetryMark(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{"op":"send","room":"r1","id":"m1","text":"x","retry":true}`:  true,
+		`{"op":"send","room":"r1","id":"m1","text":"x"}`:               false,
+		`{"op":"send","room":"r1","id":"m1","text":"x","retry":false}`: false,
+	} {
+		f, err := DecodeClient([]byte(in))
+		if err != nil || f.Retry != want {
+			t.Errorf("%s: retry %v (err %v), want %v", in, f.Retry, err, want)
+		}
+	}
+	if _, err := DecodeClient([]byte(`{"op":"send","room":"r1","id":"m1","text":"x","retry":"yes"}`)); err == nil || err.Code != CodeInvalid {
+		t.Errorf("a retry mark that is not a boolean: err %v, want invalid", err)
+	}
+}
