@@ -511,7 +511,11 @@ func TestSlowConsumer(t *testing.T) {
 		// The fast viewer keeps up.
 		for got < int(seq) {
 			f := fast.NextOp(protocol.OpBatch, 5*time.Second)
-			got = int(f.Msgs[len(f.Msgs)-1].Seq)
+			if f.To != 0 {
+				got = int(f.To) // thinned (a loaded machine sheds): may carry no message
+			} else {
+				got = int(f.Msgs[len(f.Msgs)-1].Seq)
+			}
 		}
 		if counterValue(gw.s.m.slowConsumers) > 0 {
 			break
