@@ -150,7 +150,7 @@ func (c *conn) frames(buf []byte) int {
 func (c *conn) message(msg ws.Message) {
 	switch msg.Op {
 	case ws.OpPing:
-		c.writeControl(ws.OpPong, msg.Payload)
+		c.write(ws.AppendFrame(nil, ws.OpPong, msg.Payload), nil, classOwn)
 	case ws.OpPong:
 	case ws.OpClose:
 		code, _, err := ws.ParseClose(msg.Payload)
@@ -191,7 +191,7 @@ func (c *conn) text(b []byte) {
 	if perr != nil {
 		if f.Op == protocol.OpSend && protocol.ValidID(f.ID) && protocol.ValidRoom(f.Room) {
 			c.s.m.sendRejects.WithLabelValues(string(perr.Code)).Inc()
-			c.write(protocol.EncodeReject(f.ID, f.Room, perr))
+			c.writeOwn(protocol.EncodeReject(f.ID, f.Room, perr))
 			return
 		}
 		c.bad++
@@ -199,12 +199,12 @@ func (c *conn) text(b []byte) {
 			c.closeWith(protocol.CloseBadFrames, "too many invalid frames", "bad_frames")
 			return
 		}
-		c.write(protocol.EncodeError(perr))
+		c.writeOwn(protocol.EncodeError(perr))
 		return
 	}
 	switch f.Op {
 	case protocol.OpPing:
-		c.write(pongFrame)
+		c.writeOwn(pongFrame)
 	case protocol.OpJoin:
 		c.join(f.Room, f.Resume)
 	case protocol.OpLeave:
@@ -247,7 +247,7 @@ func (c *conn) send(f protocol.ClientFrame) {
 
 func (c *conn) rejectSend(f protocol.ClientFrame, code protocol.Code, msg string, retry time.Duration) {
 	c.s.m.sendRejects.WithLabelValues(string(code)).Inc()
-	c.write(protocol.EncodeReject(f.ID, f.Room, &protocol.Error{Code: code, Message: msg, RetryAfter: retry}))
+	c.writeOwn(protocol.EncodeReject(f.ID, f.Room, &protocol.Error{Code: code, Message: msg, RetryAfter: retry}))
 }
 
 // member returns the membership in room, or nil.

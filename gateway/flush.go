@@ -143,9 +143,8 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 			// Every batch was in its history; send only the rest.
 			l.writeSome(m, ds)
 		case first == 0 || m.from < first:
-			switch m.c.outboundState(last != 0, len(shared)) {
+			switch m.c.write(shared, zshared, streamClass(last)) {
 			case outOK:
-				m.c.writeShared(shared, zshared)
 				if last != 0 {
 					m.from = last
 					written += msgs
@@ -174,9 +173,8 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 					l.zrest = zr[:0]
 				}
 			}
-			switch m.c.outboundState(true, len(rest)) {
+			switch m.c.write(rest, zrest, classBatch) {
 			case outOK:
-				m.c.writeShared(rest, zrest)
 				m.from = last
 				written += restMsgs
 			case outDropBatches:
@@ -318,14 +316,12 @@ func (l *loop) writeSome(m *member, ds []delivery) int {
 		}
 		iov = append(iov, d.pick(c))
 		if len(iov) == maxIOV {
-			c.writeRawv(iov)
+			c.writeFrames(iov)
 			iov = iov[:0]
 		}
 	}
-	if len(iov) == 1 {
-		c.writeRaw(iov[0])
-	} else if len(iov) > 1 {
-		c.writeRawv(iov)
+	if len(iov) > 0 {
+		c.writeFrames(iov)
 	}
 	clear(iov)
 	l.iov = iov[:0]

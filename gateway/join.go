@@ -26,7 +26,7 @@ func (c *conn) join(name string, resume *uint64) {
 		c.removeMember(m)
 	}
 	if len(c.rooms) >= s.cfg.MaxRoomsPerConn {
-		c.write(protocol.EncodeError(&protocol.Error{Code: protocol.CodeInvalid, Message: "too many rooms on one connection"}))
+		c.writeOwn(protocol.EncodeError(&protocol.Error{Code: protocol.CodeInvalid, Message: "too many rooms on one connection"}))
 		return
 	}
 	var r *room
@@ -64,8 +64,8 @@ func (c *conn) join(name string, resume *uint64) {
 		r.mu.Unlock()
 		m.from = last
 		s.m.historyLoads.WithLabelValues("memory").Inc()
-		c.write(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: name, Seq: last, Online: online}))
-		c.write(protocol.EncodeHistory(name, msgs, true))
+		c.writeOwn(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: name, Seq: last, Online: online}))
+		c.writeOwn(protocol.EncodeHistory(name, msgs, true))
 		return
 	}
 	m.catching = true
@@ -126,8 +126,8 @@ func (c *conn) finishJoin(m *member, name string, resume *uint64, msgs []protoco
 	// The joined seq is the one the history covers, not the room's newest:
 	// clients take the history as complete up to it, and the batches that
 	// arrived while it loaded (pending) follow it.
-	c.write(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: name, Seq: m.from, Online: online}))
-	c.write(protocol.EncodeHistory(name, msgs, complete))
+	c.writeOwn(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: name, Seq: m.from, Online: online}))
+	c.writeOwn(protocol.EncodeHistory(name, msgs, complete))
 	m.catching = false
 	pending := m.pending
 	m.pending = nil
@@ -135,8 +135,11 @@ func (c *conn) finishJoin(m *member, name string, resume *uint64, msgs []protoco
 		if p.last != 0 && p.last <= m.from {
 			continue
 		}
-		if c.writeFrame(p.frame, p.last != 0) && p.last > m.from {
-			m.from = p.last
+		switch c.write(p.frame, nil, streamClass(p.last)) {
+		case outOK:
+			m.from = max(m.from, p.last)
+		case outDropBatches:
+			c.s.m.dropped.Inc()
 		}
 	}
 }

@@ -197,7 +197,7 @@ func (l *loop) sweep(s *Server, now time.Time) {
 			c.closeWith(protocol.CloseTokenExpired, "token expired", "token_expired")
 		case c.lastRecv < pingAfter && !c.pinged:
 			c.pinged = true
-			c.writeControl(ws.OpPing, nil)
+			c.write(ws.AppendFrame(nil, ws.OpPing, nil), nil, classOwn)
 		default:
 			c.bad = 0
 		}

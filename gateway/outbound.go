@@ -7,13 +7,62 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/ws"
 )
 
-// write sends one text frame with payload. Runs on the loop.
-func (c *conn) write(payload []byte) {
-	if c.state != stateOpen {
-		return
+// frameClass is what a frame written to a connection carries; it decides
+// what the outbound policy does with the frame (write).
+type frameClass uint8
+
+const (
+	// classOwn is a frame for this connection alone (joined, history,
+	// ack, reject, error, pong, kicked, reconnect; ping, pong and close
+	// frames): written while the connection is open, without asking the
+	// outbound policy.
+	classOwn frameClass = iota
+	// classRoom is a frame for a room's viewers outside the seq stream
+	// (delete, purge, notice, online): the policy may close the
+	// connection as slow, it never leaves the frame out.
+	classRoom
+	// classBatch is a batch of the seq stream: the policy leaves it out
+	// past the soft cap or the budget (the viewer sees a gap and resumes)
+	// or closes the connection as slow.
+	classBatch
+)
+
+// streamClass is the class of a delivery whose seq range ends at last: a
+// batch, or (last 0) a room's frame outside the seq stream.
+func streamClass(last uint64) frameClass {
+	if last != 0 {
+		return classBatch
 	}
-	buf := ws.AppendFrameHeader(make([]byte, 0, len(payload)+10), ws.OpText, true, len(payload))
-	c.writeRaw(append(buf, payload...))
+	return classRoom
+}
+
+// write is the way a frame reaches c's socket: it applies the outbound
+// policy for class (outboundState, sized by frame) and writes frame, or
+// z, its permessage-deflate form, to a connection that negotiated it when
+// z is not nil. It returns outOK when the frame was written,
+// outDropBatches when the policy left it out, outClosed when c is not
+// open (or the policy just closed it). The flush writes several frames
+// to one viewer in one writev (writeSome: the policy, then writeFrames).
+// Runs on the loop.
+func (c *conn) write(frame, z []byte, class frameClass) int {
+	if class == classOwn {
+		if c.state != stateOpen {
+			return outClosed
+		}
+	} else if st := c.outboundState(class == classBatch, len(frame)); st != outOK {
+		return st
+	}
+	if c.deflate && z != nil {
+		frame = z
+	}
+	c.writeRaw(frame)
+	return outOK
+}
+
+// writeOwn sends payload, a JSON message for this connection alone, in a
+// text frame (classOwn). Runs on the loop.
+func (c *conn) writeOwn(payload []byte) {
+	c.write(textFrame(payload), nil, classOwn)
 }
 
 // Outbound states (see outboundState).
@@ -69,22 +118,9 @@ func (s *Server) overBudget() bool {
 	return s.cfg.OutboundBudget > 0 && s.outbound.Load() > s.cfg.OutboundBudget
 }
 
-// writeFrame writes a complete, shared WebSocket frame, applying the
-// outbound policy (droppable frames are batches). It reports whether the
-// frame was written. Runs on the loop.
-func (c *conn) writeFrame(frame []byte, droppable bool) bool {
-	switch c.outboundState(droppable, len(frame)) {
-	case outOK:
-		c.writeRaw(frame)
-		return true
-	case outDropBatches:
-		c.s.m.dropped.Inc()
-	}
-	return false
-}
-
 // writeRaw writes complete frames (shared bytes: gnet copies what the
-// socket does not take at once). Runs on the loop.
+// socket does not take at once), past the outbound policy: only write and
+// writeFrames call it. Runs on the loop.
 func (c *conn) writeRaw(b []byte) {
 	if l := c.lp; l.corked == c {
 		l.cork = append(l.cork, b...)
@@ -113,18 +149,14 @@ func (c *conn) count(out int) int {
 	return out
 }
 
-// writeShared writes a frame shared by many viewers: z, its compressed
-// form, if c took permessage-deflate, else plain. Runs on the loop.
-func (c *conn) writeShared(plain, z []byte) {
-	if c.deflate {
-		c.writeRaw(z)
-	} else {
-		c.writeRaw(plain)
+// writeFrames writes complete frames the outbound policy admitted
+// together (writeSome), in one writev when there are several. Runs on the
+// loop.
+func (c *conn) writeFrames(bs [][]byte) {
+	if len(bs) == 1 {
+		c.writeRaw(bs[0])
+		return
 	}
-}
-
-// writeRawv writes several complete frames in one writev. Runs on the loop.
-func (c *conn) writeRawv(bs [][]byte) {
 	if l := c.lp; l.corked == c {
 		for _, b := range bs {
 			l.cork = append(l.cork, b...)
@@ -133,13 +165,6 @@ func (c *conn) writeRawv(bs [][]byte) {
 	}
 	_, _ = c.gc.Writev(bs)
 	c.recount()
-}
-
-func (c *conn) writeControl(op ws.OpCode, payload []byte) {
-	if c.state != stateOpen {
-		return
-	}
-	c.writeRaw(ws.AppendFrame(nil, op, payload))
 }
 
 // closeWith sends a close frame and closes the connection once the client
@@ -152,7 +177,7 @@ func (c *conn) closeWith(code uint16, reason, metric string) {
 	}
 	wasOpen := c.state == stateOpen
 	if wasOpen {
-		c.writeRaw(ws.AppendClose(nil, code, reason))
+		c.write(ws.AppendClose(nil, code, reason), nil, classOwn)
 	}
 	c.state = stateClosing
 	c.s.m.closes.WithLabelValues(metric).Inc()
@@ -186,7 +211,7 @@ func (c *conn) abort(metric string) {
 
 // kick tells the client why and closes with 4001.
 func (c *conn) kick(reason string) {
-	c.write(protocol.Encode(protocol.Kicked{Op: protocol.OpKicked, Reason: reason}))
+	c.writeOwn(protocol.Encode(protocol.Kicked{Op: protocol.OpKicked, Reason: reason}))
 	c.closeWith(protocol.CloseKicked, reason, "kicked")
 }
 

@@ -41,5 +41,5 @@ func (s *Server) reply(rp bus.Reply) {
 		payload = protocol.Encode(protocol.Ack{Op: protocol.OpAck, ID: rp.ID, Room: rp.Room, Seq: rp.Seq, Held: rp.Held})
 	}
 	c := v.(*conn)
-	c.lp.execute(func() { c.write(payload) })
+	c.lp.execute(func() { c.writeOwn(payload) })
 }

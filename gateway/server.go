@@ -328,7 +328,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 					if spread > 0 {
 						after = rand.Int64N(spread.Milliseconds() + 1)
 					}
-					c.write(protocol.Encode(protocol.Reconnect{Op: protocol.OpReconnect, AfterMs: after}))
+					c.writeOwn(protocol.Encode(protocol.Reconnect{Op: protocol.OpReconnect, AfterMs: after}))
 					c.closeAt = now + after
 				}
 			}
