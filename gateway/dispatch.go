@@ -64,9 +64,6 @@ func (s *Server) runDispatch() {
 				fresh = []protocol.Message{} // in the seq stream all the same
 			}
 			d := delivery{room: r.name, frame: textFrame(payload), first: first, last: last, msgs: len(fresh), batch: fresh}
-			if len(b.Msgs) > 0 {
-				d.born = s.born(b.Msgs[0].TS)
-			}
 			if s.ndeflate.Load() > 0 {
 				d.zframe = smaller(z.AppendFrame(nil, ws.OpText, payload), d.frame)
 			}

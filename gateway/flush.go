@@ -19,10 +19,10 @@ func (l *loop) flush(s *Server) {
 	l.out.mu.Lock()
 	q := l.out.q
 	l.out.q = l.spare[:0]
-	headAt, queuedAt := l.out.headAt, l.out.queuedAt
-	l.out.headAt, l.out.queuedAt = 0, 0
+	queuedAt := l.out.queuedAt
+	l.out.queuedAt = 0
 	l.out.mu.Unlock()
-	l.passHead = headAt
+	l.passHead = queuedAt
 	viewers := 0
 	if len(q) == 1 {
 		viewers = l.deliverRoom(s, q)
@@ -50,11 +50,10 @@ func (l *loop) flush(s *Server) {
 	}
 	clear(q) // drop the frame references
 	l.spare = q[:0]
-	if headAt != 0 && viewers > 0 {
+	if queuedAt != 0 && viewers > 0 {
 		now := time.Now().UnixNano()
-		l.delay.Store(now - headAt)
-		l.local.Store(now - queuedAt)
-		l.delayHead.Store(headAt)
+		l.delay.Store(now - queuedAt)
+		l.delayHead.Store(queuedAt)
 		l.delayAt.Store(now)
 	}
 	// Frames that arrived during this flush wait out its fan-out cost.

@@ -39,26 +39,20 @@ type loop struct {
 		queued    bool
 		notBefore int64
 		timer     *time.Timer
-		// headAt is when the oldest delivery in q was born (queued, or
-		// its oldest message accepted, see delivery.born; Unix ns); 0
-		// when q is empty.
-		headAt int64
-		// queuedAt is when the first delivery in q was queued here
-		// (Unix ns); 0 when q is empty.
+		// queuedAt is when the first (oldest) delivery in q was queued
+		// here, on this gateway's clock (Unix ns); 0 when q is empty.
 		queuedAt int64
 	}
 	// delay is how long the oldest delivery of the last flush waited,
-	// from being queued to the end of the flush's write pass (ns), and
-	// delayAt when that pass ended (Unix ns): what the loop's writes add
-	// to a batch, read by the shed goroutine (see shed.go).
+	// from being queued on this loop to the end of the flush's write pass
+	// (ns), and delayAt when that pass ended (Unix ns): how late the
+	// loop's own writes are, on this gateway's clock, read by the shed
+	// goroutine (see shed.go).
 	delay, delayAt atomic.Int64
 	// delayHead is when that oldest delivery was queued (Unix ns): a lag
 	// measured on deliveries queued before a room's last cut does not
 	// show the cut yet.
 	delayHead atomic.Int64
-	// local is the part of delay spent in this loop: from the first
-	// delivery's queueing to the end of the pass (ns).
-	local atomic.Int64
 	// passHead is when the oldest delivery of the running flush was
 	// queued (Unix ns). Owned by the loop.
 	passHead int64

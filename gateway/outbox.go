@@ -19,10 +19,6 @@ type delivery struct {
 	first, last uint64
 	msgs        int
 	batch       []protocol.Message // the batch's messages, for merging; nil outside the seq stream
-	// born is when the batch's oldest message would have reached this
-	// gateway with no queue on the way (Unix ns; see Server.born); 0:
-	// when it was queued here.
-	born int64
 }
 
 // post queues d for the loop's viewers and schedules a flush unless one is
@@ -30,15 +26,8 @@ type delivery struct {
 func (l *loop) post(s *Server, d delivery) {
 	l.out.mu.Lock()
 	defer l.out.mu.Unlock()
-	now := time.Now().UnixNano()
-	born := d.born
-	if born == 0 {
-		born = now
-	}
 	if len(l.out.q) == 0 {
-		l.out.headAt, l.out.queuedAt = born, now
-	} else if born < l.out.headAt {
-		l.out.headAt = born
+		l.out.queuedAt = time.Now().UnixNano()
 	}
 	l.out.q = append(l.out.q, d)
 	if !l.out.queued {

@@ -125,10 +125,6 @@ type Server struct {
 	// that answer must not reach whichever new connection got the same
 	// number.
 	nextID atomic.Uint64
-	// tsBase is the smallest (arrival − accepted ts) of a batch seen, in
-	// ns: the transit of an unqueued pipeline plus the clocks' offset (see
-	// born). unsetBase before the first.
-	tsBase atomic.Int64
 	// shedZ compresses the shed goroutine's cover batches; owned by it
 	// (stepLocked).
 	shedZ ws.Deflater
@@ -184,7 +180,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.m = newMetrics(cfg.Registerer, &s.outbound)
 	s.nextID.Store(uint64(time.Now().UnixNano()))
-	s.tsBase.Store(unsetBase)
 	s.clock.Store(time.Now().UnixMilli())
 	s.addr.Store(cfg.Addr)
 	if cfg.Sessions != nil {

@@ -13,9 +13,10 @@ import (
 // Overload shedding.
 //
 // When a gateway cannot write a room's stream to its viewers in time — a
-// write pass of an event loop with viewers of the room adds more than
-// Config.ShedDelay to its batches, or most of the room's viewers on a loop
-// are backed up at once — it thins the room's stream itself, once for the
+// batch waits more than Config.ShedDelay on an event loop with viewers of
+// the room, from being queued there to the end of the write pass that
+// writes it, or most of the room's viewers on a loop are backed up at
+// once — it thins the room's stream itself, once for the
 // whole gateway, on the dispatch goroutine: every viewer of the room on
 // this gateway gets the same messages and the same from/to marks. A slow
 // socket alone does not shed anything (its own batches are dropped, then
@@ -63,41 +64,6 @@ const (
 	// shedHeadroom is the share of what the gateway achieved that a cut
 	// keeps: below it, the queued batches drain.
 	shedHeadroom = 0.7
-)
-
-// born returns when a message logic accepted at ts (Unix ms) would have
-// reached this gateway with no queue on the way (Unix ns), or 0 when ts is
-// unknown: ts plus the smallest transit seen (tsBase, at most maxBase),
-// which also absorbs logic's clock being ahead of this one. (A logic clock
-// more than maxBase behind this one makes batches look late: keep the
-// hosts' clocks in sync, as NTP does.) The cap keeps a pipeline that is
-// already behind when the first batch arrives from hiding its lag. A
-// loop's lag is
-// measured from it, so that it counts the time a batch waited before this
-// gateway got it as well: in one process on one core, a gateway writing
-// more than it can starves the pipeline in front of it, and only the
-// message's age shows it. Safe for concurrent use.
-func (s *Server) born(ts int64) int64 {
-	if ts <= 0 {
-		return 0
-	}
-	now := time.Now().UnixNano()
-	off := min(now-ts*int64(time.Millisecond), maxBase)
-	for {
-		base := s.tsBase.Load()
-		if base != unsetBase && off >= base {
-			return ts*int64(time.Millisecond) + base
-		}
-		if s.tsBase.CompareAndSwap(base, off) {
-			return ts*int64(time.Millisecond) + off
-		}
-	}
-}
-
-// unsetBase marks Server.tsBase before the first message; maxBase caps it.
-const (
-	unsetBase = int64(1) << 62
-	maxBase   = int64(100 * time.Millisecond)
 )
 
 // shedCutEvery is the shortest interval between two cuts of a room's
@@ -228,50 +194,46 @@ func (s *Server) runShed() {
 	}
 }
 
-// behind returns how late the loop's writes are: the age of the oldest
-// delivery its last write pass wrote (from its birth, delivery.born, to
-// the end of the pass; if that pass ended within a second), or the age of
-// the oldest delivery waiting now, whichever is larger; when that
-// delivery was born (Unix ns); and local, the part of it spent in this
-// loop (queued to written). Safe for concurrent use.
-func (l *loop) behind(now time.Time) (lag time.Duration, head int64, local time.Duration) {
+// behind returns how late the loop's writes are, all on this gateway's
+// clock: the wait of the oldest delivery its last write pass wrote (from
+// being queued on the loop to the end of the pass; if that pass ended
+// within a second), or the age of the oldest delivery waiting now,
+// whichever is larger; and when that delivery was queued (Unix ns).
+//
+// Only the gateway's own lateness counts, never a message's age since
+// logic accepted it: a pipeline that is late before the gateway (a slow
+// logic or broker) is not helped by writing less, and logic's clock may
+// be off from this one. Safe for concurrent use.
+func (l *loop) behind(now time.Time) (lag time.Duration, head int64) {
 	ns := now.UnixNano()
-	var d, loc int64
+	var d int64
 	if ns-l.delayAt.Load() < int64(time.Second) {
-		d, head, loc = l.delay.Load(), l.delayHead.Load(), l.local.Load()
+		d, head = l.delay.Load(), l.delayHead.Load()
 	}
 	l.out.mu.Lock()
-	if h := l.out.headAt; h != 0 && len(l.out.q) > 0 && ns-h > d {
-		d, head, loc = ns-h, h, ns-l.out.queuedAt
+	if h := l.out.queuedAt; h != 0 && len(l.out.q) > 0 && ns-h > d {
+		d, head = ns-h, h
 	}
 	l.out.mu.Unlock()
-	return time.Duration(d), head, time.Duration(loc)
+	return time.Duration(d), head
 }
 
 // shedStep decides, for every room, whether it is under pressure, cuts or
 // grows its budget, and covers what shedding left out without a batch to
 // cover it. Runs on the shed goroutine (or a test).
 func (s *Server) shedStep(now time.Time) {
-	// The smallest transit drifts up slowly (a millisecond every 5 s), so
-	// that a clock stepped backwards does not make every batch look late
-	// for long; a healthy pipeline pulls it back down at once.
-	if base := s.tsBase.Load(); base != unsetBase && base < maxBase {
-		s.tsBase.CompareAndSwap(base, min(base+int64(shedStep)/100, maxBase))
-	}
 	loops := s.loopList()
 	// behind[i] is when the oldest delivery that loop i is late with was
 	// queued (0: not late): a room cut after that does not count it.
 	behind := make([]int64, s.cfg.Loops)
 	anyBehind := false
 	for _, l := range loops {
-		// Late by ShedDelay, and a quarter of it spent in this loop: a
-		// pipeline that is late before the gateway (a slow dispatch, a
-		// broker) is not helped by writing less.
-		lag, head, local := l.behind(now)
+		// Late by ShedDelay in the loop itself.
+		lag, head := l.behind(now)
 		if lag > s.cfg.ShedDelay {
-			s.cfg.Logger.Debug("gateway: loop late", "loop", l.idx, "lag", lag, "local", local)
+			s.cfg.Logger.Debug("gateway: loop late", "loop", l.idx, "lag", lag)
 		}
-		if l.idx < len(behind) && lag > s.cfg.ShedDelay && local > s.cfg.ShedDelay/4 {
+		if l.idx < len(behind) && lag > s.cfg.ShedDelay {
 			behind[l.idx] = max(head, 1)
 			anyBehind = true
 		}

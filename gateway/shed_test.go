@@ -340,7 +340,7 @@ func TestShedStepPressure(t *testing.T) {
 	l := s.loopList()[0]
 	now := time.Now()
 	head := now // when the deliveries the lag is measured on were queued
-	step := func(lag time.Duration, local ...time.Duration) {
+	step := func(lag time.Duration) {
 		heavy.offered.Add(1000)
 		light.offered.Add(10)
 		heavy.mu.Lock()
@@ -348,10 +348,6 @@ func TestShedStepPressure(t *testing.T) {
 		heavy.mu.Unlock()
 		heavy.written.Add(100) // the gateway writes its one viewer 200 msg/s
 		l.delay.Store(int64(lag))
-		l.local.Store(int64(lag))
-		if len(local) > 0 {
-			l.local.Store(int64(local[0]))
-		}
 		l.delayHead.Store(head.UnixNano())
 		l.delayAt.Store(now.UnixNano())
 		s.shedStep(now)
@@ -362,15 +358,11 @@ func TestShedStepPressure(t *testing.T) {
 		defer heavy.mu.Unlock()
 		return heavy.shed.budget
 	}
-	step(s.cfg.ShedDelay / 2)
-	if heavy.shedding.Load() || light.shedding.Load() {
-		t.Fatal("shedding without pressure")
-	}
-	// Late, but before the batches reached the loop: writing less would
-	// not help.
-	step(2*s.cfg.ShedDelay, s.cfg.ShedDelay/10)
-	if heavy.shedding.Load() {
-		t.Fatal("shedding for a lag that is not the loop's")
+	for range 2 {
+		step(s.cfg.ShedDelay / 2)
+		if heavy.shedding.Load() || light.shedding.Load() {
+			t.Fatal("shedding without pressure")
+		}
 	}
 	step(2 * s.cfg.ShedDelay)
 	if !heavy.shedding.Load() {
@@ -406,22 +398,65 @@ func TestShedStepPressure(t *testing.T) {
 	}
 }
 
-// TestBorn: a batch's birth is its oldest message's accept time plus the
-// smallest transit seen, capped, so a gateway whose first batches already
-// arrive late still sees their lag.
-func TestBorn(t *testing.T) {
-	s := &Server{}
-	s.tsBase.Store(unsetBase)
-	now := time.Now()
-	if b := s.born(0); b != 0 {
-		t.Fatalf("born(0) = %d", b)
+// TestShedIgnoresMessageAge: a gateway that writes everything in time
+// does not shed, however old its messages' accept timestamps look: batches
+// that reach it late (a slow pipeline before it) or from a logic host whose
+// clock is behind or ahead of its own. Its lateness is measured on its own
+// clock, from a batch being queued on a loop to the end of the pass that
+// writes it.
+func TestShedIgnoresMessageAge(t *testing.T) {
+	// A ShedDelay far below the messages' apparent age and far above what
+	// a loop writing to one viewer takes.
+	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1; c.ShedDelay = 30 * time.Second })
+	c := dialRaw(t, gw.addr)
+	if st := c.Upgrade("/ws?room=hot", ""); st != 101 {
+		t.Fatal(st)
 	}
-	late := now.Add(-3 * time.Second).UnixMilli() // the first batch is 3 s old
-	if b := s.born(late); time.Duration(b-late*1e6) > time.Duration(maxBase) {
-		t.Fatalf("a late first batch is born %v after its accept time, want at most %v", time.Duration(b-late*1e6), time.Duration(maxBase))
+	c.NextOp(protocol.OpHistory, 2*time.Second)
+	s := gw.s
+	pub := gw.bus.Publisher(bus.StreamDispatch)
+	hot := s.rooms.get("hot")
+	l := s.loopList()[0]
+	var seq, got uint64
+	for _, skew := range []time.Duration{-time.Hour, time.Hour, -10 * time.Minute} {
+		for range 5 {
+			ms := mixed(seq+1, seq+20, "x")
+			for i := range ms {
+				ms[i].Kind, ms[i].Role = "", "" // all sheddable
+				ms[i].TS = time.Now().Add(skew).UnixMilli()
+			}
+			if err := pub.Publish(context.Background(), bus.Record{Key: "hot", Value: protocol.EncodeBatch("hot", ms)}); err != nil {
+				t.Fatal(err)
+			}
+			seq += 20
+		}
+		// Every message arrives, unthinned.
+		for got < seq {
+			f := c.NextOp(protocol.OpBatch, 2*time.Second)
+			if f.To != 0 {
+				t.Fatalf("a thinned batch %d..%d for accept times %v off", f.From, f.To, skew)
+			}
+			for _, m := range f.Msgs {
+				if m.Seq != got+1 {
+					t.Fatalf("seq %d after %d", m.Seq, got)
+				}
+				got = m.Seq
+			}
+		}
+		hot.offered.Add(1 << 20) // the only room: heavy
+		now := time.Now()
+		if lag, _ := l.behind(now); lag >= time.Minute {
+			t.Fatalf("loop lag %v for batches written at once whose accept times are %v off", lag, skew)
+		}
+		for range 3 {
+			s.shedStep(now)
+			now = now.Add(s.shedCutEvery())
+		}
+		if hot.shedding.Load() {
+			t.Fatalf("shedding a room the gateway writes in time (accept times %v off)", skew)
+		}
 	}
-	fresh := time.Now().UnixMilli() - 2 // a fresh batch lowers the base
-	if b := s.born(fresh); time.Since(time.Unix(0, b)) > 50*time.Millisecond {
-		t.Fatalf("a fresh batch born %v ago", time.Since(time.Unix(0, b)))
+	if got := counterValue(s.m.shed); got != 0 {
+		t.Fatalf("shed metric %v", got)
 	}
 }
