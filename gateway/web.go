@@ -12,7 +12,8 @@ import (
 //go:embed web
 var webFS embed.FS
 
-// RegisterPages serves the viewer page at / and its assets (the JavaScript
+// RegisterPages serves the viewer page at /, the recorded-stream replay
+// page at /replay (see docs/api.md) and their assets (the JavaScript
 // client, its TypeScript types, styles) from the embedded web folder.
 // Pages of allowedOrigins (exact origins, "*" for any: the --origins list)
 // may load danmaku.js and danmaku.d.ts across origins (CORS).
@@ -24,6 +25,12 @@ func RegisterPages(mux *http.ServeMux, allowedOrigins ...string) {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; img-src 'self' data:")
 		switch r.URL.Path {
+		case "/replay":
+			// The replay page may play a video file from anywhere beside
+			// the danmaku (its video= parameter).
+			h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; media-src 'self' http: https: blob:")
+			http.ServeFileFS(w, r, sub, "replay.html")
+			return
 		case "/danmaku.js", "/danmaku.d.ts":
 			h.Add("Vary", "Origin")
 			if o := r.Header.Get("Origin"); o != "" && slices.ContainsFunc(allowedOrigins, func(a string) bool { return a == "*" || a == o }) {

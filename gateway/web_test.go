@@ -150,3 +150,34 @@ func TestPagesCORS(t *testing.T) {
 		t.Errorf("danmaku.js does not point at its types: %v", res.Header)
 	}
 }
+
+// TestReplayPageServed: /replay serves the replay page with a policy that
+// lets it play a video file from another origin and nothing else.
+func TestReplayPageServed(t *testing.T) {
+	mux := http.NewServeMux()
+	RegisterPages(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	res, err := http.Get(srv.URL + "/replay?room=r&from=1&to=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), `src="replay.js"`) || !strings.Contains(string(body), `id="density"`) {
+		t.Fatalf("GET /replay = %d %.200s", res.StatusCode, body)
+	}
+	csp := res.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "media-src 'self' http: https: blob:") || !strings.Contains(csp, "connect-src 'self';") {
+		t.Errorf("replay CSP = %q", csp)
+	}
+	js, err := webFS.ReadFile("web/replay.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("} {
+		if strings.Contains(string(js), bad) {
+			t.Errorf("replay.js uses %s", bad)
+		}
+	}
+}
