@@ -55,6 +55,10 @@ type Config struct {
 	// SessionTTL is how long a session hold lives without a refresh;
 	// holds are refreshed every SessionTTL/3. Zero value means 30s.
 	SessionTTL time.Duration
+	// MaxUpgradeRequest bounds a client's HTTP upgrade request in bytes;
+	// a larger one is refused with 431. Zero value means 8192; negative
+	// is an error.
+	MaxUpgradeRequest int
 	// Signer verifies tokens. Required.
 	Signer *auth.Signer
 
@@ -164,11 +168,28 @@ type Config struct {
 	// and resumes the ring does not serve, and the loads that fill a
 	// room's ring (one per room the gateway has no ring for), so a client
 	// joining many fresh rooms over many connections cannot start one
-	// load each at once. A join past it waits up to 2 s for a slot for its
-	// room's fill; a join the fill does not serve gets no store load when
-	// no slot is free and is answered from memory with complete:false.
-	// Zero value means 256; negative is an error.
+	// load each at once. A join past it waits up to HistorySlotWait for a
+	// slot for its room's fill; a join the fill does not serve gets no
+	// store load when no slot is free and is answered from memory with
+	// complete:false. Zero value means 256; negative is an error.
 	MaxHistoryLoads int
+	// HistorySlotWait is how long a room's fill waits for a history-load
+	// slot: a storm of joins of fresh rooms (a gateway restart) is served
+	// in turn rather than told complete:false, about as long as a load
+	// waits for a lagging store. Zero value means 2s; negative is an error.
+	HistorySlotWait time.Duration
+	// HistoryTimeout bounds one history-store query. Zero value means 3s;
+	// negative is an error.
+	HistoryTimeout time.Duration
+	// HistoryRetryEvery is the pause between a load's queries while the
+	// store lags behind the ring (the history writer persists in batches)
+	// or fails. Zero value means 100ms; negative is an error.
+	HistoryRetryEvery time.Duration
+	// HistoryRetries is how many more times a load asks a store that
+	// lags behind the ring (a failing store is asked 3 times in all);
+	// then the join is answered with complete:false. With the default
+	// pause that is about 2 s. Zero value means 20; negative means none.
+	HistoryRetries int
 	// IngestQueue bounds sends waiting to be published; when full, sends
 	// are rejected "unavailable". Zero value means 8192.
 	IngestQueue int
@@ -248,6 +269,24 @@ func (c *Config) setDefaults() {
 	if c.MaxHistoryLoads == 0 {
 		c.MaxHistoryLoads = 256
 	}
+	if c.HistorySlotWait == 0 {
+		c.HistorySlotWait = 2 * time.Second
+	}
+	if c.HistoryTimeout == 0 {
+		c.HistoryTimeout = 3 * time.Second
+	}
+	if c.HistoryRetryEvery == 0 {
+		c.HistoryRetryEvery = 100 * time.Millisecond
+	}
+	switch {
+	case c.HistoryRetries == 0:
+		c.HistoryRetries = 20
+	case c.HistoryRetries < 0:
+		c.HistoryRetries = 0
+	}
+	if c.MaxUpgradeRequest == 0 {
+		c.MaxUpgradeRequest = 8192
+	}
 	if c.IngestQueue == 0 {
 		c.IngestQueue = 8192
 	}
@@ -280,6 +319,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gateway: SoftOutbound %d exceeds HardOutbound %d", c.SoftOutbound, c.HardOutbound)
 	case c.MaxHistoryLoads < 0:
 		return fmt.Errorf("gateway: MaxHistoryLoads %d must not be negative", c.MaxHistoryLoads)
+	case c.HistorySlotWait < 0 || c.HistoryTimeout < 0 || c.HistoryRetryEvery < 0:
+		return fmt.Errorf("gateway: HistorySlotWait %v, HistoryTimeout %v and HistoryRetryEvery %v must not be negative", c.HistorySlotWait, c.HistoryTimeout, c.HistoryRetryEvery)
+	case c.MaxUpgradeRequest < 0:
+		return fmt.Errorf("gateway: MaxUpgradeRequest %d must not be negative", c.MaxUpgradeRequest)
 	case c.HistoryOnJoin > c.RingSize:
 		return fmt.Errorf("gateway: HistoryOnJoin %d exceeds RingSize %d", c.HistoryOnJoin, c.RingSize)
 	}

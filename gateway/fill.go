@@ -47,16 +47,41 @@ type fillWaiter struct {
 	resume *uint64 // the resume point; nil for a join without resume
 }
 
+// waitFillLocked makes w, a join whose history (after seq after) the ring
+// does not hold, wait on the room's fill: the one in flight when it serves
+// w, else a new one (start: the caller runs it with fillRing once mu is
+// released). It reports waiting false when a fill that does not serve w is
+// in flight: w then loads its own history (loadOwn). mu must be held.
+func (r *room) waitFillLocked(w fillWaiter, after uint64) (start, waiting bool) {
+	f := r.fill
+	switch {
+	case f == nil:
+	case f.serves(w.resume, after):
+		f.waiters = append(f.waiters, w)
+		return false, true
+	default:
+		return false, false
+	}
+	f = &roomFill{tail: w.resume == nil, waiters: []fillWaiter{w}}
+	if w.resume != nil {
+		// From a little below this resume point: viewers of one room
+		// resume from about the same seq, and the ones slightly behind
+		// can wait on the same load.
+		f.after = after - min(after, fillMargin)
+	}
+	r.fill = f
+	return true, true
+}
+
 // fillRing loads r.fill's messages from the store, adds them below the
 // ring when they reach it (or as the ring when it is empty), and
 // hands every waiter back to its loop: a waiter the ring now covers gets
-// its history from it, the others load their own (loadHistory). While the
+// its history from it, the others load their own (loadOwn). While the
 // store has not caught up with the ring (the history writer persists in
-// batches) it asks again, for up to 2 s. The load takes a history-load
-// slot (histSem), waiting up to fillSlotWait for one; without one the
-// waiters are handed back as they are (loadHistory answers them from
-// memory when no slot is free either). Runs the load on its own
-// goroutine.
+// batches) it asks again (loadUntil). The load takes a history-load slot
+// (histSem), waiting up to Config.HistorySlotWait for one; without one the
+// waiters are handed back as they are (loadOwn answers them from memory
+// when no slot is free either). Runs the load on its own goroutine.
 func (s *Server) fillRing(r *room) {
 	r.mu.Lock()
 	f := history.Filter{AfterSeq: r.fill.after, Limit: s.cfg.MaxResume, IncludeDeleted: true}
@@ -68,7 +93,7 @@ func (s *Server) fillRing(r *room) {
 	go func() {
 		defer s.wg.Done()
 		var err error
-		if s.takeLoadSlot(fillSlotWait) {
+		if s.takeLoadSlot(s.cfg.HistorySlotWait) {
 			err = s.fillLoad(r, f)
 			<-s.histSem
 		} else {
@@ -87,22 +112,20 @@ func (s *Server) fillRing(r *room) {
 	}()
 }
 
-// fillSlotWait is how long a ring fill waits for a history-load slot: a
-// storm of joins of fresh rooms (a gateway restart) is served in turn
-// rather than told complete:false, about as long as a fill waits for a
-// lagging store.
-const fillSlotWait = 2 * time.Second
-
 var errNoLoadSlot = errors.New("gateway: no history-load slot")
 
-// takeLoadSlot takes a slot of histSem, waiting up to wait for one; the
-// caller gives it back with <-s.histSem. It reports false when none came
-// free in time or the server stopped.
+// takeLoadSlot takes a slot of histSem, waiting up to wait for one (0:
+// only a slot free now); the caller gives it back with <-s.histSem. Every
+// store load holds one. It reports false when none came free in time or
+// the server stopped.
 func (s *Server) takeLoadSlot(wait time.Duration) bool {
 	select {
 	case s.histSem <- struct{}{}:
 		return true
 	default:
+	}
+	if wait <= 0 {
+		return false
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -238,16 +261,18 @@ func (s *Server) finishFill(r *room, w fillWaiter) {
 	first := r.ringFirstLocked()
 	ring := r.ringAfterLocked(after)
 	r.mu.Unlock()
-	s.loadHistory(c, m, r.name, resume, after, first, ring)
+	s.loadOwn(w, r.name, after, first, ring)
 }
 
-// loadHistory fetches the part of a join's history the ring lacks, off the
-// loop, then sends joined + history and the frames queued meanwhile.
-// Runs on the loop; the store query runs on its own goroutine.
-func (s *Server) loadHistory(c *conn, m *member, name string, resume *uint64, after, ringFirst uint64, ring []protocol.Message) {
-	select {
-	case s.histSem <- struct{}{}:
-	default:
+// loadOwn fetches the part of w's history (after seq after) the ring
+// lacks, for a join the room's fill did not serve (a fill for other joins
+// was in flight, or the ring could not take the answer), off the loop,
+// then sends joined + history and the frames queued meanwhile. ring is
+// the ring's part of the history and ringFirst the ring's first seq (0:
+// none). Runs on the loop; the store query runs on its own goroutine.
+func (s *Server) loadOwn(w fillWaiter, name string, after, ringFirst uint64, ring []protocol.Message) {
+	c, m, resume := w.c, w.m, w.resume
+	if !s.takeLoadSlot(0) {
 		// Too many loads in flight: answer with what memory has. A resume
 		// the ring does not reach back to gets nothing and keeps its
 		// resume point (clients take a history as complete up to the
@@ -355,18 +380,23 @@ func (s *Server) loadHistory(c *conn, m *member, name string, resume *uint64, af
 	}()
 }
 
-// loadUntil calls load until it reports done, 100 ms apart, for up to 2 s:
-// a failing store gets three tries, none when there is no shared store.
-// Each call gets 3 s. Runs off the loop.
+// storeTries is how many times a load asks a failing store (an error
+// other than history.ErrNoShared, which gets one).
+const storeTries = 3
+
+// loadUntil calls load until it reports done, Config.HistoryRetryEvery
+// apart, at most Config.HistoryRetries times more: a failing store gets
+// storeTries, none more when there is no shared store. Each call gets
+// Config.HistoryTimeout. Runs off the loop.
 func (s *Server) loadUntil(load func(ctx context.Context) (done bool, err error)) {
 	for attempt := 0; ; attempt++ {
-		ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HistoryTimeout)
 		done, err := load(ctx)
 		cancel()
-		if done || attempt == 20 || s.ctx.Err() != nil || (err != nil && (attempt >= 2 || errors.Is(err, history.ErrNoShared))) {
+		if done || attempt >= s.cfg.HistoryRetries || s.ctx.Err() != nil || (err != nil && (attempt >= storeTries-1 || errors.Is(err, history.ErrNoShared))) {
 			return
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(s.cfg.HistoryRetryEvery)
 	}
 }
 

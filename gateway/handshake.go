@@ -49,7 +49,7 @@ func (s *Server) removeUser(c *conn) {
 // when more are needed).
 func (c *conn) handshake(buf []byte) int {
 	s := c.s
-	h, n, err := ws.ParseUpgrade(buf, 8192)
+	h, n, err := ws.ParseUpgrade(buf, s.cfg.MaxUpgradeRequest)
 	if errors.Is(err, ws.ErrNeedMore) {
 		return 0
 	}

@@ -71,30 +71,19 @@ func (c *conn) join(name string, resume *uint64) {
 	m.catching = true
 	m.from = last
 	// Joins the ring does not serve (a restarted gateway, a storm, a room
-	// filling up): one store load per room extends the ring for all of
-	// them (see roomFill).
-	if f := r.fill; f == nil || f.serves(resume, after) {
-		w := fillWaiter{c: c, m: m, resume: resume}
-		if f != nil {
-			f.waiters = append(f.waiters, w)
-			r.mu.Unlock()
-			return
-		}
-		f = &roomFill{tail: resume == nil, waiters: []fillWaiter{w}}
-		if resume != nil {
-			// From a little below this resume point: viewers of one
-			// room resume from about the same seq, and the ones
-			// slightly behind can wait on the same load.
-			f.after = after - min(after, fillMargin)
-		}
-		r.fill = f
+	// filling up) wait on the room's fill: one store load per room
+	// extends the ring for all of them (fill.go).
+	w := fillWaiter{c: c, m: m, resume: resume}
+	if start, waiting := r.waitFillLocked(w, after); waiting {
 		r.mu.Unlock()
-		s.fillRing(r)
+		if start {
+			s.fillRing(r)
+		}
 		return
 	}
 	ring := r.ringAfterLocked(after)
 	r.mu.Unlock()
-	s.loadHistory(c, m, name, resume, after, first, ring)
+	s.loadOwn(w, name, after, first, ring)
 }
 
 // finishJoin sends joined + history and flushes frames queued while the

@@ -148,7 +148,7 @@ type Server struct {
 	// one (the engine failed to start), so that runIngest returns.
 	endIngest sync.Once
 	// histSem holds a slot for every history-store load in flight
-	// (Config.MaxHistoryLoads): loadHistory and fillRing.
+	// (Config.MaxHistoryLoads): fillRing and loadOwn (takeLoadSlot).
 	histSem chan struct{}
 	// sess keeps one connection per user and device; nil without
 	// Config.Sessions.
