@@ -170,10 +170,14 @@ func New(cfg Config) (*Dispatcher, error) {
 		cfg.Logger = slog.Default()
 	}
 	pr, _ := cfg.Bus.(bus.PartitionReader)
+	ff := bus.NewFenceFilter(pr, bus.StreamAccepted)
+	ff.OnDrop = func(p int, off int64, claim, current string) {
+		cfg.Logger.Warn("dispatch: fenced records dropped (a stale logic worker's writes)", "partition", p, "offset", off, "claim", claim, "current", current)
+	}
 	return &Dispatcher{cfg: cfg, pub: cfg.Bus.Publisher(bus.StreamDispatch), m: newMetrics(cfg.Registerer),
 		last: make(map[string]roomLast), thin: make(map[string]*thinState), budgets: make(map[string]int),
 		uncovered: make(map[string]struct{}),
-		ff:        bus.NewFenceFilter(pr, bus.StreamAccepted)}, nil
+		ff:        ff}, nil
 }
 
 // Consumes names the stream and consumer group the dispatcher reads (an

@@ -169,6 +169,9 @@ func (w *Writer) Run(ctx context.Context) error {
 	// wrote after another took its partition over never reach the store.
 	pr, _ := w.cfg.Bus.(bus.PartitionReader)
 	r := &writerRun{w: w, ctx: ctx, cons: cons, ff: bus.NewFenceFilter(pr, w.cfg.Stream)}
+	r.ff.OnDrop = func(p int, off int64, claim, current string) {
+		w.cfg.Logger.Warn("history: fenced records dropped (a stale logic worker's writes)", "partition", p, "offset", off, "claim", claim, "current", current)
+	}
 
 	// The flusher appends batches in order; the consumer goroutine (this
 	// one) fetches and commits, since a Consumer is used by one goroutine.

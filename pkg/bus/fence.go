@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"time"
 )
 
@@ -93,11 +94,16 @@ type FenceFilter struct {
 	parts  map[int]*fenceState
 	// dropped counts data records the rule rejected.
 	dropped uint64
+	// OnDrop, if set, hears of the first record the rule rejects after
+	// each change of a partition's claim (for logs: a stale writer's
+	// records are rare, a long run of them is a finding).
+	OnDrop func(partition int, offset int64, claim, current string)
 }
 
 type fenceState struct {
-	next  int64  // offset after the last record seen
-	claim string // current claim; "" while no marker is known
+	next   int64  // offset after the last record seen
+	claim  string // current claim; "" while no marker is known
+	warned bool   // OnDrop was called since claim was set
 }
 
 // NewFenceFilter returns a filter for stream, reading back through pr (may
@@ -122,13 +128,17 @@ func (f *FenceFilter) Valid(ctx context.Context, rec Record) (bool, error) {
 	st.next = rec.Offset + 1
 	claim, marker := ParseFence(rec.Value)
 	if marker {
-		st.claim = claim
+		st.claim, st.warned = claim, false
 		return false, nil
 	}
 	if st.claim == "" || claim == st.claim {
 		return true, nil
 	}
 	f.dropped++
+	if f.OnDrop != nil && !st.warned {
+		st.warned = true
+		f.OnDrop(rec.Partition, rec.Offset, claim, st.claim)
+	}
 	return false, nil
 }
 
@@ -173,17 +183,34 @@ func (f *FenceFilter) claimAt(ctx context.Context, p int, off int64) (string, er
 
 // LatestClaim returns the claim of the latest fence marker of partition p
 // of stream before offset off, or "" when none is retained.
+//
+// It fails rather than answer from less than the whole stretch before off:
+// when the partition's end as the broker reports it is before off (a
+// reader holds record off, so the broker is not caught up with itself,
+// e.g. just after a restart), or a read ends short of the range asked for.
+// An older marker found past a stretch that was not read would make every
+// record of the current claim look fenced until the next marker.
 func LatestClaim(ctx context.Context, pr PartitionReader, stream string, p int, off int64) (string, error) {
 	o, err := pr.Offsets(ctx, stream, p, "")
 	if err != nil {
 		return "", err
 	}
+	if o.End < off {
+		return "", fmt.Errorf("bus: %s/%d ends at %d as the broker reports it, before offset %d that was read: not caught up", stream, p, o.End, off)
+	}
 	window := int64(2 * FenceEvery)
-	for to := min(off, o.End); to > o.Oldest; window *= 2 {
+	for to := off; to > o.Oldest; window *= 2 {
 		from := max(o.Oldest, to-window)
 		recs, err := pr.ReadRange(ctx, stream, p, from, to)
 		if err != nil {
 			return "", err
+		}
+		if n := len(recs); n == 0 || recs[n-1].Offset != to-1 {
+			got := int64(-1)
+			if n > 0 {
+				got = recs[n-1].Offset
+			}
+			return "", fmt.Errorf("bus: reading %s/%d back from %d to %d ended at %d: short read", stream, p, from, to, got)
 		}
 		for i := len(recs) - 1; i >= 0; i-- {
 			if claim, marker := ParseFence(recs[i].Value); marker {
