@@ -289,17 +289,37 @@ func (s *Server) loadOwn(w fillWaiter, name string, after, ringFirst uint64, rin
 		c.finishJoin(m, name, resume, ring, false)
 		return
 	}
+	f := s.ownFilter(resume, after, ringFirst, len(ring))
+	lp := c.lp
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		msgs, lagging, err := s.loadBelowRing(name, f, ringFirst)
+		<-s.histSem
+		lp.execute(func() {
+			if c.state != stateOpen || c.member(name) != m {
+				return
+			}
+			msgs, complete := s.ownHistory(msgs, ring, resume, ringFirst, err)
+			c.finishJoin(m, name, resume, msgs, complete && !lagging)
+		})
+	}()
+}
+
+// ownFilter is loadOwn's store query: with resume, the gap after seq
+// after, oldest first (past MaxResume the answer is incomplete); without,
+// the newest HistoryOnJoin messages, or the ones just below the ring
+// (ringFirst, ringLen messages long) when there is one.
+func (s *Server) ownFilter(resume *uint64, after, ringFirst uint64, ringLen int) history.Filter {
 	want := s.cfg.HistoryOnJoin
 	var f history.Filter
 	switch {
 	case resume != nil:
-		// The gap, oldest first; past MaxResume the answer is incomplete.
 		f = history.Filter{AfterSeq: after, Limit: s.cfg.MaxResume}
 	case ringFirst == 0:
 		f = history.Filter{Tail: true, Limit: want}
 	default:
-		// The messages just below the ring.
-		need := want - len(ring)
+		need := want - ringLen
 		if need <= 0 {
 			need = 1
 		}
@@ -312,72 +332,68 @@ func (s *Server) loadOwn(w fillWaiter, name string, after, ringFirst uint64, rin
 	}
 	if ringFirst != 0 {
 		// Deleted messages too, to tell a store that lags behind the ring
-		// from one that has a deleted message there; they are left out
-		// below.
+		// from one that has a deleted message there; loadBelowRing leaves
+		// them out.
 		f.IncludeDeleted = true
 	}
-	lp := c.lp
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer func() { <-s.histSem }()
-		var msgs []protocol.Message
-		var err error
-		// The history writer persists in batches, so the store may not
-		// yet hold the messages just below the ring (after a gateway
-		// restart the ring starts at the first batch it saw). Joining the
-		// two across that gap would skip seqs silently: wait for the
-		// store instead.
-		s.loadUntil(func(ctx context.Context) (bool, error) {
-			msgs, err = s.cfg.History.Range(ctx, name, f)
-			return err == nil && !storeLags(msgs, f, ringFirst), err
-		})
-		// Still behind after the wait (the writer is stuck, e.g. its
-		// consumer group is rejoining after a broker restart): answer
-		// store and ring with complete:false rather than freeze the
-		// viewer until the store catches up.
-		lagging := err == nil && storeLags(msgs, f, ringFirst)
-		if f.IncludeDeleted {
-			kept := msgs[:0]
-			for _, m := range msgs {
-				if !m.Deleted {
-					kept = append(kept, m)
-				}
+	return f
+}
+
+// loadBelowRing runs loadOwn's query f of room name, holding a
+// history-load slot. The history writer persists in batches, so the store
+// may not yet hold the messages just below the ring (ringFirst; after a
+// gateway restart the ring starts at the first batch it saw). Joining the
+// two across that gap would skip seqs silently: it waits for the store
+// instead (loadUntil). lagging reports a store still behind after the wait
+// (the writer is stuck, e.g. its consumer group is rejoining after a
+// broker restart): the join is answered with complete:false rather than
+// freeze the viewer until the store catches up. Runs off the loop.
+func (s *Server) loadBelowRing(name string, f history.Filter, ringFirst uint64) (msgs []protocol.Message, lagging bool, err error) {
+	s.loadUntil(func(ctx context.Context) (bool, error) {
+		msgs, err = s.cfg.History.Range(ctx, name, f)
+		return err == nil && !storeLags(msgs, f, ringFirst), err
+	})
+	lagging = err == nil && storeLags(msgs, f, ringFirst)
+	if f.IncludeDeleted {
+		kept := msgs[:0]
+		for _, m := range msgs {
+			if !m.Deleted {
+				kept = append(kept, m)
 			}
-			msgs = kept
 		}
-		lp.execute(func() {
-			if c.state != stateOpen || c.member(name) != m {
-				return
-			}
-			complete := err == nil
-			if err != nil {
-				s.m.historyLoads.WithLabelValues("failed").Inc()
-				msgs = nil
-			} else {
-				s.m.historyLoads.WithLabelValues("store").Inc()
-			}
-			// Keep store messages below the ring, then the ring.
-			if ringFirst != 0 {
-				i := len(msgs)
-				for i > 0 && msgs[i-1].Seq >= ringFirst {
-					i--
-				}
-				msgs = msgs[:i]
-			}
-			if resume != nil && complete && len(msgs) >= s.cfg.MaxResume && ringFirst != 0 {
-				complete = false // the gap is larger than MaxResume
-			}
-			all := append(msgs, ring...)
-			if resume == nil && len(all) > want {
-				all = all[len(all)-want:]
-			}
-			if lagging {
-				complete = false
-			}
-			c.finishJoin(m, name, resume, all, complete)
-		})
-	}()
+		msgs = kept
+	}
+	return msgs, lagging, err
+}
+
+// ownHistory joins loadOwn's store messages (msgs, or the error that
+// stopped the load) and ring into the join's history: the store's below
+// the ring, then the ring, the newest HistoryOnJoin without resume. It
+// reports whether that history is complete. Runs on the loop.
+func (s *Server) ownHistory(msgs, ring []protocol.Message, resume *uint64, ringFirst uint64, err error) ([]protocol.Message, bool) {
+	complete := err == nil
+	if err != nil {
+		s.m.historyLoads.WithLabelValues("failed").Inc()
+		msgs = nil
+	} else {
+		s.m.historyLoads.WithLabelValues("store").Inc()
+	}
+	// Keep store messages below the ring, then the ring.
+	if ringFirst != 0 {
+		i := len(msgs)
+		for i > 0 && msgs[i-1].Seq >= ringFirst {
+			i--
+		}
+		msgs = msgs[:i]
+	}
+	if resume != nil && complete && len(msgs) >= s.cfg.MaxResume && ringFirst != 0 {
+		complete = false // the gap is larger than MaxResume
+	}
+	all := append(msgs, ring...)
+	if want := s.cfg.HistoryOnJoin; resume == nil && len(all) > want {
+		all = all[len(all)-want:]
+	}
+	return all, complete
 }
 
 // storeTries is how many times a load asks a failing store (an error

@@ -84,102 +84,13 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 	// time (see shed.go), whatever one socket does.
 	backed := 0
 	backedAt := int64(s.cfg.SoftOutbound / 16)
-	// The seq range of the batches in ds, and the concatenation of all
-	// frames: what a viewer gets unless it is behind or catching up.
-	var first, last uint64
-	msgs := 0
-	for _, d := range ds {
-		if d.last != 0 {
-			if first == 0 {
-				first = d.first
-			}
-			last = max(last, d.last)
-			msgs += d.msgs
-		}
-	}
-	shared, zshared := ds[0].frame, orPlain(ds[0].zframe, ds[0].frame)
-	// stream: ds is one run of the seq stream (merged into shared), which
-	// the pass may extend with the room's next batches (takeMore).
-	stream := len(ds) == 1 && ds[0].last != 0 && ds[0].batch != nil
-	if len(ds) > 1 {
-		shared, zshared = l.joined[:0], l.zjoined[:0]
-		if f, zf, ok := l.merged(s, ds, shared, zshared); ok {
-			shared, zshared, stream = f, orPlain(zf, f), true
-		} else {
-			shared, zshared = l.concat(ds, shared, zshared)
-		}
-	}
-	written, taken := 0, 0
-	// rest is the merged frame of ds[restAt:], for members a pass that took
-	// batches early (takeMore) already gave ds[:restAt]; -1: none yet.
-	restAt, rest, zrest, restMsgs := -1, []byte(nil), []byte(nil), 0
+	p := l.startPass(s, ds)
 	for i := 0; i < len(lr.members); i++ {
-		if stream && i > 0 && i%takeEvery == 0 {
-			if more := l.takeMore(ds[0].room, last, taken); len(more) > 0 {
-				taken += len(more)
-				ds = append(append(l.extended[:0], ds...), more...)
-				l.extended = ds
-				for _, d := range more {
-					last = d.last
-					msgs += d.msgs
-				}
-				clear(more)
-				f, zf, _ := l.merged(s, ds, l.joined[:0], l.zjoined[:0])
-				shared, zshared, restAt = f, orPlain(zf, f), -1
-			}
+		if p.stream && i > 0 && i%takeEvery == 0 {
+			l.extendPass(s, &p)
 		}
 		m := lr.members[i]
-		switch {
-		case m.catching:
-			for _, d := range ds {
-				if d.last != 0 && (m.overflow || len(m.pending) >= maxPending) {
-					m.overflow = true // finishJoin takes it from the ring
-					continue
-				}
-				m.pending = append(m.pending, pendingFrame{frame: d.pick(m.c), first: d.first, last: d.last})
-			}
-		case last != 0 && last <= m.from:
-			// Every batch was in its history; send only the rest.
-			l.writeSome(m, ds)
-		case first == 0 || m.from < first:
-			switch m.c.write(shared, zshared, streamClass(last)) {
-			case outOK:
-				if last != 0 {
-					m.from = last
-					written += msgs
-				}
-			case outDropBatches:
-				l.writeSome(m, ds)
-			}
-		default:
-			k := -1
-			if stream {
-				k = startAfter(ds, m.from)
-			}
-			if k <= 0 {
-				written += l.writeSome(m, ds)
-				break
-			}
-			if k != restAt {
-				restAt, restMsgs = k, 0
-				for _, d := range ds[k:] {
-					restMsgs += d.msgs
-				}
-				var zr []byte
-				rest, zr, _ = l.merged(s, ds[k:], l.rest[:0], l.zrest[:0])
-				l.rest, zrest = rest[:0], orPlain(zr, rest)
-				if zr != nil {
-					l.zrest = zr[:0]
-				}
-			}
-			switch m.c.write(rest, zrest, classBatch) {
-			case outOK:
-				m.from = last
-				written += restMsgs
-			case outDropBatches:
-				l.writeSome(m, ds)
-			}
-		}
+		l.deliverMember(s, &p, m)
 		if m.c.counted > backedAt {
 			backed++
 		}
@@ -187,24 +98,163 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 			i-- // m was closed and swapped out
 		}
 	}
-	if written > 0 {
-		s.m.deliveries.Add(float64(written))
-		lr.r.written.Add(int64(written))
+	if p.written > 0 {
+		s.m.deliveries.Add(float64(p.written))
+		lr.r.written.Add(int64(p.written))
 	}
 	if backed >= 2 && 2*backed > viewers {
 		lr.r.backedAt.Store(max(l.passHead, 1))
 	}
-	if len(ds) > 1 {
-		l.joined = shared[:0]
-		if len(zshared) > 0 && &zshared[0] != &shared[0] {
-			l.zjoined = zshared[:0]
+	l.endPass(&p)
+	return viewers
+}
+
+// roomPass is deliverRoom's pass over one room's members: the deliveries
+// and what every member is written from. Lives on the loop's stack.
+type roomPass struct {
+	ds []delivery
+	// first..last is the seq range of the batches in ds and msgs their
+	// messages (all 0 when ds holds no batch).
+	first, last uint64
+	msgs        int
+	// shared is the concatenation of all frames (zshared compressed where
+	// possible): what a member gets unless it is behind or catching up.
+	shared, zshared []byte
+	// stream: ds is one run of the seq stream (merged into shared), which
+	// the pass may extend with the room's next batches (extendPass).
+	stream bool
+	// rest is the merged frame of ds[restAt:], for members a pass that took
+	// batches early (takeMore) already gave ds[:restAt]; -1: none yet.
+	restAt      int
+	rest, zrest []byte
+	restMsgs    int
+	written     int // messages × members written
+	taken       int // deliveries taken early from the loop's queue
+}
+
+// startPass sets up a pass over ds: their seq range and shared frames.
+// Runs on the loop.
+func (l *loop) startPass(s *Server, ds []delivery) roomPass {
+	p := roomPass{ds: ds, restAt: -1}
+	for _, d := range ds {
+		if d.last != 0 {
+			if p.first == 0 {
+				p.first = d.first
+			}
+			p.last = max(p.last, d.last)
+			p.msgs += d.msgs
 		}
 	}
-	if taken > 0 {
+	p.shared, p.zshared = ds[0].frame, orPlain(ds[0].zframe, ds[0].frame)
+	p.stream = len(ds) == 1 && ds[0].last != 0 && ds[0].batch != nil
+	if len(ds) > 1 {
+		p.shared, p.zshared = l.joined[:0], l.zjoined[:0]
+		if f, zf, ok := l.merged(s, ds, p.shared, p.zshared); ok {
+			p.shared, p.zshared, p.stream = f, orPlain(zf, f), true
+		} else {
+			p.shared, p.zshared = l.concat(ds, p.shared, p.zshared)
+		}
+	}
+	return p
+}
+
+// extendPass adds to p the room's batches queued since the pass began
+// that continue its stream (takeMore), so the members written from here
+// on get them too. Runs on the loop.
+func (l *loop) extendPass(s *Server, p *roomPass) {
+	more := l.takeMore(p.ds[0].room, p.last, p.taken)
+	if len(more) == 0 {
+		return
+	}
+	p.taken += len(more)
+	p.ds = append(append(l.extended[:0], p.ds...), more...)
+	l.extended = p.ds
+	for _, d := range more {
+		p.last = d.last
+		p.msgs += d.msgs
+	}
+	clear(more)
+	f, zf, _ := l.merged(s, p.ds, l.joined[:0], l.zjoined[:0])
+	p.shared, p.zshared, p.restAt = f, orPlain(zf, f), -1
+}
+
+// deliverMember writes m what it needs of p: nothing yet while it catches
+// up (queued in m.pending), the shared frame when it has seen none of the
+// batches, else the part it lacks. Runs on the loop.
+func (l *loop) deliverMember(s *Server, p *roomPass, m *member) {
+	switch {
+	case m.catching:
+		for _, d := range p.ds {
+			if d.last != 0 && (m.overflow || len(m.pending) >= maxPending) {
+				m.overflow = true // finishJoin takes it from the ring
+				continue
+			}
+			m.pending = append(m.pending, pendingFrame{frame: d.pick(m.c), first: d.first, last: d.last})
+		}
+	case p.last != 0 && p.last <= m.from:
+		// Every batch was in its history; send only the rest.
+		l.writeSome(m, p.ds)
+	case p.first == 0 || m.from < p.first:
+		switch m.c.write(p.shared, p.zshared, streamClass(p.last)) {
+		case outOK:
+			if p.last != 0 {
+				m.from = p.last
+				p.written += p.msgs
+			}
+		case outDropBatches:
+			l.writeSome(m, p.ds)
+		}
+	default:
+		k := -1
+		if p.stream {
+			k = startAfter(p.ds, m.from)
+		}
+		if k <= 0 {
+			p.written += l.writeSome(m, p.ds)
+			return
+		}
+		l.restFrom(s, p, k)
+		switch m.c.write(p.rest, p.zrest, classBatch) {
+		case outOK:
+			m.from = p.last
+			p.written += p.restMsgs
+		case outDropBatches:
+			l.writeSome(m, p.ds)
+		}
+	}
+}
+
+// restFrom sets p.rest to the merged frames of p.ds[k:], unless it holds
+// them already. Runs on the loop.
+func (l *loop) restFrom(s *Server, p *roomPass, k int) {
+	if k == p.restAt {
+		return
+	}
+	p.restAt, p.restMsgs = k, 0
+	for _, d := range p.ds[k:] {
+		p.restMsgs += d.msgs
+	}
+	var zr []byte
+	p.rest, zr, _ = l.merged(s, p.ds[k:], l.rest[:0], l.zrest[:0])
+	l.rest, p.zrest = p.rest[:0], orPlain(zr, p.rest)
+	if zr != nil {
+		l.zrest = zr[:0]
+	}
+}
+
+// endPass keeps p's scratch buffers for the next pass and drops its frame
+// references. Runs on the loop.
+func (l *loop) endPass(p *roomPass) {
+	if len(p.ds) > 1 {
+		l.joined = p.shared[:0]
+		if len(p.zshared) > 0 && &p.zshared[0] != &p.shared[0] {
+			l.zjoined = p.zshared[:0]
+		}
+	}
+	if p.taken > 0 {
 		clear(l.extended) // drop the frame references
 		l.extended = l.extended[:0]
 	}
-	return viewers
 }
 
 // orPlain returns z, the compressed form of frames, or frames when there

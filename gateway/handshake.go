@@ -48,8 +48,7 @@ func (s *Server) removeUser(c *conn) {
 // handshake parses the upgrade request. It returns the bytes consumed (0
 // when more are needed).
 func (c *conn) handshake(buf []byte) int {
-	s := c.s
-	h, n, err := ws.ParseUpgrade(buf, s.cfg.MaxUpgradeRequest)
+	h, n, err := ws.ParseUpgrade(buf, c.s.cfg.MaxUpgradeRequest)
 	if errors.Is(err, ws.ErrNeedMore) {
 		return 0
 	}
@@ -62,22 +61,36 @@ func (c *conn) handshake(buf []byte) int {
 		c.reject(400, "bad request", "")
 		return len(buf)
 	}
-	if h.Path != "/ws" {
-		c.reject(404, "not found: the WebSocket endpoint is /ws", "")
+	room, resume, refused := c.admit(&h)
+	if refused != nil {
+		c.reject(refused.Status, refused.Message, refused.Header)
 		return len(buf)
+	}
+	c.open(&h, room, resume)
+	return n
+}
+
+// admit checks an upgrade request h against the gateway's rules (path,
+// origin, draining) and reads its query: the token (or the Authorization
+// header), the room to join and the resume point. refused is the HTTP
+// error to answer with when the request is not admitted. Runs on the loop.
+func (c *conn) admit(h *ws.Handshake) (room string, resume *uint64, refused *ws.HandshakeError) {
+	s := c.s
+	refuse := func(status int, msg, header string) (string, *uint64, *ws.HandshakeError) {
+		return "", nil, &ws.HandshakeError{Status: status, Message: msg, Header: header}
+	}
+	if h.Path != "/ws" {
+		return refuse(404, "not found: the WebSocket endpoint is /ws", "")
 	}
 	if len(s.cfg.AllowedOrigins) > 0 && h.Origin != "" && !s.originAllowed(h.Origin) {
-		c.reject(403, "origin not allowed", "")
-		return len(buf)
+		return refuse(403, "origin not allowed", "")
 	}
 	if s.draining.Load() {
-		c.reject(503, "server draining, reconnect elsewhere", "Retry-After: 1\r\n")
-		return len(buf)
+		return refuse(503, "server draining, reconnect elsewhere", "Retry-After: 1\r\n")
 	}
 	q, qerr := url.ParseQuery(h.RawQuery)
 	if qerr != nil {
-		c.reject(400, "malformed query", "")
-		return len(buf)
+		return refuse(400, "malformed query", "")
 	}
 	token := q.Get("token")
 	if token == "" {
@@ -88,26 +101,30 @@ func (c *conn) handshake(buf []byte) int {
 	if token != "" {
 		claims, err := s.cfg.Signer.Verify(token)
 		if err != nil {
-			c.reject(401, "invalid or expired token", "")
-			return len(buf)
+			return refuse(401, "invalid or expired token", "")
 		}
 		c.claims = claims
 	}
-	room := q.Get("room")
+	room = q.Get("room")
 	if room != "" && !protocol.ValidRoom(room) {
-		c.reject(400, "room must match [A-Za-z0-9_-]{1,64}", "")
-		return len(buf)
+		return refuse(400, "room must match [A-Za-z0-9_-]{1,64}", "")
 	}
 	c.observe = q.Get("observe") == "1" || q.Get("observe") == "true"
-	var resume *uint64
 	if v := q.Get("resume"); v != "" {
 		seq, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			c.reject(400, "resume must be a seq number", "")
-			return len(buf)
+			return refuse(400, "resume must be a seq number", "")
 		}
 		resume = &seq
 	}
+	return room, resume, nil
+}
+
+// open accepts the admitted upgrade h: it negotiates the subprotocol and
+// permessage-deflate, answers 101, registers the user and joins room.
+// Runs on the loop.
+func (c *conn) open(h *ws.Handshake, room string, resume *uint64) {
+	s := c.s
 	ext := ""
 	// A client that offers danmaku.v1 gets it; one that offers only other
 	// subprotocols gets none and fails the connection itself (RFC 6455).
@@ -136,7 +153,6 @@ func (c *conn) handshake(buf []byte) int {
 	if room != "" {
 		c.join(room, resume)
 	}
-	return n
 }
 
 // reject answers a failed upgrade with an HTTP error and closes.
