@@ -9,6 +9,7 @@
   const HELD_POLL_MS = 2000;
   const AUDIT_POLL_MS = 10000;
   const CHART_SECONDS = 60;
+  const ANALYTICS_POLL_MS = 30000;
 
   const $ = (id) => document.getElementById(id);
 
@@ -395,6 +396,85 @@
     $('audit').replaceChildren(...items);
   }
 
+  // ---- stream analytics ---------------------------------------------------
+
+  function hhmm(ms) {
+    const d = new Date(ms);
+    return String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0');
+  }
+
+  // refreshSessions fills the session picker and shows start or end.
+  async function refreshSessions() {
+    let data;
+    try { data = await api('GET', '/sessions?limit=50'); } catch (_) { return; }
+    const pick = $('an-session');
+    const keep = pick.value;
+    const opts = [el('option', '', 'none')];
+    opts[0].value = '';
+    for (const s of data.sessions || []) {
+      const o = el('option', '', (s.title || s.id) + ' · ' + new Date(s.start).toLocaleString() + (s.end ? '' : ' (live)'));
+      o.value = s.id;
+      opts.push(o);
+    }
+    pick.replaceChildren(...opts);
+    pick.value = (data.sessions || []).some((s) => s.id === keep) ? keep : '';
+    const live = (data.sessions || []).find((s) => !s.end);
+    state.liveSession = live ? live.id : '';
+    $('session-start').hidden = !!live;
+    $('session-end').hidden = !live;
+  }
+
+  async function refreshAnalytics() {
+    const sess = $('an-session').value;
+    let q;
+    if (sess) {
+      q = 'session=' + encodeURIComponent(sess);
+    } else {
+      const to = Date.now();
+      q = 'from=' + (to - Number($('an-range').value) * 60000) + '&to=' + to;
+    }
+    let a;
+    try { a = await api('GET', '/analytics?phrases=10&' + q); } catch (e) {
+      $('an-summary').textContent = 'analytics unavailable: ' + e.message;
+      return;
+    }
+    // Minutes without messages are zeros between the range's first and
+    // last minute.
+    const first = Math.floor(a.from / 60000) * 60000;
+    const n = Math.min(Math.max(1, Math.ceil((a.to - first) / 60000)), 1440);
+    const msgs = new Array(n).fill(0);
+    const chat = new Array(n).fill(0);
+    const labels = [];
+    for (let i = 0; i < n; i++) labels.push(hhmm(first + i * 60000));
+    for (const m of a.minutes) {
+      const i = Math.floor((m.t - first) / 60000);
+      if (i >= 0 && i < n) { msgs[i] = m.messages; chat[i] = m.chatters; }
+    }
+    const markers = a.highlights.map((h) => ({ i: Math.floor((h.t - first) / 60000), href: h.replay,
+      title: hhmm(h.t) + ': ' + h.messages + ' messages (median ' + h.median + ')' })).filter((m) => m.i >= 0 && m.i < n);
+    DanmakuCharts.lineChart($('an-minutes'), { width: 400, height: 150, labels, legend: true, markers, series: [
+      { name: 'messages', cls: 'messages', values: msgs }, { name: 'chatters', cls: 'chatters', values: chat }] });
+    DanmakuCharts.barChart($('an-phrases'), { width: 400, labelWidth: 120, empty: 'no phrases',
+      items: a.phrases.map((p) => ({ label: p.phrase, value: p.count, title: p.phrase + ': in ' + p.count + ' messages' })) });
+    DanmakuCharts.barChart($('an-verdicts'), { width: 400, labelWidth: 190, cls: 'verdicts', empty: 'no verdicts',
+      items: a.verdicts.map((v) => ({ label: v.action + ' · ' + v.rule, value: v.count })) });
+    const sum = $('an-summary');
+    sum.replaceChildren(el('strong', '', a.messages), document.createTextNode(' messages, up to '),
+      el('strong', '', a.chatters_peak), document.createTextNode(' chatters a minute, ' + hhmm(a.from) + '–' + hhmm(a.to)));
+    sum.dataset.messages = String(a.messages);
+    const hl = a.highlights.map((h) => {
+      const li = el('li');
+      const link = el('a', '', hhmm(h.t) + ' — ' + h.messages + ' messages (median ' + h.median + ')');
+      link.href = h.replay;
+      link.target = '_blank';
+      link.rel = 'noopener';
+      li.append(link);
+      return li;
+    });
+    if (!hl.length) hl.push(el('li', 'dim', 'no highlights'));
+    $('an-highlights').replaceChildren(...hl);
+  }
+
   function num(id) {
     const v = $(id).value.trim();
     return v === '' ? 0 : Number(v);
@@ -586,6 +666,8 @@
     refreshBans();
     refreshAudit();
     refreshUsers();
+    refreshSessions().then(refreshAnalytics);
+    state.timers.push(setInterval(refreshAnalytics, ANALYTICS_POLL_MS), setInterval(refreshSessions, ANALYTICS_POLL_MS));
     state.timers.push(setInterval(tick, 1000), setInterval(refreshHeld, HELD_POLL_MS),
       setInterval(refreshAudit, AUDIT_POLL_MS), setInterval(refreshBans, AUDIT_POLL_MS),
       setInterval(() => { if (!$('user-q').value.trim()) refreshUsers(); }, AUDIT_POLL_MS));
@@ -638,6 +720,14 @@
       act('settings saved', () => api('PUT', '/settings', body).then(loadSettings));
     });
     $('audit-refresh').addEventListener('click', refreshAudit);
+    $('analytics-refresh').addEventListener('click', () => refreshSessions().then(refreshAnalytics));
+    $('an-range').addEventListener('change', () => { $('an-session').value = ''; refreshAnalytics(); });
+    $('an-session').addEventListener('change', refreshAnalytics);
+    $('session-start').addEventListener('click', () =>
+      act('session started', () => api('POST', '/sessions', {}).then(refreshSessions)));
+    $('session-end').addEventListener('click', () => {
+      if (state.liveSession) act('session ended', () => api('POST', '/sessions/' + encodeURIComponent(state.liveSession) + '/end').then(refreshSessions));
+    });
     const params = new URLSearchParams(location.search);
     const room = params.get('room') || sessionStorage.getItem('danmaku.mod.room') || '';
     const token = sessionStorage.getItem('danmaku.mod.token') || '';
