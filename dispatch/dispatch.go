@@ -265,14 +265,44 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // flush groups recs by room, encodes one batch per room and publishes all
 // of them, retrying until it succeeds or ctx ends.
 func (d *Dispatcher) flush(ctx context.Context, recs []bus.Record) error {
-	var order []string
-	byRoom := make(map[string][]protocol.Message)
+	order, byRoom, err := d.group(ctx, recs)
+	if err != nil {
+		return err
+	}
+	covers := d.coverQuiet(byRoom)
+	if len(order) == 0 && len(covers) == 0 {
+		return nil
+	}
+	now := time.Now()
+	out, msgs, thinned := d.batches(order, byRoom, covers, now)
+	if err := d.publish(ctx, out); err != nil {
+		return err
+	}
+	for _, room := range order {
+		ms := byRoom[room]
+		d.last[room] = roomLast{seq: ms[len(ms)-1].Seq, at: now}
+	}
+	d.prune(now)
+	d.m.batches.Add(float64(len(out)))
+	d.m.messages.Add(float64(msgs))
+	if thinned > 0 {
+		d.m.thinned.Add(float64(thinned))
+	}
+	return nil
+}
+
+// group decodes a tick's accepted records into each room's new messages
+// (byRoom), rooms in the order they first appear. Fenced records, fence
+// markers, malformed records and messages already dispatched are left
+// out. It returns an error only when ctx ended while the fence was read.
+func (d *Dispatcher) group(ctx context.Context, recs []bus.Record) (order []string, byRoom map[string][]protocol.Message, err error) {
+	byRoom = make(map[string][]protocol.Message)
 	for _, rec := range recs {
 		valid, err := d.ff.ValidWait(ctx, rec, func(err error) {
 			d.cfg.Logger.Warn("dispatch: reading back the accepted partition for its fence failed, retrying", "partition", rec.Partition, "err", err)
 		})
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if !valid {
 			continue // a fence marker, or a fenced record
@@ -290,9 +320,14 @@ func (d *Dispatcher) flush(ctx context.Context, recs []bus.Record) error {
 		}
 		byRoom[m.Room] = append(byRoom[m.Room], m)
 	}
-	// Rooms whose last tick was left out entirely and that got nothing
-	// since: a batch of no messages covers the seqs left out, so that
-	// they are covered within a tick even when the room goes quiet.
+	return order, byRoom, nil
+}
+
+// coverQuiet returns the batches for rooms whose last tick was left out
+// entirely and that got nothing since (not in byRoom): a batch of no
+// messages covers the seqs left out, so that they are covered within a
+// tick even when the room goes quiet.
+func (d *Dispatcher) coverQuiet(byRoom map[string][]protocol.Message) []bus.Record {
 	var covers []bus.Record
 	for room := range d.uncovered {
 		if _, ok := byRoom[room]; ok {
@@ -304,12 +339,14 @@ func (d *Dispatcher) flush(ctx context.Context, recs []bus.Record) error {
 			st.cover, st.coverTo = 0, 0
 		}
 	}
-	if len(order) == 0 && len(covers) == 0 {
-		return nil
-	}
-	out := append(make([]bus.Record, 0, len(order)+len(covers)), covers...)
-	msgs, thinned := 0, 0
-	now := time.Now()
+	return covers
+}
+
+// batches encodes each room's batch of the tick after covers, thinned to
+// the room's display budget when it has one, and returns them with the
+// messages they carry and the messages thinning left out.
+func (d *Dispatcher) batches(order []string, byRoom map[string][]protocol.Message, covers []bus.Record, now time.Time) (out []bus.Record, msgs, thinned int) {
+	out = append(make([]bus.Record, 0, len(order)+len(covers)), covers...)
 	for _, room := range order {
 		ms := byRoom[room]
 		if b := d.budget(room); b > 0 || d.thin[room] != nil {
@@ -327,13 +364,19 @@ func (d *Dispatcher) flush(ctx context.Context, recs []bus.Record) error {
 		out = append(out, bus.Record{Key: room, Value: protocol.EncodeBatch(room, ms)})
 		msgs += len(ms)
 	}
+	return out, msgs, thinned
+}
+
+// publish writes out to the dispatch stream, retrying with a backoff
+// (20 ms doubling to 2 s) until it succeeds or ctx ends.
+func (d *Dispatcher) publish(ctx context.Context, out []bus.Record) error {
 	backoff := 20 * time.Millisecond
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := d.pub.Publish(pctx, out...)
 		cancel()
 		if err == nil {
-			break
+			return nil
 		}
 		d.m.publishErrors.Inc()
 		d.cfg.Logger.Warn("dispatch: publish failed, retrying", "batches", len(out), "err", err)
@@ -344,17 +387,6 @@ func (d *Dispatcher) flush(ctx context.Context, recs []bus.Record) error {
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
-	for _, room := range order {
-		ms := byRoom[room]
-		d.last[room] = roomLast{seq: ms[len(ms)-1].Seq, at: now}
-	}
-	d.prune(now)
-	d.m.batches.Add(float64(len(out)))
-	d.m.messages.Add(float64(msgs))
-	if thinned > 0 {
-		d.m.thinned.Add(float64(thinned))
-	}
-	return nil
 }
 
 // Priorities for thinning, highest first.

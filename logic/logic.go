@@ -222,24 +222,7 @@ func (l *Logic) Consumes() (stream, group string) { return bus.StreamIngest, l.c
 
 // Run consumes ingest until ctx is done. It returns nil on ctx cancellation.
 func (l *Logic) Run(ctx context.Context) error {
-	if l.cfg.Verdicts != nil {
-		vctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			l.runVerdicts(vctx)
-		}()
-		defer func() {
-			cancel()
-			<-done
-		}()
-	}
-	if l.engine != nil {
-		go l.runControl(ctx)
-	}
-	if l.cfg.Dedupe != nil {
-		go l.runRewrites(ctx)
-	}
+	defer l.startBackground(ctx)()
 	if err := l.checkPartitions(ctx); err != nil {
 		return err
 	}
@@ -254,71 +237,122 @@ func (l *Logic) Run(ctx context.Context) error {
 	for {
 		recs := redo
 		if redo = nil; len(recs) == 0 {
-			if recs, err = c.Fetch(ctx); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-			if rb, ok := c.(bus.Rebalancer); ok {
-				if g := rb.Generation(); g != gen {
-					// Partitions may have moved: rooms this worker owned
-					// may have advanced elsewhere, and held messages been
-					// decided. Claim each partition again before deciding
-					// its records, and reload seqs and ids on first use.
-					gen = g
-					l.reset()
-				}
+			if recs, err = l.fetch(ctx, c, &gen); err != nil {
+				return unlessDone(ctx, err)
 			}
 		}
 		if err := l.claimAll(ctx, l.dropLost(recs)); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return unlessDone(ctx, err)
 		}
 		if recs = l.dropLost(recs); len(recs) == 0 {
 			continue
 		}
 		outs, err := l.process(ctx, recs)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return unlessDone(ctx, err)
 		}
-		// Partitions fenced but still ours are claimed again and their
-		// records decided anew; lost ones are left to their new owner.
 		var commit []bus.Record
-		for _, r := range recs {
-			switch cl := l.claims[r.Partition]; {
-			case cl == nil || cl.lost:
-			case cl.redo:
-				redo = append(redo, r)
-			default:
-				commit = append(commit, r)
-			}
-		}
-		for p, cl := range l.claims {
-			if cl.redo {
-				delete(l.claims, p)
-			}
-		}
-		// A refused commit means the group moved some partitions meanwhile;
-		// any other failure is retried, since the same worker goes on.
-		committed := true
-		if err := l.retry(ctx, "committing ingest offsets", func() error {
-			err := c.Commit(ctx, commit...)
-			if errors.Is(err, bus.ErrNotOwner) {
-				committed = false
-				return nil
-			}
-			return err
-		}); err != nil {
+		commit, redo = l.splitRedo(recs)
+		committed, err := l.commit(ctx, c, commit)
+		if err != nil {
 			return nil // ctx ended
 		}
 		l.answer(ctx, outs, committed)
 	}
+}
+
+// unlessDone returns err, or nil when ctx ended (Run's error on
+// cancellation).
+func unlessDone(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// startBackground starts Run's helper goroutines: the verdict writer, the
+// moderation control reader and the dedupe rewriter, each when configured.
+// The returned func stops the verdict writer and waits for it; the others
+// end with ctx.
+func (l *Logic) startBackground(ctx context.Context) (stop func()) {
+	stop = func() {}
+	if l.cfg.Verdicts != nil {
+		vctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			l.runVerdicts(vctx)
+		}()
+		stop = func() {
+			cancel()
+			<-done
+		}
+	}
+	if l.engine != nil {
+		go l.runControl(ctx)
+	}
+	if l.cfg.Dedupe != nil {
+		go l.runRewrites(ctx)
+	}
+	return stop
+}
+
+// fetch reads the next records of c. When the group generation changed
+// since *gen (partitions may have moved: rooms this worker owned may have
+// advanced elsewhere, and held messages been decided), it resets the
+// worker's state, so each partition is claimed again before its records
+// are decided and seqs and ids are reloaded on first use.
+func (l *Logic) fetch(ctx context.Context, c bus.Consumer, gen *int64) ([]bus.Record, error) {
+	recs, err := c.Fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if rb, ok := c.(bus.Rebalancer); ok {
+		if g := rb.Generation(); g != *gen {
+			*gen = g
+			l.reset()
+		}
+	}
+	return recs, nil
+}
+
+// splitRedo sorts a processed batch's records: those of partitions still
+// held are committed; those of partitions fenced but still this worker's
+// are decided again (redo, and their claims dropped so they are claimed
+// anew); those of lost partitions are left to their new owner.
+func (l *Logic) splitRedo(recs []bus.Record) (commit, redo []bus.Record) {
+	for _, r := range recs {
+		switch cl := l.claims[r.Partition]; {
+		case cl == nil || cl.lost:
+		case cl.redo:
+			redo = append(redo, r)
+		default:
+			commit = append(commit, r)
+		}
+	}
+	for p, cl := range l.claims {
+		if cl.redo {
+			delete(l.claims, p)
+		}
+	}
+	return commit, redo
+}
+
+// commit commits recs' offsets. A refused commit means the group moved
+// some partitions meanwhile (committed false); any other failure is
+// retried, since the same worker goes on. It returns an error only when
+// ctx ended.
+func (l *Logic) commit(ctx context.Context, c bus.Consumer, recs []bus.Record) (committed bool, err error) {
+	committed = true
+	err = l.retry(ctx, "committing ingest offsets", func() error {
+		err := c.Commit(ctx, recs...)
+		if errors.Is(err, bus.ErrNotOwner) {
+			committed = false
+			return nil
+		}
+		return err
+	})
+	return committed, err
 }
 
 // reset forgets what the worker knew of its partitions (a new generation).
@@ -347,6 +381,17 @@ type outcome struct {
 // ctx ended before the accepted messages were written.
 func (l *Logic) process(ctx context.Context, recs []bus.Record) ([]outcome, error) {
 	now := time.Now()
+	outs := l.decideAll(ctx, recs, now)
+	if err := l.appendAccepted(ctx, outs); err != nil {
+		return nil, err
+	}
+	return l.remember(ctx, outs, now), nil
+}
+
+// decideAll decodes recs and decides each send: answered from this
+// batch, from dedupe, unavailable (a retry dedupe could not look up), or
+// by decide. Malformed records are dropped.
+func (l *Logic) decideAll(ctx context.Context, recs []bus.Record, now time.Time) []outcome {
 	looked := l.lookupDurable(ctx, recs, now)
 	outs := make([]outcome, 0, len(recs))
 	next := make(map[string]uint64) // tentative seqs of this batch
@@ -402,8 +447,12 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) ([]outcome, erro
 		}
 		outs = append(outs, o)
 	}
+	return outs
+}
 
-	// Append each partition's accepted messages under its claim.
+// appendAccepted appends each partition's accepted messages of outs to
+// the accepted stream under the partition's claim.
+func (l *Logic) appendAccepted(ctx context.Context, outs []outcome) error {
 	byPart := make(map[int][]bus.Record)
 	for i := range outs {
 		if m := outs[i].msg; m != nil && !outs[i].dup {
@@ -426,9 +475,13 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) ([]outcome, erro
 			appendErr = err
 		}
 	}
-	if appendErr != nil {
-		return nil, appendErr
-	}
+	return appendErr
+}
+
+// remember records what outs decided, for the outcomes whose partition
+// this worker still holds: room seqs, acks and rejects in dedupe (and
+// the durable dedupe store). It returns those outcomes.
+func (l *Logic) remember(ctx context.Context, outs []outcome, now time.Time) []outcome {
 	kept := outs[:0]
 	var stored []string
 	var storedVals [][]byte
@@ -460,7 +513,7 @@ func (l *Logic) process(ctx context.Context, recs []bus.Record) ([]outcome, erro
 		kept = append(kept, *o)
 	}
 	l.storeDurable(ctx, stored, storedVals)
-	return kept, nil
+	return kept
 }
 
 // answer publishes held-message events and replies for outs (step 6):
