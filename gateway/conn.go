@@ -236,7 +236,7 @@ func (c *conn) send(f protocol.ClientFrame) {
 	}
 	in := bus.Ingest{
 		Room: f.Room, ID: f.ID, UID: c.claims.UID(), Name: c.claims.Name, Role: c.claims.Role,
-		Text: f.Text, TS: time.Now().UnixMilli(), Gateway: s.cfg.ID, Conn: c.id, Retry: f.Retry,
+		Text: f.Text, Mode: f.Mode, Size: f.Size, TS: time.Now().UnixMilli(), Gateway: s.cfg.ID, Conn: c.id, Retry: f.Retry,
 	}
 	select {
 	case s.ingest <- in:

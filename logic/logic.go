@@ -50,6 +50,13 @@ type Checker interface {
 	Check(in moderation.Input) moderation.Verdict
 }
 
+// DisplayChecker is the optional ability of a Checker to decide whether a
+// message may use its display mode and size (*moderation.Engine has it).
+// A Checker without it lets every mode and size through.
+type DisplayChecker interface {
+	CheckDisplay(in moderation.DisplayInput) moderation.Verdict
+}
+
 // SeqSource tells the highest seq a room reached before this worker owned
 // it (history.LastSeqer implements it).
 type SeqSource interface {
@@ -594,6 +601,17 @@ func (l *Logic) decide(ctx context.Context, o *outcome, now time.Time, next map[
 		_ = l.cfg.Rooms.LoadRoom(lctx, in.Room, l.engine)
 		cancel()
 	}
+	if in.Mode != protocol.ModeScroll || in.Size != protocol.SizeNormal {
+		if dc, ok := l.cfg.Moderation.(DisplayChecker); ok {
+			v := dc.CheckDisplay(moderation.DisplayInput{Room: in.Room, Role: in.Role, Kind: in.Kind, Mode: in.Mode, Size: in.Size})
+			if v.Action == moderation.Reject {
+				o.reply.Code = protocol.Code(v.Code)
+				o.reply.Message = v.Rule
+				l.m.rejected.WithLabelValues(string(v.Code)).Inc()
+				return
+			}
+		}
+	}
 	if !in.Trusted {
 		rk := recordKey{o.part, o.off}
 		v, ok := l.verdicts[rk]
@@ -618,7 +636,7 @@ func (l *Logic) decide(ctx context.Context, o *outcome, now time.Time, next map[
 			return
 		case moderation.Hold:
 			o.held = &protocol.Message{Room: in.Room, ID: in.ID, UID: in.UID, Name: in.Name, Text: v.Text,
-				TS: now.UnixMilli(), Kind: in.Kind, Role: roleTag(in.Role), Color: in.Color}
+				TS: now.UnixMilli(), Kind: in.Kind, Role: roleTag(in.Role), Color: in.Color, Mode: in.Mode, Size: in.Size}
 			o.reply.Held = true
 			o.reply.Message = v.Rule
 			l.m.held.Inc()
@@ -645,7 +663,7 @@ func (l *Logic) decide(ctx context.Context, o *outcome, now time.Time, next map[
 		id = "" // see bus.Ingest.GeneratedID
 	}
 	o.msg = &protocol.Message{Room: in.Room, Seq: seq, ID: id, UID: in.UID, Name: in.Name, Text: text,
-		TS: now.UnixMilli(), Kind: in.Kind, Role: roleTag(in.Role), Color: in.Color}
+		TS: now.UnixMilli(), Kind: in.Kind, Role: roleTag(in.Role), Color: in.Color, Mode: in.Mode, Size: in.Size}
 	o.reply.Seq = seq
 	l.m.accepted.Inc()
 }

@@ -31,6 +31,18 @@ const (
 	LinkAllowList = "allowlist" // links pass only to Settings.LinkAllow domains and their subdomains
 )
 
+// Display policies (Settings.ModePolicy, Settings.SizePolicy): who may ask
+// for a display mode other than scroll, or a size other than normal.
+const (
+	// DisplayAll lets everyone use them.
+	DisplayAll = "all"
+	// DisplayPrivileged lets moderators, streamers and services use them,
+	// and anyone's paid, highlighted or system messages.
+	DisplayPrivileged = "privileged"
+	// DisplayNone lets no one use them: every message scrolls at normal size.
+	DisplayNone = "none"
+)
+
 // Keyword and rule actions.
 const (
 	ActionBlock  = "block"  // reject with CodeBlocked (default)
@@ -78,6 +90,13 @@ type Settings struct {
 	// means the operator's default (danmaku --thin-budget, off unless
 	// set); -1 turns thinning off for the room.
 	DisplayBudget int `json:"display_budget,omitempty"`
+	// ModePolicy says who may send top and bottom danmaku (protocol.ModeTop,
+	// protocol.ModeBottom): DisplayAll, DisplayPrivileged or DisplayNone.
+	// Empty means DisplayPrivileged.
+	ModePolicy string `json:"mode_policy,omitempty"`
+	// SizePolicy says who may send small and large danmaku: DisplayAll,
+	// DisplayPrivileged or DisplayNone. Empty means DisplayAll.
+	SizePolicy string `json:"size_policy,omitempty"`
 }
 
 // BuiltinSettings returns the defaults a new room starts with.
@@ -92,6 +111,8 @@ var builtinSettings = Settings{
 	DuplicateWindowSec: 30,
 	FloodWindowSec:     10,
 	FloodAction:        ActionHold,
+	ModePolicy:         DisplayPrivileged,
+	SizePolicy:         DisplayAll,
 }
 
 // Validate reports whether s holds usable values.
@@ -130,6 +151,13 @@ func (s Settings) Validate() error {
 	case "", ActionHold, ActionReject:
 	default:
 		return bad("flood_action %q: want hold or reject", s.FloodAction)
+	}
+	for name, p := range map[string]string{"mode_policy": s.ModePolicy, "size_policy": s.SizePolicy} {
+		switch p {
+		case "", DisplayAll, DisplayPrivileged, DisplayNone:
+		default:
+			return bad("%s %q: want all, privileged or none", name, p)
+		}
 	}
 	for _, d := range s.LinkAllow {
 		if !validDomain(d) {
@@ -186,6 +214,12 @@ func (s Settings) WithDefaults(d Settings) Settings {
 	}
 	if s.HoldThreshold == 0 {
 		s.HoldThreshold = d.HoldThreshold
+	}
+	if s.ModePolicy == "" {
+		s.ModePolicy = d.ModePolicy
+	}
+	if s.SizePolicy == "" {
+		s.SizePolicy = d.SizePolicy
 	}
 	return s
 }

@@ -49,16 +49,18 @@ func (a Action) String() string {
 const (
 	RuleBanned    = "banned"
 	RuleTooLong   = "too_long"
-	RuleEmpty     = "empty"      // the text is empty or blank
-	RuleEncoding  = "encoding"   // the text is not valid UTF-8
-	RuleNoRoom    = "room"       // Input.Room is empty
-	RuleCapacity  = "capacity"   // too many rooms tracked
-	RuleRateLimit = "rate_limit" // CodeRateLimited
-	RuleSlowMode  = "slow_mode"  // CodeSlowMode
-	RuleLink      = "link"       // CodeBlocked by the link policy
-	RuleDuplicate = "duplicate"  // CodeBlocked: same text from the same user within the window
-	RuleFlood     = "flood"      // same text from many users within the window (Hold or Reject)
-	RuleSpam      = "spam"       // Hold: spam score reached Settings.HoldThreshold
+	RuleEmpty     = "empty"        // the text is empty or blank
+	RuleEncoding  = "encoding"     // the text is not valid UTF-8
+	RuleNoRoom    = "room"         // Input.Room is empty
+	RuleCapacity  = "capacity"     // too many rooms tracked
+	RuleRateLimit = "rate_limit"   // CodeRateLimited
+	RuleSlowMode  = "slow_mode"    // CodeSlowMode
+	RuleLink      = "link"         // CodeBlocked by the link policy
+	RuleDuplicate = "duplicate"    // CodeBlocked: same text from the same user within the window
+	RuleFlood     = "flood"        // same text from many users within the window (Hold or Reject)
+	RuleSpam      = "spam"         // Hold: spam score reached Settings.HoldThreshold
+	RuleMode      = "display_mode" // CodeBlocked: Settings.ModePolicy does not allow top/bottom for the sender
+	RuleSize      = "display_size" // CodeBlocked: Settings.SizePolicy does not allow small/large for the sender
 )
 
 // Verdict is the engine's decision about one message.

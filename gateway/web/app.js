@@ -2,169 +2,12 @@
 // the "video", a chat log, room switching, guest sign-in and sending.
 // User-supplied text is only ever rendered with textContent.
 import { DanmakuClient, SendError, validRoom, wsURL } from "./danmaku.js";
+import { Stage, badge, danmakuElement, kindClass } from "./stage.js";
 
 const $ = (id) => document.getElementById(id);
-const COLOR_RE = /^#[0-9a-fA-F]{6}$/;
 const LOG_MAX = 200;
 
-// ---------------------------------------------------------------- stage
-
-// Stage lays danmaku out in horizontal lanes. Each item crosses the stage
-// in DURATION ms whatever its width, so longer items move faster. A lane
-// takes a new item when the previous one has fully entered with a gap and
-// the new one cannot catch up with it (keeping the gap) before it leaves.
-// Where an item is comes from its animation's own clock, not from when it
-// was placed: on a busy page an animation starts frames later than asked,
-// and reckoning from the placing time put the next item on top of it.
-class Stage {
-  constructor(layer) {
-    this.layer = layer;
-    this.duration = 8000;
-    this.gap = 24;
-    this.lanes = [];
-    this.queue = [];
-    this.live = new Set();
-    this.timer = null;
-  }
-
-  size() {
-    const W = this.layer.clientWidth || 640;
-    const H = this.layer.clientHeight || 360;
-    const laneH = parseFloat(getComputedStyle(document.documentElement).getPropertyValue("--lane")) || 34;
-    const n = Math.max(1, Math.floor((H - 8) / laneH));
-    if (this.lanes.length !== n) this.lanes.length = n;
-    return { W, laneH, n };
-  }
-
-  add(el, priority) {
-    el.style.visibility = "hidden";
-    el.style.transform = "translateX(-100000px)";
-    this.layer.appendChild(el);
-    const item = { el, w: el.offsetWidth, speed: 0, start: 0, anim: null };
-    el._item = item;
-    if (priority) this.queue.unshift(item);
-    else this.queue.push(item);
-    // Keep the backlog short: a hot room drops its oldest plain lines.
-    while (this.queue.length > 60) {
-      const i = this.queue.findIndex((it) => !it.el.classList.contains("paid") && !it.el.classList.contains("system"));
-      const [old] = this.queue.splice(i >= 0 ? i : 0, 1);
-      old.el.remove();
-    }
-    this.pump();
-  }
-
-  pump() {
-    const { W, laneH, n } = this.size();
-    const now = performance.now();
-    while (this.queue.length > 0) {
-      const item = this.queue[0];
-      item.w = item.el.offsetWidth || item.w; // fonts may have loaded since add
-      const speed = (W + item.w) / this.duration;
-      const lane = this.freeLane(W, item.w, speed, now, n);
-      if (lane < 0) break;
-      this.queue.shift();
-      this.place(item, lane, W, laneH, speed, now);
-    }
-    if (this.queue.length > 0 && !this.timer) {
-      this.timer = setTimeout(() => {
-        this.timer = null;
-        this.pump();
-      }, 120);
-    }
-  }
-
-  // elapsed is how far (ms) item's animation has run; 0 while it waits
-  // for its first frame.
-  elapsed(item) {
-    const t = item.anim ? item.anim.currentTime : null;
-    return typeof t === "number" && t > 0 ? t : 0;
-  }
-
-  freeLane(W, w, speed, now, n) {
-    for (let i = 0; i < n; i++) {
-      const prev = this.lanes[i];
-      if (!prev || !prev.el.isConnected) return i;
-      const tail = W - prev.speed * this.elapsed(prev) + prev.w; // right edge of prev
-      if (tail + this.gap > W) continue; // not fully in yet
-      if (speed > prev.speed && (tail + this.gap) / prev.speed > W / speed) continue; // would catch up
-      return i;
-    }
-    return -1;
-  }
-
-  place(item, lane, W, laneH, speed, now) {
-    const { el } = item;
-    item.speed = speed;
-    item.start = now;
-    this.lanes[lane] = item;
-    el.style.top = lane * laneH + 4 + "px";
-    // Until its first frame the item waits off the right edge, not at x=0
-    // over the lane's older items.
-    el.style.transform = `translateX(${W}px)`;
-    el.style.visibility = "";
-    this.live.add(el);
-    item.anim = el.animate([{ transform: `translateX(${W}px)` }, { transform: `translateX(${-item.w - 8}px)` }], {
-      duration: this.duration,
-      easing: "linear",
-      fill: "forwards",
-    });
-    item.anim.onfinish = () => this.remove(el);
-  }
-
-  remove(el) {
-    this.live.delete(el);
-    const item = el._item;
-    if (item) {
-      const q = this.queue.indexOf(item);
-      if (q >= 0) this.queue.splice(q, 1);
-      if (item.anim) item.anim.cancel();
-    }
-    el.remove();
-  }
-
-  clear() {
-    for (const el of [...this.layer.children]) this.remove(el);
-    this.queue.length = 0;
-    this.lanes = [];
-  }
-}
-
 // ---------------------------------------------------------------- rendering
-
-function badge(role, kind) {
-  const b = document.createElement("span");
-  if (kind === "paid") {
-    b.className = "badge paid";
-    b.textContent = "¥";
-    return b;
-  }
-  if (role !== "mod" && role !== "streamer" && role !== "service") return null;
-  b.className = "badge " + role;
-  b.textContent = role === "mod" ? "MOD" : role === "streamer" ? "HOST" : "BOT";
-  return b;
-}
-
-function kindClass(kind) {
-  return kind === "paid" || kind === "highlight" || kind === "system" ? kind : "";
-}
-
-function stageItem(m, mine) {
-  const el = document.createElement("div");
-  el.className = "dm";
-  const k = kindClass(m.kind);
-  if (k) el.classList.add(k);
-  if (mine) el.classList.add("mine");
-  if (m.color && COLOR_RE.test(m.color)) el.style.color = m.color;
-  const b = badge(m.role, m.kind);
-  if (b) el.appendChild(b);
-  const t = document.createElement("span");
-  t.className = "text";
-  t.textContent = m.text;
-  el.appendChild(t);
-  el.dataset.uid = m.uid || "";
-  if (m.seq) el.dataset.seq = String(m.seq);
-  return el;
-}
 
 function logItem(m, mine) {
   const li = document.createElement("li");
@@ -216,6 +59,8 @@ export function rejectText(f) {
       return wait > 0 ? `you are timed out in this room for ${duration(wait)}` : "you are banned from this room";
     case "blocked":
       if (f.message === "duplicate") return "you just said that — say something new";
+      if (f.message === "display_mode") return "top and bottom danmaku are not open to you in this room — send it scrolling";
+      if (f.message === "display_size") return "that size is not open to you in this room — send it at normal size";
       if (f.message === "link") return "links are not allowed in this room";
       return "message blocked by the room's filters";
     case "too_long":
@@ -263,7 +108,7 @@ function emptyHint(on) {
 
 function show(m, fly) {
   emptyHint(false);
-  if (fly) stage.add(stageItem(m, mine(m)), m.kind === "paid" || m.kind === "system");
+  if (fly) stage.add(danmakuElement(m, mine(m)), m.kind === "paid" || m.kind === "system");
   const atBottom = logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 30;
   logEl.appendChild(logItem(m, mine(m)));
   while (logEl.children.length > LOG_MAX) logEl.firstElementChild.remove();
@@ -271,7 +116,7 @@ function show(m, fly) {
 }
 
 function removeWhere(pred) {
-  for (const el of [...stage.layer.children]) if (pred(el)) stage.remove(el);
+  stage.removeWhere(pred);
   for (const li of [...logEl.children]) if (pred(li)) li.remove();
 }
 
@@ -384,14 +229,14 @@ async function send(text) {
   const r = room;
   note("sending…");
   try {
-    const f = await client.send(r, text);
+    const f = await client.send(r, text, { mode: $("send-mode").value, size: $("send-size").value });
     if (f.op === "ack") {
       note(f.held ? "your message is waiting for a moderator — you will see the outcome here" : "", f.held ? "" : "ok");
       return;
     }
     note(rejectText(f), "bad");
     const input = $("send-input");
-    if (!input.value && f.code !== "blocked") input.value = text;
+    if (!input.value && (f.code !== "blocked" || /^display_/.test(f.message || ""))) input.value = text;
   } catch (e) {
     note(e instanceof SendError ? "not sent: " + e.message : "not sent", "bad");
   }

@@ -40,6 +40,10 @@ export interface Message {
   role?: "mod" | "streamer" | "service";
   /** Display colour #rrggbb (highlighted and paid messages). */
   color?: string;
+  /** Display mode; absent means scroll. Show unknown values as scroll. */
+  mode?: "top" | "bottom";
+  /** Display size; absent means normal. Show unknown values at normal size. */
+  size?: "small" | "large";
   /** Only for moderators reading history with include_deleted. */
   deleted?: boolean;
 }
@@ -136,6 +140,10 @@ export interface SendOptions {
    * lost); attempts after the first are always marked ("retry": true).
    */
   retry?: boolean;
+  /** Display mode; default "scroll". The room's mode_policy says who may use top and bottom. */
+  mode?: "scroll" | "top" | "bottom";
+  /** Display size; default "normal". The room's size_policy says who may use small and large. */
+  size?: "small" | "normal" | "large";
 }
 
 /** How send() fails when no answer can come. */

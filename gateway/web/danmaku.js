@@ -534,11 +534,17 @@ export class DanmakuClient {
   /**
    * sendID is send with a caller-chosen id. opts.retry marks every attempt
    * as a re-send of an id sent before (its answer was lost, e.g. before a
-   * page reload); attempts after the first are always marked.
+   * page reload); attempts after the first are always marked. opts.mode
+   * ("scroll", "top", "bottom") and opts.size ("small", "normal", "large")
+   * ask for a display mode and size; the room's settings decide who may
+   * use them.
    */
   async sendID(room, id, text, opts = {}) {
-    const first = JSON.stringify(opts.retry ? { op: "send", room, id, text, retry: true } : { op: "send", room, id, text });
-    const again = JSON.stringify({ op: "send", room, id, text, retry: true });
+    const f = { op: "send", room, id, text };
+    if (opts.mode && opts.mode !== "scroll") f.mode = opts.mode;
+    if (opts.size && opts.size !== "normal") f.size = opts.size;
+    const first = JSON.stringify(opts.retry ? { ...f, retry: true } : f);
+    const again = JSON.stringify({ ...f, retry: true });
     const deadline = Date.now() + (opts.deadlineMs ?? this.sendDeadlineMs);
     const signal = opts.signal;
     let attempt = 0;

@@ -105,6 +105,46 @@ try {
   assert.ok((await page.getAttribute("#note", "class")).includes("bad"));
   await page.screenshot({ path: shot("viewer-rejected") });
 
+  step("display modes: top and bottom stay centred at their edge, sizes differ; a viewer may not use top");
+  await new Promise((r) => setTimeout(r, 1100)); // the rate limit
+  await page.selectOption("#send-mode", "top");
+  await sendText("viewer on top");
+  await page.waitForFunction(() => document.getElementById("note").textContent.startsWith("top and bottom danmaku are not open to you"));
+  assert.equal(await page.inputValue("#send-input"), "viewer on top", "the refused text is kept for a resend");
+  await page.fill("#send-input", "");
+  await page.selectOption("#send-mode", "scroll");
+  for (const body of [
+    { text: "pinned on top", mode: "top", size: "large", kind: "highlight", color: "#ff6699" },
+    { text: "down at the bottom", mode: "bottom", size: "small" },
+    { text: "plain scroller for size" },
+  ]) {
+    await api("POST", "/publish", SERVICE, body);
+  }
+  const topEl = page.locator("#layer .dm.top.large", { hasText: "pinned on top" });
+  const botEl = page.locator("#layer .dm.bottom.small", { hasText: "down at the bottom" });
+  await topEl.waitFor({ state: "visible" });
+  await botEl.waitFor({ state: "visible" });
+  await page.locator("#layer .dm", { hasText: "plain scroller for size" }).waitFor({ state: "visible" });
+  {
+    const st = await page.locator("#layer").boundingBox();
+    const tb = await topEl.boundingBox();
+    const bb = await botEl.boundingBox();
+    const center = (b) => b.x + b.width / 2;
+    assert.ok(Math.abs(center(tb) - center(st)) < 3 && Math.abs(center(bb) - center(st)) < 3, "top and bottom are centred");
+    assert.ok(tb.y - st.y < 60, `top danmaku at the top (y ${tb.y - st.y})`);
+    assert.ok(st.y + st.height - (bb.y + bb.height) < 60, `bottom danmaku at the bottom (${st.y + st.height - (bb.y + bb.height)} px above)`);
+    const fs = (sel) => page.locator(sel).first().evaluate((el) => parseFloat(getComputedStyle(el).fontSize));
+    const big = await fs("#layer .dm.top.large");
+    const small = await fs("#layer .dm.bottom.small");
+    const normal = await page.locator("#layer .dm", { hasText: "plain scroller for size" }).evaluate((el) => parseFloat(getComputedStyle(el).fontSize));
+    assert.ok(big > normal && normal > small, `sizes large ${big} > normal ${normal} > small ${small}`);
+    // They stay put: 1 s later the top one has not moved.
+    await page.waitForTimeout(1000);
+    const tb2 = await topEl.boundingBox();
+    assert.ok(Math.abs(tb2.x - tb.x) < 1, "top danmaku does not scroll");
+  }
+  await page.screenshot({ path: shot("viewer-modes") });
+
   step("a burst on a busy page: no two danmaku overlap in a lane");
   // The page's main thread is kept busy 60 ms of every 100 (a slow
   // machine, a heavy page), and every frame the lanes are checked.
@@ -122,7 +162,7 @@ try {
       const base = layer.getBoundingClientRect().left;
       const lanes = new Map();
       for (const el of layer.querySelectorAll(".dm")) {
-        if (el.style.visibility === "hidden") continue;
+        if (el.style.visibility === "hidden" || el.classList.contains("top") || el.classList.contains("bottom")) continue;
         const r = el.getBoundingClientRect();
         const x = r.left - base;
         if (x + r.width <= 0 || x >= W) continue; // off stage

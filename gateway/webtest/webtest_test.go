@@ -131,7 +131,7 @@ func TestViewerPage(t *testing.T) {
 			if err != nil {
 				t.Fatalf("viewer.mjs: %v", err)
 			}
-			for _, name := range []string{"viewer-empty", "viewer-approved", "viewer-rejected", "viewer-burst"} {
+			for _, name := range []string{"viewer-empty", "viewer-approved", "viewer-rejected", "viewer-modes", "viewer-burst"} {
 				if _, err := os.Stat(filepath.Join(out, fmt.Sprintf("%s-%d.png", name, width))); err != nil {
 					t.Errorf("no screenshot: %v", err)
 				}

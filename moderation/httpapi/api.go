@@ -480,6 +480,12 @@ type PublishRequest struct {
 	Kind string `json:"kind,omitempty"`
 	// Color is an optional #rrggbb display colour.
 	Color string `json:"color,omitempty"`
+	// Mode is the display mode: "scroll" (or empty), "top" or "bottom".
+	// The room's mode_policy decides who may use top and bottom.
+	Mode string `json:"mode,omitempty"`
+	// Size is "small", "normal" (or empty) or "large"; the room's
+	// size_policy decides who may use small and large.
+	Size string `json:"size,omitempty"`
 	// Name overrides the display name (service tokens only).
 	Name string `json:"name,omitempty"`
 	// Role "viewer" (service tokens only) publishes the message as a plain
@@ -520,6 +526,14 @@ func (a *API) postPublish(w http.ResponseWriter, r *http.Request, room string) {
 		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "color must be #rrggbb")
 		return
 	}
+	if req.Mode, perr = protocol.ParseMode(req.Mode); perr != nil {
+		writeError(w, http.StatusBadRequest, perr.Code, perr.Message)
+		return
+	}
+	if req.Size, perr = protocol.ParseSize(req.Size); perr != nil {
+		writeError(w, http.StatusBadRequest, perr.Code, perr.Message)
+		return
+	}
 	reqID := a.nextReq.Add(1)
 	generated := req.ID == ""
 	if generated {
@@ -548,7 +562,7 @@ func (a *API) postPublish(w http.ResponseWriter, r *http.Request, room string) {
 		}
 	}
 	rp, err := a.Publish(r.Context(), bus.Ingest{Room: room, ID: req.ID, UID: c.UID(), Name: name, Role: role,
-		Text: text, Kind: req.Kind, Color: req.Color, Trusted: c.Role == auth.RoleService, GeneratedID: generated, Retry: req.Retry && !generated})
+		Text: text, Kind: req.Kind, Color: req.Color, Mode: req.Mode, Size: req.Size, Trusted: c.Role == auth.RoleService, GeneratedID: generated, Retry: req.Retry && !generated})
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, err.Error())
 		return

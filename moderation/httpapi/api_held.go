@@ -156,7 +156,7 @@ func (a *API) approveHeld(w http.ResponseWriter, r *http.Request, room string, c
 		role = auth.RoleViewer
 	}
 	rp, err := a.Publish(r.Context(), bus.Ingest{Room: room, ID: m.ID, UID: m.UID, Name: m.Name, Role: role,
-		Text: m.Text, Kind: m.Kind, Color: m.Color, Trusted: true})
+		Text: m.Text, Kind: m.Kind, Color: m.Color, Mode: m.Mode, Size: m.Size, Trusted: true})
 	if err == nil && rp.Seq == 0 {
 		err = errPipeline(rp)
 	}

@@ -326,11 +326,20 @@ try {
   await page.locator(`#bans li[data-uid="${troll}"]`, { hasText: "permanent" }).waitFor();
   assert.deepEqual(banPosts[1], { uid: troll, duration_s: 0, reason: "ban evasion" });
 
-  step("the settings-saved toast does not cover the Save button");
+  step("the settings-saved toast does not cover the Save button; display policies are saved");
+  assert.equal(await page.inputValue("#s-modes"), "privileged");
+  assert.equal(await page.inputValue("#s-sizes"), "all");
+  await page.selectOption("#s-modes", "all");
+  await page.selectOption("#s-sizes", "privileged");
   const save = page.locator("#settings-save");
   await save.scrollIntoViewIfNeeded();
   await save.click();
   await page.waitForFunction(() => document.getElementById("toast").textContent === "settings saved");
+  {
+    const s = await modAPI("GET", "/settings");
+    assert.equal(s.mode_policy, "all");
+    assert.equal(s.size_policy, "privileged");
+  }
   const sb = await assertUsable(save, null, "Save settings button (toast shown)");
   const toastBox = await box(page.locator("#toast"));
   const overlaps = !(toastBox.right <= sb.left || toastBox.left >= sb.right || toastBox.bottom <= sb.top || toastBox.top >= sb.bottom);

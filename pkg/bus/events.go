@@ -23,6 +23,11 @@ type Ingest struct {
 	// Kind and Color come from the publish API (system, paid, highlight).
 	Kind  string `json:"kind,omitempty"`
 	Color string `json:"color,omitempty"`
+	// Mode and Size are the requested display mode and size (protocol.Mode*,
+	// protocol.Size*); the room's display policies decide whether they may
+	// be used.
+	Mode string `json:"mode,omitempty"`
+	Size string `json:"size,omitempty"`
 	// TS is when the gateway received the send, Unix ms.
 	TS int64 `json:"ts"`
 	// Gateway and Conn address the reply.

@@ -24,12 +24,16 @@ type ClientFrame struct {
 	// whether that id was accepted, it answers unavailable rather than
 	// decide the send afresh.
 	Retry bool `json:"retry,omitempty"`
+	// Mode and Size are the optional display mode and size on send, in
+	// their wire form (ParseMode, ParseSize): "" for scroll and normal.
+	Mode string `json:"mode,omitempty"`
+	Size string `json:"size,omitempty"`
 }
 
 // DecodeClient parses and validates one client frame. The returned error has
 // CodeInvalid for malformed JSON or fields, CodeBadOp for an unknown op, and
 // CodeTooLong for text past MaxTextRunes. On a send with a valid id but bad
-// text, the frame is returned with its ID and Room so the reject can name them.
+// text, mode or size, the frame is returned with its ID and Room so the reject can name them.
 func DecodeClient(b []byte) (ClientFrame, *Error) {
 	var f ClientFrame
 	if len(b) == 0 || b[0] != '{' {
@@ -61,6 +65,12 @@ func DecodeClient(b []byte) (ClientFrame, *Error) {
 			return f, err
 		}
 		f.Text = text
+		if f.Mode, err = ParseMode(f.Mode); err != nil {
+			return f, err
+		}
+		if f.Size, err = ParseSize(f.Size); err != nil {
+			return f, err
+		}
 		return f, nil
 	case "":
 		return f, &Error{Code: CodeInvalid, Message: "missing op"}

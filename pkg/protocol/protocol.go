@@ -66,6 +66,26 @@ const (
 	KindHighlight = "highlight"
 )
 
+// Display modes (Message.Mode): where a danmaku is shown. Clients that do
+// not know a mode show the message scrolling, as before modes existed.
+const (
+	// ModeScroll flies right to left across the screen (the default; on
+	// the wire it is the absent field, "scroll" is accepted on input).
+	ModeScroll = ""
+	// ModeTop stays centred at the top of the screen for a few seconds.
+	ModeTop = "top"
+	// ModeBottom stays centred at the bottom of the screen for a few seconds.
+	ModeBottom = "bottom"
+)
+
+// Display sizes (Message.Size). "normal" is accepted on input and sent as
+// the absent field.
+const (
+	SizeNormal = ""
+	SizeSmall  = "small"
+	SizeLarge  = "large"
+)
+
 // Message is one accepted danmaku. It is the record that logic assigns a seq
 // to, dispatch batches, history stores and viewers receive in a batch.
 type Message struct {
@@ -91,6 +111,10 @@ type Message struct {
 	Role string `json:"role,omitempty"`
 	// Color is an optional display colour (#rrggbb) for highlighted messages.
 	Color string `json:"color,omitempty"`
+	// Mode is ModeScroll (absent), ModeTop or ModeBottom.
+	Mode string `json:"mode,omitempty"`
+	// Size is SizeNormal (absent), SizeSmall or SizeLarge.
+	Size string `json:"size,omitempty"`
 	// Deleted is set on messages a moderator deleted; only moderators asking
 	// for deleted messages see them.
 	Deleted bool `json:"deleted,omitempty"`

@@ -164,3 +164,37 @@ func TestDecodeClientRetryMark(t *testing.T) {
 		t.Errorf("a retry mark that is not a boolean: err %v, want invalid", err)
 	}
 }
+
+// TestDecodeSendDisplay checks the optional mode and size of a send: the
+// wire forms, the spelled-out defaults, and a reject naming the id for an
+// unknown value.
+func TestDecodeSendDisplay(t *testing.T) {
+	for _, tc := range []struct {
+		name, frame, mode, size string
+		code                    Code
+	}{
+		{"absent", `{"op":"send","room":"r","id":"a","text":"x"}`, "", "", ""},
+		{"top large", `{"op":"send","room":"r","id":"a","text":"x","mode":"top","size":"large"}`, ModeTop, SizeLarge, ""},
+		{"bottom small", `{"op":"send","room":"r","id":"a","text":"x","mode":"bottom","size":"small"}`, ModeBottom, SizeSmall, ""},
+		{"defaults spelled out", `{"op":"send","room":"r","id":"a","text":"x","mode":"scroll","size":"normal"}`, "", "", ""},
+		{"unknown mode", `{"op":"send","room":"r","id":"a","text":"x","mode":"left"}`, "", "", CodeInvalid},
+		{"unknown size", `{"op":"send","room":"r","id":"a","text":"x","size":"huge"}`, "", "", CodeInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := DecodeClient([]byte(tc.frame))
+			if tc.code != "" {
+				if err == nil || err.Code != tc.code || f.ID != "a" || f.Room != "r" {
+					t.Fatalf("DecodeClient = %+v, %v; want %s naming the id", f, err, tc.code)
+				}
+				return
+			}
+			if err != nil || f.Mode != tc.mode || f.Size != tc.size {
+				t.Fatalf("DecodeClient = %+v, %v; want mode %q size %q", f, err, tc.mode, tc.size)
+			}
+		})
+	}
+	// Old clients ignore the fields: a message without them encodes none.
+	if b := string(Encode(Message{Seq: 1, UID: "u", Name: "n", Text: "t"})); strings.Contains(b, "mode") || strings.Contains(b, "size") {
+		t.Fatalf("plain message encodes display fields: %s", b)
+	}
+}

@@ -34,6 +34,30 @@ func ValidID(id string) bool {
 	return true
 }
 
+// ParseMode returns the display mode named by s in its wire form: "" for
+// "" and "scroll", "top", "bottom". Anything else is CodeInvalid.
+func ParseMode(s string) (string, *Error) {
+	switch s {
+	case "", "scroll":
+		return ModeScroll, nil
+	case ModeTop, ModeBottom:
+		return s, nil
+	}
+	return "", &Error{Code: CodeInvalid, Message: "mode must be scroll, top or bottom"}
+}
+
+// ParseSize returns the display size named by s in its wire form: "" for
+// "" and "normal", "small", "large". Anything else is CodeInvalid.
+func ParseSize(s string) (string, *Error) {
+	switch s {
+	case "", "normal":
+		return SizeNormal, nil
+	case SizeSmall, SizeLarge:
+		return s, nil
+	}
+	return "", &Error{Code: CodeInvalid, Message: "size must be small, normal or large"}
+}
+
 // CleanText validates and normalises message text: it must be valid UTF-8;
 // control and format characters that could break rendering (C0/C1 controls,
 // bidi overrides) are removed, newlines and tabs become spaces, and

@@ -360,6 +360,8 @@
     $('s-allow').value = (s.link_allow || []).join(', ');
     $('s-hold').value = s.hold_threshold;
     $('s-budget').value = s.display_budget || 0;
+    $('s-modes').value = s.mode_policy || 'privileged';
+    $('s-sizes').value = s.size_policy || 'all';
   }
 
   async function refreshBans() {
@@ -715,6 +717,7 @@
       const body = Object.assign({}, state.settings, {
         slow_mode_sec: num('s-slow'), max_length: num('s-maxlen'), rate_per_sec: num('s-rate'), burst: num('s-burst'),
         link_policy: $('s-links').value, hold_threshold: num('s-hold'), display_budget: num('s-budget'),
+        mode_policy: $('s-modes').value, size_policy: $('s-sizes').value,
       });
       body.link_allow = allow;
       act('settings saved', () => api('PUT', '/settings', body).then(loadSettings));

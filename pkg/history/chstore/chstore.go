@@ -172,7 +172,7 @@ func (s *Store) Close() error {
 
 // columns is the column list of every INSERT and SELECT of messages, in
 // the order scanRow and appendRow use.
-const columns = "room, seq, id, uid, name, text, kind, role, color, ts_ms, ts, deleted, version"
+const columns = "room, seq, id, uid, name, text, kind, role, color, mode, size, ts_ms, ts, deleted, version"
 
 // brokenConn reports whether err says the connection itself was gone
 // (closed, reset, or ended by the server) rather than that ClickHouse
@@ -205,7 +205,7 @@ func (s *Store) insert(ctx context.Context, rows []row) error {
 			del = 1
 		}
 		if err := batch.Append(m.Room, m.Seq, m.ID, m.UID, m.Name, m.Text, m.Kind, m.Role, m.Color,
-			m.TS, time.UnixMilli(m.TS).UTC(), del, r.version); err != nil {
+			m.Mode, m.Size, m.TS, time.UnixMilli(m.TS).UTC(), del, r.version); err != nil {
 			return fmt.Errorf("chstore: append row: %w", err)
 		}
 	}
@@ -262,11 +262,12 @@ func (s *Store) Append(ctx context.Context, msgs []protocol.Message) error {
 }
 
 // selectCols are the columns Range reads; room is known.
-const selectCols = "seq, id, uid, name, text, kind, role, color, ts_ms, deleted"
+const selectCols = "seq, id, uid, name, text, kind, role, color, mode, size, ts_ms, deleted"
 
 // argMaxCols are selectCols collapsed per seq to the highest version.
 const argMaxCols = "seq, argMax(id, version), argMax(uid, version), argMax(name, version), argMax(text, version), " +
-	"argMax(kind, version), argMax(role, version), argMax(color, version), argMax(ts_ms, version), " +
+	"argMax(kind, version), argMax(role, version), argMax(color, version), argMax(mode, version), argMax(size, version), " +
+	"argMax(ts_ms, version), " +
 	"argMax(deleted, version) AS del"
 
 // Range returns messages of room matching f, ascending by seq.
@@ -384,7 +385,7 @@ func (s *Store) query(ctx context.Context, room, q string, args ...any) ([]proto
 	for rows.Next() {
 		m := protocol.Message{Room: room}
 		var del uint8
-		if err := rows.Scan(&m.Seq, &m.ID, &m.UID, &m.Name, &m.Text, &m.Kind, &m.Role, &m.Color, &m.TS, &del); err != nil {
+		if err := rows.Scan(&m.Seq, &m.ID, &m.UID, &m.Name, &m.Text, &m.Kind, &m.Role, &m.Color, &m.Mode, &m.Size, &m.TS, &del); err != nil {
 			return nil, fmt.Errorf("chstore: scan: %w", err)
 		}
 		m.Deleted = del != 0

@@ -12,6 +12,7 @@
 //	CREATE TABLE danmaku.messages (
 //		room String, seq UInt64, id String, uid String, name String,
 //		text String, kind String, role String, color String,
+//		mode String, size String, -- display mode and size (version 3)
 //		ts_ms   Int64,    -- message time, Unix ms (protocol.Message.TS)
 //		ts      DateTime, -- the same time in seconds, for partitions
 //		deleted UInt8,

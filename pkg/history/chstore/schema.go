@@ -3,6 +3,7 @@ package chstore
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,6 +69,40 @@ var migrations = [][]string{
 	) ENGINE = SummingMergeTree(n)
 	PARTITION BY toYYYYMMDD(minute)
 	ORDER BY (room, minute, action, rule)`},
+	// Version 5: each message's display mode and size (docs/protocol.md),
+	// empty for scroll and normal, which is also what the rows written
+	// before read back.
+	{`ALTER TABLE {db}.{table} ADD COLUMN mode String DEFAULT ''`,
+		`ALTER TABLE {db}.{table} ADD COLUMN size String DEFAULT ''`},
+}
+
+// addColumnRe matches the migrations that add a column. ClickHouse 18.16
+// has no ADD COLUMN IF NOT EXISTS, so migrate skips them when the column is
+// there already (another process migrated at the same time, or a run
+// stopped between the statement and recording the version).
+var addColumnRe = regexp.MustCompile(`^ALTER TABLE (\w+)\.(\w+) ADD COLUMN (\w+) `)
+
+// exec runs one migration statement; see addColumnRe.
+func (s *Store) exec(ctx context.Context, q string) error {
+	m := addColumnRe.FindStringSubmatch(q)
+	if m == nil {
+		return s.conn.Exec(ctx, q)
+	}
+	has := func() (bool, error) {
+		var n uint64
+		err := s.conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?", m[1], m[2], m[3]).Scan(&n)
+		return n > 0, err
+	}
+	if ok, err := has(); err != nil || ok {
+		return err
+	}
+	err := s.conn.Exec(ctx, q)
+	if err != nil {
+		if ok, _ := has(); ok {
+			return nil // added by another process meanwhile
+		}
+	}
+	return err
 }
 
 func (s *Store) ddl(q string) string {
@@ -94,7 +129,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	for v := int(current); v < len(migrations); v++ {
 		for _, q := range migrations[v] {
-			if err := s.conn.Exec(ctx, s.ddl(q)); err != nil {
+			if err := s.exec(ctx, s.ddl(q)); err != nil {
 				return fmt.Errorf("chstore: migrate to version %d: %w", v+1, err)
 			}
 		}

@@ -101,7 +101,7 @@ func Run(t *testing.T, newStore func(t *testing.T) history.Store) {
 		s := newStore(t)
 		r := room("rt")
 		m := protocol.Message{Room: r, Seq: 1, ID: "m-1", UID: "u1", Name: "Ann ✓", Text: "hello \"world\" 弹幕",
-			TS: baseMs, Kind: protocol.KindHighlight, Role: "mod", Color: "#ff0000"}
+			TS: baseMs, Kind: protocol.KindHighlight, Role: "mod", Color: "#ff0000", Mode: protocol.ModeTop, Size: protocol.SizeLarge}
 		mustAppend(t, s, []protocol.Message{m})
 		got := mustRange(t, s, r, history.Filter{})
 		if len(got) != 1 || got[0] != m {
