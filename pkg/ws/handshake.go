@@ -129,128 +129,156 @@ func ParseUpgrade(buf []byte, maxHeader int) (h Handshake, n int, err error) {
 	if end > maxHeader {
 		return h, 0, &HandshakeError{Status: 431, Message: "request header too large"}
 	}
-	s := string(buf[:end])
-
-	// Request line: method SP request-target SP HTTP-version.
-	line, s, ok := nextLine(s)
-	if !ok {
-		return h, 0, badRequest("malformed request line")
+	s, err := parseRequestLine(string(buf[:end]), &h)
+	if err != nil {
+		return h, 0, err
 	}
-	method, rest, ok1 := strings.Cut(line, " ")
-	target, version, ok2 := strings.Cut(rest, " ")
-	if !ok1 || !ok2 || !isToken(method) || target == "" || !isVisible(target) || strings.IndexByte(version, ' ') >= 0 {
-		return h, 0, badRequest("malformed request line")
-	}
-	if method != "GET" {
-		return h, 0, &HandshakeError{Status: 405, Message: "method not allowed", Header: "Allow: GET\r\n"}
-	}
-	major, minor, ok := parseHTTPVersion(version)
-	if !ok {
-		return h, 0, badRequest("malformed HTTP version")
-	}
-	if major < 1 || major == 1 && minor < 1 {
-		return h, 0, badRequest("HTTP/1.1 or later required")
-	}
-	if target[0] != '/' {
-		return h, 0, badRequest("request target must be a path")
-	}
-	h.Path, h.RawQuery, _ = strings.Cut(target, "?")
-
-	var (
-		hasHost, hasKey, hasVersion, hasUpgrade bool
-		upgradeWS, connUpgrade                  bool
-		hasOrigin, hasRealIP, hasUA, hasAuth    bool
-		hasLength                               bool
-		wsVersion                               string
-	)
+	var seen upgradeHeaders
 	for {
-		line, s, ok = nextLine(s)
+		line, rest, ok := nextLine(s)
 		if !ok {
 			return h, 0, badRequest("malformed header line")
 		}
 		if line == "" {
 			break
 		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return h, 0, badRequest("obsolete header line folding")
-		}
-		name, value, found := strings.Cut(line, ":")
-		if !found || !isToken(name) {
-			return h, 0, badRequest("malformed header line")
-		}
-		value = trimOWS(value)
-		if !isFieldValue(value) {
-			return h, 0, badRequest("invalid character in header " + name)
-		}
-		dup := false
-		switch {
-		case equalFold(name, "Host"):
-			dup, hasHost = hasHost, true
-			h.Host = value
-		case equalFold(name, "Upgrade"):
-			hasUpgrade = true
-			upgradeWS = upgradeWS || hasToken(value, "websocket")
-		case equalFold(name, "Connection"):
-			connUpgrade = connUpgrade || hasToken(value, "upgrade")
-		case equalFold(name, "Sec-WebSocket-Key"):
-			dup, hasKey = hasKey, true
-			h.Key = value
-		case equalFold(name, "Sec-WebSocket-Version"):
-			dup, hasVersion = hasVersion, true
-			wsVersion = value
-		case equalFold(name, "Sec-WebSocket-Protocol"):
-			for tok := range strings.SplitSeq(value, ",") {
-				if tok = trimOWS(tok); tok != "" {
-					h.Protocols = append(h.Protocols, tok)
-				}
-			}
-		case equalFold(name, "Sec-WebSocket-Extensions"):
-			h.Extensions = joinList(h.Extensions, value)
-		case equalFold(name, "Origin"):
-			dup, hasOrigin = hasOrigin, true
-			h.Origin = value
-		case equalFold(name, "X-Forwarded-For"):
-			h.XForwardedFor = joinList(h.XForwardedFor, value)
-		case equalFold(name, "X-Real-IP"):
-			dup, hasRealIP = hasRealIP, true
-			h.XRealIP = value
-		case equalFold(name, "User-Agent"):
-			dup, hasUA = hasUA, true
-			h.UserAgent = value
-		case equalFold(name, "Authorization"):
-			dup, hasAuth = hasAuth, true
-			h.Authorization = value
-		case equalFold(name, "Content-Length"):
-			dup, hasLength = hasLength, true
-			if value == "" || strings.Trim(value, "0123456789") != "" {
-				return h, 0, badRequest("malformed Content-Length")
-			}
-			if strings.Trim(value, "0") != "" {
-				return h, 0, badRequest("request body not allowed")
-			}
-		case equalFold(name, "Transfer-Encoding"):
-			return h, 0, badRequest("request body not allowed")
-		}
-		if dup {
-			return h, 0, badRequest("repeated " + name + " header")
+		s = rest
+		if err := seen.add(line, &h); err != nil {
+			return h, 0, err
 		}
 	}
-
-	switch {
-	case !hasHost || h.Host == "":
-		return h, 0, badRequest("missing Host header")
-	case !upgradeWS && (hasUpgrade || !connUpgrade):
-		return h, 0, &HandshakeError{Status: 426, Message: "WebSocket upgrade required", Header: "Upgrade: websocket\r\n"}
-	case !upgradeWS:
-		return h, 0, badRequest("Connection: upgrade without Upgrade: websocket")
-	case !connUpgrade:
-		return h, 0, badRequest("Upgrade: websocket without Connection: upgrade")
-	case wsVersion != "13":
-		return h, 0, &HandshakeError{Status: 426, Message: "unsupported WebSocket version", Header: "Sec-WebSocket-Version: 13\r\n"}
-	case !validKey(h.Key):
-		return h, 0, badRequest("invalid Sec-WebSocket-Key")
+	if err := seen.check(&h); err != nil {
+		return h, 0, err
 	}
 	return h, end, nil
+}
+
+// parseRequestLine parses the request line at the start of s (method SP
+// request-target SP HTTP-version) into h's path and query, and returns
+// the header lines that follow.
+func parseRequestLine(s string, h *Handshake) (string, error) {
+	line, s, ok := nextLine(s)
+	if !ok {
+		return s, badRequest("malformed request line")
+	}
+	method, rest, ok1 := strings.Cut(line, " ")
+	target, version, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || !isToken(method) || target == "" || !isVisible(target) || strings.IndexByte(version, ' ') >= 0 {
+		return s, badRequest("malformed request line")
+	}
+	if method != "GET" {
+		return s, &HandshakeError{Status: 405, Message: "method not allowed", Header: "Allow: GET\r\n"}
+	}
+	major, minor, ok := parseHTTPVersion(version)
+	if !ok {
+		return s, badRequest("malformed HTTP version")
+	}
+	if major < 1 || major == 1 && minor < 1 {
+		return s, badRequest("HTTP/1.1 or later required")
+	}
+	if target[0] != '/' {
+		return s, badRequest("request target must be a path")
+	}
+	h.Path, h.RawQuery, _ = strings.Cut(target, "?")
+	return s, nil
+}
+
+// upgradeHeaders is what ParseUpgrade has seen of a request's headers.
+type upgradeHeaders struct {
+	hasHost, hasKey, hasVersion, hasUpgrade bool
+	upgradeWS, connUpgrade                  bool
+	hasOrigin, hasRealIP, hasUA, hasAuth    bool
+	hasLength                               bool
+	wsVersion                               string
+}
+
+// add reads one header line into h, refusing malformed lines, a request
+// body and repeats of the headers that must appear once.
+func (u *upgradeHeaders) add(line string, h *Handshake) error {
+	if line[0] == ' ' || line[0] == '\t' {
+		return badRequest("obsolete header line folding")
+	}
+	name, value, found := strings.Cut(line, ":")
+	if !found || !isToken(name) {
+		return badRequest("malformed header line")
+	}
+	value = trimOWS(value)
+	if !isFieldValue(value) {
+		return badRequest("invalid character in header " + name)
+	}
+	dup := false
+	switch {
+	case equalFold(name, "Host"):
+		dup, u.hasHost = u.hasHost, true
+		h.Host = value
+	case equalFold(name, "Upgrade"):
+		u.hasUpgrade = true
+		u.upgradeWS = u.upgradeWS || hasToken(value, "websocket")
+	case equalFold(name, "Connection"):
+		u.connUpgrade = u.connUpgrade || hasToken(value, "upgrade")
+	case equalFold(name, "Sec-WebSocket-Key"):
+		dup, u.hasKey = u.hasKey, true
+		h.Key = value
+	case equalFold(name, "Sec-WebSocket-Version"):
+		dup, u.hasVersion = u.hasVersion, true
+		u.wsVersion = value
+	case equalFold(name, "Sec-WebSocket-Protocol"):
+		for tok := range strings.SplitSeq(value, ",") {
+			if tok = trimOWS(tok); tok != "" {
+				h.Protocols = append(h.Protocols, tok)
+			}
+		}
+	case equalFold(name, "Sec-WebSocket-Extensions"):
+		h.Extensions = joinList(h.Extensions, value)
+	case equalFold(name, "Origin"):
+		dup, u.hasOrigin = u.hasOrigin, true
+		h.Origin = value
+	case equalFold(name, "X-Forwarded-For"):
+		h.XForwardedFor = joinList(h.XForwardedFor, value)
+	case equalFold(name, "X-Real-IP"):
+		dup, u.hasRealIP = u.hasRealIP, true
+		h.XRealIP = value
+	case equalFold(name, "User-Agent"):
+		dup, u.hasUA = u.hasUA, true
+		h.UserAgent = value
+	case equalFold(name, "Authorization"):
+		dup, u.hasAuth = u.hasAuth, true
+		h.Authorization = value
+	case equalFold(name, "Content-Length"):
+		dup, u.hasLength = u.hasLength, true
+		if value == "" || strings.Trim(value, "0123456789") != "" {
+			return badRequest("malformed Content-Length")
+		}
+		if strings.Trim(value, "0") != "" {
+			return badRequest("request body not allowed")
+		}
+	case equalFold(name, "Transfer-Encoding"):
+		return badRequest("request body not allowed")
+	}
+	if dup {
+		return badRequest("repeated " + name + " header")
+	}
+	return nil
+}
+
+// check refuses a request whose headers do not ask for a WebSocket
+// upgrade this server accepts.
+func (u *upgradeHeaders) check(h *Handshake) error {
+	switch {
+	case !u.hasHost || h.Host == "":
+		return badRequest("missing Host header")
+	case !u.upgradeWS && (u.hasUpgrade || !u.connUpgrade):
+		return &HandshakeError{Status: 426, Message: "WebSocket upgrade required", Header: "Upgrade: websocket\r\n"}
+	case !u.upgradeWS:
+		return badRequest("Connection: upgrade without Upgrade: websocket")
+	case !u.connUpgrade:
+		return badRequest("Upgrade: websocket without Connection: upgrade")
+	case u.wsVersion != "13":
+		return &HandshakeError{Status: 426, Message: "unsupported WebSocket version", Header: "Sec-WebSocket-Version: 13\r\n"}
+	case !validKey(h.Key):
+		return badRequest("invalid Sec-WebSocket-Key")
+	}
+	return nil
 }
 
 // validKey reports whether key is the base64 encoding of 16 bytes.

@@ -108,68 +108,12 @@ func (r *Reader) Next(buf []byte) (msg Message, n int, ok bool, err error) {
 
 	// Checks that depend only on the first two bytes come first, so the
 	// outcome never depends on how the input was chunked.
-	if b0&0x30 != 0 {
-		return msg, 0, false, protocolError("RSV2 or RSV3 set")
+	if err := r.checkFirstBytes(b0, op, masked, len7); err != nil {
+		return msg, 0, false, err
 	}
-	if rsv1 && !r.AllowRSV1 {
-		return msg, 0, false, protocolError("RSV1 set without a negotiated extension")
-	}
-	switch op {
-	case OpClose, OpPing, OpPong:
-		if !fin {
-			return msg, 0, false, protocolError("fragmented control frame")
-		}
-		if len7 > MaxControlPayload {
-			return msg, 0, false, protocolError("control frame payload over 125 bytes")
-		}
-		if rsv1 {
-			return msg, 0, false, protocolError("RSV1 set on a control frame")
-		}
-	case OpContinuation:
-		if r.frag == nil {
-			return msg, 0, false, protocolError("continuation frame without a message in progress")
-		}
-		if rsv1 {
-			return msg, 0, false, protocolError("RSV1 set on a continuation frame")
-		}
-	case OpText, OpBinary:
-		if r.frag != nil {
-			return msg, 0, false, protocolError("new data frame while a fragmented message is in progress")
-		}
-	default:
-		return msg, 0, false, protocolError("reserved opcode " + strconv.Itoa(int(op)))
-	}
-	if masked == r.Client {
-		if r.Client {
-			return msg, 0, false, protocolError("masked frame from server")
-		}
-		return msg, 0, false, protocolError("unmasked frame from client")
-	}
-
-	hdr := 2
-	length := uint64(len7)
-	switch len7 {
-	case 126:
-		if len(buf) < 4 {
-			return msg, 0, false, ErrNeedMore
-		}
-		length = uint64(binary.BigEndian.Uint16(buf[2:]))
-		if length < 126 {
-			return msg, 0, false, protocolError("non-minimal 16-bit payload length")
-		}
-		hdr = 4
-	case 127:
-		if len(buf) < 10 {
-			return msg, 0, false, ErrNeedMore
-		}
-		length = binary.BigEndian.Uint64(buf[2:])
-		if length>>63 != 0 {
-			return msg, 0, false, protocolError("64-bit payload length with the top bit set")
-		}
-		if length <= math.MaxUint16 {
-			return msg, 0, false, protocolError("non-minimal 64-bit payload length")
-		}
-		hdr = 10
+	hdr, length, err := payloadLength(buf, len7)
+	if err != nil {
+		return msg, 0, false, err
 	}
 	if !op.IsControl() {
 		total := length
@@ -216,9 +160,93 @@ func (r *Reader) Next(buf []byte) (msg Message, n int, ok bool, err error) {
 		}
 		return Message{Op: op, Payload: payload, Compressed: rsv1}, end, true, nil
 	}
+	if msg, ok, err = r.addFragment(op, fin, rsv1, mask, payload); err != nil {
+		return Message{}, 0, false, err
+	}
+	return msg, end, ok, nil
+}
 
-	// A fragment: copy it out of buf (leaving buf untouched until the
-	// caller discards it) and unmask the copy.
+// checkFirstBytes checks what a frame's first two bytes (b0: FIN, RSV and
+// opcode op; the mask bit masked and the 7-bit length len7) alone decide:
+// reserved bits and opcodes, control frame rules, continuation order and
+// masking. Next calls it before anything else.
+func (r *Reader) checkFirstBytes(b0 byte, op OpCode, masked bool, len7 int) error {
+	fin, rsv1 := b0&0x80 != 0, b0&0x40 != 0
+	if b0&0x30 != 0 {
+		return protocolError("RSV2 or RSV3 set")
+	}
+	if rsv1 && !r.AllowRSV1 {
+		return protocolError("RSV1 set without a negotiated extension")
+	}
+	switch op {
+	case OpClose, OpPing, OpPong:
+		if !fin {
+			return protocolError("fragmented control frame")
+		}
+		if len7 > MaxControlPayload {
+			return protocolError("control frame payload over 125 bytes")
+		}
+		if rsv1 {
+			return protocolError("RSV1 set on a control frame")
+		}
+	case OpContinuation:
+		if r.frag == nil {
+			return protocolError("continuation frame without a message in progress")
+		}
+		if rsv1 {
+			return protocolError("RSV1 set on a continuation frame")
+		}
+	case OpText, OpBinary:
+		if r.frag != nil {
+			return protocolError("new data frame while a fragmented message is in progress")
+		}
+	default:
+		return protocolError("reserved opcode " + strconv.Itoa(int(op)))
+	}
+	if masked == r.Client {
+		if r.Client {
+			return protocolError("masked frame from server")
+		}
+		return protocolError("unmasked frame from client")
+	}
+	return nil
+}
+
+// payloadLength reads a frame's payload length (len7 from its second
+// byte, else the extended length that follows) and returns it with the
+// header's length so far. Non-minimal encodings are refused.
+func payloadLength(buf []byte, len7 int) (hdr int, length uint64, err error) {
+	switch len7 {
+	case 126:
+		if len(buf) < 4 {
+			return 0, 0, ErrNeedMore
+		}
+		length = uint64(binary.BigEndian.Uint16(buf[2:]))
+		if length < 126 {
+			return 0, 0, protocolError("non-minimal 16-bit payload length")
+		}
+		return 4, length, nil
+	case 127:
+		if len(buf) < 10 {
+			return 0, 0, ErrNeedMore
+		}
+		length = binary.BigEndian.Uint64(buf[2:])
+		if length>>63 != 0 {
+			return 0, 0, protocolError("64-bit payload length with the top bit set")
+		}
+		if length <= math.MaxUint16 {
+			return 0, 0, protocolError("non-minimal 64-bit payload length")
+		}
+		return 10, length, nil
+	}
+	return 2, uint64(len7), nil
+}
+
+// addFragment adds payload, a fragment of a message (masked with mask), to
+// the message in progress: it copies it out of the caller's buffer
+// (leaving that untouched until the caller discards it) and unmasks the
+// copy. ok reports the message complete (fin), returned in msg.
+func (r *Reader) addFragment(op OpCode, fin, rsv1 bool, mask [4]byte, payload []byte) (msg Message, ok bool, err error) {
 	f := r.frag
 	if f == nil {
 		// Room for a few fragments of this size up front.
@@ -232,16 +260,16 @@ func (r *Reader) Next(buf []byte) (msg Message, n int, ok bool, err error) {
 		st, valid := validUTF8(f.utf8, f.buf[start:])
 		if !valid || (fin && st != 0) {
 			f.buf = f.buf[:start]
-			return Message{}, 0, false, invalidUTF8()
+			return Message{}, false, invalidUTF8()
 		}
 		f.utf8 = st
 	}
 	if !fin {
 		r.frag = f
-		return Message{}, end, false, nil
+		return Message{}, false, nil
 	}
 	r.frag = nil
-	return Message{Op: f.op, Payload: f.buf, Compressed: f.compressed}, end, true, nil
+	return Message{Op: f.op, Payload: f.buf, Compressed: f.compressed}, true, nil
 }
 
 func invalidUTF8() *CloseError {
