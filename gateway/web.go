@@ -13,7 +13,7 @@ import (
 var webFS embed.FS
 
 // RegisterPages serves the viewer page at /, the recorded-stream replay
-// page at /replay (see docs/api.md) and their assets (the JavaScript
+// page at /replay, the OBS overlay at /overlay (see docs/api.md) and their assets (the JavaScript
 // client, its TypeScript types, styles) from the embedded web folder.
 // Pages of allowedOrigins (exact origins, "*" for any: the --origins list)
 // may load danmaku.js and danmaku.d.ts across origins (CORS).
@@ -30,6 +30,10 @@ func RegisterPages(mux *http.ServeMux, allowedOrigins ...string) {
 			// the danmaku (its video= parameter).
 			h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; media-src 'self' http: https: blob:")
 			http.ServeFileFS(w, r, sub, "replay.html")
+			return
+		case "/overlay":
+			// The OBS overlay, for a browser source.
+			http.ServeFileFS(w, r, sub, "overlay.html")
 			return
 		case "/danmaku.js", "/danmaku.d.ts":
 			h.Add("Vary", "Origin")

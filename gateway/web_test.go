@@ -181,3 +181,32 @@ func TestReplayPageServed(t *testing.T) {
 		}
 	}
 }
+
+// TestOverlayPageServed: /overlay serves the overlay page (with the shared
+// stage), and its scripts render user text only as text.
+func TestOverlayPageServed(t *testing.T) {
+	mux := http.NewServeMux()
+	RegisterPages(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	res, err := http.Get(srv.URL + "/overlay?room=r&lanes=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), `src="overlay.js"`) || !strings.Contains(string(body), `href="stage.css"`) {
+		t.Fatalf("GET /overlay = %d %.200s", res.StatusCode, body)
+	}
+	for _, name := range []string{"web/overlay.js", "web/stage.js"} {
+		js, err := webFS.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("} {
+			if strings.Contains(string(js), bad) {
+				t.Errorf("%s uses %s", name, bad)
+			}
+		}
+	}
+}
