@@ -219,7 +219,29 @@ func (m Msg) String() string { return fmt.Sprintf("%q (uid %s, id %s)", m.Text, 
 // answers checks that every send attempt got one final answer and that an
 // id is acked with one seq, and records each id's final answer.
 func (c *checker) answers() {
-	attempts := map[key][]Send{}
+	attempts, answers := c.groupAnswers()
+	c.strayAnswers(attempts, answers)
+	keys := make([]key, 0, len(attempts))
+	for k := range attempts {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compareKeys)
+	c.stats.Attempts = len(c.h.Sends)
+	c.stats.IDs = len(keys)
+	for _, k := range keys {
+		c.answersOf(k, attempts[k], answers[k])
+	}
+}
+
+func compareKeys(a, b key) int {
+	return cmp.Or(cmp.Compare(a.room, b.room), cmp.Compare(a.uid, b.uid), cmp.Compare(a.id, b.id))
+}
+
+// groupAnswers groups the history's send attempts and their final
+// answers by id (an unavailable reject is not final: the client retries)
+// and records each id's message.
+func (c *checker) groupAnswers() (attempts map[key][]Send, answers map[key][]Answer) {
+	attempts = map[key][]Send{}
 	for _, s := range c.h.Sends {
 		k := key{s.Room, s.Msg.UID, s.Msg.ID}
 		attempts[k] = append(attempts[k], s)
@@ -227,7 +249,7 @@ func (c *checker) answers() {
 			c.msgOf[k] = s.Msg
 		}
 	}
-	answers := map[key][]Answer{}
+	answers = map[key][]Answer{}
 	for _, a := range c.h.Answers {
 		if a.Kind == Reject && a.Code == "unavailable" {
 			continue // the client retries
@@ -235,21 +257,20 @@ func (c *checker) answers() {
 		k := key{a.Room, a.UID, a.ID}
 		answers[k] = append(answers[k], a)
 	}
-	keys := make([]key, 0, len(attempts))
-	for k := range attempts {
-		keys = append(keys, k)
-	}
+	return attempts, answers
+}
+
+// strayAnswers reports the answers to an id the sender never sent
+// (another connection's answer), which are not taken as the message's
+// ack.
+func (c *checker) strayAnswers(attempts map[key][]Send, answers map[key][]Answer) {
 	var stray []key
 	for k := range answers {
 		if _, ok := attempts[k]; !ok {
 			stray = append(stray, k)
 		}
 	}
-	// An answer to an id the sender never sent (another connection's
-	// answer) is reported, and not taken as the message's ack.
-	slices.SortFunc(stray, func(a, b key) int {
-		return cmp.Or(cmp.Compare(a.room, b.room), cmp.Compare(a.uid, b.uid), cmp.Compare(a.id, b.id))
-	})
+	slices.SortFunc(stray, compareKeys)
 	c.stray = map[key]bool{}
 	for _, k := range stray {
 		c.stray[k] = true
@@ -264,112 +285,120 @@ func (c *checker) answers() {
 		}
 		c.add(KindStrayAnswer, k.room, as[0].At, story)
 	}
-	slices.SortFunc(keys, func(a, b key) int {
-		return cmp.Or(cmp.Compare(a.room, b.room), cmp.Compare(a.uid, b.uid), cmp.Compare(a.id, b.id))
-	})
-	c.stats.Attempts = len(c.h.Sends)
-	c.stats.IDs = len(keys)
-	for _, k := range keys {
-		sends := attempts[k]
-		slices.SortStableFunc(sends, func(a, b Send) int { return a.At.Compare(b.At) })
-		as := answers[k]
-		slices.SortStableFunc(as, func(a, b Answer) int { return a.At.Compare(b.At) })
-		// Each answer belongs to the latest attempt started before it.
-		per := make([][]Answer, max(len(sends), 1))
+}
+
+// answersOf checks one id's attempts (sends) and answers (as): its final
+// answer (recorded), one seq for all its acks, and one answer per attempt.
+func (c *checker) answersOf(k key, sends []Send, as []Answer) {
+	slices.SortStableFunc(sends, func(a, b Send) int { return a.At.Compare(b.At) })
+	slices.SortStableFunc(as, func(a, b Answer) int { return a.At.Compare(b.At) })
+	fa, firstAck, seqs := finalOf(as)
+	if firstAck != nil && c.lastAck[k.room] < firstAck.Seq {
+		c.lastAck[k.room] = firstAck.Seq
+	}
+	c.final[k] = fa
+	switch fa.kind {
+	case Ack:
+		c.stats.Acked++
+	case Reject:
+		c.stats.Rejected++
+	case Held:
+		c.stats.Held++
+	}
+	msg := c.msgOf[k]
+	if len(seqs) > 1 {
+		// The story centres on the first ack with another seq: what
+		// happened just before it is what made the id forgotten.
+		at := firstAck.At
 		for _, a := range as {
-			i := 0
-			for j, s := range sends {
-				if !s.At.After(a.At) {
-					i = j
-				}
-			}
-			per[i] = append(per[i], a)
-		}
-		var fa finalAnswer
-		var firstAck *Answer
-		seqs := map[uint64]Answer{}
-		for i := range as {
-			a := &as[i]
-			switch a.Kind {
-			case Ack:
-				if a.Seq == 0 {
-					continue
-				}
-				if firstAck == nil {
-					firstAck = a
-				}
-				if _, ok := seqs[a.Seq]; !ok {
-					seqs[a.Seq] = *a
-				}
-			case Held:
-				if fa.kind == 0 {
-					fa = finalAnswer{kind: Held, at: a.At, by: a.Sender}
-				}
-			case Reject:
-				if fa.kind != Reject {
-					fa = finalAnswer{kind: Reject, at: a.At, by: a.Sender, code: a.Code}
-				}
+			if a.Kind == Ack && a.Seq != 0 && a.Seq != firstAck.Seq {
+				at = a.At
+				break
 			}
 		}
-		if firstAck != nil {
-			fa = finalAnswer{kind: Ack, seq: firstAck.Seq, at: firstAck.At, by: firstAck.Sender}
-			if c.lastAck[k.room] < firstAck.Seq {
-				c.lastAck[k.room] = firstAck.Seq
-			}
-		}
-		c.final[k] = fa
-		switch fa.kind {
+		story := []string{fmt.Sprintf("message %s acked with %d different seqs:", msg, len(seqs))}
+		story = append(story, c.attemptLines(sends, as)...)
+		c.add(KindTwoAcks, k.room, at, story, firstAck.At)
+	}
+	c.eachAttempt(k, msg, sends, as, firstAck)
+}
+
+// finalOf returns the final answer of an id from its answers as (sorted
+// by time): its first ack with a seq, else a reject, else held. firstAck
+// is that ack (nil: none) and seqs the first ack of each seq.
+func finalOf(as []Answer) (fa finalAnswer, firstAck *Answer, seqs map[uint64]Answer) {
+	seqs = map[uint64]Answer{}
+	for i := range as {
+		a := &as[i]
+		switch a.Kind {
 		case Ack:
-			c.stats.Acked++
-		case Reject:
-			c.stats.Rejected++
+			if a.Seq == 0 {
+				continue
+			}
+			if firstAck == nil {
+				firstAck = a
+			}
+			if _, ok := seqs[a.Seq]; !ok {
+				seqs[a.Seq] = *a
+			}
 		case Held:
-			c.stats.Held++
-		}
-		msg := c.msgOf[k]
-		if len(seqs) > 1 {
-			// The story centres on the first ack with another seq: what
-			// happened just before it is what made the id forgotten.
-			at := firstAck.At
-			for _, a := range as {
-				if a.Kind == Ack && a.Seq != 0 && a.Seq != firstAck.Seq {
-					at = a.At
-					break
-				}
+			if fa.kind == 0 {
+				fa = finalAnswer{kind: Held, at: a.At, by: a.Sender}
 			}
-			story := []string{fmt.Sprintf("message %s acked with %d different seqs:", msg, len(seqs))}
+		case Reject:
+			if fa.kind != Reject {
+				fa = finalAnswer{kind: Reject, at: a.At, by: a.Sender, code: a.Code}
+			}
+		}
+	}
+	if firstAck != nil {
+		fa = finalAnswer{kind: Ack, seq: firstAck.Seq, at: firstAck.At, by: firstAck.Sender}
+	}
+	return fa, firstAck, seqs
+}
+
+// eachAttempt checks that each send attempt of an id got exactly one kind
+// of answer (each answer belongs to the latest attempt started before it),
+// and that a re-send of an acked id was not rejected.
+func (c *checker) eachAttempt(k key, msg Msg, sends []Send, as []Answer, firstAck *Answer) {
+	per := make([][]Answer, max(len(sends), 1))
+	for _, a := range as {
+		i := 0
+		for j, s := range sends {
+			if !s.At.After(a.At) {
+				i = j
+			}
+		}
+		per[i] = append(per[i], a)
+	}
+	for i, s := range sends {
+		var ack, rej *Answer
+		for j := range per[i] {
+			a := &per[i][j]
+			if a.Kind == Ack && ack == nil {
+				ack = a
+			}
+			if a.Kind == Reject && rej == nil {
+				rej = a
+			}
+		}
+		switch {
+		case ack != nil && rej != nil:
+			first := ack
+			if rej.At.Before(ack.At) {
+				first = rej
+			}
+			story := []string{fmt.Sprintf("one send of %s answered both ack and reject:", msg)}
+			story = append(story, c.attemptLines(sends[i:i+1], per[i])...)
+			c.add(KindAckAndReject, k.room, first.At, story)
+		case rej != nil && firstAck != nil && firstAck.At.Before(s.At):
+			story := []string{fmt.Sprintf("a re-send of %s, acked before with seq %d, was rejected:", msg, firstAck.Seq)}
 			story = append(story, c.attemptLines(sends, as)...)
-			c.add(KindTwoAcks, k.room, at, story, firstAck.At)
-		}
-		for i, s := range sends {
-			var ack, rej *Answer
-			for j := range per[i] {
-				a := &per[i][j]
-				if a.Kind == Ack && ack == nil {
-					ack = a
-				}
-				if a.Kind == Reject && rej == nil {
-					rej = a
-				}
-			}
-			switch {
-			case ack != nil && rej != nil:
-				first := ack
-				if rej.At.Before(ack.At) {
-					first = rej
-				}
-				story := []string{fmt.Sprintf("one send of %s answered both ack and reject:", msg)}
-				story = append(story, c.attemptLines(sends[i:i+1], per[i])...)
-				c.add(KindAckAndReject, k.room, first.At, story)
-			case rej != nil && firstAck != nil && firstAck.At.Before(s.At):
-				story := []string{fmt.Sprintf("a re-send of %s, acked before with seq %d, was rejected:", msg, firstAck.Seq)}
-				story = append(story, c.attemptLines(sends, as)...)
-				c.add(KindResendReject, k.room, rej.At, story)
-			case len(per[i]) == 0:
-				story := []string{fmt.Sprintf("no final answer to a send of %s:", msg)}
-				story = append(story, c.attemptLines(sends, as)...)
-				c.add(KindNoAnswer, k.room, s.At, story)
-			}
+			c.add(KindResendReject, k.room, rej.At, story)
+		case len(per[i]) == 0:
+			story := []string{fmt.Sprintf("no final answer to a send of %s:", msg)}
+			story = append(story, c.attemptLines(sends, as)...)
+			c.add(KindNoAnswer, k.room, s.At, story)
 		}
 	}
 }
@@ -406,46 +435,29 @@ func (c *checker) attemptLines(sends []Send, as []Answer) []string {
 // identity checks that per room a seq names one message and an id one seq,
 // across acks, deliveries and history rows.
 func (c *checker) identity() {
-	type seen struct {
-		first source
-		n     int
-	}
-	bySeq := map[string]map[uint64]map[Msg]*seen{}
-	byID := map[key]map[uint64]*seen{}
-	note := func(room string, seq uint64, m Msg, src source) {
-		if c.maxSeq[room] < seq {
-			c.maxSeq[room] = seq
-		}
-		if bySeq[room] == nil {
-			bySeq[room] = map[uint64]map[Msg]*seen{}
-		}
-		if bySeq[room][seq] == nil {
-			bySeq[room][seq] = map[Msg]*seen{}
-		}
-		if s := bySeq[room][seq][m]; s != nil {
-			s.n++
-			if src.at.Before(s.first.at) {
-				s.first = src
-			}
-		} else {
-			bySeq[room][seq][m] = &seen{first: src, n: 1}
-		}
-		if m.ID == "" {
-			return
-		}
-		k := key{room, m.UID, m.ID}
-		if byID[k] == nil {
-			byID[k] = map[uint64]*seen{}
-		}
-		if s := byID[k][seq]; s != nil {
-			s.n++
-			if src.at.Before(s.first.at) {
-				s.first = src
-			}
-		} else {
-			byID[k][seq] = &seen{first: src, n: 1}
-		}
-	}
+	sg := c.sightings()
+	c.seqConflicts(sg.bySeq)
+	c.idsAtTwoSeqs(sg.byID)
+}
+
+// sighting is where a message was first seen at a seq and how often it
+// was seen there in all.
+type sighting struct {
+	first source
+	n     int
+}
+
+// sightings is every message seen, by room and seq and by id.
+type sightings struct {
+	bySeq map[string]map[uint64]map[Msg]*sighting
+	byID  map[key]map[uint64]*sighting
+}
+
+// sightings collects every message seen at a seq: in acks (but stray
+// ones), deliveries and history rows; it also records each room's highest
+// seq (c.maxSeq).
+func (c *checker) sightings() sightings {
+	sg := sightings{bySeq: map[string]map[uint64]map[Msg]*sighting{}, byID: map[key]map[uint64]*sighting{}}
 	for _, a := range c.h.Answers {
 		if a.Kind != Ack || a.Seq == 0 {
 			continue
@@ -458,11 +470,11 @@ func (c *checker) identity() {
 		if !ok {
 			m = Msg{UID: a.UID, ID: a.ID}
 		}
-		note(a.Room, a.Seq, m, source{a.At, "ack to " + a.Sender})
+		c.note(sg, a.Room, a.Seq, m, source{a.At, "ack to " + a.Sender})
 	}
 	for _, e := range c.h.Events {
 		if e.Kind == Delivered {
-			note(e.Room, e.Seq, e.Msg, source{e.At, "viewer " + e.Viewer})
+			c.note(sg, e.Room, e.Seq, e.Msg, source{e.At, "viewer " + e.Viewer})
 		}
 	}
 	end := c.h.Start
@@ -472,8 +484,48 @@ func (c *checker) identity() {
 		}
 	}
 	for _, r := range c.h.Rows {
-		note(r.Room, r.Seq, r.Msg, source{end, "history"})
+		c.note(sg, r.Room, r.Seq, r.Msg, source{end, "history"})
 	}
+	return sg
+}
+
+// note records that m was seen at seq of room, from src.
+func (c *checker) note(sg sightings, room string, seq uint64, m Msg, src source) {
+	if c.maxSeq[room] < seq {
+		c.maxSeq[room] = seq
+	}
+	if sg.bySeq[room] == nil {
+		sg.bySeq[room] = map[uint64]map[Msg]*sighting{}
+	}
+	if sg.bySeq[room][seq] == nil {
+		sg.bySeq[room][seq] = map[Msg]*sighting{}
+	}
+	seeAt(sg.bySeq[room][seq], m, src)
+	if m.ID == "" {
+		return
+	}
+	k := key{room, m.UID, m.ID}
+	if sg.byID[k] == nil {
+		sg.byID[k] = map[uint64]*sighting{}
+	}
+	seeAt(sg.byID[k], seq, src)
+}
+
+// seeAt counts a sighting of k from src in into, keeping the earliest.
+func seeAt[K comparable](into map[K]*sighting, k K, src source) {
+	if s := into[k]; s != nil {
+		s.n++
+		if src.at.Before(s.first.at) {
+			s.first = src
+		}
+		return
+	}
+	into[k] = &sighting{first: src, n: 1}
+}
+
+// seqConflicts reports every seq at which two different messages were
+// seen.
+func (c *checker) seqConflicts(bySeq map[string]map[uint64]map[Msg]*sighting) {
 	rooms := make([]string, 0, len(bySeq))
 	for r := range bySeq {
 		rooms = append(rooms, r)
@@ -492,7 +544,7 @@ func (c *checker) identity() {
 			}
 			// An ack carries no text: an ack's message without text agrees
 			// with any message of the same uid and id.
-			distinct := map[Msg]*seen{}
+			distinct := map[Msg]*sighting{}
 			for m, s := range msgs {
 				distinct[m] = s
 			}
@@ -526,13 +578,15 @@ func (c *checker) identity() {
 			c.add(KindSeqConflict, room, first, story)
 		}
 	}
+}
+
+// idsAtTwoSeqs reports every id seen at two seqs.
+func (c *checker) idsAtTwoSeqs(byID map[key]map[uint64]*sighting) {
 	keys := make([]key, 0, len(byID))
 	for k := range byID {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b key) int {
-		return cmp.Or(cmp.Compare(a.room, b.room), cmp.Compare(a.uid, b.uid), cmp.Compare(a.id, b.id))
-	})
+	slices.SortFunc(keys, compareKeys)
 	for _, k := range keys {
 		seqs := byID[k]
 		if len(seqs) < 2 {
@@ -623,78 +677,114 @@ func (c *checker) streams() {
 
 func (c *checker) stream(sk streamKey, evs []Event, acked []ackedSeq) {
 	room := sk.room
-	got := map[uint64]Event{}
-	var last uint64
-	var lastAt time.Time
-	var dup, ooo []string
-	var dupAt, oooAt time.Time
-	start, started := uint64(0), false
-	var startAt time.Time
-	left := false
-	var end uint64
-	type span struct {
-		from, to uint64
-		why      string
+	vs := c.walkStream(sk, evs, acked)
+	if len(vs.beyond) > 0 {
+		c.add(KindJoinedBeyond, room, vs.beyondAt, vs.beyond[:min(len(vs.beyond), maxExamplesListed)])
 	}
-	var excused []span
-	// clamp bounds a seq the viewer was told to what the room really had
-	// then: a bogus seq excuses nothing.
-	clamp := func(seq uint64, at time.Time) uint64 {
-		if seq <= c.maxSeq[room] {
-			return seq
-		}
-		var upTo uint64
-		for _, a := range acked {
-			if !a.fa.at.After(at) {
-				upTo = max(upTo, a.seq)
-			}
-		}
-		return upTo
+	if len(vs.dup) > 0 {
+		c.add(KindDuplicate, room, vs.dupAt, append(vs.dup[:min(len(vs.dup), maxExamplesListed)], fmt.Sprintf("(%d duplicates in all)", len(vs.dup))))
 	}
-	var beyond []string
-	var beyondAt time.Time
+	if len(vs.ooo) > 0 {
+		c.add(KindOutOfOrder, room, vs.oooAt, append(vs.ooo[:min(len(vs.ooo), maxExamplesListed+1)], fmt.Sprintf("(%d out of order in all)", len(vs.ooo)-1)))
+	}
+	if !vs.started {
+		return // never joined: owed nothing
+	}
+	if !vs.left {
+		vs.end = c.lastAck[room]
+	}
+	covered := max(c.missing(sk, evs, acked, vs), vs.start)
+	if !vs.left && covered < c.lastAck[room] {
+		c.stalled(sk, evs, acked, vs, covered)
+	}
+}
+
+// excuse is a seq range a viewer may lack, and why (a thinned batch, an
+// incomplete history).
+type excuse struct {
+	from, to uint64
+	why      string
+}
+
+// viewerStream is what walkStream gathers from one viewer's events in
+// one room.
+type viewerStream struct {
+	got          map[uint64]Event // the first delivery of each seq
+	last         uint64           // the highest seq delivered
+	lastAt       time.Time
+	dup, ooo     []string // duplicate and out-of-order deliveries' lines
+	dupAt, oooAt time.Time
+	beyond       []string // joins answered with a seq past the room's end
+	beyondAt     time.Time
+	start        uint64 // the seq the viewer is owed messages after
+	started      bool   // the viewer joined
+	startAt      time.Time
+	left         bool
+	end          uint64 // the last seq owed
+	excused      []excuse
+}
+
+// clamp bounds a seq the viewer was told at time at to what room really
+// had then: a bogus seq excuses nothing.
+func (c *checker) clamp(room string, acked []ackedSeq, seq uint64, at time.Time) uint64 {
+	if seq <= c.maxSeq[room] {
+		return seq
+	}
+	var upTo uint64
+	for _, a := range acked {
+		if !a.fa.at.After(at) {
+			upTo = max(upTo, a.seq)
+		}
+	}
+	return upTo
+}
+
+// walkStream goes through one viewer's events in a room (sk) in order.
+func (c *checker) walkStream(sk streamKey, evs []Event, acked []ackedSeq) *viewerStream {
+	room := sk.room
+	vs := &viewerStream{got: map[uint64]Event{}}
 	for _, e := range evs {
 		switch e.Kind {
 		case Joined:
 			if e.Seq > c.maxSeq[room] {
-				if len(beyond) == 0 {
-					beyondAt = e.At
+				if len(vs.beyond) == 0 {
+					vs.beyondAt = e.At
 				}
-				beyond = append(beyond, fmt.Sprintf("%s  viewer %s joined, resume %d: the gateway says seq %d (the room never passed %d)",
+				vs.beyond = append(vs.beyond, fmt.Sprintf("%s  viewer %s joined, resume %d: the gateway says seq %d (the room never passed %d)",
 					c.ts(e.At), sk.viewer, e.Resume, e.Seq, c.maxSeq[room]))
 			}
-			if !started {
-				started, startAt = true, e.At
-				start = e.Seq
+			if !vs.started {
+				vs.started, vs.startAt = true, e.At
+				vs.start = e.Seq
 				if e.Resume > 0 {
-					start = e.Resume
+					vs.start = e.Resume
 				}
 				// A seq beyond the room's end is no floor: owe every
 				// message acked after the join.
-				start = clamp(start, e.At)
+				vs.start = c.clamp(room, acked, vs.start, e.At)
 			}
 		case Delivered:
 			c.stats.Deliveries++
-			if _, ok := got[e.Seq]; ok {
-				if len(dup) == 0 {
-					dupAt = e.At
+			if _, ok := vs.got[e.Seq]; ok {
+				if len(vs.dup) == 0 {
+					vs.dupAt = e.At
 				}
-				dup = append(dup, fmt.Sprintf("%s  viewer %s gets seq %d again: %s", c.ts(e.At), sk.viewer, e.Seq, e.Msg))
-			} else if e.Seq < last {
-				if len(ooo) == 0 {
-					ooo = append(ooo, fmt.Sprintf("%s  viewer %s gets seq %d", c.ts(lastAt), sk.viewer, last))
-					oooAt = e.At
+				vs.dup = append(vs.dup, fmt.Sprintf("%s  viewer %s gets seq %d again: %s", c.ts(e.At), sk.viewer, e.Seq, e.Msg))
+			} else if e.Seq < vs.last {
+				if len(vs.ooo) == 0 {
+					vs.ooo = append(vs.ooo, fmt.Sprintf("%s  viewer %s gets seq %d", c.ts(vs.lastAt), sk.viewer, vs.last))
+					vs.oooAt = e.At
 				}
-				ooo = append(ooo, fmt.Sprintf("%s  viewer %s then gets seq %d: %s", c.ts(e.At), sk.viewer, e.Seq, e.Msg))
+				vs.ooo = append(vs.ooo, fmt.Sprintf("%s  viewer %s then gets seq %d: %s", c.ts(e.At), sk.viewer, e.Seq, e.Msg))
 			}
-			if _, ok := got[e.Seq]; !ok {
-				got[e.Seq] = e
+			if _, ok := vs.got[e.Seq]; !ok {
+				vs.got[e.Seq] = e
 			}
-			if e.Seq > last {
-				last, lastAt = e.Seq, e.At
+			if e.Seq > vs.last {
+				vs.last, vs.lastAt = e.Seq, e.At
 			}
-			if !left {
-				end = max(end, e.Seq)
+			if !vs.left {
+				vs.end = max(vs.end, e.Seq)
 			}
 		case HistoryFrame:
 			if !e.Complete {
@@ -702,58 +792,52 @@ func (c *checker) stream(sk streamKey, evs []Event, acked []ackedSeq) {
 				// the joined one, and at least every seq acked by then,
 				// may be missing (a join whose store load failed says
 				// joined 0 and goes on with live batches).
-				to := clamp(e.To, e.At)
+				to := c.clamp(room, acked, e.To, e.At)
 				for _, a := range acked {
 					if !a.fa.at.After(e.At) {
 						to = max(to, a.seq)
 					}
 				}
-				excused = append(excused, span{e.From, to, fmt.Sprintf("%s history complete:false for %d..%d", c.ts(e.At), e.From, e.To)})
+				vs.excused = append(vs.excused, excuse{e.From, to, fmt.Sprintf("%s history complete:false for %d..%d", c.ts(e.At), e.From, e.To)})
 			}
 		case Thinned:
-			excused = append(excused, span{e.From, clamp(e.To, e.At), fmt.Sprintf("%s thinned batch %d..%d", c.ts(e.At), e.From, e.To)})
+			vs.excused = append(vs.excused, excuse{e.From, c.clamp(room, acked, e.To, e.At), fmt.Sprintf("%s thinned batch %d..%d", c.ts(e.At), e.From, e.To)})
 		case Left:
-			left = true
+			vs.left = true
 		}
 	}
-	if len(beyond) > 0 {
-		c.add(KindJoinedBeyond, room, beyondAt, beyond[:min(len(beyond), maxExamplesListed)])
-	}
-	if len(dup) > 0 {
-		c.add(KindDuplicate, room, dupAt, append(dup[:min(len(dup), maxExamplesListed)], fmt.Sprintf("(%d duplicates in all)", len(dup))))
-	}
-	if len(ooo) > 0 {
-		c.add(KindOutOfOrder, room, oooAt, append(ooo[:min(len(ooo), maxExamplesListed+1)], fmt.Sprintf("(%d out of order in all)", len(ooo)-1)))
-	}
-	if !started {
-		return // never joined: owed nothing
-	}
-	if !left {
-		end = c.lastAck[room]
-	}
-	covered := last
+	return vs
+}
+
+// missing reports the acked messages the viewer was owed (after its
+// start, up to its end) and never got, unless a thinned batch or an
+// incomplete history excused them. It returns the seq the viewer's
+// stream covers up to.
+func (c *checker) missing(sk streamKey, evs []Event, acked []ackedSeq, vs *viewerStream) uint64 {
+	room := sk.room
+	covered := vs.last
 	var missing []ackedSeq
 	for _, a := range acked {
-		if a.seq <= start || a.seq > end {
+		if a.seq <= vs.start || a.seq > vs.end {
 			continue
 		}
 		c.stats.Owed++
-		if e, ok := got[a.seq]; ok && e.Msg.UID == a.k.uid && e.Msg.ID == a.k.id {
+		if e, ok := vs.got[a.seq]; ok && e.Msg.UID == a.k.uid && e.Msg.ID == a.k.id {
 			continue
 		}
-		if slices.ContainsFunc(excused, func(s span) bool { return s.from <= a.seq && a.seq <= s.to }) {
+		if slices.ContainsFunc(vs.excused, func(s excuse) bool { return s.from <= a.seq && a.seq <= s.to }) {
 			c.stats.ReportedGaps++
 			continue
 		}
 		missing = append(missing, a)
 	}
-	for _, s := range excused {
+	for _, s := range vs.excused {
 		covered = max(covered, s.to)
 	}
 	if len(missing) > 0 {
 		first := missing[0]
 		story := []string{fmt.Sprintf("viewer %s (joined %s, owed seqs %d..%d) never got %d acked messages, seqs %s",
-			sk.viewer, c.ts(startAt), start+1, end, len(missing), seqRanges(missing))}
+			sk.viewer, c.ts(vs.startAt), vs.start+1, vs.end, len(missing), seqRanges(missing))}
 		for _, a := range missing[:min(len(missing), maxExamplesListed)] {
 			story = append(story, fmt.Sprintf("%s  %s gets ack seq %d for %s", c.ts(a.fa.at), a.fa.by, a.seq, c.msgOf[a.k]))
 		}
@@ -761,24 +845,28 @@ func (c *checker) stream(sk streamKey, evs []Event, acked []ackedSeq) {
 		story = append(story, c.firstJoin(sk, evs)...)
 		c.add(KindMissing, room, first.fa.at, story)
 	}
-	covered = max(covered, start)
-	if !left && covered < c.lastAck[room] {
-		var after []ackedSeq
-		for _, a := range acked {
-			if a.seq > covered {
-				after = append(after, a)
-			}
+	return covered
+}
+
+// stalled reports a viewer that stayed in the room but whose stream
+// stopped at covered while the room went on.
+func (c *checker) stalled(sk streamKey, evs []Event, acked []ackedSeq, vs *viewerStream, covered uint64) {
+	room := sk.room
+	var after []ackedSeq
+	for _, a := range acked {
+		if a.seq > covered {
+			after = append(after, a)
 		}
-		story := []string{fmt.Sprintf("viewer %s stayed in the room but stopped at seq %d; the room was acked up to seq %d (%d acks after, the last at %s)",
-			sk.viewer, covered, c.lastAck[room], len(after), c.ts(after[len(after)-1].fa.at))}
-		if last > 0 {
-			story = append(story, fmt.Sprintf("%s  viewer %s gets seq %d, its last", c.ts(lastAt), sk.viewer, last))
-		}
-		story = append(story, fmt.Sprintf("%s  %s gets ack seq %d for %s, the first the viewer never got",
-			c.ts(after[0].fa.at), after[0].fa.by, after[0].seq, c.msgOf[after[0].k]))
-		story = append(story, c.around(sk, evs, after[0].fa.at)...)
-		c.add(KindStalled, room, after[0].fa.at, story)
 	}
+	story := []string{fmt.Sprintf("viewer %s stayed in the room but stopped at seq %d; the room was acked up to seq %d (%d acks after, the last at %s)",
+		sk.viewer, covered, c.lastAck[room], len(after), c.ts(after[len(after)-1].fa.at))}
+	if vs.last > 0 {
+		story = append(story, fmt.Sprintf("%s  viewer %s gets seq %d, its last", c.ts(vs.lastAt), sk.viewer, vs.last))
+	}
+	story = append(story, fmt.Sprintf("%s  %s gets ack seq %d for %s, the first the viewer never got",
+		c.ts(after[0].fa.at), after[0].fa.by, after[0].seq, c.msgOf[after[0].k]))
+	story = append(story, c.around(sk, evs, after[0].fa.at)...)
+	c.add(KindStalled, room, after[0].fa.at, story)
 }
 
 // around lists the viewer's joins, history frames and disconnects shortly

@@ -40,8 +40,18 @@ func Build(patterns [][]rune) *Matcher {
 	for i := range m.ascii {
 		m.ascii[i] = -1
 	}
+	children, nsym := m.buildTrie(patterns)
+	m.packEdges(children, nsym)
+	m.linkFailures(children)
+	m.linkOutputs()
+	return m
+}
+
+// buildTrie numbers the patterns' runes as symbols (m.ascii, m.symbols)
+// and builds their trie with map children, setting m.lens and m.term. It
+// returns the children of each state and the number of symbols.
+func (m *Matcher) buildTrie(patterns [][]rune) (children []map[int32]int32, nsym int32) {
 	m.lens = make([]int32, len(patterns))
-	nsym := int32(0)
 	sym := func(r rune) int32 {
 		if r >= 0 && r < 128 {
 			if m.ascii[r] < 0 {
@@ -58,8 +68,7 @@ func Build(patterns [][]rune) *Matcher {
 		}
 		return s
 	}
-	// Trie with map children during construction.
-	children := []map[int32]int32{{}}
+	children = []map[int32]int32{{}}
 	term := []int32{-1}
 	for pi, p := range patterns {
 		m.lens[pi] = int32(len(p))
@@ -82,13 +91,19 @@ func Build(patterns [][]rune) *Matcher {
 			term[s] = int32(pi)
 		}
 	}
+	m.term = term
+	return children, nsym
+}
+
+// packEdges lays the trie's edges out as CSR arrays sorted by symbol
+// (m.edgeOff, m.edgeSym, m.edgeTo) plus the root's dense transitions, and
+// sizes the per-state links.
+func (m *Matcher) packEdges(children []map[int32]int32, nsym int32) {
 	n := len(children)
 	m.nstates = n
-	m.term = term
 	m.fail = make([]int32, n)
 	m.hit = make([]int32, n)
 	m.next = make([]int32, n)
-	// CSR edges, sorted by symbol.
 	m.edgeOff = make([]int32, n+1)
 	for s := 0; s < n; s++ {
 		m.edgeOff[s+1] = m.edgeOff[s] + int32(len(children[s]))
@@ -112,8 +127,11 @@ func Build(patterns [][]rune) *Matcher {
 	for k, v := range children[0] {
 		m.root[k] = v
 	}
-	// Breadth-first failure links.
-	queue := make([]int32, 0, n)
+}
+
+// linkFailures sets every state's failure link, breadth first.
+func (m *Matcher) linkFailures(children []map[int32]int32) {
+	queue := make([]int32, 0, m.nstates)
 	for _, v := range children[0] {
 		queue = append(queue, v) // fail = 0
 	}
@@ -136,8 +154,12 @@ func Build(patterns [][]rune) *Matcher {
 			queue = append(queue, v)
 		}
 	}
-	// Output links in BFS order so parents' links are ready.
-	order := make([]int32, 0, n)
+}
+
+// linkOutputs sets the output links (m.hit, m.next) in BFS order, so
+// parents' links are ready.
+func (m *Matcher) linkOutputs() {
+	order := make([]int32, 0, m.nstates)
 	order = append(order, 0)
 	for i := 0; i < len(order); i++ {
 		s := order[i]
@@ -154,7 +176,6 @@ func Build(patterns [][]rune) *Matcher {
 			m.hit[s] = m.hit[f]
 		}
 	}
-	return m
 }
 
 // child returns the goto transition of state s on symbol c.
