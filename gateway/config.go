@@ -208,97 +208,43 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.Addr == "" {
-		c.Addr = "127.0.0.1:8090"
-	}
+	orDefault(&c.Addr, "127.0.0.1:8090")
 	if c.ID == "" {
 		host, _ := os.Hostname()
 		c.ID = "gw-" + host + "-" + strconv.Itoa(os.Getpid())
 	}
-	if c.MaxConns == 0 {
-		c.MaxConns = max(fileLimit()-320, fileLimit()/2)
-	}
-	if c.MaxConnsPerIP == 0 {
-		c.MaxConnsPerIP = 1024
-	}
-	if c.MaxRoomsPerConn == 0 {
-		c.MaxRoomsPerConn = 16
-	}
-	if c.MaxMessage == 0 {
-		c.MaxMessage = 4096
-	}
-	if c.HandshakeTimeout == 0 {
-		c.HandshakeTimeout = 5 * time.Second
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = 60 * time.Second
-	}
-	if c.SoftOutbound == 0 {
-		c.SoftOutbound = 256 << 10
-	}
-	if c.HardOutbound == 0 {
-		c.HardOutbound = 1 << 20
-	}
-	if c.SlowTimeout == 0 {
-		c.SlowTimeout = 10 * time.Second
-	}
-	if c.OutboundBudget == 0 {
-		c.OutboundBudget = 512 << 20
-	}
-	if c.FlushRate == 0 {
-		c.FlushRate = 250_000
-	}
-	if c.OnlineRate == 0 {
-		c.OnlineRate = 2500
-	}
-	if c.MaxFlushDelay == 0 {
-		c.MaxFlushDelay = 40 * time.Millisecond
-	}
-	if c.ShedDelay == 0 {
-		c.ShedDelay = 500 * time.Millisecond
-	}
-	if c.HistoryOnJoin == 0 {
-		c.HistoryOnJoin = 50
-	}
-	if c.MaxResume == 0 {
-		c.MaxResume = 1000
-	}
-	if c.RingSize == 0 {
-		c.RingSize = 1024
-	}
-	if c.MaxHistoryLoads == 0 {
-		c.MaxHistoryLoads = 256
-	}
-	if c.HistorySlotWait == 0 {
-		c.HistorySlotWait = 2 * time.Second
-	}
-	if c.HistoryTimeout == 0 {
-		c.HistoryTimeout = 3 * time.Second
-	}
-	if c.HistoryRetryEvery == 0 {
-		c.HistoryRetryEvery = 100 * time.Millisecond
-	}
+	orDefault(&c.MaxConns, max(fileLimit()-320, fileLimit()/2))
+	orDefault(&c.MaxConnsPerIP, 1024)
+	orDefault(&c.MaxRoomsPerConn, 16)
+	orDefault(&c.MaxMessage, 4096)
+	orDefault(&c.HandshakeTimeout, 5*time.Second)
+	orDefault(&c.IdleTimeout, 60*time.Second)
+	orDefault(&c.SoftOutbound, 256<<10)
+	orDefault(&c.HardOutbound, 1<<20)
+	orDefault(&c.SlowTimeout, 10*time.Second)
+	orDefault(&c.OutboundBudget, 512<<20)
+	orDefault(&c.FlushRate, 250_000)
+	orDefault(&c.OnlineRate, 2500)
+	orDefault(&c.MaxFlushDelay, 40*time.Millisecond)
+	orDefault(&c.ShedDelay, 500*time.Millisecond)
+	orDefault(&c.HistoryOnJoin, 50)
+	orDefault(&c.MaxResume, 1000)
+	orDefault(&c.RingSize, 1024)
+	orDefault(&c.MaxHistoryLoads, 256)
+	orDefault(&c.HistorySlotWait, 2*time.Second)
+	orDefault(&c.HistoryTimeout, 3*time.Second)
+	orDefault(&c.HistoryRetryEvery, 100*time.Millisecond)
 	switch {
 	case c.HistoryRetries == 0:
 		c.HistoryRetries = 20
 	case c.HistoryRetries < 0:
 		c.HistoryRetries = 0
 	}
-	if c.MaxUpgradeRequest == 0 {
-		c.MaxUpgradeRequest = 8192
-	}
-	if c.IngestQueue == 0 {
-		c.IngestQueue = 8192
-	}
-	if c.PresenceInterval == 0 {
-		c.PresenceInterval = 2 * time.Second
-	}
-	if c.SessionTTL == 0 {
-		c.SessionTTL = 30 * time.Second
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = 10 * time.Second
-	}
+	orDefault(&c.MaxUpgradeRequest, 8192)
+	orDefault(&c.IngestQueue, 8192)
+	orDefault(&c.PresenceInterval, 2*time.Second)
+	orDefault(&c.SessionTTL, 30*time.Second)
+	orDefault(&c.DrainTimeout, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -336,4 +282,12 @@ func fileLimit() int {
 		return 1 << 20
 	}
 	return int(rl.Cur)
+}
+
+// orDefault sets *v to def when it holds its type's zero value.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
