@@ -1,9 +1,6 @@
 package webtest
 
 import (
-	"context"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -20,41 +17,12 @@ import (
 // pause holds the clock, 2× runs it twice as fast, a click on the density
 // bar seeks there and reads history from there in bounded pages.
 func TestReplayPage(t *testing.T) {
-	node := testenv.Need(t, "node", "node")
-	chromium := testenv.Chromium(t)
-	testenv.NPMInstall(t, ".", "playwright-core", "ws")
-	s := testenv.StartAll(t, "webtest-secret-0123456789")
-	signer, err := auth.NewSigner(s.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := testenv.StartPage(t)
 	room := "replay-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	streamer, err := signer.Sign("replay-host", "Host", auth.RoleStreamer, []string{room}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	service, err := signer.Sign("replay-bot", "bot", auth.RoleService, nil, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := testenv.Artifacts(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	err = testenv.Run(t, ctx, ".", []string{
-		"DANMAKU_HTTP=http://" + s.HTTP,
-		"DANMAKU_CHROMIUM=" + chromium,
-		"DANMAKU_OUT=" + out,
-		"DANMAKU_ROOM=" + room,
-		"DANMAKU_STREAMER_TOKEN=" + streamer,
-		"DANMAKU_SERVICE_TOKEN=" + service,
-	}, node, "replay.mjs")
-	if err != nil {
-		t.Fatalf("replay.mjs: %v", err)
-	}
-	for _, name := range []string{"replay-playing", "replay-seeked"} {
-		if _, err := os.Stat(filepath.Join(out, name+".png")); err != nil {
-			t.Errorf("no screenshot: %v", err)
-		}
-	}
-	t.Logf("screenshots in %s", out)
+	p.Script(t, 120*time.Second, "replay.mjs",
+		"DANMAKU_ROOM="+room,
+		"DANMAKU_STREAMER_TOKEN="+p.Token(t, "replay-host", "Host", auth.RoleStreamer, room),
+		"DANMAKU_SERVICE_TOKEN="+p.Token(t, "replay-bot", "bot", auth.RoleService),
+	)
+	p.Screenshots(t, "replay-playing", "replay-seeked")
 }

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,37 +22,10 @@ import (
 // that highlighted and paid lines are styled, markup is shown as text, and
 // rejects are explained.
 func TestViewerInBrowser(t *testing.T) {
-	node := testenv.Need(t, "node", "node")
-	chromium := testenv.Chromium(t)
-	testenv.NPMInstall(t, ".", "playwright-core", "ws")
-	s := testenv.StartAll(t, "webtest-secret-0123456789")
-
-	signer, err := auth.NewSigner(s.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	service, err := signer.Sign("webtest-bot", "webtest", auth.RoleService, nil, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := testenv.Artifacts(t)
-	t.Logf("screenshots go to %s", out)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	err = testenv.Run(t, ctx, ".", []string{
-		"DANMAKU_HTTP=http://" + s.HTTP,
-		"DANMAKU_WS=ws://" + s.WS + "/ws",
-		"DANMAKU_CHROMIUM=" + chromium,
-		"DANMAKU_OUT=" + out,
-		"DANMAKU_SERVICE_TOKEN=" + service,
-	}, node, "e2e.mjs")
-	if err != nil {
-		t.Fatalf("e2e.mjs: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(out, "viewer.png")); err != nil {
-		t.Errorf("no screenshot: %v", err)
-	}
+	p := testenv.StartPage(t)
+	p.Script(t, 60*time.Second, "e2e.mjs",
+		"DANMAKU_SERVICE_TOKEN="+p.Token(t, "webtest-bot", "webtest", auth.RoleService))
+	p.Screenshots(t, "viewer")
 }
 
 // TestProtocolDoc checks statements of docs/protocol.md (handshake
@@ -92,51 +63,28 @@ func TestJSClient(t *testing.T) {
 // the approve/reject outcome reaching a held message's sender, and no two
 // danmaku overlapping in a lane during a burst on a busy page.
 func TestViewerPage(t *testing.T) {
-	node := testenv.Need(t, "node", "node")
-	chromium := testenv.Chromium(t)
-	testenv.NPMInstall(t, ".", "playwright-core", "ws")
-	s := testenv.StartAll(t, "webtest-secret-0123456789")
-	signer, err := auth.NewSigner(s.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := testenv.StartPage(t)
 	widths := []int{1024, 1440}
 	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	var rooms []string
 	for _, w := range widths {
 		rooms = append(rooms, fmt.Sprintf("viewer%d-%s", w, suffix))
 	}
-	mod, err := signer.Sign("viewer-test-mod", "Mod", auth.RoleMod, rooms, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	service, err := signer.Sign("viewer-test-bot", "bot", auth.RoleService, nil, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := testenv.Artifacts(t)
+	mod := p.Token(t, "viewer-test-mod", "Mod", auth.RoleMod, rooms...)
+	service := p.Token(t, "viewer-test-bot", "bot", auth.RoleService)
 	for i, width := range widths {
 		t.Run(fmt.Sprintf("%dpx", width), func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-			defer cancel()
-			err := testenv.Run(t, ctx, ".", []string{
-				"DANMAKU_HTTP=http://" + s.HTTP,
-				"DANMAKU_CHROMIUM=" + chromium,
-				"DANMAKU_OUT=" + out,
-				"DANMAKU_ROOM=" + rooms[i],
-				"DANMAKU_MOD_TOKEN=" + mod,
-				"DANMAKU_SERVICE_TOKEN=" + service,
+			p.Script(t, 90*time.Second, "viewer.mjs",
+				"DANMAKU_ROOM="+rooms[i],
+				"DANMAKU_MOD_TOKEN="+mod,
+				"DANMAKU_SERVICE_TOKEN="+service,
 				fmt.Sprintf("DANMAKU_WIDTH=%d", width),
-			}, node, "viewer.mjs")
-			if err != nil {
-				t.Fatalf("viewer.mjs: %v", err)
-			}
+			)
+			var shots []string
 			for _, name := range []string{"viewer-empty", "viewer-approved", "viewer-rejected", "viewer-modes", "viewer-burst"} {
-				if _, err := os.Stat(filepath.Join(out, fmt.Sprintf("%s-%d.png", name, width))); err != nil {
-					t.Errorf("no screenshot: %v", err)
-				}
+				shots = append(shots, fmt.Sprintf("%s-%d", name, width))
 			}
-			t.Logf("screenshots in %s", out)
+			p.Screenshots(t, shots...)
 		})
 	}
 }
@@ -147,9 +95,6 @@ func TestViewerPage(t *testing.T) {
 // history and online, gets a guest token and chats over the WebSocket; the
 // other origin's page is refused by the browser.
 func TestCrossOrigin(t *testing.T) {
-	node := testenv.Need(t, "node", "node")
-	chromium := testenv.Chromium(t)
-	testenv.NPMInstall(t, ".", "playwright-core", "ws")
 	pages := http.FileServer(http.Dir("embed"))
 	var origins []string
 	for range 2 {
@@ -163,18 +108,11 @@ func TestCrossOrigin(t *testing.T) {
 		origins = append(origins, "http://"+ln.Addr().String())
 	}
 	allowed, refused := origins[0], origins[1]
-	s := testenv.StartAll(t, "webtest-secret-0123456789", "--origins", "https://elsewhere.example, "+allowed)
-	signer, err := auth.NewSigner(s.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	service, err := signer.Sign("embed-bot", "bot", auth.RoleService, nil, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := testenv.StartPage(t, "--origins", "https://elsewhere.example, "+allowed)
+	service := p.Token(t, "embed-bot", "bot", auth.RoleService)
 	room := "embed-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	seen := "already here " + room
-	req, _ := http.NewRequest("POST", "http://"+s.HTTP+"/api/rooms/"+room+"/publish", strings.NewReader(`{"text":"`+seen+`"}`))
+	req, _ := http.NewRequest("POST", "http://"+p.Server.HTTP+"/api/rooms/"+room+"/publish", strings.NewReader(`{"text":"`+seen+`"}`))
 	req.Header.Set("Authorization", "Bearer "+service)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -184,22 +122,11 @@ func TestCrossOrigin(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Fatalf("publish: %s", res.Status)
 	}
-	out := testenv.Artifacts(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	err = testenv.Run(t, ctx, ".", []string{
-		"DANMAKU_HTTP=http://" + s.HTTP,
-		"DANMAKU_CHROMIUM=" + chromium,
-		"DANMAKU_OUT=" + out,
-		"DANMAKU_ALLOWED=" + allowed,
-		"DANMAKU_REFUSED=" + refused,
-		"DANMAKU_ROOM=" + room,
-		"DANMAKU_SEEN=" + seen,
-	}, node, "crossorigin.mjs")
-	if err != nil {
-		t.Fatalf("crossorigin.mjs: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(out, "crossorigin.png")); err != nil {
-		t.Errorf("no screenshot: %v", err)
-	}
+	p.Script(t, 60*time.Second, "crossorigin.mjs",
+		"DANMAKU_ALLOWED="+allowed,
+		"DANMAKU_REFUSED="+refused,
+		"DANMAKU_ROOM="+room,
+		"DANMAKU_SEEN="+seen,
+	)
+	p.Screenshots(t, "crossorigin")
 }
