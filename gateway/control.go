@@ -1,4 +1,4 @@
-// The control subscription: deletions, purges, notices and kicks from moderation; runs on its own goroutine.
+// The control subscription: deletions, purges, notices (to a room, to every room, to one user) and kicks from moderation; runs on its own goroutine.
 
 package gateway
 
@@ -56,6 +56,43 @@ func (s *Server) applyControl(ev bus.Control) {
 		s.broadcast(r, payload)
 	case bus.ControlKick:
 		s.kickUser(ev.UID, ev.Device, ev.Except, ev.Reason)
+	case bus.ControlNoticeAll:
+		s.noticeAll(ev.Text)
+	case bus.ControlUserNotice:
+		s.noticeUser(ev.UID, ev.Text)
+	}
+}
+
+// noticeAll shows text to the viewers of every room on this gateway: a
+// notice frame per room, as a room notice is sent.
+func (s *Server) noticeAll(text string) {
+	var all []*room
+	s.rooms.each(func(r *room) { all = append(all, r) })
+	for _, r := range all {
+		s.broadcast(r, protocol.Encode(protocol.Notice{Op: protocol.OpNotice, Room: r.name, Text: text}))
+	}
+}
+
+// noticeUser shows text to uid's connections on this gateway: one notice
+// frame each, marked with uid and naming the connection's first room.
+func (s *Server) noticeUser(uid, text string) {
+	s.usersMu.Lock()
+	var conns []*conn
+	for c := range s.users[uid] {
+		conns = append(conns, c)
+	}
+	s.usersMu.Unlock()
+	for _, c := range conns {
+		c.lp.execute(func() {
+			if c.state != stateOpen {
+				return
+			}
+			n := protocol.Notice{Op: protocol.OpNotice, Text: text, UID: uid}
+			if len(c.rooms) > 0 {
+				n.Room = c.rooms[0].lr.r.name
+			}
+			c.writeOwn(protocol.Encode(n))
+		})
 	}
 }
 

@@ -214,8 +214,8 @@ function wire(c) {
   c.on("purge", (r, uid) => {
     if (r === room) removeWhere((el) => el.dataset.uid === uid);
   });
-  c.on("notice", (r, text) => {
-    if (r === room) show({ text, kind: "system", role: "service", name: "", ts: Date.now() }, true);
+  c.on("notice", (r, text, uid) => {
+    if (r === room || uid) show({ text, kind: "system", role: "service", name: uid ? "to you" : "", ts: Date.now() }, true);
   });
   c.on("kicked", (reason) => note("you were disconnected: " + reason, "bad"));
   c.on("tokenexpired", () => {

@@ -90,8 +90,11 @@ export interface DanmakuEvents {
   /** Every recent message of uid retracted (a ban or timeout). */
   purge: (room: string, uid: string) => void;
   online: (room: string, count: number) => void;
-  /** A system line for the room (e.g. "slow mode is on"). */
-  notice: (room: string, text: string) => void;
+  /**
+   * A system line for the room (e.g. "slow mode is on"), or for every room;
+   * uid is set when it is addressed to this user alone (room may then be "").
+   */
+  notice: (room: string, text: string, uid: string) => void;
   /** The client stops; it does not reconnect. */
   kicked: (reason: string) => void;
   /** The server drains; the client moves to another gateway. */

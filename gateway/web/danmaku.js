@@ -19,7 +19,10 @@
 //   delete   (room, seqs)        messages retracted by a moderator
 //   purge    (room, uid)         every recent message of uid retracted
 //   online   (room, count)
-//   notice   (room, text)        a system line for the room
+//   notice   (room, text, uid)   a system line for the room (also a
+//                                notice to every room); uid is set when it
+//                                is addressed to this user alone, and room
+//                                may then be ""
 //   kicked   (reason)            the client stops; it does not reconnect
 //   reconnect (afterMs)          the server drains; the client moves on
 //   tokenexpired ()              the token expired (close 4005); the client
@@ -419,7 +422,9 @@ export class DanmakuClient {
         if (this._rooms.has(f.room)) this._emit("online", f.room, f.count || 0);
         return;
       case "notice":
-        if (this._rooms.has(f.room)) this._emit("notice", f.room, f.text || "");
+        // A notice with uid is for this user alone (a push to one user):
+        // emitted even when it names no room the client is in.
+        if (this._rooms.has(f.room) || f.uid) this._emit("notice", f.room || "", f.text || "", f.uid || "");
         return;
       case "kicked":
         this.kickedReason = f.reason || "kicked";

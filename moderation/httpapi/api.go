@@ -72,6 +72,13 @@ type APIConfig struct {
 	// PurgeWindow is how far back a ban retracts the user's messages.
 	// Zero value means 10 minutes.
 	PurgeWindow time.Duration
+	// NoticeAllLimit bounds POST /api/notices per service account and API
+	// instance. Zero value means DefaultNoticeAllLimit (3, then one per 10 s).
+	NoticeAllLimit PushLimit
+	// UserNoticeLimit bounds POST /api/users/{uid}/notice per service
+	// account and API instance. Zero value means DefaultUserNoticeLimit
+	// (50, then 20 per second).
+	UserNoticeLimit PushLimit
 	// AllowedOrigins lists the browser origins (exact, e.g.
 	// "https://example.com"; "*" for any) that may call the public
 	// endpoints (config, guest, rooms, history, online) from their pages:
@@ -90,6 +97,9 @@ type API struct {
 
 	mu      sync.Mutex // guards waiters
 	waiters map[uint64]chan bus.Reply
+
+	noticeAll  *pushLimiters // POST /api/notices
+	userNotice *pushLimiters // POST /api/users/{uid}/notice
 
 	reply bus.Publisher         // answers to held senders
 	held  *moderation.HeldQueue // fed by the control stream
@@ -125,14 +135,22 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	if cfg.Audit == nil {
 		cfg.Audit = NewMemoryAudit(0, 0)
 	}
+	if cfg.NoticeAllLimit.Every <= 0 || cfg.NoticeAllLimit.Burst <= 0 {
+		cfg.NoticeAllLimit = DefaultNoticeAllLimit
+	}
+	if cfg.UserNoticeLimit.Every <= 0 || cfg.UserNoticeLimit.Burst <= 0 {
+		cfg.UserNoticeLimit = DefaultUserNoticeLimit
+	}
 	return &API{
-		reply:   cfg.Bus.Publisher(bus.StreamReply),
-		held:    moderation.NewHeldQueue(0, 0, 0),
-		audit:   cfg.Audit,
-		cfg:     cfg,
-		ingest:  cfg.Bus.Publisher(bus.StreamIngest),
-		control: cfg.Bus.Publisher(bus.StreamControl),
-		waiters: make(map[uint64]chan bus.Reply),
+		noticeAll:  newPushLimiters(cfg.NoticeAllLimit),
+		userNotice: newPushLimiters(cfg.UserNoticeLimit),
+		reply:      cfg.Bus.Publisher(bus.StreamReply),
+		held:       moderation.NewHeldQueue(0, 0, 0),
+		audit:      cfg.Audit,
+		cfg:        cfg,
+		ingest:     cfg.Bus.Publisher(bus.StreamIngest),
+		control:    cfg.Bus.Publisher(bus.StreamControl),
+		waiters:    make(map[uint64]chan bus.Reply),
 	}, nil
 }
 
@@ -181,6 +199,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("POST /api/rooms/{room}/publish", a.room(a.postPublish))
 	a.registerModeration(mux)
+	a.registerPush(mux)
 	a.registerStreams(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, protocol.CodeNotFound, "no such endpoint")

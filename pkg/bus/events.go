@@ -72,6 +72,12 @@ const (
 	ControlKick     = "kick"     // UID's connections (optionally only Device) closed
 	ControlNotice   = "notice"   // Text shown to Room's viewers
 	ControlHeld     = "held"     // a message was held for review (Data: the held message)
+	// ControlNoticeAll: Text shown to the viewers of every room (Room is
+	// empty), by every gateway.
+	ControlNoticeAll = "notice_all"
+	// ControlUserNotice: Text shown to UID's connections, whichever
+	// gateways hold them (Room is empty).
+	ControlUserNotice = "user_notice"
 )
 
 // Control is a moderation event every logic worker and gateway applies

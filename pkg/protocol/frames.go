@@ -197,10 +197,14 @@ type Online struct {
 }
 
 // Notice is a system line for a room (settings changed, slow mode on, ...).
+// A notice with UID is addressed to that user alone (a push to one user);
+// its Room is the connection's first room, so clients that predate
+// personal notices show it there, and empty when it has joined none.
 type Notice struct {
 	Op   string `json:"op"`
 	Room string `json:"room"`
 	Text string `json:"text"`
+	UID  string `json:"uid,omitempty"`
 }
 
 // Kicked precedes a close with CloseKicked.
