@@ -7,7 +7,11 @@
 //   DANMAKU_PAID_ROOM      another fresh room (the kinds=paid overlay)
 //   DANMAKU_MOD_TOKEN      a mod token for both rooms (deletes)
 //   DANMAKU_SERVICE_TOKEN  a service token (publishes)
+//   DANMAKU_WS             ws://127.0.0.1:P/ws
+//   DANMAKU_VIEWER_TOKEN   a viewer token (sends, then is banned: a purge)
+//   DANMAKU_VIEWER_UID     its uid
 import { chromium } from "playwright-core";
+import WebSocket from "ws";
 import assert from "node:assert/strict";
 import path from "node:path";
 
@@ -17,6 +21,30 @@ const ROOM = process.env.DANMAKU_ROOM;
 const PAID_ROOM = process.env.DANMAKU_PAID_ROOM;
 const MOD = process.env.DANMAKU_MOD_TOKEN;
 const SERVICE = process.env.DANMAKU_SERVICE_TOKEN;
+const VIEWER = process.env.DANMAKU_VIEWER_TOKEN;
+const VIEWER_UID = process.env.DANMAKU_VIEWER_UID;
+const WS = process.env.DANMAKU_WS;
+
+// sendAsViewer sends text to room over the WebSocket with the viewer token
+// and resolves with the ack.
+function sendAsViewer(room, text) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${WS}?room=${room}&token=${VIEWER}`);
+    const id = "ov-" + Math.random().toString(36).slice(2, 10);
+    const timer = setTimeout(() => reject(new Error("no ack for " + text)), 10000);
+    ws.on("message", (data) => {
+      const f = JSON.parse(String(data));
+      if (f.op === "history") ws.send(JSON.stringify({ op: "send", room, id, text }));
+      if ((f.op === "ack" || f.op === "reject") && f.id === id) {
+        clearTimeout(timer);
+        ws.close();
+        if (f.op === "ack" && f.seq) resolve(f);
+        else reject(new Error("send refused: " + JSON.stringify(f)));
+      }
+    });
+    ws.on("error", reject);
+  });
+}
 const step = (s) => console.log("overlay: " + s);
 
 async function api(method, room, p, token, body) {
@@ -123,6 +151,16 @@ try {
   await page.waitForFunction((t) => ![...document.querySelectorAll("#layer .dm")].some((el) => el.textContent.includes(t)), doomed, { timeout: 5000 });
   assert.equal(await keepEl.count(), 1, "the other message stays");
   await page.screenshot({ path: path.join(OUT, "overlay-deleted.png"), omitBackground: true });
+
+  step("a purge (the sender banned) takes the user's messages off the screen");
+  const purged = "purge me " + Math.random().toString(36).slice(2, 6);
+  const pm = await sendAsViewer(ROOM, purged);
+  const purgedEl = page.locator(`#layer .dm[data-seq="${pm.seq}"]`);
+  await purgedEl.waitFor({ state: "visible" });
+  assert.equal(await purgedEl.getAttribute("data-uid"), VIEWER_UID);
+  await api("POST", ROOM, "/bans", MOD, { uid: VIEWER_UID, duration_s: 60, reason: "overlay test" });
+  await page.waitForFunction((s) => !document.querySelector(`#layer .dm[data-seq="${s}"]`), pm.seq, { timeout: 5000 });
+  assert.equal(await keepEl.count(), 1, "other senders' messages stay");
 
   step("a message deleted before it could be placed never shows");
   // One on screen at most: the next message waits in the queue.
