@@ -126,7 +126,14 @@ func (r *replyLog) get(id string) []bus.Reply {
 
 func followReplies(t *testing.T, m *bus.Memory, gw string) *replyLog {
 	t.Helper()
-	c, err := m.Consumer(bus.StreamReply, bus.ConsumerOptions{Key: gw})
+	return readReplies(t, m, bus.ConsumerOptions{Key: gw})
+}
+
+// readReplies records every reply b's reply stream carries for a consumer
+// with opts, until the test ends.
+func readReplies(t *testing.T, b bus.Bus, opts bus.ConsumerOptions) *replyLog {
+	t.Helper()
+	c, err := b.Consumer(bus.StreamReply, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,13 +162,21 @@ func followReplies(t *testing.T, m *bus.Memory, gw string) *replyLog {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	if !eventually(5*time.Second, cond) {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// eventually reports whether cond held within d, asking every 5 ms.
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
 
 // TestStaleOwnerMidBatchIsFenced is issue 14's first finding, on the

@@ -98,30 +98,7 @@ func TestReviewKafkaStaleClaim(t *testing.T) {
 		}
 	}
 	// replies: one consumer without group over the whole reply stream.
-	rc, err := bc.Consumer(bus.StreamReply, bus.ConsumerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rl := &replyLog{byID: map[string][]bus.Reply{}}
-	rctx, rcancel := context.WithCancel(context.Background())
-	rdone := make(chan struct{})
-	go func() {
-		defer close(rdone)
-		for {
-			recs, err := rc.Fetch(rctx)
-			if err != nil {
-				return
-			}
-			for _, r := range recs {
-				var rp bus.Reply
-				_ = bus.Unmarshal(r.Value, &rp)
-				rl.mu.Lock()
-				rl.byID[rp.ID] = append(rl.byID[rp.ID], rp)
-				rl.mu.Unlock()
-			}
-		}
-	}()
-	t.Cleanup(func() { rcancel(); <-rdone; _ = rc.Close() })
+	rl := readReplies(t, bc, bus.ConsumerOptions{})
 	time.Sleep(2 * time.Second) // the reply reader is positioned
 
 	for p, r := range rooms {

@@ -79,11 +79,7 @@ func TestReviewStaleClaimAfterNewOwner(t *testing.T) {
 		t.Errorf("replies to X = %+v; want exactly one answer", got)
 	}
 	sendIngest(t, mem, bus.Ingest{Room: room, ID: "Y", UID: "uy", Text: "hello", Role: "viewer", Gateway: "gw1", Conn: 2})
-	deadline := time.Now().Add(3 * time.Second)
-	for len(replies.get("Y")) == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if len(replies.get("Y")) == 0 {
+	if !eventually(3*time.Second, func() bool { return len(replies.get("Y")) > 0 }) {
 		t.Errorf("Y (sent after the race) got no answer in 3 s: the partition stalls")
 	}
 }
@@ -213,11 +209,7 @@ func TestReviewLateMarkerStallsOwner(t *testing.T) {
 	waitUntil(t, "X's ack", func() bool { return len(replies.get("X")) == 1 })
 	lb.land(t) // the timed-out marker request lands now
 	sendIngest(t, mem, bus.Ingest{Room: room, ID: "Y", UID: "uy", Text: "hi", Role: "viewer", Gateway: "gw1", Conn: 2})
-	deadline := time.Now().Add(5 * time.Second)
-	for len(replies.get("Y")) == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if len(replies.get("Y")) == 0 {
+	if !eventually(5*time.Second, func() bool { return len(replies.get("Y")) > 0 }) {
 		t.Fatalf("Y got no answer in 5 s: the only worker gave its partition up and nothing rebalances")
 	}
 }
