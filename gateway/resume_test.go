@@ -25,6 +25,19 @@ func joinURL(t *testing.T, gw *testGW, room, query string) (*wstest.Conn, protoc
 	return v, j, h
 }
 
+// joinAt joins like joinURL and fails unless the joined seq is seq and
+// the history is complete and holds exactly seqs from..to (checkHistory);
+// who names the join in failures.
+func joinAt(t *testing.T, gw *testGW, room, query, who string, seq, from, to uint64) *wstest.Conn {
+	t.Helper()
+	v, j, h := joinURL(t, gw, room, query)
+	if j.Seq != seq {
+		t.Fatalf("%s: joined seq %d, want %d", who, j.Seq, seq)
+	}
+	checkHistory(t, who, h, from, to)
+	return v
+}
+
 // checkHistory fails unless h is complete and holds exactly seqs from..to.
 func checkHistory(t *testing.T, who string, h protocol.ServerFrame, from, to uint64) {
 	t.Helper()
@@ -56,21 +69,9 @@ func TestHostileResumeLeavesRoomAlone(t *testing.T) {
 		mem := history.NewMemory(history.MemoryConfig{})
 		appendSeqs(t, mem, "a", 1, 5)
 		gw := startGW(t, func(c *Config) { c.History = mem })
-		bad, j, h := joinURL(t, gw, "a", "&resume=1000000")
-		if j.Seq != 5 {
-			t.Errorf("hostile: joined seq %d, want the room's end 5", j.Seq)
-		}
-		checkHistory(t, "hostile", h, 1, 0)
-		honest, j, h := joinURL(t, gw, "a", "")
-		if j.Seq != 5 {
-			t.Fatalf("honest join: joined seq %d, want 5", j.Seq)
-		}
-		checkHistory(t, "honest join", h, 1, 5)
-		resumed, j, h := joinURL(t, gw, "a", "&resume=2")
-		if j.Seq != 5 {
-			t.Fatalf("honest resume: joined seq %d, want 5", j.Seq)
-		}
-		checkHistory(t, "honest resume", h, 3, 5)
+		bad := joinAt(t, gw, "a", "&resume=1000000", "hostile", 5, 1, 0)
+		honest := joinAt(t, gw, "a", "", "honest join", 5, 1, 5)
+		resumed := joinAt(t, gw, "a", "&resume=2", "honest resume", 5, 3, 5)
 		publishSeqs(t, gw, "a", 6, 8, 1)
 		collect(t, honest, nil, 6, 8, false)
 		collect(t, resumed, nil, 6, 8, false)
@@ -79,16 +80,8 @@ func TestHostileResumeLeavesRoomAlone(t *testing.T) {
 
 	t.Run("empty room", func(t *testing.T) {
 		gw := startGW(t, nil)
-		_, j, h := joinURL(t, gw, "e", "&resume=1000000")
-		if j.Seq != 0 {
-			t.Errorf("hostile: joined seq %d in an empty room", j.Seq)
-		}
-		checkHistory(t, "hostile", h, 1, 0)
-		honest, j, h := joinURL(t, gw, "e", "")
-		if j.Seq != 0 {
-			t.Fatalf("honest: joined seq %d in an empty room", j.Seq)
-		}
-		checkHistory(t, "honest", h, 1, 0)
+		joinAt(t, gw, "e", "&resume=1000000", "hostile", 0, 1, 0)
+		honest := joinAt(t, gw, "e", "", "honest", 0, 1, 0)
 		publishSeqs(t, gw, "e", 1, 3, 1)
 		collect(t, honest, nil, 1, 3, false)
 	})
@@ -125,11 +118,7 @@ func TestHostileResumeLeavesRoomAlone(t *testing.T) {
 		wg.Wait()
 		<-done
 		collect(t, honest, nil, 1, total, false)
-		late, j, h := joinURL(t, gw, "f", "&resume=390")
-		if j.Seq != total {
-			t.Fatalf("late resume: joined seq %d, want %d", j.Seq, total)
-		}
-		checkHistory(t, "late resume", h, 391, total)
+		late := joinAt(t, gw, "f", "&resume=390", "late resume", total, 391, total)
 		publishSeqs(t, gw, "f", total+1, total+2, 2)
 		collect(t, late, nil, total+1, total+2, false)
 	})
@@ -153,11 +142,7 @@ func TestHostileResumeLeavesRoomAlone(t *testing.T) {
 		for i := range rooms {
 			room := fmt.Sprintf("m%d", i)
 			end := uint64(i + 1)
-			v, j, h := joinURL(t, gw, room, "")
-			if j.Seq != end {
-				t.Fatalf("room %s: joined seq %d, want %d", room, j.Seq, end)
-			}
-			checkHistory(t, room, h, 1, end)
+			v := joinAt(t, gw, room, "", room, end, 1, end)
 			publishSeqs(t, gw, room, end+1, end+1, 1)
 			collect(t, v, nil, end+1, end+1, false)
 		}
@@ -173,11 +158,7 @@ func TestHostileResumeLeavesRoomAlone(t *testing.T) {
 		if j.Seq > 120 || !h.Complete || len(h.Msgs) != 0 {
 			t.Fatalf("resume into the gap: joined %d, history complete=%v with %d msgs", j.Seq, h.Complete, len(h.Msgs))
 		}
-		honest, j, h := joinURL(t, gw, "g", "")
-		if j.Seq != 100 {
-			t.Fatalf("honest: joined seq %d, want the store's end 100", j.Seq)
-		}
-		checkHistory(t, "honest", h, 51, 100)
+		honest := joinAt(t, gw, "g", "", "honest", 100, 51, 100)
 		publishSeqs(t, gw, "g", 150, 152, 3)
 		collect(t, honest, nil, 150, 152, false)
 	})
@@ -191,11 +172,7 @@ func TestResumeZeroIsAPlainJoin(t *testing.T) {
 	appendSeqs(t, mem, "z", 1, 300)
 	gw := startGW(t, func(c *Config) { c.History = mem })
 	for _, q := range []string{"&resume=0", ""} {
-		_, j, h := joinURL(t, gw, "z", q)
-		if j.Seq != 300 {
-			t.Fatalf("%q: joined seq %d, want 300", q, j.Seq)
-		}
-		checkHistory(t, q, h, 251, 300)
+		joinAt(t, gw, "z", q, q, 300, 251, 300)
 	}
 	v := dialRaw(t, gw.addr)
 	if st := v.Upgrade("/ws", ""); st != 101 {
