@@ -43,6 +43,9 @@ type conn struct {
 	// deflate is set when permessage-deflate was negotiated: batches are
 	// written compressed and client messages may be.
 	deflate bool
+	// compact is set when the client chose protocol.SubprotocolCompact:
+	// batches may be written in the compact form.
+	compact bool
 	pos     int // index in lp.conns
 	rd      ws.Reader
 	claims  *auth.Claims // nil for anonymous viewers

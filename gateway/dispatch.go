@@ -67,6 +67,9 @@ func (s *Server) runDispatch() {
 			if s.ndeflate.Load() > 0 {
 				d.zframe = smaller(z.AppendFrame(nil, ws.OpText, payload), d.frame)
 			}
+			if s.ncompact.Load() > 0 && len(fresh) > 0 {
+				s.compactFrames(&d, &z)
+			}
 			s.post(loops, d)
 		}
 	})

@@ -128,14 +128,22 @@ type roomPass struct {
 	restAt      int
 	rest, zrest []byte
 	restMsgs    int
-	written     int // messages × members written
-	taken       int // deliveries taken early from the loop's queue
+	// cshared, czshared, crestAt, crest and czrest are shared, zshared,
+	// restAt, rest and zrest in the compact form, for members that chose
+	// it (conn.compact): made when the first of them needs them (cready;
+	// crestAt -1).
+	cshared, czshared []byte
+	cready            bool
+	crestAt           int
+	crest, czrest     []byte
+	written           int // messages × members written
+	taken             int // deliveries taken early from the loop's queue
 }
 
 // startPass sets up a pass over ds: their seq range and shared frames.
 // Runs on the loop.
 func (l *loop) startPass(s *Server, ds []delivery) roomPass {
-	p := roomPass{ds: ds, restAt: -1}
+	p := roomPass{ds: ds, restAt: -1, crestAt: -1}
 	for _, d := range ds {
 		if d.last != 0 {
 			if p.first == 0 {
@@ -149,10 +157,10 @@ func (l *loop) startPass(s *Server, ds []delivery) roomPass {
 	p.stream = len(ds) == 1 && ds[0].last != 0 && ds[0].batch != nil
 	if len(ds) > 1 {
 		p.shared, p.zshared = l.joined[:0], l.zjoined[:0]
-		if f, zf, ok := l.merged(s, ds, p.shared, p.zshared); ok {
+		if f, zf, ok := l.merged(s, ds, false, p.shared, p.zshared); ok {
 			p.shared, p.zshared, p.stream = f, orPlain(zf, f), true
 		} else {
-			p.shared, p.zshared = l.concat(ds, p.shared, p.zshared)
+			p.shared, p.zshared = l.concat(ds, false, p.shared, p.zshared)
 		}
 	}
 	return p
@@ -174,8 +182,9 @@ func (l *loop) extendPass(s *Server, p *roomPass) {
 		p.msgs += d.msgs
 	}
 	clear(more)
-	f, zf, _ := l.merged(s, p.ds, l.joined[:0], l.zjoined[:0])
+	f, zf, _ := l.merged(s, p.ds, false, l.joined[:0], l.zjoined[:0])
 	p.shared, p.zshared, p.restAt = f, orPlain(zf, f), -1
+	p.cready, p.crestAt = false, -1
 }
 
 // deliverMember writes m what it needs of p: nothing yet while it catches
@@ -195,7 +204,15 @@ func (l *loop) deliverMember(s *Server, p *roomPass, m *member) {
 		// Every batch was in its history; send only the rest.
 		l.writeSome(m, p.ds)
 	case p.first == 0 || m.from < p.first:
-		switch m.c.write(p.shared, p.zshared, streamClass(p.last)) {
+		f, z := p.shared, p.zshared
+		if m.c.compact {
+			if !p.cready {
+				p.cshared, p.czshared = l.compactShared(s, p.ds)
+				p.cready = true
+			}
+			f, z = p.cshared, p.czshared
+		}
+		switch m.c.write(f, z, streamClass(p.last)) {
 		case outOK:
 			if p.last != 0 {
 				m.from = p.last
@@ -213,8 +230,8 @@ func (l *loop) deliverMember(s *Server, p *roomPass, m *member) {
 			p.written += l.writeSome(m, p.ds)
 			return
 		}
-		l.restFrom(s, p, k)
-		switch m.c.write(p.rest, p.zrest, classBatch) {
+		f, z := l.restFrom(s, p, k, m.c.compact)
+		switch m.c.write(f, z, classBatch) {
 		case outOK:
 			m.from = p.last
 			p.written += p.restMsgs
@@ -224,22 +241,37 @@ func (l *loop) deliverMember(s *Server, p *roomPass, m *member) {
 	}
 }
 
-// restFrom sets p.rest to the merged frames of p.ds[k:], unless it holds
-// them already. Runs on the loop.
-func (l *loop) restFrom(s *Server, p *roomPass, k int) {
-	if k == p.restAt {
-		return
-	}
-	p.restAt, p.restMsgs = k, 0
+// restFrom returns the merged frames of p.ds[k:] and their compressed
+// form, in the compact form when compact, and sets p.restMsgs to their
+// messages; it keeps them in p.rest (p.crest) for the next member that
+// lacks the same part. Runs on the loop.
+func (l *loop) restFrom(s *Server, p *roomPass, k int, compact bool) ([]byte, []byte) {
+	p.restMsgs = 0
 	for _, d := range p.ds[k:] {
 		p.restMsgs += d.msgs
 	}
-	var zr []byte
-	p.rest, zr, _ = l.merged(s, p.ds[k:], l.rest[:0], l.zrest[:0])
-	l.rest, p.zrest = p.rest[:0], orPlain(zr, p.rest)
-	if zr != nil {
-		l.zrest = zr[:0]
+	if compact {
+		if k != p.crestAt {
+			p.crestAt = k
+			var zr []byte
+			p.crest, zr, _ = l.merged(s, p.ds[k:], true, l.crest[:0], l.czrest[:0])
+			l.crest, p.czrest = p.crest[:0], orPlain(zr, p.crest)
+			if zr != nil {
+				l.czrest = zr[:0]
+			}
+		}
+		return p.crest, p.czrest
 	}
+	if k != p.restAt {
+		p.restAt = k
+		var zr []byte
+		p.rest, zr, _ = l.merged(s, p.ds[k:], false, l.rest[:0], l.zrest[:0])
+		l.rest, p.zrest = p.rest[:0], orPlain(zr, p.rest)
+		if zr != nil {
+			l.zrest = zr[:0]
+		}
+	}
+	return p.rest, p.zrest
 }
 
 // endPass keeps p's scratch buffers for the next pass and drops its frame
@@ -249,6 +281,12 @@ func (l *loop) endPass(p *roomPass) {
 		l.joined = p.shared[:0]
 		if len(p.zshared) > 0 && &p.zshared[0] != &p.shared[0] {
 			l.zjoined = p.zshared[:0]
+		}
+		if p.cready && len(p.cshared) > 0 {
+			l.cjoined = p.cshared[:0]
+			if len(p.czshared) > 0 && &p.czshared[0] != &p.cshared[0] {
+				l.czjoined = p.czshared[:0]
+			}
 		}
 	}
 	if p.taken > 0 {
@@ -307,26 +345,49 @@ func (l *loop) takeMore(room string, last uint64, skip int) []delivery {
 
 // concat appends every frame of ds to shared, and to zshared the
 // compressed form of each where there is one, and returns both (zshared is
-// shared when nothing is compressed). Runs on the loop.
-func (l *loop) concat(ds []delivery, shared, zshared []byte) ([]byte, []byte) {
+// shared when nothing is compressed). compact takes each batch's compact
+// form where there is one. Runs on the loop.
+func (l *loop) concat(ds []delivery, compact bool, shared, zshared []byte) ([]byte, []byte) {
+	forms := func(d *delivery) (f, z []byte) {
+		if compact && d.cframe != nil {
+			return d.cframe, d.czframe
+		}
+		return d.frame, d.zframe
+	}
 	compressed := false
-	for _, d := range ds {
-		shared = append(shared, d.frame...)
-		if d.zframe != nil {
+	for i := range ds {
+		f, z := forms(&ds[i])
+		shared = append(shared, f...)
+		if z != nil {
 			compressed = true
 		}
 	}
 	if !compressed {
 		return shared, shared
 	}
-	for _, d := range ds {
-		if d.zframe != nil {
-			zshared = append(zshared, d.zframe...)
-		} else {
-			zshared = append(zshared, d.frame...)
-		}
+	for i := range ds {
+		f, z := forms(&ds[i])
+		zshared = append(zshared, orPlain(z, f)...)
 	}
 	return shared, zshared
+}
+
+// compactShared returns the frames of ds for a member that chose the
+// compact form, and their compressed form: as roomPass.shared, with each
+// batch compact where it can be. Several deliveries are built in the
+// loop's scratch (cjoined, czjoined). Runs on the loop.
+func (l *loop) compactShared(s *Server, ds []delivery) ([]byte, []byte) {
+	if len(ds) == 1 {
+		d := &ds[0]
+		if d.cframe == nil {
+			return d.frame, orPlain(d.zframe, d.frame)
+		}
+		return d.cframe, orPlain(d.czframe, d.cframe)
+	}
+	if f, zf, ok := l.merged(s, ds, true, l.cjoined[:0], l.czjoined[:0]); ok {
+		return f, orPlain(zf, f)
+	}
+	return l.concat(ds, true, l.cjoined[:0], l.czjoined[:0])
 }
 
 // writeSome writes to m the frames of ds it still needs: frames outside
@@ -392,7 +453,7 @@ const maxMerge = 256
 // frames and zframes (the loop's scratch). ok is false when ds holds
 // anything else: a frame outside the stream or a gap between batches.
 // Runs on the loop.
-func (l *loop) merged(s *Server, ds []delivery, frames, zframes []byte) ([]byte, []byte, bool) {
+func (l *loop) merged(s *Server, ds []delivery, compact bool, frames, zframes []byte) ([]byte, []byte, bool) {
 	for i, d := range ds {
 		if d.last == 0 || d.batch == nil || i > 0 && d.first != ds[i-1].last+1 {
 			return nil, nil, false
@@ -408,9 +469,12 @@ func (l *loop) merged(s *Server, ds []delivery, frames, zframes []byte) ([]byte,
 		}
 		first, last := ds[start].first, ds[end-1].last
 		var payload []byte
-		if uint64(len(msgs)) == last-first+1 {
+		switch {
+		case compact && len(msgs) > 0:
+			payload = compactPayload(ds[0].room, first, last, msgs)
+		case uint64(len(msgs)) == last-first+1:
 			payload = protocol.EncodeBatch(ds[0].room, msgs)
-		} else {
+		default:
 			payload = protocol.EncodeThinned(ds[0].room, first, last, msgs)
 		}
 		clear(msgs)
@@ -434,6 +498,12 @@ func (l *loop) merged(s *Server, ds []delivery, frames, zframes []byte) ([]byte,
 
 // pick returns the frame to write to c.
 func (d *delivery) pick(c *conn) []byte {
+	if c.compact && d.cframe != nil {
+		if c.deflate && d.czframe != nil {
+			return d.czframe
+		}
+		return d.cframe
+	}
 	if c.deflate && d.zframe != nil {
 		return d.zframe
 	}

@@ -101,6 +101,8 @@ func TestHandshake(t *testing.T) {
 		{name: "origin allowed", path: "/ws", extra: "Origin: https://ok.example\r\n", status: 101},
 		{name: "origin refused", path: "/ws", extra: "Origin: https://evil.example\r\n", status: 403},
 		{name: "subprotocol offered", path: "/ws", extra: "Sec-WebSocket-Protocol: mqtt, danmaku.v1\r\n", status: 101, header: "Sec-WebSocket-Protocol: danmaku.v1\r\n"},
+		{name: "compact offered first", path: "/ws", extra: "Sec-WebSocket-Protocol: danmaku.v1.compact, danmaku.v1\r\n", status: 101, header: "Sec-WebSocket-Protocol: danmaku.v1.compact\r\n"},
+		{name: "v1 preferred to compact", path: "/ws", extra: "Sec-WebSocket-Protocol: danmaku.v1, danmaku.v1.compact\r\n", status: 101, header: "Sec-WebSocket-Protocol: danmaku.v1\r\n"},
 		{name: "unknown subprotocol", path: "/ws", extra: "Sec-WebSocket-Protocol: mqtt\r\n", status: 101, absent: "Sec-WebSocket-Protocol"},
 		{name: "no subprotocol", path: "/ws", status: 101, absent: "Sec-WebSocket-Protocol"},
 		{name: "plain GET", request: "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", status: 426, header: "Upgrade: websocket"},

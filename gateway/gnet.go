@@ -113,6 +113,9 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	if c.deflate {
 		s.ndeflate.Add(-1)
 	}
+	if c.compact {
+		s.ncompact.Add(-1)
+	}
 	s.nconns.Add(-1)
 	s.m.conns.Dec()
 	gc.SetContext(nil)

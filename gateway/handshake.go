@@ -126,10 +126,15 @@ func (c *conn) admit(h *ws.Handshake) (room string, resume *uint64, refused *ws.
 func (c *conn) open(h *ws.Handshake, room string, resume *uint64) {
 	s := c.s
 	ext := ""
-	// A client that offers danmaku.v1 gets it; one that offers only other
-	// subprotocols gets none and fails the connection itself (RFC 6455).
-	if p := ws.SelectProtocol(h.Protocols, protocol.Subprotocol); p != "" {
+	// A client that offers danmaku.v1 (or danmaku.v1.compact) gets the
+	// first of them it offered; one that offers only other subprotocols
+	// gets none and fails the connection itself (RFC 6455).
+	if p := ws.SelectProtocol(h.Protocols, protocol.SubprotocolCompact, protocol.Subprotocol); p != "" {
 		ext = "Sec-WebSocket-Protocol: " + p + "\r\n"
+		if p == protocol.SubprotocolCompact {
+			c.compact = true
+			s.ncompact.Add(1)
+		}
 	}
 	if !s.cfg.NoDeflate && ws.AcceptDeflate(h.Extensions) {
 		ext += "Sec-WebSocket-Extensions: " + ws.DeflateResponse + "\r\n"

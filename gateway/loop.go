@@ -69,7 +69,10 @@ type loop struct {
 	zjoined  []byte // concatenated frames, compressed where possible
 	rest     []byte // merged frames of the part of a flush some members lack
 	zrest    []byte // the same, compressed
-	iov      [][]byte
+	// cjoined, czjoined, crest, czrest: joined, zjoined, rest and zrest
+	// in the compact form (conn.compact).
+	cjoined, czjoined, crest, czrest []byte
+	iov                              [][]byte
 	// cork gathers what is written to corked (a connection finishing its
 	// handshake) until uncork writes it in one syscall: the 101, joined and
 	// history, instead of three writes, each a TCP segment and a wake-up

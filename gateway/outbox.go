@@ -13,12 +13,16 @@ import (
 // first/last are the batch's seq range and msgs its message count; all 0
 // for frames outside the seq stream (delete, purge, notice, online).
 type delivery struct {
-	room        string
-	frame       []byte
-	zframe      []byte // the same message compressed (permessage-deflate); nil if none
-	first, last uint64
-	msgs        int
-	batch       []protocol.Message // the batch's messages, for merging; nil outside the seq stream
+	room   string
+	frame  []byte
+	zframe []byte // the same message compressed (permessage-deflate); nil if none
+	// cframe and czframe are the batch in the compact form
+	// (protocol.EncodeCompact), plain and compressed, for connections
+	// that chose it; nil when there is none (they get frame or zframe).
+	cframe, czframe []byte
+	first, last     uint64
+	msgs            int
+	batch           []protocol.Message // the batch's messages, for merging; nil outside the seq stream
 }
 
 // post queues d for the loop's viewers and schedules a flush unless one is
@@ -98,4 +102,25 @@ func smaller(z, plain []byte) []byte {
 // textFrame wraps a JSON payload in one unmasked, final text frame.
 func textFrame(payload []byte) []byte {
 	return ws.AppendFrame(make([]byte, 0, len(payload)+10), ws.OpText, payload)
+}
+
+// compactFrames sets d.cframe and d.czframe: d's batch in the compact form
+// (protocol.EncodeCompact), compressed with z too while a viewer takes
+// compression. Runs on the dispatch goroutine (z is its deflater).
+func (s *Server) compactFrames(d *delivery, z *ws.Deflater) {
+	payload := compactPayload(d.room, d.first, d.last, d.batch)
+	d.cframe = textFrame(payload)
+	if s.ndeflate.Load() > 0 {
+		d.czframe = smaller(z.AppendFrame(nil, ws.OpText, payload), d.cframe)
+	}
+}
+
+// compactPayload encodes msgs, a batch of room covering first..last, in
+// the compact form: with from/to when seqs of the range are left out.
+func compactPayload(room string, first, last uint64, msgs []protocol.Message) []byte {
+	to := uint64(0)
+	if uint64(len(msgs)) != last-first+1 {
+		to = last
+	}
+	return protocol.EncodeCompact(room, first, to, msgs)
 }

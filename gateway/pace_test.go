@@ -114,7 +114,7 @@ func TestMergedBatches(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var l loop
-			frame, zframe, ok := l.merged(s, tc.ds, nil, nil)
+			frame, zframe, ok := l.merged(s, tc.ds, false, nil, nil)
 			if ok != tc.ok {
 				t.Fatalf("ok = %v, want %v", ok, tc.ok)
 			}
@@ -202,7 +202,7 @@ func TestMergedChunks(t *testing.T) {
 		ds = append(ds, delivery{room: "r", frame: []byte("x"), first: msgs[0].Seq, last: msgs[n-1].Seq, msgs: n, batch: msgs})
 	}
 	var l loop
-	frames, _, ok := l.merged(&Server{}, ds, nil, nil)
+	frames, _, ok := l.merged(&Server{}, ds, false, nil, nil)
 	if !ok {
 		t.Fatal("not merged")
 	}
@@ -358,7 +358,7 @@ func TestShortBatchSentPlain(t *testing.T) {
 			ms = append(ms, protocol.Message{Seq: uint64(i), UID: "u", Name: "n", Text: "哈哈哈"})
 		}
 		var l loop
-		frames, zframes, ok := l.merged(s, []delivery{{room: "r", frame: []byte("x"), first: 1, last: 50, msgs: tc.n, batch: ms}}, nil, nil)
+		frames, zframes, ok := l.merged(s, []delivery{{room: "r", frame: []byte("x"), first: 1, last: 50, msgs: tc.n, batch: ms}}, false, nil, nil)
 		if !ok {
 			t.Fatal("not merged")
 		}

@@ -131,6 +131,9 @@ type Server struct {
 	// ndeflate counts open connections that negotiated permessage-deflate;
 	// batches are compressed only while it is above zero.
 	ndeflate atomic.Int64
+	// ncompact counts open connections that chose the compact subprotocol;
+	// batches are encoded compact too only while it is above zero.
+	ncompact atomic.Int64
 
 	ipMu  sync.Mutex
 	perIP map[netip.Addr]int32

@@ -149,12 +149,17 @@ func TestShedSameForEveryViewer(t *testing.T) {
 		c.NextOp(protocol.OpHistory, 2*time.Second)
 		cs = append(cs, c)
 	}
+	// The loops with viewers of the room (read under room.mu: a loop's
+	// own maps are the loop's).
 	loops := map[int]bool{}
-	for _, l := range gw.s.loopList() {
-		if lr := l.rooms["hot"]; lr != nil || len(l.conns) > 0 {
-			loops[l.idx] = true
+	hr := gw.s.rooms.get("hot")
+	hr.mu.Lock()
+	for i, n := range hr.viewers {
+		if n > 0 {
+			loops[i] = true
 		}
 	}
+	hr.mu.Unlock()
 	forceShed(gw.s, "hot", 400) // budget 200/s
 	pub := gw.bus.Publisher(bus.StreamDispatch)
 	ctx := context.Background()

@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	stdjson "encoding/json"
+
 	"github.com/bytedance/sonic"
 )
 
@@ -83,32 +85,44 @@ func DecodeClient(b []byte) (ClientFrame, *Error) {
 // Clients (pkg/client, the bench harness) decode into it; servers encode the
 // specific types below, which leave out the fields an op does not use.
 type ServerFrame struct {
-	Op           string    `json:"op"`
-	Room         string    `json:"room,omitempty"`
-	Seq          uint64    `json:"seq,omitempty"`
-	Online       int       `json:"online,omitempty"`
-	From         uint64    `json:"from,omitempty"` // batch: first seq covered (thinned rooms)
-	To           uint64    `json:"to,omitempty"`   // batch: last seq covered (thinned rooms)
-	Msgs         []Message `json:"msgs,omitempty"`
-	Complete     bool      `json:"complete,omitempty"`
-	ID           string    `json:"id,omitempty"`
-	Held         bool      `json:"held,omitempty"`
-	Code         Code      `json:"code,omitempty"`
-	RetryAfterMs int64     `json:"retry_after_ms,omitempty"`
-	Seqs         []uint64  `json:"seqs,omitempty"`
-	UID          string    `json:"uid,omitempty"`
-	Count        int       `json:"count,omitempty"`
-	Text         string    `json:"text,omitempty"`
-	Reason       string    `json:"reason,omitempty"`
-	AfterMs      int64     `json:"after_ms,omitempty"`
-	Message      string    `json:"message,omitempty"`
+	Op     string    `json:"op"`
+	Room   string    `json:"room,omitempty"`
+	Seq    uint64    `json:"seq,omitempty"`
+	Online int       `json:"online,omitempty"`
+	From   uint64    `json:"from,omitempty"` // batch: first seq covered (thinned rooms)
+	To     uint64    `json:"to,omitempty"`   // batch: last seq covered (thinned rooms)
+	Msgs   []Message `json:"msgs,omitempty"`
+	// TS and M are a compact batch's (SubprotocolCompact) first ts and
+	// messages; DecodeServer turns them into Msgs.
+	TS           int64                `json:"ts,omitempty"`
+	M            []stdjson.RawMessage `json:"m,omitempty"`
+	Complete     bool                 `json:"complete,omitempty"`
+	ID           string               `json:"id,omitempty"`
+	Held         bool                 `json:"held,omitempty"`
+	Code         Code                 `json:"code,omitempty"`
+	RetryAfterMs int64                `json:"retry_after_ms,omitempty"`
+	Seqs         []uint64             `json:"seqs,omitempty"`
+	UID          string               `json:"uid,omitempty"`
+	Count        int                  `json:"count,omitempty"`
+	Text         string               `json:"text,omitempty"`
+	Reason       string               `json:"reason,omitempty"`
+	AfterMs      int64                `json:"after_ms,omitempty"`
+	Message      string               `json:"message,omitempty"`
 }
 
-// DecodeServer parses a server frame (used by clients).
+// DecodeServer parses a server frame (used by clients). A compact batch
+// (SubprotocolCompact) comes back as a plain one: its messages in Msgs.
 func DecodeServer(b []byte) (ServerFrame, error) {
 	var f ServerFrame
-	err := json.Unmarshal(b, &f)
-	return f, err
+	if err := json.Unmarshal(b, &f); err != nil {
+		return f, err
+	}
+	if f.Op == OpBatch && f.M != nil {
+		if err := expandCompact(&f); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
 }
 
 // Joined answers a join: the room's current seq and online count.

@@ -18,6 +18,13 @@ package protocol
 // and, per RFC 6455, fails the connection on its side.
 const Subprotocol = "danmaku.v1"
 
+// SubprotocolCompact is Subprotocol with compact batches: a client that
+// offers it (before danmaku.v1, as a fallback for gateways without it)
+// and gets it answered may receive batches in the compact form (see
+// EncodeCompact and docs/protocol.md, "Compact batches"), as well as in
+// the plain one. Clients that do not offer it never see a compact batch.
+const SubprotocolCompact = "danmaku.v1.compact"
+
 const (
 	OpJoin  = "join"
 	OpLeave = "leave"
