@@ -96,7 +96,11 @@ func (l *Logic) scanPartition(ctx context.Context, p int, firstIngest, end int64
 	if err != nil {
 		return 0, err
 	}
-	end = min(end, o.End)
+	if o.End < end {
+		// This worker's marker landed at end: a broker that reports less
+		// is not caught up with itself (just restarted). Read later.
+		return 0, fmt.Errorf("logic: accepted/%d ends at %d as the broker reports it, before this worker's marker at %d", p, o.End, end)
+	}
 	window := l.cfg.ScanWindow
 	start := max(o.Oldest, end-window)
 	switch {
@@ -109,7 +113,9 @@ func (l *Logic) scanPartition(ctx context.Context, p int, firstIngest, end int64
 	// Find how far back to read, then apply the fence rule forwards.
 	var chunks [][]bus.Record
 	for to := end; ; {
-		recs, err := l.pr.ReadRange(qctx, bus.StreamAccepted, p, start, to)
+		// Through to: the records just before this worker's marker must
+		// all be read, or the floor and dedupe miss the newest.
+		recs, err := bus.ReadThrough(qctx, l.pr, bus.StreamAccepted, p, start, to)
 		if err != nil {
 			return 0, err
 		}

@@ -201,16 +201,9 @@ func LatestClaim(ctx context.Context, pr PartitionReader, stream string, p int, 
 	window := int64(2 * FenceEvery)
 	for to := off; to > o.Oldest; window *= 2 {
 		from := max(o.Oldest, to-window)
-		recs, err := pr.ReadRange(ctx, stream, p, from, to)
+		recs, err := ReadThrough(ctx, pr, stream, p, from, to)
 		if err != nil {
 			return "", err
-		}
-		if n := len(recs); n == 0 || recs[n-1].Offset != to-1 {
-			got := int64(-1)
-			if n > 0 {
-				got = recs[n-1].Offset
-			}
-			return "", fmt.Errorf("bus: reading %s/%d back from %d to %d ended at %d: short read", stream, p, from, to, got)
 		}
 		for i := len(recs) - 1; i >= 0; i-- {
 			if claim, marker := ParseFence(recs[i].Value); marker {
@@ -220,4 +213,26 @@ func LatestClaim(ctx context.Context, pr PartitionReader, stream string, p int, 
 		to = from
 	}
 	return "", nil
+}
+
+// ReadThrough is pr.ReadRange(from, to) for a range the caller knows ends
+// with a record at to-1 (a reader holds a record at or after to): it fails
+// when the answer ends before that, as a broker that is not caught up with
+// itself may serve, instead of returning a silently short range.
+func ReadThrough(ctx context.Context, pr PartitionReader, stream string, p int, from, to int64) ([]Record, error) {
+	if from >= to {
+		return nil, nil
+	}
+	recs, err := pr.ReadRange(ctx, stream, p, from, to)
+	if err != nil {
+		return nil, err
+	}
+	if n := len(recs); n == 0 || recs[n-1].Offset != to-1 {
+		got := int64(-1)
+		if n > 0 {
+			got = recs[n-1].Offset
+		}
+		return nil, fmt.Errorf("bus: reading %s/%d from %d to %d ended at %d: short read", stream, p, from, to, got)
+	}
+	return recs, nil
 }
