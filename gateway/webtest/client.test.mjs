@@ -329,19 +329,41 @@ test("delete, purge, online and notice events", async () => {
   t.c.on("delete", (r, seqs) => ev.push(["delete", r, seqs]));
   t.c.on("purge", (r, uid) => ev.push(["purge", r, uid]));
   t.c.on("online", (r, n) => ev.push(["online", r, n]));
-  t.c.on("notice", (r, text) => ev.push(["notice", r, text]));
+  t.c.on("notice", (r, text, uid) => ev.push(["notice", r, text, uid]));
   ws.recv({ op: "delete", room: "r", seqs: [3, 4] });
   ws.recv({ op: "purge", room: "r", uid: "u9" });
   ws.recv({ op: "online", room: "r", count: 12 });
   ws.recv({ op: "notice", room: "r", text: "slow mode on" });
   ws.recv({ op: "online", room: "elsewhere", count: 1 });
+  ws.recv({ op: "notice", room: "elsewhere", text: "not ours" });
+  // A notice addressed to this user (a push to one user) is emitted even
+  // without a room the client is in.
+  ws.recv({ op: "notice", room: "", text: "for you", uid: "me" });
   assert.deepEqual(ev, [
     ["delete", "r", [3, 4]],
     ["purge", "r", "u9"],
     ["online", "r", 12],
-    ["notice", "r", "slow mode on"],
+    ["notice", "r", "slow mode on", ""],
+    ["notice", "", "for you", "me"],
   ]);
   t.c.close();
+});
+
+test("send carries mode and size only when they are not the defaults", async () => {
+  const t = setup();
+  const ws = await joined(t);
+  const pending = [
+    t.c.send("r", "a", { mode: "top", size: "large" }),
+    t.c.send("r", "b", { mode: "scroll", size: "normal" }),
+    t.c.send("r", "c"),
+  ].map((p) => p.catch((e) => e));
+  await until(() => ws.ops("send").length === 3, "three sends");
+  const [a, b, c] = ws.ops("send");
+  assert.equal(a.mode, "top");
+  assert.equal(a.size, "large");
+  for (const f of [b, c]) assert.ok(!("mode" in f) && !("size" in f), JSON.stringify(f));
+  t.c.close();
+  for (const e of await Promise.all(pending)) assert.ok(e instanceof SendError);
 });
 
 test("close fails pending sends and stops", async () => {

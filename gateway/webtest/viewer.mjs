@@ -153,6 +153,20 @@ try {
     stage.removeWhere((el) => el.classList.contains("top") || el.classList.contains("bottom"));
   });
 
+  step("a notice pushed to this user shows in the room, marked for them");
+  {
+    const uid = await page.evaluate(() => JSON.parse(sessionStorage.getItem("danmaku.me")).uid);
+    const res = await fetch(`${HTTP}/api/users/${encodeURIComponent(uid)}/notice`, {
+      method: "POST",
+      headers: { Authorization: "Bearer " + SERVICE, "Content-Type": "application/json" },
+      body: JSON.stringify({ text: "a notice just for you" }),
+    });
+    assert.equal(res.status, 202);
+    const li = page.locator("#log li.system", { hasText: "a notice just for you" });
+    await li.waitFor({ state: "attached" });
+    assert.match(await li.textContent(), /to you/);
+  }
+
   step("a burst on a busy page: no two danmaku overlap in a lane");
   // The page's main thread is kept busy 60 ms of every 100 (a slow
   // machine, a heavy page), and every frame the lanes are checked.
