@@ -72,7 +72,9 @@ type epollGroup struct {
 	// that writes to its sockets meanwhile do not wake its thread.
 	pause time.Duration
 	// deflate: offer permessage-deflate in the upgrade request.
-	deflate  bool
+	deflate bool
+	// compact: offer the danmaku.v1.compact subprotocol.
+	compact  bool
 	stopping atomic.Bool
 
 	qmu      sync.Mutex
@@ -496,6 +498,9 @@ func (l *eloop) connected(c *econn, events uint32) {
 	}
 	if l.g.deflate {
 		hdr += deflateOffer
+	}
+	if l.g.compact {
+		hdr += compactOffer
 	}
 	l.wbuf = ws.AppendClientHandshake(l.wbuf[:0], c.t.addr, c.s.resumeQuery(), c.key, hdr)
 	m, err := unix.Write(fd, l.wbuf)

@@ -95,6 +95,9 @@ type Options struct {
 	// context takeover), as browsers do; the bytes counted are then the
 	// compressed frames on the wire.
 	Deflate bool `json:"deflate,omitempty"`
+	// Compact makes viewers offer the subprotocol danmaku.v1.compact
+	// (compact batches, docs/protocol.md); with Deflate both.
+	Compact bool `json:"compact,omitempty"`
 	// Corpus is the text of published messages after the latency prefix:
 	// CorpusNone (default: the prefix alone) or CorpusChat (realistic
 	// danmaku: mixed CJK, Latin and emoji, memes like "233333", "哈哈哈",
@@ -275,6 +278,8 @@ func (o *Options) Validate() error {
 		return errors.New("bench: at most 250 source addresses")
 	case o.Deflate && o.ViewerImpl != ImplEpoll:
 		return fmt.Errorf("bench: --deflate needs --viewer-impl epoll")
+	case o.Compact && o.ViewerImpl != ImplEpoll:
+		return fmt.Errorf("bench: --compact needs --viewer-impl epoll")
 	case o.Corpus != CorpusNone && o.Corpus != CorpusChat:
 		return fmt.Errorf("bench: unknown corpus %q (none or chat)", o.Corpus)
 	case o.ViewerImpl != ImplEpoll && o.ViewerImpl != ImplGoroutine:
@@ -337,6 +342,7 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", o.HandshakeTimeout, "bound on one connect and its upgrade before the attempt counts as failed and is retried (default 10s)")
 	fs.DurationVar(&o.ReadPause, "read-pause", o.ReadPause, "epoll viewers: pause between polls when not all sockets were ready, so the kernel does not wake a harness thread per delivery (default 1ms; -1ns: block in epoll_wait)")
 	fs.BoolVar(&o.Deflate, "deflate", o.Deflate, "viewers offer permessage-deflate (compressed batches; bytes counted as on the wire)")
+	fs.BoolVar(&o.Compact, "compact", o.Compact, "viewers offer the danmaku.v1.compact subprotocol (compact batches; with --deflate both)")
 	fs.StringVar(&o.Corpus, "corpus", o.Corpus, "published text after the latency prefix: none (default) or chat (realistic mixed CJK/Latin/emoji danmaku)")
 	fs.BoolVar(&o.AsViewers, "as-viewers", o.AsViewers, "publish messages as plain viewers' chat (sheddable under overload), not as the service's own (never shed)")
 	fs.StringVar(&o.WS, "ws", o.WS, "target deployment's WebSocket address(es), comma-separated (default: start servers)")

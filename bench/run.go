@@ -380,7 +380,7 @@ func (r *run) plan() ([]WorkerSpec, error) {
 		specs[w] = WorkerSpec{ID: w, Gateways: r.wsAddrs, SourceIPs: srcIPs, SendRate: o.SendRate, SenderRole: o.SenderRole,
 			BadRatio: o.BadRatio, BadWord: badWord, Secret: o.Secret, ConnectRate: o.ConnectRate, Concurrency: o.Concurrency,
 			Reconnect: true, LatencyEvery: o.LatencyEvery, ReconnectJitter: o.Jitter, ViewerImpl: o.ViewerImpl, ReadPause: o.ReadPause, HandshakeTimeout: o.HandshakeTimeout,
-			Deflate: o.Deflate}
+			Deflate: o.Deflate, Compact: o.Compact}
 	}
 	spread := func(per []int, add func(*WorkerSpec, RoomCount)) {
 		// Deal each room's connections over the workers evenly.

@@ -16,6 +16,7 @@ var (
 	textPrefix = []byte(TextPrefix)
 	keyOp      = []byte(`"op":"`)
 	keyMsgs    = []byte(`"msgs":[`)
+	keyCompact = []byte(`"m":[`)
 	keyAfterMs = []byte(`"after_ms":`)
 	keyCode    = []byte(`"code":"`)
 	keyID      = []byte(`"id":"`)
@@ -69,6 +70,8 @@ func parseUint(p []byte) (v uint64, n int) {
 func batchMarks(p []byte) (from, to uint64, ok bool) {
 	if i := bytes.Index(p, keyMsgs); i >= 0 {
 		p = p[:i]
+	} else if i := bytes.Index(p, keyCompact); i >= 0 {
+		p = p[:i]
 	}
 	to, ok = uintField(p, keyTo)
 	if !ok || to == 0 {
@@ -87,6 +90,7 @@ func batchMarks(p []byte) (from, to uint64, ok bool) {
 func eachMessage(p []byte, f func(seq uint64, sentNs int64)) {
 	i := bytes.Index(p, keyMsgs)
 	if i < 0 {
+		eachCompact(p, f)
 		return
 	}
 	p = p[i+len(keyMsgs):]
@@ -112,6 +116,108 @@ func eachMessage(p []byte, f func(seq uint64, sentNs int64)) {
 		}
 		f(seq, sent)
 	}
+}
+
+// eachCompact is eachMessage for a compact batch (docs/protocol.md,
+// "Compact batches"): {"seq":S,...,"m":[[step,dts,"text","uid",...],...]}.
+// It stops at the first thing it cannot read.
+func eachCompact(p []byte, f func(seq uint64, sentNs int64)) {
+	i := bytes.Index(p, keyCompact)
+	if i < 0 {
+		return
+	}
+	seq, ok := uintField(p[:i], keySeq)
+	if !ok {
+		return
+	}
+	p = p[i+len(keyCompact):]
+	for len(p) > 0 && p[0] == '[' {
+		step, n := parseUint(p[1:])
+		if n == 0 || len(p) < 1+n+1 || p[1+n] != ',' {
+			return
+		}
+		p = p[1+n+1:]
+		// dts: skip the (maybe negative) number.
+		j := bytes.IndexByte(p, ',')
+		if j < 0 || j+1 >= len(p) || p[j+1] != '"' {
+			return
+		}
+		p = p[j+2:] // inside the text
+		var sent int64
+		if bytes.HasPrefix(p, textPrefix) {
+			if v, n := parseUint(p[len(textPrefix):]); n > 0 {
+				sent = int64(v)
+			}
+		}
+		if p = skipString(p); p == nil {
+			return
+		}
+		// The rest of the message: strings, null, an object.
+		for len(p) > 0 && p[0] == ',' {
+			p = p[1:]
+			switch {
+			case len(p) > 0 && p[0] == '"':
+				p = skipString(p[1:])
+			case bytes.HasPrefix(p, []byte("null")):
+				p = p[4:]
+			case len(p) > 0 && p[0] == '{':
+				p = skipObject(p[1:])
+			default:
+				return
+			}
+			if p == nil {
+				return
+			}
+		}
+		if len(p) == 0 || p[0] != ']' {
+			return
+		}
+		seq += step
+		f(seq, sent)
+		p = p[1:]
+		if len(p) > 0 && p[0] == ',' {
+			p = p[1:]
+		}
+	}
+}
+
+// skipString returns p after the JSON string whose opening quote is just
+// before p, or nil when it does not end.
+func skipString(p []byte) []byte {
+	for i := 0; ; {
+		j := bytes.IndexByte(p[i:], '"')
+		if j < 0 {
+			return nil
+		}
+		end := i + j
+		bs := 0
+		for k := end - 1; k >= 0 && p[k] == '\\'; k-- {
+			bs++
+		}
+		if bs%2 == 0 {
+			return p[end+1:]
+		}
+		i = end + 1
+	}
+}
+
+// skipObject returns p after the flat JSON object (string, bool or number
+// values) whose opening brace is just before p, or nil.
+func skipObject(p []byte) []byte {
+	for len(p) > 0 {
+		switch p[0] {
+		case '}':
+			return p[1:]
+		case '"':
+			p = skipString(p[1:])
+			if p == nil {
+				return nil
+			}
+		default:
+			p = p[1:]
+		}
+	}
+	return nil
 }
 
 // indexAnchored is bytes.Index(p, key) that looks for key[anchor] first:

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"unicode/utf8"
@@ -27,6 +28,24 @@ func TestEachMessage(t *testing.T) {
 		}
 		if op := string(frameOp(frame)); op != protocol.OpBatch && op != protocol.OpHistory {
 			t.Fatalf("op %q", op)
+		}
+	}
+	// The compact form (viewers with --compact) reads the same, thinned
+	// or not, whatever the texts and names hold.
+	tricky := append(msgs, protocol.Message{Seq: 12, UID: "u2", Name: `a\",[{"}]`, Text: `x\`, TS: 3, Role: "mod", Color: "#ffffff"},
+		protocol.Message{Seq: 13, UID: "u3", Name: "u3", Text: benchText(77, 4), TS: 9})
+	for _, frame := range [][]byte{protocol.EncodeCompact("r", 0, 0, tricky[:3]), protocol.EncodeCompact("r", 5, 14, tricky)} {
+		var seqs []uint64
+		var sent []int64
+		eachMessage(frame, func(seq uint64, ns int64) { seqs = append(seqs, seq); sent = append(sent, ns) })
+		want, wantSent := []uint64{7, 8, 9, 12, 13}, []int64{1234567890, 0, 42, 0, 77}
+		if !bytes.Contains(frame, []byte(`"to":14`)) {
+			want, wantSent = want[:3], wantSent[:3]
+		} else if from, to, ok := batchMarks(frame); !ok || from != 5 || to != 14 {
+			t.Fatalf("marks %d..%d %v in %s", from, to, ok, frame)
+		}
+		if fmt.Sprint(seqs) != fmt.Sprint(want) || fmt.Sprint(sent) != fmt.Sprint(wantSent) {
+			t.Fatalf("seqs %v sent %v in %s; want %v %v", seqs, sent, frame, want, wantSent)
 		}
 	}
 	seq, ok := uintField(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: "r", Seq: 41, Online: 3}), keySeq)

@@ -302,6 +302,10 @@ func (s *session) handle(p []byte, resuming *bool, dialStart time.Time, st *stat
 // permessage-deflate (Options.Deflate), as browsers do.
 const deflateOffer = "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover\r\n"
 
+// compactOffer is the upgrade header of a viewer that offers compact
+// batches (Options.Compact), with danmaku.v1 as the fallback.
+const compactOffer = "Sec-WebSocket-Protocol: " + protocol.SubprotocolCompact + ", " + protocol.Subprotocol + "\r\n"
+
 // scanFrames calls f for every complete server frame at the start of buf
 // (with whether it is compressed — RSV1, permessage-deflate — and the
 // frame's size, header included)

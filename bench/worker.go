@@ -73,6 +73,8 @@ type WorkerSpec struct {
 	ReadPause time.Duration `json:"read_pause,omitempty"`
 	// Deflate makes viewers offer permessage-deflate.
 	Deflate bool `json:"deflate,omitempty"`
+	// Compact makes viewers offer the danmaku.v1.compact subprotocol.
+	Compact bool `json:"compact,omitempty"`
 	// HandshakeTimeout bounds one connect and its upgrade before the
 	// attempt counts as failed and is retried (0: handshakeTimeout).
 	HandshakeTimeout time.Duration `json:"handshake_timeout,omitempty"`
@@ -233,7 +235,7 @@ func newWorker(spec WorkerSpec, out func(Report)) (*worker, error) {
 		if err != nil {
 			return nil, err
 		}
-		g.pause, g.timeout, g.deflate = spec.ReadPause, timeout, spec.Deflate
+		g.pause, g.timeout, g.deflate, g.compact = spec.ReadPause, timeout, spec.Deflate, spec.Compact
 		w.viewers, w.add = g, g.add
 	case ImplGoroutine:
 		g := &goGroup{gate: gate, rate: spec.ConnectRate, reconnect: spec.Reconnect, jitter: spec.ReconnectJitter, timeout: timeout}
