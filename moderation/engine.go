@@ -259,19 +259,32 @@ func (e *Engine) SetRoomKeywords(roomID string, kl KeywordList) error {
 	if err != nil {
 		return err
 	}
+	err = e.updateFilters(roomID, func(old *filters) *filters {
+		f := &filters{kw: ks}
+		if old != nil {
+			f.rules, f.rx = old.rules, old.rx
+		}
+		return f
+	})
+	if err != nil {
+		return err
+	}
+	e.log.Info("moderation: room keywords set", "room", roomID, "count", len(kl.Words), "action", kl.Action)
+	return nil
+}
+
+// updateFilters sets roomID's filters to what update makes of its current
+// ones (nil: none), creating the room's state and marking it configured
+// (never swept); it fails past Config.MaxRooms.
+func (e *Engine) updateFilters(roomID string, update func(old *filters) *filters) error {
 	r := e.room(roomID, true)
 	if r == nil {
 		return fmt.Errorf("moderation: too many rooms (%d)", e.cfg.MaxRooms)
 	}
 	r.mu.Lock()
-	f := &filters{kw: ks}
-	if r.filters != nil {
-		f.rules, f.rx = r.filters.rules, r.filters.rx
-	}
-	r.filters = f
+	r.filters = update(r.filters)
 	r.explicit = true
 	r.mu.Unlock()
-	e.log.Info("moderation: room keywords set", "room", roomID, "count", len(kl.Words), "action", kl.Action)
 	return nil
 }
 
@@ -293,18 +306,16 @@ func (e *Engine) SetRoomRules(roomID string, rules []Rule) error {
 	if err != nil {
 		return err
 	}
-	r := e.room(roomID, true)
-	if r == nil {
-		return fmt.Errorf("moderation: too many rooms (%d)", e.cfg.MaxRooms)
+	err = e.updateFilters(roomID, func(old *filters) *filters {
+		f := &filters{rules: slices.Clone(rules), rx: rx}
+		if old != nil {
+			f.kw = old.kw
+		}
+		return f
+	})
+	if err != nil {
+		return err
 	}
-	r.mu.Lock()
-	f := &filters{rules: slices.Clone(rules), rx: rx}
-	if r.filters != nil {
-		f.kw = r.filters.kw
-	}
-	r.filters = f
-	r.explicit = true
-	r.mu.Unlock()
 	e.log.Info("moderation: room rules set", "room", roomID, "count", len(rules))
 	return nil
 }

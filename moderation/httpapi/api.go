@@ -376,15 +376,25 @@ func (a *API) postGuest(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"token": tok, "uid": uid, "name": name})
 }
 
+// queryLimit reads the request's limit parameter: def when absent; a
+// value outside 1-1000 is answered 400 and reported false.
+func queryLimit(w http.ResponseWriter, r *http.Request, def int) (int, bool) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "limit must be 1-1000")
+		return 0, false
+	}
+	return n, true
+}
+
 func (a *API) getRooms(w http.ResponseWriter, r *http.Request) {
-	n := 20
-	if v := r.URL.Query().Get("limit"); v != "" {
-		x, err := strconv.Atoi(v)
-		if err != nil || x < 1 || x > 1000 {
-			writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "limit must be 1-1000")
-			return
-		}
-		n = x
+	n, ok := queryLimit(w, r, 20)
+	if !ok {
+		return
 	}
 	rooms := []presence.RoomCount{}
 	if a.cfg.Presence != nil {

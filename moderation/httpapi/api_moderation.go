@@ -416,14 +416,9 @@ type AuditResponse struct {
 }
 
 func (a *API) getAudit(w http.ResponseWriter, r *http.Request, room string, _ *auth.Claims) {
-	limit := 100
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "limit must be 1-1000")
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, r, 100)
+	if !ok {
+		return
 	}
 	entries, err := a.audit.List(r.Context(), room, limit)
 	if err != nil {
