@@ -22,8 +22,11 @@ func TestRegisterPages(t *testing.T) {
 		{"/", "text/html", []string{`<script type="module" src="app.js">`, `id="stage"`, `id="send-input"`}},
 		{"/index.html", "", nil}, // http.FileServer redirects to /
 		{"/danmaku.js", "javascript", []string{"export class DanmakuClient"}},
-		{"/app.js", "javascript", []string{`from "./danmaku.js"`}},
-		{"/style.css", "text/css", []string{".dm"}},
+		{"/app.js", "javascript", []string{`from "./danmaku.js"`, `from "./stage.js"`}},
+		{"/style.css", "text/css", []string{".stage"}},
+		{"/stage.css", "text/css", []string{".dm", ".dm.top", ".dm.large"}},
+		{"/stage.js", "javascript", []string{"export class Stage", "export function danmakuElement"}},
+		{"/overlay.js", "javascript", []string{`from "./stage.js"`}},
 		{"/favicon.svg", "image/svg+xml", []string{"<svg"}},
 	}
 	for _, tt := range tests {
