@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -265,5 +266,52 @@ func TestRunDeflateChat(t *testing.T) {
 	t.Logf("bytes per delivery: plain %.1f, deflate %.1f", per[false], per[true])
 	if per[true] <= 0 || per[true] >= per[false] {
 		t.Fatalf("bytes per delivery: plain %.1f, deflate %.1f", per[false], per[true])
+	}
+}
+
+// TestSendersStopWithTraffic: the quiet command (the end of the traffic
+// phase) stops a worker's senders, so nothing is sent while the viewers
+// catch up with the final marker and the run's send rate is the one asked
+// for.
+func TestSendersStopWithTraffic(t *testing.T) {
+	const secret = "bench-test-secret-0123456789"
+	wsAddr, _ := startStack(t, secret)
+	spec := WorkerSpec{ID: 0, Gateways: []string{wsAddr}, Secret: secret, SendRate: 50, ConnectRate: 1000, Concurrency: 10,
+		Senders: []RoomCount{{Room: "quiet-room", Count: 4}}, ViewerImpl: ImplEpoll}
+	cmds := make(chan Command, 4)
+	var mu sync.Mutex
+	var last Report
+	done := make(chan error, 1)
+	go func() {
+		done <- RunWorker(context.Background(), spec, cmds, func(r Report) {
+			mu.Lock()
+			last = r
+			mu.Unlock()
+		})
+	}()
+	sent := func() int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return last.Sent
+	}
+	cmds <- Command{Cmd: "send"}
+	for deadline := time.Now().Add(20 * time.Second); sent() < 20; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the senders sent %d in 20 s", sent())
+		}
+	}
+	cmds <- Command{Cmd: "quiet"}
+	time.Sleep(1500 * time.Millisecond) // a report per second carries the count
+	atQuiet := sent()
+	time.Sleep(1500 * time.Millisecond) // 4 senders at 50/s would send 300 more
+	if got := sent(); got != atQuiet {
+		t.Fatalf("sent %d after quiet, %d more", got, got-atQuiet)
+	}
+	cmds <- Command{Cmd: "finish", Grace: time.Second}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := sent(); got != atQuiet {
+		t.Fatalf("final report: sent %d, %d at quiet", got, atQuiet)
 	}
 }

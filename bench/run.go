@@ -494,6 +494,9 @@ func (r *run) traffic() {
 	}
 	stopPub()
 	<-pubDone
+	for _, h := range r.workers {
+		_ = h.send(Command{Cmd: "quiet"}) // the senders stop with the publisher
+	}
 	if r.cl != nil && o.Restart {
 		r.gwPIDs = r.cl.gatewayPIDs()
 	}

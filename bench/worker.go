@@ -85,8 +85,9 @@ type WorkerSpec struct {
 // Command is an instruction from the coordinator to a running worker.
 type Command struct {
 	// Cmd is "drop" (close every connection at once; they reconnect and
-	// resume), "send" (start sending: senders wait for it), "finish" (wait
-	// up to Grace for every viewer to reach Final, then report and stop).
+	// resume), "send" (start sending: senders wait for it), "quiet" (stop
+	// sending: the traffic phase ended), "finish" (stop sending, wait up
+	// to Grace for every viewer to reach Final, then report and stop).
 	Cmd   string            `json:"cmd"`
 	Final map[string]uint64 `json:"final,omitempty"`
 	Grace time.Duration     `json:"grace,omitempty"`
@@ -162,6 +163,8 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 			switch c.Cmd {
 			case "send":
 				w.startSending()
+			case "quiet":
+				w.stopSending()
 			case "drop":
 				w.viewers.drop()
 			case "finish":
@@ -192,6 +195,7 @@ type worker struct {
 	sent           sync.WaitGroup // the send loop
 	sentN          atomicCounter
 	startSend      chan struct{} // closed by the send command (or finish)
+	endSend        chan struct{} // closed by the quiet command (or finish): the senders stop
 	lat, conn, ack Hist          // report's scratch
 }
 
@@ -207,7 +211,7 @@ func newWorker(spec WorkerSpec, out func(Report)) (*worker, error) {
 	if spec.Concurrency <= 0 {
 		spec.Concurrency = 256
 	}
-	w := &worker{spec: spec, out: out, st: &stats{}, stop: make(chan struct{}), startSend: make(chan struct{})}
+	w := &worker{spec: spec, out: out, st: &stats{}, stop: make(chan struct{}), startSend: make(chan struct{}), endSend: make(chan struct{})}
 	if spec.Secret != "" {
 		s, err := auth.NewSigner(spec.Secret)
 		if err != nil {
@@ -318,8 +322,18 @@ func (w *worker) start() {
 			case <-w.stop:
 				return
 			}
-			sendLoop(w.stop, w.senders.vs, w.spec, &w.sentN)
+			sendLoop(w.endSend, w.senders.vs, w.spec, &w.sentN)
 		}()
+	}
+}
+
+// stopSending ends the send loop (once): the traffic phase is over, and
+// what the senders sent must reach the viewers before the final marker.
+func (w *worker) stopSending() {
+	select {
+	case <-w.endSend:
+	default:
+		close(w.endSend)
 	}
 }
 
@@ -398,6 +412,7 @@ func (w *worker) report(typ string, lost int64) {
 
 // shutdown closes every connection and waits for the worker's goroutines.
 func (w *worker) shutdown() {
+	w.stopSending()
 	close(w.stop)
 	w.viewers.close()
 	w.senders.close()
@@ -410,6 +425,7 @@ func (w *worker) shutdown() {
 // they lost, shuts down and sends the final report.
 func (w *worker) finish(c Command, tick *time.Ticker) {
 	w.startSending() // let the sender loop see stop
+	w.stopSending()
 	deadline := time.Now().Add(c.Grace)
 	for time.Now().Before(deadline) && !caughtUp(w.viewers, c.Final) {
 		select {
