@@ -26,7 +26,8 @@
 #                   bench-idle, bench-fanout, bench-rooms, bench-storm,
 #                   bench-send, bench-soak run one scenario each;
 #                   bench-latency, bench-throughput, bench-storm-100k and
-#                   bench-1m the performance table's rows (BENCHMARKS.md)
+#                   bench-1m the performance table's rows (BENCHMARKS.md);
+#                   bench-ladder and bench-mixed issue 15's overload runs
 #                   (BENCHFLAGS adds flags; results in bench-results/);
 #                   bench-micro runs the micro benchmarks (frame codec,
 #                   deflate, keyword moderation) and the gateway's live heap
@@ -55,7 +56,7 @@ TESTENV ?=
 FUZZTIME ?= 60s
 FUZZSMOKE ?= 5s
 
-.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak bench-latency bench-throughput bench-storm-100k bench-1m bench-ladder bench-micro bench-analytics clean
+.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak bench-latency bench-throughput bench-storm-100k bench-1m bench-ladder bench-mixed bench-micro bench-analytics clean
 
 build:
 	go build -o bin/danmaku .
@@ -197,6 +198,23 @@ bench-1m: build
 		--concurrency 200 --connect-rate 50 --read-pause 5ms --duration 60s --warmup 3s --connect-timeout 540s \
 		--handshake-timeout 30s --server-args "--online-rate 100" --name bench-1m $(BENCHFLAGS)
 
+
+# bench-mixed: issue 15's mixed scenario. 100,000 viewers over 1,000 rooms
+# (Zipf 1.1) on 6 gateways and the dev broker, chat-corpus messages from
+# two sources at once: the publish API over HTTP (MIXED_HTTP msg/s) and
+# MIXED_SENDERS viewers sending over WebSocket at MIXED_SEND_RATE each
+# (moderation on: viewers' rate limits apply). The defaults offer about
+# 400 msg/s (200 + 1000 x 0.2); 2,000 msg/s: MIXED_HTTP=1000
+# MIXED_SENDERS=2000 MIXED_SEND_RATE=0.5. Results:
+# bench-results/bench-mixed-<http>-<senders>.json. About a minute per run.
+MIXED_HTTP ?= 200
+MIXED_SENDERS ?= 1000
+MIXED_SEND_RATE ?= 0.2
+bench-mixed: build
+	@$(WITH_BROKER) $(BENCHBIN) bench rooms --gateways 6 --viewers 100000 --rooms 1000 --zipf 1.1 \
+		--rate $(MIXED_HTTP) --senders $(MIXED_SENDERS) --send-rate $(MIXED_SEND_RATE) --corpus chat \
+		--duration 20s --grace 10s --concurrency 1000 --connect-timeout 120s \
+		--name bench-mixed-$(MIXED_HTTP)-$(MIXED_SENDERS) $(BENCHFLAGS)
 
 # bench-ladder: issue 15's one-room overload ladder. One `danmaku all`
 # (in-memory backends) pinned to core 0, the harness (viewers that read and
