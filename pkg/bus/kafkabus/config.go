@@ -42,9 +42,13 @@ var defaultStreamPartitions = map[string]int{
 type Config struct {
 	// Brokers are the bootstrap brokers, host:port. Required.
 	Brokers []string
-	// TopicPrefix is prepended to a stream's name to make its topic name.
-	// Zero value means "danmaku." (stream "ingest" is topic
-	// "danmaku.ingest").
+	// TopicPrefix is prepended to a stream's name to make its topic name,
+	// and to a consumer group's name to make its group id: two deployments
+	// with different prefixes on one cluster share no group (a group's
+	// rebalances, and its crashed members' sessions, would otherwise
+	// hold up the other deployment's stage). Zero value means "danmaku."
+	// (stream "ingest" is topic "danmaku.ingest", group "logic" is
+	// "danmaku.logic").
 	TopicPrefix string
 	// Partitions sets the partition count per stream, used when topics are
 	// created. Zero value (or a missing stream) means ingest 8, accepted 8,

@@ -121,7 +121,7 @@ func (b *Bus) Consumer(stream string, opts bus.ConsumerOptions) (bus.Consumer, e
 func (c *consumer) startGroup() error {
 	cfg := c.b.cfg
 	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                c.opts.Group,
+		ID:                c.b.GroupID(c.opts.Group),
 		Brokers:           cfg.Brokers,
 		Dialer:            c.b.dialer,
 		Topics:            []string{c.topic},
@@ -177,8 +177,15 @@ func (c *consumer) runGroup() {
 		c.gen, c.genEnded, c.owned, c.committed = gen, ended, owned, make(map[int]int64)
 		c.curGen.Store(gen.ID)
 		c.mu.Unlock()
-		c.b.log.Debug("kafkabus: generation", "group", c.opts.Group, "topic", c.topic,
-			"generation", gen.ID, "partitions", len(assigned))
+		ids := make([]int, len(assigned))
+		for i, a := range assigned {
+			ids[i] = a.ID
+		}
+		// Info: a generation is rare, and when a group's partitions sit
+		// unread (members that crashed hold them until their sessions
+		// end) its start is what an operator looks for.
+		c.b.log.Info("kafkabus: group generation", "group", c.opts.Group, "topic", c.topic,
+			"generation", gen.ID, "partitions", ids)
 		for _, a := range assigned {
 			gen.Start(func(ctx context.Context) {
 				c.readPartition(ctx, gen.ID, a.ID, a.Offset)

@@ -79,6 +79,10 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 // Topic returns the topic name of stream.
 func (b *Bus) Topic(stream string) string { return b.cfg.TopicPrefix + stream }
 
+// GroupID returns the Kafka group id of consumer group group: the topic
+// prefix and the group's name (Config.TopicPrefix).
+func (b *Bus) GroupID(group string) string { return b.cfg.TopicPrefix + group }
+
 // Close closes every open consumer and publisher. Further Publish and
 // Consumer calls fail with bus.ErrClosed. Close is idempotent.
 func (b *Bus) Close() error {

@@ -77,7 +77,7 @@ func (b *Bus) Offsets(ctx context.Context, stream string, partition int, group s
 	cl := &kafka.Client{Addr: b.addr, Timeout: 10 * time.Second,
 		Transport: &kafka.Transport{ClientID: b.cfg.ClientID, DialTimeout: 10 * time.Second}}
 	defer cl.Transport.(*kafka.Transport).CloseIdleConnections()
-	resp, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {partition}}})
+	resp, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: b.GroupID(group), Topics: map[string][]int{topic: {partition}}})
 	if err == nil && resp.Error != nil {
 		err = resp.Error
 	}
