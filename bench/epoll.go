@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -107,8 +108,15 @@ type eloop struct {
 	buf   []byte
 	wbuf  []byte
 	infl  ws.Inflater // compressed frames (epollGroup.deflate)
-	lat   Hist        // send → viewer, since the last report
-	conn  Hist        // dial → joined, since the last report
+	// lastZ and lastP are the last compressed frame this loop inflated and
+	// what it inflated to. A gateway compresses a batch once and writes
+	// the same bytes to every viewer (no context takeover: each message
+	// inflates on its own), so the loop's next viewers mostly get exactly
+	// lastZ: they take lastP instead of inflating it again, as one
+	// process standing in for thousands of clients on their own machines.
+	lastZ, lastP []byte
+	lat          Hist // send → viewer, since the last report
+	conn         Hist // dial → joined, since the last report
 	// st counts this loop's frames, deliveries and joins apart from the
 	// other loops' (no shared cache line on the hot path).
 	st stats
@@ -645,12 +653,16 @@ func (l *eloop) process(c *econn, data []byte) bool {
 			_, _ = unix.Write(int(c.fd), l.wbuf)
 		case ws.OpText, ws.OpBinary:
 			if z {
-				p, zerr := l.infl.Inflate(payload, maxFrameSize, true)
-				if zerr != nil {
-					closed = true // a bad compressed frame: drop the connection
-					return false
+				if !bytes.Equal(payload, l.lastZ) || l.lastP == nil {
+					p, zerr := l.infl.Inflate(payload, maxFrameSize, true)
+					if zerr != nil {
+						closed = true // a bad compressed frame: drop the connection
+						return false
+					}
+					l.lastZ = append(l.lastZ[:0], payload...)
+					l.lastP = append(l.lastP[:0], p...)
 				}
-				payload = p
+				payload = l.lastP
 			}
 			if a := c.s.handle(payload, &c.resuming, time.Unix(0, c.start), &l.st, l); a >= 0 {
 				c.after = a
