@@ -253,16 +253,6 @@ func (c *conn) rejectSend(f protocol.ClientFrame, code protocol.Code, msg string
 	c.writeOwn(protocol.EncodeReject(f.ID, f.Room, &protocol.Error{Code: code, Message: msg, RetryAfter: retry}))
 }
 
-// member returns the membership in room, or nil.
-func (c *conn) member(room string) *member {
-	for _, m := range c.rooms {
-		if m.lr.r.name == room {
-			return m
-		}
-	}
-	return nil
-}
-
 // unread reports whether the kernel holds bytes from c that the loop has
 // not read yet. A loop that fell behind on its reads (an overloaded
 // process) must not close a live viewer as idle because the pong it sent

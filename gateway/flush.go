@@ -509,3 +509,12 @@ func (d *delivery) pick(c *conn) []byte {
 	}
 	return d.frame
 }
+
+// paceAfter returns how long the loop waits after a flush that wrote to n
+// viewers before its next one (Config.FlushRate).
+func (s *Server) paceAfter(n int) time.Duration {
+	if s.cfg.FlushRate <= 0 || n <= 0 {
+		return 0
+	}
+	return min(time.Duration(n)*time.Second/time.Duration(s.cfg.FlushRate), s.cfg.MaxFlushDelay)
+}

@@ -86,53 +86,6 @@ func (c *conn) join(name string, resume *uint64) {
 	s.loadOwn(w, name, after, first, ring)
 }
 
-// finishJoin sends joined + history and flushes frames queued while the
-// history loaded. Runs on the loop.
-func (c *conn) finishJoin(m *member, name string, resume *uint64, msgs []protocol.Message, complete bool) {
-	r := m.lr.r
-	r.mu.Lock()
-	online := r.onlineCount()
-	r.mu.Unlock()
-	if n := len(msgs); n > 0 && msgs[n-1].Seq > m.from {
-		m.from = msgs[n-1].Seq
-	}
-	if m.overflow {
-		// Batches arrived past maxPending and were not queued: the ring
-		// has them (dispatch appends a batch to it before handing it to
-		// the loops), so the history continues with the ring up to the
-		// room's newest seq. When the ring no longer reaches back to the
-		// history's end the answer is incomplete and the client resumes.
-		m.overflow = false
-		r.mu.Lock()
-		if r.coversLocked(m.from) {
-			msgs = append(msgs[:len(msgs):len(msgs)], r.ringAfterLocked(m.from)...)
-			m.from = max(m.from, r.last)
-		} else {
-			complete = false
-		}
-		r.mu.Unlock()
-	}
-	// The joined seq is the one the history covers, not the room's newest:
-	// clients take the history as complete up to it, and the batches that
-	// arrived while it loaded (pending) follow it.
-	c.writeOwn(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: name, Seq: m.from, Online: online}))
-	c.writeOwn(protocol.EncodeHistory(name, msgs, complete))
-	m.catching = false
-	pending := m.pending
-	m.pending = nil
-	for _, p := range pending {
-		if p.last != 0 && p.last <= m.from {
-			continue
-		}
-		switch c.write(p.frame, nil, streamClass(p.last)) {
-		case outOK:
-			m.from = max(m.from, p.last)
-		case outDropBatches:
-			c.s.m.dropped.Inc()
-		}
-	}
-}
-
 // leave removes the connection from room. Runs on the loop.
 func (c *conn) leave(name string) {
 	if m := c.member(name); m != nil {
@@ -169,4 +122,14 @@ func (c *conn) removeMember(m *member) {
 	}
 	r.mu.Unlock()
 	m.pending = nil
+}
+
+// member returns the membership in room, or nil.
+func (c *conn) member(room string) *member {
+	for _, m := range c.rooms {
+		if m.lr.r.name == room {
+			return m
+		}
+	}
+	return nil
 }

@@ -228,3 +228,8 @@ func (l *loop) uncork() {
 		l.cork = l.cork[:0]
 	}
 }
+
+// textFrame wraps a JSON payload in one unmasked, final text frame.
+func textFrame(payload []byte) []byte {
+	return ws.AppendFrame(make([]byte, 0, len(payload)+10), ws.OpText, payload)
+}

@@ -55,15 +55,6 @@ func (l *loop) scheduleLocked(s *Server) {
 	l.out.timer.Reset(wait)
 }
 
-// paceAfter returns how long the loop waits after a flush that wrote to n
-// viewers before its next one (Config.FlushRate).
-func (s *Server) paceAfter(n int) time.Duration {
-	if s.cfg.FlushRate <= 0 || n <= 0 {
-		return 0
-	}
-	return min(time.Duration(n)*time.Second/time.Duration(s.cfg.FlushRate), s.cfg.MaxFlushDelay)
-}
-
 // broadcast sends a frame that is not part of the seq stream to every local
 // viewer of r.
 func (s *Server) broadcast(r *room, payload []byte) {
@@ -97,11 +88,6 @@ func smaller(z, plain []byte) []byte {
 		return nil
 	}
 	return z
-}
-
-// textFrame wraps a JSON payload in one unmasked, final text frame.
-func textFrame(payload []byte) []byte {
-	return ws.AppendFrame(make([]byte, 0, len(payload)+10), ws.OpText, payload)
 }
 
 // compactFrames sets d.cframe and d.czframe: d's batch in the compact form

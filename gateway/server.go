@@ -59,17 +59,19 @@
 //     (Server.consume, server.go) and appends it to its room's ring
 //     (room.appendLocked, room.go), thinned when the gateway sheds the
 //     room (shedLocked, shed.go).
-//  2. outbox.go: it frames the batch once (textFrame, and compressed when
-//     a viewer negotiated permessage-deflate) and posts the delivery to
-//     every loop with viewers of the room (Server.post, loop.post), which
-//     schedules the loop's flush.
+//  2. outbox.go: the dispatch goroutine frames the batch once (textFrame;
+//     compressed too when a viewer negotiated permessage-deflate) and
+//     posts the delivery to every loop with viewers of the room
+//     (Server.post, loop.post), which schedules the loop's flush (paced by
+//     the last flush's cost, paceAfter in flush.go).
 //  3. flush.go: on the event loop, the flush takes the outbox, groups the
 //     deliveries by room, merges consecutive batches (merged) and walks
-//     the room's members: each gets the shared frame, or the part it
-//     lacks (writeSome); a member still loading history keeps them in
-//     member.pending until finishJoin (join.go).
-//  4. outbound.go: each write passes the outbound policy
-//     (conn.outboundState) and goes to gnet, which writes the socket.
+//     the room's members (roomPass: deliverMember): each gets the shared
+//     frame, or the part it lacks (writeSome); a member still loading
+//     history keeps them in member.pending until finishJoin (fill.go).
+//  4. outbound.go: each write (conn.write, with the frame's class) passes
+//     the outbound policy (conn.outboundState) and goes to gnet, which
+//     writes the socket.
 package gateway
 
 import (
