@@ -157,17 +157,8 @@ const MaxDuration = 2 * time.Hour
 
 // Defaults fills the zero fields of o for its scenario.
 func (o *Options) Defaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	if o.Name == "" {
-		o.Name = o.Scenario + "-" + strconv.FormatInt(time.Now().Unix(), 10)
-	}
-	if o.Out == "" {
-		o.Out = "bench-results"
-	}
+	orDefault(&o.Name, o.Scenario+"-"+strconv.FormatInt(time.Now().Unix(), 10))
+	orDefault(&o.Out, "bench-results")
 	if o.Viewers == 0 {
 		o.Viewers = 5000
 		if o.Scenario == "send" {
@@ -180,9 +171,7 @@ func (o *Options) Defaults() {
 			o.Rooms = 100
 		}
 	}
-	if o.Zipf == 0 {
-		o.Zipf = 1.1
-	}
+	orDefault(&o.Zipf, 1.1)
 	if o.Rate == 0 && o.Scenario != "idle" && o.Scenario != "send" {
 		o.Rate = 100
 	}
@@ -191,60 +180,36 @@ func (o *Options) Defaults() {
 	}
 	switch o.Scenario {
 	case "idle":
-		def(&o.Duration, 10*time.Second)
+		orDefault(&o.Duration, 10*time.Second)
 	case "soak":
-		def(&o.Duration, 10*time.Minute)
+		orDefault(&o.Duration, 10*time.Minute)
 	default:
-		def(&o.Duration, 30*time.Second)
+		orDefault(&o.Duration, 30*time.Second)
 	}
 	if o.Duration > MaxDuration {
 		o.Duration = MaxDuration
 	}
-	def(&o.Warmup, 2*time.Second)
-	def(&o.Grace, 10*time.Second)
-	def(&o.ConnectTimeout, 3*time.Minute)
-	def(&o.DrainTimeout, 2*time.Second)
-	def(&o.ReportEvery, time.Minute)
-	def(&o.DropAt, o.Duration/3)
+	orDefault(&o.Warmup, 2*time.Second)
+	orDefault(&o.Grace, 10*time.Second)
+	orDefault(&o.ConnectTimeout, 3*time.Minute)
+	orDefault(&o.DrainTimeout, 2*time.Second)
+	orDefault(&o.ReportEvery, time.Minute)
+	orDefault(&o.DropAt, o.Duration/3)
 	if o.Scenario == "send" {
-		if o.Senders == 0 {
-			o.Senders = 200
-		}
-		if o.SendRate == 0 {
-			o.SendRate = 2
-		}
+		orDefault(&o.Senders, 200)
+		orDefault(&o.SendRate, 2)
 	}
-	if o.SenderRole == "" {
-		o.SenderRole = "viewer"
-	}
-	if o.PerWorker == 0 {
-		o.PerWorker = 18000
-	}
-	if o.ViewerImpl == "" {
-		o.ViewerImpl = ImplEpoll
-	}
-	if o.ReadPause == 0 {
-		o.ReadPause = time.Millisecond
-	}
-	if o.LatencyEvery == 0 {
-		o.LatencyEvery = 1
-	}
-	if o.TopicPrefix == "" {
-		o.TopicPrefix = "bench" + strconv.FormatInt(time.Now().Unix(), 10) + "."
-	}
-	if o.Brokers == "" {
-		o.Brokers = os.Getenv("DANMAKU_BROKERS")
-	}
-	if o.Secret == "" {
-		o.Secret = os.Getenv("DANMAKU_JWT_SECRET")
-	}
+	orDefault(&o.SenderRole, "viewer")
+	orDefault(&o.PerWorker, 18000)
+	orDefault(&o.ViewerImpl, ImplEpoll)
+	orDefault(&o.ReadPause, time.Millisecond)
+	orDefault(&o.LatencyEvery, 1)
+	orDefault(&o.TopicPrefix, "bench"+strconv.FormatInt(time.Now().Unix(), 10)+".")
+	orDefault(&o.Brokers, os.Getenv("DANMAKU_BROKERS"))
+	orDefault(&o.Secret, os.Getenv("DANMAKU_JWT_SECRET"))
 	total := o.Viewers + o.Senders
-	if o.Workers == 0 {
-		o.Workers = max(1, (total+o.PerWorker-1)/o.PerWorker)
-	}
-	if o.SourceIPs == 0 {
-		o.SourceIPs = max(1, (total+connsPerSourceIP-1)/connsPerSourceIP)
-	}
+	orDefault(&o.Workers, max(1, (total+o.PerWorker-1)/o.PerWorker))
+	orDefault(&o.SourceIPs, max(1, (total+connsPerSourceIP-1)/connsPerSourceIP))
 }
 
 // connsPerSourceIP is how many connections the harness makes from one
@@ -418,4 +383,12 @@ func loadScenarioFile(path string, o *Options) error {
 		return fmt.Errorf("bench: %s: %w", path, err)
 	}
 	return nil
+}
+
+// orDefault sets *v to def when it holds its type's zero value.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
