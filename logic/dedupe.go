@@ -229,6 +229,23 @@ func (l *Logic) writeDurable(ctx context.Context, ws []durableWrite, timeout tim
 	return failed
 }
 
+// reStore hands the ids a takeover scan found to the rewriter, which
+// writes those the dedupe store lacks (a write never replaces an entry):
+// an id the previous owner acked while the store was down, and could not
+// write there before it stopped, is then recognised after the next
+// takeover too, once it is beyond any scan. In the background, so that a
+// store outage does not hold up the takeover.
+func (l *Logic) reStore(ws []durableWrite) {
+	if l.cfg.Dedupe == nil || len(ws) == 0 {
+		return
+	}
+	select {
+	case l.rewrites <- ws:
+	default:
+		l.m.dedupeErrors.Add(float64(len(ws))) // the rewriter is full: given up
+	}
+}
+
 // runRewrites writes again the dedupe entries whose first write failed,
 // every second, dropping those whose TTL passed, until ctx is done. Runs
 // on its own goroutine.

@@ -151,3 +151,48 @@ func historyHas(t *testing.T, m *bus.Memory, group string, n int) {
 		}
 	}
 }
+
+// TestTakeoverWritesScannedIDsToStore: worker A acks an id while the
+// dedupe store is down and stops before the store is back (its pending
+// writes die with it; the checker's seed 213 re-sent such an id 80 s
+// later and got a second seq). The next owner's takeover scan sees the id
+// and writes it to the store, so a retry after yet another takeover,
+// beyond any scan, still gets the first seq.
+func TestTakeoverWritesScannedIDsToStore(t *testing.T) {
+	mem := bus.NewMemory(bus.MemoryConfig{Partitions: 2})
+	room := roomsIn(t, mem, false, 1)[0]
+	replies := followReplies(t, mem, "gw1")
+	store := &downDedupe{Dedupe: presence.NewMemoryDedupe(0)}
+	cfg := Config{Dedupe: store, ScanWindow: 8, SeqGroup: "hw-" + t.Name()}
+	send := func(id string, retry bool) {
+		sendIngest(t, mem, bus.Ingest{Room: room, ID: id, UID: "u1", Text: id, Role: "service", Gateway: "gw1", Conn: 1, Retry: retry})
+	}
+	newEngine := func() *moderation.Engine { e, _ := moderation.New(moderation.Config{}); return e }
+
+	store.down.Store(true)
+	stopA := startWorker(t, mem, newEngine(), cfg)
+	send("during-outage", false)
+	waitUntil(t, "the ack", func() bool { return len(replies.get("during-outage")) == 1 })
+	stopA() // before the store is back
+	store.down.Store(false)
+
+	stopB := startWorker(t, mem, newEngine(), cfg)
+	for i := range 50 { // B claims the partition at its first record
+		send(fmt.Sprintf("m%d", i), false)
+	}
+	waitUntil(t, "the fillers", func() bool { return len(replies.get("m49")) == 1 })
+	key := dedupeKey(bus.Ingest{Room: room, UID: "u1", ID: "during-outage"})
+	waitUntil(t, "the scanned id in the store", func() bool {
+		vals, _ := store.Lookup(context.Background(), key)
+		return vals[0] != nil
+	})
+	stopB()
+	historyHas(t, mem, cfg.SeqGroup, 51)
+
+	startWorker(t, mem, newEngine(), cfg)
+	send("during-outage", true)
+	waitUntil(t, "the retry's answer", func() bool { return len(replies.get("during-outage")) == 2 })
+	if got := replies.get("during-outage"); got[1].Seq != got[0].Seq {
+		t.Fatalf("retry answered %+v, first answer seq %d", got[1], got[0].Seq)
+	}
+}

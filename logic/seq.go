@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -141,6 +142,7 @@ func (l *Logic) scanPartition(ctx context.Context, p int, firstIngest, end int64
 	ff := bus.NewFenceFilter(l.pr, bus.StreamAccepted)
 	now := time.Now()
 	n := 0
+	var durable []durableWrite
 	for i := len(chunks) - 1; i >= 0; i-- {
 		for _, r := range chunks[i] {
 			n++
@@ -166,8 +168,11 @@ func (l *Logic) scanPartition(ctx context.Context, p int, firstIngest, end int64
 				if _, ok := l.dedupe.get(key, now); !ok {
 					l.dedupe.put(key, dedupeEntry{seq: v.Seq}, now)
 				}
+				durable = append(durable, durableWrite{key: key, val: strconv.AppendUint(nil, v.Seq, 10),
+					expires: time.UnixMilli(v.TS).Add(l.cfg.DedupeTTL)})
 			}
 		}
 	}
+	l.reStore(durable)
 	return n, nil
 }
