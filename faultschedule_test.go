@@ -217,6 +217,9 @@ func (r *faultRun) dialViewer(name string, gw int, rooms []string) (*fsViewer, e
 		v.rec.event(checker.Event{Viewer: name, Room: room, At: time.Now(), Kind: checker.Delivered, Seq: m.Seq,
 			Msg: checker.Msg{UID: m.UID, ID: m.ID, Text: m.Text}})
 	}
+	c.OnThinned = func(room string, from, to uint64) {
+		v.rec.event(checker.Event{Viewer: name, Room: room, At: time.Now(), Kind: checker.Thinned, From: from, To: to})
+	}
 	c.OnFrame = func(f protocol.ServerFrame) {
 		switch f.Op {
 		case protocol.OpJoined:

@@ -66,6 +66,11 @@ type Config struct {
 	// online, notice, kicked, reconnect, error, ...), after the client has
 	// processed it. Optional.
 	OnFrame func(f protocol.ServerFrame)
+	// OnThinned hears of each thinned batch of a joined room (the gateway
+	// or dispatch left some of its seqs out under load, on purpose): it
+	// covers from..to, and the messages of it that were shown go to
+	// OnMessage right after. Optional.
+	OnThinned func(room string, from, to uint64)
 	// Dial overrides how the TCP connection is made (for binding a local
 	// address in load tests). Nil means net.Dialer.DialContext.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -495,6 +500,9 @@ func (c *Client) onBatch(f protocol.ServerFrame) {
 		resume = joinFrame(f.Room, rs.last, true)
 	}
 	c.mu.Unlock()
+	if !gap && f.To != 0 && c.cfg.OnThinned != nil {
+		c.cfg.OnThinned(f.Room, f.From, f.To)
+	}
 	c.deliver(f.Room, out)
 	if resume != nil {
 		_ = c.writeText(resume)

@@ -9,8 +9,10 @@ import (
 
 func TestThinnedBatchesAreNotGaps(t *testing.T) {
 	var got []uint64
+	var thinned [][2]uint64
 	c := &Client{
-		cfg:   Config{OnMessage: func(_ string, m protocol.Message) { got = append(got, m.Seq) }},
+		cfg: Config{OnMessage: func(_ string, m protocol.Message) { got = append(got, m.Seq) },
+			OnThinned: func(_ string, from, to uint64) { thinned = append(thinned, [2]uint64{from, to}) }},
 		rooms: map[string]*roomState{"r": {}},
 	}
 	frames := []string{
@@ -27,10 +29,16 @@ func TestThinnedBatchesAreNotGaps(t *testing.T) {
 	if !slices.Equal(got, []uint64{1, 4, 8, 13}) || rs.last != 13 || rs.resuming {
 		t.Fatalf("delivered %v, last %d, resuming %v", got, rs.last, rs.resuming)
 	}
+	if !slices.Equal(thinned, [][2]uint64{{2, 9}, {10, 12}}) {
+		t.Fatalf("OnThinned heard %v, want 2..9 and 10..12", thinned)
+	}
 	// A thinned batch starting past the covered range is a gap.
 	c.handle([]byte(`{"op":"batch","room":"r","from":20,"to":25,"msgs":[{"seq":21}]}`))
 	if !rs.resuming || rs.last != 13 {
 		t.Fatalf("gap not detected: last %d resuming %v", rs.last, rs.resuming)
+	}
+	if len(thinned) != 2 {
+		t.Fatalf("a thinned batch past a gap was reported as thinned: %v", thinned)
 	}
 	// The history after the resume covers up to the joined seq.
 	c.handle([]byte(`{"op":"joined","room":"r","seq":25,"online":1}`))
