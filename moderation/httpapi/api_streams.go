@@ -3,6 +3,7 @@ package httpapi
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -373,28 +374,41 @@ func (a *API) getAnalytics(w http.ResponseWriter, r *http.Request, room string, 
 	ctx := r.Context()
 	resp := AnalyticsResponse{Room: room, From: from, To: to, Minutes: []history.MinuteStat{}, Phrases: []history.PhraseCount{},
 		Verdicts: []history.VerdictCount{}, Highlights: []HighlightLink{}}
-	mins, err := an.Minutes(ctx, room, from, to)
-	if err != nil {
-		a.storeFailed(w, room, err)
-		return
-	}
 	var blocked []string
 	if a.cfg.Engine != nil {
 		blocked = append(a.blockedWords(room), a.cfg.Engine.GlobalKeywords().Words...)
 	}
-	phrases, err := an.TopPhrases(ctx, room, from, to, blocked, limit)
-	if err != nil {
+	// The three reads are independent: run them at once, so a long range
+	// costs the slowest of them, not their sum.
+	var (
+		wg                        sync.WaitGroup
+		mins                      []history.MinuteStat
+		phrases                   []history.PhraseCount
+		verdicts                  []history.VerdictCount
+		minErr, phraseErr, verErr error
+	)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		mins, minErr = an.Minutes(ctx, room, from, to)
+	}()
+	go func() {
+		defer wg.Done()
+		phrases, phraseErr = an.TopPhrases(ctx, room, from, to, blocked, limit)
+	}()
+	if vl, ok := a.cfg.History.(history.VerdictLog); ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			verdicts, verErr = vl.Verdicts(ctx, room, from, to)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(minErr, phraseErr, verErr); err != nil {
 		a.storeFailed(w, room, err)
 		return
 	}
-	if vl, ok := a.cfg.History.(history.VerdictLog); ok {
-		v, err := vl.Verdicts(ctx, room, from, to)
-		if err != nil {
-			a.storeFailed(w, room, err)
-			return
-		}
-		resp.Verdicts = append(resp.Verdicts, v...)
-	}
+	resp.Verdicts = append(resp.Verdicts, verdicts...)
 	resp.Minutes = append(resp.Minutes, mins...)
 	resp.Phrases = append(resp.Phrases, phrases...)
 	for _, m := range mins {

@@ -45,6 +45,9 @@ type MinuteStat struct {
 type PhraseCount struct {
 	Phrase string `json:"phrase"`
 	Count  int64  `json:"count"`
+	// Estimated is set when Count was scaled up from a sample of the
+	// range's messages (a store may sample very long ranges).
+	Estimated bool `json:"estimated,omitempty"`
 }
 
 // Analytics answers aggregate questions about a room's stored messages in
@@ -59,7 +62,8 @@ type Analytics interface {
 	Minutes(ctx context.Context, room string, fromMs, toMs int64) ([]MinuteStat, error)
 	// TopPhrases returns the limit phrases (see Phrases) found in the most
 	// messages, most first, ties by phrase; phrases that contain a blocked
-	// word or are part of one are left out.
+	// word or are part of one are left out. Over very long ranges a store
+	// may count a sample of the messages and mark the counts Estimated.
 	TopPhrases(ctx context.Context, room string, fromMs, toMs int64, blocked []string, limit int) ([]PhraseCount, error)
 }
 

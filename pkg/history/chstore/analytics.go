@@ -170,6 +170,17 @@ func (s *Store) TopPhrases(ctx context.Context, room string, fromMs, toMs int64,
 		limit = 20
 	}
 	from, args := s.liveRange(room, fromMs, toMs)
+	// Tokenising is the expensive part (regexes over every text): over
+	// more than PhraseSampleRows rows, count the messages whose
+	// cityHash64(seq) falls in a 1-in-k sample (every version of a
+	// message has its seq, so FINAL still collapses them) and scale up.
+	k, err := s.phraseSample(ctx, room, fromMs, toMs)
+	if err != nil {
+		return nil, err
+	}
+	if k > 1 {
+		from += " AND cityHash64(seq) % " + strconv.FormatInt(k, 10) + " = 0"
+	}
 	where := " WHERE NOT has(?, p)"
 	args = append(args, history.Stopwords)
 	if blocked = history.NormBlocked(blocked); len(blocked) > 0 {
@@ -190,13 +201,32 @@ func (s *Store) TopPhrases(ctx context.Context, room string, fromMs, toMs int64,
 		if err := rows.Scan(&pc.Phrase, &n); err != nil {
 			return nil, fmt.Errorf("chstore: scan phrases: %w", err)
 		}
-		pc.Count = int64(n)
+		pc.Count = int64(n) * k
+		pc.Estimated = k > 1
 		out = append(out, pc)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("chstore: phrases: %w", err)
 	}
 	return out, nil
+}
+
+// phraseSample returns 1, or k when the range holds more than
+// PhraseSampleRows rows (counted without FINAL: a cheap upper bound).
+func (s *Store) phraseSample(ctx context.Context, room string, fromMs, toMs int64) (int64, error) {
+	limit := int64(s.cfg.PhraseSampleRows)
+	if limit <= 0 {
+		return 1, nil
+	}
+	var n uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM "+s.table+" WHERE room = ? AND ts >= toDateTime(?) AND ts <= toDateTime(?)"+
+		" AND ts_ms >= ? AND ts_ms < ?", room, fromMs/1000, (toMs-1)/1000, fromMs, toMs).Scan(&n); err != nil {
+		return 0, fmt.Errorf("chstore: phrases: %w", err)
+	}
+	if int64(n) <= limit {
+		return 1, nil
+	}
+	return (int64(n) + limit - 1) / limit, nil
 }
 
 // AddVerdicts inserts verdict counts; SummingMergeTree adds rows of the

@@ -2,6 +2,7 @@ package chstore_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"testing"
 	"time"
@@ -26,6 +27,8 @@ const (
 // anaTexts are the texts the stream's messages cycle through.
 var anaTexts = []string{"哈哈哈哈哈", "主播太强了 666", "gg wp", "进球了!!! ⚽⚽", "lol that was close",
 	"前方高能 😂😂", "打得好", "nice play 👍", "这波操作可以 666", "what a comeback", "awsl 太可爱了", "弹幕护体"}
+
+var exactPhrases = flag.Bool("exact-phrases", false, "BenchmarkAnalytics: TopPhrases never samples")
 
 // loadAnalytics makes sure anaDB holds the stream and returns its start.
 func loadAnalytics(b *testing.B, addr string, s *chstore.Store) int64 {
@@ -80,11 +83,17 @@ func loadAnalytics(b *testing.B, addr string, s *chstore.Store) int64 {
 }
 
 // BenchmarkAnalytics times each analytics query over the whole 10M-row
-// stream and over one hour of it (360,000 rows). make bench-analytics.
+// stream and over one hour of it (360,000 rows), with the default config
+// (TopPhrases samples ranges of more than 1M rows; -exact-phrases turns
+// that off). make bench-analytics.
 func BenchmarkAnalytics(b *testing.B) {
 	addr := benchAddr(b)
 	ctx := context.Background()
-	s, err := chstore.New(ctx, chstore.Config{Addr: addr, Database: anaDB, RetentionDays: -1, ReadTimeout: 10 * time.Minute})
+	cfg := chstore.Config{Addr: addr, Database: anaDB, RetentionDays: -1, ReadTimeout: 10 * time.Minute}
+	if *exactPhrases {
+		cfg.PhraseSampleRows = -1
+	}
+	s, err := chstore.New(ctx, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -116,6 +125,13 @@ func BenchmarkAnalytics(b *testing.B) {
 		}},
 		{"RangePage200", func(f, t int64) (int, error) {
 			m, err := s.Range(ctx, anaRoom, history.Filter{FromMs: f + (t-f)/2, ToMs: t, Limit: 200})
+			return len(m), err
+		}},
+		// What the replay page reads after a seek: 300 messages of a
+		// window of at most 120 s from the playhead.
+		{"ReplayPage300", func(f, t int64) (int, error) {
+			at := f + (t-f)/2
+			m, err := s.Range(ctx, anaRoom, history.Filter{FromMs: at, ToMs: min(at+120_000, t), Limit: 300})
 			return len(m), err
 		}},
 	} {

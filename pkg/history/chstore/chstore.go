@@ -59,6 +59,11 @@ type Config struct {
 	// ReadTimeout bounds each wait for the server's reply. Zero value means
 	// 10 s.
 	ReadTimeout time.Duration
+	// PhraseSampleRows is how many of a range's messages TopPhrases
+	// tokenises at most: over longer ranges it counts a 1-in-k sample
+	// (by seq hash) and scales the counts up, marked Estimated. Zero value
+	// means 1,000,000; negative means never sample.
+	PhraseSampleRows int
 	// MaxOpenConns caps the connection pool. Zero value means 8.
 	MaxOpenConns int
 	// Logger receives janitor and migration logs. Zero value means
@@ -93,6 +98,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MaxOpenConns <= 0 {
 		cfg.MaxOpenConns = 8
+	}
+	if cfg.PhraseSampleRows == 0 {
+		cfg.PhraseSampleRows = 1_000_000
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -449,3 +449,37 @@ func TestLastSeqSurvivesRetention(t *testing.T) {
 		t.Fatalf("LastSeq = %d, %v; want 42", seq, err)
 	}
 }
+
+// TestTopPhrasesSample: over more than PhraseSampleRows rows TopPhrases
+// counts a sample by seq hash and scales up, marked Estimated; under it the
+// counts are exact.
+func TestTopPhrasesSample(t *testing.T) {
+	s := newStore(t, chstore.Config{PhraseSampleRows: 100, RetentionDays: -1})
+	ctx := context.Background()
+	base := time.Now().Add(-time.Hour).UnixMilli() / 60000 * 60000
+	var ms []protocol.Message
+	for i := range 400 {
+		text := "gg 好的"
+		if i%4 == 0 {
+			text = "nice"
+		}
+		ms = append(ms, protocol.Message{Room: "sample", Seq: uint64(i + 1), UID: "u", Text: text, TS: base + int64(i)*100})
+	}
+	if err := s.Append(ctx, ms); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.TopPhrases(ctx, "sample", base, base+40000, nil, 5)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("TopPhrases over 400 rows = %+v, %v", got, err)
+	}
+	want := map[string]int64{"gg": 300, "好的": 300, "nice": 100}
+	for _, p := range got {
+		if !p.Estimated || p.Count%4 != 0 || p.Count < want[p.Phrase]*7/10 || p.Count > want[p.Phrase]*13/10 {
+			t.Errorf("sampled %+v, want an estimate (multiple of k=4) within 30%% of %d", p, want[p.Phrase])
+		}
+	}
+	got, err = s.TopPhrases(ctx, "sample", base, base+8000, nil, 5) // 80 rows: under the limit
+	if want := []history.PhraseCount{{Phrase: "gg", Count: 60}, {Phrase: "好的", Count: 60}, {Phrase: "nice", Count: 20}}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("TopPhrases over 80 rows = %+v, %v; want exact %+v", got, err, want)
+	}
+}

@@ -111,7 +111,10 @@
 // shifted (arrayPopBack/arrayPopFront, since substringUTF8 takes no
 // column offset there); arrayReduce('groupUniqArrayArray', …) flattens
 // and dedupes per message (no arrayFlatten on 18.16); blocked words are
-// filtered with arrayExists over position(). BenchmarkAnalytics (make
+// filtered with arrayExists over position(). Tokenising dominates: over
+// more than Config.PhraseSampleRows (1,000,000) rows TopPhrases counts the
+// messages with cityHash64(seq) % k = 0 and scales by k (marked
+// Estimated). BenchmarkAnalytics (make
 // bench-analytics) measures them over 10 million rows; the figures are in
 // BENCHMARKS.md.
 //
