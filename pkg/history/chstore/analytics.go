@@ -73,6 +73,16 @@ func (s *Store) Session(ctx context.Context, room, id string) (history.Session, 
 	return out[0], true, nil
 }
 
+// analyticsCtx gives ctx the AnalyticsTimeout deadline when it has none:
+// a context deadline replaces the connection's ReadTimeout in
+// clickhouse-go, and a GROUP BY over a long range answers only when done.
+func (s *Store) analyticsCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.cfg.AnalyticsTimeout)
+}
+
 // liveRange is the FROM and WHERE of the analytics reads: the live
 // (collapsed, not deleted) messages of a room in [fromMs, toMs). FINAL
 // collapses redeliveries and deletions that are not merged yet; ts lets
@@ -92,6 +102,8 @@ func (s *Store) liveRange(room string, fromMs, toMs int64) (string, []any) {
 
 // Density counts messages per bucket in one GROUP BY on the server.
 func (s *Store) Density(ctx context.Context, room string, fromMs, toMs, bucketMs int64) ([]int64, error) {
+	ctx, cancel := s.analyticsCtx(ctx)
+	defer cancel()
 	if err := history.CheckDensity(fromMs, toMs, bucketMs); err != nil {
 		return nil, err
 	}
@@ -123,6 +135,8 @@ func (s *Store) Density(ctx context.Context, room string, fromMs, toMs, bucketMs
 // Minutes counts messages and distinct senders per minute. uniqExact
 // keeps the chatter counts exact (uniq would be cheaper and approximate).
 func (s *Store) Minutes(ctx context.Context, room string, fromMs, toMs int64) ([]history.MinuteStat, error) {
+	ctx, cancel := s.analyticsCtx(ctx)
+	defer cancel()
 	if toMs <= fromMs {
 		return nil, history.ErrRange
 	}
@@ -163,6 +177,8 @@ const phrasesExpr = `arrayReduce('groupUniqArrayArray', arrayConcat(
 // server. Stopwords and phrases touching a blocked word are filtered after
 // arrayJoin, before counting.
 func (s *Store) TopPhrases(ctx context.Context, room string, fromMs, toMs int64, blocked []string, limit int) ([]history.PhraseCount, error) {
+	ctx, cancel := s.analyticsCtx(ctx)
+	defer cancel()
 	if toMs <= fromMs {
 		return nil, history.ErrRange
 	}
@@ -256,6 +272,8 @@ func (s *Store) AddVerdicts(ctx context.Context, counts []history.VerdictCount) 
 
 // Verdicts sums a room's verdict counts per rule and action.
 func (s *Store) Verdicts(ctx context.Context, room string, fromMs, toMs int64) ([]history.VerdictCount, error) {
+	ctx, cancel := s.analyticsCtx(ctx)
+	defer cancel()
 	// Minutes start on whole seconds: minute >= ceil(from s), < ceil(to s).
 	rows, err := s.conn.Query(ctx, "SELECT rule, action, sum(n) AS c FROM "+s.table+"_verdicts"+
 		" WHERE room = ? AND minute >= toDateTime(?) AND minute < toDateTime(?) GROUP BY rule, action",

@@ -59,6 +59,13 @@ type Config struct {
 	// ReadTimeout bounds each wait for the server's reply. Zero value means
 	// 10 s.
 	ReadTimeout time.Duration
+	// AnalyticsTimeout bounds each analytics query (Density, Minutes,
+	// TopPhrases, Verdicts) whose context has no deadline of its own, in
+	// place of ReadTimeout: they wait for the server's whole GROUP BY
+	// before the first reply, seconds over a day-long stream (see
+	// BENCHMARKS.md). Zero value means 25 s (under the HTTP server's 30 s
+	// write timeout).
+	AnalyticsTimeout time.Duration
 	// PhraseSampleRows is how many of a range's messages TopPhrases
 	// tokenises at most: over longer ranges it counts a 1-in-k sample
 	// (by seq hash) and scales the counts up, marked Estimated. Zero value
@@ -98,6 +105,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MaxOpenConns <= 0 {
 		cfg.MaxOpenConns = 8
+	}
+	if cfg.AnalyticsTimeout <= 0 {
+		cfg.AnalyticsTimeout = 25 * time.Second
 	}
 	if cfg.PhraseSampleRows == 0 {
 		cfg.PhraseSampleRows = 1_000_000

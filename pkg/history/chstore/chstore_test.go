@@ -483,3 +483,28 @@ func TestTopPhrasesSample(t *testing.T) {
 		t.Errorf("TopPhrases over 80 rows = %+v, %v; want exact %+v", got, err, want)
 	}
 }
+
+// TestAnalyticsTimeout: analytics queries wait for the server under
+// AnalyticsTimeout, not ReadTimeout (a long range's GROUP BY sends nothing
+// until it is done), unless the caller's context has a deadline.
+func TestAnalyticsTimeout(t *testing.T) {
+	dl, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := newStore(t, chstore.Config{ReadTimeout: time.Microsecond, RetentionDays: -1})
+	base := time.Now().Add(-time.Hour).UnixMilli() / 60000 * 60000
+	if err := s.Append(dl, []protocol.Message{{Room: "slow", Seq: 1, UID: "u", Text: "gg", TS: base + 1}}); err != nil {
+		t.Fatalf("Append with a deadline: %v", err)
+	}
+	// Without a deadline a plain read gets ReadTimeout (1 µs) and fails ...
+	if _, err := s.Range(context.Background(), "slow", history.Filter{}); err == nil {
+		t.Fatal("Range under a 1 µs ReadTimeout succeeded: the test proves nothing")
+	}
+	// ... while analytics get AnalyticsTimeout.
+	m, err := s.Minutes(context.Background(), "slow", base, base+60000)
+	if err != nil || len(m) != 1 || m[0].Messages != 1 {
+		t.Fatalf("Minutes = %+v, %v; want one minute with 1 message", m, err)
+	}
+	if d, err := s.Density(context.Background(), "slow", base, base+60000, 60000); err != nil || d[0] != 1 {
+		t.Fatalf("Density = %v, %v", d, err)
+	}
+}

@@ -114,7 +114,9 @@
 // filtered with arrayExists over position(). Tokenising dominates: over
 // more than Config.PhraseSampleRows (1,000,000) rows TopPhrases counts the
 // messages with cityHash64(seq) % k = 0 and scales by k (marked
-// Estimated). BenchmarkAnalytics (make
+// Estimated). These queries send nothing until the GROUP BY is done, so
+// they wait under Config.AnalyticsTimeout (25 s) instead of ReadTimeout
+// (10 s) when their context has no deadline. BenchmarkAnalytics (make
 // bench-analytics) measures them over 10 million rows; the figures are in
 // BENCHMARKS.md.
 //
