@@ -10,12 +10,16 @@
 // messages from windows of WINDOW ms of the stream, only as far as AHEAD
 // past the playhead; a seek drops the buffer and reads from the new place.
 // The density bar draws GET /api/rooms/{room}/density; a click on it seeks.
+// Display modes as live (stage.js): top and bottom danmaku stay centred in
+// the first free row from their edge for FIXED ms from their offset.
 // User-supplied text is only ever rendered with textContent.
 
+import { danmakuElement, modeOf } from "./stage.js";
+
 const $ = (id) => document.getElementById(id);
-const COLOR_RE = /^#[0-9a-fA-F]{6}$/;
 const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const DURATION = 8000; // replay ms an item takes to cross the stage
+const FIXED = 4000; // replay ms a top or bottom item stays (stage.js fixedMs)
 const PAGE = 300; // messages per history request
 const WINDOW = 120000; // ms of the stream one request covers at most
 const AHEAD = 30000; // replay ms read ahead of the playhead
@@ -35,6 +39,8 @@ const state = {
   buf: [], // loaded items ascending by offset: {m, offset, lane, el, w}
   seen: new Set(), // seqs in buf
   lanes: [], // per lane: the last item placed in it
+  tops: [], // per row from the top: the last top item placed in it
+  bottoms: [], // per row from the bottom: the last bottom item
   gen: 0, // bumps on every seek; stale pages are dropped
   segStart: 0, // ts the current window starts at
   winEnd: 0, // ts the current window ends at (exclusive)
@@ -101,6 +107,24 @@ function estimate(m) {
 // the lane whose last item entered earliest.
 function assignLane(item) {
   const { W, n } = stageSize();
+  const mode = modeOf(item.m);
+  if (mode !== "scroll") {
+    // The first row from its edge whose last item is gone by then; with
+    // none, the one that empties first.
+    const rows = mode === "top" ? state.tops : state.bottoms;
+    if (rows.length !== n) rows.length = n;
+    let best = 0;
+    for (let i = 0; i < n; i++) {
+      if (!rows[i] || rows[i].offset + FIXED <= item.offset) {
+        best = i;
+        break;
+      }
+      if (rows[i].offset < rows[best].offset) best = i;
+    }
+    item.lane = best;
+    rows[best] = item;
+    return;
+  }
   if (state.lanes.length !== n) state.lanes.length = n;
   const speed = (W + item.w) / DURATION;
   let best = 0;
@@ -129,34 +153,9 @@ function assignLane(item) {
   state.lanes[best] = item;
 }
 
-function badge(role, kind) {
-  const b = document.createElement("span");
-  if (kind === "paid") {
-    b.className = "badge paid";
-    b.textContent = "¥";
-    return b;
-  }
-  if (role !== "mod" && role !== "streamer" && role !== "service") return null;
-  b.className = "badge " + role;
-  b.textContent = role === "mod" ? "MOD" : role === "streamer" ? "HOST" : "BOT";
-  return b;
-}
-
 function element(item) {
-  const m = item.m;
-  const el = document.createElement("div");
-  el.className = "dm";
-  if (m.kind === "paid" || m.kind === "highlight" || m.kind === "system") el.classList.add(m.kind);
-  if (m.color && COLOR_RE.test(m.color)) el.style.color = m.color;
-  const b = badge(m.role, m.kind);
-  if (b) el.appendChild(b);
-  const t = document.createElement("span");
-  t.className = "text";
-  t.textContent = m.text;
-  el.appendChild(t);
-  el.dataset.seq = String(m.seq);
-  el.dataset.ts = String(m.ts);
-  el.dataset.uid = m.uid || "";
+  const el = danmakuElement(item.m);
+  el.dataset.ts = String(item.m.ts);
   return el;
 }
 
@@ -247,6 +246,8 @@ function seek(pos) {
   state.buf = [];
   state.seen = new Set();
   state.lanes = [];
+  state.tops = [];
+  state.bottoms = [];
   for (const el of shown.values()) el.remove();
   shown.clear();
   // Read from DURATION before the playhead: those items are on screen.
@@ -278,21 +279,25 @@ function setSpeed(s) {
 
 function render() {
   const { W, laneH } = stageSize();
+  const H = $("layer").clientHeight || 360;
   const pos = state.pos;
   const lo = lowerBound(pos - DURATION);
   const want = new Set();
   for (let i = lo; i < state.buf.length && state.buf[i].offset <= pos; i++) {
     const item = state.buf[i];
+    const mode = modeOf(item.m);
+    if (mode !== "scroll" && pos - item.offset >= FIXED) continue; // its time is over
     want.add(item.m.seq);
     let el = shown.get(item.m.seq);
     if (!el) {
       el = item.el || element(item);
       item.el = el;
-      el.style.top = item.lane * laneH + 4 + "px";
+      el.style.top = (mode === "bottom" ? H - (item.lane + 1) * laneH - 4 : item.lane * laneH + 4) + "px";
       $("layer").appendChild(el);
       item.w = el.offsetWidth || item.w;
       shown.set(item.m.seq, el);
     }
+    if (mode !== "scroll") continue; // centred by stage.css
     const speed = (W + item.w) / DURATION;
     el.style.transform = `translateX(${(W - (pos - item.offset) * speed).toFixed(1)}px)`;
   }

@@ -33,12 +33,15 @@ async function api(method, p, token, body) {
   return text ? JSON.parse(text) : null;
 }
 
-// Record a session: 30 messages over ~12 s, the 7th deleted.
+// Record a session: 30 messages over ~12 s, the 7th deleted; display
+// modes as live: the 11th at the top, the 21st at the bottom, the 16th
+// large (a service may use them under the default policies).
 const session = await api("POST", "/sessions", HOST, { title: "replay test" });
 step(`session ${session.id} started`);
 const N = 30;
+const MODES = { 10: { mode: "top" }, 20: { mode: "bottom" }, 15: { size: "large" } };
 for (let i = 0; i < N; i++) {
-  await api("POST", "/publish", SERVICE, { text: `msg ${String(i).padStart(2, "0")} 弹幕`, id: `r${i}` });
+  await api("POST", "/publish", SERVICE, { text: `msg ${String(i).padStart(2, "0")} 弹幕`, id: `r${i}`, ...(MODES[i] || {}) });
   await sleep(400);
 }
 const all = [];
@@ -84,6 +87,7 @@ try {
 
   // sample reads what the page last rendered and checks it against ts.
   let samples = 0;
+  const seenModes = new Set();
   async function sample(label) {
     const s = await page.evaluate(() => {
       const st = window.__replay.state;
@@ -91,20 +95,35 @@ try {
       const lr = layer.getBoundingClientRect();
       const items = [...layer.querySelectorAll(".dm")].map((el) => {
         const r = el.getBoundingClientRect();
-        return { seq: Number(el.dataset.seq), ts: Number(el.dataset.ts), x: r.left - lr.left, w: el.offsetWidth };
+        const mode = el.classList.contains("top") ? "top" : el.classList.contains("bottom") ? "bottom" : "scroll";
+        return { seq: Number(el.dataset.seq), ts: Number(el.dataset.ts), x: r.left - lr.left, w: el.offsetWidth,
+          mode, large: el.classList.contains("large"), top: r.top - lr.top, bottom: lr.bottom - r.bottom };
       });
-      return { pos: st.renderedPos, W: st.renderedW, from: st.from, playing: st.playing, buf: st.buf.map((it) => it.m.seq), items };
+      return { pos: st.renderedPos, W: st.renderedW, H: lr.height, from: st.from, playing: st.playing, buf: st.buf.map((it) => it.m.seq), items };
     });
     assert.equal(s.from, FROM, "the page replays the session's range");
     const D = 8000;
-    const want = live.filter((m) => m.ts - FROM <= s.pos && m.ts - FROM > s.pos - D).map((m) => m.seq).sort((a, b) => a - b);
+    const F = 4000; // top and bottom danmaku stay this long
+    const stay = (m) => (m.mode === "top" || m.mode === "bottom" ? F : D);
+    const want = live.filter((m) => m.ts - FROM <= s.pos && m.ts - FROM > s.pos - stay(m)).map((m) => m.seq).sort((a, b) => a - b);
     const got = s.items.map((i) => i.seq).sort((a, b) => a - b);
     assert.deepEqual(got, want, `${label}: on screen at pos ${s.pos} ms`);
     for (const it of s.items) {
+      const m = live.find((x) => x.seq === it.seq);
+      assert.equal(it.mode, m.mode || "scroll", `${label}: seq ${it.seq} shown in its display mode`);
+      assert.equal(it.large, m.size === "large", `${label}: seq ${it.seq} shown at its size`);
+      if (it.mode !== "scroll") {
+        // Centred in a row at its edge.
+        assert.ok(Math.abs(it.x + it.w / 2 - s.W / 2) < 2, `${label}: ${it.mode} seq ${it.seq} centred (x ${it.x.toFixed(1)}, w ${it.w})`);
+        const edge = it.mode === "top" ? it.top : it.bottom;
+        assert.ok(edge >= 0 && edge < s.H / 4, `${label}: ${it.mode} seq ${it.seq} at its edge (${edge.toFixed(1)} px from it)`);
+        continue;
+      }
       const x = s.W - (s.pos - (it.ts - FROM)) * ((s.W + it.w) / D);
       assert.ok(Math.abs(it.x - x) < 1.5, `${label}: seq ${it.seq} at x=${it.x.toFixed(1)}, want ${x.toFixed(1)} (pos ${s.pos}, ts ${it.ts})`);
     }
     assert.ok(!s.buf.includes(deleted.seq) && !got.includes(deleted.seq), `${label}: the deleted message is never replayed`);
+    for (const it of s.items) seenModes.add(it.large ? "large" : it.mode);
     samples++;
     return s;
   }
@@ -117,6 +136,17 @@ try {
     if (i === 5) assert.ok(s.items.length > 3, `several danmaku on screen after 4 s (${s.items.length})`);
   }
   await page.screenshot({ path: path.join(OUT, "replay-playing.png") });
+  for (const m of ["top", "bottom", "large"]) {
+    if (!seenModes.has(m)) {
+      // Not sampled while playing (a busy machine): seek to it and look.
+      const target = live.find((x) => (x.mode || (x.size === "large" ? "large" : "")) === m);
+      await page.evaluate((pos) => window.__replay.seek(pos), target.ts - FROM + 500);
+      await page.waitForFunction(() => window.__replay.state.renderedPos >= 0 && !window.__replay.state.loading);
+      await sleep(200);
+      await sample(`seeked to the ${m} message`);
+    }
+  }
+  assert.ok(["top", "bottom", "large"].every((m) => seenModes.has(m)), `display modes replayed: ${[...seenModes]}`);
 
   // Pause holds the clock.
   await page.click("#play");
