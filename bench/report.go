@@ -49,16 +49,7 @@ func svgLines(title, yLabel string, ss []series, logY bool, marks []mark) templa
 	var sb strings.Builder
 	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %.0f %.0f" width="100%%" font-family="system-ui,sans-serif">`, w, h)
 	fmt.Fprintf(&sb, `<text class="title" x="%.0f" y="18" font-weight="bold">%s</text>`, l, template.HTMLEscapeString(title))
-	minX, maxX := math.Inf(1), math.Inf(-1)
-	var vals []float64
-	for _, s := range ss {
-		for i := range s.X {
-			minX, maxX = math.Min(minX, s.X[i]), math.Max(maxX, s.X[i])
-			if y := s.Y[i]; !math.IsNaN(y) && !math.IsInf(y, 0) && (!logY || y > 0) {
-				vals = append(vals, y)
-			}
-		}
-	}
+	minX, maxX, vals := chartExtent(ss, logY)
 	if len(vals) == 0 {
 		fmt.Fprintf(&sb, `<text x="%.0f" y="%.0f">no data</text></svg>`, w/2-30, h/2)
 		return template.HTML(sb.String())
@@ -67,45 +58,81 @@ func svgLines(title, yLabel string, ss []series, logY bool, marks []mark) templa
 		maxX = minX + 1
 	}
 	fmt.Fprintf(&sb, `<rect class="plot" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="none" stroke="#bbb"/>`, l, t, w-r-l, bottom-t)
+	ticks, fy, top := chartYAxis(vals, logY)
+	fx := func(x float64) float64 { return l + (w-l-r)*(x-minX)/(maxX-minX) }
+	drawAxes(&sb, ticks, fy, fx, minX, maxX, yLabel)
+	drawMarks(&sb, marks, fx, minX, maxX)
+	drawSeries(&sb, ss, logY, fx, fy, top)
+	drawLegend(&sb, ss)
+	sb.WriteString(`</svg>`)
+	return template.HTML(sb.String())
+}
 
-	// The y axis: its ticks, its top and the function placing a value.
-	var ticks []float64
-	var fy func(float64) float64
-	top := math.Inf(1) // values above are clipped (linear axis only)
+// chartExtent returns the x range of all series and the y values that can
+// be drawn (finite, and positive on a log axis).
+func chartExtent(ss []series, logY bool) (minX, maxX float64, vals []float64) {
+	minX, maxX = math.Inf(1), math.Inf(-1)
+	for _, s := range ss {
+		for i := range s.X {
+			minX, maxX = math.Min(minX, s.X[i]), math.Max(maxX, s.X[i])
+			if y := s.Y[i]; !math.IsNaN(y) && !math.IsInf(y, 0) && (!logY || y > 0) {
+				vals = append(vals, y)
+			}
+		}
+	}
+	return minX, maxX, vals
+}
+
+// chartYAxis returns the y axis: its ticks, the function placing a value
+// and its top, above which values are clipped (+Inf on a log axis).
+func chartYAxis(vals []float64, logY bool) (ticks []float64, fy func(float64) float64, top float64) {
+	const t, bottom = plotT, chartH - plotB
+	top = math.Inf(1)
 	if logY {
 		lo, hi := slices.Min(vals), slices.Max(vals)
 		ticks = logTicks(lo, hi)
 		llo, lhi := math.Log10(ticks[0]), math.Log10(ticks[len(ticks)-1])
 		fy = func(y float64) float64 { return bottom - (bottom-t)*(math.Log10(y)-llo)/(lhi-llo) }
-	} else {
-		hi := slices.Max(vals)
-		sorted := slices.Sorted(slices.Values(vals))
-		if q := sorted[int(clipQuantile*float64(len(sorted)-1))]; q > 0 && hi > clipFactor*q {
-			hi = clipFactor * q
-		}
-		if hi <= 0 {
-			hi = 1
-		}
-		step := niceStep(hi / 4)
-		top = math.Ceil(hi/step-1e-9) * step
-		for v := 0.0; v <= top+step/2; v += step {
-			ticks = append(ticks, v)
-		}
-		fy = func(y float64) float64 { return bottom - (bottom-t)*math.Min(y, top)/top }
+		return ticks, fy, top
 	}
+	hi := slices.Max(vals)
+	sorted := slices.Sorted(slices.Values(vals))
+	if q := sorted[int(clipQuantile*float64(len(sorted)-1))]; q > 0 && hi > clipFactor*q {
+		hi = clipFactor * q
+	}
+	if hi <= 0 {
+		hi = 1
+	}
+	step := niceStep(hi / 4)
+	top = math.Ceil(hi/step-1e-9) * step
+	for v := 0.0; v <= top+step/2; v += step {
+		ticks = append(ticks, v)
+	}
+	fy = func(y float64) float64 { return bottom - (bottom-t)*math.Min(y, top)/top }
+	return ticks, fy, top
+}
+
+// drawAxes writes the y grid lines with their labels, the x ticks in
+// seconds and the rotated y axis label.
+func drawAxes(sb *strings.Builder, ticks []float64, fy, fx func(float64) float64, minX, maxX float64, yLabel string) {
+	const w, l, r, t, bottom = chartW, plotL, plotR, plotT, chartH - plotB
 	for _, v := range ticks {
 		y := fy(v)
-		fmt.Fprintf(&sb, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#e3e3e3"/><text class="ytick" x="%.0f" y="%.1f" font-size="11" text-anchor="end">%s</text>`,
+		fmt.Fprintf(sb, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#e3e3e3"/><text class="ytick" x="%.0f" y="%.1f" font-size="11" text-anchor="end">%s</text>`,
 			l, w-r, y, y, l-5, y+4, tickLabel(v))
 	}
-	fx := func(x float64) float64 { return l + (w-l-r)*(x-minX)/(maxX-minX) }
 	xstep := niceStep((maxX - minX) / 6)
 	for x := math.Ceil(minX/xstep) * xstep; x <= maxX+1e-9; x += xstep {
-		fmt.Fprintf(&sb, `<line x1="%.1f" x2="%.1f" y1="%.0f" y2="%.0f" stroke="#999"/><text class="xtick" x="%.1f" y="%.0f" font-size="11" text-anchor="middle">%ss</text>`,
+		fmt.Fprintf(sb, `<line x1="%.1f" x2="%.1f" y1="%.0f" y2="%.0f" stroke="#999"/><text class="xtick" x="%.1f" y="%.0f" font-size="11" text-anchor="middle">%ss</text>`,
 			fx(x), fx(x), bottom, bottom+4, fx(x), bottom+16, tickLabel(x))
 	}
-	fmt.Fprintf(&sb, `<text x="14" y="%.0f" font-size="11" transform="rotate(-90 14 %.0f)" text-anchor="middle">%s</text>`,
+	fmt.Fprintf(sb, `<text x="14" y="%.0f" font-size="11" transform="rotate(-90 14 %.0f)" text-anchor="middle">%s</text>`,
 		(t+bottom)/2, (t+bottom)/2, template.HTMLEscapeString(yLabel))
+}
+
+// drawMarks writes the labelled vertical phase lines inside the x range.
+func drawMarks(sb *strings.Builder, marks []mark, fx func(float64) float64, minX, maxX float64) {
+	const w, r, t, bottom = chartW, plotR, plotT, chartH - plotB
 	for _, m := range marks {
 		if m.X < minX || m.X > maxX {
 			continue
@@ -114,18 +141,22 @@ func svgLines(title, yLabel string, ss []series, logY bool, marks []mark) templa
 		if x > w-r-60 { // near the right edge: label to the left of the line
 			lx, anchor = x-3, "end"
 		}
-		fmt.Fprintf(&sb, `<line class="mark" x1="%.1f" x2="%.1f" y1="%.0f" y2="%.0f" stroke="#888" stroke-dasharray="2,3"/><text x="%.1f" y="%.0f" font-size="10" fill="#666" text-anchor="%s">%s</text>`,
+		fmt.Fprintf(sb, `<line class="mark" x1="%.1f" x2="%.1f" y1="%.0f" y2="%.0f" stroke="#888" stroke-dasharray="2,3"/><text x="%.1f" y="%.0f" font-size="10" fill="#666" text-anchor="%s">%s</text>`,
 			x, x, t, bottom, lx, t-4, anchor, template.HTMLEscapeString(m.Label))
 	}
+}
 
-	// The lines, broken at seconds without a sample, and the clipped points.
+// drawSeries writes the lines, broken at seconds without a sample, the
+// clipped points above top and the note that counts them.
+func drawSeries(sb *strings.Builder, ss []series, logY bool, fx, fy func(float64) float64, top float64) {
+	const w, r, t = chartW, plotR, plotT
 	var clipped int
 	var clippedMax float64
 	for _, s := range ss {
 		var pts strings.Builder
 		flush := func() {
 			if pts.Len() > 0 {
-				fmt.Fprintf(&sb, `<polyline fill="none" stroke="%s" stroke-width="1.5" stroke-linejoin="round" points="%s"/>`, s.Color, strings.TrimSpace(pts.String()))
+				fmt.Fprintf(sb, `<polyline fill="none" stroke="%s" stroke-width="1.5" stroke-linejoin="round" points="%s"/>`, s.Color, strings.TrimSpace(pts.String()))
 				pts.Reset()
 			}
 		}
@@ -143,26 +174,28 @@ func svgLines(title, yLabel string, ss []series, logY bool, marks []mark) templa
 				clipped++
 				clippedMax = math.Max(clippedMax, y)
 				x := fx(s.X[i])
-				fmt.Fprintf(&sb, `<path class="clipped" d="M%.1f,%.1f l-4,7 h8 z" fill="%s"><title>%s at %.0fs: %s (above the axis)</title></path>`,
+				fmt.Fprintf(sb, `<path class="clipped" d="M%.1f,%.1f l-4,7 h8 z" fill="%s"><title>%s at %.0fs: %s (above the axis)</title></path>`,
 					x, t, s.Color, template.HTMLEscapeString(s.Name), s.X[i], tickLabel(y))
 			}
 		}
 	}
 	if clipped > 0 {
-		fmt.Fprintf(&sb, `<text class="clipnote" x="%.0f" y="18" font-size="11" text-anchor="end" fill="#555">▲ %d point%s above %s drawn at the top (max %s)</text>`,
+		fmt.Fprintf(sb, `<text class="clipnote" x="%.0f" y="18" font-size="11" text-anchor="end" fill="#555">▲ %d point%s above %s drawn at the top (max %s)</text>`,
 			w-r, clipped, plural(clipped), tickLabel(top), tickLabel(clippedMax))
 	}
+}
 
-	// The legend: one row under the x axis, outside the plot.
+// drawLegend writes the legend: one row under the x axis, outside the plot.
+func drawLegend(sb *strings.Builder, ss []series) {
+	const h, l = chartH, plotL
 	x := l
 	sb.WriteString(`<g class="legend">`)
 	for _, s := range ss {
-		fmt.Fprintf(&sb, `<rect x="%.0f" y="%.0f" width="10" height="10" fill="%s"/><text x="%.0f" y="%.0f" font-size="12">%s</text>`,
+		fmt.Fprintf(sb, `<rect x="%.0f" y="%.0f" width="10" height="10" fill="%s"/><text x="%.0f" y="%.0f" font-size="12">%s</text>`,
 			x, h-20, s.Color, x+14, h-11, template.HTMLEscapeString(s.Name))
 		x += 14 + 7*float64(len([]rune(s.Name))) + 22
 	}
-	sb.WriteString(`</g></svg>`)
-	return template.HTML(sb.String())
+	sb.WriteString(`</g>`)
 }
 
 func plural(n int) string {
