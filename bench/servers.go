@@ -141,12 +141,30 @@ func startCluster(ctx context.Context, o *Options, dir string) (*cluster, error)
 	env := append([]string{"DANMAKU_JWT_SECRET=" + o.Secret}, strings.Fields(o.ServerEnv)...)
 	cl := &cluster{bin: bin}
 	common := append([]string{"--log-level", "warn", "--drain-timeout", o.DrainTimeout.String()}, strings.Fields(o.ServerArgs)...)
-	// freePort closes its probe, so the kernel may hand the same port out
-	// again: with 52 gateways (105 ports) that happened, a gateway failed
-	// to bind and the first one answered its readiness probe. Keep the
-	// ports of this cluster distinct.
+	port := distinctPorts()
+	var err error
+	if o.Gateways <= 0 {
+		err = cl.planAll(o, dir, env, common, port)
+	} else {
+		err = cl.planSplit(o, dir, env, common, port)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.launch(ctx); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
+// distinctPorts returns a source of free ports that never repeats one.
+// freePort closes its probe, so the kernel may hand the same port out
+// again: with 52 gateways (105 ports) that happened, a gateway failed
+// to bind and the first one answered its readiness probe. Keep the
+// ports of this cluster distinct.
+func distinctPorts() func() (int, error) {
 	taken := make(map[int]bool)
-	port := func() (int, error) {
+	return func() (int, error) {
 		for {
 			p, err := freePort()
 			if err != nil || !taken[p] {
@@ -155,82 +173,95 @@ func startCluster(ctx context.Context, o *Options, dir string) (*cluster, error)
 			}
 		}
 	}
-	if o.Gateways <= 0 {
+}
+
+// planAll describes one `danmaku all` process serving HTTP and WebSocket.
+func (cl *cluster) planAll(o *Options, dir string, env, common []string, port func() (int, error)) error {
+	hp, err := port()
+	if err != nil {
+		return err
+	}
+	wp, err := port()
+	if err != nil {
+		return err
+	}
+	s := &server{role: "all", env: env, log: filepath.Join(dir, o.Name+"-all.log"),
+		http: "127.0.0.1:" + strconv.Itoa(hp),
+		args: append([]string{"all", "--demo=false", "--guests=false", "--http", "127.0.0.1:" + strconv.Itoa(hp),
+			"--ws", "127.0.0.1:" + strconv.Itoa(wp), "--max-conns-per-ip", "-1", "--id", "bench-gw-0"}, common...)}
+	cl.servers, cl.gateways = []*server{s}, []*server{s}
+	cl.httpAddr, cl.wsAddrs = s.http, []string{"127.0.0.1:" + strconv.Itoa(wp)}
+	return nil
+}
+
+// planSplit describes logic, dispatch and o.Gateways gateway processes on
+// the Kafka bus; it needs o.Brokers.
+func (cl *cluster) planSplit(o *Options, dir string, env, common []string, port func() (int, error)) error {
+	if o.Brokers == "" {
+		return fmt.Errorf("bench: --gateways %d needs --brokers (env DANMAKU_BROKERS) for the Kafka bus", o.Gateways)
+	}
+	busArgs := []string{"--bus", "kafka", "--brokers", o.Brokers, "--topic-prefix", o.TopicPrefix}
+	for _, role := range []string{"logic", "dispatch"} {
 		hp, err := port()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		wp, err := port()
-		if err != nil {
-			return nil, err
-		}
-		s := &server{role: "all", env: env, log: filepath.Join(dir, o.Name+"-all.log"),
+		s := &server{role: role, env: env, log: filepath.Join(dir, o.Name+"-"+role+".log"),
 			http: "127.0.0.1:" + strconv.Itoa(hp),
-			args: append([]string{"all", "--demo=false", "--guests=false", "--http", "127.0.0.1:" + strconv.Itoa(hp),
-				"--ws", "127.0.0.1:" + strconv.Itoa(wp), "--max-conns-per-ip", "-1", "--id", "bench-gw-0"}, common...)}
-		cl.servers, cl.gateways = []*server{s}, []*server{s}
-		cl.httpAddr, cl.wsAddrs = s.http, []string{"127.0.0.1:" + strconv.Itoa(wp)}
-	} else {
-		if o.Brokers == "" {
-			return nil, fmt.Errorf("bench: --gateways %d needs --brokers (env DANMAKU_BROKERS) for the Kafka bus", o.Gateways)
-		}
-		busArgs := []string{"--bus", "kafka", "--brokers", o.Brokers, "--topic-prefix", o.TopicPrefix}
-		for _, role := range []string{"logic", "dispatch"} {
-			hp, err := port()
-			if err != nil {
-				return nil, err
-			}
-			s := &server{role: role, env: env, log: filepath.Join(dir, o.Name+"-"+role+".log"),
-				http: "127.0.0.1:" + strconv.Itoa(hp),
-				// Memory history unless --server-args (in common, after it)
-				// name a store: logic on Kafka refuses the default.
-				args: append(append([]string{role, "--http", "127.0.0.1:" + strconv.Itoa(hp), "--history", "memory"}, busArgs...), common...)}
-			cl.servers = append(cl.servers, s)
-		}
-		shared, err := port()
-		if err != nil {
-			return nil, err
-		}
-		for k := range o.Gateways {
-			wp := shared
-			if !o.ReusePort {
-				if wp, err = port(); err != nil {
-					return nil, err
-				}
-			}
-			hp, err := port()
-			if err != nil {
-				return nil, err
-			}
-			ws := "127.0.0.1:" + strconv.Itoa(wp)
-			args := append([]string{"gateway", "--http", "127.0.0.1:" + strconv.Itoa(hp), "--ws", ws,
-				"--max-conns-per-ip", "-1", "--id", "bench-gw-" + strconv.Itoa(k), "--guests=false"}, busArgs...)
-			if o.ReusePort {
-				args = append(args, "--reuseport")
-			}
-			s := &server{role: "gateway-" + strconv.Itoa(k), env: env, http: "127.0.0.1:" + strconv.Itoa(hp),
-				log: filepath.Join(dir, o.Name+"-gateway-"+strconv.Itoa(k)+".log"), args: append(args, common...)}
-			cl.servers = append(cl.servers, s)
-			cl.gateways = append(cl.gateways, s)
-			if k == 0 || !o.ReusePort {
-				cl.wsAddrs = append(cl.wsAddrs, ws)
-			}
-		}
-		cl.httpAddr = cl.gateways[0].http
+			// Memory history unless --server-args (in common, after it)
+			// name a store: logic on Kafka refuses the default.
+			args: append(append([]string{role, "--http", "127.0.0.1:" + strconv.Itoa(hp), "--history", "memory"}, busArgs...), common...)}
+		cl.servers = append(cl.servers, s)
 	}
+	shared, err := port()
+	if err != nil {
+		return err
+	}
+	for k := range o.Gateways {
+		wp := shared
+		if !o.ReusePort {
+			if wp, err = port(); err != nil {
+				return err
+			}
+		}
+		hp, err := port()
+		if err != nil {
+			return err
+		}
+		ws := "127.0.0.1:" + strconv.Itoa(wp)
+		args := append([]string{"gateway", "--http", "127.0.0.1:" + strconv.Itoa(hp), "--ws", ws,
+			"--max-conns-per-ip", "-1", "--id", "bench-gw-" + strconv.Itoa(k), "--guests=false"}, busArgs...)
+		if o.ReusePort {
+			args = append(args, "--reuseport")
+		}
+		s := &server{role: "gateway-" + strconv.Itoa(k), env: env, http: "127.0.0.1:" + strconv.Itoa(hp),
+			log: filepath.Join(dir, o.Name+"-gateway-"+strconv.Itoa(k)+".log"), args: append(args, common...)}
+		cl.servers = append(cl.servers, s)
+		cl.gateways = append(cl.gateways, s)
+		if k == 0 || !o.ReusePort {
+			cl.wsAddrs = append(cl.wsAddrs, ws)
+		}
+	}
+	cl.httpAddr = cl.gateways[0].http
+	return nil
+}
+
+// launch starts every planned process and waits until each is ready; on
+// failure it stops them all.
+func (cl *cluster) launch(ctx context.Context) error {
 	for _, s := range cl.servers {
-		if err := s.start(bin); err != nil {
+		if err := s.start(cl.bin); err != nil {
 			cl.stop()
-			return nil, err
+			return err
 		}
 	}
 	for _, s := range cl.servers {
 		if err := waitReady(ctx, s.http, 60*time.Second); err != nil {
 			cl.stop()
-			return nil, fmt.Errorf("%w (log: %s)", err, s.log)
+			return fmt.Errorf("%w (log: %s)", err, s.log)
 		}
 	}
-	return cl, nil
+	return nil
 }
 
 // restartGateways stops every gateway and starts it again.
