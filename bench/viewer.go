@@ -207,95 +207,120 @@ func (s *session) handle(p []byte, resuming *bool, dialStart time.Time, st *stat
 	op := frameOp(p)
 	switch string(op) {
 	case protocol.OpBatch, protocol.OpHistory:
-		var now int64
-		var lat [64]uint64
-		nl := 0
-		fresh, dups := 0, 0
-		freshHistory := string(op) == protocol.OpHistory && !*resuming
-		// A thinned or shed batch covers from..to: what it leaves out is
-		// marked, not lost (docs/protocol.md).
-		var markFrom, markTo uint64
-		marked := false
-		if string(op) == protocol.OpBatch && !*resuming {
-			if markFrom, markTo, marked = batchMarks(p); marked {
-				s.tr.BeginMark(markFrom)
-			}
-		}
-		markedBefore := s.tr.Marked
-		eachMessage(p, func(seq uint64, sent int64) {
-			if freshHistory && seq <= s.tr.Last() {
-				return // recent messages shown on a fresh join
-			}
-			if !s.tr.Add(seq) {
-				dups++
-				return
-			}
-			fresh++
-			if s.latency && sent > 0 {
-				if now == 0 {
-					now = time.Now().UnixNano()
-				}
-				if d := now - sent; d > 0 {
-					lat[nl] = uint64(d / 1e3)
-				} else {
-					lat[nl] = 0
-				}
-				nl++
-				if nl == len(lat) {
-					rec.recordLat(lat[:])
-					nl = 0
-				}
-			}
-		})
-		if nl > 0 {
-			rec.recordLat(lat[:nl])
-		}
-		if marked {
-			s.tr.EndMark(markFrom, markTo)
-			if d := s.tr.Marked - markedBefore; d > 0 {
-				st.marked.Add(int64(d))
-			}
-		}
-		if fresh > 0 {
-			st.deliveries.Add(int64(fresh))
-		}
-		if dups > 0 {
-			st.dups.Add(int64(dups))
-		}
+		s.handleMessages(p, string(op) == protocol.OpHistory, *resuming, st, rec)
 		if string(op) == protocol.OpHistory && *resuming {
-			st.resumed.Add(1)
-			st.lastResume.Store(time.Now().UnixNano())
-			if bytes.Contains(p, falseCompl) {
-				st.incomplete.Add(1)
-			}
+			countResume(p, st)
 			*resuming = false
 		}
 	case protocol.OpJoined:
-		seq, _ := uintField(p, keySeq)
-		if !s.joined {
-			s.tr.Start(seq) // a fresh join: older messages are history
-			s.joined = true
-			now := time.Now()
-			rec.recordConn(uint64(now.Sub(dialStart) / time.Microsecond))
-			st.lastJoin.Store(now.UnixNano())
-		}
-		st.established.Add(1)
+		s.handleJoined(p, dialStart, st, rec)
 	case protocol.OpReconnect:
 		a, _ := uintField(p, keyAfterMs)
 		return int64(a)
 	case protocol.OpAck:
-		st.acks.Add(1)
-		if id := stringField(p, keyID); len(id) > 1 && id[0] == 's' {
-			if ns, n := parseUint(id[1:]); n > 0 {
-				if d := time.Now().UnixNano() - int64(ns); d > 0 {
-					st.ack.record(uint64(d / 1e3))
-				}
-			}
-		}
+		handleAck(p, st)
 	case protocol.OpReject:
 		st.rejects.add(string(stringField(p, keyCode)), 1)
 	}
 	return -1
+}
+
+// handleMessages tracks the seqs of a batch or history frame: it counts
+// fresh deliveries, duplicates and marked (thinned or shed) ranges, and
+// records the latency of each fresh message when s.latency is set.
+func (s *session) handleMessages(p []byte, history, resuming bool, st *stats, rec recorder) {
+	var now int64
+	var lat [64]uint64
+	nl := 0
+	fresh, dups := 0, 0
+	freshHistory := history && !resuming
+	// A thinned or shed batch covers from..to: what it leaves out is
+	// marked, not lost (docs/protocol.md).
+	var markFrom, markTo uint64
+	marked := false
+	if !history && !resuming {
+		if markFrom, markTo, marked = batchMarks(p); marked {
+			s.tr.BeginMark(markFrom)
+		}
+	}
+	markedBefore := s.tr.Marked
+	eachMessage(p, func(seq uint64, sent int64) {
+		if freshHistory && seq <= s.tr.Last() {
+			return // recent messages shown on a fresh join
+		}
+		if !s.tr.Add(seq) {
+			dups++
+			return
+		}
+		fresh++
+		if s.latency && sent > 0 {
+			if now == 0 {
+				now = time.Now().UnixNano()
+			}
+			if d := now - sent; d > 0 {
+				lat[nl] = uint64(d / 1e3)
+			} else {
+				lat[nl] = 0
+			}
+			nl++
+			if nl == len(lat) {
+				rec.recordLat(lat[:])
+				nl = 0
+			}
+		}
+	})
+	if nl > 0 {
+		rec.recordLat(lat[:nl])
+	}
+	if marked {
+		s.tr.EndMark(markFrom, markTo)
+		if d := s.tr.Marked - markedBefore; d > 0 {
+			st.marked.Add(int64(d))
+		}
+	}
+	if fresh > 0 {
+		st.deliveries.Add(int64(fresh))
+	}
+	if dups > 0 {
+		st.dups.Add(int64(dups))
+	}
+}
+
+// countResume counts the history frame that ends a re-join, and whether
+// the server said it was incomplete.
+func countResume(p []byte, st *stats) {
+	st.resumed.Add(1)
+	st.lastResume.Store(time.Now().UnixNano())
+	if bytes.Contains(p, falseCompl) {
+		st.incomplete.Add(1)
+	}
+}
+
+// handleJoined starts tracking at the joined seq on a fresh join and
+// records the time from dial to join.
+func (s *session) handleJoined(p []byte, dialStart time.Time, st *stats, rec recorder) {
+	seq, _ := uintField(p, keySeq)
+	if !s.joined {
+		s.tr.Start(seq) // a fresh join: older messages are history
+		s.joined = true
+		now := time.Now()
+		rec.recordConn(uint64(now.Sub(dialStart) / time.Microsecond))
+		st.lastJoin.Store(now.UnixNano())
+	}
+	st.established.Add(1)
+}
+
+// handleAck counts an ack and records the publish round trip of the
+// bench's own messages (ids "s<unix nanos>-<n>").
+func handleAck(p []byte, st *stats) {
+	st.acks.Add(1)
+	if id := stringField(p, keyID); len(id) > 1 && id[0] == 's' {
+		if ns, n := parseUint(id[1:]); n > 0 {
+			if d := time.Now().UnixNano() - int64(ns); d > 0 {
+				st.ack.record(uint64(d / 1e3))
+			}
+		}
+	}
 }
 
 // deflateOffer is the upgrade header of a viewer that offers
