@@ -527,6 +527,7 @@ type PublishRequest struct {
 	Retry bool `json:"retry,omitempty"`
 }
 
+// postPublish serves POST /api/rooms/{room}/publish (service or mod tokens).
 func (a *API) postPublish(w http.ResponseWriter, r *http.Request, room string) {
 	c := a.claims(w, r)
 	if c == nil {
@@ -540,62 +541,105 @@ func (a *API) postPublish(w http.ResponseWriter, r *http.Request, room string) {
 	if !a.readJSON(w, r, &req) {
 		return
 	}
-	text, perr := protocol.CleanText(req.Text)
-	if perr != nil {
-		writeError(w, http.StatusBadRequest, perr.Code, perr.Message)
+	text, ok := checkPublish(w, &req)
+	if !ok {
 		return
 	}
-	switch req.Kind {
-	case protocol.KindNormal, protocol.KindSystem, protocol.KindPaid, protocol.KindHighlight:
-	default:
-		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "kind must be system, paid or highlight")
+	generated, ok := a.publishID(w, &req)
+	if !ok {
 		return
 	}
-	if req.Color != "" && !validColor(req.Color) {
-		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "color must be #rrggbb")
+	role, ok := publishRole(w, c, req.Role)
+	if !ok {
 		return
 	}
-	if req.Mode, perr = protocol.ParseMode(req.Mode); perr != nil {
-		writeError(w, http.StatusBadRequest, perr.Code, perr.Message)
-		return
-	}
-	if req.Size, perr = protocol.ParseSize(req.Size); perr != nil {
-		writeError(w, http.StatusBadRequest, perr.Code, perr.Message)
-		return
-	}
-	reqID := a.nextReq.Add(1)
-	generated := req.ID == ""
-	if generated {
-		req.ID = "pub-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.FormatUint(reqID, 36)
-	} else if !protocol.ValidID(req.ID) {
-		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "id must be 1-64 printable ASCII characters")
-		return
-	}
-	role := c.Role
-	switch req.Role {
-	case "":
-	case auth.RoleViewer:
-		if c.Role != auth.RoleService {
-			writeError(w, http.StatusForbidden, protocol.CodeForbidden, "role viewer needs a service token")
-			return
-		}
-		role = auth.RoleViewer // no role tag on the message (logic's roleTag)
-	default:
-		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "role must be viewer or empty")
-		return
-	}
-	name := c.Name
-	if c.Role == auth.RoleService && req.Name != "" {
-		if n, perr := protocol.CleanText(req.Name); perr == nil && len([]rune(n)) <= 32 {
-			name = n
-		}
-	}
-	rp, err := a.Publish(r.Context(), bus.Ingest{Room: room, ID: req.ID, UID: c.UID(), Name: name, Role: role,
+	rp, err := a.Publish(r.Context(), bus.Ingest{Room: room, ID: req.ID, UID: c.UID(), Name: publishName(c, req.Name), Role: role,
 		Text: text, Kind: req.Kind, Color: req.Color, Mode: req.Mode, Size: req.Size, Trusted: c.Role == auth.RoleService, GeneratedID: generated, Retry: req.Retry && !generated})
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, err.Error())
 		return
 	}
+	writePublishReply(w, room, req.ID, rp)
+}
+
+// checkPublish validates the text, kind, color, mode and size of req,
+// normalising mode and size in place; it returns the cleaned text, or
+// writes a 400 and returns false.
+func checkPublish(w http.ResponseWriter, req *PublishRequest) (string, bool) {
+	text, perr := protocol.CleanText(req.Text)
+	if perr != nil {
+		writeError(w, http.StatusBadRequest, perr.Code, perr.Message)
+		return "", false
+	}
+	switch req.Kind {
+	case protocol.KindNormal, protocol.KindSystem, protocol.KindPaid, protocol.KindHighlight:
+	default:
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "kind must be system, paid or highlight")
+		return "", false
+	}
+	if req.Color != "" && !validColor(req.Color) {
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "color must be #rrggbb")
+		return "", false
+	}
+	if req.Mode, perr = protocol.ParseMode(req.Mode); perr != nil {
+		writeError(w, http.StatusBadRequest, perr.Code, perr.Message)
+		return "", false
+	}
+	if req.Size, perr = protocol.ParseSize(req.Size); perr != nil {
+		writeError(w, http.StatusBadRequest, perr.Code, perr.Message)
+		return "", false
+	}
+	return text, true
+}
+
+// publishID generates req.ID when it is empty (and says so) or checks the
+// caller's; on a bad ID it writes a 400 and returns false.
+func (a *API) publishID(w http.ResponseWriter, req *PublishRequest) (generated, ok bool) {
+	reqID := a.nextReq.Add(1)
+	generated = req.ID == ""
+	if generated {
+		req.ID = "pub-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.FormatUint(reqID, 36)
+	} else if !protocol.ValidID(req.ID) {
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "id must be 1-64 printable ASCII characters")
+		return false, false
+	}
+	return generated, true
+}
+
+// publishRole returns the role the message is published with: the
+// token's, or viewer when a service token asks for it; otherwise it
+// writes a 403 or 400 and returns false.
+func publishRole(w http.ResponseWriter, c *auth.Claims, want string) (string, bool) {
+	switch want {
+	case "":
+		return c.Role, true
+	case auth.RoleViewer:
+		if c.Role != auth.RoleService {
+			writeError(w, http.StatusForbidden, protocol.CodeForbidden, "role viewer needs a service token")
+			return "", false
+		}
+		return auth.RoleViewer, true // no role tag on the message (logic's roleTag)
+	default:
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "role must be viewer or empty")
+		return "", false
+	}
+}
+
+// publishName returns the display name: the token's, or the override a
+// service token gives when it is clean and at most 32 characters.
+func publishName(c *auth.Claims, override string) string {
+	if c.Role == auth.RoleService && override != "" {
+		if n, perr := protocol.CleanText(override); perr == nil && len([]rune(n)) <= 32 {
+			return n
+		}
+	}
+	return c.Name
+}
+
+// writePublishReply maps logic's verdict to the HTTP answer: the reject
+// code with its status (429 with Retry-After, 403, 503 or 400), 202 for a
+// held message, or 200 with the seq.
+func writePublishReply(w http.ResponseWriter, room, id string, rp bus.Reply) {
 	switch {
 	case rp.Code != "":
 		status := http.StatusBadRequest
@@ -612,9 +656,9 @@ func (a *API) postPublish(w http.ResponseWriter, r *http.Request, room string) {
 		}
 		writeError(w, status, rp.Code, rp.Message)
 	case rp.Held:
-		writeJSON(w, http.StatusAccepted, map[string]any{"room": room, "id": req.ID, "held": true})
+		writeJSON(w, http.StatusAccepted, map[string]any{"room": room, "id": id, "held": true})
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"room": room, "id": req.ID, "seq": rp.Seq})
+		writeJSON(w, http.StatusOK, map[string]any{"room": room, "id": id, "seq": rp.Seq})
 	}
 }
 
