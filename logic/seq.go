@@ -102,6 +102,20 @@ func (l *Logic) scanPartition(ctx context.Context, p int, firstIngest, end int64
 		// is not caught up with itself (just restarted). Read later.
 		return 0, fmt.Errorf("logic: accepted/%d ends at %d as the broker reports it, before this worker's marker at %d", p, o.End, end)
 	}
+	oldestTS := time.Now().Add(-l.cfg.DedupeTTL).UnixMilli()
+	// Find how far back to read, then apply the fence rule forwards.
+	chunks, err := l.readBack(qctx, p, o, firstIngest, end, oldestTS)
+	if err != nil {
+		return 0, err
+	}
+	return l.applyScanned(qctx, p, chunks, firstIngest, oldestTS)
+}
+
+// readBack reads accepted partition p backwards from end in windows that
+// double, until a chunk reaches the partition's oldest record, a record
+// accepted before firstIngest or one older than the dedupe TTL. The
+// chunks come newest first.
+func (l *Logic) readBack(qctx context.Context, p int, o bus.PartitionOffsets, firstIngest, end, oldestTS int64) ([][]bus.Record, error) {
 	window := l.cfg.ScanWindow
 	start := max(o.Oldest, end-window)
 	switch {
@@ -110,35 +124,48 @@ func (l *Logic) scanPartition(ctx context.Context, p int, firstIngest, end int64
 	case o.Committed < start:
 		start = max(o.Oldest, o.Committed)
 	}
-	oldestTS := time.Now().Add(-l.cfg.DedupeTTL).UnixMilli()
-	// Find how far back to read, then apply the fence rule forwards.
 	var chunks [][]bus.Record
 	for to := end; ; {
 		// Through to: the records just before this worker's marker must
 		// all be read, or the floor and dedupe miss the newest.
 		recs, err := bus.ReadThrough(qctx, l.pr, bus.StreamAccepted, p, start, to)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		chunks = append(chunks, recs)
-		done := start <= o.Oldest
-		for _, r := range recs {
-			var v acceptedValue
-			if bus.Unmarshal(r.Value, &v) != nil {
-				continue
-			}
-			if (v.In != nil && *v.In < firstIngest) || (v.Room != "" && v.TS < oldestTS) {
-				done = true
-			}
-		}
-		if done {
-			break
+		if start <= o.Oldest || reachesBack(recs, firstIngest, oldestTS) {
+			return chunks, nil
 		}
 		// The redelivered ingest records may have been accepted earlier
 		// than the window reached: read the records before it too.
 		to, window = start, 2*window
 		start = max(o.Oldest, start-window)
 	}
+}
+
+// reachesBack reports whether recs hold a record accepted from an ingest
+// offset before firstIngest or one older than oldestTS: reading further
+// back would find nothing the scan needs.
+func reachesBack(recs []bus.Record, firstIngest, oldestTS int64) bool {
+	done := false
+	for _, r := range recs {
+		var v acceptedValue
+		if bus.Unmarshal(r.Value, &v) != nil {
+			continue
+		}
+		if (v.In != nil && *v.In < firstIngest) || (v.Room != "" && v.TS < oldestTS) {
+			done = true
+		}
+	}
+	return done
+}
+
+// applyScanned walks the chunks oldest first, skips records the fence
+// rule rejects, and learns from the rest each room's seq floor, the seqs
+// of this generation's ingest offsets and the dedupe entries younger than
+// oldestTS (also written to the durable store). It returns how many
+// records it read.
+func (l *Logic) applyScanned(qctx context.Context, p int, chunks [][]bus.Record, firstIngest, oldestTS int64) (int, error) {
 	ff := bus.NewFenceFilter(l.pr, bus.StreamAccepted)
 	now := time.Now()
 	n := 0
