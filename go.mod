@@ -95,3 +95,6 @@ require (
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
+
+// The dev broker's kfake with one fix (third_party/kfake/DANMAKU-PATCH.md).
+replace github.com/twmb/franz-go/pkg/kfake => ./third_party/kfake
