@@ -483,3 +483,54 @@ func TestSecurityBogusResume(t *testing.T) {
 	receive("honest resume", late, 4, 4)
 	receive("hostile past the end", hostile2, 4, 4)
 }
+
+// TestSecurityForeignModIsAViewer: a mod token for one room sends in
+// another room as a plain viewer there: no mod badge on the message (and
+// so no moderator exemptions or privileged display modes in logic). The
+// outside review of issue 18 found a mod of room "other" getting top and
+// large danmaku, and the badge, in every room over WebSocket.
+func TestSecurityForeignModIsAViewer(t *testing.T) {
+	_, wsAddr := startAll(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got := make(chan protocol.Message, 4)
+	watcher, err := client.Dial(ctx, client.Config{URL: "ws://" + wsAddr + "/ws",
+		OnMessage: func(_ string, m protocol.Message) { got <- m }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	if err := watcher.Join(ctx, "fm", 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, role string
+		rooms      []string
+		want       string
+	}{
+		{"mod-of-other", "mod", []string{"other"}, ""},
+		{"streamer-of-other", "streamer", []string{"other"}, ""},
+		{"mod-of-fm", "mod", []string{"fm"}, "mod"},
+	} {
+		c, err := client.Dial(ctx, client.Config{URL: "ws://" + wsAddr + "/ws", Token: token(t, tc.name, tc.role, tc.rooms...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Join(ctx, "fm", 0); err != nil {
+			t.Fatal(err)
+		}
+		f, err := c.Send(ctx, "fm", "hello from "+tc.name)
+		c.Close()
+		if err != nil || f.Seq == 0 {
+			t.Fatalf("%s: send %+v %v", tc.name, f, err)
+		}
+		select {
+		case m := <-got:
+			if m.Role != tc.want {
+				t.Errorf("%s: the message carries role %q in room fm, want %q", tc.name, m.Role, tc.want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s: the message never arrived", tc.name)
+		}
+	}
+}

@@ -238,7 +238,7 @@ func (c *conn) send(f protocol.ClientFrame) {
 		c.registered = true
 	}
 	in := bus.Ingest{
-		Room: f.Room, ID: f.ID, UID: c.claims.UID(), Name: c.claims.Name, Role: c.claims.Role,
+		Room: f.Room, ID: f.ID, UID: c.claims.UID(), Name: c.claims.Name, Role: c.claims.RoleIn(f.Room),
 		Text: f.Text, Mode: f.Mode, Size: f.Size, TS: time.Now().UnixMilli(), Gateway: s.cfg.ID, Conn: c.id, Retry: f.Retry,
 	}
 	select {

@@ -61,6 +61,16 @@ func (c *Claims) CanModerate(room string) bool {
 	return false
 }
 
+// RoleIn is the role the token has in room: a mod or streamer token that
+// does not cover room is a viewer there (its sends carry no role badge,
+// get no moderator exemptions and no privileged display modes).
+func (c *Claims) RoleIn(room string) string {
+	if (c.Role == RoleMod || c.Role == RoleStreamer) && !c.CanModerate(room) {
+		return RoleViewer
+	}
+	return c.Role
+}
+
 // Signer signs and verifies tokens with one HS256 secret. It is safe for
 // concurrent use.
 type Signer struct {
