@@ -262,70 +262,17 @@ func (o *Options) Validate() error {
 func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, error) {
 	o := &Options{Scenario: scenario, ReusePort: true}
 	// A scenario file is read first so flags override it.
-	for i, a := range args {
-		var path string
-		if v, ok := strings.CutPrefix(a, "--config="); ok {
-			path = v
-		} else if (a == "--config" || a == "-config") && i+1 < len(args) {
-			path = args[i+1]
-		}
-		if path != "" {
-			if err := loadScenarioFile(path, o); err != nil {
-				return nil, err
-			}
-			if o.Scenario == "" || scenario != "" {
-				o.Scenario = scenario
-			}
-		}
+	if err := applyConfigFiles(scenario, args, o); err != nil {
+		return nil, err
 	}
 	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.String("config", "", "scenario file: JSON, or YAML when it ends in .yaml/.yml, with the fields of a result's options")
-	fs.StringVar(&o.Name, "name", o.Name, "name of the output files (default scenario-<unix time>)")
-	fs.StringVar(&o.Out, "out", o.Out, "directory for results and server logs (default bench-results)")
-	fs.IntVar(&o.Viewers, "viewers", o.Viewers, "watching connections (default 5000; send: 100)")
-	fs.IntVar(&o.Rooms, "rooms", o.Rooms, "rooms (default 1; rooms: 100)")
-	fs.Float64Var(&o.Zipf, "zipf", o.Zipf, "Zipf exponent of room popularity (default 1.1)")
-	fs.Float64Var(&o.Rate, "rate", o.Rate, "messages/s published into the rooms (default 100; idle, send: 0)")
-	fs.DurationVar(&o.Duration, "duration", o.Duration, "traffic phase (default 30s; idle 10s; soak 10m; max 2h)")
-	fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "pause between connecting and traffic (default 2s)")
-	fs.DurationVar(&o.Grace, "grace", o.Grace, "wait for the last deliveries (default 10s)")
-	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", o.ConnectTimeout, "bound of the connect phase (default 3m)")
-	fs.IntVar(&o.Senders, "senders", o.Senders, "sending WebSocket connections (send: 200)")
-	fs.Float64Var(&o.SendRate, "send-rate", o.SendRate, "messages/s per sender (send: 2)")
-	fs.StringVar(&o.SenderRole, "sender-role", o.SenderRole, "token role of senders: viewer (rate-limited) or mod")
-	fs.IntVar(&o.Keywords, "keywords", o.Keywords, "block-list size installed in every room before sending")
-	fs.Float64Var(&o.BadRatio, "bad-ratio", o.BadRatio, "fraction of sent texts that hit the block list")
-	fs.IntVar(&o.Workers, "workers", o.Workers, "worker processes (default one per --per-worker connections)")
-	fs.IntVar(&o.PerWorker, "per-worker", o.PerWorker, "connections per worker process (default 18000; the fd limit is per process)")
-	fs.BoolVar(&o.InProcess, "in-process", o.InProcess, "run workers as goroutines of this process")
-	fs.IntVar(&o.SourceIPs, "source-ips", o.SourceIPs, fmt.Sprintf("local addresses 127.0.0.2.. to dial from (default one per %d connections)", connsPerSourceIP))
-	fs.Float64Var(&o.ConnectRate, "connect-rate", o.ConnectRate, "new connections/s per worker (0: as fast as possible)")
-	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "dials in flight per worker (default 256)")
-	fs.IntVar(&o.LatencyEvery, "latency-every", o.LatencyEvery, "measure latency on 1 viewer in N (default 1: all)")
-	fs.StringVar(&o.ViewerImpl, "viewer-impl", o.ViewerImpl, "viewer implementation of the workers: epoll (event loops) or goroutine (one per connection)")
-	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", o.HandshakeTimeout, "bound on one connect and its upgrade before the attempt counts as failed and is retried (default 10s)")
-	fs.DurationVar(&o.ReadPause, "read-pause", o.ReadPause, "epoll viewers: pause between polls when not all sockets were ready, so the kernel does not wake a harness thread per delivery (default 1ms; -1ns: block in epoll_wait)")
-	fs.BoolVar(&o.Deflate, "deflate", o.Deflate, "viewers offer permessage-deflate (compressed batches; bytes counted as on the wire)")
-	fs.BoolVar(&o.Compact, "compact", o.Compact, "viewers offer the danmaku.v1.compact subprotocol (compact batches; with --deflate both)")
-	fs.StringVar(&o.Corpus, "corpus", o.Corpus, "published text after the latency prefix: none (default) or chat (realistic mixed CJK/Latin/emoji danmaku)")
-	fs.BoolVar(&o.AsViewers, "as-viewers", o.AsViewers, "publish messages as plain viewers' chat (sheddable under overload), not as the service's own (never shed)")
-	fs.StringVar(&o.WS, "ws", o.WS, "target deployment's WebSocket address(es), comma-separated (default: start servers)")
-	fs.StringVar(&o.HTTP, "http", o.HTTP, "target deployment's HTTP address (publish API)")
-	fs.StringVar(&o.Secret, "jwt-secret", o.Secret, "JWT secret of the target deployment (env DANMAKU_JWT_SECRET)")
-	pids := fs.String("gateway-pids", "", "comma-separated gateway pids of the target deployment to sample")
-	fs.IntVar(&o.Gateways, "gateways", o.Gateways, "gateway processes to start on the Kafka bus (0: one danmaku all)")
-	fs.BoolVar(&o.ReusePort, "reuseport", o.ReusePort, "started gateways share one port (SO_REUSEPORT); false: one port each")
-	fs.StringVar(&o.Brokers, "brokers", o.Brokers, "Kafka brokers for --gateways (env DANMAKU_BROKERS)")
-	fs.StringVar(&o.ServerBin, "server-bin", o.ServerBin, "danmaku binary to start (default: this executable)")
-	fs.StringVar(&o.ServerArgs, "server-args", o.ServerArgs, "extra flags for every started server, space-separated")
-	fs.StringVar(&o.ServerEnv, "server-env", o.ServerEnv, "extra environment for every started server, space-separated KEY=VALUE")
-	fs.DurationVar(&o.DrainTimeout, "drain-timeout", o.DrainTimeout, "drain timeout of started servers (default 2s)")
-	fs.DurationVar(&o.DropAt, "drop-at", o.DropAt, "storm: when to drop every connection, after traffic starts (default duration/3)")
-	fs.BoolVar(&o.Restart, "restart", o.Restart, "storm: restart the gateway processes instead of dropping client-side")
-	fs.DurationVar(&o.Jitter, "jitter", o.Jitter, "storm: spread the client-side reconnects over this long (default 0: all at once)")
-	fs.DurationVar(&o.ReportEvery, "report-every", o.ReportEvery, "soak: summary line period (default 1m)")
-	fs.BoolVar(&o.Quiet, "quiet", o.Quiet, "no progress line")
+	outputFlags(fs, o)
+	loadFlags(fs, o)
+	harnessFlags(fs, o)
+	pids := targetFlags(fs, o)
+	serverFlags(fs, o)
+	phaseFlags(fs, o)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -343,6 +290,104 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 	}
 	o.Defaults()
 	return o, o.Validate()
+}
+
+// applyConfigFiles reads every --config file named in args into o, in
+// order; the scenario named on the command line wins over the file's.
+func applyConfigFiles(scenario string, args []string, o *Options) error {
+	for i, a := range args {
+		var path string
+		if v, ok := strings.CutPrefix(a, "--config="); ok {
+			path = v
+		} else if (a == "--config" || a == "-config") && i+1 < len(args) {
+			path = args[i+1]
+		}
+		if path != "" {
+			if err := loadScenarioFile(path, o); err != nil {
+				return err
+			}
+			if o.Scenario == "" || scenario != "" {
+				o.Scenario = scenario
+			}
+		}
+	}
+	return nil
+}
+
+// outputFlags defines the scenario file, where results go and how much is
+// printed.
+func outputFlags(fs *flag.FlagSet, o *Options) {
+	fs.String("config", "", "scenario file: JSON, or YAML when it ends in .yaml/.yml, with the fields of a result's options")
+	fs.StringVar(&o.Name, "name", o.Name, "name of the output files (default scenario-<unix time>)")
+	fs.StringVar(&o.Out, "out", o.Out, "directory for results and server logs (default bench-results)")
+	fs.BoolVar(&o.Quiet, "quiet", o.Quiet, "no progress line")
+}
+
+// loadFlags defines the load shape: viewers, rooms, published and sent
+// traffic, and the phases' lengths.
+func loadFlags(fs *flag.FlagSet, o *Options) {
+	fs.IntVar(&o.Viewers, "viewers", o.Viewers, "watching connections (default 5000; send: 100)")
+	fs.IntVar(&o.Rooms, "rooms", o.Rooms, "rooms (default 1; rooms: 100)")
+	fs.Float64Var(&o.Zipf, "zipf", o.Zipf, "Zipf exponent of room popularity (default 1.1)")
+	fs.Float64Var(&o.Rate, "rate", o.Rate, "messages/s published into the rooms (default 100; idle, send: 0)")
+	fs.DurationVar(&o.Duration, "duration", o.Duration, "traffic phase (default 30s; idle 10s; soak 10m; max 2h)")
+	fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "pause between connecting and traffic (default 2s)")
+	fs.DurationVar(&o.Grace, "grace", o.Grace, "wait for the last deliveries (default 10s)")
+	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", o.ConnectTimeout, "bound of the connect phase (default 3m)")
+	fs.IntVar(&o.Senders, "senders", o.Senders, "sending WebSocket connections (send: 200)")
+	fs.Float64Var(&o.SendRate, "send-rate", o.SendRate, "messages/s per sender (send: 2)")
+	fs.StringVar(&o.SenderRole, "sender-role", o.SenderRole, "token role of senders: viewer (rate-limited) or mod")
+	fs.IntVar(&o.Keywords, "keywords", o.Keywords, "block-list size installed in every room before sending")
+	fs.Float64Var(&o.BadRatio, "bad-ratio", o.BadRatio, "fraction of sent texts that hit the block list")
+	fs.StringVar(&o.Corpus, "corpus", o.Corpus, "published text after the latency prefix: none (default) or chat (realistic mixed CJK/Latin/emoji danmaku)")
+	fs.BoolVar(&o.AsViewers, "as-viewers", o.AsViewers, "publish messages as plain viewers' chat (sheddable under overload), not as the service's own (never shed)")
+}
+
+// harnessFlags defines how the load generator runs: worker processes,
+// dialing, and what each viewer measures and offers.
+func harnessFlags(fs *flag.FlagSet, o *Options) {
+	fs.IntVar(&o.Workers, "workers", o.Workers, "worker processes (default one per --per-worker connections)")
+	fs.IntVar(&o.PerWorker, "per-worker", o.PerWorker, "connections per worker process (default 18000; the fd limit is per process)")
+	fs.BoolVar(&o.InProcess, "in-process", o.InProcess, "run workers as goroutines of this process")
+	fs.IntVar(&o.SourceIPs, "source-ips", o.SourceIPs, fmt.Sprintf("local addresses 127.0.0.2.. to dial from (default one per %d connections)", connsPerSourceIP))
+	fs.Float64Var(&o.ConnectRate, "connect-rate", o.ConnectRate, "new connections/s per worker (0: as fast as possible)")
+	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "dials in flight per worker (default 256)")
+	fs.IntVar(&o.LatencyEvery, "latency-every", o.LatencyEvery, "measure latency on 1 viewer in N (default 1: all)")
+	fs.StringVar(&o.ViewerImpl, "viewer-impl", o.ViewerImpl, "viewer implementation of the workers: epoll (event loops) or goroutine (one per connection)")
+	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", o.HandshakeTimeout, "bound on one connect and its upgrade before the attempt counts as failed and is retried (default 10s)")
+	fs.DurationVar(&o.ReadPause, "read-pause", o.ReadPause, "epoll viewers: pause between polls when not all sockets were ready, so the kernel does not wake a harness thread per delivery (default 1ms; -1ns: block in epoll_wait)")
+	fs.BoolVar(&o.Deflate, "deflate", o.Deflate, "viewers offer permessage-deflate (compressed batches; bytes counted as on the wire)")
+	fs.BoolVar(&o.Compact, "compact", o.Compact, "viewers offer the danmaku.v1.compact subprotocol (compact batches; with --deflate both)")
+}
+
+// targetFlags defines the addresses of an already running deployment; it
+// returns the --gateway-pids value, parsed after fs.Parse.
+func targetFlags(fs *flag.FlagSet, o *Options) *string {
+	fs.StringVar(&o.WS, "ws", o.WS, "target deployment's WebSocket address(es), comma-separated (default: start servers)")
+	fs.StringVar(&o.HTTP, "http", o.HTTP, "target deployment's HTTP address (publish API)")
+	fs.StringVar(&o.Secret, "jwt-secret", o.Secret, "JWT secret of the target deployment (env DANMAKU_JWT_SECRET)")
+	pids := fs.String("gateway-pids", "", "comma-separated gateway pids of the target deployment to sample")
+	return pids
+}
+
+// serverFlags defines the servers the bench starts itself.
+func serverFlags(fs *flag.FlagSet, o *Options) {
+	fs.IntVar(&o.Gateways, "gateways", o.Gateways, "gateway processes to start on the Kafka bus (0: one danmaku all)")
+	fs.BoolVar(&o.ReusePort, "reuseport", o.ReusePort, "started gateways share one port (SO_REUSEPORT); false: one port each")
+	fs.StringVar(&o.Brokers, "brokers", o.Brokers, "Kafka brokers for --gateways (env DANMAKU_BROKERS)")
+	fs.StringVar(&o.ServerBin, "server-bin", o.ServerBin, "danmaku binary to start (default: this executable)")
+	fs.StringVar(&o.ServerArgs, "server-args", o.ServerArgs, "extra flags for every started server, space-separated")
+	fs.StringVar(&o.ServerEnv, "server-env", o.ServerEnv, "extra environment for every started server, space-separated KEY=VALUE")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", o.DrainTimeout, "drain timeout of started servers (default 2s)")
+}
+
+// phaseFlags defines the knobs of one scenario: storm's drop and soak's
+// report period.
+func phaseFlags(fs *flag.FlagSet, o *Options) {
+	fs.DurationVar(&o.DropAt, "drop-at", o.DropAt, "storm: when to drop every connection, after traffic starts (default duration/3)")
+	fs.BoolVar(&o.Restart, "restart", o.Restart, "storm: restart the gateway processes instead of dropping client-side")
+	fs.DurationVar(&o.Jitter, "jitter", o.Jitter, "storm: spread the client-side reconnects over this long (default 0: all at once)")
+	fs.DurationVar(&o.ReportEvery, "report-every", o.ReportEvery, "soak: summary line period (default 1m)")
 }
 
 // durationKeys are the Options fields that a scenario file may give as
