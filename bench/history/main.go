@@ -85,89 +85,117 @@ func msgs(room string, from uint64, n int) []protocol.Message {
 	return out
 }
 
+// benchJoins times joins of a room whose ring is warm and of rooms only
+// ClickHouse holds, through a gateway in this process, and prints both.
 func benchJoins(ctx context.Context, st *chstore.Store, joins, rooms int, log *slog.Logger) error {
 	const perRoom = 200
-	// Cold rooms exist only in ClickHouse; the warm room also in the ring.
-	for r := range rooms {
-		if err := st.Append(ctx, msgs("cold-"+strconv.Itoa(r), 1, perRoom)); err != nil {
-			return err
-		}
-	}
-	if err := st.Append(ctx, msgs("warm", 1, perRoom)); err != nil {
+	if err := seedRooms(ctx, st, rooms, perRoom); err != nil {
 		return err
 	}
 	b := bus.NewMemory(bus.MemoryConfig{})
 	defer b.Close()
-	signer, _ := auth.NewSigner("bench-history")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	gw, err := startGateway(ctx, b, st, log)
 	if err != nil {
 		return err
 	}
-	wsAddr := ln.Addr().String()
-	ln.Close()
-	gw, err := gateway.New(gateway.Config{Addr: wsAddr, Bus: b, History: st, Signer: signer, Logger: log, Loops: 1})
-	if err != nil {
-		return err
-	}
-	go func() { _ = gw.Run() }()
 	defer func() {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		_ = gw.Shutdown(sctx)
 	}()
-	<-gw.Ready()
 	url := "ws://" + gw.Addr() + "/ws"
-
-	// Warm the ring: a resident viewer, then the room's messages through
-	// the dispatch stream, as dispatch would send them.
-	resident, err := client.Dial(ctx, client.Config{URL: url})
+	resident, err := warmRing(ctx, b, url, perRoom)
 	if err != nil {
 		return err
 	}
 	defer resident.Close()
-	if err := resident.Join(ctx, "warm", 0); err != nil {
-		return err
-	}
-	pub := b.Publisher(bus.StreamDispatch)
-	if err := pub.Publish(ctx, bus.Record{Key: "warm", Value: protocol.EncodeBatch("warm", msgs("warm", 1, perRoom))}); err != nil {
-		return err
-	}
-	for resident.LastSeq("warm") < perRoom {
-		time.Sleep(5 * time.Millisecond)
-	}
 
 	joiner, err := client.Dial(ctx, client.Config{URL: url})
 	if err != nil {
 		return err
 	}
 	defer joiner.Close()
-	measure := func(room string) (time.Duration, error) {
-		start := time.Now()
-		if err := joiner.Join(ctx, room, 0); err != nil {
-			return 0, err
-		}
-		d := time.Since(start)
-		return d, joiner.Leave(room)
+	warm, err := timeJoins(ctx, joiner, joins, func(int) string { return "warm" })
+	if err != nil {
+		return err
 	}
-	warm := make([]time.Duration, 0, joins)
-	for range joins {
-		d, err := measure("warm")
-		if err != nil {
-			return err
-		}
-		warm = append(warm, d)
-	}
-	cold := make([]time.Duration, 0, rooms)
-	for r := range rooms {
-		d, err := measure("cold-" + strconv.Itoa(r))
-		if err != nil {
-			return err
-		}
-		cold = append(cold, d)
+	cold, err := timeJoins(ctx, joiner, rooms, func(r int) string { return "cold-" + strconv.Itoa(r) })
+	if err != nil {
+		return err
 	}
 	report("history on join, ring warm (gateway memory)", warm)
 	report("history on join, ring cold (ClickHouse)", cold)
 	return nil
+}
+
+// seedRooms appends perRoom messages to each cold room and to the warm
+// one: cold rooms exist only in ClickHouse; the warm room also in the ring.
+func seedRooms(ctx context.Context, st *chstore.Store, rooms, perRoom int) error {
+	for r := range rooms {
+		if err := st.Append(ctx, msgs("cold-"+strconv.Itoa(r), 1, perRoom)); err != nil {
+			return err
+		}
+	}
+	return st.Append(ctx, msgs("warm", 1, perRoom))
+}
+
+// startGateway runs a one-loop gateway on b and st at a free loopback
+// port and returns it once ready; the caller shuts it down.
+func startGateway(ctx context.Context, b *bus.Memory, st *chstore.Store, log *slog.Logger) (*gateway.Server, error) {
+	signer, _ := auth.NewSigner("bench-history")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	wsAddr := ln.Addr().String()
+	ln.Close()
+	gw, err := gateway.New(gateway.Config{Addr: wsAddr, Bus: b, History: st, Signer: signer, Logger: log, Loops: 1})
+	if err != nil {
+		return nil, err
+	}
+	go func() { _ = gw.Run() }()
+	<-gw.Ready()
+	return gw, nil
+}
+
+// warmRing fills the gateway's ring of the warm room: a resident viewer,
+// then the room's messages through the dispatch stream, as dispatch would
+// send them. It returns the resident viewer; the caller closes it.
+func warmRing(ctx context.Context, b *bus.Memory, url string, perRoom int) (*client.Client, error) {
+	resident, err := client.Dial(ctx, client.Config{URL: url})
+	if err != nil {
+		return nil, err
+	}
+	if err := resident.Join(ctx, "warm", 0); err != nil {
+		resident.Close()
+		return nil, err
+	}
+	pub := b.Publisher(bus.StreamDispatch)
+	if err := pub.Publish(ctx, bus.Record{Key: "warm", Value: protocol.EncodeBatch("warm", msgs("warm", 1, perRoom))}); err != nil {
+		resident.Close()
+		return nil, err
+	}
+	for resident.LastSeq("warm") < uint64(perRoom) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return resident, nil
+}
+
+// timeJoins times n joins by joiner, the i-th of room(i) (Join returns
+// with its history), leaving the room after each.
+func timeJoins(ctx context.Context, joiner *client.Client, n int, room func(int) string) ([]time.Duration, error) {
+	out := make([]time.Duration, 0, n)
+	for i := range n {
+		start := time.Now()
+		if err := joiner.Join(ctx, room(i), 0); err != nil {
+			return nil, err
+		}
+		out = append(out, time.Since(start))
+		if err := joiner.Leave(room(i)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func report(what string, ds []time.Duration) {
