@@ -83,16 +83,6 @@ func faultScheduleConfig(t *testing.T) fsConfig {
 // prints the seed and each violation's story. See docs/reliability.md,
 // "Fault schedules".
 func TestFaultSchedule(t *testing.T) {
-	if os.Getenv("DANMAKU_CHAOS") == "" {
-		// Out of make test while the dev broker (kfake) keeps a consumer
-		// group member that died between JoinGroup and SyncGroup, with
-		// its partitions, for good: a stage's partitions then stay
-		// unread (seed 213 of the long form, 1 run in 3; seed 1 of the
-		// short form once at 29d8985, 0 in 15 since; docs/reliability.md).
-		// make chaos runs it; so does
-		// DANMAKU_CHAOS=short go test -run TestFaultSchedule .
-		t.Skip("runs with DANMAKU_CHAOS=short or long (make chaos): the dev broker keeps a group member that died mid-join, stalling its partitions (docs/reliability.md)")
-	}
 	cfg := faultScheduleConfig(t)
 	e := newChaosEnvWith(t, chaosOptions{logic: 2, proxies: true})
 	t.Logf("fault schedule: seed %d, %v of faults (repeat with DANMAKU_SEED=%d DANMAKU_DURATION=%v)",
