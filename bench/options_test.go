@@ -52,3 +52,41 @@ func TestHandshakeTimeoutOption(t *testing.T) {
 		t.Fatal("a negative --handshake-timeout was accepted")
 	}
 }
+
+// TestDealSpreadsRemainders: a room's connections are split evenly over
+// the workers, and the rooms' remainders go round the workers instead of
+// all landing on the lowest-numbered ones (1,000 one-sender rooms used to
+// give worker 0 almost every sender).
+func TestDealSpreadsRemainders(t *testing.T) {
+	per := make([]int, 1000)
+	for i := range per {
+		per[i] = 1
+	}
+	per[0], per[1] = 17, 5
+	const workers = 6
+	got := deal(per, workers)
+	load := make([]int, workers)
+	total := 0
+	for i, counts := range got {
+		sum, lo, hi := 0, counts[0], counts[0]
+		for w, c := range counts {
+			sum += c
+			load[w] += c
+			lo, hi = min(lo, c), max(hi, c)
+		}
+		if sum != per[i] {
+			t.Fatalf("room %d: dealt %d of %d", i, sum, per[i])
+		}
+		if hi-lo > 1 {
+			t.Fatalf("room %d: uneven split %v", i, counts)
+		}
+		total += per[i]
+	}
+	lo, hi := load[0], load[0]
+	for _, l := range load {
+		lo, hi = min(lo, l), max(hi, l)
+	}
+	if hi-lo > 1 {
+		t.Fatalf("workers' totals %v for %d connections: want within one of each other", load, total)
+	}
+}

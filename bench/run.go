@@ -383,13 +383,8 @@ func (r *run) plan() ([]WorkerSpec, error) {
 			Deflate: o.Deflate, Compact: o.Compact}
 	}
 	spread := func(per []int, add func(*WorkerSpec, RoomCount)) {
-		// Deal each room's connections over the workers evenly.
-		for i, n := range per {
-			for w := range specs {
-				c := n / len(specs)
-				if w < n%len(specs) {
-					c++
-				}
+		for i, counts := range deal(per, len(specs)) {
+			for w, c := range counts {
 				if c > 0 {
 					add(&specs[w], RoomCount{Room: r.rooms[i], Count: c})
 				}
@@ -399,6 +394,26 @@ func (r *run) plan() ([]WorkerSpec, error) {
 	spread(r.viewersPer, func(s *WorkerSpec, rc RoomCount) { s.Viewers = append(s.Viewers, rc) })
 	spread(r.sendersPer, func(s *WorkerSpec, rc RoomCount) { s.Senders = append(s.Senders, rc) })
 	return specs, nil
+}
+
+// deal splits each room's per[i] connections over workers as evenly as
+// possible: every worker gets per[i]/workers, and the remainders go round
+// the workers where the previous room's stopped, so a thousand rooms of
+// one sender each land on all workers rather than all on worker 0.
+func deal(per []int, workers int) [][]int {
+	out := make([][]int, len(per))
+	next := 0
+	for i, n := range per {
+		out[i] = make([]int, workers)
+		for k := range workers {
+			out[i][(next+k)%workers] = n / workers
+			if k < n%workers {
+				out[i][(next+k)%workers]++
+			}
+		}
+		next = (next + n%workers) % workers
+	}
+	return out
 }
 
 // connect is phase 1: wait until every connection has joined (or the
