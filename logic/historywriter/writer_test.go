@@ -352,3 +352,46 @@ func TestWriterAppliesFenceRule(t *testing.T) {
 		t.Fatalf("Stats().Fenced = %d, want 1", n)
 	}
 }
+
+// TestWriterPurgeBeforeWrite: a ban's purge lands while the writer holds
+// the user's accepted messages (the store is down, so they wait); when
+// they are written, and when they come again to a writer started anew,
+// the purged ones stay out of history.
+func TestWriterPurgeBeforeWrite(t *testing.T) {
+	r := newRig()
+	r.store.down.Store(true)
+	w := r.writer(t, historywriter.Config{})
+	stop := run(w)
+	defer stop()
+	publish(t, r.bus, 1, 5) // room-0, seqs 1..5 of "u" at ts 1..5
+	waitFor(t, "the writer to hold the messages", 5*time.Second, func() bool { return w.Lag() == 5 })
+	if _, err := r.mem.Purge(context.Background(), "room-0", "u", 0, 4); err != nil { // ts < 4
+		t.Fatalf("Purge: %v", err)
+	}
+	r.store.down.Store(false)
+	live := func() []uint64 {
+		got, err := r.mem.Range(context.Background(), "room-0", history.Filter{})
+		if err != nil {
+			t.Fatalf("Range: %v", err)
+		}
+		var out []uint64
+		for _, m := range got {
+			out = append(out, m.Seq)
+		}
+		return out
+	}
+	waitFor(t, "the held messages to be written", 5*time.Second, func() bool { return w.Stats().Inserted == 5 })
+	if got := live(); !slices.Equal(got, []uint64{4, 5}) {
+		t.Errorf("history after the late write = %v, want [4 5]", got)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	again := r.writer(t, historywriter.Config{Group: "history-again"}) // reads the stream from the start
+	stopAgain := run(again)
+	defer stopAgain()
+	waitFor(t, "the redelivered messages to be written", 5*time.Second, func() bool { return again.Stats().Inserted == 5 })
+	if got := live(); !slices.Equal(got, []uint64{4, 5}) {
+		t.Errorf("history after a redelivery = %v, want [4 5]", got)
+	}
+}

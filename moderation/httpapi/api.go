@@ -72,6 +72,12 @@ type APIConfig struct {
 	// PurgeWindow is how far back a ban retracts the user's messages.
 	// Zero value means 10 minutes.
 	PurgeWindow time.Duration
+	// PurgeGrace is how far past the ban the purge reaches: messages with
+	// a ts up to PurgeGrace after it (but not after a timeout's end) are
+	// retracted too, for logic workers whose clock runs ahead and for
+	// sends accepted before the ban reached every worker. Zero value
+	// means 5 seconds.
+	PurgeGrace time.Duration
 	// NoticeAllLimit bounds POST /api/notices per service account and API
 	// instance. Zero value means DefaultNoticeAllLimit (3, then one per 10 s).
 	NoticeAllLimit PushLimit
@@ -131,6 +137,9 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	}
 	if cfg.PurgeWindow == 0 {
 		cfg.PurgeWindow = 10 * time.Minute
+	}
+	if cfg.PurgeGrace <= 0 {
+		cfg.PurgeGrace = 5 * time.Second
 	}
 	if cfg.Audit == nil {
 		cfg.Audit = NewMemoryAudit(0, 0)

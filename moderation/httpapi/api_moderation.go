@@ -316,12 +316,19 @@ func (a *API) postBan(w http.ResponseWriter, r *http.Request, room string, c *au
 	if !until.IsZero() {
 		ban.Until = until.UnixMilli()
 	}
+	// The purge covers the user's messages accepted before the ban, also
+	// those still on their way to history and to the gateways: the store
+	// and the gateways remember it up to purgeUntil.
+	purgeUntil := now.Add(a.cfg.PurgeGrace)
+	if !until.IsZero() && until.Before(purgeUntil) {
+		purgeUntil = until
+	}
 	if d, ok := a.cfg.History.(history.Deleter); ok {
-		if _, err := d.Purge(r.Context(), room, req.UID, now.Add(-a.cfg.PurgeWindow).UnixMilli()); err != nil {
+		if _, err := d.Purge(r.Context(), room, req.UID, now.Add(-a.cfg.PurgeWindow).UnixMilli(), purgeUntil.UnixMilli()); err != nil {
 			a.cfg.Logger.Warn("moderation: history purge failed", "room", room, "uid", req.UID, "err", err)
 		}
 	}
-	if !a.publishControls(w, r, c, ban, bus.Control{Op: bus.ControlPurge, Room: room, UID: req.UID}) {
+	if !a.publishControls(w, r, c, ban, bus.Control{Op: bus.ControlPurge, Room: room, UID: req.UID, Until: purgeUntil.UnixMilli()}) {
 		return
 	}
 	details := "permanent ban"

@@ -407,11 +407,21 @@ func TestBan(t *testing.T) {
 	if ev := cs.next(bus.ControlBan); ev.UID != "troll" || ev.Until == 0 || ev.Room != "r" {
 		t.Fatalf("ban event %+v", ev)
 	}
-	if ev := cs.next(bus.ControlPurge); ev.UID != "troll" || ev.Room != "r" {
-		t.Fatalf("purge event %+v", ev)
+	purge := cs.next(bus.ControlPurge)
+	if at := ban.At.UnixMilli(); purge.UID != "troll" || purge.Room != "r" || purge.Until <= at || purge.Until > at+5000 {
+		t.Fatalf("purge event %+v: want until in (ban time, ban time + 5 s]", purge)
 	}
 	if msgs, _ := h.hist.Range(context.Background(), "r", history.Filter{}); len(msgs) != 0 {
 		t.Fatalf("purged message still listed: %+v", msgs)
+	}
+	// A message accepted just before the ban that reaches history only now
+	// is retracted too.
+	late := protocol.Message{Room: "r", Seq: first.Seq + 100, UID: "troll", Text: "in flight", TS: ban.At.UnixMilli() - 50}
+	if err := h.hist.Append(context.Background(), []protocol.Message{late}); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, _ := h.hist.Range(context.Background(), "r", history.Filter{}); len(msgs) != 0 {
+		t.Fatalf("message in flight at the ban listed after it was written: %+v", msgs)
 	}
 	h.waitLogic("the ban", func() bool { _, ok := h.logicEn.Banned("r", "troll", time.Now()); return ok })
 	if rp := h.send("r", "troll", "again"); rp.Code != protocol.CodeBanned {
@@ -799,5 +809,28 @@ func TestPublishAsViewer(t *testing.T) {
 	// An id the API made up is not broadcast; one the caller gave is.
 	if msgs[0].ID != "" || msgs[1].ID != "own-1" {
 		t.Fatalf("ids %q and %q, want none (generated) and own-1", msgs[0].ID, msgs[1].ID)
+	}
+}
+
+// TestBanPurgeEndsWithShortTimeout: a timeout shorter than the purge's
+// grace does not retract what the user sends after it ends.
+func TestBanPurgeEndsWithShortTimeout(t *testing.T) {
+	h := newHarness(t)
+	mod := h.token(auth.RoleMod, []string{"r"}, time.Hour)
+	cs := h.controls()
+	status, body := h.do("POST", "/api/rooms/r/bans", mod, `{"uid":"hasty","duration_s":1}`)
+	ban := decode[presence.Ban](t, body)
+	if status != 200 {
+		t.Fatalf("ban: %d %s", status, body)
+	}
+	if ev := cs.next(bus.ControlPurge); ev.Until != ban.Until.UnixMilli() {
+		t.Fatalf("purge event until %d, want the timeout's end %d", ev.Until, ban.Until.UnixMilli())
+	}
+	after := protocol.Message{Room: "r", Seq: 7, UID: "hasty", Text: "after the timeout", TS: ban.Until.UnixMilli() + 10}
+	if err := h.hist.Append(context.Background(), []protocol.Message{after}); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, _ := h.hist.Range(context.Background(), "r", history.Filter{}); len(msgs) != 1 {
+		t.Fatalf("message sent after the timeout ended: listed %+v, want it", msgs)
 	}
 }

@@ -212,7 +212,7 @@ func testStreamEndpoints(t *testing.T, st streamStore) {
 	if _, err := st.Delete(ctx, room, []uint64{uint64(len(msgs) - 1)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Purge(ctx, room, "p", m0); err != nil {
+	if _, err := st.Purge(ctx, room, "p", m0, m0+60*min); err != nil {
 		t.Fatal(err)
 	}
 	if err := eng.SetRoomKeywords(room, moderation.KeywordList{Words: []string{"垃圾"}}); err != nil {

@@ -87,7 +87,9 @@ type Control struct {
 	Room string   `json:"room,omitempty"`
 	UID  string   `json:"uid,omitempty"`
 	Seqs []uint64 `json:"seqs,omitempty"`
-	// Until is the end of a ban in Unix ms; 0 means permanent.
+	// Until is the end of a ban in Unix ms; 0 means permanent. For a
+	// purge it is the end of what it retracts: the user's messages with
+	// a ts before it (0: all that were sent).
 	Until  int64  `json:"until,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	Text   string `json:"text,omitempty"`

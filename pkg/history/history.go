@@ -49,9 +49,40 @@ type Store interface {
 type Deleter interface {
 	// Delete marks messages of room deleted; it reports how many existed.
 	Delete(ctx context.Context, room string, seqs []uint64) (int, error)
-	// Purge marks every message of uid in room with TS >= sinceMs deleted
-	// and returns their seqs.
-	Purge(ctx context.Context, room, uid string, sinceMs int64) ([]uint64, error)
+	// Purge marks every message of uid in room with sinceMs <= TS <
+	// untilMs deleted and returns the seqs of those stored now. The store
+	// remembers the purge, so a message in that range appended later (one
+	// accepted before the purge but still on its way to the history
+	// writer, or redelivered) is stored deleted too, whichever process
+	// appends it (Memory remembers the newest MaxPurgesPerRoom purges of
+	// a room, chstore keeps them as long as the messages).
+	Purge(ctx context.Context, room, uid string, sinceMs, untilMs int64) ([]uint64, error)
+}
+
+// MaxPurgesPerRoom is how many purges of a room Memory remembers for the
+// messages appended after them; an older one is forgotten first.
+const MaxPurgesPerRoom = 256
+
+// purged reports whether m falls in a purge of its room.
+func purged(ps []PurgeRange, m *protocol.Message) bool {
+	for i := range ps {
+		if ps[i].Covers(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// PurgeRange is one remembered purge: the messages of UID with SinceMs <=
+// TS < UntilMs.
+type PurgeRange struct {
+	UID              string
+	SinceMs, UntilMs int64
+}
+
+// Covers reports whether the purge covers m (of the purge's room).
+func (p PurgeRange) Covers(m *protocol.Message) bool {
+	return m.UID == p.UID && m.TS >= p.SinceMs && m.TS < p.UntilMs
 }
 
 // LastSeqer is implemented by stores that can tell a room's highest stored

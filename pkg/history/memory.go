@@ -31,9 +31,13 @@ type MemoryConfig struct {
 // concurrent use.
 type Memory struct {
 	cfg   MemoryConfig
-	mu    sync.RWMutex // guards rooms, clock
+	mu    sync.RWMutex // guards rooms, clock, purges
 	rooms map[string]*memRoom
 	clock uint64 // write counter for least-recently-written eviction
+
+	// purges are the rooms' remembered purges, applied by Append to what
+	// comes later (at most MaxPurgesPerRoom a room, MaxRooms rooms).
+	purges map[string][]PurgeRange
 
 	smu      sync.Mutex // guards sessions, verdicts
 	sessions map[string][]Session
@@ -58,16 +62,17 @@ func NewMemory(cfg MemoryConfig) *Memory {
 	if cfg.MaxRooms <= 0 {
 		cfg.MaxRooms = 100000
 	}
-	return &Memory{cfg: cfg, rooms: make(map[string]*memRoom), sessions: make(map[string][]Session),
+	return &Memory{cfg: cfg, rooms: make(map[string]*memRoom), purges: make(map[string][]PurgeRange), sessions: make(map[string][]Session),
 		verdicts: make(map[string]map[verdictKey]int64)}
 }
 
 // Append stores msgs. Messages whose (room, seq) is already stored are
-// ignored.
+// ignored; messages a remembered purge covers are stored deleted.
 func (m *Memory) Append(ctx context.Context, msgs []protocol.Message) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, msg := range msgs {
+		msg.Deleted = msg.Deleted || purged(m.purges[msg.Room], &msg)
 		r := m.rooms[msg.Room]
 		if r == nil {
 			if len(m.rooms) >= m.cfg.MaxRooms {
@@ -173,22 +178,48 @@ func (m *Memory) Delete(ctx context.Context, room string, seqs []uint64) (int, e
 	return n, nil
 }
 
-// Purge marks uid's messages in room since sinceMs deleted.
-func (m *Memory) Purge(ctx context.Context, room, uid string, sinceMs int64) ([]uint64, error) {
+// Purge marks uid's messages in room with sinceMs <= TS < untilMs deleted,
+// and remembers the purge for the messages appended later.
+func (m *Memory) Purge(ctx context.Context, room, uid string, sinceMs, untilMs int64) ([]uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	p := PurgeRange{UID: uid, SinceMs: sinceMs, UntilMs: untilMs}
+	if untilMs <= sinceMs {
+		return nil, nil
+	}
+	ps := m.purges[room]
+	if ps == nil && len(m.purges) >= m.cfg.MaxRooms {
+		m.forgetPurgesLocked()
+	}
+	if len(ps) >= MaxPurgesPerRoom {
+		ps = append(ps[:0:0], ps[len(ps)-MaxPurgesPerRoom+1:]...)
+	}
+	m.purges[room] = append(ps, p)
 	r := m.rooms[room]
 	if r == nil {
 		return nil, nil
 	}
 	var seqs []uint64
 	for i := range r.msgs {
-		if r.msgs[i].UID == uid && r.msgs[i].TS >= sinceMs && !r.msgs[i].Deleted {
+		if p.Covers(&r.msgs[i]) && !r.msgs[i].Deleted {
 			r.msgs[i].Deleted = true
 			seqs = append(seqs, r.msgs[i].Seq)
 		}
 	}
 	return seqs, nil
+}
+
+// forgetPurgesLocked drops the purges of the room whose newest purge ends
+// first.
+func (m *Memory) forgetPurgesLocked() {
+	var oldest string
+	var at int64
+	for name, ps := range m.purges {
+		if end := ps[len(ps)-1].UntilMs; oldest == "" || end < at {
+			oldest, at = name, end
+		}
+	}
+	delete(m.purges, oldest)
 }
 
 // LastSeq returns the highest stored seq of room, 0 if none.

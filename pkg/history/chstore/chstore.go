@@ -266,7 +266,8 @@ type row struct {
 
 // Append stores msgs in one insert. A (room, seq) written again collapses
 // into one row; an original never replaces a deletion (version 0 loses to
-// any deletion's version).
+// any deletion's version). Then it marks deleted the messages that a
+// remembered purge covers (see Purge).
 func (s *Store) Append(ctx context.Context, msgs []protocol.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -276,7 +277,61 @@ func (s *Store) Append(ctx context.Context, msgs []protocol.Message) error {
 		m.Deleted = false
 		rows[i] = row{msg: m}
 	}
-	return s.insert(ctx, rows)
+	if err := s.insert(ctx, rows); err != nil {
+		return err
+	}
+	return s.applyPurges(ctx, msgs)
+}
+
+// applyPurges marks deleted those of msgs, just inserted, that a purge in
+// the purges table covers. It reads the purges after the insert and Purge
+// records a purge before it reads the rows to mark, so of a purge and a
+// write racing each other at least one sees the other: the purge the
+// inserted rows, or the write the purge.
+func (s *Store) applyPurges(ctx context.Context, msgs []protocol.Message) error {
+	var rooms []string
+	minTS, maxTS := msgs[0].TS, msgs[0].TS
+	for i := range msgs {
+		if !slices.Contains(rooms, msgs[i].Room) {
+			rooms = append(rooms, msgs[i].Room)
+		}
+		minTS, maxTS = min(minTS, msgs[i].TS), max(maxTS, msgs[i].TS)
+	}
+	rows, err := s.conn.Query(ctx, "SELECT room, uid, since_ms, until_ms FROM "+s.table+
+		"_purges WHERE has(?, room) AND until_ms > ? AND since_ms <= ?", rooms, minTS, maxTS)
+	if err != nil {
+		return fmt.Errorf("chstore: read purges: %w", err)
+	}
+	purges := make(map[string][]history.PurgeRange)
+	for rows.Next() {
+		var room string
+		var p history.PurgeRange
+		if err := rows.Scan(&room, &p.UID, &p.SinceMs, &p.UntilMs); err != nil {
+			rows.Close()
+			return fmt.Errorf("chstore: scan purge: %w", err)
+		}
+		purges[room] = append(purges[room], p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("chstore: read purges: %w", err)
+	}
+	if len(purges) == 0 {
+		return nil
+	}
+	var hit []protocol.Message
+	for i := range msgs {
+		for _, p := range purges[msgs[i].Room] {
+			if p.Covers(&msgs[i]) {
+				hit = append(hit, msgs[i])
+				break
+			}
+		}
+	}
+	if len(hit) == 0 {
+		return nil
+	}
+	return s.markDeleted(ctx, hit)
 }
 
 // selectCols are the columns Range reads; room is known.
@@ -449,12 +504,28 @@ func (s *Store) Delete(ctx context.Context, room string, seqs []uint64) (int, er
 	return len(found), nil
 }
 
-// Purge marks every live message of uid in room with TS >= sinceMs deleted
-// and returns their seqs, ascending.
-func (s *Store) Purge(ctx context.Context, room, uid string, sinceMs int64) ([]uint64, error) {
+// Purge records the purge in the purges table (for Append to apply to
+// the messages written later), then marks every live message of uid in
+// room with sinceMs <= TS < untilMs deleted and returns their seqs,
+// ascending.
+func (s *Store) Purge(ctx context.Context, room, uid string, sinceMs, untilMs int64) ([]uint64, error) {
+	if untilMs <= sinceMs {
+		return nil, nil
+	}
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table+"_purges (room, uid, since_ms, until_ms, at)")
+	if err != nil {
+		return nil, fmt.Errorf("chstore: prepare purge insert: %w", err)
+	}
+	defer b.Abort()
+	if err := b.Append(room, uid, sinceMs, untilMs, time.Now().UTC()); err != nil {
+		return nil, fmt.Errorf("chstore: append purge row: %w", err)
+	}
+	if err := b.Send(); err != nil {
+		return nil, fmt.Errorf("chstore: insert purge: %w", err)
+	}
 	found, err := s.query(ctx, room, "SELECT "+selectCols+" FROM "+s.table+
-		" FINAL WHERE room = ? AND uid = ? AND ts >= toDateTime(?) AND ts_ms >= ? AND deleted = 0 ORDER BY seq",
-		room, uid, max(sinceMs, 0)/1000, sinceMs)
+		" FINAL WHERE room = ? AND uid = ? AND ts >= toDateTime(?) AND ts_ms >= ? AND ts_ms < ? AND deleted = 0 ORDER BY seq",
+		room, uid, max(sinceMs, 0)/1000, sinceMs, untilMs)
 	if err != nil {
 		return nil, err
 	}

@@ -508,3 +508,41 @@ func TestAnalyticsTimeout(t *testing.T) {
 		t.Fatalf("Density = %v, %v", d, err)
 	}
 }
+
+// TestPurgeAcrossInstances: the ban's purge goes through one process's
+// store (moderation), the late message through another's (a history
+// writer, or a writer started again after a crash): it is stored deleted.
+func TestPurgeAcrossInstances(t *testing.T) {
+	db := testDB()
+	mod := newStore(t, chstore.Config{Database: db})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	writer, err := chstore.New(ctx, chstore.Config{Addr: testenv.Addr(t, testenv.ClickHouse), Database: db})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer writer.Close()
+	now := time.Now().UnixMilli()
+	if _, err := mod.Purge(ctx, "r", "bad", now-60000, now+1000); err != nil {
+		t.Fatalf("Purge: %v", err)
+	}
+	late := []protocol.Message{{Room: "r", Seq: 1, UID: "bad", Text: "accepted before the ban", TS: now - 10},
+		{Room: "r", Seq: 2, UID: "ok", Text: "someone else", TS: now - 5},
+		{Room: "r", Seq: 3, UID: "bad", Text: "after the timeout", TS: now + 1000}}
+	if err := writer.Append(ctx, late); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	for _, s := range []*chstore.Store{mod, writer} {
+		got, err := s.Range(ctx, "r", history.Filter{})
+		if err != nil {
+			t.Fatalf("Range: %v", err)
+		}
+		var seqs []uint64
+		for _, m := range got {
+			seqs = append(seqs, m.Seq)
+		}
+		if !slices.Equal(seqs, []uint64{2, 3}) {
+			t.Errorf("Range seqs = %v, want [2 3] (seq 1 purged on its way)", seqs)
+		}
+	}
+}

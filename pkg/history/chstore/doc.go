@@ -100,7 +100,13 @@
 // version; reads collapse with argMax), version 4 {table}_verdicts
 // (SummingMergeTree(n), PARTITION BY day, ORDER BY (room, minute, action,
 // rule); reads sum(n) again because merges are not immediate; the janitor
-// drops its expired days with the messages').
+// drops its expired days with the messages'), version 6 {table}_purges
+// (room, uid, since_ms, until_ms, at; MergeTree by day of the purge):
+// Purge records itself there before marking the stored rows, and Append
+// reads it after each insert and marks the rows it covers, so a message
+// written after its purge (late or redelivered) is deleted too, whichever
+// process writes it — one query per Append, on a table of a few rows per
+// ban.
 //
 // Density, Minutes and TopPhrases run one GROUP BY each over the room's
 // live rows in the range (FINAL, deleted = 0, ts for partition and

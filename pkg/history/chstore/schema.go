@@ -74,6 +74,19 @@ var migrations = [][]string{
 	// before read back.
 	{`ALTER TABLE {db}.{table} ADD COLUMN mode String DEFAULT ''`,
 		`ALTER TABLE {db}.{table} ADD COLUMN size String DEFAULT ''`},
+	// Version 6: purges, remembered so that Append marks the messages a
+	// purge covers that reach history after it (accepted before the ban,
+	// still on their way to the writer, or redelivered). Partitioned by
+	// the purge's day, so the janitor drops them with the messages.
+	{`CREATE TABLE IF NOT EXISTS {db}.{table}_purges (
+		room     String,
+		uid      String,
+		since_ms Int64,
+		until_ms Int64,
+		at       DateTime
+	) ENGINE = MergeTree
+	PARTITION BY toYYYYMMDD(at)
+	ORDER BY (room, uid)`},
 }
 
 // addColumnRe matches the migrations that add a column. ClickHouse 18.16
@@ -186,7 +199,7 @@ func (s *Store) DropExpired(ctx context.Context, now time.Time) ([]string, error
 		return nil, nil
 	}
 	var dropped []string
-	for _, table := range []string{s.cfg.Table, s.cfg.Table + "_verdicts"} {
+	for _, table := range []string{s.cfg.Table, s.cfg.Table + "_verdicts", s.cfg.Table + "_purges"} {
 		d, err := s.dropExpired(ctx, now, table)
 		for _, p := range d {
 			if !slices.Contains(dropped, p) {

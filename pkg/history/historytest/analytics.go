@@ -88,7 +88,7 @@ func runAnalytics(t *testing.T, newStore func(t *testing.T) history.Store) {
 		if _, err := d.Delete(ctx, r, []uint64{6, 8}); err != nil {
 			t.Fatalf("Delete: %v", err)
 		}
-		if _, err := d.Purge(ctx, r, "p", m0); err != nil {
+		if _, err := d.Purge(ctx, r, "p", m0, m0+60*min); err != nil {
 			t.Fatalf("Purge: %v", err)
 		}
 

@@ -273,7 +273,7 @@ func Run(t *testing.T, newStore func(t *testing.T) history.Store) {
 			ms = append(ms, msg(r, seq, uid), msg(other, seq, uid))
 		}
 		mustAppend(t, s, ms)
-		got, err := d.Purge(ctxT(t), r, "bad", baseMs+4000) // TS >= seq 4's
+		got, err := d.Purge(ctxT(t), r, "bad", baseMs+4000, baseMs+100000) // TS >= seq 4's
 		if err != nil {
 			t.Fatalf("Purge: %v", err)
 		}
@@ -282,9 +282,74 @@ func Run(t *testing.T, newStore func(t *testing.T) history.Store) {
 		}
 		wantSeqs(t, s, r, history.Filter{}, []uint64{1, 2, 3, 5, 7, 9})
 		wantSeqs(t, s, other, history.Filter{}, span(1, 10))
-		got, err = d.Purge(ctxT(t), r, "nobody", 0)
+		got, err = d.Purge(ctxT(t), r, "nobody", 0, baseMs+100000)
 		if err != nil || len(got) != 0 {
 			t.Errorf("Purge of an unknown uid = %v, %v; want none", got, err)
+		}
+	})
+
+	t.Run("PurgeCoversLaterWrites", func(t *testing.T) {
+		// A purge lands between a message's accept and its write: the
+		// message reaches history after the purge (late, or redelivered
+		// after the writer restarted) and must come back deleted.
+		s := newStore(t)
+		d, ok := s.(history.Deleter)
+		if !ok {
+			t.Skip("store does not implement history.Deleter")
+		}
+		r, other := room("purge-late"), room("purge-late-other")
+		mustAppend(t, s, []protocol.Message{msg(r, 1, "good"), msg(r, 2, "bad")})
+		got, err := d.Purge(ctxT(t), r, "bad", baseMs, baseMs+8000) // TS < seq 8's
+		if err != nil || !slices.Equal(got, []uint64{2}) {
+			t.Fatalf("Purge = %v, %v; want [2]", got, err)
+		}
+		mustAppend(t, s, []protocol.Message{msg(r, 3, "good"), msg(r, 4, "bad"), msg(other, 4, "bad")})
+		mustAppend(t, s, []protocol.Message{msg(r, 5, "bad"), msg(r, 8, "bad"), msg(r, 9, "good")})
+		mustAppend(t, s, []protocol.Message{msg(r, 2, "bad"), msg(r, 4, "bad")}) // redelivered
+		wantSeqs(t, s, r, history.Filter{}, []uint64{1, 3, 8, 9})
+		wantSeqs(t, s, other, history.Filter{}, []uint64{4})
+		for _, m := range mustRange(t, s, r, history.Filter{IncludeDeleted: true}) {
+			if want := m.Seq == 2 || m.Seq == 4 || m.Seq == 5; m.Deleted != want {
+				t.Errorf("seq %d Deleted = %v, want %v", m.Seq, m.Deleted, want)
+			}
+		}
+		if got, err := d.Purge(ctxT(t), r, "good", baseMs+5000, baseMs+5000); err != nil || len(got) != 0 {
+			t.Errorf("Purge of an empty range = %v, %v; want none", got, err)
+		}
+		wantSeqs(t, s, r, history.Filter{}, []uint64{1, 3, 8, 9})
+	})
+
+	t.Run("PurgeRacesWrites", func(t *testing.T) {
+		// Writes and a purge run at once, as a history writer and a
+		// moderator's ban do: every message the purge covers ends deleted,
+		// whichever came first.
+		s := newStore(t)
+		d, ok := s.(history.Deleter)
+		if !ok {
+			t.Skip("store does not implement history.Deleter")
+		}
+		for round := 0; round < 3; round++ {
+			r := room("purge-race")
+			const n = 30
+			done := make(chan error, 1)
+			go func() {
+				for seq := uint64(1); seq <= n; seq++ {
+					if err := s.Append(ctxT(t), []protocol.Message{msg(r, seq, "bad")}); err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+			time.Sleep(time.Duration(round) * 5 * time.Millisecond)
+			if _, err := d.Purge(ctxT(t), r, "bad", baseMs, baseMs+(n+1)*1000); err != nil {
+				t.Fatalf("Purge: %v", err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+			wantSeqs(t, s, r, history.Filter{}, []uint64{})
+			wantSeqs(t, s, r, history.Filter{IncludeDeleted: true}, span(1, n))
 		}
 	})
 
