@@ -29,7 +29,15 @@ func TestFollowReopensAndStops(t *testing.T) {
 	var errs atomic.Int32
 	done := make(chan struct{})
 	go func() {
-		FollowControl(ctx, b, func(ev Control) { got <- ev }, func(error) { errs.Add(1) })
+		// Never block the handler: the loop below may publish a few
+		// events before it sees one, and a handler stuck on a full
+		// channel would keep Follow from seeing the cancel.
+		FollowControl(ctx, b, func(ev Control) {
+			select {
+			case got <- ev:
+			default:
+			}
+		}, func(error) { errs.Add(1) })
 		close(done)
 	}()
 	// Publish until the reopened consumer (which starts at the newest

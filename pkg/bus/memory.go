@@ -12,6 +12,9 @@ var (
 	_ Prover          = (*memConsumer)(nil)
 	_ PartitionReader = (*Memory)(nil)
 	_ PartitionWriter = (*Memory)(nil)
+
+	_ PartitionSubscriber = (*Memory)(nil)
+	_ PartitionConsumer   = (*memConsumer)(nil)
 )
 
 // MemoryConfig configures the in-memory bus.
@@ -124,16 +127,6 @@ func (m *Memory) Consumer(stream string, opts ConsumerOptions) (Consumer, error)
 	return c, nil
 }
 
-// partitionOf maps a key to a partition with FNV-1a.
-func partitionOf(key string, n int) int {
-	h := uint32(2166136261)
-	for i := 0; i < len(key); i++ {
-		h ^= uint32(key[i])
-		h *= 16777619
-	}
-	return int(h % uint32(n))
-}
-
 type memPublisher struct {
 	m    *Memory
 	name string
@@ -153,7 +146,7 @@ func (p memPublisher) Publish(ctx context.Context, recs ...Record) error {
 		return ErrClosed
 	}
 	for _, r := range recs {
-		s.appendLocked(partitionOf(r.Key, len(s.parts)), r)
+		s.appendLocked(KeyPartition(r.Key, len(s.parts)), r)
 	}
 	s.wakeLocked()
 	return nil
@@ -243,9 +236,13 @@ type memConsumer struct {
 	opts  ConsumerOptions
 	group *memGroup
 	gen   int
-	owned []bool
-	pos   []int64
-	// closed is guarded by s.mu.
+	// manual: opened by PartitionConsumer; reads the partitions Assign
+	// gave it.
+	manual bool
+	// owned, pos and closed are guarded by s.mu (owned and pos are also
+	// set once before the consumer is shared).
+	owned  []bool
+	pos    []int64
 	closed bool
 }
 
@@ -441,4 +438,53 @@ func (m *Memory) ReadRange(ctx context.Context, stream string, partition int, fr
 		return nil, nil
 	}
 	return append([]Record(nil), part.recs[lo:hi]...), nil
+}
+
+// PartitionConsumer opens a consumer of stream that reads no partition
+// until Assign (bus.PartitionSubscriber).
+func (m *Memory) PartitionConsumer(stream string) (PartitionConsumer, error) {
+	s, err := m.stream(stream)
+	if err != nil {
+		return nil, err
+	}
+	return &memConsumer{s: s, manual: true, owned: make([]bool, len(s.parts)), pos: make([]int64, len(s.parts))}, nil
+}
+
+// Assign starts reading partition at offset (bus.PartitionConsumer).
+func (c *memConsumer) Assign(partition int, offset int64) error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !c.manual:
+		return errNotManual
+	case c.closed || s.closed:
+		return ErrClosed
+	case partition < 0 || partition >= len(s.parts):
+		return fmt.Errorf("bus: assign partition %d: %w", partition, ErrNoPartition)
+	case offset < 0:
+		return fmt.Errorf("bus: assign partition %d at offset %d: %w", partition, offset, ErrBadOffset)
+	}
+	part := &s.parts[partition]
+	c.owned[partition] = true
+	c.pos[partition] = min(offset, part.base+int64(len(part.recs)))
+	s.wakeLocked()
+	return nil
+}
+
+// Unassign stops reading partition (bus.PartitionConsumer).
+func (c *memConsumer) Unassign(partition int) error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !c.manual:
+		return errNotManual
+	case c.closed || s.closed:
+		return ErrClosed
+	case partition < 0 || partition >= len(s.parts):
+		return fmt.Errorf("bus: unassign partition %d: %w", partition, ErrNoPartition)
+	}
+	c.owned[partition] = false
+	return nil
 }

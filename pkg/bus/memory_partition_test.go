@@ -10,7 +10,7 @@ func TestMemoryPartitionReader(t *testing.T) {
 	ctx := context.Background()
 	m := NewMemory(MemoryConfig{Partitions: 4, Retain: 4})
 	const key = "room-x"
-	p := partitionOf(key, 4)
+	p := KeyPartition(key, 4)
 	pub := m.Publisher(StreamAccepted)
 	for i := range 10 {
 		if err := pub.Publish(ctx, Record{Key: key, Value: []byte("v" + strconv.Itoa(i))}); err != nil {

@@ -89,3 +89,42 @@ type PartitionReader interface {
 	// < to, in offset order. Records no longer retained are skipped.
 	ReadRange(ctx context.Context, stream string, partition int, from, to int64) ([]Record, error)
 }
+
+// ErrBadOffset is returned by PartitionConsumer.Assign for a negative
+// offset.
+var ErrBadOffset = errors.New("bus: negative offset")
+
+// errNotManual is returned by Assign and Unassign on a consumer that Consumer
+// opened (it reads what its options say, not what it is assigned).
+var errNotManual = errors.New("bus: Assign and Unassign need a consumer opened with PartitionConsumer")
+
+// PartitionSubscriber is implemented by buses that can read chosen
+// partitions of a stream, each from a chosen offset, and change the choice
+// while reading. A gateway with room affinity reads only the dispatch
+// partitions of the rooms its viewers are in (KeyPartition tells which):
+// it assigns a partition when the first viewer of a room on it joins and
+// unassigns it when the last one has left.
+type PartitionSubscriber interface {
+	// PartitionConsumer opens a consumer of stream without a group that
+	// reads no partition until Assign. Close it when done.
+	PartitionConsumer(stream string) (PartitionConsumer, error)
+}
+
+// PartitionConsumer is a group-less Consumer that reads the partitions
+// assigned to it. Commit does nothing. Assign and Unassign may be called
+// while another goroutine waits in Fetch; a Fetch that begins after they
+// return reads the new assignment only: no record of an unassigned
+// partition, and no record of a reassigned one from before its new offset.
+type PartitionConsumer interface {
+	Consumer
+	// Assign makes the consumer read partition from offset on (from the
+	// oldest retained record when offset is older; the first records
+	// written when it is past the end), replacing where it was reading
+	// that partition if it was. It does not wait for records. A partition
+	// the stream does not have is an error wrapping ErrNoPartition; a
+	// negative offset, ErrBadOffset.
+	Assign(partition int, offset int64) error
+	// Unassign stops reading partition. Unassigning a partition that is
+	// not assigned does nothing.
+	Unassign(partition int) error
+}

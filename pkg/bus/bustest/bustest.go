@@ -2,7 +2,8 @@
 // passes: the in-memory bus and the Kafka adapter run the same subtests, so
 // pipeline stages can rely on one set of semantics (per-key order, consumer
 // groups with explicit commits and at-least-once redelivery, group-less
-// consumers that start at the newest record, key filters, cancellation).
+// consumers that start at the newest record, key filters, cancellation,
+// partitions read by choice with bus.KeyPartition placing the keys).
 //
 // Every subtest uses its own stream and group names, so the suite can run
 // against a broker shared with other tests.
@@ -48,6 +49,8 @@ func Run(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 		{"PublishAfterCloseFails", testClose},
 		{"StaleCommitRefused", testStaleCommit},
 		{"AppendToPartition", testAppend},
+		{"PartitionConsumer", testPartitionConsumer},
+		{"PartitionConsumerFollowsKeys", testPartitionKeys},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

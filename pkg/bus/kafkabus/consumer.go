@@ -66,6 +66,15 @@ type consumer struct {
 	owned     map[int]bool
 	committed map[int]int64 // offsets committed in gen
 
+	// manual: opened by PartitionConsumer (assign.go). assigned holds,
+	// per partition, the epoch of its current reader (0: not assigned);
+	// Fetch drops deliveries of any other epoch. readers (the cancel of
+	// each assigned partition's reader) and nextEpoch are guarded by mu.
+	manual    bool
+	assigned  []atomic.Int32
+	readers   map[int]context.CancelFunc
+	nextEpoch int32
+
 	closeOnce sync.Once
 	closed    chan struct{}
 }
@@ -294,7 +303,8 @@ func (c *consumer) readPartition(ctx context.Context, gen int32, p int, offset i
 // it returns with the offset to go on from. A negative offset
 // (kafka.FirstOffset, kafka.LastOffset: a group without a committed offset)
 // is resolved first; an offset the partition no longer holds moves to the
-// oldest one it does (records lost to retention are logged).
+// oldest one it does (records lost to retention are logged); an assigned
+// offset past the end (a partition consumer) moves to the end.
 func (c *consumer) fetchLoop(ctx context.Context, conn *kafka.Conn, gen int32, p int, offset int64) (int64, error) {
 	take := func(m kafka.Message) bool {
 		select {
@@ -303,6 +313,15 @@ func (c *consumer) fetchLoop(ctx context.Context, conn *kafka.Conn, gen int32, p
 		case <-ctx.Done():
 			return false
 		}
+	}
+	if c.manual && offset > 0 {
+		// An assigned offset past the end reads from the end (not every
+		// broker answers such a fetch with OffsetOutOfRange).
+		_, last, err := conn.ReadOffsets()
+		if err != nil {
+			return offset, err
+		}
+		offset = min(offset, last)
 	}
 	for {
 		if offset < 0 {
@@ -351,6 +370,9 @@ func (c *consumer) Fetch(ctx context.Context) ([]bus.Record, error) {
 	case <-c.closed:
 		return nil, fmt.Errorf("kafkabus: fetch %s: %w", c.topic, bus.ErrClosed)
 	default:
+	}
+	if c.manual {
+		return c.fetchAssigned(ctx)
 	}
 	var out []bus.Record
 	var gen int32

@@ -306,20 +306,16 @@ func (b *Bus) writer(ctx context.Context, stream string) (*kafka.Writer, error) 
 	return w, nil
 }
 
-// balancer maps keys to partitions for publishers and for key-filtered
-// consumers. Murmur2 is the Java client's default partitioner, so Java and
-// librdkafka (murmur2) producers place a room's records in the same
-// partition as this bus. Consistent makes empty keys hash too.
-var balancer = &kafka.Murmur2Balancer{Consistent: true}
+// balancer maps keys to partitions for publishers: bus.KeyPartition, the
+// one key hash of every bus (murmur2, the Java client's default
+// partitioner, so Java and librdkafka producers place a room's records in
+// the same partition as this bus).
+var balancer = kafka.BalancerFunc(func(m kafka.Message, parts ...int) int {
+	return parts[bus.KeyPartition(string(m.Key), len(parts))]
+})
 
 // partitionOf returns the partition key maps to among n partitions.
-func partitionOf(key string, n int) int {
-	parts := make([]int, n)
-	for i := range parts {
-		parts[i] = i
-	}
-	return balancer.Balance(kafka.Message{Key: []byte(key)}, parts...)
-}
+func partitionOf(key string, n int) int { return bus.KeyPartition(key, n) }
 
 func (b *Bus) errorLogger() kafka.Logger {
 	return kafka.LoggerFunc(func(msg string, args ...any) {

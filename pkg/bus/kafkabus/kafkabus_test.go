@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/bus/bustest"
 	"github.com/danmaku-live/danmaku/pkg/testenv"
@@ -128,6 +130,18 @@ func TestPartitionOf(t *testing.T) {
 	} {
 		if got := partitionOf(tc.key, tc.n); got != tc.wantP {
 			t.Errorf("partitionOf(%q, %d) = %d, want %d", tc.key, tc.n, got, tc.wantP)
+		}
+	}
+	// The publishers' balancer is bus.KeyPartition, and it agrees with
+	// kafka-go's own murmur2 partitioner.
+	parts := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	for i := range 2000 {
+		key := []byte("room-" + strconv.Itoa(i) + strings.Repeat("x", i%7))
+		for _, n := range []int{1, 8, 17} {
+			want := (&kafka.Murmur2Balancer{Consistent: true}).Balance(kafka.Message{Key: key}, parts[:n]...)
+			if got := balancer.Balance(kafka.Message{Key: key}, parts[:n]...); got != want {
+				t.Fatalf("balancer(%q, %d) = %d, kafka-go's murmur2 says %d", key, n, got, want)
+			}
 		}
 	}
 	counts := make([]int, 8)
