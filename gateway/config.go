@@ -164,14 +164,14 @@ type Config struct {
 	// RingSize is how many recent messages per room the gateway keeps in
 	// memory for joins and resumes. Zero value means 1024.
 	RingSize int
-	// MaxHistoryLoads bounds the history-store loads in flight: the joins
-	// and resumes the ring does not serve, and the loads that fill a
-	// room's ring (one per room the gateway has no ring for), so a client
+	// MaxHistoryLoads bounds the history-store loads in flight: the room
+	// fills that serve the joins and resumes the ring does not (one per
+	// room and range of resume points asked for at once), so a client
 	// joining many fresh rooms over many connections cannot start one
-	// load each at once. A join past it waits up to HistorySlotWait for a
-	// slot for its room's fill; a join the fill does not serve gets no
-	// store load when no slot is free and is answered from memory with
-	// complete:false. Zero value means 256; negative is an error.
+	// load each at once. A fill past it waits up to HistorySlotWait for a
+	// slot; without one its joins are answered from memory with
+	// complete:false (a resume gets nothing and keeps its resume point).
+	// Zero value means 256; negative is an error.
 	MaxHistoryLoads int
 	// HistorySlotWait is how long a room's fill waits for a history-load
 	// slot: a storm of joins of fresh rooms (a gateway restart) is served
@@ -186,9 +186,11 @@ type Config struct {
 	// or fails. Zero value means 100ms; negative is an error.
 	HistoryRetryEvery time.Duration
 	// HistoryRetries is how many more times a load asks a store that
-	// lags behind the ring (a failing store is asked 3 times in all);
-	// then the join is answered with complete:false. With the default
-	// pause that is about 2 s. Zero value means 20; negative means none.
+	// lags behind the ring (a failing store is asked 3 times in all),
+	// for at most HistoryRetries × HistoryRetryEvery in all (a slow store
+	// gets fewer); then the join is answered with complete:false. With
+	// the default pause that is about 2 s. Zero value means 20; negative
+	// means none.
 	HistoryRetries int
 	// IngestQueue bounds sends waiting to be published; when full, sends
 	// are rejected "unavailable". Zero value means 8192.

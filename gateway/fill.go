@@ -1,43 +1,62 @@
-// History fill: store loads for joins the ring does not serve; a load runs on its own goroutine and answers on the waiter's event loop.
+// History fill: the one path from the history store to joins the ring does not serve; a load runs on its own goroutine and answers on each waiter's event loop.
 
 package gateway
 
 import (
 	"context"
 	"errors"
+	"sort"
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
 
-// roomFill is a store load that extends a room's ring backwards, so that
-// the joins waiting on it are answered from memory: after a gateway
-// restart or in a reconnect storm the viewers of a room resume from about
-// the same seq, and when a room's viewers arrive at a gateway that has no
-// ring for it yet they all want its newest messages; one query serves them
-// all instead of one each. Guarded by room.mu.
+// roomFill is the one store load path of the gateway: a load for the
+// joins of a room whose history the room's ring does not hold. After a
+// gateway restart or in a reconnect storm the viewers of a room resume from
+// about the same seq, and when a room's viewers arrive at a gateway that
+// has no ring for it yet they all want its newest messages; one query
+// serves them all instead of one each. The answer extends the ring
+// backwards when it can, and each waiter's history is built from the ring
+// and the answer (answerHistoryLocked), so a waiter gets exactly what it
+// asked for even when the ring cannot take the answer. A room has one fill
+// per distinct request in flight (room.fills): a join that no fill in
+// flight serves starts its own.
+//
+// The request and waiters are guarded by room.mu while the fill is in
+// room.fills; ans is written by the fill's goroutine before it hands the
+// waiters back, and only read afterwards.
 type roomFill struct {
-	// tail: the newest HistoryOnJoin messages (for joins without resume);
-	// else every message after seq after (for resumes).
+	// tail: the newest HistoryOnJoin messages (joins without resume while
+	// the gateway knows nothing of the room); else up to limit messages
+	// after seq after.
 	tail    bool
 	after   uint64
+	limit   int
 	waiters []fillWaiter
+	ans     fillAnswer
 }
 
-// serves reports whether a join waiting on f finds its history in the
-// ring afterwards: a resume after seq after waits on a resume fill from at
-// or below it, a join without resume on a tail fill.
-func (f *roomFill) serves(resume *uint64, after uint64) bool {
-	if resume == nil {
-		return f.tail
-	}
-	return !f.tail && f.after <= after
+// fillAnswer is what the store said to a fill.
+type fillAnswer struct {
+	// msgs are every stored message after seq after (deleted ones too),
+	// ascending, up to the store's end unless cut (the query's limit
+	// stopped it).
+	msgs  []protocol.Message
+	after uint64
+	cut   bool
+	err   error // the load failed (errNoLoadSlot: no history-load slot)
 }
 
 // fillMargin is how far below the first resume point a fill starts, so
-// that viewers a few messages behind it share the load.
-const fillMargin = 64
+// that viewers a few messages behind it share the load; a fill serves
+// resumes up to fillWindow above its start, and loads MaxResume more
+// than that, so each of them gets up to MaxResume messages.
+const (
+	fillMargin = 64
+	fillWindow = 2 * fillMargin
+)
 
 // fillWaiter is a join waiting on a roomFill; its member is catching up
 // (batches queue in member.pending).
@@ -47,67 +66,89 @@ type fillWaiter struct {
 	resume *uint64 // the resume point; nil for a join without resume
 }
 
-// waitFillLocked makes w, a join whose history (after seq after) the ring
-// does not hold, wait on the room's fill: the one in flight when it serves
-// w, else a new one (start: the caller runs it with fillRing once mu is
-// released). It reports waiting false when a fill that does not serve w is
-// in flight: w then loads its own history (loadOwn). mu must be held.
-func (r *room) waitFillLocked(w fillWaiter, after uint64) (start, waiting bool) {
-	f := r.fill
-	switch {
-	case f == nil:
-	case f.serves(w.resume, after):
-		f.waiters = append(f.waiters, w)
-		return false, true
-	default:
-		return false, false
+// needLocked returns what a join's history needs from the store: the
+// room's newest messages (tail) when it has no resume and the gateway
+// knows nothing of the room, else the messages after seq after. mu must
+// be held.
+func (r *room) needLocked(resume *uint64, want int) (tail bool, after uint64) {
+	if resume == nil && r.last == 0 {
+		return true, 0
 	}
-	f = &roomFill{tail: w.resume == nil, waiters: []fillWaiter{w}}
-	if w.resume != nil {
-		// From a little below this resume point: viewers of one room
-		// resume from about the same seq, and the ones slightly behind
-		// can wait on the same load.
-		f.after = after - min(after, fillMargin)
-	}
-	r.fill = f
-	return true, true
+	return false, r.joinAfterLocked(resume, want)
 }
 
-// fillRing loads r.fill's messages from the store, adds them below the
-// ring when they reach it (or as the ring when it is empty), and
-// hands every waiter back to its loop: a waiter the ring now covers gets
-// its history from it, the others load their own (loadOwn). While the
-// store has not caught up with the ring (the history writer persists in
-// batches) it asks again (loadUntil). The load takes a history-load slot
-// (histSem), waiting up to Config.HistorySlotWait for one; without one the
-// waiters are handed back as they are (loadOwn answers them from memory
-// when no slot is free either). Runs the load on its own goroutine.
-func (s *Server) fillRing(r *room) {
-	r.mu.Lock()
-	f := history.Filter{AfterSeq: r.fill.after, Limit: s.cfg.MaxResume, IncludeDeleted: true}
-	if r.fill.tail {
-		f = history.Filter{Tail: true, Limit: s.cfg.HistoryOnJoin, IncludeDeleted: true}
+// serves reports whether f's answer holds the history of a join that
+// needs tail, or the messages after seq after.
+func (f *roomFill) serves(tail bool, after uint64) bool {
+	if f.tail || tail {
+		return f.tail == tail
 	}
-	r.mu.Unlock()
+	return f.after <= after && after-f.after <= fillWindow
+}
+
+// waitFillLocked makes w, a join whose history the ring does not hold,
+// wait on a fill of the room: one in flight that serves it, else a new
+// one, which it returns (the caller starts it with runFill once mu is
+// released; nil when w waits on a fill already running). mu must be held.
+func (r *room) waitFillLocked(w fillWaiter, cfg *Config) *roomFill {
+	tail, after := r.needLocked(w.resume, cfg.HistoryOnJoin)
+	for _, f := range r.fills {
+		if f.serves(tail, after) {
+			f.waiters = append(f.waiters, w)
+			return nil
+		}
+	}
+	f := &roomFill{tail: true, limit: cfg.HistoryOnJoin, waiters: []fillWaiter{w}}
+	if !tail {
+		// From a little below this resume point: viewers of one room
+		// resume from about the same seq, and the ones slightly behind
+		// or ahead can wait on the same load.
+		f.tail, f.after, f.limit = false, after-min(after, fillMargin), cfg.MaxResume+fillWindow
+	}
+	r.fills = append(r.fills, f)
+	return f
+}
+
+// removeFillLocked takes f out of r.fills: joins no longer wait on it.
+// mu must be held.
+func (r *room) removeFillLocked(f *roomFill) {
+	for i, g := range r.fills {
+		if g == f {
+			r.fills = append(r.fills[:i], r.fills[i+1:]...)
+			break
+		}
+	}
+	if len(r.fills) == 0 {
+		r.fills = nil
+	}
+}
+
+// runFill loads f's answer from the store (loadFill) on its own goroutine,
+// holding a history-load slot (histSem) for it: it waits up to
+// Config.HistorySlotWait for one, and without one the answer is
+// errNoLoadSlot. Then it hands every waiter back to its loop (finishFill).
+// Runs on the caller's goroutine only to start the load.
+func (s *Server) runFill(r *room, f *roomFill) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		var err error
+		var a fillAnswer
 		if s.takeLoadSlot(s.cfg.HistorySlotWait) {
-			err = s.fillLoad(r, f)
+			a = s.loadFill(r, f)
 			<-s.histSem
 		} else {
-			err = errNoLoadSlot
+			a.err = errNoLoadSlot
 		}
-		if err == nil {
+		if a.err == nil {
 			s.m.historyLoads.WithLabelValues("store").Inc()
 		}
 		r.mu.Lock()
-		fill := r.fill
-		r.fill = nil
+		f.ans = a
+		r.removeFillLocked(f)
+		waiters := f.waiters
 		r.mu.Unlock()
-		for _, w := range fill.waiters {
-			w.c.lp.execute(func() { s.finishFill(r, w) })
+		for _, w := range waiters {
+			w.c.lp.execute(func() { s.finishFill(r, w, &f.ans) })
 		}
 	}()
 }
@@ -138,40 +179,74 @@ func (s *Server) takeLoadSlot(wait time.Duration) bool {
 	return false
 }
 
-// fillLoad runs fillRing's store queries for r (f, then the room's newest
-// messages when f's resume point is past the store's end) and extends the
-// ring with the answer. It returns the last query's error. Runs off the
-// loop, holding a history-load slot.
-func (s *Server) fillLoad(r *room, f history.Filter) error {
-	var err error
+// loadFill asks the store for f's answer (queryFill) until it is one the
+// fill can use (applyLocked: the store does not lag behind the ring), at
+// most as often as loadUntil allows, and returns the last answer. Runs
+// off the loop, holding a history-load slot.
+func (s *Server) loadFill(r *room, f *roomFill) fillAnswer {
+	var a fillAnswer
 	s.loadUntil(func(ctx context.Context) (bool, error) {
-		var msgs []protocol.Message
-		msgs, err = s.cfg.History.Range(ctx, r.name, f)
-		if err != nil {
-			return false, err
-		}
-		after, whole := f.AfterSeq, len(msgs) < f.Limit
-		if !f.Tail && len(msgs) == 0 && f.AfterSeq > 0 {
-			// Nothing after the resume point: it is at or past the
-			// room's end as far as the store knows, and a client
-			// named it. The room's end comes from the store's
-			// newest messages instead, never from the resume
-			// point (a bogus resume would otherwise make the room
-			// drop every batch below it as seen).
-			tail := history.Filter{Tail: true, Limit: s.cfg.HistoryOnJoin, IncludeDeleted: true}
-			if msgs, err = s.cfg.History.Range(ctx, r.name, tail); err != nil {
-				return false, err
-			}
-			after, whole = tailAfter(msgs, tail.Limit), true
-		}
-		if f.Tail {
-			after, whole = tailAfter(msgs, f.Limit), true
+		a = s.queryFill(ctx, r.name, f)
+		if a.err != nil {
+			return false, a.err
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		return whole && r.extendLocked(after, msgs, s.cfg.RingSize), nil
+		return r.applyLocked(&a, f, s.cfg.RingSize, s.cfg.HistoryOnJoin), nil
 	})
-	return err
+	return a
+}
+
+// queryFill runs f's store query: the room's newest HistoryOnJoin
+// messages, or up to f.limit after f.after, and then the room's newest
+// when nothing follows f.after. Runs off the loop.
+func (s *Server) queryFill(ctx context.Context, room string, f *roomFill) fillAnswer {
+	q := history.Filter{Tail: f.tail, AfterSeq: f.after, Limit: f.limit, IncludeDeleted: true}
+	msgs, err := s.cfg.History.Range(ctx, room, q)
+	switch {
+	case err != nil:
+		return fillAnswer{err: err}
+	case f.tail:
+		return fillAnswer{msgs: msgs, after: tailAfter(msgs, q.Limit)}
+	case len(msgs) > 0 || f.after == 0:
+		return fillAnswer{msgs: msgs, after: f.after, cut: len(msgs) >= q.Limit}
+	}
+	// Nothing after the resume point: it is at or past the room's end as
+	// far as the store knows, and a client named it. The room's end comes
+	// from the store's newest messages instead, never from the resume
+	// point (a bogus resume would otherwise make the room drop every batch
+	// below it as seen: extendLocked).
+	tail := history.Filter{Tail: true, Limit: s.cfg.HistoryOnJoin, IncludeDeleted: true}
+	if msgs, err = s.cfg.History.Range(ctx, room, tail); err != nil {
+		return fillAnswer{err: err}
+	}
+	return fillAnswer{msgs: msgs, after: tailAfter(msgs, tail.Limit)}
+}
+
+// applyLocked extends the ring with a, f's answer, when a reaches the
+// store's end (extendLocked), and reports whether the fill is done: it is
+// not while a ends below the ring's first seq although the store was not
+// cut off (the history writer persists in batches and has not stored the
+// messages just below the ring yet) and the ring does not cover f's
+// request by itself. A store that stays behind is answered with
+// complete:false (answerHistoryLocked) rather than freeze the viewers
+// until it catches up. mu must be held.
+func (r *room) applyLocked(a *fillAnswer, f *roomFill, ringSize, want int) bool {
+	if a.cut || r.extendLocked(a.after, a.msgs, ringSize) {
+		return true
+	}
+	top := a.after
+	if n := len(a.msgs); n > 0 {
+		top = a.msgs[n-1].Seq
+	}
+	if first := r.ringFirstLocked(); first == 0 || top+1 >= first {
+		return true // the ring could not take a, and asking again would not change that
+	}
+	need := f.after
+	if f.tail {
+		need = r.joinAfterLocked(nil, want)
+	}
+	return r.coversLocked(need)
 }
 
 // tailAfter returns the seq that msgs, the store's answer to a Tail
@@ -238,162 +313,93 @@ func (r *room) extendLocked(after uint64, msgs []protocol.Message, ringSize int)
 	return true
 }
 
-// finishFill answers a join that waited on a ring fill. Runs on the
-// waiter's loop.
-func (s *Server) finishFill(r *room, w fillWaiter) {
-	c, m := w.c, w.m
+// finishFill answers w, a join that waited on a fill, with a the fill's
+// answer: from the ring when it now covers w's history, else from the
+// answer and the ring (answerHistoryLocked). A resume the fill got no
+// history-load slot for gets nothing and keeps its resume point. Runs on
+// the waiter's loop.
+func (s *Server) finishFill(r *room, w fillWaiter, a *fillAnswer) {
+	c, m, resume, want := w.c, w.m, w.resume, s.cfg.HistoryOnJoin
 	if c.state != stateOpen || c.member(r.name) != m {
 		return
 	}
-	resume := w.resume
 	r.mu.Lock()
-	after := r.joinAfterLocked(resume, s.cfg.HistoryOnJoin)
-	if msgs, ok := r.ringHistoryLocked(after, resume, s.cfg.HistoryOnJoin); ok {
-		// The history covers the ring up to the room's newest seq (also
-		// when the resume point is past it): that is the joined seq,
-		// and the batches queued meanwhile up to it were in the ring.
-		m.from = max(m.from, r.last)
-		r.mu.Unlock()
-		s.m.historyLoads.WithLabelValues("memory").Inc()
-		c.finishJoin(m, r.name, resume, msgs, true)
-		return
-	}
-	first := r.ringFirstLocked()
-	ring := r.ringAfterLocked(after)
-	r.mu.Unlock()
-	s.loadOwn(w, r.name, after, first, ring)
-}
-
-// loadOwn fetches the part of w's history (after seq after) the ring
-// lacks, for a join the room's fill did not serve (a fill for other joins
-// was in flight, or the ring could not take the answer), off the loop,
-// then sends joined + history and the frames queued meanwhile. ring is
-// the ring's part of the history and ringFirst the ring's first seq (0:
-// none). Runs on the loop; the store query runs on its own goroutine.
-func (s *Server) loadOwn(w fillWaiter, name string, after, ringFirst uint64, ring []protocol.Message) {
-	c, m, resume := w.c, w.m, w.resume
-	if !s.takeLoadSlot(0) {
-		// Too many loads in flight: answer with what memory has. A resume
-		// the ring does not reach back to gets nothing and keeps its
-		// resume point (clients take a history as complete up to the
-		// joined seq): the viewer sees the gap at the next batch and
-		// resumes again, instead of skipping it.
-		s.m.historyLoads.WithLabelValues("failed").Inc()
-		if resume != nil {
-			// The client's resume point is kept only up to the room's
-			// newest seq as this gateway knows it (m.from, set at the
-			// join): it never answers a joined seq past that.
-			m.from = min(m.from, *resume)
-			ring = nil
-		}
-		c.finishJoin(m, name, resume, ring, false)
-		return
-	}
-	f := s.ownFilter(resume, after, ringFirst, len(ring))
-	lp := c.lp
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		msgs, lagging, err := s.loadBelowRing(name, f, ringFirst)
-		<-s.histSem
-		lp.execute(func() {
-			if c.state != stateOpen || c.member(name) != m {
-				return
-			}
-			msgs, complete := s.ownHistory(msgs, ring, resume, ringFirst, err)
-			c.finishJoin(m, name, resume, msgs, complete && !lagging)
-		})
-	}()
-}
-
-// ownFilter is loadOwn's store query: with resume, the gap after seq
-// after, oldest first (past MaxResume the answer is incomplete); without,
-// the newest HistoryOnJoin messages, or the ones just below the ring
-// (ringFirst, ringLen messages long) when there is one.
-func (s *Server) ownFilter(resume *uint64, after, ringFirst uint64, ringLen int) history.Filter {
-	want := s.cfg.HistoryOnJoin
-	var f history.Filter
+	after := r.joinAfterLocked(resume, want)
+	msgs, complete := r.ringHistoryLocked(after, resume, want)
+	source := "memory"
 	switch {
-	case resume != nil:
-		f = history.Filter{AfterSeq: after, Limit: s.cfg.MaxResume}
-	case ringFirst == 0:
-		f = history.Filter{Tail: true, Limit: want}
-	default:
-		need := want - ringLen
-		if need <= 0 {
-			need = 1
-		}
-		if ringFirst > uint64(need)+1 {
-			after = ringFirst - 1 - uint64(need)
-		} else {
-			after = 0
-		}
-		f = history.Filter{AfterSeq: after, Limit: need}
-	}
-	if ringFirst != 0 {
-		// Deleted messages too, to tell a store that lags behind the ring
-		// from one that has a deleted message there; loadBelowRing leaves
-		// them out.
-		f.IncludeDeleted = true
-	}
-	return f
-}
-
-// loadBelowRing runs loadOwn's query f of room name, holding a
-// history-load slot. The history writer persists in batches, so the store
-// may not yet hold the messages just below the ring (ringFirst; after a
-// gateway restart the ring starts at the first batch it saw). Joining the
-// two across that gap would skip seqs silently: it waits for the store
-// instead (loadUntil). lagging reports a store still behind after the wait
-// (the writer is stuck, e.g. its consumer group is rejoining after a
-// broker restart): the join is answered with complete:false rather than
-// freeze the viewer until the store catches up. Runs off the loop.
-func (s *Server) loadBelowRing(name string, f history.Filter, ringFirst uint64) (msgs []protocol.Message, lagging bool, err error) {
-	s.loadUntil(func(ctx context.Context) (bool, error) {
-		msgs, err = s.cfg.History.Range(ctx, name, f)
-		return err == nil && !storeLags(msgs, f, ringFirst), err
-	})
-	lagging = err == nil && storeLags(msgs, f, ringFirst)
-	if f.IncludeDeleted {
-		kept := msgs[:0]
-		for _, m := range msgs {
-			if !m.Deleted {
-				kept = append(kept, m)
-			}
-		}
-		msgs = kept
-	}
-	return msgs, lagging, err
-}
-
-// ownHistory joins loadOwn's store messages (msgs, or the error that
-// stopped the load) and ring into the join's history: the store's below
-// the ring, then the ring, the newest HistoryOnJoin without resume. It
-// reports whether that history is complete. Runs on the loop.
-func (s *Server) ownHistory(msgs, ring []protocol.Message, resume *uint64, ringFirst uint64, err error) ([]protocol.Message, bool) {
-	complete := err == nil
-	if err != nil {
+	case complete:
+	case resume != nil && errors.Is(a.err, errNoLoadSlot):
+		// Too many loads in flight: a resume the ring does not reach back
+		// to gets nothing and keeps its resume point (clients take a
+		// history as complete up to the joined seq): the viewer sees the
+		// gap at the next batch and resumes again, instead of skipping
+		// it. Its point is kept only up to the room's newest seq as this
+		// gateway knows it (m.from, set at the join): it never answers a
+		// joined seq past that.
+		r.mu.Unlock()
 		s.m.historyLoads.WithLabelValues("failed").Inc()
-		msgs = nil
+		m.from = min(m.from, *resume)
+		c.finishJoin(m, r.name, resume, nil, false)
+		return
+	case a.err != nil:
+		msgs, complete = r.answerHistoryLocked(a, after, resume, s.cfg.MaxResume, want)
+		source = "failed"
+	default:
+		msgs, complete = r.answerHistoryLocked(a, after, resume, s.cfg.MaxResume, want)
+		source = "store"
+	}
+	// The history holds the ring up to the room's newest seq (also when
+	// the resume point is past it): that is the joined seq, and the
+	// batches queued meanwhile up to it were in the ring.
+	m.from = max(m.from, r.last)
+	r.mu.Unlock()
+	s.m.historyLoads.WithLabelValues(source).Inc()
+	c.finishJoin(m, r.name, resume, msgs, complete)
+}
+
+// answerHistoryLocked builds a join's history (after seq after) from a,
+// its fill's answer, and the ring: the answer's messages below the ring
+// (the oldest maxResume after after), then the ring's; without resume the
+// newest want of them. It reports the history complete when the answer
+// reaches back to after and on to the ring's first seq, or with no ring to
+// the store's end. A failed answer contributes nothing: the ring's part,
+// incomplete. mu must be held.
+func (r *room) answerHistoryLocked(a *fillAnswer, after uint64, resume *uint64, maxResume, want int) ([]protocol.Message, bool) {
+	var part []protocol.Message
+	if a.err == nil {
+		i := sort.Search(len(a.msgs), func(i int) bool { return a.msgs[i].Seq > after })
+		part = a.msgs[i:]
+	}
+	more := a.cut
+	if len(part) > maxResume {
+		part, more = part[:maxResume], true // the gap is larger than MaxResume
+	}
+	reach := after
+	if n := len(part); n > 0 {
+		reach = part[n-1].Seq
+	}
+	complete := a.err == nil && a.after <= after
+	first := r.ringFirstLocked()
+	if first == 0 {
+		complete = complete && !more
 	} else {
-		s.m.historyLoads.WithLabelValues("store").Inc()
+		complete = complete && reach+1 >= first
+		i := sort.Search(len(part), func(i int) bool { return part[i].Seq >= first })
+		part = part[:i]
 	}
-	// Keep store messages below the ring, then the ring.
-	if ringFirst != 0 {
-		i := len(msgs)
-		for i > 0 && msgs[i-1].Seq >= ringFirst {
-			i--
+	ring := r.ringAfterLocked(after)
+	msgs := make([]protocol.Message, 0, len(part)+len(ring))
+	for _, m := range part {
+		if !m.Deleted {
+			msgs = append(msgs, m)
 		}
-		msgs = msgs[:i]
 	}
-	if resume != nil && complete && len(msgs) >= s.cfg.MaxResume && ringFirst != 0 {
-		complete = false // the gap is larger than MaxResume
+	msgs = append(msgs, ring...)
+	if resume == nil && len(msgs) > want {
+		msgs = msgs[len(msgs)-want:]
 	}
-	all := append(msgs, ring...)
-	if want := s.cfg.HistoryOnJoin; resume == nil && len(all) > want {
-		all = all[len(all)-want:]
-	}
-	return all, complete
+	return msgs, complete
 }
 
 // storeTries is how many times a load asks a failing store (an error
@@ -401,33 +407,24 @@ func (s *Server) ownHistory(msgs, ring []protocol.Message, resume *uint64, ringF
 const storeTries = 3
 
 // loadUntil calls load until it reports done, Config.HistoryRetryEvery
-// apart, at most Config.HistoryRetries times more: a failing store gets
-// storeTries, none more when there is no shared store. Each call gets
-// Config.HistoryTimeout. Runs off the loop.
+// apart, at most Config.HistoryRetries times more and for about
+// HistoryRetries × HistoryRetryEvery in all (a slow store does not
+// multiply the wait): a failing store gets storeTries, none more when
+// there is no shared store. Each call gets Config.HistoryTimeout. Runs off
+// the loop.
 func (s *Server) loadUntil(load func(ctx context.Context) (done bool, err error)) {
+	start := time.Now()
+	budget := time.Duration(s.cfg.HistoryRetries) * s.cfg.HistoryRetryEvery
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HistoryTimeout)
 		done, err := load(ctx)
 		cancel()
-		if done || attempt >= s.cfg.HistoryRetries || s.ctx.Err() != nil || (err != nil && (attempt >= storeTries-1 || errors.Is(err, history.ErrNoShared))) {
+		if done || attempt >= s.cfg.HistoryRetries || time.Since(start) >= budget || s.ctx.Err() != nil ||
+			(err != nil && (attempt >= storeTries-1 || errors.Is(err, history.ErrNoShared))) {
 			return
 		}
 		time.Sleep(s.cfg.HistoryRetryEvery)
 	}
-}
-
-// storeLags reports whether msgs, the store's answer to f, ends before the
-// message just below ringFirst although the store was not cut off by
-// f.Limit: a gap between the store and the ring.
-func storeLags(msgs []protocol.Message, f history.Filter, ringFirst uint64) bool {
-	if ringFirst == 0 || len(msgs) >= f.Limit {
-		return false
-	}
-	last := f.AfterSeq
-	if n := len(msgs); n > 0 {
-		last = msgs[n-1].Seq
-	}
-	return last+1 < ringFirst
 }
 
 // finishJoin sends joined + history and flushes frames queued while the

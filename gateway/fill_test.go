@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
@@ -185,4 +186,195 @@ func TestJoinStormSharesOneTailLoad(t *testing.T) {
 	}
 	publishSeqs(t, gw, "e", 1, 2, 2)
 	collect(t, empty[0], nil, 1, 2, false)
+}
+
+// gatedStore holds every Range until gate is closed, and counts them.
+type gatedStore struct {
+	history.Store
+	gate  chan struct{}
+	calls atomic.Int64
+}
+
+func (s *gatedStore) Range(ctx context.Context, room string, f history.Filter) ([]protocol.Message, error) {
+	s.calls.Add(1)
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.Store.Range(ctx, room, f)
+}
+
+// TestConcurrentJoinsDuringFill: while the room's first fill is held in
+// flight, viewers join with different needs — resumes inside its window,
+// a cluster of older resumes it does not serve, joins without resume
+// before and after the first live batches, resumes past the room's end —
+// and live batches arrive before and after the store answers. Every
+// viewer gets exactly the history it asked for, complete, and then the
+// live batches: over history and batches together every seq once, in
+// order, with no gap, each message the store's; the joins share a few
+// store loads (one per request), not one each.
+func TestConcurrentJoinsDuringFill(t *testing.T) {
+	const room, stored, last = "cj", 300, 400
+	mem := history.NewMemory(history.MemoryConfig{})
+	st := &gatedStore{Store: mem, gate: make(chan struct{})}
+	gw := startGW(t, func(c *Config) { c.History = st; c.HistoryTimeout = 30 * time.Second })
+	msg := func(seq uint64) protocol.Message {
+		return protocol.Message{Room: room, Seq: seq, UID: "u", Text: fmt.Sprint(seq)}
+	}
+	for seq := uint64(1); seq <= stored; seq++ {
+		if err := mem.Append(context.Background(), []protocol.Message{msg(seq)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// live stores messages from..to (the history writer) and publishes
+	// them to dispatch in batches of 3.
+	live := func(from, to uint64) {
+		for seq := from; seq <= to; seq += 3 {
+			var b []protocol.Message
+			for s := seq; s <= min(seq+2, to); s++ {
+				b = append(b, msg(s))
+			}
+			if err := mem.Append(context.Background(), b); err != nil {
+				t.Error(err)
+			}
+			for i := range b {
+				b[i].Room = ""
+			}
+			if err := gw.bus.Publisher(bus.StreamDispatch).Publish(context.Background(), bus.Record{Key: room, Value: protocol.EncodeBatch(room, b)}); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	type viewer struct {
+		who    string
+		resume uint64 // 0: none
+		v      *wstest.Conn
+	}
+	join := func(who string, resumes ...uint64) []viewer {
+		vs := make([]viewer, len(resumes))
+		conns := dialAtOnce(len(resumes), func(i int) *wstest.Conn {
+			q := "/ws?room=" + room
+			if resumes[i] != 0 {
+				q += fmt.Sprintf("&resume=%d", resumes[i])
+			}
+			v := dialRaw(t, gw.addr)
+			if st := v.Upgrade(q, ""); st != 101 {
+				t.Errorf("upgrade %s: %d", q, st)
+			}
+			return v
+		})
+		for i := range vs {
+			vs[i] = viewer{fmt.Sprintf("%s resume=%d", who, resumes[i]), resumes[i], conns[i]}
+		}
+		return vs
+	}
+
+	// The first resume starts the fill (from 136); the gate holds it.
+	all := join("first", 200)
+	all = append(all, join("in its window", 140, 180, 230, 260, 264)...)
+	// Within fillMargin of each other: whichever joins first, its fill
+	// serves the others.
+	all = append(all, join("older cluster", 20, 28, 36, 44, 52, 60, 68, 76)...)
+	all = append(all, join("no resume, room unknown", 0, 0, 0)...)
+	all = append(all, join("past the end, room unknown", 100000)...)
+	live(stored+1, stored+20)
+	r := gw.s.rooms.get(room)
+	waitLast := func(seq uint64) {
+		for {
+			r.mu.Lock()
+			l := r.last
+			r.mu.Unlock()
+			if l >= seq {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitLast(stored + 20)
+	all = append(all, join("no resume, ring too short", 0, 0, 0)...)
+	all = append(all, join("past the end, room known", 100000)...)
+	r.mu.Lock()
+	fills := len(r.fills)
+	r.mu.Unlock()
+	if fills < 3 {
+		t.Fatalf("%d fills in flight before the store answers, want one per request (at least 3)", fills)
+	}
+	// The store answers while more batches arrive.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		live(stored+21, last)
+	}()
+	close(st.gate)
+	<-done
+
+	var wg sync.WaitGroup
+	for _, vw := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := checkJoinStream(vw.v, vw.resume, last); err != nil {
+				t.Errorf("%s: %v", vw.who, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := st.calls.Load(); n > 6 {
+		t.Errorf("%d viewers made %d store loads, want at most 6 (one per request)", len(all), n)
+	}
+}
+
+// checkJoinStream reads a joined viewer's joined, history and batches up
+// to seq last and checks them: the history is complete, starts right
+// after resume (without resume: holds the newest 50 up to the joined
+// seq; past the room's end: is empty) and ends at the joined seq, and
+// history and batches together carry every seq from there to last once,
+// in order, each message as stored (Text is its seq).
+func checkJoinStream(v *wstest.Conn, resume, last uint64) error {
+	f, err := v.NextFrame(10 * time.Second)
+	if err != nil || f.Op != protocol.OpJoined {
+		return fmt.Errorf("first frame %q, %v; want joined", f.Op, err)
+	}
+	joined := f.Seq
+	h, err := v.NextFrame(10 * time.Second)
+	if err != nil || h.Op != protocol.OpHistory || !h.Complete {
+		return fmt.Errorf("second frame %q complete=%v, %v; want a complete history", h.Op, h.Complete, err)
+	}
+	prev := resume
+	switch {
+	case resume > joined:
+		if len(h.Msgs) != 0 {
+			return fmt.Errorf("resume past the end (joined %d): history has %d msgs", joined, len(h.Msgs))
+		}
+		prev = joined
+	case resume == 0:
+		if len(h.Msgs) != 50 {
+			return fmt.Errorf("join without resume: %d msgs, want 50", len(h.Msgs))
+		}
+		prev = h.Msgs[0].Seq - 1
+	}
+	if n := len(h.Msgs); n > 0 && h.Msgs[n-1].Seq != joined {
+		return fmt.Errorf("history ends at %d, joined %d", h.Msgs[n-1].Seq, joined)
+	}
+	msgs := h.Msgs
+	for {
+		for _, m := range msgs {
+			if m.Seq != prev+1 || m.Text != fmt.Sprint(m.Seq) {
+				return fmt.Errorf("seq %d (%q) after %d", m.Seq, m.Text, prev)
+			}
+			prev = m.Seq
+		}
+		if prev >= last {
+			return nil
+		}
+		b, err := v.NextFrame(10 * time.Second)
+		if err != nil {
+			return fmt.Errorf("got seqs up to %d of %d: %v", prev, last, err)
+		}
+		msgs = nil
+		if b.Op == protocol.OpBatch {
+			msgs = b.Msgs
+		}
+	}
 }

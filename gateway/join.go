@@ -11,7 +11,8 @@ import (
 // join adds the connection to room and sends joined + history: the newest
 // HistoryOnJoin messages, or with resume every message after that seq.
 // History comes from the room's ring when it covers the request, else from
-// the store, loaded off the loop while batches for the viewer are queued.
+// a fill of the room (fill.go), loaded off the loop while batches for the
+// viewer are queued.
 // A join of a room the connection is already in acts as a resume.
 // Runs on the loop.
 func (c *conn) join(name string, resume *uint64) {
@@ -57,7 +58,7 @@ func (c *conn) join(name string, resume *uint64) {
 		s.m.rooms.Inc()
 	}
 
-	last, first := r.last, r.ringFirstLocked()
+	last := r.last
 	after := r.joinAfterLocked(resume, s.cfg.HistoryOnJoin)
 	if msgs, ok := r.ringHistoryLocked(after, resume, s.cfg.HistoryOnJoin); ok {
 		online := r.onlineCount()
@@ -71,19 +72,14 @@ func (c *conn) join(name string, resume *uint64) {
 	m.catching = true
 	m.from = last
 	// Joins the ring does not serve (a restarted gateway, a storm, a room
-	// filling up) wait on the room's fill: one store load per room
-	// extends the ring for all of them (fill.go).
-	w := fillWaiter{c: c, m: m, resume: resume}
-	if start, waiting := r.waitFillLocked(w, after); waiting {
-		r.mu.Unlock()
-		if start {
-			s.fillRing(r)
-		}
-		return
-	}
-	ring := r.ringAfterLocked(after)
+	// filling up, an old resume point) wait on a fill of the room: one
+	// store load serves all the joins that need about the same history
+	// (fill.go).
+	f := r.waitFillLocked(fillWaiter{c: c, m: m, resume: resume}, &s.cfg)
 	r.mu.Unlock()
-	s.loadOwn(w, name, after, first, ring)
+	if f != nil {
+		s.runFill(r, f)
+	}
 }
 
 // leave removes the connection from room. Runs on the loop.

@@ -31,7 +31,7 @@ func TestCatchingJoinerMissesNothing(t *testing.T) {
 		return v
 	}
 	fill := upgrade("")              // waits on the room's tail fill
-	resumed := upgrade("&resume=20") // the tail fill does not serve it: its own load
+	resumed := upgrade("&resume=20") // the tail fill does not serve it: a fill of its own
 	for st.inflight.Load() < 2 {
 		time.Sleep(time.Millisecond)
 	}
@@ -107,7 +107,7 @@ func TestCatchingJoinerPastTheRing(t *testing.T) {
 		}
 		return v
 	}
-	upgrade("") // a tail fill, so the resume below loads on its own
+	upgrade("") // a tail fill, so the resume below waits on a fill of its own
 	resumed := upgrade("&resume=20")
 	for st.inflight.Load() < 2 {
 		time.Sleep(time.Millisecond)

@@ -16,9 +16,10 @@ import (
 // resumes, and how many viewers each event loop holds, so a batch is handed
 // only to the loops that need it.
 //
-// mu guards ring, last, viewers, idleSince and dead. It is taken by the dispatch
-// goroutine (append a batch), by event loops (join and leave) and by the
-// control goroutine (deletions); never held while writing to a connection.
+// mu guards ring, last, viewers, idleSince, dead and fills. It is taken by
+// the dispatch goroutine (append a batch), by event loops (join and leave),
+// by fill goroutines (extend the ring) and by the control goroutine
+// (deletions); never held while writing to a connection.
 type room struct {
 	name string
 
@@ -29,7 +30,7 @@ type room struct {
 	viewers   []int32            // per loop index: members on that loop
 	idleSince time.Time          // when the last local viewer left
 	dead      bool               // removed from the registry; joiners must look again
-	fill      *roomFill          // a store load extending the ring backwards; nil = none
+	fills     []*roomFill        // store loads in flight for joins the ring does not serve (fill.go)
 
 	online atomic.Int64 // local members over all loops, observers included
 	// observers counts the local members that are moderators watching with

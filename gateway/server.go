@@ -9,9 +9,10 @@
 //     (member) and its room index (loop.rooms): touched only in gnet
 //     callbacks and in tasks queued with loop.execute.
 //   - room (shared by all loops) holds a room's ring of recent messages,
-//     per-loop viewer counts and its pending store load (room.fill, with
-//     the joins waiting on it) under room.mu; the load runs on its own
-//     goroutine and hands each waiter back to its loop.
+//     per-loop viewer counts and its store loads in flight (room.fills,
+//     each with the joins waiting on it) under room.mu; each load runs on
+//     its own goroutine and hands each waiter back to its loop with its
+//     answer.
 //   - Each loop's outbox (loop.out, under loop.out.mu) is where other
 //     goroutines leave frames for the loop's viewers; at most one flush task
 //     per loop is pending at a time (paced by the last flush's fan-out
@@ -44,7 +45,7 @@
 //   - handshake.go, conn.go: a connection's upgrade, then its frames and
 //     client messages.
 //   - join.go: join and leave; fill.go: history the ring lacks, loaded
-//     from the store (roomFill).
+//     from the store (roomFill, the gateway's one path to it).
 //   - room.go: a room's shared state and ring; loop.go: one event loop's
 //     state and its sweep.
 //   - dispatch.go, control.go, replies.go, ingest.go, presence.go,
@@ -153,7 +154,7 @@ type Server struct {
 	// one (the engine failed to start), so that runIngest returns.
 	endIngest sync.Once
 	// histSem holds a slot for every history-store load in flight
-	// (Config.MaxHistoryLoads): fillRing and loadOwn (takeLoadSlot).
+	// (Config.MaxHistoryLoads): every room fill takes one (runFill).
 	histSem chan struct{}
 	// sess keeps one connection per user and device; nil without
 	// Config.Sessions.
