@@ -3,6 +3,8 @@
 package gateway
 
 import (
+	"time"
+
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
@@ -24,6 +26,13 @@ func (s *Server) runControl() {
 }
 
 func (s *Server) applyControl(ev bus.Control) {
+	if ev.Op == bus.ControlPurge {
+		if ev.Until == 0 {
+			ev.Until = time.Now().UnixMilli() // from a publisher that sets no bound
+		}
+		// Before the ring is marked: see runDispatch.
+		s.purges.add(ev.Room, ev.UID, ev.Until, time.Now())
+	}
 	switch ev.Op {
 	case bus.ControlDelete, bus.ControlPurge, bus.ControlNotice:
 		r := s.rooms.get(ev.Room)
@@ -48,7 +57,7 @@ func (s *Server) applyControl(ev bus.Control) {
 					r.ring[i].Deleted = true
 				}
 			}
-			payload = protocol.Encode(protocol.Purge{Op: protocol.OpPurge, Room: ev.Room, UID: ev.UID})
+			payload = protocol.Encode(protocol.Purge{Op: protocol.OpPurge, Room: ev.Room, UID: ev.UID, Until: ev.Until})
 		case bus.ControlNotice:
 			payload = protocol.Encode(protocol.Notice{Op: protocol.OpNotice, Room: ev.Room, Text: ev.Text})
 		}

@@ -34,6 +34,12 @@ func (s *Server) runDispatch() {
 			}
 			s.m.batches.Inc()
 			r.mu.Lock()
+			// Messages a purge covers that arrive after it (accepted
+			// before the ban) go into the ring deleted and are not shown.
+			// Checked under room.mu: the control goroutine remembers a
+			// purge before it marks the ring, so each message is caught
+			// by one or the other.
+			purged := s.purges.mark(r.name, b.Msgs)
 			fresh, first, last, ok := r.appendLocked(from, to, b.Msgs, s.cfg.RingSize)
 			shown, cover, post := fresh, first, ok
 			if ok {
@@ -49,6 +55,9 @@ func (s *Server) runDispatch() {
 			}
 			if !post {
 				continue // all left out: the next batch or shed step covers it
+			}
+			if purged > 0 {
+				shown = live(shown)
 			}
 			payload := rec.Value
 			switch {

@@ -34,7 +34,7 @@
 //     a conn directly.
 //
 // Lock order: rooms shard lock → room.mu → loop.out.mu (the shed
-// goroutine posts under room.mu). usersMu and ipMu are leaves.
+// goroutine posts under room.mu). usersMu, ipMu and purges.mu are leaves.
 //
 // # Files
 //
@@ -49,7 +49,8 @@
 //   - room.go: a room's shared state and ring; loop.go: one event loop's
 //     state and its sweep.
 //   - dispatch.go, control.go, replies.go, ingest.go, presence.go,
-//     shed.go, session.go: one background goroutine each.
+//     shed.go, session.go: one background goroutine each; purges.go:
+//     the recent purges, written by control, read by dispatch.
 //   - outbox.go: a loop's queue of frames from other goroutines;
 //     flush.go: the pass that writes it to the viewers; outbound.go: every
 //     write to a socket and the outbound policy.
@@ -100,6 +101,9 @@ type Server struct {
 	cfg   Config
 	m     *metrics
 	rooms *rooms
+	// purges remembers recent purges for the messages that arrive after
+	// them (purges.go).
+	purges *purgeMemory
 
 	ctx    context.Context // cancelled when the server stops
 	cancel context.CancelFunc
@@ -174,6 +178,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		rooms:   newRooms(cfg.Loops),
+		purges:  newPurgeMemory(),
 		ctx:     ctx,
 		cancel:  cancel,
 		booted:  make(chan struct{}),

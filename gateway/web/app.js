@@ -2,7 +2,7 @@
 // the "video", a chat log, room switching, guest sign-in and sending.
 // User-supplied text is only ever rendered with textContent.
 import { DanmakuClient, SendError, validRoom, wsURL } from "./danmaku.js";
-import { Stage, badge, danmakuElement, kindClass } from "./stage.js";
+import { Retractions, Stage, badge, danmakuElement, kindClass } from "./stage.js";
 
 const $ = (id) => document.getElementById(id);
 const LOG_MAX = 200;
@@ -81,6 +81,9 @@ export function rejectText(f) {
 const stage = new Stage($("layer"));
 const logEl = $("log");
 let room = "";
+// What delete and purge frames retracted in the room, so a message that
+// comes after them is not shown (reset with the room).
+let retracted = new Retractions();
 let me = { token: "", uid: "", name: "" };
 let client = null;
 let guestsEnabled = true;
@@ -161,6 +164,7 @@ function switchRoom(next) {
   if (next === room) return;
   if (room) client.leave(room);
   room = next;
+  retracted = new Retractions();
   emptyHint(false);
   stage.clear();
   logEl.textContent = "";
@@ -191,7 +195,7 @@ function wire(c) {
     $("conn-text").textContent = t;
   });
   c.on("message", (r, m, source) => {
-    if (r === room) show(m, source !== "history");
+    if (r === room && !retracted.hides(m)) show(m, source !== "history");
   });
   c.on("joined", (r, _seq, online) => {
     if (r === room) setOnline(online);
@@ -208,11 +212,14 @@ function wire(c) {
   });
   c.on("delete", (r, seqs) => {
     if (r !== room) return;
+    retracted.delete(seqs);
     const set = new Set(seqs.map(String));
     removeWhere((el) => set.has(el.dataset.seq));
   });
-  c.on("purge", (r, uid) => {
-    if (r === room) removeWhere((el) => el.dataset.uid === uid);
+  c.on("purge", (r, uid, until) => {
+    if (r !== room) return;
+    retracted.purge(uid, until);
+    removeWhere((el) => el.dataset.uid === uid);
   });
   c.on("notice", (r, text, uid) => {
     if (r === room || uid) show({ text, kind: "system", role: "service", name: uid ? "to you" : "", ts: Date.now() }, true);
@@ -328,7 +335,13 @@ async function main() {
     send(text);
   });
   addEventListener("resize", () => stage.size());
-  globalThis.danmakuViewer = { client, stage };
+  globalThis.danmakuViewer = {
+    client,
+    stage,
+    get retracted() {
+      return retracted;
+    },
+  };
 }
 
 main();

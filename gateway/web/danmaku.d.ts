@@ -88,7 +88,7 @@ export interface DanmakuEvents {
   /** Messages retracted by a moderator. */
   delete: (room: string, seqs: number[]) => void;
   /** Every recent message of uid retracted (a ban or timeout). */
-  purge: (room: string, uid: string) => void;
+  purge: (room: string, uid: string, until: number) => void;
   online: (room: string, count: number) => void;
   /**
    * A system line for the room (e.g. "slow mode is on"), or for every room;

@@ -17,7 +17,9 @@
 //   history  (room, msgs, complete)  after a join or resume was answered
 //   joined   (room, seq, online)
 //   delete   (room, seqs)        messages retracted by a moderator
-//   purge    (room, uid)         every recent message of uid retracted
+//   purge    (room, uid, until)  every recent message of uid retracted;
+//                                until (Unix ms, 0 if absent): also those
+//                                with a ts before it that arrive later
 //   online   (room, count)
 //   notice   (room, text, uid)   a system line for the room (also a
 //                                notice to every room); uid is set when it
@@ -416,7 +418,7 @@ export class DanmakuClient {
         if (this._rooms.has(f.room)) this._emit("delete", f.room, f.seqs || []);
         return;
       case "purge":
-        if (this._rooms.has(f.room)) this._emit("purge", f.room, f.uid || "");
+        if (this._rooms.has(f.room)) this._emit("purge", f.room, f.uid || "", f.until || 0);
         return;
       case "online":
         if (this._rooms.has(f.room)) this._emit("online", f.room, f.count || 0);

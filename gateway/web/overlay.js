@@ -5,15 +5,12 @@
 // off the screen (and out of its queue) as soon as the delete or purge
 // arrives. Options (all optional but room) are in docs/api.md#overlay.
 import { DanmakuClient, validRoom, wsURL } from "./danmaku.js";
-import { Stage, danmakuElement, modeOf } from "./stage.js";
+import { Retractions, Stage, danmakuElement, modeOf } from "./stage.js";
 
 // Messages that arrive to fill a gap after a reconnect are shown only when
 // this recent (ms): an overlay that was away for a minute does not replay
 // the minute at once.
 const RESUME_FRESH_MS = 15000;
-// Deleted seqs remembered per room, so a message that comes after its
-// delete (a resume racing the delete) is never shown.
-const DELETED_MAX = 4096;
 
 // parseOptions reads and checks the query; problems lists what was wrong.
 export function parseOptions(search) {
@@ -70,7 +67,7 @@ async function main() {
   layer.style.setProperty("--lane", Math.round(o.font * 1.5) + "px");
   layer.style.opacity = String(o.opacity);
   const stage = new Stage(layer, { lanes: o.lanes, speed: o.speed, duration: o.duration, maxOnScreen: o.max });
-  const deleted = new Set();
+  const retracted = new Retractions();
 
   let cfg = {};
   try {
@@ -81,22 +78,21 @@ async function main() {
   }
   const client = new DanmakuClient({ url: wsURL(location, cfg) });
   client.on("message", (room, m, source) => {
-    if (room !== o.room || deleted.has(m.seq) || !wanted(o.kinds, m)) return;
+    if (room !== o.room || retracted.hides(m) || !wanted(o.kinds, m)) return;
     if (source === "history") return; // a fresh join starts from now
     if (source === "resume" && Date.now() - (m.ts || 0) > RESUME_FRESH_MS) return;
     stage.add(danmakuElement(m, false), m.kind === "paid" || m.kind === "system");
   });
   client.on("delete", (room, seqs) => {
     if (room !== o.room) return;
-    for (const s of seqs) {
-      deleted.add(s);
-      if (deleted.size > DELETED_MAX) deleted.delete(deleted.values().next().value);
-    }
+    retracted.delete(seqs);
     const set = new Set(seqs.map(String));
     stage.removeWhere((el) => set.has(el.dataset.seq));
   });
-  client.on("purge", (room, uid) => {
-    if (room === o.room) stage.removeWhere((el) => el.dataset.uid === uid);
+  client.on("purge", (room, uid, until) => {
+    if (room !== o.room) return;
+    retracted.purge(uid, until);
+    stage.removeWhere((el) => el.dataset.uid === uid);
   });
   client.on("notice", (room, text) => {
     if (room !== o.room) return;
@@ -109,7 +105,7 @@ async function main() {
   addEventListener("resize", () => stage.size());
   client.connect();
   client.join(o.room).catch(() => {});
-  globalThis.danmakuOverlay = { client, stage, options: o, modeOf };
+  globalThis.danmakuOverlay = { client, stage, options: o, modeOf, retracted };
 }
 
 main();

@@ -1,6 +1,6 @@
 // stage.js — the danmaku stage shared by the viewer page (app.js) and the
-// OBS overlay (overlay.js): how a message becomes an element, and how
-// elements are laid out on a layer. Scrolling danmaku fly right to left in
+// OBS overlay (overlay.js): how a message becomes an element, how
+// elements are laid out on a layer, and what was retracted. Scrolling danmaku fly right to left in
 // lanes; top and bottom danmaku (display modes, docs/protocol.md) stay
 // centred in their own rows for a few seconds. User-supplied text is only
 // ever rendered with textContent.
@@ -29,6 +29,43 @@ export function badge(role, kind) {
   b.className = "badge " + role;
   b.textContent = role === "mod" ? "MOD" : role === "streamer" ? "HOST" : "BOT";
   return b;
+}
+
+/**
+ * Retractions remembers what delete and purge frames retracted, so a
+ * message that arrives after its delete or purge (a resume racing the
+ * delete, a message accepted just before a ban) is never shown: deleted
+ * seqs, and purged uids with the purge's until (the uid's messages with a
+ * ts before it are covered; a frame without until covers what was sent
+ * until it arrived). Both are bounded; the oldest is forgotten first.
+ */
+export class Retractions {
+  constructor(max = 4096) {
+    this.max = max;
+    this.deleted = new Set();
+    this.purged = new Map(); // uid → until (Unix ms)
+  }
+
+  delete(seqs) {
+    for (const s of seqs) {
+      this.deleted.add(s);
+      if (this.deleted.size > this.max) this.deleted.delete(this.deleted.values().next().value);
+    }
+  }
+
+  purge(uid, until) {
+    const u = Math.max(until || Date.now(), this.purged.get(uid) || 0);
+    this.purged.delete(uid); // re-inserted as the newest
+    this.purged.set(uid, u);
+    if (this.purged.size > this.max) this.purged.delete(this.purged.keys().next().value);
+  }
+
+  /** hides reports whether m was retracted. */
+  hides(m) {
+    if (this.deleted.has(m.seq)) return true;
+    const until = this.purged.get(m.uid || "");
+    return until !== undefined && (m.ts || 0) < until;
+  }
 }
 
 /**

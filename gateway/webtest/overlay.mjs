@@ -162,6 +162,18 @@ try {
   await page.waitForFunction((s) => !document.querySelector(`#layer .dm[data-seq="${s}"]`), pm.seq, { timeout: 5000 });
   assert.equal(await keepEl.count(), 1, "other senders' messages stay");
 
+  step("a message of the purged user that comes after the purge (sent before the ban) never shows");
+  const until = await page.evaluate((uid) => {
+    const o = globalThis.danmakuOverlay;
+    const u = o.retracted.purged.get(uid);
+    o.client._emit("message", o.options.room, { seq: 1e9, uid, text: "late purged", ts: u - 1 }, "live");
+    o.client._emit("message", o.options.room, { seq: 1e9 + 1, uid, text: "after the timeout", ts: u + 60000 }, "live");
+    return u;
+  }, VIEWER_UID);
+  assert.ok(until > Date.now() - 60000, "the purge's until is remembered: " + until);
+  await page.locator("#layer .dm", { hasText: "after the timeout" }).waitFor({ state: "attached", timeout: 5000 });
+  assert.equal(await page.locator("#layer .dm", { hasText: "late purged" }).count(), 0, "the late purged message is not shown");
+
   step("a message deleted before it could be placed never shows");
   // One on screen at most: the next message waits in the queue.
   await page.evaluate(() => { globalThis.danmakuOverlay.stage.maxOnScreen = 1; });

@@ -167,6 +167,25 @@ try {
     assert.match(await li.textContent(), /to you/);
   }
 
+  step("after a purge, a message of the purged user sent before the ban never shows");
+  {
+    const res = await fetch(`${HTTP}/api/rooms/${ROOM}/bans`, {
+      method: "POST",
+      headers: { Authorization: "Bearer " + MOD, "Content-Type": "application/json" },
+      body: JSON.stringify({ uid: "late-sender", duration_s: 60 }),
+    });
+    assert.equal(res.status, 200);
+    await page.waitForFunction(() => globalThis.danmakuViewer.retracted.purged.has("late-sender"));
+    await page.evaluate((room) => {
+      const { client, retracted } = globalThis.danmakuViewer;
+      const u = retracted.purged.get("late-sender");
+      client._emit("message", room, { seq: 1e9, uid: "late-sender", text: "late purged line", ts: u - 1 }, "live");
+      client._emit("message", room, { seq: 1e9 + 1, uid: "late-sender", text: "back after the timeout", ts: u + 60000 }, "live");
+    }, ROOM);
+    await page.locator("#log li", { hasText: "back after the timeout" }).waitFor({ state: "attached" });
+    assert.equal(await page.locator("#log li", { hasText: "late purged line" }).count(), 0, "the late purged message is not shown");
+  }
+
   step("a burst on a busy page: no two danmaku overlap in a lane");
   // The page's main thread is kept busy 60 ms of every 100 (a slow
   // machine, a heavy page), and every frame the lanes are checked.

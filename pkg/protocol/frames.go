@@ -103,6 +103,7 @@ type ServerFrame struct {
 	RetryAfterMs int64                `json:"retry_after_ms,omitempty"`
 	Seqs         []uint64             `json:"seqs,omitempty"`
 	UID          string               `json:"uid,omitempty"`
+	Until        int64                `json:"until,omitempty"` // purge: covers the uid's messages with ts before it
 	Count        int                  `json:"count,omitempty"`
 	Text         string               `json:"text,omitempty"`
 	Reason       string               `json:"reason,omitempty"`
@@ -201,6 +202,9 @@ type Purge struct {
 	Op   string `json:"op"`
 	Room string `json:"room"`
 	UID  string `json:"uid"`
+	// Until (Unix ms), when set, says the purge also covers the user's
+	// messages with a ts before it that arrive later.
+	Until int64 `json:"until,omitempty"`
 }
 
 // Online reports a room's viewer count.
