@@ -22,7 +22,10 @@ const AuditSession = "session"
 
 // Limits of the stream endpoints.
 const (
-	maxStreamRange   = 31 * 24 * time.Hour // longest from..to of density and analytics
+	maxStreamRange = 31 * 24 * time.Hour // longest from..to of density and analytics
+	// maxStreamTimeMs is the latest from or to: the end of ClickHouse's
+	// DateTime (2106), which the stores bound their queries with.
+	maxStreamTimeMs  = 4294967295000
 	defaultBuckets   = 100
 	defaultPhrases   = 20
 	maxPhrases       = 100
@@ -270,8 +273,9 @@ func (a *API) streamRange(w http.ResponseWriter, r *http.Request, room string) (
 			return def, true
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 || n > 1<<53 {
-			writeError(w, http.StatusBadRequest, protocol.CodeInvalid, name+" must be a Unix time in ms")
+		if err != nil || n < 0 || n > maxStreamTimeMs {
+			writeError(w, http.StatusBadRequest, protocol.CodeInvalid,
+				fmt.Sprintf("%s must be a Unix time in ms, 0 to %d", name, int64(maxStreamTimeMs)))
 			return 0, false
 		}
 		return n, true
@@ -283,6 +287,11 @@ func (a *API) streamRange(w http.ResponseWriter, r *http.Request, room string) (
 		return 0, 0, nil, false
 	}
 	switch {
+	case from < 0:
+		// Only the default can be: an hour before a to under an hour.
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid,
+			"from defaults to an hour before to, which is before 1970 here: give from, or a later to")
+		return 0, 0, nil, false
 	case from >= to:
 		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "from must be before to")
 		return 0, 0, nil, false

@@ -249,6 +249,7 @@ func testStreamEndpoints(t *testing.T, st streamStore) {
 			}
 		}
 		for _, q := range []string{"from=5&to=5", "from=x", "buckets=0", "buckets=2001", rng + "&session=burst-1",
+			"to=1", "to=3599999", "from=-1&to=5", "from=4294967290000&to=4294967295001",
 			fmt.Sprintf("from=0&to=%d", 40*24*time.Hour/time.Millisecond)} {
 			if code := s.do("GET", base+q, "", "", nil); code != 400 {
 				t.Errorf("density?%s = %d, want 400", q, code)
