@@ -66,8 +66,9 @@ type APIConfig struct {
 	// endpoint reads or changes it (wrap with Loaded). Nil means Engine
 	// holds only what this process saw.
 	Rooms moderation.RoomLoader
-	// Audit records moderators' actions. Nil means an in-memory log of the
-	// last 1,000 actions per room.
+	// Audit records moderators' actions and pushes. Nil means an in-memory
+	// log of this instance: the last 1,000 actions per room, and of each
+	// kind of push.
 	Audit AuditLog
 	// PurgeWindow is how far back a ban retracts the user's messages.
 	// Zero value means 10 minutes.

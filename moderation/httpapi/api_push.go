@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -15,13 +16,19 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
 
-// Audit actions of the pushes beyond one room. They are recorded under
-// AuditPushRoom, a key no room id can have.
+// Audit actions of the pushes beyond one room. Each kind is recorded
+// under its own key, one no room id can have, so each has its own bounded
+// log: a flood of notices to users (20 a second per account) never pushes
+// the rare notices to every room out. GET /api/notices/audit lists them
+// under AuditPushRoom.
 const (
 	AuditNoticeAll  = "notice_all"  // a system notice to every room
 	AuditUserNotice = "user_notice" // a notice to one user wherever connected
 	AuditPushRoom   = "*"
 )
+
+// pushAuditKey is the audit log key of a push action.
+func pushAuditKey(action string) string { return AuditPushRoom + action }
 
 // PushLimit is a token bucket for one kind of push, per service account
 // and API instance.
@@ -135,7 +142,7 @@ func (a *API) push(w http.ResponseWriter, r *http.Request, c *auth.Claims, lim *
 		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "control stream unavailable")
 		return
 	}
-	a.record(r.Context(), c, AuditEntry{Room: AuditPushRoom, Action: action, UID: ev.UID, Details: clip(text, 200)})
+	a.record(r.Context(), c, AuditEntry{Room: pushAuditKey(action), Action: action, UID: ev.UID, Details: clip(text, 200)})
 	resp := NoticeResponse{UID: ev.UID, TS: ev.TS}
 	if ev.Op == bus.ControlNoticeAll {
 		resp.Rooms = "all"
@@ -179,10 +186,42 @@ func validUID(uid string) bool {
 	return true
 }
 
-// getPushAudit lists the pushes beyond one room, newest first.
+// getPushAudit lists the pushes beyond one room, newest first: those of
+// ?action=, or both kinds' logs merged.
 func (a *API) getPushAudit(w http.ResponseWriter, r *http.Request) {
 	if a.service(w, r) == nil {
 		return
 	}
-	a.getAudit(w, r, AuditPushRoom, nil)
+	limit, ok := queryLimit(w, r, 100)
+	if !ok {
+		return
+	}
+	actions := []string{AuditNoticeAll, AuditUserNotice}
+	switch v := r.URL.Query().Get("action"); v {
+	case "":
+	case AuditNoticeAll, AuditUserNotice:
+		actions = []string{v}
+	default:
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "action must be notice_all or user_notice")
+		return
+	}
+	var entries []AuditEntry
+	for _, action := range actions {
+		es, err := a.audit.List(r.Context(), pushAuditKey(action), limit)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "audit log unavailable")
+			return
+		}
+		entries = append(entries, es...)
+	}
+	// Each list is newest first; a stable sort keeps that among equal times.
+	slices.SortStableFunc(entries, func(x, y AuditEntry) int { return y.At.Compare(x.At) })
+	entries = entries[:min(limit, len(entries))]
+	for i := range entries {
+		entries[i].Room = AuditPushRoom
+	}
+	if entries == nil {
+		entries = []AuditEntry{}
+	}
+	writeJSON(w, http.StatusOK, AuditResponse{Room: AuditPushRoom, Entries: entries})
 }

@@ -1,10 +1,13 @@
 package httpapi_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/danmaku-live/danmaku/moderation/httpapi"
 	"github.com/danmaku-live/danmaku/pkg/auth"
@@ -95,5 +98,44 @@ func TestPushEndpoints(t *testing.T) {
 	_, body = h.do("GET", "/api/notices/audit", svc, "")
 	if n := len(decode[httpapi.AuditResponse](t, body).Entries); n != 5 {
 		t.Fatalf("%d audit entries, want 5 (the refused push left out)", n)
+	}
+}
+
+// TestPushAuditKeepsNoticesToAll: notices to users, more than the log
+// keeps, never push a notice to every room out of the audit log.
+func TestPushAuditKeepsNoticesToAll(t *testing.T) {
+	h := newHarness(t)
+	svc := h.token(auth.RoleService, nil, time.Hour)
+	if st, body := h.do("POST", "/api/notices", svc, `{"text":"maintenance tonight"}`); st != http.StatusAccepted {
+		t.Fatalf("notice to all: %d %s", st, body)
+	}
+	// 1,050 notices to users (the log keeps 1,000 of a kind), from 21
+	// accounts within their bursts of 50.
+	for i := range 1050 {
+		tok, err := h.signer.SignClaims(auth.Claims{Role: auth.RoleService, RegisteredClaims: jwt.RegisteredClaims{
+			Subject: fmt.Sprintf("bot-%d", i/50), ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, body := h.do("POST", fmt.Sprintf("/api/users/u%d/notice", i), tok, `{"text":"hi"}`); st != http.StatusAccepted {
+			t.Fatalf("user notice %d: %d %s", i, st, body)
+		}
+	}
+	_, body := h.do("GET", "/api/notices/audit?action=notice_all", svc, "")
+	au := decode[httpapi.AuditResponse](t, body)
+	if len(au.Entries) != 1 || au.Entries[0].Details != "maintenance tonight" || au.Entries[0].Room != httpapi.AuditPushRoom {
+		t.Fatalf("notices to all after 1,050 user notices: %s", body)
+	}
+	_, body = h.do("GET", "/api/notices/audit?limit=1000", svc, "")
+	au = decode[httpapi.AuditResponse](t, body)
+	if len(au.Entries) != 1000 || au.Entries[0].UID != "u1049" || au.Entries[999].UID != "u50" {
+		t.Fatalf("merged audit: %d entries, newest %+v", len(au.Entries), au.Entries[0])
+	}
+	_, body = h.do("GET", "/api/notices/audit?action=user_notice&limit=2", svc, "")
+	if au = decode[httpapi.AuditResponse](t, body); len(au.Entries) != 2 || au.Entries[1].UID != "u1048" {
+		t.Fatalf("user notices: %s", body)
+	}
+	if st, _ := h.do("GET", "/api/notices/audit?action=ban", svc, ""); st != http.StatusBadRequest {
+		t.Fatalf("unknown action: %d, want 400", st)
 	}
 }
