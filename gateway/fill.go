@@ -58,6 +58,13 @@ const (
 	fillWindow = 2 * fillMargin
 )
 
+// emptyFor is how long joins of a room this gateway has no message of
+// take the store's empty answer as the room's end before asking the store
+// again: long enough that a crowd arriving in an empty room shares about
+// one load a second, short enough that a store that only lagged behind
+// dispatch is asked again soon.
+const emptyFor = time.Second
+
 // fillWaiter is a join waiting on a roomFill; its member is catching up
 // (batches queue in member.pending).
 type fillWaiter struct {
@@ -281,9 +288,13 @@ func (r *room) extendLocked(after uint64, msgs []protocol.Message, ringSize int)
 			if after != 0 {
 				return false // nothing learned about the room's end
 			}
-			// The store has no message of the room: it is empty
-			// (coversLocked: ringFrom 1 before any message).
+			// The store has no message of the room: it is empty, or
+			// the store lags behind dispatch (the history writer
+			// persists in batches). Joins take it as empty for
+			// emptyFor (coversLocked: ringFrom 1 before any message),
+			// then ask the store again.
 			r.ring, r.ringFrom = r.ring[:0:0], 1
+			r.emptyUntil = time.Now().Add(emptyFor)
 			return true
 		}
 		r.ring = append(r.ring[:0:0], msgs...)

@@ -188,6 +188,29 @@ func TestJoinStormSharesOneTailLoad(t *testing.T) {
 	collect(t, empty[0], nil, 1, 2, false)
 }
 
+// TestEmptyStoreAnswerIsNotTheRoomsEnd checks that a store answer with
+// nothing in it, for a room this gateway has no memory of, is not taken
+// as the room's end for good: the store may only lag (the history writer
+// persists in batches, and falls behind for seconds after a broker
+// restart), so joins after emptyFor ask it again and get the messages it
+// has caught up with.
+func TestEmptyStoreAnswerIsNotTheRoomsEnd(t *testing.T) {
+	mem := history.NewMemory(history.MemoryConfig{})
+	gw := startGW(t, func(c *Config) { c.History = mem })
+	// Seqs 1-5 went out before any viewer of the room was on this
+	// gateway; the history writer has not stored them yet.
+	publishSeqs(t, gw, "n", 1, 5, 5)
+	if _, j, h := joinURL(t, gw, "n", "&resume=3"); j.Seq != 0 || !h.Complete || len(h.Msgs) != 0 {
+		t.Fatalf("resume=3 while the store has nothing: joined %d, history complete=%v with %d msgs", j.Seq, h.Complete, len(h.Msgs))
+	}
+	appendSeqs(t, mem, "n", 1, 5) // the writer catches up
+	time.Sleep(emptyFor + 100*time.Millisecond)
+	fresh := joinAt(t, gw, "n", "", "fresh join after the store caught up", 5, 1, 5)
+	joinAt(t, gw, "n", "&resume=3", "resume after the store caught up", 5, 4, 5)
+	publishSeqs(t, gw, "n", 6, 6, 1)
+	collect(t, fresh, nil, 6, 6, false)
+}
+
 // gatedStore holds every Range until gate is closed, and counts them.
 type gatedStore struct {
 	history.Store

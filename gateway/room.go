@@ -16,10 +16,10 @@ import (
 // resumes, and how many viewers each event loop holds, so a batch is handed
 // only to the loops that need it.
 //
-// mu guards ring, last, viewers, idleSince, dead and fills. It is taken by
-// the dispatch goroutine (append a batch), by event loops (join and leave),
-// by fill goroutines (extend the ring) and by the control goroutine
-// (deletions); never held while writing to a connection.
+// mu guards ring, last, viewers, idleSince, dead, fills and emptyUntil. It
+// is taken by the dispatch goroutine (append a batch), by event loops (join
+// and leave), by fill goroutines (extend the ring) and by the control
+// goroutine (deletions); never held while writing to a connection.
 type room struct {
 	name string
 
@@ -31,6 +31,10 @@ type room struct {
 	idleSince time.Time          // when the last local viewer left
 	dead      bool               // removed from the registry; joiners must look again
 	fills     []*roomFill        // store loads in flight for joins the ring does not serve (fill.go)
+	// emptyUntil: with last 0 and ringFrom 1, a fill found nothing of the
+	// room in the store; joins take the room as empty until then
+	// (emptyFor), and ask the store again after.
+	emptyUntil time.Time
 
 	online atomic.Int64 // local members over all loops, observers included
 	// observers counts the local members that are moderators watching with
@@ -238,10 +242,11 @@ func (r *room) ringHistoryLocked(after uint64, resume *uint64, want int) ([]prot
 // coversLocked reports whether the ring holds every message after seq
 // after: it starts right after it, or at seq 1 (the room began while this
 // gateway watched), or nothing is missing, or a fill found the room
-// empty (ringFrom 1 before any message). mu must be held.
+// empty less than emptyFor ago (ringFrom 1 before any message). mu must
+// be held.
 func (r *room) coversLocked(after uint64) bool {
 	if r.last == 0 {
-		return r.ringFrom == 1
+		return r.ringFrom == 1 && time.Now().Before(r.emptyUntil)
 	}
 	first := r.ringFirstLocked()
 	return after >= r.last || (first != 0 && (first <= after+1 || first == 1))
