@@ -54,6 +54,15 @@ type Config struct {
 	// Left-out messages are still acknowledged and stored in history.
 	// SetBudget overrides it per room. Zero value means no thinning.
 	ThinBudget int
+	// MaxBatchBytes is the largest dispatch record: a room's batch of one
+	// tick that encodes larger goes out as several batches, in seq order
+	// (a thinned one keeps covering its whole range). It must stay below
+	// the bus's record limit (Kafka's message.max.bytes and kafka-go's
+	// Writer.BatchBytes, 1 MiB by default): a record over it is refused,
+	// and dispatch would retry it for ever while every room waits. A room
+	// a dispatch restart left seconds behind at 1000 msg/s needs this.
+	// Zero value means 256 KiB.
+	MaxBatchBytes int
 	// Logger receives logs. Zero value means slog.Default().
 	Logger *slog.Logger
 	// Registerer receives metrics. Nil means they are not registered.
@@ -165,6 +174,12 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	if cfg.GrowAt == 0 {
 		cfg.GrowAt = 256
+	}
+	if cfg.MaxBatchBytes == 0 {
+		cfg.MaxBatchBytes = 256 << 10
+	}
+	if cfg.MaxBatchBytes < 0 {
+		return nil, errors.New("dispatch: negative MaxBatchBytes")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -355,16 +370,43 @@ func (d *Dispatcher) batches(order []string, byRoom map[string][]protocol.Messag
 			msgs += len(shown)
 			if ok {
 				delete(d.uncovered, room)
-				out = append(out, bus.Record{Key: room, Value: protocol.EncodeThinned(room, from, ms[len(ms)-1].Seq, shown)})
+				out = d.encode(out, room, from, ms[len(ms)-1].Seq, shown)
 			} else {
 				d.uncovered[room] = struct{}{}
 			}
 			continue
 		}
-		out = append(out, bus.Record{Key: room, Value: protocol.EncodeBatch(room, ms)})
+		out = d.encode(out, room, 0, 0, ms)
 		msgs += len(ms)
 	}
 	return out, msgs, thinned
+}
+
+// encode appends room's batch of ms to out — thinned, covering from..to,
+// when to is not 0 — as one record, or as several in seq order when it
+// would encode larger than MaxBatchBytes: halves, recursively, down to
+// one message per record. The first part of a thinned batch covers from
+// up to its last message, each next part from there on, and the last
+// part up to to, so together they cover the same seqs.
+func (d *Dispatcher) encode(out []bus.Record, room string, from, to uint64, ms []protocol.Message) []bus.Record {
+	var v []byte
+	if to != 0 {
+		v = protocol.EncodeThinned(room, from, to, ms)
+	} else {
+		v = protocol.EncodeBatch(room, ms)
+	}
+	if len(v) <= d.cfg.MaxBatchBytes || len(ms) < 2 {
+		return append(out, bus.Record{Key: room, Value: v})
+	}
+	d.m.splits.Inc()
+	half := len(ms) / 2
+	if to == 0 {
+		out = d.encode(out, room, 0, 0, ms[:half])
+		return d.encode(out, room, 0, 0, ms[half:])
+	}
+	mid := ms[half-1].Seq
+	out = d.encode(out, room, from, mid, ms[:half])
+	return d.encode(out, room, mid+1, to, ms[half:])
 }
 
 // publish writes out to the dispatch stream, retrying with a backoff
@@ -478,6 +520,7 @@ type metrics struct {
 	messages      prometheus.Counter
 	publishErrors prometheus.Counter
 	thinned       prometheus.Counter
+	splits        prometheus.Counter
 	tick          prometheus.Gauge
 }
 
@@ -491,11 +534,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Failed publishes (retried)."}),
 		thinned: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "dispatch", Name: "thinned_total",
 			Help: "Messages left out of batches by hot-room thinning (still in history)."}),
+		splits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "dispatch", Name: "batch_splits_total",
+			Help: "Room batches split in two because they encoded larger than MaxBatchBytes (a backlog being caught up)."}),
 		tick: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "danmaku", Subsystem: "dispatch", Name: "tick_seconds",
 			Help: "Current merge window."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.batches, m.messages, m.publishErrors, m.thinned, m.tick)
+		reg.MustRegister(m.batches, m.messages, m.publishErrors, m.thinned, m.splits, m.tick)
 	}
 	return m
 }
