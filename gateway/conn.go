@@ -153,7 +153,7 @@ func (c *conn) frames(buf []byte) int {
 func (c *conn) message(msg ws.Message) {
 	switch msg.Op {
 	case ws.OpPing:
-		c.write(ws.AppendFrame(nil, ws.OpPong, msg.Payload), nil, classOwn)
+		c.write(outFrame{frame: ws.AppendFrame(nil, ws.OpPong, msg.Payload)})
 	case ws.OpPong:
 	case ws.OpClose:
 		code, _, err := ws.ParseClose(msg.Payload)

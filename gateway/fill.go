@@ -476,7 +476,7 @@ func (c *conn) finishJoin(m *member, name string, resume *uint64, msgs []protoco
 		if p.last != 0 && p.last <= m.from {
 			continue
 		}
-		switch c.write(p.frame, nil, streamClass(p.last)) {
+		switch c.write(p.out) {
 		case outOK:
 			m.from = max(m.from, p.last)
 		case outDropBatches:

@@ -9,9 +9,6 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/ws"
 )
 
-// maxIOV bounds the frames handed to one writev.
-const maxIOV = 256
-
 // flush writes every delivery queued for this loop since the last flush.
 // Deliveries of a room are written together: a viewer that needs all of
 // them gets their concatenation in one write. Runs on the loop.
@@ -198,11 +195,11 @@ func (l *loop) deliverMember(s *Server, p *roomPass, m *member) {
 				m.overflow = true // finishJoin takes it from the ring
 				continue
 			}
-			m.pending = append(m.pending, pendingFrame{frame: d.pick(m.c), first: d.first, last: d.last})
+			m.pending = append(m.pending, pendingFrame{out: d.out(m.c.compact), first: d.first, last: d.last})
 		}
 	case p.last != 0 && p.last <= m.from:
 		// Every batch was in its history; send only the rest.
-		l.writeSome(m, p.ds)
+		l.writeLacking(m, p.ds)
 	case p.first == 0 || m.from < p.first:
 		f, z := p.shared, p.zshared
 		if m.c.compact {
@@ -212,14 +209,14 @@ func (l *loop) deliverMember(s *Server, p *roomPass, m *member) {
 			}
 			f, z = p.cshared, p.czshared
 		}
-		switch m.c.write(f, z, streamClass(p.last)) {
+		switch m.c.write(outFrame{frame: f, z: z, class: streamClass(p.last)}) {
 		case outOK:
 			if p.last != 0 {
 				m.from = p.last
 				p.written += p.msgs
 			}
 		case outDropBatches:
-			l.writeSome(m, p.ds)
+			l.writeLacking(m, p.ds)
 		}
 	default:
 		k := -1
@@ -227,16 +224,16 @@ func (l *loop) deliverMember(s *Server, p *roomPass, m *member) {
 			k = startAfter(p.ds, m.from)
 		}
 		if k <= 0 {
-			p.written += l.writeSome(m, p.ds)
+			p.written += l.writeLacking(m, p.ds)
 			return
 		}
 		f, z := l.restFrom(s, p, k, m.c.compact)
-		switch m.c.write(f, z, classBatch) {
+		switch m.c.write(outFrame{frame: f, z: z, class: classBatch}) {
 		case outOK:
 			m.from = p.last
 			p.written += p.restMsgs
 		case outDropBatches:
-			l.writeSome(m, p.ds)
+			l.writeLacking(m, p.ds)
 		}
 	}
 }
@@ -390,51 +387,35 @@ func (l *loop) compactShared(s *Server, ds []delivery) ([]byte, []byte) {
 	return l.concat(ds, true, l.cjoined[:0], l.czjoined[:0])
 }
 
-// writeSome writes to m the frames of ds it still needs: frames outside
-// the seq stream, and batches past m.from unless its backlog is past the
-// soft cap. It returns the messages delivered. Runs on the loop.
-func (l *loop) writeSome(m *member, ds []delivery) int {
+// writeLacking writes to m, in one conn.write, the frames of ds it still
+// needs: frames outside the seq stream, and batches past m.from (all left
+// out when the outbound policy drops batches). It returns the messages
+// delivered. Runs on the loop.
+func (l *loop) writeLacking(m *member, ds []delivery) int {
 	c := m.c
-	hasBatch, need, size := false, false, 0
-	for _, d := range ds {
-		if d.last == 0 || d.last > m.from {
-			need = true
-			hasBatch = hasBatch || d.last != 0
-			size += len(d.frame)
-		}
-	}
-	if !need {
-		return 0
-	}
-	st := c.outboundState(hasBatch, size)
-	if st == outClosed {
-		return 0
-	}
-	iov := l.iov[:0]
-	delivered := 0
-	for _, d := range ds {
+	outs := l.outs[:0]
+	from, msgs, batches := m.from, 0, 0
+	for i := range ds {
+		d := &ds[i]
 		if d.last != 0 {
-			if d.last <= m.from {
+			if d.last <= from {
 				continue
 			}
-			if st == outDropBatches {
-				c.s.m.dropped.Inc()
-				continue
-			}
-			m.from = d.last
-			delivered += d.msgs
+			from, msgs, batches = d.last, msgs+d.msgs, batches+1
 		}
-		iov = append(iov, d.pick(c))
-		if len(iov) == maxIOV {
-			c.writeFrames(iov)
-			iov = iov[:0]
+		outs = append(outs, d.out(c.compact))
+	}
+	delivered := 0
+	if len(outs) > 0 {
+		switch c.write(outs...) {
+		case outOK:
+			m.from, delivered = from, msgs
+		case outDropBatches:
+			c.s.m.dropped.Add(float64(batches))
 		}
 	}
-	if len(iov) > 0 {
-		c.writeFrames(iov)
-	}
-	clear(iov)
-	l.iov = iov[:0]
+	clear(outs)
+	l.outs = outs[:0]
 	return delivered
 }
 
@@ -496,18 +477,13 @@ func (l *loop) merged(s *Server, ds []delivery, compact bool, frames, zframes []
 	return frames, zframes, true
 }
 
-// pick returns the frame to write to c.
-func (d *delivery) pick(c *conn) []byte {
-	if c.compact && d.cframe != nil {
-		if c.deflate && d.czframe != nil {
-			return d.czframe
-		}
-		return d.cframe
+// out returns d as a frame for conn.write: its compact form for a
+// connection that chose it (compact) when there is one.
+func (d *delivery) out(compact bool) outFrame {
+	if compact && d.cframe != nil {
+		return outFrame{frame: d.cframe, z: d.czframe, class: streamClass(d.last)}
 	}
-	if c.deflate && d.zframe != nil {
-		return d.zframe
-	}
-	return d.frame
+	return outFrame{frame: d.frame, z: d.zframe, class: streamClass(d.last)}
 }
 
 // paceAfter returns how long the loop waits after a flush that wrote to n

@@ -72,7 +72,8 @@ type loop struct {
 	// cjoined, czjoined, crest, czrest: joined, zjoined, rest and zrest
 	// in the compact form (conn.compact).
 	cjoined, czjoined, crest, czrest []byte
-	iov                              [][]byte
+	iov                              [][]byte   // conn.write's frames for one writev
+	outs                             []outFrame // writeLacking's frames for one conn.write
 	// cork gathers what is written to corked (a connection finishing its
 	// handshake) until uncork writes it in one syscall: the 101, joined and
 	// history, instead of three writes, each a TCP segment and a wake-up
@@ -112,8 +113,11 @@ type member struct {
 	observer bool
 }
 
+// pendingFrame is a delivery queued for a member catching up: its frame
+// for the member's connection and its seq range (last 0: outside the seq
+// stream).
 type pendingFrame struct {
-	frame       []byte
+	out         outFrame
 	first, last uint64
 }
 
@@ -194,7 +198,7 @@ func (l *loop) sweep(s *Server, now time.Time) {
 			c.closeWith(protocol.CloseTokenExpired, "token expired", "token_expired")
 		case c.lastRecv < pingAfter && !c.pinged:
 			c.pinged = true
-			c.write(ws.AppendFrame(nil, ws.OpPing, nil), nil, classOwn)
+			c.write(outFrame{frame: ws.AppendFrame(nil, ws.OpPing, nil)})
 		default:
 			c.bad = 0
 		}

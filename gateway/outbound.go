@@ -36,33 +36,79 @@ func streamClass(last uint64) frameClass {
 	return classRoom
 }
 
-// write is the way a frame reaches c's socket: it applies the outbound
-// policy for class (outboundState, sized by frame) and writes frame, or
-// z, its permessage-deflate form, to a connection that negotiated it when
-// z is not nil. It returns outOK when the frame was written,
-// outDropBatches when the policy left it out, outClosed when c is not
-// open (or the policy just closed it). The flush writes several frames
-// to one viewer in one writev (writeSome: the policy, then writeFrames).
-// Runs on the loop.
-func (c *conn) write(frame, z []byte, class frameClass) int {
-	if class == classOwn {
-		if c.state != stateOpen {
-			return outClosed
+// outFrame is one frame for conn.write: the complete frame, its
+// permessage-deflate form (nil: none; written instead to a connection that
+// negotiated it) and its class. The zero class is classOwn.
+type outFrame struct {
+	frame, z []byte
+	class    frameClass
+}
+
+// maxIOV bounds the frames handed to one writev.
+const maxIOV = 256
+
+// write is the one way frames reach c's socket: it applies the outbound
+// policy once for all of fs (outboundState, sized by their frames; frames
+// of classOwn alone skip it) and writes what it admits in one write or
+// writev (at most maxIOV frames each). It returns outOK when every frame
+// was written, outDropBatches when the policy left the batches out (the
+// other frames were written), outClosed when nothing was written because
+// c is not open (or the policy just closed it). Runs on the loop.
+func (c *conn) write(fs ...outFrame) int {
+	if c.state != stateOpen {
+		return outClosed
+	}
+	policed, batches, size := false, false, 0
+	for i := range fs {
+		if fs[i].class != classOwn {
+			policed = true
+			size += len(fs[i].frame)
 		}
-	} else if st := c.outboundState(class == classBatch, len(frame)); st != outOK {
+		batches = batches || fs[i].class == classBatch
+	}
+	st := outOK
+	if policed {
+		if st = c.outboundState(batches, size); st == outClosed {
+			return st
+		}
+	}
+	if len(fs) == 1 {
+		if st == outOK {
+			c.writeRaw(fs[0].pick(c.deflate))
+		}
 		return st
 	}
-	if c.deflate && z != nil {
-		frame = z
+	iov := c.lp.iov[:0]
+	for i := range fs {
+		if st == outDropBatches && fs[i].class == classBatch {
+			continue
+		}
+		if iov = append(iov, fs[i].pick(c.deflate)); len(iov) == maxIOV {
+			c.writevRaw(iov)
+			iov = iov[:0]
+		}
 	}
-	c.writeRaw(frame)
-	return outOK
+	if len(iov) > 0 {
+		c.writevRaw(iov)
+	}
+	clear(iov)
+	c.lp.iov = iov[:0]
+	return st
+}
+
+// pick returns the form of f to write to a connection: z when it
+// negotiated permessage-deflate (deflate) and there is one.
+func (f *outFrame) pick(deflate bool) []byte {
+	if deflate && f.z != nil {
+		return f.z
+	}
+	return f.frame
 }
 
 // writeOwn sends payload, a JSON message for this connection alone, in a
 // text frame (classOwn). Runs on the loop.
 func (c *conn) writeOwn(payload []byte) {
-	c.write(textFrame(payload), nil, classOwn)
+	c.write(outFrame{frame: textFrame(payload)})
 }
 
 // Outbound states (see outboundState).
@@ -118,9 +164,9 @@ func (s *Server) overBudget() bool {
 	return s.cfg.OutboundBudget > 0 && s.outbound.Load() > s.cfg.OutboundBudget
 }
 
-// writeRaw writes complete frames (shared bytes: gnet copies what the
-// socket does not take at once), past the outbound policy: only write and
-// writeFrames call it. Runs on the loop.
+// writeRaw writes a complete frame (shared bytes: gnet copies what the
+// socket does not take at once), past the outbound policy: only write
+// calls it (and writevRaw, for several). Runs on the loop.
 func (c *conn) writeRaw(b []byte) {
 	if l := c.lp; l.corked == c {
 		l.cork = append(l.cork, b...)
@@ -149,14 +195,9 @@ func (c *conn) count(out int) int {
 	return out
 }
 
-// writeFrames writes complete frames the outbound policy admitted
-// together (writeSome), in one writev when there are several. Runs on the
-// loop.
-func (c *conn) writeFrames(bs [][]byte) {
-	if len(bs) == 1 {
-		c.writeRaw(bs[0])
-		return
-	}
+// writevRaw writes several complete frames in one writev, past the
+// outbound policy: only write calls it. Runs on the loop.
+func (c *conn) writevRaw(bs [][]byte) {
 	if l := c.lp; l.corked == c {
 		for _, b := range bs {
 			l.cork = append(l.cork, b...)
@@ -177,7 +218,7 @@ func (c *conn) closeWith(code uint16, reason, metric string) {
 	}
 	wasOpen := c.state == stateOpen
 	if wasOpen {
-		c.write(ws.AppendClose(nil, code, reason), nil, classOwn)
+		c.write(outFrame{frame: ws.AppendClose(nil, code, reason)})
 	}
 	c.state = stateClosing
 	c.s.m.closes.WithLabelValues(metric).Inc()

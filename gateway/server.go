@@ -69,11 +69,11 @@
 //  3. flush.go: on the event loop, the flush takes the outbox, groups the
 //     deliveries by room, merges consecutive batches (merged) and walks
 //     the room's members (roomPass: deliverMember): each gets the shared
-//     frame, or the part it lacks (writeSome); a member still loading
+//     frame, or the part it lacks (writeLacking); a member still loading
 //     history keeps them in member.pending until finishJoin (fill.go).
-//  4. outbound.go: each write (conn.write, with the frame's class) passes
-//     the outbound policy (conn.outboundState) and goes to gnet, which
-//     writes the socket.
+//  4. outbound.go: each write (conn.write: one frame or several, each with
+//     its class) passes the outbound policy once (conn.outboundState) and
+//     goes to gnet in one write or writev, which writes the socket.
 package gateway
 
 import (
