@@ -147,11 +147,13 @@ type Logic struct {
 	scanRecs prometheus.Counter
 	dedupe   *dedupe
 	repPub   bus.Publisher
-	// verdicts keeps moderation verdicts not announced yet, by ingest
-	// partition and offset: a record decided again (its write was fenced,
-	// or its commit refused, while the worker kept the partition) gets the
-	// same verdict, not a second one from the state the first changed
-	// (rate limits, the duplicate window). Owned by Run's goroutine.
+	// verdicts keeps moderation verdicts not announced yet, or announced
+	// only as unavailable, by send (sendKey): a record decided again
+	// (its write was fenced, or its commit refused, while the worker kept
+	// the partition), and the retry of a send answered unavailable after
+	// moderation saw it, get the same verdict, not a second one from the
+	// state the first changed (rate limits, the duplicate window). Owned
+	// by Run's goroutine.
 	verdicts map[recordKey]moderation.Verdict
 	// rewrites carries dedupe store writes that failed to runRewrites.
 	rewrites chan []durableWrite
@@ -537,7 +539,12 @@ func (l *Logic) answer(ctx context.Context, outs []outcome, committed bool) {
 			l.m.unannounced.Inc()
 			continue // decided again, by the partition's next owner or this worker
 		}
-		delete(l.verdicts, recordKey{o.part, o.off})
+		if o.reply.Code != protocol.CodeUnavailable {
+			// Final: the verdict is not needed again. After unavailable
+			// the sender retries with the same id (a new record), and
+			// the retry is decided with the verdict moderation gave.
+			delete(l.verdicts, sendKey(o))
+		}
 		if o.held != nil && !o.dup {
 			if o.in.ID != "" {
 				l.dedupe.put(dedupeKey(o.in), dedupeEntry{held: true}, now)
@@ -574,10 +581,21 @@ func (l *Logic) answer(ctx context.Context, outs []outcome, committed bool) {
 	}
 }
 
-// recordKey names an ingest record.
+// recordKey names a send: by room, uid and message id (id, the dedupeKey)
+// when it has one, so a retry of it (a new ingest record) has the same
+// key; else by its ingest partition and offset.
 type recordKey struct {
 	part int
 	off  int64
+	id   string
+}
+
+// sendKey is o's key in Logic.verdicts.
+func sendKey(o *outcome) recordKey {
+	if o.in.ID != "" {
+		return recordKey{part: -1, id: dedupeKey(o.in)}
+	}
+	return recordKey{part: o.part, off: o.off}
 }
 
 // maxVerdicts bounds Logic.verdicts.
@@ -593,9 +611,26 @@ type heldEvent struct {
 }
 
 // decide fills o with the verdict for one new message.
+//
+// The room's seq is established first: when the SeqSource does not answer,
+// the send is answered unavailable before moderation saw it, so the
+// sender's retry (same id, same text) is decided as if it were the first
+// send, not rejected as a duplicate of itself or charged twice against
+// the rate limits.
 func (l *Logic) decide(ctx context.Context, o *outcome, now time.Time, next map[string]uint64) {
 	in := o.in
 	text := in.Text
+	seq, ok := next[in.Room]
+	if !ok {
+		var err error
+		if seq, err = l.lastSeq(ctx, in.Room); err != nil {
+			// Never guess a seq: the sender retries with the same id.
+			o.reply.Code = protocol.CodeUnavailable
+			o.reply.RetryAfterMs = 1000
+			l.m.rejected.WithLabelValues(string(protocol.CodeUnavailable)).Inc()
+			return
+		}
+	}
 	if l.cfg.Rooms != nil && l.engine != nil {
 		lctx, cancel := context.WithTimeout(ctx, time.Second)
 		_ = l.cfg.Rooms.LoadRoom(lctx, in.Room, l.engine)
@@ -613,7 +648,7 @@ func (l *Logic) decide(ctx context.Context, o *outcome, now time.Time, next map[
 		}
 	}
 	if !in.Trusted {
-		rk := recordKey{o.part, o.off}
+		rk := sendKey(o)
 		v, ok := l.verdicts[rk]
 		if !ok {
 			v = l.cfg.Moderation.Check(moderation.Input{Room: in.Room, UID: in.UID, Role: in.Role, Text: in.Text, Now: now})
@@ -643,17 +678,6 @@ func (l *Logic) decide(ctx context.Context, o *outcome, now time.Time, next map[
 			return
 		case moderation.Mask:
 			text = v.Text
-		}
-	}
-	seq, ok := next[in.Room]
-	if !ok {
-		var err error
-		if seq, err = l.lastSeq(ctx, in.Room); err != nil {
-			// Never guess a seq: the sender retries with the same id.
-			o.reply.Code = protocol.CodeUnavailable
-			o.reply.RetryAfterMs = 1000
-			l.m.rejected.WithLabelValues(string(protocol.CodeUnavailable)).Inc()
-			return
 		}
 	}
 	seq++

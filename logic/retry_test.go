@@ -2,7 +2,9 @@ package logic
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -194,5 +196,117 @@ func TestTakeoverWritesScannedIDsToStore(t *testing.T) {
 	waitUntil(t, "the retry's answer", func() bool { return len(replies.get("during-outage")) == 2 })
 	if got := replies.get("during-outage"); got[1].Seq != got[0].Seq {
 		t.Fatalf("retry answered %+v, first answer seq %d", got[1], got[0].Seq)
+	}
+}
+
+// flakySeqs is a SeqSource (the history store) that fails while down is
+// set; a room's last seq is 0.
+type flakySeqs struct {
+	down  atomic.Bool
+	calls atomic.Int64
+}
+
+func (f *flakySeqs) LastSeq(ctx context.Context, room string) (uint64, error) {
+	f.calls.Add(1)
+	if f.down.Load() {
+		return 0, errors.New("history store: connection refused")
+	}
+	return 0, nil
+}
+
+// TestUnavailableSeqLeavesNoModerationTrace: a worker asks the history
+// store for a room's last seq the first time it sees the room in a
+// generation, and answers unavailable ("retry with the same id") when the
+// store does not answer. Moderation must not have seen that send: else
+// its text sits in the user's duplicate window (30 s by default) and the
+// client's retry is rejected "blocked: duplicate", a final answer
+// remembered for 10 minutes, for a send that broke no rule.
+func TestUnavailableSeqLeavesNoModerationTrace(t *testing.T) {
+	mem := bus.NewMemory(bus.MemoryConfig{Partitions: 2})
+	room := roomsIn(t, mem, false, 1)[0]
+	replies := followReplies(t, mem, "gw1")
+	eng, _ := moderation.New(moderation.Config{}) // builtin room settings
+	var checks atomic.Int64
+	counted := checkerFunc(func(in moderation.Input) moderation.Verdict {
+		checks.Add(1)
+		return eng.Check(in)
+	})
+	seqs := &flakySeqs{}
+	seqs.down.Store(true)
+	startWorker(t, mem, counted, Config{ID: "A", Seqs: seqs})
+
+	send := func(retry bool) {
+		sendIngest(t, mem, bus.Ingest{Room: room, ID: "m1", UID: "u1", Text: "hello everyone", Role: "viewer",
+			Gateway: "gw1", Conn: 1, Retry: retry})
+	}
+	send(false)
+	waitUntil(t, "the first answer", func() bool { return len(replies.get("m1")) == 1 })
+	send(true) // the client's retry after retry_after_ms, the store still down
+	waitUntil(t, "the retry's answer", func() bool { return len(replies.get("m1")) == 2 })
+	if n := checks.Load(); n != 0 {
+		t.Errorf("moderation saw %d sends answered unavailable", n)
+	}
+	seqs.down.Store(false)
+	send(true)
+	waitUntil(t, "the answer after the store is back", func() bool { return len(replies.get("m1")) == 3 })
+	got := replies.get("m1")
+	for i, r := range got[:2] {
+		if r.Seq != 0 || r.Code != protocol.CodeUnavailable || r.RetryAfterMs <= 0 {
+			t.Fatalf("answer %d while the store was down: %+v, want unavailable with retry_after_ms", i+1, r)
+		}
+	}
+	if got[2].Seq != 1 {
+		t.Fatalf("retry once the store is back answered %+v, want an ack at seq 1", got[2])
+	}
+}
+
+// TestRetryAfterUnavailableKeepsFirstVerdict: moderation decided a send
+// (held) and its commit was refused by a rebalance that left the partition
+// with the worker; the record comes again in the new generation, where the
+// room's last seq must be asked again, and the history store is down: the
+// send is answered unavailable. The client's retry (same id, a new record)
+// must get the verdict moderation gave, not a second one from the state
+// the first changed ("blocked: duplicate" of itself).
+func TestRetryAfterUnavailableKeepsFirstVerdict(t *testing.T) {
+	mem := bus.NewMemory(bus.MemoryConfig{Partitions: 4})
+	room := roomsIn(t, mem, false, 1)[0] // stays with A, the first member
+	replies := followReplies(t, mem, "gw1")
+	eng, _ := moderation.New(moderation.Config{})
+	if err := eng.SetRoomKeywords(room, moderation.KeywordList{Words: []string{"holdme"}, Action: moderation.ActionHold}); err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	var once sync.Once
+	var checks atomic.Int64
+	slow := checkerFunc(func(in moderation.Input) moderation.Verdict {
+		once.Do(func() { <-gate })
+		checks.Add(1)
+		return eng.Check(in)
+	})
+	seqs := &flakySeqs{}
+	startWorker(t, mem, slow, Config{ID: "A", Seqs: seqs})
+	send := func(retry bool) {
+		sendIngest(t, mem, bus.Ingest{Room: room, ID: "X", UID: "ux", Text: "holdme please", Role: "viewer",
+			Gateway: "gw1", Conn: 1, Retry: retry})
+	}
+	send(false)
+	time.Sleep(100 * time.Millisecond) // A fetched X and waits in moderation
+	engB, _ := moderation.New(moderation.Config{})
+	startWorker(t, mem, engB, Config{ID: "B", Seqs: &flakySeqs{}})
+	time.Sleep(100 * time.Millisecond)
+	seqs.down.Store(true) // A's next generation cannot learn the room's seq
+	close(gate)
+	waitUntil(t, "X's first answer", func() bool { return len(replies.get("X")) > 0 })
+	if got := replies.get("X")[0]; got.Code != protocol.CodeUnavailable {
+		t.Fatalf("X decided again while the store is down answered %+v, want unavailable", got)
+	}
+	seqs.down.Store(false)
+	send(true)
+	waitUntil(t, "the retry's answer", func() bool { return len(replies.get("X")) == 2 })
+	if got := replies.get("X")[1]; !got.Held {
+		t.Fatalf("retry of X answered %+v; want held (the first verdict)", got)
+	}
+	if n := checks.Load(); n != 1 {
+		t.Fatalf("moderation decided one send %d times", n)
 	}
 }
