@@ -14,10 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/danmaku-live/danmaku/bench/model"
 )
 
 const usage = `usage: danmaku bench <scenario> [flags]
        danmaku bench compare [--threshold 0.1] a.json b.json
+       danmaku bench model [--preset NAME,...] [flags]   the scale model (docs/scaling.md)
 
 scenarios:
   idle     N viewers connect and sit: gateway memory per connection
@@ -42,6 +45,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return WorkerMain(ctx, os.Stdin, stdout)
 	case "compare":
 		return compareCmd(args, stdout, stderr)
+	case "model":
+		return model.Main(args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -100,6 +105,9 @@ func printSummary(w io.Writer, r *Result) {
 	h := r.Harness
 	fmt.Fprintf(w, "harness: %d workers, %.1f CPU-s, rss %s (%.0f B/conn), %.2f CPU-s per million deliveries\n",
 		h.Workers, h.CPU, humanBytes(h.RSS), h.BytesPerConn, h.CPUPerMillionDeliveries)
+	if p := r.PipelineCPU; len(p) > 0 {
+		fmt.Fprintf(w, "pipeline: logic %.2f CPU-s, dispatch %.2f CPU-s (traffic and drain)\n", p["logic"], p["dispatch"])
+	}
 	if s := r.Storm; s != nil {
 		fmt.Fprintf(w, "storm: %d dropped, %d resumed, all resumed after %.2fs, %d incomplete histories\n", s.Dropped, s.Resumed, s.AllResumedAfter, s.Incomplete)
 	}

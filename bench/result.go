@@ -157,12 +157,16 @@ type Result struct {
 	Latency          Quantiles `json:"latency"`
 	LatencyHist      HistData  `json:"latency_hist"`
 
-	Gateway  GatewayCost  `json:"gateway"`
-	Harness  HarnessCost  `json:"harness"`
-	Storm    *StormResult `json:"storm,omitempty"`
-	Send     *SendResult  `json:"send,omitempty"`
-	Timeline []Point      `json:"timeline"`
-	Notes    []string     `json:"notes,omitempty"`
+	Gateway GatewayCost `json:"gateway"`
+	Harness HarnessCost `json:"harness"`
+	// PipelineCPU is the CPU seconds the logic and dispatch processes the
+	// harness started (--gateways K) spent from the start of traffic to
+	// the end of the deliveries, by role; empty otherwise.
+	PipelineCPU map[string]float64 `json:"pipeline_cpu_s,omitempty"`
+	Storm       *StormResult       `json:"storm,omitempty"`
+	Send        *SendResult        `json:"send,omitempty"`
+	Timeline    []Point            `json:"timeline"`
+	Notes       []string           `json:"notes,omitempty"`
 }
 
 // Machine describes where a run happened.

@@ -214,6 +214,24 @@ func gwSample(pids []int) ProcSample {
 	return s
 }
 
+// pipelineCPU reads the CPU seconds of the logic and dispatch processes
+// the harness started, by role (none with one danmaku all or --ws).
+func (r *run) pipelineCPU() map[string]float64 {
+	if r.cl == nil {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, s := range r.cl.servers {
+		if s.role != "logic" && s.role != "dispatch" {
+			continue
+		}
+		if ps, err := ReadProc(s.pid()); err == nil {
+			out[s.role] = ps.CPU
+		}
+	}
+	return out
+}
+
 // isLoopback reports whether every address's host is a loopback IP.
 func isLoopback(addrs []string) bool {
 	for _, a := range addrs {
@@ -304,8 +322,9 @@ type run struct {
 
 	before, settled ProcSample // the gateways before connecting, and connected after the warmup
 	trafficStart    time.Time
-	startDeliv      int64   // deliveries when traffic started
-	cpuStart        float64 // gateway CPU when traffic started
+	startDeliv      int64              // deliveries when traffic started
+	cpuStart        float64            // gateway CPU when traffic started
+	pipeStart       map[string]float64 // logic and dispatch CPU when traffic started
 	pub             *publisher
 	storm           *StormResult
 	dropped         bool // the storm's drop (or restart) happened, at dropTime
@@ -468,6 +487,7 @@ func (r *run) traffic() {
 	r.trafficStart = time.Now()
 	r.startDeliv = sumReports(r.workers).Deliveries
 	r.cpuStart = gwSample(r.gwPIDs).CPU
+	r.pipeStart = r.pipelineCPU()
 	pctx, stopPub := context.WithCancel(r.ctx)
 	pubDone := make(chan struct{})
 	if o.Rate > 0 && r.service != "" {
@@ -575,6 +595,14 @@ func (r *run) drain() (deliverEnd time.Time, gwEnd ProcSample) {
 	}
 	deliverEnd = time.Now()
 	gwEnd = gwSample(r.gwPIDs)
+	for role, cpu := range r.pipelineCPU() {
+		if start, ok := r.pipeStart[role]; ok {
+			if r.res.PipelineCPU == nil {
+				r.res.PipelineCPU = map[string]float64{}
+			}
+			r.res.PipelineCPU[role] = cpu - start
+		}
+	}
 	if gwEnd.Missing > 0 {
 		res.Notes = append(res.Notes, "a gateway process was gone before the end: gateway CPU and RSS figures are incomplete")
 	}
