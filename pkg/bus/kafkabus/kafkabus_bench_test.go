@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -149,3 +150,56 @@ func BenchmarkEndToEnd(b *testing.B) {
 }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
+
+// BenchmarkConsumeCPU measures what reading the dispatch stream costs a
+// gateway: the consumer's CPU (getrusage of this process, the broker runs
+// elsewhere) per record fetched, for records of two sizes, published
+// ahead in batches of 100 and read by a consumer group from the first
+// offset. The scale model (bench/model, costs.json read_record_us and
+// read_byte_ns) fits cost = a + b × bytes through the two sizes.
+func BenchmarkConsumeCPU(b *testing.B) {
+	for _, size := range []int{200, 2000} {
+		b.Run("value="+strconv.Itoa(size), func(b *testing.B) {
+			bb := benchBus(b, nil)
+			ctx := context.Background()
+			p := bb.Publisher(bus.StreamDispatch)
+			val := make([]byte, size)
+			for i := range val {
+				val[i] = "abcdefghij{}\":,0123456789"[i%25] // JSON-like, compressible as batches are
+			}
+			recs := make([]bus.Record, 100)
+			want := (b.N + len(recs) - 1) / len(recs) * len(recs)
+			for n := 0; n < want; n += len(recs) {
+				for j := range recs {
+					recs[j] = bus.Record{Key: "room-" + strconv.Itoa((n+j)%512), Value: val}
+				}
+				if err := p.Publish(ctx, recs...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			c, err := bb.Consumer(bus.StreamDispatch, bus.ConsumerOptions{Group: "bench-consume"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			b.ResetTimer()
+			cpu0 := processCPU()
+			for got := 0; got < want; {
+				rs, err := c.Fetch(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				got += len(rs)
+			}
+			b.StopTimer()
+			b.ReportMetric((processCPU()-cpu0).Seconds()*1e6/float64(want), "cpu-µs/record")
+		})
+	}
+}
+
+// processCPU is the user and system CPU time of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
