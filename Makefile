@@ -29,6 +29,8 @@
 #                   bench-1m the performance table's rows (BENCHMARKS.md);
 #                   bench-ladder and bench-mixed issue 15's overload runs
 #                   (BENCHFLAGS adds flags; results in bench-results/);
+#                   bench-model prints the scale model's table
+#                   (docs/scaling.md; MODEL_PRESETS names the columns);
 #                   bench-micro runs the micro benchmarks (frame codec,
 #                   deflate, keyword moderation) and the gateway's live heap
 #                   per idle viewer; bench-analytics times the stream
@@ -56,7 +58,7 @@ TESTENV ?=
 FUZZTIME ?= 60s
 FUZZSMOKE ?= 5s
 
-.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak bench-latency bench-throughput bench-storm-100k bench-1m bench-ladder bench-mixed bench-micro bench-analytics clean
+.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak bench-latency bench-throughput bench-storm-100k bench-1m bench-ladder bench-mixed bench-model bench-micro bench-analytics clean
 
 build:
 	go build -o bin/danmaku .
@@ -241,6 +243,15 @@ bench-ladder: build
 		curl -s http://127.0.0.1:18480/metrics | grep -E '^danmaku_gateway_(shed|slow_consumer|dropped|closes)' \
 			>bench-results/$$name-metrics.txt || true; \
 	done
+# bench-model: the scale model (bench/model, docs/scaling.md) for the
+# platform presets, from the unit costs in bench/model/costs.json
+# (`bin/danmaku bench model --costs-list` prints them with the command
+# that measures each); the box-latency, box-throughput and box-mixed
+# presets predict this machine's runs (BENCHFLAGS="--box-load L").
+MODEL_PRESETS ?= 1m,10m,10m-affinity,50m,50m-affinity,50m-by-partition
+bench-model: build
+	$(BENCHBIN) bench model --preset $(MODEL_PRESETS) $(BENCHFLAGS)
+
 bench-micro:
 	go test -run '^$$' -bench 'Deflate|Frame|Check10kKeywords' -benchtime 2s ./pkg/ws/ ./moderation/
 	DANMAKU_MEMTEST=8000 go test -count=1 -run 'MemoryPerIdleViewer' -v ./gateway/

@@ -35,7 +35,7 @@ commands:
   token     print a signed token: token --sub U [--name N] [--role R] [--rooms a,b] [--ttl D]
   probe     probe [URL]: exit 0 when URL (default http://127.0.0.1:8080/readyz) answers 200;
             a health check for images without curl
-  bench     load harness: bench <idle|fanout|rooms|storm|send|soak> [flags], bench compare a.json b.json
+  bench     load harness: bench <idle|fanout|rooms|storm|send|soak> [flags], bench compare a.json b.json, bench model [--preset …]
   version   print the build's module version, VCS revision and Go version
   help      this text; help <command> prints the flags of a command
 
