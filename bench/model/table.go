@@ -44,6 +44,7 @@ var rows = []row{
 	{"dispatch stream: records/s, MB/s", func(o *Output) string {
 		return fmt.Sprintf("%s, %s", human(o.DispatchRecords), f1(o.DispatchMBs))
 	}},
+	{"rooms per gateway", func(o *Output) string { return human(o.RoomsPerGateway) }},
 	{"gateway reads of the stream", func(o *Output) string { return fmt.Sprintf("%.1f %%", 100*o.ReadFraction) }},
 	{"broker egress MB/s", func(o *Output) string { return f0(o.BrokerEgressMBs) }},
 	{"gateway CPU, cores: write / read", func(o *Output) string { return fmt.Sprintf("%s / %s", f2(o.GW.Write), f2(o.GW.Read)) }},
