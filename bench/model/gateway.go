@@ -122,9 +122,9 @@ func (s *state) readFraction(n int, rooms float64) float64 {
 }
 
 // pool is how many gateways hold a room of v viewers under affinity: the
-// fewest that fit it at the average fill.
+// fewest that fit it at the average fill, at least AffinitySlots.
 func (s *state) pool(v float64, n int, perGW float64) float64 {
-	return min(float64(n), max(1, math.Ceil(v/perGW)))
+	return min(float64(n), max(s.in.AffinitySlots, math.Ceil(v/perGW)))
 }
 
 // work is one loop's cost of a flush cycle of length cycle: CPU seconds,

@@ -59,6 +59,10 @@ type Input struct {
 	// random partitions; "partition": the load balancer routes by the
 	// room's dispatch partition, so a gateway's rooms share few partitions.
 	Affinity string
+	// AffinitySlots is the fewest gateways the load balancer spreads a
+	// room over under affinity (a router with two slots per room puts
+	// every room on two gateways). Zero value means 1.
+	AffinitySlots float64
 	// SessionMin is how long a viewer stays, in minutes: handshakes/s =
 	// Viewers / (60 × SessionMin). 0: no handshakes (a steady run).
 	SessionMin float64
@@ -109,6 +113,7 @@ func (in Input) withDefaults() Input {
 	def(&in.MaxFlushMs, 40)
 	def(&in.Target, 0.6)
 	def(&in.MinTickMs, 5)
+	def(&in.AffinitySlots, 1)
 	def(&in.Replication, 3)
 	if in.GatewayCores == 0 {
 		in.GatewayCores = 2
@@ -135,7 +140,7 @@ func (in Input) Validate() error {
 		{"msgs-per-viewer-min", in.MsgsPerViewerMin}, {"rate-exp", in.RateExp}, {"thin-budget", in.ThinBudget},
 		{"deflate", in.Deflate}, {"gateway-conns", in.GatewayConns}, {"session-min", in.SessionMin},
 		{"heartbeat", in.HeartbeatS}, {"flush-rate", in.FlushRate}, {"max-flush-ms", in.MaxFlushMs},
-		{"target", in.Target}, {"replication", in.Replication}, {"min-tick-ms", in.MinTickMs}} {
+		{"target", in.Target}, {"replication", in.Replication}, {"min-tick-ms", in.MinTickMs}, {"affinity-slots", in.AffinitySlots}} {
 		if bad(f.v) || f.v < 0 {
 			return fmt.Errorf("model: --%s is %v, want a finite number ≥ 0", f.name, f.v)
 		}

@@ -124,6 +124,12 @@ func TestMonotone(t *testing.T) {
 		}
 		prev = m.ReadFraction
 	}
+	one, two := base, base
+	one.Affinity, two.Affinity, two.AffinitySlots = "room", "room", 2
+	if a, b := run(t, one, c), run(t, two, c); b.RoomsPerGateway <= a.RoomsPerGateway || b.ReadFraction <= a.ReadFraction {
+		t.Errorf("two slots per room: %.0f rooms per gateway reading %.3f, against %.0f, %.3f with one",
+			b.RoomsPerGateway, b.ReadFraction, a.RoomsPerGateway, a.ReadFraction)
+	}
 	prev = 2.0
 	for _, p := range []int{64, 256, 1024, 4096} {
 		x := base
