@@ -110,6 +110,8 @@ func resolve(names string, fs *flag.FlagSet, in Input, box Box) ([]Input, error)
 		in.Name = "flags"
 		if box.Cores > 0 {
 			in.Box = &box
+		} else if given["box-load"] || given["box-duration"] || given["box-harness"] {
+			return nil, errNoBox
 		}
 		return []Input{in}, nil
 	}

@@ -179,6 +179,7 @@ func TestMain(t *testing.T) {
 		{[]string{"--preset", "nope"}, `no preset "nope"`},
 		{[]string{"--viewers", "-5", "--rooms", "1", "--rate", "1"}, "--viewers"},
 		{[]string{"--preset", "1m", "--box-load", "3"}, errNoBox.Error()},
+		{[]string{"--viewers", "10", "--rooms", "1", "--rate", "1", "--box-load", "3"}, errNoBox.Error()},
 		{[]string{"--costs", "/nonexistent/costs.json"}, "no such file"},
 		{[]string{"--viewers", "10", "--rooms", "1", "--rate", "1", "extra"}, `unexpected argument "extra"`},
 	} {
