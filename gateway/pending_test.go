@@ -20,7 +20,9 @@ import (
 func TestCatchingJoinerMissesNothing(t *testing.T) {
 	mem := history.NewMemory(history.MemoryConfig{})
 	appendSeqs(t, mem, "p", 1, 100)
-	st := &slowStore{Store: mem, delay: 1500 * time.Millisecond}
+	// The loads must outlast queueing 300 batches and 3 control frames,
+	// also on a loaded machine under -race.
+	st := &slowStore{Store: mem, delay: 3 * time.Second}
 	gw := startGW(t, func(c *Config) { c.History = st; c.Loops = 1 })
 
 	upgrade := func(query string) *wstest.Conn {
