@@ -3,6 +3,7 @@ package history
 import (
 	"context"
 	"errors"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -109,101 +110,167 @@ func CheckDensity(fromMs, toMs, bucketMs int64) error {
 var Stopwords = []string{"an", "and", "are", "as", "at", "be", "but", "by", "do", "for", "he", "if", "in", "is", "it",
 	"me", "my", "no", "of", "on", "or", "so", "that", "the", "this", "to", "was", "we", "you"}
 
-// IsEmoji reports whether r counts as an emoji phrase of its own: the
-// pictographic planes U+1F300–U+1FAFF and the symbols U+2600–U+27BF.
+// IsEmoji reports whether r is in the emoji blocks phrases take emoji
+// from: the pictographic planes U+1F300–U+1FAFF and the symbols
+// U+2600–U+27BF. Skin-tone modifiers (IsEmojiModifier) are among them but
+// never start a phrase: they stay with the emoji before them.
 func IsEmoji(r rune) bool {
 	return r >= 0x1F300 && r <= 0x1FAFF || r >= 0x2600 && r <= 0x27BF
 }
 
+// IsEmojiModifier reports whether r belongs to the emoji before it: a
+// skin tone (U+1F3FB–U+1F3FF) or the emoji presentation selector U+FE0F.
+func IsEmojiModifier(r rune) bool {
+	return r >= 0x1F3FB && r <= 0x1F3FF || r == 0xFE0F
+}
+
+// BlockedMark replaces each blocked word in a message before Phrases
+// splits it. It counts as a Han character and as a letter, so every
+// phrase that overlaps a blocked word (or is a word joined to one)
+// contains it, and such phrases are left out: "垃圾主播" with 垃圾 blocked
+// gives 主播, not 圾主.
+const BlockedMark = '\uFFFC'
+
+// Lower is the case folding of phrases and blocked words: each character
+// lower-cased on its own (lowerUTF8 in ClickHouse).
+func Lower(s string) string { return strings.Map(unicode.ToLower, s) }
+
+// BlockedPattern returns the regular expression (RE2 syntax, as Go's
+// regexp and ClickHouse take it) that finds the blocked words, as
+// NormBlocked leaves them, in a Lower'd text; "" for none. Leftmost first,
+// longer words first where one starts another.
+func BlockedPattern(blocked []string) string {
+	if len(blocked) == 0 {
+		return ""
+	}
+	ws := slices.Clone(blocked)
+	slices.SortFunc(ws, func(a, b string) int { return len(b) - len(a) })
+	for i, w := range ws {
+		ws[i] = regexp.QuoteMeta(w)
+	}
+	return strings.Join(ws, "|")
+}
+
+// PhraseFilter is a room's blocked words prepared for Phrases. The zero
+// value blocks nothing.
+type PhraseFilter struct {
+	words []string
+	re    *regexp.Regexp
+}
+
+// NewPhraseFilter prepares blocked words (raw, as rooms keep them).
+func NewPhraseFilter(blocked []string) PhraseFilter {
+	ws := NormBlocked(blocked)
+	if len(ws) == 0 {
+		return PhraseFilter{}
+	}
+	return PhraseFilter{words: ws, re: regexp.MustCompile(BlockedPattern(ws))}
+}
+
 // Phrases returns the distinct phrases of one message, the units top
-// phrases count:
+// phrases count, from its Lower'd text with each blocked word replaced by
+// BlockedMark:
 //   - Han text: each run of Han characters gives its overlapping bigrams
 //     ("打得好" → 打得, 得好); a run of one character gives itself;
-//   - Latin: words of ASCII letters and digits, lower-cased, of two or more
-//     characters, except Stopwords;
-//   - emoji (IsEmoji): each one is a phrase.
+//   - words: runs of Latin letters (accented ones too) and ASCII digits,
+//     each with the combining marks after it ("café", "cafe\u0301"), of two
+//     or more letters or digits, except Stopwords;
+//   - emoji (IsEmoji): each one with its modifiers (IsEmojiModifier) and
+//     the emoji joined to it by U+200D is a phrase ("👍🏽" is one).
 //
-// The ClickHouse store computes the same phrases in SQL.
-func Phrases(text string) []string {
-	var out []string
-	add := func(p string) {
-		if !slices.Contains(out, p) {
-			out = append(out, p)
-		}
+// A phrase holding BlockedMark (it overlaps a blocked word) or contained
+// in a blocked word is left out. The ClickHouse store computes the same
+// phrases in SQL.
+func Phrases(text string, f PhraseFilter) []string {
+	t := Lower(text)
+	if f.re != nil {
+		t = f.re.ReplaceAllLiteralString(t, string(BlockedMark))
 	}
-	var han []rune
-	flushHan := func() {
-		switch {
-		case len(han) == 1:
-			add(string(han))
-		case len(han) > 1:
-			for i := 0; i+1 < len(han); i++ {
-				add(string(han[i : i+2]))
+	rs := []rune(t)
+	var out []string
+	add := func(p []rune) {
+		s := string(p)
+		if slices.Contains(p, BlockedMark) || slices.Contains(out, s) {
+			return
+		}
+		for _, w := range f.words {
+			if strings.Contains(w, s) {
+				return
 			}
 		}
-		han = han[:0]
+		out = append(out, s)
 	}
-	var word []byte
-	flushWord := func() {
-		if len(word) >= 2 && !slices.Contains(Stopwords, string(word)) {
-			add(string(word))
-		}
-		word = word[:0]
-	}
-	for _, r := range text {
-		if unicode.Is(unicode.Han, r) {
-			han = append(han, r)
-		} else {
-			flushHan()
+	isHan := func(r rune) bool { return r == BlockedMark || unicode.Is(unicode.Han, r) }
+	isLetter := func(r rune) bool { return r == BlockedMark || r >= '0' && r <= '9' || unicode.Is(unicode.Latin, r) }
+	isBase := func(r rune) bool { return IsEmoji(r) && !IsEmojiModifier(r) }
+	// Han runs.
+	for i := 0; i < len(rs); {
+		j := i
+		for j < len(rs) && isHan(rs[j]) {
+			j++
 		}
 		switch {
-		case r >= 'a' && r <= 'z' || r >= '0' && r <= '9':
-			word = append(word, byte(r))
-		case r >= 'A' && r <= 'Z':
-			word = append(word, byte(r-'A'+'a'))
-		default:
-			flushWord()
+		case j-i == 1:
+			add(rs[i:j])
+		case j-i > 1:
+			for k := i; k+1 < j; k++ {
+				add(rs[k : k+2])
+			}
 		}
-		if IsEmoji(r) {
-			add(string(r))
-		}
+		i = max(j, i+1)
 	}
-	flushHan()
-	flushWord()
+	// Words: a letter, then letters and marks.
+	for i := 0; i < len(rs); {
+		if !isLetter(rs[i]) {
+			i++
+			continue
+		}
+		j, letters := i, 0
+		for j < len(rs) && (isLetter(rs[j]) || unicode.Is(unicode.M, rs[j])) {
+			if isLetter(rs[j]) {
+				letters++
+			}
+			j++
+		}
+		if w := rs[i:j]; letters >= 2 && !slices.Contains(Stopwords, string(w)) {
+			add(w)
+		}
+		i = j
+	}
+	// Emoji with their modifiers and joined emoji.
+	for i := 0; i < len(rs); {
+		if !isBase(rs[i]) {
+			i++
+			continue
+		}
+		j := i + 1
+		for {
+			for j < len(rs) && IsEmojiModifier(rs[j]) {
+				j++
+			}
+			if j+1 < len(rs) && rs[j] == 0x200D && isBase(rs[j+1]) {
+				j += 2
+				continue
+			}
+			break
+		}
+		add(rs[i:j])
+		i = j
+	}
 	return out
 }
 
-// NormBlocked prepares blocked words for TopPhrases: ASCII lower-cased,
-// blanks dropped.
+// NormBlocked prepares blocked words for TopPhrases: Lower'd, blanks
+// dropped.
 func NormBlocked(words []string) []string {
 	var out []string
 	for _, w := range words {
-		w = strings.TrimSpace(asciiLower(w))
-		if w != "" && utf8.ValidString(w) {
+		w = strings.TrimSpace(Lower(w))
+		if w != "" && utf8.ValidString(w) && !slices.Contains(out, w) {
 			out = append(out, w)
 		}
 	}
 	return out
-}
-
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
-
-// Blocked reports whether phrase contains a blocked word or is part of one.
-func Blocked(phrase string, blocked []string) bool {
-	for _, b := range blocked {
-		if strings.Contains(phrase, b) || strings.Contains(b, phrase) {
-			return true
-		}
-	}
-	return false
 }
 
 // Highlight is a minute whose message rate jumped well above the trailing

@@ -16,11 +16,28 @@ func TestPhrases(t *testing.T) {
 		{"打得好!好", []string{"打得", "得好", "好"}},
 		{"GG wp, the GG 666 a", []string{"gg", "wp", "666"}},
 		{"nice😀😀☃", []string{"nice", "😀", "☃"}},
-		{"主播yyds太强了", []string{"主播", "yyds", "太强", "强了"}},
+		{"主播yyds太强了", []string{"主播", "太强", "强了", "yyds"}},
 		{"é! x", nil},
+		{"Café au lait, CAFÉ", []string{"café", "au", "lait"}},
+		{"cafe\u0301 naïve Ørsted", []string{"cafe\u0301", "naïve", "ørsted"}},
+		{"nice 👍🏽👍 👨\u200d👩\u200d👧 ☃\ufe0f 🏽", []string{"nice", "👍🏽", "👍", "👨\u200d👩\u200d👧", "☃\ufe0f"}},
 	} {
-		if got := history.Phrases(c.text); !reflect.DeepEqual(got, c.want) {
+		if got := history.Phrases(c.text, history.PhraseFilter{}); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("Phrases(%q) = %q, want %q", c.text, got, c.want)
+		}
+	}
+	blocked := history.NewPhraseFilter([]string{"垃圾", " BAD ", "sh.t"})
+	for _, c := range []struct {
+		text string
+		want []string
+	}{
+		{"垃圾主播", []string{"主播"}},                    // not 圾主, half of 垃圾
+		{"主播垃圾了", []string{"主播"}},                   // not 播垃 nor 圾了
+		{"垃 bad badly sh.t shot", []string{"shot"}}, // 垃 is part of 垃圾; badly holds bad
+		{"so BAD, good", []string{"good"}},
+	} {
+		if got := history.Phrases(c.text, blocked); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("Phrases(%q, blocked) = %q, want %q", c.text, got, c.want)
 		}
 	}
 }

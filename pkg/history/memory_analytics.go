@@ -129,13 +129,11 @@ func (m *Memory) TopPhrases(ctx context.Context, room string, fromMs, toMs int64
 	if limit <= 0 {
 		limit = 20
 	}
-	blocked = NormBlocked(blocked)
+	f := NewPhraseFilter(blocked)
 	counts := make(map[string]int64)
 	m.each(room, fromMs, toMs, func(msg *protocol.Message) {
-		for _, p := range Phrases(msg.Text) {
-			if !Blocked(p, blocked) {
-				counts[p]++
-			}
+		for _, p := range Phrases(msg.Text, f) {
+			counts[p]++
 		}
 	})
 	return sortPhrases(counts, limit), nil

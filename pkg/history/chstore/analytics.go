@@ -162,16 +162,29 @@ func (s *Store) Minutes(ctx context.Context, room string, fromMs, toMs int64) ([
 	return out, nil
 }
 
-// phrasesExpr is history.Phrases in 18.16's SQL: an array of the
-// message's distinct phrases. 18.16 has no ngrams() or tokens(), no
-// arrayFlatten, and substringUTF8 wants a constant offset, so Han bigrams
-// pair each run's characters (extractAll '.') with themselves shifted by
-// one (arrayPopBack/arrayPopFront), and groupUniqArrayArray flattens and
-// dedupes the runs, the words and the emoji in one step.
+// phrasesExpr is history.Phrases in 18.16's SQL over t, the message's
+// text lower-cased with its blocked words replaced by history.BlockedMark
+// (markExpr): an array of its distinct phrases before the filters. 18.16
+// has no ngrams() or tokens(), no arrayFlatten, and substringUTF8 wants a
+// constant offset, so Han bigrams pair each run's characters (extractAll
+// '.') with themselves shifted by one (arrayPopBack/arrayPopFront), and
+// groupUniqArrayArray flattens and dedupes the runs, the words and the
+// emoji in one step. Words are a Latin letter or digit with its combining
+// marks (\p{M}), two or more of them; an emoji takes its skin tone and
+// U+FE0F and the emoji joined to it by U+200D (the same character classes
+// as history.Phrases; the server's regexes are RE2, as Go's).
 const phrasesExpr = `arrayReduce('groupUniqArrayArray', arrayConcat(
 	arrayMap(c -> if(length(c) = 1, c, arrayMap((a, b) -> concat(a, b), arrayPopBack(c), arrayPopFront(c))),
-		arrayMap(r -> extractAll(r, '.'), extractAll(text, '\\p{Han}+'))),
-	[extractAll(lower(text), '[a-z0-9]{2,}'), extractAll(text, '[\\x{1F300}-\\x{1FAFF}\\x{2600}-\\x{27BF}]')]))`
+		arrayMap(r -> extractAll(r, '.'), extractAll(t, '[\\p{Han}` + mark + `]+'))),
+	[extractAll(t, '[\\p{Latin}0-9` + mark + `]\\p{M}*(?:[\\p{Latin}0-9` + mark + `]\\p{M}*)+'),
+	 extractAll(t, '` + emoji + `(?:\\x{200D}` + emoji + `)*')]))`
+
+// mark is history.BlockedMark in a regex; emoji an emoji with its
+// modifiers (history.IsEmoji, IsEmojiModifier).
+const (
+	mark  = `\\x{FFFC}`
+	emoji = `[\\x{1F300}-\\x{1F3FA}\\x{1F400}-\\x{1FAFF}\\x{2600}-\\x{27BF}][\\x{1F3FB}-\\x{1F3FF}\\x{FE0F}]*`
+)
 
 // TopPhrases counts, per phrase, the messages that contain it, on the
 // server. Stopwords and phrases touching a blocked word are filtered after
@@ -197,14 +210,21 @@ func (s *Store) TopPhrases(ctx context.Context, room string, fromMs, toMs int64,
 	if k > 1 {
 		from += " AND cityHash64(seq) % " + strconv.FormatInt(k, 10) + " = 0"
 	}
-	where := " WHERE NOT has(?, p)"
-	args = append(args, history.Stopwords)
+	// t: the text lower-cased, each blocked word replaced by the mark,
+	// so the phrases overlapping one hold it and are left out.
+	markExpr := "lowerUTF8(text)"
 	if blocked = history.NormBlocked(blocked); len(blocked) > 0 {
-		where += " AND NOT arrayExists(w -> position(p, w) > 0 OR position(w, p) > 0, ?)"
+		markExpr = "replaceRegexpAll(" + markExpr + ", ?, '" + string(history.BlockedMark) + "')"
+		args = append([]any{history.BlockedPattern(blocked)}, args...)
+	}
+	where := " WHERE NOT has(?, p) AND position(p, '" + string(history.BlockedMark) + "') = 0"
+	args = append(args, history.Stopwords)
+	if len(blocked) > 0 {
+		where += " AND NOT arrayExists(w -> position(w, p) > 0, ?)"
 		args = append(args, blocked)
 	}
-	q := "SELECT p, count() AS n FROM (SELECT arrayJoin(" + phrasesExpr + ") AS p" + from + ")" + where +
-		" GROUP BY p ORDER BY n DESC, p LIMIT " + strconv.Itoa(limit)
+	q := "SELECT p, count() AS n FROM (SELECT arrayJoin(" + phrasesExpr + ") AS p FROM (SELECT " + markExpr + " AS t" + from + "))" +
+		where + " GROUP BY p ORDER BY n DESC, p LIMIT " + strconv.Itoa(limit)
 	rows, err := s.conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("chstore: phrases: %w", err)

@@ -112,12 +112,14 @@
 // live rows in the range (FINAL, deleted = 0, ts for partition and
 // granule pruning, ts_ms for the exact bound). Chatters per minute use
 // uniqExact. TopPhrases computes history.Phrases in SQL with what 18.16
-// has: extractAll with \p{Han}+, [a-z0-9]{2,} over lower(text) and the
-// emoji ranges; Han bigrams by pairing extractAll(run, '.') with itself
+// has: lowerUTF8(text) with the blocked words replaced by a mark
+// (replaceRegexpAll), then extractAll with \p{Han} runs, Latin words
+// (\p{Latin} and digits with their \p{M} marks) and the emoji with their
+// modifiers; Han bigrams by pairing extractAll(run, '.') with itself
 // shifted (arrayPopBack/arrayPopFront, since substringUTF8 takes no
 // column offset there); arrayReduce('groupUniqArrayArray', …) flattens
-// and dedupes per message (no arrayFlatten on 18.16); blocked words are
-// filtered with arrayExists over position(). Tokenising dominates: over
+// and dedupes per message (no arrayFlatten on 18.16); phrases holding the
+// mark or part of a blocked word are filtered after arrayJoin. Tokenising dominates: over
 // more than Config.PhraseSampleRows (1,000,000) rows TopPhrases counts the
 // messages with cityHash64(seq) % k = 0 and scales by k (marked
 // Estimated). These queries send nothing until the GROUP BY is done, so

@@ -132,6 +132,30 @@ func runAnalytics(t *testing.T, newStore func(t *testing.T) history.Store) {
 		}
 	})
 
+	t.Run("PhraseTokens", func(t *testing.T) {
+		// Accented and combining Latin letters stay in their word, skin
+		// tones and joined emoji stay with their emoji, and no phrase
+		// overlaps a blocked word (垃圾主播 gives 主播, not 圾主).
+		st := newStore(t)
+		a, ok := st.(history.Analytics)
+		if !ok {
+			t.Skip("store does not implement history.Analytics")
+		}
+		r := room("tokens")
+		var ms []protocol.Message
+		for i, text := range []string{"Café au lait, CAFÉ!", "cafe\u0301 naïve", "👍🏽👍🏽 👍 gg",
+			"垃圾主播 主播好", "👨\u200d👩\u200d👧 ☃\ufe0f", "NAÏVE café"} {
+			ms = append(ms, protocol.Message{Room: r, Seq: uint64(i + 1), UID: "u", Text: text, TS: m0 + int64(i)*1000})
+		}
+		mustAppend(t, st, ms)
+		top, err := a.TopPhrases(ctxT(t), r, m0, m0+min, []string{"垃圾"}, 0)
+		want := []history.PhraseCount{pc("café", 2), pc("naïve", 2), pc("au", 1), pc("cafe\u0301", 1), pc("gg", 1),
+			pc("lait", 1), pc("☃\ufe0f", 1), pc("主播", 1), pc("播好", 1), pc("👍", 1), pc("👍🏽", 1), pc("👨\u200d👩\u200d👧", 1)}
+		if err != nil || !reflect.DeepEqual(top, want) {
+			t.Errorf("TopPhrases = %v, %v;\nwant %v", top, err, want)
+		}
+	})
+
 	t.Run("Verdicts", func(t *testing.T) {
 		v, ok := newStore(t).(history.VerdictLog)
 		if !ok {
