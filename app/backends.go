@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/danmaku-live/danmaku/logic"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/bus/kafkabus"
 	"github.com/danmaku-live/danmaku/pkg/history"
@@ -73,7 +74,9 @@ func (a *App) openBackends() error {
 		a.sessions = presence.NewMemorySessions()
 		a.bans = presence.NewMemoryBans()
 		a.kv = presence.NewMemoryKV()
-		a.dedupe = presence.NewMemoryDedupe(0)
+		// Rejects apart from accepted ids (a flood of rejects cannot push
+		// those out).
+		a.dedupe = logic.NewMemoryDedupe()
 		if cfg.Role == RoleLogic && b.Bus == "kafka" {
 			a.log.Warn("logic with --presence memory: a retry that comes after its room moved to another worker, beyond the takeover scan, is not recognised; use --presence redis")
 		}

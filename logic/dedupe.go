@@ -4,21 +4,30 @@ import (
 	"container/list"
 	"context"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/presence"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
 
 // dedupe remembers the answer given to accepted, held and rejected message
-// ids for a while, bounded in size (least recently added dropped first). It
-// is owned by the worker's goroutine.
+// ids for a while, bounded in size (least recently added dropped first).
+// Rejects live in a space of their own, with its own bound and at most
+// perUID per user: however many sends are rejected (a flood of one user's
+// rate-limited sends, or of many users'), they never push an accepted or
+// held id out. It is owned by the worker's goroutine.
 type dedupe struct {
-	max   int
-	ttl   time.Duration
-	order *list.List // of *dedupeItem, oldest first
-	items map[string]*list.Element
+	max    int // accepted and held ids
+	rejMax int // rejects
+	perUID int // rejects per user
+	ttl    time.Duration
+	order  *list.List // of *dedupeItem, accepted and held, oldest first
+	rejs   *list.List // of *dedupeItem, rejects, oldest first
+	items  map[string]*list.Element
+	uids   map[string]int // user → rejects in rejs
 }
 
 type dedupeEntry struct {
@@ -62,12 +71,14 @@ func rejectionOf(rep bus.Reply, now time.Time) *rejection {
 
 type dedupeItem struct {
 	key     string
+	uid     string // a reject's user
 	entry   dedupeEntry
 	expires time.Time
 }
 
-func newDedupe(max int, ttl time.Duration) *dedupe {
-	return &dedupe{max: max, ttl: ttl, order: list.New(), items: make(map[string]*list.Element)}
+func newDedupe(max, rejMax, perUID int, ttl time.Duration) *dedupe {
+	return &dedupe{max: max, rejMax: rejMax, perUID: perUID, ttl: ttl, order: list.New(), rejs: list.New(),
+		items: make(map[string]*list.Element), uids: make(map[string]int)}
 }
 
 func (d *dedupe) get(key string, now time.Time) (dedupeEntry, bool) {
@@ -77,34 +88,85 @@ func (d *dedupe) get(key string, now time.Time) (dedupeEntry, bool) {
 	}
 	it := el.Value.(*dedupeItem)
 	if now.After(it.expires) {
-		d.order.Remove(el)
-		delete(d.items, key)
+		d.evict(el)
 		return dedupeEntry{}, false
 	}
 	return it.entry, true
 }
 
-func (d *dedupe) put(key string, e dedupeEntry, now time.Time) {
-	if el, ok := d.items[key]; ok {
-		d.order.Remove(el)
+// put remembers e under key, for user uid. It reports false when e is a
+// reject it does not remember: uid already has perUID rejects remembered
+// (its older ones stay; this one is answered and forgotten).
+func (d *dedupe) put(key, uid string, e dedupeEntry, now time.Time) bool {
+	return d.add(key, uid, e, now, true)
+}
+
+// load remembers e, found in the dedupe store, under key: like put, but a
+// reject is kept even past its user's share.
+func (d *dedupe) load(key, uid string, e dedupeEntry, now time.Time) {
+	d.add(key, uid, e, now, false)
+}
+
+func (d *dedupe) add(key, uid string, e dedupeEntry, now time.Time, capped bool) bool {
+	order, max := d.order, d.max
+	if e.rej != nil {
+		order, max = d.rejs, d.rejMax
+		d.dropExpired(order, now, 4)
+		old, ok := d.items[key] // the key names the user: a reject of the same user
+		if replaces := ok && old.Value.(*dedupeItem).entry.rej != nil; capped && !replaces && d.uids[uid] >= d.perUID {
+			return false
+		}
 	}
-	d.items[key] = d.order.PushBack(&dedupeItem{key: key, entry: e, expires: now.Add(d.ttl)})
-	for d.order.Len() > d.max {
-		d.evict(d.order.Front())
+	if el, ok := d.items[key]; ok {
+		d.evict(el)
+	}
+	d.items[key] = order.PushBack(&dedupeItem{key: key, uid: uid, entry: e, expires: now.Add(d.ttl)})
+	if e.rej != nil {
+		d.uids[uid]++
+	}
+	for order.Len() > max {
+		d.evict(order.Front())
 	}
 	// Drop a few expired entries from the front on every put.
-	for i := 0; i < 4; i++ {
-		el := d.order.Front()
+	d.dropExpired(order, now, 4)
+	return true
+}
+
+// dropExpired drops up to n expired entries from the front of order.
+func (d *dedupe) dropExpired(order *list.List, now time.Time, n int) {
+	for range n {
+		el := order.Front()
 		if el == nil || now.Before(el.Value.(*dedupeItem).expires) {
-			break
+			return
 		}
 		d.evict(el)
 	}
 }
 
 func (d *dedupe) evict(el *list.Element) {
-	d.order.Remove(el)
-	delete(d.items, el.Value.(*dedupeItem).key)
+	it := el.Value.(*dedupeItem)
+	delete(d.items, it.key)
+	if it.entry.rej == nil {
+		d.order.Remove(el)
+		return
+	}
+	d.rejs.Remove(el)
+	if d.uids[it.uid]--; d.uids[it.uid] <= 0 {
+		delete(d.uids, it.uid)
+	}
+}
+
+// IsRejectKey reports whether key is one logic stores a reject under in
+// Config.Dedupe. A presence.MemoryDedupe holding logic's ids should keep
+// those apart (presence.MemoryDedupe.Split), as NewMemoryDedupe does.
+func IsRejectKey(key string) bool { return strings.HasSuffix(key, rejSuffix) }
+
+// NewMemoryDedupe returns the in-memory dedupe store for logic (danmaku
+// all, --presence memory): presence.DefaultDedupeCap accepted and held
+// ids, and rejects in a space of their own (DefaultDedupeCap / 4) that a
+// flood of rejects cannot grow past, so they never push accepted ids out.
+func NewMemoryDedupe() *presence.MemoryDedupe {
+	return presence.NewMemoryDedupe(0).Split(IsRejectKey, 0)
 }
 
 // heldKey is the dedupe store's key for a held message id (accepted ids
@@ -113,7 +175,9 @@ func heldKey(key string) string { return key + "\x00held" }
 
 // rejKey is the dedupe store's key for a rejected message id; its value is
 // the rejection as JSON.
-func rejKey(key string) string { return key + "\x00rej" }
+func rejKey(key string) string { return key + rejSuffix }
+
+const rejSuffix = "\x00rej"
 
 // lookupDurable asks Config.Dedupe about the ids of recs that this worker
 // does not remember and copies what it knows into memory, so that a retry
@@ -126,7 +190,7 @@ func (l *Logic) lookupDurable(ctx context.Context, recs []bus.Record, now time.T
 	if l.cfg.Dedupe == nil {
 		return true
 	}
-	var keys []string
+	var keys, uids []string
 	for _, r := range recs {
 		var in bus.Ingest
 		if bus.Unmarshal(r.Value, &in) != nil || in.ID == "" {
@@ -134,6 +198,7 @@ func (l *Logic) lookupDurable(ctx context.Context, recs []bus.Record, now time.T
 		}
 		if _, ok := l.dedupe.get(dedupeKey(in), now); !ok {
 			keys = append(keys, dedupeKey(in), heldKey(dedupeKey(in)), rejKey(dedupeKey(in)))
+			uids = append(uids, in.UID)
 		}
 	}
 	if len(keys) == 0 {
@@ -149,12 +214,15 @@ func (l *Logic) lookupDurable(ctx context.Context, recs []bus.Record, now time.T
 	}
 	for i := 0; i+2 < len(vals); i += 3 {
 		var rej rejection
+		uid := uids[i/3]
 		if seq, err := strconv.ParseUint(string(vals[i]), 10, 64); err == nil && seq > 0 {
-			l.dedupe.put(keys[i], dedupeEntry{seq: seq}, now)
+			l.dedupe.load(keys[i], uid, dedupeEntry{seq: seq}, now)
 		} else if vals[i+1] != nil {
-			l.dedupe.put(keys[i], dedupeEntry{held: true}, now)
+			l.dedupe.load(keys[i], uid, dedupeEntry{held: true}, now)
 		} else if vals[i+2] != nil && bus.Unmarshal(vals[i+2], &rej) == nil && rej.Code != "" {
-			l.dedupe.put(keys[i], dedupeEntry{rej: &rej}, now)
+			// Past the user's share too: it was stored under a
+			// worker's share, and the retry must get it.
+			l.dedupe.load(keys[i], uid, dedupeEntry{rej: &rej}, now)
 		}
 	}
 	return true

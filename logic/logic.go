@@ -96,8 +96,17 @@ type Config struct {
 	// DedupeTTL is how long an accepted message id is remembered, so a
 	// retry gets the same ack. Zero value means 10 minutes.
 	DedupeTTL time.Duration
-	// DedupeMax bounds remembered ids. Zero value means 1,000,000.
+	// DedupeMax bounds remembered accepted and held ids. Zero value means
+	// 1,000,000.
 	DedupeMax int
+	// DedupeRejectMax bounds remembered rejects, kept apart from accepted
+	// ids so that rejects never push them out. Zero value means 250,000.
+	DedupeRejectMax int
+	// RejectsPerUser bounds the rejects remembered for one user within
+	// DedupeTTL (in this worker's memory and, through it, in Dedupe): a
+	// reject beyond it is answered and not remembered, so a retry of that
+	// send may be decided again. Zero value means 1024.
+	RejectsPerUser int
 	// Dedupe keeps accepted message ids (and their seqs) for DedupeTTL
 	// across workers and restarts: a retry that arrives after its
 	// partition changed owner, later than the takeover scan reaches, is
@@ -175,8 +184,14 @@ func New(cfg Config) (*Logic, error) {
 	if cfg.DedupeTTL == 0 {
 		cfg.DedupeTTL = 10 * time.Minute
 	}
-	if cfg.DedupeMax == 0 {
+	if cfg.DedupeMax <= 0 {
 		cfg.DedupeMax = 1_000_000
+	}
+	if cfg.DedupeRejectMax <= 0 {
+		cfg.DedupeRejectMax = 250_000
+	}
+	if cfg.RejectsPerUser <= 0 {
+		cfg.RejectsPerUser = 1024
 	}
 	if cfg.SeqGroup == "" {
 		cfg.SeqGroup = "history"
@@ -213,7 +228,7 @@ func New(cfg Config) (*Logic, error) {
 		verdicts: make(map[recordKey]moderation.Verdict),
 		floor:    make(map[string]uint64),
 		scanRecs: newScanCounter(cfg.Registerer),
-		dedupe:   newDedupe(cfg.DedupeMax, cfg.DedupeTTL),
+		dedupe:   newDedupe(cfg.DedupeMax, cfg.DedupeRejectMax, cfg.RejectsPerUser, cfg.DedupeTTL),
 		repPub:   cfg.Bus.Publisher(bus.StreamReply),
 		ctlPub:   cfg.Bus.Publisher(bus.StreamControl),
 		vc:       newVerdictCounter(),
@@ -370,7 +385,7 @@ func (l *Logic) reset() {
 	clear(l.claims)
 	clear(l.floor)
 	clear(l.inSeen)
-	l.dedupe = newDedupe(l.cfg.DedupeMax, l.cfg.DedupeTTL)
+	l.dedupe = newDedupe(l.cfg.DedupeMax, l.cfg.DedupeRejectMax, l.cfg.RejectsPerUser, l.cfg.DedupeTTL)
 }
 
 // outcome is the decision about one ingest record.
@@ -504,7 +519,7 @@ func (l *Logic) remember(ctx context.Context, outs []outcome, now time.Time) []o
 				l.seqs[o.in.Room] = seq
 			}
 			if o.in.ID != "" {
-				l.dedupe.put(dedupeKey(o.in), dedupeEntry{seq: o.reply.Seq}, now)
+				l.dedupe.put(dedupeKey(o.in), o.in.UID, dedupeEntry{seq: o.reply.Seq}, now)
 				stored = append(stored, dedupeKey(o.in))
 				storedVals = append(storedVals, strconv.AppendUint(nil, o.reply.Seq, 10))
 			}
@@ -512,12 +527,17 @@ func (l *Logic) remember(ctx context.Context, outs []outcome, now time.Time) []o
 		// A reject is remembered before it is announced, like an ack: a
 		// retry that reaches this worker or the partition's next owner
 		// gets the same reject, also when this batch's commit then fails
-		// (the record is decided again, and answered from dedupe).
+		// (the record is decided again, and answered from dedupe). Only
+		// RejectsPerUser of one user's: a flood of rejected sends takes
+		// a bounded share of memory and of the store.
 		if rej := rejectionOf(o.reply, now); rej != nil && !o.dup && o.in.ID != "" {
-			l.dedupe.put(dedupeKey(o.in), dedupeEntry{rej: rej}, now)
-			v, _ := bus.Marshal(rej)
-			stored = append(stored, rejKey(dedupeKey(o.in)))
-			storedVals = append(storedVals, v)
+			if l.dedupe.put(dedupeKey(o.in), o.in.UID, dedupeEntry{rej: rej}, now) {
+				v, _ := bus.Marshal(rej)
+				stored = append(stored, rejKey(dedupeKey(o.in)))
+				storedVals = append(storedVals, v)
+			} else {
+				l.m.rejectsForgotten.Inc()
+			}
 		}
 		kept = append(kept, *o)
 	}
@@ -547,7 +567,7 @@ func (l *Logic) answer(ctx context.Context, outs []outcome, committed bool) {
 		}
 		if o.held != nil && !o.dup {
 			if o.in.ID != "" {
-				l.dedupe.put(dedupeKey(o.in), dedupeEntry{held: true}, now)
+				l.dedupe.put(dedupeKey(o.in), o.in.UID, dedupeEntry{held: true}, now)
 				held = append(held, heldKey(dedupeKey(o.in)))
 			}
 			data, _ := bus.Marshal(heldEvent{Message: *o.held, Gateway: o.in.Gateway, Conn: o.in.Conn, Rule: o.reply.Message})

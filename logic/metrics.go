@@ -14,6 +14,8 @@ type metrics struct {
 	lost          prometheus.Counter
 	unannounced   prometheus.Counter
 	dedupeErrors  prometheus.Counter
+	// rejectsForgotten counts rejects not remembered (RejectsPerUser).
+	rejectsForgotten prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -38,9 +40,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Rejects and held answers not sent because the ingest commit was refused (the partition's new owner answers)."}),
 		dedupeErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "logic", Name: "dedupe_store_errors_total",
 			Help: "Failed lookups and writes of the shared dedupe store (logic went on with its own memory)."}),
+		rejectsForgotten: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "logic", Name: "rejects_not_remembered_total",
+			Help: "Rejects answered but not remembered for retries: the user already had RejectsPerUser remembered."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.in, m.accepted, m.rejected, m.held, m.dups, m.publishErrors, m.fenced, m.lost, m.unannounced, m.dedupeErrors)
+		reg.MustRegister(m.in, m.accepted, m.rejected, m.held, m.dups, m.publishErrors, m.fenced, m.lost, m.unannounced, m.dedupeErrors, m.rejectsForgotten)
 	}
 	return m
 }

@@ -193,7 +193,7 @@ func (l *Logic) applyScanned(qctx context.Context, p int, chunks [][]bus.Record,
 			if v.ID != "" && v.TS >= oldestTS {
 				key := dedupeKey(bus.Ingest{Room: v.Room, UID: v.UID, ID: v.ID})
 				if _, ok := l.dedupe.get(key, now); !ok {
-					l.dedupe.put(key, dedupeEntry{seq: v.Seq}, now)
+					l.dedupe.put(key, v.UID, dedupeEntry{seq: v.Seq}, now)
 				}
 				durable = append(durable, durableWrite{key: key, val: strconv.AppendUint(nil, v.Seq, 10),
 					expires: time.UnixMilli(v.TS).Add(l.cfg.DedupeTTL)})

@@ -2,6 +2,8 @@ package presence_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,5 +63,35 @@ func TestMemoryDedupeExpiredDropped(t *testing.T) {
 	d.Remember(ctx, "fresh", nil, time.Hour)
 	if n := d.Len(); n != 1 {
 		t.Errorf("Len = %d after the others expired, want 1", n)
+	}
+}
+
+// TestMemoryDedupeSplit: keys of the minor class live in their own space:
+// a flood of them forgets only older ones of their class, never the other
+// keys, and the suite holds for a split store too.
+func TestMemoryDedupeSplit(t *testing.T) {
+	minor := func(key string) bool { return strings.HasSuffix(key, "/minor") }
+	presencetest.RunDedupe(t, func(t *testing.T) presence.Dedupe { return presence.NewMemoryDedupe(0).Split(minor, 10) })
+	ctx := context.Background()
+	d := presence.NewMemoryDedupe(100).Split(minor, 10)
+	for i := range 50 {
+		d.Remember(ctx, fmt.Sprintf("major%d", i), []byte("x"), time.Hour)
+	}
+	for i := range 1000 {
+		d.Remember(ctx, fmt.Sprintf("k%d/minor", i), []byte("y"), time.Hour)
+		if n := d.LenMinor(); n > 10 {
+			t.Fatalf("LenMinor = %d after %d minor keys, want at most its cap 10", n, i+1)
+		}
+	}
+	keys := []string{"major0", "major49", "k999/minor", "k0/minor"}
+	vals, err := d.Lookup(ctx, keys...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vals[0] == nil || vals[1] == nil || vals[2] == nil || vals[3] != nil {
+		t.Fatalf("after a flood of minor keys: %q = %q", keys, vals)
+	}
+	if n := d.Len(); n != 60 {
+		t.Fatalf("Len = %d, want 50 + 10", n)
 	}
 }
