@@ -86,26 +86,8 @@ func testPartitionConsumer(t *testing.T, b bus.Bus) {
 	}
 	put(k0, "a0", "a1", "a2")
 	put(k1, "b0", "b1", "b2")
-	o0, err := pr.Offsets(ctx, stream, 0, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o1, err := pr.Offsets(ctx, stream, 1, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ps.PartitionConsumer(stream)
-	if err != nil {
-		t.Fatalf("PartitionConsumer: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-
-	// Nothing assigned: nothing read.
-	short, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	if recs, err := c.Fetch(short); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Fetch with nothing assigned = %v, %v; want the deadline", recs, err)
-	}
-	scancel()
+	o0, o1 := offsets(t, pr, stream, 0), offsets(t, pr, stream, 1)
+	c := idleConsumer(t, ps, stream)
 
 	t.Log("subscribe: partition 0 from its oldest record")
 	if err := c.Assign(0, o0.Oldest); err != nil {
@@ -144,6 +126,12 @@ func testPartitionConsumer(t *testing.T, b bus.Bus) {
 	put(k1, "b6")
 	expect(t, upTo(t, c, 1, "b6"), "b0", "b1", "b2", "b3", "b4", "b5", "b6")
 
+	checkAssignErrors(t, c, n)
+}
+
+// checkAssignErrors: Assign refuses a partition the stream lacks and a
+// negative offset; Fetch after Close fails with bus.ErrClosed.
+func checkAssignErrors(t *testing.T, c bus.PartitionConsumer, n int) {
 	if err := c.Assign(n, 0); !errors.Is(err, bus.ErrNoPartition) {
 		t.Errorf("Assign(%d) of %d partitions = %v, want bus.ErrNoPartition", n, n, err)
 	}
@@ -153,7 +141,7 @@ func testPartitionConsumer(t *testing.T, b bus.Bus) {
 	if err := c.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if _, err := c.Fetch(ctx); !errors.Is(err, bus.ErrClosed) {
+	if _, err := c.Fetch(context.Background()); !errors.Is(err, bus.ErrClosed) {
 		t.Fatalf("Fetch after Close = %v, want bus.ErrClosed", err)
 	}
 }
@@ -202,6 +190,35 @@ func testPartitionKeys(t *testing.T, b bus.Bus) {
 			t.Fatalf("%q in partition %d, bus.KeyPartition says %d", r.Value, r.Partition, bus.KeyPartition(key, n))
 		}
 	}
+}
+
+// offsets returns partition p's offsets.
+func offsets(t *testing.T, pr bus.PartitionReader, stream string, p int) bus.PartitionOffsets {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	o, err := pr.Offsets(ctx, stream, p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// idleConsumer opens a partition consumer of stream and checks that it
+// reads nothing while nothing is assigned.
+func idleConsumer(t *testing.T, ps bus.PartitionSubscriber, stream string) bus.PartitionConsumer {
+	t.Helper()
+	c, err := ps.PartitionConsumer(stream)
+	if err != nil {
+		t.Fatalf("PartitionConsumer: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if recs, err := c.Fetch(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Fetch with nothing assigned = %v, %v; want the deadline", recs, err)
+	}
+	return c
 }
 
 func expect(t *testing.T, got []string, want ...string) {
