@@ -140,3 +140,22 @@ func TestServerConfigErrorsNameFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestAffinityFlags: room affinity and its grace and rewind come from
+// --affinity, --affinity-grace and --affinity-rewind or their DANMAKU_*
+// variables, the flags winning; off by default.
+func TestAffinityFlags(t *testing.T) {
+	cfg, err := parseConfig("gateway", nil, io.Discard)
+	if err == nil && (cfg.Gateway.Affinity || cfg.Gateway.AffinityGrace != 0 || cfg.Gateway.AffinityRewind != 0) {
+		t.Errorf("defaults: %v %v %v, want off and the gateway's defaults", cfg.Gateway.Affinity, cfg.Gateway.AffinityGrace, cfg.Gateway.AffinityRewind)
+	}
+	t.Setenv("DANMAKU_AFFINITY", "true")
+	t.Setenv("DANMAKU_AFFINITY_GRACE", "5s")
+	t.Setenv("DANMAKU_AFFINITY_REWIND", "100")
+	if cfg, err = parseConfig("all", []string{"--affinity-rewind", "200"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if g := cfg.Gateway; !g.Affinity || g.AffinityGrace != 5*time.Second || g.AffinityRewind != 200 {
+		t.Errorf("affinity %v, grace %v, rewind %d; want true, 5s (env), 200 (flag)", g.Affinity, g.AffinityGrace, g.AffinityRewind)
+	}
+}

@@ -153,6 +153,30 @@ type Config struct {
 	// cores: 100).
 	OnlineRate int
 
+	// Affinity makes the gateway read only the dispatch partitions of the
+	// rooms its viewers are in (bus.KeyPartition of the room), instead of
+	// every partition: the first join to a room of a partition it does
+	// not read starts reading it, AffinityRewind records before its end,
+	// and the partition is dropped AffinityGrace after its rooms' last
+	// viewer left (docs/deployment.md, "Room affinity"). A load balancer
+	// that sends a room's viewers to few gateways makes each read a small
+	// share of the stream; without one every viewer is still served. The
+	// bus must read chosen partitions (bus.PartitionSubscriber and
+	// bus.PartitionReader: memory and Kafka do), and New asks it for the
+	// dispatch partition count. Zero value (false): every partition.
+	Affinity bool
+	// AffinityGrace is how long a partition is still read after the last
+	// viewer of its rooms left, so that a viewer who reconnects or zaps
+	// back finds it read. Zero value means 30s; negative is an error.
+	AffinityGrace time.Duration
+	// AffinityRewind is how many records before a partition's end the
+	// gateway starts reading it when a join needs it: the batches in
+	// that window overlap the history store's answer (the store lags the
+	// dispatch stream by the history writer's batching), so the joiner
+	// gets every message, the overlap dropped by seq. Zero value means
+	// 4096; negative is an error.
+	AffinityRewind int
+
 	// HistoryOnJoin is how many recent messages a join without resume
 	// gets. Zero value means 50.
 	HistoryOnJoin int
@@ -229,6 +253,8 @@ func (c *Config) setDefaults() {
 	orDefault(&c.OnlineRate, 2500)
 	orDefault(&c.MaxFlushDelay, 40*time.Millisecond)
 	orDefault(&c.ShedDelay, 500*time.Millisecond)
+	orDefault(&c.AffinityGrace, 30*time.Second)
+	orDefault(&c.AffinityRewind, 4096)
 	orDefault(&c.HistoryOnJoin, 50)
 	orDefault(&c.MaxResume, 1000)
 	orDefault(&c.RingSize, 1024)
@@ -271,6 +297,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gateway: HistorySlotWait %v, HistoryTimeout %v and HistoryRetryEvery %v must not be negative", c.HistorySlotWait, c.HistoryTimeout, c.HistoryRetryEvery)
 	case c.MaxUpgradeRequest < 0:
 		return fmt.Errorf("gateway: MaxUpgradeRequest %d must not be negative", c.MaxUpgradeRequest)
+	case c.AffinityGrace < 0 || c.AffinityRewind < 0:
+		return fmt.Errorf("gateway: AffinityGrace %v and AffinityRewind %d must not be negative", c.AffinityGrace, c.AffinityRewind)
 	case c.HistoryOnJoin > c.RingSize:
 		return fmt.Errorf("gateway: HistoryOnJoin %d exceeds RingSize %d", c.HistoryOnJoin, c.RingSize)
 	}

@@ -3,83 +3,180 @@
 package gateway
 
 import (
+	"context"
+	"errors"
+	"time"
+
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 	"github.com/danmaku-live/danmaku/pkg/ws"
 )
 
-// runDispatch reads every dispatch partition from the newest record on and
-// hands each batch to the loops with viewers of its room. Runs on its own
-// goroutine.
+// dispatchScratch is the dispatch goroutine's reusable state.
+type dispatchScratch struct {
+	loops []int
+	z     ws.Deflater
+}
+
+// runDispatch reads every dispatch partition from the newest record on
+// (with Config.Affinity, only the partitions of its rooms:
+// runAffineDispatch) and hands each batch to the loops with viewers of its
+// room. Runs on its own goroutine.
 func (s *Server) runDispatch() {
-	var loops []int
-	var z ws.Deflater
+	if s.aff != nil {
+		s.runAffineDispatch()
+		return
+	}
+	var sc dispatchScratch
 	s.consume(bus.StreamDispatch, bus.ConsumerOptions{}, func(recs []bus.Record) {
+		s.countRead(recs)
 		for _, rec := range recs {
-			r := s.rooms.get(rec.Key)
-			if r == nil {
-				continue // no viewers here: skip without decoding
-			}
-			var b protocol.Batch
-			err := bus.Unmarshal(rec.Value, &b)
-			from, to := b.Range()
-			if err != nil || b.Op != protocol.OpBatch || to == 0 || from > to {
-				if b.Op != protocol.OpBatch && err == nil {
-					// Other frames (notices from dispatch) go out as they are.
-					s.broadcast(r, rec.Value)
-					continue
-				}
-				s.cfg.Logger.Warn("gateway: bad dispatch record", "room", rec.Key, "err", err)
-				continue
-			}
-			s.m.batches.Inc()
-			r.mu.Lock()
-			// Messages a purge covers that arrive after it (accepted
-			// before the ban) go into the ring deleted and are not shown.
-			// Checked under room.mu: the control goroutine remembers a
-			// purge before it marks the ring, so each message is caught
-			// by one or the other.
-			purged := s.purges.mark(r.name, b.Msgs)
-			fresh, first, last, ok := r.appendLocked(from, to, b.Msgs, s.cfg.RingSize)
-			shown, cover, post := fresh, first, ok
-			if ok {
-				// The ring keeps every message; viewers get what the
-				// gateway can write (see shed.go).
-				shown, cover, post = s.shedLocked(r, fresh, first, last)
-				r.offered.Add(int64(len(fresh)) * r.online.Load())
-			}
-			loops = r.loopsLocked(loops[:0])
-			r.mu.Unlock()
-			if !ok {
-				continue // seen already (a redelivery)
-			}
-			if !post {
-				continue // all left out: the next batch or shed step covers it
-			}
-			if purged > 0 {
-				shown = live(shown)
-			}
-			payload := rec.Value
-			switch {
-			case cover != first || len(shown) != len(fresh):
-				payload = protocol.EncodeThinned(r.name, cover, last, shown)
-				first, fresh = cover, shown
-			case b.To != 0 && (first != from || len(fresh) != len(b.Msgs)):
-				payload = protocol.EncodeThinned(r.name, first, last, fresh)
-			case b.To == 0 && len(fresh) != len(b.Msgs):
-				payload = protocol.EncodeBatch(r.name, fresh)
-			}
-			if fresh == nil {
-				fresh = []protocol.Message{} // in the seq stream all the same
-			}
-			d := delivery{room: r.name, frame: textFrame(payload), first: first, last: last, msgs: len(fresh), batch: fresh}
-			if s.ndeflate.Load() > 0 {
-				d.zframe = smaller(z.AppendFrame(nil, ws.OpText, payload), d.frame)
-			}
-			if s.ncompact.Load() > 0 && len(fresh) > 0 {
-				s.compactFrames(&d, &z)
-			}
-			s.post(loops, d)
+			s.dispatchRecord(rec, 0, true, &sc)
 		}
 	})
+}
+
+// runAffineDispatch reads the dispatch partitions the affinity set wants
+// (affinity.go), reopening the consumer after a failure (50 ms doubling to
+// 5 s). Runs on the dispatch goroutine.
+func (s *Server) runAffineDispatch() {
+	backoff := 50 * time.Millisecond
+	for s.ctx.Err() == nil {
+		pc, err := s.aff.ps.PartitionConsumer(bus.StreamDispatch)
+		if err == nil {
+			err = s.readAssigned(pc)
+			_ = pc.Close()
+			backoff = 50 * time.Millisecond
+		}
+		if s.ctx.Err() != nil || errors.Is(err, bus.ErrClosed) {
+			return
+		}
+		s.cfg.Logger.Warn("gateway: consumer failed, retrying", "stream", bus.StreamDispatch, "err", err)
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// readAssigned applies the affinity set to pc and handles what it reads,
+// each record in the reading period its partition was assigned for, until
+// the server stops or pc fails. Runs on the dispatch goroutine.
+func (s *Server) readAssigned(pc bus.PartitionConsumer) error {
+	a := s.aff
+	cur := make([]assigned, a.n)
+	var sc dispatchScratch
+	for {
+		ctx, cancel := a.fetchContext(s.ctx)
+		if ctx == nil {
+			if err := a.apply(pc, cur); err != nil {
+				return err
+			}
+			continue
+		}
+		recs, err := pc.Fetch(ctx)
+		a.fetched()
+		cancel()
+		switch {
+		case s.ctx.Err() != nil:
+			return nil
+		case errors.Is(err, context.Canceled):
+			continue // woken: the set changed
+		case err != nil:
+			return err
+		}
+		s.countRead(recs)
+		for _, rec := range recs {
+			as := cur[rec.Partition]
+			s.dispatchRecord(rec, as.epoch, rec.Offset >= as.live, &sc)
+		}
+	}
+}
+
+// countRead counts a fetch's records and bytes.
+func (s *Server) countRead(recs []bus.Record) {
+	n := 0
+	for i := range recs {
+		n += len(recs[i].Key) + len(recs[i].Value)
+	}
+	s.m.dispatchRecords.Add(float64(len(recs)))
+	s.m.dispatchBytes.Add(float64(n))
+}
+
+// dispatchRecord handles one dispatch record read in reading period epoch
+// of its partition (0 without affinity): a batch goes to its room's ring
+// and to the loops with viewers; another frame (a notice) only when
+// current (not replayed by a new period's rewind). Runs on the dispatch goroutine.
+func (s *Server) dispatchRecord(rec bus.Record, epoch uint64, current bool, sc *dispatchScratch) {
+	r := s.rooms.get(rec.Key)
+	if r == nil {
+		return // no viewers here: skip without decoding
+	}
+	var b protocol.Batch
+	err := bus.Unmarshal(rec.Value, &b)
+	from, to := b.Range()
+	if err != nil || b.Op != protocol.OpBatch || to == 0 || from > to {
+		if b.Op != protocol.OpBatch && err == nil {
+			// Other frames (notices from dispatch) go out as they are.
+			if current {
+				s.broadcast(r, rec.Value)
+			}
+			return
+		}
+		s.cfg.Logger.Warn("gateway: bad dispatch record", "room", rec.Key, "err", err)
+		return
+	}
+	s.m.batches.Inc()
+	r.mu.Lock()
+	if !r.adoptEpochLocked(epoch) {
+		r.mu.Unlock()
+		return // read before the room's current period began
+	}
+	// Messages a purge covers that arrive after it (accepted before the
+	// ban) go into the ring deleted and are not shown. Checked under
+	// room.mu: the control goroutine remembers a purge before it marks the
+	// ring, so each message is caught by one or the other.
+	purged := s.purges.mark(r.name, b.Msgs)
+	fresh, first, last, ok := r.appendLocked(from, to, b.Msgs, s.cfg.RingSize)
+	shown, cover, post := fresh, first, ok
+	if ok {
+		// The ring keeps every message; viewers get what the
+		// gateway can write (see shed.go).
+		shown, cover, post = s.shedLocked(r, fresh, first, last)
+		r.offered.Add(int64(len(fresh)) * r.online.Load())
+	}
+	sc.loops = r.loopsLocked(sc.loops[:0])
+	r.mu.Unlock()
+	if !ok || !post {
+		// Seen already (a redelivery, or the overlap of a new period
+		// with the ring), or all left out: the next batch or shed step
+		// covers it.
+		return
+	}
+	if purged > 0 {
+		shown = live(shown)
+	}
+	payload := rec.Value
+	switch {
+	case cover != first || len(shown) != len(fresh):
+		payload = protocol.EncodeThinned(r.name, cover, last, shown)
+		first, fresh = cover, shown
+	case b.To != 0 && (first != from || len(fresh) != len(b.Msgs)):
+		payload = protocol.EncodeThinned(r.name, first, last, fresh)
+	case b.To == 0 && len(fresh) != len(b.Msgs):
+		payload = protocol.EncodeBatch(r.name, fresh)
+	}
+	if fresh == nil {
+		fresh = []protocol.Message{} // in the seq stream all the same
+	}
+	d := delivery{room: r.name, frame: textFrame(payload), first: first, last: last, msgs: len(fresh), batch: fresh}
+	if s.ndeflate.Load() > 0 {
+		d.zframe = smaller(sc.z.AppendFrame(nil, ws.OpText, payload), d.frame)
+	}
+	if s.ncompact.Load() > 0 && len(fresh) > 0 {
+		s.compactFrames(&d, &sc.z)
+	}
+	s.post(sc.loops, d)
 }

@@ -56,6 +56,11 @@ func (c *conn) join(name string, resume *uint64) {
 	}
 	if r.online.Add(1) == 1 {
 		s.m.rooms.Inc()
+		if s.aff != nil {
+			// The room's partition is read (from now on, if it was
+			// not): its ring must be of the current reading period.
+			r.adoptEpochLocked(s.aff.enter(name))
+		}
 	}
 
 	last := r.last
@@ -115,6 +120,9 @@ func (c *conn) removeMember(m *member) {
 	if r.online.Add(-1) == 0 {
 		r.idleSince = time.Now()
 		c.s.m.rooms.Dec()
+		if c.s.aff != nil {
+			c.s.aff.exit(r.name)
+		}
 	}
 	r.mu.Unlock()
 	m.pending = nil

@@ -24,6 +24,13 @@ type metrics struct {
 	restarts      prometheus.Counter
 	historyLoads  *prometheus.CounterVec // by source: memory, store, failed
 	sessionKicks  prometheus.Counter
+	// What the dispatch goroutine reads from the bus, records and key +
+	// value bytes, skipped rooms included: the share of the stream this
+	// gateway reads (Config.Affinity); and the dispatch partitions it
+	// wants now (with Config.Affinity; 0 without: it reads them all).
+	dispatchRecords prometheus.Counter
+	dispatchBytes   prometheus.Counter
+	readPartitions  prometheus.Gauge
 	// Overload shedding (shed.go).
 	shed           prometheus.Counter // messages left out, once per gateway
 	shedDeliveries prometheus.Counter // messages left out × local viewers of the room
@@ -46,6 +53,12 @@ func newMetrics(reg prometheus.Registerer, outbound *atomic.Int64) *metrics {
 			Help: "Sends rejected at the gateway before reaching logic, by code."}, []string{"code"}),
 		batches: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "batches_total",
 			Help: "Batches received from dispatch."}),
+		dispatchRecords: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "dispatch_records_total",
+			Help: "Records read from the dispatch stream, of rooms without viewers here too."}),
+		dispatchBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "dispatch_read_bytes_total",
+			Help: "Key and value bytes of the records read from the dispatch stream."}),
+		readPartitions: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "dispatch_partitions_read",
+			Help: "Dispatch partitions this gateway reads with room affinity: those of its viewers' rooms and those in their grace (0 without affinity: it reads them all)."}),
 		deliveries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "deliveries_total",
 			Help: "Messages written to viewers (one per message per viewer)."}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "dropped_batches_total",
@@ -70,6 +83,7 @@ func newMetrics(reg prometheus.Registerer, outbound *atomic.Int64) *metrics {
 			Help: "Outbound backlog of all viewers in bytes, as last seen (the sum Config.OutboundBudget bounds)."},
 			func() float64 { return float64(outbound.Load()) }))
 		reg.MustRegister(m.conns, m.rooms, m.handshakes, m.closes, m.sends, m.sendRejects, m.batches,
+			m.dispatchRecords, m.dispatchBytes, m.readPartitions,
 			m.deliveries, m.dropped, m.slowConsumers, m.restarts, m.historyLoads, m.sessionKicks,
 			m.shed, m.shedDeliveries, m.shedRooms)
 	}

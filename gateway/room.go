@@ -16,10 +16,10 @@ import (
 // resumes, and how many viewers each event loop holds, so a batch is handed
 // only to the loops that need it.
 //
-// mu guards ring, last, viewers, idleSince, dead, fills and emptyUntil. It
-// is taken by the dispatch goroutine (append a batch), by event loops (join
-// and leave), by fill goroutines (extend the ring) and by the control
-// goroutine (deletions); never held while writing to a connection.
+// mu guards ring, last, viewers, idleSince, dead, fills, emptyUntil and
+// epoch. It is taken by the dispatch goroutine (append a batch), by event
+// loops (join and leave), by fill goroutines (extend the ring) and by the
+// control goroutine (deletions); never held while writing to a connection.
 type room struct {
 	name string
 
@@ -35,6 +35,9 @@ type room struct {
 	// room in the store; joins take the room as empty until then
 	// (emptyFor), and ask the store again after.
 	emptyUntil time.Time
+	// epoch is the reading period of the room's dispatch partition that
+	// the ring holds (Config.Affinity, affinity.go; always 0 without).
+	epoch uint64
 
 	online atomic.Int64 // local members over all loops, observers included
 	// observers counts the local members that are moderators watching with
@@ -90,6 +93,21 @@ func (r *room) appendLocked(from, to uint64, msgs []protocol.Message, ringSize i
 	}
 	r.last = to
 	return msgs, first, to, true
+}
+
+// adoptEpochLocked reports whether what was read in reading period epoch
+// of the room's partition belongs to the ring: not when the ring holds a
+// later period. A later epoch starts the ring again: the batches
+// dispatched between the periods were not read, and a ring that went on
+// across them would skip their seqs. mu must be held.
+func (r *room) adoptEpochLocked(epoch uint64) bool {
+	switch {
+	case epoch < r.epoch:
+		return false
+	case epoch > r.epoch:
+		r.ring, r.ringFrom, r.last, r.emptyUntil, r.epoch = r.ring[:0:0], 0, 0, time.Time{}, epoch
+	}
+	return true
 }
 
 // ringFirstLocked returns the lowest seq the ring covers, or 0. mu must

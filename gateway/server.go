@@ -20,6 +20,13 @@
 //     viewer everything queued for it in one write or writev. loop.cork
 //     (on the loop) gathers a connection's writes while it finishes its
 //     handshake.
+//   - With Config.Affinity the set of dispatch partitions read and their
+//     grace timers (affinity, under affinity.mu, a leaf lock) change when a
+//     loop's join gives a room its first viewer or its leave takes the
+//     last (under room.mu); the subscription goroutine resolves where a
+//     newly read partition starts; the dispatch goroutine alone assigns
+//     and unassigns partitions on its consumer, between fetches, and
+//     tells each record's reading period (room.epoch).
 //   - The dispatch goroutine reads batches, appends them to rings, sheds
 //     what an overloaded gateway cannot write (room.shed, under room.mu:
 //     once per gateway, so every viewer of a room gets the same stream)
@@ -34,7 +41,8 @@
 //     a conn directly.
 //
 // Lock order: rooms shard lock → room.mu → loop.out.mu (the shed
-// goroutine posts under room.mu). usersMu, ipMu and purges.mu are leaves.
+// goroutine posts under room.mu). usersMu, ipMu, purges.mu and affinity.mu
+// are leaves.
 //
 // # Files
 //
@@ -51,6 +59,7 @@
 //   - dispatch.go, control.go, replies.go, ingest.go, presence.go,
 //     shed.go, session.go: one background goroutine each; purges.go:
 //     the recent purges, written by control, read by dispatch.
+//     affinity.go: the dispatch partitions read with Config.Affinity.
 //   - outbox.go: a loop's queue of frames from other goroutines;
 //     flush.go: the pass that writes it to the viewers; outbound.go: every
 //     write to a socket and the outbound policy.
@@ -163,6 +172,9 @@ type Server struct {
 	// sess keeps one connection per user and device; nil without
 	// Config.Sessions.
 	sess *sessions
+	// aff is the set of dispatch partitions read, with Config.Affinity;
+	// nil without (every partition is read). See affinity.go.
+	aff *affinity
 }
 
 // New returns a gateway for cfg.
@@ -195,6 +207,15 @@ func New(cfg Config) (*Server, error) {
 	s.addr.Store(cfg.Addr)
 	if cfg.Sessions != nil {
 		s.sess = newSessions(s, cfg.Sessions, cfg.SessionTTL)
+	}
+	aff, err := newAffinity(&s.cfg)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.aff = aff
+	if aff != nil {
+		aff.readGauge = s.m.readPartitions
 	}
 	return s, nil
 }
@@ -243,6 +264,9 @@ func (s *Server) Run() error {
 	bg := []func(){s.runDispatch, s.runControl, s.runReplies, s.runIngest, s.runPresence}
 	if s.sess != nil {
 		bg = append(bg, s.sess.run)
+	}
+	if s.aff != nil {
+		bg = append(bg, s.runAffinity)
 	}
 	if s.cfg.ShedDelay > 0 && !s.cfg.manualShed {
 		bg = append(bg, s.runShed)
