@@ -253,3 +253,51 @@ func TestConfigExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestRoomAffinityRouting: with room affinity on in the k8s ConfigMap,
+// viewers come through a router that hashes the room (the manifests and
+// the standalone nginx example), and the gateways behind it do not cap
+// connections per address (every one comes from the router).
+func TestRoomAffinityRouting(t *testing.T) {
+	kinds := map[string]map[string]any{}
+	files, _ := filepath.Glob("k8s/*.yaml")
+	for _, f := range files {
+		for _, d := range docs(t, f) {
+			kinds[str(d["kind"])+"/"+str(get(d, "metadata", "name"))] = d
+		}
+	}
+	if str(get(kinds["ConfigMap/danmaku-config"], "data", "DANMAKU_AFFINITY")) != "true" {
+		t.Skip("affinity is off in the manifests")
+	}
+	conf := str(get(kinds["ConfigMap/gateway-router"], "data", "nginx.conf"))
+	standalone, err := os.ReadFile("nginx/room-affinity.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]string{"k8s gateway-router": conf, "nginx/room-affinity.conf": string(standalone)} {
+		for _, want := range []string{"map $arg_room $room_route", "hash $room_route consistent", "proxy_set_header Upgrade $http_upgrade", "http_503", "limit_conn "} {
+			if !strings.Contains(c, want) {
+				t.Errorf("%s: no %q", name, want)
+			}
+		}
+	}
+	if !strings.Contains(conf, "gateway-pods.danmaku.svc.cluster.local:8090 resolve") || kinds["Service/gateway-pods"] == nil {
+		t.Error("the router must follow the gateway pods through the headless gateway-pods Service")
+	}
+	if str(get(kinds["Service/gateway-router"], "spec", "type")) != "LoadBalancer" {
+		t.Error("the gateway-router Service must be the viewers' entry (LoadBalancer)")
+	}
+	cs, _ := get(kinds["Deployment/gateway"], "spec", "template", "spec", "containers").([]any)
+	perIP := ""
+	for _, c := range cs {
+		envs, _ := get(c, "env").([]any)
+		for _, e := range envs {
+			if str(get(e, "name")) == "DANMAKU_MAX_CONNS_PER_IP" {
+				perIP = str(get(e, "value"))
+			}
+		}
+	}
+	if perIP != "-1" {
+		t.Errorf("gateways behind the router: DANMAKU_MAX_CONNS_PER_IP = %q, want -1", perIP)
+	}
+}
