@@ -23,11 +23,15 @@ import (
 // dispatched between the periods were not read (join: adoptEpochLocked).
 // A new period starts AffinityRewind records before the partition's end,
 // so the batches read overlap the history store's answer to the join; the
-// ring drops what it has seen by seq.
+// ring drops what it has seen by seq. Joins of the partition's rooms wait
+// (await) until the dispatch goroutine has read the period up to where it
+// went live (release; at most catchUpWait): the rings then hold what the
+// store may not have yet, and the history and the batches after it meet.
 //
 // Who does what: event loops call enter and exit under room.mu when a
-// room gets its first viewer or loses its last; a grace timer's goroutine
-// calls expire; the subscription goroutine (runAffinity) resolves each new
+// room gets its first viewer or loses its last, and await for each join
+// of a partition not caught up; a grace timer's goroutine calls expire,
+// a wait timer's release; the subscription goroutine (runAffinity) resolves each new
 // period's start offset with the bus's PartitionReader; the dispatch
 // goroutine (runAffineDispatch) assigns and unassigns the partitions on its
 // PartitionConsumer between fetches, so it knows which period every record
@@ -69,7 +73,19 @@ type affPart struct {
 	// current one.
 	timer    *time.Timer
 	timerGen uint64
+	// caught: the dispatch goroutine has read this period up to live
+	// (or catchUpWait passed), so the rings of its rooms hold everything
+	// dispatched before live. Until then joins wait (waiters: each
+	// resumes its join on its loop; waitTimer bounds the wait).
+	caught    bool
+	waiters   []func()
+	waitTimer *time.Timer
 }
+
+// catchUpWait bounds how long joins wait for a newly read partition to be
+// read up to where it was live: past it they are answered with what the
+// gateway has (a viewer that then sees a gap resumes).
+const catchUpWait = 2 * time.Second
 
 // newAffinity returns the subscription set for cfg, or nil without
 // Config.Affinity. It asks the bus for the dispatch partition count.
@@ -114,6 +130,12 @@ func (a *affinity) enter(room string) uint64 {
 		pt.read = true
 		pt.epoch++
 		pt.start = -1
+		// Joins of an earlier period that never caught up left.
+		pt.caught, pt.waiters = false, nil
+		if pt.waitTimer != nil {
+			pt.waitTimer.Stop()
+			pt.waitTimer = nil
+		}
 		select {
 		case a.resolve <- struct{}{}:
 		default:
@@ -151,6 +173,47 @@ func (a *affinity) expire(p int, gen uint64) {
 	pt.timer = nil
 	pt.read = false
 	a.kickLocked()
+}
+
+// await makes fn run once room's partition, read in period epoch, has been
+// read up to where that period went live, and reports true; it reports
+// false (fn will not run) when that is so already or the period is not
+// current. Called on an event loop under the room's mu.
+func (a *affinity) await(room string, epoch uint64, fn func()) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.partition(room)
+	pt := &a.parts[p]
+	if pt.epoch != epoch || pt.caught {
+		return false
+	}
+	pt.waiters = append(pt.waiters, fn)
+	if pt.waitTimer == nil {
+		pt.waitTimer = time.AfterFunc(catchUpWait, func() { a.release(p, epoch) })
+	}
+	return true
+}
+
+// release marks partition p's period epoch caught up and runs the joins
+// waiting for it. Runs on the dispatch goroutine, or on the wait timer's.
+func (a *affinity) release(p int, epoch uint64) {
+	a.mu.Lock()
+	pt := &a.parts[p]
+	if pt.epoch != epoch || pt.caught {
+		a.mu.Unlock()
+		return
+	}
+	pt.caught = true
+	waiters := pt.waiters
+	pt.waiters = nil
+	if pt.waitTimer != nil {
+		pt.waitTimer.Stop()
+		pt.waitTimer = nil
+	}
+	a.mu.Unlock()
+	for _, fn := range waiters {
+		fn()
+	}
 }
 
 // kickLocked tells the dispatch goroutine the set changed, waking it from
@@ -236,11 +299,25 @@ func (a *affinity) resolved(p int, epoch uint64, start, live int64) {
 }
 
 // assigned is what the dispatch goroutine's consumer reads of one
-// partition: the period (0: nothing) and where its live records begin.
-// Owned by the dispatch goroutine.
+// partition: the period (0: nothing), where its live records begin and
+// whether it has read up to there. Owned by the dispatch goroutine.
 type assigned struct {
-	epoch uint64
-	live  int64
+	epoch  uint64
+	live   int64
+	caught bool
+}
+
+// readUpTo notes that the records of a fetch were handled: a partition
+// whose period has now been read up to its live offset is caught up
+// (release). Runs on the dispatch goroutine.
+func (a *affinity) readUpTo(recs []bus.Record, cur []assigned) {
+	for i := range recs {
+		as := &cur[recs[i].Partition]
+		if !as.caught && as.epoch != 0 && recs[i].Offset+1 >= as.live {
+			as.caught = true
+			a.release(recs[i].Partition, as.epoch)
+		}
+	}
 }
 
 // apply brings pc's assignment in line with the wanted set: a partition
@@ -283,6 +360,10 @@ func (a *affinity) apply(pc bus.PartitionConsumer, cur []assigned) error {
 			return err
 		}
 		cur[c.p] = c.to
+		if c.to.epoch != 0 && c.start >= c.to.live {
+			cur[c.p].caught = true // nothing before live to read
+			a.release(c.p, c.to.epoch)
+		}
 	}
 	return nil
 }

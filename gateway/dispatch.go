@@ -92,6 +92,7 @@ func (s *Server) readAssigned(pc bus.PartitionConsumer) error {
 			as := cur[rec.Partition]
 			s.dispatchRecord(rec, as.epoch, rec.Offset >= as.live, &sc)
 		}
+		a.readUpTo(recs, cur)
 	}
 }
 

@@ -63,6 +63,17 @@ func (c *conn) join(name string, resume *uint64) {
 		}
 	}
 
+	if s.aff != nil {
+		// A partition just read again holds the joins until it has been
+		// read up to where its reading went live: the ring then holds
+		// what the history store may not have yet (affinity.go).
+		m.catching, m.from = true, r.last
+		if s.aff.await(name, r.epoch, func() { c.lp.execute(func() { c.joinCaughtUp(r, m, resume) }) }) {
+			r.mu.Unlock()
+			return
+		}
+		m.catching = false
+	}
 	last := r.last
 	after := r.joinAfterLocked(resume, s.cfg.HistoryOnJoin)
 	if msgs, ok := r.ringHistoryLocked(after, resume, s.cfg.HistoryOnJoin); ok {
@@ -80,6 +91,31 @@ func (c *conn) join(name string, resume *uint64) {
 	// filling up, an old resume point) wait on a fill of the room: one
 	// store load serves all the joins that need about the same history
 	// (fill.go).
+	f := r.waitFillLocked(fillWaiter{c: c, m: m, resume: resume}, &s.cfg)
+	r.mu.Unlock()
+	if f != nil {
+		s.runFill(r, f)
+	}
+}
+
+// joinCaughtUp answers a join that waited for its room's partition to be
+// read up to where its reading went live: from the ring when it covers
+// the history, else from a fill; the batches queued meanwhile follow.
+// Runs on the loop.
+func (c *conn) joinCaughtUp(r *room, m *member, resume *uint64) {
+	s := c.s
+	if c.state != stateOpen || c.member(r.name) != m {
+		return
+	}
+	r.mu.Lock()
+	after := r.joinAfterLocked(resume, s.cfg.HistoryOnJoin)
+	if msgs, ok := r.ringHistoryLocked(after, resume, s.cfg.HistoryOnJoin); ok {
+		m.from = max(m.from, r.last)
+		r.mu.Unlock()
+		s.m.historyLoads.WithLabelValues("memory").Inc()
+		c.finishJoin(m, r.name, resume, msgs, true)
+		return
+	}
 	f := r.waitFillLocked(fillWaiter{c: c, m: m, resume: resume}, &s.cfg)
 	r.mu.Unlock()
 	if f != nil {

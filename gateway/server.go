@@ -25,8 +25,10 @@
 //     loop's join gives a room its first viewer or its leave takes the
 //     last (under room.mu); the subscription goroutine resolves where a
 //     newly read partition starts; the dispatch goroutine alone assigns
-//     and unassigns partitions on its consumer, between fetches, and
-//     tells each record's reading period (room.epoch).
+//     and unassigns partitions on its consumer, between fetches, tells
+//     each record's reading period (room.epoch), and hands the joins that
+//     waited for a new reading to catch up back to their loops
+//     (joinCaughtUp).
 //   - The dispatch goroutine reads batches, appends them to rings, sheds
 //     what an overloaded gateway cannot write (room.shed, under room.mu:
 //     once per gateway, so every viewer of a room gets the same stream)
