@@ -106,7 +106,9 @@
 // reads it after each insert and marks the rows it covers, so a message
 // written after its purge (late or redelivered) is deleted too, whichever
 // process writes it — one query per Append, on a table of a few rows per
-// ban.
+// ban. It costs a round trip: 1000-row Appends took 37–58 ms against
+// 23–40 ms for the insert alone (interleaved, 4 × 10 each, load average
+// 13–16, 6 Dec 2026), so the writer's top rate drops by about a third.
 //
 // Density, Minutes and TopPhrases run one GROUP BY each over the room's
 // live rows in the range (FINAL, deleted = 0, ts for partition and
