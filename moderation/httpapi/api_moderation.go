@@ -303,6 +303,22 @@ func (a *API) postBan(w http.ResponseWriter, r *http.Request, room string, c *au
 	if req.DurationSec > 0 {
 		until = now.Add(time.Duration(req.DurationSec) * time.Second)
 	}
+	// The purge covers the user's messages accepted before the ban, also
+	// those still on their way to history and to the gateways: the store
+	// and the gateways remember it up to purgeUntil. It goes first, so a
+	// history that cannot take it refuses the whole ban (a retry does it
+	// all again); messages accepted meanwhile are within purgeUntil.
+	purgeUntil := now.Add(a.cfg.PurgeGrace)
+	if !until.IsZero() && until.Before(purgeUntil) {
+		purgeUntil = until
+	}
+	if d, ok := a.cfg.History.(history.Deleter); ok {
+		if _, err := d.Purge(r.Context(), room, req.UID, now.Add(-a.cfg.PurgeWindow).UnixMilli(), purgeUntil.UnixMilli()); err != nil {
+			a.cfg.Logger.Warn("moderation: history purge failed", "room", room, "uid", req.UID, "err", err)
+			writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "history unavailable: the ban was not applied, retry")
+			return
+		}
+	}
 	if a.cfg.Bans != nil {
 		if err := a.cfg.Bans.Ban(r.Context(), room, req.UID, until, req.Reason, c.UID()); err != nil {
 			writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "ban store unavailable")
@@ -315,18 +331,6 @@ func (a *API) postBan(w http.ResponseWriter, r *http.Request, room string, c *au
 	ban := bus.Control{Op: bus.ControlBan, Room: room, UID: req.UID, Reason: req.Reason}
 	if !until.IsZero() {
 		ban.Until = until.UnixMilli()
-	}
-	// The purge covers the user's messages accepted before the ban, also
-	// those still on their way to history and to the gateways: the store
-	// and the gateways remember it up to purgeUntil.
-	purgeUntil := now.Add(a.cfg.PurgeGrace)
-	if !until.IsZero() && until.Before(purgeUntil) {
-		purgeUntil = until
-	}
-	if d, ok := a.cfg.History.(history.Deleter); ok {
-		if _, err := d.Purge(r.Context(), room, req.UID, now.Add(-a.cfg.PurgeWindow).UnixMilli(), purgeUntil.UnixMilli()); err != nil {
-			a.cfg.Logger.Warn("moderation: history purge failed", "room", room, "uid", req.UID, "err", err)
-		}
 	}
 	if !a.publishControls(w, r, c, ban, bus.Control{Op: bus.ControlPurge, Room: room, UID: req.UID, Until: purgeUntil.UnixMilli()}) {
 		return

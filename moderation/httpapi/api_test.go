@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -832,5 +833,49 @@ func TestBanPurgeEndsWithShortTimeout(t *testing.T) {
 	}
 	if msgs, _ := h.hist.Range(context.Background(), "r", history.Filter{}); len(msgs) != 1 {
 		t.Fatalf("message sent after the timeout ended: listed %+v, want it", msgs)
+	}
+}
+
+// purgeDown is a history whose purges fail.
+type purgeDown struct{ *history.Memory }
+
+func (purgeDown) Purge(context.Context, string, string, int64, int64) ([]uint64, error) {
+	return nil, errors.New("history down")
+}
+
+// TestBanRefusedWhenHistoryCannotPurge: a ban whose purge history cannot
+// take is refused as a whole (503), so the moderator's retry does it all,
+// instead of a ban that leaves the user's messages in history.
+func TestBanRefusedWhenHistoryCannotPurge(t *testing.T) {
+	signer, err := auth.NewSigner(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := moderation.New(moderation.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bus.NewMemory(bus.MemoryConfig{})
+	defer b.Close()
+	bans := presence.NewMemoryBans()
+	api, err := httpapi.NewAPI(httpapi.APIConfig{Bus: b, History: purgeDown{history.NewMemory(history.MemoryConfig{})},
+		Signer: signer, Engine: eng, Bans: bans, ID: "api-test", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	h := &harness{t: t, srv: srv, signer: signer}
+	status, body := h.do("POST", "/api/rooms/r/bans", h.token(auth.RoleMod, []string{"r"}, time.Hour), `{"uid":"troll"}`)
+	if status != http.StatusServiceUnavailable || errCode(t, body) != protocol.CodeUnavailable {
+		t.Fatalf("ban with history down: %d %s, want 503 unavailable", status, body)
+	}
+	if _, banned := eng.Banned("r", "troll", time.Now()); banned {
+		t.Error("the engine applied the refused ban")
+	}
+	if list, _ := bans.List(context.Background(), "r"); len(list) != 0 {
+		t.Errorf("the ban store kept the refused ban: %+v", list)
 	}
 }
