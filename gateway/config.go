@@ -82,6 +82,16 @@ type Config struct {
 	// MaxRoomsPerConn caps the rooms one connection may join. Zero value
 	// means 16.
 	MaxRoomsPerConn int
+	// SendRate caps the sends one connection may make: SendRate a second,
+	// in bursts of up to SendRate. A send past it is not forwarded and is
+	// answered reject `unavailable` ("sending too fast") with
+	// retry_after_ms, the time until the connection may send again (the
+	// clients retry it with the same id). Moderation's per-user limits
+	// decide what is accepted; this keeps one connection from pushing
+	// thousands of sends a second into the pipeline, where each rejected
+	// one is remembered for 10 minutes. Zero value means 100; negative
+	// means no cap.
+	SendRate int
 	// MaxMessage is the largest client WebSocket message in bytes; larger
 	// ones close the connection with 1009. Zero value means 4096.
 	MaxMessage int
@@ -243,6 +253,7 @@ func (c *Config) setDefaults() {
 	orDefault(&c.MaxConnsPerIP, 1024)
 	orDefault(&c.MaxRoomsPerConn, 16)
 	orDefault(&c.MaxMessage, 4096)
+	orDefault(&c.SendRate, 100)
 	orDefault(&c.HandshakeTimeout, 5*time.Second)
 	orDefault(&c.IdleTimeout, 60*time.Second)
 	orDefault(&c.SoftOutbound, 256<<10)

@@ -64,6 +64,11 @@ type conn struct {
 	// observe: the handshake asked observe=1; rooms this connection's token
 	// may moderate do not count it online (see member.observer).
 	observe bool
+	// sendTokens is what is left of the connection's send budget
+	// (Config.SendRate), in thousandths of a send, as of sendAt (Unix ms;
+	// 0: no send yet, the budget is full).
+	sendTokens int64
+	sendAt     int64
 }
 
 // onTraffic handles readable input. Runs on the loop.
@@ -233,6 +238,10 @@ func (c *conn) send(f protocol.ClientFrame) {
 		c.rejectSend(f, protocol.CodeInvalid, "join the room before sending", 0)
 		return
 	}
+	if wait := c.takeSend(time.Now().UnixMilli()); wait > 0 {
+		c.rejectSend(f, protocol.CodeUnavailable, "sending too fast, retry", wait)
+		return
+	}
 	if !c.registered {
 		s.senders.Store(c.id, c)
 		c.registered = true
@@ -246,6 +255,29 @@ func (c *conn) send(f protocol.ClientFrame) {
 	default:
 		c.rejectSend(f, protocol.CodeUnavailable, "server busy, retry", time.Second)
 	}
+}
+
+// takeSend takes one send from the connection's budget at nowMs (a token
+// bucket of Config.SendRate sends, refilled at SendRate a second). It
+// returns 0 when the send may go, else how long until one may. Runs on
+// the loop.
+func (c *conn) takeSend(nowMs int64) time.Duration {
+	rate := int64(c.s.cfg.SendRate)
+	if rate <= 0 {
+		return 0
+	}
+	full := rate * 1000
+	if c.sendAt == 0 {
+		c.sendTokens = full
+	} else if nowMs > c.sendAt {
+		c.sendTokens = min(full, c.sendTokens+(nowMs-c.sendAt)*rate)
+	}
+	c.sendAt = max(c.sendAt, nowMs)
+	if c.sendTokens >= 1000 {
+		c.sendTokens -= 1000
+		return 0
+	}
+	return time.Duration(max(1, (1000-c.sendTokens+rate-1)/rate)) * time.Millisecond
 }
 
 func (c *conn) rejectSend(f protocol.ClientFrame, code protocol.Code, msg string, retry time.Duration) {

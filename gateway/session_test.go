@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"sync/atomic"
 	"testing"
@@ -11,8 +12,10 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/presence"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws"
 	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
 )
 
@@ -127,4 +130,82 @@ func TestSessions(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+}
+
+// TestSendRateCapPerConnection: one connection cannot push more sends into
+// the pipeline than Config.SendRate allows (each send logic rejects is
+// remembered for 10 minutes, so a flood from one connection costs the
+// whole pipeline): the sends past its budget are answered unavailable
+// with the time until it may send again, and are not forwarded; after that
+// time it sends again.
+func TestSendRateCapPerConnection(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.SendRate = 5 })
+	ingest, err := gw.bus.Consumer(bus.StreamIngest, bus.ConsumerOptions{Group: "logic"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ingest.Close()
+	forwarded := func() map[string]bool {
+		ids := map[string]bool{}
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			recs, err := ingest.Fetch(ctx)
+			cancel()
+			if err != nil {
+				return ids
+			}
+			for _, r := range recs {
+				var in bus.Ingest
+				if bus.Unmarshal(r.Value, &in) == nil {
+					ids[in.ID] = true
+				}
+			}
+			_ = ingest.Commit(context.Background(), recs...)
+		}
+	}
+
+	v := dialRaw(t, gw.addr)
+	if st := v.Upgrade("/ws?room=sr&token="+token(t, "flooder", "viewer", time.Hour), ""); st != 101 {
+		t.Fatal(st)
+	}
+	v.NextOp(protocol.OpHistory, 5*time.Second)
+	const n = 40
+	for i := range n {
+		if err := v.Send(ws.OpText, fmt.Appendf(nil, `{"op":"send","room":"sr","id":"s%d","text":"hi %d"}`, i, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rejected := map[string]bool{}
+	var wait int64
+	for {
+		f, err := v.NextFrame(time.Second)
+		if err != nil {
+			break
+		}
+		if f.Op != protocol.OpReject {
+			continue
+		}
+		if f.Code != protocol.CodeUnavailable || f.RetryAfterMs <= 0 || f.RetryAfterMs > 1000 {
+			t.Fatalf("a send past the cap answered %+v, want unavailable with retry_after_ms in (0, 1000]", f)
+		}
+		rejected[f.ID] = true
+		wait = max(wait, f.RetryAfterMs)
+	}
+	fw := forwarded()
+	// 5 at once, and one more for each 200 ms the sends took to arrive.
+	if len(fw) < 5 || len(fw) > 15 || len(fw)+len(rejected) != n {
+		t.Fatalf("%d sends: %d forwarded, %d rejected; want 5 (a few more as the budget refills) forwarded and the rest rejected", n, len(fw), len(rejected))
+	}
+	for id := range rejected {
+		if fw[id] {
+			t.Fatalf("send %s both forwarded and rejected", id)
+		}
+	}
+	time.Sleep(time.Duration(wait) * time.Millisecond)
+	if err := v.Send(ws.OpText, []byte(`{"op":"send","room":"sr","id":"later","text":"hi","retry":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	if fw := forwarded(); !fw["later"] {
+		t.Fatalf("a send after retry_after_ms was not forwarded (%v)", fw)
+	}
 }
