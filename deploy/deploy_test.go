@@ -7,17 +7,23 @@ package deploy
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/testenv"
 )
 
 // docs returns the YAML documents of path.
@@ -275,11 +281,19 @@ func TestRoomAffinityRouting(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, c := range map[string]string{"k8s gateway-router": conf, "nginx/room-affinity.conf": string(standalone)} {
-		for _, want := range []string{"map $arg_room $room_route", "hash $room_route consistent", "proxy_set_header Upgrade $http_upgrade", "http_503", "limit_conn "} {
+		for _, want := range []string{"js_set $room_route room.route", "hash $room_route consistent", "set $dispatch_partitions 12",
+			"proxy_set_header Upgrade $http_upgrade", "http_503", "limit_conn "} {
 			if !strings.Contains(c, want) {
 				t.Errorf("%s: no %q", name, want)
 			}
 		}
+	}
+	js, err := os.ReadFile("nginx/room-route.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if str(get(kinds["ConfigMap/gateway-router"], "data", "room-route.js")) != string(js) {
+		t.Error("the gateway-router ConfigMap's room-route.js differs from nginx/room-route.js")
 	}
 	if !strings.Contains(conf, "gateway-pods.danmaku.svc.cluster.local:8090 resolve") || kinds["Service/gateway-pods"] == nil {
 		t.Error("the router must follow the gateway pods through the headless gateway-pods Service")
@@ -299,5 +313,57 @@ func TestRoomAffinityRouting(t *testing.T) {
 	}
 	if perIP != "-1" {
 		t.Errorf("gateways behind the router: DANMAKU_MAX_CONNS_PER_IP = %q, want -1", perIP)
+	}
+}
+
+// TestRoomRouteMatchesTheBus runs nginx/room-route.js (the router's njs
+// code) in node and checks that it puts rooms in the dispatch partitions
+// the bus puts them in (bus.KeyPartition), so the router sends a room's
+// viewers to the gateways that read its partition.
+func TestRoomRouteMatchesTheBus(t *testing.T) {
+	node := testenv.Need(t, "node", "node")
+	dir := t.TempDir()
+	src, err := os.ReadFile("nginx/room-route.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "room-route.mjs"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var rooms []string
+	for i := range 300 {
+		rooms = append(rooms, "r"+strconv.Itoa(i)+strings.Repeat("x_-Z9", i%13))
+	}
+	script := `import m from "./room-route.mjs";
+const rooms = JSON.parse(process.argv[2]);
+const out = rooms.map(r => [1, 8, 12, 17, 256].map(n => m.partition(r, n)));
+out.push(m.route({variables: {arg_room: "demo", request_id: "00ff", dispatch_partitions: "12", room_slots: "2"}}));
+console.log(JSON.stringify(out));`
+	if err := os.WriteFile(filepath.Join(dir, "check.mjs"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	arg, _ := json.Marshal(rooms)
+	cmd := exec.Command(node, "check.mjs", string(arg))
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, stderr.String())
+	}
+	var got []any
+	if err := json.Unmarshal(out, &got); err != nil || len(got) != len(rooms)+1 {
+		t.Fatalf("node printed %q: %v", out, err)
+	}
+	for i, room := range rooms {
+		ps, _ := got[i].([]any)
+		for j, n := range []int{1, 8, 12, 17, 256} {
+			if p, _ := ps[j].(float64); int(p) != bus.KeyPartition(room, n) {
+				t.Fatalf("room %q of %d partitions: room-route.js says %v, bus.KeyPartition %d", room, n, ps[j], bus.KeyPartition(room, n))
+			}
+		}
+	}
+	if want := strconv.Itoa(bus.KeyPartition("demo", 12)) + ":1"; got[len(rooms)] != want {
+		t.Errorf("route of room demo = %v, want %q (partition:slot)", got[len(rooms)], want)
 	}
 }
