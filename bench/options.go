@@ -136,6 +136,10 @@ type Options struct {
 	ServerEnv string `json:"server_env,omitempty"`
 	// DrainTimeout is passed to started servers (default 2s).
 	DrainTimeout time.Duration `json:"drain_timeout"`
+	// Affinity starts the gateways with --affinity (room-affine dispatch)
+	// and connects each viewer to a gateway chosen by a hash of its room
+	// (WorkerSpec.ByRoom), as deploy/nginx/room-affinity.conf does.
+	Affinity bool `json:"affinity,omitempty"`
 
 	// DropAt is when a storm drops every connection, after traffic starts
 	// (default Duration/3). Restart restarts the gateway processes instead
@@ -233,6 +237,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("bench: unknown scenario %q (one of %s)", o.Scenario, strings.Join(Scenarios, ", "))
 	case o.Viewers < 0 || o.Senders < 0 || o.Rooms < 1:
 		return errors.New("bench: viewers, senders must be >= 0 and rooms >= 1")
+	case o.Affinity && (o.Gateways == 0 || o.ReusePort):
+		return errors.New("bench: --affinity needs --gateways K with a port each (no --reuseport): viewers are routed to gateways by room")
 	case o.Restart && o.Gateways == 0 && o.WS == "":
 		return errors.New("bench: --restart needs --gateways K (an embedded all process would lose its seqs)")
 	case o.WS != "" && o.HTTP == "" && o.Rate > 0:
@@ -374,6 +380,7 @@ func targetFlags(fs *flag.FlagSet, o *Options) *string {
 func serverFlags(fs *flag.FlagSet, o *Options) {
 	fs.IntVar(&o.Gateways, "gateways", o.Gateways, "gateway processes to start on the Kafka bus (0: one danmaku all)")
 	fs.BoolVar(&o.ReusePort, "reuseport", o.ReusePort, "started gateways share one port (SO_REUSEPORT); false: one port each")
+	fs.BoolVar(&o.Affinity, "affinity", o.Affinity, "started gateways run with --affinity and viewers go to gateways by a hash of their room (needs --gateways, one port each)")
 	fs.StringVar(&o.Brokers, "brokers", o.Brokers, "Kafka brokers for --gateways (env DANMAKU_BROKERS)")
 	fs.StringVar(&o.ServerBin, "server-bin", o.ServerBin, "danmaku binary to start (default: this executable)")
 	fs.StringVar(&o.ServerArgs, "server-args", o.ServerArgs, "extra flags for every started server, space-separated")

@@ -3,8 +3,11 @@ package bench
 import (
 	"io"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/danmaku-live/danmaku/pkg/bus"
 )
 
 func TestSourceIP(t *testing.T) {
@@ -88,5 +91,43 @@ func TestDealSpreadsRemainders(t *testing.T) {
 	}
 	if hi-lo > 1 {
 		t.Fatalf("workers' totals %v for %d connections: want within one of each other", load, total)
+	}
+}
+
+// TestPlaceByRoom: with ByRoom (--affinity) the connections of the rooms
+// of one dispatch partition go to at most two gateways whatever the
+// worker, and the partitions spread over the gateways; --affinity needs
+// gateways with a port each.
+func TestPlaceByRoom(t *testing.T) {
+	gws := []string{"a", "b", "c", "d", "e", "f"}
+	used := map[string]bool{}
+	byPart := map[int]map[string]bool{}
+	for _, id := range []int{0, 1, 2} {
+		w := &worker{spec: WorkerSpec{ID: id, Gateways: gws, ByRoom: true, Partitions: 8}}
+		for r := range 200 {
+			room := "room-" + strconv.Itoa(r)
+			p := bus.KeyPartition(room, 8)
+			if byPart[p] == nil {
+				byPart[p] = map[string]bool{}
+			}
+			for range 4 {
+				addr, _ := w.place(room)
+				byPart[p][addr] = true
+				used[addr] = true
+			}
+		}
+	}
+	for p, g := range byPart {
+		if len(g) > 2 {
+			t.Fatalf("the rooms of partition %d went to %d gateways, want at most 2", p, len(g))
+		}
+	}
+	if len(used) < 4 {
+		t.Errorf("8 partitions used %d of %d gateways", len(used), len(gws))
+	}
+	for _, o := range []Options{{Scenario: "rooms", Rooms: 1, Affinity: true}, {Scenario: "rooms", Rooms: 1, Affinity: true, Gateways: 2, ReusePort: true}} {
+		if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--affinity needs") {
+			t.Errorf("Validate(%+v) = %v, want the --affinity error", o, err)
+		}
 	}
 }

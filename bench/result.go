@@ -68,6 +68,15 @@ type GatewayCost struct {
 	// IncludesPipeline is set when the gateway process also runs logic and
 	// dispatch (danmaku all): its CPU is not the gateway's alone.
 	IncludesPipeline bool `json:"includes_pipeline"`
+	// DispatchBytes and DispatchRecords are, per started gateway, the key
+	// and value bytes and the records it read from the dispatch stream
+	// over the run (its danmaku_gateway_dispatch_* counters at the end;
+	// -1 when unreadable).
+	DispatchBytes   []float64 `json:"dispatch_bytes,omitempty"`
+	DispatchRecords []float64 `json:"dispatch_records,omitempty"`
+	// DispatchPublished is the records dispatch published over the run
+	// (danmaku_dispatch_batches_total; 0 without a dispatch process).
+	DispatchPublished float64 `json:"dispatch_published,omitempty"`
 }
 
 // HarnessCost is what the harness's own workers used.

@@ -7,14 +7,18 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/bus/kafkabus"
 )
 
 // workerHandle is the coordinator's side of one worker.
@@ -260,6 +264,13 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	if r.cl != nil {
 		defer r.cl.stop()
 	}
+	if o.Affinity {
+		n, err := dispatchPartitions(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		r.dispatchParts = n
+	}
 	specs, err := r.plan()
 	if err != nil {
 		return nil, err
@@ -313,6 +324,8 @@ type run struct {
 	gwPIDs   []int
 	service  string // a service token, to publish; "" without the secret
 	mod      string // a moderator token, to install keywords
+	// dispatchParts is the dispatch topic's partition count (--affinity).
+	dispatchParts int
 
 	rooms                  []string
 	weights                []float64 // each room's share of viewers, senders and messages
@@ -399,7 +412,7 @@ func (r *run) plan() ([]WorkerSpec, error) {
 		specs[w] = WorkerSpec{ID: w, Gateways: r.wsAddrs, SourceIPs: srcIPs, SendRate: o.SendRate, SenderRole: o.SenderRole,
 			BadRatio: o.BadRatio, BadWord: badWord, Secret: o.Secret, ConnectRate: o.ConnectRate, Concurrency: o.Concurrency,
 			Reconnect: true, LatencyEvery: o.LatencyEvery, ReconnectJitter: o.Jitter, ViewerImpl: o.ViewerImpl, ReadPause: o.ReadPause, HandshakeTimeout: o.HandshakeTimeout,
-			Deflate: o.Deflate, Compact: o.Compact}
+			Deflate: o.Deflate, Compact: o.Compact, ByRoom: o.Affinity, Partitions: r.dispatchParts}
 	}
 	spread := func(per []int, add func(*WorkerSpec, RoomCount)) {
 		for i, counts := range deal(per, len(specs)) {
@@ -713,6 +726,60 @@ func (r *run) summarizeGateway(t totals, gwEnd ProcSample) {
 	}
 	res.Gateway.RSSEnd = gwEnd.RSS
 	res.Gateway.RSSPeak = max(r.mon.peakRSS, gwEnd.RSS, r.settled.RSS)
+	if r.cl != nil {
+		for _, sv := range r.cl.servers {
+			if sv.role == "dispatch" {
+				res.Gateway.DispatchPublished = scrapeMetrics(r.ctx, sv.http, "danmaku_dispatch_batches_total")[0]
+			}
+		}
+		for _, g := range r.cl.gateways {
+			m := scrapeMetrics(r.ctx, g.http, "danmaku_gateway_dispatch_read_bytes_total", "danmaku_gateway_dispatch_records_total")
+			res.Gateway.DispatchBytes = append(res.Gateway.DispatchBytes, m[0])
+			res.Gateway.DispatchRecords = append(res.Gateway.DispatchRecords, m[1])
+		}
+	}
+}
+
+// dispatchPartitions asks the brokers for the dispatch topic's partition
+// count, by which --affinity routes viewers.
+func dispatchPartitions(ctx context.Context, o *Options) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	kb, err := kafkabus.New(ctx, kafkabus.Config{Brokers: strings.Split(o.Brokers, ","), TopicPrefix: o.TopicPrefix})
+	if err != nil {
+		return 0, err
+	}
+	defer kb.Close()
+	return kb.Partitions(ctx, bus.StreamDispatch)
+}
+
+// scrapeMetrics reads the values of the named metrics (no labels) from a
+// process's /metrics; -1 for one it could not read.
+func scrapeMetrics(ctx context.Context, httpAddr string, names ...string) []float64 {
+	out := make([]float64, len(names))
+	for i := range out {
+		out[i] = -1
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/metrics", nil)
+	if err != nil {
+		return out
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		for i, n := range names {
+			if v, ok := strings.CutPrefix(line, n+" "); ok {
+				out[i], _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+			}
+		}
+	}
+	return out
 }
 
 func allDone(ws []*workerHandle) bool {

@@ -234,6 +234,9 @@ func (cl *cluster) planSplit(o *Options, dir string, env, common []string, port 
 		if o.ReusePort {
 			args = append(args, "--reuseport")
 		}
+		if o.Affinity {
+			args = append(args, "--affinity")
+		}
 		s := &server{role: "gateway-" + strconv.Itoa(k), env: env, http: "127.0.0.1:" + strconv.Itoa(hp),
 			log: filepath.Join(dir, o.Name+"-gateway-"+strconv.Itoa(k)+".log"), args: append(args, common...)}
 		cl.servers = append(cl.servers, s)

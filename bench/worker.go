@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/ws"
 )
 
@@ -75,6 +77,12 @@ type WorkerSpec struct {
 	Deflate bool `json:"deflate,omitempty"`
 	// Compact makes viewers offer the danmaku.v1.compact subprotocol.
 	Compact bool `json:"compact,omitempty"`
+	// ByRoom places a connection by a hash of its room's dispatch
+	// partition (bus.KeyPartition of Partitions) and one of two slots, as
+	// deploy/nginx/room-affinity.conf routes viewers for gateways with
+	// --affinity, instead of round robin.
+	ByRoom     bool `json:"by_room,omitempty"`
+	Partitions int  `json:"partitions,omitempty"`
 	// HandshakeTimeout bounds one connect and its upgrade before the
 	// attempt counts as failed and is retried (0: handshakeTimeout).
 	HandshakeTimeout time.Duration `json:"handshake_timeout,omitempty"`
@@ -252,10 +260,16 @@ func newWorker(spec WorkerSpec, out func(Report)) (*worker, error) {
 	return w, nil
 }
 
-// place returns the gateway and source address of the next connection,
-// round robin from the worker's id.
-func (w *worker) place() (string, *net.TCPAddr) {
+// place returns the gateway and source address of the next connection, a
+// connection of room: round robin from the worker's id, or with ByRoom by
+// the hash of the room's dispatch partition and a slot.
+func (w *worker) place(room string) (string, *net.TCPAddr) {
 	addr := w.spec.Gateways[(w.next+w.spec.ID)%len(w.spec.Gateways)]
+	if w.spec.ByRoom {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(strconv.Itoa(bus.KeyPartition(room, max(w.spec.Partitions, 1))) + ":" + strconv.Itoa(w.next%2)))
+		addr = w.spec.Gateways[h.Sum32()%uint32(len(w.spec.Gateways))]
+	}
 	var src *net.TCPAddr
 	if len(w.srcs) > 0 {
 		src = w.srcs[w.next%len(w.srcs)]
@@ -277,7 +291,7 @@ func (w *worker) addConnections() error {
 				tok, _ = w.signer.Sign(uid, uid, auth.RoleViewer, nil, 24*time.Hour)
 			}
 			n := w.next
-			addr, src := w.place()
+			addr, src := w.place(rc.Room)
 			w.add(n, rc.Room, addr, src, tok, w.nviewers%every == 0)
 			w.nviewers++
 		}
@@ -301,7 +315,7 @@ func (w *worker) addConnections() error {
 				return err
 			}
 			n := w.next
-			addr, src := w.place()
+			addr, src := w.place(rc.Room)
 			w.senders.vs = append(w.senders.vs, newViewer(w.st, n, rc.Room, addr, src, tok, false))
 		}
 	}
