@@ -63,21 +63,6 @@ func (f *roomFeed) publish(t testing.TB, room string, n int) {
 	f.pending[room] = p
 }
 
-// flush stores every pending message (the history writer caught up).
-func (f *roomFeed) flush(t testing.TB) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for room, p := range f.pending {
-		if len(p) > 0 {
-			if err := f.store.Append(context.Background(), p); err != nil {
-				t.Error(err)
-			}
-			f.stored[room] = p[len(p)-1].Seq
-		}
-		f.pending[room] = nil
-	}
-}
-
 func (f *roomFeed) setLag(lag int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
