@@ -63,16 +63,8 @@ func (c *conn) join(name string, resume *uint64) {
 		}
 	}
 
-	if s.aff != nil {
-		// A partition just read again holds the joins until it has been
-		// read up to where its reading went live: the ring then holds
-		// what the history store may not have yet (affinity.go).
-		m.catching, m.from = true, r.last
-		if s.aff.await(name, r.epoch, func() { c.lp.execute(func() { c.joinCaughtUp(r, m, resume) }) }) {
-			r.mu.Unlock()
-			return
-		}
-		m.catching = false
+	if c.awaitReadLocked(r, m, resume) {
+		return
 	}
 	last := r.last
 	after := r.joinAfterLocked(resume, s.cfg.HistoryOnJoin)
@@ -91,11 +83,35 @@ func (c *conn) join(name string, resume *uint64) {
 	// filling up, an old resume point) wait on a fill of the room: one
 	// store load serves all the joins that need about the same history
 	// (fill.go).
-	f := r.waitFillLocked(fillWaiter{c: c, m: m, resume: resume}, &s.cfg)
+	c.waitFillUnlock(r, m, resume)
+}
+
+// waitFillUnlock makes m's join wait on a fill of r and releases r.mu,
+// which must be held. Runs on the loop.
+func (c *conn) waitFillUnlock(r *room, m *member, resume *uint64) {
+	f := r.waitFillLocked(fillWaiter{c: c, m: m, resume: resume}, &c.s.cfg)
 	r.mu.Unlock()
 	if f != nil {
-		s.runFill(r, f)
+		c.s.runFill(r, f)
 	}
+}
+
+// awaitReadLocked holds m's join, with Config.Affinity, while r's
+// partition, just read again, has not been read up to where its reading
+// went live (the ring then holds what the history store may not have yet;
+// affinity.go): it reports true, having released r.mu, and joinCaughtUp
+// answers the join later. r.mu must be held. Runs on the loop.
+func (c *conn) awaitReadLocked(r *room, m *member, resume *uint64) bool {
+	if c.s.aff == nil {
+		return false
+	}
+	m.catching, m.from = true, r.last
+	if c.s.aff.await(r.name, r.epoch, func() { c.lp.execute(func() { c.joinCaughtUp(r, m, resume) }) }) {
+		r.mu.Unlock()
+		return true
+	}
+	m.catching = false
+	return false
 }
 
 // joinCaughtUp answers a join that waited for its room's partition to be
@@ -116,11 +132,7 @@ func (c *conn) joinCaughtUp(r *room, m *member, resume *uint64) {
 		c.finishJoin(m, r.name, resume, msgs, true)
 		return
 	}
-	f := r.waitFillLocked(fillWaiter{c: c, m: m, resume: resume}, &s.cfg)
-	r.mu.Unlock()
-	if f != nil {
-		s.runFill(r, f)
-	}
+	c.waitFillUnlock(r, m, resume)
 }
 
 // leave removes the connection from room. Runs on the loop.
