@@ -97,7 +97,7 @@ func (s *Store) analyticsCtx(ctx context.Context) (context.Context, context.Canc
 func (s *Store) liveRange(room string, fromMs, toMs int64) (string, []any) {
 	return " FROM " + s.table + " FINAL WHERE room = ? AND ts >= toDateTime(?) AND ts <= toDateTime(?)" +
 			" AND ts_ms >= ? AND ts_ms < ? AND deleted = 0",
-		[]any{room, fromMs / 1000, (toMs - 1) / 1000, fromMs, toMs}
+		[]any{room, secs(fromMs), secs(toMs - 1), fromMs, toMs}
 }
 
 // Density counts messages per bucket in one GROUP BY on the server.
@@ -256,7 +256,7 @@ func (s *Store) phraseSample(ctx context.Context, room string, fromMs, toMs int6
 	}
 	var n uint64
 	if err := s.conn.QueryRow(ctx, "SELECT count() FROM "+s.table+" WHERE room = ? AND ts >= toDateTime(?) AND ts <= toDateTime(?)"+
-		" AND ts_ms >= ? AND ts_ms < ?", room, fromMs/1000, (toMs-1)/1000, fromMs, toMs).Scan(&n); err != nil {
+		" AND ts_ms >= ? AND ts_ms < ?", room, secs(fromMs), secs(toMs-1), fromMs, toMs).Scan(&n); err != nil {
 		return 0, fmt.Errorf("chstore: phrases: %w", err)
 	}
 	if int64(n) <= limit {
@@ -297,7 +297,7 @@ func (s *Store) Verdicts(ctx context.Context, room string, fromMs, toMs int64) (
 	// Minutes start on whole seconds: minute >= ceil(from s), < ceil(to s).
 	rows, err := s.conn.Query(ctx, "SELECT rule, action, sum(n) AS c FROM "+s.table+"_verdicts"+
 		" WHERE room = ? AND minute >= toDateTime(?) AND minute < toDateTime(?) GROUP BY rule, action",
-		room, (max(fromMs, 0)+999)/1000, (max(toMs, 0)+999)/1000)
+		room, ceilSecs(fromMs), ceilSecs(toMs))
 	if err != nil {
 		return nil, fmt.Errorf("chstore: verdicts: %w", err)
 	}

@@ -387,6 +387,24 @@ func (s *Store) Range(ctx context.Context, room string, f history.Filter) ([]pro
 // wider ones read with FINAL.
 const maxGroupedWindow = 16384
 
+// maxDateTime is the last second a DateTime holds (2106-02-07 06:28:15
+// UTC); 18.16's toDateTime wraps a larger number modulo 2^32.
+const maxDateTime = 1<<32 - 1
+
+// secs is Unix ms as the seconds of a DateTime bound, rounded down and
+// held to [0, maxDateTime]: a time past 2106 (a client's "no upper bound")
+// bounds ts at the end of DateTime, not at the wrapped second, and the
+// exact ts_ms bound next to it decides.
+func secs(ms int64) int64 { return min(max(ms, 0)/1000, maxDateTime) }
+
+// ceilSecs is secs rounded up.
+func ceilSecs(ms int64) int64 {
+	if ms <= 0 {
+		return 0
+	}
+	return min(ms/1000+min(ms%1000, 1), maxDateTime)
+}
+
 // rangeSeqs runs Range's query for seq in (lo, hi]; hi 0 means no upper
 // bound. grouped selects GROUP BY seq with argMax instead of FINAL.
 func (s *Store) rangeSeqs(ctx context.Context, room string, f history.Filter, lo, hi uint64, grouped bool) ([]protocol.Message, error) {
@@ -405,11 +423,11 @@ func (s *Store) rangeSeqs(ctx context.Context, room string, f history.Filter, lo
 		// ts (seconds) lets the server skip whole partitions and granules;
 		// ts_ms is the exact bound.
 		where.WriteString(" AND ts >= toDateTime(?) AND ts_ms >= ?")
-		args = append(args, f.FromMs/1000, f.FromMs)
+		args = append(args, secs(f.FromMs), f.FromMs)
 	}
 	if f.ToMs > 0 {
 		where.WriteString(" AND ts <= toDateTime(?) AND ts_ms < ?")
-		args = append(args, (f.ToMs-1)/1000, f.ToMs)
+		args = append(args, secs(f.ToMs-1), f.ToMs)
 	}
 	order := "seq"
 	if f.Tail && f.Limit > 0 {
@@ -525,7 +543,7 @@ func (s *Store) Purge(ctx context.Context, room, uid string, sinceMs, untilMs in
 	}
 	found, err := s.query(ctx, room, "SELECT "+selectCols+" FROM "+s.table+
 		" FINAL WHERE room = ? AND uid = ? AND ts >= toDateTime(?) AND ts_ms >= ? AND ts_ms < ? AND deleted = 0 ORDER BY seq",
-		room, uid, max(sinceMs, 0)/1000, sinceMs, untilMs)
+		room, uid, secs(sinceMs), sinceMs, untilMs)
 	if err != nil {
 		return nil, err
 	}

@@ -169,6 +169,10 @@ func Run(t *testing.T, newStore func(t *testing.T) history.Store) {
 			{"withLimit", history.Filter{FromMs: baseMs + 5000, Limit: 2}, span(5, 6)},
 			{"withAfterSeq", history.Filter{FromMs: baseMs + 5000, ToMs: baseMs + 10000, AfterSeq: 7}, span(8, 9)},
 			{"empty", history.Filter{FromMs: baseMs + 100000}, []uint64{}},
+			// Past DateTime's end (2106): a store must not wrap the bound.
+			{"farFutureTo", history.Filter{FromMs: baseMs + 18000, ToMs: 9999999999999}, span(18, 20)},
+			{"maxTo", history.Filter{ToMs: 1<<62 - 1, Limit: 2}, span(1, 2)},
+			{"farFutureFrom", history.Filter{FromMs: 9999999999999}, []uint64{}},
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) { wantSeqs(t, s, r, c.f, c.want) })
