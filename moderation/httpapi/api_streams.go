@@ -243,7 +243,8 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request, room string) {
 }
 
 // streamRange resolves ?from=&to= (Unix ms) or ?session=ID (a live
-// session runs to now) into [from, to); with neither, the last hour. It
+// session runs to now; of a session over maxStreamRange, its last
+// maxStreamRange) into [from, to); with neither, the last hour. It
 // writes 400/404/503 and reports false on failure.
 func (a *API) streamRange(w http.ResponseWriter, r *http.Request, room string) (from, to int64, sess *history.Session, ok bool) {
 	q := r.URL.Query()
@@ -265,7 +266,9 @@ func (a *API) streamRange(w http.ResponseWriter, r *http.Request, room string) (
 		if to == 0 {
 			to = max(now, s.StartMs+1)
 		}
-		return s.StartMs, to, &s, true
+		// A session over 31 days (or left live) reads its last 31 days,
+		// as from..to is capped, not its whole span on every request.
+		return max(s.StartMs, to-maxStreamRange.Milliseconds()), to, &s, true
 	}
 	parse := func(name string, def int64) (int64, bool) {
 		v := q.Get(name)

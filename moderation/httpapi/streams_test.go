@@ -260,6 +260,31 @@ func testStreamEndpoints(t *testing.T, st streamStore) {
 		}
 	})
 
+	t.Run("SessionRangeCappedAt31Days", func(t *testing.T) {
+		// A session's range is capped like from..to: its last 31 days.
+		day := int64(24 * time.Hour / time.Millisecond)
+		for _, ss := range []history.Session{{Room: room, ID: "long-ended", StartMs: m0 - 200*day, EndMs: m0},
+			{Room: room, ID: "long-live", StartMs: m0 - 200*day}} {
+			if err := st.PutSession(ctx, ss); err != nil {
+				t.Fatal(err)
+			}
+			var got httpapi.DensityResponse
+			if code := s.do("GET", "/api/rooms/"+room+"/density?session="+ss.ID, "", "", &got); code != 200 {
+				t.Fatalf("density?session=%s = %d", ss.ID, code)
+			}
+			if got.To-got.From != 31*day || ss.EndMs != 0 && got.To != ss.EndMs || got.To < m0 {
+				t.Errorf("density?session=%s spans %d..%d (%d days), want its last 31 days", ss.ID, got.From, got.To, (got.To-got.From)/day)
+			}
+			var an httpapi.AnalyticsResponse
+			if code := s.do("GET", "/api/rooms/"+room+"/analytics?session="+ss.ID, mod, "", &an); code != 200 {
+				t.Fatalf("analytics?session=%s = %d", ss.ID, code)
+			}
+			if an.To-an.From != 31*day {
+				t.Errorf("analytics?session=%s spans %d days, want 31", ss.ID, (an.To-an.From)/day)
+			}
+		}
+	})
+
 	t.Run("Analytics", func(t *testing.T) {
 		base := "/api/rooms/" + room + "/analytics?"
 		for _, tok := range []string{"", viewer, otherMod} {
