@@ -166,6 +166,15 @@ func roomsIn(prefix string, n, parts int, same bool) []string {
 // and feeds its rooms through feed.
 func startAffineGW(t *testing.T, lag int, mod func(*Config)) (*testGW, *roomFeed) {
 	b := bus.NewMemory(bus.MemoryConfig{Partitions: 8})
+	t.Cleanup(func() { _ = b.Close() })
+	gw, feed := startAffineGWOn(t, b, lag, mod)
+	gw.bus = b
+	return gw, feed
+}
+
+// startAffineGWOn runs a gateway with Affinity on b (8 dispatch
+// partitions) and feeds its rooms through feed.
+func startAffineGWOn(t *testing.T, b bus.Bus, lag int, mod func(*Config)) (*testGW, *roomFeed) {
 	store := history.NewMemory(history.MemoryConfig{})
 	gw := startGW(t, func(c *Config) {
 		c.Bus, c.History = b, store
@@ -175,8 +184,6 @@ func startAffineGW(t *testing.T, lag int, mod func(*Config)) (*testGW, *roomFeed
 			mod(c)
 		}
 	})
-	t.Cleanup(func() { _ = b.Close() })
-	gw.bus = b
 	return gw, newRoomFeed(b, store, lag)
 }
 
@@ -190,10 +197,17 @@ func startAffineGW(t *testing.T, lag int, mod func(*Config)) (*testGW, *roomFeed
 func TestAffinityJoinGetsEverything(t *testing.T) {
 	// The store lags 6 messages (2 or 6 records of the partition); the
 	// gateway reads a partition from 8 records before its end.
-	gw, feed := startAffineGW(t, 6, func(c *Config) {
-		c.AffinityGrace = 50 * time.Millisecond
-		c.AffinityRewind = 8
-	})
+	gw, feed := startAffineGW(t, 6, affineJoinConfig)
+	testJoinGetsEverything(t, gw, feed)
+}
+
+func affineJoinConfig(c *Config) {
+	c.AffinityGrace = 50 * time.Millisecond
+	c.AffinityRewind = 8
+}
+
+// testJoinGetsEverything is TestAffinityJoinGetsEverything on gw's bus.
+func testJoinGetsEverything(t *testing.T, gw *testGW, feed *roomFeed) {
 	rooms := roomsIn("aj", 2, 8, false)
 	room, other := rooms[0], rooms[1]
 	p := bus.KeyPartition(room, 8)
