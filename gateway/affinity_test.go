@@ -406,6 +406,33 @@ func awaitJoin(v *wstest.Conn, k *seqTrack) error {
 	}
 }
 
+// TestAffinityRewindKeepsDeleted: a gateway with no viewer of a room
+// (not reading its dispatch partition) gets the room's delete and has no
+// ring to mark; the first join rewinds the partition into a new ring, the
+// deleted message with it. The joiner's history does not show it.
+func TestAffinityRewindKeepsDeleted(t *testing.T) {
+	gw, feed := startAffineGW(t, 0, nil)
+	room := roomsIn("adel", 1, 8, false)[0]
+	for range 10 {
+		feed.publish(t, room, 1) // seqs 1-10, stored at once (lag 0)
+	}
+	if n, err := feed.store.(history.Deleter).Delete(context.Background(), room, []uint64{5}); err != nil || n != 1 {
+		t.Fatalf("store delete: %d %v", n, err)
+	}
+	publishControl(t, gw, bus.Control{Op: bus.ControlDelete, Room: room, UID: "u", Seqs: []uint64{5}})
+	deadline := time.Now().Add(5 * time.Second)
+	for gw.s.retracts.n.Load() == 0 { // the gateway reads the control stream
+		if time.Now().After(deadline) {
+			t.Fatal("the delete was not remembered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, h := joinRoom(t, gw, room)
+	if want := []uint64{1, 2, 3, 4, 6, 7, 8, 9, 10}; !slices.Equal(seqsOf(h.Msgs), want) {
+		t.Fatalf("joiner's history %v, want %v", seqsOf(h.Msgs), want)
+	}
+}
+
 // TestAffinityConfigErrors: affinity on a bus that cannot read chosen
 // partitions, or with a negative grace or rewind, is refused by New with
 // the reason.

@@ -26,12 +26,16 @@ func (s *Server) runControl() {
 }
 
 func (s *Server) applyControl(ev bus.Control) {
-	if ev.Op == bus.ControlPurge {
+	// Remembered before the ring is marked, also for a room without
+	// viewers here: see retractMemory.
+	switch ev.Op {
+	case bus.ControlPurge:
 		if ev.Until == 0 {
 			ev.Until = time.Now().UnixMilli() // from a publisher that sets no bound
 		}
-		// Before the ring is marked: see runDispatch.
-		s.purges.add(ev.Room, ev.UID, ev.Until, time.Now())
+		s.retracts.addPurge(ev.Room, ev.UID, ev.Until, time.Now())
+	case bus.ControlDelete:
+		s.retracts.addDelete(ev.Room, ev.Seqs, time.Now())
 	}
 	switch ev.Op {
 	case bus.ControlDelete, bus.ControlPurge, bus.ControlNotice:
@@ -52,8 +56,10 @@ func (s *Server) applyControl(ev bus.Control) {
 			}
 			payload = protocol.Encode(protocol.Delete{Op: protocol.OpDelete, Room: ev.Room, Seqs: ev.Seqs})
 		case bus.ControlPurge:
+			// Only what the purge covers: the user's messages sent
+			// before its until (one sent after a time-out stays).
 			for i := range r.ring {
-				if r.ring[i].UID == ev.UID {
+				if r.ring[i].UID == ev.UID && r.ring[i].TS < ev.Until {
 					r.ring[i].Deleted = true
 				}
 			}

@@ -135,11 +135,12 @@ func (s *Server) dispatchRecord(rec bus.Record, epoch uint64, current bool, sc *
 		r.mu.Unlock()
 		return // read before the room's current period began
 	}
-	// Messages a purge covers that arrive after it (accepted before the
-	// ban) go into the ring deleted and are not shown. Checked under
-	// room.mu: the control goroutine remembers a purge before it marks the
-	// ring, so each message is caught by one or the other.
-	purged := s.purges.mark(r.name, b.Msgs)
+	// Messages a purge or delete covers that arrive after it (accepted
+	// before the ban, or deleted while on their way here) go into the ring
+	// deleted and are not shown. Checked under room.mu: the control
+	// goroutine remembers a retraction before it marks the ring, so each
+	// message is caught by one or the other.
+	purged := s.retracts.mark(r.name, b.Msgs)
 	fresh, first, last, ok := r.appendLocked(from, to, b.Msgs, s.cfg.RingSize)
 	shown, cover, post := fresh, first, ok
 	if ok {

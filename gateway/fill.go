@@ -199,6 +199,9 @@ func (s *Server) loadFill(r *room, f *roomFill) fillAnswer {
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		// A retraction the store has not applied yet (under room.mu:
+		// see retractMemory).
+		s.retracts.mark(r.name, a.msgs)
 		return r.applyLocked(&a, f, s.cfg.RingSize, s.cfg.HistoryOnJoin), nil
 	})
 	return a

@@ -43,7 +43,7 @@
 //     a conn directly.
 //
 // Lock order: rooms shard lock → room.mu → loop.out.mu (the shed
-// goroutine posts under room.mu). usersMu, ipMu, purges.mu and affinity.mu
+// goroutine posts under room.mu). usersMu, ipMu, retracts.mu and affinity.mu
 // are leaves.
 //
 // # Files
@@ -60,7 +60,8 @@
 //     state and its sweep.
 //   - dispatch.go, control.go, replies.go, ingest.go, presence.go,
 //     shed.go, session.go: one background goroutine each; purges.go:
-//     the recent purges, written by control, read by dispatch.
+//     the recent purges and deletes, written by control, read by
+//     dispatch and history fills.
 //     affinity.go: the dispatch partitions read with Config.Affinity.
 //   - outbox.go: a loop's queue of frames from other goroutines;
 //     flush.go: the pass that writes it to the viewers; outbound.go: every
@@ -112,9 +113,9 @@ type Server struct {
 	cfg   Config
 	m     *metrics
 	rooms *rooms
-	// purges remembers recent purges for the messages that arrive after
-	// them (purges.go).
-	purges *purgeMemory
+	// retracts remembers recent purges and deletes for the messages that
+	// arrive after them (purges.go).
+	retracts *retractMemory
 
 	ctx    context.Context // cancelled when the server stops
 	cancel context.CancelFunc
@@ -190,18 +191,18 @@ func New(cfg Config) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg:     cfg,
-		rooms:   newRooms(cfg.Loops),
-		purges:  newPurgeMemory(),
-		ctx:     ctx,
-		cancel:  cancel,
-		booted:  make(chan struct{}),
-		stopped: make(chan struct{}),
-		loopOf:  make(map[gnet.EventLoop]*loop),
-		perIP:   make(map[netip.Addr]int32),
-		users:   make(map[string]map[*conn]struct{}),
-		ingest:  make(chan bus.Ingest, cfg.IngestQueue),
-		histSem: make(chan struct{}, cfg.MaxHistoryLoads),
+		cfg:      cfg,
+		rooms:    newRooms(cfg.Loops),
+		retracts: newRetractMemory(),
+		ctx:      ctx,
+		cancel:   cancel,
+		booted:   make(chan struct{}),
+		stopped:  make(chan struct{}),
+		loopOf:   make(map[gnet.EventLoop]*loop),
+		perIP:    make(map[netip.Addr]int32),
+		users:    make(map[string]map[*conn]struct{}),
+		ingest:   make(chan bus.Ingest, cfg.IngestQueue),
+		histSem:  make(chan struct{}, cfg.MaxHistoryLoads),
 	}
 	s.m = newMetrics(cfg.Registerer, &s.outbound)
 	s.nextID.Store(uint64(time.Now().UnixNano()))
