@@ -3,10 +3,12 @@ package history
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -131,24 +133,115 @@ func IsEmojiModifier(r rune) bool {
 // gives 主播, not 圾主.
 const BlockedMark = '\uFFFC'
 
-// Lower is the case folding of phrases and blocked words: each character
-// lower-cased on its own (lowerUTF8 in ClickHouse).
-func Lower(s string) string { return strings.Map(unicode.ToLower, s) }
+// Lower is the case folding of phrases: each character lower-cased on its
+// own exactly as ClickHouse 18.16's lowerUTF8 does, so that both stores
+// count the same phrases. lowerUTF8 leaves the characters KeptCase
+// reports ("İ", "ẞ", "ǅ", "Ⓐ", …) as they are; the chstore test
+// TestLowerMatchesServer checks every code point against the server.
+// Blocked words are folded fully (NormBlocked) and still match what
+// Lower leaves (BlockedPattern): "İBNE" is blocked by "ibne".
+func Lower(s string) string { return strings.Map(lowerRune, s) }
+
+func lowerRune(r rune) rune {
+	if KeptCase(r) {
+		return r
+	}
+	return unicode.ToLower(r)
+}
+
+// lowerFull lower-cases every character (Go's unicode.ToLower): the
+// folding of blocked words.
+func lowerFull(s string) string { return strings.Map(unicode.ToLower, s) }
+
+// KeptCase reports whether r has a lower case that ClickHouse 18.16's
+// lowerUTF8 does not give it: the lower case has another UTF-8 length
+// (it rewrites in place), r is in U+2000–U+2FFF (skipped whole: circled
+// letters, Roman numerals, Glagolitic, Coptic, Latin Extended-C), r is a
+// title-case letter, or its Unicode tables predate r (newerCased).
+func KeptCase(r rune) bool {
+	l := unicode.ToLower(r)
+	return l != r && (utf8.RuneLen(l) != utf8.RuneLen(r) || r >= 0x2000 && r <= 0x2FFF ||
+		unicode.Is(unicode.Lt, r) || unicode.Is(newerCased, r))
+}
+
+// newerCased holds the upper-case letters 18.16's tables do not know:
+// Cherokee, Georgian Mtavruli, Latin Extended-D from U+A7B3, Osage,
+// Vithkuqi, Old Hungarian, Medefaidrin and Adlam.
+var newerCased = &unicode.RangeTable{
+	R16: []unicode.Range16{{Lo: 0x13A0, Hi: 0x13F5, Stride: 1}, {Lo: 0x1C90, Hi: 0x1CBF, Stride: 1}, {Lo: 0xA7B3, Hi: 0xA7F5, Stride: 1}},
+	R32: []unicode.Range32{{Lo: 0x104B0, Hi: 0x104D3, Stride: 1}, {Lo: 0x10570, Hi: 0x10595, Stride: 1},
+		{Lo: 0x10C80, Hi: 0x10CB2, Stride: 1}, {Lo: 0x16E40, Hi: 0x16E5F, Stride: 1}, {Lo: 0x1E900, Hi: 0x1E921, Stride: 1}},
+}
+
+// keptUpper maps a lower-case character to the characters whose lower
+// case it is but which Lower leaves (KeptCase): 'i' → 'İ', 'k' → 'K'
+// (Kelvin sign), 'ß' → 'ẞ'.
+var keptUpper = sync.OnceValue(func() map[rune][]rune {
+	m := map[rune][]rune{}
+	for _, cr := range unicode.CaseRanges {
+		for r := rune(cr.Lo); r <= rune(cr.Hi); r++ {
+			if KeptCase(r) {
+				l := unicode.ToLower(r)
+				m[l] = append(m[l], r)
+			}
+		}
+	}
+	return m
+})
 
 // BlockedPattern returns the regular expression (RE2 syntax, as Go's
 // regexp and ClickHouse take it) that finds the blocked words, as
-// NormBlocked leaves them, in a Lower'd text; "" for none. Leftmost first,
-// longer words first where one starts another.
+// NormBlocked leaves them, in a Lower'd text; "" for none. A character
+// also matches the ones Lower leaves whose lower case it is ("ibne"
+// matches "İbne"). Leftmost first, longer words first where one starts
+// another.
 func BlockedPattern(blocked []string) string {
 	if len(blocked) == 0 {
 		return ""
 	}
 	ws := slices.Clone(blocked)
 	slices.SortFunc(ws, func(a, b string) int { return len(b) - len(a) })
+	kept := keptUpper()
 	for i, w := range ws {
-		ws[i] = regexp.QuoteMeta(w)
+		var b strings.Builder
+		for _, c := range w {
+			if ks := kept[c]; len(ks) > 0 {
+				fmt.Fprintf(&b, "[\\x{%X}", c)
+				for _, k := range ks {
+					fmt.Fprintf(&b, "\\x{%X}", k)
+				}
+				b.WriteByte(']')
+			} else {
+				b.WriteString(regexp.QuoteMeta(string(c)))
+			}
+		}
+		ws[i] = b.String()
 	}
 	return strings.Join(ws, "|")
+}
+
+// BlockedFolds returns, for the blocked words as NormBlocked leaves them,
+// the characters Lower leaves whose lower case is in one of them, each
+// with that lower case, in code point order: replacing them in a phrase
+// before looking it up in the blocked words finds "İb" in "ibne", as
+// Phrases does.
+func BlockedFolds(blocked []string) [][2]string {
+	kept := keptUpper()
+	var out [][2]string
+	seen := map[rune]bool{}
+	for _, w := range blocked {
+		for _, c := range w {
+			if seen[c] {
+				continue
+			}
+			seen[c] = true
+			for _, k := range kept[c] {
+				out = append(out, [2]string{string(k), string(c)})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	return out
 }
 
 // PhraseFilter is a room's blocked words prepared for Phrases. The zero
@@ -193,8 +286,9 @@ func Phrases(text string, f PhraseFilter) []string {
 		if slices.Contains(p, BlockedMark) || slices.Contains(out, s) {
 			return
 		}
+		full := lowerFull(s)
 		for _, w := range f.words {
-			if strings.Contains(w, s) {
+			if strings.Contains(w, full) {
 				return
 			}
 		}
@@ -260,12 +354,13 @@ func Phrases(text string, f PhraseFilter) []string {
 	return out
 }
 
-// NormBlocked prepares blocked words for TopPhrases: Lower'd, blanks
+// NormBlocked prepares blocked words for TopPhrases: every character
+// lower-cased (not only those Lower folds: "İBNE" blocks "ibne"), blanks
 // dropped.
 func NormBlocked(words []string) []string {
 	var out []string
 	for _, w := range words {
-		w = strings.TrimSpace(Lower(w))
+		w = strings.TrimSpace(lowerFull(w))
 		if w != "" && utf8.ValidString(w) && !slices.Contains(out, w) {
 			out = append(out, w)
 		}

@@ -210,8 +210,9 @@ func (s *Store) TopPhrases(ctx context.Context, room string, fromMs, toMs int64,
 	if k > 1 {
 		from += " AND cityHash64(seq) % " + strconv.FormatInt(k, 10) + " = 0"
 	}
-	// t: the text lower-cased, each blocked word replaced by the mark,
-	// so the phrases overlapping one hold it and are left out.
+	// t: the text lower-cased (lowerUTF8, as history.Lower), each blocked
+	// word replaced by the mark, so the phrases overlapping one hold it
+	// and are left out.
 	markExpr := "lowerUTF8(text)"
 	if blocked = history.NormBlocked(blocked); len(blocked) > 0 {
 		markExpr = "replaceRegexpAll(" + markExpr + ", ?, '" + string(history.BlockedMark) + "')"
@@ -220,7 +221,14 @@ func (s *Store) TopPhrases(ctx context.Context, room string, fromMs, toMs int64,
 	where := " WHERE NOT has(?, p) AND position(p, '" + string(history.BlockedMark) + "') = 0"
 	args = append(args, history.Stopwords)
 	if len(blocked) > 0 {
-		where += " AND NOT arrayExists(w -> position(w, p) > 0, ?)"
+		// The phrase with the characters lowerUTF8 left folded as the
+		// blocked words are ("İb" is part of "ibne"), as history.Phrases.
+		folded := "p"
+		for _, f := range history.BlockedFolds(blocked) {
+			folded = "replaceAll(" + folded + ", ?, ?)"
+			args = append(args, f[0], f[1])
+		}
+		where += " AND NOT arrayExists(w -> position(w, " + folded + ") > 0, ?)"
 		args = append(args, blocked)
 	}
 	q := "SELECT p, count() AS n FROM (SELECT arrayJoin(" + phrasesExpr + ") AS p FROM (SELECT " + markExpr + " AS t" + from + "))" +

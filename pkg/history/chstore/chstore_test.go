@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
@@ -481,6 +482,55 @@ func TestTopPhrasesSample(t *testing.T) {
 	got, err = s.TopPhrases(ctx, "sample", base, base+8000, nil, 5) // 80 rows: under the limit
 	if want := []history.PhraseCount{{Phrase: "gg", Count: 60}, {Phrase: "好的", Count: 60}, {Phrase: "nice", Count: 20}}; err != nil || !slices.Equal(got, want) {
 		t.Errorf("TopPhrases over 80 rows = %+v, %v; want exact %+v", got, err, want)
+	}
+}
+
+// TestTopPhrasesLowerMatchesServer: history.Lower, the memory store's case
+// folding, is the server's lowerUTF8 on every code point (all of them, in
+// strings under the server's query size), so both stores count the same
+// phrases.
+func TestTopPhrasesLowerMatchesServer(t *testing.T) {
+	addr := testenv.Addr(t, testenv.ClickHouse)
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	var chunk []rune
+	diffs := 0
+	check := func() {
+		in := string(chunk)
+		var got string
+		if err := conn.QueryRow(ctx, "SELECT lowerUTF8(?)", in).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		want := []rune(history.Lower(in))
+		for i, r := range []rune(got) {
+			if i < len(want) && r != want[i] && diffs < 20 {
+				diffs++
+				t.Errorf("U+%04X: lowerUTF8 gives U+%04X, history.Lower U+%04X", chunk[i], r, want[i])
+			}
+		}
+		if len([]rune(got)) != len(want) {
+			t.Errorf("lowerUTF8 gave %d characters for %d", len([]rune(got)), len(want))
+		}
+		chunk = chunk[:0]
+	}
+	for r := rune(1); r <= unicode.MaxRune; r++ {
+		if r >= 0xD800 && r <= 0xDFFF {
+			continue
+		}
+		if chunk = append(chunk, r); len(chunk) == 16000 {
+			check()
+		}
+	}
+	check()
+	// The cases the review found: Go's own lower case differs on these.
+	for _, r := range "İẞKⒶǅᎠ" {
+		if !history.KeptCase(r) || history.Lower(string(r)) != string(r) {
+			t.Errorf("history.Lower(%q) = %q, want it left as lowerUTF8 leaves it", r, history.Lower(string(r)))
+		}
 	}
 }
 

@@ -114,7 +114,9 @@
 // live rows in the range (FINAL, deleted = 0, ts for partition and
 // granule pruning, ts_ms for the exact bound). Chatters per minute use
 // uniqExact. TopPhrases computes history.Phrases in SQL with what 18.16
-// has: lowerUTF8(text) with the blocked words replaced by a mark
+// has: lowerUTF8(text) (history.Lower is the same folding; the blocked
+// words' pattern also matches the capitals lowerUTF8 leaves, such as İ)
+// with the blocked words replaced by a mark
 // (replaceRegexpAll), then extractAll with \p{Han} runs, Latin words
 // (\p{Latin} and digits with their \p{M} marks) and the emoji with their
 // modifiers; Han bigrams by pairing extractAll(run, '.') with itself
