@@ -10,8 +10,8 @@ import (
 )
 
 // runControl applies moderation events: deletions and purges retract
-// messages on screens and in the ring, notices are shown, kicks close
-// connections. Runs on its own goroutine.
+// messages on screens and in the ring (an unban ends its purges' reach),
+// notices are shown, kicks close connections. Runs on its own goroutine.
 func (s *Server) runControl() {
 	s.consume(bus.StreamControl, bus.ConsumerOptions{}, func(recs []bus.Record) {
 		for _, rec := range recs {
@@ -36,6 +36,12 @@ func (s *Server) applyControl(ev bus.Control) {
 		s.retracts.addPurge(ev.Room, ev.UID, ev.Until, time.Now())
 	case bus.ControlDelete:
 		s.retracts.addDelete(ev.Room, ev.Seqs, time.Now())
+	case bus.ControlUnban:
+		if ev.Until == 0 {
+			ev.Until = time.Now().UnixMilli() // from a publisher that sets no time
+		}
+		s.retracts.endPurges(ev.Room, ev.UID, ev.Until)
+		return
 	}
 	switch ev.Op {
 	case bus.ControlDelete, bus.ControlPurge, bus.ControlNotice:

@@ -125,6 +125,23 @@ func (p *retractMemory) roomLocked(room string) *roomRetracts {
 	return rr
 }
 
+// endPurges cuts the remembered purges of uid in room to end at atMs:
+// the ban they came with was lifted then, and the user's messages
+// accepted since are shown. A purge added later is untouched.
+func (p *retractMemory) endPurges(room, uid string, atMs int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rr := p.rooms[room]
+	if rr == nil {
+		return
+	}
+	for i, k := range rr.purges {
+		if k.uid == uid && k.untilMs > atMs {
+			rr.purges[i].untilMs = atMs
+		}
+	}
+}
+
 // expireLocked forgets the marks past their time. Marks are added in
 // order of arrival and expire purgeKeep after their until (a delete's:
 // after its arrival), so the front of order is nearly always the first

@@ -192,3 +192,56 @@ func TestPurgeMarksRingOnlyBeforeUntil(t *testing.T) {
 		t.Fatalf("joiner's history after the purge (until %d): %v, want [2]", until, seqsOf(h.Msgs))
 	}
 }
+
+// TestUnbanEndsPurgeOnGateway: a ban's purge reaches 5 s past the ban and
+// the ban is lifted at once. The user's messages sent after the unban are
+// shown live and to joiners; those sent before it stay retracted, and a
+// purge of another user is untouched.
+func TestUnbanEndsPurgeOnGateway(t *testing.T) {
+	gw := startGW(t, nil)
+	join := func() (*wstest.Conn, protocol.ServerFrame) {
+		v := dialRaw(t, gw.addr)
+		if code := v.Upgrade("/ws?room=ub", ""); code != 101 {
+			t.Fatal(code)
+		}
+		v.NextOp(protocol.OpJoined, 5*time.Second)
+		return v, v.NextOp(protocol.OpHistory, 5*time.Second)
+	}
+	control := func(ev bus.Control) {
+		t.Helper()
+		v, _ := bus.Marshal(ev)
+		if err := gw.bus.Publisher(bus.StreamControl).Publish(context.Background(), bus.Record{Key: "ub", Value: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seqsOf := func(ms []protocol.Message) []uint64 {
+		out := []uint64{}
+		for _, m := range ms {
+			out = append(out, m.Seq)
+		}
+		return out
+	}
+	v, _ := join()
+	now := time.Now().UnixMilli()
+	control(bus.Control{Op: bus.ControlPurge, Room: "ub", UID: "oops", Until: now + 5000})
+	control(bus.Control{Op: bus.ControlPurge, Room: "ub", UID: "troll", Until: now + 5000})
+	v.NextOp(protocol.OpPurge, 5*time.Second)
+	v.NextOp(protocol.OpPurge, 5*time.Second)
+	control(bus.Control{Op: bus.ControlUnban, Room: "ub", UID: "oops", Until: now + 1000})
+	// A notice after the unban: once it is seen, the unban was applied.
+	control(bus.Control{Op: bus.ControlNotice, Room: "ub", Text: "sync"})
+	v.NextOp(protocol.OpNotice, 5*time.Second)
+	if err := gw.bus.Publisher(bus.StreamDispatch).Publish(context.Background(), bus.Record{Key: "ub", Value: protocol.EncodeBatch("ub", []protocol.Message{
+		{Seq: 1, UID: "oops", Text: "before the unban", TS: now + 500},
+		{Seq: 2, UID: "oops", Text: "after the unban", TS: now + 1000},
+		{Seq: 3, UID: "troll", Text: "still banned", TS: now + 1500},
+	})}); err != nil {
+		t.Fatal(err)
+	}
+	if b := v.NextOp(protocol.OpBatch, 5*time.Second); !slices.Equal(seqsOf(b.Msgs), []uint64{2}) {
+		t.Fatalf("live batch after the unban %v, want [2]", seqsOf(b.Msgs))
+	}
+	if _, h := join(); !slices.Equal(seqsOf(h.Msgs), []uint64{2}) {
+		t.Fatalf("joiner's history %v, want [2]", seqsOf(h.Msgs))
+	}
+}

@@ -352,6 +352,18 @@ func (a *API) deleteBan(w http.ResponseWriter, r *http.Request, room string, c *
 		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "bad uid")
 		return
 	}
+	// The ban's purge reaches PurgeGrace past the ban: the lift ends it
+	// now, before logic accepts the user's messages again, so those are
+	// stored and shown. It goes first, so a history that cannot take it
+	// refuses the whole unban (a retry does it all again).
+	now := time.Now()
+	if d, ok := a.cfg.History.(history.Deleter); ok {
+		if err := d.EndPurges(r.Context(), room, uid, now.UnixMilli()); err != nil {
+			a.cfg.Logger.Warn("moderation: ending the purge failed", "room", room, "uid", uid, "err", err)
+			writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "history unavailable: the ban was not lifted, retry")
+			return
+		}
+	}
 	if a.cfg.Bans != nil {
 		if err := a.cfg.Bans.Unban(r.Context(), room, uid); err != nil {
 			writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "ban store unavailable")
@@ -361,7 +373,7 @@ func (a *API) deleteBan(w http.ResponseWriter, r *http.Request, room string, c *
 	if a.cfg.Engine != nil {
 		a.cfg.Engine.Unban(room, uid)
 	}
-	if !a.publishControls(w, r, c, bus.Control{Op: bus.ControlUnban, Room: room, UID: uid}) {
+	if !a.publishControls(w, r, c, bus.Control{Op: bus.ControlUnban, Room: room, UID: uid, Until: now.UnixMilli()}) {
 		return
 	}
 	a.record(r.Context(), c, AuditEntry{Room: room, Action: AuditUnban, UID: uid})

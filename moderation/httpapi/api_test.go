@@ -879,3 +879,55 @@ func TestBanRefusedWhenHistoryCannotPurge(t *testing.T) {
 		t.Errorf("the ban store kept the refused ban: %+v", list)
 	}
 }
+
+// TestUnbanKeepsLaterMessages: a ban lifted at once no longer retracts
+// what the user sends after the unban (its purge reached 5 s past the
+// ban): the next message is acked and listed in history, while the one
+// from before the ban stays retracted.
+func TestUnbanKeepsLaterMessages(t *testing.T) {
+	h := newHarness(t)
+	mod := h.token(auth.RoleMod, []string{"r"}, time.Hour)
+	cs := h.controls()
+	before := h.send("r", "oops", "before the ban")
+	waitHistory(t, h, "r", before.Seq)
+	if status, body := h.do("POST", "/api/rooms/r/bans", mod, `{"uid":"oops"}`); status != 200 {
+		t.Fatalf("ban: %d %s", status, body)
+	}
+	purge := cs.next(bus.ControlPurge)
+	if status, body := h.do("DELETE", "/api/rooms/r/bans/oops", mod, ""); status != 204 {
+		t.Fatalf("unban: %d %s", status, body)
+	}
+	unban := cs.next(bus.ControlUnban)
+	if unban.Until == 0 || unban.Until >= purge.Until {
+		t.Fatalf("unban event until %d, want the unban time, before the purge's until %d", unban.Until, purge.Until)
+	}
+	h.waitLogic("the unban", func() bool { _, ok := h.logicEn.Banned("r", "oops", time.Now()); return !ok })
+	rp := h.send("r", "oops", "thanks for lifting it")
+	if rp.Seq == 0 {
+		t.Fatalf("send after unban: %+v", rp)
+	}
+	waitHistory(t, h, "r", rp.Seq)
+	live, _ := h.hist.Range(context.Background(), "r", history.Filter{})
+	if len(live) != 1 || live[0].Seq != rp.Seq {
+		t.Fatalf("history after the unban %+v, want only seq %d (the message after it)", live, rp.Seq)
+	}
+}
+
+// TestBanPurgesStoredMessagesUnderClockSkew: a logic worker's clock runs
+// 6 s ahead of the API's (more than the purge's 5 s grace), so the banned
+// user's stored message has a ts past the purge's until. Stored before the
+// ban, it was accepted before it and is retracted all the same.
+func TestBanPurgesStoredMessagesUnderClockSkew(t *testing.T) {
+	h := newHarness(t)
+	mod := h.token(auth.RoleMod, []string{"r"}, time.Hour)
+	skewed := protocol.Message{Room: "r", Seq: 1, UID: "troll", Text: "spam before the ban", TS: time.Now().UnixMilli() + 6000}
+	if err := h.hist.Append(context.Background(), []protocol.Message{skewed}); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := h.do("POST", "/api/rooms/r/bans", mod, `{"uid":"troll"}`); status != 200 {
+		t.Fatalf("ban: %d %s", status, body)
+	}
+	if msgs, _ := h.hist.Range(context.Background(), "r", history.Filter{}); len(msgs) != 0 {
+		t.Fatalf("the banned user's message stored before the ban is still listed after it: %+v", msgs)
+	}
+}

@@ -89,7 +89,9 @@ type Control struct {
 	Seqs []uint64 `json:"seqs,omitempty"`
 	// Until is the end of a ban in Unix ms; 0 means permanent. For a
 	// purge it is the end of what it retracts: the user's messages with
-	// a ts before it (0: all that were sent).
+	// a ts before it (0: all that were sent). For an unban it is when the
+	// ban was lifted: the user's purges recorded before end there (0: on
+	// arrival).
 	Until  int64  `json:"until,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	Text   string `json:"text,omitempty"`

@@ -49,14 +49,22 @@ type Store interface {
 type Deleter interface {
 	// Delete marks messages of room deleted; it reports how many existed.
 	Delete(ctx context.Context, room string, seqs []uint64) (int, error)
-	// Purge marks every message of uid in room with sinceMs <= TS <
-	// untilMs deleted and returns the seqs of those stored now. The store
-	// remembers the purge, so a message in that range appended later (one
+	// Purge marks every stored message of uid in room with TS >= sinceMs
+	// deleted and returns their seqs: stored now, they were accepted
+	// before the purge, also one whose TS is past untilMs because the
+	// accepting clock runs ahead. The store remembers the purge, so a
+	// message with sinceMs <= TS < untilMs appended later (one
 	// accepted before the purge but still on its way to the history
 	// writer, or redelivered) is stored deleted too, whichever process
 	// appends it (Memory remembers the newest MaxPurgesPerRoom purges of
 	// a room, chstore keeps them as long as the messages).
 	Purge(ctx context.Context, room, uid string, sinceMs, untilMs int64) ([]uint64, error)
+	// EndPurges ends at atMs the reach of the purges of uid in room
+	// recorded so far (an unban lifts the ban they came with): a message
+	// of uid appended later with TS >= atMs is stored live. Purges
+	// recorded after the call are untouched, and so are the messages
+	// already stored.
+	EndPurges(ctx context.Context, room, uid string, atMs int64) error
 }
 
 // MaxPurgesPerRoom is how many purges of a room Memory remembers for the
@@ -78,6 +86,12 @@ func purged(ps []PurgeRange, m *protocol.Message) bool {
 type PurgeRange struct {
 	UID              string
 	SinceMs, UntilMs int64
+}
+
+// EndAt returns p cut to end at atMs at the latest.
+func (p PurgeRange) EndAt(atMs int64) PurgeRange {
+	p.UntilMs = min(p.UntilMs, atMs)
+	return p
 }
 
 // Covers reports whether the purge covers m (of the purge's room).

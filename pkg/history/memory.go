@@ -178,8 +178,9 @@ func (m *Memory) Delete(ctx context.Context, room string, seqs []uint64) (int, e
 	return n, nil
 }
 
-// Purge marks uid's messages in room with sinceMs <= TS < untilMs deleted,
-// and remembers the purge for the messages appended later.
+// Purge marks uid's stored messages in room with TS >= sinceMs deleted,
+// and remembers the purge (sinceMs <= TS < untilMs) for the messages
+// appended later.
 func (m *Memory) Purge(ctx context.Context, room, uid string, sinceMs, untilMs int64) ([]uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -201,12 +202,27 @@ func (m *Memory) Purge(ctx context.Context, room, uid string, sinceMs, untilMs i
 	}
 	var seqs []uint64
 	for i := range r.msgs {
-		if p.Covers(&r.msgs[i]) && !r.msgs[i].Deleted {
+		// Stored now, the message was accepted before the purge, whatever
+		// its TS: until bounds only the later writes.
+		if m := &r.msgs[i]; m.UID == uid && m.TS >= sinceMs && !m.Deleted {
 			r.msgs[i].Deleted = true
 			seqs = append(seqs, r.msgs[i].Seq)
 		}
 	}
 	return seqs, nil
+}
+
+// EndPurges cuts the remembered purges of uid in room to end at atMs.
+func (m *Memory) EndPurges(ctx context.Context, room, uid string, atMs int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ps := m.purges[room]
+	for i := range ps {
+		if ps[i].UID == uid {
+			ps[i] = ps[i].EndAt(atMs)
+		}
+	}
+	return nil
 }
 
 // forgetPurgesLocked drops the purges of the room whose newest purge ends

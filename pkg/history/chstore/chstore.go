@@ -297,27 +297,49 @@ func (s *Store) applyPurges(ctx context.Context, msgs []protocol.Message) error 
 		}
 		minTS, maxTS = min(minTS, msgs[i].TS), max(maxTS, msgs[i].TS)
 	}
-	rows, err := s.conn.Query(ctx, "SELECT room, uid, since_ms, until_ms FROM "+s.table+
-		"_purges WHERE has(?, room) AND until_ms > ? AND since_ms <= ?", rooms, minTS, maxTS)
+	// The purges that may cover msgs, and every end (of a purge of these
+	// rooms) that may cut one short before maxTS.
+	rows, err := s.conn.Query(ctx, "SELECT room, uid, since_ms, until_ms, at_ms, ends FROM "+s.table+
+		"_purges WHERE has(?, room) AND ((ends = 0 AND until_ms > ? AND since_ms <= ?) OR (ends = 1 AND until_ms <= ?))",
+		rooms, minTS, maxTS, maxTS)
 	if err != nil {
 		return fmt.Errorf("chstore: read purges: %w", err)
 	}
-	purges := make(map[string][]history.PurgeRange)
+	type recorded struct {
+		room string
+		history.PurgeRange
+		atMs int64
+	}
+	var found, ends []recorded
 	for rows.Next() {
-		var room string
-		var p history.PurgeRange
-		if err := rows.Scan(&room, &p.UID, &p.SinceMs, &p.UntilMs); err != nil {
+		var p recorded
+		var end uint8
+		if err := rows.Scan(&p.room, &p.UID, &p.SinceMs, &p.UntilMs, &p.atMs, &end); err != nil {
 			rows.Close()
 			return fmt.Errorf("chstore: scan purge: %w", err)
 		}
-		purges[room] = append(purges[room], p)
+		if end == 1 {
+			ends = append(ends, p)
+		} else {
+			found = append(found, p)
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("chstore: read purges: %w", err)
 	}
-	if len(purges) == 0 {
+	if len(found) == 0 {
 		return nil
+	}
+	purges := make(map[string][]history.PurgeRange)
+	for _, p := range found {
+		for _, e := range ends {
+			// An end cuts the purges recorded up to it, not a later ban's.
+			if e.room == p.room && e.UID == p.UID && p.atMs <= e.atMs {
+				p.PurgeRange = p.EndAt(e.UntilMs)
+			}
+		}
+		purges[p.room] = append(purges[p.room], p.PurgeRange)
 	}
 	var hit []protocol.Message
 	for i := range msgs {
@@ -523,27 +545,20 @@ func (s *Store) Delete(ctx context.Context, room string, seqs []uint64) (int, er
 }
 
 // Purge records the purge in the purges table (for Append to apply to
-// the messages written later), then marks every live message of uid in
-// room with sinceMs <= TS < untilMs deleted and returns their seqs,
-// ascending.
+// the messages written later with sinceMs <= TS < untilMs), then marks
+// every stored live message of uid in room with TS >= sinceMs deleted
+// (stored now, it was accepted before the purge, whatever its TS) and
+// returns their seqs, ascending.
 func (s *Store) Purge(ctx context.Context, room, uid string, sinceMs, untilMs int64) ([]uint64, error) {
 	if untilMs <= sinceMs {
 		return nil, nil
 	}
-	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table+"_purges (room, uid, since_ms, until_ms, at)")
-	if err != nil {
-		return nil, fmt.Errorf("chstore: prepare purge insert: %w", err)
-	}
-	defer b.Abort()
-	if err := b.Append(room, uid, sinceMs, untilMs, time.Now().UTC()); err != nil {
-		return nil, fmt.Errorf("chstore: append purge row: %w", err)
-	}
-	if err := b.Send(); err != nil {
-		return nil, fmt.Errorf("chstore: insert purge: %w", err)
+	if err := s.recordPurge(ctx, room, uid, sinceMs, untilMs, false); err != nil {
+		return nil, err
 	}
 	found, err := s.query(ctx, room, "SELECT "+selectCols+" FROM "+s.table+
-		" FINAL WHERE room = ? AND uid = ? AND ts >= toDateTime(?) AND ts_ms >= ? AND ts_ms < ? AND deleted = 0 ORDER BY seq",
-		room, uid, secs(sinceMs), sinceMs, untilMs)
+		" FINAL WHERE room = ? AND uid = ? AND ts >= toDateTime(?) AND ts_ms >= ? AND deleted = 0 ORDER BY seq",
+		room, uid, secs(sinceMs), sinceMs)
 	if err != nil {
 		return nil, err
 	}
@@ -555,6 +570,35 @@ func (s *Store) Purge(ctx context.Context, room, uid string, sinceMs, untilMs in
 		out[i] = m.Seq
 	}
 	return out, nil
+}
+
+// EndPurges records an end of uid's purges in room: Append cuts the
+// purges recorded up to now (by this host's clock, at_ms) to end at atMs.
+// The rows stored already are left as they are.
+func (s *Store) EndPurges(ctx context.Context, room, uid string, atMs int64) error {
+	return s.recordPurge(ctx, room, uid, atMs, atMs, true)
+}
+
+// recordPurge inserts one row into the purges table: a purge, or with
+// ends an end of the earlier purges at untilMs.
+func (s *Store) recordPurge(ctx context.Context, room, uid string, sinceMs, untilMs int64, ends bool) error {
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table+"_purges (room, uid, since_ms, until_ms, at, at_ms, ends)")
+	if err != nil {
+		return fmt.Errorf("chstore: prepare purge insert: %w", err)
+	}
+	defer b.Abort()
+	now := time.Now()
+	var end uint8
+	if ends {
+		end = 1
+	}
+	if err := b.Append(room, uid, sinceMs, untilMs, now.UTC(), now.UnixMilli(), end); err != nil {
+		return fmt.Errorf("chstore: append purge row: %w", err)
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("chstore: insert purge: %w", err)
+	}
+	return nil
 }
 
 // LastSeq returns the highest seq room ever had stored (deleted or not,

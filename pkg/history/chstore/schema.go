@@ -87,6 +87,12 @@ var migrations = [][]string{
 	) ENGINE = MergeTree
 	PARTITION BY toYYYYMMDD(at)
 	ORDER BY (room, uid)`},
+	// Version 7: ends of purges (an unban cuts its ban's purge short).
+	// at_ms is when a row was recorded (0 on the rows written before); a
+	// row with ends = 1 cuts the purges of its (room, uid) recorded up to
+	// its at_ms to end at its until_ms.
+	{`ALTER TABLE {db}.{table}_purges ADD COLUMN at_ms Int64 DEFAULT 0`,
+		`ALTER TABLE {db}.{table}_purges ADD COLUMN ends UInt8 DEFAULT 0`},
 }
 
 // addColumnRe matches the migrations that add a column. ClickHouse 18.16

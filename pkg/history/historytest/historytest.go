@@ -302,10 +302,12 @@ func Run(t *testing.T, newStore func(t *testing.T) history.Store) {
 			t.Skip("store does not implement history.Deleter")
 		}
 		r, other := room("purge-late"), room("purge-late-other")
-		mustAppend(t, s, []protocol.Message{msg(r, 1, "good"), msg(r, 2, "bad")})
+		// Seq 12 is stored before the purge with a TS past its until (the
+		// accepting clock ran ahead): stored already, it is purged too.
+		mustAppend(t, s, []protocol.Message{msg(r, 1, "good"), msg(r, 2, "bad"), msg(r, 12, "bad")})
 		got, err := d.Purge(ctxT(t), r, "bad", baseMs, baseMs+8000) // TS < seq 8's
-		if err != nil || !slices.Equal(got, []uint64{2}) {
-			t.Fatalf("Purge = %v, %v; want [2]", got, err)
+		if err != nil || !slices.Equal(got, []uint64{2, 12}) {
+			t.Fatalf("Purge = %v, %v; want [2 12]", got, err)
 		}
 		mustAppend(t, s, []protocol.Message{msg(r, 3, "good"), msg(r, 4, "bad"), msg(other, 4, "bad")})
 		mustAppend(t, s, []protocol.Message{msg(r, 5, "bad"), msg(r, 8, "bad"), msg(r, 9, "good")})
@@ -313,7 +315,7 @@ func Run(t *testing.T, newStore func(t *testing.T) history.Store) {
 		wantSeqs(t, s, r, history.Filter{}, []uint64{1, 3, 8, 9})
 		wantSeqs(t, s, other, history.Filter{}, []uint64{4})
 		for _, m := range mustRange(t, s, r, history.Filter{IncludeDeleted: true}) {
-			if want := m.Seq == 2 || m.Seq == 4 || m.Seq == 5; m.Deleted != want {
+			if want := m.Seq == 2 || m.Seq == 4 || m.Seq == 5 || m.Seq == 12; m.Deleted != want {
 				t.Errorf("seq %d Deleted = %v, want %v", m.Seq, m.Deleted, want)
 			}
 		}
@@ -321,6 +323,42 @@ func Run(t *testing.T, newStore func(t *testing.T) history.Store) {
 			t.Errorf("Purge of an empty range = %v, %v; want none", got, err)
 		}
 		wantSeqs(t, s, r, history.Filter{}, []uint64{1, 3, 8, 9})
+	})
+
+	t.Run("EndPurgesKeepsLaterWrites", func(t *testing.T) {
+		// A ban's purge reaches past the ban; the ban is lifted at once.
+		// The user's messages after the lift are stored live, those
+		// before it still deleted, other users' and rooms' purges stand,
+		// and a purge recorded after the lift reaches as far as it says.
+		s := newStore(t)
+		d, ok := s.(history.Deleter)
+		if !ok {
+			t.Skip("store does not implement history.Deleter")
+		}
+		r, other := room("purge-end"), room("purge-end-other")
+		mustAppend(t, s, []protocol.Message{msg(r, 1, "bad")})
+		for _, p := range []struct {
+			room, uid string
+		}{{r, "bad"}, {r, "else"}, {other, "bad"}} {
+			if _, err := d.Purge(ctxT(t), p.room, p.uid, baseMs, baseMs+8000); err != nil { // TS < seq 8's
+				t.Fatalf("Purge: %v", err)
+			}
+		}
+		if err := d.EndPurges(ctxT(t), r, "bad", baseMs+5000); err != nil { // lifted at seq 5's TS
+			t.Fatalf("EndPurges: %v", err)
+		}
+		mustAppend(t, s, []protocol.Message{msg(r, 3, "bad"), msg(r, 4, "else"), msg(r, 5, "bad"), msg(r, 6, "bad"), msg(other, 6, "bad")})
+		wantSeqs(t, s, r, history.Filter{}, []uint64{5, 6})
+		wantSeqs(t, s, other, history.Filter{}, nil)
+		// Banned again after the lift: the new purge is whole.
+		if got, err := d.Purge(ctxT(t), r, "bad", baseMs, baseMs+9000); err != nil || !slices.Equal(got, []uint64{5, 6}) {
+			t.Fatalf("Purge after the lift = %v, %v; want [5 6]", got, err)
+		}
+		mustAppend(t, s, []protocol.Message{msg(r, 7, "bad"), msg(r, 9, "bad")})
+		wantSeqs(t, s, r, history.Filter{}, []uint64{9})
+		if err := d.EndPurges(ctxT(t), room("purge-end-none"), "nobody", baseMs); err != nil {
+			t.Errorf("EndPurges with no purges: %v", err)
+		}
 	})
 
 	t.Run("PurgeRacesWrites", func(t *testing.T) {
