@@ -60,8 +60,12 @@ type HeldView struct {
 // until ctx is done.
 func (a *API) runControl(ctx context.Context) {
 	bus.FollowControl(ctx, a.cfg.Bus, func(ev bus.Control) {
-		if ev.Op == bus.ControlHeld {
+		switch {
+		case ev.Op == bus.ControlHeld:
 			a.applyHeld(ev)
+		case ev.Op == bus.ControlBan && ev.Room != "":
+			// The instance that banned answered the senders (postBan).
+			a.dropHeldOf(ev.Room, ev.UID)
 		}
 	}, nil)
 }
@@ -98,6 +102,35 @@ func (a *API) takeHeld(room, key string) (heldData, bool) {
 		}
 	}
 	return heldData{}, false
+}
+
+// dropHeldOf removes uid's held messages of room (the user was banned)
+// and returns them.
+func (a *API) dropHeldOf(room, uid string) []heldData {
+	var out []heldData
+	for _, h := range a.held.List(room, time.Now()) {
+		var d heldData
+		if h.UID != uid || json.Unmarshal(h.Data, &d) != nil {
+			continue
+		}
+		if _, ok := a.held.Take(room, h.ID); ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// bannedNow reports whether uid is banned in room now.
+func (a *API) bannedNow(ctx context.Context, room, uid string) (bool, error) {
+	switch {
+	case a.cfg.Bans != nil:
+		_, ok, err := a.cfg.Bans.Banned(ctx, room, uid)
+		return ok, err
+	case a.cfg.Engine != nil:
+		_, ok := a.cfg.Engine.Banned(room, uid, time.Now())
+		return ok, nil
+	}
+	return false, nil
 }
 
 func (a *API) getHeld(w http.ResponseWriter, r *http.Request, room string, _ *auth.Claims) {
@@ -151,6 +184,24 @@ func (a *API) approveHeld(w http.ResponseWriter, r *http.Request, room string, c
 		return
 	}
 	m := d.Message
+	// A ban drops the user's held messages, but one held on its way
+	// meanwhile (or a ban by another API instance) may still be queued.
+	banned, err := a.bannedNow(r.Context(), room, m.UID)
+	if err != nil {
+		a.requeue(room, d)
+		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "ban store unavailable")
+		return
+	}
+	if banned {
+		a.answerSender(r.Context(), d, bus.Reply{Code: protocol.CodeBanned, Message: "banned by a moderator"})
+		d.Resolved = heldRejected
+		data, _ := json.Marshal(d)
+		if !a.publishControls(w, r, c, bus.Control{Op: bus.ControlHeld, Room: room, UID: m.UID, Data: data}) {
+			return
+		}
+		writeError(w, http.StatusConflict, protocol.CodeConflict, "the sender is banned in this room: the held message was dropped")
+		return
+	}
 	role := m.Role
 	if role == "" {
 		role = auth.RoleViewer

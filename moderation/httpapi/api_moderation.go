@@ -328,6 +328,12 @@ func (a *API) postBan(w http.ResponseWriter, r *http.Request, room string, c *au
 	if a.cfg.Engine != nil {
 		a.cfg.Engine.Ban(room, req.UID, until)
 	}
+	// The user's messages held for review go too, before the ban event
+	// (on which the other API instances drop theirs, and this one finds
+	// none left); their senders learn they were refused.
+	for _, d := range a.dropHeldOf(room, req.UID) {
+		a.answerSender(r.Context(), d, bus.Reply{Code: protocol.CodeBanned, Message: "banned by a moderator"})
+	}
 	ban := bus.Control{Op: bus.ControlBan, Room: room, UID: req.UID, Reason: req.Reason}
 	if !until.IsZero() {
 		ban.Until = until.UnixMilli()

@@ -913,6 +913,74 @@ func TestUnbanKeepsLaterMessages(t *testing.T) {
 	}
 }
 
+// TestBanDropsHeldMessages: a ban (or timeout) takes the user's messages
+// out of the held queue and tells their sender they were refused, and an
+// approval of a held message whose sender is banned by then (held on its
+// way while the ban was made) is refused 409 and drops it: a banned
+// user's message is never published by approval.
+func TestBanDropsHeldMessages(t *testing.T) {
+	h := newHarness(t)
+	mod := h.token(auth.RoleMod, []string{"r"}, time.Hour)
+	if status, body := h.do("PUT", "/api/rooms/r/keywords", mod, `{"keywords":["review"],"action":"hold"}`); status != 200 {
+		t.Fatalf("keywords: %d %s", status, body)
+	}
+	h.waitLogicKeywords("r", 1)
+	held := func() []httpapi.HeldView {
+		_, body := h.do("GET", "/api/rooms/r/held", mod, "")
+		return decode[struct {
+			Held []httpapi.HeldView `json:"held"`
+		}](t, body).Held
+	}
+	waitHeld := func(n int) []httpapi.HeldView {
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			if l := held(); len(l) == n {
+				return l
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("held queue never had %d entries: %+v", n, held())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	rp := h.send("r", "troll", "review my spam")
+	other := h.send("r", "fine", "review mine")
+	if !rp.Held || !other.Held {
+		t.Fatalf("sends: %+v %+v", rp, other)
+	}
+	waitHeld(2)
+	if status, body := h.do("POST", "/api/rooms/r/bans", mod, `{"uid":"troll","duration_s":60}`); status != 200 {
+		t.Fatalf("timeout: %d %s", status, body)
+	}
+	if l := held(); len(l) != 1 || l[0].UID != "fine" {
+		t.Fatalf("held queue after the timeout %+v, want only the other user's message", l)
+	}
+	if got := h.reply(rp.Conn); got.Code != protocol.CodeBanned || got.ID != rp.ID {
+		t.Fatalf("the held sender's answer after the timeout %+v, want banned for %s", got, rp.ID)
+	}
+
+	// A message of the banned user held meanwhile reaches the queue after
+	// the ban.
+	late, _ := json.Marshal(map[string]any{"msg": map[string]any{"room": "r", "uid": "troll", "id": "late-1", "text": "review me late",
+		"ts": time.Now().UnixMilli()}, "rule": "keyword:room:review"})
+	h.publishControl(bus.Control{Op: bus.ControlHeld, Room: "r", UID: "troll", Data: late})
+	list := waitHeld(2)
+	id := list[0].ID
+	if list[0].UID != "troll" {
+		id = list[1].ID
+	}
+	if status, body := h.do("POST", "/api/rooms/r/held/"+id+"/approve", mod, ""); status != http.StatusConflict || !strings.Contains(body, "banned") {
+		t.Fatalf("approve of a banned sender's message: %d %s, want 409", status, body)
+	}
+	if l := waitHeld(1); l[0].UID != "fine" {
+		t.Fatalf("held queue after the refused approval %+v", l)
+	}
+	time.Sleep(100 * time.Millisecond) // a wrongly published approval would reach history by now
+	if msgs, _ := h.hist.Range(context.Background(), "r", history.Filter{IncludeDeleted: true}); len(msgs) != 0 {
+		t.Fatalf("history after the refused approval: %+v", msgs)
+	}
+}
+
 // TestBanPurgesStoredMessagesUnderClockSkew: a logic worker's clock runs
 // 6 s ahead of the API's (more than the purge's 5 s grace), so the banned
 // user's stored message has a ts past the purge's until. Stored before the
