@@ -34,7 +34,10 @@ func TestEndToEndRealBackends(t *testing.T) {
 func runEndToEnd(t *testing.T, flags ...string) {
 	_, wsAddr := startAll(t, flags...)
 	url := "ws://" + wsAddr + "/ws"
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	// The bound is for a stall, not for speed: at load 12-16 on the 2-core
+	// machine under -race this test (and the code before this session)
+	// needed over 80 s, where it takes 25-45 s at load 3-8.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
 	// Unique rooms: the real backends keep history across runs.
