@@ -455,14 +455,10 @@ func (c *memConsumer) Assign(partition int, offset int64) error {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case !c.manual:
-		return errNotManual
-	case c.closed || s.closed:
-		return ErrClosed
-	case partition < 0 || partition >= len(s.parts):
-		return fmt.Errorf("bus: assign partition %d: %w", partition, ErrNoPartition)
-	case offset < 0:
+	if err := c.checkManualLocked("assign", partition); err != nil {
+		return err
+	}
+	if offset < 0 {
 		return fmt.Errorf("bus: assign partition %d at offset %d: %w", partition, offset, ErrBadOffset)
 	}
 	part := &s.parts[partition]
@@ -477,14 +473,23 @@ func (c *memConsumer) Unassign(partition int) error {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := c.checkManualLocked("unassign", partition); err != nil {
+		return err
+	}
+	c.owned[partition] = false
+	return nil
+}
+
+// checkManualLocked returns why c cannot verb partition, or nil: c must
+// be a partition consumer, open, and partition must exist (s.mu held).
+func (c *memConsumer) checkManualLocked(verb string, partition int) error {
 	switch {
 	case !c.manual:
 		return errNotManual
-	case c.closed || s.closed:
+	case c.closed || c.s.closed:
 		return ErrClosed
-	case partition < 0 || partition >= len(s.parts):
-		return fmt.Errorf("bus: unassign partition %d: %w", partition, ErrNoPartition)
+	case partition < 0 || partition >= len(c.s.parts):
+		return fmt.Errorf("bus: %s partition %d: %w", verb, partition, ErrNoPartition)
 	}
-	c.owned[partition] = false
 	return nil
 }
