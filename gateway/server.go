@@ -41,6 +41,8 @@
 //     the sender's loop; the ingest goroutine publishes sends; the presence
 //     goroutine reports counts and sends online frames. None of them touches
 //     a conn directly.
+//   - Config (s.cfg) is read-only once New returns; the metrics
+//     (s.m) are Prometheus collectors, updated from any goroutine.
 //
 // Lock order: rooms shard lock → room.mu → loop.out.mu (the shed
 // goroutine posts under room.mu). usersMu, ipMu, retracts.mu and affinity.mu
@@ -50,8 +52,11 @@
 //
 // Each file opens with its concept and the goroutine that runs it.
 //
-//   - server.go: Server, New, Run (starts the goroutines below), Shutdown.
-//   - gnet.go: gnet's callbacks (open, traffic, close, tick).
+//   - server.go: Server, New, Run (starts the goroutines below), Shutdown;
+//     config.go: Config, every knob with its default, read-only once New
+//     returns; metrics.go: the Prometheus metrics, updated from every
+//     goroutine and loop.
+//   - gnet.go: gnet's callbacks (boot, open, traffic, close, tick).
 //   - handshake.go, conn.go: a connection's upgrade, then its frames and
 //     client messages.
 //   - join.go: join and leave; fill.go: history the ring lacks, loaded
@@ -66,6 +71,9 @@
 //   - outbox.go: a loop's queue of frames from other goroutines;
 //     flush.go: the pass that writes it to the viewers; outbound.go: every
 //     write to a socket and the outbound policy.
+//   - web.go: the pages (viewer, replay, OBS overlay) and danmaku.js,
+//     embedded from web/ and served by the caller's HTTP server;
+//     webtest/: their browser tests.
 //
 // # How a batch reaches a viewer
 //
