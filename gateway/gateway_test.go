@@ -532,6 +532,39 @@ func TestSlowConsumer(t *testing.T) {
 	}
 }
 
+// TestWaitConnsGone: the drain's wait after closing every connection
+// returns when the last one closes, not at its bound, and at its bound
+// while one stays open (also with a token left from an earlier fall to
+// zero).
+func TestWaitConnsGone(t *testing.T) {
+	s := &Server{connsGone: make(chan struct{}, 1)}
+	s.nconns.Store(2)
+	done := make(chan struct{})
+	go func() { s.waitConnsGone(time.Minute); close(done) }()
+	s.connClosed()
+	select {
+	case <-done:
+		t.Fatal("returned with a connection open")
+	case <-time.After(50 * time.Millisecond):
+	}
+	s.connClosed()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("still waiting after the last connection closed")
+	}
+	select { // a stale token: the count rose again after it
+	case s.connsGone <- struct{}{}:
+	default: // the last close's token is still there
+	}
+	s.nconns.Store(1)
+	start := time.Now()
+	s.waitConnsGone(100 * time.Millisecond)
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Fatalf("returned after %v with a connection open, want the 100ms bound", d)
+	}
+}
+
 func TestDrain(t *testing.T) {
 	gw := startGW(t, nil)
 	r := dialRaw(t, gw.addr)

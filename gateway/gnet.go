@@ -57,7 +57,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	if s.nconns.Add(1) > int64(s.cfg.MaxConns) {
-		s.nconns.Add(-1)
+		s.connClosed()
 		s.m.closes.WithLabelValues("max_conns").Inc()
 		return ws.AppendHTTPError(nil, 503, "server full, retry", "Retry-After: 1\r\n"), gnet.Close
 	}
@@ -66,7 +66,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		n := s.perIP[ip] + 1
 		if int(n) > s.cfg.MaxConnsPerIP {
 			s.ipMu.Unlock()
-			s.nconns.Add(-1)
+			s.connClosed()
 			s.m.closes.WithLabelValues("per_ip").Inc()
 			return ws.AppendHTTPError(nil, 429, "too many connections from this address", "Retry-After: 5\r\n"), gnet.Close
 		}
@@ -116,7 +116,7 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	if c.compact {
 		s.ncompact.Add(-1)
 	}
-	s.nconns.Add(-1)
+	s.connClosed()
 	s.m.conns.Dec()
 	gc.SetContext(nil)
 	return gnet.None

@@ -141,6 +141,9 @@ type Server struct {
 	loopOf  map[gnet.EventLoop]*loop
 
 	nconns atomic.Int64
+	// connsGone receives a token when nconns falls to zero (connClosed),
+	// so a drain waits for the last close instead of polling.
+	connsGone chan struct{}
 	// outbound is the viewers' outbound backlog in bytes as their loops
 	// last saw it (at each write to a viewer and every sweep, each adding
 	// the change: conn.count), checked against Config.OutboundBudget.
@@ -199,18 +202,19 @@ func New(cfg Config) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg:      cfg,
-		rooms:    newRooms(cfg.Loops),
-		retracts: newRetractMemory(),
-		ctx:      ctx,
-		cancel:   cancel,
-		booted:   make(chan struct{}),
-		stopped:  make(chan struct{}),
-		loopOf:   make(map[gnet.EventLoop]*loop),
-		perIP:    make(map[netip.Addr]int32),
-		users:    make(map[string]map[*conn]struct{}),
-		ingest:   make(chan bus.Ingest, cfg.IngestQueue),
-		histSem:  make(chan struct{}, cfg.MaxHistoryLoads),
+		cfg:       cfg,
+		rooms:     newRooms(cfg.Loops),
+		retracts:  newRetractMemory(),
+		ctx:       ctx,
+		cancel:    cancel,
+		booted:    make(chan struct{}),
+		stopped:   make(chan struct{}),
+		connsGone: make(chan struct{}, 1),
+		loopOf:    make(map[gnet.EventLoop]*loop),
+		perIP:     make(map[netip.Addr]int32),
+		users:     make(map[string]map[*conn]struct{}),
+		ingest:    make(chan bus.Ingest, cfg.IngestQueue),
+		histSem:   make(chan struct{}, cfg.MaxHistoryLoads),
 	}
 	s.m = newMetrics(cfg.Registerer, &s.outbound)
 	s.nextID.Store(uint64(time.Now().UnixNano()))
@@ -393,10 +397,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		})
 	}
-	// Give the loops a moment to flush close frames.
-	for i := 0; i < 20 && s.nconns.Load() > 0; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
+	// Give the loops a moment to flush close frames and close.
+	s.waitConnsGone(closeWait)
 	s.endIngest.Do(func() { close(s.ingest) }) // the ingest goroutine publishes what is queued, then exits
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -410,6 +412,34 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 	return err
+}
+
+// closeWait bounds how long Shutdown waits, after closing every
+// connection, for the loops to write the close frames and close them.
+const closeWait = 200 * time.Millisecond
+
+// connClosed counts a connection out; the last one signals connsGone.
+func (s *Server) connClosed() {
+	if s.nconns.Add(-1) == 0 {
+		select {
+		case s.connsGone <- struct{}{}:
+		default: // a token is waiting already
+		}
+	}
+}
+
+// waitConnsGone waits until no connection is open, at most d. A token
+// left in connsGone by an earlier fall to zero only makes it check again.
+func (s *Server) waitConnsGone(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for s.nconns.Load() > 0 {
+		select {
+		case <-s.connsGone:
+		case <-t.C:
+			return
+		}
+	}
 }
 
 func (s *Server) loopList() []*loop {
