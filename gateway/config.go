@@ -17,6 +17,7 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/presence"
+	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
 
 // Config configures a gateway. It is passed by value to New; zero values
@@ -93,7 +94,8 @@ type Config struct {
 	// means no cap.
 	SendRate int
 	// MaxMessage is the largest client WebSocket message in bytes; larger
-	// ones close the connection with 1009. Zero value means 4096.
+	// ones close the connection with 1009. Zero value means 4096
+	// (protocol.MaxFrameBytes).
 	MaxMessage int
 	// NoDeflate turns permessage-deflate off. Zero value (false): offers
 	// are accepted without context takeover, batches are compressed once
@@ -252,7 +254,7 @@ func (c *Config) setDefaults() {
 	orDefault(&c.MaxConns, max(fileLimit()-320, fileLimit()/2))
 	orDefault(&c.MaxConnsPerIP, 1024)
 	orDefault(&c.MaxRoomsPerConn, 16)
-	orDefault(&c.MaxMessage, 4096)
+	orDefault(&c.MaxMessage, protocol.MaxFrameBytes)
 	orDefault(&c.SendRate, 100)
 	orDefault(&c.HandshakeTimeout, 5*time.Second)
 	orDefault(&c.IdleTimeout, 60*time.Second)

@@ -28,6 +28,10 @@ import (
 
 var apiJSON = sonic.Config{NoQuoteTextMarshaler: true}.Froze()
 
+// maxGuestName is the longest guest display name, in runes (POST
+// /api/guest; docs/api.md, docs/protocol.md "Limits").
+const maxGuestName = 24
+
 // APIConfig configures the HTTP API.
 type APIConfig struct {
 	// Bus carries publishes to logic and moderation events out. Required.
@@ -373,7 +377,7 @@ func (a *API) postGuest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, perr := protocol.CleanText(body.Name)
-	if perr != nil || len([]rune(name)) > 24 {
+	if perr != nil || len([]rune(name)) > maxGuestName {
 		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "name must be 1-24 characters")
 		return
 	}

@@ -59,8 +59,9 @@ const (
 	// MaxTextRunes is the hard cap on a message's text, in runes, whatever
 	// the room allows. Longer text is rejected with CodeTooLong.
 	MaxTextRunes = 500
-	// MaxFrameBytes is the largest client frame the gateway accepts; larger
-	// WebSocket messages are closed with 1009.
+	// MaxFrameBytes is the largest client frame a gateway accepts by
+	// default (gateway.Config.MaxMessage); larger WebSocket messages are
+	// closed with 1009.
 	MaxFrameBytes = 4096
 )
 
