@@ -222,12 +222,18 @@ type Config struct {
 	// or fails. Zero value means 100ms; negative is an error.
 	HistoryRetryEvery time.Duration
 	// HistoryRetries is how many more times a load asks a store that
-	// lags behind the ring (a failing store is asked 3 times in all),
+	// lags behind the ring (a failing store: HistoryStoreTries in all),
 	// for at most HistoryRetries × HistoryRetryEvery in all (a slow store
 	// gets fewer); then the join is answered with complete:false. With
 	// the default pause that is about 2 s. Zero value means 20; negative
 	// means none.
 	HistoryRetries int
+	// HistoryStoreTries is how many times in all a load asks a store that
+	// answers with an error (history.ErrNoShared, no shared store, is
+	// asked once), within HistoryRetries and its time; then the join is
+	// answered with complete:false. Zero value means 3; negative is an
+	// error.
+	HistoryStoreTries int
 	// IngestQueue bounds sends waiting to be published; when full, sends
 	// are rejected "unavailable". Zero value means 8192.
 	IngestQueue int
@@ -275,6 +281,7 @@ func (c *Config) setDefaults() {
 	orDefault(&c.HistorySlotWait, 2*time.Second)
 	orDefault(&c.HistoryTimeout, 3*time.Second)
 	orDefault(&c.HistoryRetryEvery, 100*time.Millisecond)
+	orDefault(&c.HistoryStoreTries, 3)
 	switch {
 	case c.HistoryRetries == 0:
 		c.HistoryRetries = 20
@@ -308,6 +315,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gateway: MaxHistoryLoads %d must not be negative", c.MaxHistoryLoads)
 	case c.HistorySlotWait < 0 || c.HistoryTimeout < 0 || c.HistoryRetryEvery < 0:
 		return fmt.Errorf("gateway: HistorySlotWait %v, HistoryTimeout %v and HistoryRetryEvery %v must not be negative", c.HistorySlotWait, c.HistoryTimeout, c.HistoryRetryEvery)
+	case c.HistoryStoreTries < 0:
+		return fmt.Errorf("gateway: HistoryStoreTries %d must not be negative", c.HistoryStoreTries)
 	case c.MaxUpgradeRequest < 0:
 		return fmt.Errorf("gateway: MaxUpgradeRequest %d must not be negative", c.MaxUpgradeRequest)
 	case c.AffinityGrace < 0 || c.AffinityRewind < 0:

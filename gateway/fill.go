@@ -416,16 +416,12 @@ func (r *room) answerHistoryLocked(a *fillAnswer, after uint64, resume *uint64, 
 	return msgs, complete
 }
 
-// storeTries is how many times a load asks a failing store (an error
-// other than history.ErrNoShared, which gets one).
-const storeTries = 3
-
 // loadUntil calls load until it reports done, Config.HistoryRetryEvery
 // apart, at most Config.HistoryRetries times more and for about
 // HistoryRetries × HistoryRetryEvery in all (a slow store does not
-// multiply the wait): a failing store gets storeTries, none more when
-// there is no shared store. Each call gets Config.HistoryTimeout. Runs off
-// the loop.
+// multiply the wait): a failing store gets Config.HistoryStoreTries, none
+// more when there is no shared store. Each call gets
+// Config.HistoryTimeout. Runs off the loop.
 func (s *Server) loadUntil(load func(ctx context.Context) (done bool, err error)) {
 	start := time.Now()
 	budget := time.Duration(s.cfg.HistoryRetries) * s.cfg.HistoryRetryEvery
@@ -434,7 +430,7 @@ func (s *Server) loadUntil(load func(ctx context.Context) (done bool, err error)
 		done, err := load(ctx)
 		cancel()
 		if done || attempt >= s.cfg.HistoryRetries || time.Since(start) >= budget || s.ctx.Err() != nil ||
-			(err != nil && (attempt >= storeTries-1 || errors.Is(err, history.ErrNoShared))) {
+			(err != nil && (attempt >= s.cfg.HistoryStoreTries-1 || errors.Is(err, history.ErrNoShared))) {
 			return
 		}
 		time.Sleep(s.cfg.HistoryRetryEvery)

@@ -2,12 +2,15 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
@@ -399,5 +402,46 @@ func checkJoinStream(v *wstest.Conn, resume, last uint64) error {
 		if b.Op == protocol.OpBatch {
 			msgs = b.Msgs
 		}
+	}
+}
+
+// TestLoadUntilStoreTries: a load asks a failing store
+// Config.HistoryStoreTries times (3 by default), a store without shared
+// history once, and a lagging one HistoryRetries times more; a negative
+// HistoryStoreTries is refused.
+func TestLoadUntilStoreTries(t *testing.T) {
+	down := errors.New("store down")
+	for _, tc := range []struct {
+		name  string
+		tries int
+		err   error
+		done  bool
+		want  int
+	}{
+		{"failing, default", 0, down, false, 3},
+		{"failing, 5 tries", 5, down, false, 5},
+		{"failing, 1 try", 1, down, false, 1},
+		{"no shared store", 5, history.ErrNoShared, false, 1},
+		{"lagging", 2, nil, false, 1 + 4},
+		{"answered", 3, nil, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{HistoryStoreTries: tc.tries, HistoryRetries: 4, HistoryRetryEvery: time.Millisecond, HistoryTimeout: time.Second}
+			cfg.setDefaults()
+			s := &Server{cfg: cfg, ctx: context.Background()}
+			calls := 0
+			s.loadUntil(func(context.Context) (bool, error) { calls++; return tc.done, tc.err })
+			if calls != tc.want {
+				t.Fatalf("%d calls, want %d", calls, tc.want)
+			}
+		})
+	}
+	cfg := Config{HistoryStoreTries: -1}
+	cfg.setDefaults()
+	b := bus.NewMemory(bus.MemoryConfig{})
+	defer b.Close()
+	cfg.Bus, cfg.History, cfg.Signer = b, history.NewMemory(history.MemoryConfig{}), &auth.Signer{}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "HistoryStoreTries") {
+		t.Fatalf("Validate with HistoryStoreTries -1: %v, want an error naming it", err)
 	}
 }
