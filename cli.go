@@ -103,7 +103,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case "probe":
 		return probeCmd(ctx, args)
 	case "bench":
-		return bench.Main(ctx, args, stdout, stderr)
+		return bench.Main(ctx, args, benchEnv(), stdout, stderr)
 	case "version":
 		if len(args) > 0 {
 			if isHelp(args[0]) {
@@ -382,6 +382,14 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 // envName is the environment variable of flag name.
 func envName(name string) string {
 	return "DANMAKU_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// benchEnv is what `danmaku bench` takes from the environment: the Kafka
+// brokers and the JWT secret where --brokers, --jwt-secret and the
+// scenario file give none, and no progress line under CI=true.
+func benchEnv() bench.Options {
+	return bench.Options{Brokers: os.Getenv("DANMAKU_BROKERS"), Secret: os.Getenv("DANMAKU_JWT_SECRET"),
+		Quiet: os.Getenv("CI") == "true"}
 }
 
 // probeCmd GETs one URL and fails unless it answers 200 within 3s.

@@ -23,12 +23,13 @@ import (
 func helpArgs() [][]string {
 	args := [][]string{{"-h"}, {"--help"}, {"-help"}, {"help"}, {"help", "gateway"}, {"help", "bench"},
 		{"--http", "127.0.0.1:1", "-h"}, {"probe", "-h"}, {"version", "-h"}, {"help", "version"},
-		{"bench", "-h"}, {"bench", "--help"}, {"bench", "compare", "-h"}}
+		{"bench", "-h"}, {"bench", "--help"}, {"bench", "help"}, {"bench", "compare", "-h"}, {"bench", "compare", "--help"},
+		{"bench", "model", "-h"}, {"bench", "model", "--help"}, {"probe", "--help"}, {"help", "probe"}, {"version", "--help"}}
 	for _, cmd := range []string{"all", "gateway", "logic", "dispatch", "token"} {
 		args = append(args, []string{cmd, "-h"}, []string{cmd, "--help"}, []string{"help", cmd})
 	}
 	for _, sc := range []string{"idle", "fanout", "rooms", "storm", "send", "soak"} {
-		args = append(args, []string{"bench", sc, "-h"})
+		args = append(args, []string{"bench", sc, "-h"}, []string{"bench", sc, "--help"})
 	}
 	return args
 }
@@ -46,6 +47,21 @@ func TestHelpExitsZero(t *testing.T) {
 				t.Fatalf("run %q printed nothing", args)
 			}
 		})
+	}
+}
+
+// TestBenchEnv: `danmaku bench` gets the environment it uses from the
+// command line (bench reads none itself).
+func TestBenchEnv(t *testing.T) {
+	t.Setenv("DANMAKU_BROKERS", "b1:9092,b2:9092")
+	t.Setenv("DANMAKU_JWT_SECRET", "bench-env-secret")
+	t.Setenv("CI", "true")
+	if e := benchEnv(); e.Brokers != "b1:9092,b2:9092" || e.Secret != "bench-env-secret" || !e.Quiet {
+		t.Errorf("benchEnv() = brokers %q secret %q quiet %v", e.Brokers, e.Secret, e.Quiet)
+	}
+	t.Setenv("CI", "")
+	if benchEnv().Quiet {
+		t.Error("quiet without CI=true")
 	}
 }
 

@@ -33,8 +33,11 @@ scenarios:
 Run "danmaku bench <scenario> -h" for the flags. See docs/bench.md.
 `
 
-// Main runs `danmaku bench` with args (after "bench").
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// Main runs `danmaku bench` with args (after "bench"). env holds what the
+// command line read from the environment (cli.go): its Brokers and Secret
+// serve where neither a flag nor a scenario file sets them, and its Quiet
+// (CI=true) turns the progress line off.
+func Main(ctx context.Context, args []string, env Options, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("bench: name a scenario")
@@ -51,12 +54,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	o, err := parseOptions(cmd, args, stderr)
+	o, err := parseOptions(cmd, args, env, stderr)
 	if err != nil {
 		return err
 	}
 	var progress io.Writer
-	if !o.Quiet && isTerminal(stdout) && os.Getenv("CI") != "true" {
+	if !o.Quiet && isTerminal(stdout) {
 		progress = stdout
 	}
 	res, err := Run(ctx, o, progress)

@@ -221,7 +221,7 @@ func TestScenarioFile(t *testing.T) {
 			if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			o, err := parseOptions("fanout", []string{"--config", path, "--rate", "50", "--brokers", "x:1"}, io.Discard)
+			o, err := parseOptions("fanout", []string{"--config", path, "--rate", "50", "--brokers", "x:1"}, Options{}, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -113,8 +113,9 @@ type Options struct {
 	// addresses; one HTTP address). Empty: the harness starts its own.
 	WS   string `json:"ws,omitempty"`
 	HTTP string `json:"http,omitempty"`
-	// Secret is the deployment's JWT secret (env DANMAKU_JWT_SECRET); a
-	// fresh one when the harness starts the servers.
+	// Secret is the deployment's JWT secret (--jwt-secret, or env
+	// DANMAKU_JWT_SECRET through Main); a fresh one when the harness
+	// starts the servers.
 	Secret string `json:"-"`
 	// GatewayPIDs are the gateway processes of an existing deployment to
 	// sample from /proc.
@@ -152,7 +153,7 @@ type Options struct {
 	// ReportEvery is the period of soak's summary lines (default 1m).
 	ReportEvery time.Duration `json:"report_every"`
 	// Quiet turns the progress line off (also off when stdout is not a
-	// terminal or CI=true).
+	// terminal, and under CI=true: Main's env).
 	Quiet bool `json:"quiet,omitempty"`
 }
 
@@ -209,8 +210,6 @@ func (o *Options) Defaults() {
 	orDefault(&o.ReadPause, time.Millisecond)
 	orDefault(&o.LatencyEvery, 1)
 	orDefault(&o.TopicPrefix, "bench"+strconv.FormatInt(time.Now().Unix(), 10)+".")
-	orDefault(&o.Brokers, os.Getenv("DANMAKU_BROKERS"))
-	orDefault(&o.Secret, os.Getenv("DANMAKU_JWT_SECRET"))
 	total := o.Viewers + o.Senders
 	orDefault(&o.Workers, max(1, (total+o.PerWorker-1)/o.PerWorker))
 	orDefault(&o.SourceIPs, max(1, (total+connsPerSourceIP-1)/connsPerSourceIP))
@@ -264,8 +263,9 @@ func (o *Options) Validate() error {
 	return nil
 }
 
-// parseOptions reads a scenario's flags, over an optional --config file.
-func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, error) {
+// parseOptions reads a scenario's flags, over an optional --config file,
+// then takes from env (Main's) what neither set.
+func parseOptions(scenario string, args []string, env Options, stderr io.Writer) (*Options, error) {
 	o := &Options{Scenario: scenario, ReusePort: true}
 	// A scenario file is read first so flags override it.
 	if err := applyConfigFiles(scenario, args, o); err != nil {
@@ -294,6 +294,10 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*Options, e
 			o.GatewayPIDs = append(o.GatewayPIDs, n)
 		}
 	}
+	// After parsing, so that -h does not print the secret as a default.
+	orDefault(&o.Brokers, env.Brokers)
+	orDefault(&o.Secret, env.Secret)
+	o.Quiet = o.Quiet || env.Quiet
 	o.Defaults()
 	return o, o.Validate()
 }

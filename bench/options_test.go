@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"errors"
+	"flag"
 	"io"
+	"os"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -32,7 +35,7 @@ func TestSourceIP(t *testing.T) {
 }
 
 func TestServerEnv(t *testing.T) {
-	o, err := parseOptions("idle", []string{"--server-env", "GOMAXPROCS=2 DANMAKU_LOOPS=1"}, io.Discard)
+	o, err := parseOptions("idle", []string{"--server-env", "GOMAXPROCS=2 DANMAKU_LOOPS=1"}, Options{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,18 +43,18 @@ func TestServerEnv(t *testing.T) {
 		t.Fatalf("ServerEnv %q", o.ServerEnv)
 	}
 	for _, bad := range []string{"GOMAXPROCS", "=2"} {
-		if _, err := parseOptions("idle", []string{"--server-env", bad}, io.Discard); err == nil || !strings.Contains(err.Error(), "KEY=VALUE") {
+		if _, err := parseOptions("idle", []string{"--server-env", bad}, Options{}, io.Discard); err == nil || !strings.Contains(err.Error(), "KEY=VALUE") {
 			t.Errorf("--server-env %q: err %v, want a KEY=VALUE error", bad, err)
 		}
 	}
 }
 
 func TestHandshakeTimeoutOption(t *testing.T) {
-	o, err := parseOptions("idle", []string{"--handshake-timeout", "30s"}, io.Discard)
+	o, err := parseOptions("idle", []string{"--handshake-timeout", "30s"}, Options{}, io.Discard)
 	if err != nil || o.HandshakeTimeout.String() != "30s" {
 		t.Fatalf("--handshake-timeout 30s: %v, %v", o, err)
 	}
-	if _, err := parseOptions("idle", []string{"--handshake-timeout", "-1s"}, io.Discard); err == nil {
+	if _, err := parseOptions("idle", []string{"--handshake-timeout", "-1s"}, Options{}, io.Discard); err == nil {
 		t.Fatal("a negative --handshake-timeout was accepted")
 	}
 }
@@ -129,5 +132,47 @@ func TestPlaceByRoom(t *testing.T) {
 		if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--affinity needs") {
 			t.Errorf("Validate(%+v) = %v, want the --affinity error", o, err)
 		}
+	}
+}
+
+// TestOptionsFromEnv: the package reads no environment itself; what the
+// command line read from it (Main's env) serves where neither a flag nor
+// the scenario file sets the field, and -h does not print the secret.
+func TestOptionsFromEnv(t *testing.T) {
+	t.Setenv("DANMAKU_BROKERS", "ambient:9092")
+	t.Setenv("DANMAKU_JWT_SECRET", "ambient-secret")
+	o := Options{Scenario: "fanout"}
+	o.Defaults()
+	if o.Brokers != "" || o.Secret != "" {
+		t.Fatalf("Defaults read the environment: brokers %q secret %q", o.Brokers, o.Secret)
+	}
+	env := Options{Brokers: "env:9092", Secret: "env-s3cret-5521", Quiet: true}
+	got, err := parseOptions("fanout", nil, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Brokers != "env:9092" || got.Secret != "env-s3cret-5521" || !got.Quiet {
+		t.Errorf("env not applied: brokers %q secret %q quiet %v", got.Brokers, got.Secret, got.Quiet)
+	}
+	got, err = parseOptions("fanout", []string{"--brokers", "flag:9092", "--jwt-secret", "flag-secret"}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Brokers != "flag:9092" || got.Secret != "flag-secret" {
+		t.Errorf("flags do not win over env: brokers %q secret %q", got.Brokers, got.Secret)
+	}
+	path := t.TempDir() + "/s.yaml"
+	if err := os.WriteFile(path, []byte("brokers: file:9092\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = parseOptions("fanout", []string{"--config", path}, env, io.Discard); err != nil || got.Brokers != "file:9092" {
+		t.Errorf("scenario file does not win over env: brokers %q, err %v", got.Brokers, err)
+	}
+	var help strings.Builder
+	if _, err := parseOptions("fanout", []string{"-h"}, env, &help); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v, want flag.ErrHelp", err)
+	}
+	if strings.Contains(help.String(), env.Secret) || !strings.Contains(help.String(), "-jwt-secret") {
+		t.Errorf("-h prints the secret from env, or no flags:\n%s", help.String())
 	}
 }
