@@ -52,7 +52,7 @@ type Config struct {
 	// messages when a tick's messages were all left out and the room then
 	// went quiet.
 	// Left-out messages are still acknowledged and stored in history.
-	// SetBudget overrides it per room. Zero value means no thinning.
+	// SetBudget overrides it per room. Zero value means off: no thinning.
 	ThinBudget int
 	// MaxBatchBytes is the largest dispatch record: a room's batch of one
 	// tick that encodes larger goes out as several batches, in seq order
