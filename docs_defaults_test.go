@@ -2,18 +2,16 @@ package main
 
 import (
 	"errors"
-	"go/ast"
-	"go/parser"
-	gotoken "go/token"
 	"io"
 	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/danmaku-live/danmaku/pkg/testenv"
 )
 
 // The defaults of the server flags live in two places in the code: the
@@ -185,9 +183,6 @@ func TestFlagTable(t *testing.T) {
 	checkFlagComments(t, all)
 }
 
-// commentDefault finds a field comment's statement of its zero value.
-var commentDefault = regexp.MustCompile(`(?:Zero value means|Zero means|Empty means) ("[^"]*"|\S+)`)
-
 // flagCommentExceptions are flags whose default is not one field's
 // comment, and why.
 var flagCommentExceptions = map[string]string{
@@ -202,7 +197,12 @@ func checkFlagComments(t *testing.T, flags map[string]helpFlag) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	comments := newFieldComments(t)
+	mod, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(mod), "\n")
+	module := strings.TrimPrefix(line, "module ")
 	for name, f := range flags {
 		if name == "config" || name == "log-level" || flagCommentExceptions[name] != "" {
 			continue
@@ -228,7 +228,11 @@ func checkFlagComments(t *testing.T, flags map[string]helpFlag) {
 			t.Errorf("--%s=%s changed no Config field", name, v)
 		}
 		for _, ch := range changed {
-			stated, ok := comments.zeroValue(t, ch.owner, ch.field)
+			dir, ok := strings.CutPrefix(ch.owner.PkgPath(), module+"/")
+			if !ok {
+				t.Fatalf("%s is outside module %s", ch.owner, module)
+			}
+			stated, ok := testenv.StatedDefault(t, dir, ch.owner.Name(), ch.field)
 			if !ok {
 				continue
 			}
@@ -289,76 +293,4 @@ func diffFields(a, b reflect.Value, out []changedField, prefix string) []changed
 		}
 	}
 	return out
-}
-
-// fieldComments reads the doc comments of struct fields from the module's
-// source.
-type fieldComments struct {
-	module string
-	fset   *gotoken.FileSet
-	pkgs   map[string][]*ast.File // by directory
-}
-
-func newFieldComments(t *testing.T) *fieldComments {
-	mod, err := os.ReadFile("go.mod")
-	if err != nil {
-		t.Fatal(err)
-	}
-	line, _, _ := strings.Cut(string(mod), "\n")
-	return &fieldComments{module: strings.TrimPrefix(line, "module "), fset: gotoken.NewFileSet(), pkgs: map[string][]*ast.File{}}
-}
-
-// zeroValue returns what the comment of owner's field says its zero value
-// means, if it says.
-func (fc *fieldComments) zeroValue(t *testing.T, owner reflect.Type, field string) (string, bool) {
-	t.Helper()
-	dir, ok := strings.CutPrefix(owner.PkgPath(), fc.module+"/")
-	if !ok {
-		t.Fatalf("%s is outside module %s", owner, fc.module)
-	}
-	files, ok := fc.pkgs[dir]
-	if !ok {
-		names, _ := filepath.Glob(filepath.Join(dir, "*.go"))
-		for _, name := range names {
-			if strings.HasSuffix(name, "_test.go") {
-				continue
-			}
-			f, err := parser.ParseFile(fc.fset, name, nil, parser.ParseComments)
-			if err != nil {
-				t.Fatal(err)
-			}
-			files = append(files, f)
-		}
-		fc.pkgs[dir] = files
-	}
-	for _, f := range files {
-		for _, decl := range f.Decls {
-			gd, ok := decl.(*ast.GenDecl)
-			if !ok {
-				continue
-			}
-			for _, spec := range gd.Specs {
-				ts, ok := spec.(*ast.TypeSpec)
-				if !ok || ts.Name.Name != owner.Name() {
-					continue
-				}
-				st, ok := ts.Type.(*ast.StructType)
-				if !ok {
-					continue
-				}
-				for _, fld := range st.Fields.List {
-					if !slices.ContainsFunc(fld.Names, func(id *ast.Ident) bool { return id.Name == field }) {
-						continue
-					}
-					doc := strings.Join(strings.Fields(fld.Doc.Text()), " ")
-					if m := commentDefault.FindStringSubmatch(doc); m != nil {
-						return m[1], true
-					}
-					return "", false
-				}
-			}
-		}
-	}
-	t.Fatalf("no field %s.%s in %s", owner.Name(), field, dir)
-	return "", false
 }
