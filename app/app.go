@@ -109,7 +109,9 @@ func (a *App) buildStages() error {
 		if a.lg, err = logic.New(lc); err != nil {
 			return err
 		}
-		if a.hw, err = historywriter.New(historywriter.Config{Bus: a.bus, Store: a.history, Logger: a.log}); err != nil {
+		hc := cfg.HistoryWriter
+		hc.Bus, hc.Store, hc.Logger = a.bus, a.history, a.log
+		if a.hw, err = historywriter.New(hc); err != nil {
 			return err
 		}
 		registerWriterMetrics(a.reg, a.hw)
@@ -170,6 +172,14 @@ func (a *App) WSAddr() string {
 	}
 	return a.gw.Addr()
 }
+
+// Engine is the process's moderation engine: logic's verdicts and the
+// API's settings, bans and keyword lists (every role builds one).
+func (a *App) Engine() *moderation.Engine { return a.engine }
+
+// KV is the store of the process's persisted room settings and keyword
+// lists.
+func (a *App) KV() presence.KV { return a.kv }
 
 // Close closes the backends of an App that was built but never run (Run
 // closes them itself).

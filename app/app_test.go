@@ -3,13 +3,19 @@ package app
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net/http"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/bus/kafkabus"
+	"github.com/danmaku-live/danmaku/pkg/history"
 )
 
 // TestValidate checks that each unworkable Config names its field.
@@ -112,5 +118,77 @@ func TestRunDrainsPipeline(t *testing.T) {
 			t.Errorf("ingest holds %d records, want %d", total, n)
 		}
 		t.Logf("%s/%s: %d of %d records committed", c.stream, c.group, committed, total)
+	}
+}
+
+// closeCountingStore is a memory history store that records a Close.
+type closeCountingStore struct {
+	*history.Memory
+	closed atomic.Bool
+}
+
+func (s *closeCountingStore) Close() error { s.closed.Store(true); return nil }
+
+// TestGivenHistory: a logic app and a gateway app on one given bus and
+// one given history store share it as processes share ClickHouse: what
+// the logic app's writer stores, the gateway app's API serves; Validate
+// counts it as the shared store a logic worker on Kafka needs; neither
+// app closes it.
+func TestGivenHistory(t *testing.T) {
+	mem := bus.NewMemory(bus.MemoryConfig{})
+	t.Cleanup(func() { _ = mem.Close() }) // after the apps' cleanups
+	st := &closeCountingStore{Memory: history.NewMemory(history.MemoryConfig{})}
+	kafkaLogic := Config{Role: RoleLogic, HTTPAddr: "127.0.0.1:0", JWTSecret: "s",
+		Backends: Backends{Bus: "kafka", Kafka: kafkabus.Config{Brokers: []string{"k:9092"}}, GivenHistory: st}}
+	if err := kafkaLogic.Validate(); err != nil {
+		t.Fatalf("logic on kafka with a given store: %v", err)
+	}
+	run := func(role Role) *App {
+		cfg := Config{Role: role, HTTPAddr: "127.0.0.1:0", JWTSecret: "given-secret", Logger: slog.New(slog.DiscardHandler),
+			Backends: Backends{Given: mem, GivenHistory: st}}
+		cfg.Gateway.Addr, cfg.Gateway.DrainTimeout = "127.0.0.1:0", time.Second
+		cfg.HistoryWriter.FlushInterval = 10 * time.Millisecond
+		a, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		select {
+		case <-a.Ready():
+		case err := <-done:
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: %v", role, err)
+			}
+			if st.closed.Load() {
+				t.Errorf("the %s app closed the given history store", role)
+			}
+		})
+		return a
+	}
+	run(RoleLogic)
+	gw := run(RoleGateway)
+	v, _ := bus.Marshal(bus.Ingest{Room: "given", ID: "g1", UID: "svc", Name: "svc", Role: auth.RoleService,
+		Text: "stored once, served by the other app", TS: time.Now().UnixMilli(), Trusted: true})
+	if err := mem.Publisher(bus.StreamIngest).Publish(context.Background(), bus.Record{Key: "given", Value: v}); err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(body, "served by the other app"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway app's API does not serve what the logic app stored: %s", body)
+		}
+		resp, err := http.Get("http://" + gw.HTTPAddr() + "/api/rooms/given/history")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
 	}
 }

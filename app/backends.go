@@ -34,8 +34,10 @@ func (a *App) openBackends() error {
 	default:
 		a.bus, a.ownBus = bus.NewMemory(bus.MemoryConfig{}), true
 	}
-	switch b.History {
-	case "clickhouse":
+	switch {
+	case b.GivenHistory != nil:
+		a.history = b.GivenHistory
+	case b.History == "clickhouse":
 		cc := b.ClickHouse
 		cc.Logger = a.log
 		st, err := chstore.New(ctx, cc)
@@ -85,9 +87,12 @@ func (a *App) openBackends() error {
 }
 
 // closeBackends closes the backends that hold connections (not a Given
-// bus: its owner closes it).
+// bus or GivenHistory store: their owner closes them).
 func (a *App) closeBackends() {
-	bs := []any{a.history, a.presence}
+	bs := []any{a.presence}
+	if a.cfg.Backends.GivenHistory == nil {
+		bs = append(bs, a.history)
+	}
 	if a.ownBus {
 		bs = append(bs, a.bus)
 	}

@@ -7,8 +7,10 @@ import (
 	"github.com/danmaku-live/danmaku/dispatch"
 	"github.com/danmaku-live/danmaku/gateway"
 	"github.com/danmaku-live/danmaku/logic"
+	"github.com/danmaku-live/danmaku/logic/historywriter"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/bus/kafkabus"
+	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/history/chstore"
 	"github.com/danmaku-live/danmaku/pkg/presence/redispresence"
 )
@@ -54,6 +56,9 @@ type Config struct {
 	Gateway gateway.Config
 	// Logic configures the logic worker (RoleLogic, RoleAll).
 	Logic logic.Config
+	// HistoryWriter configures the history writer that runs beside logic
+	// (RoleLogic, RoleAll). The app sets Bus, Store and Logger.
+	HistoryWriter historywriter.Config
 	// Dispatch configures the fan-out stage (RoleDispatch, RoleAll).
 	Dispatch dispatch.Config
 	// Logger receives every stage's logs. Zero value means slog.Default().
@@ -83,6 +88,11 @@ type Backends struct {
 	// that wraps a bus to inject faults, or a program embedding the
 	// stages. The app does not close it.
 	Given bus.Bus
+	// GivenHistory, when set, is the history store instead of one opened
+	// from History (which is then not read): a store shared by the apps of
+	// several roles in one test, as ClickHouse is shared by processes, or
+	// one a program opened itself. The app does not close it.
+	GivenHistory history.Store
 }
 
 // FieldError is a Config field that Validate rejects.
@@ -128,8 +138,9 @@ func (c *Config) Validate() error {
 	default:
 		return bad("Backends.Bus", "unknown bus %q (memory or kafka)", b.Bus)
 	}
-	switch b.History {
-	case "", "memory":
+	switch {
+	case b.GivenHistory != nil: // shared by its owner; History is not read
+	case b.History == "" || b.History == "memory":
 		if c.Role == RoleLogic && b.Bus == "kafka" && b.History == "" {
 			// A room whose accepted records left the takeover scan (or
 			// Kafka's retention) would start again at seq 1 after a restart
@@ -138,7 +149,7 @@ func (c *Config) Validate() error {
 			// explicit "memory" (tests, benchmarks) is let through.
 			return bad("Backends.History", "a logic worker on the kafka bus needs a shared history store to continue each room's seq: clickhouse with its address (memory only when asked for by name, for tests)")
 		}
-	case "clickhouse":
+	case b.History == "clickhouse":
 		if b.ClickHouse.Addr == "" {
 			return bad("Backends.ClickHouse.Addr", "required with the clickhouse history store")
 		}

@@ -67,6 +67,8 @@ func FuzzHistoryQuery(f *testing.F) {
 	if err := hist.Append(context.Background(), msgs); err != nil {
 		f.Fatal(err)
 	}
+	// The handler alone over a store (and a failing one): the history
+	// query runs no pipeline stage, and a fuzz iteration must be cheap.
 	handler := func(st history.Store) http.Handler {
 		api, err := httpapi.NewAPI(httpapi.APIConfig{Bus: bus.NewMemory(bus.MemoryConfig{}), History: st,
 			Signer: signer, ID: "api-fuzz", Logger: quiet})

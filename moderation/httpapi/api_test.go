@@ -17,8 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/danmaku-live/danmaku/logic"
-	"github.com/danmaku-live/danmaku/logic/historywriter"
+	"github.com/danmaku-live/danmaku/app"
 	"github.com/danmaku-live/danmaku/moderation"
 	"github.com/danmaku-live/danmaku/moderation/httpapi"
 	"github.com/danmaku-live/danmaku/pkg/auth"
@@ -32,71 +31,74 @@ var quiet = slog.New(slog.DiscardHandler)
 
 const testSecret = "test-secret-0123456789-abcdefghij"
 
-// harness is an API in front of a real logic worker and history writer on
-// the memory bus. The API and logic have separate engines, so a
-// configuration change reaches logic only through the control stream.
+// harness is the HTTP API of a gateway process in front of a logic
+// process (logic and the history writer): the Apps that `danmaku gateway`
+// and `danmaku logic` run, built with app.New, on one memory bus and one
+// history store (shared as processes share ClickHouse). The two processes
+// have separate engines, so a configuration change reaches logic only
+// through the control stream.
 type harness struct {
 	t       *testing.T
-	srv     *httptest.Server
+	base    string // the API's URL
 	bus     *bus.Memory
 	hist    *history.Memory
 	signer  *auth.Signer
-	logicEn *moderation.Engine
-	kv      *presence.MemoryKV
-	replies bus.Consumer // replies addressed to gwID
+	logicEn *moderation.Engine // the logic process's
+	kv      presence.KV        // the gateway process's settings store
+	replies bus.Consumer       // replies addressed to gwID
 	conn    atomic.Uint64
 }
 
+// gwID is the gateway the harness's sends come from (not the gateway
+// process's own, so its replies come to the harness).
 const gwID = "gw-test"
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	h := &harness{t: t, bus: bus.NewMemory(bus.MemoryConfig{}), hist: history.NewMemory(history.MemoryConfig{}), kv: presence.NewMemoryKV()}
+	h := &harness{t: t, bus: bus.NewMemory(bus.MemoryConfig{}), hist: history.NewMemory(history.MemoryConfig{})}
+	t.Cleanup(func() { _ = h.bus.Close() }) // after the apps stopped
 	var err error
 	if h.signer, err = auth.NewSigner(testSecret); err != nil {
 		t.Fatal(err)
 	}
-	apiEn, err := moderation.New(moderation.Config{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.logicEn, err = moderation.New(moderation.Config{Logger: quiet}); err != nil {
-		t.Fatal(err)
-	}
-	lg, err := logic.New(logic.Config{Bus: h.bus, Moderation: h.logicEn, Seqs: h.hist, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hw, err := historywriter.New(historywriter.Config{Bus: h.bus, Store: h.hist, FlushInterval: 10 * time.Millisecond, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := httpapi.NewAPI(httpapi.APIConfig{Bus: h.bus, History: h.hist, Signer: h.signer, Engine: apiEn,
-		Bans: presence.NewMemoryBans(), KV: h.kv, ID: "api-test", PublishTimeout: 3 * time.Second, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
+	lg := startApp(t, app.RoleLogic, h.bus, h.hist)
+	gw := startApp(t, app.RoleGateway, h.bus, h.hist)
+	h.logicEn, h.kv, h.base = lg.Engine(), gw.KV(), "http://"+gw.HTTPAddr()
 	if h.replies, err = h.bus.Consumer(bus.StreamReply, bus.ConsumerOptions{Key: gwID}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 3)
-	for _, run := range []func(context.Context) error{lg.Run, hw.Run, api.Run} {
-		go func() { _ = run(ctx); done <- struct{}{} }()
-	}
-	mux := http.NewServeMux()
-	api.Register(mux)
-	h.srv = httptest.NewServer(mux)
-	t.Cleanup(func() {
-		h.srv.Close()
-		cancel()
-		for range 3 {
-			<-done
-		}
-		_ = h.replies.Close()
-	})
+	t.Cleanup(func() { _ = h.replies.Close() })
 	h.warmUp()
 	return h
+}
+
+// startApp runs the App of role on b and st until the test ends.
+func startApp(t *testing.T, role app.Role, b bus.Bus, st history.Store) *app.App {
+	t.Helper()
+	cfg := app.Config{Role: role, HTTPAddr: "127.0.0.1:0", JWTSecret: testSecret, Logger: quiet,
+		Backends: app.Backends{Given: b, GivenHistory: st}}
+	cfg.Gateway.Addr, cfg.Gateway.ID, cfg.Gateway.DrainTimeout = "127.0.0.1:0", "gw-api-test", time.Second
+	cfg.HistoryWriter.FlushInterval = 10 * time.Millisecond
+	a, err := app.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	select {
+	case <-a.Ready():
+	case err := <-done:
+		cancel()
+		t.Fatalf("%s: %v", role, err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s: %v", role, err)
+		}
+	})
+	return a
 }
 
 // warmUp waits until the group-less control consumers of logic and the API
@@ -163,7 +165,7 @@ func (h *harness) token(role string, rooms []string, ttl time.Duration) string {
 // do sends a request and returns the status and body.
 func (h *harness) do(method, path, token, body string) (int, string) {
 	h.t.Helper()
-	req, _ := http.NewRequest(method, h.srv.URL+path, strings.NewReader(body))
+	req, _ := http.NewRequest(method, h.base+path, strings.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -705,6 +707,8 @@ func TestUsers(t *testing.T) {
 // POST /api/guest), others and same-origin requests get none, moderators'
 // endpoints never do.
 func TestPublicCORS(t *testing.T) {
+	// A unit test of the handler: CORS headers need no pipeline behind it,
+	// and each allow-list gets its own API.
 	signer, _ := auth.NewSigner(testSecret)
 	newAPI := func(origins ...string) *httptest.Server {
 		api, err := httpapi.NewAPI(httpapi.APIConfig{Bus: bus.NewMemory(bus.MemoryConfig{}), History: history.NewMemory(history.MemoryConfig{}),
@@ -847,6 +851,10 @@ func (purgeDown) Purge(context.Context, string, string, int64, int64) ([]uint64,
 // take is refused as a whole (503), so the moderator's retry does it all,
 // instead of a ban that leaves the user's messages in history.
 func TestBanRefusedWhenHistoryCannotPurge(t *testing.T) {
+	// A unit test of the handler over a store whose purges fail: the ban
+	// is refused before anything is published, so no pipeline stage has a
+	// part in it; what must stay untouched is the handler's engine and
+	// ban store.
 	signer, err := auth.NewSigner(testSecret)
 	if err != nil {
 		t.Fatal(err)
@@ -867,7 +875,7 @@ func TestBanRefusedWhenHistoryCannotPurge(t *testing.T) {
 	api.Register(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	h := &harness{t: t, srv: srv, signer: signer}
+	h := &harness{t: t, base: srv.URL, signer: signer}
 	status, body := h.do("POST", "/api/rooms/r/bans", h.token(auth.RoleMod, []string{"r"}, time.Hour), `{"uid":"troll"}`)
 	if status != http.StatusServiceUnavailable || errCode(t, body) != protocol.CodeUnavailable {
 		t.Fatalf("ban with history down: %d %s, want 503 unavailable", status, body)

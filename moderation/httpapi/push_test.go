@@ -80,7 +80,7 @@ func TestPushEndpoints(t *testing.T) {
 			t.Fatalf("notice %d within the burst: %d %s", i+2, st, body)
 		}
 	}
-	req, _ := http.NewRequest("POST", h.srv.URL+"/api/notices", strings.NewReader(`{"text":"one too many"}`))
+	req, _ := http.NewRequest("POST", h.base+"/api/notices", strings.NewReader(`{"text":"one too many"}`))
 	req.Header.Set("Authorization", "Bearer "+svc)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -98,6 +98,9 @@ func (s *streamAPI) do(method, path, token, body string, into any) int {
 }
 
 func testStreamEndpoints(t *testing.T, st streamStore) {
+	// A unit test of the handler over each stream store (memory and
+	// ClickHouse): the endpoints read and write the store only, no
+	// pipeline stage.
 	signer, err := auth.NewSigner(testSecret)
 	if err != nil {
 		t.Fatal(err)
