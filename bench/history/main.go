@@ -7,8 +7,10 @@
 //   - the insert rate of the history writer: messages on the accepted
 //     stream appended to ClickHouse, in rows per second.
 //
-// It runs a gateway in this process on the in-memory bus, so the figures
-// are the gateway's and the store's, without Kafka. Usage:
+// It runs the gateway process (for the joins) and the logic process (for
+// the writer), each the App that `danmaku gateway` and `danmaku logic` run,
+// in this process on the in-memory bus, so the figures are the gateway's,
+// the writer's and the store's, without Kafka. Usage:
 //
 //	go run ./bench/history -clickhouse 127.0.0.1:9000 [-joins 2000] [-rooms 300] [-rows 200000]
 package main
@@ -20,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -28,9 +29,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
-	"github.com/danmaku-live/danmaku/gateway"
-	"github.com/danmaku-live/danmaku/logic/historywriter"
-	"github.com/danmaku-live/danmaku/pkg/auth"
+	"github.com/danmaku-live/danmaku/app"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/client"
 	"github.com/danmaku-live/danmaku/pkg/history/chstore"
@@ -94,16 +93,14 @@ func benchJoins(ctx context.Context, st *chstore.Store, joins, rooms int, log *s
 	}
 	b := bus.NewMemory(bus.MemoryConfig{})
 	defer b.Close()
-	gw, err := startGateway(ctx, b, st, log)
+	cfg := appConfig(app.RoleGateway, b, st, log)
+	cfg.Gateway.Addr, cfg.Gateway.Loops, cfg.Gateway.DrainTimeout = "127.0.0.1:0", 1, time.Second
+	gw, stop, err := startApp(cfg)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		_ = gw.Shutdown(sctx)
-	}()
-	url := "ws://" + gw.Addr() + "/ws"
+	defer func() { _ = stop() }()
+	url := "ws://" + gw.WSAddr() + "/ws"
 	resident, err := warmRing(ctx, b, url, perRoom)
 	if err != nil {
 		return err
@@ -139,23 +136,30 @@ func seedRooms(ctx context.Context, st *chstore.Store, rooms, perRoom int) error
 	return st.Append(ctx, msgs("warm", 1, perRoom))
 }
 
-// startGateway runs a one-loop gateway on b and st at a free loopback
-// port and returns it once ready; the caller shuts it down.
-func startGateway(ctx context.Context, b *bus.Memory, st *chstore.Store, log *slog.Logger) (*gateway.Server, error) {
-	signer, _ := auth.NewSigner("bench-history")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// appConfig is the Config of a process of role on b, with st as its
+// history store.
+func appConfig(role app.Role, b bus.Bus, st *chstore.Store, log *slog.Logger) app.Config {
+	return app.Config{Role: role, HTTPAddr: "127.0.0.1:0", JWTSecret: "bench-history", Logger: log,
+		Backends: app.Backends{Given: b, GivenHistory: st}}
+}
+
+// startApp builds and runs the App of cfg and returns it once ready, with
+// the function that stops it and returns Run's error.
+func startApp(cfg app.Config) (*app.App, func() error, error) {
+	a, err := app.New(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	wsAddr := ln.Addr().String()
-	ln.Close()
-	gw, err := gateway.New(gateway.Config{Addr: wsAddr, Bus: b, History: st, Signer: signer, Logger: log, Loops: 1})
-	if err != nil {
-		return nil, err
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	select {
+	case <-a.Ready():
+	case err := <-done:
+		cancel()
+		return nil, nil, err
 	}
-	go func() { _ = gw.Run() }()
-	<-gw.Ready()
-	return gw, nil
+	return a, func() error { cancel(); return <-done }, nil
 }
 
 // warmRing fills the gateway's ring of the warm room: a resident viewer,
@@ -205,17 +209,23 @@ func report(what string, ds []time.Duration) {
 		q(0.99).Round(time.Microsecond), ds[len(ds)-1].Round(time.Microsecond))
 }
 
+// benchInsert times the history writer of a logic process appending rows
+// messages from the accepted stream to ClickHouse, batch rows per INSERT.
 func benchInsert(ctx context.Context, st *chstore.Store, rows, batch int, log *slog.Logger) error {
 	b := bus.NewMemory(bus.MemoryConfig{Retain: rows})
 	defer b.Close()
-	w, err := historywriter.New(historywriter.Config{Bus: b, Store: st, BatchSize: batch, Logger: log})
+	cfg := appConfig(app.RoleLogic, b, st, log)
+	cfg.HistoryWriter.BatchSize = batch
+	lg, stop, err := startApp(cfg)
 	if err != nil {
 		return err
 	}
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = stop()
+		}
+	}()
 	// Encode first, so the timing covers the writer and the store only.
 	const rooms = 100
 	recs := make([]bus.Record, 0, rows)
@@ -236,17 +246,70 @@ func benchInsert(ctx context.Context, st *chstore.Store, rows, batch int, log *s
 			return err
 		}
 	}
-	for w.Stats().Inserted < uint64(rows) {
+	// The writer commits what it appended: poll the bus, which is cheap,
+	// rather than gather the metrics registry.
+	for {
+		stored, err := committed(ctx, b, bus.StreamAccepted, "history")
+		if err != nil {
+			return err
+		}
+		if stored >= int64(rows) {
+			break
+		}
 		time.Sleep(2 * time.Millisecond)
 	}
 	took := time.Since(start)
-	stop()
-	if err := <-done; err != nil {
+	retries, err := metric(lg, "danmaku_history_writer_append_retries_total")
+	if err != nil {
 		return err
 	}
-	fmt.Printf("%-45s %d rows in %v: %.0f rows/s (batch %d, %d retries)\n", "history writer insert rate", rows,
-		took.Round(time.Millisecond), float64(rows)/took.Seconds(), batch, w.Stats().Retries)
+	stopped = true
+	if err := stop(); err != nil {
+		return err
+	}
+	fmt.Printf("%-45s %d rows in %v: %.0f rows/s (batch %d, %.0f retries)\n", "history writer insert rate", rows,
+		took.Round(time.Millisecond), float64(rows)/took.Seconds(), batch, retries)
 	return nil
+}
+
+// committed is how many records of stream group has committed, over
+// every partition.
+func committed(ctx context.Context, b *bus.Memory, stream, group string) (int64, error) {
+	parts, err := b.Partitions(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for p := range parts {
+		o, err := b.Offsets(ctx, stream, p, group)
+		if err != nil {
+			return 0, err
+		}
+		if o.Committed > o.Oldest {
+			n += o.Committed - o.Oldest
+		}
+	}
+	return n, nil
+}
+
+// metric reads the value of the counter or gauge name, without labels,
+// from a's metrics registry (what /metrics serves).
+func metric(a *app.App, name string) (float64, error) {
+	mfs, err := a.Registry().Gather()
+	if err != nil {
+		return 0, err
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name || len(mf.GetMetric()) == 0 {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if c := m.GetCounter(); c != nil {
+			return c.GetValue(), nil
+		}
+		return m.GetGauge().GetValue(), nil
+	}
+	return 0, fmt.Errorf("no metric %s", name)
 }
 
 // dropMessages drops the benchmark's database, so every run starts from
