@@ -28,7 +28,9 @@ var goDuration = regexp.MustCompile(`(\d[\d,]*) \* time\.(Millisecond|Second|Min
 // means") must hold X. X is read by the field's type: a duration ("30s",
 // "10 minutes", "5 s"), a number ("250,000", "256 KiB"), a quoted string,
 // or "off"/"none" for a zero number or an empty string. Fields of other kinds (pointers,
-// funcs, interfaces, maps, structs, bools) are not checked. skip names
+// funcs, interfaces, maps, structs, bools) are not checked. A field of a
+// checked kind that is not zero in cfg (so its package gave it a
+// default; pass cfg built from zero values) must state its default. skip names
 // fields whose statement is not a value (GOMAXPROCS, the open-file limit)
 // with the reason, so that a new field with such a comment fails until
 // it is listed. dir is the package's directory, relative to the test.
@@ -49,6 +51,9 @@ func StatedDefaults(t testing.TB, dir string, cfg any, skip map[string]string) {
 		}
 		m := statedDefault.FindStringSubmatch(goDuration.ReplaceAllString(doc, "$1 $2"))
 		if m == nil {
+			if _, skipped := skip[sf.Name]; statedKind(sf.Type) && !v.Field(i).IsZero() && !skipped {
+				t.Errorf("%s.%s: has the default %v, which its comment does not state (\"Zero value means ...\")", typ.Name(), sf.Name, v.Field(i).Interface())
+			}
 			continue
 		}
 		if why, ok := skip[sf.Name]; ok {
