@@ -294,3 +294,55 @@ func diffFields(a, b reflect.Value, out []changedField, prefix string) []changed
 	}
 	return out
 }
+
+// TestClientOptionsTable checks docs/client.md's options table against
+// gateway/web/danmaku.js: each numeric option's default in the table, in
+// the constructor's JSDoc and in its code must be the same, and every
+// option the constructor defaults must be in the table.
+func TestClientOptionsTable(t *testing.T) {
+	js, err := os.ReadFile("gateway/web/danmaku.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("docs/client.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := make(map[string]string)
+	for _, m := range regexp.MustCompile(`this\.\w+ = opts\.(\w+) \?\? (\d+);`).FindAllStringSubmatch(string(js), -1) {
+		code[m[1]] = m[2]
+	}
+	if len(code) < 5 {
+		t.Fatalf("found %d option defaults in danmaku.js: %v", len(code), code)
+	}
+	jsdoc := make(map[string]string)
+	for _, m := range regexp.MustCompile(`\[opts\.(\w+)=(\d+)\]`).FindAllStringSubmatch(string(js), -1) {
+		jsdoc[m[1]] = m[2]
+	}
+	table := make(map[string]string)
+	row := regexp.MustCompile("(?m)^\\| ((?:`\\w+`(?:, )?)+) \\| ([0-9, ]+) \\|")
+	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
+		names := strings.Split(strings.ReplaceAll(m[1], "`", ""), ", ")
+		values := strings.Split(m[2], ", ")
+		if len(names) != len(values) {
+			t.Errorf("docs/client.md row %q: %d options, %d defaults", m[0], len(names), len(values))
+			continue
+		}
+		for i, n := range names {
+			table[n] = strings.TrimSpace(values[i])
+		}
+	}
+	for name, v := range code {
+		if table[name] != v {
+			t.Errorf("docs/client.md: %s default %q, danmaku.js sets %s", name, table[name], v)
+		}
+		if jsdoc[name] != v {
+			t.Errorf("danmaku.js JSDoc: %s default %q, the constructor sets %s", name, jsdoc[name], v)
+		}
+	}
+	for name := range table {
+		if _, ok := code[name]; !ok {
+			t.Errorf("docs/client.md gives a default for %s, which danmaku.js's constructor does not default", name)
+		}
+	}
+}
