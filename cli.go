@@ -216,7 +216,7 @@ func parseConfig(role string, args []string, stderr io.Writer) (app.Config, erro
 	fs.StringVar(&logLevel, "log-level", env("DANMAKU_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.IntVar(&cfg.Dispatch.ThinBudget, "thin-budget", envInt("DANMAKU_THIN_BUDGET", 0), "display budget per room in messages/s for hot-room thinning (0: off; rooms override it with the display_budget setting)")
 	fs.IntVar(&gw.FlushRate, "flush-rate", envInt("DANMAKU_FLUSH_RATE", 0), "gateway batch writes per second per event loop that pace its flushes by fan-out cost (0: 250000, -1: off)")
-	fs.IntVar(&outboundMiB, "outbound-budget", envInt("DANMAKU_OUTBOUND_BUDGET", 0), "gateway outbound backlog over all viewers in MiB; above it batches are dropped for a viewer whose backlog with them would pass 16 KiB (0: 512, -1: off)")
+	fs.IntVar(&outboundMiB, "outbound-budget", envInt("DANMAKU_OUTBOUND_BUDGET", 0), "gateway outbound backlog over all viewers in MiB; above it batches are dropped for a viewer whose backlog with them would pass a sixteenth of its soft cap (0: 512, -1: off)")
 	fs.DurationVar(&gw.ShedDelay, "shed-delay", envDuration("DANMAKU_SHED_DELAY", 0), "how long batches may wait on a gateway event loop (queued to written, the gateway's own clock) before the gateway sheds its heavy rooms by priority, the same for every viewer (0: 500ms, negative: off)")
 	fs.IntVar(&gw.OnlineRate, "online-rate", envInt("DANMAKU_ONLINE_RATE", 0), "gateway writes per second for online (viewer count) frames over all rooms (0: 2500, -1: none)")
 	fs.BoolVar(&gw.Affinity, "affinity", envBool("DANMAKU_AFFINITY", false), "gateway reads only the dispatch partitions of the rooms its viewers are in (route viewers by room: deploy/nginx); off: every partition")
