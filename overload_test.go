@@ -49,19 +49,11 @@ func startPipeline(t *testing.T, b bus.Bus, mod func(*gateway.Config)) *pipeline
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	select {
-	case <-a.Ready():
-	case err := <-done:
-		cancel()
+	stop, err := a.Start()
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	t.Cleanup(func() { _ = stop() })
 	return &pipeline{ws: a.WSAddr(), reg: a.Registry()}
 }
 

@@ -278,6 +278,34 @@ func (a *App) Run(ctx context.Context) error {
 	return runErr
 }
 
+// Start runs the App on its own goroutine and returns once it serves
+// (Ready), or with Run's error if Run ended first. stop shuts it down as
+// a cancelled Run does and returns Run's error; later calls return the
+// same. For tests and programs that run an App beside other work.
+func (a *App) Start() (stop func() error, err error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	select {
+	case <-a.ready:
+	case err := <-done:
+		cancel()
+		if err == nil {
+			err = errors.New("app: Run returned before it served")
+		}
+		return nil, err
+	}
+	var once sync.Once
+	var runErr error
+	return func() error {
+		once.Do(func() {
+			cancel()
+			runErr = <-done
+		})
+		return runErr
+	}, nil
+}
+
 // startGateway runs the gateway (if this role has one) and waits until it
 // listens; an engine that fails to start (the port is taken) is an error.
 func (a *App) startGateway(done chan error) error {

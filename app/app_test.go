@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -71,12 +72,8 @@ func TestRunDrainsPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	select {
-	case <-a.Ready():
-	case err := <-done:
+	stop, err := a.Start()
+	if err != nil {
 		t.Fatal(err)
 	}
 	const n = 2000
@@ -91,8 +88,7 @@ func TestRunDrainsPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("Run returned %v after the cancel", time.Since(start).Round(time.Millisecond))
@@ -152,17 +148,12 @@ func TestGivenHistory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- a.Run(ctx) }()
-		select {
-		case <-a.Ready():
-		case err := <-done:
+		stop, err := a.Start()
+		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
+			if err := stop(); err != nil {
 				t.Errorf("%s: %v", role, err)
 			}
 			if st.closed.Load() {
@@ -190,5 +181,54 @@ func TestGivenHistory(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		body = string(b)
+	}
+}
+
+// TestStart: Start returns once the App serves, stop returns Run's error
+// (nil after a clean drain) and the same again; an App that cannot serve
+// makes Start return Run's error.
+func TestStart(t *testing.T) {
+	mem := bus.NewMemory(bus.MemoryConfig{})
+	t.Cleanup(func() { _ = mem.Close() })
+	cfg := Config{Role: RoleDispatch, HTTPAddr: "127.0.0.1:0", JWTSecret: "s", Logger: slog.New(slog.DiscardHandler),
+		Backends: Backends{Given: mem}}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, err := a.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + a.HTTPAddr() + "/readyz")
+	if err != nil {
+		t.Fatalf("not serving after Start: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("readyz after Start: %s", resp.Status)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("second stop: %v", err)
+	}
+	if _, err := http.Get("http://" + a.HTTPAddr() + "/readyz"); err == nil {
+		t.Error("still serving after stop")
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg.HTTPAddr = ln.Addr().String() // taken
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stop, err := b.Start(); err == nil || stop != nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Start on a taken port: stop %v, err %v; want Run's error", stop != nil, err)
 	}
 }

@@ -123,21 +123,14 @@ func startStack(t *testing.T, secret string, mods ...func(*dispatch.Config)) (ws
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	select {
-	case <-a.Ready():
-	case err := <-done:
-		cancel()
+	stop, err := a.Start()
+	if err != nil {
 		t.Fatalf("app: %v", err)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("app not ready")
 	}
 	t.Cleanup(func() {
-		cancel()
-		<-done
+		if err := stop(); err != nil {
+			t.Errorf("app: %v", err)
+		}
 	})
 	return a.WSAddr(), a.HTTPAddr()
 }

@@ -143,23 +143,14 @@ func appConfig(role app.Role, b bus.Bus, st *chstore.Store, log *slog.Logger) ap
 		Backends: app.Backends{Given: b, GivenHistory: st}}
 }
 
-// startApp builds and runs the App of cfg and returns it once ready, with
-// the function that stops it and returns Run's error.
+// startApp builds the App of cfg and starts it (App.Start).
 func startApp(cfg app.Config) (*app.App, func() error, error) {
 	a, err := app.New(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	select {
-	case <-a.Ready():
-	case err := <-done:
-		cancel()
-		return nil, nil, err
-	}
-	return a, func() error { cancel(); return <-done }, nil
+	stop, err := a.Start()
+	return a, stop, err
 }
 
 // warmRing fills the gateway's ring of the warm room: a resident viewer,

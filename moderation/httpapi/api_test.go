@@ -83,18 +83,12 @@ func startApp(t *testing.T, role app.Role, b bus.Bus, st history.Store) *app.App
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	select {
-	case <-a.Ready():
-	case err := <-done:
-		cancel()
+	stop, err := a.Start()
+	if err != nil {
 		t.Fatalf("%s: %v", role, err)
 	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("%s: %v", role, err)
 		}
 	})
