@@ -24,7 +24,7 @@ func helpArgs() [][]string {
 	args := [][]string{{"-h"}, {"--help"}, {"-help"}, {"help"}, {"help", "gateway"}, {"help", "bench"},
 		{"--http", "127.0.0.1:1", "-h"}, {"probe", "-h"}, {"version", "-h"}, {"help", "version"},
 		{"bench", "-h"}, {"bench", "--help"}, {"bench", "help"}, {"bench", "compare", "-h"}, {"bench", "compare", "--help"},
-		{"bench", "model", "-h"}, {"bench", "model", "--help"}, {"probe", "--help"}, {"help", "probe"}, {"version", "--help"}}
+		{"bench", "model", "-h"}, {"bench", "model", "--help"}, {"bench", "worker", "-h"}, {"bench", "worker", "--help"}, {"probe", "--help"}, {"help", "probe"}, {"version", "--help"}}
 	for _, cmd := range []string{"all", "gateway", "logic", "dispatch", "token"} {
 		args = append(args, []string{cmd, "-h"}, []string{cmd, "--help"}, []string{"help", cmd})
 	}

@@ -33,6 +33,13 @@ scenarios:
 Run "danmaku bench <scenario> -h" for the flags. See docs/bench.md.
 `
 
+// workerUsage is the -h of the hidden worker mode (WorkerMain).
+const workerUsage = `usage: danmaku bench worker
+
+Internal: a load worker that a bench run starts itself. It reads a worker
+spec and commands as JSON lines on stdin and writes reports to stdout.
+`
+
 // Main runs `danmaku bench` with args (after "bench"). env holds what the
 // command line read from the environment (cli.go): its Brokers and Secret
 // serve where neither a flag nor a scenario file sets them, and its Quiet
@@ -45,6 +52,13 @@ func Main(ctx context.Context, args []string, env Options, stdout, stderr io.Wri
 	cmd, args := args[0], args[1:]
 	switch cmd {
 	case "worker":
+		if len(args) > 0 {
+			if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+				fmt.Fprint(stdout, workerUsage)
+				return nil
+			}
+			return fmt.Errorf("bench worker: unexpected arguments %v (it takes none)", args)
+		}
 		return WorkerMain(ctx, os.Stdin, stdout)
 	case "compare":
 		return compareCmd(args, stdout, stderr)
