@@ -426,7 +426,11 @@ func TestLoadUntilStoreTries(t *testing.T) {
 		{"answered", 3, nil, true, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := Config{HistoryStoreTries: tc.tries, HistoryRetries: 4, HistoryRetryEvery: time.Millisecond, HistoryTimeout: time.Second}
+			// Retries are also capped in time (HistoryRetries ×
+			// HistoryRetryEvery): a period long against a sleep's
+			// overshoot on a loaded machine keeps the count what it
+			// tests (at 1ms, 3 of 4 retries fitted under -race).
+			cfg := Config{HistoryStoreTries: tc.tries, HistoryRetries: 4, HistoryRetryEvery: 50 * time.Millisecond, HistoryTimeout: time.Second}
 			cfg.setDefaults()
 			s := &Server{cfg: cfg, ctx: context.Background()}
 			calls := 0
