@@ -154,6 +154,14 @@ type Config struct {
 	// backlogs past SoftOutbound/16). Zero value means 500ms; negative
 	// turns shedding off.
 	ShedDelay time.Duration
+	// ShedFlushDelay is how often, at most, an event loop writes to the
+	// viewers of a room under overload (docs/protocol.md, "Overload
+	// shedding"): the first answer to a room the gateway cannot write in
+	// time is fewer, bigger frames (one write per viewer per
+	// ShedFlushDelay, or per write pass's duration if longer, instead of
+	// per MaxFlushDelay), and only if that is not enough does it leave
+	// messages out. Zero value means 250ms, capped at half of ShedDelay.
+	ShedFlushDelay time.Duration
 	// manualShed (tests): no shed goroutine; the test calls shedStep.
 	manualShed bool
 	// OnlineRate bounds the writes per second that online (viewer count)
@@ -272,6 +280,10 @@ func (c *Config) setDefaults() {
 	orDefault(&c.OnlineRate, 2500)
 	orDefault(&c.MaxFlushDelay, 40*time.Millisecond)
 	orDefault(&c.ShedDelay, 500*time.Millisecond)
+	orDefault(&c.ShedFlushDelay, 250*time.Millisecond)
+	if c.ShedDelay > 0 {
+		c.ShedFlushDelay = min(c.ShedFlushDelay, c.ShedDelay/2)
+	}
 	orDefault(&c.AffinityGrace, 30*time.Second)
 	orDefault(&c.AffinityRewind, 4096)
 	orDefault(&c.HistoryOnJoin, 50)

@@ -20,6 +20,7 @@ func (l *loop) flush(s *Server) {
 	l.out.queuedAt = 0
 	l.out.mu.Unlock()
 	l.passHead = queuedAt
+	start := time.Now()
 	viewers := 0
 	if len(q) == 1 {
 		viewers = l.deliverRoom(s, q)
@@ -54,8 +55,22 @@ func (l *loop) flush(s *Server) {
 		l.delayAt.Store(now)
 	}
 	// Frames that arrived during this flush wait out its fan-out cost.
+	// After a pass over a room under overload (shed.go) they wait
+	// ShedFlushDelay, or as long as the pass took if longer (up to
+	// ShedDelay): the loop then spends at most half its time writing,
+	// and where a write's fixed cost is what overloads it, each viewer
+	// gets fewer, bigger frames rather than fewer messages.
+	pace := s.paceAfter(viewers)
+	var extra time.Duration
+	if l.wide {
+		wide := max(s.cfg.ShedFlushDelay, min(time.Since(start), s.cfg.ShedDelay))
+		extra = max(wide-pace, 0)
+		pace += extra
+		l.wide = false
+	}
+	l.wideWait.Store(int64(extra))
 	l.out.mu.Lock()
-	l.out.notBefore = time.Now().Add(s.paceAfter(viewers)).UnixNano()
+	l.out.notBefore = time.Now().Add(pace).UnixNano()
 	if len(l.out.q) > 0 {
 		l.scheduleLocked(s)
 	} else {
@@ -74,6 +89,7 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 	}
 	viewers := len(lr.members)
 	l.exempt = lr.r.shedding.Load()
+	l.wide = l.wide || l.exempt
 	defer func() { l.exempt = false }()
 	// backed counts members whose backlog after their write is past a
 	// sixteenth of the soft cap: when most of the room's members on the
@@ -98,6 +114,9 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 	if p.written > 0 {
 		s.m.deliveries.Add(float64(p.written))
 		lr.r.written.Add(int64(p.written))
+	}
+	if p.msgs > 0 {
+		lr.r.frameMsgs.Store(int64(p.msgs))
 	}
 	if backed >= 2 && 2*backed > viewers {
 		lr.r.backedAt.Store(max(l.passHead, 1))

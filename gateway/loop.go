@@ -60,6 +60,14 @@ type loop struct {
 	// viewers' batches are not dropped for the outbound budget (the
 	// shedding answers it, the same for all of them). Owned by the loop.
 	exempt bool
+	// wide is set when the running flush wrote a room under overload
+	// handling: the loop's next flush waits Config.ShedFlushDelay (see
+	// shed.go). Owned by the loop.
+	wide bool
+	// wideWait is what the last flush added to the wait before the next
+	// one because of wide rooms (ns): the shed goroutine does not count
+	// it as the loop being late. Written by the loop.
+	wideWait atomic.Int64
 	// Flush scratch, owned by the loop.
 	spare    []delivery
 	extended []delivery // a pass's deliveries with those takeMore added

@@ -76,7 +76,7 @@ func newMetrics(reg prometheus.Registerer, outbound *atomic.Int64) *metrics {
 		shedDeliveries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "shed_deliveries_total",
 			Help: "Deliveries overload shedding left out: each shed message times the room's viewers on this gateway."}),
 		shedRooms: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "shedding_rooms",
-			Help: "Rooms this gateway sheds now."}),
+			Help: "Rooms under overload handling on this gateway now: written in fewer, bigger frames, and thinned if that is not enough."}),
 	}
 	if reg != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "danmaku", Subsystem: "gateway", Name: "outbound_bytes",

@@ -50,9 +50,14 @@ type room struct {
 
 	// shed is the room's overload shedding (see shed.go); guarded by mu.
 	shed shed
-	// shedding is set while shed.budget is not 0: the loops then exempt
-	// the room's viewers from the outbound budget's drops.
+	// shedding is set while the room is under overload handling
+	// (shed.wide; its budget may be 0): the loops then write its viewers
+	// every Config.ShedFlushDelay and exempt them from the outbound
+	// budget's drops.
 	shedding atomic.Bool
+	// frameMsgs is the messages of the last stream frame a loop wrote to
+	// the room's viewers (flush.go); read by the shed goroutine.
+	frameMsgs atomic.Int64
 	// backedAt is set by a loop whose pass over the room found most of its
 	// members backed up: when the oldest delivery of that pass was queued
 	// (Unix ns). The shed goroutine reads and clears it.

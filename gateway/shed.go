@@ -27,6 +27,16 @@ import (
 // exempt from the budget's drops; the per-viewer soft and hard caps
 // stay.)
 //
+// The first answer to pressure costs latency, not messages: the room
+// goes "wide", and the loops with its viewers write to them at most every
+// Config.ShedFlushDelay (or every write pass's duration, if longer), so
+// each viewer gets fewer, bigger frames (a write's fixed cost, not its
+// bytes, is most of what a big room costs at a few messages per frame).
+// Only if the room is still late on batches queued after that, with
+// frames of shedFrameMsgs messages or more, does the gateway leave
+// messages out: with smaller frames the lateness is the writes' fixed
+// cost, which leaving messages out does not lower.
+//
 // Shedding never leaves out a protected message (system, paid, highlight,
 // or one of a mod, streamer or service) nor a frame outside the seq stream
 // (delete, purge, notice, online). The other messages are shown up to the
@@ -35,14 +45,19 @@ import (
 // of what the gateway wrote per viewer over the last second), halves while
 // the pressure lasts (at most once per shedCutEvery, and only for pressure
 // measured on batches queued after the last cut), grows by half every
-// shedCutEvery once it is gone for shedCalm, and shedding ends when the
-// budget reaches twice the incoming rate: the room returns to full
+// shedCutEvery once it is gone for shedCalm, and leaving out ends when the
+// budget reaches twice the incoming rate; the room's frames narrow again
+// after shedWideCalm more without pressure: the room returns to full
 // delivery by itself.
 //
 // Every left-out seq is covered by a batch's from/to marks: by the next
-// batch posted, or, when a batch was left out entirely and nothing follows
-// within a shed step, by a batch of no messages. The ring keeps every
-// message: joins and resumes get the full history.
+// batch posted, or, when nothing was posted for shedCoverWait after a
+// batch was left out entirely (the room went quiet, or the budget shows
+// fewer messages than that), by a batch of no messages. Covering every
+// shed step instead would cost the room one frame per viewer per step
+// however few messages it shows, which keeps an overloaded gateway
+// overloaded. The ring keeps every message: joins and resumes get the full
+// history.
 
 const (
 	// shedStep is how often the gateway looks at the pressure on its
@@ -64,6 +79,16 @@ const (
 	// shedHeadroom is the share of what the gateway achieved that a cut
 	// keeps: below it, the queued batches drain.
 	shedHeadroom = 0.7
+	// shedCoverWait is how long what a room's shedding left out may stay
+	// uncovered when no batch is posted after it.
+	shedCoverWait = 250 * time.Millisecond
+	// shedFrameMsgs is the messages per frame (about 8 KiB of chat as
+	// JSON) below which a wide room's lateness is taken as the cost of
+	// its writes, not of their bytes (see shedStep).
+	shedFrameMsgs = 64
+	// shedWideCalm is how long a wide room (see above) must be without
+	// pressure and without a budget before its frames narrow again.
+	shedWideCalm = 5 * time.Second
 )
 
 // shedCutEvery is the shortest interval between two cuts of a room's
@@ -74,12 +99,16 @@ func (s *Server) shedCutEvery() time.Duration {
 
 // shed is a room's overload shedding on this gateway. Guarded by room.mu.
 type shed struct {
+	// wide: the room is under overload handling (room.shedding): its
+	// loops write it every Config.ShedFlushDelay; budget may be 0 then.
+	wide   bool
 	budget float64   // messages per second shown; 0 = full delivery
 	tokens float64   // messages that may still be shown
 	at     time.Time // when tokens was last topped up
 	// cover..coverTo are seqs left out and not yet covered by a posted
-	// batch; cover 0 = none.
+	// batch (cover 0 = none), since coverAt.
 	cover, coverTo uint64
+	coverAt        time.Time
 	cutAt          time.Time // the last cut
 	pressedAt      time.Time // the last time the room was under pressure
 	grownAt        time.Time // the last time the budget grew
@@ -156,6 +185,9 @@ func (sh *shed) apply(ms []protocol.Message, first, last uint64, now time.Time) 
 	sh.tokens = max(sh.tokens-float64(len(shown)), -sh.budget)
 	left = len(ms) - len(shown)
 	if len(shown) == 0 {
+		if sh.cover == 0 {
+			sh.coverAt = now
+		}
 		sh.cover, sh.coverTo = from, last
 		return nil, from, false, left
 	}
@@ -198,7 +230,8 @@ func (s *Server) runShed() {
 // clock: the wait of the oldest delivery its last write pass wrote (from
 // being queued on the loop to the end of the pass; if that pass ended
 // within a second), or the age of the oldest delivery waiting now,
-// whichever is larger; and when that delivery was queued (Unix ns).
+// whichever is larger, less the wait the loop adds for wide rooms; and
+// when that delivery was queued (Unix ns).
 //
 // Only the gateway's own lateness counts, never a message's age since
 // logic accepted it: a pipeline that is late before the gateway (a slow
@@ -215,7 +248,8 @@ func (l *loop) behind(now time.Time) (lag time.Duration, head int64) {
 		d, head = ns-h, h
 	}
 	l.out.mu.Unlock()
-	return time.Duration(d), head
+	// The wait wide rooms ask for is not lateness.
+	return time.Duration(max(d-l.wideWait.Load(), 0)), head
 }
 
 // shedStep decides, for every room, whether it is under pressure, cuts or
@@ -269,7 +303,10 @@ func (s *Server) shedStep(now time.Time) {
 			cutAt = r.shed.cutAt.UnixNano()
 		}
 		pressed, late := backedAt > cutAt, backedAt != 0
-		if heavy && anyBehind {
+		// A wide room's loop lag counts only while its frames are big:
+		// below shedFrameMsgs, a write's fixed cost is most of a pass,
+		// and leaving messages out would not make the loop faster.
+		if heavy && anyBehind && (!r.shed.wide || r.frameMsgs.Load() >= shedFrameMsgs) {
 			for i, n := range r.viewers {
 				if n > 0 && i < len(behind) && behind[i] != 0 {
 					late = true
@@ -307,6 +344,13 @@ func (s *Server) stepLocked(r *room, pressed, late bool, now time.Time) {
 	}
 	every := s.shedCutEvery()
 	switch {
+	case pressed && !sh.wide:
+		// First answer: fewer, bigger frames (flush.go reads shedding).
+		sh.wide = true
+		r.shedding.Store(true)
+		s.m.shedRooms.Inc()
+		sh.cutAt, sh.pressedAt, sh.grownAt = now, now, now
+		s.cfg.Logger.Debug("gateway: room wide", "room", r.name, "rate", sh.rate)
 	case pressed && now.Sub(sh.cutAt) >= every:
 		base := max(sh.rate, inst) // the smoothed rate lags a rising one
 		if sh.budget != 0 {
@@ -314,8 +358,6 @@ func (s *Server) stepLocked(r *room, pressed, late bool, now time.Time) {
 		}
 		if sh.budget == 0 {
 			sh.tokens, sh.at = 0, now
-			r.shedding.Store(true)
-			s.m.shedRooms.Inc()
 		}
 		// Half of it, and below what the gateway managed to write while
 		// late: one cut then reaches a rate it can keep up with.
@@ -334,11 +376,14 @@ func (s *Server) stepLocked(r *room, pressed, late bool, now time.Time) {
 		s.cfg.Logger.Debug("gateway: shedding grows", "room", r.name, "budget", sh.budget, "rate", sh.rate)
 		if sh.budget >= 2*sh.rate {
 			sh.budget = 0
-			r.shedding.Store(false)
-			s.m.shedRooms.Dec()
 		}
+	case sh.wide && sh.budget == 0 && now.Sub(sh.pressedAt) >= shedWideCalm:
+		sh.wide = false
+		r.shedding.Store(false)
+		s.m.shedRooms.Dec()
+		s.cfg.Logger.Debug("gateway: room narrow", "room", r.name, "rate", sh.rate)
 	}
-	if sh.cover != 0 {
+	if sh.cover != 0 && now.Sub(sh.coverAt) >= shedCoverWait {
 		// A batch was left out entirely and no batch followed: a batch of
 		// no messages covers it. Posted under room.mu, so that it stays
 		// in order with the dispatch goroutine's next batch.

@@ -123,12 +123,15 @@ func streamView(t *testing.T, c *wstest.Conn, last uint64) (shown []uint64, mark
 	return shown, marked
 }
 
-// forceShed puts room under shedding at a budget of half rate.
+// forceShed puts room under shedding at a budget of half rate: the first
+// pressure makes it wide, the second (a cut interval later) cuts.
 func forceShed(s *Server, name string, rate float64) {
 	r := s.rooms.get(name)
 	r.mu.Lock()
 	r.shed.rate = rate
-	s.stepLocked(r, true, true, time.Now())
+	now := time.Now().Add(-s.shedCutEvery())
+	s.stepLocked(r, true, true, now)
+	s.stepLocked(r, true, true, now.Add(s.shedCutEvery()))
 	r.mu.Unlock()
 }
 
@@ -199,7 +202,7 @@ func TestShedSameForEveryViewer(t *testing.T) {
 			t.Fatalf("the gateway got up to seq %d of %d", last, seq)
 		}
 	}
-	gw.s.shedStep(time.Now()) // covers what no batch followed
+	gw.s.shedStep(time.Now().Add(shedCoverWait)) // covers what no batch followed
 	var first []uint64
 	for i, c := range cs {
 		shown, marked := streamView(t, c, seq)
@@ -265,6 +268,9 @@ func TestShedKeepsHealthyReader(t *testing.T) {
 				c.HardOutbound = 4 << 20
 				c.SlowTimeout = time.Minute
 				c.OutboundBudget = 1
+				// Wide frames are not what this test is about; at
+				// 250ms a round, 300 rounds pass the idle timeout.
+				c.ShedFlushDelay = 5 * time.Millisecond
 			})
 			_, fast := slowAndFast(t, gw)
 			if shedding {
@@ -371,9 +377,27 @@ func TestShedStepPressure(t *testing.T) {
 	}
 	step(2 * s.cfg.ShedDelay)
 	if !heavy.shedding.Load() {
-		t.Fatal("a lagging loop did not cut its heavy room")
+		t.Fatal("a lagging loop did not make its heavy room wide")
 	}
-	if b := budget(); b > shedHeadroom*200+1 {
+	if b := budget(); b != 0 {
+		t.Fatalf("the first pressure left messages out (budget %v): it must only widen the frames", b)
+	}
+	// Still late on batches queued before it went wide: no cut yet.
+	step(2 * s.cfg.ShedDelay)
+	if b := budget(); b != 0 {
+		t.Fatalf("cut to %v on a lag measured before the room went wide", b)
+	}
+	head = now // late on batches queued since, but with small frames: the
+	// writes' fixed cost, which leaving messages out does not lower
+	heavy.frameMsgs.Store(shedFrameMsgs / 4)
+	step(2 * s.cfg.ShedDelay)
+	if b := budget(); b != 0 {
+		t.Fatalf("cut to %v with frames of %d messages", b, shedFrameMsgs/4)
+	}
+	head = now // with big frames: cut
+	heavy.frameMsgs.Store(shedFrameMsgs)
+	step(2 * s.cfg.ShedDelay)
+	if b := budget(); b == 0 || b > shedHeadroom*200+1 {
 		t.Fatalf("first cut to %v msg/s; the gateway wrote 200 per viewer, want at most %v", b, shedHeadroom*200)
 	}
 	if light.shedding.Load() {
@@ -400,6 +424,159 @@ func TestShedStepPressure(t *testing.T) {
 	}
 	if got := gaugeValue(s.m.shedRooms); got != 2 {
 		t.Fatalf("shedding_rooms %v, want 2", got)
+	}
+	// Calm: full delivery comes back first, then the frames narrow.
+	full := false
+	for i := 0; heavy.shedding.Load(); i++ {
+		if i == 100 {
+			t.Fatal("the heavy room is still under overload handling after 100 calm steps")
+		}
+		step(0)
+		if b := budget(); b == 0 {
+			full = true
+		} else if full {
+			t.Fatalf("budget cut to %v while calm", b)
+		}
+	}
+	if !full {
+		t.Fatal("frames narrowed while messages were still left out")
+	}
+	want := 0.0
+	if light.shedding.Load() {
+		want = 1
+	}
+	if got := gaugeValue(s.m.shedRooms); got != want {
+		t.Fatalf("shedding_rooms %v after the heavy room recovered, want %v", got, want)
+	}
+}
+
+// TestShedFramesFollowTheBudget: a room shed to a few messages a second
+// costs its viewers few frames however many batches it gets, and they
+// still see every seq shown or marked. Covering left-out batches on every
+// shed step used to send a frame per viewer per step (an empty batch), so
+// an overloaded gateway stayed overloaded at any budget: 19,000 viewers
+// at 100 msg/s, cut to the 5 msg/s floor, still cost 380k writes a
+// second.
+func TestShedFramesFollowTheBudget(t *testing.T) {
+	// Frames not merged by wide flushes (TestShedWideFlushesLess): each
+	// batch posted is a frame here.
+	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1; c.ShedFlushDelay = time.Microsecond })
+	c := dialRaw(t, gw.addr)
+	if st := c.Upgrade("/ws?room=hot", ""); st != 101 {
+		t.Fatal(st)
+	}
+	c.NextOp(protocol.OpHistory, 2*time.Second)
+	forceShed(gw.s, "hot", 10) // budget: the floor, 5 msg/s
+	pub := gw.bus.Publisher(bus.StreamDispatch)
+	var seq uint64
+	start := time.Now()
+	nextStep := start
+	for time.Since(start) < time.Second {
+		seq++
+		m := protocol.Message{Seq: seq, UID: "u", Name: "n", Text: "x"}
+		if err := pub.Publish(context.Background(), bus.Record{Key: "hot", Value: protocol.EncodeBatch("hot", []protocol.Message{m})}); err != nil {
+			t.Fatal(err)
+		}
+		if now := time.Now(); !now.Before(nextStep) {
+			gw.s.shedStep(now)
+			nextStep = now.Add(shedStep)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	hot := gw.s.rooms.get("hot")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		hot.mu.Lock()
+		last := hot.last
+		hot.mu.Unlock()
+		if last == seq {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway got up to seq %d of %d", last, seq)
+		}
+	}
+	gw.s.shedStep(time.Now().Add(shedCoverWait)) // the tail: covered
+	frames := 0
+	var covered uint64
+	var shown int
+	for covered < seq {
+		f, err := c.NextFrame(5 * time.Second)
+		if err != nil {
+			t.Fatalf("covered up to %d of %d: %v", covered, seq, err)
+		}
+		if f.Op != protocol.OpBatch {
+			continue
+		}
+		frames++
+		from, to := f.From, f.To
+		if to == 0 {
+			from, to = f.Msgs[0].Seq, f.Msgs[len(f.Msgs)-1].Seq
+		}
+		if from > covered+1 {
+			t.Fatalf("seqs %d..%d missing without a mark", covered+1, from-1)
+		}
+		shown += len(f.Msgs)
+		covered = max(covered, to)
+	}
+	// About 5 shown in the second, each posting a frame, a cover when
+	// nothing was posted for shedCoverWait (250ms: at most 4), the tail's
+	// cover, and slack. A cover every shed step would be about 20.
+	const limit = 5 + 1 + 4 + 1 + 2
+	t.Logf("%d messages: %d shown in %d frames", seq, shown, frames)
+	if frames > limit {
+		t.Fatalf("%d frames for %d shown of %d messages at a 5 msg/s budget; want at most %d", frames, shown, seq, limit)
+	}
+	if shown == 0 || shown > 12 {
+		t.Fatalf("%d of %d shown at a 5 msg/s budget", shown, seq)
+	}
+}
+
+// TestShedWideFlushesLess: a loop that wrote a room under overload
+// handling waits Config.ShedFlushDelay before its next flush, so each
+// viewer gets fewer, bigger writes; a room without it waits no longer than
+// its fan-out cost.
+func TestShedWideFlushesLess(t *testing.T) {
+	for _, wide := range []bool{false, true} {
+		t.Run(fmt.Sprintf("wide=%v", wide), func(t *testing.T) {
+			gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1 })
+			c := dialRaw(t, gw.addr)
+			if st := c.Upgrade("/ws?room=hot", ""); st != 101 {
+				t.Fatal(st)
+			}
+			c.NextOp(protocol.OpHistory, 2*time.Second)
+			if wide {
+				r := gw.s.rooms.get("hot")
+				r.mu.Lock()
+				gw.s.stepLocked(r, true, true, time.Now())
+				r.mu.Unlock()
+			}
+			pub := gw.bus.Publisher(bus.StreamDispatch)
+			before := time.Now()
+			if err := pub.Publish(context.Background(), bus.Record{Key: "hot", Value: protocol.EncodeBatch("hot", mixed(1, 3, "x"))}); err != nil {
+				t.Fatal(err)
+			}
+			if f := c.NextOp(protocol.OpBatch, 2*time.Second); len(f.Msgs) != 3 {
+				t.Fatalf("%d messages, want all 3 (going wide leaves nothing out)", len(f.Msgs))
+			}
+			// The flush sets its successor's time after its writes: wait
+			// for it.
+			l := gw.s.loopList()[0]
+			var wait time.Duration
+			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				l.out.mu.Lock()
+				wait = time.Duration(l.out.notBefore - before.UnixNano())
+				l.out.mu.Unlock()
+				if wait > 0 {
+					break
+				}
+			}
+			if wide && wait < gw.s.cfg.ShedFlushDelay {
+				t.Fatalf("next flush %v after the batch; want at least ShedFlushDelay %v", wait, gw.s.cfg.ShedFlushDelay)
+			}
+			if !wide && wait >= gw.s.cfg.ShedFlushDelay {
+				t.Fatalf("next flush %v after the batch of a room not under overload", wait)
+			}
+		})
 	}
 }
 
