@@ -159,8 +159,9 @@ type Config struct {
 	// shedding"): the first answer to a room the gateway cannot write in
 	// time is fewer, bigger frames (one write per viewer per
 	// ShedFlushDelay, or per write pass's duration if longer, instead of
-	// per MaxFlushDelay), and only if that is not enough does it leave
-	// messages out. Zero value means 250ms, capped at half of ShedDelay.
+	// per MaxFlushDelay; the loop's other rooms wait with it), and only if
+	// that is not enough does it leave messages out. Zero value means
+	// 250ms, capped at half of ShedDelay.
 	ShedFlushDelay time.Duration
 	// manualShed (tests): no shed goroutine; the test calls shedStep.
 	manualShed bool
