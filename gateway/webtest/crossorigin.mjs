@@ -12,17 +12,12 @@
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import path from "node:path";
+import { env, launch, stepper } from "../../pkg/testenv/page.mjs";
 
-const HTTP = process.env.DANMAKU_HTTP;
-const ROOM = process.env.DANMAKU_ROOM;
-const step = (s) => console.log("crossorigin: " + s);
+const { HTTP, OUT, ROOM } = env;
+const step = stepper("crossorigin");
 
-const browser = await chromium.launch({
-  executablePath: process.env.DANMAKU_CHROMIUM,
-  headless: true,
-  timeout: 20000,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-});
+const browser = await launch(chromium);
 try {
   const open = async (origin) => {
     const page = await browser.newPage({ viewport: { width: 1024, height: 700 } });
@@ -44,7 +39,7 @@ try {
   const seen = await ok.page.evaluate(() => globalThis.result.messages.map((m) => m.text));
   assert.ok(seen.includes(process.env.DANMAKU_SEEN), "the history arrives over the WebSocket too");
   assert.deepEqual(ok.errors, []);
-  await ok.page.screenshot({ path: path.join(process.env.DANMAKU_OUT, "crossorigin.png") });
+  await ok.page.screenshot({ path: path.join(OUT, "crossorigin.png") });
 
   step("the same page from an origin not in --origins is refused by the browser");
   const bad = await open(process.env.DANMAKU_REFUSED);

@@ -6,7 +6,9 @@
 // verdicts, lanes under load; at 1024 and 1440 px), crossorigin.mjs
 // (embed/index.html on other origins against --origins), protocol.mjs
 // (docs/protocol.md with node "ws") and client.test.mjs (danmaku.js and
-// danmaku.d.ts, node's test runner).
+// danmaku.d.ts, node's test runner). The browser scripts share
+// pkg/testenv/page.mjs with moderation/webtest (launching Chromium, a page
+// that records its errors, polling, the room API).
 //
 // Requirements: node and npm (the tests run `npm ci` here when node_modules
 // is missing) and Chromium (/usr/bin/chromium, or DANMAKU_TEST_CHROMIUM).

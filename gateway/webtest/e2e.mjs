@@ -10,72 +10,25 @@ import { chromium } from "playwright-core";
 import WebSocket from "ws";
 import assert from "node:assert/strict";
 import path from "node:path";
+import { batchWith, env, launch, openPage, roomAPI, stepper, watch } from "../../pkg/testenv/page.mjs";
 
-const HTTP = process.env.DANMAKU_HTTP;
-const WS = process.env.DANMAKU_WS;
-const OUT = process.env.DANMAKU_OUT;
-const SERVICE = process.env.DANMAKU_SERVICE_TOKEN;
+const { HTTP, WS, OUT, SERVICE } = env;
 const ROOM = "e2e1";
-const step = (s) => console.log("e2e: " + s);
-
-function waitFor(pred, ms, what) {
-  return new Promise((resolve, reject) => {
-    const t0 = Date.now();
-    const iv = setInterval(() => {
-      const v = pred();
-      if (v) {
-        clearInterval(iv);
-        resolve(v);
-      } else if (Date.now() - t0 > ms) {
-        clearInterval(iv);
-        reject(new Error("timed out waiting for " + what));
-      }
-    }, 20);
-  });
-}
-
-async function publish(body) {
-  const res = await fetch(`${HTTP}/api/rooms/${ROOM}/publish`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: "Bearer " + SERVICE },
-    body: JSON.stringify(body),
-  });
-  const text = await res.text();
-  assert.equal(res.status, 200, "publish: " + text);
-  return JSON.parse(text);
-}
+const step = stepper("e2e");
+const api = roomAPI(ROOM);
+const publish = (body) => api("POST", "/publish", SERVICE, body);
 
 // (b) A client the project did not write.
 step("connecting the ws client");
-const frames = [];
-const sock = new WebSocket(`${WS}?room=${ROOM}`);
-sock.on("message", (data) => frames.push(JSON.parse(data.toString())));
-await waitFor(() => frames.find((f) => f.op === "history" && f.room === ROOM), 5000, "ws client history");
+const { sock, frames } = await watch(WebSocket, `${WS}?room=${ROOM}`, ROOM);
 assert.equal(frames[0].op, "joined", "the first frame is joined");
 
 // (a) The page in a real browser.
-step("launching chromium " + process.env.DANMAKU_CHROMIUM);
-const browser = await chromium.launch({
-  executablePath: process.env.DANMAKU_CHROMIUM,
-  headless: true,
-  timeout: 20000,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-});
+step("launching chromium " + env.CHROMIUM);
+const browser = await launch(chromium);
 const problems = [];
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.setDefaultTimeout(10000);
-  page.on("pageerror", (e) => problems.push("page error: " + e.message));
-  page.on("console", (m) => {
-    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push("console error: " + m.text());
-  });
-  page.on("response", (r) => {
-    if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`);
-  });
-  page.on("dialog", (d) => {
-    problems.push("dialog opened: " + d.message());
-    d.dismiss();
-  });
+  const page = await openPage(browser, problems, { width: 1280, height: 800 });
 
   step("opening the viewer");
   await page.goto(`${HTTP}/?room=${ROOM}`);
@@ -99,11 +52,7 @@ try {
   await page.locator("#log li", { hasText: text }).waitFor({ state: "attached" });
 
   step("the ws client received it in a batch");
-  const got = await waitFor(
-    () => frames.find((f) => f.op === "batch" && f.room === ROOM && f.msgs.some((m) => m.text === text)),
-    5000,
-    "batch with the browser's message",
-  );
+  const got = await batchWith(frames, ROOM, text);
   const m = got.msgs.find((x) => x.text === text);
   assert.equal(m.name, "e2e tester");
   assert.ok(m.seq > 0 && m.uid.startsWith("guest-"), JSON.stringify(m));

@@ -14,16 +14,11 @@ import { chromium } from "playwright-core";
 import WebSocket from "ws";
 import assert from "node:assert/strict";
 import path from "node:path";
+import { call, env, launch, openPage, sleep, stepper } from "../../pkg/testenv/page.mjs";
 
-const HTTP = process.env.DANMAKU_HTTP;
-const OUT = process.env.DANMAKU_OUT;
-const ROOM = process.env.DANMAKU_ROOM;
+const { HTTP, WS, OUT, ROOM, MOD, SERVICE, VIEWER } = env;
 const PAID_ROOM = process.env.DANMAKU_PAID_ROOM;
-const MOD = process.env.DANMAKU_MOD_TOKEN;
-const SERVICE = process.env.DANMAKU_SERVICE_TOKEN;
-const VIEWER = process.env.DANMAKU_VIEWER_TOKEN;
 const VIEWER_UID = process.env.DANMAKU_VIEWER_UID;
-const WS = process.env.DANMAKU_WS;
 
 // sendAsViewer sends text to room over the WebSocket with the viewer token
 // and resolves with the ack.
@@ -45,18 +40,8 @@ function sendAsViewer(room, text) {
     ws.on("error", reject);
   });
 }
-const step = (s) => console.log("overlay: " + s);
-
-async function api(method, room, p, token, body) {
-  const res = await fetch(`${HTTP}/api/rooms/${room}${p}`, {
-    method,
-    headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `${method} ${p}: HTTP ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+const step = stepper("overlay");
+const api = (method, room, p, token, body) => call(method, `/api/rooms/${room}${p}`, token, body);
 const publish = (room, body) => api("POST", room, "/publish", SERVICE, body);
 
 // alphaAt decodes a PNG screenshot in the page and returns the alpha of
@@ -81,20 +66,10 @@ async function pixels(page, png, points) {
   );
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.DANMAKU_CHROMIUM,
-  headless: true,
-  timeout: 20000,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-});
+const browser = await launch(chromium);
 const problems = [];
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
-  page.setDefaultTimeout(15000);
-  page.on("pageerror", (e) => problems.push("page error: " + e.message));
-  page.on("console", (m) => {
-    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push("console error: " + m.text());
-  });
+  const page = await openPage(browser, problems, { width: 1280, height: 720, timeout: 15000 });
 
   step("the overlay opens: transparent, no chrome, options applied");
   await page.goto(`${HTTP}/overlay?room=${ROOM}&lanes=6&font=32&opacity=0.9&speed=120&max=20`);
@@ -112,7 +87,7 @@ try {
   assert.deepEqual(look.scroll, [true, true], "no scrollbars");
   assert.equal(look.opacity, "0.9");
   // Give the join a moment so the publishes below are live, not history.
-  await new Promise((r) => setTimeout(r, 300));
+  await sleep(300);
 
   step("danmaku fly in lanes; top and bottom stay centred");
   await page.evaluate(() => { globalThis.danmakuOverlay.stage.fixedMs = 30000; });
@@ -202,7 +177,7 @@ try {
   paid.on("pageerror", (e) => problems.push("page error (paid): " + e.message));
   await paid.goto(`${HTTP}/overlay?room=${PAID_ROOM}&kinds=paid`);
   await paid.waitForFunction(() => document.documentElement.dataset.state === "open");
-  await new Promise((r) => setTimeout(r, 300));
+  await sleep(300);
   await publish(PAID_ROOM, { text: "plain line" });
   await publish(PAID_ROOM, { text: "a highlight", kind: "highlight" });
   await publish(PAID_ROOM, { text: "a gift, thanks", kind: "paid" });

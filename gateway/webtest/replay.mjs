@@ -13,25 +13,12 @@
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import path from "node:path";
+import { env, launch, openPage, roomAPI, sleep, stepper } from "../../pkg/testenv/page.mjs";
 
-const HTTP = process.env.DANMAKU_HTTP;
-const OUT = process.env.DANMAKU_OUT;
-const ROOM = process.env.DANMAKU_ROOM;
+const { HTTP, OUT, ROOM, SERVICE } = env;
 const HOST = process.env.DANMAKU_STREAMER_TOKEN;
-const SERVICE = process.env.DANMAKU_SERVICE_TOKEN;
-const step = (s) => console.log("replay: " + s);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function api(method, p, token, body) {
-  const res = await fetch(`${HTTP}/api/rooms/${ROOM}${p}`, {
-    method,
-    headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `${method} ${p}: HTTP ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+const step = stepper("replay");
+const api = roomAPI(ROOM);
 
 // Record a session: 30 messages over ~12 s, the 7th deleted; display
 // modes as live: the 11th at the top, the 21st at the bottom, the 16th
@@ -61,20 +48,10 @@ const TO = ended.end;
 const live = all.filter((m) => m.seq !== deleted.seq);
 step(`recorded ${all.length} messages over ${TO - FROM} ms; deleted seq ${deleted.seq}`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.DANMAKU_CHROMIUM,
-  headless: true,
-  timeout: 20000,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-});
+const browser = await launch(chromium);
 const problems = [];
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 820 } });
-  page.setDefaultTimeout(15000);
-  page.on("pageerror", (e) => problems.push("page error: " + e.message));
-  page.on("console", (m) => {
-    if (m.type() === "error") problems.push("console error: " + m.text());
-  });
+  const page = await openPage(browser, problems, { width: 1280, height: 820, timeout: 15000 });
   await page.goto(`${HTTP}/replay?room=${ROOM}&session=${session.id}`);
 
   // The density bar: one bar per non-empty bucket, counts summing to the

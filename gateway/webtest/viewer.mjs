@@ -13,52 +13,27 @@
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import path from "node:path";
+import { env, launch, openPage, roomAPI, sleep, stepper } from "../../pkg/testenv/page.mjs";
 
-const HTTP = process.env.DANMAKU_HTTP;
-const OUT = process.env.DANMAKU_OUT;
-const ROOM = process.env.DANMAKU_ROOM;
-const MOD = process.env.DANMAKU_MOD_TOKEN;
-const SERVICE = process.env.DANMAKU_SERVICE_TOKEN;
-const WIDTH = Number(process.env.DANMAKU_WIDTH || 1440);
-const HEIGHT = WIDTH <= 1024 ? 768 : 900;
-const step = (s) => console.log(`viewer@${WIDTH}: ` + s);
+const { HTTP, OUT, ROOM, MOD, SERVICE, WIDTH, HEIGHT } = env;
+const step = stepper(`viewer@${WIDTH}`);
 const shot = (name) => path.join(OUT, `${name}-${WIDTH}.png`);
-
-async function api(method, p, token, body) {
-  const res = await fetch(`${HTTP}/api/rooms/${ROOM}${p}`, {
-    method,
-    headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `${method} ${p}: HTTP ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+const api = roomAPI(ROOM);
 
 async function heldEntry(text) {
   for (let i = 0; i < 100; i++) {
     const { held } = await api("GET", "/held", MOD);
     const h = held.find((x) => x.text === text);
     if (h) return h;
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
   throw new Error("not in the held queue: " + text);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.DANMAKU_CHROMIUM,
-  headless: true,
-  timeout: 20000,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-});
+const browser = await launch(chromium);
 const problems = [];
 try {
-  const page = await browser.newPage({ viewport: { width: WIDTH, height: HEIGHT } });
-  page.setDefaultTimeout(10000);
-  page.on("pageerror", (e) => problems.push("page error: " + e.message));
-  page.on("console", (m) => {
-    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push("console error: " + m.text());
-  });
+  const page = await openPage(browser, problems, { width: WIDTH, height: HEIGHT });
 
   step("an empty room shows a hint on the stage");
   await page.goto(`${HTTP}/?room=${ROOM}`);
@@ -76,37 +51,37 @@ try {
   await page.click("#guest-form button[type=submit]");
   await page.waitForFunction(() => document.getElementById("whoami").textContent.includes("held sender"));
   await api("PUT", "/keywords", MOD, { keywords: ["needsreview"], action: "hold" });
-  await new Promise((r) => setTimeout(r, 300)); // the control event reaches logic
+  await sleep(300); // the control event reaches logic
 
   const sendText = async (text) => {
     await page.fill("#send-input", text);
     await page.press("#send-input", "Enter");
   };
+  // verdict sends text (held by the keyword), has the moderator approve or
+  // reject it and checks the page tells the sender, the note styled cls.
+  const verdict = async (text, action, cls) => {
+    await sendText(text);
+    await page.waitForFunction(() => document.getElementById("note").textContent.startsWith("your message is waiting for a moderator"));
+    const h = await heldEntry(text);
+    await api("POST", `/held/${h.id}/${action}`, MOD);
+    const said = `a moderator ${action === "approve" ? "approved" : "rejected"} your message`;
+    await page.waitForFunction((t) => document.getElementById("note").textContent === t, said);
+    assert.ok((await page.getAttribute("#note", "class")).includes(cls));
+  };
   step("a held message's sender sees it approved");
   const first = "needsreview please " + Math.random().toString(36).slice(2, 7);
-  await sendText(first);
-  await page.waitForFunction(() => document.getElementById("note").textContent.startsWith("your message is waiting for a moderator"));
-  const h1 = await heldEntry(first);
-  await api("POST", `/held/${h1.id}/approve`, MOD);
-  await page.waitForFunction(() => document.getElementById("note").textContent === "a moderator approved your message");
-  assert.ok((await page.getAttribute("#note", "class")).includes("ok"));
+  await verdict(first, "approve", "ok");
   await page.locator("#log li", { hasText: first }).waitFor({ state: "attached" });
   assert.ok(await hint.isHidden(), "the hint goes once a message arrived");
   await page.screenshot({ path: shot("viewer-approved") });
 
   step("a held message's sender sees it rejected");
-  await new Promise((r) => setTimeout(r, 1100)); // the rate limit
-  const second = "needsreview again " + Math.random().toString(36).slice(2, 7);
-  await sendText(second);
-  await page.waitForFunction(() => document.getElementById("note").textContent.startsWith("your message is waiting for a moderator"));
-  const h2 = await heldEntry(second);
-  await api("POST", `/held/${h2.id}/reject`, MOD);
-  await page.waitForFunction(() => document.getElementById("note").textContent === "a moderator rejected your message");
-  assert.ok((await page.getAttribute("#note", "class")).includes("bad"));
+  await sleep(1100); // the rate limit
+  await verdict("needsreview again " + Math.random().toString(36).slice(2, 7), "reject", "bad");
   await page.screenshot({ path: shot("viewer-rejected") });
 
   step("display modes: top and bottom stay centred at their edge, sizes differ; a viewer may not use top");
-  await new Promise((r) => setTimeout(r, 1100)); // the rate limit
+  await sleep(1100); // the rate limit
   await page.selectOption("#send-mode", "top");
   await sendText("viewer on top");
   await page.waitForFunction(() => document.getElementById("note").textContent.startsWith("top and bottom danmaku are not open to you"));
@@ -235,7 +210,7 @@ try {
         }).then((r) => assert.equal(r.status, 200)),
       ),
     );
-    await new Promise((r) => setTimeout(r, 150));
+    await sleep(150);
   }
   await page.waitForTimeout(5000);
   await page.screenshot({ path: shot("viewer-burst") });

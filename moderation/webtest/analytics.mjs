@@ -6,37 +6,12 @@ import { chromium } from "playwright-core";
 import WebSocket from "ws";
 import assert from "node:assert/strict";
 import path from "node:path";
+import { env, launch, openPage, roomAPI, sleep, stepper, waitFor, watch } from "../../pkg/testenv/page.mjs";
 
-const HTTP = process.env.DANMAKU_HTTP;
-const WS = process.env.DANMAKU_WS;
-const OUT = process.env.DANMAKU_OUT;
-const ROOM = process.env.DANMAKU_ROOM;
-const MOD = process.env.DANMAKU_MOD_TOKEN;
-const VIEWER = process.env.DANMAKU_VIEWER_TOKEN;
-const SERVICE = process.env.DANMAKU_SERVICE_TOKEN;
-const step = (s) => console.log("analytics: " + s);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function api(method, p, token, body) {
-  const res = await fetch(`${HTTP}/api/rooms/${ROOM}${p}`, {
-    method,
-    headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `${method} ${p}: HTTP ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-
-async function until(what, fn, ms = 15000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error("timed out waiting for " + what);
-    await sleep(100);
-  }
-}
+const { HTTP, WS, OUT, ROOM, MOD, VIEWER, SERVICE } = env;
+const step = stepper("analytics");
+const api = roomAPI(ROOM);
+const until = (what, fn, ms = 15000) => waitFor(fn, ms, what, 100);
 
 // Known traffic: 12 published messages and 3 refused viewer sends.
 step("seeding");
@@ -46,10 +21,7 @@ for (const [text, times] of texts) {
   for (let i = 0; i < times; i++) await api("POST", "/publish", SERVICE, { text, id: `an-${n++}` });
 }
 await api("PUT", "/keywords", MOD, { keywords: ["badword"], action: "block" });
-const frames = [];
-const viewer = new WebSocket(`${WS}?room=${ROOM}&token=${encodeURIComponent(VIEWER)}`);
-viewer.on("message", (d) => frames.push(JSON.parse(d.toString())));
-await until("viewer history", () => frames.find((f) => f.op === "history"));
+const { sock: viewer, frames } = await watch(WebSocket, `${WS}?room=${ROOM}&token=${encodeURIComponent(VIEWER)}`, ROOM);
 // Logic learns the keyword list from the control stream: send until the
 // first refusal, then two more.
 let refused = 0;
@@ -65,20 +37,10 @@ const accepted = frames.filter((f) => f.op === "ack" && String(f.id).startsWith(
 const total = 12 + accepted; // sends before the list reached logic were accepted
 step(`seeded: 12 published, ${accepted} accepted before the keyword list applied, 3 refused`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.DANMAKU_CHROMIUM,
-  headless: true,
-  timeout: 20000,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-});
+const browser = await launch(chromium);
 const problems = [];
 try {
-  const page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
-  page.setDefaultTimeout(15000);
-  page.on("pageerror", (e) => problems.push("page error: " + e.message));
-  page.on("response", (r) => {
-    if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`);
-  });
+  const page = await openPage(browser, problems, { width: 1440, height: 1000, timeout: 15000 });
   await page.goto(`${HTTP}/dashboard`);
   await page.fill("#room", ROOM);
   await page.fill("#token", MOD);

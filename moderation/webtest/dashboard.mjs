@@ -18,29 +18,12 @@ import { chromium } from "playwright-core";
 import WebSocket from "ws";
 import assert from "node:assert/strict";
 import path from "node:path";
+import { batchWith, env, launch, openPage, roomAPI, stepper, waitFor, watch } from "../../pkg/testenv/page.mjs";
 
-const HTTP = process.env.DANMAKU_HTTP;
-const WS = process.env.DANMAKU_WS;
-const OUT = process.env.DANMAKU_OUT;
-const ROOM = process.env.DANMAKU_ROOM;
-const MOD = process.env.DANMAKU_MOD_TOKEN;
-const VIEWER = process.env.DANMAKU_VIEWER_TOKEN;
-const SERVICE = process.env.DANMAKU_SERVICE_TOKEN;
-const WIDTH = Number(process.env.DANMAKU_WIDTH || 1440);
-const HEIGHT = WIDTH <= 1024 ? 768 : 900;
-const step = (s) => console.log(`dashboard@${WIDTH}: ` + s);
+const { HTTP, WS, OUT, ROOM, MOD, VIEWER, SERVICE, WIDTH, HEIGHT } = env;
+const step = stepper(`dashboard@${WIDTH}`);
 const shotPath = (name) => path.join(OUT, `${name}-${WIDTH}.png`);
-
-async function modAPI(method, p, body) {
-  const res = await fetch(`${HTTP}/api/rooms/${ROOM}${p}`, {
-    method,
-    headers: { Authorization: "Bearer " + MOD, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `${method} ${p}: HTTP ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+const api = roomAPI(ROOM);
 
 // box reports where el is and whether it can be seen and clicked: inside
 // the viewport, inside the element matching within (when given), not
@@ -83,28 +66,9 @@ function text80() {
   return s;
 }
 
-function waitFor(pred, ms, what) {
-  return new Promise((resolve, reject) => {
-    const t0 = Date.now();
-    const iv = setInterval(() => {
-      const v = pred();
-      if (v) {
-        clearInterval(iv);
-        resolve(v);
-      } else if (Date.now() - t0 > ms) {
-        clearInterval(iv);
-        reject(new Error("timed out waiting for " + what));
-      }
-    }, 20);
-  });
-}
-
 // The viewer: sends and receives on one connection.
 step("connecting the viewer");
-const frames = [];
-const viewer = new WebSocket(`${WS}?room=${ROOM}&token=${encodeURIComponent(VIEWER)}`);
-viewer.on("message", (data) => frames.push(JSON.parse(data.toString())));
-await waitFor(() => frames.find((f) => f.op === "history" && f.room === ROOM), 5000, "viewer history");
+const { sock: viewer, frames } = await watch(WebSocket, `${WS}?room=${ROOM}&token=${encodeURIComponent(VIEWER)}`, ROOM);
 let nextId = 0;
 function send(text) {
   const id = "v-" + ++nextId + "-" + Math.random().toString(36).slice(2, 8);
@@ -114,28 +78,11 @@ function send(text) {
 const ackOf = (id, pred = () => true) =>
   waitFor(() => frames.find((f) => f.op === "ack" && f.id === id && pred(f)), 5000, "ack of " + id);
 
-step("launching chromium " + process.env.DANMAKU_CHROMIUM);
-const browser = await chromium.launch({
-  executablePath: process.env.DANMAKU_CHROMIUM,
-  headless: true,
-  timeout: 20000,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-});
+step("launching chromium " + env.CHROMIUM);
+const browser = await launch(chromium);
 const problems = [];
 try {
-  const page = await browser.newPage({ viewport: { width: WIDTH, height: HEIGHT } });
-  page.setDefaultTimeout(10000);
-  page.on("pageerror", (e) => problems.push("page error: " + e.message));
-  page.on("console", (m) => {
-    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push("console error: " + m.text());
-  });
-  page.on("response", (r) => {
-    if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`);
-  });
-  page.on("dialog", (d) => {
-    problems.push("dialog opened: " + d.message());
-    d.dismiss();
-  });
+  const page = await openPage(browser, problems, { width: WIDTH, height: HEIGHT });
   const apiAuth = [];
   page.on("request", (r) => {
     if (r.url().includes("/api/rooms/")) apiAuth.push([r.headers()["authorization"] || "", r.headers()["cookie"] || ""]);
@@ -200,11 +147,7 @@ try {
   step("approving it; the viewer receives it in a batch and the sender an ack with its seq");
   await heldItem.locator('button[data-testid="approve"]').click();
   await page.waitForFunction(() => document.getElementById("toast").textContent === "approved held message of Viewer E2E");
-  const batch = await waitFor(
-    () => frames.find((f) => f.op === "batch" && f.room === ROOM && f.msgs.some((m) => m.text === heldText)),
-    5000,
-    "batch with the approved message",
-  );
+  const batch = await batchWith(frames, ROOM, heldText);
   const approved = batch.msgs.find((m) => m.text === heldText);
   assert.equal(approved.uid, "viewer-e2e");
   const ack2 = await ackOf(id2, (f) => f.seq > 0);
@@ -336,7 +279,7 @@ try {
   await save.click();
   await page.waitForFunction(() => document.getElementById("toast").textContent === "settings saved");
   {
-    const s = await modAPI("GET", "/settings");
+    const s = await api("GET", "/settings", MOD);
     assert.equal(s.mode_policy, "all");
     assert.equal(s.size_policy, "privileged");
   }

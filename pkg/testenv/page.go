@@ -12,6 +12,8 @@ import (
 
 // Page is a browser page test: a `danmaku all` (StartAll) and what a node
 // script in the test's folder needs to drive headless Chromium against it.
+// The scripts share page.mjs (this folder): the env it passes them, the
+// browser launch, a page that records its errors, polling, the room API.
 type Page struct {
 	Server   *Server
 	Signer   *auth.Signer
