@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/prometheus/util/annotations"
 
 	"github.com/danmaku-live/danmaku/app"
+	"github.com/danmaku-live/danmaku/pkg/metric"
 )
 
 // The operator files: a Grafana dashboard and Prometheus alert rules over
@@ -107,12 +108,56 @@ func exportedMetrics(t *testing.T) map[string]bool {
 			}
 			return true
 		})
+		for _, d := range f.Decls {
+			for _, name := range setMetrics(d) {
+				names[name] = true
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return names
+}
+
+// setMetrics returns the names of the metrics a declaration makes through
+// pkg/metric: in a function that calls metric.New(reg, "sub"), each call of
+// a Set method (Counter, CounterVec, Gauge, CounterFunc, GaugeFunc) whose
+// first argument is a string literal.
+func setMetrics(d ast.Decl) []string {
+	var sub string
+	var made []string
+	ast.Inspect(d, func(n ast.Node) bool {
+		call, ok := n.(*ast.CallExpr)
+		if !ok {
+			return true
+		}
+		sel, ok := call.Fun.(*ast.SelectorExpr)
+		if !ok || len(call.Args) == 0 {
+			return true
+		}
+		lit, ok := call.Args[len(call.Args)-1].(*ast.BasicLit)
+		if x, _ := sel.X.(*ast.Ident); x != nil && x.Name == "metric" && sel.Sel.Name == "New" && ok && lit.Kind == gotoken.STRING {
+			sub, _ = strconv.Unquote(lit.Value)
+			return true
+		}
+		switch sel.Sel.Name {
+		case "Counter", "CounterVec", "Gauge", "CounterFunc", "GaugeFunc":
+			if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == gotoken.STRING {
+				name, _ := strconv.Unquote(lit.Value)
+				made = append(made, name)
+			}
+		}
+		return true
+	})
+	if sub == "" {
+		return nil
+	}
+	for i, name := range made {
+		made[i] = prometheus.BuildFQName(metric.Namespace, sub, name)
+	}
+	return made
 }
 
 // metricsOf returns the metric names an expression selects.

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/danmaku-live/danmaku/logic/historywriter"
+	"github.com/danmaku-live/danmaku/pkg/metric"
 )
 
 // registerWriterMetrics exports the history writer's Stats, so an
@@ -12,22 +13,18 @@ import (
 // _append_retries_total, _malformed_total, _fenced_total and the gauge
 // danmaku_history_writer_buffered.
 func registerWriterMetrics(reg prometheus.Registerer, w *historywriter.Writer) {
-	opts := func(name, help string) prometheus.Opts {
-		return prometheus.Opts{Namespace: "danmaku", Subsystem: "history_writer", Name: name, Help: help}
+	ms := metric.New(reg, "history_writer")
+	stat := func(f func(historywriter.Stats) uint64) func() float64 {
+		return func() float64 { return float64(f(w.Stats())) }
 	}
-	counter := func(o prometheus.Opts, f func(historywriter.Stats) uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts(o), func() float64 { return float64(f(w.Stats())) })
-	}
-	reg.MustRegister(
-		counter(opts("inserted_total", "Messages the history writer appended to the store."),
-			func(s historywriter.Stats) uint64 { return s.Inserted }),
-		counter(opts("append_retries_total", "Failed appends to the history store that were retried (the store is down or slow)."),
-			func(s historywriter.Stats) uint64 { return s.Retries }),
-		counter(opts("malformed_total", "Accepted records that did not decode; skipped."),
-			func(s historywriter.Stats) uint64 { return s.Malformed }),
-		counter(opts("fenced_total", "Records skipped because a logic worker wrote them after another took its partition over."),
-			func(s historywriter.Stats) uint64 { return s.Fenced }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("buffered", "Messages the history writer fetched but has not stored yet: its lag behind what it read.")),
-			func() float64 { return float64(w.Stats().Buffered) }),
-	)
+	ms.CounterFunc("inserted_total", "Messages the history writer appended to the store.",
+		stat(func(s historywriter.Stats) uint64 { return s.Inserted }))
+	ms.CounterFunc("append_retries_total", "Failed appends to the history store that were retried (the store is down or slow).",
+		stat(func(s historywriter.Stats) uint64 { return s.Retries }))
+	ms.CounterFunc("malformed_total", "Accepted records that did not decode; skipped.",
+		stat(func(s historywriter.Stats) uint64 { return s.Malformed }))
+	ms.CounterFunc("fenced_total", "Records skipped because a logic worker wrote them after another took its partition over.",
+		stat(func(s historywriter.Stats) uint64 { return s.Fenced }))
+	ms.GaugeFunc("buffered", "Messages the history writer fetched but has not stored yet: its lag behind what it read.",
+		func() float64 { return float64(w.Stats().Buffered) })
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/metric"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
 
@@ -525,24 +526,21 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
-		batches: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "dispatch", Name: "batches_total",
-			Help: "Batches published to the dispatch stream."}),
-		messages: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "dispatch", Name: "messages_total",
-			Help: "Messages published in batches."}),
-		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "dispatch", Name: "publish_errors_total",
-			Help: "Failed publishes (retried)."}),
-		thinned: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "dispatch", Name: "thinned_total",
-			Help: "Messages left out of batches by hot-room thinning (still in history)."}),
-		splits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "dispatch", Name: "batch_splits_total",
-			Help: "Room batches split in two because they encoded larger than MaxBatchBytes (a backlog being caught up)."}),
-		tick: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "danmaku", Subsystem: "dispatch", Name: "tick_seconds",
-			Help: "Current merge window."}),
+	ms := metric.New(reg, "dispatch")
+	return &metrics{
+		batches: ms.Counter("batches_total",
+			"Batches published to the dispatch stream."),
+		messages: ms.Counter("messages_total",
+			"Messages published in batches."),
+		publishErrors: ms.Counter("publish_errors_total",
+			"Failed publishes (retried)."),
+		thinned: ms.Counter("thinned_total",
+			"Messages left out of batches by hot-room thinning (still in history)."),
+		splits: ms.Counter("batch_splits_total",
+			"Room batches split in two because they encoded larger than MaxBatchBytes (a backlog being caught up)."),
+		tick: ms.Gauge("tick_seconds",
+			"Current merge window."),
 	}
-	if reg != nil {
-		reg.MustRegister(m.batches, m.messages, m.publishErrors, m.thinned, m.splits, m.tick)
-	}
-	return m
 }
 
 // runControl applies rooms' display budgets from settings events on the

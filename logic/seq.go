@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/metric"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 )
 
@@ -56,12 +57,8 @@ var (
 
 // newScanCounter returns the counter of accepted records read at takeover.
 func newScanCounter(reg prometheus.Registerer) prometheus.Counter {
-	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "danmaku", Subsystem: "logic", Name: "takeover_scanned_records_total",
-		Help: "Accepted records read when taking over ingest partitions (seq and dedupe recovery)."})
-	if reg != nil {
-		reg.MustRegister(c)
-	}
-	return c
+	return metric.New(reg, "logic").Counter("takeover_scanned_records_total",
+		"Accepted records read when taking over ingest partitions (seq and dedupe recovery).")
 }
 
 // checkPartitions verifies that ingest and accepted are partitioned alike,
