@@ -393,13 +393,20 @@ func (a *API) postGuest(w http.ResponseWriter, r *http.Request) {
 // queryLimit reads the request's limit parameter: def when absent; a
 // value outside 1-1000 is answered 400 and reported false.
 func queryLimit(w http.ResponseWriter, r *http.Request, def int) (int, bool) {
-	v := r.URL.Query().Get("limit")
+	return queryCount(w, r, "limit", def, 1000)
+}
+
+// queryCount reads the request's parameter name, a whole number from 1 to
+// most: def when absent; any other value is answered 400 ("name must be
+// 1-most") and reported false.
+func queryCount(w http.ResponseWriter, r *http.Request, name string, def, most int) (int, bool) {
+	v := r.URL.Query().Get(name)
 	if v == "" {
 		return def, true
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > 1000 {
-		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "limit must be 1-1000")
+	if err != nil || n < 1 || n > most {
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, fmt.Sprintf("%s must be 1-%d", name, most))
 		return 0, false
 	}
 	return n, true

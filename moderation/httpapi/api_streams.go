@@ -212,14 +212,9 @@ func (a *API) getSessions(w http.ResponseWriter, r *http.Request, room string) {
 	if st == nil {
 		return
 	}
-	limit := defaultSessions
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxSessionsLimit {
-			writeError(w, http.StatusBadRequest, protocol.CodeInvalid, fmt.Sprintf("limit must be 1-%d", maxSessionsLimit))
-			return
-		}
-		limit = n
+	limit, ok := queryCount(w, r, "limit", defaultSessions, maxSessionsLimit)
+	if !ok {
+		return
 	}
 	list, err := st.Sessions(r.Context(), room, limit)
 	if err != nil {
@@ -326,15 +321,11 @@ func (a *API) getDensity(w http.ResponseWriter, r *http.Request, room string) {
 	if !ok {
 		return
 	}
-	buckets := int64(defaultBuckets)
-	if v := r.URL.Query().Get("buckets"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 || n > history.MaxBuckets {
-			writeError(w, http.StatusBadRequest, protocol.CodeInvalid, fmt.Sprintf("buckets must be 1-%d", history.MaxBuckets))
-			return
-		}
-		buckets = n
+	n, ok := queryCount(w, r, "buckets", defaultBuckets, history.MaxBuckets)
+	if !ok {
+		return
 	}
+	buckets := int64(n)
 	bucket := max((to-from+buckets-1)/buckets, 1)
 	counts, err := an.Density(r.Context(), room, from, to, bucket)
 	if err != nil {
@@ -374,14 +365,9 @@ func (a *API) getAnalytics(w http.ResponseWriter, r *http.Request, room string, 
 	if !ok {
 		return
 	}
-	limit := defaultPhrases
-	if v := r.URL.Query().Get("phrases"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPhrases {
-			writeError(w, http.StatusBadRequest, protocol.CodeInvalid, fmt.Sprintf("phrases must be 1-%d", maxPhrases))
-			return
-		}
-		limit = n
+	limit, ok := queryCount(w, r, "phrases", defaultPhrases, maxPhrases)
+	if !ok {
+		return
 	}
 	ctx := r.Context()
 	resp := AnalyticsResponse{Room: room, From: from, To: to, Minutes: []history.MinuteStat{}, Phrases: []history.PhraseCount{},

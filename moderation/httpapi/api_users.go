@@ -3,7 +3,6 @@ package httpapi
 import (
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -100,14 +99,9 @@ func (a *API) getUsers(w http.ResponseWriter, r *http.Request, room string, _ *a
 		writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "q must be at most 128 characters of UTF-8")
 		return
 	}
-	limit := 50
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 200 {
-			writeError(w, http.StatusBadRequest, protocol.CodeInvalid, "limit must be 1-200")
-			return
-		}
-		limit = n
+	limit, ok := queryCount(w, r, "limit", 50, 200)
+	if !ok {
+		return
 	}
 	msgs, ok := a.recentWindow(w, r, room)
 	if !ok {

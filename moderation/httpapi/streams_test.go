@@ -67,6 +67,7 @@ type streamAPI struct {
 	t      *testing.T
 	srv    *httptest.Server
 	signer *auth.Signer
+	eng    *moderation.Engine
 }
 
 func (s *streamAPI) token(role string, rooms []string) string {
@@ -97,7 +98,9 @@ func (s *streamAPI) do(method, path, token, body string, into any) int {
 	return resp.StatusCode
 }
 
-func testStreamEndpoints(t *testing.T, st streamStore) {
+// newStreamAPI serves the API over st, with a moderation engine and a
+// memory bus.
+func newStreamAPI(t *testing.T, st streamStore) *streamAPI {
 	// A unit test of the handler over each stream store (memory and
 	// ClickHouse): the endpoints read and write the store only, no
 	// pipeline stage.
@@ -116,16 +119,55 @@ func testStreamEndpoints(t *testing.T, st streamStore) {
 	}
 	mux := http.NewServeMux()
 	api.Register(mux)
-	s := &streamAPI{t: t, srv: httptest.NewServer(mux), signer: signer}
+	s := &streamAPI{t: t, srv: httptest.NewServer(mux), signer: signer, eng: eng}
 	t.Cleanup(s.srv.Close)
+	return s
+}
 
+// TestCountParameters checks the 400 answer, and its message, of each
+// whole-number parameter out of its range: limit (sessions, users, audit,
+// rooms), phrases (analytics) and buckets (density).
+func TestCountParameters(t *testing.T) {
+	s := newStreamAPI(t, history.NewMemory(history.MemoryConfig{}))
+	mod := s.token(auth.RoleMod, []string{"r"})
+	for path, want := range map[string]string{
+		"/api/rooms/r/sessions?limit=0":      "limit must be 1-200",
+		"/api/rooms/r/sessions?limit=201":    "limit must be 1-200",
+		"/api/rooms/r/users?limit=x":         "limit must be 1-200",
+		"/api/rooms/r/audit?limit=1001":      "limit must be 1-1000",
+		"/api/rooms?limit=-1":                "limit must be 1-1000",
+		"/api/rooms/r/analytics?phrases=101": "phrases must be 1-100",
+		"/api/rooms/r/density?buckets=0":     fmt.Sprintf("buckets must be 1-%d", history.MaxBuckets),
+	} {
+		req, _ := http.NewRequest("GET", s.srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+mod)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Error struct {
+				Code    protocol.Code
+				Message string
+			}
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || err != nil || body.Error.Code != protocol.CodeInvalid || body.Error.Message != want {
+			t.Errorf("GET %s = %d %+v (%v), want 400 invalid %q", path, resp.StatusCode, body.Error, err, want)
+		}
+	}
+}
+
+func testStreamEndpoints(t *testing.T, st streamStore) {
+	s := newStreamAPI(t, st)
+	eng, ctx := s.eng, context.Background()
 	room := fmt.Sprintf("streams%d", time.Now().UnixNano()%1e9)
 	streamer := s.token(auth.RoleStreamer, []string{room})
 	mod := s.token(auth.RoleMod, []string{room})
 	service := s.token(auth.RoleService, nil)
 	viewer := s.token(auth.RoleViewer, nil)
 	otherMod := s.token(auth.RoleMod, []string{"elsewhere"})
-	ctx := context.Background()
 
 	t.Run("Sessions", func(t *testing.T) {
 		base := "/api/rooms/" + room + "/sessions"
