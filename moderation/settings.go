@@ -1,6 +1,7 @@
 package moderation
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -180,47 +181,26 @@ func validDomain(d string) bool {
 	return true
 }
 
-// WithDefaults fills the zero fields of s from d.
+// WithDefaults fills the zero fields of s from d. An unset LinkPolicy
+// takes d's, with d's LinkAllow unless s has an allow list of its own.
 func (s Settings) WithDefaults(d Settings) Settings {
-	if s.MaxLength == 0 {
-		s.MaxLength = d.MaxLength
-	}
-	if s.RatePerSec == 0 {
-		s.RatePerSec = d.RatePerSec
-	}
-	if s.Burst == 0 {
-		s.Burst = d.Burst
-	}
-	if s.SlowModeSec == 0 {
-		s.SlowModeSec = d.SlowModeSec
-	}
+	s.MaxLength = cmp.Or(s.MaxLength, d.MaxLength)
+	s.RatePerSec = cmp.Or(s.RatePerSec, d.RatePerSec)
+	s.Burst = cmp.Or(s.Burst, d.Burst)
+	s.SlowModeSec = cmp.Or(s.SlowModeSec, d.SlowModeSec)
 	if s.LinkPolicy == "" {
 		s.LinkPolicy = d.LinkPolicy
 		if len(s.LinkAllow) == 0 {
 			s.LinkAllow = d.LinkAllow
 		}
 	}
-	if s.DuplicateWindowSec == 0 {
-		s.DuplicateWindowSec = d.DuplicateWindowSec
-	}
-	if s.FloodUsers == 0 {
-		s.FloodUsers = d.FloodUsers
-	}
-	if s.FloodWindowSec == 0 {
-		s.FloodWindowSec = d.FloodWindowSec
-	}
-	if s.FloodAction == "" {
-		s.FloodAction = d.FloodAction
-	}
-	if s.HoldThreshold == 0 {
-		s.HoldThreshold = d.HoldThreshold
-	}
-	if s.ModePolicy == "" {
-		s.ModePolicy = d.ModePolicy
-	}
-	if s.SizePolicy == "" {
-		s.SizePolicy = d.SizePolicy
-	}
+	s.DuplicateWindowSec = cmp.Or(s.DuplicateWindowSec, d.DuplicateWindowSec)
+	s.FloodUsers = cmp.Or(s.FloodUsers, d.FloodUsers)
+	s.FloodWindowSec = cmp.Or(s.FloodWindowSec, d.FloodWindowSec)
+	s.FloodAction = cmp.Or(s.FloodAction, d.FloodAction)
+	s.HoldThreshold = cmp.Or(s.HoldThreshold, d.HoldThreshold)
+	s.ModePolicy = cmp.Or(s.ModePolicy, d.ModePolicy)
+	s.SizePolicy = cmp.Or(s.SizePolicy, d.SizePolicy)
 	return s
 }
 
