@@ -72,6 +72,19 @@ type cacheCounters struct {
 	errors, fallbacks, misses atomic.Uint64
 }
 
+// cacheHealth is what every cached wrapper keeps about its store: the
+// breaker in front of it and the counters. Embedded, it gives the wrapper
+// its Stats.
+type cacheHealth struct {
+	br    breaker
+	stats cacheCounters
+}
+
+// Stats returns the wrapper's counters.
+func (h *cacheHealth) Stats() CacheStats {
+	return CacheStats{Errors: h.stats.errors.Load(), Fallbacks: h.stats.fallbacks.Load(), Misses: h.stats.misses.Load(), Down: h.br.down()}
+}
+
 // breaker skips the inner store for RetryAfter after a failure, then lets
 // one call through to probe it. The zero value is closed (store up).
 type breaker struct {
@@ -116,8 +129,7 @@ type CachedBans struct {
 	inner Bans
 	cfg   CacheConfig
 	now   func() time.Time
-	br    breaker
-	stats cacheCounters
+	cacheHealth
 
 	mu    sync.Mutex           // guards rooms
 	rooms map[string]*banCache // room ("" global) → local copy
@@ -138,16 +150,6 @@ func NewCachedBans(inner Bans, cfg CacheConfig) *CachedBans {
 	c := &CachedBans{inner: inner, cfg: cfg, now: time.Now, rooms: make(map[string]*banCache)}
 	c.br.retry = cfg.RetryAfter
 	return c
-}
-
-// Stats returns the wrapper's counters.
-func (c *CachedBans) Stats() CacheStats {
-	return CacheStats{
-		Errors:    c.stats.errors.Load(),
-		Fallbacks: c.stats.fallbacks.Load(),
-		Misses:    c.stats.misses.Load(),
-		Down:      c.br.down(),
-	}
 }
 
 // Ban bans uid in the store and, on success, in the local copy.
@@ -346,8 +348,7 @@ func (c *CachedBans) roomLocked(room string) *banCache {
 type CachedKV struct {
 	inner KV
 	now   func() time.Time
-	br    breaker
-	stats cacheCounters
+	cacheHealth
 
 	mu sync.RWMutex // guards m
 	m  map[string]kvCache
@@ -362,20 +363,9 @@ var _ KV = (*CachedKV)(nil)
 
 // NewCachedKV wraps inner; see CachedKV. Only cfg.RetryAfter applies.
 func NewCachedKV(inner KV, cfg CacheConfig) *CachedKV {
-	cfg = cfg.withDefaults()
 	c := &CachedKV{inner: inner, now: time.Now, m: make(map[string]kvCache)}
-	c.br.retry = cfg.RetryAfter
+	c.br.retry = cfg.withDefaults().RetryAfter
 	return c
-}
-
-// Stats returns the wrapper's counters.
-func (c *CachedKV) Stats() CacheStats {
-	return CacheStats{
-		Errors:    c.stats.errors.Load(),
-		Fallbacks: c.stats.fallbacks.Load(),
-		Misses:    c.stats.misses.Load(),
-		Down:      c.br.down(),
-	}
 }
 
 // Get asks the store, falling back to the last good value when it fails.

@@ -24,8 +24,7 @@ const maxCachedRooms = 100_000
 type CachedPresence struct {
 	inner Presence
 	now   func() time.Time
-	br    breaker
-	stats cacheCounters
+	cacheHealth
 
 	mu     sync.Mutex     // guards counts and top
 	counts map[string]int // room → last count from the store
@@ -41,16 +40,9 @@ var (
 
 // NewCachedPresence wraps inner; see CachedPresence.
 func NewCachedPresence(inner Presence, cfg CacheConfig) *CachedPresence {
-	cfg = cfg.withDefaults()
 	c := &CachedPresence{inner: inner, now: time.Now, counts: make(map[string]int)}
-	c.br.retry = cfg.RetryAfter
+	c.br.retry = cfg.withDefaults().RetryAfter
 	return c
-}
-
-// Stats returns the wrapper's counters.
-func (c *CachedPresence) Stats() CacheStats {
-	return CacheStats{Errors: c.stats.errors.Load(), Fallbacks: c.stats.fallbacks.Load(),
-		Misses: c.stats.misses.Load(), Down: c.br.down()}
 }
 
 // Report passes gateway's counts to the store.
