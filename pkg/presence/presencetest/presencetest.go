@@ -43,19 +43,20 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// testCase is one named subtest of a suite.
-type testCase struct {
+// testCase is one named subtest of a suite, run on a fresh store of type
+// S.
+type testCase[S any] struct {
 	name string
-	f    func(t *testing.T)
+	f    func(t *testing.T, s S)
 }
 
-// run runs each case as a parallel subtest.
-func run(t *testing.T, cases []testCase) {
+// run runs each case as a parallel subtest on a store newS returns.
+func run[S any](t *testing.T, newS func(t *testing.T) S, cases []testCase[S]) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			c.f(t)
+			c.f(t, newS(t))
 		})
 	}
 }
