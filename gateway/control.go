@@ -3,6 +3,8 @@
 package gateway
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/bus"
@@ -94,16 +96,17 @@ func (s *Server) noticeAll(text string) {
 	}
 }
 
+// userConns returns uid's connections on this gateway now.
+func (s *Server) userConns(uid string) []*conn {
+	s.usersMu.Lock()
+	defer s.usersMu.Unlock()
+	return slices.Collect(maps.Keys(s.users[uid]))
+}
+
 // noticeUser shows text to uid's connections on this gateway: one notice
 // frame each, marked with uid and naming the connection's first room.
 func (s *Server) noticeUser(uid, text string) {
-	s.usersMu.Lock()
-	var conns []*conn
-	for c := range s.users[uid] {
-		conns = append(conns, c)
-	}
-	s.usersMu.Unlock()
-	for _, c := range conns {
+	for _, c := range s.userConns(uid) {
 		c.lp.execute(func() {
 			if c.state != stateOpen {
 				return
@@ -123,13 +126,7 @@ func (s *Server) kickUser(uid, device, except, reason string) {
 	if reason == "" {
 		reason = "kicked by a moderator"
 	}
-	s.usersMu.Lock()
-	var victims []*conn
-	for c := range s.users[uid] {
-		victims = append(victims, c)
-	}
-	s.usersMu.Unlock()
-	for _, c := range victims {
+	for _, c := range s.userConns(uid) {
 		if except != "" && except == s.connAddr(c.id) {
 			continue
 		}
