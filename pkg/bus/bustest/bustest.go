@@ -347,37 +347,77 @@ func (r *runner) stop() {
 	<-r.done
 }
 
+// splitTest is testGroupSplit's state: members A (0) and B (1) of one
+// group, their runners' batches arriving on out, all before deadline.
+type splitTest struct {
+	t        *testing.T
+	p        bus.Publisher
+	keys     []string
+	out      chan batch
+	ra, rb   *runner
+	cb       bus.Consumer // B's consumer
+	deadline <-chan time.Time
+}
+
 func testGroupSplit(t *testing.T, b bus.Bus) {
 	stream, group := uniq("split"), uniq("g")
-	p := b.Publisher(stream)
-	out := make(chan batch, 64)
-	ra := startRunner(0, consumer(t, b, stream, bus.ConsumerOptions{Group: group}), out)
-	defer ra.stop()
-	cb := consumer(t, b, stream, bus.ConsumerOptions{Group: group})
-	rb := startRunner(1, cb, out)
-	defer rb.stop()
-	keys := make([]string, 16)
-	for i := range keys {
-		keys[i] = "room-" + strconv.Itoa(i)
+	s := &splitTest{t: t, p: b.Publisher(stream), out: make(chan batch, 64)}
+	s.ra = startRunner(0, consumer(t, b, stream, bus.ConsumerOptions{Group: group}), s.out)
+	defer s.ra.stop()
+	s.cb = consumer(t, b, stream, bus.ConsumerOptions{Group: group})
+	s.rb = startRunner(1, s.cb, s.out)
+	defer s.rb.stop()
+	s.keys = make([]string, 16)
+	for i := range s.keys {
+		s.keys[i] = "room-" + strconv.Itoa(i)
 	}
-	deadline := time.After(waitFor)
-	recv := func() batch {
-		t.Helper()
-		select {
-		case bt := <-out:
-			return bt
-		case err := <-ra.errs:
-			t.Fatal(err)
-		case err := <-rb.errs:
-			t.Fatal(err)
-		case <-deadline:
-			t.Fatalf("timed out")
-		}
-		return batch{}
-	}
+	s.deadline = time.After(waitFor)
 
-	// Warm up until both members own partitions in the same generation:
-	// then the group is stable and no record moves between them.
+	settled := s.settle()
+	_, rebalancer := s.cb.(bus.Rebalancer)
+	if rebalancer && settled <= 0 {
+		t.Fatalf("settled group reports generation %d, want > 0", settled)
+	}
+	s.bothCommit()
+	if lastGen := s.takeover(settled); rebalancer && lastGen <= settled {
+		t.Fatalf("generation after the takeover %d, want above %d", lastGen, settled)
+	}
+}
+
+// splitRecords is how many records each phase of testGroupSplit publishes.
+const splitRecords = 100
+
+// recv returns the next batch of either member, failing the test on a
+// runner's error or at the deadline.
+func (s *splitTest) recv() batch {
+	s.t.Helper()
+	select {
+	case bt := <-s.out:
+		return bt
+	case err := <-s.ra.errs:
+		s.t.Fatal(err)
+	case err := <-s.rb.errs:
+		s.t.Fatal(err)
+	case <-s.deadline:
+		s.t.Fatalf("timed out")
+	}
+	return batch{}
+}
+
+// publishAll publishes splitRecords records valued prefix0, prefix1, ...
+// over the keys.
+func (s *splitTest) publishAll(prefix string) {
+	var recs []bus.Record
+	for i := range splitRecords {
+		recs = append(recs, bus.Record{Key: s.keys[i%len(s.keys)], Value: []byte(prefix + strconv.Itoa(i))})
+	}
+	publish(s.t, s.p, recs...)
+}
+
+// settle warms up until both members own partitions in the same
+// generation: then the group is stable and no record moves between them.
+// It returns that generation.
+func (s *splitTest) settle() int64 {
 	var seen [2]bool
 	var gens [2]int64
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -386,66 +426,58 @@ func testGroupSplit(t *testing.T, b bus.Bus) {
 		select {
 		case <-tick.C:
 			var recs []bus.Record
-			for _, k := range keys {
+			for _, k := range s.keys {
 				recs = append(recs, bus.Record{Key: k, Value: []byte("warm")})
 			}
-			publish(t, p, recs...)
-		case bt := <-out:
+			publish(s.t, s.p, recs...)
+		case bt := <-s.out:
 			seen[bt.from] = true
 			gens[bt.from] = bt.gen
-		case err := <-ra.errs:
-			t.Fatal(err)
-		case err := <-rb.errs:
-			t.Fatal(err)
-		case <-deadline:
-			t.Fatalf("group never settled: seen=%v gens=%v", seen, gens)
+		case err := <-s.ra.errs:
+			s.t.Fatal(err)
+		case err := <-s.rb.errs:
+			s.t.Fatal(err)
+		case <-s.deadline:
+			s.t.Fatalf("group never settled: seen=%v gens=%v", seen, gens)
 		}
 	}
+	return gens[0]
+}
 
-	_, rebalancer := cb.(bus.Rebalancer)
-	if rebalancer && gens[0] <= 0 {
-		t.Fatalf("settled group reports generation %d, want > 0", gens[0])
-	}
-	settled := gens[0]
-
-	// Both commit: every record reaches exactly one member.
-	const n = 100
-	var recs []bus.Record
-	for i := range n {
-		recs = append(recs, bus.Record{Key: keys[i%len(keys)], Value: []byte("x" + strconv.Itoa(i))})
-	}
-	publish(t, p, recs...)
+// bothCommit checks that, both members committing, every record reaches
+// exactly one of them and each gets some.
+func (s *splitTest) bothCommit() {
+	s.publishAll("x")
 	owner := map[string]int{}
 	var per [2]int
-	for len(owner) < n {
-		bt := recv()
+	for len(owner) < splitRecords {
+		bt := s.recv()
 		for _, r := range bt.recs {
 			v := string(r.Value)
 			if v[0] != 'x' {
 				continue
 			}
 			if o, dup := owner[v]; dup {
-				t.Fatalf("%s delivered to consumer %d and consumer %d", v, o, bt.from)
+				s.t.Fatalf("%s delivered to consumer %d and consumer %d", v, o, bt.from)
 			}
 			owner[v] = bt.from
 			per[bt.from]++
 		}
 	}
 	if per[0] == 0 || per[1] == 0 {
-		t.Fatalf("records per consumer %v: partitions not split", per)
+		s.t.Fatalf("records per consumer %v: partitions not split", per)
 	}
+}
 
-	// B stops committing, fetches some records and leaves: A takes over
-	// B's partitions and gets B's uncommitted records.
-	rb.commit.Store(false)
-	recs = recs[:0]
-	for i := range n {
-		recs = append(recs, bus.Record{Key: keys[i%len(keys)], Value: []byte("y" + strconv.Itoa(i))})
-	}
-	publish(t, p, recs...)
+// takeover has B stop committing, fetch some records and leave: A must
+// take over B's partitions and get B's uncommitted records. It returns
+// the generation of A's last batch (settled if none came after it).
+func (s *splitTest) takeover(settled int64) int64 {
+	s.rb.commit.Store(false)
+	s.publishAll("y")
 	gotA := map[string]bool{}
 	for bDone := false; !bDone; {
-		bt := recv()
+		bt := s.recv()
 		for _, r := range bt.recs {
 			if r.Value[0] == 'y' {
 				if bt.from == 0 {
@@ -456,13 +488,13 @@ func testGroupSplit(t *testing.T, b bus.Bus) {
 			}
 		}
 	}
-	rb.stop()
-	if err := cb.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
+	s.rb.stop()
+	if err := s.cb.Close(); err != nil {
+		s.t.Fatalf("Close: %v", err)
 	}
 	lastGen := settled
-	for len(gotA) < n {
-		bt := recv()
+	for len(gotA) < splitRecords {
+		bt := s.recv()
 		if bt.from != 0 {
 			continue // B's last batches, delivered before it stopped
 		}
@@ -473,9 +505,7 @@ func testGroupSplit(t *testing.T, b bus.Bus) {
 			}
 		}
 	}
-	if rebalancer && lastGen <= settled {
-		t.Fatalf("generation after the takeover %d, want above %d", lastGen, settled)
-	}
+	return lastGen
 }
 
 func testGroupless(t *testing.T, b bus.Bus) {
