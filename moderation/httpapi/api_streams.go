@@ -78,18 +78,24 @@ func (a *API) analytics(w http.ResponseWriter) history.Analytics {
 	return s
 }
 
-// streamer returns the claims if they may mark sessions of room (the
-// room's streamer or mods, or a service), else writes 401/403.
-func (a *API) streamer(w http.ResponseWriter, r *http.Request, room string) *auth.Claims {
+// sessionWriter returns the claims and the sessions store when the claims
+// may mark sessions of room (the room's streamer or mods, or a service);
+// else it writes 401/403, or 503 without a sessions store, and returns
+// nils.
+func (a *API) sessionWriter(w http.ResponseWriter, r *http.Request, room string) (*auth.Claims, history.Sessions) {
 	c := a.claims(w, r)
 	if c == nil {
-		return nil
+		return nil, nil
 	}
 	if !c.CanModerate(room) {
 		writeError(w, http.StatusForbidden, protocol.CodeForbidden, "marking stream sessions needs the room's streamer or mod token, or a service token")
-		return nil
+		return nil, nil
 	}
-	return c
+	st := a.sessionStore(w)
+	if st == nil {
+		return nil, nil
+	}
+	return c, st
 }
 
 func newSessionID(now time.Time) string {
@@ -105,11 +111,7 @@ type SessionRequest struct {
 
 // postSession starts a session now: 201 with it, 409 when one is live.
 func (a *API) postSession(w http.ResponseWriter, r *http.Request, room string) {
-	c := a.streamer(w, r, room)
-	if c == nil {
-		return
-	}
-	st := a.sessionStore(w)
+	c, st := a.sessionWriter(w, r, room)
 	if st == nil {
 		return
 	}
@@ -151,11 +153,7 @@ func (a *API) postSession(w http.ResponseWriter, r *http.Request, room string) {
 // endSession ends a live session now; ending an ended one answers it
 // unchanged.
 func (a *API) endSession(w http.ResponseWriter, r *http.Request, room string) {
-	c := a.streamer(w, r, room)
-	if c == nil {
-		return
-	}
-	st := a.sessionStore(w)
+	c, st := a.sessionWriter(w, r, room)
 	if st == nil {
 		return
 	}
