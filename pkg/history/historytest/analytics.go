@@ -13,17 +13,6 @@ var m0 = baseMs/60000*60000 + 60000
 
 const minute = int64(60000)
 
-// analytics returns st as a history.Analytics, or skips the test when it
-// is not one.
-func analytics(t *testing.T, st history.Store) history.Analytics {
-	t.Helper()
-	a, ok := st.(history.Analytics)
-	if !ok {
-		t.Skip("store does not implement history.Analytics")
-	}
-	return a
-}
-
 // appendTexts stores texts in room r, sent by "u" a second apart from m0,
 // with seqs from 1.
 func appendTexts(t *testing.T, st history.Store, r string, texts ...string) {
@@ -49,10 +38,7 @@ func runAnalytics(t *testing.T, newStore func(t *testing.T) history.Store) {
 
 // testSessions is the subtest Sessions.
 func testSessions(t *testing.T, st history.Store) {
-	s, ok := st.(history.Sessions)
-	if !ok {
-		t.Skip("store does not implement history.Sessions")
-	}
+	s := as[history.Sessions](t, st)
 	r, other := room("sess"), room("sess-other")
 	ctx := ctxT(t)
 	put := func(x history.Session) {
@@ -87,8 +73,8 @@ func testSessions(t *testing.T, st history.Store) {
 
 // testAnalytics is the subtest Analytics.
 func testAnalytics(t *testing.T, st history.Store) {
-	a := analytics(t, st)
-	d := deleter(t, st)
+	a := as[history.Analytics](t, st)
+	d := as[history.Deleter](t, st)
 	r := room("ana")
 	ctx := ctxT(t)
 	seed := []struct {
@@ -165,7 +151,7 @@ func testAnalytics(t *testing.T, st history.Store) {
 // tones and joined emoji stay with their emoji, and no phrase
 // overlaps a blocked word (垃圾主播 gives 主播, not 圾主).
 func testPhraseTokens(t *testing.T, st history.Store) {
-	a := analytics(t, st)
+	a := as[history.Analytics](t, st)
 	r := room("tokens")
 	appendTexts(t, st, r, "Café au lait, CAFÉ!", "cafe\u0301 naïve", "👍🏽👍🏽 👍 gg",
 		"垃圾主播 主播好", "👨\u200d👩\u200d👧 ☃\ufe0f", "NAÏVE café")
@@ -185,7 +171,7 @@ func testPhraseTokens(t *testing.T, st history.Store) {
 // different phrases in each. A blocked word still matches them:
 // "ibne" (or "İBNE") blocks "İBNE" and the phrase "İb" inside it.
 func testPhraseCaseFoldingBlocksEveryCase(t *testing.T, st history.Store) {
-	a := analytics(t, st)
+	a := as[history.Analytics](t, st)
 	r := room("fold")
 	appendTexts(t, st, r, "İBNE İSTANBUL", "İBNE", "istanbul güzel", "STRAẞE straße", "İB ok", "\u212aELVIN Ⓐbc")
 	want := []history.PhraseCount{pc("bc", 1), pc("güzel", 1), pc("istanbul", 1), pc("ok", 1), pc("straße", 1),
@@ -205,10 +191,7 @@ func testPhraseCaseFoldingBlocksEveryCase(t *testing.T, st history.Store) {
 
 // testVerdicts is the subtest Verdicts.
 func testVerdicts(t *testing.T, st history.Store) {
-	v, ok := st.(history.VerdictLog)
-	if !ok {
-		t.Skip("store does not implement history.VerdictLog")
-	}
+	v := as[history.VerdictLog](t, st)
 	r, other := room("verd"), room("verd-other")
 	ctx := ctxT(t)
 	if err := v.AddVerdicts(ctx, []history.VerdictCount{

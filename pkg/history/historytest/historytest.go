@@ -6,6 +6,7 @@ package historytest
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -107,15 +108,15 @@ func runAll(t *testing.T, newStore func(t *testing.T) history.Store, tests []sub
 	}
 }
 
-// deleter returns s as a history.Deleter, or skips the test when it is
-// not one.
-func deleter(t *testing.T, s history.Store) history.Deleter {
+// as returns s as an I (an optional interface of history), or skips the
+// test when s does not implement it.
+func as[I any](t *testing.T, s history.Store) I {
 	t.Helper()
-	d, ok := s.(history.Deleter)
+	i, ok := s.(I)
 	if !ok {
-		t.Skip("store does not implement history.Deleter")
+		t.Skipf("store does not implement %v", reflect.TypeFor[I]())
 	}
-	return d
+	return i
 }
 
 // rangeCase is a Range filter and the seqs it must return.
@@ -260,7 +261,7 @@ func testEmptyRoom(t *testing.T, s history.Store) {
 
 // testDelete is the subtest Delete.
 func testDelete(t *testing.T, s history.Store) {
-	d := deleter(t, s)
+	d := as[history.Deleter](t, s)
 	r := room("del")
 	mustAppend(t, s, msgs(r, 1, 10))
 	n, err := d.Delete(ctxT(t), r, []uint64{2, 3, 10, 99})
@@ -295,7 +296,7 @@ func testDelete(t *testing.T, s history.Store) {
 
 // testPurge is the subtest Purge.
 func testPurge(t *testing.T, s history.Store) {
-	d := deleter(t, s)
+	d := as[history.Deleter](t, s)
 	r, other := room("purge"), room("purge-other")
 	var ms []protocol.Message
 	for seq := uint64(1); seq <= 10; seq++ {
@@ -327,7 +328,7 @@ func testPurge(t *testing.T, s history.Store) {
 // message reaches history after the purge (late, or redelivered
 // after the writer restarted) and must come back deleted.
 func testPurgeCoversLaterWrites(t *testing.T, s history.Store) {
-	d := deleter(t, s)
+	d := as[history.Deleter](t, s)
 	r, other := room("purge-late"), room("purge-late-other")
 	// Seq 12 is stored before the purge with a TS past its until (the
 	// accepting clock ran ahead): stored already, it is purged too.
@@ -359,7 +360,7 @@ func testPurgeCoversLaterWrites(t *testing.T, s history.Store) {
 // before it still deleted, other users' and rooms' purges stand,
 // and a purge recorded after the lift reaches as far as it says.
 func testEndPurgesKeepsLaterWrites(t *testing.T, s history.Store) {
-	d := deleter(t, s)
+	d := as[history.Deleter](t, s)
 	r, other := room("purge-end"), room("purge-end-other")
 	mustAppend(t, s, []protocol.Message{msg(r, 1, "bad")})
 	for _, p := range []struct {
@@ -392,7 +393,7 @@ func testEndPurgesKeepsLaterWrites(t *testing.T, s history.Store) {
 // moderator's ban do: every message the purge covers ends deleted,
 // whichever came first.
 func testPurgeRacesWrites(t *testing.T, s history.Store) {
-	d := deleter(t, s)
+	d := as[history.Deleter](t, s)
 	for round := 0; round < 3; round++ {
 		r := room("purge-race")
 		const n = 30
@@ -420,10 +421,7 @@ func testPurgeRacesWrites(t *testing.T, s history.Store) {
 
 // testLastSeq is the subtest LastSeq.
 func testLastSeq(t *testing.T, s history.Store) {
-	l, ok := s.(history.LastSeqer)
-	if !ok {
-		t.Skip("store does not implement history.LastSeqer")
-	}
+	l := as[history.LastSeqer](t, s)
 	r := room("last")
 	if n, err := l.LastSeq(ctxT(t), r); err != nil || n != 0 {
 		t.Fatalf("LastSeq of an empty room = %d, %v; want 0, nil", n, err)
