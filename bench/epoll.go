@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -75,7 +77,12 @@ type epollGroup struct {
 	// deflate: offer permessage-deflate in the upgrade request.
 	deflate bool
 	// compact: offer the danmaku.v1.compact subprotocol.
-	compact  bool
+	compact bool
+	// spill maps a target to the one a connection tries next when the
+	// gateway answers 503 (at its connection cap), as a load balancer's
+	// next-upstream does (deploy/nginx/room-affinity.conf); nil: retry the
+	// same one. Built before the loops start (spillOver), then read only.
+	spill    map[*target]*target
 	stopping atomic.Bool
 
 	qmu      sync.Mutex
@@ -184,6 +191,27 @@ func (g *epollGroup) add(idx int, room, addr string, src *net.TCPAddr, token str
 	c := &econn{s: session{room: room, latency: latency}, idx: int32(idx), fd: -1, after: -1, t: g.target(addr, src),
 		token: token, loop: g.loops[len(g.conns)%len(g.loops)]}
 	g.conns = append(g.conns, c)
+}
+
+// spillOver makes a connection refused with 503 try the next of gateways
+// (in their order, round the end) from the same source. Called before the
+// group starts.
+func (g *epollGroup) spillOver(gateways []string) {
+	if len(gateways) < 2 {
+		return
+	}
+	g.spill = make(map[*target]*target)
+	srcs := map[string]*net.TCPAddr{}
+	for _, t := range g.targets {
+		if slices.Contains(gateways, t.addr) {
+			srcs[t.src.String()] = t.src
+		}
+	}
+	for _, src := range srcs {
+		for i, addr := range gateways {
+			g.spill[g.target(addr, src)] = g.target(gateways[(i+1)%len(gateways)], src)
+		}
+	}
 }
 
 // target returns the parsed destination addr from src, parsing each pair
@@ -306,6 +334,12 @@ func (g *epollGroup) fail(c *econn, err error) {
 		return
 	}
 	g.st.fail(err)
+	var he *ws.HandshakeError
+	if g.spill != nil && errors.As(err, &he) && he.Status == http.StatusServiceUnavailable {
+		if next := g.spill[c.t]; next != nil {
+			c.t = next
+		}
+	}
 	if !g.reconnect && !c.connected {
 		return
 	}

@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -595,5 +597,47 @@ func TestEpollRetryAfter(t *testing.T) {
 	}
 	if by := st.failedBy.snapshot(); by["http_503"] != st.failed.Load() {
 		t.Errorf("failures by kind %v, want all http_503", by)
+	}
+}
+
+// TestSpillOverOn503: with --affinity a viewer refused with 503 by its
+// room's gateway (at its connection cap) tries the next gateway, round the
+// list, as the nginx router's next-upstream does; any other failure
+// retries the same gateway, and without spillOver a 503 does too.
+func TestSpillOverOn503(t *testing.T) {
+	gws := []string{"127.0.0.1:1001", "127.0.0.1:1002", "127.0.0.1:1003"}
+	g, err := newEpollGroup(&stats{}, false, 0, 0, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+	g.add(0, "r", gws[0], nil, "", false)
+	g.add(1, "r", gws[2], src, "", false)
+	g.add(2, "r", gws[1], nil, "", false)
+	full := &ws.HandshakeError{Status: http.StatusServiceUnavailable}
+	c := g.conns[0]
+	g.fail(c, full)
+	if c.t.addr != gws[0] {
+		t.Fatalf("without spillOver a 503 moved the viewer to %s", c.t.addr)
+	}
+	g.spillOver(gws)
+	for _, want := range []string{gws[1], gws[2], gws[0]} {
+		g.fail(c, full)
+		if c.t.addr != want {
+			t.Fatalf("after a 503 the viewer tries %s, want %s", c.t.addr, want)
+		}
+	}
+	c1 := g.conns[1]
+	g.fail(c1, full)
+	if c1.t.addr != gws[0] || c1.t.src != src {
+		t.Fatalf("from %v at %s after a 503: now %s from %v; want %s from the same source", src, gws[2], c1.t.addr, c1.t.src, gws[0])
+	}
+	c2 := g.conns[2]
+	for _, e := range []error{&ws.HandshakeError{Status: http.StatusBadRequest}, errTimedOut, syscall.ECONNREFUSED} {
+		g.fail(c2, e)
+		if c2.t.addr != gws[1] {
+			t.Fatalf("%v moved the viewer to %s", e, c2.t.addr)
+		}
 	}
 }

@@ -147,6 +147,11 @@ func RunWorker(ctx context.Context, spec WorkerSpec, cmds <-chan Command, out fu
 	if err := w.addConnections(); err != nil {
 		return err
 	}
+	if g, ok := w.viewers.(*epollGroup); ok && spec.ByRoom {
+		// A gateway of a room's pool that is full spills the viewer
+		// over to the next, as the nginx router does.
+		g.spillOver(spec.Gateways)
+	}
 	w.start()
 	joinedAll := w.watchJoined()
 	tick := time.NewTicker(w.spec.Tick)
