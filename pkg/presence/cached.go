@@ -74,10 +74,29 @@ type cacheCounters struct {
 
 // cacheHealth is what every cached wrapper keeps about its store: the
 // breaker in front of it and the counters. Embedded, it gives the wrapper
-// its Stats.
+// its Stats and failed; init sets it up.
 type cacheHealth struct {
+	now   func() time.Time
 	br    breaker
 	stats cacheCounters
+}
+
+// init sets the clock and the breaker's retry period.
+func (h *cacheHealth) init(retry time.Duration) {
+	h.now = time.Now
+	h.br.retry = retry
+}
+
+// failed records a failure of the inner store and reports whether the
+// caller should fall back to the copy. A failure caused by the caller's
+// own context ending is not the store's fault and gets no fallback.
+func (h *cacheHealth) failed(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	h.stats.errors.Add(1)
+	h.br.fail(h.now())
+	return true
 }
 
 // Stats returns the wrapper's counters.
@@ -128,7 +147,6 @@ func (b *breaker) down() bool         { return b.downUntil.Load() != 0 }
 type CachedBans struct {
 	inner Bans
 	cfg   CacheConfig
-	now   func() time.Time
 	cacheHealth
 
 	mu    sync.Mutex           // guards rooms
@@ -147,8 +165,8 @@ var _ Bans = (*CachedBans)(nil)
 // NewCachedBans wraps inner; see CachedBans.
 func NewCachedBans(inner Bans, cfg CacheConfig) *CachedBans {
 	cfg = cfg.withDefaults()
-	c := &CachedBans{inner: inner, cfg: cfg, now: time.Now, rooms: make(map[string]*banCache)}
-	c.br.retry = cfg.RetryAfter
+	c := &CachedBans{inner: inner, cfg: cfg, rooms: make(map[string]*banCache)}
+	c.init(cfg.RetryAfter)
 	return c
 }
 
@@ -249,18 +267,6 @@ func (c *CachedBans) List(ctx context.Context, room string) ([]Ban, error) {
 	return out, nil
 }
 
-// failed records a failure of the inner store and reports whether the
-// caller should fall back to the copy. A failure caused by the caller's
-// own context ending is not the store's fault and gets no fallback.
-func (c *CachedBans) failed(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return false
-	}
-	c.stats.errors.Add(1)
-	c.br.fail(c.now())
-	return true
-}
-
 // cached looks uid up in the copies of room and the global room. known is
 // false when a miss proves nothing because a list was never loaded.
 func (c *CachedBans) cached(room, uid string, now time.Time) (best Ban, ok, known bool) {
@@ -347,7 +353,6 @@ func (c *CachedBans) roomLocked(room string) *banCache {
 // CachedKV is safe for concurrent use; create it with NewCachedKV.
 type CachedKV struct {
 	inner KV
-	now   func() time.Time
 	cacheHealth
 
 	mu sync.RWMutex // guards m
@@ -363,8 +368,8 @@ var _ KV = (*CachedKV)(nil)
 
 // NewCachedKV wraps inner; see CachedKV. Only cfg.RetryAfter applies.
 func NewCachedKV(inner KV, cfg CacheConfig) *CachedKV {
-	c := &CachedKV{inner: inner, now: time.Now, m: make(map[string]kvCache)}
-	c.br.retry = cfg.withDefaults().RetryAfter
+	c := &CachedKV{inner: inner, m: make(map[string]kvCache)}
+	c.init(cfg.withDefaults().RetryAfter)
 	return c
 }
 
@@ -382,11 +387,9 @@ func (c *CachedKV) Get(ctx context.Context, key string) ([]byte, bool, error) {
 			c.mu.Unlock()
 			return v, ok, nil
 		}
-		if ctx.Err() != nil {
+		if !c.failed(ctx) {
 			return nil, false, err
 		}
-		c.stats.errors.Add(1)
-		c.br.fail(now)
 	}
 	c.mu.RLock()
 	e, hit := c.m[key]
@@ -405,10 +408,7 @@ func (c *CachedKV) Get(ctx context.Context, key string) ([]byte, bool, error) {
 // Put stores val in the store and, on success, in the copy.
 func (c *CachedKV) Put(ctx context.Context, key string, val []byte) error {
 	if err := c.inner.Put(ctx, key, val); err != nil {
-		if ctx.Err() == nil {
-			c.stats.errors.Add(1)
-			c.br.fail(c.now())
-		}
+		c.failed(ctx)
 		return err
 	}
 	c.br.ok()

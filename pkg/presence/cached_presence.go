@@ -23,7 +23,6 @@ const maxCachedRooms = 100_000
 // NewCachedPresence. It uses CacheConfig.RetryAfter only.
 type CachedPresence struct {
 	inner Presence
-	now   func() time.Time
 	cacheHealth
 
 	mu     sync.Mutex     // guards counts and top
@@ -40,8 +39,8 @@ var (
 
 // NewCachedPresence wraps inner; see CachedPresence.
 func NewCachedPresence(inner Presence, cfg CacheConfig) *CachedPresence {
-	c := &CachedPresence{inner: inner, now: time.Now, counts: make(map[string]int)}
-	c.br.retry = cfg.withDefaults().RetryAfter
+	c := &CachedPresence{inner: inner, counts: make(map[string]int)}
+	c.init(cfg.withDefaults().RetryAfter)
 	return c
 }
 
@@ -142,15 +141,4 @@ func (c *CachedPresence) Close() error {
 		return cl.Close()
 	}
 	return nil
-}
-
-// failed records a failure of the store and reports whether the caller
-// should fall back to the copy (not when its own context ended).
-func (c *CachedPresence) failed(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return false
-	}
-	c.stats.errors.Add(1)
-	c.br.fail(c.now())
-	return true
 }
