@@ -58,24 +58,25 @@ func (a *API) publicStreams() map[string]http.HandlerFunc {
 	}
 }
 
-// sessionStore returns the history store's sessions, or writes 503.
-func (a *API) sessionStore(w http.ResponseWriter) history.Sessions {
-	s, ok := a.cfg.History.(history.Sessions)
+// sharedHistory returns the history store h as an I (history.Sessions,
+// history.Analytics), or writes 503 "<what> need a shared history store"
+// and returns the zero I (nil).
+func sharedHistory[I any](w http.ResponseWriter, h history.Store, what string) I {
+	s, ok := h.(I)
 	if !ok {
-		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "stream sessions need a shared history store (--history clickhouse)")
-		return nil
+		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, what+" need a shared history store (--history clickhouse)")
 	}
 	return s
 }
 
+// sessionStore returns the history store's sessions, or writes 503.
+func (a *API) sessionStore(w http.ResponseWriter) history.Sessions {
+	return sharedHistory[history.Sessions](w, a.cfg.History, "stream sessions")
+}
+
 // analytics returns the history store's analytics, or writes 503.
 func (a *API) analytics(w http.ResponseWriter) history.Analytics {
-	s, ok := a.cfg.History.(history.Analytics)
-	if !ok {
-		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "analytics need a shared history store (--history clickhouse)")
-		return nil
-	}
-	return s
+	return sharedHistory[history.Analytics](w, a.cfg.History, "analytics")
 }
 
 // sessionWriter returns the claims and the sessions store when the claims

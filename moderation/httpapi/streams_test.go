@@ -98,9 +98,27 @@ func (s *streamAPI) do(method, path, token, body string, into any) int {
 	return resp.StatusCode
 }
 
+// errorOf sends method path with token and returns the answer's status
+// and its error body (failing the test when it has none).
+func (s *streamAPI) errorOf(method, path, token string) (int, protocol.Error) {
+	s.t.Helper()
+	req, _ := http.NewRequest(method, s.srv.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Error protocol.Error }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		s.t.Fatalf("%s %s: %d, no error body: %v", method, path, resp.StatusCode, err)
+	}
+	return resp.StatusCode, body.Error
+}
+
 // newStreamAPI serves the API over st, with a moderation engine and a
 // memory bus.
-func newStreamAPI(t *testing.T, st streamStore) *streamAPI {
+func newStreamAPI(t *testing.T, st history.Store) *streamAPI {
 	// A unit test of the handler over each stream store (memory and
 	// ClickHouse): the endpoints read and write the store only, no
 	// pipeline stage.
@@ -124,6 +142,24 @@ func newStreamAPI(t *testing.T, st streamStore) *streamAPI {
 	return s
 }
 
+// TestStreamEndpointsNeedASharedStore: over a history store without
+// sessions and analytics (a plain history.Store), the stream endpoints
+// answer 503 and say what they need.
+func TestStreamEndpointsNeedASharedStore(t *testing.T) {
+	s := newStreamAPI(t, struct{ history.Store }{history.NewMemory(history.MemoryConfig{})})
+	streamer := s.token(auth.RoleStreamer, []string{"r"})
+	for _, c := range []struct{ method, path, want string }{
+		{"POST", "/api/rooms/r/sessions", "stream sessions need a shared history store (--history clickhouse)"},
+		{"GET", "/api/rooms/r/sessions", "stream sessions need a shared history store (--history clickhouse)"},
+		{"GET", "/api/rooms/r/density", "analytics need a shared history store (--history clickhouse)"},
+		{"GET", "/api/rooms/r/analytics", "analytics need a shared history store (--history clickhouse)"},
+	} {
+		if status, e := s.errorOf(c.method, c.path, streamer); status != 503 || e.Code != protocol.CodeUnavailable || e.Message != c.want {
+			t.Errorf("%s %s = %d %+v, want 503 unavailable %q", c.method, c.path, status, e, c.want)
+		}
+	}
+}
+
 // TestCountParameters checks the 400 answer, and its message, of each
 // whole-number parameter out of its range: limit (sessions, users, audit,
 // rooms), phrases (analytics) and buckets (density).
@@ -139,22 +175,8 @@ func TestCountParameters(t *testing.T) {
 		"/api/rooms/r/analytics?phrases=101": "phrases must be 1-100",
 		"/api/rooms/r/density?buckets=0":     fmt.Sprintf("buckets must be 1-%d", history.MaxBuckets),
 	} {
-		req, _ := http.NewRequest("GET", s.srv.URL+path, nil)
-		req.Header.Set("Authorization", "Bearer "+mod)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var body struct {
-			Error struct {
-				Code    protocol.Code
-				Message string
-			}
-		}
-		err = json.NewDecoder(resp.Body).Decode(&body)
-		resp.Body.Close()
-		if resp.StatusCode != 400 || err != nil || body.Error.Code != protocol.CodeInvalid || body.Error.Message != want {
-			t.Errorf("GET %s = %d %+v (%v), want 400 invalid %q", path, resp.StatusCode, body.Error, err, want)
+		if status, e := s.errorOf("GET", path, mod); status != 400 || e.Code != protocol.CodeInvalid || e.Message != want {
+			t.Errorf("GET %s = %d %+v, want 400 invalid %q", path, status, e, want)
 		}
 	}
 }
