@@ -62,6 +62,7 @@ package redispresence
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -179,4 +180,20 @@ func wrap(op string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("redispresence: %s: %w", op, err)
+}
+
+// found turns the answer to a read of one value (GET, SET ... GET) into
+// presence's (value, found, error): redis.Nil is not found, another error
+// is wrapped with op, and a value found is never nil (empty is a value).
+func found(v []byte, err error, op string) ([]byte, bool, error) {
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, wrap(op, err)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, true, nil
 }

@@ -2,7 +2,6 @@ package redispresence
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -17,16 +16,7 @@ func (c *Client) Remember(ctx context.Context, key string, val []byte, ttl time.
 	}
 	prev, err := c.rdb.SetArgs(ctx, c.ddKey+key, val,
 		redis.SetArgs{Mode: "NX", TTL: time.Duration(ms(ttl)) * time.Millisecond, Get: true}).Bytes()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return nil, false, nil
-	case err != nil:
-		return nil, false, wrap("remember", err)
-	}
-	if prev == nil {
-		prev = []byte{}
-	}
-	return prev, true, nil
+	return found(prev, err, "remember")
 }
 
 // Lookup reads the values of keys with one MGET (presence.Dedupe).

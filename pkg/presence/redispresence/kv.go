@@ -1,25 +1,11 @@
 package redispresence
 
-import (
-	"context"
-	"errors"
-
-	"github.com/redis/go-redis/v9"
-)
+import "context"
 
 // Get returns the value under key.
 func (c *Client) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	v, err := c.rdb.Get(ctx, c.kvKey+key).Bytes()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return nil, false, nil
-	case err != nil:
-		return nil, false, wrap("get", err)
-	}
-	if v == nil {
-		v = []byte{}
-	}
-	return v, true, nil
+	return found(v, err, "get")
 }
 
 // Put stores val under key, with no expiry.
