@@ -33,22 +33,9 @@ var _ RoomLoader = StateStore{}
 func (s StateStore) LoadRoom(ctx context.Context, room string, e *Engine) error {
 	var errs []error
 	if s.KV != nil {
-		if b, ok, err := s.KV.Get(ctx, SettingsKey(room)); err != nil {
-			errs = append(errs, err)
-		} else if ok {
-			var st Settings
-			if err := json.Unmarshal(b, &st); err == nil {
-				errs = append(errs, e.SetSettings(room, st))
-			}
-		}
-		if b, ok, err := s.KV.Get(ctx, KeywordsKey(room)); err != nil {
-			errs = append(errs, err)
-		} else if ok {
-			var kl KeywordList
-			if err := json.Unmarshal(b, &kl); err == nil {
-				errs = append(errs, e.SetRoomKeywords(room, kl))
-			}
-		}
+		errs = append(errs,
+			loadJSON(ctx, s.KV, SettingsKey(room), func(st Settings) error { return e.SetSettings(room, st) }),
+			loadJSON(ctx, s.KV, KeywordsKey(room), func(kl KeywordList) error { return e.SetRoomKeywords(room, kl) }))
 	}
 	if s.Bans != nil {
 		bans, err := s.Bans.List(ctx, room)
@@ -63,6 +50,21 @@ func (s StateStore) LoadRoom(ctx context.Context, room string, e *Engine) error 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// loadJSON reads key from kv and, when it is there and decodes as a T,
+// applies it. A value that does not decode is skipped; the error returned
+// is the store's or apply's.
+func loadJSON[T any](ctx context.Context, kv presence.KV, key string, apply func(T) error) error {
+	b, ok, err := kv.Get(ctx, key)
+	if err != nil || !ok {
+		return err
+	}
+	var v T
+	if json.Unmarshal(b, &v) != nil {
+		return nil
+	}
+	return apply(v)
 }
 
 // roomsLoaded remembers which rooms a RoomLoader has filled, retrying a
