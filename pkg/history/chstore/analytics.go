@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/danmaku-live/danmaku/pkg/history"
 )
 
@@ -36,21 +38,32 @@ func (s *Store) PutSession(ctx context.Context, sess history.Session) error {
 const sessionCols = "id, argMax(title, version), argMax(by_uid, version), argMax(start_ms, version) AS s, argMax(end_ms, version)"
 
 func (s *Store) sessions(ctx context.Context, room, q string, args ...any) ([]history.Session, error) {
-	rows, err := s.conn.Query(ctx, q, args...)
+	return queryRows(ctx, s.conn, "sessions", q, args, func(rows driver.Rows) (history.Session, error) {
+		x := history.Session{Room: room}
+		err := rows.Scan(&x.ID, &x.Title, &x.By, &x.StartMs, &x.EndMs)
+		return x, err
+	})
+}
+
+// queryRows runs q and returns one T per row of its answer, made by scan
+// (which scans the row into a T). what names the query in errors
+// ("chstore: <what>: ...", "chstore: scan <what>: ...").
+func queryRows[T any](ctx context.Context, conn driver.Conn, what, q string, args []any, scan func(driver.Rows) (T, error)) ([]T, error) {
+	rows, err := conn.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("chstore: query sessions: %w", err)
+		return nil, fmt.Errorf("chstore: %s: %w", what, err)
 	}
 	defer rows.Close()
-	var out []history.Session
+	var out []T
 	for rows.Next() {
-		x := history.Session{Room: room}
-		if err := rows.Scan(&x.ID, &x.Title, &x.By, &x.StartMs, &x.EndMs); err != nil {
-			return nil, fmt.Errorf("chstore: scan session: %w", err)
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("chstore: scan %s: %w", what, err)
 		}
-		out = append(out, x)
+		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("chstore: read sessions: %w", err)
+		return nil, fmt.Errorf("chstore: %s: %w", what, err)
 	}
 	return out, nil
 }
@@ -110,24 +123,23 @@ func (s *Store) Density(ctx context.Context, room string, fromMs, toMs, bucketMs
 	from, args := s.liveRange(room, fromMs, toMs)
 	q := "SELECT intDiv(ts_ms - " + strconv.FormatInt(fromMs, 10) + ", " + strconv.FormatInt(bucketMs, 10) + ") AS b, count()" +
 		from + " GROUP BY b"
-	rows, err := s.conn.Query(ctx, q, args...)
+	type bucket struct {
+		b int64
+		n uint64
+	}
+	counts, err := queryRows(ctx, s.conn, "density", q, args, func(rows driver.Rows) (bucket, error) {
+		var x bucket
+		err := rows.Scan(&x.b, &x.n)
+		return x, err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("chstore: density: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
 	out := make([]int64, (toMs-fromMs+bucketMs-1)/bucketMs)
-	for rows.Next() {
-		var b int64
-		var n uint64
-		if err := rows.Scan(&b, &n); err != nil {
-			return nil, fmt.Errorf("chstore: scan density: %w", err)
+	for _, x := range counts {
+		if x.b >= 0 && x.b < int64(len(out)) {
+			out[x.b] = int64(x.n)
 		}
-		if b >= 0 && b < int64(len(out)) {
-			out[b] = int64(n)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("chstore: density: %w", err)
 	}
 	return out, nil
 }
@@ -141,25 +153,13 @@ func (s *Store) Minutes(ctx context.Context, room string, fromMs, toMs int64) ([
 		return nil, history.ErrRange
 	}
 	from, args := s.liveRange(room, fromMs, toMs)
-	rows, err := s.conn.Query(ctx, "SELECT intDiv(ts_ms, 60000) * 60000 AS m, count(), uniqExact(uid)"+from+
-		" GROUP BY m ORDER BY m", args...)
-	if err != nil {
-		return nil, fmt.Errorf("chstore: minutes: %w", err)
-	}
-	defer rows.Close()
-	var out []history.MinuteStat
-	for rows.Next() {
+	return queryRows(ctx, s.conn, "minutes", "SELECT intDiv(ts_ms, 60000) * 60000 AS m, count(), uniqExact(uid)"+from+
+		" GROUP BY m ORDER BY m", args, func(rows driver.Rows) (history.MinuteStat, error) {
 		var m int64
 		var n, u uint64
-		if err := rows.Scan(&m, &n, &u); err != nil {
-			return nil, fmt.Errorf("chstore: scan minutes: %w", err)
-		}
-		out = append(out, history.MinuteStat{Minute: m, Messages: int64(n), Chatters: int64(u)})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("chstore: minutes: %w", err)
-	}
-	return out, nil
+		err := rows.Scan(&m, &n, &u)
+		return history.MinuteStat{Minute: m, Messages: int64(n), Chatters: int64(u)}, err
+	})
 }
 
 // phrasesExpr is history.Phrases in 18.16's SQL over t, the message's
@@ -233,26 +233,13 @@ func (s *Store) TopPhrases(ctx context.Context, room string, fromMs, toMs int64,
 	}
 	q := "SELECT p, count() AS n FROM (SELECT arrayJoin(" + phrasesExpr + ") AS p FROM (SELECT " + markExpr + " AS t" + from + "))" +
 		where + " GROUP BY p ORDER BY n DESC, p LIMIT " + strconv.Itoa(limit)
-	rows, err := s.conn.Query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("chstore: phrases: %w", err)
-	}
-	defer rows.Close()
-	var out []history.PhraseCount
-	for rows.Next() {
-		var pc history.PhraseCount
+	return queryRows(ctx, s.conn, "phrases", q, args, func(rows driver.Rows) (history.PhraseCount, error) {
+		pc := history.PhraseCount{Estimated: k > 1}
 		var n uint64
-		if err := rows.Scan(&pc.Phrase, &n); err != nil {
-			return nil, fmt.Errorf("chstore: scan phrases: %w", err)
-		}
+		err := rows.Scan(&pc.Phrase, &n)
 		pc.Count = int64(n) * k
-		pc.Estimated = k > 1
-		out = append(out, pc)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("chstore: phrases: %w", err)
-	}
-	return out, nil
+		return pc, err
+	})
 }
 
 // phraseSample returns 1, or k when the range holds more than
@@ -303,25 +290,17 @@ func (s *Store) Verdicts(ctx context.Context, room string, fromMs, toMs int64) (
 	ctx, cancel := s.analyticsCtx(ctx)
 	defer cancel()
 	// Minutes start on whole seconds: minute >= ceil(from s), < ceil(to s).
-	rows, err := s.conn.Query(ctx, "SELECT rule, action, sum(n) AS c FROM "+s.table+"_verdicts"+
+	out, err := queryRows(ctx, s.conn, "verdicts", "SELECT rule, action, sum(n) AS c FROM "+s.table+"_verdicts"+
 		" WHERE room = ? AND minute >= toDateTime(?) AND minute < toDateTime(?) GROUP BY rule, action",
-		room, ceilSecs(fromMs), ceilSecs(toMs))
+		[]any{room, ceilSecs(fromMs), ceilSecs(toMs)}, func(rows driver.Rows) (history.VerdictCount, error) {
+			var v history.VerdictCount
+			var n uint64
+			err := rows.Scan(&v.Rule, &v.Action, &n)
+			v.Count = int64(n)
+			return v, err
+		})
 	if err != nil {
-		return nil, fmt.Errorf("chstore: verdicts: %w", err)
-	}
-	defer rows.Close()
-	var out []history.VerdictCount
-	for rows.Next() {
-		var v history.VerdictCount
-		var n uint64
-		if err := rows.Scan(&v.Rule, &v.Action, &n); err != nil {
-			return nil, fmt.Errorf("chstore: scan verdicts: %w", err)
-		}
-		v.Count = int64(n)
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("chstore: verdicts: %w", err)
+		return nil, err
 	}
 	history.SortVerdicts(out)
 	return out, nil
