@@ -2,7 +2,7 @@
 // the "video", a chat log, room switching, guest sign-in and sending.
 // User-supplied text is only ever rendered with textContent.
 import { DanmakuClient, SendError, validRoom, wsURL } from "./danmaku.js";
-import { Retractions, Stage, badge, danmakuElement, kindClass } from "./stage.js";
+import { Retractions, Stage, appendText, badge, danmakuElement, kindClass } from "./stage.js";
 
 const $ = (id) => document.getElementById(id);
 const LOG_MAX = 200;
@@ -27,13 +27,7 @@ function logItem(m, mine) {
     n.textContent = m.name;
     li.appendChild(n);
   }
-  const x = document.createElement("span");
-  x.className = "text";
-  x.textContent = m.text;
-  li.appendChild(x);
-  li.dataset.uid = m.uid || "";
-  if (m.seq) li.dataset.seq = String(m.seq);
-  return li;
+  return appendText(li, m);
 }
 
 function seconds(ms) {

@@ -86,6 +86,14 @@ export function danmakuElement(m, mine) {
   if (m.color && COLOR_RE.test(m.color)) el.style.color = m.color;
   const b = badge(m.role, m.kind);
   if (b) el.appendChild(b);
+  return appendText(el, m);
+}
+
+/**
+ * appendText ends el with m's text (a span.text, set as textContent) and
+ * marks el with m's uid and seq (data-uid, data-seq); it returns el.
+ */
+export function appendText(el, m) {
   const t = document.createElement("span");
   t.className = "text";
   t.textContent = m.text;
