@@ -24,6 +24,24 @@ func partitionBus(t *testing.T, b bus.Bus) (bus.PartitionSubscriber, bus.Partiti
 	return ps, pr
 }
 
+// partitionedStream creates a stream named after name on b (an empty
+// publish) and returns b's partition abilities (skipping the test without
+// them), the stream, a publisher of it and its partition count.
+func partitionedStream(t *testing.T, b bus.Bus, name string) (bus.PartitionSubscriber, bus.PartitionReader, string, bus.Publisher, int) {
+	t.Helper()
+	ps, pr := partitionBus(t, b)
+	stream := uniq(name)
+	pub := b.Publisher(stream)
+	publish(t, pub)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	n, err := pr.Partitions(ctx, stream)
+	if err != nil {
+		t.Fatalf("Partitions: %v", err)
+	}
+	return ps, pr, stream, pub, n
+}
+
 // keyIn returns a key that bus.KeyPartition puts in partition p of n.
 func keyIn(prefix string, p, n int) string {
 	for i := 0; ; i++ {
@@ -68,15 +86,9 @@ func upTo(t *testing.T, c bus.Consumer, p int, end string) []string {
 // meanwhile included); reassigned while reading, from the new offset and
 // nothing of the old reading after.
 func testPartitionConsumer(t *testing.T, b bus.Bus) {
-	ps, pr := partitionBus(t, b)
-	stream := uniq("parts")
-	pub := b.Publisher(stream)
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	publish(t, pub) // creates the stream
-	n, err := pr.Partitions(ctx, stream)
-	if err != nil || n < 2 {
-		t.Fatalf("Partitions = %d, %v; the suite needs 2", n, err)
+	ps, pr, stream, pub, n := partitionedStream(t, b, "parts")
+	if n < 2 {
+		t.Fatalf("Partitions = %d; the suite needs 2", n)
 	}
 	k0, k1 := keyIn("a", 0, n), keyIn("b", 1, n)
 	put := func(key string, vals ...string) {
@@ -150,27 +162,14 @@ func checkAssignErrors(t *testing.T, c bus.PartitionConsumer, n int) {
 // says, so a consumer of that partition alone gets all of the key's
 // records; an offset past the end reads from the next record written.
 func testPartitionKeys(t *testing.T, b bus.Bus) {
-	ps, pr := partitionBus(t, b)
-	stream := uniq("keys")
-	pub := b.Publisher(stream)
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	publish(t, pub)
-	n, err := pr.Partitions(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ps, pr, stream, pub, n := partitionedStream(t, b, "keys")
 	c, err := ps.PartitionConsumer(stream)
 	if err != nil {
 		t.Fatalf("PartitionConsumer: %v", err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	for p := range n {
-		o, err := pr.Offsets(ctx, stream, p, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Assign(p, o.End+1000); err != nil {
+		if err := c.Assign(p, offsets(t, pr, stream, p).End+1000); err != nil {
 			t.Fatalf("Assign past the end: %v", err)
 		}
 	}
