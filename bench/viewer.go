@@ -543,21 +543,17 @@ func (v *viewer) serve(c net.Conn, buf []byte, dialStart time.Time) (afterMs int
 
 // drop closes the connection on purpose; the run loop reconnects at once
 // and resumes.
-func (v *viewer) drop() {
-	v.mu.Lock()
-	c := v.c
-	v.dropped = true
-	v.mu.Unlock()
-	if c != nil {
-		_ = c.Close()
-	}
-}
+func (v *viewer) drop() { v.closeConn(func() { v.dropped = true }) }
 
 // close ends the viewer for good.
-func (v *viewer) close() {
+func (v *viewer) close() { v.closeConn(func() { v.c = nil }) }
+
+// closeConn closes the viewer's connection, if any, after mark has
+// recorded why (mark runs under v.mu).
+func (v *viewer) closeConn(mark func()) {
 	v.mu.Lock()
 	c := v.c
-	v.c = nil
+	mark()
 	v.mu.Unlock()
 	if c != nil {
 		_ = c.Close()
