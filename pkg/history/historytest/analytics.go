@@ -24,17 +24,8 @@ func appendTexts(t *testing.T, st history.Store, r string, texts ...string) {
 	mustAppend(t, st, ms)
 }
 
-// runAnalytics is the part of the suite for stores that implement
-// history.Sessions, history.Analytics and history.VerdictLog.
-func runAnalytics(t *testing.T, newStore func(t *testing.T) history.Store) {
-	runAll(t, newStore, []subtest{
-		{"Sessions", testSessions},
-		{"Analytics", testAnalytics},
-		{"PhraseTokens", testPhraseTokens},
-		{"PhraseCaseFoldingBlocksEveryCase", testPhraseCaseFoldingBlocksEveryCase},
-		{"Verdicts", testVerdicts},
-	})
-}
+// The subtests below are for stores that implement history.Sessions,
+// history.Analytics and history.VerdictLog; others skip them.
 
 // testSessions is the subtest Sessions.
 func testSessions(t *testing.T, st history.Store) {

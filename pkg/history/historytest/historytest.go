@@ -101,13 +101,6 @@ type subtest struct {
 	f    func(t *testing.T, s history.Store)
 }
 
-// runAll runs each of tests as a subtest on a store newStore returns.
-func runAll(t *testing.T, newStore func(t *testing.T) history.Store, tests []subtest) {
-	for _, c := range tests {
-		t.Run(c.name, func(t *testing.T) { c.f(t, newStore(t)) })
-	}
-}
-
 // as returns s as an I (an optional interface of history), or skips the
 // test when s does not implement it.
 func as[I any](t *testing.T, s history.Store) I {
@@ -136,7 +129,7 @@ func wantRanges(t *testing.T, s history.Store, r string, cases []rangeCase) {
 // Run runs the suite. newStore returns a store for one subtest; it may
 // return the same store every time, since every subtest uses its own rooms.
 func Run(t *testing.T, newStore func(t *testing.T) history.Store) {
-	runAll(t, newStore, []subtest{
+	for _, c := range []subtest{
 		{"RoundTrip", testRoundTrip},
 		{"AfterSeqLimit", testAfterSeqLimit},
 		{"Tail", testTail},
@@ -150,8 +143,15 @@ func Run(t *testing.T, newStore func(t *testing.T) history.Store) {
 		{"EndPurgesKeepsLaterWrites", testEndPurgesKeepsLaterWrites},
 		{"PurgeRacesWrites", testPurgeRacesWrites},
 		{"LastSeq", testLastSeq},
-	})
-	runAnalytics(t, newStore)
+		// analytics.go: for stores with Sessions, Analytics, VerdictLog
+		{"Sessions", testSessions},
+		{"Analytics", testAnalytics},
+		{"PhraseTokens", testPhraseTokens},
+		{"PhraseCaseFoldingBlocksEveryCase", testPhraseCaseFoldingBlocksEveryCase},
+		{"Verdicts", testVerdicts},
+	} {
+		t.Run(c.name, func(t *testing.T) { c.f(t, newStore(t)) })
+	}
 }
 
 // testRoundTrip is the subtest RoundTrip.
