@@ -236,6 +236,17 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request, room string) {
 	}
 }
 
+// analyticsRange is how the analytics endpoints begin: the store's
+// analytics (else 503) and the range the request asks for (streamRange).
+// It reports false when it wrote an error.
+func (a *API) analyticsRange(w http.ResponseWriter, r *http.Request, room string) (an history.Analytics, from, to int64, sess *history.Session, ok bool) {
+	if an = a.analytics(w); an == nil {
+		return nil, 0, 0, nil, false
+	}
+	from, to, sess, ok = a.streamRange(w, r, room)
+	return an, from, to, sess, ok
+}
+
 // streamRange resolves ?from=&to= (Unix ms) or ?session=ID (a live
 // session runs to now; of a session over maxStreamRange, its last
 // maxStreamRange) into [from, to); with neither, the last hour. It
@@ -312,11 +323,7 @@ type DensityResponse struct {
 // intervals (default 100, at most history.MaxBuckets), each
 // ceil((to-from)/buckets) ms wide.
 func (a *API) getDensity(w http.ResponseWriter, r *http.Request, room string) {
-	an := a.analytics(w)
-	if an == nil {
-		return
-	}
-	from, to, _, ok := a.streamRange(w, r, room)
+	an, from, to, _, ok := a.analyticsRange(w, r, room)
 	if !ok {
 		return
 	}
@@ -356,11 +363,7 @@ type AnalyticsResponse struct {
 
 // getAnalytics answers the stream analytics of [from, to) or a session.
 func (a *API) getAnalytics(w http.ResponseWriter, r *http.Request, room string, _ *auth.Claims) {
-	an := a.analytics(w)
-	if an == nil {
-		return
-	}
-	from, to, sess, ok := a.streamRange(w, r, room)
+	an, from, to, sess, ok := a.analyticsRange(w, r, room)
 	if !ok {
 		return
 	}
