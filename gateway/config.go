@@ -158,10 +158,11 @@ type Config struct {
 	// viewers of a room under overload (docs/protocol.md, "Overload
 	// shedding"): the first answer to a room the gateway cannot write in
 	// time is fewer, bigger frames (one write per viewer per
-	// ShedFlushDelay, or per write pass's duration if longer, instead of
-	// per MaxFlushDelay; the loop's other rooms wait with it), and only if
-	// that is not enough does it leave messages out. Zero value means
-	// 250ms, capped at half of ShedDelay.
+	// ShedFlushDelay, or per write pass's duration if longer, up to
+	// ShedDelay, instead of per MaxFlushDelay; the loop's other rooms wait
+	// with it), and only if that is not enough does it leave messages
+	// out. Zero value means 250ms, capped at half of ShedDelay; negative
+	// is refused.
 	ShedFlushDelay time.Duration
 	// manualShed (tests): no shed goroutine; the test calls shedStep.
 	manualShed bool
@@ -334,6 +335,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gateway: MaxUpgradeRequest %d must not be negative", c.MaxUpgradeRequest)
 	case c.AffinityGrace < 0 || c.AffinityRewind < 0:
 		return fmt.Errorf("gateway: AffinityGrace %v and AffinityRewind %d must not be negative", c.AffinityGrace, c.AffinityRewind)
+	case c.ShedFlushDelay < 0:
+		return fmt.Errorf("gateway: ShedFlushDelay %v must not be negative", c.ShedFlushDelay)
 	case c.HistoryOnJoin > c.RingSize:
 		return fmt.Errorf("gateway: HistoryOnJoin %d exceeds RingSize %d", c.HistoryOnJoin, c.RingSize)
 	}

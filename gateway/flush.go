@@ -20,6 +20,9 @@ func (l *loop) flush(s *Server) {
 	l.out.queuedAt = 0
 	l.out.mu.Unlock()
 	l.passHead = queuedAt
+	// After a wait for wide rooms every room's frames are bigger: the
+	// pass exempts them all from the outbound budget's drops (outbound.go).
+	l.passWide = l.wideWait.Load() > 0
 	start := time.Now()
 	viewers := 0
 	if len(q) == 1 {
@@ -88,8 +91,9 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 		return 0
 	}
 	viewers := len(lr.members)
-	l.exempt = lr.r.shedding.Load()
-	l.wide = l.wide || l.exempt
+	wide := lr.r.shedding.Load()
+	l.exempt = wide || l.passWide
+	l.wide = l.wide || wide
 	defer func() { l.exempt = false }()
 	// backed counts members whose backlog after their write is past a
 	// sixteenth of the soft cap: when most of the room's members on the

@@ -56,7 +56,8 @@ type loop struct {
 	// passHead is when the oldest delivery of the running flush was
 	// queued (Unix ns). Owned by the loop.
 	passHead int64
-	// exempt is set while a flush writes a room the gateway sheds: its
+	// exempt is set while a flush writes a room the gateway sheds, or
+	// any room after a wait for wide rooms (passWide): its
 	// viewers' batches are not dropped for the outbound budget (the
 	// shedding answers it, the same for all of them). Owned by the loop.
 	exempt bool
@@ -64,6 +65,9 @@ type loop struct {
 	// handling: the loop's next flush waits Config.ShedFlushDelay (see
 	// shed.go). Owned by the loop.
 	wide bool
+	// passWide: the running flush follows a wait for wide rooms. Owned by
+	// the loop.
+	passWide bool
 	// wideWait is what the last flush added to the wait before the next
 	// one because of wide rooms (ns): the shed goroutine does not count
 	// it as the loop being late. Written by the loop.

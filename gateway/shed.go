@@ -29,13 +29,16 @@ import (
 //
 // The first answer to pressure costs latency, not messages: the room
 // goes "wide", and the loops with its viewers write to them at most every
-// Config.ShedFlushDelay (or every write pass's duration, if longer), so
+// Config.ShedFlushDelay (or every write pass's duration, if longer, up to
+// ShedDelay; the loops' other rooms wait with it and are exempt from the
+// outbound budget's drops meanwhile, as their frames grow too), so
 // each viewer gets fewer, bigger frames (a write's fixed cost, not its
 // bytes, is most of what a big room costs at a few messages per frame).
 // Only if the room is still late on batches queued after that, with
-// frames of shedFrameMsgs messages or more, does the gateway leave
-// messages out: with smaller frames the lateness is the writes' fixed
-// cost, which leaving messages out does not lower.
+// frames of shedFrameMsgs messages or more, or with most of its viewers
+// backed up, does the gateway leave messages out: a loop late with
+// smaller frames is late for the writes' fixed cost, which leaving
+// messages out does not lower (it keeps the room wide).
 //
 // Shedding never leaves out a protected message (system, paid, highlight,
 // or one of a mod, streamer or service) nor a frame outside the seq stream
@@ -47,8 +50,9 @@ import (
 // measured on batches queued after the last cut), grows by half every
 // shedCutEvery once it is gone for shedCalm, and leaving out ends when the
 // budget reaches twice the incoming rate; the room's frames narrow again
-// after shedWideCalm more without pressure: the room returns to full
-// delivery by itself.
+// once it has had full delivery for shedWideCalm, no loop of its has been
+// late for as long, and nothing is left to cover: the room returns to
+// full delivery by itself.
 //
 // Every left-out seq is covered by a batch's from/to marks: by the next
 // batch posted, or, when nothing was posted for shedCoverWait after a
@@ -111,6 +115,9 @@ type shed struct {
 	coverAt        time.Time
 	cutAt          time.Time // the last cut
 	pressedAt      time.Time // the last time the room was under pressure
+	// busyAt is the last time a loop with the room's viewers was late at
+	// all; fullAt when the room last went wide or got full delivery back.
+	busyAt, fullAt time.Time
 	grownAt        time.Time // the last time the budget grew
 	seen           int64     // messages received since the last step
 	rate           float64   // messages per second received (smoothed)
@@ -303,30 +310,46 @@ func (s *Server) shedStep(now time.Time) {
 			cutAt = r.shed.cutAt.UnixNano()
 		}
 		pressed, late := backedAt > cutAt, backedAt != 0
-		// A wide room's loop lag counts only while its frames are big:
-		// below shedFrameMsgs, a write's fixed cost is most of a pass,
-		// and leaving messages out would not make the loop faster.
-		if heavy && anyBehind && (!r.shed.wide || r.frameMsgs.Load() >= shedFrameMsgs) {
+		var lagLate, lagPressed bool
+		if heavy && anyBehind {
 			for i, n := range r.viewers {
 				if n > 0 && i < len(behind) && behind[i] != 0 {
-					late = true
-					pressed = pressed || behind[i] > cutAt
+					lagLate = true
+					lagPressed = lagPressed || behind[i] > cutAt
 				}
 			}
 		}
-		if late {
-			s.cfg.Logger.Debug("gateway: room under pressure", "room", r.name, "backed", backedAt != 0, "late_loops", anyBehind, "since_cut", pressed)
+		// A wide room's loop lag cuts or holds its budget only while its
+		// frames are big: below shedFrameMsgs, a write's fixed cost is
+		// most of a pass, and leaving messages out would not make the
+		// loop faster. It still keeps the room wide.
+		if !r.shed.wide || r.frameMsgs.Load() >= shedFrameMsgs {
+			late = late || lagLate
+			pressed = pressed || lagPressed
 		}
-		s.stepLocked(r, pressed, late, now)
+		if late || lagLate {
+			s.cfg.Logger.Debug("gateway: room under pressure", "room", r.name, "backed", backedAt != 0, "late_loops", lagLate, "since_cut", pressed)
+		}
+		s.stepRoomLocked(r, pressed, late, late || lagLate, now)
 		r.mu.Unlock()
 	}
 }
 
-// stepLocked is shedStep for one room: pressed when the room is late on
-// batches sent after its last cut (cut again), late when it is late at
-// all (do not grow). room.mu must be held.
+// stepLocked is stepRoomLocked with busy = late.
 func (s *Server) stepLocked(r *room, pressed, late bool, now time.Time) {
+	s.stepRoomLocked(r, pressed, late, late, now)
+}
+
+// stepRoomLocked is shedStep for one room: pressed when the room is late on
+// batches sent after its last cut (cut again), late when it is late at
+// all (do not grow), busy when a loop with its viewers is late at all,
+// also where leaving messages out would not help (stay wide). room.mu
+// must be held.
+func (s *Server) stepRoomLocked(r *room, pressed, late, busy bool, now time.Time) {
 	sh := &r.shed
+	if busy || pressed || late {
+		sh.busyAt = now
+	}
 	inst := sh.rate // messages per second since the last step
 	if dt := now.Sub(sh.stepAt).Seconds(); !sh.stepAt.IsZero() && dt > 0 {
 		inst = float64(sh.seen) / dt
@@ -349,7 +372,7 @@ func (s *Server) stepLocked(r *room, pressed, late bool, now time.Time) {
 		sh.wide = true
 		r.shedding.Store(true)
 		s.m.shedRooms.Inc()
-		sh.cutAt, sh.pressedAt, sh.grownAt = now, now, now
+		sh.cutAt, sh.pressedAt, sh.grownAt, sh.fullAt = now, now, now, now
 		s.cfg.Logger.Debug("gateway: room wide", "room", r.name, "rate", sh.rate)
 	case pressed && now.Sub(sh.cutAt) >= every:
 		base := max(sh.rate, inst) // the smoothed rate lags a rising one
@@ -375,9 +398,11 @@ func (s *Server) stepLocked(r *room, pressed, late bool, now time.Time) {
 		sh.grownAt = now
 		s.cfg.Logger.Debug("gateway: shedding grows", "room", r.name, "budget", sh.budget, "rate", sh.rate)
 		if sh.budget >= 2*sh.rate {
-			sh.budget = 0
+			sh.budget, sh.fullAt = 0, now
 		}
-	case sh.wide && sh.budget == 0 && now.Sub(sh.pressedAt) >= shedWideCalm:
+	case sh.wide && sh.budget == 0 && sh.cover == 0 && now.Sub(sh.busyAt) >= shedWideCalm && now.Sub(sh.fullAt) >= shedWideCalm:
+		// Narrow only with nothing left to cover: a narrow room that goes
+		// quiet is no longer visited by shedStep.
 		sh.wide = false
 		r.shedding.Store(false)
 		s.m.shedRooms.Dec()
