@@ -163,11 +163,17 @@ func TestDeleteBeforeStoreFill(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for gw.s.retracts.n.Load() == 0 { // the gateway reads the control stream
+	for i := 1; gw.s.retracts.n.Load() == 0; i++ { // the gateway reads the control stream
 		if time.Now().After(deadline) {
 			t.Fatal("the delete was not remembered")
 		}
 		time.Sleep(10 * time.Millisecond)
+		if i%50 == 0 {
+			// Published before the gateway's control reader was
+			// subscribed (it reads from the end): again, as a
+			// moderator's retry would (a delete is idempotent).
+			publishControl(t, gw, bus.Control{Op: bus.ControlDelete, Room: "df", UID: "bad", Seqs: []uint64{2}})
+		}
 	}
 	if _, h := joinRoom(t, gw, "df"); !slices.Equal(seqsOf(h.Msgs), []uint64{1, 3}) {
 		t.Fatalf("joiner's history %v, want [1 3]", seqsOf(h.Msgs))
