@@ -52,9 +52,9 @@ func (a *App) openBackends() error {
 			// Nothing writes a separate gateway's memory store: answer
 			// incomplete rather than empty.
 			a.history = history.Unavailable{}
-			a.log.Warn("gateway without a shared history store: joins and resumes beyond the gateway's memory are answered complete:false; use --history clickhouse")
+			a.log.Warn("gateway without a shared history store: joins and resumes beyond the gateway's memory are answered complete:false; a shared store (Backends.History \"clickhouse\") answers them")
 		case (cfg.Role == RoleAll || cfg.Role == RoleLogic) && b.Bus == "kafka":
-			a.log.Warn("--bus kafka with --history memory: a quiet room's seq starts again at 1 after a restart; use --history clickhouse for anything but tests and benchmarks")
+			a.log.Warn("kafka bus with the memory history store: a quiet room's seq starts again at 1 after a restart; use the clickhouse history (Backends.History) for anything but tests and benchmarks")
 		}
 	}
 	switch b.Presence {
@@ -80,7 +80,7 @@ func (a *App) openBackends() error {
 		// those out).
 		a.dedupe = logic.NewMemoryDedupe()
 		if cfg.Role == RoleLogic && b.Bus == "kafka" {
-			a.log.Warn("logic with --presence memory: a retry that comes after its room moved to another worker, beyond the takeover scan, is not recognised; use --presence redis")
+			a.log.Warn("logic with memory presence: a retry that comes after its room moved to another worker, beyond the takeover scan, is not recognised; use redis presence (Backends.Presence)")
 		}
 	}
 	return nil

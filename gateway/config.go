@@ -90,7 +90,7 @@ type Config struct {
 	// clients retry it with the same id). Moderation's per-user limits
 	// decide what is accepted; this keeps one connection from pushing
 	// thousands of sends a second into the pipeline, where each rejected
-	// one is remembered for 10 minutes. Zero value means 100; negative
+	// one is remembered for logic.Config.DedupeTTL. Zero value means 100; negative
 	// means no cap.
 	SendRate int
 	// MaxMessage is the largest client WebSocket message in bytes; larger

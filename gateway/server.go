@@ -78,14 +78,16 @@
 // # How a batch reaches a viewer
 //
 //  1. dispatch.go: the dispatch goroutine reads the batch from the bus
-//     (Server.consume, server.go) and appends it to its room's ring
+//     (Server.consume, server.go), appends it to its room's ring
 //     (room.appendLocked, room.go), thinned when the gateway sheds the
-//     room (shedLocked, shed.go).
-//  2. outbox.go: the dispatch goroutine frames the batch once (textFrame;
-//     compressed too when a viewer negotiated permessage-deflate) and
-//     posts the delivery to every loop with viewers of the room
-//     (Server.post, loop.post), which schedules the loop's flush (paced by
-//     the last flush's cost, paceAfter in flush.go).
+//     room (shedLocked, shed.go), and frames it once (textFrame, defined
+//     with the other frame builders in outbound.go; compressed too when a
+//     viewer negotiated permessage-deflate).
+//  2. outbox.go: the dispatch goroutine posts the delivery to every loop
+//     with viewers of the room (Server.post, loop.post), which schedules
+//     the loop's flush (paced by the last flush's cost, paceAfter in
+//     flush.go, which reschedules through outbox.go when frames arrived
+//     during it).
 //  3. flush.go: on the event loop, the flush takes the outbox, groups the
 //     deliveries by room, merges consecutive batches (merged) and walks
 //     the room's members (roomPass: deliverMember): each gets the shared
