@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/danmaku-live/danmaku/pkg/protocol"
 	"github.com/danmaku-live/danmaku/pkg/testenv"
 	"github.com/danmaku-live/danmaku/pkg/ws"
 	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
@@ -201,7 +202,8 @@ func TestFloodsKeepViewerLatency(t *testing.T) {
 	if closed != n {
 		t.Errorf("%d of %d slowloris connections closed by the server", closed, n)
 	}
-	want := map[string]uint16{"unmasked": 1002, "reserved opcode": 1002, "invalid utf-8": 1007, "garbage json": 4003, "oversized": 1009}
+	want := map[string]uint16{"unmasked": ws.CloseProtocolError, "reserved opcode": ws.CloseProtocolError,
+		"invalid utf-8": ws.CloseInvalidPayload, "garbage json": protocol.CloseBadFrames, "oversized": ws.CloseMessageTooBig}
 	for kind, code := range want {
 		if codes[kind][code] != 40 {
 			t.Errorf("%s: close codes %v, want 40 × %d", kind, codes[kind], code)

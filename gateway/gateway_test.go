@@ -581,8 +581,8 @@ func TestDrain(t *testing.T) {
 	if rc.AfterMs < 0 || rc.AfterMs > 1000 {
 		t.Fatalf("after_ms %d outside the drain spread", rc.AfterMs)
 	}
-	if code := r.CloseCode(4 * time.Second); code != 1001 {
-		t.Fatalf("close %d, want 1001", code)
+	if code := r.CloseCode(4 * time.Second); code != ws.CloseGoingAway {
+		t.Fatalf("close %d, want %d", code, ws.CloseGoingAway)
 	}
 	// New connections are refused while draining or after.
 	if c, err := net.DialTimeout("tcp", gw.addr, time.Second); err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -326,7 +327,7 @@ func TestShedKeepsHealthyReader(t *testing.T) {
 			}
 			if counterValue(gw.s.m.slowConsumers) > 0 && shedding {
 				// Only the viewer that never reads may be closed.
-				if _, err := fast.NextFrame(100 * time.Millisecond); err != nil && strings.Contains(err.Error(), "4000") {
+				if _, err := fast.NextFrame(100 * time.Millisecond); err != nil && strings.Contains(err.Error(), strconv.Itoa(int(protocol.CloseSlowConsumer))) {
 					t.Fatal("healthy reader closed as slow")
 				}
 			}
