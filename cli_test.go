@@ -92,6 +92,11 @@ func TestTopLevelHelp(t *testing.T) {
 	if err := run(context.Background(), []string{"help", "nope"}, io.Discard, io.Discard); err == nil {
 		t.Error("danmaku help nope: no error")
 	}
+	for _, a := range [][]string{{"bench", "nope", "-h"}, {"bench", "latency", "--help"}} {
+		if err := run(context.Background(), a, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "unknown scenario") {
+			t.Errorf("danmaku %s: %v, want an unknown scenario error", strings.Join(a, " "), err)
+		}
+	}
 	if err := run(context.Background(), []string{"gateway", "stray"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "unexpected arguments") {
 		t.Errorf("danmaku gateway stray: %v", err)
 	}

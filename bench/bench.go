@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/danmaku-live/danmaku/bench/model"
@@ -67,6 +68,12 @@ func Main(ctx context.Context, args []string, env Options, stdout, stderr io.Wri
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	}
+	if !slices.Contains(Scenarios, cmd) {
+		// Before the flags: `bench nope -h` must not print a usage for
+		// a scenario that does not exist and succeed.
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("bench: unknown scenario %q (one of %s)", cmd, strings.Join(Scenarios, ", "))
 	}
 	o, err := parseOptions(cmd, args, env, stderr)
 	if err != nil {
