@@ -120,18 +120,7 @@ func TestCompactViewers(t *testing.T) {
 		publish(1, 30)
 		time.Sleep(2 * time.Millisecond)
 	}
-	hot := gw.s.rooms.get("hot")
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		hot.mu.Lock()
-		last := hot.last
-		hot.mu.Unlock()
-		if last == seq {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the gateway got up to seq %d of %d", last, seq)
-		}
-	}
+	waitLast(t, gw, "hot", seq)
 	gw.s.shedStep(time.Now()) // covers what no batch followed
 	var want []protocol.Message
 	for i, c := range cs {

@@ -714,3 +714,20 @@ func TestConnIDsDoNotRepeatAcrossRestarts(t *testing.T) {
 		t.Fatalf("the restarted gateway's first connection id %d repeats the range of the previous one (up to %d)", id, last)
 	}
 }
+
+// waitLast waits until the gateway has room's seq last.
+func waitLast(t *testing.T, gw *testGW, room string, last uint64) {
+	t.Helper()
+	r := gw.s.rooms.get(room)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		r.mu.Lock()
+		got := r.last
+		r.mu.Unlock()
+		if got == last {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway got up to seq %d of %d", got, last)
+		}
+	}
+}

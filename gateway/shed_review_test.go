@@ -18,34 +18,6 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
 )
 
-// rvJoin dials gw and joins room, past its history frame.
-func rvJoin(t *testing.T, gw *testGW, room string) *wstest.Conn {
-	t.Helper()
-	c := dialRaw(t, gw.addr)
-	if st := c.Upgrade("/ws?room="+room, ""); st != 101 {
-		t.Fatal(st)
-	}
-	c.NextOp(protocol.OpHistory, 2*time.Second)
-	return c
-}
-
-// waitLast waits until the gateway has room's seq last.
-func waitLast(t *testing.T, gw *testGW, room string, last uint64) {
-	t.Helper()
-	r := gw.s.rooms.get(room)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
-		r.mu.Lock()
-		got := r.last
-		r.mu.Unlock()
-		if got == last {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the gateway got up to seq %d of %d", got, last)
-		}
-	}
-}
-
 // TestShedReviewCoverSurvivesNarrowing: a room at 300 msg/s shed to the
 // floor and calm for ~5 s (budget grown 5 → 566, still below twice the
 // rate) gets a burst whose plain tail is left out entirely, then goes
@@ -56,7 +28,7 @@ func waitLast(t *testing.T, gw *testGW, room string, last uint64) {
 // never covered (until the room's next message, if any).
 func TestShedReviewCoverSurvivesNarrowing(t *testing.T) {
 	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1 })
-	c := rvJoin(t, gw, "hot")
+	c, _ := joinRoom(t, gw, "hot")
 	s := gw.s
 	r := s.rooms.get("hot")
 	base := time.Now()
@@ -143,8 +115,8 @@ func TestShedReviewJoinWideShedRoom(t *testing.T) {
 	for _, budget := range []float64{1e9, 400} {
 		t.Run(fmt.Sprint("rate ", budget), func(t *testing.T) {
 			gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 2 })
-			_ = rvJoin(t, gw, "hot")
-			_ = rvJoin(t, gw, "hot")
+			joinRoom(t, gw, "hot")
+			joinRoom(t, gw, "hot")
 			forceShed(gw.s, "hot", budget)
 			pub := gw.bus.Publisher(bus.StreamDispatch)
 			const last = 1500
@@ -258,7 +230,7 @@ func checkShedJoin(v *wstest.Conn, resume, last uint64) error {
 // that, not narrow on the next shed step.
 func TestShedReviewNarrowAfterWideCalmOfFullDelivery(t *testing.T) {
 	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1 })
-	_ = rvJoin(t, gw, "hot")
+	joinRoom(t, gw, "hot")
 	s := gw.s
 	r := s.rooms.get("hot")
 	r.mu.Lock()
@@ -316,7 +288,7 @@ func TestShedReviewNegativeShedFlushDelay(t *testing.T) {
 // has had full delivery and no pressure for shedWideCalm").
 func TestShedReviewNoNarrowWhileLate(t *testing.T) {
 	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1 })
-	_ = rvJoin(t, gw, "hot")
+	joinRoom(t, gw, "hot")
 	s := gw.s
 	r := s.rooms.get("hot")
 	l := s.loopList()[0]
@@ -358,8 +330,8 @@ func TestShedReviewWideSparesNeighboursBudget(t *testing.T) {
 	for _, wide := range []bool{false, true} {
 		t.Run(fmt.Sprint("hot wide=", wide), func(t *testing.T) {
 			gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1 })
-			_ = rvJoin(t, gw, "hot")
-			cold := rvJoin(t, gw, "cold")
+			joinRoom(t, gw, "hot")
+			cold, _ := joinRoom(t, gw, "cold")
 			s := gw.s
 			if wide {
 				r := s.rooms.get("hot")

@@ -191,18 +191,7 @@ func TestShedSameForEveryViewer(t *testing.T) {
 	}
 	// Once the gateway has the burst, a shed step covers what no batch
 	// followed.
-	hot := gw.s.rooms.get("hot")
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		hot.mu.Lock()
-		last := hot.last
-		hot.mu.Unlock()
-		if last == seq {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the gateway got up to seq %d of %d", last, seq)
-		}
-	}
+	waitLast(t, gw, "hot", seq)
 	gw.s.shedStep(time.Now().Add(shedCoverWait)) // covers what no batch followed
 	var first []uint64
 	for i, c := range cs {
@@ -462,11 +451,7 @@ func TestShedFramesFollowTheBudget(t *testing.T) {
 	// Frames not merged by wide flushes (TestShedWideFlushesLess): each
 	// batch posted is a frame here.
 	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1; c.ShedFlushDelay = time.Microsecond })
-	c := dialRaw(t, gw.addr)
-	if st := c.Upgrade("/ws?room=hot", ""); st != 101 {
-		t.Fatal(st)
-	}
-	c.NextOp(protocol.OpHistory, 2*time.Second)
+	c, _ := joinRoom(t, gw, "hot")
 	forceShed(gw.s, "hot", 10) // budget: the floor, 5 msg/s
 	pub := gw.bus.Publisher(bus.StreamDispatch)
 	var seq uint64
@@ -484,18 +469,7 @@ func TestShedFramesFollowTheBudget(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	hot := gw.s.rooms.get("hot")
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		hot.mu.Lock()
-		last := hot.last
-		hot.mu.Unlock()
-		if last == seq {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the gateway got up to seq %d of %d", last, seq)
-		}
-	}
+	waitLast(t, gw, "hot", seq)
 	gw.s.shedStep(time.Now().Add(shedCoverWait)) // the tail: covered
 	frames := 0
 	var covered uint64
@@ -540,11 +514,7 @@ func TestShedWideFlushesLess(t *testing.T) {
 	for _, wide := range []bool{false, true} {
 		t.Run(fmt.Sprintf("wide=%v", wide), func(t *testing.T) {
 			gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1 })
-			c := dialRaw(t, gw.addr)
-			if st := c.Upgrade("/ws?room=hot", ""); st != 101 {
-				t.Fatal(st)
-			}
-			c.NextOp(protocol.OpHistory, 2*time.Second)
+			c, _ := joinRoom(t, gw, "hot")
 			if wide {
 				r := gw.s.rooms.get("hot")
 				r.mu.Lock()

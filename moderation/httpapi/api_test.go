@@ -212,6 +212,36 @@ type controls struct {
 	pending []bus.Record
 }
 
+// holdReview makes room r hold messages with "review" (as mod) and
+// returns a reader of its held queue and a wait for it to hold n.
+func (h *harness) holdReview(mod string) (held func() []httpapi.HeldView, waitHeld func(n int) []httpapi.HeldView) {
+	t := h.t
+	t.Helper()
+	if status, body := h.do("PUT", "/api/rooms/r/keywords", mod, `{"keywords":["review"],"action":"hold"}`); status != 200 {
+		t.Fatalf("keywords: %d %s", status, body)
+	}
+	h.waitLogicKeywords("r", 1)
+	held = func() []httpapi.HeldView {
+		_, body := h.do("GET", "/api/rooms/r/held", mod, "")
+		return decode[struct {
+			Held []httpapi.HeldView `json:"held"`
+		}](t, body).Held
+	}
+	waitHeld = func(n int) []httpapi.HeldView {
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			if l := held(); len(l) == n {
+				return l
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("held queue never had %d entries: %+v", n, held())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return held, waitHeld
+}
+
 func (h *harness) controls() *controls {
 	c, err := h.bus.Consumer(bus.StreamControl, bus.ConsumerOptions{})
 	if err != nil {
@@ -513,28 +543,7 @@ func TestDeleteMessage(t *testing.T) {
 func TestAPIHeldQueue(t *testing.T) {
 	h := newHarness(t)
 	mod := h.token(auth.RoleMod, []string{"r"}, time.Hour)
-	if status, body := h.do("PUT", "/api/rooms/r/keywords", mod, `{"keywords":["review"],"action":"hold"}`); status != 200 {
-		t.Fatalf("keywords: %d %s", status, body)
-	}
-	h.waitLogicKeywords("r", 1)
-	held := func() []httpapi.HeldView {
-		_, body := h.do("GET", "/api/rooms/r/held", mod, "")
-		return decode[struct {
-			Held []httpapi.HeldView `json:"held"`
-		}](t, body).Held
-	}
-	waitHeld := func(n int) []httpapi.HeldView {
-		deadline := time.Now().Add(3 * time.Second)
-		for {
-			if l := held(); len(l) == n {
-				return l
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("held queue never had %d entries: %+v", n, held())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	_, waitHeld := h.holdReview(mod)
 
 	t.Run("approve", func(t *testing.T) {
 		rp := h.send("r", "u1", "please review me")
@@ -923,28 +932,7 @@ func TestUnbanKeepsLaterMessages(t *testing.T) {
 func TestBanDropsHeldMessages(t *testing.T) {
 	h := newHarness(t)
 	mod := h.token(auth.RoleMod, []string{"r"}, time.Hour)
-	if status, body := h.do("PUT", "/api/rooms/r/keywords", mod, `{"keywords":["review"],"action":"hold"}`); status != 200 {
-		t.Fatalf("keywords: %d %s", status, body)
-	}
-	h.waitLogicKeywords("r", 1)
-	held := func() []httpapi.HeldView {
-		_, body := h.do("GET", "/api/rooms/r/held", mod, "")
-		return decode[struct {
-			Held []httpapi.HeldView `json:"held"`
-		}](t, body).Held
-	}
-	waitHeld := func(n int) []httpapi.HeldView {
-		deadline := time.Now().Add(3 * time.Second)
-		for {
-			if l := held(); len(l) == n {
-				return l
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("held queue never had %d entries: %+v", n, held())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	held, waitHeld := h.holdReview(mod)
 	rp := h.send("r", "troll", "review my spam")
 	other := h.send("r", "fine", "review mine")
 	if !rp.Held || !other.Held {
