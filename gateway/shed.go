@@ -347,7 +347,7 @@ func (s *Server) stepLocked(r *room, pressed, late bool, now time.Time) {
 // must be held.
 func (s *Server) stepRoomLocked(r *room, pressed, late, busy bool, now time.Time) {
 	sh := &r.shed
-	if busy || pressed || late {
+	if busy { // pressed implies late, late implies busy
 		sh.busyAt = now
 	}
 	inst := sh.rate // messages per second since the last step
