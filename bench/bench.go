@@ -126,6 +126,9 @@ func printSummary(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "gateway: rss %s → %s (%.0f B/conn), peak %s; %.2f CPU-s traffic → %s deliveries/CPU-s; %.2f CPU-s connect → %s handshakes/CPU-s\n",
 		humanBytes(g.RSSBefore), humanBytes(g.RSSConnected), g.BytesPerConn, humanBytes(g.RSSPeak), g.CPUTraffic,
 		human(g.DeliveriesPerCPUSecond), g.CPUConnect, human(g.HandshakesPerCPUSecond))
+	if g.LoopDelayP99Ms > 0 {
+		fmt.Fprintf(w, "gateway loop delay ms (queued on a loop → written): p50 %.1f p99 %.1f\n", g.LoopDelayP50Ms, g.LoopDelayP99Ms)
+	}
 	h := r.Harness
 	fmt.Fprintf(w, "harness: %d workers, %.1f CPU-s, rss %s (%.0f B/conn), %.2f CPU-s per million deliveries\n",
 		h.Workers, h.CPU, humanBytes(h.RSS), h.BytesPerConn, h.CPUPerMillionDeliveries)

@@ -77,6 +77,13 @@ type GatewayCost struct {
 	// DispatchPublished is the records dispatch published over the run
 	// (danmaku_dispatch_batches_total; 0 without a dispatch process).
 	DispatchPublished float64 `json:"dispatch_published,omitempty"`
+	// LoopDelayP50Ms and LoopDelayP99Ms are quantiles of the gateways'
+	// write passes' delay over the run: how long the oldest batch of a
+	// pass waited on its event loop, queued to written
+	// (danmaku_gateway_loop_delay_seconds, merged over the gateways and
+	// interpolated within its buckets); 0 when it could not be read.
+	LoopDelayP50Ms float64 `json:"loop_delay_p50_ms,omitempty"`
+	LoopDelayP99Ms float64 `json:"loop_delay_p99_ms,omitempty"`
 }
 
 // HarnessCost is what the harness's own workers used.

@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -726,6 +728,16 @@ func (r *run) summarizeGateway(t totals, gwEnd ProcSample) {
 	}
 	res.Gateway.RSSEnd = gwEnd.RSS
 	res.Gateway.RSSPeak = max(r.mon.peakRSS, gwEnd.RSS, r.settled.RSS)
+	gwHTTP := []string{r.httpAddr} // danmaku all: one process serves everything
+	if r.cl != nil {
+		gwHTTP = gwHTTP[:0]
+		for _, g := range r.cl.gateways {
+			gwHTTP = append(gwHTTP, g.http)
+		}
+	}
+	if h := scrapeHistograms(r.ctx, gwHTTP, "danmaku_gateway_loop_delay_seconds"); h.total() > 0 {
+		res.Gateway.LoopDelayP50Ms, res.Gateway.LoopDelayP99Ms = 1e3*h.quantile(0.5), 1e3*h.quantile(0.99)
+	}
 	if r.cl != nil {
 		for _, sv := range r.cl.servers {
 			if sv.role == "dispatch" {
@@ -760,19 +772,7 @@ func scrapeMetrics(ctx context.Context, httpAddr string, names ...string) []floa
 	for i := range out {
 		out[i] = -1
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/metrics", nil)
-	if err != nil {
-		return out
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return out
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(scrapeBody(ctx, httpAddr), "\n") {
 		for i, n := range names {
 			if v, ok := strings.CutPrefix(line, n+" "); ok {
 				out[i], _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
@@ -780,6 +780,96 @@ func scrapeMetrics(ctx context.Context, httpAddr string, names ...string) []floa
 		}
 	}
 	return out
+}
+
+// scrapeBody is a process's /metrics text; empty when it does not answer
+// within 5 s.
+func scrapeBody(ctx context.Context, httpAddr string) string {
+	if httpAddr == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/metrics", nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
+// histogram is a Prometheus histogram read from /metrics: its buckets'
+// upper bounds, ascending (+Inf last), and cumulative counts.
+type histogram struct {
+	le     []float64
+	counts []float64
+}
+
+func (h histogram) total() float64 {
+	if len(h.counts) == 0 {
+		return 0
+	}
+	return h.counts[len(h.counts)-1]
+}
+
+// quantile interpolates the q quantile linearly within its bucket (from
+// 0 in the first); in the +Inf bucket it is the last finite bound.
+func (h histogram) quantile(q float64) float64 {
+	rank := q * h.total()
+	lo, below := 0.0, 0.0
+	for i, c := range h.counts {
+		if c >= rank && c > below {
+			if math.IsInf(h.le[i], 1) {
+				return lo
+			}
+			return lo + (h.le[i]-lo)*(rank-below)/(c-below)
+		}
+		lo, below = h.le[i], c
+	}
+	return lo
+}
+
+// scrapeHistograms reads the histogram name (no labels) from each
+// process's /metrics and adds them up; processes that do not answer, or
+// whose buckets differ from the first's, are left out.
+func scrapeHistograms(ctx context.Context, httpAddrs []string, name string) histogram {
+	var sum histogram
+	prefix := name + `_bucket{le="`
+	for _, addr := range httpAddrs {
+		body := scrapeBody(ctx, addr)
+		var h histogram
+		for _, line := range strings.Split(body, "\n") {
+			rest, ok := strings.CutPrefix(line, prefix)
+			if !ok {
+				continue
+			}
+			le, count, ok := strings.Cut(rest, `"} `)
+			if !ok {
+				continue
+			}
+			b, err1 := strconv.ParseFloat(le, 64)
+			c, err2 := strconv.ParseFloat(strings.TrimSpace(count), 64)
+			if err1 != nil || err2 != nil {
+				continue
+			}
+			h.le, h.counts = append(h.le, b), append(h.counts, c)
+		}
+		switch {
+		case len(h.le) == 0:
+		case sum.le == nil:
+			sum = h
+		case slices.Equal(sum.le, h.le):
+			for i := range h.counts {
+				sum.counts[i] += h.counts[i]
+			}
+		}
+	}
+	return sum
 }
 
 func allDone(ws []*workerHandle) bool {

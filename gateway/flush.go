@@ -54,6 +54,7 @@ func (l *loop) flush(s *Server) {
 	if queuedAt != 0 && viewers > 0 {
 		now := time.Now().UnixNano()
 		l.delay.Store(now - queuedAt)
+		s.m.loopDelay.Observe(float64(now-queuedAt) / 1e9)
 		l.delayHead.Store(queuedAt)
 		l.delayAt.Store(now)
 	}

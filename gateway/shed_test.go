@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
 	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
@@ -611,5 +613,46 @@ func TestShedIgnoresMessageAge(t *testing.T) {
 	}
 	if got := counterValue(s.m.shed); got != 0 {
 		t.Fatalf("shed metric %v", got)
+	}
+}
+
+// TestLoopDelayMetric: a batch queued on a loop that is busy for 200 ms
+// is written at the end of a pass that observes its wait in
+// danmaku_gateway_loop_delay_seconds: the lateness ShedDelay bounds, for
+// operators to see before anything is shed.
+func TestLoopDelayMetric(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1 })
+	c, _ := joinRoom(t, gw, "hot")
+	var before dto.Metric
+	if err := gw.s.m.loopDelay.Write(&before); err != nil {
+		t.Fatal(err)
+	}
+	l := gw.s.loopList()[0]
+	held := make(chan struct{})
+	l.execute(func() { close(held); time.Sleep(200 * time.Millisecond) })
+	<-held
+	pub := gw.bus.Publisher(bus.StreamDispatch)
+	if err := pub.Publish(context.Background(), bus.Record{Key: "hot", Value: protocol.EncodeBatch("hot", mixed(1, 3, "x"))}); err != nil {
+		t.Fatal(err)
+	}
+	if f := c.NextOp(protocol.OpBatch, 2*time.Second); len(f.Msgs) != 3 {
+		t.Fatalf("%d messages, want 3", len(f.Msgs))
+	}
+	var after dto.Metric
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if err := gw.s.m.loopDelay.Write(&after); err != nil {
+			t.Fatal(err)
+		}
+		if after.GetHistogram().GetSampleCount() > before.GetHistogram().GetSampleCount() {
+			break
+		}
+	}
+	h, h0 := after.GetHistogram(), before.GetHistogram()
+	if h.GetSampleCount() != h0.GetSampleCount()+1 {
+		t.Fatalf("%d passes observed, want 1 more than %d", h.GetSampleCount(), h0.GetSampleCount())
+	}
+	// The dispatch goroutine queued the batch within the 200 ms hold.
+	if d := h.GetSampleSum() - h0.GetSampleSum(); d < 0.1 || d > 2 {
+		t.Errorf("observed wait %.3f s, want the loop's hold (~0.2 s)", d)
 	}
 }

@@ -56,6 +56,14 @@ func (s Set) Gauge(name, help string) prometheus.Gauge {
 	return g
 }
 
+// Histogram makes and registers a histogram with the given upper bounds.
+func (s Set) Histogram(name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: s.subsystem,
+		Name: name, Help: help, Buckets: buckets})
+	s.register(h)
+	return h
+}
+
 // CounterFunc registers a counter whose value f reports at each scrape.
 func (s Set) CounterFunc(name, help string, f func() float64) {
 	s.register(prometheus.NewCounterFunc(prometheus.CounterOpts(s.opts(name, help)), f))
