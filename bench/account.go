@@ -67,6 +67,30 @@ func (t *Tracker) Add(seq uint64) bool {
 	return true
 }
 
+// AddRun accounts the n seqs first, first+1, ..., first+n-1, in that
+// order, exactly as n calls of Add would, and returns how many were new.
+// A run past the last seq seen (the usual batch) costs one Add.
+func (t *Tracker) AddRun(first, n uint64) uint64 {
+	if n == 0 {
+		return 0
+	}
+	if first > t.last && first+n-1 >= first {
+		// Add(first) moves last to first (after a gap, missing or marked,
+		// as Add decides); each next seq is then last+1: new, in order.
+		t.Add(first)
+		t.last = first + n - 1
+		t.Delivered += n - 1
+		return n
+	}
+	fresh := uint64(0)
+	for i := range n {
+		if t.Add(first + i) {
+			fresh++
+		}
+	}
+	return fresh
+}
+
 // skipTo records the seqs after last up to seq as missing and moves last
 // to seq.
 func (t *Tracker) skipTo(seq uint64) {

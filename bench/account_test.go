@@ -1,6 +1,10 @@
 package bench
 
-import "testing"
+import (
+	"math/rand/v2"
+	"reflect"
+	"testing"
+)
 
 func TestTracker(t *testing.T) {
 	tests := []struct {
@@ -124,4 +128,64 @@ func TestTrackerWideMark(t *testing.T) {
 	if tr.Lost(4*maxMissing) != 0 || tr.Delivered != 3 || tr.Marked != 4*maxMissing-3 {
 		t.Fatalf("lost %d delivered %d marked %d", tr.Lost(4*maxMissing), tr.Delivered, tr.Marked)
 	}
+}
+
+// TestAddRunIsAdds drives pairs of trackers through the same random
+// histories: starts, marked batches, gaps, duplicates, seqs filling gaps
+// (resumes), runs across the last seq and gaps past the missing list's
+// bound. One adds each run with AddRun, the other seq by seq with Add;
+// their state and AddRun's count of new seqs must match throughout.
+func TestAddRunIsAdds(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 1))
+	for trial := range 600 {
+		var a, b Tracker
+		var from uint64
+		for step := range 60 {
+			var first, n uint64
+			switch k := rng.IntN(10); {
+			case k == 0:
+				s := a.Last() + uint64(rng.IntN(20))
+				a.Start(s)
+				b.Start(s)
+				continue
+			case k == 1 && from == 0: // a batch with marks begins
+				from = a.Last() + 1 + uint64(rng.IntN(5))
+				a.BeginMark(from)
+				b.BeginMark(from)
+				continue
+			case k == 2 && from != 0: // ... and ends
+				to := max(a.Last(), from) + uint64(rng.IntN(5))
+				a.EndMark(from, to)
+				b.EndMark(from, to)
+				from = 0
+				continue
+			case k == 3 && rng.IntN(20) == 0: // a gap past maxMissing
+				first, n = a.Last()+maxMissing+uint64(rng.IntN(100)), uint64(1+rng.IntN(3))
+			case k <= 4 && a.Last() > 0: // old seqs: duplicates, or a resume filling gaps
+				first = 1 + uint64(rng.Int64N(int64(a.Last())))
+				n = uint64(rng.IntN(12))
+			default: // new seqs, after a gap sometimes
+				first, n = a.Last()+1+uint64(rng.IntN(3)*rng.IntN(3)), uint64(rng.IntN(40))
+			}
+			want := uint64(0)
+			for i := range n {
+				if b.Add(first + i) {
+					want++
+				}
+			}
+			if got := a.AddRun(first, n); got != want || !reflect.DeepEqual(norm(a), norm(b)) {
+				t.Fatalf("trial %d step %d: AddRun(%d, %d) = %d, state %+v; %d Adds: %d new, state %+v",
+					trial, step, first, n, got, a, n, want, b)
+			}
+		}
+	}
+}
+
+// norm is t with an empty missing list as nil (Add and AddRun leave the
+// same list; this only keeps the comparison about its content).
+func norm(t Tracker) Tracker {
+	if len(t.missing) == 0 {
+		t.missing = nil
+	}
+	return t
 }
