@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -115,15 +114,14 @@ type eloop struct {
 	buf   []byte
 	wbuf  []byte
 	infl  ws.Inflater // compressed frames (epollGroup.deflate)
-	// lastZ and lastP are the last compressed frame this loop inflated and
-	// what it inflated to. A gateway compresses a batch once and writes
-	// the same bytes to every viewer (no context takeover: each message
-	// inflates on its own), so the loop's next viewers mostly get exactly
-	// lastZ: they take lastP instead of inflating it again, as one
-	// process standing in for thousands of clients on their own machines.
-	lastZ, lastP []byte
-	lat          Hist // send → viewer, since the last report
-	conn         Hist // dial → joined, since the last report
+	// sums holds the decoded summaries of the batch frames the loop read
+	// last: a gateway encodes (and compresses: no context takeover) a
+	// batch once and writes the same bytes to every viewer, so the loop
+	// decodes and inflates each once, not once per viewer, as one process
+	// standing in for thousands of clients on their own machines.
+	sums summaries
+	lat  Hist // send → viewer, since the last report
+	conn Hist // dial → joined, since the last report
 	// st counts this loop's frames, deliveries and joins apart from the
 	// other loops' (no shared cache line on the hot path).
 	st stats
@@ -182,7 +180,7 @@ func newEpollGroup(st *stats, reconnect bool, jitter time.Duration, rate float64
 			return nil, err
 		}
 		g.loops = append(g.loops, &eloop{g: g, idx: i, epfd: fd, conns: map[int32]*econn{}, pending: map[int32]*econn{},
-			buf: make([]byte, loopBuf), wbuf: make([]byte, 0, 256)})
+			buf: make([]byte, loopBuf), wbuf: make([]byte, 0, 256), sums: newSummaries()})
 	}
 	return g, nil
 }
@@ -671,9 +669,10 @@ func (l *eloop) read(c *econn) {
 
 // process handles the bytes of c in data (its carried-over frame and what
 // was read) and keeps an incomplete tail in c.rest. It reports false when
-// it closed c.
+// it closed c. The receive time of every frame in data, for latency, is
+// read from the clock once, when the first message needs it.
 func (l *eloop) process(c *econn, data []byte) bool {
-	var frames, nbytes int64
+	var frames, nbytes, now int64
 	closed := false
 	off, need, err := scanFrames(data, func(op ws.OpCode, z bool, payload []byte, size int) bool {
 		frames++
@@ -686,19 +685,12 @@ func (l *eloop) process(c *econn, data []byte) bool {
 			l.wbuf = ws.AppendClientFrame(l.wbuf[:0], ws.OpPong, payload, ws.NewMask())
 			_, _ = unix.Write(int(c.fd), l.wbuf)
 		case ws.OpText, ws.OpBinary:
-			if z {
-				if !bytes.Equal(payload, l.lastZ) || l.lastP == nil {
-					p, zerr := l.infl.Inflate(payload, maxFrameSize, true)
-					if zerr != nil {
-						closed = true // a bad compressed frame: drop the connection
-						return false
-					}
-					l.lastZ = append(l.lastZ[:0], payload...)
-					l.lastP = append(l.lastP[:0], p...)
-				}
-				payload = l.lastP
+			a, ok := l.frame(c, z, payload, &now)
+			if !ok {
+				closed = true // a bad compressed frame: drop the connection
+				return false
 			}
-			if a := c.s.handle(payload, &c.resuming, time.Unix(0, c.start), &l.st, l); a >= 0 {
+			if a >= 0 {
 				c.after = a
 			}
 		}
