@@ -16,10 +16,14 @@ import (
 // session: the per-message JSON scan (and inflate) is paid once per loop,
 // not once per viewer.
 
-// sumCache is the number of frame summaries a loop keeps: its viewers get
-// the same few recent frames, a few apart as their sockets' backlogs
-// differ.
-const sumCache = 16
+// A loop keeps sumSets×sumWays frame summaries, a frame's in the set its
+// key picks (any of its ways, the oldest replaced): its viewers get the
+// same recent frames, up to a hundred or so apart while their sockets'
+// backlogs differ (seconds of a room's batches).
+const (
+	sumSets = 128
+	sumWays = 4
+)
 
 // maxSumFrame bounds the payload a loop keeps a summary of; a larger frame
 // is decoded for each viewer.
@@ -69,8 +73,8 @@ func sumKey(z bool, p []byte) uint64 {
 // loop's). The zero value keeps none: every frame is decoded for each
 // viewer, as the goroutine viewers do.
 type summaries struct {
-	sums []frameSum
-	next int // the entry replaced next, round robin
+	sums []frameSum // sumSets sets of sumWays
+	next []uint8    // per set, the way replaced next (round robin)
 	// key computes the cache key; sumKey, or a test's.
 	key func(z bool, p []byte) uint64
 	// decoded counts the frames decoded into a summary (misses).
@@ -78,14 +82,18 @@ type summaries struct {
 }
 
 func newSummaries() summaries {
-	return summaries{sums: make([]frameSum, sumCache), key: sumKey}
+	return summaries{sums: make([]frameSum, sumSets*sumWays), next: make([]uint8, sumSets), key: sumKey}
 }
+
+// set returns the set of key k.
+func (c *summaries) set(k uint64) int { return int((k ^ k>>32) % uint64(len(c.next))) }
 
 // lookup returns the summary of the frame whose payload is exactly p
 // (compressed when z) and its key; nil when none is kept.
 func (c *summaries) lookup(z bool, p []byte) (*frameSum, uint64) {
 	k := c.key(z, p)
-	for i := range c.sums {
+	set := c.set(k) * sumWays
+	for i := set; i < set+sumWays; i++ {
 		if sm := &c.sums[i]; sm.key == k && sm.z == z && sm.data != nil && bytes.Equal(sm.data, p) {
 			return sm, k
 		}
@@ -94,10 +102,12 @@ func (c *summaries) lookup(z bool, p []byte) (*frameSum, uint64) {
 }
 
 // store decodes the batch payload p (raw is what was received: p
-// compressed when z) into the next entry and returns it.
+// compressed when z) into the oldest entry of its key's set and returns
+// it.
 func (c *summaries) store(k uint64, z bool, raw, p []byte) *frameSum {
-	sm := &c.sums[c.next]
-	c.next = (c.next + 1) % len(c.sums)
+	set := c.set(k)
+	sm := &c.sums[set*sumWays+int(c.next[set])]
+	c.next[set] = (c.next[set] + 1) % sumWays
 	c.decoded++
 	sm.key, sm.z = k, z
 	sm.data = append(sm.data[:0], raw...)
