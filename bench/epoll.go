@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -35,7 +36,7 @@ var (
 )
 
 // loopBuf is the read buffer an event loop shares between its connections.
-const loopBuf = 64 << 10
+const loopBuf = 256 << 10
 
 // handshakeTimeout bounds a connect and its upgrade (epollGroup.timeout).
 const handshakeTimeout = 10 * time.Second
@@ -113,7 +114,9 @@ type eloop struct {
 	conns map[int32]*econn // registered: connecting, handshaking or open
 	buf   []byte
 	wbuf  []byte
-	infl  ws.Inflater // compressed frames (epollGroup.deflate)
+	// spares are split-frame buffers (econn.rest) kept for reuse.
+	spares [][]byte
+	infl   ws.Inflater // compressed frames (epollGroup.deflate)
 	// sums holds the decoded summaries of the batch frames the loop read
 	// last: a gateway encodes (and compresses: no context takeover) a
 	// batch once and writes the same bytes to every viewer, so the loop
@@ -641,18 +644,31 @@ func (l *eloop) expire(now int64) {
 }
 
 // read reads what one socket has once (the loop is level-triggered: more
-// wakes it again) and handles it.
+// wakes it again) and handles it. A frame split over reads is put back at
+// the start of the loop's buffer, so that one read brings its end and the
+// frames after it; only a frame longer than half the buffer is read into
+// its own.
 func (l *eloop) read(c *econn) {
-	dst := l.buf
+	dst, head := l.buf, 0
 	if c.rest != nil {
-		dst = c.rest[len(c.rest):cap(c.rest)]
+		if cap(c.rest) <= loopBuf/2 {
+			head = copy(l.buf, c.rest)
+			l.putSpare(c.rest)
+			c.rest = nil
+			dst = l.buf[head:]
+		} else {
+			dst = c.rest[len(c.rest):cap(c.rest)]
+		}
 	}
 	for {
-		m, err := unix.Read(int(c.fd), dst)
+		m, err := rawRead(int(c.fd), dst)
 		switch {
-		case errors.Is(err, unix.EINTR):
+		case err == unix.EINTR:
 			continue
-		case errors.Is(err, unix.EAGAIN):
+		case err == unix.EAGAIN:
+			if head > 0 {
+				l.process(c, l.buf[:head]) // keeps the split frame again
+			}
 			return
 		case err != nil || m <= 0:
 			l.closeConn(c)
@@ -661,10 +677,53 @@ func (l *eloop) read(c *econn) {
 		if c.rest != nil {
 			l.process(c, c.rest[:len(c.rest)+m])
 		} else {
-			l.process(c, l.buf[:m])
+			l.process(c, l.buf[:head+m])
 		}
 		return
 	}
+}
+
+// rawRead is read(2) on a non-blocking socket, made without telling the
+// Go scheduler: it never blocks, and a loop reads hundreds of thousands of
+// times a second, where each syscall entry and exit through the scheduler
+// also keeps its monitor thread waking every 20 µs to look at the P left
+// in a syscall.
+func rawRead(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// maxSpares bounds the split-frame buffers a loop keeps for reuse.
+const maxSpares = 64
+
+// putSpare keeps b, a split frame's buffer no longer used, for the next
+// split frame (while fewer than maxSpares are kept): under a backlog most
+// reads end inside a frame, and a fresh buffer each time costs its
+// allocation, zeroing and page faults.
+func (l *eloop) putSpare(b []byte) {
+	if len(l.spares) < maxSpares && cap(b) <= loopBuf/2 {
+		l.spares = append(l.spares, b[:0])
+	}
+}
+
+// takeSpare returns an empty buffer of capacity size or more: the last
+// kept one when it is large enough (else it is let go), or a new one.
+func (l *eloop) takeSpare(size int) []byte {
+	if n := len(l.spares); n > 0 {
+		b := l.spares[n-1]
+		l.spares[n-1] = nil
+		l.spares = l.spares[:n-1]
+		if cap(b) >= size {
+			return b
+		}
+	}
+	return make([]byte, 0, size)
 }
 
 // process handles the bytes of c in data (its carried-over frame and what
@@ -706,7 +765,10 @@ func (l *eloop) process(c *econn, data []byte) bool {
 	}
 	left := data[off:]
 	if len(left) == 0 {
-		c.rest = nil
+		if c.rest != nil {
+			l.putSpare(c.rest)
+			c.rest = nil
+		}
 		return true
 	}
 	// Keep the split frame: room for all of it when its size is known,
@@ -715,9 +777,7 @@ func (l *eloop) process(c *econn, data []byte) bool {
 	if c.rest != nil && cap(c.rest) >= size {
 		c.rest = c.rest[:copy(c.rest[:cap(c.rest)], left)]
 	} else {
-		nb := make([]byte, len(left), size)
-		copy(nb, left)
-		c.rest = nb
+		c.rest = append(l.takeSpare(size), left...)
 	}
 	return true
 }

@@ -641,3 +641,81 @@ func TestSpillOverOn503(t *testing.T) {
 		}
 	}
 }
+
+// TestEpollReadKeepsSplitFrames reads frames split anywhere from a socket
+// through eloop.read: a read with nothing behind a split frame (EAGAIN)
+// keeps it, a read after it brings its end and the next frames at once,
+// and a frame longer than half the loop's buffer is read into its own.
+func TestEpollReadKeepsSplitFrames(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	for _, fd := range fds {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	}
+	l, conns := benchLoop(1, true)
+	c := conns[0]
+	c.fd = int32(fds[0])
+	l.conns[c.fd] = c
+	defer func() {
+		if c.fd >= 0 {
+			unix.Close(int(c.fd))
+		}
+	}()
+	frame := func(first, n uint64, pad int) []byte {
+		var m []protocol.Message
+		for s := first; s < first+n; s++ {
+			m = append(m, protocol.Message{Seq: s, UID: "u", Name: "n", Text: benchText(time.Now().UnixNano(), s) + strings.Repeat("x", pad)})
+		}
+		return ws.AppendFrame(nil, ws.OpText, protocol.EncodeBatch("r", m))
+	}
+	send := func(b []byte) {
+		t.Helper()
+		if n, err := unix.Write(fds[1], b); err != nil || n != len(b) {
+			t.Fatalf("write %d of %d: %v", n, len(b), err)
+		}
+	}
+	check := func(step string, last, delivered uint64, split bool) {
+		t.Helper()
+		if c.state != stOpen || c.s.tr.Last() != last || c.s.tr.Delivered != delivered || c.s.tr.Gaps() != 0 || (c.rest != nil) != split {
+			t.Fatalf("%s: open %v last %d delivered %d gaps %d split %v; want last %d delivered %d split %v",
+				step, c.state == stOpen, c.s.tr.Last(), c.s.tr.Delivered, c.s.tr.Gaps(), c.rest != nil, last, delivered, split)
+		}
+	}
+	a, b, d := frame(1, 10, 0), frame(11, 5, 0), frame(16, 3, 0)
+	send(a[:7])
+	l.read(c)
+	check("a's header split", 0, 0, true)
+	l.read(c) // EAGAIN
+	check("nothing more", 0, 0, true)
+	send(a[7 : len(a)-3])
+	l.read(c)
+	check("a's end missing", 0, 0, true)
+	send(append(append(append([]byte{}, a[len(a)-3:]...), b...), d[:len(d)/2]...))
+	l.read(c)
+	check("a's end, b, half of d", 15, 15, true)
+	send(d[len(d)/2:])
+	l.read(c)
+	check("d's end", 18, 18, false)
+	big := frame(19, 4, loopBuf/6) // over half the loop's buffer
+	send(big[:loopBuf/4])
+	l.read(c)
+	check("big frame begun", 18, 18, true)
+	if cap(c.rest) != len(big) {
+		t.Fatalf("split big frame kept in %d bytes; want its %d", cap(c.rest), len(big))
+	}
+	send(big[loopBuf/4:])
+	for range 4 {
+		l.read(c)
+	}
+	check("big frame", 22, 22, false)
+	send(d)
+	l.read(c)
+	check("d again", 22, 22, false)
+	if c.s.tr.Dups != 3 || l.st.frames.Load() != 5 {
+		t.Fatalf("dups %d frames %d; want 3 and 5", c.s.tr.Dups, l.st.frames.Load())
+	}
+}
