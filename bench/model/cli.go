@@ -10,12 +10,16 @@ import (
 )
 
 const usage = `usage: danmaku bench model [--preset NAME[,NAME...]] [flags]
+       danmaku bench model --against RESULT.json[,RESULT.json...] [flags]
        danmaku bench model --costs-list [--costs FILE]
 
 Computes the gateways, logic workers, dispatch processes and brokers a
 platform needs from unit costs measured on the bench machine
 (bench/model/costs.json; --costs-list prints them with the command that
-measures each). Flags after --preset override it. See docs/scaling.md.
+measures each). Flags after --preset override it. --against models bench
+runs from their result files (the box, the viewers, rooms and accepted
+rate they had) and prints the model's figures next to what they
+measured, with the model's error. See docs/scaling.md.
 
 presets: %s
 
@@ -33,6 +37,7 @@ func Main(args []string, stdout, stderr io.Writer) error {
 	costsFile := fs.String("costs", "", "a costs file (default: the embedded costs.json)")
 	list := fs.Bool("costs-list", false, "print the unit costs, their commands and dates, and exit")
 	markdown := fs.Bool("markdown", false, "print the table as markdown")
+	against := fs.String("against", "", "comma-separated bench result files to model and compare with")
 	var in Input
 	box := Box{Harness: true}
 	bindFlags(fs, &in, &box)
@@ -50,6 +55,12 @@ func Main(args []string, stdout, stderr io.Writer) error {
 		c.Print(stdout)
 		return nil
 	}
+	if *against != "" {
+		if *presets != "" {
+			return errors.New("model: --against and --preset: give one")
+		}
+		return compare(stdout, strings.Split(*against, ","), c, fs, in, box, *markdown)
+	}
 	inputs, err := resolve(*presets, fs, in, box)
 	if err != nil {
 		return err
@@ -63,6 +74,36 @@ func Main(args []string, stdout, stderr io.Writer) error {
 		outs = append(outs, o)
 	}
 	Table(stdout, outs, *markdown)
+	return nil
+}
+
+// compare models each bench result file, with the flags given on top,
+// and writes the model next to the measured figures.
+func compare(w io.Writer, files []string, c Costs, fs *flag.FlagSet, in Input, box Box, md bool) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var runs []BenchRun
+	var outs []*Output
+	for _, f := range files {
+		r, err := ReadRun(strings.TrimSpace(f))
+		if err != nil {
+			return err
+		}
+		if err := override(&r.In, in, box, given); err != nil {
+			return err
+		}
+		o, err := Run(r.In, c)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		runs, outs = append(runs, r), append(outs, o)
+	}
+	Against(w, runs, outs, md)
+	for _, o := range outs {
+		for _, n := range o.Notes {
+			fmt.Fprintf(w, "%s: %s\n", o.In.Name, n)
+		}
+	}
 	return nil
 }
 

@@ -41,6 +41,8 @@ func TestMirrorsStageDefaults(t *testing.T) {
 	in := Input{}.withDefaults()
 	near(t, "FlushRate as gateway.Config.FlushRate", in.FlushRate, number("../../gateway", "FlushRate"), 0)
 	near(t, "MaxFlushMs as gateway.Config.MaxFlushDelay", in.MaxFlushMs/1e3, seconds("../../gateway", "MaxFlushDelay"), 1e-12)
+	near(t, "ShedDelayMs as gateway.Config.ShedDelay", in.ShedDelayMs/1e3, seconds("../../gateway", "ShedDelay"), 1e-12)
+	near(t, "ShedFlushMs as gateway.Config.ShedFlushDelay", in.ShedFlushMs/1e3, seconds("../../gateway", "ShedFlushDelay"), 1e-12)
 	minTick := seconds("../../dispatch", "MinTick")
 	near(t, "MinTickMs as dispatch.Config.MinTick", in.MinTickMs/1e3, minTick, 1e-12)
 	maxTick := seconds("../../dispatch", "MaxTick")

@@ -43,12 +43,25 @@ type gw struct {
 	pipeUtil                 float64
 	harnessUtil              float64 // the bench viewers' CPU need / what they get (box)
 	share                    float64 // of a core, per event loop
+	wide                     bool    // the hottest room's loops write wide (overload)
+	shed                     float64 // share of the hottest room's messages shedding leaves out
 }
 
 // loopMix is the members of one event loop, by bucket (summed over the
-// bucket's rooms), and how much of the hottest room it holds.
+// bucket's rooms), and how the gateway paces the loop.
 type loopMix struct {
 	members []float64
+	// wide: the loop writes at most every ShedFlushMs (or every pass, if
+	// longer, up to ShedDelayMs) instead of every MaxFlushMs: the
+	// hottest room is under pressure (gateway/shed.go).
+	wide bool
+	// shown is the share of the hottest room's messages its viewers are
+	// shown: below 1 when the gateway sheds.
+	shown float64
+}
+
+func (s *state) newMix() loopMix {
+	return loopMix{members: make([]float64, len(s.bs)), shown: 1}
 }
 
 // gateway computes the figures of an average gateway among n, and of the
@@ -58,7 +71,7 @@ func (s *state) gateway(n int) gw {
 	var g gw
 	loops := float64(in.GatewayCores)
 	perGW := in.Viewers / float64(n)
-	avg := loopMix{members: make([]float64, len(s.bs))}
+	avg := s.newMix()
 	var decodeBytes float64
 	for i, b := range s.bs {
 		q, on := s.placement(b, n, perGW)
@@ -80,6 +93,13 @@ func (s *state) gateway(n int) gw {
 		g.cpu.Ping = perGW / in.HeartbeatS * c.v("ping_us") * 1e-6
 	}
 	share := func(cycle float64, mix loopMix) float64 { return s.share(n, cycle, mix, &g) }
+	hot, everyLoop := s.hotMix(avg, n, perGW)
+	hot = s.pressure(&g, hot, share)
+	if everyLoop {
+		// The hottest room has viewers on every loop: they all pace
+		// and shed as its loop does.
+		avg.wide, avg.shown = hot.wide, hot.shown
+	}
 	g.cycle = s.cycle(avg, share)
 	cpu, writes, msgs := s.work(avg, g.cycle)
 	g.cpu.Write = loops * cpu / g.cycle
@@ -92,9 +112,62 @@ func (s *state) gateway(n int) gw {
 		// gateway drops the rest for them instead of writing it.
 		g.cpu.Write /= g.harnessUtil
 	}
-	s.hot(&g, avg, n, perGW, share)
+	s.hot(&g, hot, share)
 	return g
 }
+
+// pressure returns mix (the loop that holds the hottest room) paced and
+// shed as the gateway would (gateway/shed.go): a loop whose batches wait
+// longer than ShedDelayMs from being queued to the end of the pass that
+// writes them (a cycle and a pass at worst) goes wide; if it is still
+// late on what it queues after that (the wide wait does not count) with
+// frames of shedFrameMsgs messages or more, the room's messages are left
+// out: the largest share shown that is not, at least the shed budget's
+// floor. (Bench viewers that read too slowly are not seen: their socket
+// buffers hold the backlog, which hot() charges to the latency.)
+func (s *state) pressure(g *gw, mix loopMix, share func(float64, loopMix) float64) loopMix {
+	delay := s.in.ShedDelayMs / 1e3
+	if cycle, pass, _ := s.loop(mix, share); cycle+pass <= delay {
+		return mix
+	}
+	mix.wide, g.wide = true, true
+	late := func(m loopMix) bool { return s.lateWide(m, share) }
+	if !late(mix) {
+		return mix
+	}
+	lo := math.Min(1, shedMin/math.Max(s.bs[0].shown, 1e-9))
+	hi := 1.0
+	for range 40 {
+		mid := (lo + hi) / 2
+		m := mix
+		m.shown = mid
+		if late(m) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	mix.shown = lo
+	g.shed = 1 - lo
+	return mix
+}
+
+// lateWide is whether a wide loop mix is late on what it queues (the wide
+// wait does not count: a pass, the pacing and the next pass past
+// ShedDelayMs) with frames of the hottest room of shedFrameMsgs messages
+// or more: what makes the gateway leave messages out.
+func (s *state) lateWide(mix loopMix, share func(float64, loopMix) float64) bool {
+	cycle, pass, writes := s.loop(mix, share)
+	return 2*pass+s.pace(writes) > s.in.ShedDelayMs/1e3 && s.hotFrame(mix, cycle) >= shedFrameMsgs
+}
+
+// The gateway's shedding constants (gateway/shed.go): a wide loop late
+// with frames below shedFrameMsgs messages stays wide without leaving
+// messages out; the shed budget's floor is shedMin messages/s.
+const (
+	shedFrameMsgs = 64
+	shedMin       = 5
+)
 
 // placement is the chance a gateway among n holds any viewer of a room of
 // b (its rooms decode the room's batches: on is 1 then).
@@ -131,15 +204,13 @@ func (s *state) pool(v float64, n int, perGW float64) float64 {
 // frames written and messages in them.
 func (s *state) work(mix loopMix, cycle float64) (cpu, writes, msgs float64) {
 	c := s.c
-	for i, b := range s.bs {
+	for i := range s.bs {
 		m := mix.members[i]
 		if m == 0 || s.wrecs[i] == 0 {
 			continue
 		}
 		p := -math.Expm1(-s.wrecs[i] * cycle) // a batch of the room came in the cycle
-		// A viewer's backlog stops at the gateway's soft cap (256 KiB):
-		// what a loop cannot write in time is dropped, not merged.
-		perFrame := min(b.shown*cycle/p, softCap/(c.v("delivery_bytes")*s.wire))
+		perFrame := s.frame(mix, i, cycle)
 		bytes := perFrame*c.v("delivery_bytes")*s.wire + 10
 		cpu += m * p * (c.v("write_frame_us")*1e-6 + bytes*c.v("write_byte_ns")*1e-9)
 		writes += m * p
@@ -147,6 +218,25 @@ func (s *state) work(mix loopMix, cycle float64) (cpu, writes, msgs float64) {
 	}
 	return cpu, writes, msgs
 }
+
+// frame is the messages in one frame of bucket i's rooms on loop mix
+// with flush cycle cycle.
+func (s *state) frame(mix loopMix, i int, cycle float64) float64 {
+	shown := s.bs[i].shown
+	if i == 0 {
+		shown *= mix.shown
+	}
+	p := -math.Expm1(-s.wrecs[i] * cycle)
+	if p == 0 {
+		return 0
+	}
+	// A viewer's backlog stops at the gateway's soft cap (256 KiB):
+	// what a loop cannot write in time is dropped, not merged.
+	return min(shown*cycle/p, softCap/(s.c.v("delivery_bytes")*s.wire))
+}
+
+// hotFrame is the messages in a frame of the hottest room.
+func (s *state) hotFrame(mix loopMix, cycle float64) float64 { return s.frame(mix, 0, cycle) }
 
 // softCap is the gateway's per-viewer outbound soft cap
 // (gateway.Config.SoftOutbound default): the largest frame merge.
@@ -157,13 +247,33 @@ func (s *state) pace(n float64) float64 {
 	return min(n/s.in.FlushRate, s.in.MaxFlushMs/1e3)
 }
 
+// afterPass is the loop's wait after a write pass of length pass that
+// wrote writes frames: the pacing, or on a wide loop ShedFlushMs, or the
+// pass's own length if longer, up to ShedDelayMs (gateway/flush.go).
+func (s *state) afterPass(mix loopMix, pass, writes float64) float64 {
+	w := s.pace(writes)
+	if mix.wide {
+		w = max(w, s.in.ShedFlushMs/1e3, min(pass, s.in.ShedDelayMs/1e3))
+	}
+	return w
+}
+
+// loop is the loop's flush cycle, its write pass and the frames a pass
+// writes.
+func (s *state) loop(mix loopMix, share func(float64, loopMix) float64) (cycle, pass, writes float64) {
+	cycle = s.cycle(mix, share)
+	cpu, writes, _ := s.work(mix, cycle)
+	return cycle, cpu / share(cycle, mix), writes
+}
+
 // cycle finds the loop's flush cycle: the time to write what arrived in
-// the last cycle, at the CPU share the loop gets, plus the pacing.
+// the last cycle, at the CPU share the loop gets, plus the wait after it.
 func (s *state) cycle(mix loopMix, share func(float64, loopMix) float64) float64 {
 	cyc := 1e-3
 	for range 500 {
 		cpu, writes, _ := s.work(mix, cyc)
-		next := max(1e-5, cpu/share(cyc, mix)+s.pace(writes))
+		pass := cpu / share(cyc, mix)
+		next := max(1e-5, pass+s.afterPass(mix, pass, writes))
 		if math.Abs(next-cyc) < 1e-7 {
 			return next
 		}

@@ -73,6 +73,13 @@ type Input struct {
 	// waits n/FlushRate after writing to n viewers, at most MaxFlushMs).
 	// Zero values mean 250,000 and 40.
 	FlushRate, MaxFlushMs float64
+	// ShedDelayMs and ShedFlushMs are the gateway's overload pacing: a
+	// loop whose batches wait more than ShedDelayMs goes "wide" and
+	// writes at most every ShedFlushMs (or every pass, if longer, up to
+	// ShedDelayMs); still late with big frames, it sheds messages.
+	// Zero values mean 500 and 250 (gateway.Config ShedDelay,
+	// ShedFlushDelay).
+	ShedDelayMs, ShedFlushMs float64
 	// MinTickMs is dispatch's shortest merge window (dispatch.Config
 	// MinTick, not a flag of the binary). Zero value means 5.
 	MinTickMs float64
@@ -111,6 +118,9 @@ func (in Input) withDefaults() Input {
 	def(&in.GatewayConns, 19680)
 	def(&in.FlushRate, 250000)
 	def(&in.MaxFlushMs, 40)
+	def(&in.ShedDelayMs, 500)
+	def(&in.ShedFlushMs, 250)
+	in.ShedFlushMs = min(in.ShedFlushMs, in.ShedDelayMs/2)
 	def(&in.Target, 0.6)
 	def(&in.MinTickMs, 5)
 	def(&in.AffinitySlots, 1)
@@ -139,7 +149,7 @@ func (in Input) Validate() error {
 	}{{"viewers", in.Viewers}, {"zipf", in.Zipf}, {"rate", in.Rate},
 		{"msgs-per-viewer-min", in.MsgsPerViewerMin}, {"rate-exp", in.RateExp}, {"thin-budget", in.ThinBudget},
 		{"deflate", in.Deflate}, {"gateway-conns", in.GatewayConns}, {"session-min", in.SessionMin},
-		{"heartbeat", in.HeartbeatS}, {"flush-rate", in.FlushRate}, {"max-flush-ms", in.MaxFlushMs},
+		{"heartbeat", in.HeartbeatS}, {"flush-rate", in.FlushRate}, {"max-flush-ms", in.MaxFlushMs}, {"shed-delay-ms", in.ShedDelayMs}, {"shed-flush-ms", in.ShedFlushMs},
 		{"target", in.Target}, {"replication", in.Replication}, {"min-tick-ms", in.MinTickMs}, {"affinity-slots", in.AffinitySlots}} {
 		if bad(f.v) || f.v < 0 {
 			return fmt.Errorf("model: --%s is %v, want a finite number ≥ 0", f.name, f.v)

@@ -40,6 +40,8 @@ type Output struct {
 	HotPassMs    float64    // the hottest room's pass over its members on one loop
 	HotCycleMs   float64    // the cycle of the loop holding it
 	P50Ms, P99Ms float64    // send → viewer for the hottest room
+	Wide         bool       // the hottest room's loops write wide (gateway overload pacing)
+	Shed         float64    // share of the hottest room's messages the gateway leaves out
 	PipelineUtil float64    // logic's utilisation (above 1 on a box: a backlog)
 	HarnessUtil  float64    // the bench viewers' CPU need / what they get (box; above 1: a backlog)
 
@@ -107,7 +109,7 @@ func (o *Output) sizeGateways(st *state) {
 	capCores := float64(in.GatewayCores) * in.Target
 	for range 200 {
 		g := st.gateway(n)
-		if in.Gateways > 0 || in.Box != nil || g.cpu.Total() <= capCores {
+		if in.Gateways > 0 || in.Box != nil || (g.cpu.Total() <= capCores && !g.wide) {
 			break
 		}
 		fixed := g.cpu.Read
@@ -121,6 +123,8 @@ func (o *Output) sizeGateways(st *state) {
 		if g.cpu.Read > g.cpu.Write {
 			o.Binds = "gateway CPU: reading the bus"
 		}
+		// A gateway whose hottest room is under pressure (wide, shed)
+		// is overloaded whatever its CPU: one more at least.
 		next := int(math.Ceil(float64(n) * (g.cpu.Total() - fixed) / math.Max(capCores-fixed, capCores*0.05)))
 		n = max(n+1, next)
 	}
@@ -130,6 +134,7 @@ func (o *Output) sizeGateways(st *state) {
 	o.ReadFraction, o.RoomsPerGateway = g.readFraction, g.rooms
 	o.HotPassMs, o.HotCycleMs = g.hotPass*1e3, g.hotCycle*1e3
 	o.P50Ms, o.P99Ms = g.p50*1e3, g.p99*1e3
+	o.Wide, o.Shed = g.wide, g.shed
 	if g.pipeUtil > 0 {
 		o.PipelineUtil = g.pipeUtil
 	}

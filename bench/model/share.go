@@ -2,14 +2,16 @@ package model
 
 import "math"
 
-// share is the fraction of a core one event loop gets while its flush
-// cycle is cycle. In a deployment each loop has a core, less what the
-// gateway's other work (reading the bus, handshakes, pings) takes. On a
-// box the cores go to the runnable threads max-min fairly (as the
-// kernel's scheduler does): the gateways' loops, the harness's workers,
-// logic, dispatch, the dev broker and the box's other load (one thread
-// of demand 1 per unit); a loop that needs less than its part runs at
-// full speed.
+// share is the fraction of a core one event loop gets while it writes
+// (its pass), when its flush cycle is cycle. In a deployment each loop
+// has a core, less what the gateway's other work (reading the bus,
+// handshakes, pings) takes. On a box the cores go to the runnable threads
+// max-min fairly (as the kernel's scheduler does): the gateways' loops,
+// the harness's workers, logic, dispatch, the dev broker and the box's
+// other load (one thread of demand 1 per unit). That average is not what
+// a pass gets: the bench viewers read what a pass writes while it writes
+// it, so during a pass the loops that are writing and the harness reading
+// them share what the pipeline and the other load leave (burst).
 func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 	in, c := s.in, s.c
 	loops := float64(in.GatewayCores)
@@ -22,11 +24,15 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 	loopNeed := math.Min(1, s.unmerged(mix)+other/loops)
 	pipe := []float64{in.Rate * c.v("logic_msg_us") * 1e-6, in.Rate * c.v("dispatch_msg_us") * 1e-6,
 		in.Rate * c.v("broker_msg_us") * 1e-6}
-	var harness float64
+	var harness, ratio float64
 	hw := math.Ceil(in.Viewers/harnessPerWorker) * b.Cores // workers × an epoll loop per core
+	cpu, writes, msgs := s.work(mix, cycle)
 	if b.Harness {
-		_, writes, msgs := s.work(mix, cycle)
-		harness = float64(nl) * (writes*c.v("harness_frame_us") + msgs*c.v("harness_msg_us")) * 1e-6 / cycle
+		read := (writes*c.v("harness_frame_us") + msgs*c.v("harness_msg_us")) * 1e-6
+		harness = float64(nl) * read / cycle
+		if cpu > 0 {
+			ratio = read / cpu
+		}
 	}
 	need := make([]float64, 0, nl+int(hw)+4+int(b.Load)+1)
 	for range nl {
@@ -46,10 +52,29 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 	if b.Harness && harness > 0 {
 		g.harnessUtil = harness / math.Max(hw*got[nl+3], 1e-9)
 	}
-	if got[0] >= loopNeed*0.999 {
-		return 1
+	sh := s.burst(b, nl, cycle, cpu, ratio, pipe[0]+pipe[1]+pipe[2])
+	if got[0] < loopNeed*0.999 {
+		sh = math.Min(sh, got[0])
 	}
-	return math.Max(0.02, got[0]-other/loops)
+	return math.Max(0.02, sh-other/loops)
+}
+
+// burst is a loop's speed during its pass on a box: the loops writing at
+// the same time (each busy pass/cycle of the time, at least one) and the
+// harness reading them (ratio of its CPU per CPU written) share the cores
+// the pipeline and the other load leave.
+func (s *state) burst(b *Box, nl int, cycle, cpu, ratio, pipe float64) float64 {
+	free := math.Max(0.05*b.Cores, b.Cores-pipe-b.Load)
+	sh := 1.0
+	for range 50 {
+		busy := math.Max(1, float64(nl)*math.Min(1, cpu/(sh*cycle)))
+		next := math.Min(1, free/(busy*(1+ratio)))
+		if math.Abs(next-sh) < 1e-6 {
+			break
+		}
+		sh = 0.5*sh + 0.5*next
+	}
+	return sh
 }
 
 // harnessPerWorker is the harness's connections per worker process
@@ -100,38 +125,43 @@ func fairShare(cores float64, need []float64) []float64 {
 	return got
 }
 
-// hot fills the hottest room's figures: the loop that holds it has its
-// share of the room's viewers plus, for the rest of its members, the
-// average mix; its cycle, the room's pass, and the send → viewer
-// latency: a batch waits for the loop's current cycle to reach the
-// member (merged every 512 members), so the wait is spread evenly over
-// one cycle, after the pipeline's own p99 and, on a box whose logic
-// cannot keep up, the backlog the run's traffic built.
-func (s *state) hot(g *gw, avg loopMix, n int, perGW float64, share func(float64, loopMix) float64) {
-	in, c := s.in, s.c
-	loops := float64(in.GatewayCores)
+// hotMix is the loop that holds the hottest room: its share of the
+// room's viewers plus, for the rest of its members, the average mix;
+// everyLoop is whether the room has viewers on every loop (no affinity,
+// or a pool of every gateway).
+func (s *state) hotMix(avg loopMix, n int, perGW float64) (mix loopMix, everyLoop bool) {
+	loops := float64(s.in.GatewayCores)
 	v := s.bs[0].viewers
 	onGW := v / float64(n)
-	if in.Affinity != "off" {
+	if s.in.Affinity != "off" {
 		onGW = v / s.pool(v, n, perGW)
 	}
 	rest := math.Max(0, 1-(onGW-v/float64(n))/math.Max(perGW-v/float64(n), 1))
-	mix := loopMix{members: make([]float64, len(avg.members))}
+	mix = s.newMix()
 	for i := range avg.members {
 		mix.members[i] = avg.members[i] * rest
 	}
 	mix.members[0] = onGW / loops
+	return mix, s.in.Affinity == "off" || s.pool(v, n, perGW) >= float64(n)
+}
+
+// hot fills the hottest room's figures from its loop mix: the loop's
+// cycle, the room's pass over its members, and the send → viewer
+// latency: a batch waits for the loop's next pass (uniform over a
+// cycle, or over the wait after a pass on a mostly idle loop), then for the pass to reach its viewer (uniform over the
+// room's pass), after the pipeline's own p99 and, on a box whose logic
+// or bench viewers cannot keep up, the backlog the run's traffic built.
+func (s *state) hot(g *gw, mix loopMix, share func(float64, loopMix) float64) {
+	in, c := s.in, s.c
 	g.hotCycle = s.cycle(mix, share)
-	one := loopMix{members: make([]float64, len(avg.members))}
-	one.members[0] = mix.members[0]
-	cpu, writes, _ := s.work(one, g.hotCycle)
+	one := s.newMix()
+	one.members[0], one.shown = mix.members[0], mix.shown
+	cpu, _, _ := s.work(one, g.hotCycle)
 	sh := share(g.hotCycle, mix)
 	// A pass writes to every member even when no other batch is waiting.
 	if p := -math.Expm1(-s.wrecs[0] * g.hotCycle); p > 0 {
 		g.hotPass = cpu / p / sh
-		writes /= p
 	}
-	wait := math.Max(g.hotCycle, g.hotPass+s.pace(writes))
 	base := c.v("pipeline_ms") / 1e3
 	// On a box, logic or the harness that cannot keep up builds a backlog
 	// over the run: the last message waits the run's length × (1 - 1/ρ).
@@ -141,6 +171,29 @@ func (s *state) hot(g *gw, avg loopMix, n int, perGW float64, share func(float64
 			backlog = b.DurationS * (1 - 1/rho)
 		}
 	}
-	g.p50 = base + wait/2 + backlog/2
-	g.p99 = base + 0.99*wait + 0.99*backlog
+	// The wait for the next pass: the loop's cycle when it is busy, the
+	// pacing after its last pass when it is mostly idle.
+	start := math.Max(g.hotCycle, s.afterPass(mix, g.hotPass, mix.members[0]))
+	g.p50 = base + (start+g.hotPass)/2 + backlog/2
+	g.p99 = base + uniformSumQuantile(start, g.hotPass, 0.99) + 0.99*backlog
+}
+
+// uniformSumQuantile is the q quantile of U(0,a) + U(0,b).
+func uniformSumQuantile(a, b, q float64) float64 {
+	if a < b {
+		a, b = b, a
+	}
+	if b <= 0 {
+		return q * a
+	}
+	tail := 1 - q
+	if tail <= b/(2*a) {
+		// In the triangle past a: P(X > x) = (a+b-x)² / 2ab.
+		return a + b - math.Sqrt(2*a*b*tail)
+	}
+	if tail >= 1-b/(2*a) {
+		return math.Sqrt(2 * a * b * q)
+	}
+	// On the flat part between b and a: P(X > x) = (a + b/2 - x) / a.
+	return a + b/2 - tail*a
 }

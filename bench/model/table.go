@@ -53,6 +53,13 @@ var rows = []row{
 	{"msgs per frame", func(o *Output) string { return f1(o.MsgsPerFrame) }},
 	{"hottest room: pass / loop cycle ms", func(o *Output) string { return fmt.Sprintf("%s / %s", f0(o.HotPassMs), f0(o.HotCycleMs)) }},
 	{"hottest room: p50 / p99 ms", func(o *Output) string { return fmt.Sprintf("%s / %s", f0(o.P50Ms), f0(o.P99Ms)) }},
+	{"hottest room: wide frames, shed", func(o *Output) string {
+		w := "no"
+		if o.Wide {
+			w = "yes"
+		}
+		return fmt.Sprintf("%s, %.0f %%", w, 100*o.Shed)
+	}},
 	{"binds first", func(o *Output) string { return o.Binds }},
 }
 
@@ -71,6 +78,17 @@ func Table(w io.Writer, outs []*Output, md bool) {
 		}
 		lines = append(lines, l)
 	}
+	writeLines(w, lines, md)
+	for _, o := range outs {
+		for _, n := range o.Notes {
+			fmt.Fprintf(w, "%s: %s\n", o.In.Name, n)
+		}
+	}
+}
+
+// writeLines writes a table, its first line the head: markdown when md,
+// else aligned columns.
+func writeLines(w io.Writer, lines [][]string, md bool) {
 	if md {
 		for i, l := range lines {
 			fmt.Fprintf(w, "| %s |\n", strings.Join(l, " | "))
@@ -78,23 +96,18 @@ func Table(w io.Writer, outs []*Output, md bool) {
 				fmt.Fprintf(w, "|%s\n", strings.Repeat(" --- |", len(l)))
 			}
 		}
-	} else {
-		width := make([]int, len(head))
-		for _, l := range lines {
-			for i, c := range l {
-				width[i] = max(width[i], len([]rune(c)))
-			}
-		}
-		for _, l := range lines {
-			for i, c := range l {
-				fmt.Fprintf(w, "%-*s  ", width[i]+len(c)-len([]rune(c)), c)
-			}
-			fmt.Fprintln(w)
+		return
+	}
+	width := make([]int, len(lines[0]))
+	for _, l := range lines {
+		for i, c := range l {
+			width[i] = max(width[i], len([]rune(c)))
 		}
 	}
-	for _, o := range outs {
-		for _, n := range o.Notes {
-			fmt.Fprintf(w, "%s: %s\n", o.In.Name, n)
+	for _, l := range lines {
+		for i, c := range l {
+			fmt.Fprintf(w, "%-*s  ", width[i]+len(c)-len([]rune(c)), c)
 		}
+		fmt.Fprintln(w)
 	}
 }

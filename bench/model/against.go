@@ -1,0 +1,114 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+)
+
+// result is the part of a bench result file (bench.Result's JSON) the
+// model reads: the run's shape, to model it, and what it measured.
+type result struct {
+	Name    string `json:"name"`
+	Options struct {
+		Rooms    int     `json:"rooms"`
+		Zipf     float64 `json:"zipf"`
+		Gateways int     `json:"gateways"`
+		Deflate  bool    `json:"deflate"`
+		Affinity bool    `json:"affinity"`
+	} `json:"options"`
+	Machine struct {
+		Cores int `json:"cores"`
+	} `json:"machine"`
+	Load         [2]float64 `json:"load1_start_end"`
+	Viewers      int        `json:"viewers"`
+	Senders      int        `json:"senders"`
+	Published    int64      `json:"published"`
+	TrafficSecs  float64    `json:"traffic_s"`
+	MsgsPerFrame float64    `json:"msgs_per_frame"`
+	ShedFraction float64    `json:"shed_fraction"`
+	Latency      struct {
+		P50 float64 `json:"p50_ms"`
+		P99 float64 `json:"p99_ms"`
+	} `json:"latency"`
+	Gateway struct {
+		CPUTraffic float64 `json:"cpu_traffic_s"`
+	} `json:"gateway"`
+	Send *struct {
+		Acks int64 `json:"acks"`
+	} `json:"send"`
+}
+
+// BenchRun is a bench run read back: the model's input for it (a box of the
+// machine's cores, the harness on them, the accepted rate) and what it
+// measured.
+type BenchRun struct {
+	File string
+	In   Input
+	// Measured: one gateway's CPU in cores over the traffic phase, msgs
+	// per frame, the shed fraction and the send → viewer quantiles.
+	GatewayCores, MsgsPerFrame, Shed, P50Ms, P99Ms float64
+	Load                                           [2]float64
+}
+
+// ReadRun reads a bench result file (bench-results/NAME.json).
+func ReadRun(path string) (BenchRun, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return BenchRun{}, err
+	}
+	var r result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return BenchRun{}, fmt.Errorf("model: %s: %w", path, err)
+	}
+	if r.TrafficSecs <= 0 || r.Viewers <= 0 || r.Machine.Cores <= 0 {
+		return BenchRun{}, fmt.Errorf("model: %s: no traffic phase, viewers or machine cores: not a bench result", path)
+	}
+	gateways := max(r.Options.Gateways, 1)
+	accepted := float64(r.Published)
+	if r.Send != nil {
+		accepted += float64(r.Send.Acks)
+	}
+	in := Input{Name: r.Name, Viewers: float64(r.Viewers + r.Senders), Rooms: max(r.Options.Rooms, 1),
+		Zipf: r.Options.Zipf, Rate: accepted / r.TrafficSecs, Gateways: gateways, GatewayCores: r.Machine.Cores,
+		GatewayConns: 19680, Box: &Box{Cores: float64(r.Machine.Cores), Harness: true, DurationS: r.TrafficSecs}}
+	if r.Options.Deflate {
+		in.Deflate = 1
+	}
+	if r.Options.Affinity {
+		// The bench's router, like deploy/nginx/room-affinity.conf,
+		// spreads a room over two gateways of its partition.
+		in.Affinity, in.AffinitySlots = "partition", 2
+	}
+	return BenchRun{File: path, In: in, GatewayCores: r.Gateway.CPUTraffic / r.TrafficSecs / float64(gateways),
+		MsgsPerFrame: r.MsgsPerFrame, Shed: r.ShedFraction, P50Ms: r.Latency.P50, P99Ms: r.Latency.P99, Load: r.Load}, nil
+}
+
+// Against writes the model's figures next to what each run measured,
+// with the model's error (model / measured - 1).
+func Against(w io.Writer, runs []BenchRun, outs []*Output, md bool) {
+	head := []string{"run", "load", "gateway CPU, cores", "msgs per frame", "shed", "p50 ms", "p99 ms"}
+	lines := [][]string{head}
+	for i, r := range runs {
+		o := outs[i]
+		pair := func(model, measured float64, f func(float64) string) string {
+			e := "–"
+			if measured > 0 {
+				e = fmt.Sprintf("%+.0f %%", 100*(model/measured-1))
+			}
+			return fmt.Sprintf("%s / %s (%s)", f(model), f(measured), e)
+		}
+		pct := func(v float64) string { return fmt.Sprintf("%.0f %%", 100*v) }
+		shed := fmt.Sprintf("%s / %s", pct(o.Shed), pct(r.Shed))
+		if math.Max(o.Shed, r.Shed) > 0 {
+			shed += fmt.Sprintf(" (%+.0f pts)", 100*(o.Shed-r.Shed))
+		}
+		lines = append(lines, []string{r.In.Name, fmt.Sprintf("%.1f → %.1f", r.Load[0], r.Load[1]),
+			pair(o.GW.Total(), r.GatewayCores, f2), pair(o.MsgsPerFrame, r.MsgsPerFrame, f1), shed,
+			pair(o.P50Ms, r.P50Ms, f0), pair(o.P99Ms, r.P99Ms, f0)})
+	}
+	writeLines(w, lines, md)
+	fmt.Fprintln(w, "each cell: model / measured (model's error)")
+}

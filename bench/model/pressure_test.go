@@ -1,0 +1,162 @@
+package model
+
+import (
+	"bytes"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestUniformSumQuantile against the empirical quantiles of a fine grid
+// of U(0,a) + U(0,b), in each of the formula's three regions.
+func TestUniformSumQuantile(t *testing.T) {
+	const n = 800
+	for _, ab := range [][2]float64{{1, 0.3}, {0.3, 1}, {1, 0.001}, {2, 2}, {1, 0}} {
+		a, b := ab[0], ab[1]
+		xs := make([]float64, 0, n*n)
+		for i := range n {
+			for j := range n {
+				xs = append(xs, a*(float64(i)+0.5)/n+b*(float64(j)+0.5)/n)
+			}
+		}
+		slices.Sort(xs)
+		for _, q := range []float64{0.01, 0.5, 0.9, 0.99, 0.999} {
+			want := xs[int(q*float64(len(xs)))]
+			if got := uniformSumQuantile(a, b, q); math.Abs(got-want) > 2*(a+b)/n {
+				t.Errorf("U(0,%v)+U(0,%v) quantile %v = %v, grid says %v", a, b, q, got, want)
+			}
+		}
+	}
+}
+
+// TestPressure: one room on a single-loop gateway, writes at 10 µs and
+// 100 B per message at 1 ns/B. 10,000 viewers at 10 msg/s: a pass of
+// ~0.1 s, the loop keeps its 40 ms pacing. Where cycle + pass passes
+// ShedDelay the room goes wide (and is then not late: no shed); where
+// even wide passes are late with big frames it sheds, and what it shows
+// is the largest share that is not (late with big frames); with small
+// frames it stays wide and sheds nothing.
+func TestPressure(t *testing.T) {
+	c := flat(t)
+	set := func(n string, v float64) { x := c[n]; x.Value = v; c[n] = x }
+	set("write_byte_ns", 1)
+	in := Input{Viewers: 10000, Rooms: 1, Gateways: 1, GatewayCores: 1, GatewayConns: 1e6, MinTickMs: 5}
+	at := func(rate, viewers float64) *Output {
+		x := in
+		x.Rate, x.Viewers = rate, viewers
+		return run(t, x, c)
+	}
+	calm := at(10, 10000)
+	if calm.Wide || calm.Shed != 0 {
+		t.Errorf("10 msg/s to 10,000: wide %v, shed %.2f; want neither (pass %.0f ms, cycle %.0f ms)", calm.Wide, calm.Shed, calm.HotPassMs, calm.HotCycleMs)
+	}
+	// 30,000 viewers: a pass of 0.3 s at least, so cycle + pass > 0.5 s:
+	// wide; the wide wait is not lateness and 2 × 0.3 s + pace is late
+	// only past 0.5 s: with 60 msg/s frames are small (< 64 messages per
+	// 0.55 s cycle? 60 × 0.55 = 33): wide, never shed.
+	wide := at(60, 30000)
+	if !wide.Wide || wide.Shed != 0 {
+		t.Errorf("60 msg/s to 30,000: wide %v, shed %.2f; want wide, no shed (pass %.0f ms, cycle %.0f ms)", wide.Wide, wide.Shed, wide.HotPassMs, wide.HotCycleMs)
+	}
+	if wide.MsgsPerFrame < 60*0.25 {
+		t.Errorf("wide frames of %.1f messages: a wide loop writes at most every 250 ms", wide.MsgsPerFrame)
+	}
+	// 2,000 msg/s of 100 B to 30,000: frames of hundreds of messages whose
+	// bytes alone (30,000 × 2,000 × 100 B × 1 ns = 6 s per second) cannot
+	// be written: the gateway sheds most, and what it shows fits.
+	shed := at(2000, 30000)
+	if !shed.Wide || shed.Shed < 0.5 || shed.Shed >= 1 {
+		t.Fatalf("2,000 msg/s to 30,000: wide %v, shed %.2f; want wide and most shed", shed.Wide, shed.Shed)
+	}
+	// Showing a little more than the model chose must be late.
+	st := func(o *Output) (*state, loopMix, func(float64, loopMix) float64) {
+		x := o.In
+		bs := rooms(x)
+		s := newState(x, c, bs, tick(x.Rate/float64(o.Dispatch), x.MinTickMs/1e3))
+		g := gw{}
+		share := func(cycle float64, m loopMix) float64 { return s.share(1, cycle, m, &g) }
+		m := s.newMix()
+		m.members[0] = x.Viewers
+		m.wide = true
+		return s, m, share
+	}
+	s, m, share := st(shed)
+	late := func(shown float64) bool {
+		m.shown = shown
+		return s.lateWide(m, share)
+	}
+	if late(1-shed.Shed) || !late(math.Min(1, (1-shed.Shed)*1.05)) {
+		t.Errorf("shown %.3f: late %v; shown 5 %% more: late %v; want the largest share that is not late",
+			1-shed.Shed, late(1-shed.Shed), late((1-shed.Shed)*1.05))
+	}
+	// A deployment is sized so that no gateway is under pressure.
+	sized := run(t, Input{Viewers: 300000, Rooms: 1, Rate: 60, GatewayConns: 1e6, GatewayCores: 1, Target: 0.9}, c)
+	if sized.Wide || sized.Shed != 0 {
+		t.Errorf("sized deployment: %d gateways, wide %v, shed %.2f", sized.Gateways, sized.Wide, sized.Shed)
+	}
+}
+
+// TestBurstShare: on a box the harness reads what a pass writes while it
+// writes it. Two busy loops and a harness that needs as much CPU per
+// frame as the gateway share 2 cores: each loop runs at half speed.
+func TestBurstShare(t *testing.T) {
+	s := &state{}
+	b := &Box{Cores: 2, Harness: true}
+	near(t, "two busy loops, harness ratio 1", s.burst(b, 2, 1, 10, 1, 0), 0.5, 1e-3)
+	near(t, "one loop busy a tenth of the time", s.burst(b, 2, 1, 0.01, 1, 0), 1, 1e-3)
+	near(t, "pipeline takes a core", s.burst(b, 2, 1, 10, 1, 1), 0.25, 1e-3)
+}
+
+// TestAgainst: a bench result file read back gives the run's shape (the
+// accepted rate from HTTP and senders, viewers and senders, the router's
+// two affinity slots, deflate), one gateway's CPU, and the errors printed.
+func TestAgainst(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "run.json")
+	const res = `{"name":"mixed","options":{"rooms":1000,"zipf":1.1,"gateways":6,"deflate":true,"affinity":true},
+	"machine":{"cores":2},"load1_start_end":[1.5,3],"viewers":99000,"senders":1000,"published":4000,
+	"traffic_s":20,"msgs_per_frame":12.5,"shed_fraction":0.1,"latency":{"p50_ms":100,"p99_ms":400},
+	"gateway":{"cpu_traffic_s":24},"send":{"acks":4000}}`
+	if err := os.WriteFile(file, []byte(res), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ReadRun(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := r.In
+	if in.Viewers != 100000 || in.Rooms != 1000 || in.Rate != 400 || in.Gateways != 6 || in.GatewayCores != 2 ||
+		in.Deflate != 1 || in.Affinity != "partition" || in.AffinitySlots != 2 || in.Box == nil || in.Box.Cores != 2 ||
+		in.Box.DurationS != 20 {
+		t.Errorf("input %+v box %+v", in, in.Box)
+	}
+	near(t, "measured gateway cores", r.GatewayCores, 0.2, 1e-9)
+	var out bytes.Buffer
+	o := &Output{In: in, GW: GatewayCPU{Write: 0.25}, MsgsPerFrame: 10, Shed: 0.2, P50Ms: 150, P99Ms: 300}
+	Against(&out, []BenchRun{r}, []*Output{o}, true)
+	for _, want := range []string{"| mixed | 1.5 → 3.0 | 0.25 / 0.20 (+25 %) | 10.0 / 12.5 (-20 %) | 20 % / 10 % (+10 pts) | 150 / 100 (+50 %) | 300 / 400 (-25 %) |"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	var errOut bytes.Buffer
+	out.Reset()
+	if err := Main([]string{"--against", file, "--box-load", "1"}, &out, &errOut); err != nil || !strings.Contains(out.String(), "mixed") {
+		t.Errorf("--against: %v\n%s", err, out.String())
+	}
+	for _, tc := range []struct{ args []string }{
+		{[]string{"--against", file, "--preset", "1m"}},
+		{[]string{"--against", filepath.Join(t.TempDir(), "none.json")}},
+	} {
+		if err := Main(tc.args, &out, &errOut); err == nil {
+			t.Errorf("%v: no error", tc.args)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"name":"x"}`), 0o600)
+	if _, err := ReadRun(bad); err == nil || !strings.Contains(err.Error(), "not a bench result") {
+		t.Errorf("a file with no traffic: %v", err)
+	}
+}
