@@ -34,7 +34,8 @@ type result struct {
 		P99 float64 `json:"p99_ms"`
 	} `json:"latency"`
 	Gateway struct {
-		CPUTraffic float64 `json:"cpu_traffic_s"`
+		CPUTraffic     float64 `json:"cpu_traffic_s"`
+		LoopDelayP50Ms float64 `json:"loop_delay_p50_ms"`
 	} `json:"gateway"`
 	Send *struct {
 		Acks int64 `json:"acks"`
@@ -48,8 +49,9 @@ type BenchRun struct {
 	File string
 	In   Input
 	// Measured: one gateway's CPU in cores over the traffic phase, msgs
-	// per frame, the shed fraction and the send → viewer quantiles.
-	GatewayCores, MsgsPerFrame, Shed, P50Ms, P99Ms float64
+	// per frame, the shed fraction, the loop delay's p50 (0: not
+	// measured) and the send → viewer quantiles.
+	GatewayCores, MsgsPerFrame, Shed, LoopDelayMs, P50Ms, P99Ms float64
 	Load                                           [2]float64
 }
 
@@ -83,13 +85,13 @@ func ReadRun(path string) (BenchRun, error) {
 		in.Affinity, in.AffinitySlots = "partition", 2
 	}
 	return BenchRun{File: path, In: in, GatewayCores: r.Gateway.CPUTraffic / r.TrafficSecs / float64(gateways),
-		MsgsPerFrame: r.MsgsPerFrame, Shed: r.ShedFraction, P50Ms: r.Latency.P50, P99Ms: r.Latency.P99, Load: r.Load}, nil
+		MsgsPerFrame: r.MsgsPerFrame, Shed: r.ShedFraction, LoopDelayMs: r.Gateway.LoopDelayP50Ms, P50Ms: r.Latency.P50, P99Ms: r.Latency.P99, Load: r.Load}, nil
 }
 
 // Against writes the model's figures next to what each run measured,
 // with the model's error (model / measured - 1).
 func Against(w io.Writer, runs []BenchRun, outs []*Output, md bool) {
-	head := []string{"run", "load", "gateway CPU, cores", "msgs per frame", "shed", "p50 ms", "p99 ms"}
+	head := []string{"run", "load", "gateway CPU, cores", "msgs per frame", "shed", "loop delay p50 ms", "p50 ms", "p99 ms"}
 	lines := [][]string{head}
 	for i, r := range runs {
 		o := outs[i]
@@ -107,7 +109,7 @@ func Against(w io.Writer, runs []BenchRun, outs []*Output, md bool) {
 		}
 		lines = append(lines, []string{r.In.Name, fmt.Sprintf("%.1f → %.1f", r.Load[0], r.Load[1]),
 			pair(o.GW.Total(), r.GatewayCores, f2), pair(o.MsgsPerFrame, r.MsgsPerFrame, f1), shed,
-			pair(o.P50Ms, r.P50Ms, f0), pair(o.P99Ms, r.P99Ms, f0)})
+			pair(o.LoopDelayMs, r.LoopDelayMs, f0), pair(o.P50Ms, r.P50Ms, f0), pair(o.P99Ms, r.P99Ms, f0)})
 	}
 	writeLines(w, lines, md)
 	fmt.Fprintln(w, "each cell: model / measured (model's error)")

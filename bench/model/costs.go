@@ -36,6 +36,7 @@ var costNames = []string{
 	"ingest_record_bytes", "accepted_record_bytes", "bus_compression",
 	"broker_egress_mbs", "broker_ingress_mbs",
 	"deflate_byte_ns", "pipeline_ms", "harness_frame_us", "harness_msg_us",
+	"gateway_base_cores", "harness_base_cores", "loop_spread",
 }
 
 //go:embed costs.json
@@ -74,6 +75,9 @@ func ParseCosts(b []byte) (Costs, error) {
 	}
 	if r := c["deflate_ratio"].Value; r == 0 || r > 1 {
 		return nil, fmt.Errorf("model: costs: deflate_ratio is %v, want 0 < ratio ≤ 1", r)
+	}
+	if r := c["loop_spread"].Value; r < 1 {
+		return nil, fmt.Errorf("model: costs: loop_spread is %v, want ≥ 1 (a p99 over a p50)", r)
 	}
 	if r := c["bus_compression"].Value; r == 0 || r > 1 {
 		return nil, fmt.Errorf("model: costs: bus_compression is %v, want 0 < ratio ≤ 1", r)

@@ -38,6 +38,7 @@ type gw struct {
 	cpu                      GatewayCPU
 	cycle, hotPass, hotCycle float64 // seconds
 	p50, p99                 float64 // seconds
+	loopDelay                float64 // seconds: a batch queued as a pass starts, written at the end of the next
 	msgsPerFrame             float64
 	readFraction, rooms      float64
 	pipeUtil                 float64
@@ -92,6 +93,7 @@ func (s *state) gateway(n int) gw {
 	if in.HeartbeatS > 0 {
 		g.cpu.Ping = perGW / in.HeartbeatS * c.v("ping_us") * 1e-6
 	}
+	g.cpu.Base = c.v("gateway_base_cores")
 	share := func(cycle float64, mix loopMix) float64 { return s.share(n, cycle, mix, &g) }
 	hot, everyLoop := s.hotMix(avg, n, perGW)
 	hot = s.pressure(&g, hot, share)
@@ -119,7 +121,9 @@ func (s *state) gateway(n int) gw {
 // pressure returns mix (the loop that holds the hottest room) paced and
 // shed as the gateway would (gateway/shed.go): a loop whose batches wait
 // longer than ShedDelayMs from being queued to the end of the pass that
-// writes them (a cycle and a pass at worst) goes wide; if it is still
+// writes them (a cycle and a pass at worst) goes wide. One late pass is
+// enough, and a wide room stays wide for seconds: what counts is the
+// slowest passes, loop_spread times the typical one; if it is still
 // late on what it queues after that (the wide wait does not count) with
 // frames of shedFrameMsgs messages or more, the room's messages are left
 // out: the largest share shown that is not, at least the shed budget's
@@ -127,7 +131,7 @@ func (s *state) gateway(n int) gw {
 // buffers hold the backlog, which hot() charges to the latency.)
 func (s *state) pressure(g *gw, mix loopMix, share func(float64, loopMix) float64) loopMix {
 	delay := s.in.ShedDelayMs / 1e3
-	if cycle, pass, _ := s.loop(mix, share); cycle+pass <= delay {
+	if cycle, pass, _ := s.loop(mix, share); (cycle+pass)*s.c.v("loop_spread") <= delay {
 		return mix
 	}
 	mix.wide, g.wide = true, true
@@ -153,12 +157,12 @@ func (s *state) pressure(g *gw, mix loopMix, share func(float64, loopMix) float6
 }
 
 // lateWide is whether a wide loop mix is late on what it queues (the wide
-// wait does not count: a pass, the pacing and the next pass past
-// ShedDelayMs) with frames of the hottest room of shedFrameMsgs messages
+// wait does not count: a pass, the pacing and the next pass, slowest
+// ones, past ShedDelayMs) with frames of the hottest room of shedFrameMsgs messages
 // or more: what makes the gateway leave messages out.
 func (s *state) lateWide(mix loopMix, share func(float64, loopMix) float64) bool {
 	cycle, pass, writes := s.loop(mix, share)
-	return 2*pass+s.pace(writes) > s.in.ShedDelayMs/1e3 && s.hotFrame(mix, cycle) >= shedFrameMsgs
+	return (2*pass+s.pace(writes))*s.c.v("loop_spread") > s.in.ShedDelayMs/1e3 && s.hotFrame(mix, cycle) >= shedFrameMsgs
 }
 
 // The gateway's shedding constants (gateway/shed.go): a wide loop late

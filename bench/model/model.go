@@ -11,10 +11,11 @@ type GatewayCPU struct {
 	Read      float64 // dispatch records fetched, decoded and deflated
 	Handshake float64 // new connections
 	Ping      float64 // heartbeats to silent viewers
+	Base      float64 // the runtime, metrics and bus polling, with nothing to write
 }
 
 // Total is the gateway's CPU in cores.
-func (g GatewayCPU) Total() float64 { return g.Write + g.Read + g.Handshake + g.Ping }
+func (g GatewayCPU) Total() float64 { return g.Write + g.Read + g.Handshake + g.Ping + g.Base }
 
 // Output is what the model computes for one Input.
 type Output struct {
@@ -40,6 +41,7 @@ type Output struct {
 	HotPassMs    float64    // the hottest room's pass over its members on one loop
 	HotCycleMs   float64    // the cycle of the loop holding it
 	P50Ms, P99Ms float64    // send → viewer for the hottest room
+	LoopDelayMs  float64    // the hottest room's loop: a typical pass's oldest batch, queued to written
 	Wide         bool       // the hottest room's loops write wide (gateway overload pacing)
 	Shed         float64    // share of the hottest room's messages the gateway leaves out
 	PipelineUtil float64    // logic's utilisation (above 1 on a box: a backlog)
@@ -135,6 +137,7 @@ func (o *Output) sizeGateways(st *state) {
 	o.HotPassMs, o.HotCycleMs = g.hotPass*1e3, g.hotCycle*1e3
 	o.P50Ms, o.P99Ms = g.p50*1e3, g.p99*1e3
 	o.Wide, o.Shed = g.wide, g.shed
+	o.LoopDelayMs = g.loopDelay * 1e3
 	if g.pipeUtil > 0 {
 		o.PipelineUtil = g.pipeUtil
 	}

@@ -118,7 +118,7 @@ func TestAgainst(t *testing.T) {
 	const res = `{"name":"mixed","options":{"rooms":1000,"zipf":1.1,"gateways":6,"deflate":true,"affinity":true},
 	"machine":{"cores":2},"load1_start_end":[1.5,3],"viewers":99000,"senders":1000,"published":4000,
 	"traffic_s":20,"msgs_per_frame":12.5,"shed_fraction":0.1,"latency":{"p50_ms":100,"p99_ms":400},
-	"gateway":{"cpu_traffic_s":24},"send":{"acks":4000}}`
+	"gateway":{"cpu_traffic_s":24,"loop_delay_p50_ms":80},"send":{"acks":4000}}`
 	if err := os.WriteFile(file, []byte(res), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -134,9 +134,9 @@ func TestAgainst(t *testing.T) {
 	}
 	near(t, "measured gateway cores", r.GatewayCores, 0.2, 1e-9)
 	var out bytes.Buffer
-	o := &Output{In: in, GW: GatewayCPU{Write: 0.25}, MsgsPerFrame: 10, Shed: 0.2, P50Ms: 150, P99Ms: 300}
+	o := &Output{In: in, GW: GatewayCPU{Write: 0.25}, MsgsPerFrame: 10, Shed: 0.2, LoopDelayMs: 100, P50Ms: 150, P99Ms: 300}
 	Against(&out, []BenchRun{r}, []*Output{o}, true)
-	for _, want := range []string{"| mixed | 1.5 → 3.0 | 0.25 / 0.20 (+25 %) | 10.0 / 12.5 (-20 %) | 20 % / 10 % (+10 pts) | 150 / 100 (+50 %) | 300 / 400 (-25 %) |"} {
+	for _, want := range []string{"| mixed | 1.5 → 3.0 | 0.25 / 0.20 (+25 %) | 10.0 / 12.5 (-20 %) | 20 % / 10 % (+10 pts) | 100 / 80 (+25 %) | 150 / 100 (+50 %) | 300 / 400 (-25 %) |"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

@@ -11,11 +11,12 @@ import "math"
 // other load (one thread of demand 1 per unit). That average is not what
 // a pass gets: the bench viewers read what a pass writes while it writes
 // it, so during a pass the loops that are writing and the harness reading
-// them share what the pipeline and the other load leave (burst).
+// them share what the pipeline, the processes' base and the other load
+// leave (burst).
 func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 	in, c := s.in, s.c
 	loops := float64(in.GatewayCores)
-	other := g.cpu.Read + g.cpu.Handshake + g.cpu.Ping
+	other := g.cpu.Read + g.cpu.Handshake + g.cpu.Ping + g.cpu.Base
 	if in.Box == nil {
 		return math.Min(1, math.Max(0.02, (loops-other)/loops))
 	}
@@ -24,12 +25,13 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 	loopNeed := math.Min(1, s.unmerged(mix)+other/loops)
 	pipe := []float64{in.Rate * c.v("logic_msg_us") * 1e-6, in.Rate * c.v("dispatch_msg_us") * 1e-6,
 		in.Rate * c.v("broker_msg_us") * 1e-6}
-	var harness, ratio float64
+	var harness, ratio, harnessBase float64
 	hw := math.Ceil(in.Viewers/harnessPerWorker) * b.Cores // workers × an epoll loop per core
 	cpu, writes, msgs := s.work(mix, cycle)
 	if b.Harness {
 		read := (writes*c.v("harness_frame_us") + msgs*c.v("harness_msg_us")) * 1e-6
-		harness = float64(nl) * read / cycle
+		harnessBase = math.Ceil(in.Viewers/harnessPerWorker) * c.v("harness_base_cores")
+		harness = float64(nl)*read/cycle + harnessBase
 		if cpu > 0 {
 			ratio = read / cpu
 		}
@@ -52,7 +54,9 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 	if b.Harness && harness > 0 {
 		g.harnessUtil = harness / math.Max(hw*got[nl+3], 1e-9)
 	}
-	sh := s.burst(b, nl, cycle, cpu, ratio, pipe[0]+pipe[1]+pipe[2])
+	// The harness's and the other gateways' base (polling, the runtime),
+	// the pipeline and the other load run beside a pass too.
+	sh := s.burst(b, nl, cycle, cpu, ratio, pipe[0]+pipe[1]+pipe[2]+harnessBase+float64(n-1)*g.cpu.Base+b.Load)
 	if got[0] < loopNeed*0.999 {
 		sh = math.Min(sh, got[0])
 	}
@@ -174,8 +178,12 @@ func (s *state) hot(g *gw, mix loopMix, share func(float64, loopMix) float64) {
 	// The wait for the next pass: the loop's cycle when it is busy, the
 	// pacing after its last pass when it is mostly idle.
 	start := math.Max(g.hotCycle, s.afterPass(mix, g.hotPass, mix.members[0]))
+	g.loopDelay = start + g.hotPass
 	g.p50 = base + (start+g.hotPass)/2 + backlog/2
-	g.p99 = base + uniformSumQuantile(start, g.hotPass, 0.99) + 0.99*backlog
+	// The slowest passes (loop_spread times the typical one) set the
+	// tail when their spread is wider than one cycle's.
+	tail := math.Max(uniformSumQuantile(start, g.hotPass, 0.99), c.v("loop_spread")*(start+g.hotPass)/2)
+	g.p99 = base + tail + 0.99*backlog
 }
 
 // uniformSumQuantile is the q quantile of U(0,a) + U(0,b).
