@@ -23,8 +23,10 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 	b := in.Box
 	nl := n * in.GatewayCores
 	loopNeed := math.Min(1, s.unmerged(mix)+other/loops)
+	// Logic, dispatch, the dev broker, and their base (polling the bus,
+	// the runtime) with next to nothing to do.
 	pipe := []float64{in.Rate * c.v("logic_msg_us") * 1e-6, in.Rate * c.v("dispatch_msg_us") * 1e-6,
-		in.Rate * c.v("broker_msg_us") * 1e-6}
+		in.Rate * c.v("broker_msg_us") * 1e-6, c.v("pipeline_base_cores")}
 	var harness, ratio, harnessBase float64
 	hw := math.Ceil(in.Viewers/harnessPerWorker) * b.Cores // workers × an epoll loop per core
 	cpu, writes, msgs := s.work(mix, cycle)
@@ -36,7 +38,7 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 			ratio = read / cpu
 		}
 	}
-	need := make([]float64, 0, nl+int(hw)+4+int(b.Load)+1)
+	need := make([]float64, 0, nl+int(hw)+len(pipe)+int(b.Load)+1)
 	for range nl {
 		need = append(need, loopNeed)
 	}
@@ -52,11 +54,11 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 	got := fairShare(b.Cores, need)
 	g.pipeUtil = pipe[0] / math.Max(got[nl], 1e-9)
 	if b.Harness && harness > 0 {
-		g.harnessUtil = harness / math.Max(hw*got[nl+3], 1e-9)
+		g.harnessUtil = harness / math.Max(hw*got[nl+len(pipe)], 1e-9)
 	}
 	// The harness's and the other gateways' base (polling, the runtime),
 	// the pipeline and the other load run beside a pass too.
-	sh := s.burst(b, nl, cycle, cpu, ratio, pipe[0]+pipe[1]+pipe[2]+harnessBase+float64(n-1)*g.cpu.Base+b.Load)
+	sh := s.burst(b, nl, ratio, pipe[0]+pipe[1]+pipe[2]+pipe[3]+harnessBase+float64(n-1)*g.cpu.Base+b.Load)
 	if got[0] < loopNeed*0.999 {
 		sh = math.Min(sh, got[0])
 	}
@@ -64,21 +66,13 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 }
 
 // burst is a loop's speed during its pass on a box: the loops writing at
-// the same time (each busy pass/cycle of the time, at least one) and the
-// harness reading them (ratio of its CPU per CPU written) share the cores
-// the pipeline and the other load leave.
-func (s *state) burst(b *Box, nl int, cycle, cpu, ratio, pipe float64) float64 {
+// the same time (all of them: a hot room's batches reach every loop that
+// holds it at once, so their passes coincide) and the harness reading
+// them (ratio of its CPU per CPU written) share the cores the pipeline,
+// the bases and the other load leave.
+func (s *state) burst(b *Box, nl int, ratio, pipe float64) float64 {
 	free := math.Max(0.05*b.Cores, b.Cores-pipe-b.Load)
-	sh := 1.0
-	for range 50 {
-		busy := math.Max(1, float64(nl)*math.Min(1, cpu/(sh*cycle)))
-		next := math.Min(1, free/(busy*(1+ratio)))
-		if math.Abs(next-sh) < 1e-6 {
-			break
-		}
-		sh = 0.5*sh + 0.5*next
-	}
-	return sh
+	return math.Min(1, free/(float64(nl)*(1+ratio)))
 }
 
 // harnessPerWorker is the harness's connections per worker process
