@@ -119,7 +119,7 @@ func TestAgainst(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "run.json")
 	const res = `{"name":"mixed","options":{"rooms":1000,"zipf":1.1,"gateways":6,"deflate":true,"affinity":true},
 	"machine":{"cores":2},"load1_start_end":[1.5,3],"viewers":99000,"senders":1000,"published":4000,
-	"traffic_s":20,"msgs_per_frame":12.5,"shed_fraction":0.1,"latency":{"p50_ms":100,"p99_ms":400},
+	"traffic_s":20,"msgs_per_frame":12.5,"shed_fraction":0.1,"shed_by_room":{"bench-r1":0.05,"bench-r0":0.3},"latency":{"p50_ms":100,"p99_ms":400},
 	"gateway":{"cpu_traffic_s":24,"loop_delay_p50_ms":80},"send":{"acks":4000}}`
 	if err := os.WriteFile(file, []byte(res), 0o600); err != nil {
 		t.Fatal(err)
@@ -135,6 +135,10 @@ func TestAgainst(t *testing.T) {
 		t.Errorf("input %+v box %+v", in, in.Box)
 	}
 	near(t, "measured gateway cores", r.GatewayCores, 0.2, 1e-9)
+	if r.Shed != 0.3 || r.LoopDelayMs != 0 {
+		t.Errorf("many rooms: shed %v, loop delay %v; want the hottest room's (0.3) and none", r.Shed, r.LoopDelayMs)
+	}
+	r.Shed, r.LoopDelayMs = 0.1, 80
 	var out bytes.Buffer
 	o := &Output{In: in, GW: GatewayCPU{Write: 0.25}, MsgsPerFrame: 10, Shed: 0.2, LoopDelayMs: 100, P50Ms: 150, P99Ms: 300}
 	Against(&out, []BenchRun{r}, []*Output{o}, true)
