@@ -128,6 +128,9 @@ func (o *Output) sizeGateways(st *state) {
 		// A gateway whose hottest room is under pressure (wide, shed)
 		// is overloaded whatever its CPU: one more at least.
 		next := int(math.Ceil(float64(n) * (g.cpu.Total() - fixed) / math.Max(capCores-fixed, capCores*0.05)))
+		if g.wide {
+			next = max(next, int(math.Ceil(float64(n)*1.05)))
+		}
 		n = max(n+1, next)
 	}
 	o.Gateways = n

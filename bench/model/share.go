@@ -176,7 +176,7 @@ func (s *state) hot(g *gw, mix loopMix, share func(float64, loopMix) float64) {
 	g.p50 = base + (start+g.hotPass)/2 + backlog/2
 	// The slowest passes (loop_spread times the typical one) set the
 	// tail when their spread is wider than one cycle's.
-	tail := math.Max(uniformSumQuantile(start, g.hotPass, 0.99), c.v("loop_spread")*(start+g.hotPass)/2)
+	tail := math.Max(uniformSumQuantile(start, g.hotPass, 0.99), s.spread()*(start+g.hotPass)/2)
 	g.p99 = base + tail + 0.99*backlog
 }
 
