@@ -14,11 +14,13 @@ import (
 type result struct {
 	Name    string `json:"name"`
 	Options struct {
-		Rooms    int     `json:"rooms"`
-		Zipf     float64 `json:"zipf"`
-		Gateways int     `json:"gateways"`
-		Deflate  bool    `json:"deflate"`
-		Affinity bool    `json:"affinity"`
+		Rooms      int     `json:"rooms"`
+		Zipf       float64 `json:"zipf"`
+		Gateways   int     `json:"gateways"`
+		Deflate    bool    `json:"deflate"`
+		Affinity   bool    `json:"affinity"`
+		AsViewers  bool    `json:"as_viewers"`
+		SenderRole string  `json:"sender_role"`
 	} `json:"options"`
 	Machine struct {
 		Cores int `json:"cores"`
@@ -80,6 +82,18 @@ func ReadRun(path string) (BenchRun, error) {
 		GatewayConns: 19680, Box: &Box{Cores: float64(r.Machine.Cores), Harness: true, DurationS: r.TrafficSecs}}
 	if r.Options.Deflate {
 		in.Deflate = 1
+	}
+	// The publisher posts as the service (protected) unless
+	// --as-viewers; senders post as viewers (sheddable) or mods.
+	var sheddable float64
+	if r.Options.AsViewers {
+		sheddable += float64(r.Published)
+	}
+	if r.Send != nil && r.Options.SenderRole != "mod" {
+		sheddable += float64(r.Send.Acks)
+	}
+	if accepted > 0 {
+		in.Protected = 1 - sheddable/accepted
 	}
 	if r.Options.Affinity {
 		// The bench's router, like deploy/nginx/room-affinity.conf,

@@ -125,6 +125,7 @@ func bindFlags(fs *flag.FlagSet, in *Input, box *Box) {
 	fs.Float64Var(&in.RateExp, "rate-exp", 1, "a room's message rate ∝ viewers^rate-exp")
 	fs.Float64Var(&in.ThinBudget, "thin-budget", 0, "messages/s shown per room (0: no thinning)")
 	fs.Float64Var(&in.Deflate, "deflate", 0, "share of viewers with permessage-deflate, 0..1")
+	fs.Float64Var(&in.Protected, "protected", 0, "share of messages shedding never leaves out (paid, highlight, mods', the service's), 0..1")
 	fs.Float64Var(&in.GatewayConns, "gateway-conns", 19680, "viewers per gateway at most")
 	fs.IntVar(&in.GatewayCores, "gateway-cores", 2, "cores (event loops) per gateway")
 	fs.IntVar(&in.Gateways, "gateways", 0, "fix the gateway count (0: size it)")
@@ -191,7 +192,7 @@ func override(x *Input, in Input, box Box, given map[string]bool) error {
 		"zipf": func() { x.Zipf = in.Zipf }, "rate": func() { x.Rate = in.Rate },
 		"msgs-per-viewer-min": func() { x.MsgsPerViewerMin, x.Rate = in.MsgsPerViewerMin, in.Rate },
 		"rate-exp":            func() { x.RateExp = in.RateExp }, "thin-budget": func() { x.ThinBudget = in.ThinBudget },
-		"deflate": func() { x.Deflate = in.Deflate }, "gateway-conns": func() { x.GatewayConns = in.GatewayConns },
+		"deflate": func() { x.Deflate = in.Deflate }, "protected": func() { x.Protected = in.Protected }, "gateway-conns": func() { x.GatewayConns = in.GatewayConns },
 		"gateway-cores": func() { x.GatewayCores = in.GatewayCores }, "gateways": func() { x.Gateways = in.Gateways },
 		"partitions": func() { x.Partitions = in.Partitions }, "affinity": func() { x.Affinity = in.Affinity },
 		"affinity-slots": func() { x.AffinitySlots = in.AffinitySlots },

@@ -126,8 +126,8 @@ func (s *state) gateway(n int) gw {
 // slowest passes, loop_spread times the typical one; if it is still
 // late on what it queues after that (the wide wait does not count) with
 // frames of shedFrameMsgs messages or more, the room's messages are left
-// out: the largest share shown that is not, at least the shed budget's
-// floor. (Bench viewers that read too slowly are not seen: their socket
+// out: the largest share shown that is not, at least the protected
+// messages and the shed budget's floor. (Bench viewers that read too slowly are not seen: their socket
 // buffers hold the backlog, which hot() charges to the latency.)
 func (s *state) pressure(g *gw, mix loopMix, share func(float64, loopMix) float64) loopMix {
 	delay := s.in.ShedDelayMs / 1e3
@@ -139,7 +139,8 @@ func (s *state) pressure(g *gw, mix loopMix, share func(float64, loopMix) float6
 	if !late(mix) {
 		return mix
 	}
-	lo := math.Min(1, shedMin/math.Max(s.bs[0].shown, 1e-9))
+	// Shedding keeps the protected messages and at least its floor.
+	lo := math.Min(1, s.in.Protected+shedMin/math.Max(s.bs[0].shown, 1e-9))
 	hi := 1.0
 	for range 40 {
 		mid := (lo + hi) / 2

@@ -39,6 +39,10 @@ type Input struct {
 	// ThinBudget is each room's display budget (messages/s a viewer is
 	// shown; dispatch thins past it). 0: no thinning.
 	ThinBudget float64
+	// Protected is the share of messages overload shedding never leaves
+	// out (paid, highlight, system; a mod's, the streamer's or the
+	// service's), 0..1: the gateway sheds only the rest.
+	Protected float64
 	// Deflate is the share of viewers with permessage-deflate, 0..1.
 	Deflate float64
 	// GatewayConns is the viewers one gateway holds at most. Zero value
@@ -148,7 +152,7 @@ func (in Input) Validate() error {
 		v    float64
 	}{{"viewers", in.Viewers}, {"zipf", in.Zipf}, {"rate", in.Rate},
 		{"msgs-per-viewer-min", in.MsgsPerViewerMin}, {"rate-exp", in.RateExp}, {"thin-budget", in.ThinBudget},
-		{"deflate", in.Deflate}, {"gateway-conns", in.GatewayConns}, {"session-min", in.SessionMin},
+		{"deflate", in.Deflate}, {"protected", in.Protected}, {"gateway-conns", in.GatewayConns}, {"session-min", in.SessionMin},
 		{"heartbeat", in.HeartbeatS}, {"flush-rate", in.FlushRate}, {"max-flush-ms", in.MaxFlushMs}, {"shed-delay-ms", in.ShedDelayMs}, {"shed-flush-ms", in.ShedFlushMs},
 		{"target", in.Target}, {"replication", in.Replication}, {"min-tick-ms", in.MinTickMs}, {"affinity-slots", in.AffinitySlots}} {
 		if bad(f.v) || f.v < 0 {
@@ -164,6 +168,8 @@ func (in Input) Validate() error {
 		return fmt.Errorf("model: --rooms %d: at most 10,000,000", in.Rooms)
 	case in.Rate == 0 && in.MsgsPerViewerMin == 0:
 		return errors.New("model: give --rate or --msgs-per-viewer-min (a platform with no messages needs no model)")
+	case in.Protected > 1:
+		return fmt.Errorf("model: --protected %v is a share of messages, 0..1", in.Protected)
 	case in.Deflate > 1:
 		return fmt.Errorf("model: --deflate %v is a share of viewers, 0..1", in.Deflate)
 	case in.Target > 1:

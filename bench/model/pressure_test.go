@@ -71,6 +71,16 @@ func TestPressure(t *testing.T) {
 	if !shed.Wide || shed.Shed < 0.5 || shed.Shed >= 1 {
 		t.Fatalf("2,000 msg/s to 30,000: wide %v, shed %.2f; want wide and most shed", shed.Wide, shed.Shed)
 	}
+	// Protected messages are never left out: only the rest is shed.
+	prot := in
+	prot.Rate, prot.Viewers, prot.Protected = 2000, 30000, 0.8
+	if o := run(t, prot, c); o.Shed > 0.2+1e-9 || o.Shed < 0.1 {
+		t.Errorf("80 %% protected: shed %.3f, want some of the other 20 %% and no more", o.Shed)
+	}
+	prot.Protected = 1
+	if o := run(t, prot, c); o.Shed != 0 || !o.Wide {
+		t.Errorf("all protected: shed %.3f wide %v, want wide and nothing shed", o.Shed, o.Wide)
+	}
 	// Showing a little more than the model chose must be late.
 	st := func(o *Output) (*state, loopMix, func(float64, loopMix) float64) {
 		x := o.In
@@ -131,7 +141,7 @@ func TestAgainst(t *testing.T) {
 	in := r.In
 	if in.Viewers != 100000 || in.Rooms != 1000 || in.Rate != 400 || in.Gateways != 6 || in.GatewayCores != 2 ||
 		in.Deflate != 1 || in.Affinity != "partition" || in.AffinitySlots != 2 || in.Box == nil || in.Box.Cores != 2 ||
-		in.Box.DurationS != 20 {
+		in.Box.DurationS != 20 || in.Protected != 0.5 {
 		t.Errorf("input %+v box %+v", in, in.Box)
 	}
 	near(t, "measured gateway cores", r.GatewayCores, 0.2, 1e-9)
