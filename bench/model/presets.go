@@ -20,16 +20,18 @@ func box(duration float64) *Box { return &Box{Cores: 2, Harness: true, DurationS
 // presets are the model's named inputs: the bench runs it is checked
 // against (box-*) and the platform sizes of docs/scaling.md.
 var presets = map[string]Input{
-	// make bench-latency: 19,000 viewers of one room on one gateway, 100 msg/s.
+	// make bench-latency: 19,000 viewers of one room on one gateway, 100
+	// msg/s, published by the service (never shed).
 	"box-latency": {Name: "box-latency", Viewers: 19000, Rooms: 1, Rate: 100, Gateways: 1, GatewayCores: 2,
-		GatewayConns: 19680, Box: box(20)},
+		GatewayConns: 19680, Protected: 1, Box: box(20)},
 	// make bench-throughput: the same at 1000 msg/s.
 	"box-throughput": {Name: "box-throughput", Viewers: 19000, Rooms: 1, Rate: 1000, Gateways: 1, GatewayCores: 2,
-		GatewayConns: 19680, Box: box(15)},
+		GatewayConns: 19680, Protected: 1, Box: box(15)},
 	// make bench-mixed: 100,000 viewers over 1,000 rooms (Zipf 1.1) on 6
-	// gateways, about 400 msg/s offered (200 HTTP + 1,000 senders × 0.2).
+	// gateways, about 400 msg/s offered: 200 by the service over HTTP,
+	// 1,000 viewers sending 0.2 each.
 	"box-mixed": {Name: "box-mixed", Viewers: 100000, Rooms: 1000, Zipf: 1.1, Rate: 400, Gateways: 6, GatewayCores: 2,
-		GatewayConns: 19680, Box: box(20)},
+		GatewayConns: 19680, Protected: 0.5, Box: box(20)},
 	"1m":               platform("1m", 1e6, 64, "off"),
 	"1m-affinity":      platform("1m-affinity", 1e6, 1024, "room"),
 	"10m":              platform("10m", 1e7, 256, "off"),
