@@ -415,6 +415,15 @@ func TestAlertsFire(t *testing.T) {
 			danmaku_gateway_slow_consumer_closes_total{instance="gw"} 0+15x80`, true},
 		{"DanmakuSlowConsumerCloses", "a few a minute", `
 			danmaku_gateway_slow_consumer_closes_total{instance="gw"} 0+1x80`, false},
+		{"DanmakuGatewayLoopLate", "passes of about a second", `
+			danmaku_gateway_loop_delay_seconds_bucket{instance="gw",le="0.5"} 0+1x80
+			danmaku_gateway_loop_delay_seconds_bucket{instance="gw",le="1"} 0+5x80
+			danmaku_gateway_loop_delay_seconds_bucket{instance="gw",le="+Inf"} 0+5x80`, true},
+		{"DanmakuGatewayLoopLate", "passes in time, one slow in a hundred", `
+			danmaku_gateway_loop_delay_seconds_bucket{instance="gw",le="0.05"} 0+1980x80
+			danmaku_gateway_loop_delay_seconds_bucket{instance="gw",le="0.5"} 0+1999x80
+			danmaku_gateway_loop_delay_seconds_bucket{instance="gw",le="1"} 0+2000x80
+			danmaku_gateway_loop_delay_seconds_bucket{instance="gw",le="+Inf"} 0+2000x80`, false},
 		{"DanmakuLogicPublishErrors", "failing", `
 			danmaku_logic_publish_errors_total{instance="lg"} 0+3x80`, true},
 		{"DanmakuLogicPublishErrors", "recovered", `
