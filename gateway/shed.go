@@ -86,10 +86,13 @@ const (
 	// shedCoverWait is how long what a room's shedding left out may stay
 	// uncovered when no batch is posted after it.
 	shedCoverWait = 250 * time.Millisecond
-	// shedFrameMsgs is the messages per frame (about 8 KiB of chat as
+	// shedFrameMsgs is the messages per frame (about 32 KiB of chat as
 	// JSON) below which a wide room's lateness is taken as the cost of
-	// its writes, not of their bytes (see shedStep).
-	shedFrameMsgs = 64
+	// its writes, not of their bytes (see shedStep): on the bench machine
+	// a frame of 28 KB costs no more to write than one of 200 B
+	// (bench/model/costs.json, write_byte_ns), so leaving messages out of
+	// smaller frames loses them without making the loop any faster.
+	shedFrameMsgs = 256
 	// shedWideCalm is how long a wide room (see above) must be without
 	// pressure and without a budget before its frames narrow again.
 	shedWideCalm = 5 * time.Second
