@@ -25,9 +25,11 @@ const (
 	sumWays = 4
 )
 
-// maxSumFrame bounds the payload a loop keeps a summary of; a larger frame
-// is decoded for each viewer.
-const maxSumFrame = 1 << 20
+// maxSumFrame bounds the payload a loop keeps a summary of (and a copy
+// of); a larger frame is decoded for each viewer. A loop's summaries hold
+// a few MiB in a ladder run (batches of tens of KiB), at most 512 times
+// this.
+const maxSumFrame = 256 << 10
 
 // seqRun is first, first+1, ..., first+n-1 of a batch, in its order.
 type seqRun struct {
