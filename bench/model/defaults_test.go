@@ -1,6 +1,8 @@
 package model
 
 import (
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -43,6 +45,19 @@ func TestMirrorsStageDefaults(t *testing.T) {
 	near(t, "MaxFlushMs as gateway.Config.MaxFlushDelay", in.MaxFlushMs/1e3, seconds("../../gateway", "MaxFlushDelay"), 1e-12)
 	near(t, "ShedDelayMs as gateway.Config.ShedDelay", in.ShedDelayMs/1e3, seconds("../../gateway", "ShedDelay"), 1e-12)
 	near(t, "ShedFlushMs as gateway.Config.ShedFlushDelay", in.ShedFlushMs/1e3, seconds("../../gateway", "ShedFlushDelay"), 1e-12)
+	src, err := os.ReadFile("../../gateway/shed.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]float64{"shedFrameMsgs": shedFrameMsgs, "shedMin": shedMin} {
+		m := regexp.MustCompile(`(?m)^\s*` + name + `\s*=\s*(\d+)\s*$`).FindSubmatch(src)
+		if m == nil {
+			t.Fatalf("gateway/shed.go declares no %s", name)
+		}
+		if got, _ := strconv.ParseFloat(string(m[1]), 64); got != v {
+			t.Errorf("the model's %s is %v, gateway/shed.go's %v", name, v, got)
+		}
+	}
 	minTick := seconds("../../dispatch", "MinTick")
 	near(t, "MinTickMs as dispatch.Config.MinTick", in.MinTickMs/1e3, minTick, 1e-12)
 	maxTick := seconds("../../dispatch", "MaxTick")

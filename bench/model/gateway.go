@@ -181,7 +181,7 @@ func (s *state) spread() float64 {
 // with frames below shedFrameMsgs messages stays wide without leaving
 // messages out; the shed budget's floor is shedMin messages/s.
 const (
-	shedFrameMsgs = 64
+	shedFrameMsgs = 256
 	shedMin       = 5
 )
 
