@@ -100,7 +100,7 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 	// sixteenth of the soft cap: when most of the room's members on the
 	// loop are, the gateway cannot write the room's stream to them in
 	// time (see shed.go), whatever one socket does.
-	backed := 0
+	backed, zipped := 0, 0
 	backedAt := int64(s.cfg.SoftOutbound / 16)
 	p := l.startPass(s, ds)
 	for i := 0; i < len(lr.members); i++ {
@@ -108,6 +108,9 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 			l.extendPass(s, &p)
 		}
 		m := lr.members[i]
+		if m.c.deflate {
+			zipped++
+		}
 		l.deliverMember(s, &p, m)
 		if m.c.counted > backedAt {
 			backed++
@@ -120,8 +123,8 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 		s.m.deliveries.Add(float64(p.written))
 		lr.r.written.Add(int64(p.written))
 	}
-	if p.msgs > 0 {
-		lr.r.frameMsgs.Store(int64(p.msgs))
+	if p.msgs > 0 && viewers > 0 {
+		lr.r.frameBytes.Store(int64((zipped*len(p.zshared) + (viewers-zipped)*len(p.shared)) / viewers))
 	}
 	if backed >= 2 && 2*backed > viewers {
 		lr.r.backedAt.Store(max(l.passHead, 1))

@@ -35,7 +35,7 @@ import (
 // each viewer gets fewer, bigger frames (a write's fixed cost, not its
 // bytes, is most of what a big room costs at a few messages per frame).
 // Only if the room is still late on batches queued after that, with
-// frames of shedFrameMsgs messages or more, or with most of its viewers
+// frames of shedFrameBytes or more on the wire, or with most of its viewers
 // backed up, does the gateway leave messages out: a loop late with
 // smaller frames is late for the writes' fixed cost, which leaving
 // messages out does not lower (it keeps the room wide).
@@ -86,13 +86,15 @@ const (
 	// shedCoverWait is how long what a room's shedding left out may stay
 	// uncovered when no batch is posted after it.
 	shedCoverWait = 250 * time.Millisecond
-	// shedFrameMsgs is the messages per frame (about 32 KiB of chat as
-	// JSON) below which a wide room's lateness is taken as the cost of
-	// its writes, not of their bytes (see shedStep): on the bench machine
-	// a frame of 28 KB costs no more to write than one of 200 B
+	// shedFrameBytes is the bytes on the wire per frame (averaged over
+	// the room's viewers, compressed for those with permessage-deflate)
+	// below which a wide room's lateness is taken as the cost of its
+	// writes, not of their bytes (see shedStep): on the bench machine a
+	// frame of 28 KB costs no more to write than one of 200 B
 	// (bench/model/costs.json, write_byte_ns), so leaving messages out of
 	// smaller frames loses them without making the loop any faster.
-	shedFrameMsgs = 256
+	// About 256 chat messages as JSON, 1,300 compressed.
+	shedFrameBytes = 32768
 	// shedWideCalm is how long a wide room (see above) must be without
 	// pressure and without a budget before its frames narrow again.
 	shedWideCalm = 5 * time.Second
@@ -323,10 +325,10 @@ func (s *Server) shedStep(now time.Time) {
 			}
 		}
 		// A wide room's loop lag cuts or holds its budget only while its
-		// frames are big: below shedFrameMsgs, a write's fixed cost is
+		// frames are big: below shedFrameBytes, a write's fixed cost is
 		// most of a pass, and leaving messages out would not make the
 		// loop faster. It still keeps the room wide.
-		if !r.shed.wide || r.frameMsgs.Load() >= shedFrameMsgs {
+		if !r.shed.wide || r.frameBytes.Load() >= shedFrameBytes {
 			late = late || lagLate
 			pressed = pressed || lagPressed
 		}

@@ -281,7 +281,7 @@ func TestShedReviewNegativeShedFlushDelay(t *testing.T) {
 }
 
 // TestShedReviewNoNarrowWhileLate: a wide room whose loop stays late past
-// ShedDelay on every batch, with frames under shedFrameMsgs (the
+// ShedDelay on every batch, with frames under shedFrameBytes (the
 // write-bound case the wide frames are for: 100 msg/s at 250ms is 25 a
 // frame), is under pressure all along: its frames must not narrow back to
 // one write per MaxFlushDelay (docs: "Frames narrow again once the room
@@ -300,7 +300,7 @@ func TestShedReviewNoNarrowWhileLate(t *testing.T) {
 		r.mu.Lock()
 		r.shed.seen += 5 // 100 msg/s
 		r.mu.Unlock()
-		r.frameMsgs.Store(25)
+		r.frameBytes.Store(3000)
 		// Late by twice ShedDelay on batches queued just now.
 		l.delay.Store(int64(2*s.cfg.ShedDelay) + l.wideWait.Load())
 		l.delayHead.Store(now.UnixNano())

@@ -381,13 +381,13 @@ func TestShedStepPressure(t *testing.T) {
 	}
 	head = now // late on batches queued since, but with small frames: the
 	// writes' fixed cost, which leaving messages out does not lower
-	heavy.frameMsgs.Store(shedFrameMsgs / 4)
+	heavy.frameBytes.Store(shedFrameBytes / 4)
 	step(2 * s.cfg.ShedDelay)
 	if b := budget(); b != 0 {
-		t.Fatalf("cut to %v with frames of %d messages", b, shedFrameMsgs/4)
+		t.Fatalf("cut to %v with frames of %d bytes", b, shedFrameBytes/4)
 	}
 	head = now // with big frames: cut
-	heavy.frameMsgs.Store(shedFrameMsgs)
+	heavy.frameBytes.Store(shedFrameBytes)
 	step(2 * s.cfg.ShedDelay)
 	if b := budget(); b == 0 || b > shedHeadroom*200+1 {
 		t.Fatalf("first cut to %v msg/s; the gateway wrote 200 per viewer, want at most %v", b, shedHeadroom*200)
@@ -654,5 +654,42 @@ func TestLoopDelayMetric(t *testing.T) {
 	// The dispatch goroutine queued the batch within the 200 ms hold.
 	if d := h.GetSampleSum() - h0.GetSampleSum(); d < 0.1 || d > 2 {
 		t.Errorf("observed wait %.3f s, want the loop's hold (~0.2 s)", d)
+	}
+}
+
+// TestShedFrameBytesOnTheWire: the frame size the shedding compares with
+// shedFrameBytes is what the room's viewers get on the wire: a batch of
+// repetitive chat written to a plain viewer and one with
+// permessage-deflate counts as the mean of its plain and compressed
+// sizes, well under the plain size alone.
+func TestShedFrameBytesOnTheWire(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1 })
+	var cs []*wstest.Conn
+	for _, extra := range []string{"", "Sec-WebSocket-Extensions: permessage-deflate\r\n"} {
+		c := dialRaw(t, gw.addr)
+		c.AcceptCompressed()
+		if st := c.Upgrade("/ws?room=hot", extra); st != 101 {
+			t.Fatal(st)
+		}
+		c.NextOp(protocol.OpHistory, 2*time.Second)
+		cs = append(cs, c)
+	}
+	batch := protocol.EncodeBatch("hot", mixed(1, 200, "哈哈哈哈哈哈 233333 233333 233333"))
+	if err := gw.bus.Publisher(bus.StreamDispatch).Publish(context.Background(), bus.Record{Key: "hot", Value: batch}); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cs {
+		if shown, _, _ := compactView(t, c, 200); len(shown) != 200 {
+			t.Fatalf("viewer %d: %d messages, want 200", i, len(shown))
+		}
+	}
+	r := gw.s.rooms.get("hot")
+	var got int64
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && got == 0; time.Sleep(time.Millisecond) {
+		got = r.frameBytes.Load()
+	}
+	plain := int64(len(batch))
+	if got <= plain/2 || got >= plain {
+		t.Fatalf("frame bytes %d for a %d-byte batch to one plain and one deflate viewer: want the mean of plain and compressed, between %d and %d", got, plain, plain/2, plain)
 	}
 }

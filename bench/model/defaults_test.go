@@ -49,7 +49,7 @@ func TestMirrorsStageDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, v := range map[string]float64{"shedFrameMsgs": shedFrameMsgs, "shedMin": shedMin} {
+	for name, v := range map[string]float64{"shedFrameBytes": shedFrameBytes, "shedMin": shedMin} {
 		m := regexp.MustCompile(`(?m)^\s*` + name + `\s*=\s*(\d+)\s*$`).FindSubmatch(src)
 		if m == nil {
 			t.Fatalf("gateway/shed.go declares no %s", name)

@@ -125,7 +125,7 @@ func (s *state) gateway(n int) gw {
 // enough, and a wide room stays wide for seconds: what counts is the
 // slowest passes, loop_spread times the typical one; if it is still
 // late on what it queues after that (the wide wait does not count) with
-// frames of shedFrameMsgs messages or more, the room's messages are left
+// frames of shedFrameBytes or more on the wire, the room's messages are left
 // out: the largest share shown that is not, at least the protected
 // messages and the shed budget's floor. (Bench viewers that read too slowly are not seen: their socket
 // buffers hold the backlog, which hot() charges to the latency.)
@@ -159,11 +159,11 @@ func (s *state) pressure(g *gw, mix loopMix, share func(float64, loopMix) float6
 
 // lateWide is whether a wide loop mix is late on what it queues (the wide
 // wait does not count: a pass, the pacing and the next pass, slowest
-// ones, past ShedDelayMs) with frames of the hottest room of shedFrameMsgs messages
+// ones, past ShedDelayMs) with frames of the hottest room of shedFrameBytes
 // or more: what makes the gateway leave messages out.
 func (s *state) lateWide(mix loopMix, share func(float64, loopMix) float64) bool {
 	cycle, pass, writes := s.loop(mix, share)
-	return (2*pass+s.pace(writes))*s.spread() > s.in.ShedDelayMs/1e3 && s.hotFrame(mix, cycle) >= shedFrameMsgs
+	return (2*pass+s.pace(writes))*s.spread() > s.in.ShedDelayMs/1e3 && s.hotFrame(mix, cycle)*s.c.v("delivery_bytes")*s.wire >= shedFrameBytes
 }
 
 // spread is how much longer the slowest write passes are than the
@@ -178,11 +178,11 @@ func (s *state) spread() float64 {
 }
 
 // The gateway's shedding constants (gateway/shed.go): a wide loop late
-// with frames below shedFrameMsgs messages stays wide without leaving
+// with frames below shedFrameBytes on the wire stays wide without leaving
 // messages out; the shed budget's floor is shedMin messages/s.
 const (
-	shedFrameMsgs = 256
-	shedMin       = 5
+	shedFrameBytes = 32768
+	shedMin        = 5
 )
 
 // placement is the chance a gateway among n holds any viewer of a room of
