@@ -224,12 +224,15 @@ bench-mixed: build
 # messages published over HTTP as viewers' chat (sheddable) at 100, 200,
 # 500 and 1000 msg/s, then 100 again (shedding must have ended), each run
 # short; LADDER_DEFLATE=1 makes the viewers negotiate permessage-deflate.
+# The gateway runs two event loops on its one core (LADDER_SERVER_FLAGS;
+# GOMAXPROCS would give it one): a wide room's loop waits after each
+# pass, and a second loop writes meanwhile (BENCHMARKS.md).
 # Results: bench-results/ladder[-deflate]-<rate>[-again].json. Needs 2 cores
 # and an open-file limit above 19,700.
 LADDER_RATES ?= 100 200 500 1000
 LADDER_DURATION ?= 15s
 LADDER_DEFLATE ?=
-LADDER_SERVER_FLAGS ?=
+LADDER_SERVER_FLAGS ?= --loops 2
 bench-ladder: build
 	@set -e; mkdir -p bench-results; secret=ladder-$$$$-$$(date +%s); tag=ladder$(if $(LADDER_DEFLATE),-deflate,); \
 	taskset -c 0 $(BENCHBIN) all --demo=false --guests=false --max-conns-per-ip -1 \
