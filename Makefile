@@ -224,19 +224,20 @@ bench-mixed: build
 # messages published over HTTP as viewers' chat (sheddable) at 100, 200,
 # 500 and 1000 msg/s, then 100 again (shedding must have ended), each run
 # short; LADDER_DEFLATE=1 makes the viewers negotiate permessage-deflate.
-# The gateway runs two event loops on its one core (LADDER_SERVER_FLAGS;
-# GOMAXPROCS would give it one): a wide room's loop waits after each
+# The gateway runs LADDER_LOOPS (2) event loops on its one core
+# (GOMAXPROCS would give it one): a wide room's loop waits after each
 # pass, and a second loop writes meanwhile (BENCHMARKS.md).
 # Results: bench-results/ladder[-deflate]-<rate>[-again].json. Needs 2 cores
 # and an open-file limit above 19,700.
 LADDER_RATES ?= 100 200 500 1000
 LADDER_DURATION ?= 15s
 LADDER_DEFLATE ?=
-LADDER_SERVER_FLAGS ?= --loops 2
+LADDER_LOOPS ?= 2
+LADDER_SERVER_FLAGS ?=
 bench-ladder: build
 	@set -e; mkdir -p bench-results; secret=ladder-$$$$-$$(date +%s); tag=ladder$(if $(LADDER_DEFLATE),-deflate,); \
 	taskset -c 0 $(BENCHBIN) all --demo=false --guests=false --max-conns-per-ip -1 \
-		--http 127.0.0.1:18480 --ws 127.0.0.1:18490 --jwt-secret $$secret $(LADDER_SERVER_FLAGS) >bench-results/$$tag-server.log 2>&1 & pid=$$!; \
+		--http 127.0.0.1:18480 --ws 127.0.0.1:18490 --jwt-secret $$secret --loops $(LADDER_LOOPS) $(LADDER_SERVER_FLAGS) >bench-results/$$tag-server.log 2>&1 & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; sleep 2; \
 	for run in $(LADDER_RATES) again; do rate=$$run; name=$$tag-$$run; \
 		if [ $$run = again ]; then rate=100; name=$$tag-100-again; fi; \

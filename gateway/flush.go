@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/protocol"
@@ -100,7 +101,7 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 	// sixteenth of the soft cap: when most of the room's members on the
 	// loop are, the gateway cannot write the room's stream to them in
 	// time (see shed.go), whatever one socket does.
-	backed, zipped := 0, 0
+	backed := 0
 	backedAt := int64(s.cfg.SoftOutbound / 16)
 	p := l.startPass(s, ds)
 	for i := 0; i < len(lr.members); i++ {
@@ -108,9 +109,6 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 			l.extendPass(s, &p)
 		}
 		m := lr.members[i]
-		if m.c.deflate {
-			zipped++
-		}
 		l.deliverMember(s, &p, m)
 		if m.c.counted > backedAt {
 			backed++
@@ -123,8 +121,8 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 		s.m.deliveries.Add(float64(p.written))
 		lr.r.written.Add(int64(p.written))
 	}
-	if p.msgs > 0 && viewers > 0 {
-		lr.r.frameBytes.Store(int64((zipped*len(p.zshared) + (viewers-zipped)*len(p.shared)) / viewers))
+	if p.msgs > 0 && p.writes > 0 {
+		storeMax(&lr.r.writeBytes, p.wire/int64(p.writes))
 	}
 	if backed >= 2 && 2*backed > viewers {
 		lr.r.backedAt.Store(max(l.passHead, 1))
@@ -161,7 +159,32 @@ type roomPass struct {
 	crestAt           int
 	crest, czrest     []byte
 	written           int // messages × members written
-	taken             int // deliveries taken early from the loop's queue
+	// wire and writes are the stream bytes written to members (as each
+	// got them: compressed, compact) and how many writes.
+	wire   int64
+	writes int
+	taken  int // deliveries taken early from the loop's queue
+}
+
+// wrote counts a write of frame f (z compressed, if any) to c: the
+// bytes c got on the wire.
+func (p *roomPass) wrote(c *conn, f, z []byte) {
+	n := len(f)
+	if c.deflate && len(z) > 0 {
+		n = len(z)
+	}
+	p.wire += int64(n)
+	p.writes++
+}
+
+// storeMax raises a to v if v is larger.
+func storeMax(a *atomic.Int64, v int64) {
+	for {
+		old := a.Load()
+		if v <= old || a.CompareAndSwap(old, v) {
+			return
+		}
+	}
 }
 
 // startPass sets up a pass over ds: their seq range and shared frames.
@@ -241,6 +264,7 @@ func (l *loop) deliverMember(s *Server, p *roomPass, m *member) {
 			if p.last != 0 {
 				m.from = p.last
 				p.written += p.msgs
+				p.wrote(m.c, f, z)
 			}
 		case outDropBatches:
 			l.writeLacking(m, p.ds)
@@ -259,6 +283,7 @@ func (l *loop) deliverMember(s *Server, p *roomPass, m *member) {
 		case outOK:
 			m.from = p.last
 			p.written += p.restMsgs
+			p.wrote(m.c, f, z)
 		case outDropBatches:
 			l.writeLacking(m, p.ds)
 		}

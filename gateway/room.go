@@ -55,11 +55,11 @@ type room struct {
 	// every Config.ShedFlushDelay and exempt them from the outbound
 	// budget's drops.
 	shedding atomic.Bool
-	// frameBytes is the bytes on the wire of the last stream frame a loop
-	// wrote to the room's viewers, averaged over them (compressed for
-	// those with permessage-deflate; flush.go); read by the shed
-	// goroutine.
-	frameBytes atomic.Int64
+	// writeBytes is the largest, over the loops that wrote the room's
+	// stream since the shed goroutine last took it, of a pass's mean bytes
+	// on the wire per write to a viewer (what each got: compressed,
+	// compact; flush.go); the shed goroutine takes it (shed.go).
+	writeBytes atomic.Int64
 	// backedAt is set by a loop whose pass over the room found most of its
 	// members backed up: when the oldest delivery of that pass was queued
 	// (Unix ns). The shed goroutine reads and clears it.

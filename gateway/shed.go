@@ -35,7 +35,7 @@ import (
 // each viewer gets fewer, bigger frames (a write's fixed cost, not its
 // bytes, is most of what a big room costs at a few messages per frame).
 // Only if the room is still late on batches queued after that, with
-// frames of shedFrameBytes or more on the wire, or with most of its viewers
+// writes of shedFrameBytes or more on the wire at full delivery, or with most of its viewers
 // backed up, does the gateway leave messages out: a loop late with
 // smaller frames is late for the writes' fixed cost, which leaving
 // messages out does not lower (it keeps the room wide).
@@ -100,6 +100,15 @@ const (
 	shedWideCalm = 5 * time.Second
 )
 
+// fullWriteBytes is the room's bytes per write at full delivery: as
+// measured, scaled up by rate / budget while messages are left out.
+func (sh *shed) fullWriteBytes() int64 {
+	if sh.budget > 0 && sh.rate > sh.budget {
+		return int64(float64(sh.writeBytes) * sh.rate / sh.budget)
+	}
+	return sh.writeBytes
+}
+
 // shedCutEvery is the shortest interval between two cuts of a room's
 // budget: the queued batches must be written before a cut shows.
 func (s *Server) shedCutEvery() time.Duration {
@@ -124,9 +133,12 @@ type shed struct {
 	// all; fullAt when the room last went wide or got full delivery back.
 	busyAt, fullAt time.Time
 	grownAt        time.Time // the last time the budget grew
-	seen           int64     // messages received since the last step
-	rate           float64   // messages per second received (smoothed)
-	stepAt         time.Time // the last step
+	// writeBytes is the largest mean bytes per write of the room's
+	// stream a loop reported since the steps before (room.writeBytes).
+	writeBytes int64
+	seen       int64     // messages received since the last step
+	rate       float64   // messages per second received (smoothed)
+	stepAt     time.Time // the last step
 	// achieved is the messages per second per viewer the gateway wrote
 	// over the last window of at least shedWindow (0: not measured yet);
 	// wsum and wstart accumulate the current window.
@@ -325,10 +337,16 @@ func (s *Server) shedStep(now time.Time) {
 			}
 		}
 		// A wide room's loop lag cuts or holds its budget only while its
-		// frames are big: below shedFrameBytes, a write's fixed cost is
+		// writes are big: below shedFrameBytes, a write's fixed cost is
 		// most of a pass, and leaving messages out would not make the
-		// loop faster. It still keeps the room wide.
-		if !r.shed.wide || r.frameBytes.Load() >= shedFrameBytes {
+		// loop faster. It still keeps the room wide. The size is that of
+		// full delivery: thinned writes are smaller by budget / rate, and
+		// judging those would let the budget grow back while the loop is
+		// still late.
+		if w := r.writeBytes.Swap(0); w > 0 {
+			r.shed.writeBytes = w
+		}
+		if !r.shed.wide || r.shed.fullWriteBytes() >= shedFrameBytes {
 			late = late || lagLate
 			pressed = pressed || lagPressed
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/history"
 	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws"
 	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
 )
 
@@ -300,7 +301,7 @@ func TestShedReviewNoNarrowWhileLate(t *testing.T) {
 		r.mu.Lock()
 		r.shed.seen += 5 // 100 msg/s
 		r.mu.Unlock()
-		r.frameBytes.Store(3000)
+		r.writeBytes.Store(3000)
 		// Late by twice ShedDelay on batches queued just now.
 		l.delay.Store(int64(2*s.cfg.ShedDelay) + l.wideWait.Load())
 		l.delayHead.Store(now.UnixNano())
@@ -382,5 +383,191 @@ func TestShedReviewWideSparesNeighboursBudget(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestShedReviewCompactWriteBytes (outside review): a room whose only
+// viewer chose danmaku.v1.compact gets compact frames; the size the
+// shedding judges is theirs, not the plain frame's.
+func TestShedReviewCompactWriteBytes(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1 })
+	c := dialRaw(t, gw.addr)
+	if st := c.Upgrade("/ws?room=hot", "Sec-WebSocket-Protocol: danmaku.v1.compact\r\n"); st != 101 {
+		t.Fatal(st)
+	}
+	c.NextOp(protocol.OpHistory, 2*time.Second)
+	ms := mixed(1, 200, "哈哈哈哈哈哈 233333 233333 233333")
+	batch := protocol.EncodeBatch("hot", ms)
+	if err := gw.bus.Publisher(bus.StreamDispatch).Publish(context.Background(), bus.Record{Key: "hot", Value: batch}); err != nil {
+		t.Fatal(err)
+	}
+	if shown, _, _ := compactView(t, c, 200); len(shown) != 200 {
+		t.Fatalf("%d messages", len(shown))
+	}
+	r := gw.s.rooms.get("hot")
+	var got int64
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && got == 0; time.Sleep(time.Millisecond) {
+		got = r.writeBytes.Load()
+	}
+	cf := int64(len(ws.AppendFrame(nil, ws.OpText, compactPayload("hot", 1, 200, ms))))
+	pf := int64(len(ws.AppendFrame(nil, ws.OpText, batch)))
+	t.Logf("writeBytes=%d compact frame on the wire=%d plain frame=%d", got, cf, pf)
+	if got > cf+16 {
+		t.Fatalf("writeBytes %d for a viewer that got a %d-byte compact frame (plain would be %d)", got, cf, pf)
+	}
+}
+
+// TestShedReviewWriteBytesOverLoops (outside review): with a room's
+// viewers on two loops, a loop with small writes (deflate viewers) must
+// not hide another with big ones (a plain viewer): the size the shedding
+// judges is the largest loop's, never below the room-wide mean.
+func TestShedReviewWriteBytesOverLoops(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 2 })
+	const deflate = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+	r := func() *room { return gw.s.rooms.get("hot") }
+	counts := func() []int32 {
+		rr := r()
+		if rr == nil {
+			return nil
+		}
+		rr.mu.Lock()
+		defer rr.mu.Unlock()
+		return append([]int32(nil), rr.viewers...)
+	}
+	join := func(extra string) int { // returns the loop it landed on
+		before := counts()
+		c := dialRaw(t, gw.addr)
+		c.AcceptCompressed()
+		if st := c.Upgrade("/ws?room=hot", extra); st != 101 {
+			t.Fatal(st)
+		}
+		c.NextOp(protocol.OpHistory, 2*time.Second)
+		go func() { // drain
+			for {
+				if _, err := c.Next(5 * time.Second); err != nil {
+					return
+				}
+			}
+		}()
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			after := counts()
+			for i := range after {
+				var b int32
+				if i < len(before) {
+					b = before[i]
+				}
+				if after[i] > b {
+					return i
+				}
+			}
+		}
+		t.Fatal("viewer not counted")
+		return -1
+	}
+	plainLoop := join("")
+	perLoop := map[int][2]int{plainLoop: {1, 0}} // loop -> {plain, deflate}
+	for i := 0; i < 20; i++ {
+		li := join(deflate)
+		v := perLoop[li]
+		v[1]++
+		perLoop[li] = v
+		if li != plainLoop {
+			break
+		}
+	}
+	if len(perLoop) < 2 {
+		t.Fatal("21 viewers all on one of two loops")
+	}
+	ms := mixed(1, 200, "哈哈哈哈哈哈 233333 233333 233333")
+	batch := protocol.EncodeBatch("hot", ms)
+	if err := gw.bus.Publisher(bus.StreamDispatch).Publish(context.Background(), bus.Record{Key: "hot", Value: batch}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	got := r().writeBytes.Load()
+	plen := len(ws.AppendFrame(nil, ws.OpText, batch))
+	// zlen as the room's own delivery compressed it: recover from the
+	// deflate-only loop's average if that loop wrote last, else from loop
+	// a's. Report both candidate averages.
+	t.Logf("viewers per loop {plain, deflate}: %v; writeBytes=%d; plain frame=%d", perLoop, got, plen)
+	var tp, tz int
+	for _, v := range perLoop {
+		tp += v[0]
+		tz += v[1]
+	}
+	// Solve for zlen under each hypothesis and check consistency with a
+	// room-wide average: room avg = (tp*plen + tz*zlen)/(tp+tz).
+	for li, v := range perLoop {
+		n := v[0] + v[1]
+		// if loop li wrote last: got = (v0*plen + v1*zlen)/n
+		if v[1] > 0 {
+			zlen := (int(got)*n - v[0]*plen) / v[1]
+			room := (tp*plen + tz*zlen) / (tp + tz)
+			t.Logf("if loop %d wrote last: zlen=%d, room-wide average would be %d", li, zlen, room)
+		}
+	}
+	// Room-wide average: for every zlen in (0, plen), (tp*plen+tz*zlen)/(tp+tz) > plen*tp/(tp+tz).
+	// The deflate-only loop's average is zlen < that bound when zlen is small.
+	roomMin := int64(tp * plen / (tp + tz))
+	if got < roomMin {
+		t.Fatalf("writeBytes %d is below any room-wide average (>= %d with %d plain of %d viewers): it is one loop's average", got, roomMin, tp, tp+tz)
+	}
+}
+
+// TestShedReviewThinnedWritesHoldBudget (outside review): a wide room at
+// 1000 msg/s whose loop is late on every step, with 40 KB writes at full
+// delivery and smaller ones as the budget thins them. The size judged is
+// that of full delivery, so the budget never grows back while the loop is
+// late (it did: a sawtooth of cuts and returns to full delivery).
+func TestShedReviewThinnedWritesHoldBudget(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1 })
+	joinRoom(t, gw, "hot")
+	s := gw.s
+	r := s.rooms.get("hot")
+	l := s.loopList()[0]
+	now := time.Now()
+	const rate, full = 1000.0, 40000
+	fulls, cuts, grows := 0, 0, 0
+	prev := -1.0
+	for i := 0; i < 400; i++ { // 20 s
+		r.offered.Add(1000)
+		r.mu.Lock()
+		r.shed.seen += int64(rate * shedStep.Seconds())
+		b := r.shed.budget
+		r.mu.Unlock()
+		fb := int64(full)
+		if b != 0 {
+			fb = int64(full * min(b/rate, 1))
+		}
+		r.writeBytes.Store(fb)
+		l.delay.Store(int64(2*s.cfg.ShedDelay) + l.wideWait.Load())
+		l.delayHead.Store(now.UnixNano())
+		l.delayAt.Store(now.UnixNano())
+		s.shedStep(now)
+		r.mu.Lock()
+		nb := r.shed.budget
+		r.mu.Unlock()
+		if prev > 0 && nb == 0 {
+			fulls++
+			t.Logf("step %d: back to full delivery while the loop is %v late", i, 2*s.cfg.ShedDelay)
+		}
+		if nb != 0 && (prev <= 0 || nb < prev) {
+			cuts++
+		}
+		if prev > 0 && nb > prev {
+			grows++
+		}
+		if nb != prev {
+			t.Logf("step %d: budget %.0f (frame %d B)", i, nb, fb)
+		}
+		prev = nb
+		now = now.Add(shedStep)
+	}
+	t.Logf("cuts %d, returns to full delivery %d in 20 s", cuts, fulls)
+	if grows > 0 {
+		t.Fatalf("budget grew %d times (cut %d times) while the loop was late on every step", grows, cuts)
+	}
+	if fulls > 0 {
+		t.Fatalf("budget returned to full delivery %d times while the loop was late on every step", fulls)
 	}
 }

@@ -381,13 +381,13 @@ func TestShedStepPressure(t *testing.T) {
 	}
 	head = now // late on batches queued since, but with small frames: the
 	// writes' fixed cost, which leaving messages out does not lower
-	heavy.frameBytes.Store(shedFrameBytes / 4)
+	heavy.writeBytes.Store(shedFrameBytes / 4)
 	step(2 * s.cfg.ShedDelay)
 	if b := budget(); b != 0 {
-		t.Fatalf("cut to %v with frames of %d bytes", b, shedFrameBytes/4)
+		t.Fatalf("cut to %v with writes of %d bytes", b, shedFrameBytes/4)
 	}
 	head = now // with big frames: cut
-	heavy.frameBytes.Store(shedFrameBytes)
+	heavy.writeBytes.Store(shedFrameBytes)
 	step(2 * s.cfg.ShedDelay)
 	if b := budget(); b == 0 || b > shedHeadroom*200+1 {
 		t.Fatalf("first cut to %v msg/s; the gateway wrote 200 per viewer, want at most %v", b, shedHeadroom*200)
@@ -686,7 +686,7 @@ func TestShedFrameBytesOnTheWire(t *testing.T) {
 	r := gw.s.rooms.get("hot")
 	var got int64
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && got == 0; time.Sleep(time.Millisecond) {
-		got = r.frameBytes.Load()
+		got = r.writeBytes.Load()
 	}
 	plain := int64(len(batch))
 	if got <= plain/2 || got >= plain {

@@ -159,11 +159,13 @@ func (s *state) pressure(g *gw, mix loopMix, share func(float64, loopMix) float6
 
 // lateWide is whether a wide loop mix is late on what it queues (the wide
 // wait does not count: a pass, the pacing and the next pass, slowest
-// ones, past ShedDelayMs) with frames of the hottest room of shedFrameBytes
-// or more: what makes the gateway leave messages out.
+// ones, past ShedDelayMs) with writes of the hottest room of shedFrameBytes
+// or more at full delivery: what makes the gateway leave messages out.
 func (s *state) lateWide(mix loopMix, share func(float64, loopMix) float64) bool {
 	cycle, pass, writes := s.loop(mix, share)
-	return (2*pass+s.pace(writes))*s.spread() > s.in.ShedDelayMs/1e3 && s.hotFrame(mix, cycle)*s.c.v("delivery_bytes")*s.wire >= shedFrameBytes
+	full := mix // the gateway judges the write's size at full delivery
+	full.shown = 1
+	return (2*pass+s.pace(writes))*s.spread() > s.in.ShedDelayMs/1e3 && s.hotFrame(full, cycle)*s.c.v("delivery_bytes")*s.wire >= shedFrameBytes
 }
 
 // spread is how much longer the slowest write passes are than the

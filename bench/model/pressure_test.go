@@ -98,9 +98,13 @@ func TestPressure(t *testing.T) {
 		m.shown = shown
 		return s.lateWide(m, share)
 	}
-	if late(1-shed.Shed) || !late(math.Min(1, (1-shed.Shed)*1.05)) {
-		t.Errorf("shown %.3f: late %v; shown 5 %% more: late %v; want the largest share that is not late",
-			1-shed.Shed, late(1-shed.Shed), late((1-shed.Shed)*1.05))
+	// The size judged is the write's at full delivery, so a loop late for
+	// its writes' count alone is cut to the floor (5 msg/s of 2,000).
+	floor := shedMin / 2000.0
+	shown := 1 - shed.Shed
+	if (late(shown) && shown > floor+1e-9) || !late(math.Min(1, shown*1.05)) {
+		t.Errorf("shown %.4f: late %v; shown 5 %% more: late %v; want the largest share that is not late, or the floor %.4f",
+			shown, late(shown), late(shown*1.05), floor)
 	}
 	// A deployment is sized so that no gateway is under pressure.
 	sized := run(t, Input{Viewers: 300000, Rooms: 1, Rate: 60, GatewayConns: 1e6, GatewayCores: 1, Target: 0.9}, c)
