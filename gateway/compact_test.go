@@ -44,10 +44,7 @@ func compactView(t *testing.T, c *wstest.Conn, last uint64) (shown []protocol.Me
 		if bytes.Contains(p, []byte(`"m":[`)) {
 			compact++
 		}
-		from, to := f.From, f.To
-		if to == 0 {
-			from, to = f.Msgs[0].Seq, f.Msgs[len(f.Msgs)-1].Seq
-		}
+		from, to := covers(f)
 		if from != covered+1 {
 			t.Fatalf("batch %d..%d after %d", from, to, covered)
 		}

@@ -166,13 +166,8 @@ type roomPass struct {
 	taken  int // deliveries taken early from the loop's queue
 }
 
-// wrote counts a write of frame f (z compressed, if any) to c: the
-// bytes c got on the wire.
-func (p *roomPass) wrote(c *conn, f, z []byte) {
-	n := len(f)
-	if c.deflate && len(z) > 0 {
-		n = len(z)
-	}
+// wrote counts a stream write of n bytes on the wire to a member.
+func (p *roomPass) wrote(n int) {
 	p.wire += int64(n)
 	p.writes++
 }
@@ -259,12 +254,13 @@ func (l *loop) deliverMember(s *Server, p *roomPass, m *member) {
 			}
 			f, z = p.cshared, p.czshared
 		}
-		switch m.c.write(outFrame{frame: f, z: z, class: streamClass(p.last)}) {
+		out := outFrame{frame: f, z: z, class: streamClass(p.last)}
+		switch m.c.write(out) {
 		case outOK:
 			if p.last != 0 {
 				m.from = p.last
 				p.written += p.msgs
-				p.wrote(m.c, f, z)
+				p.wrote(len(out.pick(m.c.deflate)))
 			}
 		case outDropBatches:
 			l.writeLacking(m, p.ds)
@@ -279,11 +275,12 @@ func (l *loop) deliverMember(s *Server, p *roomPass, m *member) {
 			return
 		}
 		f, z := l.restFrom(s, p, k, m.c.compact)
-		switch m.c.write(outFrame{frame: f, z: z, class: classBatch}) {
+		out := outFrame{frame: f, z: z, class: classBatch}
+		switch m.c.write(out) {
 		case outOK:
 			m.from = p.last
 			p.written += p.restMsgs
-			p.wrote(m.c, f, z)
+			p.wrote(len(out.pick(m.c.deflate)))
 		case outDropBatches:
 			l.writeLacking(m, p.ds)
 		}

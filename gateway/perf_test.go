@@ -215,10 +215,7 @@ func TestThinnedBatches(t *testing.T) {
 	var shown []uint64
 	for covered < 15 {
 		f := r.NextOp(protocol.OpBatch, 2*time.Second)
-		from, to := f.From, f.To
-		if to == 0 {
-			from, to = f.Msgs[0].Seq, f.Msgs[len(f.Msgs)-1].Seq
-		}
+		from, to := covers(f)
 		if from != covered+1 {
 			t.Fatalf("batch covers %d..%d after %d", from, to, covered)
 		}

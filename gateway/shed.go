@@ -35,10 +35,10 @@ import (
 // each viewer gets fewer, bigger frames (a write's fixed cost, not its
 // bytes, is most of what a big room costs at a few messages per frame).
 // Only if the room is still late on batches queued after that, with
-// writes of shedFrameBytes or more on the wire at full delivery, or with most of its viewers
-// backed up, does the gateway leave messages out: a loop late with
-// smaller frames is late for the writes' fixed cost, which leaving
-// messages out does not lower (it keeps the room wide).
+// writes of shedFrameBytes or more on the wire at full delivery, or with
+// most of its viewers backed up, does the gateway leave messages out: a
+// loop late with smaller writes is late for their fixed cost, which
+// leaving messages out does not lower (it keeps the room wide).
 //
 // Shedding never leaves out a protected message (system, paid, highlight,
 // or one of a mod, streamer or service) nor a frame outside the seq stream
@@ -86,11 +86,12 @@ const (
 	// shedCoverWait is how long what a room's shedding left out may stay
 	// uncovered when no batch is posted after it.
 	shedCoverWait = 250 * time.Millisecond
-	// shedFrameBytes is the bytes on the wire per frame (averaged over
-	// the room's viewers, compressed for those with permessage-deflate)
-	// below which a wide room's lateness is taken as the cost of its
-	// writes, not of their bytes (see shedStep): on the bench machine a
-	// frame of 28 KB costs no more to write than one of 200 B
+	// shedFrameBytes is the bytes on the wire per write of a room's
+	// stream at full delivery (a pass's mean over its members, as each
+	// got it: compressed, compact; the largest over the loops) below
+	// which a wide room's lateness is taken as the cost of its writes,
+	// not of their bytes (see shedStep): on the bench machine a write of
+	// 28 KB costs no more than one of 200 B
 	// (bench/model/costs.json, write_byte_ns), so leaving messages out of
 	// smaller frames loses them without making the loop any faster.
 	// About 256 chat messages as JSON, 1,300 compressed.

@@ -97,10 +97,7 @@ func TestShedReviewCoverSurvivesNarrowing(t *testing.T) {
 		if f.Op != protocol.OpBatch {
 			continue
 		}
-		from, to := f.From, f.To
-		if to == 0 {
-			from, to = f.Msgs[0].Seq, f.Msgs[len(f.Msgs)-1].Seq
-		}
+		from, to := covers(f)
 		if from > covered+1 {
 			t.Fatalf("seqs %d..%d missing without a mark", covered+1, from-1)
 		}
@@ -203,10 +200,7 @@ func checkShedJoin(v *wstest.Conn, resume, last uint64) error {
 		if b.Op != protocol.OpBatch {
 			continue
 		}
-		from, to := b.From, b.To
-		if to == 0 {
-			from, to = b.Msgs[0].Seq, b.Msgs[len(b.Msgs)-1].Seq
-		}
+		from, to := covers(b)
 		if from > covered+1 {
 			return fmt.Errorf("seqs %d..%d missing without a mark", covered+1, from-1)
 		}

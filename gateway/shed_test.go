@@ -107,10 +107,8 @@ func streamView(t *testing.T, c *wstest.Conn, last uint64) (shown []uint64, mark
 		if f.Op != protocol.OpBatch {
 			continue
 		}
-		from, to := f.From, f.To
-		if to == 0 {
-			from, to = f.Msgs[0].Seq, f.Msgs[len(f.Msgs)-1].Seq
-		} else {
+		from, to := covers(f)
+		if f.To != 0 {
 			marked++
 		}
 		if from > covered+1 {
@@ -296,10 +294,7 @@ func TestShedKeepsHealthyReader(t *testing.T) {
 					if f.Op != protocol.OpBatch {
 						continue
 					}
-					from, to := f.From, f.To
-					if to == 0 {
-						from, to = f.Msgs[0].Seq, f.Msgs[len(f.Msgs)-1].Seq
-					}
+					from, to := covers(f)
 					if from > covered+1 {
 						gaps++
 					}
@@ -485,10 +480,7 @@ func TestShedFramesFollowTheBudget(t *testing.T) {
 			continue
 		}
 		frames++
-		from, to := f.From, f.To
-		if to == 0 {
-			from, to = f.Msgs[0].Seq, f.Msgs[len(f.Msgs)-1].Seq
-		}
+		from, to := covers(f)
 		if from > covered+1 {
 			t.Fatalf("seqs %d..%d missing without a mark", covered+1, from-1)
 		}
@@ -692,4 +684,13 @@ func TestShedFrameBytesOnTheWire(t *testing.T) {
 	if got <= plain/2 || got >= plain {
 		t.Fatalf("frame bytes %d for a %d-byte batch to one plain and one deflate viewer: want the mean of plain and compressed, between %d and %d", got, plain, plain/2, plain)
 	}
+}
+
+// covers is the seq range a batch frame covers: its from/to marks when
+// it is thinned, else its first and last message.
+func covers(f protocol.ServerFrame) (from, to uint64) {
+	if f.To != 0 {
+		return f.From, f.To
+	}
+	return f.Msgs[0].Seq, f.Msgs[len(f.Msgs)-1].Seq
 }

@@ -135,8 +135,7 @@ func (s *state) pressure(g *gw, mix loopMix, share func(float64, loopMix) float6
 		return mix
 	}
 	mix.wide, g.wide = true, true
-	late := func(m loopMix) bool { return s.lateWide(m, share) }
-	if !late(mix) {
+	if !s.lateWide(mix, share) {
 		return mix
 	}
 	// Shedding keeps the protected messages and at least its floor.
@@ -146,7 +145,7 @@ func (s *state) pressure(g *gw, mix loopMix, share func(float64, loopMix) float6
 		mid := (lo + hi) / 2
 		m := mix
 		m.shown = mid
-		if late(m) {
+		if s.lateWide(m, share) {
 			hi = mid
 		} else {
 			lo = mid

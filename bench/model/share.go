@@ -58,7 +58,11 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 	}
 	// The harness's and the other gateways' base (polling, the runtime),
 	// the pipeline and the other load run beside a pass too.
-	sh := s.burst(b, nl, ratio, pipe[0]+pipe[1]+pipe[2]+pipe[3]+harnessBase+float64(n-1)*g.cpu.Base+b.Load)
+	beside := harnessBase + float64(n-1)*g.cpu.Base + b.Load
+	for _, p := range pipe {
+		beside += p
+	}
+	sh := s.burst(b, nl, ratio, beside)
 	if got[0] < loopNeed*0.999 {
 		sh = math.Min(sh, got[0])
 	}
@@ -146,8 +150,8 @@ func (s *state) hotMix(avg loopMix, n int, perGW float64) (mix loopMix, everyLoo
 // hot fills the hottest room's figures from its loop mix: the loop's
 // cycle, the room's pass over its members, and the send → viewer
 // latency: a batch waits for the loop's next pass (uniform over a
-// cycle, or over the wait after a pass on a mostly idle loop), then for the pass to reach its viewer (uniform over the
-// room's pass), after the pipeline's own p99 and, on a box whose logic
+// cycle, or over the wait after a pass on a mostly idle loop), then for
+// the pass to reach its viewer (uniform over the room's pass), after the pipeline's own p99 and, on a box whose logic
 // or bench viewers cannot keep up, the backlog the run's traffic built.
 func (s *state) hot(g *gw, mix loopMix, share func(float64, loopMix) float64) {
 	in, c := s.in, s.c
@@ -173,10 +177,10 @@ func (s *state) hot(g *gw, mix loopMix, share func(float64, loopMix) float64) {
 	// pacing after its last pass when it is mostly idle.
 	start := math.Max(g.hotCycle, s.afterPass(mix, g.hotPass, mix.members[0]))
 	g.loopDelay = start + g.hotPass
-	g.p50 = base + (start+g.hotPass)/2 + backlog/2
+	g.p50 = base + g.loopDelay/2 + backlog/2
 	// The slowest passes (loop_spread times the typical one) set the
 	// tail when their spread is wider than one cycle's.
-	tail := math.Max(uniformSumQuantile(start, g.hotPass, 0.99), s.spread()*(start+g.hotPass)/2)
+	tail := math.Max(uniformSumQuantile(start, g.hotPass, 0.99), s.spread()*g.loopDelay/2)
 	g.p99 = base + tail + 0.99*backlog
 }
 
