@@ -143,6 +143,24 @@ func (d *dedupe) dropExpired(order *list.List, now time.Time, n int) {
 	}
 }
 
+// keepAccepted forgets every held and rejected id, keeping the accepted
+// ones (a new generation). An accepted id was remembered only once its
+// record stood (fenced, verified), so its seq stays true whoever owns the
+// partition next; a held or rejected send of a partition that moved may
+// since have been decided otherwise by its new owner.
+func (d *dedupe) keepAccepted() {
+	for el := d.order.Front(); el != nil; {
+		next := el.Next()
+		if el.Value.(*dedupeItem).entry.held {
+			d.evict(el)
+		}
+		el = next
+	}
+	for el := d.rejs.Front(); el != nil; el = d.rejs.Front() {
+		d.evict(el)
+	}
+}
+
 func (d *dedupe) evict(el *list.Element) {
 	it := el.Value.(*dedupeItem)
 	delete(d.items, it.key)

@@ -379,13 +379,18 @@ func (l *Logic) commit(ctx context.Context, c bus.Consumer, recs []bus.Record) (
 	return committed, err
 }
 
-// reset forgets what the worker knew of its partitions (a new generation).
+// reset forgets what the worker knew of its partitions (a new generation):
+// seqs and claims are read again on takeover. Accepted ids stay: the
+// takeover scan reads only ScanWindow records before the group's committed
+// offset, so after two generations in a row (a worker joins, then leaves)
+// an id accepted before the first would otherwise be forgotten without a
+// Dedupe store, and its retry sequenced twice.
 func (l *Logic) reset() {
 	clear(l.seqs)
 	clear(l.claims)
 	clear(l.floor)
 	clear(l.inSeen)
-	l.dedupe = newDedupe(l.cfg.DedupeMax, l.cfg.DedupeRejectMax, l.cfg.RejectsPerUser, l.cfg.DedupeTTL)
+	l.dedupe.keepAccepted()
 }
 
 // outcome is the decision about one ingest record.

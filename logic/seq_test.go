@@ -296,3 +296,107 @@ func (b mismatchBus) Partitions(ctx context.Context, stream string) (int, error)
 	}
 	return b.Memory.Partitions(ctx, stream)
 }
+
+// TestDedupeAcrossGenerations: a worker keeps the ids it accepted across
+// group generations. Two generations in a row (a member joins, then
+// leaves) make the worker take its partition over twice; the second
+// takeover's scan reads only ScanWindow records back from the committed
+// offset, so without a Dedupe store an id accepted before both is known
+// only from the worker's memory, and its retry must get its first seq.
+func TestDedupeAcrossGenerations(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	mem := bus.NewMemory(bus.MemoryConfig{Partitions: 1, MaxFetch: 16})
+	defer mem.Close()
+	rc, err := mem.Consumer(bus.StreamReply, bus.ConsumerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reps := &replies{seqs: map[string][]uint64{}}
+	go reps.run(ctx, t, rc)
+	// A history writer commits the accepted stream, so a takeover scan
+	// reads from its committed offset, or ScanWindow records back.
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store := history.NewMemory(history.MemoryConfig{})
+	w, err := historywriter.New(historywriter.Config{Bus: mem, Store: store, Logger: log, FlushInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go w.Run(ctx)
+	l, err := New(Config{Bus: mem, Moderation: allow{}, Seqs: store, ScanWindow: 8, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := l.Run(ctx); err != nil && ctx.Err() == nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	defer func() { cancel(); <-done }()
+	pub := mem.Publisher(bus.StreamIngest)
+	send := func(ids ...string) {
+		for _, id := range ids {
+			v, _ := bus.Marshal(bus.Ingest{Room: "r", ID: id, UID: "u", Name: "n", Text: id, Gateway: "gw1", Conn: 1})
+			if err := pub.Publish(ctx, bus.Record{Key: "r", Value: v}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		reps.waitFor(t, ids)
+	}
+	var first []string
+	for i := range 20 {
+		first = append(first, fmt.Sprintf("a%d", i))
+	}
+	send(first...)
+	// Both the ingest group and the history writer committed all of it.
+	committed := func(stream, group string) int64 {
+		o, err := mem.Offsets(ctx, stream, 0, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.Committed
+	}
+	for deadline := time.Now().Add(5 * time.Second); committed(bus.StreamIngest, "logic") < 20 ||
+		committed(bus.StreamAccepted, "history") < 21; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("ingest committed to %d (want 20), accepted to %d (want 21)",
+				committed(bus.StreamIngest, "logic"), committed(bus.StreamAccepted, "history"))
+		}
+	}
+	for range 2 { // a member joins, then leaves: two new generations
+		c, err := mem.Consumer(bus.StreamIngest, bus.ConsumerOptions{Group: "logic"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		send(fmt.Sprintf("b%d", len(reps.seqs)))
+	}
+	retries := []string{first[0], first[5], first[19]} // older than the scan window
+	send(append(retries, "c")...)                      // "c" after them: all answered once it is
+	reps.mu.Lock()
+	defer reps.mu.Unlock()
+	for i, id := range retries {
+		want := []uint64{uint64([]int{1, 6, 20}[i]), uint64([]int{1, 6, 20}[i])}
+		if got := reps.seqs[id]; len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+			t.Errorf("id %s answered %v, want %v", id, got, want)
+		}
+	}
+	recs, err := mem.ReadRange(ctx, bus.StreamAccepted, 0, 0, 1<<40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range recs {
+		var m protocol.Message
+		if bus.Unmarshal(r.Value, &m) == nil && m.Room == "r" {
+			n++
+		}
+	}
+	if n != 23 {
+		t.Errorf("%d accepted messages, want 23 (20, one per generation, c)", n)
+	}
+}
