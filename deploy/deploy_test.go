@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/route"
 	"github.com/danmaku-live/danmaku/pkg/testenv"
 )
 
@@ -338,12 +340,37 @@ func TestRoomRouteMatchesTheBus(t *testing.T) {
 const rooms = JSON.parse(process.argv[2]);
 const out = rooms.map(r => [1, 8, 12, 17, 256].map(n => m.partition(r, n)));
 out.push(m.route({variables: {arg_room: "demo", request_id: "00ff", dispatch_partitions: "12", room_slots: "2"}}));
+const keys = [];
+for (const [room, hot, draw] of JSON.parse(process.argv[3])) {
+    keys.push([m.key(room, 8, 2, hot, draw), m.hotSlots(hot * 1000 + draw % 1000, 1000)]);
+}
+out.push(keys);
+// refreshHot with nginx's objects mocked: one hot room, one cold, then a
+// read that fails (the dict keeps what it has).
+const dict = new Map();
+let answer = {status: 200, json: async () => ({rooms: [{room: "big", online: 18000}, {room: "small", online: 10}]})};
+const logs = [];
+globalThis.ngx = {shared: {danmaku_hot: dict}, WARN: 1, log: (l, msg) => logs.push(msg),
+    fetch: async (url) => { if (url !== "http://gw/api/rooms") throw new Error("url " + url); return answer; }};
+const s = {variables: {hot_rooms_api: "http://gw/api/rooms", room_viewers_per_slot: "3000"}};
+const req = (room) => ({variables: {arg_room: room, request_id: "00ff", dispatch_partitions: "12", room_slots: "2"}});
+await m.refreshHot(s);
+const routed = [m.route(req("big")), m.route(req("small"))];
+answer = {status: 503, json: async () => ({})};
+await m.refreshHot(s);
+routed.push(m.route(req("big")), logs.length);
+out.push(routed);
 console.log(JSON.stringify(out));`
 	if err := os.WriteFile(filepath.Join(dir, "check.mjs"), []byte(script), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	arg, _ := json.Marshal(rooms)
-	cmd := exec.Command(node, "check.mjs", string(arg))
+	var cases [][3]any
+	for i, room := range rooms[:50] {
+		cases = append(cases, [3]any{room, i % 7, uint32(i * 2654435761 % 65536)})
+	}
+	arg2, _ := json.Marshal(cases)
+	cmd := exec.Command(node, "check.mjs", string(arg), string(arg2))
 	cmd.Dir = dir
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -352,7 +379,7 @@ console.log(JSON.stringify(out));`
 		t.Fatalf("node: %v\n%s", err, stderr.String())
 	}
 	var got []any
-	if err := json.Unmarshal(out, &got); err != nil || len(got) != len(rooms)+1 {
+	if err := json.Unmarshal(out, &got); err != nil || len(got) != len(rooms)+3 {
 		t.Fatalf("node printed %q: %v", out, err)
 	}
 	for i, room := range rooms {
@@ -365,5 +392,23 @@ console.log(JSON.stringify(out));`
 	}
 	if want := strconv.Itoa(bus.KeyPartition("demo", 12)) + ":1"; got[len(rooms)] != want {
 		t.Errorf("route of room demo = %v, want %q (partition:slot)", got[len(rooms)], want)
+	}
+	// The bench's router (pkg/route) makes the same keys and hot slots.
+	keys, _ := got[len(rooms)+1].([]any)
+	for i, c := range cases {
+		k, _ := keys[i].([]any)
+		room, hot, draw := c[0].(string), c[1].(int), c[2].(uint32)
+		if want := route.Key(room, 8, 2, hot, draw); len(k) != 2 || k[0] != want {
+			t.Errorf("key(%q, hot %d, draw %d): room-route.js %v, pkg/route %q", room, hot, draw, k, want)
+		}
+		if want := route.HotSlots(hot*1000+int(draw%1000), 1000); len(k) != 2 || int(k[1].(float64)) != want {
+			t.Errorf("hotSlots(%d): room-route.js %v, pkg/route %d", hot*1000+int(draw%1000), k, want)
+		}
+	}
+	// 0x00ff = 255: slot 255 % 6 of the hot room's 6, the cold room by
+	// partition; a failed read is logged and keeps the hot room.
+	want := []any{"room:big:3", strconv.Itoa(bus.KeyPartition("small", 12)) + ":1", "room:big:3", float64(1)}
+	if g := got[len(rooms)+2]; fmt.Sprint(g) != fmt.Sprint(want) {
+		t.Errorf("after refreshHot: routes %v, want %v", g, want)
 	}
 }
