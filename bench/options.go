@@ -141,6 +141,11 @@ type Options struct {
 	// and connects each viewer to a gateway chosen by a hash of its room
 	// (WorkerSpec.ByRoom), as deploy/nginx/room-affinity.conf does.
 	Affinity bool `json:"affinity,omitempty"`
+	// AffinityHot spreads, under Affinity, a room of more than AffinityHot
+	// viewers and senders over route.HotSlots slots of its own, as
+	// deploy/nginx/room-route.js does with $room_viewers_per_slot (0: every
+	// room by its partition).
+	AffinityHot int `json:"affinity_hot,omitempty"`
 
 	// DropAt is when a storm drops every connection, after traffic starts
 	// (default Duration/3). Restart restarts the gateway processes instead
@@ -236,6 +241,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("bench: unknown scenario %q (one of %s)", o.Scenario, strings.Join(Scenarios, ", "))
 	case o.Viewers < 0 || o.Senders < 0 || o.Rooms < 1:
 		return errors.New("bench: viewers, senders must be >= 0 and rooms >= 1")
+	case o.AffinityHot < 0 || (o.AffinityHot > 0 && !o.Affinity):
+		return errors.New("bench: --affinity-hot needs --affinity and must be >= 0")
 	case o.Affinity && (o.Gateways == 0 || o.ReusePort):
 		return errors.New("bench: --affinity needs --gateways K with a port each (no --reuseport): viewers are routed to gateways by room")
 	case o.Restart && o.Gateways == 0 && o.WS == "":
@@ -384,6 +391,7 @@ func targetFlags(fs *flag.FlagSet, o *Options) *string {
 func serverFlags(fs *flag.FlagSet, o *Options) {
 	fs.IntVar(&o.Gateways, "gateways", o.Gateways, "gateway processes to start on the Kafka bus (0: one danmaku all)")
 	fs.BoolVar(&o.ReusePort, "reuseport", o.ReusePort, "started gateways share one port (SO_REUSEPORT); false: one port each")
+	fs.IntVar(&o.AffinityHot, "affinity-hot", o.AffinityHot, "with --affinity, a room of more than this many viewers gets slots of its own (ceil(viewers / this)), as room-route.js's $room_viewers_per_slot; 0: none")
 	fs.BoolVar(&o.Affinity, "affinity", o.Affinity, "started gateways run with --affinity and viewers go to gateways by a hash of their room (needs --gateways, one port each)")
 	fs.StringVar(&o.Brokers, "brokers", o.Brokers, "Kafka brokers for --gateways (env DANMAKU_BROKERS)")
 	fs.StringVar(&o.ServerBin, "server-bin", o.ServerBin, "danmaku binary to start (default: this executable)")

@@ -133,6 +133,31 @@ func TestPlaceByRoom(t *testing.T) {
 			t.Errorf("Validate(%+v) = %v, want the --affinity error", o, err)
 		}
 	}
+	// A hot room (HotSlots, --affinity-hot) spreads over more gateways
+	// than its partition's two; its partition's other rooms stay on those.
+	hot := map[string]bool{}
+	w := &worker{spec: WorkerSpec{Gateways: gws, ByRoom: true, Partitions: 8, HotSlots: map[string]int{"room-0": 12}}}
+	for range 600 {
+		addr, _ := w.place("room-0")
+		hot[addr] = true
+	}
+	if len(hot) < 4 {
+		t.Errorf("a hot room of 12 slots reached %d of 6 gateways, want at least 4", len(hot))
+	}
+	for r := 1; r < 200; r++ {
+		room := "room-" + strconv.Itoa(r)
+		if bus.KeyPartition(room, 8) != bus.KeyPartition("room-0", 8) {
+			continue
+		}
+		for range 4 {
+			if addr, _ := w.place(room); !byPart[bus.KeyPartition(room, 8)][addr] {
+				t.Errorf("room %s (not hot) went to %s, off its partition's gateways", room, addr)
+			}
+		}
+	}
+	if err := (&Options{Scenario: "rooms", Rooms: 1, AffinityHot: 3000}).Validate(); err == nil || !strings.Contains(err.Error(), "--affinity-hot needs") {
+		t.Errorf("--affinity-hot without --affinity: %v", err)
+	}
 }
 
 // TestOptionsFromEnv: the package reads no environment itself; what the

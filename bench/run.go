@@ -21,6 +21,7 @@ import (
 	"github.com/danmaku-live/danmaku/pkg/auth"
 	"github.com/danmaku-live/danmaku/pkg/bus"
 	"github.com/danmaku-live/danmaku/pkg/bus/kafkabus"
+	"github.com/danmaku-live/danmaku/pkg/route"
 )
 
 // workerHandle is the coordinator's side of one worker.
@@ -415,6 +416,17 @@ func (r *run) plan() ([]WorkerSpec, error) {
 			BadRatio: o.BadRatio, BadWord: badWord, Secret: o.Secret, ConnectRate: o.ConnectRate, Concurrency: o.Concurrency,
 			Reconnect: true, LatencyEvery: o.LatencyEvery, ReconnectJitter: o.Jitter, ViewerImpl: o.ViewerImpl, ReadPause: o.ReadPause, HandshakeTimeout: o.HandshakeTimeout,
 			Deflate: o.Deflate, Compact: o.Compact, ByRoom: o.Affinity, Partitions: r.dispatchParts}
+	}
+	if o.AffinityHot > 0 {
+		hot := map[string]int{}
+		for i, room := range r.rooms {
+			if n := route.HotSlots(r.viewersPer[i]+r.sendersPer[i], o.AffinityHot); n > 0 {
+				hot[room] = n
+			}
+		}
+		for w := range specs {
+			specs[w].HotSlots = hot
+		}
 	}
 	spread := func(per []int, add func(*WorkerSpec, RoomCount)) {
 		for i, counts := range deal(per, len(specs)) {

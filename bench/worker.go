@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/auth"
-	"github.com/danmaku-live/danmaku/pkg/bus"
+	"github.com/danmaku-live/danmaku/pkg/route"
 	"github.com/danmaku-live/danmaku/pkg/ws"
 )
 
@@ -77,12 +77,16 @@ type WorkerSpec struct {
 	Deflate bool `json:"deflate,omitempty"`
 	// Compact makes viewers offer the danmaku.v1.compact subprotocol.
 	Compact bool `json:"compact,omitempty"`
-	// ByRoom places a connection by a hash of its room's dispatch
-	// partition (bus.KeyPartition of Partitions) and one of two slots, as
+	// ByRoom places a connection by a hash of route.Key: its room's
+	// dispatch partition (of Partitions) and one of two slots, or one of
+	// the room's HotSlots, as
 	// deploy/nginx/room-affinity.conf routes viewers for gateways with
 	// --affinity, instead of round robin.
 	ByRoom     bool `json:"by_room,omitempty"`
 	Partitions int  `json:"partitions,omitempty"`
+	// HotSlots are the rooms spread over slots of their own (route.Key),
+	// with their slot counts.
+	HotSlots map[string]int `json:"hot_slots,omitempty"`
 	// HandshakeTimeout bounds one connect and its upgrade before the
 	// attempt counts as failed and is retried (0: handshakeTimeout).
 	HandshakeTimeout time.Duration `json:"handshake_timeout,omitempty"`
@@ -272,7 +276,7 @@ func (w *worker) place(room string) (string, *net.TCPAddr) {
 	addr := w.spec.Gateways[(w.next+w.spec.ID)%len(w.spec.Gateways)]
 	if w.spec.ByRoom {
 		h := fnv.New32a()
-		_, _ = h.Write([]byte(strconv.Itoa(bus.KeyPartition(room, max(w.spec.Partitions, 1))) + ":" + strconv.Itoa(w.next%2)))
+		_, _ = h.Write([]byte(route.Key(room, w.spec.Partitions, 2, w.spec.HotSlots[room], uint32(w.next))))
 		addr = w.spec.Gateways[h.Sum32()%uint32(len(w.spec.Gateways))]
 	}
 	var src *net.TCPAddr

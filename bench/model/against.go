@@ -14,13 +14,14 @@ import (
 type result struct {
 	Name    string `json:"name"`
 	Options struct {
-		Rooms      int     `json:"rooms"`
-		Zipf       float64 `json:"zipf"`
-		Gateways   int     `json:"gateways"`
-		Deflate    bool    `json:"deflate"`
-		Affinity   bool    `json:"affinity"`
-		AsViewers  bool    `json:"as_viewers"`
-		SenderRole string  `json:"sender_role"`
+		Rooms       int     `json:"rooms"`
+		Zipf        float64 `json:"zipf"`
+		Gateways    int     `json:"gateways"`
+		Deflate     bool    `json:"deflate"`
+		Affinity    bool    `json:"affinity"`
+		AffinityHot int     `json:"affinity_hot"`
+		AsViewers   bool    `json:"as_viewers"`
+		SenderRole  string  `json:"sender_role"`
 	} `json:"options"`
 	Machine struct {
 		Cores int `json:"cores"`
@@ -98,7 +99,7 @@ func ReadRun(path string) (BenchRun, error) {
 	if r.Options.Affinity {
 		// The bench's router, like deploy/nginx/room-affinity.conf,
 		// spreads a room over two gateways of its partition.
-		in.Affinity, in.AffinitySlots = "partition", 2
+		in.Affinity, in.AffinitySlots, in.AffinityHot = "partition", 2, float64(r.Options.AffinityHot)
 	}
 	run := BenchRun{File: path, In: in, GatewayCores: r.Gateway.CPUTraffic / r.TrafficSecs / float64(gateways),
 		MsgsPerFrame: r.MsgsPerFrame, Shed: r.ShedFraction, LoopDelayMs: r.Gateway.LoopDelayP50Ms,

@@ -132,6 +132,7 @@ func bindFlags(fs *flag.FlagSet, in *Input, box *Box) {
 	fs.IntVar(&in.Partitions, "partitions", 8, "dispatch partitions")
 	fs.StringVar(&in.Affinity, "affinity", "off", "room-affine dispatch: off, room (LB hashes the room) or partition (LB routes by partition)")
 	fs.Float64Var(&in.AffinitySlots, "affinity-slots", 1, "under affinity, the fewest gateways a room is spread over")
+	fs.Float64Var(&in.AffinityHot, "affinity-hot", 0, "under affinity, the router's viewers per slot of a hot room's own (room-route.js $room_viewers_per_slot; 0: none)")
 	fs.Float64Var(&in.SessionMin, "session-min", 0, "mean minutes a viewer stays (0: no handshakes)")
 	fs.Float64Var(&in.HeartbeatS, "heartbeat", 0, "seconds of silence before a ping (0: none)")
 	fs.Float64Var(&in.Target, "target", 0.6, "CPU utilisation the tiers are sized to")
@@ -195,8 +196,8 @@ func override(x *Input, in Input, box Box, given map[string]bool) error {
 		"deflate": func() { x.Deflate = in.Deflate }, "protected": func() { x.Protected = in.Protected }, "gateway-conns": func() { x.GatewayConns = in.GatewayConns },
 		"gateway-cores": func() { x.GatewayCores = in.GatewayCores }, "gateways": func() { x.Gateways = in.Gateways },
 		"partitions": func() { x.Partitions = in.Partitions }, "affinity": func() { x.Affinity = in.Affinity },
-		"affinity-slots": func() { x.AffinitySlots = in.AffinitySlots },
-		"session-min":    func() { x.SessionMin = in.SessionMin }, "heartbeat": func() { x.HeartbeatS = in.HeartbeatS },
+		"affinity-slots": func() { x.AffinitySlots = in.AffinitySlots }, "affinity-hot": func() { x.AffinityHot = in.AffinityHot },
+		"session-min": func() { x.SessionMin = in.SessionMin }, "heartbeat": func() { x.HeartbeatS = in.HeartbeatS },
 		"target": func() { x.Target = in.Target }, "flush-rate": func() { x.FlushRate = in.FlushRate },
 		"min-tick-ms": func() { x.MinTickMs = in.MinTickMs },
 	}

@@ -1,6 +1,10 @@
 package model
 
-import "math"
+import (
+	"math"
+
+	"github.com/danmaku-live/danmaku/pkg/route"
+)
 
 // state is what every gateway count shares: the rooms, their dispatch
 // records, the costs.
@@ -212,9 +216,14 @@ func (s *state) readFraction(n int, rooms float64) float64 {
 }
 
 // pool is how many gateways hold a room of v viewers under affinity: the
-// fewest that fit it at the average fill, at least AffinitySlots.
+// fewest that fit it at the average fill, at least AffinitySlots, or the
+// distinct gateways of its own slots when the router takes it for hot.
 func (s *state) pool(v float64, n int, perGW float64) float64 {
-	return min(float64(n), max(s.in.AffinitySlots, math.Ceil(v/perGW)))
+	pool := max(s.in.AffinitySlots, math.Ceil(v/perGW))
+	if hot := route.HotSlots(int(v), int(s.in.AffinityHot)); hot > 0 {
+		pool = max(pool, float64(n)*-math.Expm1(float64(hot)*math.Log1p(-1/float64(n))))
+	}
+	return min(float64(n), pool)
 }
 
 // work is one loop's cost of a flush cycle of length cycle: CPU seconds,

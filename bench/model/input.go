@@ -67,6 +67,11 @@ type Input struct {
 	// room over under affinity (a router with two slots per room puts
 	// every room on two gateways). Zero value means 1.
 	AffinitySlots float64
+	// AffinityHot is the router's viewers per slot of a hot room's own
+	// (route.HotSlots; room-route.js's $room_viewers_per_slot): a room of
+	// more viewers reaches the distinct gateways of its own slots, the
+	// expected n·(1−(1−1/n)^slots) of n. 0: none.
+	AffinityHot float64
 	// SessionMin is how long a viewer stays, in minutes: handshakes/s =
 	// Viewers / (60 × SessionMin). 0: no handshakes (a steady run).
 	SessionMin float64
@@ -154,7 +159,7 @@ func (in Input) Validate() error {
 		{"msgs-per-viewer-min", in.MsgsPerViewerMin}, {"rate-exp", in.RateExp}, {"thin-budget", in.ThinBudget},
 		{"deflate", in.Deflate}, {"protected", in.Protected}, {"gateway-conns", in.GatewayConns}, {"session-min", in.SessionMin},
 		{"heartbeat", in.HeartbeatS}, {"flush-rate", in.FlushRate}, {"max-flush-ms", in.MaxFlushMs}, {"shed-delay-ms", in.ShedDelayMs}, {"shed-flush-ms", in.ShedFlushMs},
-		{"target", in.Target}, {"replication", in.Replication}, {"min-tick-ms", in.MinTickMs}, {"affinity-slots", in.AffinitySlots}} {
+		{"target", in.Target}, {"replication", in.Replication}, {"min-tick-ms", in.MinTickMs}, {"affinity-slots", in.AffinitySlots}, {"affinity-hot", in.AffinityHot}} {
 		if bad(f.v) || f.v < 0 {
 			return fmt.Errorf("model: --%s is %v, want a finite number ≥ 0", f.name, f.v)
 		}

@@ -180,3 +180,35 @@ func TestAgainst(t *testing.T) {
 		t.Errorf("a file with no traffic: %v", err)
 	}
 }
+
+// TestAffinityHotSpreadsTheHottestRoom: with the router's hot rooms
+// (AffinityHot), the hottest room under partition affinity reaches the
+// distinct gateways of its own slots (about 4 of 6 for 6 slots), so its
+// pass is shorter than on its partition's two; a cold room keeps two.
+func TestAffinityHotSpreadsTheHottestRoom(t *testing.T) {
+	s := &state{in: Input{Affinity: "partition", AffinitySlots: 2}}
+	if got := s.pool(18000, 6, 16667); got != 2 {
+		t.Errorf("pool without hot rooms = %v, want 2", got)
+	}
+	s.in.AffinityHot = 3000
+	if got := s.pool(18000, 6, 16667); got < 3.9 || got > 4.1 {
+		t.Errorf("pool of an 18k room at 3000 per slot = %v, want 6·(1−(5/6)^6) ≈ 3.99", got)
+	}
+	if got := s.pool(2000, 6, 16667); got != 2 {
+		t.Errorf("pool of a 2k room = %v, want 2 (not hot)", got)
+	}
+	in := presets["box-mixed"]
+	in.Affinity, in.AffinitySlots = "partition", 2
+	cold, err := Run(in, costs(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.AffinityHot = 3000
+	hot, err := Run(in, costs(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hot.HotPassMs >= cold.HotPassMs {
+		t.Errorf("hottest room's pass with hot rooms spread %v ms, by partition %v ms: want shorter", hot.HotPassMs, cold.HotPassMs)
+	}
+}
