@@ -135,6 +135,11 @@ type Options struct {
 	// space-separated KEY=VALUE (e.g. "GOMAXPROCS=2" when the harness
 	// runs with GOMAXPROCS=1).
 	ServerEnv string `json:"server_env,omitempty"`
+	// GatewayNice runs the started gateway processes this much nicer than
+	// the harness (nice(1), 0..19), so that on a box they share with the pipeline,
+	// logic, dispatch and the broker get the CPU first, as on machines of
+	// their own.
+	GatewayNice int `json:"gateway_nice,omitempty"`
 	// DrainTimeout is passed to started servers (default 2s).
 	DrainTimeout time.Duration `json:"drain_timeout"`
 	// Affinity starts the gateways with --affinity (room-affine dispatch)
@@ -241,6 +246,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("bench: unknown scenario %q (one of %s)", o.Scenario, strings.Join(Scenarios, ", "))
 	case o.Viewers < 0 || o.Senders < 0 || o.Rooms < 1:
 		return errors.New("bench: viewers, senders must be >= 0 and rooms >= 1")
+	case o.GatewayNice < 0 || o.GatewayNice > 19 || (o.GatewayNice > 0 && o.Gateways == 0):
+		return errors.New("bench: --gateway-nice is 0..19 and needs --gateways K")
 	case o.AffinityHot < 0 || (o.AffinityHot > 0 && !o.Affinity):
 		return errors.New("bench: --affinity-hot needs --affinity and must be >= 0")
 	case o.Affinity && (o.Gateways == 0 || o.ReusePort):
@@ -396,6 +403,7 @@ func serverFlags(fs *flag.FlagSet, o *Options) {
 	fs.StringVar(&o.Brokers, "brokers", o.Brokers, "Kafka brokers for --gateways (env DANMAKU_BROKERS)")
 	fs.StringVar(&o.ServerBin, "server-bin", o.ServerBin, "danmaku binary to start (default: this executable)")
 	fs.StringVar(&o.ServerArgs, "server-args", o.ServerArgs, "extra flags for every started server, space-separated")
+	fs.IntVar(&o.GatewayNice, "gateway-nice", o.GatewayNice, "run the started gateways this much nicer than the harness (0..19): the pipeline gets the box's CPU first, as on machines of its own")
 	fs.StringVar(&o.ServerEnv, "server-env", o.ServerEnv, "extra environment for every started server, space-separated KEY=VALUE")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", o.DrainTimeout, "drain timeout of started servers (default 2s)")
 }

@@ -1,14 +1,17 @@
 package bench
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/bus"
 )
@@ -199,5 +202,40 @@ func TestOptionsFromEnv(t *testing.T) {
 	}
 	if strings.Contains(help.String(), env.Secret) || !strings.Contains(help.String(), "-jwt-secret") {
 		t.Errorf("-h prints the secret from env, or no flags:\n%s", help.String())
+	}
+}
+
+// TestServerNice: a started server with nice runs at that niceness (every
+// thread: nice(1) sets it before the exec), and --gateway-nice is checked.
+func TestServerNice(t *testing.T) {
+	s := &server{role: "sleep", args: []string{"30"}, log: filepath.Join(t.TempDir(), "log"), nice: 7}
+	if err := s.start("sleep"); err != nil {
+		t.Fatal(err)
+	}
+	defer s.stop(time.Second)
+	niceOf := func(pid string) string {
+		stat, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Fields after the command's ")": state is the 1st, nice the 17th.
+		return strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))[16]
+	}
+	own, _ := strconv.Atoi(niceOf("self"))
+	want := strconv.Itoa(min(19, own+7)) // nice(1) adds to the harness's own
+	var nice string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		comm, _ := os.ReadFile("/proc/" + strconv.Itoa(s.pid()) + "/comm")
+		if nice = niceOf(strconv.Itoa(s.pid())); string(comm) == "sleep\n" { // past nice's exec
+			break
+		}
+	}
+	if nice != want {
+		t.Errorf("started with nice 7 by a harness at %d: the process runs at %s, want %s", own, nice, want)
+	}
+	for _, o := range []Options{{Scenario: "rooms", Rooms: 1, GatewayNice: 3}, {Scenario: "rooms", Rooms: 1, Gateways: 2, GatewayNice: 20}} {
+		if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--gateway-nice") {
+			t.Errorf("Validate(%+v) = %v, want the --gateway-nice error", o, err)
+		}
 	}
 }

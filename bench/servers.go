@@ -23,6 +23,7 @@ type server struct {
 	log  string
 	cmd  *exec.Cmd
 	http string // its HTTP address, for readiness
+	nice int    // run under nice(1) at this niceness (0: as the harness)
 }
 
 func (s *server) start(bin string) error {
@@ -31,6 +32,11 @@ func (s *server) start(bin string) error {
 		return err
 	}
 	cmd := exec.Command(bin, s.args...)
+	if s.nice != 0 {
+		// Every thread of the process at that niceness (setpriority on a
+		// started process would reach its first thread alone).
+		cmd = exec.Command("nice", append([]string{"-n", strconv.Itoa(s.nice), bin}, s.args...)...)
+	}
 	cmd.Env = append(os.Environ(), s.env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
@@ -237,7 +243,7 @@ func (cl *cluster) planSplit(o *Options, dir string, env, common []string, port 
 		if o.Affinity {
 			args = append(args, "--affinity")
 		}
-		s := &server{role: "gateway-" + strconv.Itoa(k), env: env, http: "127.0.0.1:" + strconv.Itoa(hp),
+		s := &server{role: "gateway-" + strconv.Itoa(k), env: env, http: "127.0.0.1:" + strconv.Itoa(hp), nice: o.GatewayNice,
 			log: filepath.Join(dir, o.Name+"-gateway-"+strconv.Itoa(k)+".log"), args: append(args, common...)}
 		cl.servers = append(cl.servers, s)
 		cl.gateways = append(cl.gateways, s)
