@@ -201,6 +201,19 @@ func override(x *Input, in Input, box Box, given map[string]bool) error {
 		"target": func() { x.Target = in.Target }, "flush-rate": func() { x.FlushRate = in.FlushRate },
 		"min-tick-ms": func() { x.MinTickMs = in.MinTickMs },
 	}
+	if given["box-cores"] {
+		// A box preset with other cores, a deployment preset on a box, or
+		// (0) a box preset as a deployment; before the other box flags.
+		switch {
+		case box.Cores <= 0:
+			x.Box = nil
+		case x.Box == nil:
+			b := box
+			x.Box = &b
+		default:
+			x.Box.Cores = box.Cores
+		}
+	}
 	for name := range given {
 		if f, ok := fields[name]; ok {
 			f()

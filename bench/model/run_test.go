@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"math"
 	"strings"
 	"testing"
@@ -193,5 +194,38 @@ func TestMain(t *testing.T) {
 	}
 	if err := Main([]string{"--preset", "1m", "--box-load", "3"}, &out, &errOut); !errors.Is(err, errNoBox) {
 		t.Errorf("err = %v, want errNoBox", err)
+	}
+}
+
+// TestPresetBoxCores: --box-cores applies on top of a preset: other cores
+// for a box preset, a box for a deployment preset, none with 0.
+func TestPresetBoxCores(t *testing.T) {
+	parse := func(args ...string) []Input {
+		t.Helper()
+		fs := flag.NewFlagSet("model", flag.ContinueOnError)
+		var in Input
+		var box Box
+		bindFlags(fs, &in, &box)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		ins, err := resolve("box-mixed,1m", fs, in, box)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ins
+	}
+	if ins := parse("--box-cores", "8", "--box-load", "3"); ins[0].Box == nil || ins[0].Box.Cores != 8 || ins[0].Box.Load != 3 ||
+		ins[1].Box == nil || ins[1].Box.Cores != 8 {
+		t.Errorf("--box-cores 8: boxes %+v, %+v", ins[0].Box, ins[1].Box)
+	}
+	if ins := parse("--box-cores", "0"); ins[0].Box != nil || ins[1].Box != nil {
+		t.Errorf("--box-cores 0: boxes %+v, %+v, want none", ins[0].Box, ins[1].Box)
+	}
+	if ins := parse(); ins[0].Box == nil || ins[0].Box.Cores != presets["box-mixed"].Box.Cores || ins[1].Box != nil {
+		t.Errorf("no --box-cores: the presets' own boxes, got %+v, %+v", ins[0].Box, ins[1].Box)
+	}
+	if presets["box-mixed"].Box.Cores == 8 {
+		t.Error("--box-cores changed the preset itself")
 	}
 }
