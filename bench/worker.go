@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -205,7 +204,8 @@ type worker struct {
 	add      func(i int, room, addr string, src *net.TCPAddr, token string, latency bool)
 	senders  *goGroup
 	nviewers int
-	next     int // connections placed so far, for spreading them over gateways and sources
+	next     int         // connections placed so far, for spreading them over gateways and sources
+	ring     *route.Ring // ByRoom: the gateways on nginx's consistent-hash ring
 
 	stop           chan struct{}
 	wg             sync.WaitGroup // the connections' goroutines
@@ -270,14 +270,16 @@ func newWorker(spec WorkerSpec, out func(Report)) (*worker, error) {
 }
 
 // place returns the gateway and source address of the next connection, a
-// connection of room: round robin from the worker's id, or with ByRoom by
-// the hash of the room's dispatch partition and a slot.
+// connection of room: round robin from the worker's id, or with ByRoom
+// where nginx's consistent hash puts route.Key (the room's dispatch
+// partition and a slot, or one of a hot room's slots).
 func (w *worker) place(room string) (string, *net.TCPAddr) {
 	addr := w.spec.Gateways[(w.next+w.spec.ID)%len(w.spec.Gateways)]
 	if w.spec.ByRoom {
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(route.Key(room, w.spec.Partitions, 2, w.spec.HotSlots[room], uint32(w.next))))
-		addr = w.spec.Gateways[h.Sum32()%uint32(len(w.spec.Gateways))]
+		if w.ring == nil {
+			w.ring = route.NewRing(w.spec.Gateways)
+		}
+		addr = w.spec.Gateways[w.ring.Get(route.Key(room, w.spec.Partitions, 2, w.spec.HotSlots[room], uint32(w.next)))]
 	}
 	var src *net.TCPAddr
 	if len(w.srcs) > 0 {

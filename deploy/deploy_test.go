@@ -345,6 +345,7 @@ for (const [room, hot, draw] of JSON.parse(process.argv[3])) {
     keys.push([m.key(room, 8, 2, hot, draw), m.hotSlots(hot * 1000 + draw % 1000, 1000)]);
 }
 out.push(keys);
+out.push([[0, 5000], [-1, 5000], [1000, 1e9], [1000, 1000], [1000, 1001]].map(([per, online]) => m.hotSlots(online, per)));
 // refreshHot with nginx's objects mocked: one hot room, one cold, then a
 // read that fails (the dict keeps what it has).
 const dict = new Map();
@@ -359,6 +360,14 @@ const routed = [m.route(req("big")), m.route(req("small"))];
 answer = {status: 503, json: async () => ({})};
 await m.refreshHot(s);
 routed.push(m.route(req("big")), logs.length);
+// $room_viewers_per_slot 0 turns hot rooms off: no read, nothing stored.
+dict.clear();
+let fetches = 0;
+const fetch0 = ngx.fetch;
+ngx.fetch = async (url) => { fetches++; return fetch0(url); };
+answer = {status: 200, json: async () => ({rooms: [{room: "big", online: 18000}]})};
+await m.refreshHot({variables: {hot_rooms_api: "http://gw/api/rooms", room_viewers_per_slot: "0"}});
+routed.push(m.route(req("big")), fetches);
 out.push(routed);
 console.log(JSON.stringify(out));`
 	if err := os.WriteFile(filepath.Join(dir, "check.mjs"), []byte(script), 0o644); err != nil {
@@ -379,7 +388,7 @@ console.log(JSON.stringify(out));`
 		t.Fatalf("node: %v\n%s", err, stderr.String())
 	}
 	var got []any
-	if err := json.Unmarshal(out, &got); err != nil || len(got) != len(rooms)+3 {
+	if err := json.Unmarshal(out, &got); err != nil || len(got) != len(rooms)+4 {
 		t.Fatalf("node printed %q: %v", out, err)
 	}
 	for i, room := range rooms {
@@ -405,10 +414,20 @@ console.log(JSON.stringify(out));`
 			t.Errorf("hotSlots(%d): room-route.js %v, pkg/route %d", hot*1000+int(draw%1000), k, want)
 		}
 	}
+	// Off (0, -1), the cap, the edge.
+	var hs []int
+	for _, c := range [][2]int{{0, 5000}, {-1, 5000}, {1000, 1e9}, {1000, 1000}, {1000, 1001}} {
+		hs = append(hs, route.HotSlots(c[1], c[0]))
+	}
+	if g := got[len(rooms)+2]; fmt.Sprint(g) != fmt.Sprint(hs) {
+		t.Errorf("hotSlots at per-slot 0, -1 and the cap: room-route.js %v, pkg/route %v", g, hs)
+	}
 	// 0x00ff = 255: slot 255 % 6 of the hot room's 6, the cold room by
-	// partition; a failed read is logged and keeps the hot room.
-	want := []any{"room:big:3", strconv.Itoa(bus.KeyPartition("small", 12)) + ":1", "room:big:3", float64(1)}
-	if g := got[len(rooms)+2]; fmt.Sprint(g) != fmt.Sprint(want) {
+	// partition; a failed read is logged and keeps the hot room; per-slot
+	// 0 reads nothing, stores nothing.
+	big := strconv.Itoa(bus.KeyPartition("big", 12)) + ":1"
+	want := []any{"room:big:3", strconv.Itoa(bus.KeyPartition("small", 12)) + ":1", "room:big:3", float64(1), big, float64(0)}
+	if g := got[len(rooms)+3]; fmt.Sprint(g) != fmt.Sprint(want) {
 		t.Errorf("after refreshHot: routes %v, want %v", g, want)
 	}
 }

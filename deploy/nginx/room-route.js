@@ -10,11 +10,12 @@
 // $room_viewers_per_slot) gets slots of its own, ceil(viewers / perSlot)
 // (at most maxSlots), keyed by the room instead of its partition, so its
 // viewers reach that many gateways instead of its partition's few.
-// refreshHot (js_periodic) reads the busiest rooms from the gateways' API
-// (GET /api/rooms, js_var $hot_rooms_api) into the shared dict
-// danmaku_hot (js_shared_dict_zone; its timeout forgets a room that cooled
-// off). Without that zone (njs before 0.8.1) every room goes by its
-// partition. pkg/route is the same rule in Go (the bench's router).
+// refreshHot (js_periodic, njs 0.8.1+) reads the busiest rooms from the
+// gateways' API (GET /api/rooms, js_var $hot_rooms_api) into the shared
+// dict danmaku_hot (js_shared_dict_zone; its timeout forgets a room that
+// cooled off). Without that zone every room goes by its partition;
+// $room_viewers_per_slot 0 turns hot rooms off. pkg/route is the same
+// rule in Go (the bench's router, on nginx's consistent-hash ring).
 
 function murmur2(s) {
     var m = 0x5bd1e995;
@@ -100,7 +101,11 @@ async function refreshHot(s) {
         return;
     }
     var api = s.variables.hot_rooms_api || 'http://127.0.0.1:8080/api/rooms?limit=1000';
-    var perSlot = Number(s.variables.room_viewers_per_slot) || 5000;
+    var per = s.variables.room_viewers_per_slot;
+    var perSlot = per === undefined || per === '' ? 5000 : Number(per);
+    if (!(perSlot > 0)) {
+        return; // 0 turns hot rooms off: what the dict holds expires
+    }
     try {
         var resp = await ngx.fetch(api);
         if (resp.status !== 200) {

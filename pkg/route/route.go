@@ -5,7 +5,12 @@
 package route
 
 import (
+	"cmp"
+	"encoding/binary"
+	"hash/crc32"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/danmaku-live/danmaku/pkg/bus"
 )
@@ -34,4 +39,49 @@ func Key(room string, partitions, slots, hot int, draw uint32) string {
 		return "room:" + room + ":" + strconv.FormatUint(uint64(draw%uint32(hot)), 10)
 	}
 	return strconv.Itoa(bus.KeyPartition(room, max(partitions, 1))) + ":" + strconv.FormatUint(uint64(draw%uint32(max(slots, 1))), 10)
+}
+
+// Ring is nginx's consistent hash (`hash $key consistent`,
+// ngx_http_upstream_hash_module.c): each server of weight 1 has 160 points
+// on a ring of CRC32 values, crc32(HOST "\x00" PORT PREV) with PREV the
+// server's previous point (little-endian, 0 first); a key goes to the
+// server of the first point at or after crc32(key), wrapping. The bench's
+// router places viewers with it, so a hot room's slots collide on
+// gateways as they do behind nginx.
+type Ring struct {
+	points []ringPoint // by hash
+}
+
+type ringPoint struct {
+	hash   uint32
+	server int
+}
+
+// NewRing returns the ring of servers ("host:port").
+func NewRing(servers []string) *Ring {
+	r := &Ring{}
+	for i, srv := range servers {
+		host, port := srv, ""
+		if j := strings.LastIndexByte(srv, ':'); j >= 0 {
+			host, port = srv[:j], srv[j+1:]
+		}
+		base := crc32.Update(0, crc32.IEEETable, []byte(host+"\x00"+port))
+		var prev [4]byte
+		for range 160 {
+			h := crc32.Update(base, crc32.IEEETable, prev[:])
+			r.points = append(r.points, ringPoint{h, i})
+			binary.LittleEndian.PutUint32(prev[:], h)
+		}
+	}
+	// nginx sorts by hash and drops repeated hashes (the first kept).
+	slices.SortStableFunc(r.points, func(a, b ringPoint) int { return cmp.Compare(a.hash, b.hash) })
+	r.points = slices.CompactFunc(r.points, func(a, b ringPoint) bool { return a.hash == b.hash })
+	return r
+}
+
+// Get returns the index of key's server.
+func (r *Ring) Get(key string) int {
+	h := crc32.ChecksumIEEE([]byte(key))
+	i, _ := slices.BinarySearchFunc(r.points, h, func(p ringPoint, h uint32) int { return cmp.Compare(p.hash, h) })
+	return r.points[i%len(r.points)].server
 }
