@@ -38,6 +38,12 @@ type CacheConfig struct {
 	RetryAfter time.Duration
 	// Timeout bounds each background reload. Zero means 2 * time.Second.
 	Timeout time.Duration
+	// TopFresh is how long a Top answer serves the Top calls it covers
+	// without asking the store, one store call at a time (Top sums every
+	// room over the live gateways: in Redis a script that blocks it
+	// meanwhile, and GET /api/rooms is public and polled by the room
+	// router). Zero means 2 * time.Second; negative asks every time.
+	TopFresh time.Duration
 }
 
 func (c CacheConfig) withDefaults() CacheConfig {
@@ -49,6 +55,9 @@ func (c CacheConfig) withDefaults() CacheConfig {
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 2 * time.Second
+	}
+	if c.TopFresh == 0 {
+		c.TopFresh = 2 * time.Second
 	}
 	return c
 }

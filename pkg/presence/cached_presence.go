@@ -19,16 +19,22 @@ const maxCachedRooms = 100_000
 // fails at once with ErrUnavailable; a gateway's next report after the
 // store returns puts its counts back.
 //
+// Top answers within CacheConfig.TopFresh of the store's last answer come
+// from that answer.
+//
 // CachedPresence is safe for concurrent use; create it with
-// NewCachedPresence. It uses CacheConfig.RetryAfter only.
+// NewCachedPresence. It uses CacheConfig.RetryAfter and TopFresh.
 type CachedPresence struct {
 	inner Presence
 	cacheHealth
+	topFresh time.Duration
 
+	topMu  sync.Mutex     // one Top store call at a time
 	mu     sync.Mutex     // guards counts and top
 	counts map[string]int // room → last count from the store
 	top    []RoomCount    // last Top answer, for its n
 	topN   int            // n of that answer (<= 0: all rooms)
+	topAt  time.Time      // when the store gave it
 }
 
 // Interface guards.
@@ -39,8 +45,9 @@ var (
 
 // NewCachedPresence wraps inner; see CachedPresence.
 func NewCachedPresence(inner Presence, cfg CacheConfig) *CachedPresence {
-	c := &CachedPresence{inner: inner, counts: make(map[string]int)}
-	c.init(cfg.withDefaults().RetryAfter)
+	cfg = cfg.withDefaults()
+	c := &CachedPresence{inner: inner, counts: make(map[string]int), topFresh: cfg.TopFresh}
+	c.init(cfg.RetryAfter)
 	return c
 }
 
@@ -103,36 +110,67 @@ func (c *CachedPresence) OnlineMany(ctx context.Context, rooms []string) ([]int,
 	return out, nil
 }
 
-// Top asks the store, answering its last Top when it fails (cut to n, or
+// Top answers its last Top answer while it is younger than TopFresh and
+// covers n; otherwise it asks the store (for at least the rooms that answer
+// covered, so that callers asking for different n do not take turns
+// replacing it), one call at a time: the callers waiting meanwhile take
+// its answer. When the store fails it answers its last Top (cut to n, or
 // failing if that answer was for fewer rooms than n asks).
 func (c *CachedPresence) Top(ctx context.Context, n int) ([]RoomCount, error) {
+	if top, ok := c.lastTop(n, true); ok {
+		return top, nil
+	}
+	c.topMu.Lock()
+	defer c.topMu.Unlock()
+	if top, ok := c.lastTop(n, true); ok {
+		return top, nil
+	}
 	err := error(ErrUnavailable)
 	if c.br.allow(c.now()) {
+		ask := n
+		c.mu.Lock()
+		if n > 0 && (c.topN <= 0 || c.topN > n) && c.top != nil {
+			ask = c.topN
+		}
+		c.mu.Unlock()
 		var top []RoomCount
-		if top, err = c.inner.Top(ctx, n); err == nil {
+		if top, err = c.inner.Top(ctx, ask); err == nil {
 			c.br.ok()
 			c.mu.Lock()
-			c.top, c.topN = top, n
+			c.top, c.topN, c.topAt = top, ask, c.now()
 			c.mu.Unlock()
-			return top, nil
+			return cutTop(top, n), nil
 		}
 		if !c.failed(ctx) {
 			return nil, err
 		}
 	}
+	if top, ok := c.lastTop(n, false); ok {
+		c.stats.fallbacks.Add(1)
+		return top, nil
+	}
+	c.stats.misses.Add(1)
+	return nil, err
+}
+
+// lastTop returns a copy of the last Top answer cut to n when it covers n
+// (and, if fresh, is younger than TopFresh).
+func (c *CachedPresence) lastTop(n int, fresh bool) ([]RoomCount, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	covers := c.top != nil && (c.topN <= 0 || (n > 0 && n <= c.topN) || len(c.top) < c.topN)
-	if !covers {
-		c.stats.misses.Add(1)
-		return nil, err
+	if !covers || (fresh && (c.topFresh < 0 || c.now().Sub(c.topAt) >= c.topFresh)) {
+		return nil, false
 	}
-	out := c.top
-	if n > 0 && len(out) > n {
-		out = out[:n]
+	return cutTop(c.top, n), true
+}
+
+// cutTop returns a copy of top's first n (n <= 0: all).
+func cutTop(top []RoomCount, n int) []RoomCount {
+	if n > 0 && len(top) > n {
+		top = top[:n]
 	}
-	c.stats.fallbacks.Add(1)
-	return append([]RoomCount(nil), out...), nil
+	return append([]RoomCount{}, top...)
 }
 
 // Close closes the wrapped store if it has a Close method.

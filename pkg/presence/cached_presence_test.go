@@ -131,3 +131,78 @@ func TestCachedPresenceStale(t *testing.T) {
 		t.Error("still down after a successful call")
 	}
 }
+
+// gatedPresence counts Top calls and holds each until gate is closed.
+type gatedPresence struct {
+	presence.Presence
+	gate  chan struct{}
+	calls atomic.Int64
+	asked atomic.Int64 // the last call's n
+}
+
+func (g *gatedPresence) Top(ctx context.Context, n int) ([]presence.RoomCount, error) {
+	g.calls.Add(1)
+	g.asked.Store(int64(n))
+	<-g.gate
+	return g.Presence.Top(ctx, n)
+}
+
+// TestCachedPresenceTopFresh: callers that arrive while a Top store call
+// is under way take its answer (one call for many); within TopFresh a
+// covered Top asks nothing; a call for fewer rooms after one for more is
+// covered, and the store is then asked for as many as before; a negative
+// TopFresh asks every time.
+func TestCachedPresenceTopFresh(t *testing.T) {
+	ctx := context.Background()
+	mem := presence.NewMemory()
+	if err := mem.Report(ctx, "gw", map[string]int{"a": 3, "b": 5, "c": 1}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	inner := &gatedPresence{Presence: mem, gate: make(chan struct{})}
+	c := presence.NewCachedPresence(inner, presence.CacheConfig{TopFresh: time.Hour})
+	const callers = 20
+	errs := make(chan error, callers)
+	for range callers {
+		go func() {
+			top, err := c.Top(ctx, 2)
+			if err == nil && (len(top) != 2 || top[0].Room != "b") {
+				err = errors.New("wrong answer")
+			}
+			errs <- err
+		}()
+	}
+	for inner.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	close(inner.gate)
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := inner.calls.Load(); n != 1 {
+		t.Errorf("%d callers at once: %d store calls, want 1", callers, n)
+	}
+	if top, err := c.Top(ctx, 1); err != nil || len(top) != 1 || inner.calls.Load() != 1 {
+		t.Errorf("Top(1) within TopFresh: %v, %v, %d store calls, want the copy", top, err, inner.calls.Load())
+	}
+	if _, err := c.Top(ctx, 10); err != nil || inner.calls.Load() != 2 {
+		t.Errorf("Top(10) after Top(2): %v, %d store calls, want a new one", err, inner.calls.Load())
+	}
+	if top, err := c.Top(ctx, 2); err != nil || len(top) != 2 || inner.calls.Load() != 2 {
+		t.Errorf("Top(2) after Top(10): %v, %v, %d store calls, want the copy", top, err, inner.calls.Load())
+	}
+
+	every := presence.NewCachedPresence(inner, presence.CacheConfig{TopFresh: -1})
+	for range 3 {
+		if _, err := every.Top(ctx, 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := every.Top(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if n := inner.calls.Load(); n != 6 || inner.asked.Load() != 10 {
+		t.Errorf("TopFresh -1: %d store calls (want 6), the last for %d rooms (want 10: what the copy covered)", n, inner.asked.Load())
+	}
+}
