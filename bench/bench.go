@@ -132,6 +132,10 @@ func printSummary(w io.Writer, r *Result) {
 	h := r.Harness
 	fmt.Fprintf(w, "harness: %d workers, %.1f CPU-s, rss %s (%.0f B/conn), %.2f CPU-s per million deliveries\n",
 		h.Workers, h.CPU, humanBytes(h.RSS), h.BytesPerConn, h.CPUPerMillionDeliveries)
+	if k := r.Kernel; k != nil {
+		fmt.Fprintf(w, "kernel TCP (the host, net.ipv4.tcp_mem limit %s): %d memory-pressure entries, %d segments dropped on receive, %d retransmit timeouts\n",
+			humanBytes(k.MemLimit), k.Pressures, k.RcvQDrops, k.Timeouts)
+	}
 	if p := r.PipelineCPU; len(p) > 0 {
 		fmt.Fprintf(w, "pipeline: logic %.2f CPU-s, dispatch %.2f CPU-s (traffic and drain)\n", p["logic"], p["dispatch"])
 	}

@@ -179,10 +179,13 @@ type Result struct {
 	// harness started (--gateways K) spent from the start of traffic to
 	// the end of the deliveries, by role; empty otherwise.
 	PipelineCPU map[string]float64 `json:"pipeline_cpu_s,omitempty"`
-	Storm       *StormResult       `json:"storm,omitempty"`
-	Send        *SendResult        `json:"send,omitempty"`
-	Timeline    []Point            `json:"timeline"`
-	Notes       []string           `json:"notes,omitempty"`
+	// Kernel is what the host's TCP stack counted during the run: memory
+	// pressure, drops and retransmit timeouts (bench/kernel.go).
+	Kernel   *KernelTCP   `json:"kernel_tcp,omitempty"`
+	Storm    *StormResult `json:"storm,omitempty"`
+	Send     *SendResult  `json:"send,omitempty"`
+	Timeline []Point      `json:"timeline"`
+	Notes    []string     `json:"notes,omitempty"`
 }
 
 // Machine describes where a run happened.

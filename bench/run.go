@@ -260,6 +260,7 @@ func Run(ctx context.Context, o *Options, progress io.Writer) (*Result, error) {
 	r := &run{ctx: ctx, o: o, res: &Result{Name: o.Name, Scenario: o.Scenario, Options: *o, Started: time.Now().UTC().Format(time.RFC3339),
 		Machine: machine(), Viewers: o.Viewers, Senders: o.Senders}}
 	r.res.Load[0] = loadAvg()
+	r.tcpBefore = tcpCounters()
 	t0 := time.Now()
 	if err := r.startServers(); err != nil {
 		return nil, err
@@ -345,8 +346,9 @@ type run struct {
 	storm           *StormResult
 	dropped         bool // the storm's drop (or restart) happened, at dropTime
 	dropTime        time.Time
-	resumedBase     int64    // resumes before the drop
-	restartCPU      *float64 // the old gateways' traffic CPU, when they were restarted
+	resumedBase     int64            // resumes before the drop
+	restartCPU      *float64         // the old gateways' traffic CPU, when they were restarted
+	tcpBefore       map[string]int64 // the host's TCP counters at the start
 }
 
 // startServers starts the cluster the options describe, unless they name
@@ -693,6 +695,12 @@ func (r *run) summarize(deliverEnd time.Time, gwEnd ProcSample) {
 	}
 	res.Timeline = r.mon.points()
 	res.Load[1] = loadAvg()
+	k := kernelTCPSince(r.tcpBefore, tcpCounters())
+	k.MemLimit = tcpMemLimit()
+	res.Kernel = &k
+	if n := k.note(); n != "" {
+		res.Notes = append(res.Notes, n)
+	}
 }
 
 // summarizeDelivery fills the delivery counts and ratios of the result.
