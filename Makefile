@@ -161,10 +161,12 @@ bench-soak: build
 # WITH_BROKER starts the dev Kafka-protocol broker for the command after it
 # (with DANMAKU_BROKERS set) and stops it at the end; WITH_SERVERS does the
 # same with Redis, ClickHouse and the broker (deploy/dev/env.sh, which
-# installs what is missing), exporting their DANMAKU_TEST_* addresses.
-WITH_BROKER = dir=$$(mktemp -d) && deploy/dev/kafka.sh start $$dir && trap 'deploy/dev/kafka.sh stop '$$dir EXIT && \
+# installs what is missing), exporting their DANMAKU_TEST_* addresses. Both
+# first give the host a gateway host's TCP memory (deploy/dev/tcpmem.sh):
+# on loopback the viewers' backlogs are charged to it too.
+WITH_BROKER = deploy/dev/tcpmem.sh && dir=$$(mktemp -d) && deploy/dev/kafka.sh start $$dir && trap 'deploy/dev/kafka.sh stop '$$dir EXIT && \
 	DANMAKU_BROKERS=$$(cat $$dir/kafka.addr)
-WITH_SERVERS = dir=$$(mktemp -d) && deploy/dev/env.sh up $$dir && trap 'deploy/dev/env.sh down '$$dir EXIT && \
+WITH_SERVERS = deploy/dev/tcpmem.sh && dir=$$(mktemp -d) && deploy/dev/env.sh up $$dir && trap 'deploy/dev/env.sh down '$$dir EXIT && \
 	. $$dir/env && DANMAKU_BROKERS=$$DANMAKU_TEST_KAFKA
 
 # The scenarios of BENCHMARKS.md's "Where each target stands" table, one
@@ -235,7 +237,7 @@ LADDER_DEFLATE ?=
 LADDER_LOOPS ?= 2
 LADDER_SERVER_FLAGS ?=
 bench-ladder: build
-	@set -e; mkdir -p bench-results; secret=ladder-$$$$-$$(date +%s); tag=ladder$(if $(LADDER_DEFLATE),-deflate,); \
+	@set -e; deploy/dev/tcpmem.sh; mkdir -p bench-results; secret=ladder-$$$$-$$(date +%s); tag=ladder$(if $(LADDER_DEFLATE),-deflate,); \
 	taskset -c 0 $(BENCHBIN) all --demo=false --guests=false --max-conns-per-ip -1 \
 		--http 127.0.0.1:18480 --ws 127.0.0.1:18490 --jwt-secret $$secret --loops $(LADDER_LOOPS) $(LADDER_SERVER_FLAGS) >bench-results/$$tag-server.log 2>&1 & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; sleep 2; \
