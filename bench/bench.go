@@ -127,7 +127,11 @@ func printSummary(w io.Writer, r *Result) {
 		humanBytes(g.RSSBefore), humanBytes(g.RSSConnected), g.BytesPerConn, humanBytes(g.RSSPeak), g.CPUTraffic,
 		human(g.DeliveriesPerCPUSecond), g.CPUConnect, human(g.HandshakesPerCPUSecond))
 	if g.LoopDelayP99Ms > 0 {
-		fmt.Fprintf(w, "gateway loop delay ms (queued on a loop → written): p50 %.1f p99 %.1f\n", g.LoopDelayP50Ms, g.LoopDelayP99Ms)
+		past := ""
+		if g.LoopDelayPastTop {
+			past = " (past the top bucket: longer)"
+		}
+		fmt.Fprintf(w, "gateway loop delay ms (queued on a loop → written): p50 %.1f p99 %.1f%s\n", g.LoopDelayP50Ms, g.LoopDelayP99Ms, past)
 	}
 	h := r.Harness
 	fmt.Fprintf(w, "harness: %d workers, %.1f CPU-s, rss %s (%.0f B/conn), %.2f CPU-s per million deliveries\n",

@@ -84,6 +84,9 @@ type GatewayCost struct {
 	// interpolated within its buckets); 0 when it could not be read.
 	LoopDelayP50Ms float64 `json:"loop_delay_p50_ms,omitempty"`
 	LoopDelayP99Ms float64 `json:"loop_delay_p99_ms,omitempty"`
+	// LoopDelayPastTop is set when p99 (perhaps p50 too) is past the
+	// histogram's top bucket: it is that bound, the true delay longer.
+	LoopDelayPastTop bool `json:"loop_delay_past_top,omitempty"`
 }
 
 // HarnessCost is what the harness's own workers used.

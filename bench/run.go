@@ -757,6 +757,7 @@ func (r *run) summarizeGateway(t totals, gwEnd ProcSample) {
 	}
 	if h := scrapeHistograms(r.ctx, gwHTTP, "danmaku_gateway_loop_delay_seconds"); h.total() > 0 {
 		res.Gateway.LoopDelayP50Ms, res.Gateway.LoopDelayP99Ms = 1e3*h.quantile(0.5), 1e3*h.quantile(0.99)
+		res.Gateway.LoopDelayPastTop = h.pastTop(0.99)
 	}
 	if r.cl != nil {
 		for _, sv := range r.cl.servers {
@@ -852,6 +853,13 @@ func (h histogram) quantile(q float64) float64 {
 		lo, below = h.le[i], c
 	}
 	return lo
+}
+
+// pastTop reports whether the q quantile is in the +Inf bucket: quantile
+// then gives the last finite bound, and the true value is longer.
+func (h histogram) pastTop(q float64) bool {
+	n := len(h.counts)
+	return n >= 2 && h.total() > 0 && q*h.total() > h.counts[n-2]
 }
 
 // scrapeHistograms reads the histogram name (no labels) from each

@@ -43,6 +43,9 @@ func TestScrapeHistograms(t *testing.T) {
 		{0.7, 0.5 + 0.5*40/80.0}, // rank 140: 40 of the 1 s bucket's 80
 		{0.99, 1},                // rank 198: in +Inf, so the last finite bound
 	} {
+		if past := h.pastTop(tc.q); past != (tc.q == 0.99) {
+			t.Errorf("pastTop(%v) = %v, want %v", tc.q, past, tc.q == 0.99)
+		}
 		if got := h.quantile(tc.q); math.Abs(got-tc.want) > 1e-9 {
 			t.Errorf("quantile(%v) = %v, want %v", tc.q, got, tc.want)
 		}

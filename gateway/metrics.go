@@ -89,6 +89,6 @@ func newMetrics(reg prometheus.Registerer, outbound *atomic.Int64) *metrics {
 			"Rooms under overload handling on this gateway now: written in fewer, bigger frames, and thinned if that is not enough."),
 		loopDelay: ms.Histogram("loop_delay_seconds",
 			"Per write pass of an event loop, how long its oldest batch waited from being queued on the loop to the end of the pass (what ShedDelay bounds; a wide room's wait included).",
-			[]float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}),
+			[]float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
 	}
 }
