@@ -76,9 +76,9 @@ type WorkerSpec struct {
 	Deflate bool `json:"deflate,omitempty"`
 	// Compact makes viewers offer the danmaku.v1.compact subprotocol.
 	Compact bool `json:"compact,omitempty"`
-	// ByRoom places a connection by a hash of route.Key: its room's
-	// dispatch partition (of Partitions) and one of two slots, or one of
-	// the room's HotSlots, as
+	// ByRoom places a connection where nginx's consistent hash
+	// (route.Ring) puts route.Key: its room's dispatch partition (of
+	// Partitions) and one of two slots, or one of the room's HotSlots, as
 	// deploy/nginx/room-affinity.conf routes viewers for gateways with
 	// --affinity, instead of round robin.
 	ByRoom     bool `json:"by_room,omitempty"`

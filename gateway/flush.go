@@ -54,10 +54,8 @@ func (l *loop) flush(s *Server) {
 	l.spare = q[:0]
 	if queuedAt != 0 && viewers > 0 {
 		now := time.Now().UnixNano()
-		l.delay.Store(now - queuedAt)
 		s.m.loopDelay.Observe(float64(now-queuedAt) / 1e9)
-		l.delayHead.Store(queuedAt)
-		l.delayAt.Store(now)
+		l.notePass(now-queuedAt, queuedAt, now)
 	}
 	// Frames that arrived during this flush wait out its fan-out cost.
 	// After a pass over a room under overload (shed.go) they wait
@@ -170,6 +168,14 @@ type roomPass struct {
 func (p *roomPass) wrote(n int) {
 	p.wire += int64(n)
 	p.writes++
+}
+
+// notePass records, for the shed goroutine, a write pass that ended at
+// at (Unix ns) whose oldest delivery, queued at head, waited delay (ns).
+func (l *loop) notePass(delay, head, at int64) {
+	l.delay.Store(delay)
+	l.delayHead.Store(head)
+	l.delayAt.Store(at)
 }
 
 // storeMax raises a to v if v is larger.

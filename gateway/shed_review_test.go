@@ -282,11 +282,7 @@ func TestShedReviewNegativeShedFlushDelay(t *testing.T) {
 // one write per MaxFlushDelay (docs: "Frames narrow again once the room
 // has had full delivery and no pressure for shedWideCalm").
 func TestShedReviewNoNarrowWhileLate(t *testing.T) {
-	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1 })
-	joinRoom(t, gw, "hot")
-	s := gw.s
-	r := s.rooms.get("hot")
-	l := s.loopList()[0]
+	s, r, l := lateHotRoom(t)
 	now := time.Now()
 	flips := 0
 	wasWide := false
@@ -296,10 +292,7 @@ func TestShedReviewNoNarrowWhileLate(t *testing.T) {
 		r.shed.seen += 5 // 100 msg/s
 		r.mu.Unlock()
 		r.writeBytes.Store(3000)
-		// Late by twice ShedDelay on batches queued just now.
-		l.delay.Store(int64(2*s.cfg.ShedDelay) + l.wideWait.Load())
-		l.delayHead.Store(now.UnixNano())
-		l.delayAt.Store(now.UnixNano())
+		markLate(s, l, now)
 		s.shedStep(now)
 		if w := r.shedding.Load(); w != wasWide {
 			if !w {
@@ -514,11 +507,7 @@ func TestShedReviewWriteBytesOverLoops(t *testing.T) {
 // that of full delivery, so the budget never grows back while the loop is
 // late (it did: a sawtooth of cuts and returns to full delivery).
 func TestShedReviewThinnedWritesHoldBudget(t *testing.T) {
-	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1 })
-	joinRoom(t, gw, "hot")
-	s := gw.s
-	r := s.rooms.get("hot")
-	l := s.loopList()[0]
+	s, r, l := lateHotRoom(t)
 	now := time.Now()
 	const rate, full = 1000.0, 40000
 	fulls, cuts, grows := 0, 0, 0
@@ -534,9 +523,7 @@ func TestShedReviewThinnedWritesHoldBudget(t *testing.T) {
 			fb = int64(full * min(b/rate, 1))
 		}
 		r.writeBytes.Store(fb)
-		l.delay.Store(int64(2*s.cfg.ShedDelay) + l.wideWait.Load())
-		l.delayHead.Store(now.UnixNano())
-		l.delayAt.Store(now.UnixNano())
+		markLate(s, l, now)
 		s.shedStep(now)
 		r.mu.Lock()
 		nb := r.shed.budget
@@ -564,4 +551,19 @@ func TestShedReviewThinnedWritesHoldBudget(t *testing.T) {
 	if fulls > 0 {
 		t.Fatalf("budget returned to full delivery %d times while the loop was late on every step", fulls)
 	}
+}
+
+// lateHotRoom starts a gateway with one event loop and shed steps run by
+// the test, with a viewer in room "hot": its server, the room and the loop.
+func lateHotRoom(t *testing.T) (*Server, *room, *loop) {
+	t.Helper()
+	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1 })
+	joinRoom(t, gw, "hot")
+	return gw.s, gw.s.rooms.get("hot"), gw.s.loopList()[0]
+}
+
+// markLate records on l a write pass ending at now whose batches, queued
+// just now, are late by twice ShedDelay beyond the loop's wide wait.
+func markLate(s *Server, l *loop, now time.Time) {
+	l.notePass(int64(2*s.cfg.ShedDelay)+l.wideWait.Load(), now.UnixNano(), now.UnixNano())
 }

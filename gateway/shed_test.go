@@ -345,9 +345,7 @@ func TestShedStepPressure(t *testing.T) {
 		heavy.shed.seen += 1000 // 2000 msg/s
 		heavy.mu.Unlock()
 		heavy.written.Add(100) // the gateway writes its one viewer 200 msg/s
-		l.delay.Store(int64(lag))
-		l.delayHead.Store(head.UnixNano())
-		l.delayAt.Store(now.UnixNano())
+		l.notePass(int64(lag), head.UnixNano(), now.UnixNano())
 		s.shedStep(now)
 		now = now.Add(s.shedCutEvery())
 	}

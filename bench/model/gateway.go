@@ -208,7 +208,7 @@ func (s *state) readFraction(n int, rooms float64) float64 {
 	p := float64(s.in.Partitions)
 	switch s.in.Affinity {
 	case "room":
-		return -math.Expm1(rooms * math.Log1p(-1/p))
+		return hitShare(p, rooms)
 	case "partition":
 		return math.Min(1, math.Max(1/p, 1/float64(n)))
 	}
@@ -221,9 +221,15 @@ func (s *state) readFraction(n int, rooms float64) float64 {
 func (s *state) pool(v float64, n int, perGW float64) float64 {
 	pool := max(s.in.AffinitySlots, math.Ceil(v/perGW))
 	if hot := route.HotSlots(int(v), int(s.in.AffinityHot)); hot > 0 {
-		pool = max(pool, float64(n)*-math.Expm1(float64(hot)*math.Log1p(-1/float64(n))))
+		pool = max(pool, float64(n)*hitShare(float64(n), float64(hot)))
 	}
 	return min(float64(n), pool)
+}
+
+// hitShare is the share of n bins that k draws, uniform and independent,
+// hit at least once: 1 − (1 − 1/n)^k.
+func hitShare(n, k float64) float64 {
+	return -math.Expm1(k * math.Log1p(-1/n))
 }
 
 // work is one loop's cost of a flush cycle of length cycle: CPU seconds,
