@@ -26,6 +26,7 @@ func (l *loop) flush(s *Server) {
 	l.passWide = l.wideWait.Load() > 0
 	start := time.Now()
 	viewers := 0
+	l.lag.reset()
 	if len(q) == 1 {
 		viewers = l.deliverRoom(s, q)
 	} else if len(q) > 1 {
@@ -52,10 +53,9 @@ func (l *loop) flush(s *Server) {
 	}
 	clear(q) // drop the frame references
 	l.spare = q[:0]
-	if queuedAt != 0 && viewers > 0 {
-		now := time.Now().UnixNano()
-		s.m.loopDelay.Observe(float64(now-queuedAt) / 1e9)
-		l.notePass(now-queuedAt, queuedAt, now)
+	if l.lag.head != 0 && viewers > 0 {
+		s.m.loopDelay.Observe(float64(l.lag.lag) / 1e9)
+		l.notePass(l.lag.lag, l.lag.head, time.Now().UnixNano())
 	}
 	// Frames that arrived during this flush wait out its fan-out cost.
 	// After a pass over a room under overload (shed.go) they wait
@@ -102,9 +102,13 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 	backed := 0
 	backedAt := int64(s.cfg.SoftOutbound / 16)
 	p := l.startPass(s, ds)
+	l.lag.room(ds)
 	for i := 0; i < len(lr.members); i++ {
+		if l.lag.due(i) {
+			l.lag.reached(i, time.Now().UnixNano())
+		}
 		if p.stream && i > 0 && i%takeEvery == 0 {
-			l.extendPass(s, &p)
+			l.extendPass(s, &p, i)
 		}
 		m := lr.members[i]
 		l.deliverMember(s, &p, m)
@@ -126,6 +130,7 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 		lr.r.backedAt.Store(max(l.passHead, 1))
 	}
 	l.endPass(&p)
+	l.lag.end(time.Now().UnixNano())
 	return viewers
 }
 
@@ -215,10 +220,10 @@ func (l *loop) startPass(s *Server, ds []delivery) roomPass {
 }
 
 // extendPass adds to p the room's batches queued since the pass began
-// that continue its stream (takeMore), so the members written from here
-// on get them too. Runs on the loop.
-func (l *loop) extendPass(s *Server, p *roomPass) {
-	more := l.takeMore(p.ds[0].room, p.last, p.taken)
+// that continue its stream (takeMore), so the members written from member
+// index at on get them too. Runs on the loop.
+func (l *loop) extendPass(s *Server, p *roomPass, at int) {
+	more := l.takeMore(p.ds[0].room, p.last, p.taken, at)
 	if len(more) == 0 {
 		return
 	}
@@ -378,17 +383,23 @@ const takeEvery = 512
 // this the members it reaches last would wait a whole pass more for the
 // batches that arrived meanwhile. The deliveries stay queued: the next
 // flush gives them to the members already written, and the others skip
-// them (member.from). skip is how many the pass has taken already. Runs
-// on the loop.
-func (l *loop) takeMore(room string, last uint64, skip int) []delivery {
+// them (member.from). skip is how many the pass has taken already; at is
+// the member index the pass is at, kept in each delivery taken (takenAt):
+// the next flush is done with it once past that index (passLag). Runs on
+// the loop.
+func (l *loop) takeMore(room string, last uint64, skip, at int) []delivery {
 	l.out.mu.Lock()
 	defer l.out.mu.Unlock()
 	more := l.more[:0]
-	for _, d := range l.out.q[min(skip, len(l.out.q)):] {
+	for j := min(skip, len(l.out.q)); j < len(l.out.q); j++ {
+		d := &l.out.q[j]
 		if d.room != room || d.batch == nil || d.first != last+1 {
 			break
 		}
-		more = append(more, d)
+		if d.takenAt == 0 {
+			d.takenAt = at + 1
+		}
+		more = append(more, *d)
 		last = d.last
 	}
 	l.more = more[:0]

@@ -43,13 +43,13 @@ type loop struct {
 		// here, on this gateway's clock (Unix ns); 0 when q is empty.
 		queuedAt int64
 	}
-	// delay is how long the oldest delivery of the last flush waited,
-	// from being queued on this loop to the end of the flush's write pass
-	// (ns), and delayAt when that pass ended (Unix ns): how late the
-	// loop's own writes are, on this gateway's clock, read by the shed
-	// goroutine (see shed.go).
+	// delay is the longest a delivery of the last flush waited, from
+	// being queued on this loop to being written to every member that
+	// lacked it (ns, passLag), and delayAt when that flush ended (Unix
+	// ns): how late the loop's own writes are, on this gateway's clock,
+	// read by the shed goroutine (see shed.go).
 	delay, delayAt atomic.Int64
-	// delayHead is when that oldest delivery was queued (Unix ns): a lag
+	// delayHead is when that delivery was queued (Unix ns): a lag
 	// measured on deliveries queued before a room's last cut does not
 	// show the cut yet.
 	delayHead atomic.Int64
@@ -72,6 +72,8 @@ type loop struct {
 	// one because of wide rooms (ns): the shed goroutine does not count
 	// it as the loop being late. Written by the loop.
 	wideWait atomic.Int64
+	// lag is the running flush's lateness (lag.go). Owned by the loop.
+	lag passLag
 	// Flush scratch, owned by the loop.
 	spare    []delivery
 	extended []delivery // a pass's deliveries with those takeMore added

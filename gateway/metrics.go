@@ -37,9 +37,10 @@ type metrics struct {
 	shed           prometheus.Counter // messages left out, once per gateway
 	shedDeliveries prometheus.Counter // messages left out × local viewers of the room
 	shedRooms      prometheus.Gauge   // rooms shedding now
-	// loopDelay is, per write pass that delivered something, how long
-	// its oldest delivery waited on the loop, from being queued there to
-	// the end of the pass (flush.go; what Config.ShedDelay bounds).
+	// loopDelay is, per write pass that delivered something, the longest
+	// a delivery waited on the loop, from being queued there to being
+	// written to every member that lacked it (lag.go; what
+	// Config.ShedDelay bounds).
 	loopDelay prometheus.Histogram
 }
 
@@ -88,7 +89,7 @@ func newMetrics(reg prometheus.Registerer, outbound *atomic.Int64) *metrics {
 		shedRooms: ms.Gauge("shedding_rooms",
 			"Rooms under overload handling on this gateway now: written in fewer, bigger frames, and thinned if that is not enough."),
 		loopDelay: ms.Histogram("loop_delay_seconds",
-			"Per write pass of an event loop, how long its oldest batch waited from being queued on the loop to the end of the pass (what ShedDelay bounds; a wide room's wait included).",
+			"Per write pass of an event loop, the longest a batch waited from being queued on the loop to being written to every viewer there that lacked it (what ShedDelay bounds; a wide room's wait included).",
 			[]float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
 	}
 }

@@ -23,6 +23,11 @@ type delivery struct {
 	first, last     uint64
 	msgs            int
 	batch           []protocol.Message // the batch's messages, for merging; nil outside the seq stream
+	// queued is when it was queued on the loop (Unix ns, this gateway's
+	// clock); takenAt is 1 + the member index at which a pass took it
+	// early (takeMore), 0 if none did. Both set under the loop's out.mu.
+	queued  int64
+	takenAt int
 }
 
 // post queues d for the loop's viewers and schedules a flush unless one is
@@ -30,8 +35,9 @@ type delivery struct {
 func (l *loop) post(s *Server, d delivery) {
 	l.out.mu.Lock()
 	defer l.out.mu.Unlock()
+	d.queued = time.Now().UnixNano()
 	if len(l.out.q) == 0 {
-		l.out.queuedAt = time.Now().UnixNano()
+		l.out.queuedAt = d.queued
 	}
 	l.out.q = append(l.out.q, d)
 	if !l.out.queued {

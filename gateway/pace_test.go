@@ -263,7 +263,8 @@ func TestHandshakeOneWrite(t *testing.T) {
 // pass reaches after takeEvery get both batches in one frame. A third
 // batch comes before the next flush: the first takeEvery members get the
 // second and third in one frame, the others the third alone. Every viewer
-// gets every seq once, in order.
+// gets every seq once, in order. The second pass's lateness counts the
+// second batch only until it has written the members that lacked it.
 func TestPassTakesNewBatches(t *testing.T) {
 	gw := startGW(t, func(c *Config) { c.Loops = 1; c.FlushRate = -1; c.OnlineRate = -1; c.MaxConnsPerIP = -1 })
 	const n = takeEvery + 100
@@ -291,6 +292,7 @@ func TestPassTakesNewBatches(t *testing.T) {
 		return false
 	}
 	passed, held := make(chan struct{}), make(chan struct{})
+	var second delivery // as queued after the first pass took it
 	l.execute(func() {
 		defer close(held)
 		if !queued(2) {
@@ -303,6 +305,9 @@ func TestPassTakesNewBatches(t *testing.T) {
 		l.out.q = append([]delivery(nil), l.out.q[1:]...)
 		l.out.mu.Unlock()
 		l.deliverRoom(gw.s, []delivery{first})
+		l.out.mu.Lock()
+		second = l.out.q[0]
+		l.out.mu.Unlock()
 		close(passed)
 		queued(2) // the second and the third
 	})
@@ -334,6 +339,17 @@ func TestPassTakesNewBatches(t *testing.T) {
 	}
 	if early != n-takeEvery {
 		t.Fatalf("%d viewers got seqs 1-2 in one frame, want the %d after the first %d", early, n-takeEvery, takeEvery)
+	}
+	// The second batch was written to the members from takeEvery on by
+	// the first pass: the second pass is done with it at member
+	// takeEvery, and the third batch came later. Its lateness is below
+	// the second batch's wait until that pass's end (what the loop
+	// counted before).
+	if second.first != 2 || second.takenAt != takeEvery+1 {
+		t.Fatalf("after the first pass the queue's head is seq %d taken at %d, want seq 2 taken at member %d (+1)", second.first, second.takenAt, takeEvery)
+	}
+	if lag, end := l.delay.Load(), l.delayAt.Load(); lag <= 0 || lag >= end-second.queued {
+		t.Fatalf("second pass's lateness %v, want above 0 and below %v (seq 2 queued → the pass's end)", time.Duration(lag), time.Duration(end-second.queued))
 	}
 	publishSeqs(t, gw, "big", 4, 4, 1)
 	for i, v := range vs {

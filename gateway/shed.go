@@ -252,9 +252,10 @@ func (s *Server) runShed() {
 }
 
 // behind returns how late the loop's writes are, all on this gateway's
-// clock: the wait of the oldest delivery its last write pass wrote (from
-// being queued on the loop to the end of the pass; if that pass ended
-// within a second), or the age of the oldest delivery waiting now,
+// clock: the longest wait of a delivery its last write pass wrote (from
+// being queued on the loop to being written to every member that lacked
+// it, passLag; if that pass ended within a second), or the age of the
+// oldest delivery waiting now,
 // whichever is larger, less the wait the loop adds for wide rooms; and
 // when that delivery was queued (Unix ns).
 //
