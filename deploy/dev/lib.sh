@@ -105,5 +105,11 @@ abs_dir() {
 	(cd "$1" && pwd)
 }
 
+# NGINX_PKGS are nginx and its njs module (Debian's, loaded with
+# load_module), which deploy's TestNginxRoomRouting runs in front of stub
+# gateways; NGINX is the binary (in /usr/sbin, off a user's PATH).
+NGINX=/usr/sbin/nginx
+NGINX_PKGS=("$NGINX:nginx" /usr/lib/nginx/modules/ngx_http_js_module.so:libnginx-mod-http-js)
+
 # RACE_PKGS are what `go test -race` needs besides Go: cgo and a C toolchain.
 RACE_PKGS=(gcc:gcc /usr/include/stdio.h:libc6-dev)

@@ -22,12 +22,18 @@ func Need(t testing.TB, what, path string) string {
 	if p, err := exec.LookPath(path); err == nil {
 		return p
 	}
-	msg := fmt.Sprintf("%s not found (%s): install it (deploy/dev/env.sh does)", what, path)
+	missing(t, fmt.Sprintf("%s not found (%s): install it (deploy/dev/env.sh does)", what, path))
+	return ""
+}
+
+// missing skips the test for what msg says is missing, or fails it under
+// CI=true.
+func missing(t testing.TB, msg string) {
+	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg + "; under CI a missing tool is a failure")
 	}
 	t.Skip(msg)
-	return ""
 }
 
 // Run runs a command in dir with extra environment, logs its combined
@@ -303,4 +309,38 @@ func Chromium(t testing.TB) string {
 		path = "/usr/bin/chromium"
 	}
 	return Need(t, "Chromium", path)
+}
+
+// Nginx returns nginx for router tests, $DANMAKU_TEST_NGINX or Debian's
+// /usr/sbin/nginx, and the directory of its dynamic modules (its
+// --modules-path, else PREFIX/modules), which must hold the njs module
+// ngx_http_js_module.so (Debian: libnginx-mod-http-js). Either missing
+// skips the test, or fails it under CI=true (see Need).
+func Nginx(t testing.TB) (bin, modules string) {
+	t.Helper()
+	path := os.Getenv("DANMAKU_TEST_NGINX")
+	if path == "" {
+		path = "/usr/sbin/nginx"
+	}
+	bin = Need(t, "nginx", path)
+	out, err := exec.Command(bin, "-V").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s -V: %v\n%s", bin, err, out)
+	}
+	prefix := "/usr/local/nginx" // nginx's default
+	for _, f := range strings.Fields(string(out)) {
+		if p, ok := strings.CutPrefix(f, "--prefix="); ok {
+			prefix = p
+		}
+		if p, ok := strings.CutPrefix(f, "--modules-path="); ok {
+			modules = p
+		}
+	}
+	if modules == "" {
+		modules = filepath.Join(prefix, "modules")
+	}
+	if _, err := os.Stat(filepath.Join(modules, "ngx_http_js_module.so")); err != nil {
+		missing(t, fmt.Sprintf("the njs module of %s not found (%v): install it (Debian: libnginx-mod-http-js; deploy/dev/env.sh does)", bin, err))
+	}
+	return bin, modules
 }
