@@ -1,0 +1,560 @@
+package deploy
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/route"
+	"github.com/danmaku-live/danmaku/pkg/testenv"
+)
+
+// TestNginxRoomRouting runs the shipped router, nginx/room-affinity.conf
+// and nginx/room-route.js, in a real nginx in front of stub gateways and
+// checks that it sends every viewer where pkg/route says, the rule the
+// bench places viewers by: route.Key of the room (its dispatch partition
+// and the slot room-route.js draws from the request id), or the request id
+// for a URL without a room, on route.Ring over the upstream's servers in
+// the order of the file. Then it reloads nginx with one gateway fewer:
+// only that gateway's keys move.
+//
+// The file runs as shipped but for what a test must change (renderRouter).
+// With njs 0.7 (Debian 12's libnginx-mod-http-js 0.7.9) the lines marked
+// "njs 0.8.1+" are dropped, as the file says, and every room goes by its
+// partition; hot rooms are not tested here.
+func TestNginxRoomRouting(t *testing.T) {
+	bin, modules := testenv.Nginx(t)
+	shipped, err := os.ReadFile("nginx/room-affinity.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	partitions := confInt(t, string(shipped), `set \$dispatch_partitions (\d+);`)
+	slots := confInt(t, string(shipped), `set \$room_slots (\d+);`)
+
+	// Six stub gateways on loopback.
+	const gateways = 6
+	dir := t.TempDir()
+	var addrs []string
+	served := make([]atomic.Int64, gateways)
+	for i := range gateways {
+		srv := httptest.NewServer(stubGateway(i, &served[i]))
+		t.Cleanup(srv.Close)
+		addrs = append(addrs, srv.Listener.Addr().String())
+	}
+	// name is each stub gateway's server in nginx's upstream.
+	name := slices.Clone(addrs)
+	gatewayName := func(h http.Header) string {
+		i, err := strconv.Atoi(h.Get("X-Gateway"))
+		if err != nil || i < 0 || i >= len(name) {
+			return "?" + h.Get("X-Gateway")
+		}
+		return name[i]
+	}
+
+	if err := os.Mkdir(filepath.Join(dir, "temp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(modules, filepath.Join(dir, "modules")); err != nil { // load_module modules/…
+		t.Fatal(err)
+	}
+	js, err := filepath.Abs("nginx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := execOutput(bin, "-V")
+	r := router{js: js, ws: testenv.FreeAddr(t), http: testenv.FreeAddr(t), temps: tempPaths(out)}
+	conf := filepath.Join(dir, "nginx.conf")
+	render := func(servers []string) {
+		t.Helper()
+		if err := os.WriteFile(conf, []byte(r.render(t, string(shipped), servers)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	render(addrs[:gateways])
+	global := "daemon off; pid " + filepath.Join(dir, "nginx.pid") + ";"
+	if os.Geteuid() == 0 {
+		global += " user root;" // workers as this user, not nobody
+	}
+	ngx := testenv.Spawn(t, bin, "nginx", "", nil, "-p", dir+"/", "-e", "stderr", "-c", conf, "-g", global)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+	waitNginx(t, ngx, client, r.ws)
+	t.Logf("%s (njs module in %s) in front of %d stub gateways; %d partitions, %d slots", strings.SplitN(out, "\n", 2)[0], modules, gateways, partitions, slots)
+
+	// Viewers: rooms of the names viewers use ([A-Za-z0-9_-]{1,64}), in the
+	// URL shapes clients send, and URLs without a room.
+	rooms := viewerRooms(2000)
+	var reqs []viewer
+	for i, room := range rooms {
+		reqs = append(reqs, viewer{room: room, path: roomURL(i, room)})
+	}
+	for i, room := range rooms[:50] { // again and again: both slots, the same gateways
+		for j := range 10 {
+			reqs = append(reqs, viewer{room: room, path: roomURL(i+j, room)})
+		}
+	}
+	for i := range 400 {
+		reqs = append(reqs, viewer{path: []string{"/ws", "/ws?token=t" + strconv.Itoa(i), "/ws?room=", "/"}[i%4]})
+	}
+
+	// wantKey is pkg/route's key for v: its room's, with the slot drawn
+	// from the request id as room-route.js does (parseInt(id.slice(-4),
+	// 16)), or for no room the request id.
+	wantKey := func(v viewer) string {
+		if v.room == "" {
+			return v.id
+		}
+		draw, _ := strconv.ParseUint(v.id[max(len(v.id)-4, 0):], 16, 32)
+		return route.Key(v.room, partitions, slots, 0, uint32(draw))
+	}
+	// check compares what nginx did with pkg/route; it returns where each
+	// key went.
+	check := func(phase string, servers []string, vs []viewer) map[string]string {
+		t.Helper()
+		ring := route.NewRing(servers)
+		placed := map[string]string{}
+		byRoom := map[string]map[string]bool{}
+		bad := map[string]int{} // by key
+		for _, v := range vs {
+			var msg string
+			_, query, _ := strings.Cut(v.path, "?")
+			switch {
+			case v.err != nil:
+				msg = v.err.Error()
+			case v.key != wantKey(v):
+				msg = fmt.Sprintf("nginx hashed key %q, pkg/route's key is %q (request id %s)", v.key, wantKey(v), v.id)
+			case v.gw != servers[ring.Get(v.key)]:
+				msg = fmt.Sprintf("key %q: nginx chose gateway %s, pkg/route.Ring %s", v.key, v.gw, servers[ring.Get(v.key)])
+			case placed[v.key] != "" && placed[v.key] != v.gw:
+				msg = fmt.Sprintf("key %q went to gateway %s, before to %s", v.key, v.gw, placed[v.key])
+			case v.query != query:
+				msg = fmt.Sprintf("the gateway got query %q", v.query)
+			}
+			if msg != "" {
+				if bad[v.key]++; bad[v.key] == 1 && len(bad) <= 20 {
+					t.Errorf("%s: room %q (%s): %s", phase, v.room, v.path, msg)
+				}
+				continue
+			}
+			placed[v.key] = v.gw
+			if v.room != "" {
+				if byRoom[v.room] == nil {
+					byRoom[v.room] = map[string]bool{}
+				}
+				byRoom[v.room][v.gw] = true
+			}
+		}
+		for room, gws := range byRoom {
+			if len(gws) > slots {
+				t.Errorf("%s: room %q reached %d gateways, more than its %d slots", phase, room, len(gws), slots)
+			}
+		}
+		if len(bad) > 0 {
+			n := 0
+			for _, c := range bad {
+				n += c
+			}
+			t.Fatalf("%s: %d of %d requests (%d keys) not where pkg/route puts them", phase, n, len(vs), len(bad))
+		}
+		t.Logf("%s: %d requests (%d rooms, %d keys) each on pkg/route's gateway", phase, len(vs), len(byRoom), len(placed))
+		return placed
+	}
+
+	before := check("6 gateways", addrs[:gateways], send(client, r.ws, reqs, gatewayName))
+
+	// Real WebSocket upgrades through the shipped headers: the gateway
+	// answers 101 and nginx tunnels the connection.
+	var ups []viewer
+	for i, room := range rooms[:20] {
+		v := upgrade(r.ws, roomURL(i, room), gatewayName)
+		v.room = room
+		ups = append(ups, v)
+	}
+	check("6 gateways, WebSocket upgrades", addrs[:gateways], ups)
+
+	// One gateway fewer, by reload: the keys on the others stay.
+	const gone = 2
+	fewer := slices.Delete(slices.Clone(addrs[:gateways]), gone, gone+1)
+	render(fewer)
+	client.CloseIdleConnections() // so the old workers exit at once
+	reload(t, ngx)
+	was := served[gone].Load()
+	var again []viewer
+	for _, v := range slices.Concat(reqs[:len(rooms)], reqs[len(reqs)-400:]) {
+		again = append(again, viewer{room: v.room, path: v.path})
+	}
+	after := check("5 gateways", fewer, send(client, r.ws, again, gatewayName))
+	if n := served[gone].Load() - was; n != 0 {
+		t.Errorf("the removed gateway %s got %d requests after the reload", addrs[gone], n)
+	}
+	// Every key is placed as before unless it was on the removed gateway:
+	// the keys nginx placed in both runs, and (by pkg/route's ring, which
+	// nginx followed before) every key of this run.
+	ring := route.NewRing(addrs[:gateways])
+	moved, stayed, wrong := 0, 0, 0
+	for key, gw := range after {
+		was, seen := before[key]
+		if !seen {
+			was = addrs[ring.Get(key)]
+		}
+		switch {
+		case was == addrs[gone]:
+			moved++
+		case was != gw:
+			if wrong++; wrong <= 20 {
+				t.Errorf("key %q moved from %s to %s, though its gateway stayed (seen by nginx before: %v)", key, was, gw, seen)
+			}
+		default:
+			stayed++
+		}
+	}
+	if moved == 0 || stayed == 0 {
+		t.Errorf("removing a gateway moved %d keys and kept %d: expected some of each", moved, stayed)
+	}
+	t.Logf("removing gateway %s (of %d) moved its %d keys; %d stayed", addrs[gone], gateways, moved, stayed)
+}
+
+// router is what renderRouter puts in place of the deployment's values.
+type router struct {
+	js       string   // js_path: the directory of room-route.js
+	ws, http string   // listen addresses
+	temps    []string // temp path directives nginx was built with an absolute path for
+}
+
+// render is nginx/room-affinity.conf as shipped, changed only where a test
+// must: the lines marked "njs 0.8.1+" dropped (the file's rule for njs
+// 0.7), js_path, the listen addresses and the gateways (servers, each with
+// the shipped parameters) on loopback, the temp paths and the access log
+// under nginx's prefix, and two headers that tell a gateway the key nginx
+// hashed and the request id it drew the slot from. Each change must find
+// its place in the file once, so the test notices when the file changes.
+func (r router) render(t *testing.T, conf string, servers []string) string {
+	t.Helper()
+	var kept []string
+	dropped := 0
+	for _, l := range strings.SplitAfter(conf, "\n") {
+		if strings.Contains(l, "# njs 0.8.1+") {
+			dropped++
+			continue
+		}
+		kept = append(kept, l)
+	}
+	conf = strings.Join(kept, "")
+	if dropped == 0 || strings.Contains(conf, "js_shared_dict_zone") || strings.Contains(conf, "js_periodic") {
+		t.Fatalf("dropping the lines marked njs 0.8.1+ (%d) leaves njs 0.8 directives", dropped)
+	}
+	once := func(old, new string) {
+		t.Helper()
+		if n := strings.Count(conf, old); n != 1 {
+			t.Fatalf("nginx/room-affinity.conf: %q %d times, want once", old, n)
+		}
+		conf = strings.Replace(conf, old, new, 1)
+	}
+	once("js_path /etc/nginx/danmaku;", "js_path "+r.js+";")
+	once("listen 8090;", "listen "+r.ws+";")
+	once("listen 8080;", "listen "+r.http+";")
+	once("\nhttp {\n", "\nhttp {\n    "+strings.Join(append(r.temps, "access_log off;"), "\n    ")+"\n")
+	once("proxy_pass http://danmaku_ws;\n", "proxy_pass http://danmaku_ws;\n"+
+		"            proxy_set_header X-Route-Key $room_route;\n"+
+		"            proxy_set_header X-Request-Id $request_id;\n")
+	for _, port := range []string{"8090", "8080"} {
+		re := regexp.MustCompile(`(?m)^([ \t]*)server gateway-\d+:` + port + `([^;]*);\n`)
+		m := re.FindAllStringSubmatchIndex(conf, -1)
+		if len(m) == 0 {
+			t.Fatalf("nginx/room-affinity.conf: no server gateway-N:%s", port)
+		}
+		var lines strings.Builder
+		indent, params := conf[m[0][2]:m[0][3]], conf[m[0][4]:m[0][5]]
+		for _, s := range servers {
+			lines.WriteString(indent + "server " + s + params + ";\n")
+		}
+		conf = conf[:m[0][0]] + lines.String() + re.ReplaceAllString(conf[m[0][1]:], "")
+	}
+	return conf
+}
+
+// tempPaths are the temp path directives for the paths nginx -V says it
+// was built with (Debian: /var/lib/nginx/…), under the prefix instead.
+func tempPaths(v string) []string {
+	var out []string
+	for _, name := range []string{"client-body", "proxy", "fastcgi", "uwsgi", "scgi"} {
+		if strings.Contains(v, "--http-"+name+"-temp-path=") {
+			out = append(out, strings.ReplaceAll(name, "-", "_")+"_temp_path temp/"+name+";")
+		}
+	}
+	return out
+}
+
+func confInt(t *testing.T, conf, re string) int {
+	t.Helper()
+	m := regexp.MustCompile(re).FindStringSubmatch(conf)
+	if m == nil {
+		t.Fatalf("nginx/room-affinity.conf: no %s", re)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+func execOutput(bin string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// stubGateway answers any request with its number (X-Gateway) and the
+// routing headers nginx sent, and a WebSocket upgrade with 101, then
+// "pong N" to a line through the tunnel.
+func stubGateway(n int, served *atomic.Int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		h := w.Header()
+		h.Set("X-Gateway", strconv.Itoa(n))
+		h.Set("X-Route-Key", r.Header.Get("X-Route-Key"))
+		h.Set("X-Request-Id", r.Header.Get("X-Request-Id"))
+		h.Set("X-Query", r.URL.RawQuery)
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			return
+		}
+		if !strings.EqualFold(r.Header.Get("Connection"), "upgrade") {
+			http.Error(w, "upgrade without Connection: upgrade", http.StatusBadRequest)
+			return
+		}
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n")
+		_ = h.Write(rw)
+		rw.WriteString("\r\n")
+		if rw.Flush() != nil {
+			return
+		}
+		if _, err := rw.ReadString('\n'); err != nil {
+			return
+		}
+		fmt.Fprintf(rw, "pong %d\n", n)
+		_ = rw.Flush()
+	})
+}
+
+// viewer is one request through the router and where it went.
+type viewer struct {
+	room, path  string
+	gw, key, id string // the gateway that answered, the key nginx hashed, the request id
+	query       string // the query the gateway got
+	err         error
+}
+
+func (v *viewer) fill(h http.Header, gateway func(http.Header) string) {
+	v.gw, v.key, v.id, v.query = gateway(h), h.Get("X-Route-Key"), h.Get("X-Request-Id"), h.Get("X-Query")
+	if v.key == "" || v.id == "" {
+		v.err = fmt.Errorf("the gateway got no X-Route-Key or X-Request-Id (%v)", h)
+	}
+}
+
+// send makes the requests, 8 at a time, and returns them with where they went.
+func send(c *http.Client, addr string, vs []viewer, gateway func(http.Header) string) []viewer {
+	out := slices.Clone(vs)
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(out); i = int(next.Add(1) - 1) {
+				v := &out[i]
+				res, err := c.Get("http://" + addr + v.path)
+				if err != nil {
+					v.err = err
+					continue
+				}
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					v.err = fmt.Errorf("status %s", res.Status)
+					continue
+				}
+				v.fill(res.Header, gateway)
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// upgrade sends a WebSocket upgrade for path and a line through the
+// tunnel; the gateway's answer must come back.
+func upgrade(addr, path string, gateway func(http.Header) string) viewer {
+	v := viewer{path: path}
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		v.err = err
+		return v
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	if err := req.Write(conn); err != nil {
+		v.err = err
+		return v
+	}
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, req)
+	if err != nil {
+		v.err = err
+		return v
+	}
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		v.err = fmt.Errorf("status %s, want 101", res.Status)
+		return v
+	}
+	v.fill(res.Header, gateway)
+	if _, err := conn.Write([]byte("ping\n")); err != nil {
+		v.err = err
+		return v
+	}
+	line, err := br.ReadString('\n')
+	if want := "pong " + res.Header.Get("X-Gateway") + "\n"; err != nil || line != want {
+		v.err = fmt.Errorf("through the tunnel: %q, %v; want %q", line, err, want)
+	}
+	return v
+}
+
+// viewerRooms returns n room names of the kinds viewers use: the demo's,
+// numbered, numeric ids and random [A-Za-z0-9_-]{1,64} (every length, so
+// every tail of murmur2).
+func viewerRooms(n int) []string {
+	rooms := []string{"demo", "music", "games", "lobby", "a", "Z", "0", "-", "_", "room-1", "Room_1",
+		strings.Repeat("x", 64), strings.Repeat("9_-A", 16)}
+	const chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+	rng := rand.New(rand.NewPCG(7, 11))
+	seen := map[string]bool{}
+	for _, r := range rooms {
+		seen[r] = true
+	}
+	for len(rooms) < n {
+		var room string
+		switch len(rooms) % 3 {
+		case 0:
+			room = "room-" + strconv.Itoa(len(rooms))
+		case 1:
+			room = strconv.Itoa(rng.IntN(1e9))
+		default:
+			b := make([]byte, 1+len(rooms)%64)
+			for i := range b {
+				b[i] = chars[rng.IntN(len(chars))]
+			}
+			room = string(b)
+		}
+		if !seen[room] {
+			seen[room] = true
+			rooms = append(rooms, room)
+		}
+	}
+	return rooms
+}
+
+// roomURL is the i'th of the URL shapes clients open a room with.
+func roomURL(i int, room string) string {
+	switch i % 4 {
+	case 0:
+		return "/ws?room=" + room
+	case 1:
+		return "/ws?room=" + room + "&token=t" + strconv.Itoa(i)
+	case 2:
+		return "/ws?token=t" + strconv.Itoa(i) + "&room=" + room
+	default:
+		return "/?room=" + room
+	}
+}
+
+// waitNginx waits until nginx answers on addr.
+func waitNginx(t *testing.T, ngx *testenv.Process, c *http.Client, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res, err := c.Get("http://" + addr + "/ws?room=demo")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+			err = fmt.Errorf("status %s", res.Status)
+		}
+		select {
+		case <-ngx.Done():
+			t.Fatalf("nginx exited: %v\n%s", ngx.Err(), ngx.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx not answering on %s: %v\n%s", addr, err, ngx.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// reload makes nginx re-read its configuration (SIGHUP) and waits until
+// the workers of the old one have exited, so every new connection meets
+// the new one.
+func reload(t *testing.T, ngx *testenv.Process) {
+	t.Helper()
+	old := children(ngx.Pid())
+	if len(old) == 0 {
+		t.Fatalf("no nginx workers under pid %d", ngx.Pid())
+	}
+	if err := ngx.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		now := children(ngx.Pid())
+		if len(now) > 0 && !slices.ContainsFunc(now, func(p int) bool { return slices.Contains(old, p) }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx reload: workers %v, the old ones %v still there after 5 s\n%s", now, old, ngx.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// children returns the processes whose parent is pid (Linux /proc).
+func children(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces and parentheses.
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) > 1 && f[0] != "Z" && f[1] == strconv.Itoa(pid) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
