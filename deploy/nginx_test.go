@@ -46,13 +46,20 @@ func TestNginxRoomRouting(t *testing.T) {
 	partitions := confInt(t, string(shipped), `set \$dispatch_partitions (\d+);`)
 	slots := confInt(t, string(shipped), `set \$room_slots (\d+);`)
 
-	// Six stub gateways on loopback.
+	// Six stub gateways on loopback TCP, a seventh on a Unix socket.
 	const gateways = 6
 	dir := t.TempDir()
 	var addrs []string
-	served := make([]atomic.Int64, gateways)
-	for i := range gateways {
-		srv := httptest.NewServer(stubGateway(i, &served[i]))
+	served := make([]atomic.Int64, gateways+1)
+	for i := range gateways + 1 {
+		srv := httptest.NewUnstartedServer(stubGateway(i, &served[i]))
+		if i == gateways {
+			srv.Listener.Close()
+			if srv.Listener, err = net.Listen("unix", filepath.Join(dir, "gateway.sock")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		srv.Start()
 		t.Cleanup(srv.Close)
 		addrs = append(addrs, srv.Listener.Addr().String())
 	}
@@ -226,6 +233,16 @@ func TestNginxRoomRouting(t *testing.T) {
 		t.Errorf("removing a gateway moved %d keys and kept %d: expected some of each", moved, stayed)
 	}
 	t.Logf("removing gateway %s (of %d) moved its %d keys; %d stayed", addrs[gone], gateways, moved, stayed)
+
+	// nginx hashes a server as written in the file, a name or "unix:"
+	// and a path, not the address it reaches.
+	name[1] = strings.Replace(addrs[1], "127.0.0.1:", "localhost:", 1)
+	name[gateways] = "unix:" + addrs[gateways]
+	named := append([]string{name[gateways], name[1]}, addrs[2:gateways]...)
+	render(named)
+	client.CloseIdleConnections()
+	reload(t, ngx)
+	check("a Unix socket, a host name and 4 addresses", named, send(client, r.ws, again, gatewayName))
 }
 
 // router is what renderRouter puts in place of the deployment's values.

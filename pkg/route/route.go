@@ -45,9 +45,13 @@ func Key(room string, partitions, slots, hot int, draw uint32) string {
 // ngx_http_upstream_hash_module.c): each server of weight 1 has 160 points
 // on a ring of CRC32 values, crc32(HOST "\x00" PORT PREV) with PREV the
 // server's previous point (little-endian, 0 first); a key goes to the
-// server of the first point at or after crc32(key), wrapping. The bench's
-// router places viewers with it, so a hot room's slots collide on
-// gateways as they do behind nginx.
+// server of the first point at or after crc32(key), wrapping. A server is
+// hashed as written in the upstream block ("gateway-1:8090",
+// "unix:/run/gw.sock"), not by the addresses it resolves to; a name that
+// resolves to several addresses gives them all the same points, and nginx
+// takes turns among them. The bench's router places viewers with it, so a
+// hot room's slots collide on gateways as they do behind nginx; deploy's
+// TestNginxRoomRouting checks it against nginx.
 type Ring struct {
 	points []ringPoint // by hash
 }
@@ -57,14 +61,12 @@ type ringPoint struct {
 	server int
 }
 
-// NewRing returns the ring of servers ("host:port").
+// NewRing returns the ring of servers, as an upstream block names them
+// ("host:port", "host", "unix:path"), in its order.
 func NewRing(servers []string) *Ring {
 	r := &Ring{}
 	for i, srv := range servers {
-		host, port := srv, ""
-		if j := strings.LastIndexByte(srv, ':'); j >= 0 {
-			host, port = srv[:j], srv[j+1:]
-		}
+		host, port := hostPort(srv)
 		base := crc32.Update(0, crc32.IEEETable, []byte(host+"\x00"+port))
 		var prev [4]byte
 		for range 160 {
@@ -77,6 +79,23 @@ func NewRing(servers []string) *Ring {
 	slices.SortStableFunc(r.points, func(a, b ringPoint) int { return cmp.Compare(a.hash, b.hash) })
 	r.points = slices.CompactFunc(r.points, func(a, b ringPoint) bool { return a.hash == b.hash })
 	return r
+}
+
+// hostPort splits a server as nginx does for its points: "unix:path" is
+// the path and no port; else the port is the digits after the last colon,
+// when all that follows it is digits ("[::1]" has none).
+func hostPort(srv string) (host, port string) {
+	if len(srv) >= 5 && strings.EqualFold(srv[:5], "unix:") {
+		return srv[5:], ""
+	}
+	i := len(srv)
+	for i > 0 && srv[i-1] >= '0' && srv[i-1] <= '9' {
+		i--
+	}
+	if i > 0 && srv[i-1] == ':' {
+		return srv[:i-1], srv[i:]
+	}
+	return srv, ""
 }
 
 // Get returns the index of key's server.

@@ -102,3 +102,18 @@ func TestRing(t *testing.T) {
 		}
 	}
 }
+
+// TestRingHostPort: servers split into host and port as nginx hashes them
+// (ngx_http_upstream_update_chash): a Unix socket by its path, a port only
+// of digits after the last colon.
+func TestRingHostPort(t *testing.T) {
+	for _, c := range []struct{ srv, host, port string }{
+		{"127.0.0.1:8090", "127.0.0.1", "8090"}, {"gateway-1:8090", "gateway-1", "8090"},
+		{"gateway", "gateway", ""}, {"host:", "host", ""}, {"[::1]:8090", "[::1]", "8090"},
+		{"[::1]", "[::1]", ""}, {"unix:/run/gw.sock", "/run/gw.sock", ""}, {"UNIX:/run/gw:1", "/run/gw:1", ""},
+	} {
+		if host, port := hostPort(c.srv); host != c.host || port != c.port {
+			t.Errorf("hostPort(%q) = %q, %q; nginx hashes %q, %q", c.srv, host, port, c.host, c.port)
+		}
+	}
+}
