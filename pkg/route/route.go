@@ -1,7 +1,8 @@
 // Package route is the rule a room-affine load balancer sends viewers to
 // gateways by (docs/deployment.md, "Room affinity"):
 // deploy/nginx/room-route.js applies it in nginx, the bench's router
-// here; deploy's TestRoomRouteMatchesTheBus checks that both agree.
+// here; deploy's TestRoomRouteMatchesTheBus checks that both agree, and
+// TestNginxRoomRouting that nginx sends viewers where Key and Ring say.
 package route
 
 import (
