@@ -297,8 +297,16 @@ func TestRoomAffinityRouting(t *testing.T) {
 	if str(get(kinds["ConfigMap/gateway-router"], "data", "room-route.js")) != string(js) {
 		t.Error("the gateway-router ConfigMap's room-route.js differs from nginx/room-route.js")
 	}
-	if !strings.Contains(conf, "gateway-pods.danmaku.svc.cluster.local:8090 resolve") || kinds["Service/gateway-pods"] == nil {
-		t.Error("the router must follow the gateway pods through the headless gateway-pods Service")
+	if !strings.Contains(conf, "server gateway-pods.danmaku.svc.cluster.local service=ws weight=2 resolve;") || kinds["Service/gateway-pods"] == nil {
+		t.Error("the router must follow the gateway pods through the SRV records of the headless gateway-pods Service, a server per pod")
+	}
+	ws := false
+	ports, _ := get(kinds["Service/gateway-pods"], "spec", "ports").([]any)
+	for _, p := range ports {
+		ws = ws || str(get(p, "name")) == "ws" && fmt.Sprint(get(p, "port")) == "8090"
+	}
+	if !ws {
+		t.Error("Service gateway-pods: no port ws 8090, so no _ws._tcp SRV records for the router")
 	}
 	if str(get(kinds["Service/gateway-router"], "spec", "type")) != "LoadBalancer" {
 		t.Error("the gateway-router Service must be the viewers' entry (LoadBalancer)")
