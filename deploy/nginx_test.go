@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -30,32 +31,36 @@ import (
 // bench places viewers by: route.Key of the room (its dispatch partition
 // and the slot room-route.js draws from the request id), or the request id
 // for a URL without a room, on route.Ring over the upstream's servers in
-// the order of the file. Then it reloads nginx with one gateway fewer:
-// only that gateway's keys move.
+// the order of the file. Then it reloads nginx with one gateway fewer
+// (only that gateway's keys move), and with a Unix-socket gateway and a
+// host name.
 //
-// The file runs as shipped but for what a test must change (renderRouter).
-// With njs 0.7 (Debian 12's libnginx-mod-http-js 0.7.9) the lines marked
-// "njs 0.8.1+" are dropped, as the file says, and every room goes by its
-// partition; hot rooms are not tested here.
+// The file runs as shipped but for what a test must change (see
+// nginxRouter.render), with the lines marked "njs 0.8.1+" dropped, as the
+// file says for njs 0.7 (Debian 12's libnginx-mod-http-js 0.7.9): every
+// room goes by its partition. With njs 0.8.1 or later (DANMAKU_TEST_NGINX
+// naming such an nginx) "hot rooms" also runs the whole file.
 func TestNginxRoomRouting(t *testing.T) {
 	bin, modules := testenv.Nginx(t)
 	shipped, err := os.ReadFile("nginx/room-affinity.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	partitions := confInt(t, string(shipped), `set \$dispatch_partitions (\d+);`)
-	slots := confInt(t, string(shipped), `set \$room_slots (\d+);`)
+	p := placement{
+		partitions: confInt(t, string(shipped), `set \$dispatch_partitions (\d+);`),
+		slots:      confInt(t, string(shipped), `set \$room_slots (\d+);`),
+	}
 
 	// Six stub gateways on loopback TCP, a seventh on a Unix socket.
 	const gateways = 6
-	dir := t.TempDir()
+	sockDir := t.TempDir()
 	var addrs []string
 	served := make([]atomic.Int64, gateways+1)
 	for i := range gateways + 1 {
 		srv := httptest.NewUnstartedServer(stubGateway(i, &served[i]))
 		if i == gateways {
 			srv.Listener.Close()
-			if srv.Listener, err = net.Listen("unix", filepath.Join(dir, "gateway.sock")); err != nil {
+			if srv.Listener, err = net.Listen("unix", filepath.Join(sockDir, "gateway.sock")); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -65,42 +70,14 @@ func TestNginxRoomRouting(t *testing.T) {
 	}
 	// name is each stub gateway's server in nginx's upstream.
 	name := slices.Clone(addrs)
-	gatewayName := func(h http.Header) string {
+	p.name = func(h http.Header) string {
 		i, err := strconv.Atoi(h.Get("X-Gateway"))
 		if err != nil || i < 0 || i >= len(name) {
 			return "?" + h.Get("X-Gateway")
 		}
 		return name[i]
 	}
-
-	if err := os.Mkdir(filepath.Join(dir, "temp"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(modules, filepath.Join(dir, "modules")); err != nil { // load_module modules/…
-		t.Fatal(err)
-	}
-	js, err := filepath.Abs("nginx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _ := execOutput(bin, "-V")
-	r := router{js: js, ws: testenv.FreeAddr(t), http: testenv.FreeAddr(t), temps: tempPaths(out)}
-	conf := filepath.Join(dir, "nginx.conf")
-	render := func(servers []string) {
-		t.Helper()
-		if err := os.WriteFile(conf, []byte(r.render(t, string(shipped), servers)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	render(addrs[:gateways])
-	global := "daemon off; pid " + filepath.Join(dir, "nginx.pid") + ";"
-	if os.Geteuid() == 0 {
-		global += " user root;" // workers as this user, not nobody
-	}
-	ngx := testenv.Spawn(t, bin, "nginx", "", nil, "-p", dir+"/", "-e", "stderr", "-c", conf, "-g", global)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
-	waitNginx(t, ngx, client, r.ws)
-	t.Logf("%s (njs module in %s) in front of %d stub gateways; %d partitions, %d slots", strings.SplitN(out, "\n", 2)[0], modules, gateways, partitions, slots)
 
 	// Viewers: rooms of the names viewers use ([A-Za-z0-9_-]{1,64}), in the
 	// URL shapes clients send, and URLs without a room.
@@ -118,93 +95,34 @@ func TestNginxRoomRouting(t *testing.T) {
 		reqs = append(reqs, viewer{path: []string{"/ws", "/ws?token=t" + strconv.Itoa(i), "/ws?room=", "/"}[i%4]})
 	}
 
-	// wantKey is pkg/route's key for v: its room's, with the slot drawn
-	// from the request id as room-route.js does (parseInt(id.slice(-4),
-	// 16)), or for no room the request id.
-	wantKey := func(v viewer) string {
-		if v.room == "" {
-			return v.id
-		}
-		draw, _ := strconv.ParseUint(v.id[max(len(v.id)-4, 0):], 16, 32)
-		return route.Key(v.room, partitions, slots, 0, uint32(draw))
-	}
-	// check compares what nginx did with pkg/route; it returns where each
-	// key went.
-	check := func(phase string, servers []string, vs []viewer) map[string]string {
-		t.Helper()
-		ring := route.NewRing(servers)
-		placed := map[string]string{}
-		byRoom := map[string]map[string]bool{}
-		bad := map[string]int{} // by key
-		for _, v := range vs {
-			var msg string
-			_, query, _ := strings.Cut(v.path, "?")
-			switch {
-			case v.err != nil:
-				msg = v.err.Error()
-			case v.key != wantKey(v):
-				msg = fmt.Sprintf("nginx hashed key %q, pkg/route's key is %q (request id %s)", v.key, wantKey(v), v.id)
-			case v.gw != servers[ring.Get(v.key)]:
-				msg = fmt.Sprintf("key %q: nginx chose gateway %s, pkg/route.Ring %s", v.key, v.gw, servers[ring.Get(v.key)])
-			case placed[v.key] != "" && placed[v.key] != v.gw:
-				msg = fmt.Sprintf("key %q went to gateway %s, before to %s", v.key, v.gw, placed[v.key])
-			case v.query != query:
-				msg = fmt.Sprintf("the gateway got query %q", v.query)
-			}
-			if msg != "" {
-				if bad[v.key]++; bad[v.key] == 1 && len(bad) <= 20 {
-					t.Errorf("%s: room %q (%s): %s", phase, v.room, v.path, msg)
-				}
-				continue
-			}
-			placed[v.key] = v.gw
-			if v.room != "" {
-				if byRoom[v.room] == nil {
-					byRoom[v.room] = map[string]bool{}
-				}
-				byRoom[v.room][v.gw] = true
-			}
-		}
-		for room, gws := range byRoom {
-			if len(gws) > slots {
-				t.Errorf("%s: room %q reached %d gateways, more than its %d slots", phase, room, len(gws), slots)
-			}
-		}
-		if len(bad) > 0 {
-			n := 0
-			for _, c := range bad {
-				n += c
-			}
-			t.Fatalf("%s: %d of %d requests (%d keys) not where pkg/route puts them", phase, n, len(vs), len(bad))
-		}
-		t.Logf("%s: %d requests (%d rooms, %d keys) each on pkg/route's gateway", phase, len(vs), len(byRoom), len(placed))
-		return placed
-	}
-
-	before := check("6 gateways", addrs[:gateways], send(client, r.ws, reqs, gatewayName))
+	ngx := newNginxRouter(t, bin, modules, string(shipped), false)
+	ngx.render(addrs[:gateways])
+	ngx.start(client)
+	t.Logf("%s (njs module in %s) in front of %d stub gateways; %d partitions, %d slots", ngx.version, modules, gateways, p.partitions, p.slots)
+	before := p.check(t, "6 gateways", addrs[:gateways], send(client, ngx.ws, reqs, p.name))
 
 	// Real WebSocket upgrades through the shipped headers: the gateway
 	// answers 101 and nginx tunnels the connection.
 	var ups []viewer
 	for i, room := range rooms[:20] {
-		v := upgrade(r.ws, roomURL(i, room), gatewayName)
+		v := upgrade(ngx.ws, roomURL(i, room), p.name)
 		v.room = room
 		ups = append(ups, v)
 	}
-	check("6 gateways, WebSocket upgrades", addrs[:gateways], ups)
+	p.check(t, "6 gateways, WebSocket upgrades", addrs[:gateways], ups)
 
 	// One gateway fewer, by reload: the keys on the others stay.
 	const gone = 2
 	fewer := slices.Delete(slices.Clone(addrs[:gateways]), gone, gone+1)
-	render(fewer)
+	ngx.render(fewer)
 	client.CloseIdleConnections() // so the old workers exit at once
-	reload(t, ngx)
+	ngx.reload()
 	was := served[gone].Load()
 	var again []viewer
 	for _, v := range slices.Concat(reqs[:len(rooms)], reqs[len(reqs)-400:]) {
 		again = append(again, viewer{room: v.room, path: v.path})
 	}
-	after := check("5 gateways", fewer, send(client, r.ws, again, gatewayName))
+	after := p.check(t, "5 gateways", fewer, send(client, ngx.ws, again, p.name))
 	if n := served[gone].Load() - was; n != 0 {
 		t.Errorf("the removed gateway %s got %d requests after the reload", addrs[gone], n)
 	}
@@ -239,52 +157,223 @@ func TestNginxRoomRouting(t *testing.T) {
 	name[1] = strings.Replace(addrs[1], "127.0.0.1:", "localhost:", 1)
 	name[gateways] = "unix:" + addrs[gateways]
 	named := append([]string{name[gateways], name[1]}, addrs[2:gateways]...)
-	render(named)
+	ngx.render(named)
 	client.CloseIdleConnections()
-	reload(t, ngx)
-	check("a Unix socket, a host name and 4 addresses", named, send(client, r.ws, again, gatewayName))
+	ngx.reload()
+	p.check(t, "a Unix socket, a host name and 4 addresses", named, send(client, ngx.ws, again, p.name))
+	copy(name, addrs)
+
+	t.Run("hot rooms", func(t *testing.T) {
+		// The whole file: refreshHot reads the stubs' GET /api/rooms
+		// (stubHotRooms) through the router's own HTTP port.
+		hot := newNginxRouter(t, bin, modules, string(shipped), true)
+		hot.render(addrs[:gateways])
+		if out, err := hot.test(); err != nil {
+			if strings.Contains(out, `unknown directive "js_shared_dict_zone"`) || strings.Contains(out, `unknown directive "js_periodic"`) {
+				t.Skipf("%s: njs older than 0.8.1, so no hot rooms (the lines marked njs 0.8.1+ ran dropped above): %s", hot.version, strings.TrimSpace(out))
+			}
+			t.Fatalf("nginx -t: %v\n%s", err, out)
+		}
+		hot.start(client)
+		perSlot := confInt(t, string(shipped), `js_var \$room_viewers_per_slot (\d+);`)
+		hp := p
+		hp.hot = map[string]int{}
+		var vs []viewer
+		for _, h := range stubHotRooms {
+			if n := route.HotSlots(h.Online, perSlot); n > 0 {
+				hp.hot[h.Room] = n
+			}
+			for i := range 100 {
+				vs = append(vs, viewer{room: h.Room, path: roomURL(i, h.Room)})
+			}
+		}
+		for i, room := range rooms[:300] {
+			vs = append(vs, viewer{room: room, path: roomURL(i, room)})
+		}
+		// Wait for the first refresh (at worker start).
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			v := send(client, hot.ws, []viewer{{room: stubHotRooms[0].Room, path: "/ws?room=" + stubHotRooms[0].Room}}, p.name)[0]
+			if strings.HasPrefix(v.key, "room:") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("room %q still keyed %q (%v) 10 s after start: refreshHot did not store it\n%s", v.room, v.key, v.err, hot.proc.Log())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		placed := hp.check(t, "hot rooms", addrs[:gateways], send(client, hot.ws, vs, p.name))
+		for room, n := range hp.hot {
+			keys := 0
+			for key := range placed {
+				if strings.HasPrefix(key, "room:"+room+":") {
+					keys++
+				}
+			}
+			if keys != n {
+				t.Errorf("hot room %q: %d keys of its own in 100 requests, want its %d slots", room, keys, n)
+			}
+		}
+		t.Logf("%s: hot rooms %v (%d viewers per slot) on slots of their own, the rest by partition", hot.version, hp.hot, perSlot)
+	})
 }
 
-// router is what renderRouter puts in place of the deployment's values.
-type router struct {
-	js       string   // js_path: the directory of room-route.js
-	ws, http string   // listen addresses
-	temps    []string // temp path directives nginx was built with an absolute path for
+// placement is what pkg/route says of where the router sends viewers.
+type placement struct {
+	partitions, slots int
+	hot               map[string]int             // hot slots by room
+	name              func(h http.Header) string // the server of the gateway that answered
 }
 
-// render is nginx/room-affinity.conf as shipped, changed only where a test
-// must: the lines marked "njs 0.8.1+" dropped (the file's rule for njs
-// 0.7), js_path, the listen addresses and the gateways (servers, each with
-// the shipped parameters) on loopback, the temp paths and the access log
-// under nginx's prefix, and two headers that tell a gateway the key nginx
-// hashed and the request id it drew the slot from. Each change must find
-// its place in the file once, so the test notices when the file changes.
-func (r router) render(t *testing.T, conf string, servers []string) string {
+// wantKey is pkg/route's key for v: its room's, with the slot drawn from
+// the request id as room-route.js does (parseInt(id.slice(-4), 16)), or
+// for no room the request id.
+func (p placement) wantKey(v viewer) string {
+	if v.room == "" {
+		return v.id
+	}
+	draw, _ := strconv.ParseUint(v.id[max(len(v.id)-4, 0):], 16, 32)
+	return route.Key(v.room, p.partitions, p.slots, p.hot[v.room], uint32(draw))
+}
+
+// check compares where nginx sent vs with pkg/route over servers; it
+// returns where each key went.
+func (p placement) check(t *testing.T, phase string, servers []string, vs []viewer) map[string]string {
 	t.Helper()
-	var kept []string
-	dropped := 0
-	for _, l := range strings.SplitAfter(conf, "\n") {
-		if strings.Contains(l, "# njs 0.8.1+") {
-			dropped++
+	ring := route.NewRing(servers)
+	placed := map[string]string{}
+	byRoom := map[string]map[string]bool{}
+	bad := map[string]int{} // by key
+	for _, v := range vs {
+		var msg string
+		_, query, _ := strings.Cut(v.path, "?")
+		switch {
+		case v.err != nil:
+			msg = v.err.Error()
+		case v.key != p.wantKey(v):
+			msg = fmt.Sprintf("nginx hashed key %q, pkg/route's key is %q (request id %s)", v.key, p.wantKey(v), v.id)
+		case v.gw != servers[ring.Get(v.key)]:
+			msg = fmt.Sprintf("key %q: nginx chose gateway %s, pkg/route.Ring %s", v.key, v.gw, servers[ring.Get(v.key)])
+		case placed[v.key] != "" && placed[v.key] != v.gw:
+			msg = fmt.Sprintf("key %q went to gateway %s, before to %s", v.key, v.gw, placed[v.key])
+		case v.query != query:
+			msg = fmt.Sprintf("the gateway got query %q", v.query)
+		}
+		if msg != "" {
+			if bad[v.key]++; bad[v.key] == 1 && len(bad) <= 20 {
+				t.Errorf("%s: room %q (%s): %s", phase, v.room, v.path, msg)
+			}
 			continue
 		}
-		kept = append(kept, l)
+		placed[v.key] = v.gw
+		if v.room != "" {
+			if byRoom[v.room] == nil {
+				byRoom[v.room] = map[string]bool{}
+			}
+			byRoom[v.room][v.gw] = true
+		}
 	}
-	conf = strings.Join(kept, "")
-	if dropped == 0 || strings.Contains(conf, "js_shared_dict_zone") || strings.Contains(conf, "js_periodic") {
-		t.Fatalf("dropping the lines marked njs 0.8.1+ (%d) leaves njs 0.8 directives", dropped)
+	for room, gws := range byRoom {
+		if n := max(p.slots, p.hot[room]); len(gws) > n {
+			t.Errorf("%s: room %q reached %d gateways, more than its %d slots", phase, room, len(gws), n)
+		}
+	}
+	if len(bad) > 0 {
+		n := 0
+		for _, c := range bad {
+			n += c
+		}
+		t.Fatalf("%s: %d of %d requests (%d keys) not where pkg/route puts them", phase, n, len(vs), len(bad))
+	}
+	t.Logf("%s: %d requests (%d rooms, %d keys) each on pkg/route's gateway", phase, len(vs), len(byRoom), len(placed))
+	return placed
+}
+
+// nginxRouter is nginx running nginx/room-affinity.conf, in a directory
+// of its own (its -p prefix: configuration, pid, temp files).
+type nginxRouter struct {
+	t            *testing.T
+	bin, version string
+	shipped      string
+	hot          bool   // keep the lines marked njs 0.8.1+
+	dir, conf    string // prefix, configuration file
+	js           string // js_path: the directory of room-route.js
+	ws, http     string // listen addresses
+	temps        []string
+	global       string // -g
+	proc         *testenv.Process
+}
+
+func newNginxRouter(t *testing.T, bin, modules, shipped string, hot bool) *nginxRouter {
+	t.Helper()
+	n := &nginxRouter{t: t, bin: bin, shipped: shipped, hot: hot, dir: t.TempDir(), ws: testenv.FreeAddr(t), http: testenv.FreeAddr(t)}
+	n.conf = filepath.Join(n.dir, "nginx.conf")
+	if err := os.Mkdir(filepath.Join(n.dir, "temp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(modules, filepath.Join(n.dir, "modules")); err != nil { // load_module modules/…
+		t.Fatal(err)
+	}
+	js, err := filepath.Abs("nginx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.js = js
+	out, err := exec.Command(bin, "-V").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s -V: %v\n%s", bin, err, out)
+	}
+	n.version, _, _ = strings.Cut(string(out), "\n")
+	n.temps = tempPaths(string(out))
+	n.global = "daemon off; pid " + filepath.Join(n.dir, "nginx.pid") + ";"
+	if os.Geteuid() == 0 {
+		n.global += " user root;" // workers as this user, not nobody
+	}
+	return n
+}
+
+// render writes the configuration: nginx/room-affinity.conf as shipped,
+// changed only where a test must: without hot rooms the lines marked "njs
+// 0.8.1+" dropped (the file's rule for njs 0.7); js_path, the listen
+// addresses (and the hot-room API URL on the HTTP one) and the gateways
+// (servers, each with the shipped parameters) on loopback; the temp paths
+// and the access log under the prefix; and two headers that tell a gateway
+// the key nginx hashed and the request id it drew the slot from. Each
+// change must find its place in the file once, so the test notices when
+// the file changes.
+func (n *nginxRouter) render(servers []string) {
+	t := n.t
+	t.Helper()
+	conf := n.shipped
+	if !n.hot {
+		var kept []string
+		dropped := 0
+		for _, l := range strings.SplitAfter(conf, "\n") {
+			if strings.Contains(l, "# njs 0.8.1+") {
+				dropped++
+				continue
+			}
+			kept = append(kept, l)
+		}
+		conf = strings.Join(kept, "")
+		if dropped == 0 || strings.Contains(conf, "js_shared_dict_zone") || strings.Contains(conf, "js_periodic") {
+			t.Fatalf("dropping the lines marked njs 0.8.1+ (%d) leaves njs 0.8 directives", dropped)
+		}
 	}
 	once := func(old, new string) {
 		t.Helper()
-		if n := strings.Count(conf, old); n != 1 {
-			t.Fatalf("nginx/room-affinity.conf: %q %d times, want once", old, n)
+		if c := strings.Count(conf, old); c != 1 {
+			t.Fatalf("nginx/room-affinity.conf: %q %d times, want once", old, c)
 		}
 		conf = strings.Replace(conf, old, new, 1)
 	}
-	once("js_path /etc/nginx/danmaku;", "js_path "+r.js+";")
-	once("listen 8090;", "listen "+r.ws+";")
-	once("listen 8080;", "listen "+r.http+";")
-	once("\nhttp {\n", "\nhttp {\n    "+strings.Join(append(r.temps, "access_log off;"), "\n    ")+"\n")
+	once("js_path /etc/nginx/danmaku;", "js_path "+n.js+";")
+	once("listen 8090;", "listen "+n.ws+";")
+	once("listen 8080;", "listen "+n.http+";")
+	if n.hot {
+		once("js_var $hot_rooms_api http://127.0.0.1:8080/", "js_var $hot_rooms_api http://"+n.http+"/")
+	}
+	once("\nhttp {\n", "\nhttp {\n    "+strings.Join(append(slices.Clone(n.temps), "access_log off;"), "\n    ")+"\n")
 	once("proxy_pass http://danmaku_ws;\n", "proxy_pass http://danmaku_ws;\n"+
 		"            proxy_set_header X-Route-Key $room_route;\n"+
 		"            proxy_set_header X-Request-Id $request_id;\n")
@@ -301,7 +390,70 @@ func (r router) render(t *testing.T, conf string, servers []string) string {
 		}
 		conf = conf[:m[0][0]] + lines.String() + re.ReplaceAllString(conf[m[0][1]:], "")
 	}
-	return conf
+	if err := os.WriteFile(n.conf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// test runs nginx -t on the configuration.
+func (n *nginxRouter) test() (string, error) {
+	out, err := exec.Command(n.bin, "-p", n.dir+"/", "-e", "stderr", "-c", n.conf, "-g", n.global, "-t").CombinedOutput()
+	return string(out), err
+}
+
+// start starts nginx (stopped when the test ends) and waits until it
+// answers.
+func (n *nginxRouter) start(c *http.Client) {
+	t := n.t
+	t.Helper()
+	n.proc = testenv.Spawn(t, n.bin, "nginx", "", nil, "-p", n.dir+"/", "-e", "stderr", "-c", n.conf, "-g", n.global)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res, err := c.Get("http://" + n.ws + "/ws?room=demo")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+			err = fmt.Errorf("status %s", res.Status)
+		}
+		select {
+		case <-n.proc.Done():
+			t.Fatalf("nginx exited: %v\n%s", n.proc.Err(), n.proc.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx not answering on %s: %v\n%s", n.ws, err, n.proc.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// reload makes nginx re-read its configuration (SIGHUP) and waits until
+// the workers of the old one have exited, so every new connection meets
+// the new one.
+func (n *nginxRouter) reload() {
+	t := n.t
+	t.Helper()
+	pid := n.proc.Pid()
+	old := children(pid)
+	if len(old) == 0 {
+		t.Fatalf("no nginx workers under pid %d", pid)
+	}
+	if err := n.proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		now := children(pid)
+		if len(now) > 0 && !slices.ContainsFunc(now, func(p int) bool { return slices.Contains(old, p) }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx reload: workers %v, the old ones %v still there after 5 s\n%s", now, old, n.proc.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // tempPaths are the temp path directives for the paths nginx -V says it
@@ -326,17 +478,22 @@ func confInt(t *testing.T, conf, re string) int {
 	return n
 }
 
-func execOutput(bin string, args ...string) (string, error) {
-	cmd := exec.Command(bin, args...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
+// stubHotRooms is what the stub gateways answer GET /api/rooms with,
+// busiest first: at 5,000 viewers a slot, 4 slots, 2, none.
+var stubHotRooms = []struct {
+	Room   string `json:"room"`
+	Online int    `json:"online"`
+}{{"big", 18000}, {"mid", 5001}, {"small", 10}}
 
-// stubGateway answers any request with its number (X-Gateway) and the
-// routing headers nginx sent, and a WebSocket upgrade with 101, then
-// "pong N" to a line through the tunnel.
+// stubGateway answers GET /api/rooms with stubHotRooms, any other request
+// with its number (X-Gateway) and the routing headers nginx sent, and a
+// WebSocket upgrade with 101, then "pong N" to a line through the tunnel.
 func stubGateway(n int, served *atomic.Int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/rooms" {
+			_ = json.NewEncoder(w).Encode(map[string]any{"rooms": stubHotRooms})
+			return
+		}
 		served.Add(1)
 		h := w.Header()
 		h.Set("X-Gateway", strconv.Itoa(n))
@@ -501,56 +658,6 @@ func roomURL(i int, room string) string {
 		return "/ws?token=t" + strconv.Itoa(i) + "&room=" + room
 	default:
 		return "/?room=" + room
-	}
-}
-
-// waitNginx waits until nginx answers on addr.
-func waitNginx(t *testing.T, ngx *testenv.Process, c *http.Client, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		res, err := c.Get("http://" + addr + "/ws?room=demo")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return
-			}
-			err = fmt.Errorf("status %s", res.Status)
-		}
-		select {
-		case <-ngx.Done():
-			t.Fatalf("nginx exited: %v\n%s", ngx.Err(), ngx.Log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx not answering on %s: %v\n%s", addr, err, ngx.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// reload makes nginx re-read its configuration (SIGHUP) and waits until
-// the workers of the old one have exited, so every new connection meets
-// the new one.
-func reload(t *testing.T, ngx *testenv.Process) {
-	t.Helper()
-	old := children(ngx.Pid())
-	if len(old) == 0 {
-		t.Fatalf("no nginx workers under pid %d", ngx.Pid())
-	}
-	if err := ngx.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		now := children(ngx.Pid())
-		if len(now) > 0 && !slices.ContainsFunc(now, func(p int) bool { return slices.Contains(old, p) }) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx reload: workers %v, the old ones %v still there after 5 s\n%s", now, old, ngx.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
