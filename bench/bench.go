@@ -133,6 +133,9 @@ func printSummary(w io.Writer, r *Result) {
 		}
 		fmt.Fprintf(w, "gateway loop delay ms (queued on a loop → written): p50 %.1f p99 %.1f%s\n", g.LoopDelayP50Ms, g.LoopDelayP99Ms, past)
 	}
+	if g.Writes > 0 {
+		fmt.Fprintf(w, "gateway writes to viewers: %s (%.1f msgs, %s per write)\n", human(g.Writes), float64(r.Deliveries)/g.Writes, humanBytes(int64(g.WriteBytes/g.Writes)))
+	}
 	h := r.Harness
 	fmt.Fprintf(w, "harness: %d workers, %.1f CPU-s, rss %s (%.0f B/conn), %.2f CPU-s per million deliveries\n",
 		h.Workers, h.CPU, humanBytes(h.RSS), h.BytesPerConn, h.CPUPerMillionDeliveries)

@@ -77,9 +77,16 @@ type GatewayCost struct {
 	// DispatchPublished is the records dispatch published over the run
 	// (danmaku_dispatch_batches_total; 0 without a dispatch process).
 	DispatchPublished float64 `json:"dispatch_published,omitempty"`
+	// Writes and WriteBytes are the gateways' writes of the rooms'
+	// streams to viewers over the run and their bytes
+	// (danmaku_gateway_stream_writes_total, _write_bytes_total, summed):
+	// a write holds one or more frames, so the per-write costs of the
+	// model (bench model) read these, not the harness's frames.
+	Writes     float64 `json:"writes,omitempty"`
+	WriteBytes float64 `json:"write_bytes,omitempty"`
 	// LoopDelayP50Ms and LoopDelayP99Ms are quantiles of the gateways'
-	// write passes' delay over the run: how long the oldest batch of a
-	// pass waited on its event loop, queued to written
+	// write passes' delay over the run: the longest wait of a batch of a
+	// pass on its event loop, queued to written to every viewer there
 	// (danmaku_gateway_loop_delay_seconds, merged over the gateways and
 	// interpolated within its buckets); 0 when it could not be read.
 	LoopDelayP50Ms float64 `json:"loop_delay_p50_ms,omitempty"`

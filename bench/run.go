@@ -755,6 +755,12 @@ func (r *run) summarizeGateway(t totals, gwEnd ProcSample) {
 			gwHTTP = append(gwHTTP, g.http)
 		}
 	}
+	for _, addr := range gwHTTP {
+		if m := scrapeMetrics(r.ctx, addr, "danmaku_gateway_stream_writes_total", "danmaku_gateway_stream_write_bytes_total"); m[0] >= 0 && m[1] >= 0 {
+			res.Gateway.Writes += m[0]
+			res.Gateway.WriteBytes += m[1]
+		}
+	}
 	if h := scrapeHistograms(r.ctx, gwHTTP, "danmaku_gateway_loop_delay_seconds"); h.total() > 0 {
 		res.Gateway.LoopDelayP50Ms, res.Gateway.LoopDelayP99Ms = 1e3*h.quantile(0.5), 1e3*h.quantile(0.99)
 		res.Gateway.LoopDelayPastTop = h.pastTop(0.99)

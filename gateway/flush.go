@@ -125,6 +125,8 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 	}
 	if p.msgs > 0 && p.writes > 0 {
 		storeMax(&lr.r.writeBytes, p.wire/int64(p.writes))
+		s.m.streamWrites.Add(float64(p.writes))
+		s.m.streamBytes.Add(float64(p.wire))
 	}
 	if backed >= 2 && 2*backed > viewers {
 		lr.r.backedAt.Store(max(l.passHead, 1))

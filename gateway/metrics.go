@@ -13,14 +13,19 @@ import (
 // metrics are the gateway's Prometheus collectors. Every field is safe for
 // concurrent use.
 type metrics struct {
-	conns         prometheus.Gauge
-	rooms         prometheus.Gauge
-	handshakes    *prometheus.CounterVec // by result: ok, rejected, timeout
-	closes        *prometheus.CounterVec // by reason
-	sends         prometheus.Counter
-	sendRejects   *prometheus.CounterVec // rejects decided at the gateway, by code
-	batches       prometheus.Counter
-	deliveries    prometheus.Counter
+	conns       prometheus.Gauge
+	rooms       prometheus.Gauge
+	handshakes  *prometheus.CounterVec // by result: ok, rejected, timeout
+	closes      *prometheus.CounterVec // by reason
+	sends       prometheus.Counter
+	sendRejects *prometheus.CounterVec // rejects decided at the gateway, by code
+	batches     prometheus.Counter
+	deliveries  prometheus.Counter
+	// streamWrites and streamBytes are the writes of rooms' message
+	// streams to viewers (one per viewer per pass, holding one or more
+	// batch frames) and their bytes on the wire.
+	streamWrites  prometheus.Counter
+	streamBytes   prometheus.Counter
 	dropped       prometheus.Counter
 	slowConsumers prometheus.Counter
 	restarts      prometheus.Counter
@@ -64,6 +69,10 @@ func newMetrics(reg prometheus.Registerer, outbound *atomic.Int64) *metrics {
 			"Sends rejected at the gateway before reaching logic, by code.", "code"),
 		batches: ms.Counter("batches_total",
 			"Batches received from dispatch."),
+		streamWrites: ms.Counter("stream_writes_total",
+			"Writes of rooms' message streams to viewers: one per viewer per write pass, holding one or more batch frames (at most 256 messages each)."),
+		streamBytes: ms.Counter("stream_write_bytes_total",
+			"Bytes on the wire of those writes (compressed where the viewer chose deflate)."),
 		dispatchRecords: ms.Counter("dispatch_records_total",
 			"Records read from the dispatch stream, of rooms without viewers here too."),
 		dispatchBytes: ms.Counter("dispatch_read_bytes_total",

@@ -357,6 +357,10 @@ func TestPassTakesNewBatches(t *testing.T) {
 			t.Fatalf("viewer %d: next batch %v, want [4] (nothing repeated)", i, got)
 		}
 	}
+	// Three passes, a write to every viewer in each.
+	if w, b := counterValue(gw.s.m.streamWrites), counterValue(gw.s.m.streamBytes); w != 3*n || b < 3*n*20 {
+		t.Fatalf("stream writes %v of %v bytes, want %d writes of 20 bytes or more", w, b, 3*n)
+	}
 }
 
 // TestShortBatchSentPlain: a batch that does not shrink compressed on its
