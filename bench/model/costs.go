@@ -29,7 +29,7 @@ type Costs map[string]Cost
 
 // costNames are the costs the model reads; a costs file must have them all.
 var costNames = []string{
-	"handshake_us", "ping_us", "write_frame_us", "write_byte_ns",
+	"handshake_us", "ping_us", "write_us", "write_byte_ns",
 	"read_record_us", "read_byte_ns", "decode_byte_ns",
 	"logic_msg_us", "dispatch_msg_us", "broker_msg_us",
 	"delivery_bytes", "deflate_ratio",
@@ -37,7 +37,7 @@ var costNames = []string{
 	"broker_egress_mbs", "broker_ingress_mbs",
 	"deflate_byte_ns", "pipeline_ms", "harness_frame_us", "harness_msg_us",
 	"gateway_base_cores", "harness_base_cores", "loop_spread",
-	"pipeline_base_cores",
+	"pipeline_base_cores", "broker_base_cores", "box_pass_eff",
 }
 
 //go:embed costs.json

@@ -43,10 +43,11 @@ type gw struct {
 	cycle, hotPass, hotCycle float64 // seconds
 	p50, p99                 float64 // seconds
 	loopDelay                float64 // seconds: a batch queued as a pass starts, written at the end of the next
-	msgsPerFrame             float64
+	msgsPerWrite             float64
 	readFraction, rooms      float64
 	pipeUtil                 float64
 	harnessUtil              float64 // the bench viewers' CPU need / what they get (box)
+	loopUtil                 float64 // the hottest room's messages per cycle / what a write holds (box)
 	share                    float64 // of a core, per event loop
 	wide                     bool    // the hottest room's loops write wide (overload)
 	shed                     float64 // share of the hottest room's messages shedding leaves out
@@ -107,10 +108,10 @@ func (s *state) gateway(n int) gw {
 		avg.wide, avg.shown = hot.wide, hot.shown
 	}
 	g.cycle = s.cycle(avg, share)
-	cpu, writes, msgs := s.work(avg, g.cycle)
+	cpu, writes, msgs, _ := s.work(avg, g.cycle)
 	g.cpu.Write = loops * cpu / g.cycle
 	if writes > 0 {
-		g.msgsPerFrame = msgs / writes
+		g.msgsPerWrite = msgs / writes
 	}
 	g.share = share(g.cycle, avg)
 	if g.harnessUtil > 1 {
@@ -124,8 +125,8 @@ func (s *state) gateway(n int) gw {
 
 // pressure returns mix (the loop that holds the hottest room) paced and
 // shed as the gateway would (gateway/shed.go): a loop whose batches wait
-// longer than ShedDelayMs from being queued to the end of the pass that
-// writes them (a cycle and a pass at worst) goes wide. One late pass is
+// longer than ShedDelayMs from being queued to being written to every
+// member (lag) goes wide. One late pass is
 // enough, and a wide room stays wide for seconds: what counts is the
 // slowest passes, loop_spread times the typical one; if it is still
 // late on what it queues after that (the wide wait does not count) with
@@ -135,7 +136,7 @@ func (s *state) gateway(n int) gw {
 // buffers hold the backlog, which hot() charges to the latency.)
 func (s *state) pressure(g *gw, mix loopMix, share func(float64, loopMix) float64) loopMix {
 	delay := s.in.ShedDelayMs / 1e3
-	if cycle, pass, _ := s.loop(mix, share); (cycle+pass)*s.spread() <= delay {
+	if cycle, pass, _ := s.loop(mix, share); s.lag(mix, pass, cycle-pass)*s.spread() <= delay {
 		return mix
 	}
 	mix.wide, g.wide = true, true
@@ -161,15 +162,34 @@ func (s *state) pressure(g *gw, mix loopMix, share func(float64, loopMix) float6
 }
 
 // lateWide is whether a wide loop mix is late on what it queues (the wide
-// wait does not count: a pass, the pacing and the next pass, slowest
-// ones, past ShedDelayMs) with writes of the hottest room of shedFrameBytes
-// or more at full delivery: what makes the gateway leave messages out.
+// wait does not count: its lag with the pacing alone, slowest passes, past
+// ShedDelayMs) with writes of the hottest room of shedFrameBytes or more
+// at full delivery: what makes the gateway leave messages out.
 func (s *state) lateWide(mix loopMix, share func(float64, loopMix) float64) bool {
 	cycle, pass, writes := s.loop(mix, share)
 	full := mix // the gateway judges the write's size at full delivery
 	full.shown = 1
-	return (2*pass+s.pace(writes))*s.spread() > s.in.ShedDelayMs/1e3 && s.hotFrame(full, cycle)*s.c.v("delivery_bytes")*s.wire >= shedFrameBytes
+	return s.lag(mix, pass, s.pace(writes))*s.spread() > s.in.ShedDelayMs/1e3 && s.hotWrite(full, cycle)*s.c.v("delivery_bytes")*s.wire >= shedFrameBytes
 }
+
+// lag is how late the loop of mix is on its hottest room (what the
+// gateway measures, gateway/lag.go) with a write pass of pass and a wait
+// of wait after it: the oldest batch comes as a pass starts, waits it out
+// and the wait, and is written to every member by the end of the next
+// pass, or, where the room has more than takeEvery members on the loop,
+// once the next pass has written the members before the point the running
+// pass took it at (its first look, takeEvery members in).
+func (s *state) lag(mix loopMix, pass, wait float64) float64 {
+	next := pass
+	if m := mix.members[0]; m > takeEvery {
+		next = pass * takeEvery / m
+	}
+	return pass + wait + next
+}
+
+// takeEvery is the gateway's members written between looks at the loop's
+// queue for a room's newer batches (gateway/flush.go).
+const takeEvery = 512
 
 // spread is how much longer the slowest write passes are than the
 // typical one: loop_spread on a box, where the harness, the pipeline and
@@ -233,8 +253,8 @@ func hitShare(n, k float64) float64 {
 }
 
 // work is one loop's cost of a flush cycle of length cycle: CPU seconds,
-// frames written and messages in them.
-func (s *state) work(mix loopMix, cycle float64) (cpu, writes, msgs float64) {
+// writes, the messages in them and their frames.
+func (s *state) work(mix loopMix, cycle float64) (cpu, writes, msgs, frames float64) {
 	c := s.c
 	for i := range s.bs {
 		m := mix.members[i]
@@ -242,18 +262,23 @@ func (s *state) work(mix loopMix, cycle float64) (cpu, writes, msgs float64) {
 			continue
 		}
 		p := -math.Expm1(-s.wrecs[i] * cycle) // a batch of the room came in the cycle
-		perFrame := s.frame(mix, i, cycle)
-		bytes := perFrame*c.v("delivery_bytes")*s.wire + 10
-		cpu += m * p * (c.v("write_frame_us")*1e-6 + bytes*c.v("write_byte_ns")*1e-9)
+		perWrite := s.write(mix, i, cycle)
+		bytes := perWrite*c.v("delivery_bytes")*s.wire + 10
+		cpu += m * p * (c.v("write_us")*1e-6 + bytes*c.v("write_byte_ns")*1e-9)
 		writes += m * p
-		msgs += m * p * perFrame
+		msgs += m * p * perWrite
+		frames += m * p * math.Max(1, math.Ceil(perWrite/maxMerge))
 	}
-	return cpu, writes, msgs
+	return cpu, writes, msgs, frames
 }
 
-// frame is the messages in one frame of bucket i's rooms on loop mix
+// maxMerge is the most messages the gateway merges into one frame
+// (gateway/flush.go): a write holds ceil(messages/maxMerge) frames.
+const maxMerge = 256
+
+// write is the messages in one write of bucket i's rooms on loop mix
 // with flush cycle cycle.
-func (s *state) frame(mix loopMix, i int, cycle float64) float64 {
+func (s *state) write(mix loopMix, i int, cycle float64) float64 {
 	shown := s.bs[i].shown
 	if i == 0 {
 		shown *= mix.shown
@@ -264,11 +289,15 @@ func (s *state) frame(mix loopMix, i int, cycle float64) float64 {
 	}
 	// A viewer's backlog stops at the gateway's soft cap (256 KiB):
 	// what a loop cannot write in time is dropped, not merged.
-	return min(shown*cycle/p, softCap/(s.c.v("delivery_bytes")*s.wire))
+	return min(shown*cycle/p, s.writeCap())
 }
 
-// hotFrame is the messages in a frame of the hottest room.
-func (s *state) hotFrame(mix loopMix, cycle float64) float64 { return s.frame(mix, 0, cycle) }
+// writeCap is the most messages a write holds in the model: the
+// gateway's soft cap's worth.
+func (s *state) writeCap() float64 { return softCap / (s.c.v("delivery_bytes") * s.wire) }
+
+// hotWrite is the messages in a write of the hottest room.
+func (s *state) hotWrite(mix loopMix, cycle float64) float64 { return s.write(mix, 0, cycle) }
 
 // softCap is the gateway's per-viewer outbound soft cap
 // (gateway.Config.SoftOutbound default): the largest frame merge.
@@ -294,7 +323,7 @@ func (s *state) afterPass(mix loopMix, pass, writes float64) float64 {
 // writes.
 func (s *state) loop(mix loopMix, share func(float64, loopMix) float64) (cycle, pass, writes float64) {
 	cycle = s.cycle(mix, share)
-	cpu, writes, _ := s.work(mix, cycle)
+	cpu, writes, _, _ := s.work(mix, cycle)
 	return cycle, cpu / share(cycle, mix), writes
 }
 
@@ -303,7 +332,7 @@ func (s *state) loop(mix loopMix, share func(float64, loopMix) float64) (cycle, 
 func (s *state) cycle(mix loopMix, share func(float64, loopMix) float64) float64 {
 	cyc := 1e-3
 	for range 500 {
-		cpu, writes, _ := s.work(mix, cyc)
+		cpu, writes, _, _ := s.work(mix, cyc)
 		pass := cpu / share(cyc, mix)
 		next := max(1e-5, pass+s.afterPass(mix, pass, writes))
 		if math.Abs(next-cyc) < 1e-7 {

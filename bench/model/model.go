@@ -36,7 +36,7 @@ type Output struct {
 	BrokerInMBs     float64 // produced bytes/s, compressed, before replication
 
 	GW           GatewayCPU // an average gateway
-	MsgsPerFrame float64    // an average delivery's frame
+	MsgsPerWrite float64    // messages in an average write to a viewer
 	CycleMs      float64    // an average loop's flush cycle
 	HotPassMs    float64    // the hottest room's pass over its members on one loop
 	HotCycleMs   float64    // the cycle of the loop holding it
@@ -46,6 +46,7 @@ type Output struct {
 	Shed         float64    // share of the hottest room's messages the gateway leaves out
 	PipelineUtil float64    // logic's utilisation (above 1 on a box: a backlog)
 	HarnessUtil  float64    // the bench viewers' CPU need / what they get (box; above 1: a backlog)
+	LoopUtil     float64    // the hottest room's messages per loop cycle / what a write holds (box; above 1: a backlog)
 
 	Binds string   // the resource that sets the deployment's size first
 	Notes []string // what else the figures say
@@ -135,7 +136,7 @@ func (o *Output) sizeGateways(st *state) {
 	}
 	o.Gateways = n
 	g := st.gateway(n)
-	o.GW, o.CycleMs, o.MsgsPerFrame = g.cpu, g.cycle*1e3, g.msgsPerFrame
+	o.GW, o.CycleMs, o.MsgsPerWrite = g.cpu, g.cycle*1e3, g.msgsPerWrite
 	o.ReadFraction, o.RoomsPerGateway = g.readFraction, g.rooms
 	o.HotPassMs, o.HotCycleMs = g.hotPass*1e3, g.hotCycle*1e3
 	o.P50Ms, o.P99Ms = g.p50*1e3, g.p99*1e3
@@ -145,6 +146,7 @@ func (o *Output) sizeGateways(st *state) {
 		o.PipelineUtil = g.pipeUtil
 	}
 	o.HarnessUtil = g.harnessUtil
+	o.LoopUtil = g.loopUtil
 }
 
 // sizeBrokers sets the brokers: the bytes produced (times the
@@ -177,6 +179,9 @@ func (o *Output) bind(st *state, c Costs) {
 			o.Notes = append(o.Notes, fmt.Sprintf("logic needs %.1f× the CPU it gets on the box: a backlog grows for the whole run", o.PipelineUtil))
 		}
 		o.Notes = append(o.Notes, fmt.Sprintf("box: logic needs %.2f× and the bench viewers %.2f× the CPU they get (above 1: they fall behind)", o.PipelineUtil, o.HarnessUtil))
+		if o.LoopUtil > 1 {
+			o.Notes = append(o.Notes, fmt.Sprintf("the hottest room's loop gets %.1f× the messages a write holds in a cycle: its writes fall behind for the whole run", o.LoopUtil))
+		}
 		if o.HarnessUtil > 1 {
 			o.Notes = append(o.Notes, fmt.Sprintf("the bench viewers need %.1f× the CPU they get: they fall behind and the gateway drops batches for them", o.HarnessUtil))
 		}

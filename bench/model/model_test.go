@@ -26,7 +26,7 @@ func flat(t *testing.T) Costs {
 		c[k] = v
 	}
 	set := func(n string, v float64) { x := c[n]; x.Value = v; c[n] = x }
-	set("write_frame_us", 10)
+	set("write_us", 10)
 	set("loop_spread", 1)
 	set("deflate_ratio", 0.25)
 	set("bus_compression", 0.5)
@@ -67,7 +67,7 @@ func TestParseCostsErrors(t *testing.T) {
 		mod        func(map[string]Cost)
 	}{
 		{"missing", `"ping_us" missing`, func(m map[string]Cost) { delete(m, "ping_us") }},
-		{"negative", `"write_frame_us" is -1`, func(m map[string]Cost) { x := m["write_frame_us"]; x.Value = -1; m["write_frame_us"] = x }},
+		{"negative", `"write_us" is -1`, func(m map[string]Cost) { x := m["write_us"]; x.Value = -1; m["write_us"] = x }},
 		{"no command", `"read_byte_ns" needs the command`, func(m map[string]Cost) { x := m["read_byte_ns"]; x.Command = ""; m["read_byte_ns"] = x }},
 		{"ratio", "deflate_ratio is 0", func(m map[string]Cost) { x := m["deflate_ratio"]; x.Value = 0; m["deflate_ratio"] = x }},
 		{"spread", "loop_spread is 0.5", func(m map[string]Cost) { x := m["loop_spread"]; x.Value = 0.5; m["loop_spread"] = x }},

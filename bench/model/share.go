@@ -27,16 +27,13 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 	// the runtime) with next to nothing to do.
 	pipe := []float64{in.Rate * c.v("logic_msg_us") * 1e-6, in.Rate * c.v("dispatch_msg_us") * 1e-6,
 		in.Rate * c.v("broker_msg_us") * 1e-6, c.v("pipeline_base_cores")}
-	var harness, ratio, harnessBase float64
+	var harness, read, harnessBase float64
 	hw := math.Ceil(in.Viewers/harnessPerWorker) * b.Cores // workers × an epoll loop per core
-	cpu, writes, msgs := s.work(mix, cycle)
+	cpu, _, msgs, frames := s.work(mix, cycle)
 	if b.Harness {
-		read := (writes*c.v("harness_frame_us") + msgs*c.v("harness_msg_us")) * 1e-6
+		read = (frames*c.v("harness_frame_us") + msgs*c.v("harness_msg_us")) * 1e-6
 		harnessBase = math.Ceil(in.Viewers/harnessPerWorker) * c.v("harness_base_cores")
 		harness = float64(nl)*read/cycle + harnessBase
-		if cpu > 0 {
-			ratio = read / cpu
-		}
 	}
 	need := make([]float64, 0, nl+int(hw)+len(pipe)+int(b.Load)+1)
 	for range nl {
@@ -56,27 +53,59 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 	if b.Harness && harness > 0 {
 		g.harnessUtil = harness / math.Max(hw*got[nl+len(pipe)], 1e-9)
 	}
-	// The harness's and the other gateways' base (polling, the runtime),
-	// the pipeline and the other load run beside a pass too.
-	beside := harnessBase + float64(n-1)*g.cpu.Base + b.Load
+	// Beside a pass run the pipeline, each gateway's other work (its
+	// base: the runtime, metrics, bus polling; reading the bus) and the
+	// other load, a thread each of at most a core.
+	var beside []float64
 	for _, p := range pipe {
-		beside += p
+		beside = append(beside, math.Min(1, p))
 	}
-	sh := s.burst(b, nl, ratio, beside)
+	for range n {
+		beside = append(beside, math.Min(1, other))
+	}
+	for l := b.Load; l > 0; l-- {
+		beside = append(beside, math.Min(1, l))
+	}
+	sh := s.burst(b, nl, hw, cpu, read, harnessBase/math.Max(hw, 1), beside)
 	if got[0] < loopNeed*0.999 {
 		sh = math.Min(sh, got[0])
 	}
-	return math.Max(0.02, sh-other/loops)
+	return math.Max(0.02, sh)
 }
 
-// burst is a loop's speed during its pass on a box: the loops writing at
-// the same time (all of them: a hot room's batches reach every loop that
-// holds it at once, so their passes coincide) and the harness reading
-// them (ratio of its CPU per CPU written) share the cores the pipeline,
-// the bases and the other load leave.
-func (s *state) burst(b *Box, nl int, ratio, pipe float64) float64 {
-	free := math.Max(0.05*b.Cores, b.Cores-pipe-b.Load)
-	return math.Min(1, free/(float64(nl)*(1+ratio)))
+// burst is a loop's speed during its pass on a box, its pass's CPU being
+// cpu: the loops writing at the same time (all of them: a hot room's
+// batches reach every loop that holds it at once, so their passes
+// coincide) want a core each; the harness's hw threads want what they
+// read of the passes (read per loop pass, CPU-seconds) over the pass's
+// length, and their base; beside, the other threads' needs. The kernel
+// splits the cores max-min fairly among the runnable threads; box_pass_eff
+// (fitted to the bench's writes, bench model --fit) is what that split
+// misses (wakeups, the runtime's GC workers, softirqs).
+func (s *state) burst(b *Box, nl int, hw, cpu, read, hbase float64, beside []float64) float64 {
+	if cpu <= 0 {
+		return 1
+	}
+	eff := s.c.v("box_pass_eff")
+	need := make([]float64, 0, nl+int(hw)+len(beside))
+	sh := 1.0
+	for range 100 {
+		pass := cpu / sh
+		need = need[:0]
+		for range nl {
+			need = append(need, 1)
+		}
+		for range int(hw) {
+			need = append(need, math.Min(1, float64(nl)*read/(hw*pass)+hbase))
+		}
+		need = append(need, beside...)
+		next := math.Min(1, fairShare(b.Cores, need)[0]*eff)
+		if math.Abs(next-sh) < 1e-7 {
+			return next
+		}
+		sh = 0.5*sh + 0.5*next
+	}
+	return sh
 }
 
 // harnessPerWorker is the harness's connections per worker process
@@ -91,7 +120,7 @@ func (s *state) unmerged(mix loopMix) float64 {
 	for i, b := range s.bs {
 		if r := s.wrecs[i]; r > 0 && mix.members[i] > 0 {
 			bytes := b.shown/r*c.v("delivery_bytes")*s.wire + 10
-			u += mix.members[i] * r * (c.v("write_frame_us")*1e-6 + bytes*c.v("write_byte_ns")*1e-9)
+			u += mix.members[i] * r * (c.v("write_us")*1e-6 + bytes*c.v("write_byte_ns")*1e-9)
 		}
 	}
 	return u
@@ -148,58 +177,109 @@ func (s *state) hotMix(avg loopMix, n int, perGW float64) (mix loopMix, everyLoo
 }
 
 // hot fills the hottest room's figures from its loop mix: the loop's
-// cycle, the room's pass over its members, and the send → viewer
-// latency: a batch waits for the loop's next pass (uniform over a
-// cycle, or over the wait after a pass on a mostly idle loop), then for
-// the pass to reach its viewer (uniform over the room's pass), after the pipeline's own p99 and, on a box whose logic
+// cycle, the room's pass over its members, and the send → viewer latency
+// (sendLatency), after the pipeline's own p99 and, on a box whose logic
 // or bench viewers cannot keep up, the backlog the run's traffic built.
 func (s *state) hot(g *gw, mix loopMix, share func(float64, loopMix) float64) {
 	in, c := s.in, s.c
 	g.hotCycle = s.cycle(mix, share)
 	one := s.newMix()
 	one.members[0], one.shown = mix.members[0], mix.shown
-	cpu, _, _ := s.work(one, g.hotCycle)
+	cpu, _, _, _ := s.work(one, g.hotCycle)
 	sh := share(g.hotCycle, mix)
 	// A pass writes to every member even when no other batch is waiting.
 	if p := -math.Expm1(-s.wrecs[0] * g.hotCycle); p > 0 {
 		g.hotPass = cpu / p / sh
 	}
 	base := c.v("pipeline_ms") / 1e3
-	// On a box, logic or the harness that cannot keep up builds a backlog
-	// over the run: the last message waits the run's length × (1 - 1/ρ).
+	// On a box, logic, the harness or the loop that cannot keep up builds
+	// a backlog over the run: the last message waits the run's length ×
+	// (1 - 1/ρ). The loop cannot when a cycle brings more of the room's
+	// messages than a write holds at most (the soft cap, where the cycle
+	// stops growing here: the gateway's own writes of a wide room keep
+	// growing, a pass per cycle, as long as the run lasts).
 	var backlog float64
 	if b := in.Box; b != nil {
-		if rho := math.Max(g.pipeUtil, g.harnessUtil); rho > 1 {
+		g.loopUtil = s.bs[0].shown * mix.shown * g.hotCycle / s.writeCap()
+		if rho := math.Max(math.Max(g.pipeUtil, g.harnessUtil), g.loopUtil); rho > 1 {
 			backlog = b.DurationS * (1 - 1/rho)
 		}
 	}
-	// The wait for the next pass: the loop's cycle when it is busy, the
-	// pacing after its last pass when it is mostly idle.
-	start := math.Max(g.hotCycle, s.afterPass(mix, g.hotPass, mix.members[0]))
-	g.loopDelay = start + g.hotPass
-	g.p50 = base + g.loopDelay/2 + backlog/2
+	// A batch comes during one of the room's passes as often as the loop
+	// is in one; otherwise it waits out the rest of the cycle, or on a
+	// mostly idle loop at most the pacing after the room's last pass.
+	var during float64
+	if p := -math.Expm1(-s.wrecs[0] * g.hotCycle); g.hotCycle > 0 {
+		during = math.Min(1, g.hotPass*p/g.hotCycle)
+	}
+	wait := math.Max(g.hotCycle-g.hotPass, s.afterPass(mix, g.hotPass, mix.members[0]))
+	takes := mix.members[0] > takeEvery
+	g.loopDelay = s.lag(mix, g.hotPass, wait)
+	q50, q99 := sendLatency(g.hotPass, wait, during, takes, 0.5), sendLatency(g.hotPass, wait, during, takes, 0.99)
+	g.p50 = base + q50 + backlog/2
 	// The slowest passes (loop_spread times the typical one) set the
-	// tail when their spread is wider than one cycle's.
-	tail := math.Max(uniformSumQuantile(start, g.hotPass, 0.99), s.spread()*g.loopDelay/2)
-	g.p99 = base + tail + 0.99*backlog
+	// tail when their spread is wider than the typical cycle's.
+	g.p99 = base + math.Max(q99, s.spread()*q50) + 0.99*backlog
 }
 
-// uniformSumQuantile is the q quantile of U(0,a) + U(0,b).
-func uniformSumQuantile(a, b, q float64) float64 {
+// sendLatency is the q quantile of a batch's wait on a loop whose pass over
+// the room takes pass, with wait between passes; the batch comes during a
+// pass with probability during, at a uniform point of it, else at a
+// uniform point of the wait; its viewer is at a uniform place in the pass.
+// One that comes during the wait is written in the next pass; one that
+// comes during a pass, in the next pass too, unless the room has more than
+// takeEvery members on the loop (takes): then the running pass takes it
+// for the members it has not reached yet, and only those before wait for
+// the next (gateway/flush.go takeMore).
+func sendLatency(pass, wait, during float64, takes bool, q float64) float64 {
+	if pass+wait <= 0 {
+		return 0
+	}
+	cdf := func(x float64) float64 {
+		var inPass float64
+		if pass > 0 {
+			if takes {
+				// Members after the batch's arrival point f: (j−f)·pass;
+				// before it: (1−(f−j))·pass + wait. Each is half the
+				// unit square of (f, j).
+				d := math.Min(1, math.Max(0, x/pass))
+				e := math.Min(1, math.Max(0, 1-(x-wait)/pass))
+				inPass = (0.5 - (1-d)*(1-d)/2) + (1-e)*(1-e)/2
+			} else {
+				inPass = uniformSumCDF(pass, pass, x-wait)
+			}
+		}
+		return during*inPass + (1-during)*uniformSumCDF(wait, pass, x)
+	}
+	lo, hi := 0.0, wait+2*pass
+	for range 60 {
+		mid := (lo + hi) / 2
+		if cdf(mid) < q {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return hi
+}
+
+// uniformSumCDF is P(U(0,a) + U(0,b) ≤ x).
+func uniformSumCDF(a, b, x float64) float64 {
 	if a < b {
 		a, b = b, a
 	}
-	if b <= 0 {
-		return q * a
+	switch {
+	case x <= 0:
+		return 0
+	case x >= a+b:
+		return 1
+	case b <= 0:
+		return x / a
+	case x <= b:
+		return x * x / (2 * a * b)
+	case x <= a:
+		return (x - b/2) / a
+	default:
+		return 1 - (a+b-x)*(a+b-x)/(2*a*b)
 	}
-	tail := 1 - q
-	if tail <= b/(2*a) {
-		// In the triangle past a: P(X > x) = (a+b-x)² / 2ab.
-		return a + b - math.Sqrt(2*a*b*tail)
-	}
-	if tail >= 1-b/(2*a) {
-		return math.Sqrt(2 * a * b * q)
-	}
-	// On the flat part between b and a: P(X > x) = (a + b/2 - x) / a.
-	return a + b/2 - tail*a
 }

@@ -50,7 +50,7 @@ var rows = []row{
 	{"gateway CPU, cores: write / read", func(o *Output) string { return fmt.Sprintf("%s / %s", f2(o.GW.Write), f2(o.GW.Read)) }},
 	{"gateway CPU, cores: handshakes + pings", func(o *Output) string { return f2(o.GW.Handshake + o.GW.Ping) }},
 	{"gateway CPU, cores: total", func(o *Output) string { return f2(o.GW.Total()) }},
-	{"msgs per frame", func(o *Output) string { return f1(o.MsgsPerFrame) }},
+	{"msgs per write", func(o *Output) string { return f1(o.MsgsPerWrite) }},
 	{"hottest room: pass / loop cycle ms", func(o *Output) string { return fmt.Sprintf("%s / %s", f0(o.HotPassMs), f0(o.HotCycleMs)) }},
 	{"hottest room: p50 / p99 ms", func(o *Output) string { return fmt.Sprintf("%s / %s", f0(o.P50Ms), f0(o.P99Ms)) }},
 	{"hottest room: wide frames, shed", func(o *Output) string {
