@@ -58,7 +58,7 @@ TESTENV ?=
 FUZZTIME ?= 60s
 FUZZSMOKE ?= 5s
 
-.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak bench-latency bench-throughput bench-storm-100k bench-1m bench-ladder bench-mixed bench-model bench-micro bench-analytics clean
+.PHONY: build run deps test test-unit chaos fuzz fuzz-smoke lint bench bench-idle bench-fanout bench-rooms bench-storm bench-send bench-soak bench-latency bench-throughput bench-storm-100k bench-1m bench-ladder bench-mixed bench-model bench-model-fit bench-micro bench-analytics clean
 
 build:
 	go build -o bin/danmaku .
@@ -257,6 +257,22 @@ bench-ladder: build
 MODEL_PRESETS ?= 1m,10m,10m-affinity,50m,50m-affinity,50m-by-partition
 bench-model: build
 	$(BENCHBIN) bench model --preset $(MODEL_PRESETS) $(BENCHFLAGS)
+
+# bench-model-fit: this machine's unit costs for the model. Six runs of
+# one room on one gateway and the dev broker (200 to 19,000 viewers, 100
+# to 1,000 msg/s, 15 s apart; about 5 minutes), then a least-squares fit
+# of the gateways', the harness's, logic's and dispatch's CPU to what they
+# did (bench model --fit) into bench-results/costs-fit.json; check the
+# model with bench model --costs bench-results/costs-fit.json --against
+# RESULT.json. FIT_TAG names the runs (cal200-$(FIT_TAG), ...).
+FIT_TAG ?= fit
+bench-model-fit: build
+	@set -e; for spec in "cal200 --viewers 200" "cal2000 --viewers 2000" "cal5000-400 --viewers 5000 --rate 400" \
+		"bench-latency" "fan19k-300 --rate 300 --duration 15s" "bench-throughput --rate 1000 --duration 15s"; do \
+		set -- $$spec; name=$$1-$(FIT_TAG); shift; sleep 15; \
+		$(MAKE) -s bench-latency BENCHFLAGS="$$* --name $$name"; files=$${files:+$$files,}bench-results/$$name.json; \
+	done; \
+	$(BENCHBIN) bench model --fit $$files --fit-out bench-results/costs-fit.json
 
 bench-micro:
 	go test -run '^$$' -bench 'Deflate|Frame|Check10kKeywords' -benchtime 2s ./pkg/ws/ ./moderation/

@@ -5,12 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 )
 
 const usage = `usage: danmaku bench model [--preset NAME[,NAME...]] [flags]
        danmaku bench model --against RESULT.json[,RESULT.json...] [flags]
+       danmaku bench model --fit RESULT.json,... [--fit-out COSTS.json]
        danmaku bench model --costs-list [--costs FILE]
 
 Computes the gateways, logic workers, dispatch processes and brokers a
@@ -38,6 +40,8 @@ func Main(args []string, stdout, stderr io.Writer) error {
 	list := fs.Bool("costs-list", false, "print the unit costs, their commands and dates, and exit")
 	markdown := fs.Bool("markdown", false, "print the table as markdown")
 	against := fs.String("against", "", "comma-separated bench result files to model and compare with")
+	fit := fs.String("fit", "", "comma-separated bench result files (--gateways K runs) to fit this box's unit costs to")
+	fitOut := fs.String("fit-out", "", "with --fit: write the costs with the fitted ones to this file (for --costs)")
 	var in Input
 	box := Box{Harness: true}
 	bindFlags(fs, &in, &box)
@@ -53,6 +57,42 @@ func Main(args []string, stdout, stderr io.Writer) error {
 	}
 	if *list {
 		c.Print(stdout)
+		return nil
+	}
+	if *fit != "" {
+		var runs []FitRun
+		var bench []BenchRun
+		for _, f := range strings.Split(*fit, ",") {
+			r, err := ReadFitRun(f)
+			if err != nil {
+				return err
+			}
+			b, err := ReadRun(f)
+			if err != nil {
+				return err
+			}
+			runs, bench = append(runs, r), append(bench, b)
+		}
+		fitted, lines, err := Fit(runs, bench, c, today())
+		if err != nil {
+			return err
+		}
+		FitReport(stdout, runs, lines)
+		if *fitOut == "" {
+			return nil
+		}
+		f, err := os.Create(*fitOut)
+		if err != nil {
+			return err
+		}
+		if err := WriteCosts(f, fitted); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "costs with the fitted ones: %s (bench model --costs %s)\n", *fitOut, *fitOut)
 		return nil
 	}
 	if *against != "" {

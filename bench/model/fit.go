@@ -1,0 +1,417 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// fitResult is the part of a bench result the fit reads: the traffic
+// window's CPU of the gateways, the harness and the pipeline, and what
+// they did in it.
+type fitResult struct {
+	Name    string `json:"name"`
+	Options struct {
+		Rooms    int `json:"rooms"`
+		Gateways int `json:"gateways"`
+	} `json:"options"`
+	Viewers    float64 `json:"viewers"`
+	Published  float64 `json:"published"`
+	Deliveries float64 `json:"deliveries"`
+	Frames     float64 `json:"frames"`
+	Gateway    struct {
+		CPUTraffic       float64 `json:"cpu_traffic_s"`
+		IncludesPipeline bool    `json:"includes_pipeline"`
+		Writes           float64 `json:"writes"`
+		WriteBytes       float64 `json:"write_bytes"`
+		LoopDelayP50Ms   float64 `json:"loop_delay_p50_ms"`
+		LoopDelayP99Ms   float64 `json:"loop_delay_p99_ms"`
+	} `json:"gateway"`
+	Harness struct {
+		Workers int `json:"workers"`
+	} `json:"harness"`
+	Pipeline map[string]float64 `json:"pipeline_cpu_s"`
+	Send     *struct {
+		Acks float64 `json:"acks"`
+	} `json:"send"`
+	Timeline []struct {
+		T          float64 `json:"t"`
+		Phase      string  `json:"phase"`
+		HarnessCPU float64 `json:"harness_cpu"`
+	} `json:"timeline"`
+}
+
+// FitRun is one calibration run as the fit uses it: over its traffic
+// window (traffic and drain) of Secs seconds, the gateways' CPU-seconds,
+// writes and their bytes; the harness's CPU-seconds, workers, frames and
+// deliveries; logic's and dispatch's CPU-seconds and the messages
+// accepted; the loop delay's p99 / p50 (0 unless one room).
+type FitRun struct {
+	Name                              string
+	Secs, Gateways                    float64
+	GatewayCPU, Writes, WriteBytes    float64
+	HarnessCPU, Workers, Frames, Msgs float64
+	LogicCPU, DispatchCPU, Accepted   float64
+	Spread                            float64
+}
+
+// ReadFitRun reads a bench result file for the fit.
+func ReadFitRun(path string) (FitRun, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return FitRun{}, err
+	}
+	var r fitResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		return FitRun{}, fmt.Errorf("model: %s: %w", path, err)
+	}
+	f := FitRun{Name: r.Name, Gateways: float64(max(r.Options.Gateways, 1)), GatewayCPU: r.Gateway.CPUTraffic,
+		Writes: r.Gateway.Writes, WriteBytes: r.Gateway.WriteBytes, Workers: float64(r.Harness.Workers),
+		Frames: r.Frames, Msgs: r.Deliveries, LogicCPU: r.Pipeline["logic"], DispatchCPU: r.Pipeline["dispatch"],
+		Accepted: r.Published}
+	if r.Send != nil {
+		f.Accepted += r.Send.Acks
+	}
+	// The window: from the sample before the first of traffic to the last
+	// of traffic or drain; the harness's CPU over it from the timeline's
+	// per-interval cores.
+	prev, start := 0.0, -1.0
+	for _, p := range r.Timeline {
+		if p.Phase == "traffic" || p.Phase == "drain" {
+			if start < 0 {
+				start = prev
+			}
+			f.HarnessCPU += p.HarnessCPU * (p.T - prev)
+			f.Secs = p.T - start
+		}
+		prev = p.T
+	}
+	switch {
+	case r.Options.Gateways == 0 || r.Gateway.IncludesPipeline:
+		return FitRun{}, fmt.Errorf("model: %s: the gateways run logic and dispatch too (danmaku all): fit runs need --gateways K", path)
+	case f.Writes <= 0 || f.Secs <= 0 || f.GatewayCPU <= 0:
+		return FitRun{}, fmt.Errorf("model: %s: no traffic window, gateway CPU or writes (a result from before the gateways counted their writes?)", path)
+	}
+	if r.Options.Rooms <= 1 && r.Gateway.LoopDelayP50Ms > 0 {
+		f.Spread = r.Gateway.LoopDelayP99Ms / r.Gateway.LoopDelayP50Ms
+	}
+	return f, nil
+}
+
+// fitLine is one cost line fitted over the runs: the coefficients by
+// name (each ≥ 0) and each run's measured and fitted value.
+type fitLine struct {
+	what     string
+	names    []string
+	coef     []float64
+	measured []float64
+	fitted   []float64
+}
+
+// Fit fits the box's unit costs to the runs: per process of each kind,
+// CPU = base × seconds + per-op costs × ops, by least squares on the
+// relative error with every cost ≥ 0. The gateway's per write and per
+// byte written, the harness's per frame and per message read, logic's
+// and dispatch's per accepted message; loop_spread is the median p99/p50
+// of the loop delay of the one-room runs of 5,000 viewers or more that
+// never waited past ShedDelay (a wide loop's delay holds its waits);
+// box_pass_eff the value whose model of those runs (bench, the same runs
+// read by ReadRun) has their messages per write closest. It returns c
+// with those replaced and the lines, for FitReport.
+func Fit(runs []FitRun, bench []BenchRun, c Costs, date string) (Costs, []fitLine, error) {
+	if len(runs) < 3 {
+		return nil, nil, fmt.Errorf("model: fit: %d runs, want 3 or more of different shapes", len(runs))
+	}
+	line := func(what string, names []string, row func(FitRun) ([]float64, float64)) (fitLine, error) {
+		l := fitLine{what: what, names: names}
+		var xs [][]float64
+		for _, r := range runs {
+			x, y := row(r)
+			xs, l.measured = append(xs, x), append(l.measured, y)
+		}
+		coef, err := nnlsRelative(xs, l.measured)
+		if err != nil {
+			return l, fmt.Errorf("model: fit %s: %w", what, err)
+		}
+		l.coef = coef
+		for _, x := range xs {
+			var v float64
+			for i := range x {
+				v += x[i] * coef[i]
+			}
+			l.fitted = append(l.fitted, v)
+		}
+		return l, nil
+	}
+	var lines []fitLine
+	add := func(l fitLine, err error) error {
+		lines = append(lines, l)
+		return err
+	}
+	if err := add(line("gateway CPU-s", []string{"gateway_base_cores", "write_us", "write_byte_ns"}, func(r FitRun) ([]float64, float64) {
+		return []float64{r.Secs * r.Gateways, r.Writes * 1e-6, r.WriteBytes * 1e-9}, r.GatewayCPU
+	})); err != nil {
+		return nil, nil, err
+	}
+	if err := add(line("harness CPU-s", []string{"harness_base_cores", "harness_frame_us", "harness_msg_us"}, func(r FitRun) ([]float64, float64) {
+		return []float64{r.Secs * r.Workers, r.Frames * 1e-6, r.Msgs * 1e-6}, r.HarnessCPU
+	})); err != nil {
+		return nil, nil, err
+	}
+	if err := add(line("logic CPU-s", []string{"logic base cores", "logic_msg_us"}, func(r FitRun) ([]float64, float64) {
+		return []float64{r.Secs, r.Accepted * 1e-6}, r.LogicCPU
+	})); err != nil {
+		return nil, nil, err
+	}
+	if err := add(line("dispatch CPU-s", []string{"dispatch base cores", "dispatch_msg_us"}, func(r FitRun) ([]float64, float64) {
+		return []float64{r.Secs, r.Accepted * 1e-6}, r.DispatchCPU
+	})); err != nil {
+		return nil, nil, err
+	}
+	out := Costs{}
+	for n, v := range c {
+		out[n] = v
+	}
+	names := make([]string, 0, len(runs))
+	for _, r := range runs {
+		names = append(names, r.Name)
+	}
+	cmd := "bin/danmaku bench model --fit " + strings.Join(names, ",") + " (make bench-model-fit)"
+	set := func(n string, v float64, source string) {
+		x := out[n]
+		x.Value, x.Command, x.Measured, x.Source = roundSig(v, 4), cmd, date, source
+		out[n] = x
+	}
+	for _, l := range lines[:2] {
+		for i, n := range l.names {
+			set(n, l.coef[i], fmt.Sprintf("least squares (relative, each ≥ 0) of %s over %d runs: %s", l.what, len(runs), l.spreadText()))
+		}
+	}
+	// A per-message cost the runs cannot tell from the base (0 fitted)
+	// keeps its value: 0 would size a platform's pipeline by nothing.
+	for i, n := range []string{"logic_msg_us", "dispatch_msg_us"} {
+		l := lines[2+i]
+		if l.coef[1] > 0 {
+			set(n, l.coef[1], fmt.Sprintf("least squares of %s over %d runs: %s", l.what, len(runs), l.spreadText()))
+		}
+	}
+	// The pipeline's base is logic's and dispatch's fitted here and the dev
+	// broker's (the bench does not read the broker's CPU).
+	broker := c.v("broker_base_cores")
+	set("pipeline_base_cores", lines[2].coef[0]+lines[3].coef[0]+broker,
+		fmt.Sprintf("logic %.3f + dispatch %.3f fitted + the dev broker's %.3f (broker_base_cores)", lines[2].coef[0], lines[3].coef[0], broker))
+	var spreads []float64
+	for i, r := range runs {
+		if r.Spread >= 1 && i < len(bench) && bench[i].In.Viewers >= 5000 && r.Spread*bench[i].LoopDelayMs <= 500 {
+			spreads = append(spreads, r.Spread)
+		}
+	}
+	if len(spreads) > 0 {
+		slices.Sort(spreads)
+		set("loop_spread", spreads[len(spreads)/2], fmt.Sprintf("median of the loop delay's p99/p50 over the %d one-room runs of 5,000 viewers or more within ShedDelay: %.2f", len(spreads), spreads))
+	}
+	// box_pass_eff: the one-room runs of 5,000 viewers or more, whose
+	// writes' size the pass's speed sets.
+	best, bestErr, used := 1.0, math.Inf(1), 0
+	for eff := 0.1; eff <= 2.0001; eff += 0.01 {
+		x := out[("box_pass_eff")]
+		x.Value = eff
+		out["box_pass_eff"] = x
+		var e float64
+		used = 0
+		for _, b := range bench {
+			if b.In.Rooms != 1 || b.In.Viewers < 5000 || b.MsgsPerWrite <= 0 {
+				continue
+			}
+			o, err := Run(b.In, out)
+			if err != nil || o.MsgsPerWrite <= 0 {
+				continue
+			}
+			used++
+			d := math.Log(o.MsgsPerWrite / b.MsgsPerWrite)
+			e += d * d
+		}
+		if used > 0 && e < bestErr {
+			best, bestErr = eff, e
+		}
+	}
+	if used > 0 {
+		set("box_pass_eff", best, fmt.Sprintf("the value in 0.1–2 whose model of the %d one-room runs of 5,000 viewers or more has their messages per write closest (log error, rms %.0f %%)", used, 100*math.Sqrt(bestErr/float64(used))))
+	} else {
+		set("box_pass_eff", c.v("box_pass_eff"), "no one-room run of 5,000 viewers or more to fit it to: kept")
+	}
+	return out, lines, nil
+}
+
+// spreadText is the line's worst relative error over the runs.
+func (l fitLine) spreadText() string {
+	var worst float64
+	for i := range l.measured {
+		if l.measured[i] > 0 {
+			worst = math.Max(worst, math.Abs(l.fitted[i]/l.measured[i]-1))
+		}
+	}
+	return fmt.Sprintf("each run within %.0f %% of the line", 100*worst)
+}
+
+// FitReport writes the fitted lines: coefficients and each run's measured
+// and fitted CPU-seconds.
+func FitReport(w io.Writer, runs []FitRun, lines []fitLine) {
+	for _, l := range lines {
+		var parts []string
+		for i, n := range l.names {
+			parts = append(parts, fmt.Sprintf("%s %.4g", n, l.coef[i]))
+		}
+		fmt.Fprintf(w, "%s = %s\n", l.what, strings.Join(parts, " + "))
+		for i, r := range runs {
+			e := "–"
+			if l.measured[i] > 0 {
+				e = fmt.Sprintf("%+.0f %%", 100*(l.fitted[i]/l.measured[i]-1))
+			}
+			fmt.Fprintf(w, "  %-28s measured %7.2f fitted %7.2f (%s)\n", r.Name, l.measured[i], l.fitted[i], e)
+		}
+	}
+}
+
+// nnlsRelative solves min Σ ((x_i·c − y_i)/y_i)² over c ≥ 0 (rows with
+// y_i ≤ 0 left out), trying every set of coefficients held at 0: the
+// lines here have two or three.
+func nnlsRelative(xs [][]float64, ys []float64) ([]float64, error) {
+	if len(xs) == 0 {
+		return nil, fmt.Errorf("no runs")
+	}
+	k := len(xs[0])
+	best, bestErr := []float64(nil), math.Inf(1)
+	for mask := 1; mask < 1<<k; mask++ {
+		var cols []int
+		for j := range k {
+			if mask&(1<<j) != 0 {
+				cols = append(cols, j)
+			}
+		}
+		// Normal equations of the weighted rows.
+		n := len(cols)
+		a := make([][]float64, n)
+		for i := range a {
+			a[i] = make([]float64, n+1)
+		}
+		rows := 0
+		for r, x := range xs {
+			if ys[r] <= 0 {
+				continue
+			}
+			rows++
+			for i, ci := range cols {
+				for j, cj := range cols {
+					a[i][j] += x[ci] * x[cj] / (ys[r] * ys[r])
+				}
+				a[i][n] += x[ci] / ys[r]
+			}
+		}
+		if rows < n {
+			continue
+		}
+		sol, ok := solve(a)
+		if !ok || slices.ContainsFunc(sol, func(v float64) bool { return v < 0 }) {
+			continue
+		}
+		c := make([]float64, k)
+		for i, ci := range cols {
+			c[ci] = sol[i]
+		}
+		var e float64
+		for r, x := range xs {
+			if ys[r] <= 0 {
+				continue
+			}
+			var v float64
+			for j := range x {
+				v += x[j] * c[j]
+			}
+			e += (v/ys[r] - 1) * (v/ys[r] - 1)
+		}
+		if e < bestErr {
+			best, bestErr = c, e
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("no non-negative fit (runs too alike?)")
+	}
+	return best, nil
+}
+
+// solve solves the augmented system a (n × n+1) by Gaussian elimination
+// with partial pivoting.
+func solve(a [][]float64) ([]float64, bool) {
+	n := len(a)
+	for col := range n {
+		p := col
+		for r := col + 1; r < n; r++ {
+			if math.Abs(a[r][col]) > math.Abs(a[p][col]) {
+				p = r
+			}
+		}
+		if math.Abs(a[p][col]) < 1e-300 {
+			return nil, false
+		}
+		a[col], a[p] = a[p], a[col]
+		for r := range n {
+			if r == col {
+				continue
+			}
+			f := a[r][col] / a[col][col]
+			for j := col; j <= n; j++ {
+				a[r][j] -= f * a[col][j]
+			}
+		}
+	}
+	x := make([]float64, n)
+	for i := range n {
+		x[i] = a[i][n] / a[i][i]
+	}
+	return x, true
+}
+
+// WriteCosts writes c in the format of costs.json, names sorted.
+func WriteCosts(w io.Writer, c Costs) error {
+	names := make([]string, 0, len(c))
+	for n := range c {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("{\n")
+	for i, n := range names {
+		v, err := json.MarshalIndent(c[n], " ", " ")
+		if err != nil {
+			return err
+		}
+		k, _ := json.Marshal(n)
+		fmt.Fprintf(&b, " %s: %s", k, v)
+		if i < len(names)-1 {
+			b.WriteString(",")
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// roundSig rounds v to n significant digits.
+func roundSig(v float64, n int) float64 {
+	if v == 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return v
+	}
+	p := math.Pow(10, float64(n)-math.Ceil(math.Log10(math.Abs(v))))
+	return math.Round(v*p) / p
+}
+
+// today is the fit's date.
+func today() string { return time.Now().UTC().Format("2006-01-02") }
