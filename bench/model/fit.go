@@ -119,8 +119,9 @@ type fitLine struct {
 // relative error with every cost ≥ 0. The gateway's per write and per
 // byte written, the harness's per frame and per message read, logic's
 // and dispatch's per accepted message; loop_spread is the median p99/p50
-// of the loop delay of the one-room runs of 5,000 viewers or more that
-// never waited past ShedDelay (a wide loop's delay holds its waits);
+// of the loop delay of the one-room runs of 10,000 viewers or more that
+// never waited past ShedDelay (a wide loop's delay holds its waits; a
+// smaller room's passes are too short to say how much the big ones vary);
 // box_pass_eff the value whose model of those runs (bench, the same runs
 // read by ReadRun) has their messages per write closest. It returns c
 // with those replaced and the lines, for FitReport.
@@ -208,13 +209,13 @@ func Fit(runs []FitRun, bench []BenchRun, c Costs, date string) (Costs, []fitLin
 		fmt.Sprintf("logic %.3f + dispatch %.3f fitted + the dev broker's %.3f (broker_base_cores)", lines[2].coef[0], lines[3].coef[0], broker))
 	var spreads []float64
 	for i, r := range runs {
-		if r.Spread >= 1 && i < len(bench) && bench[i].In.Viewers >= 5000 && r.Spread*bench[i].LoopDelayMs <= 500 {
+		if r.Spread >= 1 && i < len(bench) && bench[i].In.Viewers >= 10000 && r.Spread*bench[i].LoopDelayMs <= 500 {
 			spreads = append(spreads, r.Spread)
 		}
 	}
 	if len(spreads) > 0 {
 		slices.Sort(spreads)
-		set("loop_spread", spreads[len(spreads)/2], fmt.Sprintf("median of the loop delay's p99/p50 over the %d one-room runs of 5,000 viewers or more within ShedDelay: %.2f", len(spreads), spreads))
+		set("loop_spread", spreads[len(spreads)/2], fmt.Sprintf("median of the loop delay's p99/p50 over the %d one-room runs of 10,000 viewers or more within ShedDelay: %.2f", len(spreads), spreads))
 	}
 	// box_pass_eff: the one-room runs of 5,000 viewers or more, whose
 	// writes' size the pass's speed sets.
