@@ -1,0 +1,125 @@
+// Tests from an outside review of the loop's lateness measure (lag.go).
+
+package gateway
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/danmaku-live/danmaku/pkg/protocol"
+	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
+)
+
+// TestLagReviewDroppedAfterTake: a pass over a room of takeEvery + 1,500
+// viewers takes the room's second batch early at member takeEvery, and the
+// outbound budget drops the first and second batches for every viewer from
+// there on (their merged frame is past SoftOutbound/16; the first batch
+// alone is not). The next pass writes the second batch to all of them: to
+// the first takeEvery, which lacked it, and to the 1,500 after, which
+// lacked it too. Its lateness must count the second batch until it is
+// written to the last of them, near the pass's end, not only until member
+// takeEvery.
+func TestLagReviewDroppedAfterTake(t *testing.T) {
+	msg := func(seq uint64) protocol.Message {
+		return protocol.Message{Seq: seq, UID: "u", Name: "n", Text: strings.Repeat("弾幕 ", 10)}
+	}
+	one := len(textFrame(protocol.EncodeBatch("big", []protocol.Message{msg(1)})))
+	two := len(textFrame(protocol.EncodeBatch("big", []protocol.Message{msg(1), msg(2)})))
+	const budget = 1 << 20
+	gw := startGW(t, func(c *Config) {
+		c.Loops, c.FlushRate, c.OnlineRate, c.MaxConnsPerIP = 1, -1, -1, -1
+		c.SoftOutbound = 16 * (one + two) / 2 // one batch passes, two merged do not
+		c.OutboundBudget = budget
+	})
+	const n = takeEvery + 1500
+	vs := dialAtOnce(n, func(int) *wstest.Conn {
+		v := dialRaw(t, gw.addr)
+		if st := v.Upgrade("/ws?room=big", ""); st != 101 {
+			t.Errorf("upgrade: %d", st)
+		}
+		return v
+	})
+	for _, v := range vs {
+		v.NextOp(protocol.OpHistory, 5*time.Second)
+	}
+	l := gw.s.loopList()[0]
+	var second delivery
+	var start, end int64 // the second pass's bounds
+	held := make(chan struct{})
+	l.execute(func() {
+		defer close(held)
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			l.out.mu.Lock()
+			q := len(l.out.q)
+			l.out.mu.Unlock()
+			if q >= 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Error("the two batches did not reach the loop's queue")
+				return
+			}
+		}
+		l.out.mu.Lock()
+		first := l.out.q[0]
+		l.out.q = append([]delivery(nil), l.out.q[1:]...)
+		l.out.mu.Unlock()
+		// The first pass, over budget.
+		gw.s.outbound.Add(2 * budget)
+		l.deliverRoom(gw.s, []delivery{first})
+		gw.s.outbound.Add(-2 * budget)
+		l.out.mu.Lock()
+		second = l.out.q[0]
+		l.out.mu.Unlock()
+		// The second pass.
+		start = time.Now().UnixNano()
+		l.flush(gw.s)
+		end = time.Now().UnixNano()
+	})
+	publishSeqs(t, gw, "big", 1, 1, 1)
+	publishSeqs(t, gw, "big", 2, 2, 1)
+	<-held
+	if t.Failed() {
+		t.FailNow()
+	}
+	if second.first != 2 || second.takenAt != takeEvery+1 {
+		t.Fatalf("after the first pass the queue's head is seq %d taken at %d, want seq 2 taken at member %d (+1)", second.first, second.takenAt, takeEvery)
+	}
+	dropped := 0
+	for i, v := range vs {
+		a := fmt.Sprint(seqsOfFrame(v.NextOp(protocol.OpBatch, 5*time.Second)))
+		switch a {
+		case "[2]":
+			dropped++
+		case "[1]":
+			if b := fmt.Sprint(seqsOfFrame(v.NextOp(protocol.OpBatch, 5*time.Second))); b != "[2]" {
+				t.Fatalf("viewer %d got [1] then %s, want [2]", i, b)
+			}
+		default:
+			t.Fatalf("viewer %d got %s first, want [1] or [2]", i, a)
+		}
+	}
+	if dropped != n-takeEvery {
+		t.Fatalf("%d viewers lost seq 1 (and got seq 2 from the second pass), want the %d after the first %d", dropped, n-takeEvery, takeEvery)
+	}
+	// The last viewer that lacked seq 2 was written near the second pass's
+	// end: three quarters of that pass's writes came after member
+	// takeEvery. Half the pass is room to spare.
+	lag := l.delay.Load()
+	toEnd := end - second.queued
+	t.Logf("second pass %v; seq 2 queued → that pass's end %v; lateness %v", time.Duration(end-start), time.Duration(toEnd), time.Duration(lag))
+	if lag < toEnd-(end-start)/2 {
+		t.Fatalf("lateness %v, want at least %v: seq 2 was written to %d viewers that lacked it after member %d of the second pass", time.Duration(lag), time.Duration(toEnd-(end-start)/2), dropped, takeEvery)
+	}
+}
+
+// seqsOfFrame returns the seqs of a batch frame's messages.
+func seqsOfFrame(b protocol.ServerFrame) []uint64 {
+	var out []uint64
+	for _, m := range b.Msgs {
+		out = append(out, m.Seq)
+	}
+	return out
+}
