@@ -111,7 +111,11 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 			l.extendPass(s, &p, i)
 		}
 		m := lr.members[i]
+		from, lacked := m.from, l.lag.lacks(m)
 		l.deliverMember(s, &p, m)
+		if lacked {
+			l.lag.wrote(from, time.Now().UnixNano())
+		}
 		if m.c.counted > backedAt {
 			backed++
 		}

@@ -123,3 +123,33 @@ func seqsOfFrame(b protocol.ServerFrame) []uint64 {
 	}
 	return out
 }
+
+// TestLagReviewLacking: past a reached mark, a member whose from is below
+// the mark's batch lacked it (its write was dropped when the batch was
+// taken): the batch counts until that member is written. A member lacking
+// only a mark not reached yet, or catching up, does not count.
+func TestLagReviewLacking(t *testing.T) {
+	var p passLag
+	p.reset()
+	// B (seq 2) taken at member 512, C (seq 3) at member 1024.
+	p.room([]delivery{{queued: 100, first: 2, last: 2, takenAt: 513}, {queued: 200, first: 3, last: 3, takenAt: 1025}})
+	if p.lacks(&member{from: 1}) {
+		t.Fatal("a member lacks a reached mark before any is reached")
+	}
+	p.reached(512, 1000) // B: 900
+	if p.lacks(&member{from: 2}) || p.lacks(&member{from: 1, catching: true}) {
+		t.Fatal("a member with seq 2, or a catching one, lacks a reached mark")
+	}
+	if !p.lacks(&member{from: 1}) {
+		t.Fatal("a member from seq 1 past member 512 does not lack B")
+	}
+	p.wrote(1, 1500) // B: 1400
+	if p.lag != 1400 || p.head != 100 {
+		t.Fatalf("lag %d head %d, want 1400 and 100 (B until the member that lacked it)", p.lag, p.head)
+	}
+	p.reached(1024, 1600) // C: 1400
+	p.wrote(2, 1900)      // C: 1700
+	if p.lag != 1700 || p.head != 200 {
+		t.Fatalf("lag %d head %d, want 1700 and 200 (C until the member that lacked it)", p.lag, p.head)
+	}
+}
