@@ -143,10 +143,10 @@ type Config struct {
 	// MaxFlushDelay caps the wait FlushRate adds. Zero value means 40ms.
 	MaxFlushDelay time.Duration
 	// ShedDelay is how long batches may wait on an event loop, from being
-	// queued there to the end of the write pass that writes them (this
-	// gateway's own lateness on its own clock; never the messages' age
-	// since logic accepted them), before the gateway sheds the heavy rooms
-	// of that loop: it thins
+	// queued there to being written to every viewer there that lacked
+	// them (this gateway's own lateness on its own clock; never the
+	// messages' age since logic accepted them), before the gateway sheds
+	// the heavy rooms of that loop: it thins
 	// their streams by priority, the same for every viewer of a room on
 	// the gateway, and covers what it left out with from/to marks (see
 	// docs/protocol.md, "Overload shedding"). Shedding also starts when

@@ -182,7 +182,8 @@ func (p *roomPass) wrote(n int) {
 }
 
 // notePass records, for the shed goroutine, a write pass that ended at
-// at (Unix ns) whose oldest delivery, queued at head, waited delay (ns).
+// at (Unix ns) whose latest delivery, queued at head, waited delay (ns)
+// until it was written to every member that lacked it (passLag).
 func (l *loop) notePass(delay, head, at int64) {
 	l.delay.Store(delay)
 	l.delayHead.Store(head)

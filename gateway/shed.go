@@ -14,9 +14,9 @@ import (
 //
 // When a gateway cannot write a room's stream to its viewers in time — a
 // batch waits more than Config.ShedDelay on an event loop with viewers of
-// the room, from being queued there to the end of the write pass that
-// writes it, or most of the room's viewers on a loop are backed up at
-// once — it thins the room's stream itself, once for the
+// the room, from being queued there to being written to every viewer
+// there that lacked it (lag.go), or most of the room's viewers on a loop
+// are backed up at once — it thins the room's stream itself, once for the
 // whole gateway, on the dispatch goroutine: every viewer of the room on
 // this gateway gets the same messages and the same from/to marks. A slow
 // socket alone does not shed anything (its own batches are dropped, then
@@ -283,8 +283,8 @@ func (l *loop) behind(now time.Time) (lag time.Duration, head int64) {
 // cover it. Runs on the shed goroutine (or a test).
 func (s *Server) shedStep(now time.Time) {
 	loops := s.loopList()
-	// behind[i] is when the oldest delivery that loop i is late with was
-	// queued (0: not late): a room cut after that does not count it.
+	// behind[i] is when the delivery loop i is latest with was queued
+	// (0: not late): a room cut after that does not count it.
 	behind := make([]int64, s.cfg.Loops)
 	anyBehind := false
 	for _, l := range loops {

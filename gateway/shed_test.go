@@ -547,8 +547,8 @@ func TestShedWideFlushesLess(t *testing.T) {
 // does not shed, however old its messages' accept timestamps look: batches
 // that reach it late (a slow pipeline before it) or from a logic host whose
 // clock is behind or ahead of its own. Its lateness is measured on its own
-// clock, from a batch being queued on a loop to the end of the pass that
-// writes it.
+// clock, from a batch being queued on a loop to being written to every
+// viewer there that lacked it.
 func TestShedIgnoresMessageAge(t *testing.T) {
 	// A ShedDelay far below the messages' apparent age and far above what
 	// a loop writing to one viewer takes.
