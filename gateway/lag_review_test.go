@@ -153,3 +153,105 @@ func TestLagReviewLacking(t *testing.T) {
 		t.Fatalf("lag %d head %d, want 1700 and 200 (C until the member that lacked it)", p.lag, p.head)
 	}
 }
+
+// TestLagReviewTakenCountsToTakePoint: a pass over a room of takeEvery +
+// 1,500 viewers takes the room's second batch at member takeEvery; a third
+// comes 300 ms later, and the next pass writes the second to the first
+// takeEvery viewers and the third to all. Its lateness is the second
+// batch's wait until member takeEvery or the third's until the pass's end,
+// both well below the second's wait until the pass's end (what counting a
+// taken batch until its room's pass ends would say). The pass after that,
+// of one batch written at once, is not as late (each flush starts over).
+func TestLagReviewTakenCountsToTakePoint(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.Loops, c.FlushRate, c.OnlineRate, c.MaxConnsPerIP = 1, -1, -1, -1 })
+	const n = takeEvery + 1500
+	vs := dialAtOnce(n, func(int) *wstest.Conn {
+		v := dialRaw(t, gw.addr)
+		if st := v.Upgrade("/ws?room=big", ""); st != 101 {
+			t.Errorf("upgrade: %d", st)
+		}
+		return v
+	})
+	for _, v := range vs {
+		v.NextOp(protocol.OpHistory, 5*time.Second)
+	}
+	l := gw.s.loopList()[0]
+	queued := func(want int) bool {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			l.out.mu.Lock()
+			q := len(l.out.q)
+			l.out.mu.Unlock()
+			if q >= want {
+				return true
+			}
+		}
+		t.Errorf("%d deliveries did not reach the loop's queue", want)
+		return false
+	}
+	var second delivery
+	var start, end int64 // the second pass's bounds
+	passed, held := make(chan struct{}), make(chan struct{})
+	l.execute(func() {
+		defer close(held)
+		if !queued(2) {
+			close(passed)
+			return
+		}
+		l.out.mu.Lock()
+		first := l.out.q[0]
+		l.out.q = append([]delivery(nil), l.out.q[1:]...)
+		l.out.mu.Unlock()
+		l.deliverRoom(gw.s, []delivery{first})
+		l.out.mu.Lock()
+		second = l.out.q[0]
+		l.out.mu.Unlock()
+		close(passed)
+		if !queued(2) {
+			return
+		}
+		start = time.Now().UnixNano()
+		l.flush(gw.s)
+		end = time.Now().UnixNano()
+	})
+	publishSeqs(t, gw, "big", 1, 1, 1)
+	publishSeqs(t, gw, "big", 2, 2, 1)
+	<-passed
+	time.Sleep(300 * time.Millisecond)
+	publishSeqs(t, gw, "big", 3, 3, 1)
+	<-held
+	if t.Failed() {
+		t.FailNow()
+	}
+	if second.first != 2 || second.takenAt != takeEvery+1 {
+		t.Fatalf("after the first pass the queue's head is seq %d taken at %d, want seq 2 taken at member %d (+1)", second.first, second.takenAt, takeEvery)
+	}
+	early := 0
+	for i, v := range vs {
+		a, b := fmt.Sprint(seqsOfFrame(v.NextOp(protocol.OpBatch, 5*time.Second))), fmt.Sprint(seqsOfFrame(v.NextOp(protocol.OpBatch, 5*time.Second)))
+		switch a + " " + b {
+		case "[1 2] [3]":
+			early++
+		case "[1] [2 3]":
+		default:
+			t.Fatalf("viewer %d got %s then %s, want [1 2] [3] or [1] [2 3]", i, a, b)
+		}
+	}
+	if early != n-takeEvery {
+		t.Fatalf("%d viewers got seqs 1-2 in one frame, want the %d after the first %d", early, n-takeEvery, takeEvery)
+	}
+	lag := l.delay.Load()
+	toEnd := end - second.queued
+	t.Logf("second pass %v; seq 2 queued → that pass's end %v; lateness %v", time.Duration(end-start), time.Duration(toEnd), time.Duration(lag))
+	if lag <= 0 || lag > toEnd-(end-start)/3 {
+		t.Fatalf("lateness %v, want above 0 and at most %v: seq 2 was done at member %d, three quarters of the pass before its end", time.Duration(lag), time.Duration(toEnd-(end-start)/3), takeEvery)
+	}
+	publishSeqs(t, gw, "big", 4, 4, 1)
+	for i, v := range vs {
+		if got := fmt.Sprint(seqsOfFrame(v.NextOp(protocol.OpBatch, 5*time.Second))); got != "[4]" {
+			t.Fatalf("viewer %d: next batch %s, want [4]", i, got)
+		}
+	}
+	if next := l.delay.Load(); next >= lag {
+		t.Fatalf("the next pass's lateness %v, want below the second pass's %v: seq 4 was written at once", time.Duration(next), time.Duration(lag))
+	}
+}
