@@ -41,7 +41,7 @@ type Output struct {
 	HotPassMs    float64    // the hottest room's pass over its members on one loop
 	HotCycleMs   float64    // the cycle of the loop holding it
 	P50Ms, P99Ms float64    // send → viewer for the hottest room
-	LoopDelayMs  float64    // the hottest room's loop: a typical pass's oldest batch, queued to written
+	LoopDelayMs  float64    // the hottest room's loop: a typical flush's longest wait of a batch, queued to written to every member (gateway/lag.go)
 	Wide         bool       // the hottest room's loops write wide (gateway overload pacing)
 	Shed         float64    // share of the hottest room's messages the gateway leaves out
 	PipelineUtil float64    // logic's utilisation (above 1 on a box: a backlog)
