@@ -64,6 +64,9 @@ type loopMix struct {
 	// shown is the share of the hottest room's messages its viewers are
 	// shown: below 1 when the gateway sheds.
 	shown float64
+	// avg: the gateway's average loop (its pipeline and harness shares
+	// are the box's), not the hottest room's.
+	avg bool
 }
 
 func (s *state) newMix() loopMix {
@@ -78,6 +81,7 @@ func (s *state) gateway(n int) gw {
 	loops := float64(in.GatewayCores)
 	perGW := in.Viewers / float64(n)
 	avg := s.newMix()
+	avg.avg = true
 	var decodeBytes float64
 	for i, b := range s.bs {
 		q, on := s.placement(b, n, perGW)

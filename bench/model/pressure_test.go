@@ -242,3 +242,34 @@ func TestAffinityHotSpreadsTheHottestRoom(t *testing.T) {
 		t.Errorf("hottest room's pass with hot rooms spread %v ms, by partition %v ms: want shorter", hot.HotPassMs, cold.HotPassMs)
 	}
 }
+
+// TestUtilFromAverageLoop: the pipeline's and the harness's shares come
+// from the gateways' average loop; working out the hottest room's loop
+// (every loop is not it) leaves them as they were.
+func TestUtilFromAverageLoop(t *testing.T) {
+	in := Input{Viewers: 20000, Rooms: 1000, Zipf: 1.1, Rate: 100, Gateways: 6, GatewayCores: 2, GatewayConns: 19680,
+		Box: &Box{Cores: 2, Harness: true, DurationS: 20}}
+	c, err := DefaultCosts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in = in.withDefaults()
+	s := newState(in, c, rooms(in), tick(in.Rate, in.MinTickMs/1e3))
+	var g gw
+	avg := s.newMix()
+	avg.avg = true
+	hot := s.newMix()
+	for i := range s.bs {
+		avg.members[i] = s.bs[i].n * s.bs[i].viewers / 6 / 2
+	}
+	hot.members[0] = 20 * avg.members[0] // a loop far hotter than the average
+	s.share(6, 0.05, avg, &g)
+	pipe, harness := g.pipeUtil, g.harnessUtil
+	if harness <= 0 {
+		t.Fatalf("harness util %v from the average loop, want > 0", harness)
+	}
+	s.share(6, 0.05, hot, &g)
+	if g.pipeUtil != pipe || g.harnessUtil != harness {
+		t.Errorf("the hottest loop's share changed the box's utils: pipe %v → %v, harness %v → %v", pipe, g.pipeUtil, harness, g.harnessUtil)
+	}
+}

@@ -22,14 +22,16 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 	}
 	b := in.Box
 	nl := n * in.GatewayCores
-	loopNeed := math.Min(1, s.unmerged(mix)+other/loops)
 	// Logic, dispatch, the dev broker, and their base (polling the bus,
 	// the runtime) with next to nothing to do.
 	pipe := []float64{in.Rate * c.v("logic_msg_us") * 1e-6, in.Rate * c.v("dispatch_msg_us") * 1e-6,
 		in.Rate * c.v("broker_msg_us") * 1e-6, c.v("pipeline_base_cores")}
 	var harness, read, harnessBase float64
 	hw := math.Ceil(in.Viewers/harnessPerWorker) * b.Cores // workers × an epoll loop per core
+	// A loop wants what it writes in a cycle of this length, and its
+	// share of the gateway's other work.
 	cpu, _, msgs, frames := s.work(mix, cycle)
+	loopNeed := math.Min(1, cpu/cycle+other/loops)
 	if b.Harness {
 		read = (frames*c.v("harness_frame_us") + msgs*c.v("harness_msg_us")) * 1e-6
 		harnessBase = math.Ceil(in.Viewers/harnessPerWorker) * c.v("harness_base_cores")
@@ -49,9 +51,13 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 		need = append(need, math.Min(1, l))
 	}
 	got := fairShare(b.Cores, need)
-	g.pipeUtil = pipe[0] / math.Max(got[nl], 1e-9)
-	if b.Harness && harness > 0 {
-		g.harnessUtil = harness / math.Max(hw*got[nl+len(pipe)], 1e-9)
+	if mix.avg {
+		// What logic and the harness get is the gateways' average's
+		// business: every loop is not the hottest room's.
+		g.pipeUtil = pipe[0] / math.Max(got[nl], 1e-9)
+		if b.Harness && harness > 0 {
+			g.harnessUtil = harness / math.Max(hw*got[nl+len(pipe)], 1e-9)
+		}
 	}
 	// Beside a pass run the pipeline, each gateway's other work (its
 	// base: the runtime, metrics, bus polling; reading the bus) and the
