@@ -118,20 +118,6 @@ func (s *state) burst(b *Box, nl int, hw, cpu, read, hbase float64, beside []flo
 // (bench --per-worker); each worker runs an epoll loop per core.
 const harnessPerWorker = 18000
 
-// unmerged is a loop's CPU need when every batch is its own frame (what
-// it would use with a core to itself), in cores.
-func (s *state) unmerged(mix loopMix) float64 {
-	c := s.c
-	var u float64
-	for i, b := range s.bs {
-		if r := s.wrecs[i]; r > 0 && mix.members[i] > 0 {
-			bytes := b.shown/r*c.v("delivery_bytes")*s.wire + 10
-			u += mix.members[i] * r * (c.v("write_us")*1e-6 + bytes*c.v("write_byte_ns")*1e-9)
-		}
-	}
-	return u
-}
-
 // fairShare splits cores max-min fairly over threads that need need[i]
 // cores each (at most 1): every thread gets its need or an equal part of
 // what is left, whichever is less.
