@@ -120,6 +120,9 @@ func printSummary(w io.Writer, r *Result) {
 		r.Scenario, r.Connected, r.Viewers+r.Senders, r.ConnectSecs, r.ConnectRate, r.Failed, by, r.Load[0], r.Load[1])
 	fmt.Fprintf(w, "published %d (%d errors) in %.1fs; deliveries %d of %d (%s/s, %.1f msgs/frame); lost %d (gaps %d, rest undelivered at the end); dups %d\n",
 		r.Published, r.PublishErrors, r.TrafficSecs, r.Deliveries, r.Expected, human(r.DeliveriesPS), r.MsgsPerFrame, r.Lost, r.Gaps, r.Dups)
+	if p := r.PublishLat; p != nil {
+		fmt.Fprintf(w, "publish API round trip ms (POST → logic's verdict): p50 %.2f p99 %.2f max %.2f\n", p.P50, p.P99, p.Max)
+	}
 	l := r.Latency
 	fmt.Fprintf(w, "latency ms: p50 %.2f p90 %.2f p99 %.2f p999 %.2f max %.2f (%d samples)\n", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
 	g := r.Gateway

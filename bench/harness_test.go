@@ -177,6 +177,12 @@ func testRunCountsDeliveries(t *testing.T, impl string) {
 	if res.Latency.Count != uint64(res.Deliveries) || res.Latency.P50 <= 0 {
 		t.Fatalf("latency %+v for %d deliveries", res.Latency, res.Deliveries)
 	}
+	// The publish API answers each message after logic's verdict, before
+	// its viewers can have it: its round trip is counted per message and
+	// is below the send → viewer latency's maximum.
+	if p := res.PublishLat; p == nil || p.Count != uint64(res.Published) || p.P50 <= 0 || p.P50 > res.Latency.Max {
+		t.Fatalf("publish latency %+v for %d published (send → viewer max %.1f ms)", p, res.Published, res.Latency.Max)
+	}
 	if err := res.WriteHTML(o.Out + "/r.html"); err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ type publisher struct {
 	behind atomic.Int64
 	mu     sync.Mutex
 	final  map[string]uint64
-	rtt    Hist
+	rtt    Hist // POST → verdict of each accepted message, µs (under mu)
 }
 
 func newPublisher(httpAddr, token string, rooms []string, weights []float64, rate float64) *publisher {

@@ -150,12 +150,16 @@ type Result struct {
 	ConnectRate float64          `json:"connect_per_s"`
 	ConnectLat  Quantiles        `json:"connect_latency"`
 
-	Published     int64   `json:"published"`
-	PublishErrors int64   `json:"publish_errors"`
-	TrafficSecs   float64 `json:"traffic_s"`
-	Deliveries    int64   `json:"deliveries"`
-	Expected      int64   `json:"expected"`
-	DeliveriesPS  float64 `json:"deliveries_per_s"`
+	Published     int64 `json:"published"`
+	PublishErrors int64 `json:"publish_errors"`
+	// PublishLat is the publish API's round trip per accepted message
+	// (POST → logic's verdict, which it waits for): the pipeline's accept
+	// half, beside the send → viewer latency.
+	PublishLat   *Quantiles `json:"publish_latency,omitempty"`
+	TrafficSecs  float64    `json:"traffic_s"`
+	Deliveries   int64      `json:"deliveries"`
+	Expected     int64      `json:"expected"`
+	DeliveriesPS float64    `json:"deliveries_per_s"`
 	// Lost counts seqs up to each room's final seq a viewer never got;
 	// Gaps is the part of it that was skipped (a later seq arrived) rather
 	// than still undelivered at the end of the grace period.

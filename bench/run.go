@@ -653,6 +653,12 @@ func (r *run) summarize(deliverEnd time.Time, gwEnd ProcSample) {
 	if r.pub != nil {
 		res.Published = r.pub.n.Load() - r.pub.errs.Load()
 		res.PublishErrors = r.pub.errs.Load()
+		r.pub.mu.Lock()
+		if r.pub.rtt.Count() > 0 {
+			q := quantiles(&r.pub.rtt)
+			res.PublishLat = &q
+		}
+		r.pub.mu.Unlock()
 		if b := r.pub.behind.Load(); b > 0 {
 			res.Notes = append(res.Notes, fmt.Sprintf("the publisher fell behind the rate by %d messages", b))
 		}
