@@ -136,6 +136,9 @@ func printSummary(w io.Writer, r *Result) {
 		}
 		fmt.Fprintf(w, "gateway loop delay ms (queued on a loop → written): p50 %.1f p99 %.1f%s\n", g.LoopDelayP50Ms, g.LoopDelayP99Ms, past)
 	}
+	if g.DispatchAgeP99Ms > 0 {
+		fmt.Fprintf(w, "gateway reads of the bus (a batch's oldest message, accepted → read) ms: p50 %.1f p99 %.1f\n", g.DispatchAgeP50Ms, g.DispatchAgeP99Ms)
+	}
 	if g.Writes > 0 {
 		fmt.Fprintf(w, "gateway writes to viewers: %s (%.1f msgs, %s per write)\n", human(g.Writes), float64(r.Deliveries)/g.Writes, humanBytes(int64(g.WriteBytes/g.Writes)))
 	}

@@ -183,6 +183,10 @@ func testRunCountsDeliveries(t *testing.T, impl string) {
 	if p := res.PublishLat; p == nil || p.Count != uint64(res.Published) || p.P50 <= 0 || p.P50 > res.Latency.Max {
 		t.Fatalf("publish latency %+v for %d published (send → viewer max %.1f ms)", p, res.Published, res.Latency.Max)
 	}
+	// The gateway reports how old batches were when it read them.
+	if g := res.Gateway; g.DispatchAgeP99Ms <= 0 || g.DispatchAgeP50Ms > g.DispatchAgeP99Ms {
+		t.Fatalf("dispatch age p50 %.1f p99 %.1f ms", g.DispatchAgeP50Ms, g.DispatchAgeP99Ms)
+	}
 	if err := res.WriteHTML(o.Out + "/r.html"); err != nil {
 		t.Fatal(err)
 	}

@@ -94,6 +94,12 @@ type GatewayCost struct {
 	// LoopDelayPastTop is set when p99 (perhaps p50 too) is past the
 	// histogram's top bucket: it is that bound, the true delay longer.
 	LoopDelayPastTop bool `json:"loop_delay_past_top,omitempty"`
+	// DispatchAgeP50Ms and DispatchAgeP99Ms are quantiles, over the
+	// batches the gateways read for rooms they serve, of the batch's
+	// oldest message's age at the read: from logic's acceptance to the
+	// gateway (danmaku_gateway_dispatch_age_seconds, merged, interpolated).
+	DispatchAgeP50Ms float64 `json:"dispatch_age_p50_ms,omitempty"`
+	DispatchAgeP99Ms float64 `json:"dispatch_age_p99_ms,omitempty"`
 }
 
 // HarnessCost is what the harness's own workers used.

@@ -767,6 +767,9 @@ func (r *run) summarizeGateway(t totals, gwEnd ProcSample) {
 			res.Gateway.WriteBytes += m[1]
 		}
 	}
+	if h := scrapeHistograms(r.ctx, gwHTTP, "danmaku_gateway_dispatch_age_seconds"); h.total() > 0 {
+		res.Gateway.DispatchAgeP50Ms, res.Gateway.DispatchAgeP99Ms = 1e3*h.quantile(0.5), 1e3*h.quantile(0.99)
+	}
 	if h := scrapeHistograms(r.ctx, gwHTTP, "danmaku_gateway_loop_delay_seconds"); h.total() > 0 {
 		res.Gateway.LoopDelayP50Ms, res.Gateway.LoopDelayP99Ms = 1e3*h.quantile(0.5), 1e3*h.quantile(0.99)
 		res.Gateway.LoopDelayPastTop = h.pastTop(0.99)

@@ -130,6 +130,9 @@ func (s *Server) dispatchRecord(rec bus.Record, epoch uint64, current bool, sc *
 		return
 	}
 	s.m.batches.Inc()
+	if len(b.Msgs) > 0 && b.Msgs[0].TS > 0 {
+		s.m.dispatchAge.Observe(max(float64(time.Now().UnixMilli()-b.Msgs[0].TS), 0) / 1e3)
+	}
 	r.mu.Lock()
 	if !r.adoptEpochLocked(epoch) {
 		r.mu.Unlock()

@@ -47,6 +47,10 @@ type metrics struct {
 	// written to every member that lacked it (lag.go; what
 	// Config.ShedDelay bounds).
 	loopDelay prometheus.Histogram
+	// dispatchAge is, per batch of a room with viewers here, how old its
+	// oldest message was when the dispatch goroutine read it: from
+	// logic's acceptance (Message.TS, logic's clock) to here.
+	dispatchAge prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, outbound *atomic.Int64) *metrics {
@@ -101,6 +105,9 @@ func newMetrics(reg prometheus.Registerer, outbound *atomic.Int64) *metrics {
 			"Per write pass of an event loop, the longest a batch waited from being queued on the loop to being written to every viewer there that lacked it (what ShedDelay bounds; a wide room's wait included).",
 			// Fine around ShedDelay (500 ms by default), where the shed goroutine
 			// decides; the bench interpolates its quantiles within a bucket.
+			[]float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60}),
+		dispatchAge: ms.Histogram("dispatch_age_seconds",
+			"Per batch read from the dispatch stream for a room with viewers here, the age of its oldest message: from logic's acceptance (its clock) to this read. What the pipeline and the bus add before the event loops.",
 			[]float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60}),
 	}
 }

@@ -647,6 +647,43 @@ func TestLoopDelayMetric(t *testing.T) {
 	}
 }
 
+// TestDispatchAgeMetric: a batch whose oldest message logic accepted 2 s
+// ago is observed in danmaku_gateway_dispatch_age_seconds as ~2 s old
+// when the gateway reads it; a room without viewers here is skipped
+// unread and not observed.
+func TestDispatchAgeMetric(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.manualShed = true; c.Loops = 1 })
+	c, _ := joinRoom(t, gw, "aged")
+	var before dto.Metric
+	if err := gw.s.m.dispatchAge.Write(&before); err != nil {
+		t.Fatal(err)
+	}
+	msgs := mixed(1, 3, "x")
+	now := time.Now().UnixMilli()
+	for i := range msgs {
+		msgs[i].TS = now - 2000 + int64(i)*100
+	}
+	pub := gw.bus.Publisher(bus.StreamDispatch)
+	if err := pub.Publish(context.Background(), bus.Record{Key: "nobody", Value: protocol.EncodeBatch("nobody", msgs)},
+		bus.Record{Key: "aged", Value: protocol.EncodeBatch("aged", msgs)}); err != nil {
+		t.Fatal(err)
+	}
+	if f := c.NextOp(protocol.OpBatch, 2*time.Second); len(f.Msgs) != 3 {
+		t.Fatalf("%d messages, want 3", len(f.Msgs))
+	}
+	var after dto.Metric
+	if err := gw.s.m.dispatchAge.Write(&after); err != nil {
+		t.Fatal(err)
+	}
+	h, h0 := after.GetHistogram(), before.GetHistogram()
+	if h.GetSampleCount() != h0.GetSampleCount()+1 {
+		t.Fatalf("%d batches observed, want 1 more than %d (the room without viewers is not read)", h.GetSampleCount(), h0.GetSampleCount())
+	}
+	if d := h.GetSampleSum() - h0.GetSampleSum(); d < 1.9 || d > 4 {
+		t.Errorf("observed age %.3f s, want the oldest message's ~2 s", d)
+	}
+}
+
 // TestShedFrameBytesOnTheWire: the frame size the shedding compares with
 // shedFrameBytes is what the room's viewers get on the wire: a batch of
 // repetitive chat written to a plain viewer and one with
