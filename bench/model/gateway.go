@@ -186,9 +186,32 @@ func (s *state) lateWide(mix loopMix, share func(float64, loopMix) float64) bool
 func (s *state) lag(mix loopMix, pass, wait float64) float64 {
 	next := pass
 	if m := mix.members[0]; m > takeEvery {
-		next = pass * takeEvery / m
+		t := s.takes(mix)
+		next = pass * (t*takeEvery/m + 1 - t)
 	}
 	return pass + wait + next
+}
+
+// takes is how often a pass over the loop of mix takes its hottest room's
+// newer batches early: never with takeEvery members or fewer; else as
+// often as the next batch queued on the loop is the room's (takeMore
+// takes only the room's batches at the head of the queue, nothing else
+// between): its share of the dispatch records of the loop's rooms.
+func (s *state) takes(mix loopMix) float64 {
+	if mix.members[0] <= takeEvery {
+		return 0
+	}
+	var all float64
+	for i, m := range mix.members {
+		if m > 0 {
+			// The rooms of bucket i with members on the loop.
+			all += math.Min(s.bs[i].n, m) * s.wrecs[i]
+		}
+	}
+	if all <= 0 {
+		return 1
+	}
+	return math.Min(1, s.wrecs[0]/all)
 }
 
 // takeEvery is the gateway's members written between looks at the loop's

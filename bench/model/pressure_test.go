@@ -18,9 +18,8 @@ import (
 func TestSendLatency(t *testing.T) {
 	const n = 600
 	for _, tc := range []struct {
-		pass, wait float64
-		takes      bool
-	}{{1, 0.3, true}, {1, 0.3, false}, {0.2, 1, true}, {0.2, 1, false}, {1, 0, true}, {1, 0, false}, {0.5, 0.5, true}, {0, 1, false}} {
+		pass, wait, takes float64
+	}{{1, 0.3, 1}, {1, 0.3, 0}, {0.2, 1, 1}, {0.2, 1, 0}, {1, 0, 1}, {1, 0, 0}, {0.5, 0.5, 1}, {0, 1, 0}, {1, 0.3, 0.3}} {
 		cycle := tc.pass + tc.wait
 		xs := make([]float64, 0, n*n)
 		for i := range n {
@@ -31,7 +30,8 @@ func TestSendLatency(t *testing.T) {
 				switch {
 				case at >= tc.pass:
 					d = cycle - at + j*tc.pass
-				case tc.takes && j > at/tc.pass:
+				case j > at/tc.pass && float64(k%10) < 10*tc.takes:
+					// taken for a share takes of the (f, j) pairs
 					d = (j - at/tc.pass) * tc.pass
 				default:
 					d = tc.pass - at + tc.wait + j*tc.pass
@@ -271,5 +271,35 @@ func TestUtilFromAverageLoop(t *testing.T) {
 	s.share(6, 0.05, hot, &g)
 	if g.pipeUtil != pipe || g.harnessUtil != harness {
 		t.Errorf("the hottest loop's share changed the box's utils: pipe %v → %v, harness %v → %v", pipe, g.pipeUtil, harness, g.harnessUtil)
+	}
+}
+
+// TestTakes: a pass takes a room's newer batches early only while they
+// are at the head of the loop's queue: always for a loop of one room of
+// more than takeEvery members, never for one of takeEvery or fewer, and
+// as often as its records are the loop's next ones where 1,000 rooms
+// share the loop.
+func TestTakes(t *testing.T) {
+	c, err := DefaultCosts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		in     Input
+		lo, hi float64
+	}{
+		{Input{Viewers: 19000, Rooms: 1, Rate: 100, Gateways: 1}, 1, 1},
+		{Input{Viewers: 1000, Rooms: 1, Rate: 100, Gateways: 1}, 0, 0},
+		{Input{Viewers: 100000, Rooms: 1000, Zipf: 1.1, Rate: 400, Gateways: 6}, 0.01, 0.5},
+	} {
+		in := tc.in.withDefaults()
+		s := newState(in, c, rooms(in), tick(in.Rate, in.MinTickMs/1e3))
+		mix := s.newMix()
+		for i := range s.bs {
+			mix.members[i] = s.bs[i].n * s.bs[i].viewers / float64(in.Gateways) / float64(in.GatewayCores)
+		}
+		if got := s.takes(mix); got < tc.lo || got > tc.hi {
+			t.Errorf("%d viewers in %d rooms on %d gateways: takes %.3f, want %v–%v", int(in.Viewers), in.Rooms, in.Gateways, got, tc.lo, tc.hi)
+		}
 	}
 }

@@ -197,17 +197,22 @@ func (s *state) hot(g *gw, mix loopMix, share func(float64, loopMix) float64) {
 			backlog = b.DurationS * (1 - 1/rho)
 		}
 	}
-	// A batch comes during one of the room's passes as often as the loop
-	// is in one; otherwise it waits out the rest of the cycle, or on a
-	// mostly idle loop at most the pacing after the room's last pass.
+	// A delivery on the loop is at a uniform place of the loop's pass over
+	// all its rooms (a pass's time is its writes), the hottest room's and
+	// the others'. A batch comes during a pass as often as the loop is in
+	// one; otherwise it waits out the rest of the cycle, or on a mostly
+	// idle loop at most the pacing after the room's last pass.
+	pass := g.hotPass
 	var during float64
-	if p := -math.Expm1(-s.wrecs[0] * g.hotCycle); g.hotCycle > 0 {
-		during = math.Min(1, g.hotPass*p/g.hotCycle)
+	if g.hotCycle > 0 {
+		all, _, _, _ := s.work(mix, g.hotCycle)
+		pass = math.Max(pass, math.Min(all/sh, g.hotCycle))
+		during = math.Min(1, all/sh/g.hotCycle)
 	}
-	wait := math.Max(g.hotCycle-g.hotPass, s.afterPass(mix, g.hotPass, mix.members[0]))
-	takes := mix.members[0] > takeEvery
-	g.loopDelay = s.lag(mix, g.hotPass, wait)
-	q50, q99 := sendLatency(g.hotPass, wait, during, takes, 0.5), sendLatency(g.hotPass, wait, during, takes, 0.99)
+	wait := math.Max(g.hotCycle-pass, s.afterPass(mix, pass, mix.members[0]))
+	takes := s.takes(mix)
+	g.loopDelay = s.lag(mix, pass, wait)
+	q50, q99 := sendLatency(pass, wait, during, takes, 0.5), sendLatency(pass, wait, during, takes, 0.99)
 	g.p50 = base + q50 + backlog/2
 	// The slowest passes (loop_spread times the typical one) set the
 	// tail when their spread is wider than the typical cycle's.
@@ -219,27 +224,24 @@ func (s *state) hot(g *gw, mix loopMix, share func(float64, loopMix) float64) {
 // pass with probability during, at a uniform point of it, else at a
 // uniform point of the wait; its viewer is at a uniform place in the pass.
 // One that comes during the wait is written in the next pass; one that
-// comes during a pass, in the next pass too, unless the room has more than
-// takeEvery members on the loop (takes): then the running pass takes it
-// for the members it has not reached yet, and only those before wait for
-// the next (gateway/flush.go takeMore).
-func sendLatency(pass, wait, during float64, takes bool, q float64) float64 {
+// comes during a pass, in the next pass too, unless the running pass takes
+// it (with probability takes, s.takes) for the members it has not reached
+// yet: then only those before wait for the next (gateway/flush.go
+// takeMore).
+func sendLatency(pass, wait, during, takes float64, q float64) float64 {
 	if pass+wait <= 0 {
 		return 0
 	}
 	cdf := func(x float64) float64 {
 		var inPass float64
 		if pass > 0 {
-			if takes {
-				// Members after the batch's arrival point f: (j−f)·pass;
-				// before it: (1−(f−j))·pass + wait. Each is half the
-				// unit square of (f, j).
-				d := math.Min(1, math.Max(0, x/pass))
-				e := math.Min(1, math.Max(0, 1-(x-wait)/pass))
-				inPass = (0.5 - (1-d)*(1-d)/2) + (1-e)*(1-e)/2
-			} else {
-				inPass = uniformSumCDF(pass, pass, x-wait)
-			}
+			// Taken: members after the batch's arrival point f get it at
+			// (j−f)·pass, those before at (1−(f−j))·pass + wait, each
+			// half the unit square of (f, j).
+			d := math.Min(1, math.Max(0, x/pass))
+			e := math.Min(1, math.Max(0, 1-(x-wait)/pass))
+			taken := (0.5 - (1-d)*(1-d)/2) + (1-e)*(1-e)/2
+			inPass = takes*taken + (1-takes)*uniformSumCDF(pass, pass, x-wait)
 		}
 		return during*inPass + (1-during)*uniformSumCDF(wait, pass, x)
 	}
