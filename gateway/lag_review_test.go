@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/danmaku-live/danmaku/pkg/protocol"
-	"github.com/danmaku-live/danmaku/pkg/ws/wstest"
 )
 
 // TestLagReviewDroppedAfterTake: a pass over a room of takeEvery + 1,500
@@ -34,33 +33,15 @@ func TestLagReviewDroppedAfterTake(t *testing.T) {
 		c.OutboundBudget = budget
 	})
 	const n = takeEvery + 1500
-	vs := dialAtOnce(n, func(int) *wstest.Conn {
-		v := dialRaw(t, gw.addr)
-		if st := v.Upgrade("/ws?room=big", ""); st != 101 {
-			t.Errorf("upgrade: %d", st)
-		}
-		return v
-	})
-	for _, v := range vs {
-		v.NextOp(protocol.OpHistory, 5*time.Second)
-	}
+	vs := joinBig(t, gw, n)
 	l := gw.s.loopList()[0]
 	var second delivery
 	var start, end int64 // the second pass's bounds
 	held := make(chan struct{})
 	l.execute(func() {
 		defer close(held)
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-			l.out.mu.Lock()
-			q := len(l.out.q)
-			l.out.mu.Unlock()
-			if q >= 2 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Error("the two batches did not reach the loop's queue")
-				return
-			}
+		if !waitQueued(t, l, 2) {
+			return
 		}
 		l.out.mu.Lock()
 		first := l.out.q[0]
@@ -165,29 +146,9 @@ func TestLagReviewLacking(t *testing.T) {
 func TestLagReviewTakenCountsToTakePoint(t *testing.T) {
 	gw := startGW(t, func(c *Config) { c.Loops, c.FlushRate, c.OnlineRate, c.MaxConnsPerIP = 1, -1, -1, -1 })
 	const n = takeEvery + 1500
-	vs := dialAtOnce(n, func(int) *wstest.Conn {
-		v := dialRaw(t, gw.addr)
-		if st := v.Upgrade("/ws?room=big", ""); st != 101 {
-			t.Errorf("upgrade: %d", st)
-		}
-		return v
-	})
-	for _, v := range vs {
-		v.NextOp(protocol.OpHistory, 5*time.Second)
-	}
+	vs := joinBig(t, gw, n)
 	l := gw.s.loopList()[0]
-	queued := func(want int) bool {
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			l.out.mu.Lock()
-			q := len(l.out.q)
-			l.out.mu.Unlock()
-			if q >= want {
-				return true
-			}
-		}
-		t.Errorf("%d deliveries did not reach the loop's queue", want)
-		return false
-	}
+	queued := func(want int) bool { return waitQueued(t, l, want) }
 	var second delivery
 	var start, end int64 // the second pass's bounds
 	passed, held := make(chan struct{}), make(chan struct{})

@@ -258,16 +258,9 @@ func TestHandshakeOneWrite(t *testing.T) {
 	}
 }
 
-// TestPassTakesNewBatches runs a pass over a room bigger than takeEvery
-// while the room's next batch waits in the loop's queue: the members the
-// pass reaches after takeEvery get both batches in one frame. A third
-// batch comes before the next flush: the first takeEvery members get the
-// second and third in one frame, the others the third alone. Every viewer
-// gets every seq once, in order. The second pass's lateness counts the
-// second batch only until it has written the members that lacked it.
-func TestPassTakesNewBatches(t *testing.T) {
-	gw := startGW(t, func(c *Config) { c.Loops = 1; c.FlushRate = -1; c.OnlineRate = -1; c.MaxConnsPerIP = -1 })
-	const n = takeEvery + 100
+// joinBig opens n viewers of room "big" at once and reads their history.
+func joinBig(t *testing.T, gw *testGW, n int) []*wstest.Conn {
+	t.Helper()
 	vs := dialAtOnce(n, func(int) *wstest.Conn {
 		v := dialRaw(t, gw.addr)
 		if st := v.Upgrade("/ws?room=big", ""); st != 101 {
@@ -278,19 +271,37 @@ func TestPassTakesNewBatches(t *testing.T) {
 	for _, v := range vs {
 		v.NextOp(protocol.OpHistory, 5*time.Second)
 	}
-	l := gw.s.loopList()[0]
-	queued := func(want int) bool {
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			l.out.mu.Lock()
-			q := len(l.out.q)
-			l.out.mu.Unlock()
-			if q >= want {
-				return true
-			}
+	return vs
+}
+
+// waitQueued waits up to 5 s for want deliveries in l's queue, failing the
+// test (not stopping it: it may run on the loop) if they do not come.
+func waitQueued(t *testing.T, l *loop, want int) bool {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		l.out.mu.Lock()
+		q := len(l.out.q)
+		l.out.mu.Unlock()
+		if q >= want {
+			return true
 		}
-		t.Errorf("%d deliveries did not reach the loop's queue", want)
-		return false
 	}
+	t.Errorf("%d deliveries did not reach the loop's queue", want)
+	return false
+}
+
+// TestPassTakesNewBatches runs a pass over a room bigger than takeEvery
+// while the room's next batch waits in the loop's queue: the members the
+// pass reaches after takeEvery get both batches in one frame. A third
+// batch comes before the next flush: the first takeEvery members get the
+// second and third in one frame, the others the third alone. Every viewer
+// gets every seq once, in order. The second pass's lateness counts the
+// second batch only until it has written the members that lacked it.
+func TestPassTakesNewBatches(t *testing.T) {
+	gw := startGW(t, func(c *Config) { c.Loops = 1; c.FlushRate = -1; c.OnlineRate = -1; c.MaxConnsPerIP = -1 })
+	const n = takeEvery + 100
+	vs := joinBig(t, gw, n)
+	l := gw.s.loopList()[0]
+	queued := func(want int) bool { return waitQueued(t, l, want) }
 	passed, held := make(chan struct{}), make(chan struct{})
 	var second delivery // as queued after the first pass took it
 	l.execute(func() {
