@@ -17,10 +17,11 @@ func (l *loop) flush(s *Server) {
 	l.out.mu.Lock()
 	q := l.out.q
 	l.out.q = l.spare[:0]
-	queuedAt := l.out.queuedAt
-	l.out.queuedAt = 0
 	l.out.mu.Unlock()
-	l.passHead = queuedAt
+	l.passHead = 0
+	if len(q) > 0 {
+		l.passHead = q[0].queued
+	}
 	// After a wait for wide rooms every room's frames are bigger: the
 	// pass exempts them all from the outbound budget's drops (outbound.go).
 	l.passWide = l.wideWait.Load() > 0

@@ -39,9 +39,6 @@ type loop struct {
 		queued    bool
 		notBefore int64
 		timer     *time.Timer
-		// queuedAt is when the first (oldest) delivery in q was queued
-		// here, on this gateway's clock (Unix ns); 0 when q is empty.
-		queuedAt int64
 	}
 	// delay is the longest a delivery of the last flush waited, from
 	// being queued on this loop to being written to every member that

@@ -36,9 +36,6 @@ func (l *loop) post(s *Server, d delivery) {
 	l.out.mu.Lock()
 	defer l.out.mu.Unlock()
 	d.queued = time.Now().UnixNano()
-	if len(l.out.q) == 0 {
-		l.out.queuedAt = d.queued
-	}
 	l.out.q = append(l.out.q, d)
 	if !l.out.queued {
 		l.out.queued = true

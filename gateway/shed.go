@@ -270,8 +270,10 @@ func (l *loop) behind(now time.Time) (lag time.Duration, head int64) {
 		d, head = l.delay.Load(), l.delayHead.Load()
 	}
 	l.out.mu.Lock()
-	if h := l.out.queuedAt; h != 0 && len(l.out.q) > 0 && ns-h > d {
-		d, head = ns-h, h
+	if len(l.out.q) > 0 {
+		if h := l.out.q[0].queued; ns-h > d {
+			d, head = ns-h, h
+		}
 	}
 	l.out.mu.Unlock()
 	// The wait wide rooms ask for is not lateness.
