@@ -10,7 +10,8 @@ import (
 )
 
 // result is the part of a bench result file (bench.Result's JSON) the
-// model reads: the run's shape, to model it, and what it measured.
+// model reads: the run's shape, to model it (ReadRun), what it measured,
+// and what each process did with its CPU, to fit costs to (ReadFitRun).
 type result struct {
 	Name    string `json:"name"`
 	Options struct {
@@ -32,6 +33,7 @@ type result struct {
 	Published    int64              `json:"published"`
 	TrafficSecs  float64            `json:"traffic_s"`
 	Deliveries   float64            `json:"deliveries"`
+	Frames       float64            `json:"frames"`
 	ShedFraction float64            `json:"shed_fraction"`
 	ShedByRoom   map[string]float64 `json:"shed_by_room"`
 	Latency      struct {
@@ -39,13 +41,48 @@ type result struct {
 		P99 float64 `json:"p99_ms"`
 	} `json:"latency"`
 	Gateway struct {
-		CPUTraffic     float64 `json:"cpu_traffic_s"`
-		LoopDelayP50Ms float64 `json:"loop_delay_p50_ms"`
-		Writes         float64 `json:"writes"`
+		CPUTraffic       float64 `json:"cpu_traffic_s"`
+		IncludesPipeline bool    `json:"includes_pipeline"`
+		LoopDelayP50Ms   float64 `json:"loop_delay_p50_ms"`
+		LoopDelayP99Ms   float64 `json:"loop_delay_p99_ms"`
+		Writes           float64 `json:"writes"`
+		WriteBytes       float64 `json:"write_bytes"`
 	} `json:"gateway"`
-	Send *struct {
+	Harness struct {
+		Workers int `json:"workers"`
+	} `json:"harness"`
+	Pipeline map[string]float64 `json:"pipeline_cpu_s"`
+	Send     *struct {
 		Acks int64 `json:"acks"`
 	} `json:"send"`
+	Timeline []struct {
+		T          float64 `json:"t"`
+		Phase      string  `json:"phase"`
+		HarnessCPU float64 `json:"harness_cpu"`
+	} `json:"timeline"`
+}
+
+// readResult reads a bench result file (bench-results/NAME.json).
+func readResult(path string) (result, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return result{}, err
+	}
+	var r result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return result{}, fmt.Errorf("model: %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// accepted is the messages the run's pipeline accepted: published over
+// HTTP and acked to senders.
+func (r *result) accepted() float64 {
+	a := float64(r.Published)
+	if r.Send != nil {
+		a += float64(r.Send.Acks)
+	}
+	return a
 }
 
 // BenchRun is a bench run read back: the model's input for it (a box of the
@@ -62,24 +99,17 @@ type BenchRun struct {
 	Load                                                        [2]float64
 }
 
-// ReadRun reads a bench result file (bench-results/NAME.json).
+// ReadRun reads a bench result file (bench-results/NAME.json) to model it.
 func ReadRun(path string) (BenchRun, error) {
-	b, err := os.ReadFile(path)
+	r, err := readResult(path)
 	if err != nil {
 		return BenchRun{}, err
-	}
-	var r result
-	if err := json.Unmarshal(b, &r); err != nil {
-		return BenchRun{}, fmt.Errorf("model: %s: %w", path, err)
 	}
 	if r.TrafficSecs <= 0 || r.Viewers <= 0 || r.Machine.Cores <= 0 {
 		return BenchRun{}, fmt.Errorf("model: %s: no traffic phase, viewers or machine cores: not a bench result", path)
 	}
 	gateways := max(r.Options.Gateways, 1)
-	accepted := float64(r.Published)
-	if r.Send != nil {
-		accepted += float64(r.Send.Acks)
-	}
+	accepted := r.accepted()
 	in := Input{Name: r.Name, Viewers: float64(r.Viewers + r.Senders), Rooms: max(r.Options.Rooms, 1),
 		Zipf: r.Options.Zipf, Rate: accepted / r.TrafficSecs, Gateways: gateways, GatewayCores: r.Machine.Cores,
 		GatewayConns: 19680, Box: &Box{Cores: float64(r.Machine.Cores), Harness: true, DurationS: r.TrafficSecs}}

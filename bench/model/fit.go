@@ -5,47 +5,11 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 )
-
-// fitResult is the part of a bench result the fit reads: the traffic
-// window's CPU of the gateways, the harness and the pipeline, and what
-// they did in it.
-type fitResult struct {
-	Name    string `json:"name"`
-	Options struct {
-		Rooms    int `json:"rooms"`
-		Gateways int `json:"gateways"`
-	} `json:"options"`
-	Viewers    float64 `json:"viewers"`
-	Published  float64 `json:"published"`
-	Deliveries float64 `json:"deliveries"`
-	Frames     float64 `json:"frames"`
-	Gateway    struct {
-		CPUTraffic       float64 `json:"cpu_traffic_s"`
-		IncludesPipeline bool    `json:"includes_pipeline"`
-		Writes           float64 `json:"writes"`
-		WriteBytes       float64 `json:"write_bytes"`
-		LoopDelayP50Ms   float64 `json:"loop_delay_p50_ms"`
-		LoopDelayP99Ms   float64 `json:"loop_delay_p99_ms"`
-	} `json:"gateway"`
-	Harness struct {
-		Workers int `json:"workers"`
-	} `json:"harness"`
-	Pipeline map[string]float64 `json:"pipeline_cpu_s"`
-	Send     *struct {
-		Acks float64 `json:"acks"`
-	} `json:"send"`
-	Timeline []struct {
-		T          float64 `json:"t"`
-		Phase      string  `json:"phase"`
-		HarnessCPU float64 `json:"harness_cpu"`
-	} `json:"timeline"`
-}
 
 // FitRun is one calibration run as the fit uses it: over its traffic
 // window (traffic and drain) of Secs seconds, the gateways' CPU-seconds,
@@ -63,21 +27,14 @@ type FitRun struct {
 
 // ReadFitRun reads a bench result file for the fit.
 func ReadFitRun(path string) (FitRun, error) {
-	b, err := os.ReadFile(path)
+	r, err := readResult(path)
 	if err != nil {
 		return FitRun{}, err
-	}
-	var r fitResult
-	if err := json.Unmarshal(b, &r); err != nil {
-		return FitRun{}, fmt.Errorf("model: %s: %w", path, err)
 	}
 	f := FitRun{Name: r.Name, Gateways: float64(max(r.Options.Gateways, 1)), GatewayCPU: r.Gateway.CPUTraffic,
 		Writes: r.Gateway.Writes, WriteBytes: r.Gateway.WriteBytes, Workers: float64(r.Harness.Workers),
 		Frames: r.Frames, Msgs: r.Deliveries, LogicCPU: r.Pipeline["logic"], DispatchCPU: r.Pipeline["dispatch"],
-		Accepted: r.Published}
-	if r.Send != nil {
-		f.Accepted += r.Send.Acks
-	}
+		Accepted: r.accepted()}
 	// The window: from the sample before the first of traffic to the last
 	// of traffic or drain; the harness's CPU over it from the timeline's
 	// per-interval cores.
