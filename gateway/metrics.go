@@ -53,6 +53,12 @@ type metrics struct {
 	dispatchAge prometheus.Histogram
 }
 
+// delayBuckets are the buckets of the gateway's delay histograms, in
+// seconds: fine around ShedDelay (500 ms by default), where the shed
+// goroutine decides, since the bench interpolates quantiles within a
+// bucket; up to a minute.
+var delayBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60}
+
 func newMetrics(reg prometheus.Registerer, outbound *atomic.Int64) *metrics {
 	ms := metric.New(reg, "gateway")
 	ms.GaugeFunc("outbound_bytes",
@@ -103,11 +109,9 @@ func newMetrics(reg prometheus.Registerer, outbound *atomic.Int64) *metrics {
 			"Rooms under overload handling on this gateway now: written in fewer, bigger frames, and thinned if that is not enough."),
 		loopDelay: ms.Histogram("loop_delay_seconds",
 			"Per write pass of an event loop, the longest a batch waited from being queued on the loop to being written to every viewer there that lacked it (what ShedDelay bounds; a wide room's wait included).",
-			// Fine around ShedDelay (500 ms by default), where the shed goroutine
-			// decides; the bench interpolates its quantiles within a bucket.
-			[]float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60}),
+			delayBuckets),
 		dispatchAge: ms.Histogram("dispatch_age_seconds",
 			"Per batch read from the dispatch stream for a room with viewers here, the age of its oldest message: from logic's acceptance (its clock) to this read. What the pipeline and the bus add before the event loops.",
-			[]float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60}),
+			delayBuckets),
 	}
 }
