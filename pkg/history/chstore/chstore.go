@@ -200,17 +200,36 @@ func brokenConn(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
+// insert writes rows and their rooms' highest seqs, once more on a fresh
+// connection when the pooled one was gone before or while the batch went
+// out (retryBroken).
 func (s *Store) insert(ctx context.Context, rows []row) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	q := "INSERT INTO " + s.table + " (" + columns + ")"
-	batch, err := s.conn.PrepareBatch(ctx, q)
+	return retryBroken(func() error {
+		if err := s.insertRows(ctx, rows); err != nil {
+			return err
+		}
+		return s.insertSeqs(ctx, rows)
+	})
+}
+
+// retryBroken runs f, and once more if it failed on a connection that
+// was gone (brokenConn: closed, reset, EOF), not on a ClickHouse error or
+// a cancelled context. Safe for inserts: ClickHouse keeps nothing of an
+// insert whose data did not all arrive, and a (room, seq) or a room's seq
+// written twice collapses into one row.
+func retryBroken(f func() error) error {
+	err := f()
 	if err != nil && brokenConn(err) {
-		// A pooled connection the server or the pool had closed: no row
-		// was sent yet, so a fresh connection can safely try again.
-		batch, err = s.conn.PrepareBatch(ctx, q)
+		err = f()
 	}
+	return err
+}
+
+func (s *Store) insertRows(ctx context.Context, rows []row) error {
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table+" ("+columns+")")
 	if err != nil {
 		return fmt.Errorf("chstore: prepare insert: %w", err)
 	}
@@ -230,7 +249,7 @@ func (s *Store) insert(ctx context.Context, rows []row) error {
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("chstore: insert %d rows: %w", len(rows), err)
 	}
-	return s.insertSeqs(ctx, rows)
+	return nil
 }
 
 // insertSeqs records each room's highest seq among rows in the seq table
