@@ -158,10 +158,10 @@ type Config struct {
 	// viewers of a room under overload (docs/protocol.md, "Overload
 	// shedding"): the first answer to a room the gateway cannot write in
 	// time is fewer, bigger frames (one write per viewer per
-	// ShedFlushDelay, or per write pass's duration if longer, up to
-	// ShedDelay, instead of per MaxFlushDelay; the loop's other rooms wait
-	// with it), and only if that is not enough does it leave messages
-	// out. Zero value means 250ms, capped at half of ShedDelay; negative
+	// ShedFlushDelay instead of per MaxFlushDelay; while the room's
+	// writes are below 32 KiB, per write pass's duration if longer, up to
+	// ShedDelay; the loop's other rooms wait with it), and only if that
+	// is not enough does it leave messages out. Zero value means 250ms, capped at half of ShedDelay; negative
 	// is refused.
 	ShedFlushDelay time.Duration
 	// manualShed (tests): no shed goroutine; the test calls shedStep.

@@ -60,17 +60,23 @@ func (l *loop) flush(s *Server) {
 	}
 	// Frames that arrived during this flush wait out its fan-out cost.
 	// After a pass over a room under overload (shed.go) they wait
-	// ShedFlushDelay, or as long as the pass took if longer (up to
-	// ShedDelay): the loop then spends at most half its time writing,
-	// and where a write's fixed cost is what overloads it, each viewer
-	// gets fewer, bigger frames rather than fewer messages.
+	// ShedFlushDelay. Where a write's fixed cost is what overloads the
+	// loop (a wide room's writes below shedFrameBytes), they wait as long
+	// as the pass took if longer (up to ShedDelay): the loop then spends
+	// at most half its time writing, and each viewer gets fewer, bigger
+	// frames rather than fewer messages. Bigger writes cost mostly their
+	// bytes, which no wait saves: a loop that waited as long as such a
+	// pass would idle while its viewers' backlog grows.
 	pace := s.paceAfter(viewers)
 	var extra time.Duration
 	if l.wide {
-		wide := max(s.cfg.ShedFlushDelay, min(time.Since(start), s.cfg.ShedDelay))
+		wide := s.cfg.ShedFlushDelay
+		if l.wideSmall {
+			wide = max(wide, min(time.Since(start), s.cfg.ShedDelay))
+		}
 		extra = max(wide-pace, 0)
 		pace += extra
-		l.wide = false
+		l.wide, l.wideSmall = false, false
 	}
 	l.wideWait.Store(int64(extra))
 	l.out.mu.Lock()
@@ -130,6 +136,7 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 	}
 	if p.msgs > 0 && p.writes > 0 {
 		storeMax(&lr.r.writeBytes, p.wire/int64(p.writes))
+		l.wideSmall = l.wideSmall || wide && p.wire/int64(p.writes) < shedFrameBytes
 		s.m.streamWrites.Add(float64(p.writes))
 		s.m.streamBytes.Add(float64(p.wire))
 	}

@@ -90,11 +90,13 @@ const (
 	// stream at full delivery (a pass's mean over its members, as each
 	// got it: compressed, compact; the largest over the loops) below
 	// which a wide room's lateness is taken as the cost of its writes,
-	// not of their bytes (see shedStep): on the bench machine a write of
-	// 28 KB costs no more than one of 200 B
-	// (bench/model/costs.json, write_byte_ns), so leaving messages out of
-	// smaller frames loses them without making the loop any faster.
-	// About 256 chat messages as JSON, 1,300 compressed.
+	// not of their bytes (see shedStep), and a wide loop's wait stretches
+	// to its pass's length (flush.go): on the bench machine a write's
+	// fixed cost is what its first 19 KB cost
+	// (bench/model/costs.json, write_us / write_byte_ns), so below this
+	// leaving messages out saves less than a bigger write does, and above
+	// it a longer wait saves little. About 256 chat messages as JSON,
+	// 1,300 compressed.
 	shedFrameBytes = 32768
 	// shedWideCalm is how long a wide room (see above) must be without
 	// pressure and without a budget before its frames narrow again.

@@ -729,3 +729,56 @@ func covers(f protocol.ServerFrame) (from, to uint64) {
 	}
 	return f.Msgs[0].Seq, f.Msgs[len(f.Msgs)-1].Seq
 }
+
+// TestShedWideWaitFollowsWriteSize: after a pass over a wide room, a loop
+// waits as long as the pass took only while the room's writes are below
+// shedFrameBytes (a write's fixed cost is what the wait saves); with
+// bigger writes it waits ShedFlushDelay alone, whatever the pass took, so
+// a loop behind on a big stream does not idle.
+func TestShedWideWaitFollowsWriteSize(t *testing.T) {
+	gw := startGW(t, func(c *Config) {
+		c.manualShed, c.Loops, c.FlushRate, c.OnlineRate, c.MaxConnsPerIP = true, 1, -1, -1, -1
+		c.ShedFlushDelay, c.ShedDelay = time.Microsecond, 10*time.Second
+	})
+	const n = 600 // a pass of milliseconds: far past ShedFlushDelay
+	vs := joinBig(t, gw, n)
+	r := gw.s.rooms.get("big")
+	r.mu.Lock()
+	gw.s.stepLocked(r, true, true, time.Now())
+	r.mu.Unlock()
+	l := gw.s.loopList()[0]
+	pub := gw.bus.Publisher(bus.StreamDispatch)
+	seq := uint64(0)
+	// pass publishes a batch of k messages, waits for every viewer to get
+	// it and for the flush to set its wait, and returns that wait.
+	pass := func(k int, text string) (extra time.Duration, bytes int) {
+		t.Helper()
+		l.wideWait.Store(-1)
+		ms := mixed(seq+1, seq+uint64(k), text)
+		seq += uint64(k)
+		frame := protocol.EncodeBatch("big", ms)
+		if err := pub.Publish(context.Background(), bus.Record{Key: "big", Value: frame}); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vs {
+			if f := v.NextOp(protocol.OpBatch, 5*time.Second); len(f.Msgs) != k {
+				t.Fatalf("%d messages, want %d", len(f.Msgs), k)
+			}
+		}
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if w := l.wideWait.Load(); w >= 0 {
+				return time.Duration(w), len(frame)
+			}
+		}
+		t.Fatal("the flush set no wait")
+		return 0, 0
+	}
+	small, sb := pass(3, "x")
+	if sb >= shedFrameBytes || small < 100*time.Microsecond {
+		t.Fatalf("writes of %d B: waited %v after a pass over %d viewers; want as long as the pass (ms)", sb, small, n)
+	}
+	big, bb := pass(400, strings.Repeat("弹", 40))
+	if bb < shedFrameBytes || big > gw.s.cfg.ShedFlushDelay {
+		t.Fatalf("writes of %d B: waited %v; want ShedFlushDelay %v alone (the pass took %v's order)", bb, big, gw.s.cfg.ShedFlushDelay, small)
+	}
+}
