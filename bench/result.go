@@ -84,6 +84,11 @@ type GatewayCost struct {
 	// model (bench model) read these, not the harness's frames.
 	Writes     float64 `json:"writes,omitempty"`
 	WriteBytes float64 `json:"write_bytes,omitempty"`
+	// PassSeconds is the wall time the gateways' event loops spent in
+	// write passes over the run, summed over the loops
+	// (danmaku_gateway_write_pass_seconds_total): against the writes'
+	// CPU, the share of a core a pass got (bench model --against).
+	PassSeconds float64 `json:"pass_s,omitempty"`
 	// LoopDelayP50Ms and LoopDelayP99Ms are quantiles of the gateways'
 	// write passes' delay over the run: the longest wait of a batch of a
 	// pass on its event loop, queued to written to every viewer there

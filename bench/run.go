@@ -762,9 +762,10 @@ func (r *run) summarizeGateway(t totals, gwEnd ProcSample) {
 		}
 	}
 	for _, addr := range gwHTTP {
-		if m := scrapeMetrics(r.ctx, addr, "danmaku_gateway_stream_writes_total", "danmaku_gateway_stream_write_bytes_total"); m[0] >= 0 && m[1] >= 0 {
+		if m := scrapeMetrics(r.ctx, addr, "danmaku_gateway_stream_writes_total", "danmaku_gateway_stream_write_bytes_total", "danmaku_gateway_write_pass_seconds_total"); m[0] >= 0 && m[1] >= 0 {
 			res.Gateway.Writes += m[0]
 			res.Gateway.WriteBytes += m[1]
+			res.Gateway.PassSeconds += max(m[2], 0)
 		}
 	}
 	if h := scrapeHistograms(r.ctx, gwHTTP, "danmaku_gateway_dispatch_age_seconds"); h.total() > 0 {

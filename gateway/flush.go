@@ -54,6 +54,10 @@ func (l *loop) flush(s *Server) {
 	}
 	clear(q) // drop the frame references
 	l.spare = q[:0]
+	took := time.Since(start)
+	if viewers > 0 {
+		s.m.passSeconds.Add(took.Seconds())
+	}
 	if l.lag.head != 0 && viewers > 0 {
 		s.m.loopDelay.Observe(float64(l.lag.lag) / 1e9)
 		l.notePass(l.lag.lag, l.lag.head, time.Now().UnixNano())
@@ -72,7 +76,7 @@ func (l *loop) flush(s *Server) {
 	if l.wide {
 		wide := s.cfg.ShedFlushDelay
 		if l.wideSmall {
-			wide = max(wide, min(time.Since(start), s.cfg.ShedDelay))
+			wide = max(wide, min(took, s.cfg.ShedDelay))
 		}
 		extra = max(wide-pace, 0)
 		pace += extra

@@ -24,8 +24,11 @@ type metrics struct {
 	// streamWrites and streamBytes are the writes of rooms' message
 	// streams to viewers (one per viewer per pass, holding one or more
 	// batch frames) and their bytes on the wire.
-	streamWrites  prometheus.Counter
-	streamBytes   prometheus.Counter
+	streamWrites prometheus.Counter
+	streamBytes  prometheus.Counter
+	// passSeconds is the wall time the event loops spent in write passes
+	// that wrote to someone, summed over the loops.
+	passSeconds   prometheus.Counter
 	dropped       prometheus.Counter
 	slowConsumers prometheus.Counter
 	restarts      prometheus.Counter
@@ -83,6 +86,8 @@ func newMetrics(reg prometheus.Registerer, outbound *atomic.Int64) *metrics {
 			"Writes of rooms' message streams to viewers: one per viewer per write pass, holding one or more batch frames (at most 256 messages each)."),
 		streamBytes: ms.Counter("stream_write_bytes_total",
 			"Bytes on the wire of those writes (compressed where the viewer chose deflate)."),
+		passSeconds: ms.Counter("write_pass_seconds_total",
+			"Wall time the event loops spent in write passes that wrote to viewers, summed over the loops: over the loops and the time, how busy they are writing (near 1 with the loop delay growing: the gateway cannot keep up)."),
 		dispatchRecords: ms.Counter("dispatch_records_total",
 			"Records read from the dispatch stream, of rooms without viewers here too."),
 		dispatchBytes: ms.Counter("dispatch_read_bytes_total",

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -773,9 +774,21 @@ func TestShedWideWaitFollowsWriteSize(t *testing.T) {
 		t.Fatal("the flush set no wait")
 		return 0, 0
 	}
+	passed := func() float64 {
+		var m dto.Metric
+		if err := gw.s.m.passSeconds.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	before := passed()
 	small, sb := pass(3, "x")
 	if sb >= shedFrameBytes || small < 100*time.Microsecond {
 		t.Fatalf("writes of %d B: waited %v after a pass over %d viewers; want as long as the pass (ms)", sb, small, n)
+	}
+	// The wait was the pass's length: what write_pass_seconds_total added.
+	if d := passed() - before; math.Abs(d-small.Seconds()) > 1e-6 {
+		t.Fatalf("write_pass_seconds_total grew %.6f s over a pass that took %v", d, small)
 	}
 	big, bb := pass(400, strings.Repeat("弹", 40))
 	if bb < shedFrameBytes || big > gw.s.cfg.ShedFlushDelay {
