@@ -336,12 +336,17 @@ func (s *state) pace(n float64) float64 {
 }
 
 // afterPass is the loop's wait after a write pass of length pass that
-// wrote writes frames: the pacing, or on a wide loop ShedFlushMs, or the
-// pass's own length if longer, up to ShedDelayMs (gateway/flush.go).
-func (s *state) afterPass(mix loopMix, pass, writes float64) float64 {
+// wrote writes frames, its cycle being cycle: the pacing, or on a wide
+// loop ShedFlushMs, or while the hottest room's writes are below
+// shedFrameBytes on the wire, the pass's own length if longer, up to
+// ShedDelayMs (gateway/flush.go).
+func (s *state) afterPass(mix loopMix, pass, writes, cycle float64) float64 {
 	w := s.pace(writes)
 	if mix.wide {
-		w = max(w, s.in.ShedFlushMs/1e3, min(pass, s.in.ShedDelayMs/1e3))
+		w = max(w, s.in.ShedFlushMs/1e3)
+		if s.hotWrite(mix, cycle)*s.c.v("delivery_bytes")*s.wire < shedFrameBytes {
+			w = max(w, min(pass, s.in.ShedDelayMs/1e3))
+		}
 	}
 	return w
 }
@@ -361,7 +366,7 @@ func (s *state) cycle(mix loopMix, share func(float64, loopMix) float64) float64
 	for range 500 {
 		cpu, writes, _, _ := s.work(mix, cyc)
 		pass := cpu / share(cyc, mix)
-		next := max(1e-5, pass+s.afterPass(mix, pass, writes))
+		next := max(1e-5, pass+s.afterPass(mix, pass, writes, cyc))
 		if math.Abs(next-cyc) < 1e-7 {
 			return next
 		}
