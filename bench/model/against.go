@@ -47,6 +47,7 @@ type result struct {
 		LoopDelayP99Ms   float64 `json:"loop_delay_p99_ms"`
 		Writes           float64 `json:"writes"`
 		WriteBytes       float64 `json:"write_bytes"`
+		PassSeconds      float64 `json:"pass_s"`
 	} `json:"gateway"`
 	Harness struct {
 		Workers int `json:"workers"`
@@ -97,6 +98,20 @@ type BenchRun struct {
 	// rooms) and the send → viewer quantiles.
 	GatewayCores, MsgsPerWrite, Shed, LoopDelayMs, P50Ms, P99Ms float64
 	Load                                                        [2]float64
+	// Writes, WriteBytes and PassSeconds are the gateways' stream
+	// writes, their bytes and their loops' wall time in write passes
+	// over the run (PassSeconds 0: not measured).
+	Writes, WriteBytes, PassSeconds float64
+}
+
+// PassShare is the share of a core the run's write passes got: their
+// writes' CPU at the costs c over their wall time; 0 when the run did not
+// measure it.
+func (r BenchRun) PassShare(c Costs) float64 {
+	if r.PassSeconds <= 0 || r.Writes <= 0 {
+		return 0
+	}
+	return (r.Writes*c.v("write_us")*1e-6 + r.WriteBytes*c.v("write_byte_ns")*1e-9) / r.PassSeconds
 }
 
 // ReadRun reads a bench result file (bench-results/NAME.json) to model it.
@@ -135,7 +150,8 @@ func ReadRun(path string) (BenchRun, error) {
 	}
 	run := BenchRun{File: path, In: in, GatewayCores: r.Gateway.CPUTraffic / r.TrafficSecs / float64(gateways),
 		Shed: r.ShedFraction, LoopDelayMs: r.Gateway.LoopDelayP50Ms,
-		P50Ms: r.Latency.P50, P99Ms: r.Latency.P99, Load: r.Load}
+		P50Ms: r.Latency.P50, P99Ms: r.Latency.P99, Load: r.Load,
+		Writes: r.Gateway.Writes, WriteBytes: r.Gateway.WriteBytes, PassSeconds: r.Gateway.PassSeconds}
 	if r.Gateway.Writes > 0 {
 		run.MsgsPerWrite = r.Deliveries / r.Gateway.Writes
 	}
@@ -156,8 +172,9 @@ func ReadRun(path string) (BenchRun, error) {
 
 // Against writes the model's figures next to what each run measured,
 // with the model's error (model / measured - 1).
-func Against(w io.Writer, runs []BenchRun, outs []*Output, md bool) {
-	head := []string{"run", "load", "gateway CPU, cores", "msgs per write", "shed", "loop delay p50 ms", "p50 ms", "p99 ms"}
+// The pass share's measured side is the runs' writes at the costs c.
+func Against(w io.Writer, runs []BenchRun, outs []*Output, c Costs, md bool) {
+	head := []string{"run", "load", "gateway CPU, cores", "msgs per write", "pass share", "shed", "loop delay p50 ms", "p50 ms", "p99 ms"}
 	lines := [][]string{head}
 	for i, r := range runs {
 		o := outs[i]
@@ -174,7 +191,7 @@ func Against(w io.Writer, runs []BenchRun, outs []*Output, md bool) {
 			shed += fmt.Sprintf(" (%+.0f pts)", 100*(o.Shed-r.Shed))
 		}
 		lines = append(lines, []string{r.In.Name, fmt.Sprintf("%.1f → %.1f", r.Load[0], r.Load[1]),
-			pair(o.GW.Total(), r.GatewayCores, f2), pair(o.MsgsPerWrite, r.MsgsPerWrite, f1), shed,
+			pair(o.GW.Total(), r.GatewayCores, f2), pair(o.MsgsPerWrite, r.MsgsPerWrite, f1), pair(o.PassShare, r.PassShare(c), f2), shed,
 			pair(o.LoopDelayMs, r.LoopDelayMs, f0), pair(o.P50Ms, r.P50Ms, f0), pair(o.P99Ms, r.P99Ms, f0)})
 	}
 	writeLines(w, lines, md)

@@ -138,7 +138,7 @@ func compare(w io.Writer, files []string, c Costs, fs *flag.FlagSet, in Input, b
 		}
 		runs, outs = append(runs, r), append(outs, o)
 	}
-	Against(w, runs, outs, md)
+	Against(w, runs, outs, c, md)
 	for _, o := range outs {
 		for _, n := range o.Notes {
 			fmt.Fprintf(w, "%s: %s\n", o.In.Name, n)

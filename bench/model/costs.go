@@ -37,7 +37,7 @@ var costNames = []string{
 	"broker_egress_mbs", "broker_ingress_mbs",
 	"deflate_byte_ns", "pipeline_ms", "harness_frame_us", "harness_msg_us",
 	"gateway_base_cores", "harness_base_cores", "loop_spread",
-	"pipeline_base_cores", "broker_base_cores", "box_pass_eff",
+	"pipeline_base_cores", "broker_base_cores", "box_pass_eff", "box_write_wall_us",
 }
 
 //go:embed costs.json

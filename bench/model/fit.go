@@ -79,9 +79,10 @@ type fitLine struct {
 // of the loop delay of the one-room runs of 10,000 viewers or more that
 // never waited past ShedDelay (a wide loop's delay holds its waits; a
 // smaller room's passes are too short to say how much the big ones vary);
-// box_pass_eff the value whose model of those runs (bench, the same runs
-// read by ReadRun) has their messages per write closest. It returns c
-// with those replaced and the lines, for FitReport.
+// box_pass_eff and box_write_wall_us the pair whose model of those runs
+// (bench, the same runs read by ReadRun) has their passes' share of a core
+// closest (their messages per write, for runs that did not measure it). It
+// returns c with those replaced and the lines, for FitReport.
 func Fit(runs []FitRun, bench []BenchRun, c Costs, date string) (Costs, []fitLine, error) {
 	if len(runs) < 3 {
 		return nil, nil, fmt.Errorf("model: fit: %d runs, want 3 or more of different shapes", len(runs))
@@ -174,35 +175,78 @@ func Fit(runs []FitRun, bench []BenchRun, c Costs, date string) (Costs, []fitLin
 		slices.Sort(spreads)
 		set("loop_spread", spreads[len(spreads)/2], fmt.Sprintf("median of the loop delay's p99/p50 over the %d one-room runs of 10,000 viewers or more within ShedDelay: %.2f", len(spreads), spreads))
 	}
-	// box_pass_eff: the one-room runs of 5,000 viewers or more, whose
-	// writes' size the pass's speed sets.
-	best, bestErr, used := 1.0, math.Inf(1), 0
-	for eff := 0.1; eff <= 2.0001; eff += 0.01 {
-		x := out[("box_pass_eff")]
-		x.Value = eff
-		out["box_pass_eff"] = x
-		var e float64
-		used = 0
-		for _, b := range bench {
-			if b.In.Rooms != 1 || b.In.Viewers < 5000 || b.MsgsPerWrite <= 0 {
-				continue
-			}
-			o, err := Run(b.In, out)
-			if err != nil || o.MsgsPerWrite <= 0 {
-				continue
-			}
-			used++
-			d := math.Log(o.MsgsPerWrite / b.MsgsPerWrite)
-			e += d * d
-		}
-		if used > 0 && e < bestErr {
-			best, bestErr = eff, e
+	// box_pass_eff and box_write_wall_us: the one-room runs of 5,000
+	// viewers or more, whose passes' speed sets their writes' size. Where
+	// runs measured their passes' wall time (pass_s), the model's share of
+	// a core during a pass against theirs (their writes' CPU at the costs
+	// just fitted, over that time); else their messages per write.
+	var fitting []BenchRun
+	byShare := false
+	for _, b := range bench {
+		if b.In.Rooms == 1 && b.In.Viewers >= 5000 && b.MsgsPerWrite > 0 {
+			fitting = append(fitting, b)
+			byShare = byShare || b.PassShare(out) > 0
 		}
 	}
-	if used > 0 {
-		set("box_pass_eff", best, fmt.Sprintf("the value in 0.1–2 whose model of the %d one-room runs of 5,000 viewers or more has their messages per write closest (log error, rms %.0f %%)", used, 100*math.Sqrt(bestErr/float64(used))))
-	} else {
+	if byShare {
+		fitting = slices.DeleteFunc(fitting, func(b BenchRun) bool { return b.PassShare(out) <= 0 })
+	}
+	effCost, wallCost := out["box_pass_eff"], out["box_write_wall_us"]
+	score := func(eff, wall float64) float64 {
+		out["box_pass_eff"], out["box_write_wall_us"] = Cost{Value: eff}, Cost{Value: wall}
+		var e float64
+		for _, b := range fitting {
+			o, err := Run(b.In, out)
+			if err != nil || o.MsgsPerWrite <= 0 || o.PassShare <= 0 {
+				return math.Inf(1)
+			}
+			d := math.Log(o.MsgsPerWrite / b.MsgsPerWrite)
+			if byShare {
+				d = math.Log(o.PassShare / b.PassShare(out))
+			}
+			e += d * d
+		}
+		return e
+	}
+	// A coarse grid, then a fine one around its best.
+	bestEff, bestWall, bestErr := effCost.Value, wallCost.Value, math.Inf(1)
+	search := func(eff0, eff1, effStep, wall0, wall1, wallStep float64) {
+		for eff := eff0; eff <= eff1+1e-9; eff += effStep {
+			for wall := wall0; wall <= wall1+1e-9; wall += wallStep {
+				if eff <= 0 || wall < 0 {
+					continue
+				}
+				if e := score(eff, wall); e < bestErr {
+					bestEff, bestWall, bestErr = eff, wall, e
+				}
+			}
+		}
+	}
+	if len(fitting) > 0 {
+		search(0.1, 2, 0.1, 0, 20, 1)
+		if !byShare {
+			// Messages per write alone cannot tell the two apart: the
+			// pass's share only.
+			bestErr = math.Inf(1)
+			search(0.1, 2, 0.01, wallCost.Value, wallCost.Value, 1)
+		} else {
+			search(bestEff-0.1, bestEff+0.1, 0.01, bestWall-1, bestWall+1, 0.1)
+		}
+	}
+	out["box_pass_eff"], out["box_write_wall_us"] = effCost, wallCost
+	switch {
+	case len(fitting) == 0:
 		set("box_pass_eff", c.v("box_pass_eff"), "no one-room run of 5,000 viewers or more to fit it to: kept")
+		set("box_write_wall_us", c.v("box_write_wall_us"), "no one-room run of 5,000 viewers or more to fit it to: kept")
+	case !byShare:
+		set("box_pass_eff", bestEff, fmt.Sprintf("the value in 0.1–2 whose model of the %d one-room runs of 5,000 viewers or more has their messages per write closest (log error, rms %.0f %%; no run measured its passes' wall time)",
+			len(fitting), 100*math.Sqrt(bestErr/float64(len(fitting)))))
+		set("box_write_wall_us", c.v("box_write_wall_us"), "no run measured its passes' wall time (pass_s): kept")
+	default:
+		what := fmt.Sprintf("with box_pass_eff, the pair whose model of the %d one-room runs of 5,000 viewers or more that measured their passes' wall time has the share of a core a pass gets closest (log error, rms %.0f %%)",
+			len(fitting), 100*math.Sqrt(bestErr/float64(len(fitting))))
+		set("box_pass_eff", bestEff, what)
+		set("box_write_wall_us", bestWall, what)
 	}
 	return out, lines, nil
 }

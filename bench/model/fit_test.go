@@ -14,15 +14,7 @@ import (
 // adds the broker's kept one.
 func TestFitRecoversCosts(t *testing.T) {
 	c := flat(t)
-	var runs []FitRun
-	for i, shape := range [][4]float64{{20, 4e5, 7e7, 1}, {20, 2e6, 6e8, 1}, {15, 1e6, 4e9, 2}, {20, 2e6, 4e9, 2}, {15, 3e5, 4e10, 2}} {
-		secs, writes, bytes, workers := shape[0], shape[1], shape[2], shape[3]
-		frames, msgs, acc := writes*1.1, bytes/120, 1000*float64(i+1)*secs
-		runs = append(runs, FitRun{Name: string(rune('a' + i)), Secs: secs, Gateways: 1,
-			GatewayCPU: 0.2*secs + writes*5e-6 + bytes*0.25e-9, Writes: writes, WriteBytes: bytes,
-			HarnessCPU: 0.1*secs*workers + frames*3e-6 + msgs*0.005e-6, Workers: workers, Frames: frames, Msgs: msgs,
-			LogicCPU: 0.07*secs + acc*20e-6, DispatchCPU: 0.04*secs + acc*10e-6, Accepted: acc})
-	}
+	runs := madeUpRuns()
 	got, lines, err := Fit(runs, nil, c, "2026-12-07")
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +34,69 @@ func TestFitRecoversCosts(t *testing.T) {
 	}
 	if _, _, err := Fit(runs[:2], nil, c, "2026-12-07"); err == nil {
 		t.Error("a fit of 2 runs: no error")
+	}
+}
+
+// madeUpRuns are five runs of the costs TestFitRecoversCosts names.
+func madeUpRuns() []FitRun {
+	var runs []FitRun
+	for i, shape := range [][4]float64{{20, 4e5, 7e7, 1}, {20, 2e6, 6e8, 1}, {15, 1e6, 4e9, 2}, {20, 2e6, 4e9, 2}, {15, 3e5, 4e10, 2}} {
+		secs, writes, bytes, workers := shape[0], shape[1], shape[2], shape[3]
+		frames, msgs, acc := writes*1.1, bytes/120, 1000*float64(i+1)*secs
+		runs = append(runs, FitRun{Name: string(rune('a' + i)), Secs: secs, Gateways: 1,
+			GatewayCPU: 0.2*secs + writes*5e-6 + bytes*0.25e-9, Writes: writes, WriteBytes: bytes,
+			HarnessCPU: 0.1*secs*workers + frames*3e-6 + msgs*0.005e-6, Workers: workers, Frames: frames, Msgs: msgs,
+			LogicCPU: 0.07*secs + acc*20e-6, DispatchCPU: 0.04*secs + acc*10e-6, Accepted: acc})
+	}
+	return runs
+}
+
+// TestFitPassShare: one-room box runs at 100 and 1,000 msg/s whose
+// passes got the share of a core the model gives with box_pass_eff 0.8
+// and box_write_wall_us 3 (their pass_s: their writes' CPU over that
+// share) give those two back; runs that did not measure their passes
+// keep box_write_wall_us and fit box_pass_eff to their messages per write.
+func TestFitPassShare(t *testing.T) {
+	c := costs(t)
+	runs := madeUpRuns()
+	fitted, _, err := Fit(runs, nil, c, "2026-12-07")
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth := Costs{}
+	for n, v := range fitted {
+		truth[n] = v
+	}
+	truth["box_pass_eff"], truth["box_write_wall_us"] = Cost{Value: 0.8}, Cost{Value: 3}
+	var shares, sizes []BenchRun
+	for _, rate := range []float64{100, 1000} {
+		in := Input{Name: "one-room", Viewers: 19000, Rooms: 1, Rate: rate, Gateways: 1, GatewayCores: 2, GatewayConns: 19680,
+			Box: &Box{Cores: 2, Harness: true, DurationS: 20}}
+		o, err := Run(in, truth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writes := 1e6
+		bytes := writes * (o.MsgsPerWrite*truth.v("delivery_bytes") + 10)
+		pass := (writes*truth.v("write_us")*1e-6 + bytes*truth.v("write_byte_ns")*1e-9) / o.PassShare
+		shares = append(shares, BenchRun{In: in, MsgsPerWrite: o.MsgsPerWrite, Writes: writes, WriteBytes: bytes, PassSeconds: pass})
+		sizes = append(sizes, BenchRun{In: in, MsgsPerWrite: o.MsgsPerWrite})
+	}
+	got, _, err := Fit(runs, shares, c, "2026-12-07")
+	if err != nil {
+		t.Fatal(err)
+	}
+	near(t, "box_pass_eff", got.v("box_pass_eff"), 0.8, 0.011)
+	near(t, "box_write_wall_us", got.v("box_write_wall_us"), 3, 0.11)
+	if !strings.Contains(got["box_write_wall_us"].Source, "2 one-room runs") {
+		t.Errorf("source %q", got["box_write_wall_us"].Source)
+	}
+	got, _, err = Fit(runs, sizes, c, "2026-12-07")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.v("box_write_wall_us") != c.v("box_write_wall_us") || !strings.Contains(got["box_write_wall_us"].Source, "kept") {
+		t.Errorf("without pass_s: box_write_wall_us %v (%s), want %v kept", got.v("box_write_wall_us"), got["box_write_wall_us"].Source, c.v("box_write_wall_us"))
 	}
 }
 

@@ -47,6 +47,7 @@ type Output struct {
 	PipelineUtil float64    // logic's utilisation (above 1 on a box: a backlog)
 	HarnessUtil  float64    // the bench viewers' CPU need / what they get (box; above 1: a backlog)
 	LoopUtil     float64    // the hottest room's messages per loop cycle / what a write holds (box; above 1: a backlog)
+	PassShare    float64    // the share of a core an average loop gets during its write passes
 
 	Binds string   // the resource that sets the deployment's size first
 	Notes []string // what else the figures say
@@ -147,6 +148,7 @@ func (o *Output) sizeGateways(st *state) {
 	}
 	o.HarnessUtil = g.harnessUtil
 	o.LoopUtil = g.loopUtil
+	o.PassShare = g.share
 }
 
 // sizeBrokers sets the brokers: the bytes produced (times the

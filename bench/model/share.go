@@ -30,7 +30,7 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 	hw := math.Ceil(in.Viewers/harnessPerWorker) * b.Cores // workers × an epoll loop per core
 	// A loop wants what it writes in a cycle of this length, and its
 	// share of the gateway's other work.
-	cpu, _, msgs, frames := s.work(mix, cycle)
+	cpu, writes, msgs, frames := s.work(mix, cycle)
 	loopNeed := math.Min(1, cpu/cycle+other/loops)
 	if b.Harness {
 		read = (frames*c.v("harness_frame_us") + msgs*c.v("harness_msg_us")) * 1e-6
@@ -75,6 +75,13 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 	sh := s.burst(b, nl, hw, cpu, read, harnessBase/math.Max(hw, 1), beside)
 	if got[0] < loopNeed*0.999 {
 		sh = math.Min(sh, got[0])
+	}
+	// Each write wakes the bench viewer that reads it, on the same
+	// cores: box_write_wall_us of the pass's wall time per write that is
+	// not the loop's CPU (fitted to the passes' wall time the gateway
+	// measures, write_pass_seconds_total).
+	if x := s.c.v("box_write_wall_us") * 1e-6; b.Harness && x > 0 && cpu > 0 {
+		sh = sh * cpu / (cpu + writes*x*sh)
 	}
 	return math.Max(0.02, sh)
 }
@@ -209,7 +216,7 @@ func (s *state) hot(g *gw, mix loopMix, share func(float64, loopMix) float64) {
 		pass = math.Max(pass, math.Min(all/sh, g.hotCycle))
 		during = math.Min(1, all/sh/g.hotCycle)
 	}
-	wait := math.Max(g.hotCycle-pass, s.afterPass(mix, pass, mix.members[0]))
+	wait := math.Max(g.hotCycle-pass, s.afterPass(mix, pass, mix.members[0], g.hotCycle))
 	takes := s.takes(mix)
 	g.loopDelay = s.lag(mix, pass, wait)
 	q50, q99 := sendLatency(pass, wait, during, takes, 0.5), sendLatency(pass, wait, during, takes, 0.99)
