@@ -59,6 +59,7 @@ type result struct {
 	Timeline []struct {
 		T          float64 `json:"t"`
 		Phase      string  `json:"phase"`
+		GatewayCPU float64 `json:"gateway_cpu"`
 		HarnessCPU float64 `json:"harness_cpu"`
 	} `json:"timeline"`
 }
@@ -74,6 +75,25 @@ func readResult(path string) (result, error) {
 		return result{}, fmt.Errorf("model: %s: %w", path, err)
 	}
 	return r, nil
+}
+
+// trafficCores is the gateways' CPU in cores over the traffic phase: the
+// timeline's samples, weighted by their intervals. cpu_traffic_s runs on
+// to the end of the deliveries (the drain, up to the grace), which a
+// steady rate must not be divided into; without samples, it over the
+// traffic phase's length.
+func (r *result) trafficCores() float64 {
+	var cpu, secs float64
+	for i := 1; i < len(r.Timeline); i++ {
+		if p := r.Timeline[i]; p.Phase == "traffic" {
+			dt := p.T - r.Timeline[i-1].T
+			cpu, secs = cpu+p.GatewayCPU*dt, secs+dt
+		}
+	}
+	if secs < r.TrafficSecs/2 {
+		return r.Gateway.CPUTraffic / r.TrafficSecs
+	}
+	return cpu / secs
 }
 
 // accepted is the messages the run's pipeline accepted: published over
@@ -148,7 +168,7 @@ func ReadRun(path string) (BenchRun, error) {
 		// spreads a room over two gateways of its partition.
 		in.Affinity, in.AffinitySlots, in.AffinityHot = "partition", 2, float64(r.Options.AffinityHot)
 	}
-	run := BenchRun{File: path, In: in, GatewayCores: r.Gateway.CPUTraffic / r.TrafficSecs / float64(gateways),
+	run := BenchRun{File: path, In: in, GatewayCores: r.trafficCores() / float64(gateways),
 		Shed: r.ShedFraction, LoopDelayMs: r.Gateway.LoopDelayP50Ms,
 		P50Ms: r.Latency.P50, P99Ms: r.Latency.P99, Load: r.Load,
 		Writes: r.Gateway.Writes, WriteBytes: r.Gateway.WriteBytes, PassSeconds: r.Gateway.PassSeconds}
