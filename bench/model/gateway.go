@@ -50,7 +50,12 @@ type gw struct {
 	loopUtil                 float64 // the hottest room's messages per cycle / what a write holds (box)
 	share                    float64 // of a core, per event loop
 	wide                     bool    // the hottest room's loops write wide (overload)
-	shed                     float64 // share of the hottest room's messages shedding leaves out
+	// paced: an average loop waits n/FlushRate after writing to n
+	// viewers, under MaxFlushMs, and that is a tenth of its cycle or
+	// more: its share of the time writing is the pacing's, whatever its
+	// load.
+	paced bool
+	shed  float64 // share of the hottest room's messages shedding leaves out
 }
 
 // loopMix is the members of one event loop, by bucket (summed over the
@@ -114,6 +119,9 @@ func (s *state) gateway(n int) gw {
 	g.cycle = s.cycle(avg, share)
 	cpu, writes, msgs, _ := s.work(avg, g.cycle)
 	g.cpu.Write = loops * cpu / g.cycle
+	if w := writes / in.FlushRate; !avg.wide && writes > 0 && w < in.MaxFlushMs/1e3 && w >= 0.1*g.cycle {
+		g.paced = true
+	}
 	if writes > 0 {
 		g.msgsPerWrite = msgs / writes
 	}

@@ -101,8 +101,12 @@ func (o *Output) sizePipeline(c Costs) {
 }
 
 // sizeGateways sets the gateway count: enough for the connections, then
-// grown until an average gateway's CPU is within the target, unless
-// in.Gateways fixes it.
+// grown until an average gateway's CPU is within the target, or until
+// more gateways would not lower it much (its loops paced: the flush
+// pacing sets their share of the time writing, and a tenth more gateways
+// saves less than half a tenth of it, merging fewer messages a write
+// instead), unless in.Gateways fixes it. A gateway whose hottest room is
+// wide is never enough.
 func (o *Output) sizeGateways(st *state) {
 	in := o.In
 	n := int(math.Ceil(in.Viewers / in.GatewayConns))
@@ -114,6 +118,16 @@ func (o *Output) sizeGateways(st *state) {
 	for range 200 {
 		g := st.gateway(n)
 		if in.Gateways > 0 || in.Box != nil || (g.cpu.Total() <= capCores && !g.wide) {
+			break
+		}
+		// A tenth more gateways, each with a tenth less of the load,
+		// should save about that of a gateway's CPU; one whose loops are
+		// paced saves less than half of it.
+		more := max(n+1, int(math.Ceil(float64(n)*1.1)))
+		if next := st.gateway(more); g.paced && !g.wide && next.cpu.Total() > g.cpu.Total()*(1-0.5*(1-float64(n)/float64(more))) {
+			o.Binds = "gateway CPU: writing to viewers (paced)"
+			o.Notes = append(o.Notes, fmt.Sprintf("%d gateways at %.2f cores each, past the %.0f %% target: the loops' flush pacing holds it (%.1f messages a write); %d would use %.2f each and merge fewer",
+				n, g.cpu.Total(), 100*in.Target, g.msgsPerWrite, more, next.cpu.Total()))
 			break
 		}
 		fixed := g.cpu.Read

@@ -75,7 +75,8 @@ func TestSizedByConnections(t *testing.T) {
 }
 
 func TestSizedByCPU(t *testing.T) {
-	in := Input{Viewers: 100000, Rooms: 1, Rate: 10, GatewayConns: 1e6, GatewayCores: 1, Target: 0.5}
+	// Pacing next to nothing: a loop writes as soon as it can.
+	in := Input{Viewers: 100000, Rooms: 1, Rate: 10, GatewayConns: 1e6, GatewayCores: 1, Target: 0.5, FlushRate: 1e9}
 	c := flat(t)
 	o := run(t, in, c)
 	if o.Binds != "gateway CPU: writing to viewers" {
@@ -92,6 +93,29 @@ func TestSizedByCPU(t *testing.T) {
 	// cores: about 20 gateways at 0.5 (fewer as frames merge).
 	if o.Gateways < 15 || o.Gateways > 20 {
 		t.Errorf("gateways %d, want 15..20", o.Gateways)
+	}
+}
+
+// TestSizedPaced: with the default flush pacing (a loop waits 4 µs per
+// viewer written, writes costing 10 µs) a loop spends 10/14 of its time
+// writing whatever its load, until a write holds one message: past the
+// 0.5 target, the sizing stops where a tenth more gateways would save
+// less than half a tenth of the CPU, and says so, instead of adding
+// gateways that only merge less.
+func TestSizedPaced(t *testing.T) {
+	in := Input{Viewers: 100000, Rooms: 1, Rate: 10, GatewayConns: 1e6, GatewayCores: 1, Target: 0.5}
+	c := flat(t)
+	o := run(t, in, c)
+	if o.Binds != "gateway CPU: writing to viewers (paced)" || len(o.Notes) == 0 || !strings.Contains(o.Notes[0], "pacing holds it") {
+		t.Fatalf("binds %q, notes %q", o.Binds, o.Notes)
+	}
+	if cpu := o.GW.Total(); cpu < 0.5 || cpu > 10.0/14+0.02 {
+		t.Errorf("%d gateways at %.3f cores each, want past 0.5 and at most the pacing's 10/14", o.Gateways, cpu)
+	}
+	more := max(o.Gateways+1, int(math.Ceil(float64(o.Gateways)*1.1)))
+	in.Gateways = more
+	if next := run(t, in, c); next.GW.Total() <= o.GW.Total()*(1-0.5*(1-float64(o.Gateways)/float64(more))) {
+		t.Errorf("%d gateways at %.3f each would have saved enough against %d at %.3f", more, next.GW.Total(), o.Gateways, o.GW.Total())
 	}
 }
 
