@@ -158,11 +158,11 @@ type Config struct {
 	// viewers of a room under overload (docs/protocol.md, "Overload
 	// shedding"): the first answer to a room the gateway cannot write in
 	// time is fewer, bigger frames (one write per viewer per
-	// ShedFlushDelay instead of per MaxFlushDelay; while the room's
-	// writes are below 32 KiB, per write pass's duration if longer, up to
-	// ShedDelay; the loop's other rooms wait with it), and only if that
-	// is not enough does it leave messages out. Zero value means 250ms, capped at half of ShedDelay; negative
-	// is refused.
+	// ShedFlushDelay instead of per MaxFlushDelay; while the wide rooms'
+	// writes in a pass average below 32 KiB, per write pass's duration if
+	// longer, up to ShedDelay; the loop's other rooms wait with it), and
+	// only if that is not enough does it leave messages out. Zero value
+	// means 250ms, capped at half of ShedDelay; negative is refused.
 	ShedFlushDelay time.Duration
 	// manualShed (tests): no shed goroutine; the test calls shedStep.
 	manualShed bool

@@ -65,7 +65,9 @@ func (l *loop) flush(s *Server) {
 	// Frames that arrived during this flush wait out its fan-out cost.
 	// After a pass over a room under overload (shed.go) they wait
 	// ShedFlushDelay. Where a write's fixed cost is what overloads the
-	// loop (a wide room's writes below shedFrameBytes), they wait as long
+	// loop (the wide rooms' writes below shedFrameBytes on average: a
+	// small room beside a big stream does not make the loop wait for the
+	// big stream's bytes), they wait as long
 	// as the pass took if longer (up to ShedDelay): the loop then spends
 	// at most half its time writing, and each viewer gets fewer, bigger
 	// frames rather than fewer messages. Bigger writes cost mostly their
@@ -75,12 +77,12 @@ func (l *loop) flush(s *Server) {
 	var extra time.Duration
 	if l.wide {
 		wide := s.cfg.ShedFlushDelay
-		if l.wideSmall {
+		if l.wideWrites > 0 && l.wideWire < shedFrameBytes*l.wideWrites {
 			wide = max(wide, min(took, s.cfg.ShedDelay))
 		}
 		extra = max(wide-pace, 0)
 		pace += extra
-		l.wide, l.wideSmall = false, false
+		l.wide, l.wideWire, l.wideWrites = false, 0, 0
 	}
 	l.wideWait.Store(int64(extra))
 	l.out.mu.Lock()
@@ -140,9 +142,12 @@ func (l *loop) deliverRoom(s *Server, ds []delivery) int {
 	}
 	if p.msgs > 0 && p.writes > 0 {
 		storeMax(&lr.r.writeBytes, p.wire/int64(p.writes))
-		l.wideSmall = l.wideSmall || wide && p.wire/int64(p.writes) < shedFrameBytes
 		s.m.streamWrites.Add(float64(p.writes))
 		s.m.streamBytes.Add(float64(p.wire))
+	}
+	if wide {
+		l.wideWire += p.wire
+		l.wideWrites += int64(p.writes)
 	}
 	if backed >= 2 && 2*backed > viewers {
 		lr.r.backedAt.Store(max(l.passHead, 1))

@@ -62,11 +62,12 @@ type loop struct {
 	// handling: the loop's next flush waits Config.ShedFlushDelay (see
 	// shed.go). Owned by the loop.
 	wide bool
-	// wideSmall is set when such a room's writes in the running flush
-	// were below shedFrameBytes on average: a write's fixed cost is what
-	// the wait saves, and the wait stretches to the pass's length (see
-	// flush). Owned by the loop.
-	wideSmall bool
+	// wideWire and wideWrites are the bytes on the wire and the count of
+	// such rooms' stream writes in the running flush (covers of no
+	// messages too): below shedFrameBytes on average, a write's fixed
+	// cost is what the wait saves, and the wait stretches to the pass's
+	// length (see flush). Owned by the loop.
+	wideWire, wideWrites int64
 	// passWide: the running flush follows a wait for wide rooms. Owned by
 	// the loop.
 	passWide bool

@@ -29,8 +29,9 @@ import (
 //
 // The first answer to pressure costs latency, not messages: the room
 // goes "wide", and the loops with its viewers write to them at most every
-// Config.ShedFlushDelay (or every write pass's duration, if longer, up to
-// ShedDelay; the loops' other rooms wait with it and are exempt from the
+// Config.ShedFlushDelay (or, while the wide rooms' writes in a pass
+// average below shedFrameBytes, every write pass's duration if longer, up
+// to ShedDelay; the loops' other rooms wait with it and are exempt from the
 // outbound budget's drops meanwhile, as their frames grow too), so
 // each viewer gets fewer, bigger frames (a write's fixed cost, not its
 // bytes, is most of what a big room costs at a few messages per frame).
@@ -90,9 +91,10 @@ const (
 	// stream at full delivery (a pass's mean over its members, as each
 	// got it: compressed, compact; the largest over the loops) below
 	// which a wide room's lateness is taken as the cost of its writes,
-	// not of their bytes (see shedStep), and a wide loop's wait stretches
-	// to its pass's length (flush.go): on the bench machine a write's
-	// fixed cost is what its first 19 KB cost
+	// not of their bytes (see shedStep); and, over a pass's writes of wide
+	// rooms as made (thinned or not), the mean below which a wide loop's
+	// wait stretches to the pass's length (flush.go): on the bench
+	// machine a write's fixed cost is what its first 19 KB cost
 	// (bench/model/costs.json, write_us / write_byte_ns), so below this
 	// leaving messages out saves less than a bigger write does, and above
 	// it a longer wait saves little. About 256 chat messages as JSON,
