@@ -17,6 +17,7 @@ func (l *loop) flush(s *Server) {
 	l.out.mu.Lock()
 	q := l.out.q
 	l.out.q = l.spare[:0]
+	waitTo := l.out.notBefore // the end of the wait before this flush
 	l.out.mu.Unlock()
 	l.passHead = 0
 	if len(q) > 0 {
@@ -24,7 +25,8 @@ func (l *loop) flush(s *Server) {
 	}
 	// After a wait for wide rooms every room's frames are bigger: the
 	// pass exempts them all from the outbound budget's drops (outbound.go).
-	l.passWide = l.wideWait.Load() > 0
+	waited := max(l.wideWait.Load(), 0)
+	l.passWide = waited > 0
 	start := time.Now()
 	viewers := 0
 	l.lag.reset()
@@ -60,7 +62,13 @@ func (l *loop) flush(s *Server) {
 	}
 	if l.lag.head != 0 && viewers > 0 {
 		s.m.loopDelay.Observe(float64(l.lag.lag) / 1e9)
-		l.notePass(l.lag.lag, l.lag.head, time.Now().UnixNano())
+		// The wait for wide rooms before this flush is not lateness: the
+		// shed goroutine reads the delay less what of it the latest
+		// delivery sat through (not less the wait after this flush,
+		// which may be far shorter: a pass of big writes after one of
+		// small writes waits ShedFlushDelay alone).
+		sat := max(waitTo-max(l.lag.head, waitTo-waited), 0)
+		l.notePass(max(l.lag.lag-sat, 0), l.lag.head, time.Now().UnixNano())
 	}
 	// Frames that arrived during this flush wait out its fan-out cost.
 	// After a pass over a room under overload (shed.go) they wait

@@ -42,9 +42,10 @@ type loop struct {
 	}
 	// delay is the longest a delivery of the last flush waited, from
 	// being queued on this loop to being written to every member that
-	// lacked it (ns, passLag), and delayAt when that flush ended (Unix
-	// ns): how late the loop's own writes are, on this gateway's clock,
-	// read by the shed goroutine (see shed.go).
+	// lacked it (ns, passLag), less what of the wait for wide rooms
+	// before that flush it sat through, and delayAt when that flush
+	// ended (Unix ns): how late the loop's own writes are, on this
+	// gateway's clock, read by the shed goroutine (see shed.go).
 	delay, delayAt atomic.Int64
 	// delayHead is when that delivery was queued (Unix ns): a lag
 	// measured on deliveries queued before a room's last cut does not
@@ -72,8 +73,9 @@ type loop struct {
 	// the loop.
 	passWide bool
 	// wideWait is what the last flush added to the wait before the next
-	// one because of wide rooms (ns): the shed goroutine does not count
-	// it as the loop being late. Written by the loop.
+	// one because of wide rooms (ns), at the end of that wait
+	// (out.notBefore): the shed goroutine does not count it as the loop
+	// being late. Written by the loop.
 	wideWait atomic.Int64
 	// lag is the running flush's lateness (lag.go). Owned by the loop.
 	lag passLag

@@ -258,10 +258,10 @@ func (s *Server) runShed() {
 // behind returns how late the loop's writes are, all on this gateway's
 // clock: the longest wait of a delivery its last write pass wrote (from
 // being queued on the loop to being written to every member that lacked
-// it, passLag; if that pass ended within a second), or the age of the
-// oldest delivery waiting now,
-// whichever is larger, less the wait the loop adds for wide rooms; and
-// when that delivery was queued (Unix ns).
+// it, passLag, less what of the wait for wide rooms before that pass it
+// sat through; if that pass ended within a second), or the age of the
+// oldest delivery waiting now less the wait the loop adds for wide rooms
+// now, whichever is larger; and when that delivery was queued (Unix ns).
 //
 // Only the gateway's own lateness counts, never a message's age since
 // logic accepted it: a pipeline that is late before the gateway (a slow
@@ -273,15 +273,16 @@ func (l *loop) behind(now time.Time) (lag time.Duration, head int64) {
 	if ns-l.delayAt.Load() < int64(time.Second) {
 		d, head = l.delay.Load(), l.delayHead.Load()
 	}
+	// The wait wide rooms ask for is not lateness.
+	wait := max(l.wideWait.Load(), 0)
 	l.out.mu.Lock()
 	if len(l.out.q) > 0 {
-		if h := l.out.q[0].queued; ns-h > d {
-			d, head = ns-h, h
+		if h := l.out.q[0].queued; ns-h-wait > d {
+			d, head = ns-h-wait, h
 		}
 	}
 	l.out.mu.Unlock()
-	// The wait wide rooms ask for is not lateness.
-	return time.Duration(max(d-l.wideWait.Load(), 0)), head
+	return time.Duration(max(d, 0)), head
 }
 
 // shedStep decides, for every room, whether it is under pressure, cuts or

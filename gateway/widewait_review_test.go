@@ -93,6 +93,64 @@ func TestWideReviewSmallRoomBesideBigStream(t *testing.T) {
 	}
 }
 
+// TestWideReviewLateNetOfItsWait: a wide loop's pass with small writes
+// makes the next flush wait as long as it took; a batch queued as that
+// wait began is written by a pass with big writes, after which the loop
+// waits ShedFlushDelay alone. The lateness the shed goroutine reads of
+// that pass leaves out the wait the batch sat through, not the shorter
+// one that follows the pass: else the loop looks late by the difference
+// (up to ShedDelay - ShedFlushDelay), and a wide room with big writes
+// is cut for a wait that is not lateness.
+func TestWideReviewLateNetOfItsWait(t *testing.T) {
+	gw, l, vs := wideBig(t, 600)
+	publishRoom(t, gw, "big", mixed(1, 3, "x"))
+	for _, v := range vs {
+		v.NextOp(protocol.OpBatch, 5*time.Second)
+	}
+	held := make(chan struct{})
+	var waited time.Duration
+	l.execute(func() {
+		defer close(held)
+		// The small pass is done: its wait is set.
+		l.out.mu.Lock()
+		waitEnd := l.out.notBefore
+		l.out.mu.Unlock()
+		waited = time.Duration(l.wideWait.Load())
+		if !waitQueued(t, l, 1) {
+			return
+		}
+		// The big batch was queued as the wait began.
+		l.out.mu.Lock()
+		l.out.q[0].queued = waitEnd - int64(waited)
+		l.out.mu.Unlock()
+	})
+	publishRoom(t, gw, "big", mixed(4, 403, strings.Repeat("弹", 40)))
+	<-held
+	if t.Failed() {
+		t.FailNow()
+	}
+	if waited < 200*time.Microsecond {
+		t.Fatalf("the small pass's wait %v: too short to tell", waited)
+	}
+	for _, v := range vs {
+		if f := v.NextOp(protocol.OpBatch, 5*time.Second); len(f.Msgs) != 400 {
+			t.Fatalf("%d messages, want 400", len(f.Msgs))
+		}
+	}
+	var after time.Duration
+	onLoop(l, func() { after = time.Duration(l.wideWait.Load()) })
+	if after > gw.s.cfg.ShedFlushDelay {
+		t.Fatalf("after the big pass the loop waits %v, want ShedFlushDelay", after)
+	}
+	end, head := l.delayAt.Load(), l.delayHead.Load()
+	lag, _ := l.behind(time.Unix(0, end))
+	// The batch waited from head to at most end, waited of it in the
+	// wide wait.
+	if most := time.Duration(end-head) - waited; lag > most {
+		t.Fatalf("the loop reads %v late after a pass whose batch waited %v, %v of it in the wide wait: want at most %v", lag, time.Duration(end-head), waited, most)
+	}
+}
+
 // TestWideReviewCoverPassStretches: a pass over a wide room that writes
 // its viewers only a batch of no messages (the from/to marks covering
 // what shedding left out) makes writes of a few dozen bytes: a write's
