@@ -152,6 +152,10 @@ func printSummary(w io.Writer, r *Result) {
 	if p := r.PipelineCPU; len(p) > 0 {
 		fmt.Fprintf(w, "pipeline: logic %.2f CPU-s, dispatch %.2f CPU-s (traffic and drain)\n", p["logic"], p["dispatch"])
 	}
+	if n := r.Runnable; len(n) > 0 {
+		fmt.Fprintf(w, "threads running or waiting for a CPU over the traffic, on average: host %.1f, gateways %.1f, harness %.1f, logic and dispatch %.1f\n",
+			n["host"], n["gateway"], n["harness"], n["pipeline"])
+	}
 	if s := r.Storm; s != nil {
 		fmt.Fprintf(w, "storm: %d dropped, %d resumed, all resumed after %.2fs, %d incomplete histories\n", s.Dropped, s.Resumed, s.AllResumedAfter, s.Incomplete)
 	}

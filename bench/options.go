@@ -69,6 +69,10 @@ type Options struct {
 	Workers   int  `json:"workers"`
 	PerWorker int  `json:"per_worker"`
 	InProcess bool `json:"in_process,omitempty"`
+	// SampleRunnable samples, every 100 ms of the traffic phase, the
+	// threads running or waiting for a CPU: the host's and, summed, the
+	// gateways', the workers' and logic's and dispatch's (Result.Runnable).
+	SampleRunnable bool `json:"sample_runnable,omitempty"`
 	// SourceIPs is the number of local addresses 127.0.0.2.. to dial from
 	// (default: one per connsPerSourceIP connections, at least 1).
 	SourceIPs   int     `json:"source_ips"`
@@ -373,6 +377,7 @@ func harnessFlags(fs *flag.FlagSet, o *Options) {
 	fs.IntVar(&o.Workers, "workers", o.Workers, "worker processes (default one per --per-worker connections)")
 	fs.IntVar(&o.PerWorker, "per-worker", o.PerWorker, "connections per worker process (default 18000; the fd limit is per process)")
 	fs.BoolVar(&o.InProcess, "in-process", o.InProcess, "run workers as goroutines of this process")
+	fs.BoolVar(&o.SampleRunnable, "sample-runnable", o.SampleRunnable, "sample the threads running or waiting for a CPU every 100 ms of the traffic, by process kind (result: runnable; reading them costs the box a little CPU)")
 	fs.IntVar(&o.SourceIPs, "source-ips", o.SourceIPs, fmt.Sprintf("local addresses 127.0.0.2.. to dial from (default one per %d connections)", connsPerSourceIP))
 	fs.Float64Var(&o.ConnectRate, "connect-rate", o.ConnectRate, "new connections/s per worker (0: as fast as possible)")
 	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "dials in flight per worker (default 256)")

@@ -204,6 +204,12 @@ type Result struct {
 	// harness started (--gateways K) spent from the start of traffic to
 	// the end of the deliveries, by role; empty otherwise.
 	PipelineCPU map[string]float64 `json:"pipeline_cpu_s,omitempty"`
+	// Runnable is, with --sample-runnable, the threads running or waiting
+	// for a CPU over the traffic phase, averaged over samples 100 ms
+	// apart: "host" the machine's (procs_running, every process, the
+	// sampling too), "gateway", "harness" and "pipeline" (logic and
+	// dispatch, with --gateways K) each summed over its processes.
+	Runnable map[string]float64 `json:"runnable,omitempty"`
 	// Kernel is what the host's TCP stack counted during the run: memory
 	// pressure, drops and retransmit timeouts (bench/kernel.go).
 	Kernel   *KernelTCP   `json:"kernel_tcp,omitempty"`

@@ -239,6 +239,27 @@ func (r *run) pipelineCPU() map[string]float64 {
 	return out
 }
 
+// runnableKinds are the processes --sample-runnable counts, by kind:
+// the gateways, the worker processes and the pipeline the harness started.
+func (r *run) runnableKinds() map[string][]int {
+	kinds := map[string][]int{"gateway": r.gwPIDs}
+	for _, h := range r.workers {
+		if h.cmd != nil && h.cmd.Process != nil {
+			kinds["harness"] = append(kinds["harness"], h.cmd.Process.Pid)
+		}
+	}
+	if r.cl != nil {
+		var pipe []int
+		for _, s := range r.cl.servers {
+			if s.role == "logic" || s.role == "dispatch" {
+				pipe = append(pipe, s.pid())
+			}
+		}
+		kinds["pipeline"] = pipe
+	}
+	return kinds
+}
+
 // isLoopback reports whether every address's host is a loopback IP.
 func isLoopback(addrs []string) bool {
 	for _, a := range addrs {
@@ -342,6 +363,7 @@ type run struct {
 	startDeliv      int64              // deliveries when traffic started
 	cpuStart        float64            // gateway CPU when traffic started
 	pipeStart       map[string]float64 // logic and dispatch CPU when traffic started
+	runnable        *runnableSampler   // --sample-runnable, over the traffic phase
 	pub             *publisher
 	storm           *StormResult
 	dropped         bool // the storm's drop (or restart) happened, at dropTime
@@ -517,6 +539,9 @@ func (r *run) traffic() {
 	r.startDeliv = sumReports(r.workers).Deliveries
 	r.cpuStart = gwSample(r.gwPIDs).CPU
 	r.pipeStart = r.pipelineCPU()
+	if o.SampleRunnable {
+		r.runnable = startRunnable(r.runnableKinds(), runnableEvery)
+	}
 	pctx, stopPub := context.WithCancel(r.ctx)
 	pubDone := make(chan struct{})
 	if o.Rate > 0 && r.service != "" {
@@ -599,6 +624,9 @@ func (r *run) drop() {
 func (r *run) drain() (deliverEnd time.Time, gwEnd ProcSample) {
 	o, res := r.o, r.res
 	r.mon.setPhase("drain")
+	if r.runnable != nil {
+		res.Runnable = r.runnable.finish()
+	}
 	final := map[string]uint64{}
 	if r.service != "" && r.httpAddr != "" {
 		fp := newPublisher(r.httpAddr, r.service, r.rooms, r.weights, 0)
