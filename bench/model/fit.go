@@ -208,7 +208,7 @@ func Fit(runs []FitRun, bench []BenchRun, c Costs, date string) (Costs, []fitLin
 		}
 		return e
 	}
-	// A coarse grid, then a fine one around its best.
+	// A coarse grid, then finer ones around its best.
 	bestEff, bestWall, bestErr := effCost.Value, wallCost.Value, math.Inf(1)
 	search := func(eff0, eff1, effStep, wall0, wall1, wallStep float64) {
 		for eff := eff0; eff <= eff1+1e-9; eff += effStep {
@@ -223,14 +223,15 @@ func Fit(runs []FitRun, bench []BenchRun, c Costs, date string) (Costs, []fitLin
 		}
 	}
 	if len(fitting) > 0 {
-		search(0.1, 2, 0.1, 0, 20, 1)
 		if !byShare {
 			// Messages per write alone cannot tell the two apart: the
 			// pass's share only.
-			bestErr = math.Inf(1)
-			search(0.1, 2, 0.01, wallCost.Value, wallCost.Value, 1)
+			search(0.1, 2, 0.1, wallCost.Value, wallCost.Value, 1)
+			search(bestEff-0.1, bestEff+0.1, 0.01, wallCost.Value, wallCost.Value, 1)
 		} else {
-			search(bestEff-0.1, bestEff+0.1, 0.01, bestWall-1, bestWall+1, 0.1)
+			search(0.2, 2, 0.2, 0, 20, 2)
+			search(bestEff-0.2, bestEff+0.2, 0.05, bestWall-2, bestWall+2, 0.5)
+			search(bestEff-0.05, bestEff+0.05, 0.01, bestWall-0.5, bestWall+0.5, 0.1)
 		}
 	}
 	out["box_pass_eff"], out["box_write_wall_us"] = effCost, wallCost
