@@ -139,19 +139,22 @@ func TestPressure(t *testing.T) {
 
 // TestBurstShare: on a box the loops writing at once want a core each
 // and the harness's threads what they read of the pass over its length;
-// the kernel splits the cores max-min fairly. Two loops, a pass of 0.1
-// CPU-s each, 4 harness threads reading 0.1 CPU-s of each loop's pass:
-// 2 cores over 2 loops and 4 threads that want 0.05/P each: the loops get
-// s with 2s + 4·min(s/2, …) = 2, s = 0.5 (the harness wants a quarter of
-// a core each at that speed). With nothing read the loops get a core each;
-// with a thread beside that wants a core, two thirds of a core each (three
-// threads on two cores); box_pass_eff scales it.
+// those and the threads beside run first, the loops split the rest. Two
+// loops, a pass of 0.1 CPU-s each, 4 harness threads reading 0.1 CPU-s of
+// each loop's pass: 2 cores over 2 loops and 4 threads that want 0.05/P
+// each: the loops get s with 2s + 4·(s/2) = 2, s = 0.5 (the harness wants
+// a quarter of a core each at that speed). With nothing read the loops
+// get a core each; with a thread beside that wants a core, half a core
+// each (the max-min split would give three threads two thirds each);
+// with three that want half a core each, a quarter each (max-min: 0.4
+// for all five); box_pass_eff scales it.
 func TestBurstShare(t *testing.T) {
 	s := &state{c: Costs{"box_pass_eff": {Value: 1}}}
 	b := &Box{Cores: 2, Harness: true}
 	near(t, "two loops, harness reading as much", s.burst(b, 2, 4, 0.1, 0.1, 0, nil), 0.5, 1e-4)
 	near(t, "no harness", s.burst(b, 2, 4, 0.1, 0, 0, nil), 1, 1e-4)
-	near(t, "a thread beside that wants a core", s.burst(b, 2, 0, 0.1, 0, 0, []float64{1}), 2.0/3, 1e-4)
+	near(t, "a thread beside that wants a core", s.burst(b, 2, 0, 0.1, 0, 0, []float64{1}), 0.5, 1e-4)
+	near(t, "three beside that want half a core", s.burst(b, 2, 0, 0.1, 0, 0, []float64{0.5, 0.5, 0.5}), 0.25, 1e-4)
 	s.c["box_pass_eff"] = Cost{Value: 0.5}
 	near(t, "box_pass_eff 0.5, no harness", s.burst(b, 2, 4, 0.1, 0, 0, nil), 0.5, 1e-4)
 }
