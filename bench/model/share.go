@@ -27,7 +27,9 @@ func (s *state) share(n int, cycle float64, mix loopMix, g *gw) float64 {
 	pipe := []float64{in.Rate * c.v("logic_msg_us") * 1e-6, in.Rate * c.v("dispatch_msg_us") * 1e-6,
 		in.Rate * c.v("broker_msg_us") * 1e-6, c.v("pipeline_base_cores")}
 	var harness, read, harnessBase float64
-	hw := math.Ceil(in.Viewers/harnessPerWorker) * b.Cores // workers × an epoll loop per core
+	// Workers × an epoll loop per core: whole threads, at least one
+	// (a box of under a core, --box-cores 0.5, still runs a worker).
+	hw := math.Ceil(math.Ceil(in.Viewers/harnessPerWorker) * b.Cores)
 	// A loop wants what it writes in a cycle of this length, and its
 	// share of the gateway's other work.
 	cpu, writes, msgs, frames := s.work(mix, cycle)

@@ -1,0 +1,25 @@
+package model
+
+import (
+	"math"
+	"testing"
+)
+
+// TestBoxUnderOneCore: a box of less than a core (--box-cores 0.5) with
+// fewer viewers than one harness worker holds still has a harness thread:
+// the model must not index past the threads it made, and its figures stay
+// finite.
+func TestBoxUnderOneCore(t *testing.T) {
+	c := costs(t)
+	for _, cores := range []float64{0.25, 0.5, 0.9, 1.5} {
+		in := Input{Viewers: 1000, Rooms: 1, Rate: 100, Gateways: 1, GatewayCores: 2,
+			Box: &Box{Cores: cores, Harness: true, DurationS: 20}}
+		o := run(t, in, c)
+		for name, v := range map[string]float64{"gateway CPU": o.GW.Total(), "pass share": o.PassShare,
+			"harness util": o.HarnessUtil, "p99": o.P99Ms} {
+			if math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 {
+				t.Errorf("box of %v cores: %s %v", cores, name, v)
+			}
+		}
+	}
+}
