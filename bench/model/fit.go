@@ -183,6 +183,11 @@ func Fit(runs []FitRun, bench []BenchRun, c Costs, date string) (Costs, []fitLin
 	var fitting []BenchRun
 	byShare := false
 	for _, b := range bench {
+		// A run the model cannot take (no accepted messages counted: no
+		// rate) is left out, not the whole fit.
+		if _, err := Run(b.In, out); err != nil {
+			continue
+		}
 		if b.In.Rooms == 1 && b.In.Viewers >= 5000 && b.MsgsPerWrite > 0 {
 			fitting = append(fitting, b)
 			byShare = byShare || b.PassShare(out) > 0
@@ -236,9 +241,9 @@ func Fit(runs []FitRun, bench []BenchRun, c Costs, date string) (Costs, []fitLin
 	}
 	out["box_pass_eff"], out["box_write_wall_us"] = effCost, wallCost
 	switch {
-	case len(fitting) == 0:
-		set("box_pass_eff", c.v("box_pass_eff"), "no one-room run of 5,000 viewers or more to fit it to: kept")
-		set("box_write_wall_us", c.v("box_write_wall_us"), "no one-room run of 5,000 viewers or more to fit it to: kept")
+	case len(fitting) == 0 || math.IsInf(bestErr, 1):
+		set("box_pass_eff", c.v("box_pass_eff"), "no one-room run of 5,000 viewers or more the model can take to fit it to: kept")
+		set("box_write_wall_us", c.v("box_write_wall_us"), "no one-room run of 5,000 viewers or more the model can take to fit it to: kept")
 	case !byShare:
 		set("box_pass_eff", bestEff, fmt.Sprintf("the value in 0.1–2 whose model of the %d one-room runs of 5,000 viewers or more has their messages per write closest (log error, rms %.0f %%; no run measured its passes' wall time)",
 			len(fitting), 100*math.Sqrt(bestErr/float64(len(fitting)))))
