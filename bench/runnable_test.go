@@ -43,8 +43,10 @@ func TestRunnableThreads(t *testing.T) {
 	s := startRunnable(map[string][]int{"self": {os.Getpid()}, "none": nil}, 10*time.Millisecond)
 	time.Sleep(120 * time.Millisecond)
 	got := s.finish()
-	if got["self"] < spinners || got["host"] < got["self"] {
-		t.Errorf("averages %v: want self ≥ %d and host ≥ self", got, spinners)
+	// The host's count is read at another instant than the threads':
+	// only that it saw some.
+	if got["self"] < spinners || got["host"] < 1 {
+		t.Errorf("averages %v: want self ≥ %d and host ≥ 1", got, spinners)
 	}
 	if v, ok := got["none"]; !ok || v != 0 {
 		t.Errorf("a kind with no process: %v, %v; want 0 present", v, ok)

@@ -124,7 +124,10 @@ func (o *Output) sizeGateways(st *state) {
 		// should save about that of a gateway's CPU; one whose loops are
 		// paced saves less than half of it.
 		more := max(n+1, int(math.Ceil(float64(n)*1.1)))
-		if next := st.gateway(more); g.paced && !g.wide && next.cpu.Total() > g.cpu.Total()*(1-0.5*(1-float64(n)/float64(more))) {
+		// Never past pacedCeiling of its cores, though: that leaves a
+		// gateway no room for handshakes and reads whatever the pacing.
+		if next := st.gateway(more); g.paced && !g.wide && g.cpu.Total() <= pacedCeiling*float64(in.GatewayCores) &&
+			next.cpu.Total() > g.cpu.Total()*(1-0.5*(1-float64(n)/float64(more))) {
 			o.Binds = "gateway CPU: writing to viewers (paced)"
 			o.Notes = append(o.Notes, fmt.Sprintf("%d gateways at %.2f cores each, past the %.0f %% target: the loops' flush pacing holds it (%.1f messages a write); %d would use %.2f each and merge fewer",
 				n, g.cpu.Total(), 100*in.Target, g.msgsPerWrite, more, next.cpu.Total()))
@@ -164,6 +167,10 @@ func (o *Output) sizeGateways(st *state) {
 	o.LoopUtil = g.loopUtil
 	o.PassShare = g.share
 }
+
+// pacedCeiling is the most of its cores a paced gateway may use for the
+// sizing to stop at it.
+const pacedCeiling = 0.8
 
 // sizeBrokers sets the brokers: the bytes produced (times the
 // replication) and the bytes fetched (logic reads ingest; dispatch and the

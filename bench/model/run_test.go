@@ -119,6 +119,19 @@ func TestSizedPaced(t *testing.T) {
 	}
 }
 
+// TestSizedPacedCeiling: a gateway the pacing only just holds (its wait
+// a tenth of its cycle) at 91 % of its core is no place to stop: the
+// sizing goes on to at most 80 %.
+func TestSizedPacedCeiling(t *testing.T) {
+	c := costs(t)
+	for _, rate := range []float64{3325, 3330} {
+		o := run(t, Input{Viewers: 1e6, Rooms: 1, Rate: rate, GatewayConns: 2e5, GatewayCores: 1}, c)
+		if cpu := o.GW.Total(); cpu > 0.81 && o.Binds == "gateway CPU: writing to viewers (paced)" {
+			t.Errorf("%v msg/s: stopped at %d gateways, %.2f cores each, called paced", rate, o.Gateways, cpu)
+		}
+	}
+}
+
 // TestMonotone: more of the load never needs less, affinity never reads
 // more, and a busier box never answers faster.
 func TestMonotone(t *testing.T) {
