@@ -58,30 +58,7 @@ func madeUpRuns() []FitRun {
 // keep box_write_wall_us and fit box_pass_eff to their messages per write.
 func TestFitPassShare(t *testing.T) {
 	c := costs(t)
-	runs := madeUpRuns()
-	fitted, _, err := Fit(runs, nil, c, "2026-12-07")
-	if err != nil {
-		t.Fatal(err)
-	}
-	truth := Costs{}
-	for n, v := range fitted {
-		truth[n] = v
-	}
-	truth["box_pass_eff"], truth["box_write_wall_us"] = Cost{Value: 0.8}, Cost{Value: 3}
-	var shares, sizes []BenchRun
-	for _, rate := range []float64{100, 1000} {
-		in := Input{Name: "one-room", Viewers: 19000, Rooms: 1, Rate: rate, Gateways: 1, GatewayCores: 2, GatewayConns: 19680,
-			Box: &Box{Cores: 2, Harness: true, DurationS: 20}}
-		o, err := Run(in, truth)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writes := 1e6
-		bytes := writes * (o.MsgsPerWrite*truth.v("delivery_bytes") + 10)
-		pass := (writes*truth.v("write_us")*1e-6 + bytes*truth.v("write_byte_ns")*1e-9) / o.PassShare
-		shares = append(shares, BenchRun{In: in, MsgsPerWrite: o.MsgsPerWrite, Writes: writes, WriteBytes: bytes, PassSeconds: pass})
-		sizes = append(sizes, BenchRun{In: in, MsgsPerWrite: o.MsgsPerWrite})
-	}
+	runs, shares, sizes := shareRuns(t, c, 0.8, 3)
 	got, _, err := Fit(runs, shares, c, "2026-12-07")
 	if err != nil {
 		t.Fatal(err)
@@ -98,6 +75,38 @@ func TestFitPassShare(t *testing.T) {
 	if got.v("box_write_wall_us") != c.v("box_write_wall_us") || !strings.Contains(got["box_write_wall_us"].Source, "kept") {
 		t.Errorf("without pass_s: box_write_wall_us %v (%s), want %v kept", got.v("box_write_wall_us"), got["box_write_wall_us"].Source, c.v("box_write_wall_us"))
 	}
+}
+
+// shareRuns are madeUpRuns and one-room box runs at 100 and 1,000 msg/s
+// whose passes got the share of a core the model gives, at the costs
+// madeUpRuns fit, with box_pass_eff eff and box_write_wall_us wall: with
+// their pass_s (their writes' CPU over that share), and without it.
+func shareRuns(t *testing.T, c Costs, eff, wall float64) (runs []FitRun, shares, sizes []BenchRun) {
+	t.Helper()
+	runs = madeUpRuns()
+	fitted, _, err := Fit(runs, nil, c, "2026-12-07")
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth := Costs{}
+	for n, v := range fitted {
+		truth[n] = v
+	}
+	truth["box_pass_eff"], truth["box_write_wall_us"] = Cost{Value: eff}, Cost{Value: wall}
+	for _, rate := range []float64{100, 1000} {
+		in := Input{Name: "one-room", Viewers: 19000, Rooms: 1, Rate: rate, Gateways: 1, GatewayCores: 2, GatewayConns: 19680,
+			Box: &Box{Cores: 2, Harness: true, DurationS: 20}}
+		o, err := Run(in, truth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writes := 1e6
+		bytes := writes * (o.MsgsPerWrite*truth.v("delivery_bytes") + 10)
+		pass := (writes*truth.v("write_us")*1e-6 + bytes*truth.v("write_byte_ns")*1e-9) / o.PassShare
+		shares = append(shares, BenchRun{In: in, MsgsPerWrite: o.MsgsPerWrite, Writes: writes, WriteBytes: bytes, PassSeconds: pass})
+		sizes = append(sizes, BenchRun{In: in, MsgsPerWrite: o.MsgsPerWrite})
+	}
+	return runs, shares, sizes
 }
 
 // TestNNLSRelative: a negative least-squares coefficient is held at 0

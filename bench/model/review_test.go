@@ -30,29 +30,7 @@ func TestBoxUnderOneCore(t *testing.T) {
 // of the grid (which kept the old values, labelled fitted, "rms +Inf %").
 func TestFitSkipsARunItCannotModel(t *testing.T) {
 	c := costs(t)
-	runs := madeUpRuns()
-	fitted, _, err := Fit(runs, nil, c, "2026-12-07")
-	if err != nil {
-		t.Fatal(err)
-	}
-	truth := Costs{}
-	for n, v := range fitted {
-		truth[n] = v
-	}
-	truth["box_pass_eff"], truth["box_write_wall_us"] = Cost{Value: 0.8}, Cost{Value: 3}
-	var shares []BenchRun
-	for _, rate := range []float64{100, 1000} {
-		in := Input{Name: "one-room", Viewers: 19000, Rooms: 1, Rate: rate, Gateways: 1, GatewayCores: 2, GatewayConns: 19680,
-			Box: &Box{Cores: 2, Harness: true, DurationS: 20}}
-		o, err := Run(in, truth)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writes := 1e6
-		bytes := writes * (o.MsgsPerWrite*truth.v("delivery_bytes") + 10)
-		pass := (writes*truth.v("write_us")*1e-6 + bytes*truth.v("write_byte_ns")*1e-9) / o.PassShare
-		shares = append(shares, BenchRun{In: in, MsgsPerWrite: o.MsgsPerWrite, Writes: writes, WriteBytes: bytes, PassSeconds: pass})
-	}
+	runs, shares, _ := shareRuns(t, c, 0.8, 3)
 	bad := shares[0]
 	bad.In.Rate = 0 // a run whose accepted messages were not counted
 	got, _, err := Fit(runs, append(shares, bad), c, "2026-12-07")

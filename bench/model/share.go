@@ -108,24 +108,21 @@ func (s *state) burst(b *Box, nl int, hw, cpu, read, hbase float64, beside []flo
 		return 1
 	}
 	eff := s.c.v("box_pass_eff")
-	need := make([]float64, 0, nl+int(hw)+len(beside))
+	// The threads that sleep and wake (the harness reading, the
+	// pipeline, the processes' runtimes) run first; the loops, which
+	// write without sleeping, split what they leave. Beside a pass the
+	// others want the same whatever its speed; each harness thread wants
+	// what it reads of the passes over their length.
+	var others float64
+	for _, x := range beside {
+		others += math.Min(1, x)
+	}
+	threads := math.Floor(hw)
 	sh := 1.0
 	for range 100 {
-		pass := cpu / sh
-		need = need[:0]
-		for range nl {
-			need = append(need, 1)
-		}
-		for range int(hw) {
-			need = append(need, math.Min(1, float64(nl)*read/(hw*pass)+hbase))
-		}
-		need = append(need, beside...)
-		// The threads that sleep and wake (the harness reading, the
-		// pipeline, the processes' runtimes) run first; the loops,
-		// which write without sleeping, split what they leave.
-		left := b.Cores
-		for _, x := range need[nl:] {
-			left -= math.Min(1, x)
+		left := b.Cores - others
+		if threads > 0 {
+			left -= threads * math.Min(1, float64(nl)*read/(hw*cpu/sh)+hbase)
 		}
 		next := math.Min(1, math.Max(left/float64(nl), 0.01)*eff)
 		if math.Abs(next-sh) < 1e-7 {
