@@ -737,17 +737,8 @@ func covers(f protocol.ServerFrame) (from, to uint64) {
 // bigger writes it waits ShedFlushDelay alone, whatever the pass took, so
 // a loop behind on a big stream does not idle.
 func TestShedWideWaitFollowsWriteSize(t *testing.T) {
-	gw := startGW(t, func(c *Config) {
-		c.manualShed, c.Loops, c.FlushRate, c.OnlineRate, c.MaxConnsPerIP = true, 1, -1, -1, -1
-		c.ShedFlushDelay, c.ShedDelay = time.Microsecond, 10*time.Second
-	})
 	const n = 600 // a pass of milliseconds: far past ShedFlushDelay
-	vs := joinBig(t, gw, n)
-	r := gw.s.rooms.get("big")
-	r.mu.Lock()
-	gw.s.stepLocked(r, true, true, time.Now())
-	r.mu.Unlock()
-	l := gw.s.loopList()[0]
+	gw, l, vs := wideBig(t, n)
 	pub := gw.bus.Publisher(bus.StreamDispatch)
 	seq := uint64(0)
 	// pass publishes a batch of k messages, waits for every viewer to get
@@ -774,13 +765,7 @@ func TestShedWideWaitFollowsWriteSize(t *testing.T) {
 		t.Fatal("the flush set no wait")
 		return 0, 0
 	}
-	passed := func() float64 {
-		var m dto.Metric
-		if err := gw.s.m.passSeconds.Write(&m); err != nil {
-			t.Fatal(err)
-		}
-		return m.GetCounter().GetValue()
-	}
+	passed := func() float64 { return counterValue(gw.s.m.passSeconds) }
 	before := passed()
 	small, sb := pass(3, "x")
 	if sb >= shedFrameBytes || small < 100*time.Microsecond {

@@ -33,6 +33,20 @@ func makeWide(gw *testGW, name string) {
 	r.mu.Unlock()
 }
 
+// waitAfter returns, once l's flush is done, the wait it set for wide
+// rooms and how long its pass took (write_pass_seconds_total past
+// before), failing the test if the pass was too short to tell the waits
+// apart.
+func waitAfter(t *testing.T, gw *testGW, l *loop, before float64) (wait, took time.Duration) {
+	t.Helper()
+	onLoop(l, func() { wait = time.Duration(l.wideWait.Load()) })
+	took = time.Duration((counterValue(gw.s.m.passSeconds) - before) * 1e9)
+	if took < 200*time.Microsecond {
+		t.Fatalf("the pass took %v: too short to tell the waits apart", took)
+	}
+	return wait, took
+}
+
 // onLoop runs f on l and waits for it: everything the loop ran before
 // (a flush) is done by then.
 func onLoop(l *loop, f func()) {
@@ -82,12 +96,7 @@ func TestWideReviewSmallRoomBesideBigStream(t *testing.T) {
 	if f := tiny.NextOp(protocol.OpBatch, 5*time.Second); len(f.Msgs) != 3 {
 		t.Fatalf("%d messages, want 3", len(f.Msgs))
 	}
-	var wait time.Duration
-	onLoop(l, func() { wait = time.Duration(l.wideWait.Load()) })
-	took := time.Duration((counterValue(gw.s.m.passSeconds) - before) * 1e9)
-	if took < 200*time.Microsecond {
-		t.Fatalf("the pass took %v: too short to tell the waits apart", took)
-	}
+	wait, took := waitAfter(t, gw, l, before)
 	if wait > gw.s.cfg.ShedFlushDelay {
 		t.Fatalf("after a pass of %v, nearly all of it writes of 400 big messages to %d viewers, the loop waits %v; want ShedFlushDelay %v (one viewer's small write beside them stretched the wait to the pass)", took, len(vs), wait, gw.s.cfg.ShedFlushDelay)
 	}
@@ -170,12 +179,7 @@ func TestWideReviewCoverPassStretches(t *testing.T) {
 			t.Fatalf("%d messages, want none (a cover)", len(f.Msgs))
 		}
 	}
-	var wait time.Duration
-	onLoop(l, func() { wait = time.Duration(l.wideWait.Load()) })
-	took := time.Duration((counterValue(gw.s.m.passSeconds) - before) * 1e9)
-	if took < 200*time.Microsecond {
-		t.Fatalf("the pass took %v: too short to tell the waits apart", took)
-	}
+	wait, took := waitAfter(t, gw, l, before)
 	if wait < took {
 		t.Fatalf("after a pass of %v writing %d viewers a cover of %d B, the loop waits %v; want the pass's length", took, len(vs), len(payload), wait)
 	}
