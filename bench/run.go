@@ -228,12 +228,24 @@ func (r *run) pipelineCPU() map[string]float64 {
 		return nil
 	}
 	out := map[string]float64{}
-	for _, s := range r.cl.servers {
-		if s.role != "logic" && s.role != "dispatch" {
-			continue
-		}
+	for _, s := range r.pipeline() {
 		if ps, err := ReadProc(s.pid()); err == nil {
 			out[s.role] = ps.CPU
+		}
+	}
+	return out
+}
+
+// pipeline is the logic and dispatch processes the harness started (none
+// without --gateways K).
+func (r *run) pipeline() []*server {
+	if r.cl == nil {
+		return nil
+	}
+	var out []*server
+	for _, s := range r.cl.servers {
+		if s.role == "logic" || s.role == "dispatch" {
+			out = append(out, s)
 		}
 	}
 	return out
@@ -249,13 +261,10 @@ func (r *run) runnableKinds() map[string][]int {
 		}
 	}
 	if r.cl != nil {
-		var pipe []int
-		for _, s := range r.cl.servers {
-			if s.role == "logic" || s.role == "dispatch" {
-				pipe = append(pipe, s.pid())
-			}
+		kinds["pipeline"] = nil
+		for _, s := range r.pipeline() {
+			kinds["pipeline"] = append(kinds["pipeline"], s.pid())
 		}
-		kinds["pipeline"] = pipe
 	}
 	return kinds
 }
